@@ -1,0 +1,145 @@
+/**
+ * Every error scalems raises on purpose is a `ScalemsError` with a stable `code`, so that callers can
+ * branch on `instanceof` or on `code` (which survives serialisation across threads and processes).
+ */
+export class ScalemsError extends Error {
+  readonly code: string = 'SCALEMS_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Requirements (task or worker) that fail validation: the message names the path and expected type. */
+export class InvalidRequirementsError extends ScalemsError {
+  override readonly code = 'INVALID_REQUIREMENTS';
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** A task asks for more than its executor can ever provide. It fails at once instead of waiting forever. */
+export class UnsatisfiableRequirementsError extends ScalemsError {
+  override readonly code = 'UNSATISFIABLE_REQUIREMENTS';
+}
+
+/** A low-level task description (`workflow.submitDescription`) that is not valid. */
+export class InvalidTaskDescriptionError extends ScalemsError {
+  override readonly code = 'INVALID_TASK_DESCRIPTION';
+}
+
+/** A label that is already used by another task of the workflow, or a second attempt to label a task. */
+export class DuplicateLabelError extends ScalemsError {
+  override readonly code = 'DUPLICATE_LABEL';
+}
+
+/** A downstream task cannot run because one of its inputs failed or was cancelled. */
+export class UpstreamFailedError extends ScalemsError {
+  override readonly code = 'UPSTREAM_FAILED';
+  constructor(
+    message: string,
+    readonly upstreamId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The task was cancelled (by `task.cancel()`, by unsubscribing, or by shutting its scope down). */
+export class TaskCancelledError extends ScalemsError {
+  override readonly code = 'TASK_CANCELLED';
+}
+
+/** The task ran longer than its `walltime` requirement. */
+export class WalltimeExceededError extends ScalemsError {
+  override readonly code = 'WALLTIME_EXCEEDED';
+}
+
+/** The task's function threw (or its program failed); `cause` holds the original error. */
+export class TaskFailedError extends ScalemsError {
+  override readonly code = 'TASK_FAILED';
+}
+
+/** `submit()` / `withExecutor` misuse: no ambient executor or workflow in scope. */
+export class NoAmbientScopeError extends ScalemsError {
+  override readonly code = 'NO_AMBIENT_SCOPE';
+}
+
+/** Work submitted to an executor or runtime that has been shut down. */
+export class ExecutorShutdownError extends ScalemsError {
+  override readonly code = 'EXECUTOR_SHUT_DOWN';
+}
+
+/** A value (argument or result) that cannot be serialised where it has to be. */
+export class UnserializableValueError extends ScalemsError {
+  override readonly code = 'UNSERIALIZABLE_VALUE';
+}
+
+/** A value a persistent store cannot store; nothing of the batch was written. */
+export class UnstorableValueError extends ScalemsError {
+  override readonly code = 'UNSTORABLE_VALUE';
+}
+
+/** Another live process holds the store. */
+export class StoreLockedError extends ScalemsError {
+  override readonly code = 'STORE_LOCKED';
+  constructor(
+    message: string,
+    readonly holder: { pid: number; host: string; since?: string },
+  ) {
+    super(message);
+  }
+}
+
+/** The store file is damaged or not a scalems store; it is left untouched. */
+export class StoreCorruptError extends ScalemsError {
+  override readonly code = 'STORE_CORRUPT';
+}
+
+/** The store was written by another (incompatible) schema version; it is left untouched. */
+export class StoreVersionError extends ScalemsError {
+  override readonly code = 'STORE_VERSION';
+  constructor(
+    message: string,
+    readonly found: number,
+    readonly expected: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A function that cannot be sent to another thread/process/host (a closure, or not registered by name). */
+export class UnregisteredFunctionError extends ScalemsError {
+  override readonly code = 'UNREGISTERED_FUNCTION';
+}
+
+/** A worker was asked for a task name it does not know (never `eval`ed). */
+export class UnknownTaskError extends ScalemsError {
+  override readonly code = 'UNKNOWN_TASK';
+}
+
+/** The thread or process running the task died; the pool goes on. */
+export class WorkerCrashedError extends ScalemsError {
+  override readonly code = 'WORKER_CRASHED';
+}
+
+/** An executable exited non-zero or could not be started. */
+export class ExecutableFailedError extends ScalemsError {
+  override readonly code = 'EXECUTABLE_FAILED';
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    readonly stderrTail: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A path that would escape the task's working directory. */
+export class PathEscapeError extends ScalemsError {
+  override readonly code = 'PATH_ESCAPE';
+}

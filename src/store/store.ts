@@ -1,0 +1,21 @@
+/**
+ * The persistence contract of a workflow. It has the shape of idb-keyval (`get`, `set`, `setMany`,
+ * `del`, `keys`, `entries`) plus `close`, so that any key-value database can back a workflow.
+ *
+ * Keys are strings. Values are whatever the workflow hands over: plain, JSON-compatible data
+ * (task records, metadata). A store that persists to disk must reject a value it cannot store
+ * with {@link UnstorableValueError} *before* writing anything of the batch, never store half of it.
+ */
+export interface Store {
+  /** A short human-readable description, for error messages and `scalems status` ("sqlite:/x/state.sqlite"). */
+  readonly description: string;
+  get<V = unknown>(key: string): Promise<V | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  /** Writes all entries atomically (one transaction where the store has them). */
+  setMany(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
+  del(key: string): Promise<void>;
+  keys(): Promise<string[]>;
+  entries<V = unknown>(): Promise<Array<[string, V]>>;
+  /** Flushes and releases the store (and any lock it holds). Idempotent. */
+  close(): Promise<void>;
+}
