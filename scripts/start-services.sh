@@ -27,6 +27,11 @@
 #   * MPI programs are started with mpirun inside the allocation, not by direct
 #     `srun ./prog` (MpiDefault=none, no PMI wiring for direct launch).
 # test/support/services.ts exports these as mpiEnv().
+#
+# Slurm job steps (22.05): inside an allocation a plain `srun -n1` step takes all of
+# the allocation's CPUs, so concurrent steps queue ("step creation temporarily
+# disabled"). Run concurrent steps with `srun --exact -n1 ...` (own CPUs) or
+# `--overlap` (share). Cancel one step with `scancel <jobid>.<stepid>`.
 # ---------------------------------------------------------------------------------
 set -euo pipefail
 
