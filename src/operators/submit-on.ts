@@ -1,0 +1,132 @@
+import { Observable, type OperatorFunction } from 'rxjs';
+import type { Executor } from '../runtime/executor';
+import { entryOf } from '../runtime/entry';
+import { Task, outcomeError, release, retain, type Settled } from '../runtime/task';
+import { isTaskHandle } from '../task/hash';
+import { call, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
+import { taskRecord } from '../store/state';
+
+export interface SubmitOnOptions {
+  /** emit results in input order (default: as they finish) */
+  readonly ordered?: boolean;
+  /** emit `Settled` outcomes instead of values, so that a failed member does not end the stream */
+  readonly settle?: boolean;
+}
+
+type Input<R> = TaskSpec<R> | Task<R>;
+type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } ? Settled<R> : R;
+
+/**
+ * Submits each spec to `executor` and emits the results. With a function, `submitOn(ex, fn)` takes
+ * plain values (or tasks, or `Settled` outcomes, keeping the edge) and submits `fn(value)`.
+ * Tasks are submitted as inputs arrive; concurrency is the executor's. Unsubscribing cancels the
+ * in-flight tasks that nobody else awaits. Without `settle`, the first failure errors the stream.
+ */
+export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(executor: Executor, options?: S): OperatorFunction<Input<R>, Out<R, S>>;
+export function submitOn<F extends AnyFunction, S extends SubmitOnOptions | undefined = undefined>(
+  executor: Executor,
+  fn: F,
+  options?: S,
+): OperatorFunction<Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>, Out<Awaited<ReturnType<F>>, S>>;
+export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitOnOptions, maybeOptions?: SubmitOnOptions): OperatorFunction<unknown, unknown> {
+  const fn = typeof fnOrOptions === 'function' ? fnOrOptions : undefined;
+  const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
+  const toSpec = (input: unknown): TaskSpec | Task<unknown> => {
+    if (fn !== undefined) {
+      const arg = isSettled(input) ? (input.status === 'fulfilled' ? input.task : input.task) : input;
+      return call(fn, arg);
+    }
+    if (isTaskSpec(input) || input instanceof Task) return input;
+    throw new TypeError(`submitOn(executor) expects TaskSpecs (from call(fn, ...args) or task(...)) or Tasks; got ${describe(input)}. To map plain values through a function, use submitOn(executor, fn).`);
+  };
+
+  return (source) =>
+    new Observable<unknown>((subscriber) => {
+      /** tasks submitted and not yet settled, with the function that stops watching each */
+      const inflight = new Map<Task<unknown>, () => void>();
+      const done: Array<{ task: Task<unknown>; settled: boolean }> = [];
+      let sourceComplete = false;
+
+      const emit = (task: Task<unknown>): boolean => {
+        const rec = taskRecord(task.workflow.state, task.id)!;
+        const entry = entryOf(task.workflow, task.id);
+        if (rec.state === 'succeeded') {
+          subscriber.next(options.settle === true ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>) : rec.result);
+          return true;
+        }
+        const reason = outcomeError(entry, rec);
+        if (options.settle === true) {
+          subscriber.next({ status: 'rejected', reason, task } satisfies Settled<unknown>);
+          return true;
+        }
+        subscriber.error(reason);
+        return false;
+      };
+      const flushOrdered = (): void => {
+        while (done.length > 0 && done[0]!.settled) {
+          const { task } = done.shift()!;
+          if (!emit(task)) return;
+        }
+      };
+      const maybeComplete = (): void => {
+        if (sourceComplete && inflight.size === 0 && done.length === 0) subscriber.complete();
+      };
+
+      const sourceSub = source.subscribe({
+        next: (input) => {
+          let task: Task<unknown>;
+          try {
+            const specOrTask = toSpec(input);
+            task = specOrTask instanceof Task ? specOrTask : executor.submitSpec(specOrTask, { pinned: false });
+          } catch (err) {
+            subscriber.error(err);
+            return;
+          }
+          const entry = entryOf(task.workflow, task.id);
+          retain(entry);
+          const slot = { task, settled: false };
+          if (options.ordered === true) done.push(slot);
+          const stop = task.workflow.watch(task.id, (rec) => {
+            if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') settle();
+          });
+          inflight.set(task, stop);
+          const settle = (): void => {
+            stop();
+            inflight.delete(task);
+            release(entry);
+            if (options.ordered === true) {
+              slot.settled = true;
+              flushOrdered();
+            } else if (!emit(task)) return;
+            maybeComplete();
+          };
+          const state = taskRecord(task.workflow.state, task.id)?.state;
+          if (state === 'succeeded' || state === 'failed' || state === 'cancelled') settle();
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => {
+          sourceComplete = true;
+          maybeComplete();
+        },
+      });
+
+      return () => {
+        sourceSub.unsubscribe();
+        const left = [...inflight];
+        inflight.clear();
+        for (const [task, stop] of left) {
+          stop();
+          release(entryOf(task.workflow, task.id));
+        }
+      };
+    });
+}
+
+function isSettled(v: unknown): v is Settled<unknown> {
+  return typeof v === 'object' && v !== null && 'status' in v && 'task' in v && isTaskHandle((v as { task: unknown }).task);
+}
+
+function describe(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? String(v);
+  return v.constructor?.name ?? 'object';
+}

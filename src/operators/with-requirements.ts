@@ -1,0 +1,12 @@
+import { map, type OperatorFunction } from 'rxjs';
+import { validateTaskRequirements, type TaskRequirements } from '../task/requirements';
+import type { TaskSpec } from '../task/spec';
+
+/**
+ * Adds requirements to every spec that passes (over what the spec already has). The requirements are
+ * validated here, when the pipeline is built: a bad field throws `InvalidRequirementsError` naming it.
+ */
+export function withRequirements<R>(requirements: TaskRequirements): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
+  const valid = validateTaskRequirements(requirements, 'withRequirements(...)');
+  return map((spec) => ({ ...spec, requirements: spec.requirements === undefined ? valid : { ...spec.requirements, ...valid } }));
+}

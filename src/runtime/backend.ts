@@ -1,0 +1,67 @@
+import type { Observable } from 'rxjs';
+import type { TaskSpec } from '../task/spec';
+import type { TaskRequirements, WorkerRequirements } from '../task/requirements';
+import type { Workflow } from '../store/workflow';
+
+/** What one executor of a backend can provide at once. */
+export interface Capacity {
+  readonly cores: number;
+  readonly gpus: number;
+  /** MB; Infinity where the backend does not account memory */
+  readonly memoryMB: number;
+}
+
+/** A communicator between the ranks of a function task with `ranks > 1` (threads backend). */
+export interface Communicator {
+  readonly rank: number;
+  readonly size: number;
+  send(to: number, value: unknown, tag?: number): Promise<void>;
+  recv<T = unknown>(from: number, tag?: number): Promise<T>;
+  bcast<T>(value: T | undefined, root?: number): Promise<T>;
+  barrier(): Promise<void>;
+  allreduce(value: number, op?: 'sum' | 'min' | 'max' | 'prod'): Promise<number>;
+}
+
+/** One attempt of one task, as handed to a backend. */
+export interface Job {
+  readonly id: string;
+  readonly label: string | undefined;
+  readonly kind: 'function' | 'executable';
+  /** registered (or own) function name */
+  readonly name: string;
+  /** arguments with upstream results substituted */
+  readonly args: readonly unknown[];
+  /** the task's requirements merged over its executor's defaults */
+  readonly requirements: TaskRequirements;
+  readonly attempt: number;
+  /** aborted when the task is cancelled or runs out of walltime */
+  readonly signal: AbortSignal;
+  readonly workflow: Workflow;
+  /**
+   * Runs the task's function here, in this process, inside the context captured at submit and with
+   * `currentTask()` set. Only backends that run functions in-process (inProcess, virtual) call it.
+   */
+  invoke(extra?: { comm?: Communicator; workdir?: string }): unknown;
+}
+
+/**
+ * The part of a backend that serves one executor scope (for Slurm: one allocation). `run` is cold:
+ * subscribing starts the attempt, unsubscribing cancels it (and must reach the work itself). The
+ * observable emits the result once and completes, or errors with the failure.
+ */
+export interface BackendExecutor {
+  readonly capacity: Capacity;
+  /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
+  accept?(spec: TaskSpec): void;
+  run(job: Job): Observable<unknown>;
+  /** Releases what the executor scope holds (called once its tasks have settled). */
+  close(): Promise<void>;
+}
+
+export interface Backend {
+  readonly kind: string;
+  /** Opens one executor scope with these worker requirements. Throws if they can never be met. */
+  open(worker: WorkerRequirements, context: { readonly workflow: Workflow; readonly executorId: string }): BackendExecutor;
+  /** Releases the backend itself (pools, connections). */
+  shutdown?(): Promise<void>;
+}

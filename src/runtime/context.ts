@@ -1,0 +1,52 @@
+/**
+ * Ambient scope: the workflow, executor and running task that `submit()` and `currentTask()` see.
+ * The core stays free of Node imports: by default the scope is carried only synchronously; the Node
+ * entry point installs an AsyncLocalStorage-based carrier (`scalems/node`, and `scalems` on Node).
+ */
+export interface Ambient {
+  readonly workflow?: unknown;
+  readonly executor?: unknown;
+  readonly task?: unknown;
+}
+
+/** Runs a function inside a captured context (AsyncLocalStorage.snapshot() on Node). */
+export type ContextSnapshot = <R>(fn: () => R) => R;
+
+export interface ContextCarrier {
+  run<R>(scope: Ambient, fn: () => R): R;
+  get(): Ambient | undefined;
+  /** Captures the whole current async context (all AsyncLocalStorage instances, not only ours). */
+  snapshot(): ContextSnapshot;
+}
+
+/** The synchronous carrier: scope is visible during the synchronous part of `run` only. */
+function synchronousCarrier(): ContextCarrier {
+  let current: Ambient | undefined;
+  return {
+    run(scope, fn) {
+      const previous = current;
+      current = scope;
+      try {
+        return fn();
+      } finally {
+        current = previous;
+      }
+    },
+    get: () => current,
+    snapshot() {
+      const captured = current;
+      return (fn) => this.run(captured ?? {}, fn);
+    },
+  };
+}
+
+let carrier: ContextCarrier = synchronousCarrier();
+
+/** @internal Installed by the Node entry point. */
+export function setContextCarrier(c: ContextCarrier): void {
+  carrier = c;
+}
+
+export const ambient = (): Ambient => carrier.get() ?? {};
+export const runInScope = <R>(patch: Ambient, fn: () => R): R => carrier.run({ ...ambient(), ...patch }, fn);
+export const captureContext = (): ContextSnapshot => carrier.snapshot();

@@ -1,0 +1,84 @@
+import type { Workflow } from '../store/workflow';
+import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
+import type { AnyFunction, TaskSpec } from '../task/spec';
+
+export interface EncodedArgs {
+  /** arguments with task handles replaced by `{ $task: id }` */
+  readonly args: readonly unknown[];
+  /** upstream task ids, without repeats */
+  readonly inputs: readonly string[];
+  /** canonical text of the arguments, for the task's identity */
+  readonly canonical: string;
+}
+
+/** Replaces task handles (at any depth of plain arrays and objects) by references, and collects the edges. */
+export function encodeArgs(args: readonly unknown[], workflow: Workflow): EncodedArgs {
+  const inputs = new Set<string>();
+  const visit = (v: unknown): unknown => {
+    if (typeof v !== 'object' || v === null) return v;
+    if (isTaskHandle(v)) {
+      const owner = (v as { workflow?: unknown }).workflow;
+      if (owner !== undefined && owner !== workflow) {
+        throw new TypeError(`task ${v.id} belongs to another workflow; tasks can only take inputs from their own workflow`);
+      }
+      inputs.add(v.id);
+      return { $task: v.id } satisfies TaskRef;
+    }
+    if (isTaskRef(v)) {
+      inputs.add(v.$task);
+      return v;
+    }
+    if (Array.isArray(v)) {
+      let out: unknown[] | undefined;
+      for (let i = 0; i < v.length; i++) {
+        const e: unknown = v[i];
+        const r = visit(e);
+        if (r !== e) (out ??= v.slice())[i] = r;
+      }
+      return out ?? v;
+    }
+    if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+    let out: Record<string, unknown> | undefined;
+    for (const [k, e] of Object.entries(v)) {
+      const r = visit(e);
+      if (r !== e) (out ??= { ...(v as Record<string, unknown>) })[k] = r;
+    }
+    return out ?? v;
+  };
+  const encoded = args.map(visit);
+  return { args: encoded, inputs: [...inputs], canonical: canonical(encoded) };
+}
+
+/** Substitutes upstream results for references. */
+export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => unknown): unknown[] {
+  const visit = (v: unknown): unknown => {
+    if (typeof v !== 'object' || v === null) return v;
+    if (isTaskRef(v)) return resultOf(v.$task);
+    if (Array.isArray(v)) return v.map(visit);
+    if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+    return Object.fromEntries(Object.entries(v).map(([k, e]) => [k, visit(e)]));
+  };
+  return args.map(visit);
+}
+
+const sourceHashes = new WeakMap<AnyFunction, string>();
+
+/**
+ * A task's identity: its function name, arguments (upstream tasks by id) and key. An anonymous function
+ * has no name to go by, so its source text stands in for it.
+ */
+export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: string, fn: AnyFunction | undefined): string {
+  let name = spec.name;
+  if (fn !== undefined && (fn.name === '' || name === 'anonymous') && (fn as { taskName?: string }).taskName === undefined) {
+    let h = sourceHashes.get(fn);
+    if (h === undefined) sourceHashes.set(fn, (h = hash128(fn.toString()).slice(0, 8)));
+    name = `${name}~${h}`;
+  }
+  const digest = hash128(`${name}\u0000${canonicalArgs}\u0000${spec.key ?? ''}`);
+  return `${slug(spec.name)}-${digest.slice(0, 24)}`;
+}
+
+function slug(name: string): string {
+  const s = name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
+  return s.length > 0 ? s : 'task';
+}

@@ -1,0 +1,54 @@
+import { Observable } from 'rxjs';
+import type { Backend, BackendExecutor, Job } from './backend';
+import { availableCores } from './cores';
+
+export interface InProcessOptions {
+  /** cores an executor may use at once (default: the machine's) */
+  readonly cores?: number;
+}
+
+/**
+ * Runs task functions (sync or async) on this event loop. Any function works, closures included;
+ * cancellation reaches the function through `currentTask().signal`.
+ */
+export function inProcess(options: InProcessOptions = {}): Backend {
+  return {
+    kind: 'inProcess',
+    open(worker): BackendExecutor {
+      return {
+        capacity: { cores: worker.cores ?? options.cores ?? availableCores(), gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        run: (job) => runHere(job),
+        close: async () => undefined,
+      };
+    },
+  };
+}
+
+/** Invokes the job's function in this process; the observable follows its (possibly async) outcome. */
+export function runHere(job: Job): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    let result: unknown;
+    try {
+      result = job.invoke();
+    } catch (err) {
+      subscriber.error(err);
+      return;
+    }
+    if (!isThenable(result)) {
+      subscriber.next(result);
+      subscriber.complete();
+      return;
+    }
+    result.then(
+      (value) => {
+        subscriber.next(value);
+        subscriber.complete();
+      },
+      (err: unknown) => subscriber.error(err),
+    );
+  });
+}
+
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}

@@ -1,0 +1,53 @@
+import type { Workflow } from '../store/workflow';
+import type { Backend } from './backend';
+import { Executor, type ExecutorOptions } from './executor';
+
+/**
+ * A workflow bound to a backend, like a multiprocessing context: executors are opened on it.
+ * Made by `launch(workflow, backend)`.
+ */
+export class Runtime implements AsyncDisposable {
+  private readonly executors = new Set<Executor>();
+  private stopped: Promise<void> | undefined;
+
+  /** @internal use `launch()` */
+  constructor(
+    readonly workflow: Workflow,
+    readonly backend: Backend,
+  ) {}
+
+  /** @internal */
+  open(options: ExecutorOptions): Executor {
+    if (this.stopped !== undefined) throw new Error(`this ${this.backend.kind} runtime has been shut down; launch a new one`);
+    const ex = new Executor(this, options);
+    this.executors.add(ex);
+    return ex;
+  }
+
+  /** Shuts every executor down, waits for their tasks to settle, then releases the backend. */
+  shutdown(): Promise<void> {
+    this.stopped ??= (async () => {
+      await Promise.all([...this.executors].map((ex) => ex.shutdown({ wait: true })));
+      await this.backend.shutdown?.();
+    })();
+    return this.stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/** Binds a workflow to a backend: `inProcess()`, `threads(...)`, `processes()`, `slurm(...)`, `bullmq(...)`, `virtual(...)`. */
+export function launch(workflow: Workflow, backend: Backend): Runtime {
+  return new Runtime(workflow, backend);
+}
+
+/**
+ * Opens an executor scope on a runtime. `worker` says what to provision (cores, gpus, memory...);
+ * `task` gives defaults for its tasks. Both are validated here, and task defaults that the worker can
+ * never satisfy are refused here, naming both figures.
+ */
+export function executor(runtime: Runtime, options: ExecutorOptions = {}): Executor {
+  return runtime.open(options);
+}

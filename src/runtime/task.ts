@@ -1,0 +1,170 @@
+import { Observable, type Observer, type Subscribable, type Unsubscribable, observable as symbolObservable } from 'rxjs';
+import type { Workflow } from '../store/workflow';
+import { isFinal, taskRecord, type TaskRecord, type TaskStateName } from '../store/state';
+import { TASK_HANDLE } from '../task/hash';
+import { TaskCancelledError } from '../errors';
+import { reviveError } from './outcome';
+import { entryOf, type TaskEntry } from './entry';
+import { ambient } from './context';
+import type { RunningTaskScope } from './executor';
+
+/** The outcome of a task, for streams that must not end on the first failure (`submitOn(ex, { settle: true })`). */
+export type Settled<R> =
+  | { readonly status: 'fulfilled'; readonly value: R; readonly task: Task<R> }
+  | { readonly status: 'rejected'; readonly reason: unknown; readonly task: Task<R> };
+
+/**
+ * A handle on a task of a workflow: a promise of its result (`await task`) and an observable of it
+ * (`from(task)`, emits the result once and completes). Handles stay valid after their executor's scope
+ * ends; the same work submitted twice yields the same handle.
+ */
+export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
+  readonly [TASK_HANDLE] = true as const;
+
+  /** @internal handles are made by executors */
+  constructor(
+    readonly workflow: Workflow,
+    readonly id: string,
+  ) {}
+
+  /** The task's unique nickname in the workflow, if it has one. */
+  get label(): string | undefined {
+    return this.workflow.record(this.id)?.label;
+  }
+
+  /** Labels can be set once, and are unique per workflow (else `DuplicateLabelError`). */
+  set label(label: string) {
+    this.workflow.setLabel(this.id, label);
+  }
+
+  get state(): TaskStateName {
+    return this.workflow.stateOf(this.id) ?? 'new';
+  }
+
+  /** The committed record: spec, state, attempts, times, result or error. */
+  get record(): TaskRecord | undefined {
+    return taskRecord(this.workflow.state, this.id);
+  }
+
+  /** Each state the task goes through, from the current one; completes when the task settles. */
+  get state$(): Observable<TaskStateName> {
+    return new Observable<TaskStateName>((subscriber) => {
+      const first = this.record;
+      let last: TaskStateName | undefined = first?.state;
+      if (last !== undefined) subscriber.next(last);
+      if (last !== undefined && isFinal(last)) {
+        subscriber.complete();
+        return undefined;
+      }
+      return this.workflow.watch(this.id, (rec) => {
+        if (rec.state === last) return;
+        last = rec.state;
+        subscriber.next(rec.state);
+        if (isFinal(rec.state)) subscriber.complete();
+      });
+    });
+  }
+
+  /** The result: emits once and completes, or errors. Subscribing counts as awaiting the task. */
+  get result$(): Observable<R> {
+    return new Observable<R>((subscriber) => {
+      const entry = entryOf(this.workflow, this.id);
+      retain(entry);
+      const stop = onSettled(this, (rec) => {
+        deliver(entry, rec, subscriber);
+        release(entry);
+      });
+      return () => {
+        if (stop()) release(entry);
+      };
+    });
+  }
+
+  subscribe(observer?: Partial<Observer<R>> | ((value: R) => void)): Unsubscribable {
+    return this.result$.subscribe(observer);
+  }
+
+  /** RxJS interop: `from(task)` follows the task in the scheduler of the caller (virtual time in marble tests). */
+  [symbolObservable](): Subscribable<R> {
+    return this.result$;
+  }
+
+  then<A = R, B = never>(onfulfilled?: ((value: R) => A | PromiseLike<A>) | null, onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    const settled = new Promise<R>((resolve, reject) => {
+      this.result$.subscribe({ next: resolve, error: reject });
+    });
+    // A running task that waits for another gives its executor slot back meanwhile.
+    const waiter = ambient().task as RunningTaskScope | undefined;
+    const waited = waiter !== undefined && waiter.entry.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
+    return waited.then(onfulfilled, onrejected);
+  }
+
+  /** Cancels the task (and, through `UpstreamFailed`, what depends on it). The work itself is told to stop. */
+  cancel(reason?: string): void {
+    const entry = entryOf(this.workflow, this.id);
+    const err = new TaskCancelledError(reason ?? `task ${this.id} was cancelled`);
+    if (entry.cancel !== undefined) entry.cancel(err);
+    else if (!isFinal(this.state)) {
+      this.workflow.dispatch({ type: 'cancel', id: this.id, reason: { name: err.name, code: err.code, message: err.message }, now: this.workflow.now() });
+    }
+  }
+
+  toJSON(): { $task: string } {
+    return { $task: this.id };
+  }
+
+  toString(): string {
+    const label = this.label;
+    return `Task(${label !== undefined ? `${label}, ` : ''}${this.id}, ${this.state})`;
+  }
+}
+
+/** Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting). */
+function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
+  const rec = task.record;
+  if (rec !== undefined && isFinal(rec.state)) {
+    listener(rec);
+    return () => false;
+  }
+  let waiting = true;
+  const stop = task.workflow.watch(task.id, (r) => {
+    if (!isFinal(r.state) || !waiting) return;
+    waiting = false;
+    stop();
+    listener(r);
+  });
+  return () => {
+    if (!waiting) return false;
+    waiting = false;
+    stop();
+    return true;
+  };
+}
+
+function deliver<R>(entry: TaskEntry, rec: TaskRecord, subscriber: { next(v: R): void; error(e: unknown): void; complete(): void }): void {
+  if (rec.state === 'succeeded') {
+    subscriber.next(rec.result as R);
+    subscriber.complete();
+  } else {
+    subscriber.error(outcomeError(entry, rec));
+  }
+}
+
+/** The error a failed or cancelled task rejects with: the original one where this process has it. */
+export function outcomeError(entry: TaskEntry, rec: TaskRecord): unknown {
+  if (entry.error !== undefined) return entry.error;
+  return reviveError(rec.error ?? { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `task ${rec.id} was ${rec.state}` });
+}
+
+/** Marks an interest in a task's outcome. */
+export function retain(entry: TaskEntry): void {
+  entry.interest++;
+}
+
+/** Drops an interest; a task nobody awaits any more (and that was not submitted eagerly) is cancelled. */
+export function release(entry: TaskEntry): void {
+  entry.interest--;
+  if (entry.interest <= 0 && !entry.pinned && entry.cancel !== undefined) {
+    entry.cancel(new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`));
+  }
+}

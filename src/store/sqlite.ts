@@ -1,0 +1,236 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { StoreCorruptError, StoreVersionError } from '../errors';
+import type { Store } from './store';
+import { toStorableJson } from './storable';
+import { acquireFileLock, type FileLock } from './lock';
+
+/** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
+export const SQLITE_STORE_VERSION = 1;
+/** `PRAGMA application_id` of every scalems store: 'SCMS'. Any other SQLite file is not a store. */
+export const SQLITE_STORE_APPLICATION_ID = 0x53434d53;
+
+export interface SqliteStoreOptions {
+  /**
+   * Open an existing store for reading only, without taking its lock, for example to inspect a store
+   * that a running workflow holds. Writes reject. Default: false.
+   */
+  readonly?: boolean;
+  /** Run `PRAGMA quick_check` when opening (about 25 ms per 100 000 records). Default: true. */
+  verify?: boolean;
+}
+
+const SCHEMA = `
+  CREATE TABLE scalems_meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+  CREATE TABLE scalems_kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);`;
+
+/**
+ * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
+ * value as JSON text, one transaction per `setMany`. Values must be JSON data (see `assertStorable`);
+ * anything else is refused before a byte of the batch is written.
+ *
+ * Opening creates the parent directories and the file if needed, and takes the lock `<path>.lock`
+ * (see `acquireFileLock`): a store in use by another live process, or already open in this one,
+ * throws `StoreLockedError`. A file that is not a scalems store or is damaged throws
+ * `StoreCorruptError`; one of another schema version throws `StoreVersionError`. In those cases the
+ * file is not modified.
+ */
+export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
+  const dbPath = path.resolve(file);
+  const description = `sqlite:${dbPath}`;
+  if (options.readonly) {
+    if (!fs.existsSync(dbPath)) throw new Error(`${description}: no store at this path to open read-only.`);
+    return wrap(openVerified(dbPath, true, options.verify ?? true), description, undefined);
+  }
+  fs.mkdirSync(path.dirname(dbPath), { recursive: true });
+  const lock = acquireFileLock(`${dbPath}.lock`, `The store ${dbPath}`);
+  try {
+    if (!fs.existsSync(dbPath)) create(dbPath);
+    const db = openVerified(dbPath, false, options.verify ?? true);
+    db.pragma('journal_mode = WAL'); // already so since creation; this restores it if a tool changed it
+    db.pragma('synchronous = NORMAL');
+    return wrap(db, description, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/** Builds the store in a temporary file and renames it into place, so a store file is never half made. */
+function create(dbPath: string): void {
+  const temporary = `${dbPath}.creating-${process.pid}-${randomUUID()}`;
+  try {
+    const db = new Database(temporary);
+    try {
+      db.pragma(`application_id = ${SQLITE_STORE_APPLICATION_ID}`);
+      db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
+      db.exec(SCHEMA);
+      db.prepare('INSERT INTO scalems_meta (name, value) VALUES (?, ?)').run('format', 'scalems-store');
+      db.prepare('INSERT INTO scalems_meta (name, value) VALUES (?, ?)').run('created', new Date().toISOString());
+      db.pragma('journal_mode = WAL');
+    } finally {
+      db.close();
+    }
+    fs.renameSync(temporary, dbPath);
+  } finally {
+    fs.rmSync(temporary, { force: true });
+  }
+}
+
+/** Checks the header with plain reads first, so that a foreign or newer file is never opened by SQLite. */
+function inspectHeader(dbPath: string): void {
+  const header = Buffer.alloc(100);
+  let size: number;
+  const fd = fs.openSync(dbPath, 'r');
+  try {
+    size = fs.fstatSync(fd).size;
+    fs.readSync(fd, header, 0, 100, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const notAStore = `delete or move it to start a new store there, or open the intended store file`;
+  if (size < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\0') {
+    throw new StoreCorruptError(
+      `${dbPath} is not a scalems store: ${size === 0 ? 'the file is empty' : 'it is not an SQLite database'}. ` +
+        `It was left untouched; ${notAStore}.`,
+    );
+  }
+  const applicationId = header.readUInt32BE(68);
+  if (applicationId !== SQLITE_STORE_APPLICATION_ID) {
+    throw new StoreCorruptError(
+      `${dbPath} is an SQLite database but not a scalems store (application_id 0x${applicationId.toString(16)}). ` +
+        `It was left untouched; ${notAStore}.`,
+    );
+  }
+  checkVersion(dbPath, header.readInt32BE(60));
+}
+
+function checkVersion(dbPath: string, found: number): void {
+  if (found === SQLITE_STORE_VERSION) return;
+  const which = found > SQLITE_STORE_VERSION ? 'a newer' : 'an older';
+  throw new StoreVersionError(
+    `${dbPath} was written by ${which} scalems store format (version ${found}); this scalems reads version ` +
+      `${SQLITE_STORE_VERSION}. It was left untouched: open it with the scalems release that wrote it, ` +
+      'or start a new store at another path.',
+    found,
+    SQLITE_STORE_VERSION,
+  );
+}
+
+function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): Database.Database {
+  if (fs.statSync(dbPath).isDirectory()) throw new StoreCorruptError(`${dbPath} is a directory, not a store file.`);
+  inspectHeader(dbPath);
+  const db = new Database(dbPath, { readonly, fileMustExist: true });
+  try {
+    // The header said yes; now ask SQLite, which also sees changes still in the write-ahead log.
+    checkVersion(dbPath, db.pragma('user_version', { simple: true }) as number);
+    const format = db
+      .prepare("SELECT value FROM scalems_meta WHERE name = 'format'")
+      .pluck()
+      .get() as string | undefined;
+    if (format !== 'scalems-store') throw new StoreCorruptError(`${dbPath} is not a scalems store (no format marker).`);
+    if (quickCheck) {
+      const problems = (db.pragma('quick_check') as Array<{ quick_check: string }>).map((row) => row.quick_check);
+      if (problems.join() !== 'ok') {
+        const lines = problems.join('\n').split('\n').filter((line) => !line.startsWith('***'));
+        throw corrupt(dbPath, `quick_check: ${lines.slice(0, 2).join('; ')}${lines.length > 2 ? `; and ${lines.length - 2} more` : ''}`);
+      }
+    }
+    return db;
+  } catch (error) {
+    db.close();
+    throw translate(error, dbPath);
+  }
+}
+
+function corrupt(dbPath: string, detail: string): StoreCorruptError {
+  return new StoreCorruptError(
+    `${dbPath} is damaged (${detail}). It was left untouched: restore it from a backup, or move it away ` +
+      'to start a new store (the recorded workflow state is then lost).',
+  );
+}
+
+/** SQLite's "damaged file" errors become StoreCorruptError; everything else passes through. */
+function translate(error: unknown, dbPath: string): unknown {
+  if (error instanceof Database.SqliteError && /^SQLITE_(CORRUPT|NOTADB)/.test(error.code)) {
+    return corrupt(dbPath, error.message);
+  }
+  if (error instanceof Database.SqliteError && /no such table/.test(error.message)) {
+    return new StoreCorruptError(`${dbPath} is not a scalems store (${error.message}).`);
+  }
+  return error;
+}
+
+function wrap(db: Database.Database, description: string, lock: FileLock | undefined): Store {
+  const dbPath = db.name;
+  const getOne = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
+  const upsert = db.prepare(
+    'INSERT INTO scalems_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+  );
+  const deleteOne = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
+  const allKeys = db.prepare('SELECT key FROM scalems_kv ORDER BY key').pluck();
+  const allEntries = db.prepare('SELECT key, value FROM scalems_kv ORDER BY key').raw();
+  const writeBatch = db.transaction((rows: ReadonlyArray<readonly [string, string]>) => {
+    for (const [key, json] of rows) upsert.run(key, json);
+  });
+  let closed = false;
+
+  const parse = (key: string, json: string): unknown => {
+    try {
+      return JSON.parse(json);
+    } catch {
+      throw corrupt(dbPath, `the value of ${JSON.stringify(key)} is not JSON`);
+    }
+  };
+  /** Runs an operation on the open store, with SQLite's corruption errors translated. */
+  function run<T>(write: boolean, operation: () => T): T {
+    if (closed) throw new Error(`${description}: the store is closed.`);
+    if (write && lock === undefined) throw new Error(`${description} is open read-only; it cannot be written.`);
+    try {
+      return operation();
+    } catch (error) {
+      throw translate(error, dbPath);
+    }
+  }
+
+  return {
+    description,
+    async get<V>(key: string) {
+      return run(false, () => {
+        const json = getOne.get(key) as string | undefined;
+        return (json === undefined ? undefined : parse(key, json)) as V | undefined;
+      });
+    },
+    async set(key, value) {
+      run(true, () => upsert.run(key, toStorableJson(key, value)));
+    },
+    async setMany(entries) {
+      run(true, () => {
+        const rows = entries.map(([key, value]) => [key, toStorableJson(key, value)] as const);
+        if (rows.length > 0) writeBatch(rows);
+      });
+    },
+    async del(key) {
+      run(true, () => deleteOne.run(key));
+    },
+    async keys() {
+      return run(false, () => allKeys.all() as string[]);
+    },
+    async entries<V>() {
+      return run(false, () =>
+        (allEntries.all() as Array<[string, string]>).map(([key, json]) => [key, parse(key, json) as V] as [string, V]),
+      );
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        db.close();
+      } finally {
+        lock?.release();
+      }
+    },
+  };
+}

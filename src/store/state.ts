@@ -1,0 +1,70 @@
+import type { TaskRequirements } from '../task/requirements';
+import { tableGet, type Table } from './table';
+
+export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const TASK_STATES: readonly TaskStateName[] = ['new', 'submitted', 'ready', 'running', 'succeeded', 'failed', 'cancelled'];
+export const isFinal = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
+
+/** An error as recorded: enough to show it, branch on it and rebuild a typed error from it. */
+export interface RecordedError {
+  readonly name: string;
+  readonly message: string;
+  readonly code?: string;
+  readonly stack?: string;
+  /** extra structured fields of typed errors (exit code, upstream id, ...) */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** One task of the workflow, as stored. Everything here is plain data. */
+export interface TaskRecord {
+  readonly id: string;
+  readonly kind: 'function' | 'executable';
+  readonly name: string;
+  /** arguments with upstream tasks replaced by `{ $task: id }` */
+  readonly args: readonly unknown[];
+  readonly requirements: TaskRequirements;
+  readonly label?: string;
+  readonly key?: string;
+  /** the executor (of this process) the task was last submitted to */
+  readonly executor?: string;
+  /** the task that submitted this one, if any */
+  readonly parent?: string;
+  readonly state: TaskStateName;
+  readonly attempts: number;
+  readonly inputs: readonly string[];
+  readonly dependents: readonly string[];
+  /** inputs that have not succeeded yet */
+  readonly pending: number;
+  readonly submittedAt?: number;
+  readonly readyAt?: number;
+  readonly startedAt?: number;
+  readonly finishedAt?: number;
+  readonly result?: unknown;
+  readonly error?: RecordedError;
+  /** files or other artifacts produced (by executables): name → location */
+  readonly artifacts?: Readonly<Record<string, string>>;
+}
+
+export interface WorkflowState {
+  readonly name: string;
+  readonly tasks: Table<TaskRecord>;
+  /** label → task id */
+  readonly labels: Table<string>;
+  /** number of tasks in each state, kept by the reducer */
+  readonly counts: Readonly<Record<TaskStateName, number>>;
+}
+
+export function emptyState(name: string): WorkflowState {
+  return {
+    name,
+    tasks: {},
+    labels: {},
+    counts: { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 },
+  };
+}
+
+export const taskRecord = (state: WorkflowState, id: string): TaskRecord | undefined => tableGet(state.tasks, id);
+export const taskByLabel = (state: WorkflowState, label: string): TaskRecord | undefined => {
+  const id = tableGet(state.labels, label);
+  return id === undefined ? undefined : tableGet(state.tasks, id);
+};

@@ -1,0 +1,148 @@
+import { UnstorableValueError } from '../errors';
+
+/**
+ * What a persistent store accepts: JSON data that survives `JSON.stringify` → `JSON.parse` unchanged.
+ *
+ * Accepted: `null`, booleans, strings, finite numbers, arrays, and plain objects (prototype
+ * `Object.prototype` of any realm, or `null`) whose values are again storable.
+ *
+ * Refused with {@link UnstorableValueError} naming the key and the path (`task:abc.result.data[3]`):
+ * functions, symbols, bigints, `NaN` / `±Infinity`, `undefined` as the whole value or as an array
+ * element, array holes, objects with symbol keys, cycles, and every non-plain object (Date, Map, Set,
+ * RegExp, Error, typed arrays, Buffer, boxed primitives, class instances) — JSON would silently drop,
+ * change or throw on each of these, so the value read back would not be the value written.
+ *
+ * Normalised (documented, not refused): an object property whose value is `undefined` is omitted
+ * (it reads back as absent, as optional properties do in TypeScript); `-0` reads back as `0`; an
+ * object reached twice without a cycle (a shared reference) reads back as two equal copies.
+ * Not checked (too costly on large arrays, and vanishingly rare): non-index properties on arrays and
+ * non-enumerable properties on objects; JSON drops both.
+ */
+export function assertStorable(key: string, value: unknown): void {
+  if (typeof key !== 'string') {
+    throw new UnstorableValueError(`Cannot store key ${String(key)}: store keys must be strings.`);
+  }
+  if (value === undefined) {
+    refuse(key, [], 'is undefined', 'to remove a key use del(key); to store "nothing" use null');
+  }
+  check(value, key, [], []);
+}
+
+/** {@link assertStorable}, then the JSON text of the value. */
+export function toStorableJson(key: string, value: unknown): string {
+  assertStorable(key, value);
+  return JSON.stringify(value);
+}
+
+type Segment = string | number;
+
+function check(value: unknown, key: string, path: Segment[], ancestors: object[]): void {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) {
+        refuse(key, path, `is ${String(value)}`, 'JSON has no NaN or Infinity; store null or a string instead');
+      }
+      return;
+    case 'undefined':
+      refuse(key, path, 'is undefined inside an array', 'JSON would turn it into null; use null explicitly');
+      return;
+    case 'function':
+      refuse(key, path, 'is a function', 'functions cannot be stored; store its name or its result');
+      return;
+    case 'symbol':
+      refuse(key, path, 'is a symbol', 'symbols cannot be stored; use a string');
+      return;
+    case 'bigint':
+      refuse(key, path, 'is a bigint', 'convert it with String(n) (or Number(n) if it is small enough)');
+      return;
+  }
+  if (value === null) return;
+  const object = value as object;
+  if (ancestors.includes(object)) {
+    const at = formatPath(key, path.slice(0, ancestors.indexOf(object)));
+    refuse(key, path, `refers back to ${at} (a cycle)`, 'break the cycle, for example by storing an id');
+  }
+  ancestors.push(object);
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) {
+      const item: unknown = object[i];
+      if (item === undefined && !(i in object)) {
+        refuse(key, [...path, i], 'is a hole in a sparse array', 'JSON would turn it into null; fill it explicitly');
+      }
+      path.push(i);
+      check(item, key, path, ancestors);
+      path.pop();
+    }
+  } else {
+    if (!isPlainObject(object)) {
+      refuse(key, path, `is ${describeInstance(object)}`, hintFor(object));
+    }
+    if (Object.getOwnPropertySymbols(object).length > 0) {
+      refuse(key, path, 'has symbol-keyed properties', 'JSON drops them; use string keys');
+    }
+    const record = object as Record<string, unknown>;
+    for (const prop of Object.keys(record)) {
+      const item = record[prop];
+      if (item === undefined) continue; // omitted, like an absent optional property
+      path.push(prop);
+      check(item, key, path, ancestors);
+      path.pop();
+    }
+  }
+  ancestors.pop();
+}
+
+function isPlainObject(object: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(object);
+  if (proto === null || proto === Object.prototype) return true;
+  // A plain object from another realm (vm context, jest sandbox): its prototype is that realm's Object.prototype.
+  return Object.getPrototypeOf(proto) === null && Object.prototype.toString.call(object) === '[object Object]';
+}
+
+function describeInstance(object: object): string {
+  const ctor = (object as { constructor?: { name?: unknown } }).constructor;
+  return typeof ctor?.name === 'string' && ctor.name !== '' ? `an instance of ${ctor.name}` : 'a non-plain object';
+}
+
+function hintFor(object: object): string {
+  // By tag rather than instanceof, so that objects from other realms get the same hint.
+  switch (Object.prototype.toString.call(object).slice(8, -1)) {
+    case 'Date':
+      return 'store date.toISOString() or date.getTime() instead';
+    case 'Map':
+      return 'store Object.fromEntries(map) or [...map] instead';
+    case 'Set':
+      return 'store [...set] instead';
+    case 'Error':
+      return 'store { name, message, stack } instead';
+  }
+  if (ArrayBuffer.isView(object) || object instanceof ArrayBuffer) {
+    return 'store an array of numbers or a base64 string instead';
+  }
+  return 'only plain objects and arrays are stored; convert it to a plain object first';
+}
+
+function refuse(key: string, path: readonly Segment[], problem: string, hint: string): never {
+  const at = formatPath(key, path);
+  throw new UnstorableValueError(
+    `Cannot store ${JSON.stringify(key)}: the value at ${at} ${problem}; ${hint}. ` +
+      'Stores keep JSON data only (plain objects, arrays, strings, finite numbers, booleans, null). ' +
+      'Nothing was written.',
+  );
+}
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/** `task:abc` + `['result', 'data', 3]` → `task:abc.result.data[3]`. */
+export function formatPath(key: string, path: readonly Segment[]): string {
+  let out = key;
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (IDENTIFIER.test(segment)) out += `.${segment}`;
+    else out += `[${JSON.stringify(segment)}]`;
+  }
+  return out;
+}

@@ -1,0 +1,218 @@
+import { BehaviorSubject, asapScheduler, asyncScheduler, type Observable, type Subscription } from 'rxjs';
+import { Immer, current, isDraft, type Draft } from 'immer';
+import type { Store } from './store';
+import { memoryStore } from './memory';
+import { reduce, type WorkflowAction } from './reducer';
+import { emptyState, isFinal, taskRecord, type TaskRecord, type WorkflowState } from './state';
+import { tableGet } from './table';
+import { DuplicateLabelError } from '../errors';
+
+/** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
+const immer = new Immer({ autoFreeze: false });
+
+export const TASK_KEY_PREFIX = 'task:';
+
+type RecordListener = (record: TaskRecord) => void;
+
+export interface OpenWorkflowOptions {
+  /** Where records are persisted. Default: memory in a browser; a SQLite file under `.scalems/<name>/` on Node. */
+  readonly store?: Store;
+  /** The workflow's name (default `"default"`). */
+  readonly name?: string;
+}
+
+/**
+ * The state of one workflow: every task record, the dependency edges and labels, as one immer state
+ * stream. All changes go through one reducer. Changes are applied to a draft and committed in batches
+ * (one per scheduler turn: a microtask in real time, the same frame in virtual time); each commit emits
+ * `state$`, notifies only the tasks that changed, and writes only the changed records to the store.
+ */
+export class Workflow {
+  readonly name: string;
+  readonly store: Store;
+  private committed: WorkflowState;
+  private draft: Draft<WorkflowState> | undefined;
+  private dirty = new Set<string>();
+  private readied: string[] = [];
+  private flushScheduled: Subscription | undefined;
+  private readonly subject: BehaviorSubject<WorkflowState>;
+  private readonly listeners = new Map<string, Set<RecordListener>>();
+  private readonly readyListeners = new Map<string, (record: TaskRecord) => void>();
+  private readonly settledListeners = new Map<string, (record: TaskRecord) => void>();
+  private writes: Promise<void> = Promise.resolve();
+  private persistError: unknown;
+  private closed = false;
+  /** Per-process runtime companions of records (handles, live functions); owned by the runtime. */
+  readonly live = new Map<string, unknown>();
+
+  /** @internal use `openWorkflow()` */
+  constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
+    this.name = name;
+    this.store = store;
+    this.committed = emptyState(name);
+    this.subject = new BehaviorSubject(this.committed);
+    if (restored.length > 0) {
+      this.dispatch({ type: 'restore', records: restored });
+      this.flush();
+    }
+  }
+
+  /** Every committed state, starting with the current one. */
+  get state$(): Observable<WorkflowState> {
+    return this.subject.asObservable();
+  }
+
+  /** The last committed state. */
+  get state(): WorkflowState {
+    return this.committed;
+  }
+
+  /** The current record of a task, including changes not yet committed. */
+  record(id: string): TaskRecord | undefined {
+    if (this.draft === undefined) return taskRecord(this.committed, id);
+    const rec = tableGet(this.draft.tasks, id) as Draft<TaskRecord> | undefined;
+    return rec === undefined ? undefined : isDraft(rec) ? (current(rec) as TaskRecord) : (rec as TaskRecord);
+  }
+
+  /** The current state of a task without copying its record (cheap; may be uncommitted). */
+  stateOf(id: string): TaskRecord['state'] | undefined {
+    const source = this.draft ?? this.committed;
+    return (tableGet(source.tasks, id) as TaskRecord | undefined)?.state;
+  }
+
+  /** The id of the task with that label, including uncommitted changes. */
+  labelled(label: string): string | undefined {
+    return tableGet((this.draft ?? this.committed).labels, label);
+  }
+
+  /** @internal Applies an action to the pending batch. */
+  dispatch(action: WorkflowAction): void {
+    if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
+    this.draft ??= immer.createDraft(this.committed);
+    reduce(
+      this.draft,
+      action,
+      (id) => this.dirty.add(id),
+      (id) => this.readied.push(id),
+    );
+    this.flushScheduled ??= asapScheduler.schedule(() => this.flush());
+  }
+
+  /** Sets a task's label, once; labels are unique in the workflow. */
+  setLabel(id: string, label: string): void {
+    if (typeof label !== 'string' || label.length === 0) throw new TypeError('a task label must be a non-empty string');
+    const holder = this.labelled(label);
+    if (holder === id) return;
+    if (holder !== undefined) throw new DuplicateLabelError(`the label "${label}" is already used by task ${holder}; labels are unique within workflow "${this.name}"`);
+    const current = this.record(id)?.label;
+    if (current !== undefined) throw new DuplicateLabelError(`task ${id} is already labelled "${current}"; a label can be set once`);
+    this.dispatch({ type: 'label', id, label });
+  }
+
+  /** @internal Calls `listener` with the committed record each time task `id` changes. */
+  watch(id: string, listener: RecordListener): () => void {
+    let set = this.listeners.get(id);
+    if (set === undefined) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id);
+    };
+  }
+
+  /** @internal Calls `listener` with each task of `executor` that becomes ready. */
+  onReady(executor: string, listener: (record: TaskRecord) => void): () => void {
+    this.readyListeners.set(executor, listener);
+    return () => this.readyListeners.delete(executor);
+  }
+
+  /** @internal Calls `listener` with each task of `executor` that settles (succeeds, fails or is cancelled). */
+  onSettled(executor: string, listener: (record: TaskRecord) => void): () => void {
+    this.settledListeners.set(executor, listener);
+    return () => this.settledListeners.delete(executor);
+  }
+
+  /** Commits the pending batch now. */
+  flush(): void {
+    this.flushScheduled?.unsubscribe();
+    this.flushScheduled = undefined;
+    if (this.draft === undefined) return;
+    const prev = this.committed;
+    const next = immer.finishDraft(this.draft) as WorkflowState;
+    this.draft = undefined;
+    const dirty = this.dirty;
+    const readied = this.readied;
+    this.dirty = new Set();
+    this.readied = [];
+    this.committed = next;
+    this.persist(dirty, next);
+    this.subject.next(next);
+    for (const id of dirty) {
+      const rec = taskRecord(next, id)!;
+      if (isFinal(rec.state) && rec.executor !== undefined) {
+        const before = taskRecord(prev, id);
+        if (before === undefined || !isFinal(before.state)) this.settledListeners.get(rec.executor)?.(rec);
+      }
+      const set = this.listeners.get(id);
+      if (set !== undefined) for (const l of [...set]) l(rec);
+    }
+    for (const id of readied) {
+      const rec = taskRecord(next, id);
+      if (rec?.state !== 'ready' || rec.executor === undefined) continue;
+      this.readyListeners.get(rec.executor)?.(rec);
+    }
+  }
+
+  private persist(dirty: ReadonlySet<string>, state: WorkflowState): void {
+    if (dirty.size === 0) return;
+    const entries: Array<[string, unknown]> = [];
+    for (const id of dirty) entries.push([TASK_KEY_PREFIX + id, taskRecord(state, id)]);
+    this.writes = this.writes.then(
+      () => this.store.setMany(entries),
+    ).catch((err: unknown) => {
+      this.persistError ??= err;
+    });
+  }
+
+  /** Resolves once every committed change has been written to the store (rejects if a write failed). */
+  async flushed(): Promise<void> {
+    this.flush();
+    await this.writes;
+    if (this.persistError !== undefined) throw this.persistError;
+  }
+
+  /** Milliseconds on the scheduler's clock (virtual in marble tests). */
+  now(): number {
+    return asyncScheduler.now();
+  }
+
+  /** Commits and writes everything, then closes the store. Task handles keep their last state. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.flushed();
+    } finally {
+      this.closed = true;
+      this.subject.complete();
+      await this.store.close();
+    }
+  }
+}
+
+/** Opens (or reopens, restoring every record) a workflow on a store. */
+export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<Workflow> {
+  const name = options.name ?? 'default';
+  const store = options.store ?? (await defaultStoreFactory(name));
+  const records: TaskRecord[] = [];
+  for (const [key, value] of await store.entries<TaskRecord>()) {
+    if (key.startsWith(TASK_KEY_PREFIX)) records.push(value);
+  }
+  return new Workflow(name, store, records);
+}
+
+let defaultStoreFactory: (name: string) => Store | Promise<Store> = () => memoryStore();
+
+/** @internal The Node entry point makes a SQLite file the default store. */
+export function setDefaultStoreFactory(factory: (name: string) => Store | Promise<Store>): void {
+  defaultStoreFactory = factory;
+}

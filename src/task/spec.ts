@@ -1,0 +1,84 @@
+import type { TaskRequirements } from './requirements';
+import { isTaskHandle, type HasTaskId } from './hash';
+
+/** Where a spec keeps the live function for backends that run it in this process. Not serialised. */
+export const SPEC_FN: unique symbol = Symbol.for('scalems.spec.fn');
+declare const RESULT: unique symbol;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- function parameter lists are contravariant; unknown[] would reject every typed function
+export type AnyFunction = (...args: any[]) => unknown;
+
+/**
+ * A task description: plain, serialisable data. `name` resolves the function (a `defineTask` name, or the
+ * function's own name for in-process use); `args` may hold values or upstream `Task`s.
+ */
+export interface TaskSpec<R = unknown> {
+  readonly kind: 'function' | 'executable';
+  readonly name: string;
+  readonly args: readonly unknown[];
+  readonly requirements?: TaskRequirements;
+  readonly label?: string;
+  /** Distinguishes replicas of the same work: part of the task's identity. */
+  readonly key?: string;
+  /** `false`: every submission is a distinct task (numbered in submission order). Default `true`. */
+  readonly pure?: boolean;
+  readonly [SPEC_FN]?: AnyFunction;
+  /** Phantom: the result type. Never present at run time. */
+  readonly [RESULT]?: R;
+}
+
+export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
+
+/** What a task argument may be: the value itself, or an upstream task that produces it. */
+export type TaskArg<T> = T | (PromiseLike<T> & HasTaskId);
+export type TaskArgs<A extends readonly unknown[]> = { [K in keyof A]: TaskArg<A[K]> };
+
+/** A function registered by name with `defineTask`: resolvable in other threads, processes and hosts. */
+export type DefinedTask<F extends AnyFunction> = F & { readonly taskName: string };
+
+const registry = new Map<string, AnyFunction>();
+const names = new WeakMap<AnyFunction, string>();
+
+/**
+ * Registers `fn` under `name`, so that backends running elsewhere (threads, processes, Slurm steps,
+ * BullMQ workers) can find it by name in a registered module. Names are unique per process.
+ */
+export function defineTask<F extends AnyFunction>(name: string, fn: F): DefinedTask<F> {
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError('defineTask(name, fn): name must be a non-empty string');
+  if (typeof fn !== 'function') throw new TypeError(`defineTask("${name}", fn): fn must be a function`);
+  const existing = registry.get(name);
+  if (existing !== undefined && existing !== fn) {
+    throw new TypeError(`defineTask: the name "${name}" is already registered to another function; task names must be unique`);
+  }
+  registry.set(name, fn);
+  names.set(fn, name);
+  Object.defineProperty(fn, 'taskName', { value: name, enumerable: false });
+  return fn as DefinedTask<F>;
+}
+
+/** The registered function of that name, if any module of this process defined it. */
+export function lookupTask(name: string): AnyFunction | undefined {
+  return registry.get(name);
+}
+
+/** The registered name of a function, or undefined for a plain function or closure. */
+export function registeredName(fn: AnyFunction): string | undefined {
+  return names.get(fn);
+}
+
+/** The name a function is known by in task records: its registered name, else its own name. */
+export function taskNameOf(fn: AnyFunction): string {
+  return names.get(fn) ?? (fn.name !== '' ? fn.name : 'anonymous');
+}
+
+/** Pure data for "call fn with args": nothing runs until it is submitted. */
+export function call<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): TaskSpec<Awaited<ReturnType<F>>> {
+  if (typeof fn !== 'function') throw new TypeError(`call(fn, ...args): fn must be a function, got ${typeof fn}`);
+  return { kind: 'function', name: taskNameOf(fn), args, [SPEC_FN]: fn };
+}
+
+export function isTaskSpec(value: unknown): value is TaskSpec {
+  if (typeof value !== 'object' || value === null || isTaskHandle(value)) return false;
+  const v = value as Partial<TaskSpec>;
+  return (v.kind === 'function' || v.kind === 'executable') && typeof v.name === 'string' && Array.isArray(v.args);
+}

@@ -1,0 +1,1 @@
+export { virtual, type VirtualOptions } from './virtual';

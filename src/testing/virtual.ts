@@ -1,0 +1,50 @@
+import { asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
+import type { Backend, BackendExecutor, Job } from '../runtime/backend';
+import { isThenable } from '../runtime/in-process';
+
+export interface VirtualOptions {
+  /**
+   * How long each task takes, in virtual milliseconds (one marble frame is 1 ms): per task name or
+   * label, or a function of the job. Tasks not listed take `defaultDuration` (1).
+   */
+  readonly durations?: Readonly<Record<string, number>> | ((job: Job) => number);
+  readonly defaultDuration?: number;
+  /** cores per executor (default 1), unless the worker requirements say otherwise */
+  readonly cores?: number;
+  readonly gpus?: number;
+  /** Scheduler for the durations. Default: `asyncScheduler`, which `TestScheduler.run()` makes virtual. */
+  readonly scheduler?: SchedulerLike;
+}
+
+/**
+ * A backend on virtual time, for marble tests of whole workflows: each task's synchronous function
+ * runs when its duration has elapsed on the (test) scheduler. Concurrency limits, ordering, retries,
+ * walltimes and failure handling behave exactly as with the real backends.
+ */
+export function virtual(options: VirtualOptions = {}): Backend {
+  const scheduler = options.scheduler ?? asyncScheduler;
+  const durationOf = (job: Job): number => {
+    const d = options.durations;
+    if (typeof d === 'function') return d(job);
+    return (job.label !== undefined ? d?.[job.label] : undefined) ?? d?.[job.name] ?? options.defaultDuration ?? 1;
+  };
+  return {
+    kind: 'virtual',
+    open(worker): BackendExecutor {
+      return {
+        capacity: { cores: worker.cores ?? options.cores ?? 1, gpus: worker.gpus ?? options.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        run: (job) =>
+          timer(durationOf(job), scheduler).pipe(
+            map(() => {
+              const value = job.invoke();
+              if (isThenable(value)) {
+                throw new TypeError(`virtual(): task ${job.name} returned a Promise; functions on the virtual backend must be synchronous so that they run in virtual time`);
+              }
+              return value;
+            }),
+          ),
+        close: async () => undefined,
+      };
+    },
+  };
+}
