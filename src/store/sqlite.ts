@@ -73,6 +73,8 @@ function create(dbPath: string): void {
     } finally {
       db.close();
     }
+    // A -wal/-shm left from a deleted store file would be replayed onto the new one: they are orphans.
+    for (const suffix of ['-wal', '-shm']) fs.rmSync(dbPath + suffix, { force: true });
     fs.renameSync(temporary, dbPath);
   } finally {
     fs.rmSync(temporary, { force: true });

@@ -25,7 +25,12 @@ export function assertStorable(key: string, value: unknown): void {
   if (value === undefined) {
     refuse(key, [], 'is undefined', 'to remove a key use del(key); to store "nothing" use null');
   }
-  check(value, key, [], []);
+  try {
+    check(value, key, [], []);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error; // call stack exhausted
+    throw new UnstorableValueError(`Cannot store ${JSON.stringify(key)}: the value is nested too deeply. Nothing was written.`);
+  }
 }
 
 /** {@link assertStorable}, then the JSON text of the value. */

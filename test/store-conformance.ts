@@ -1,0 +1,213 @@
+import { UnstorableValueError } from '../src/errors';
+import type { Store } from '../src/store/store';
+
+/** What the store under test can do, so that the suite asks only what it promises. */
+export interface StoreCapabilities {
+  /** Values are serialised (not kept by reference): unstorable values are refused, writes are snapshots. */
+  serialises: boolean;
+}
+
+export interface OpenedStore {
+  store: Store;
+  /** For persistent stores: opens the same store again (after `store` was closed). */
+  reopen?: () => Promise<Store>;
+  cleanup?: () => Promise<void>;
+}
+
+/** The behaviour every `Store` must have. Call inside a test file; it defines a `describe` block. */
+export function storeConformance(name: string, capabilities: StoreCapabilities, open: () => Promise<OpenedStore>): void {
+  describe(`Store conformance: ${name}`, () => {
+    let opened: OpenedStore;
+    let store: Store;
+    beforeEach(async () => {
+      opened = await open();
+      store = opened.store;
+    });
+    afterEach(async () => {
+      await store.close();
+      await opened.cleanup?.();
+    });
+
+    test('has a description', () => {
+      expect(store.description).toMatch(/\S/);
+    });
+
+    test('get of a missing key is undefined, and the key is not listed', async () => {
+      expect(await store.get('missing')).toBeUndefined();
+      expect(await store.keys()).not.toContain('missing');
+    });
+
+    test('set/get round-trips nested JSON, null and edge-case strings', async () => {
+      const value = {
+        id: 'task:abc',
+        state: 'succeeded',
+        nested: { list: [1, -2.5, 1e300, 'x', true, false, null, { deep: [[[]]] }], empty: {} },
+        text: 'unicode ✓ 𝄞 "quotes" \\ \n \u0000 lone \ud800 surrogate',
+      };
+      await store.set('task:abc', value);
+      await store.set('null', null);
+      await store.set('', 'empty key');
+      await store.set('weird "key" % _ ✓', 0);
+      expect(await store.get('task:abc')).toEqual(value);
+      expect(await store.get('null')).toBeNull();
+      expect(await store.get('')).toBe('empty key');
+      expect(await store.get('weird "key" % _ ✓')).toBe(0);
+    });
+
+    test('set overwrites', async () => {
+      await store.set('k', { v: 1 });
+      await store.set('k', { v: 2, w: [3] });
+      expect(await store.get('k')).toEqual({ v: 2, w: [3] });
+      expect(await store.keys()).toEqual(['k']);
+    });
+
+    test('setMany writes every entry; a key repeated in the batch keeps its last value', async () => {
+      await store.set('a', 'old');
+      await store.setMany([
+        ['a', 1],
+        ['b', { two: 2 }],
+        ['c', [3]],
+        ['b', { two: 'last' }],
+      ]);
+      await store.setMany([]);
+      expect(Object.fromEntries(await store.entries())).toEqual({ a: 1, b: { two: 'last' }, c: [3] });
+    });
+
+    test('del removes a key; deleting a missing key is a no-op', async () => {
+      await store.setMany([
+        ['a', 1],
+        ['b', 2],
+      ]);
+      await store.del('a');
+      await store.del('never-there');
+      expect(await store.get('a')).toBeUndefined();
+      expect(await store.keys()).toEqual(['b']);
+    });
+
+    test('keys and entries stay complete and consistent over many operations (5 000 keys)', async () => {
+      const model = new Map<string, unknown>();
+      for (let start = 0; start < 5000; start += 1000) {
+        const batch: Array<[string, unknown]> = [];
+        for (let i = start; i < start + 1000; i++) batch.push([`task:${i}`, { i, state: 'submitted' }]);
+        await store.setMany(batch);
+        for (const [k, v] of batch) model.set(k, v);
+      }
+      for (let i = 0; i < 5000; i += 7) {
+        await store.set(`task:${i}`, { i, state: 'succeeded', result: [i] });
+        model.set(`task:${i}`, { i, state: 'succeeded', result: [i] });
+      }
+      for (let i = 3; i < 5000; i += 11) {
+        await store.del(`task:${i}`);
+        model.delete(`task:${i}`);
+      }
+      const keys = await store.keys();
+      const entries = await store.entries();
+      expect(new Set(keys).size).toBe(keys.length);
+      expect([...keys].sort()).toEqual([...model.keys()].sort());
+      expect(entries.map(([k]) => k)).toEqual(keys);
+      expect(new Map(entries)).toEqual(model);
+    });
+
+    test('values survive close and reopen (persistent stores)', async () => {
+      if (!opened.reopen) return; // not persistent
+      await store.setMany([
+        ['a', { nested: [1, { b: 'c' }] }],
+        ['gone', 1],
+      ]);
+      await store.del('gone');
+      await store.close();
+      store = await opened.reopen();
+      expect(await store.entries()).toEqual([['a', { nested: [1, { b: 'c' }] }]]);
+    });
+
+    test('operations after close reject; close is idempotent', async () => {
+      await store.set('a', 1);
+      await store.close();
+      await expect(store.close()).resolves.toBeUndefined();
+      await expect(store.get('a')).rejects.toThrow(/closed/);
+      await expect(store.set('a', 2)).rejects.toThrow(/closed/);
+      await expect(store.setMany([['a', 2]])).rejects.toThrow(/closed/);
+      await expect(store.del('a')).rejects.toThrow(/closed/);
+      await expect(store.keys()).rejects.toThrow(/closed/);
+      await expect(store.entries()).rejects.toThrow(/closed/);
+    });
+
+    if (!capabilities.serialises) return;
+
+    test('stores a snapshot: changing the object after set does not change the stored value', async () => {
+      const value = { list: [1] };
+      await store.set('k', value);
+      value.list.push(2);
+      expect(await store.get('k')).toEqual({ list: [1] });
+    });
+
+    test('setMany with one unstorable value throws UnstorableValueError and writes nothing of the batch', async () => {
+      await store.set('task:keep', { v: 'original' });
+      const batch: Array<[string, unknown]> = [
+        ['task:keep', { v: 'overwritten?' }],
+        ['task:new', { v: 1 }],
+        ['task:abc', { result: { data: [0, 1, 2, () => 3] } }],
+        ['task:after', { v: 2 }],
+      ];
+      const error = await store.setMany(batch).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(UnstorableValueError);
+      expect((error as Error).message).toContain('task:abc.result.data[3]');
+      expect((error as Error).message).toContain('function');
+      expect(await store.entries()).toEqual([['task:keep', { v: 'original' }]]);
+    });
+
+    class Point {
+      constructor(readonly x: number) {}
+    }
+    const cyclic: Record<string, unknown> = { a: { b: [] as unknown[] } };
+    ((cyclic.a as Record<string, unknown>).b as unknown[]).push(cyclic);
+    const refused: Array<[string, unknown, string | RegExp]> = [
+      ['function property', { meta: { fn: () => 1 } }, 'k.meta.fn is a function'],
+      ['bigint', { n: 10n }, 'k.n is a bigint'],
+      ['symbol value', { s: Symbol('s') }, 'k.s is a symbol'],
+      ['symbol key', { [Symbol('s')]: 1 }, 'symbol-keyed'],
+      ['NaN', { x: [NaN] }, 'k.x[0] is NaN'],
+      ['Infinity', { x: -Infinity }, 'k.x is -Infinity'],
+      ['undefined value', undefined, /k is undefined.*del\(key\)/],
+      ['undefined in an array', [1, undefined], 'k[1] is undefined'],
+      ['array hole', [1, , 3], 'k[1] is a hole'], // eslint-disable-line no-sparse-arrays
+      ['Date', { when: new Date(0) }, /k\.when is an instance of Date.*toISOString/],
+      ['Map', { m: new Map() }, 'k.m is an instance of Map'],
+      ['Error', { e: new Error('x') }, /k\.e is an instance of Error.*message/],
+      ['Uint8Array', { b: new Uint8Array(2) }, 'k.b is an instance of Uint8Array'],
+      ['class instance', { p: new Point(1) }, 'k.p is an instance of Point'],
+      ['cycle', cyclic, 'k.a.b[0] refers back to k (a cycle)'],
+      ['non-identifier property', { 'a b': { c: () => 0 } }, 'k["a b"].c is a function'],
+    ];
+    test.each(refused)('refuses %s, naming the path, and writes nothing', async (_, value, message) => {
+      await store.set('k', 'before');
+      const error = await store.set('k', value).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(UnstorableValueError);
+      expect((error as Error).message).toMatch(message);
+      expect(await store.get('k')).toBe('before');
+    });
+
+    test('refuses a value nested too deeply to walk, instead of crashing', async () => {
+      let deep: unknown = 0;
+      for (let i = 0; i < 200_000; i++) deep = [deep];
+      await expect(store.set('k', deep)).rejects.toThrow(UnstorableValueError);
+      expect(await store.get('k')).toBeUndefined();
+    });
+
+    test('accepts what JSON keeps: undefined properties (omitted), shared references, null-prototype objects', async () => {
+      const shared = { s: 1 };
+      const bare = Object.create(null) as Record<string, unknown>;
+      bare.x = 1;
+      await store.set('k', { opt: undefined, a: shared, b: shared, bare });
+      const back = await store.get<Record<string, unknown>>('k');
+      expect(back).toEqual({ a: { s: 1 }, b: { s: 1 }, bare: { x: 1 } });
+      expect(back && 'opt' in back && back.opt !== undefined).toBe(false);
+    });
+  });
+}

@@ -1,0 +1,249 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
+import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
+import type { Store } from '../src/store/store';
+
+let dir: string;
+let file: string;
+const open: Store[] = [];
+const openStore = (...args: Parameters<typeof sqliteStore>): Store => {
+  const store = sqliteStore(...args);
+  open.push(store);
+  return store;
+};
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-sqlite-'));
+  file = path.join(dir, 'state.sqlite');
+});
+afterEach(async () => {
+  for (const store of open.splice(0)) await store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** The error a synchronous call throws (fails the test if it does not throw). */
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected a throw');
+}
+
+describe('sqliteStore file format', () => {
+  test('creates parent directories and a WAL-mode file marked as a scalems store of this version', async () => {
+    const nested = path.join(dir, 'a', 'b', 'state.sqlite');
+    const store = openStore(nested);
+    await store.set('k', 1);
+    const raw = new Database(nested, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(raw.pragma('application_id', { simple: true })).toBe(SQLITE_STORE_APPLICATION_ID);
+      expect(raw.pragma('user_version', { simple: true })).toBe(SQLITE_STORE_VERSION);
+      expect(raw.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get('k')).toBe('1');
+    } finally {
+      raw.close();
+    }
+    expect(store.description).toBe(`sqlite:${nested}`);
+  });
+
+  test('a new store ignores a -wal file orphaned by deleting an old store file', async () => {
+    const old = sqliteStore(file);
+    await old.set('old', 'data');
+    const orphan = fs.readFileSync(`${file}-wal`);
+    await old.close();
+    fs.unlinkSync(file);
+    fs.writeFileSync(`${file}-wal`, orphan);
+    expect(await openStore(file).entries()).toEqual([]);
+  });
+});
+
+describe('sqliteStore refuses files it does not recognise, and leaves them untouched', () => {
+  /** Asserts that opening `file` throws `type`, and that the directory's files and bytes are unchanged. */
+  function expectRefusedUntouched(type: new (...args: never[]) => Error, message: RegExp): Error {
+    const before = snapshot(dir);
+    const error = thrown(() => openStore(file));
+    expect(error).toBeInstanceOf(type);
+    expect(error.message).toContain(file);
+    expect(error.message).toMatch(message);
+    expect(snapshot(dir)).toEqual(before); // same files (no lock, -wal, -shm left), same bytes
+    return error;
+  }
+
+  test('a file that is not SQLite', () => {
+    fs.writeFileSync(file, 'PK\u0003\u0004 this is a zip file, or anything else'.repeat(100));
+    expectRefusedUntouched(StoreCorruptError, /not an SQLite database.*untouched/);
+  });
+
+  test('an empty file', () => {
+    fs.writeFileSync(file, '');
+    expectRefusedUntouched(StoreCorruptError, /empty/);
+  });
+
+  test('an SQLite database of another application', () => {
+    const other = new Database(file);
+    other.exec('CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES (1);');
+    other.close();
+    expectRefusedUntouched(StoreCorruptError, /SQLite database but not a scalems store/);
+  });
+
+  test('a store of another schema version', async () => {
+    const store = sqliteStore(file);
+    await store.set('task:1', { state: 'succeeded' });
+    await store.close();
+    const raw = new Database(file);
+    raw.pragma('user_version = 99');
+    raw.close();
+    const error = expectRefusedUntouched(StoreVersionError, /newer scalems store format \(version 99\).*reads version 1/);
+    expect(error).toMatchObject({ found: 99, expected: SQLITE_STORE_VERSION });
+  });
+
+  test('a damaged store (pages overwritten)', async () => {
+    const store = sqliteStore(file);
+    for (let i = 0; i < 4; i++) {
+      await store.setMany(Array.from({ length: 500 }, (_, j) => [`task:${i}-${j}`, { payload: 'x'.repeat(200) }] as const));
+    }
+    await store.close();
+    const bytes = fs.readFileSync(file);
+    const pageSize = bytes.readUInt16BE(16);
+    bytes.fill(0x5a, 3 * pageSize, 8 * pageSize); // scribble over b-tree pages, keep the header
+    fs.writeFileSync(file, bytes);
+    expectRefusedUntouched(StoreCorruptError, /is damaged.*untouched/);
+  });
+});
+
+describe('sqliteStore lock', () => {
+  const lockFile = (): string => `${file}.lock`;
+  const readLock = (): { pid: number; host: string; since: string } => JSON.parse(fs.readFileSync(lockFile(), 'utf8'));
+
+  test('is a lock file naming this process while open, removed on close', async () => {
+    const store = sqliteStore(file);
+    expect(readLock()).toMatchObject({ pid: process.pid, host: os.hostname(), since: expect.any(String) });
+    await store.close();
+    expect(fs.existsSync(lockFile())).toBe(false);
+  });
+
+  test('a second open in the same process is refused until the first is closed', async () => {
+    const first = sqliteStore(file);
+    const error = thrown(() => openStore(file));
+    expect(error).toBeInstanceOf(StoreLockedError);
+    expect(error.message).toMatch(new RegExp(`already open in this process \\(pid ${process.pid}, since`));
+    expect((error as StoreLockedError).holder.pid).toBe(process.pid);
+    await first.set('a', 1);
+    await first.close();
+    expect(await openStore(file).get('a')).toBe(1);
+  });
+
+  test('a lock held on another host is not taken over, and the message says what to do', () => {
+    const foreign = JSON.stringify({ pid: 4242, host: 'compute-node-17', since: '2024-01-01T00:00:00.000Z' });
+    fs.writeFileSync(lockFile(), foreign);
+    const error = thrown(() => openStore(file)) as StoreLockedError;
+    expect(error).toBeInstanceOf(StoreLockedError);
+    expect(error.holder).toEqual({ pid: 4242, host: 'compute-node-17', since: '2024-01-01T00:00:00.000Z' });
+    expect(error.message).toContain('process 4242 on host compute-node-17 (since 2024-01-01T00:00:00.000Z)');
+    expect(error.message).toContain(`delete ${lockFile()}`);
+    expect(fs.readFileSync(lockFile(), 'utf8')).toBe(foreign);
+  });
+
+  test('a lock file that is not a lock is reported, not overwritten', () => {
+    fs.writeFileSync(lockFile(), 'garbage');
+    const error = thrown(() => openStore(file));
+    expect(error).toBeInstanceOf(StoreLockedError);
+    expect(error.message).toMatch(/not a valid lock.*delete the lock file/);
+    expect(fs.readFileSync(lockFile(), 'utf8')).toBe('garbage');
+  });
+
+  test('a stale lock naming this pid but not held by this process (pid reuse) is taken over', async () => {
+    fs.writeFileSync(lockFile(), JSON.stringify({ pid: process.pid, host: os.hostname(), since: '2020-01-01T00:00:00.000Z' }));
+    const store = openStore(file);
+    await store.set('ok', true);
+    expect(readLock().since).not.toBe('2020-01-01T00:00:00.000Z');
+  });
+
+  test('a read-only open needs no lock: it reads a store another opener holds, and refuses writes', async () => {
+    const writer = openStore(file);
+    await writer.set('a', 1);
+    const reader = openStore(file, { readonly: true });
+    await writer.set('b', 2);
+    expect(await reader.entries()).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    await expect(reader.set('c', 3)).rejects.toThrow(/read-only/);
+    const held = fs.readFileSync(lockFile(), 'utf8');
+    await reader.close();
+    expect(fs.readFileSync(lockFile(), 'utf8')).toBe(held);
+  });
+});
+
+describe('sqliteStore lock across real processes', () => {
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+
+  /** Runs a node process that opens the store, writes `child` = its pid, prints "ready", then runs `then`. */
+  function startChild(then: string): Promise<ChildProcess> {
+    const script = `
+      const { sqliteStore } = require(${JSON.stringify(path.resolve(__dirname, '../src/store/sqlite.ts'))});
+      const store = sqliteStore(${JSON.stringify(file)});
+      store.set('child', { pid: process.pid }).then(() => { console.log('ready'); ${then} });`;
+    const proc = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    return new Promise((resolve, reject) => {
+      proc.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('ready')) resolve(proc);
+      });
+      proc.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      proc.on('exit', (code) => reject(new Error(`child exited (${code}) before it was ready: ${output}`)));
+    });
+  }
+  const exited = (proc: ChildProcess): Promise<void> =>
+    proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
+
+  test('a live holder is named; after it is SIGKILLed its stale lock is taken over and its writes survive', async () => {
+    child = await startChild('setInterval(() => {}, 1000);');
+    const error = thrown(() => openStore(file)) as StoreLockedError;
+    expect(error).toBeInstanceOf(StoreLockedError);
+    expect(error.holder).toMatchObject({ pid: child.pid, host: os.hostname() });
+    expect(error.message).toContain(`in use by process ${child.pid} on host ${os.hostname()} (since ${error.holder.since})`);
+    expect(error.message).toMatch(/wait for that process to finish, or stop it/);
+
+    child.kill('SIGKILL');
+    await exited(child);
+    expect(JSON.parse(fs.readFileSync(`${file}.lock`, 'utf8')).pid).toBe(child.pid); // left behind by the kill
+
+    const store = openStore(file);
+    expect(JSON.parse(fs.readFileSync(`${file}.lock`, 'utf8')).pid).toBe(process.pid);
+    expect(await store.get('child')).toEqual({ pid: child.pid });
+  });
+
+  test('a process that exits without closing the store removes its lock file', async () => {
+    child = await startChild('process.exit(0);');
+    await exited(child);
+    expect(child.exitCode).toBe(0);
+    expect(fs.existsSync(`${file}.lock`)).toBe(false);
+    expect(await openStore(file).get('child')).toEqual({ pid: child.pid });
+  });
+
+  test('a lock of a dead pid on this host is taken over', async () => {
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const pid = Number(dead.stdout.trim());
+    fs.writeFileSync(`${file}.lock`, JSON.stringify({ pid, host: os.hostname(), since: new Date().toISOString() }));
+    const store = openStore(file);
+    await store.set('a', 1);
+    expect(JSON.parse(fs.readFileSync(`${file}.lock`, 'utf8')).pid).toBe(process.pid);
+  });
+});
+
+/** File names and contents of a directory. */
+function snapshot(directory: string): Record<string, string> {
+  return Object.fromEntries(
+    fs.readdirSync(directory).map((name) => [name, fs.readFileSync(path.join(directory, name)).toString('base64')]),
+  );
+}
