@@ -4,12 +4,15 @@ import { setContextCarrier, type Ambient, type ContextCarrier } from '../runtime
 import { setAvailableCores } from '../runtime/cores';
 
 const storage = new AsyncLocalStorage<Ambient>();
+/** The context of this module's loading: no user's store is active in it. */
+const root = AsyncLocalStorage.snapshot();
 
 /** Ambient scope carried across awaits by AsyncLocalStorage; submit captures the whole async context. */
 const nodeCarrier: ContextCarrier = {
   run: (scope, fn) => storage.run(scope, fn),
   get: () => storage.getStore(),
   snapshot: () => AsyncLocalStorage.snapshot(),
+  detached: (fn) => root(fn),
 };
 
 let installed = false;

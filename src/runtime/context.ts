@@ -17,6 +17,8 @@ export interface ContextCarrier {
   get(): Ambient | undefined;
   /** Captures the whole current async context (all AsyncLocalStorage instances, not only ours). */
   snapshot(): ContextSnapshot;
+  /** Runs `fn` outside every async context: for engine work that must not keep a user's context alive. */
+  detached<R>(fn: () => R): R;
 }
 
 /** The synchronous carrier: scope is visible during the synchronous part of `run` only. */
@@ -37,6 +39,9 @@ function synchronousCarrier(): ContextCarrier {
       const captured = current;
       return (fn) => this.run(captured ?? {}, fn);
     },
+    detached(fn) {
+      return this.run({}, fn);
+    },
   };
 }
 
@@ -50,3 +55,4 @@ export function setContextCarrier(c: ContextCarrier): void {
 export const ambient = (): Ambient => carrier.get() ?? {};
 export const runInScope = <R>(patch: Ambient, fn: () => R): R => carrier.run({ ...ambient(), ...patch }, fn);
 export const captureContext = (): ContextSnapshot => carrier.snapshot();
+export const detached = <R>(fn: () => R): R => carrier.detached(fn);

@@ -61,20 +61,35 @@ export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => 
   return args.map(visit);
 }
 
-const sourceHashes = new WeakMap<AnyFunction, string>();
+const identities = new WeakMap<AnyFunction, string>();
+const firstOfSource = new Map<string, { fn: AnyFunction; copies: number }>();
 
 /**
- * A task's identity: its function name, arguments (upstream tasks by id) and key. An anonymous function
- * has no name to go by, so its source text stands in for it.
+ * How a function enters task identity. A `defineTask` function goes by its registered name. Any other
+ * function goes by its name and a hash of its source, which stays the same when the program runs
+ * again (so resume works); but two function objects with the same source may close over different
+ * values (made by a factory, or inline in a loop), so each further object with that source gets its
+ * own numbered identity, in the order this process meets them.
  */
-export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: string, fn: AnyFunction | undefined): string {
-  let name = spec.name;
-  if (fn !== undefined && (fn.name === '' || name === 'anonymous') && (fn as { taskName?: string }).taskName === undefined) {
-    let h = sourceHashes.get(fn);
-    if (h === undefined) sourceHashes.set(fn, (h = hash128(fn.toString()).slice(0, 8)));
-    name = `${name}~${h}`;
+function functionIdentity(name: string, fn: AnyFunction | undefined): string {
+  if (fn === undefined || (fn as { taskName?: string }).taskName !== undefined) return name;
+  let id = identities.get(fn);
+  if (id !== undefined) return id;
+  const base = `${name}~${hash128(fn.toString()).slice(0, 12)}`;
+  const first = firstOfSource.get(base);
+  if (first === undefined) {
+    firstOfSource.set(base, { fn, copies: 0 });
+    id = base;
+  } else {
+    id = `${base}#${++first.copies}`;
   }
-  const digest = hash128(`${name}\u0000${canonicalArgs}\u0000${spec.key ?? ''}`);
+  identities.set(fn, id);
+  return id;
+}
+
+/** A task's identity: its function (see above), arguments (upstream tasks by id) and key. */
+export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: string, fn: AnyFunction | undefined): string {
+  const digest = hash128(`${functionIdentity(spec.name, fn)}\u0000${canonicalArgs}\u0000${spec.key ?? ''}`);
   return `${slug(spec.name)}-${digest.slice(0, 24)}`;
 }
 

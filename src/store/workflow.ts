@@ -6,6 +6,7 @@ import { reduce, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, taskRecord, type TaskRecord, type WorkflowState } from './state';
 import { tableGet } from './table';
 import { DuplicateLabelError } from '../errors';
+import { detached } from '../runtime/context';
 
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
 const immer = new Immer({ autoFreeze: false });
@@ -95,7 +96,9 @@ export class Workflow {
       (id) => this.dirty.add(id),
       (id) => this.readied.push(id),
     );
-    this.flushScheduled ??= asapScheduler.schedule(() => this.flush());
+    // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
+    // keep the context of whatever task happened to change the state alive.
+    this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));
   }
 
   /** Sets a task's label, once; labels are unique in the workflow. */

@@ -1,0 +1,272 @@
+// Spawning a program as the leader of its own session and process group, and ending the whole tree it
+// grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Reusable by any backend
+// that runs local processes (processes(), the Slurm backend's helpers).
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface TreeSpawnOptions {
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** [stdin, stdout, stderr]: file descriptors, 'ignore' or 'pipe' (stdin only) */
+  readonly stdio: StdioOptions;
+  /** seconds from SIGTERM to SIGKILL when the tree is ended (default 3) */
+  readonly graceSeconds?: number;
+}
+
+export interface ExitStatus {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** A running program and everything it starts. */
+export interface ProcessTree {
+  readonly pid: number;
+  readonly root: TreeRoot;
+  readonly child: ChildProcess;
+  /** resolves when the program itself exits (its descendants may live on: see `kill`) */
+  readonly exited: Promise<ExitStatus>;
+  /**
+   * Ends the tree: SIGTERM to every member, SIGKILL to those still alive after `graceSeconds`.
+   * Resolves when no member is left. Idempotent (later calls get the same promise).
+   */
+  kill(graceSeconds?: number): Promise<void>;
+}
+
+export const DEFAULT_GRACE_SECONDS = 3;
+
+/** Trees that may still have members: the program runs, or it is being killed. */
+const live = new Set<ProcessTree>();
+
+/**
+ * Starts `program` with `args`, never through a shell, as the leader of a new session and process
+ * group (`detached: true` = setsid), so that the tree can be found and signalled as a whole. Resolves
+ * once the program has started; rejects with the spawn error (ENOENT, EACCES, ...) if it cannot start.
+ */
+export function spawnTree(program: string, args: readonly string[], options: TreeSpawnOptions): Promise<ProcessTree> {
+  return new Promise<ProcessTree>((resolve, reject) => {
+    const child = spawn(program, [...args], { cwd: options.cwd, env: options.env, stdio: options.stdio, detached: true, shell: false, windowsHide: true });
+    let killing: Promise<void> | undefined;
+    let root: TreeRoot = { pid: child.pid ?? -1 };
+    const forget = (): void => {
+      live.delete(tree);
+      if (live.size === 0) uninstallSignalHandlers();
+    };
+    const exited = new Promise<ExitStatus>((resolveExit) => {
+      child.once('exit', (code, signal) => {
+        if (killing === undefined) forget();
+        resolveExit({ code, signal });
+      });
+    });
+    const tree: ProcessTree = {
+      pid: root.pid,
+      get root() {
+        return root;
+      },
+      child,
+      exited,
+      kill(graceSeconds = options.graceSeconds ?? DEFAULT_GRACE_SECONDS) {
+        if (killing === undefined) {
+          live.add(tree);
+          installExitHooks();
+          killing = killTree(root, graceSeconds).finally(forget);
+        }
+        return killing;
+      },
+    };
+    child.once('error', (err) => {
+      if (child.pid === undefined) reject(err);
+    });
+    child.once('spawn', () => {
+      const start = readStat(root.pid)?.start;
+      if (start !== undefined) root = { pid: root.pid, start };
+      live.add(tree);
+      installExitHooks();
+      resolve(tree);
+    });
+  });
+}
+
+interface ProcStat {
+  readonly ppid: number;
+  readonly pgrp: number;
+  readonly session: number;
+  readonly state: string;
+  /** start time in clock ticks since boot: tells a pid from a later process that reused it */
+  readonly start: string;
+}
+
+/** The leader of a tree: its pid, and its start time where /proc tells it (to detect pid reuse). */
+export interface TreeRoot {
+  readonly pid: number;
+  readonly start?: string;
+}
+
+const hasProc = ((): boolean => {
+  try {
+    readFileSync('/proc/self/stat');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // pid (comm) state ppid pgrp session ... ; comm may hold spaces and parentheses: split after the last ')'
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: f[0]!, ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]), start: f[19]! };
+}
+
+/** True while a process exists and is not a zombie (a zombie has finished; only its exit status is left). */
+export function isAlive(pid: number): boolean {
+  if (hasProc) {
+    const s = readStat(pid);
+    return s !== undefined && s.state !== 'Z' && s.state !== 'X';
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** False once the leader's pid has been taken by another process: then its session/group id is not ours to signal. */
+function rootIsOurs(root: TreeRoot): boolean {
+  if (!hasProc || root.start === undefined) return true;
+  const s = readStat(root.pid);
+  return s === undefined || s.start === root.start;
+}
+
+/**
+ * The live members of the tree of `root` (a session leader), by pid → start time: every process of
+ * its session or group (which orphans keep after reparenting), and every descendant of a member or of
+ * a `known` process (which catches members that made a session of their own, e.g. with `setsid`,
+ * while their parent was alive). Empty where there is no /proc.
+ */
+export function treeMembers(root: TreeRoot, known: ReadonlyMap<number, string> = new Map()): Map<number, string> {
+  const members = new Map<number, string>();
+  if (!hasProc) return members;
+  const all = new Map<number, ProcStat>();
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const s = readStat(pid);
+    if (s !== undefined) all.set(pid, s);
+  }
+  const children = new Map<number, number[]>();
+  for (const [pid, s] of all) {
+    let list = children.get(s.ppid);
+    if (list === undefined) children.set(s.ppid, (list = []));
+    list.push(pid);
+  }
+  const queue: number[] = [];
+  const add = (pid: number): void => {
+    const s = all.get(pid);
+    if (s === undefined || members.has(pid) || s.state === 'Z' || s.state === 'X') return;
+    members.set(pid, s.start);
+    queue.push(pid);
+  };
+  if (rootIsOurs(root)) {
+    add(root.pid);
+    for (const [pid, s] of all) if (s.session === root.pid || s.pgrp === root.pid) add(pid);
+  }
+  for (const [pid, start] of known) if (all.get(pid)?.start === start) add(pid);
+  while (queue.length > 0) for (const c of children.get(queue.pop()!) ?? []) add(c);
+  return members;
+}
+
+function signalTree(root: TreeRoot, members: ReadonlyMap<number, string>, signal: NodeJS.Signals): void {
+  if (rootIsOurs(root)) {
+    try {
+      process.kill(-root.pid, signal);
+    } catch {
+      // the group is empty
+    }
+  }
+  for (const [pid, start] of members) {
+    if (hasProc && readStat(pid)?.start !== start) continue; // gone, or the pid was reused
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** True while the leader's process group has a member (one cheap syscall; no /proc scan). */
+export function groupAlive(root: TreeRoot): boolean {
+  if (!rootIsOurs(root)) return false;
+  try {
+    process.kill(-root.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** SIGTERM to the tree, SIGKILL after `graceSeconds` to what is left of it; resolves when nothing is left. */
+export async function killTree(root: TreeRoot, graceSeconds: number): Promise<void> {
+  let members = treeMembers(root);
+  const termed = new Set<number>(members.keys());
+  signalTree(root, members, 'SIGTERM');
+  const deadline = Date.now() + Math.max(0, graceSeconds) * 1000;
+  let killed = false;
+  for (let round = 0; ; round++) {
+    await sleep(Math.min(10 * (round + 1), 100));
+    members = treeMembers(root, members);
+    if (members.size === 0 && (hasProc || !groupAlive(root))) return;
+    if (!killed && Date.now() >= deadline) killed = true;
+    if (killed) {
+      signalTree(root, members, 'SIGKILL');
+      continue;
+    }
+    const newcomers = new Map([...members].filter(([pid]) => !termed.has(pid)));
+    for (const pid of newcomers.keys()) termed.add(pid);
+    if (newcomers.size > 0) signalTree(root, newcomers, 'SIGTERM');
+  }
+}
+
+// ------------------------------------------------------------------ when this process goes away
+
+let exitHooked = false;
+const signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const handlers = new Map<NodeJS.Signals, () => void>();
+
+/** Detached trees outlive their parent: when this process exits, take them along. */
+function installExitHooks(): void {
+  if (!exitHooked) {
+    exitHooked = true;
+    process.on('exit', () => {
+      for (const tree of live) signalTree(tree.root, treeMembers(tree.root), 'SIGKILL');
+    });
+  }
+  for (const signal of signals) {
+    if (handlers.has(signal)) continue;
+    const handler = (): void => {
+      // Someone else handles this signal: they decide whether the program ends (the exit hook still runs).
+      if (process.listenerCount(signal) > 1) return;
+      uninstallSignalHandlers();
+      void Promise.all([...live].map((t) => t.kill())).finally(() => process.kill(process.pid, signal));
+    };
+    handlers.set(signal, handler);
+    process.on(signal, handler);
+  }
+}
+
+function uninstallSignalHandlers(): void {
+  for (const [signal, handler] of handlers) process.off(signal, handler);
+  handlers.clear();
+}
+
+/** The trees started by this process that are still running. */
+export function liveTrees(): readonly ProcessTree[] {
+  return [...live];
+}

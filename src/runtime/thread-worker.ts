@@ -1,0 +1,112 @@
+/**
+ * The entry point of a `threads()` worker (a piscina worker). It loads the task modules named in
+ * `workerData`, then runs each request by looking its function up by NAME in the `defineTask`
+ * registry (never `eval`), with `currentTask()` giving id, label, signal, attempt and, for tasks with
+ * `ranks > 1`, the communicator. It never throws at piscina: a task's failure comes back as data, so
+ * that the main thread can tell a failed task from a crashed thread.
+ */
+import { BroadcastChannel, workerData } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
+import { installNode } from '../node/context';
+import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../errors';
+import { lookupTask } from '../task/spec';
+import { runInScope } from './context';
+import type { TaskEntry } from './entry';
+import type { RunningTaskScope, TaskContext } from './executor';
+import { PortCommunicator } from './thread-comm';
+import { deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
+
+installNode();
+
+const data = workerData as ThreadWorkerData;
+
+/** Running attempts of this thread, by run key. */
+const running = new Map<number, AbortController>();
+/** Aborts announced for runs that have not started here (yet): a run may be aborted before its request arrives. */
+const early = new Map<number, Error>();
+const EARLY_LIMIT = 1024;
+
+const channel = new BroadcastChannel(data.channel);
+channel.unref();
+channel.onmessage = (event: unknown): void => {
+  const { key, reason } = (event as { data: AbortAnnouncement }).data;
+  const controller = running.get(key);
+  if (controller !== undefined) {
+    controller.abort(deserializeError(reason));
+    return;
+  }
+  early.set(key, deserializeError(reason));
+  if (early.size > EARLY_LIMIT) early.delete(early.keys().next().value!);
+};
+
+let loaded = false;
+let loading: Promise<void> | undefined;
+
+async function loadModules(): Promise<void> {
+  for (const path of data.modules) {
+    if (/\.mjs$/.test(path)) await import(pathToFileURL(path).href);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules
+    else require(path);
+  }
+  loaded = true;
+}
+
+function fail(err: unknown): ThreadResponse {
+  return { ok: false, error: serializeError(err) };
+}
+
+const noSubmit = (): never => {
+  throw new NoAmbientScopeError('currentTask().submit() is not available inside a threads() worker: return data from the task and submit follow-up work from the main program');
+};
+
+/** Runs one request (one rank of one attempt). The piscina handler. */
+export default async function runThreadTask(req: ThreadRequest): Promise<ThreadResponse> {
+  if (!loaded) {
+    try {
+      await (loading ??= loadModules());
+    } catch (err) {
+      return fail(err);
+    }
+  }
+  const fn = lookupTask(req.name);
+  if (fn === undefined) {
+    return fail(
+      new UnknownTaskError(
+        `no task named "${req.name}" is defined by the modules of this threads() pool (${data.modules.join(', ')}): define it with defineTask("${req.name}", fn) in one of them`,
+      ),
+    );
+  }
+  const controller = new AbortController();
+  const earlyReason = early.get(req.key);
+  if (earlyReason !== undefined) {
+    early.delete(req.key);
+    controller.abort(earlyReason);
+  }
+  running.set(req.key, controller);
+  const comm = req.comm !== undefined ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, controller.signal) : undefined;
+  try {
+    const context: TaskContext = {
+      id: req.id,
+      label: req.label,
+      signal: controller.signal,
+      attempt: req.attempt,
+      submit: noSubmit,
+      ...(comm !== undefined ? { comm } : {}),
+    };
+    const entry: TaskEntry = { id: req.id, fn, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
+    const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => settled };
+    const value: unknown = await runInScope({ task: scope }, () => fn(...req.args));
+    // Only rank 0's result is the task's: the other ranks' results are not sent back.
+    const result = req.comm !== undefined && req.comm.rank !== 0 ? undefined : value;
+    const problem = unclonable(result, 'the result');
+    if (problem !== undefined) {
+      return fail(new UnserializableValueError(`task ${req.label ?? req.name} (${req.id}) returned a value that cannot be sent back from its worker thread: ${problem}. Return plain data.`));
+    }
+    return { ok: true, value: result };
+  } catch (err) {
+    return fail(err);
+  } finally {
+    running.delete(req.key);
+    comm?.close();
+  }
+}

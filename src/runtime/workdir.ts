@@ -1,0 +1,145 @@
+// Task working directories on the host: layout, staging of inputs, collection of outputs, and the
+// path checks that keep a task inside its directory. Shared by the process-based backends.
+//
+//   <root>/<workflow>/                  the workflow directory (root defaults to <cwd>/.scalems)
+//   <root>/<workflow>/tasks/<id>/attempt-<n>/   one working directory per attempt: the program's cwd,
+//        stdout, stderr                   with its inputs staged in and its outputs left there
+import { constants } from 'node:fs';
+import { copyFile, cp, lstat, mkdir, open, readFile, realpath, rm, stat, symlink } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { ExecutableFailedError, PathEscapeError } from '../errors';
+import type { FileRef } from '../task/executable';
+
+/** One attempt's working directory. All paths are absolute. */
+export interface Workdir {
+  /** `<workflow>/tasks/<id>`: every attempt of the task is in it */
+  readonly taskDir: string;
+  /** the program's working directory */
+  readonly path: string;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** How inputs get into a working directory. */
+export type StagingMode = 'copy' | 'symlink';
+
+/** Throws `PathEscapeError` unless `path` (resolved against `root`) is `root` or inside it, by its text. Returns the absolute path. */
+export function assertInside(root: string, path: string, what = 'path'): string {
+  const base = resolve(root);
+  const full = resolve(base, path);
+  const rel = relative(base, full);
+  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return full;
+  throw new PathEscapeError(`${what} "${path}" resolves to ${full}, outside ${base}`);
+}
+
+/** Like `assertInside`, after following symbolic links (of `path` and of `root`): for files a program made. */
+export async function assertRealInside(root: string, path: string, what = 'path'): Promise<string> {
+  const [base, full] = await Promise.all([realpath(root), realpath(resolve(root, path))]);
+  const rel = relative(base, full);
+  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return full;
+  throw new PathEscapeError(`${what} "${path}" is a link to ${full}, outside the task's working directory ${base}`);
+}
+
+/** `<root>/<workflow name>`, refusing names that would put it elsewhere. */
+export function workflowDirectory(root: string, workflowName: string): string {
+  if (workflowName.length === 0 || workflowName === '.' || workflowName.includes('/') || workflowName.includes('\\')) {
+    throw new PathEscapeError(`workflow name "${workflowName}" cannot name a directory under ${root}: use a name without "/"`);
+  }
+  return assertInside(root, workflowName, 'workflow directory');
+}
+
+/** Makes a fresh working directory for this attempt of the task (an old one of the same attempt is removed). */
+export async function prepareWorkdir(workflowDir: string, job: { readonly id: string; readonly attempt: number }): Promise<Workdir> {
+  const tasks = join(workflowDir, 'tasks');
+  const taskDir = assertInside(tasks, job.id, 'task directory');
+  const path = join(taskDir, `attempt-${job.attempt}`);
+  await rm(path, { recursive: true, force: true });
+  await mkdir(path, { recursive: true });
+  return { taskDir, path, stdout: join(path, 'stdout'), stderr: join(path, 'stderr') };
+}
+
+/**
+ * Puts each input (name in the working directory → absolute host path) into `workdir`. `copy` (the
+ * default) copies files and directories, as a copy-on-write clone where the filesystem can: the task
+ * can never change an upstream's output or the user's file. `symlink` links instead (no copying of big
+ * files; the program must not write to its inputs).
+ */
+export async function stageInputs(workdir: string, inputs: Readonly<Record<string, string>>, mode: StagingMode = 'copy'): Promise<void> {
+  await Promise.all(
+    Object.entries(inputs).map(async ([name, source]) => {
+      const dest = assertInside(workdir, name, `input "${name}"`);
+      let info;
+      try {
+        info = await stat(source);
+      } catch (err) {
+        throw new ExecutableFailedError(`input "${name}": ${source} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); the program was not started`, null, null, '');
+      }
+      await mkdir(dirname(dest), { recursive: true });
+      if (mode === 'symlink') await symlink(source, dest);
+      else if (info.isDirectory()) await cp(source, dest, { recursive: true, preserveTimestamps: true });
+      else await copyFile(source, dest, constants.COPYFILE_FICLONE);
+    }),
+  );
+}
+
+/** The declared outputs found in `workdir` (as file references) and the names of those missing. Links out of it throw `PathEscapeError`. */
+export async function collectOutputs(workdir: string, outputs: readonly string[]): Promise<{ files: Record<string, FileRef>; missing: string[] }> {
+  const files: Record<string, FileRef> = {};
+  const missing: string[] = [];
+  for (const name of outputs) {
+    const path = assertInside(workdir, name, `output "${name}"`);
+    try {
+      await lstat(path);
+    } catch {
+      missing.push(name);
+      continue;
+    }
+    try {
+      await assertRealInside(workdir, name, `output "${name}"`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new PathEscapeError(`output "${name}" is a dangling link in the task's working directory ${workdir}`);
+      }
+      throw err;
+    }
+    files[name] = fileRef(path);
+  }
+  return { files, missing };
+}
+
+export function fileRef(path: string): FileRef {
+  const full = resolve(path);
+  return { $file: full, name: full.slice(full.lastIndexOf(sep) + 1) };
+}
+
+/** The last `maxBytes` of a file as text (from a line start where possible); '' if it cannot be read. */
+export async function tail(path: string, maxBytes = 2048): Promise<string> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+    const { size } = await handle.stat();
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    await handle.read(buf, 0, length, size - length);
+    let text = buf.toString('utf8');
+    if (length < size) {
+      const nl = text.indexOf('\n');
+      text = `...${nl >= 0 && nl < text.length - 1 ? text.slice(nl + 1) : text}`;
+    }
+    return text.trimEnd();
+  } catch {
+    return '';
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** The contents of a file reference (or path) as text. */
+export async function readText(ref: FileRef | string, encoding: BufferEncoding = 'utf8'): Promise<string> {
+  return readFile(typeof ref === 'string' ? ref : ref.$file, encoding);
+}
+
+/** The contents of a file reference (or path) as bytes. */
+export async function readBytes(ref: FileRef | string): Promise<Buffer> {
+  return readFile(typeof ref === 'string' ? ref : ref.$file);
+}

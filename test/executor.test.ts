@@ -1,0 +1,218 @@
+import { lastValueFrom, toArray } from 'rxjs';
+import {
+  DuplicateLabelError,
+  ExecutorShutdownError,
+  TaskCancelledError,
+  UpstreamFailedError,
+  WalltimeExceededError,
+  call,
+  currentTask,
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  type Runtime,
+  type Workflow,
+} from 'scalems';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+let wf: Workflow;
+let rt: Runtime;
+beforeEach(async () => {
+  wf = await openWorkflow({ store: memoryStore() });
+  rt = launch(wf, inProcess());
+});
+
+/** A task function that records how many of its kind run at once. */
+function gauge(): { fn: (id: number) => Promise<number>; max: () => number } {
+  let running = 0;
+  let max = 0;
+  return {
+    fn: async (id: number) => {
+      running++;
+      max = Math.max(max, running);
+      await sleep(5);
+      running--;
+      return id;
+    },
+    max: () => max,
+  };
+}
+
+describe('executor', () => {
+  it('never runs more than its cores at once, counting ranks × coresPerRank', async () => {
+    const g = gauge();
+    const ex = executor(rt, { worker: { cores: 3 } });
+    const tasks = Array.from({ length: 12 }, (_, i) => ex.submit(g.fn, i));
+    expect(await Promise.all(tasks)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(g.max()).toBe(3);
+
+    const wide = gauge();
+    const ex2 = executor(rt, { worker: { cores: 4 }, task: { coresPerRank: 2 } });
+    await Promise.all(Array.from({ length: 6 }, (_, i) => ex2.submit(wide.fn, i)));
+    expect(wide.max()).toBe(2);
+  });
+
+  it('tasks take upstream results as arguments; the edge is recorded and the downstream waits', async () => {
+    const ex = executor(rt);
+    const order: string[] = [];
+    const produce = async (n: number): Promise<number> => {
+      await sleep(10);
+      order.push('produce');
+      return n;
+    };
+    const consume = async (x: number, y: number): Promise<number> => {
+      order.push('consume');
+      return x + y;
+    };
+    const a = ex.submit(produce, 1);
+    const b = ex.submit(consume, a, 2);
+    expect(b.state).toBe('submitted');
+    expect(await b).toBe(3);
+    expect(order).toEqual(['produce', 'consume']);
+    expect(b.record?.inputs).toEqual([a.id]);
+    expect(a.record?.dependents).toEqual([b.id]);
+    expect(b.record?.args).toEqual([{ $task: a.id }, 2]);
+  });
+
+  it('a downstream task fails with UpstreamFailed when an input fails, transitively', async () => {
+    const ex = executor(rt);
+    const bad = ex.submit(async () => {
+      throw new RangeError('bad input');
+    });
+    const mid = ex.submit(async (x: unknown) => x, bad);
+    const end = ex.submit(async (x: unknown) => x, mid);
+    await expect(bad).rejects.toThrow(RangeError);
+    await expect(mid).rejects.toBeInstanceOf(UpstreamFailedError);
+    await expect(end).rejects.toThrow(/input task .* failed/);
+    expect(((await end.then(undefined, (e: unknown) => e)) as UpstreamFailedError).upstreamId).toBe(mid.id);
+    // submitting after the failure fails at once too
+    await expect(ex.submit(async (x: unknown) => x, bad, 'late')).rejects.toBeInstanceOf(UpstreamFailedError);
+  });
+
+  it('state$ follows the life cycle and completes when the task settles', async () => {
+    const ex = executor(rt);
+    const t = ex.submit(async () => {
+      await sleep(5);
+      return 'done';
+    });
+    const states = lastValueFrom(t.state$.pipe(toArray()));
+    expect(await states).toEqual(['ready', 'running', 'succeeded']);
+    expect(t.record).toMatchObject({ state: 'succeeded', attempts: 1, result: 'done' });
+    expect(t.record?.finishedAt).toBeGreaterThanOrEqual(t.record!.startedAt!);
+  });
+
+  it('labels are settable once and unique per workflow', async () => {
+    const ex = executor(rt);
+    const a = ex.submit(async () => 1);
+    a.label = 'first';
+    expect(a.label).toBe('first');
+    expect(() => {
+      a.label = 'again';
+    }).toThrow(/already labelled "first"/);
+    const b = ex.submit(async () => 2);
+    expect(() => {
+      b.label = 'first';
+    }).toThrow(DuplicateLabelError);
+    expect(() => ex.submit({ ...call(async () => 3), label: 'first' })).toThrow(/"first" is already used by task/);
+    await a;
+    expect(wf.labelled('first')).toBe(a.id);
+  });
+
+  it('cancel() aborts the running function through its signal and records the task as cancelled', async () => {
+    const ex = executor(rt);
+    let aborted: unknown;
+    const t = ex.submit(async () => {
+      const { signal } = currentTask();
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+      aborted = signal.reason;
+      return 'ignored';
+    });
+    const dependent = ex.submit(async (x: unknown) => x, t);
+    await sleep(5);
+    expect(t.state).toBe('running');
+    t.cancel('user changed their mind');
+    await expect(t).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(aborted).toBeInstanceOf(TaskCancelledError);
+    expect(t.state).toBe('cancelled');
+    await expect(dependent).rejects.toBeInstanceOf(UpstreamFailedError);
+  });
+
+  it('walltime stops a real task, aborts its signal and frees its slot', async () => {
+    const ex = executor(rt, { worker: { cores: 1 } });
+    let sawAbort = false;
+    const slow = ex.submit({
+      ...call(async () => {
+        currentTask().signal.addEventListener('abort', () => (sawAbort = true));
+        await sleep(2000);
+        return 'late';
+      }),
+      requirements: { walltime: 0.05 },
+    });
+    const next = ex.submit(async () => 'next');
+    await expect(slow).rejects.toBeInstanceOf(WalltimeExceededError);
+    await expect(slow).rejects.toThrow(/exceeded its walltime of 0.05 s/);
+    expect(sawAbort).toBe(true);
+    expect(await next).toBe('next');
+  });
+
+  it('retries a failing task and records the attempts', async () => {
+    const ex = executor(rt, { task: { retries: 2 } });
+    let calls = 0;
+    const t = ex.submit(async () => {
+      calls++;
+      if (calls < 3) throw new Error(`flake ${calls}`);
+      return calls;
+    });
+    expect(await t).toBe(3);
+    expect(t.record?.attempts).toBe(3);
+    const never = ex.submit(async () => {
+      throw new Error('always');
+    });
+    await expect(never).rejects.toThrow('always');
+    expect(never.record?.attempts).toBe(3);
+  });
+
+  it('disposing is shutdown without waiting: handles stay valid, pending tasks finish, new work is refused', async () => {
+    let t1: PromiseLike<string> | undefined;
+    let t2: PromiseLike<string> | undefined;
+    let ex: ReturnType<typeof executor> | undefined;
+    {
+      await using scoped = executor(rt, { worker: { cores: 1 } });
+      ex = scoped;
+      t1 = scoped.submit(async () => {
+        await sleep(20);
+        return 'one';
+      });
+      t2 = scoped.submit(async () => 'two');
+    }
+    expect(ex.isShutdown).toBe(true);
+    expect(() => ex.submit(async () => 'three')).toThrow(ExecutorShutdownError);
+    expect(await t1).toBe('one');
+    expect(await t2).toBe('two');
+    await ex.shutdown({ wait: true });
+  });
+
+  it('a task that awaits a child it submitted gives its slot back: nested submission cannot deadlock capacity 1', async () => {
+    const ex = executor(rt, { worker: { cores: 1 } });
+    const g = gauge();
+    const leaf = async (n: number): Promise<number> => {
+      await g.fn(n);
+      return n;
+    };
+    const parent = async (n: number): Promise<number> => {
+      await g.fn(-1);
+      const { submit } = currentTask();
+      const children = [submit(leaf, n), submit(leaf, n + 1)];
+      const values = await Promise.all(children);
+      const again = await submit(leaf, n + 10);
+      return values[0]! + values[1]! + again;
+    };
+    const result = await Promise.race([ex.submit(parent, 1), sleep(3000).then(() => 'deadlock')]);
+    expect(result).toBe(1 + 2 + 11);
+    expect(g.max()).toBe(1);
+    const child = [...wf.live.keys()].map((id) => wf.record(id)).find((r) => r?.name === 'leaf');
+    expect(child?.parent).toMatch(/^parent-/);
+  });
+});

@@ -1,0 +1,77 @@
+import { openWorkflow, launch, inProcess, executor, call, memoryStore, defineTask, type Executor } from 'scalems';
+
+const double = async (n: number): Promise<number> => n * 2;
+let ex: Executor;
+beforeEach(async () => {
+  const wf = await openWorkflow({ store: memoryStore() });
+  ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+});
+
+describe('task identity', () => {
+  it('is a content hash of name and arguments: the same work submitted twice is the same task', async () => {
+    const a = ex.submit(double, 21);
+    const b = ex.submit(double, 21);
+    expect(b).toBe(a);
+    expect(a.id).toMatch(/^double-[0-9a-f]{24}$/);
+    expect(await b).toBe(42);
+    expect(ex.submit(double, 22).id).not.toBe(a.id);
+  });
+
+  it('does not depend on requirements or label', () => {
+    const a = ex.submit({ ...call(double, 1), requirements: { walltime: 5 } });
+    const b = ex.submit({ ...call(double, 1), label: 'one' });
+    expect(b.id).toBe(a.id);
+    expect(a.label).toBe('one');
+  });
+
+  it('is deterministic across workflows and key order of object arguments', async () => {
+    const other = executor(launch(await openWorkflow({ store: memoryStore() }), inProcess()));
+    const f = async (o: { a: number; b: number }): Promise<number> => o.a + o.b;
+    expect(other.submit(f, { a: 1, b: 2 }).id).toBe(ex.submit(f, { b: 2, a: 1 }).id);
+  });
+
+  it('{ key } and { pure: false } make distinct replicas of the same input', async () => {
+    const base = call(double, 3);
+    const r1 = ex.submit({ ...base, key: 'replica-1' });
+    const r2 = ex.submit({ ...base, key: 'replica-2' });
+    const i1 = ex.submit({ ...base, pure: false });
+    const i2 = ex.submit({ ...base, pure: false });
+    const ids = new Set([ex.submit(base).id, r1.id, r2.id, i1.id, i2.id]);
+    expect(ids.size).toBe(5);
+    expect(await Promise.all([r1, r2, i1, i2])).toEqual([6, 6, 6, 6]);
+  });
+
+  it('upstream tasks enter the identity by id, not by value', () => {
+    const up1 = ex.submit({ ...call(double, 5), key: 'u1' });
+    const up2 = ex.submit({ ...call(double, 5), key: 'u2' });
+    expect(ex.submit(double, up1).id).not.toBe(ex.submit(double, up2).id);
+    expect(ex.submit(double, up1).id).toBe(ex.submit(double, up1).id);
+  });
+
+  it('anonymous functions are told apart by their source', async () => {
+    const a = ex.submit(async () => 'first');
+    const b = ex.submit(async () => 'second');
+    expect(a.id).not.toBe(b.id);
+    expect([await a, await b]).toEqual(['first', 'second']);
+  });
+
+  it('a defineTask function is known by its registered name', () => {
+    const scaled = defineTask('identity-test.scaled', async (x: number) => x * 3);
+    expect(scaled.taskName).toBe('identity-test.scaled');
+    expect(ex.submit(scaled, 1).id).toMatch(/^identity-test\.scaled-/);
+    expect(() => defineTask('identity-test.scaled', async (x: number) => x)).toThrow(/already registered/);
+  });
+});
+
+describe('identity of functions that are not registered', () => {
+  it('functions with the same name and source made by a factory are different tasks (they may close over different values)', async () => {
+    const make = (factor: number) => ({ scale: async (n: number) => n * factor });
+    const by2 = make(2).scale;
+    const by3 = make(3).scale;
+    const a = ex.submit(by2, 5);
+    const b = ex.submit(by3, 5);
+    expect(a.id).not.toBe(b.id);
+    expect([await a, await b]).toEqual([10, 15]);
+    expect(ex.submit(by3, 5)).toBe(b);
+  });
+});

@@ -1,0 +1,146 @@
+import { from, lastValueFrom, map, Subject, toArray, take } from 'rxjs';
+import {
+  DuplicateLabelError,
+  TaskCancelledError,
+  call,
+  currentTask,
+  executor,
+  inProcess,
+  labelled,
+  launch,
+  memoryStore,
+  openWorkflow,
+  submitOn,
+  task,
+  withRequirements,
+  type Executor,
+  type Settled,
+  type Workflow,
+} from 'scalems';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+let wf: Workflow;
+let md: Executor;
+let an: Executor;
+beforeEach(async () => {
+  wf = await openWorkflow({ store: memoryStore() });
+  const rt = launch(wf, inProcess());
+  md = executor(rt, { worker: { cores: 4 }, task: { coresPerRank: 1 } });
+  an = executor(rt, { worker: { cores: 2 }, task: { memoryMB: 512 } });
+});
+
+async function simulate(n: number): Promise<number> {
+  await sleep((5 - n) * 3);
+  return n * 10;
+}
+async function analyse(x: number): Promise<string> {
+  return `analysed ${x}`;
+}
+
+describe('operators', () => {
+  it('runs the issue example: specs with requirements and labels, chained across two executors', async () => {
+    const results = await lastValueFrom(
+      from([1, 2, 3, 4]).pipe(
+        map((n) => call(simulate, n)),
+        withRequirements({ walltime: 60 }),
+        labelled((s) => `sim-${String(s.args[0])}`),
+        submitOn(md),
+        submitOn(an, analyse),
+        toArray(),
+      ),
+    );
+    expect(results.sort()).toEqual(['analysed 10', 'analysed 20', 'analysed 30', 'analysed 40']);
+    const sim3 = wf.labelled('sim-3');
+    expect(wf.record(sim3!)).toMatchObject({ name: 'simulate', state: 'succeeded', requirements: { coresPerRank: 1, walltime: 60 }, executor: md.id });
+    expect(wf.state.counts.succeeded).toBe(8);
+  });
+
+  it('emits as tasks finish by default, and in input order with { ordered: true }', async () => {
+    const unordered = await lastValueFrom(from([1, 2, 3, 4]).pipe(submitOn(md, simulate), toArray()));
+    expect(unordered).toEqual([40, 30, 20, 10]);
+    const ordered = await lastValueFrom(from([1, 2, 3, 4]).pipe(map((n) => call(simulate, n)), submitOn(md, { ordered: true }), toArray()));
+    expect(ordered).toEqual([10, 20, 30, 40]);
+  });
+
+  it('with { settle: true } a failed member is a rejected outcome and the stream goes on', async () => {
+    const risky = async (n: number): Promise<number> => {
+      if (n % 2 === 0) throw new Error(`member ${n} diverged`);
+      return n;
+    };
+    const outcomes: Array<Settled<number>> = await lastValueFrom(from([1, 2, 3]).pipe(submitOn(md, risky, { settle: true, ordered: true }), toArray()));
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(outcomes[1]!.status === 'rejected' && (outcomes[1].reason as Error).message).toBe('member 2 diverged');
+    expect(outcomes[1]!.task.state).toBe('failed');
+    // without settle the failure ends the stream with the task's own error
+    await expect(lastValueFrom(from([1, 2, 3]).pipe(submitOn(md, risky)))).rejects.toThrow('member 2 diverged');
+  });
+
+  it('submitOn(ex, fn) on Settled or Task inputs keeps the edge to the upstream task', async () => {
+    const outcomes = await lastValueFrom(from([1, 2]).pipe(submitOn(md, simulate, { settle: true }), submitOn(an, analyse), toArray()));
+    expect(outcomes.sort()).toEqual(['analysed 10', 'analysed 20']);
+    const analyses = [...wf.live.keys()].map((id) => wf.record(id)!).filter((r) => r.name === 'analyse');
+    expect(analyses).toHaveLength(2);
+    for (const a of analyses) expect(wf.record(a.inputs[0]!)?.name).toBe('simulate');
+  });
+
+  it('unsubscribing cancels in-flight tasks that nobody else awaits; their functions see the abort', async () => {
+    const aborted: number[] = [];
+    const long = async (n: number): Promise<number> => {
+      const { signal } = currentTask();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, n === 1 ? 1 : 5000);
+        signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          aborted.push(n);
+          resolve();
+        });
+      });
+      return n;
+    };
+    const kept = md.submit(long, 3); // awaited by someone else: must survive
+    const first = await lastValueFrom(from([1, 2, 3]).pipe(submitOn(md, long), take(1)));
+    expect(first).toBe(1);
+    await sleep(5);
+    expect(aborted).toEqual([2]);
+    const two = [...wf.live.keys()].map((id) => wf.record(id)!).find((r) => r.args[0] === 2)!;
+    expect(two.state).toBe('cancelled');
+    expect(two.error?.name).toBe(TaskCancelledError.name);
+    expect(kept.state).toBe('running');
+    kept.cancel();
+  });
+
+  it('labelled() gives each spec a label; a duplicate label errors the pipeline', async () => {
+    await lastValueFrom(from([1, 2]).pipe(map((n) => call(analyse, n)), labelled((_s, i) => `an-${i}`), submitOn(an), toArray()));
+    expect(wf.labelled('an-0')).toBeDefined();
+    expect(wf.labelled('an-1')).toBeDefined();
+    await expect(lastValueFrom(from([7, 8]).pipe(map((n) => call(analyse, n)), labelled('same'), submitOn(an)))).rejects.toBeInstanceOf(DuplicateLabelError);
+  });
+
+  it('task() is a cold observable of one spec that submitOn runs on each subscription', async () => {
+    const one$ = task(simulate, 2).pipe(submitOn(md));
+    expect(wf.state.counts.submitted).toBe(0);
+    expect(await lastValueFrom(one$)).toBe(20);
+    expect(await lastValueFrom(one$)).toBe(20); // same work: same task, served again
+    expect(wf.state.counts.succeeded).toBe(1);
+  });
+
+  it('submits as inputs arrive and completes only after every task settled', async () => {
+    const input = new Subject<number>();
+    const seen: number[] = [];
+    let completed = false;
+    input.pipe(submitOn(md, simulate)).subscribe({ next: (v) => seen.push(v), complete: () => (completed = true) });
+    input.next(4);
+    await sleep(20);
+    expect(seen).toEqual([40]);
+    input.next(3);
+    input.complete();
+    expect(completed).toBe(false);
+    await sleep(30);
+    expect(seen).toEqual([40, 30]);
+    expect(completed).toBe(true);
+  });
+
+  it('refuses inputs that are not specs when no function is given, with a hint', async () => {
+    await expect(lastValueFrom(from([1]).pipe(submitOn(md as Executor)))).rejects.toThrow(/use submitOn\(executor, fn\)/);
+  });
+});

@@ -1,0 +1,128 @@
+import { lastValueFrom, from, toArray } from 'rxjs';
+import {
+  defineTask,
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  submitOn,
+  tableValues,
+  type Store,
+  type TaskRecord,
+  type WorkflowState,
+} from 'scalems';
+
+/** A memory store that records every batch written to it. */
+function recordingStore(): Store & { batches: Array<Array<readonly [string, unknown]>> } {
+  const inner = memoryStore();
+  const batches: Array<Array<readonly [string, unknown]>> = [];
+  return {
+    ...inner,
+    batches,
+    async setMany(entries) {
+      batches.push([...entries]);
+      await inner.setMany(entries);
+    },
+  };
+}
+
+const square = defineTask('workflow-test.square', async (n: number) => n * n);
+
+describe('workflow state stream', () => {
+  it('emits committed states in batches, with counts per state kept by the reducer', async () => {
+    const wf = await openWorkflow({ store: memoryStore(), name: 'batches' });
+    const states: WorkflowState[] = [];
+    wf.state$.subscribe((s) => states.push(s));
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 4 } });
+    await lastValueFrom(from(Array.from({ length: 50 }, (_, i) => i)).pipe(submitOn(ex, square), toArray()));
+    const last = states[states.length - 1]!;
+    expect(last.name).toBe('batches');
+    expect(last.counts).toEqual({ new: 0, submitted: 0, ready: 0, running: 0, succeeded: 50, failed: 0, cancelled: 0 });
+    expect([...tableValues(last.tasks)]).toHaveLength(50);
+    // 50 tasks × 3 transitions: far fewer commits than changes
+    expect(states.length).toBeLessThan(50);
+    // states are immutable snapshots: an earlier one is unchanged by later commits
+    expect(states[0]!.counts.succeeded).toBe(0);
+  });
+
+  it('writes only the records that changed, once per commit', async () => {
+    const store = recordingStore();
+    const wf = await openWorkflow({ store });
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    const a = ex.submit(square, 3);
+    await a;
+    await wf.flushed();
+    const writtenBefore = store.batches.flat().length;
+    const b = ex.submit(square, 4);
+    await b;
+    await wf.flushed();
+    const later = store.batches.flat().slice(writtenBefore);
+    expect(new Set(later.map(([k]) => k))).toEqual(new Set([`task:${b.id}`]));
+    for (const batch of store.batches) expect(new Set(batch.map(([k]) => k)).size).toBe(batch.length);
+    const final = later[later.length - 1]![1] as TaskRecord;
+    expect(final).toMatchObject({ id: b.id, state: 'succeeded', result: 16, attempts: 1 });
+  });
+
+  it('notifies only the tasks that changed', async () => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    const ex = executor(launch(wf, inProcess()));
+    const quiet = ex.submit(square, 1);
+    await quiet;
+    const heard: string[] = [];
+    wf.watch(quiet.id, (r) => heard.push(r.state));
+    await ex.submit(square, 2);
+    expect(heard).toEqual([]);
+  });
+
+  it('reopening on the same store restores every record; succeeded work is served, not run again', async () => {
+    const store = memoryStore();
+    let runs = 0;
+    const count = defineTask('workflow-test.count', async (n: number) => {
+      runs++;
+      return n + 1;
+    });
+    const first = await openWorkflow({ store });
+    const ex1 = executor(launch(first, inProcess()));
+    const t = ex1.submit(count, 1);
+    t.label = 'counted';
+    expect(await t).toBe(2);
+    await first.flushed();
+
+    const second = await openWorkflow({ store });
+    expect(second.state.counts.succeeded).toBe(1);
+    expect(second.labelled('counted')).toBe(t.id);
+    const ex2 = executor(launch(second, inProcess()));
+    const again = ex2.submit(count, 1);
+    expect(again.id).toBe(t.id);
+    expect(await again).toBe(2);
+    expect(runs).toBe(1);
+  });
+
+  it('tasks that were in flight when the process stopped run again after reopening', async () => {
+    const store = memoryStore();
+    const first = await openWorkflow({ store });
+    const ex1 = executor(launch(first, inProcess()));
+    let hangs = true;
+    const hang = defineTask('workflow-test.hang', async (n: number) => {
+      if (hangs) await new Promise((resolve) => setTimeout(resolve, 10_000));
+      return n;
+    });
+    const stuck = ex1.submit(hang, 5);
+    await new Promise((r) => setTimeout(r, 5));
+    await first.flushed();
+    expect((await store.get<TaskRecord>(`task:${stuck.id}`))?.state).toBe('running');
+    // the "crash": what the store held at this moment is all a new process sees
+    const survivor = memoryStore();
+    await survivor.setMany(await store.entries());
+    stuck.cancel();
+    const second = await openWorkflow({ store: survivor });
+    expect(second.record(stuck.id)?.state).toBe('new');
+    hangs = false;
+    const ex2 = executor(launch(second, inProcess()));
+    const rerun = ex2.submit(hang, 5);
+    expect(rerun.id).toBe(stuck.id);
+    expect(await rerun).toBe(5);
+    expect(rerun.record?.attempts).toBe(2);
+  });
+});
