@@ -4,3 +4,4 @@ import { installNode } from './context';
 installNode();
 
 export { installNode };
+export { progress, progressLine, type Progress, type ProgressOptions } from '../cli/progress';

@@ -1,0 +1,36 @@
+/** Where a command writes, and the directory it runs in: injectable so commands can be tested in-process. */
+export interface CliIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+  readonly cwd: string;
+}
+
+/** One `scalems <name>` subcommand: an entry in the table of `main.ts`. */
+export interface Command {
+  /** One line for `scalems --help`. */
+  readonly summary: string;
+  /** The full help text (`scalems <name> --help`). */
+  readonly usage: string;
+  /** Runs with the arguments after the subcommand name; resolves to the exit code. */
+  run(args: readonly string[], io: CliIo): Promise<number>;
+}
+
+/** A mistake on the command line: printed with a pointer to `--help`, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** A problem with what the command was pointed at (no store, unreadable store...): message only, exit code 1. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** The message of anything thrown (errors from other realms included). */
+export function messageOf(error: unknown): string {
+  const message = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(error);
+}

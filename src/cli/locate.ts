@@ -1,0 +1,98 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { StoreCorruptError } from '../errors';
+import { TASK_STATES, type TaskRecord, type TaskStateName } from '../store/state';
+import { sqliteStore } from '../store/sqlite';
+import { TASK_KEY_PREFIX } from '../store/workflow';
+import { CliError } from './command';
+
+export const STORE_FILE = 'state.sqlite';
+export const WORKFLOWS_DIR = '.scalems';
+
+/** A workflow's store file; the workflow is named after the directory holding it (`.scalems/<name>/state.sqlite`). */
+export interface WorkflowLocation {
+  readonly name: string;
+  readonly file: string;
+}
+
+/** The result of looking for stores: exactly one, or the several found under a `.scalems` directory. */
+export type Located = { readonly one: WorkflowLocation } | { readonly root: string; readonly several: readonly WorkflowLocation[] };
+
+const isDir = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
+const isFile = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+const at = (file: string): WorkflowLocation => ({ name: path.basename(path.dirname(file)), file });
+
+/** The workflows directly under `dir`: every `<dir>/<name>/state.sqlite`, sorted by name. */
+function workflowsUnder(dir: string): WorkflowLocation[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && isFile(path.join(dir, entry.name, STORE_FILE)))
+    .map((entry) => ({ name: entry.name, file: path.join(dir, entry.name, STORE_FILE) }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * Finds the store(s) that `target` designates: a store file; a workflow directory (`.scalems/<name>`);
+ * a directory of workflows (`.scalems`); or a project directory holding `.scalems`. Without a target,
+ * `.scalems` under `cwd`.
+ */
+export function locate(target: string | undefined, cwd: string): Located {
+  const given = path.resolve(cwd, target ?? WORKFLOWS_DIR);
+  if (!fs.existsSync(given)) {
+    throw new CliError(
+      target === undefined
+        ? `no workflow store here: ${given} does not exist. Run this in the directory the workflow ran in, ` +
+            `or pass a workflow directory (.scalems/<name>) or its ${STORE_FILE}.`
+        : `${given} does not exist.`,
+    );
+  }
+  if (!isDir(given)) return { one: at(given) };
+  if (isFile(path.join(given, STORE_FILE))) return { one: at(path.join(given, STORE_FILE)) };
+  let root = given;
+  let found = workflowsUnder(root);
+  if (found.length === 0 && isDir(path.join(given, WORKFLOWS_DIR))) {
+    root = path.join(given, WORKFLOWS_DIR);
+    found = workflowsUnder(root);
+  }
+  if (found.length === 0) {
+    throw new CliError(
+      `no workflow store in ${given}: expected ${path.join(given, STORE_FILE)} or ${path.join(given, '<name>', STORE_FILE)}.`,
+    );
+  }
+  return found.length === 1 ? { one: found[0]! } : { root, several: found };
+}
+
+const KNOWN_STATES = new Set<string>(TASK_STATES);
+
+/**
+ * Reads every task record of a store, read-only and without taking its lock (so a store held by a
+ * running workflow can be inspected). Throws the store's typed errors (corrupt, other version) as is.
+ */
+export async function readRecords(file: string): Promise<TaskRecord[]> {
+  const store = sqliteStore(file, { readonly: true });
+  try {
+    const records: TaskRecord[] = [];
+    for (const [key, value] of await store.entries<unknown>()) {
+      if (!key.startsWith(TASK_KEY_PREFIX)) continue;
+      if (!isTaskRecord(value)) {
+        throw new StoreCorruptError(`${file}: the value stored under "${key}" is not a task record.`);
+      }
+      records.push(value);
+    }
+    return records;
+  } finally {
+    await store.close();
+  }
+}
+
+function isTaskRecord(value: unknown): value is TaskRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as Partial<Record<keyof TaskRecord, unknown>>;
+  return (
+    typeof r.id === 'string' &&
+    typeof r.name === 'string' &&
+    typeof r.state === 'string' &&
+    KNOWN_STATES.has(r.state as TaskStateName) &&
+    Array.isArray(r.inputs)
+  );
+}

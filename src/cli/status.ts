@@ -1,0 +1,153 @@
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { TASK_STATES, type RecordedError, type TaskRecord, type TaskStateName } from '../store/state';
+import { EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
+import { locate, readRecords, type WorkflowLocation } from './locate';
+
+/** What `scalems status --json` prints for one workflow. */
+export interface StatusSummary {
+  readonly workflow: string;
+  readonly store: string;
+  readonly total: number;
+  readonly counts: Record<TaskStateName, number>;
+  /** every failed task: those that failed themselves first, then those whose input failed; each by finish time */
+  readonly failed: ReadonlyArray<{
+    readonly id: string;
+    readonly label?: string;
+    readonly name: string;
+    readonly attempts: number;
+    readonly error?: RecordedError;
+  }>;
+}
+
+const UPSTREAM_FAILED = 'UPSTREAM_FAILED';
+
+/** Counts per state and the failed tasks, root causes first. */
+export function summarise(where: WorkflowLocation, records: readonly TaskRecord[], withStacks = false): StatusSummary {
+  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskStateName, number>;
+  for (const r of records) counts[r.state]++;
+  const rank = (r: TaskRecord): number => (r.error?.code === UPSTREAM_FAILED ? 1 : 0);
+  const failed = records
+    .filter((r) => r.state === 'failed')
+    .sort(
+      (a, b) =>
+        rank(a) - rank(b) ||
+        (a.finishedAt ?? 0) - (b.finishedAt ?? 0) ||
+        (a.label ?? a.id).localeCompare(b.label ?? b.id, 'en', { numeric: true }),
+    )
+    .map((r) => {
+      const error = r.error === undefined || withStacks ? r.error : withoutStack(r.error);
+      return { id: r.id, ...(r.label === undefined ? {} : { label: r.label }), name: r.name, attempts: r.attempts, ...(error === undefined ? {} : { error }) };
+    });
+  return { workflow: where.name, store: where.file, total: records.length, counts, failed };
+}
+
+function withoutStack(error: RecordedError): RecordedError {
+  const { stack: _stack, ...rest } = error;
+  return rest;
+}
+
+/** "12 tasks: 10 succeeded, 2 failed" */
+export function countsLine(summary: Pick<StatusSummary, 'total' | 'counts'>): string {
+  const parts = TASK_STATES.filter((s) => summary.counts[s] > 0).map((s) => `${summary.counts[s]} ${s}`);
+  return `${summary.total} task${summary.total === 1 ? '' : 's'}${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`;
+}
+
+const firstLine = (text: string): string => text.split('\n', 1)[0]!;
+const pad = (text: string, width: number): string => text + ' '.repeat(Math.max(0, width - text.length));
+
+/** The human-readable report of one workflow. */
+export function formatStatus(summary: StatusSummary, options: { verbose?: boolean; limit?: number } = {}): string {
+  const out: string[] = [`workflow ${summary.workflow}  (${summary.store})`];
+  const width = Math.max(...TASK_STATES.map((s) => s.length), 'total'.length) + 2;
+  for (const s of TASK_STATES) if (summary.counts[s] > 0) out.push(`  ${pad(s, width)}${summary.counts[s]}`);
+  out.push(`  ${pad('total', width)}${summary.total}`);
+  const failed = summary.failed;
+  if (failed.length === 0) return out.join('\n') + '\n';
+
+  const upstream = failed.filter((f) => f.error?.code === UPSTREAM_FAILED).length;
+  out.push('', `failed tasks (${failed.length}${upstream > 0 ? `, ${upstream} because an input failed` : ''}):`);
+  const limit = options.limit === undefined || options.limit <= 0 ? failed.length : options.limit;
+  const shown = failed.slice(0, limit);
+  if (options.verbose) {
+    for (const f of shown) {
+      out.push(`  ${f.label ?? f.id}  (task ${f.name}${f.label === undefined ? '' : `, id ${f.id}`}, attempts ${f.attempts})`);
+      out.push(...describeError(f.error).map((line) => `      ${line}`));
+    }
+  } else {
+    const rows = [['TASK', 'NAME', 'ATTEMPTS', 'ERROR'], ...shown.map((f) => [f.label ?? f.id, f.name, String(f.attempts), errorLine(f.error)])];
+    const widths = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c]!.length)) + 2);
+    for (const row of rows) out.push(`  ${row.map((cell, c) => (c < 3 ? pad(cell, widths[c]!) : cell)).join('')}`.trimEnd());
+  }
+  if (shown.length < failed.length) out.push(`  ... and ${failed.length - shown.length} more (--limit 0 shows all)`);
+  return out.join('\n') + '\n';
+}
+
+const errorLine = (error: RecordedError | undefined): string =>
+  error === undefined ? '(no error recorded)' : `${error.name}: ${firstLine(error.message)}`;
+
+/** The full message, code, details and stack of a recorded error, as lines. */
+function describeError(error: RecordedError | undefined): string[] {
+  if (error === undefined) return ['(no error recorded)'];
+  const head = `${error.name}: ${error.message}`;
+  const lines = error.stack !== undefined && error.stack.startsWith(head) ? error.stack.split('\n') : [...head.split('\n'), ...(error.stack?.split('\n') ?? [])];
+  if (error.code !== undefined) lines.push(`code: ${error.code}`);
+  if (error.details !== undefined && Object.keys(error.details).length > 0) lines.push(`details: ${JSON.stringify(error.details)}`);
+  return lines;
+}
+
+const USAGE = `usage: scalems status [dir] [--json] [--verbose] [--limit N]
+
+Shows the state of a workflow from its store, read-only (a running workflow may hold it).
+  dir        a workflow directory (.scalems/<name>), its state.sqlite, or a directory of
+             workflows (default: .scalems under the current directory). When it holds
+             several workflows, each is listed with its counts.
+  --json     print a machine-readable summary (all failed tasks, full messages)
+  --verbose  show the full error message, code, details and stack of each failed task
+  --limit N  show at most N failed tasks (default 20; 0 shows all)
+`;
+
+export const statusCommand: Command = {
+  summary: 'counts per state and the failed tasks of a workflow',
+  usage: USAGE,
+  async run(args: readonly string[], io: CliIo): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: { json: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' }, limit: { type: 'string' } },
+    });
+    if (positionals.length > 1) throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    const limit = values.limit === undefined ? 20 : Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 0) throw new UsageError(`--limit expects a whole number (0 = all), got "${values.limit}"`);
+    const verbose = values.verbose ?? false;
+
+    const located = locate(positionals[0], io.cwd);
+    if ('one' in located) {
+      const summary = summarise(located.one, await readRecords(located.one.file), verbose);
+      io.stdout.write(values.json ? JSON.stringify(summary, null, 2) + '\n' : formatStatus(summary, { verbose, limit }));
+      return EXIT_OK;
+    }
+
+    // Several workflows: one line each. A store that cannot be read is reported on its line.
+    let code = EXIT_OK;
+    const results: Array<StatusSummary | { workflow: string; store: string; error: string }> = [];
+    for (const where of located.several) {
+      try {
+        results.push(summarise(where, await readRecords(where.file), verbose));
+      } catch (error) {
+        code = EXIT_FAILURE;
+        results.push({ workflow: where.name, store: where.file, error: messageOf(error) });
+      }
+    }
+    if (values.json) {
+      io.stdout.write(JSON.stringify({ root: located.root, workflows: results }, null, 2) + '\n');
+      return code;
+    }
+    const width = Math.max(...results.map((r) => r.workflow.length)) + 2;
+    const lines = [`${results.length} workflows in ${located.root}:`];
+    for (const r of results) lines.push(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`);
+    lines.push(`Run \`scalems status ${path.join(located.root, '<name>')}\` for the failed tasks of one.`);
+    io.stdout.write(lines.join('\n') + '\n');
+    return code;
+  },
+};

@@ -1,0 +1,73 @@
+// The `scalems` command and the progress example as real subprocesses, on the store of a real run.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const repo = path.resolve(__dirname, '..');
+const tsx = path.join(repo, 'node_modules', '.bin', 'tsx');
+
+/** Runs a TypeScript file of the repository with tsx in `cwd`; the repository's tsconfig maps `scalems` imports. */
+function run(cwd: string, file: string, ...args: string[]): { code: number | null; out: string; err: string } {
+  const result = spawnSync(tsx, ['--tsconfig', path.join(repo, 'tsconfig.json'), path.join(repo, file), ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  return { code: result.status, out: result.stdout, err: result.stderr };
+}
+const scalems = (cwd: string, ...args: string[]): ReturnType<typeof run> => run(cwd, 'src/cli/main.ts', ...args);
+
+let dir: string;
+let example: ReturnType<typeof run>;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-bin-'));
+  example = run(dir, 'examples/progress.ts');
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+it('examples/progress.ts runs an ensemble with a progress display (plain lines when not on a terminal)', () => {
+  expect(example.code).toBe(0);
+  expect(example.out).toContain('38 tasks succeeded, 3 failed; analysis = 1.6666666666666667');
+  const lines = example.err.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^\[scalems\] 0\/\d+ done \(0 failed, 0 running\)$/);
+  expect(lines.at(-1)).toBe('[scalems] 41/41 done (3 failed, 0 running)');
+  for (const line of lines) expect(line).toMatch(/^\[scalems\] \d+\/\d+ done \(\d+ failed, \d+ running\)$/);
+});
+
+it('scalems status prints the counts and the failed tasks by label', () => {
+  const { code, out, err } = scalems(dir, 'status');
+  expect({ code, err }).toEqual({ code: 0, err: '' });
+  expect(out).toMatch(/^ {2}succeeded +38$/m);
+  expect(out).toMatch(/^ {2}failed +3$/m);
+  const failed = out.split('\n').filter((l) => /^ {2}replica-/.test(l));
+  expect(failed.map((l) => l.trim().split(/\s+/)[0]).sort()).toEqual(['replica-20', 'replica-33', 'replica-7']);
+  expect(failed[0]).toMatch(/simulate +1 +Error: replica \d+ did not converge$/);
+
+  const json = scalems(dir, 'status', '.scalems/progress-demo', '--json');
+  expect(json.code).toBe(0);
+  expect(JSON.parse(json.out)).toMatchObject({ workflow: 'progress-demo', total: 41, counts: { succeeded: 38, failed: 3 } });
+});
+
+it('scalems graph prints the edges into the labelled analysis task, in Mermaid and dot', () => {
+  const mermaid = scalems(dir, 'graph');
+  expect(mermaid.code).toBe(0);
+  expect(mermaid.out.startsWith('flowchart LR\n')).toBe(true);
+  const analysis = /^ {2}(t_\w+)\["analysis<br\/>average"\]:::succeeded$/m.exec(mermaid.out)![1]!;
+  const replica0 = /^ {2}(t_\w+)\["replica-0<br\/>simulate"\]:::succeeded$/m.exec(mermaid.out)![1]!;
+  expect(mermaid.out).toContain(`  ${replica0} --> ${analysis}\n`);
+  expect(mermaid.out.match(new RegExp(` --> ${analysis}$`, 'gm'))).toHaveLength(3);
+  expect(mermaid.out.match(/:::failed$/gm)).toHaveLength(3);
+
+  const dot = scalems(dir, 'graph', '--format', 'dot');
+  expect(dot.code).toBe(0);
+  expect(dot.out).toMatch(/^digraph "progress-demo" \{\n/);
+  expect(dot.out).toContain(`  ${replica0} -> ${analysis};\n`);
+});
+
+it('exits non-zero with the message alone when there is no store', () => {
+  const { code, out, err } = scalems(os.tmpdir(), 'status', path.join(dir, 'nothing-here'));
+  expect(code).toBe(1);
+  expect(out).toBe('');
+  expect(err).toBe(`scalems status: ${path.join(dir, 'nothing-here')} does not exist.\n`);
+});
