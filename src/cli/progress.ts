@@ -21,7 +21,8 @@ export interface Progress extends Disposable {
   stop(): void;
 }
 
-interface Snapshot {
+/** What a progress line shows: tasks in the workflow, done (succeeded, failed or cancelled), and some of the states. */
+export interface ProgressCounts {
   readonly total: number;
   readonly done: number;
   readonly failed: number;
@@ -29,23 +30,23 @@ interface Snapshot {
   readonly running: number;
 }
 
-function snapshot(state: WorkflowState): Snapshot {
+function snapshot(state: WorkflowState): ProgressCounts {
   const c = state.counts;
   const total = c.new + c.submitted + c.ready + c.running + c.succeeded + c.failed + c.cancelled;
   return { total, done: c.succeeded + c.failed + c.cancelled, failed: c.failed, cancelled: c.cancelled, running: c.running };
 }
 
-const same = (a: Snapshot | undefined, b: Snapshot): boolean =>
+const same = (a: ProgressCounts | undefined, b: ProgressCounts): boolean =>
   a !== undefined && a.total === b.total && a.done === b.done && a.failed === b.failed && a.cancelled === b.cancelled && a.running === b.running;
 
 /** `[scalems] 120/400 done (3 failed, 8 running)` */
-export function progressLine(s: Snapshot, prefix = '[scalems]'): string {
+export function progressLine(s: ProgressCounts, prefix = '[scalems]'): string {
   const cancelled = s.cancelled > 0 ? `, ${s.cancelled} cancelled` : '';
   return `${prefix} ${s.done}/${s.total} done (${s.failed} failed${cancelled}, ${s.running} running)`;
 }
 
 /** The decile of tasks done: a new one is always shown at once. */
-const decile = (s: Snapshot): number => (s.total === 0 ? 0 : Math.floor((s.done * 10) / s.total));
+const decile = (s: ProgressCounts): number => (s.total === 0 ? 0 : Math.floor((s.done * 10) / s.total));
 
 /**
  * Shows how far a workflow is: a progress bar (cli-progress) on a terminal, otherwise plain lines such as
@@ -73,7 +74,7 @@ export function progress(workflow: { readonly state$: Observable<WorkflowState> 
 }
 
 interface View {
-  show(s: Snapshot): void;
+  show(s: ProgressCounts): void;
   end(): void;
 }
 
@@ -81,8 +82,8 @@ function linesView(stream: NodeJS.WritableStream, options: ProgressOptions): Vie
   const interval = options.interval ?? 1000;
   const scheduler = options.scheduler ?? asyncScheduler;
   const prefix = options.prefix ?? '[scalems]';
-  let latest: Snapshot | undefined;
-  let printed: Snapshot | undefined;
+  let latest: ProgressCounts | undefined;
+  let printed: ProgressCounts | undefined;
   let printedAt = -Infinity;
   let trailing: Subscription | undefined;
 
@@ -122,8 +123,8 @@ function barView(stream: NodeJS.WritableStream, prefix: string): View {
     fps: 5,
   }, Presets.shades_classic);
   let started = false;
-  let latest: Snapshot | undefined;
-  const payload = (s: Snapshot): object => ({ failed: s.failed, running: s.running });
+  let latest: ProgressCounts | undefined;
+  const payload = (s: ProgressCounts): object => ({ failed: s.failed, running: s.running });
   return {
     show(s) {
       latest = s;
