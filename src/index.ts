@@ -26,3 +26,4 @@ export { task } from './operators/task';
 export { withRequirements } from './operators/with-requirements';
 export { labelled } from './operators/labelled';
 export { submitOn, type SubmitOnOptions } from './operators/submit-on';
+export { executable, file, isFileRef, outputOf, type ExecutableOptions, type ExecutableResult, type FileRef, type InputSource, type OutputOf, type StdinSource } from './task/executable';

@@ -5,3 +5,6 @@ installNode();
 
 export { installNode };
 export { progress, progressLine, type Progress, type ProgressOptions } from '../cli/progress';
+export { processes, type ProcessesOptions } from '../runtime/processes';
+export { readBytes, readText, type StagingMode } from '../runtime/workdir';
+export type { MpiOptions } from '../runtime/mpi';

@@ -2,7 +2,7 @@
 // grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Reusable by any backend
 // that runs local processes (processes(), the Slurm backend's helpers).
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
 
 export interface TreeSpawnOptions {
   readonly cwd: string;
@@ -25,6 +25,8 @@ export interface ProcessTree {
   readonly child: ChildProcess;
   /** resolves when the program itself exits (its descendants may live on: see `kill`) */
   readonly exited: Promise<ExitStatus>;
+  /** true until the program itself has exited */
+  readonly running: boolean;
   /**
    * Ends the tree: SIGTERM to every member, SIGKILL to those still alive after `graceSeconds`.
    * Resolves when no member is left. Idempotent (later calls get the same promise).
@@ -46,6 +48,7 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
   return new Promise<ProcessTree>((resolve, reject) => {
     const child = spawn(program, [...args], { cwd: options.cwd, env: options.env, stdio: options.stdio, detached: true, shell: false, windowsHide: true });
     let killing: Promise<void> | undefined;
+    let running = true;
     let root: TreeRoot = { pid: child.pid ?? -1 };
     const forget = (): void => {
       live.delete(tree);
@@ -53,6 +56,7 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
     };
     const exited = new Promise<ExitStatus>((resolveExit) => {
       child.once('exit', (code, signal) => {
+        running = false;
         if (killing === undefined) forget();
         resolveExit({ code, signal });
       });
@@ -64,6 +68,9 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
       },
       child,
       exited,
+      get running() {
+        return running;
+      },
       kill(graceSeconds = options.graceSeconds ?? DEFAULT_GRACE_SECONDS) {
         if (killing === undefined) {
           live.add(tree);
@@ -73,7 +80,7 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
         return killing;
       },
     };
-    child.once('error', (err) => {
+    child.on('error', (err) => {
       if (child.pid === undefined) reject(err);
     });
     child.once('spawn', () => {
@@ -110,12 +117,19 @@ const hasProc = ((): boolean => {
   }
 })();
 
+/** One buffer for every read of /proc/<pid>/stat (a line of a few hundred bytes; readFileSync would allocate 64 KiB per call). */
+const statBuffer = Buffer.alloc(1024);
+
 function readStat(pid: number): ProcStat | undefined {
   let text: string;
+  let fd: number | undefined;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    fd = openSync(`/proc/${pid}/stat`, 'r');
+    text = statBuffer.toString('latin1', 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   // pid (comm) state ppid pgrp session ... ; comm may hold spaces and parentheses: split after the last ')'
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');

@@ -53,8 +53,11 @@ export async function prepareWorkdir(workflowDir: string, job: { readonly id: st
   const tasks = join(workflowDir, 'tasks');
   const taskDir = assertInside(tasks, job.id, 'task directory');
   const path = join(taskDir, `attempt-${job.attempt}`);
-  await rm(path, { recursive: true, force: true });
-  await mkdir(path, { recursive: true });
+  // mkdir returns the first directory it made, undefined if `path` was there already (a rerun after a crash)
+  if ((await mkdir(path, { recursive: true })) === undefined) {
+    await rm(path, { recursive: true, force: true });
+    await mkdir(path, { recursive: true });
+  }
   return { taskDir, path, stdout: join(path, 'stdout'), stderr: join(path, 'stderr') };
 }
 
@@ -67,7 +70,7 @@ export async function prepareWorkdir(workflowDir: string, job: { readonly id: st
 export async function stageInputs(workdir: string, inputs: Readonly<Record<string, string>>, mode: StagingMode = 'copy'): Promise<void> {
   await Promise.all(
     Object.entries(inputs).map(async ([name, source]) => {
-      const dest = assertInside(workdir, name, `input "${name}"`);
+      const dest = assertInside(workdir, name, 'input');
       let info;
       try {
         info = await stat(source);
@@ -87,7 +90,7 @@ export async function collectOutputs(workdir: string, outputs: readonly string[]
   const files: Record<string, FileRef> = {};
   const missing: string[] = [];
   for (const name of outputs) {
-    const path = assertInside(workdir, name, `output "${name}"`);
+    const path = assertInside(workdir, name, 'output');
     try {
       await lstat(path);
     } catch {
@@ -95,7 +98,7 @@ export async function collectOutputs(workdir: string, outputs: readonly string[]
       continue;
     }
     try {
-      await assertRealInside(workdir, name, `output "${name}"`);
+      await assertRealInside(workdir, name, 'output');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new PathEscapeError(`output "${name}" is a dangling link in the task's working directory ${workdir}`);

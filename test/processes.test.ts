@@ -1,0 +1,220 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError, call, executable, file, outputOf, type TaskSpec } from 'scalems';
+import { readText } from 'scalems/node';
+import { maxOverlap, removeRoots, setup } from './processes-support';
+
+afterAll(removeRoots);
+
+describe('processes(): executables as child processes', () => {
+  it('runs the program in its own working directory under <root>/<workflow>/tasks/<id>/, keeping stdout and stderr as files', async () => {
+    const { root, wf, rt, ex } = await setup({}, {}, 'runs');
+    const t = ex.submit(executable(['bash', '-c', 'pwd; echo oops >&2; echo data > result.txt'], { outputs: ['result.txt'] }));
+    const r = await t;
+    const dir = join(root, 'runs', 'tasks', t.id, 'attempt-1');
+    expect(r).toEqual({
+      exitCode: 0,
+      stdout: { $file: join(dir, 'stdout'), name: 'stdout' },
+      stderr: { $file: join(dir, 'stderr'), name: 'stderr' },
+      outputs: { 'result.txt': { $file: join(dir, 'result.txt'), name: 'result.txt' } },
+      workdir: dir,
+      command: ['bash', '-c', 'pwd; echo oops >&2; echo data > result.txt'],
+    });
+    expect((await readText(r.stdout)).trim()).toBe(dir);
+    expect(await readText(r.stderr)).toBe('oops\n');
+    expect(await readText(r.outputs['result.txt']!)).toBe('data\n');
+    // the result is plain data, as recorded
+    expect(JSON.parse(JSON.stringify(wf.record(t.id)?.result))).toEqual(r);
+    await rt.shutdown();
+  });
+
+  it('passes argv as it is: no shell ever interprets it', async () => {
+    const { rt, ex } = await setup();
+    const r = await ex.submit(executable(['echo', '$HOME', '*', '; rm -rf /', '`id`']));
+    expect(await readText(r.stdout)).toBe('$HOME * ; rm -rf / `id`\n');
+    await rt.shutdown();
+  });
+
+  it('stages upstream outputs as copies, recording the edge; also host paths, file() references and directories', async () => {
+    const { root, wf, rt, ex } = await setup();
+    const hostFile = join(root, 'host.txt');
+    writeFileSync(hostFile, 'from host\n');
+    mkdirSync(join(root, 'dir'));
+    writeFileSync(join(root, 'dir', 'inner.txt'), 'inner\n');
+    const a = ex.submit(executable(['bash', '-c', 'echo upstream > out.txt'], { outputs: ['out.txt'] }));
+    const b = ex.submit(
+      executable(['bash', '-c', 'cat data/in.txt host.txt ref.txt d/inner.txt; echo changed >> data/in.txt'], {
+        inputs: { 'data/in.txt': outputOf(a, 'out.txt'), 'host.txt': hostFile, 'ref.txt': file(hostFile), d: join(root, 'dir') },
+      }),
+    );
+    const rec = wf.record(b.id)!;
+    expect(rec.inputs).toEqual([a.id]);
+    expect(rec.args[0]).toMatchObject({ inputs: { 'data/in.txt': { $output: 'out.txt', of: { $task: a.id } } } });
+    const r = await b;
+    expect(await readText(r.stdout)).toBe('upstream\nfrom host\nfrom host\ninner\n');
+    // the downstream wrote to its copy: the upstream's output is untouched
+    expect(await readText((await a).outputs['out.txt']!)).toBe('upstream\n');
+    await rt.shutdown();
+  });
+
+  it('feeds stdin from text or from an upstream file (outputOf(task, "stdout"))', async () => {
+    const { rt, ex } = await setup();
+    const text = await ex.submit(executable(['wc', '-l'], { stdin: 'a\nb\nc\n' }));
+    expect((await readText(text.stdout)).trim()).toBe('3');
+    const a = ex.submit(executable(['seq', '5']));
+    const b = ex.submit(executable(['tail', '-n', '2'], { stdin: outputOf(a, 'stdout') }));
+    expect(await readText((await b).stdout)).toBe('4\n5\n');
+    await rt.shutdown();
+  });
+
+  it('environment: the program gets this process env, under the worker env, the env requirement and the executable env', async () => {
+    process.env.SCALEMS_T_BASE = 'base';
+    process.env.SCALEMS_T_OVER = 'process';
+    const { rt, ex } = await setup({}, { worker: { env: { SCALEMS_T_W: 'worker', SCALEMS_T_OVER: 'worker' } } });
+    const spec = executable(['printenv', 'SCALEMS_T_BASE', 'SCALEMS_T_W', 'SCALEMS_T_REQ', 'SCALEMS_T_OVER'], {
+      env: { SCALEMS_T_OVER: 'executable' },
+      requirements: { env: { SCALEMS_T_REQ: 'requirement', SCALEMS_T_OVER: 'requirement' } },
+    });
+    expect(await readText((await ex.submit(spec)).stdout)).toBe('base\nworker\nrequirement\nexecutable\n');
+    delete process.env.SCALEMS_T_BASE;
+    delete process.env.SCALEMS_T_OVER;
+    await rt.shutdown();
+  });
+
+  it('a non-zero exit fails with ExecutableFailedError: exit code and the END of stderr in the message', async () => {
+    const { rt, ex } = await setup();
+    const t = ex.submit(executable(['bash', '-c', 'echo FIRST-LINE >&2; for i in $(seq 2000); do echo noise $i >&2; done; echo LAST-LINE >&2; exit 7']));
+    const err = (await t.then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as ExecutableFailedError;
+    expect(err).toBeInstanceOf(ExecutableFailedError);
+    expect(err.exitCode).toBe(7);
+    expect(err.message).toMatch(/exited with code 7/);
+    expect(err.message).toMatch(/LAST-LINE$/);
+    expect(err.message).not.toMatch(/noise 1\n/);
+    expect(err.stderrTail).not.toMatch(/FIRST-LINE/);
+    expect(err.stderrTail).toMatch(/noise 2000\nLAST-LINE$/);
+    expect(t.state).toBe('failed');
+    expect(t.record?.error).toMatchObject({ code: 'EXECUTABLE_FAILED', details: { exitCode: 7 } });
+    await rt.shutdown();
+  });
+
+  it('a program that does not exist fails with ExecutableFailedError naming it and PATH', async () => {
+    const { rt, ex } = await setup();
+    await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(ExecutableFailedError);
+    await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(/program "no-such-program-xyz" was not found on PATH \(.*\/usr\/bin/);
+    await expect(ex.submit(executable(['./not-here.sh']))).rejects.toThrow(/"\.\/not-here\.sh" was not found \(relative program paths are resolved in the task's working directory/);
+    await rt.shutdown();
+  });
+
+  it('declared outputs that were not produced fail the task, naming the missing files', async () => {
+    const { rt, ex } = await setup();
+    const t = ex.submit(executable(['bash', '-c', 'touch a.txt'], { outputs: ['a.txt', 'b.txt', 'sub/c.txt'] }));
+    await expect(t).rejects.toThrow(ExecutableFailedError);
+    await expect(t).rejects.toThrow(/exited with code 0 but did not produce the declared outputs "b.txt", "sub\/c.txt" in \//);
+    await rt.shutdown();
+  });
+
+  it('refuses at submit, with PathEscapeError, hand-made specs whose paths escape the working directory; nothing is recorded', async () => {
+    const { wf, rt, ex } = await setup();
+    const raw = (d: object): TaskSpec => ({ kind: 'executable', name: 'executable:x', args: [{ argv: ['true'], ...d }] });
+    expect(() => ex.submit(raw({ outputs: ['../x'] }))).toThrow(PathEscapeError);
+    expect(() => ex.submit(raw({ outputs: ['/etc/passwd'] }))).toThrow(PathEscapeError);
+    expect(() => ex.submit(raw({ inputs: { '../../in': '/etc/hosts' } }))).toThrow(PathEscapeError);
+    expect(() => ex.submit(raw({ argv: [] }))).toThrow(InvalidTaskDescriptionError);
+    expect(wf.record('x')).toBeUndefined();
+    expect(Object.values(wf.state.counts).reduce((a, b) => a + b, 0)).toBe(0);
+    await rt.shutdown();
+  });
+
+  it('an output that is a symbolic link out of the working directory fails the task with PathEscapeError', async () => {
+    const { rt, ex } = await setup();
+    const t = ex.submit(executable(['ln', '-s', '/etc/hostname', 'out.txt'], { outputs: ['out.txt'] }));
+    await expect(t).rejects.toThrow(PathEscapeError);
+    await expect(t).rejects.toThrow(/output "out.txt" is a link to \/etc\/hostname, outside the task's working directory/);
+    const d = ex.submit(executable(['bash', '-c', 'mkdir real; ln -s /etc d; touch real/x'], { outputs: ['d/hostname'] }));
+    await expect(d).rejects.toThrow(PathEscapeError);
+    await rt.shutdown();
+  });
+
+  it("with symlink staging, refuses at submit an output inside an input (it would be written through the link)", async () => {
+    const { root, rt, ex } = await setup({ staging: 'symlink' });
+    writeFileSync(join(root, 'big.dat'), 'big\n');
+    expect(() => ex.submit(executable(['touch', 'big.dat'], { inputs: { 'big.dat': join(root, 'big.dat') }, outputs: ['big.dat'] }))).toThrow(PathEscapeError);
+    const r = await ex.submit(executable(['readlink', 'big.dat'], { inputs: { 'big.dat': join(root, 'big.dat') } }));
+    expect((await readText(r.stdout)).trim()).toBe(join(root, 'big.dat'));
+    await rt.shutdown();
+  });
+
+  it('refuses at submit function tasks, and outputOf() an output the upstream does not declare', async () => {
+    const { rt, ex } = await setup();
+    expect(() => ex.submit(call(async () => 1))).toThrow(UnregisteredFunctionError);
+    const a = ex.submit(executable(['bash', '-c', 'touch out.txt'], { outputs: ['out.txt'] }));
+    expect(() => ex.submit(executable(['cat', 'x'], { inputs: { x: outputOf(a, 'ou.txt') } }))).toThrow(/outputOf\(executable:bash, "ou.txt"\) names an output that task does not declare \(it declares: out.txt, stdout, stderr\)/);
+    await a;
+    await rt.shutdown();
+  });
+
+  it('each attempt has its own working directory: a retry starts afresh and the failed attempt is kept', async () => {
+    const { root, rt, ex } = await setup();
+    const counter = join(root, 'attempts');
+    const script = `echo run >> ${counter}; touch mine.txt; [ $(wc -l < ${counter}) -ge 2 ] || { echo first attempt fails >&2; exit 1; }; ls`;
+    const r = await ex.submit(executable(['bash', '-c', script], { requirements: { retries: 1 } }));
+    expect(r.workdir).toMatch(/\/attempt-2$/);
+    expect(await readText(r.stdout)).toBe('mine.txt\nstderr\nstdout\n');
+    expect(await readText(join(r.workdir, '..', 'attempt-1', 'stderr'))).toBe('first attempt fails\n');
+    await rt.shutdown();
+  });
+
+  it('same command, same task: identical specs are one task; key makes replicas', async () => {
+    const { rt, ex } = await setup();
+    const a = ex.submit(executable(['echo', 'x']));
+    expect(ex.submit(executable(['echo', 'x']))).toBe(a);
+    const b = ex.submit(executable(['echo', 'x'], { key: 'replica-2' }));
+    expect(b).not.toBe(a);
+    expect((await a).workdir).not.toBe((await b).workdir);
+    await rt.shutdown();
+  });
+
+  it('never runs more than the executor cores at once, counting ranks × coresPerRank (real processes, timestamps)', async () => {
+    const { root, rt } = await setup();
+    const { executor } = await import('scalems');
+    const run = async (cores: number, coresPerRank: number, log: string): Promise<number> => {
+      const ex = executor(rt, { worker: { cores } });
+      const script = `echo "s $1 $(date +%s%N)" >> ${log}; sleep 0.1; echo "e $1 $(date +%s%N)" >> ${log}`;
+      await Promise.all(Array.from({ length: 6 }, (_, i) => ex.submit(executable(['bash', '-c', script, 'task', String(i)], { requirements: { coresPerRank } }))));
+      const at = new Map<string, bigint>();
+      for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
+        const [what, i, ns] = line.split(' ');
+        at.set(`${what!}${i!}`, BigInt(ns!));
+      }
+      expect(at.size).toBe(12);
+      // each task's [start, end] lies inside the time it was admitted: their overlap is at most the admitted overlap
+      return maxOverlap(Array.from({ length: 6 }, (_, i) => [at.get(`s${i}`)!, at.get(`e${i}`)!] as const));
+    };
+    expect(await run(2, 1, join(root, 'a.log'))).toBeLessThanOrEqual(2);
+    expect(await run(3, 2, join(root, 'b.log'))).toBe(1);
+    await rt.shutdown();
+  });
+
+  it('capacity defaults to os.availableParallelism()', async () => {
+    const { rt, ex } = await setup();
+    const { availableParallelism } = await import('node:os');
+    expect(ex.capacity.cores).toBe(availableParallelism());
+    const four = await setup({ cores: 4 });
+    expect(four.ex.capacity.cores).toBe(4);
+    await Promise.all([rt.shutdown(), four.rt.shutdown()]);
+  });
+
+  it('examples/executables.ts runs', () => {
+    const root = join(process.cwd(), 'examples', 'executables.ts');
+    expect(existsSync(root)).toBe(true);
+    const out = spawnSync('npx', ['tsx', root], { encoding: 'utf8', timeout: 60_000 });
+    expect(out.stderr).toBe('');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/pipeline: 3 words/);
+    expect(out.stdout).toMatch(/ensemble: 1,4,9,16/);
+  });
+});
