@@ -54,21 +54,25 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
   return (n * 1000) / (performance.now() - t0);
 }
 
-export async function benchProcesses(tasks = 200, concurrency = availableParallelism()): Promise<ProcessesBenchFigures> {
+/** Measures, prints (unless `quiet`) and returns the figures. */
+export async function benchProcesses(options: { tasks?: number; concurrency?: number; quiet?: boolean } = {}): Promise<ProcessesBenchFigures> {
+  const tasks = options.tasks ?? 200;
+  const concurrency = options.concurrency ?? availableParallelism();
   await viaSpawn(20, concurrency); // warm up
   const spawnPerSecond = await viaSpawn(tasks, concurrency);
   const scalemsPerSecond = await viaScalems(tasks, concurrency);
-  return { tasks, concurrency, scalemsPerSecond, spawnPerSecond, ratio: spawnPerSecond / scalemsPerSecond };
+  const f = { tasks, concurrency, scalemsPerSecond, spawnPerSecond, ratio: spawnPerSecond / scalemsPerSecond };
+  if (options.quiet !== true) {
+    console.log(`processes(): ${f.tasks} x true, concurrency ${f.concurrency}`);
+    console.log(`  scalems processes(): ${f.scalemsPerSecond.toFixed(0)} tasks/s`);
+    console.log(`  plain spawn loop:    ${f.spawnPerSecond.toFixed(0)} tasks/s`);
+    console.log(`  ratio (spawn / scalems): ${f.ratio.toFixed(2)}`);
+  }
+  return f;
 }
 
 if (require.main === module) {
-  benchProcesses().then(
-    (f) => {
-      console.log(`processes(): ${f.tasks} x true, concurrency ${f.concurrency}`);
-      console.log(`  scalems processes(): ${f.scalemsPerSecond.toFixed(0)} tasks/s`);
-      console.log(`  plain spawn loop:    ${f.spawnPerSecond.toFixed(0)} tasks/s`);
-      console.log(`  ratio (spawn / scalems): ${f.ratio.toFixed(2)}`);
-    },
+  benchProcesses().catch(
     (err: unknown) => {
       console.error(err);
       process.exit(1);

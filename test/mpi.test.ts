@@ -7,7 +7,7 @@ import { TaskCancelledError, executable, type FileRef } from 'scalems';
 import { readText } from 'scalems/node';
 import { physicalCores } from '../src/runtime/mpi';
 import { describeWithService } from './support/services';
-import { alive, removeRoots, setup, waitFor } from './processes-support';
+import { alive, removeRoots, runExample, setup, waitFor } from './processes-support';
 
 const PROGRAM = `
 #include <mpi.h>
@@ -93,8 +93,9 @@ describeWithService('mpi', 'processes(): MPI executables through mpirun', () => 
     expect(alive(pids)).toEqual([]);
   });
 
-  it('examples/mpi.ts compiles hello.c and runs it on 2 ranks', () => {
-    const out = spawnSync('npx', ['tsx', join(process.cwd(), 'examples', 'mpi.ts')], { encoding: 'utf8', timeout: 120_000 });
+  it('examples/mpi.ts compiles hello.c and runs it on 2 ranks', async () => {
+    const { root } = await setup();
+    const out = runExample('mpi.ts', root);
     expect(out.stderr).toBe('');
     expect(out.status).toBe(0);
     expect(out.stdout).toMatch(/launched: mpirun -np 2 .*\.\/hello/);

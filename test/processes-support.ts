@@ -1,4 +1,5 @@
 // Helpers for the processes()/MPI tests: temporary roots, waiting for files, checking process trees.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,4 +68,10 @@ export function maxOverlap(intervals: ReadonlyArray<readonly [bigint, bigint]>):
   let max = 0;
   for (const [, d] of events) max = Math.max(max, (open += d));
   return max;
+}
+
+/** Runs `examples/<file>` with tsx as a user would, in `cwd`. */
+export function runExample(file: string, cwd: string): SpawnSyncReturns<string> {
+  const repo = join(__dirname, '..');
+  return spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['--tsconfig', join(repo, 'tsconfig.json'), join(repo, 'examples', file)], { cwd, encoding: 'utf8', timeout: 120_000 });
 }

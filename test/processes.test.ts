@@ -1,9 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError, call, executable, file, outputOf, type TaskSpec } from 'scalems';
-import { readText } from 'scalems/node';
-import { maxOverlap, removeRoots, setup } from './processes-support';
+import { processes, readText } from 'scalems/node';
+import { maxOverlap, removeRoots, runExample, setup } from './processes-support';
 
 afterAll(removeRoots);
 
@@ -101,11 +100,14 @@ describe('processes(): executables as child processes', () => {
     await rt.shutdown();
   });
 
-  it('a program that does not exist fails with ExecutableFailedError naming it and PATH', async () => {
-    const { rt, ex } = await setup();
+  it('a program that does not exist (or cannot be executed) fails with ExecutableFailedError naming it and PATH', async () => {
+    const { root, rt, ex } = await setup();
     await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(ExecutableFailedError);
     await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(/program "no-such-program-xyz" was not found on PATH \(.*\/usr\/bin/);
     await expect(ex.submit(executable(['./not-here.sh']))).rejects.toThrow(/"\.\/not-here\.sh" was not found \(relative program paths are resolved in the task's working directory/);
+    const plain = join(root, 'not-executable.sh');
+    writeFileSync(plain, '#!/bin/sh\n', { mode: 0o644 });
+    await expect(ex.submit(executable([plain]))).rejects.toThrow(/is not executable \(permission denied\)/);
     await rt.shutdown();
   });
 
@@ -199,6 +201,11 @@ describe('processes(): executables as child processes', () => {
     await rt.shutdown();
   });
 
+  it('refuses bad backend options where they are given', () => {
+    expect(() => processes({ gracePeriod: -1 })).toThrow(/gracePeriod/);
+    expect(() => processes({ cores: 1.5 })).toThrow(/cores/);
+  });
+
   it('capacity defaults to os.availableParallelism()', async () => {
     const { rt, ex } = await setup();
     const { availableParallelism } = await import('node:os');
@@ -208,13 +215,13 @@ describe('processes(): executables as child processes', () => {
     await Promise.all([rt.shutdown(), four.rt.shutdown()]);
   });
 
-  it('examples/executables.ts runs', () => {
-    const root = join(process.cwd(), 'examples', 'executables.ts');
-    expect(existsSync(root)).toBe(true);
-    const out = spawnSync('npx', ['tsx', root], { encoding: 'utf8', timeout: 60_000 });
+  it('examples/executables.ts runs (in a fresh directory, where it makes .scalems/)', async () => {
+    const { root } = await setup();
+    const out = runExample('executables.ts', root);
     expect(out.stderr).toBe('');
     expect(out.status).toBe(0);
-    expect(out.stdout).toMatch(/pipeline: 3 words/);
+    expect(out.stdout).toMatch(/pipeline: 3 words \(stdout kept in .*\/\.scalems\/executables-example\/tasks\/executable_wc-/);
     expect(out.stdout).toMatch(/ensemble: 1,4,9,16/);
+    expect(existsSync(join(root, '.scalems', 'executables-example', 'tasks'))).toBe(true);
   });
 });
