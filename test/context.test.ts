@@ -59,7 +59,7 @@ describe('ambient scope', () => {
 
   it('a task runs in the async context captured at submit (AsyncLocalStorage.snapshot)', async () => {
     const requestId = new AsyncLocalStorage<string>();
-    const readIt = async (): Promise<string | undefined> => {
+    const readIt = async (_after: unknown): Promise<string | undefined> => {
       await sleep(1);
       return requestId.getStore();
     };

@@ -77,7 +77,7 @@ test('a failed member errors the stream; with settle it is one rejected outcome 
 
 test('retries with backoff happen in virtual time', () => {
   let calls = 0;
-  const flaky = (): string => {
+  const flaky = (_input: string): string => {
     calls++;
     if (calls < 3) throw new Error(`attempt ${calls} failed`);
     return `ok after ${calls}`;

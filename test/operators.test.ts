@@ -1,4 +1,4 @@
-import { from, lastValueFrom, map, Subject, toArray, take } from 'rxjs';
+import { from, lastValueFrom, map, Subject, toArray, take, type OperatorFunction } from 'rxjs';
 import {
   DuplicateLabelError,
   TaskCancelledError,
@@ -141,6 +141,7 @@ describe('operators', () => {
   });
 
   it('refuses inputs that are not specs when no function is given, with a hint', async () => {
-    await expect(lastValueFrom(from([1]).pipe(submitOn(md as Executor)))).rejects.toThrow(/use submitOn\(executor, fn\)/);
+    const misuse = submitOn(md) as unknown as OperatorFunction<number, unknown>;
+    await expect(lastValueFrom(from([1]).pipe(misuse))).rejects.toThrow(/use submitOn\(executor, fn\)/);
   });
 });

@@ -137,6 +137,7 @@ export class Executor implements AsyncDisposable {
       const holder = wf.labelled(spec.label);
       if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label); // throws DuplicateLabelError, naming the holder
     }
+    wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
     const handle = new Task<R>(wf, id);
     entry.handle = handle;
     entry.pinned = options.pinned;
@@ -347,7 +348,7 @@ export class Executor implements AsyncDisposable {
     }
     const context: TaskContext = {
       id: rec.id,
-      label: this.workflow.record(rec.id)?.label,
+      label: taskRecord(this.workflow.state, rec.id)?.label ?? rec.label,
       signal: attempt.controller.signal,
       attempt: attempt.number,
       submit: ((fnOrSpec: AnyFunction | TaskSpec, ...more: unknown[]) => {
@@ -400,6 +401,15 @@ export class Executor implements AsyncDisposable {
     this.stopAttempt(id, attempt, outcome.ok ? undefined : outcome.error);
     const wf = this.workflow;
     if (outcome.ok) {
+      try {
+        if (outcome.value !== undefined) wf.store.assertStorable?.(`task:${id}.result`, outcome.value);
+      } catch (err) {
+        // a result the store cannot keep fails its task (no retry: it would be the same result)
+        entryOf(wf, id).error = err;
+        wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
+        this.pump();
+        return;
+      }
       wf.dispatch({ type: 'succeed', id, result: outcome.value, now: wf.now() });
     } else {
       const rec = wf.record(id);

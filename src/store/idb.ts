@@ -56,6 +56,7 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
 
   return {
     description,
+    assertStorable,
     get: <V>(key: string) => get<V>(key, useStore),
     set: async (key, value) => {
       assertStorable(key, value);

@@ -33,18 +33,27 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type DraftRecord = Draft<Mutable<TaskRecord>>;
 
 /**
- * The one reducer of workflow state, an immer recipe. `touch` is told every task id whose record
- * changed, so that persistence and notification visit only those; `becameReady` every transition
- * into `ready`, so that executors hear of exactly the work that is theirs to start.
+ * The one reducer of workflow state, an immer recipe. `events.touch` is told every task id whose
+ * record changed, so that persistence and notification visit only those; `events.became` every state
+ * transition, so that executors hear of exactly the work that is theirs to start, and so that the
+ * current state of a task can be read without going through the draft.
  */
-export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, touch: (id: string) => void, becameReady: (id: string) => void): void {
+export interface ReduceEvents {
+  /** the record of `id` changed */
+  touch(id: string): void;
+  /** task `id` entered state `to` */
+  became(id: string, to: TaskStateName): void;
+}
+
+export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, events: ReduceEvents): void {
+  const touch = (id: string): void => events.touch(id);
   const get = (id: string): DraftRecord | undefined => tableGet(state.tasks, id) as DraftRecord | undefined;
   const setState = (rec: DraftRecord, to: TaskStateName): void => {
     state.counts[rec.state]--;
     state.counts[to]++;
     rec.state = to;
     touch(rec.id);
-    if (to === 'ready') becameReady(rec.id);
+    events.became(rec.id, to);
   };
   /** Marks a task and, transitively, every unfinished dependent as failed/cancelled. */
   const finishUnsuccessfully = (root: DraftRecord, to: 'failed' | 'cancelled', error: RecordedError, now: number): void => {
@@ -75,10 +84,11 @@ export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, touc
         // and waits to be submitted again.
         const inFlight = r.state === 'submitted' || r.state === 'ready' || r.state === 'running';
         const rec: TaskRecord = inFlight ? { ...r, state: 'new', executor: undefined } : r;
-        tableSet(state.tasks as Record<string, Record<string, TaskRecord>>, rec.id, rec);
+        tableSet(state.tasks as WorkflowState['tasks'], rec.id, rec);
         state.counts[rec.state]++;
-        if (rec.label !== undefined) tableSet(state.labels as Record<string, Record<string, string>>, rec.label, rec.id);
+        if (rec.label !== undefined) tableSet(state.labels as WorkflowState['labels'], rec.label, rec.id);
         touch(rec.id);
+        events.became(rec.id, rec.state);
       }
       return;
     }
@@ -87,8 +97,9 @@ export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, touc
       let rec = get(t.id);
       if (rec === undefined) {
         const fresh: TaskRecord = { ...t, state: 'new', attempts: 0, dependents: [], pending: 0 };
-        tableSet(state.tasks as Record<string, Record<string, TaskRecord>>, t.id, fresh);
+        tableSet(state.tasks as WorkflowState['tasks'], t.id, fresh);
         state.counts.new++;
+        events.became(t.id, 'new');
         rec = get(t.id)!;
       } else {
         // a restored task submitted again: take the new description, keep history
@@ -98,7 +109,7 @@ export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, touc
         rec.error = undefined;
         rec.finishedAt = undefined;
       }
-      if (rec.label !== undefined) tableSet(state.labels as Record<string, Record<string, string>>, rec.label, rec.id);
+      if (rec.label !== undefined) tableSet(state.labels as WorkflowState['labels'], rec.label, rec.id);
       rec.submittedAt = action.now;
       setState(rec, 'submitted');
       let pending = 0;
@@ -180,7 +191,7 @@ export function reduce(state: Draft<WorkflowState>, action: WorkflowAction, touc
       const rec = get(action.id);
       if (rec === undefined) return;
       rec.label = action.label;
-      tableSet(state.labels as Record<string, Record<string, string>>, action.label, action.id);
+      tableSet(state.labels as WorkflowState['labels'], action.label, action.id);
       touch(action.id);
       return;
     }

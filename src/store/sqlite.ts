@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { StoreCorruptError, StoreVersionError } from '../errors';
 import type { Store } from './store';
-import { toStorableJson } from './storable';
+import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
 
 /** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
@@ -199,6 +199,7 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
 
   return {
     description,
+    assertStorable,
     async get<V>(key: string) {
       return run(false, () => {
         const json = getOne.get(key) as string | undefined;

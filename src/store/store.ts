@@ -16,6 +16,11 @@ export interface Store {
   del(key: string): Promise<void>;
   keys(): Promise<string[]>;
   entries<V = unknown>(): Promise<Array<[string, V]>>;
+  /**
+   * Throws `UnstorableValueError` (naming `key` and the path inside `value`) if this store could not
+   * store the value faithfully. Absent on stores that keep values by reference (memory).
+   */
+  assertStorable?(key: string, value: unknown): void;
   /** Flushes and releases the store (and any lock it holds). Idempotent. */
   close(): Promise<void>;
 }

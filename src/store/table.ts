@@ -1,40 +1,39 @@
 import { hash32 } from '../task/hash';
 
 /**
- * A map of many entries kept as two levels (bucket → key → value) so that an immer update copies one
- * small bucket and the bucket index, never the whole map: the cost of a change stays independent of the
- * number of tasks in the workflow.
+ * A map of many entries kept as a shallow trie (64 × 64 buckets, then key → value) so that an immer
+ * update copies two small index objects and one bucket of a few dozen entries, never the whole map:
+ * the cost of a change stays (nearly) independent of the number of tasks in the workflow.
  */
-export type Table<V> = Readonly<Record<string, Readonly<Record<string, V>>>>;
+export type Table<V> = Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, V>>>>>>;
 
-const BUCKETS = 1024;
+type MutableTable<V> = Record<string, Record<string, Record<string, V>>>;
 
-export function bucketOf(key: string): string {
-  return (hash32(key) % BUCKETS).toString(36);
+const FANOUT = 64;
+
+function path(key: string): [string, string] {
+  const h = hash32(key) % (FANOUT * FANOUT);
+  return [(h >>> 6).toString(36), (h & (FANOUT - 1)).toString(36)];
 }
 
 export function tableGet<V>(table: Table<V>, key: string): V | undefined {
-  const bucket = table[bucketOf(key)];
-  return bucket === undefined ? undefined : bucket[key];
+  const [a, b] = path(key);
+  return table[a]?.[b]?.[key];
 }
 
 /** Mutating write, for use on an immer draft. */
-export function tableSet<V>(table: Record<string, Record<string, V>>, key: string, value: V): void {
-  const b = bucketOf(key);
-  const bucket = table[b] ?? (table[b] = {});
+export function tableSet<V>(table: Table<V>, key: string, value: V): void {
+  const t = table as MutableTable<V>;
+  const [a, b] = path(key);
+  const mid = t[a] ?? (t[a] = {});
+  const bucket = mid[b] ?? (mid[b] = {});
   bucket[key] = value;
 }
 
-/** Mutating delete, for use on an immer draft. */
-export function tableDelete<V>(table: Record<string, Record<string, V>>, key: string): void {
-  const bucket = table[bucketOf(key)];
-  if (bucket !== undefined) delete bucket[key];
-}
-
 export function* tableEntries<V>(table: Table<V>): IterableIterator<[string, V]> {
-  for (const bucket of Object.values(table)) yield* Object.entries(bucket) as Array<[string, V]>;
+  for (const mid of Object.values(table)) for (const bucket of Object.values(mid)) yield* Object.entries(bucket) as Array<[string, V]>;
 }
 
 export function* tableValues<V>(table: Table<V>): IterableIterator<V> {
-  for (const bucket of Object.values(table)) yield* Object.values(bucket);
+  for (const mid of Object.values(table)) for (const bucket of Object.values(mid)) yield* Object.values(bucket);
 }

@@ -35,6 +35,8 @@ export class Workflow {
   private draft: Draft<WorkflowState> | undefined;
   private dirty = new Set<string>();
   private readied: string[] = [];
+  /** the current state of every task, uncommitted changes included (kept by the reducer's events) */
+  private readonly states = new Map<string, TaskRecord['state']>();
   private flushScheduled: Subscription | undefined;
   private readonly subject: BehaviorSubject<WorkflowState>;
   private readonly listeners = new Map<string, Set<RecordListener>>();
@@ -77,8 +79,7 @@ export class Workflow {
 
   /** The current state of a task without copying its record (cheap; may be uncommitted). */
   stateOf(id: string): TaskRecord['state'] | undefined {
-    const source = this.draft ?? this.committed;
-    return (tableGet(source.tasks, id) as TaskRecord | undefined)?.state;
+    return this.states.get(id);
   }
 
   /** The id of the task with that label, including uncommitted changes. */
@@ -86,16 +87,19 @@ export class Workflow {
     return tableGet((this.draft ?? this.committed).labels, label);
   }
 
+  private readonly events = {
+    touch: (id: string): void => void this.dirty.add(id),
+    became: (id: string, to: TaskRecord['state']): void => {
+      this.states.set(id, to);
+      if (to === 'ready') this.readied.push(id);
+    },
+  };
+
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
     if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
     this.draft ??= immer.createDraft(this.committed);
-    reduce(
-      this.draft,
-      action,
-      (id) => this.dirty.add(id),
-      (id) => this.readied.push(id),
-    );
+    reduce(this.draft, action, this.events);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
     this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));

@@ -1,0 +1,42 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const root = join(__dirname, '..');
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+
+/** Runs an example as a user would, in a fresh working directory. */
+async function example(file: string, args: string[], cwd: string): Promise<string> {
+  const { stdout } = await run(tsx, ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', file), ...args], { cwd, timeout: 60_000 });
+  return stdout;
+}
+
+describe('examples/ensemble.ts (the quick-start job)', () => {
+  let cwd: string;
+  beforeAll(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'scalems-example-'));
+  });
+  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+
+  it('runs the ensemble on the embedded default (in-process, SQLite store) and prints results and counts', async () => {
+    const out = await example('ensemble.ts', ['3'], cwd);
+    expect(out).toMatch(/member 0: distance \d+\.\d{3}/);
+    expect(out).toMatch(/mean distance over 3 members/);
+    expect(out).toContain('tasks by state: succeeded 6');
+    expect(out).toContain('finished by earlier runs, served from the store: 0');
+    expect(existsSync(join(cwd, '.scalems', 'ensemble', 'state.sqlite'))).toBe(true);
+  }, 60_000);
+
+  it('a second run is served from the store and gives the same results', async () => {
+    const first = await example('ensemble.ts', ['3'], cwd);
+    expect(first).toContain('finished by earlier runs, served from the store: 6');
+    const again = await example('ensemble.ts', ['4'], cwd);
+    expect(again).toContain('finished by earlier runs, served from the store: 6');
+    expect(again).toContain('tasks by state: succeeded 8');
+    const lines = (s: string): string[] => s.split('\n').filter((l) => l.startsWith('member '));
+    expect(lines(again).slice(0, 3)).toEqual(lines(first));
+  }, 60_000);
+});
