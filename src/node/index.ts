@@ -8,3 +8,4 @@ export { progress, progressLine, type Progress, type ProgressOptions } from '../
 export { processes, type ProcessesOptions } from '../runtime/processes';
 export { readBytes, readText, type StagingMode } from '../runtime/workdir';
 export type { MpiOptions } from '../runtime/mpi';
+export { threads, type ThreadsOptions } from '../runtime/threads';

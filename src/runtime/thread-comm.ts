@@ -95,10 +95,20 @@ export class PortCommunicator implements Communicator {
     return this.reduce(value, reducer, `allreduce(${op})`);
   }
 
-  /** Detaches from the ports (the task has ended on this rank). */
-  close(): void {
+  /**
+   * Closes this rank's ports (the task has ended on this rank). Resolves once they are closed here,
+   * which is when the other ranks learn of it: a rank still waiting for this one is then told.
+   */
+  close(): Promise<void> {
     this.signal.removeEventListener('abort', this.onAbort);
-    for (const port of this.ports) port?.close();
+    const closed: Array<Promise<void>> = [];
+    this.ports.forEach((port, r) => {
+      if (port === null) return;
+      // a port the other side has closed already has had its (one) 'close' event
+      if (!this.closed[r]!) closed.push(new Promise<void>((resolve) => port.once('close', () => resolve())));
+      port.close();
+    });
+    return Promise.all(closed).then(() => undefined);
   }
 
   /** Gathers to rank 0, which combines in rank order and sends the result back. */
@@ -160,7 +170,9 @@ export class PortCommunicator implements Communicator {
   }
 
   private gone(from: number, what: string): Error {
-    return new TaskFailedError(`rank ${this.rank}: ${what} cannot complete: rank ${from} has ended (returned, failed or was stopped) without sending the matching message`);
+    const err = new TaskFailedError(`rank ${this.rank}: ${what} cannot complete: rank ${from} has ended (returned, failed or was stopped) without sending the matching message`);
+    // the main thread reports the ended rank's own failure, if it failed, rather than this consequence
+    return Object.assign(err, { peerEnded: from });
   }
 
   private port(r: number): MessagePort {

@@ -14,11 +14,15 @@ export interface ThreadWorkerData {
   readonly modules: readonly string[];
   /** name of the BroadcastChannel on which aborts are announced */
   readonly channel: string;
+  /** aborted run keys (see `Ring`) */
+  readonly aborts: Int32Array;
+  /** run key + rank → id of the thread running it (see `Ring`) */
+  readonly placed: Int32Array;
 }
 
 /** One rank of one attempt of one task. */
 export interface ThreadRequest {
-  /** run key: unique per attempt within a backend; the abort announcements name it */
+  /** run key: unique per attempt within a backend (keys key .. key + ranks - 1 are the attempt's); aborts name it */
   readonly key: number;
   /** registered task name */
   readonly name: string;
@@ -132,4 +136,48 @@ export function unclonable(value: unknown, where: string, seen: Set<object> = ne
 
 function describeKey(k: unknown): string {
   return typeof k === 'string' ? JSON.stringify(k) : String(k);
+}
+
+const RING = 4096;
+
+/**
+ * A small map in shared memory from run keys to an int, written by one thread and read by another
+ * without messages: slot `key % 4096` holds [key, value], so an entry lives until 4096 keys later.
+ * Used for aborts (key → reason code: an announcement on the BroadcastChannel reaches only the threads
+ * that already listen, so a run aborted before its thread started is found here when it starts) and for
+ * placement (key + rank → thread id, so that the main thread can terminate the thread of a run that
+ * ignores its signal).
+ */
+export const Ring = {
+  create(): Int32Array {
+    return new Int32Array(new SharedArrayBuffer(RING * 2 * Int32Array.BYTES_PER_ELEMENT));
+  },
+  set(ring: Int32Array, key: number, value: number): void {
+    const slot = (key % RING) * 2;
+    Atomics.store(ring, slot + 1, value);
+    Atomics.store(ring, slot, key);
+  },
+  get(ring: Int32Array, key: number): number | undefined {
+    const slot = (key % RING) * 2;
+    const value = Atomics.load(ring, slot + 1);
+    return Atomics.load(ring, slot) === key ? value : undefined;
+  },
+};
+
+export function markAborted(ring: Int32Array, key: number, reason: unknown): void {
+  Ring.set(ring, key, reason instanceof errors.WalltimeExceededError ? 2 : reason instanceof errors.TaskCancelledError ? 1 : 3);
+}
+
+/** The reason a run was aborted before it started, if it was. */
+export function abortedBeforeStart(ring: Int32Array, key: number): Error | undefined {
+  switch (Ring.get(ring, key)) {
+    case undefined:
+      return undefined;
+    case 1:
+      return new errors.TaskCancelledError('the task was cancelled before it started on its thread');
+    case 2:
+      return new errors.WalltimeExceededError('the task ran out of walltime before it started on its thread');
+    default:
+      return new errors.TaskFailedError('the task was stopped before it started on its thread (another of its ranks failed)');
+  }
 }

@@ -5,7 +5,7 @@
  * `ranks > 1`, the communicator. It never throws at piscina: a task's failure comes back as data, so
  * that the main thread can tell a failed task from a crashed thread.
  */
-import { BroadcastChannel, workerData } from 'node:worker_threads';
+import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { installNode } from '../node/context';
 import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../errors';
@@ -14,14 +14,36 @@ import { runInScope } from './context';
 import type { TaskEntry } from './entry';
 import type { RunningTaskScope, TaskContext } from './executor';
 import { PortCommunicator } from './thread-comm';
-import { deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
+import { Ring, abortedBeforeStart, deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
 
 installNode();
 
 const data = workerData as ThreadWorkerData;
 
+/**
+ * One running attempt (rank) on this thread. Its AbortController is made only when the function asks
+ * for its signal (or when it is aborted): most tasks never do, and a controller costs microseconds.
+ */
+class Run {
+  private controller: AbortController | undefined;
+  private reason: Error | undefined;
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.controller !== undefined) this.controller.abort(reason);
+    else this.reason ??= reason;
+  }
+}
+
 /** Running attempts of this thread, by run key. */
-const running = new Map<number, AbortController>();
+const running = new Map<number, Run>();
 /** Aborts announced for runs that have not started here (yet): a run may be aborted before its request arrives. */
 const early = new Map<number, Error>();
 const EARLY_LIMIT = 1024;
@@ -30,9 +52,9 @@ const channel = new BroadcastChannel(data.channel);
 channel.unref();
 channel.onmessage = (event: unknown): void => {
   const { key, reason } = (event as { data: AbortAnnouncement }).data;
-  const controller = running.get(key);
-  if (controller !== undefined) {
-    controller.abort(deserializeError(reason));
+  const run = running.get(key);
+  if (run !== undefined) {
+    run.abort(deserializeError(reason));
     return;
   }
   early.set(key, deserializeError(reason));
@@ -76,19 +98,24 @@ export default async function runThreadTask(req: ThreadRequest): Promise<ThreadR
       ),
     );
   }
-  const controller = new AbortController();
-  const earlyReason = early.get(req.key);
+  // aborted before it started here (cancelled while queued, or before this thread listened): do not run it
+  const earlyReason = early.get(req.key) ?? abortedBeforeStart(data.aborts, req.key);
   if (earlyReason !== undefined) {
     early.delete(req.key);
-    controller.abort(earlyReason);
+    return fail(earlyReason);
   }
-  running.set(req.key, controller);
-  const comm = req.comm !== undefined ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, controller.signal) : undefined;
+  const run = new Run();
+  running.set(req.key, run);
+  // where this rank runs, so that the main thread can terminate this thread if it ignores its signal
+  Ring.set(data.placed, req.key + (req.comm?.rank ?? 0), threadId);
+  const comm = req.comm !== undefined ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, run.signal) : undefined;
   try {
     const context: TaskContext = {
       id: req.id,
       label: req.label,
-      signal: controller.signal,
+      get signal() {
+        return run.signal;
+      },
       attempt: req.attempt,
       submit: noSubmit,
       ...(comm !== undefined ? { comm } : {}),
@@ -107,6 +134,8 @@ export default async function runThreadTask(req: ThreadRequest): Promise<ThreadR
     return fail(err);
   } finally {
     running.delete(req.key);
-    comm?.close();
+    // Let the closing reach the other ranks (a rank still waiting on this one is then told it has
+    // ended) before piscina parks this thread in Atomics.wait.
+    if (comm !== undefined) await comm.close();
   }
 }

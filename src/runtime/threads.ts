@@ -1,12 +1,13 @@
 import { availableParallelism } from 'node:os';
-import { extname, join, resolve as resolvePath } from 'node:path';
+import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
 import Piscina from 'piscina';
 import { Observable } from 'rxjs';
 import { UnknownTaskError, UnregisteredFunctionError, UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../errors';
 import { SPEC_FN, registeredName, type TaskSpec } from '../task/spec';
 import type { Backend, BackendExecutor, Job } from './backend';
-import { deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
+import { probeModules, resolveModules, workerExecArgv } from './thread-modules';
+import { Ring, deserializeError, markAborted, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
 
 export interface ThreadsOptions {
   /**
@@ -25,6 +26,8 @@ export interface ThreadsOptions {
 }
 
 let backends = 0;
+/** run keys stay below 2^30: they are kept in Int32Arrays */
+const KEY_WRAP = 2 ** 30;
 
 /**
  * Runs `defineTask` functions of the given modules on worker threads (a piscina pool per executor).
@@ -33,7 +36,7 @@ let backends = 0;
  * `currentTask().comm`; its result is rank 0's.
  */
 export function threads(options: ThreadsOptions): Backend {
-  const modules = resolveModules(options);
+  const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules);
   const maxThreads = options.maxThreads ?? availableParallelism();
   if (!Number.isInteger(maxThreads) || maxThreads < 1) throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
   const grace = options.cancelGraceMs ?? 1000;
@@ -44,7 +47,7 @@ export function threads(options: ThreadsOptions): Backend {
   const channelName = `scalems-threads-${process.pid}-${++backends}-${Math.random().toString(36).slice(2)}`;
   let channel: BroadcastChannel | undefined;
   let runs = 0;
-  const workerData: ThreadWorkerData = { modules, channel: channelName };
+  const workerData: ThreadWorkerData = { modules, channel: channelName, aborts: Ring.create(), placed: Ring.create() };
   const moduleList = modules.join(', ');
 
   /** Tells the workers to abort a run through its signal. */
@@ -53,6 +56,7 @@ export function threads(options: ThreadsOptions): Backend {
       channel = new BroadcastChannel(channelName);
       channel.unref();
     }
+    markAborted(workerData.aborts, key, reason);
     channel.postMessage({ key, reason: serializeError(reason) } satisfies AbortAnnouncement);
   };
 
@@ -91,7 +95,15 @@ export function threads(options: ThreadsOptions): Backend {
       let pool: Piscina<ThreadRequest, ThreadResponse> | undefined;
       const getPool = (): Piscina<ThreadRequest, ThreadResponse> => {
         if (pool === undefined) {
-          pool = new Piscina<ThreadRequest, ThreadResponse>({ filename: workerFile, minThreads: cores, maxThreads: cores, workerData, execArgv });
+          pool = new Piscina<ThreadRequest, ThreadResponse>({
+            filename: workerFile,
+            minThreads: cores,
+            maxThreads: cores,
+            workerData,
+            execArgv,
+            // the executor's worker env, over this process's (threads share the process: a task's own env is not applied)
+            ...(worker.env !== undefined ? { env: { ...process.env, ...worker.env } as Record<string, string> } : {}),
+          });
           // a thread that dies between tasks is replaced; its tasks (if any) have their own error
           pool.on('error', () => undefined);
         }
@@ -100,7 +112,12 @@ export function threads(options: ThreadsOptions): Backend {
       return {
         capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
         accept,
-        run: (job) => runJob(job, getPool(), ++runs, announce, grace),
+        run: (job) => {
+          // each rank has a key of its own (for placement); the first one names the attempt
+          const key = runs + 1;
+          runs = (runs + (job.requirements.ranks ?? 1)) % KEY_WRAP;
+          return runJob(job, getPool(), key, { announce, placed: workerData.placed, grace });
+        },
         close: async () => {
           await pool?.destroy();
           pool = undefined;
@@ -114,46 +131,63 @@ export function threads(options: ThreadsOptions): Backend {
   };
 }
 
+interface RunControl {
+  /** tells the workers to abort the run through its signal */
+  readonly announce: (key: number, reason: unknown) => void;
+  /** key + rank → thread running it */
+  readonly placed: Int32Array;
+  readonly grace: number;
+}
+
 /** One attempt: one piscina task per rank, started together (the executor has reserved their cores). */
-function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, announce: (key: number, reason: unknown) => void, grace: number): Observable<unknown> {
+function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, control: RunControl): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     const ranks = job.requirements.ranks ?? 1;
-    const kill = new AbortController();
     const base: ThreadRequest = { key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt };
     let open = ranks;
     let done = false;
     let failure: unknown;
     let rank0: unknown;
     let killer: ReturnType<typeof setTimeout> | undefined;
-    const settle = (): void => {
+    const succeeded: boolean[] = [];
+    /** failures of ranks that waited for a rank that had ended: reported only if that rank succeeded */
+    const consequences: Array<{ peer: number; error: Error }> = [];
+    const fail = (error: Error): void => {
+      done = true;
+      failure = error;
+      subscriber.error(error);
+    };
+    const settle = (rank: number, ok: boolean): void => {
+      succeeded[rank] = ok;
       if (--open === 0 && killer !== undefined) clearTimeout(killer);
+      if (done) return;
+      const consequence = ok ? consequences.find((c) => c.peer === rank) : undefined;
+      if (consequence !== undefined) fail(consequence.error);
+      else if (open === 0) {
+        done = true;
+        subscriber.next(rank0);
+        subscriber.complete();
+      }
     };
     const requests = ranks === 1 ? [{ request: base, transfer: [] as MessagePort[] }] : mesh(base, ranks);
     requests.forEach(({ request, transfer }, rank) => {
-      pool.run(request, { transferList: transfer, signal: kill.signal }).then(
+      pool.run(request, transfer.length > 0 ? { transferList: transfer } : undefined).then(
         (response) => {
-          settle();
-          if (done) return;
-          if (!response.ok) {
-            done = true;
-            failure = deserializeError(response.error);
-            if (ranks > 1) Object.assign(failure as Error, { rank });
-            subscriber.error(failure);
-          } else {
+          if (response.ok) {
             if (rank === 0) rank0 = response.value;
-            if (open === 0) {
-              done = true;
-              subscriber.next(rank0);
-              subscriber.complete();
-            }
+            settle(rank, true);
+            return;
           }
+          const error = deserializeError(response.error);
+          if (ranks > 1) Object.assign(error, { rank });
+          const peer = response.error.details?.peerEnded;
+          if (!done && typeof peer === 'number' && succeeded[peer] === undefined) consequences.push({ peer, error });
+          else if (!done) fail(error);
+          settle(rank, false);
         },
         (err: unknown) => {
-          settle();
-          if (done) return;
-          done = true;
-          failure = crashError(err, job, rank, ranks);
-          subscriber.error(failure);
+          if (!done) fail(crashError(err, job, rank, ranks));
+          settle(rank, false);
         },
       );
     });
@@ -163,8 +197,16 @@ function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
       // the thread(s) if the function has not returned within the grace period.
       done = true;
       const reason: unknown = job.signal.aborted ? job.signal.reason : (failure ?? new Error('the task was stopped'));
-      announce(key, reason);
-      killer = setTimeout(() => kill.abort(reason), grace);
+      control.announce(key, reason);
+      // A rank still queued in the pool starts, finds itself aborted and returns at once; a rank that
+      // ignores its signal has its thread terminated (and replaced) after the grace period.
+      killer = setTimeout(() => {
+        for (let rank = 0; rank < ranks; rank++) {
+          if (succeeded[rank] !== undefined) continue;
+          const tid = Ring.get(control.placed, key + rank);
+          if (tid !== undefined) void pool.threads.find((w) => w.threadId === tid)?.terminate();
+        }
+      }, control.grace);
       killer.unref();
     };
   });
@@ -189,85 +231,11 @@ function mesh(base: ThreadRequest, size: number): Array<{ request: ThreadRequest
 function crashError(err: unknown, job: Job, rank: number, ranks: number): Error {
   const what = `task ${job.label ?? job.name} (${job.id})${ranks > 1 ? ` rank ${rank}` : ''}`;
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof Error && err.name === 'DataCloneError') {
+  if ((err as { name?: unknown } | null)?.name === 'DataCloneError') {
     return new UnserializableValueError(`${what}: its arguments cannot be sent to a worker thread: ${message}. Pass plain data.`);
   }
   return new WorkerCrashedError(
     `${what}: its worker thread died (${message}); the pool replaces the thread and goes on. A task must not call process.exit() or leave an error uncaught in a callback.`,
     { cause: err },
   );
-}
-
-function resolveModules(options: ThreadsOptions): string[] {
-  const list: unknown = (options as { modules?: unknown } | undefined)?.modules;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
-    throw new TypeError('threads({ modules }): expected a non-empty array of module paths (absolute, or relative to process.cwd()) that define the tasks with defineTask');
-  }
-  return list.map((m) => {
-    const path = resolvePath(process.cwd(), m);
-    try {
-      return require.resolve(path);
-    } catch (err) {
-      throw new TypeError(`threads({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
-    }
-  });
-}
-
-/**
- * The task names each module exports, found by loading the modules here (synchronously), or
- * undefined where this thread cannot load them (an ES module, or TypeScript without tsx): then the
- * workers report unknown names when the task runs.
- */
-function probeModules(modules: readonly string[]): Set<string> | undefined {
-  const names = new Set<string>();
-  for (const path of modules) {
-    let exports: unknown;
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's task modules, synchronously
-      exports = require(path);
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === 'ERR_REQUIRE_ESM' || code === 'ERR_UNKNOWN_FILE_EXTENSION' || (isTypeScript(path) && err instanceof SyntaxError)) return undefined;
-      throw new TypeError(`threads({ modules }): module ${path} failed to load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    }
-    collectTaskNames(exports, names);
-    if (typeof exports === 'object' && exports !== null) collectTaskNames((exports as { default?: unknown }).default, names);
-  }
-  return names;
-}
-
-function collectTaskNames(exports: unknown, names: Set<string>): void {
-  if (typeof exports === 'function') {
-    const name = registeredName(exports as (...args: never[]) => unknown);
-    if (name !== undefined) names.add(name);
-  }
-  if ((typeof exports !== 'object' && typeof exports !== 'function') || exports === null) return;
-  for (const key of Object.keys(exports)) {
-    const value: unknown = (exports as Record<string, unknown>)[key];
-    if (typeof value === 'function') {
-      const name = registeredName(value as (...args: never[]) => unknown);
-      if (name !== undefined) names.add(name);
-    }
-  }
-}
-
-const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
-
-/**
- * Worker threads do not inherit the parent's loaders here: TypeScript (this library run from source,
- * or `.ts` task modules) is loaded with tsx's CommonJS hook, which works inside worker threads.
- */
-function workerExecArgv(modules: readonly string[], workerFile: string): string[] {
-  const argv = process.execArgv.includes('--enable-source-maps') ? ['--enable-source-maps'] : [];
-  if (!isTypeScript(workerFile) && !modules.some(isTypeScript)) return argv;
-  let tsx: string;
-  try {
-    tsx = require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] });
-  } catch (err) {
-    const ts = modules.find(isTypeScript) ?? workerFile;
-    throw new TypeError(`threads(): ${ts} is TypeScript, and worker threads load TypeScript with tsx, which is not installed: npm install --save-dev tsx, or compile the module to JavaScript`, {
-      cause: err,
-    });
-  }
-  return [...argv, '--require', tsx];
 }

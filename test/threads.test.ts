@@ -1,0 +1,272 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { from, lastValueFrom, map, toArray } from 'rxjs';
+import {
+  TaskCancelledError,
+  UnknownTaskError,
+  UnregisteredFunctionError,
+  UnsatisfiableRequirementsError,
+  UnserializableValueError,
+  WalltimeExceededError,
+  WorkerCrashedError,
+  call,
+  defineTask,
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  submitOn,
+  type Executor,
+  type Runtime,
+  type TaskSpec,
+  type Workflow,
+} from 'scalems';
+import { threads } from 'scalems/node';
+import * as tasks from './threads-fixtures/tasks';
+
+const MODULE = join(__dirname, 'threads-fixtures', 'tasks.ts');
+
+/** Resolves once flags[index] is non-zero (the test's timeout bounds the wait). */
+async function flagged(flags: Int32Array, index: number): Promise<void> {
+  while (Atomics.load(flags, index) === 0) await Atomics.waitAsync(flags, index, 0, 50).value;
+}
+
+const withRequirements = <R>(spec: TaskSpec<R>, requirements: TaskSpec['requirements']): TaskSpec<R> => ({ ...spec, requirements });
+
+let wf: Workflow;
+let rt: Runtime;
+let ex: Executor;
+
+beforeAll(async () => {
+  wf = await openWorkflow({ store: memoryStore() });
+  // A grace period beyond the test timeout: a thread left hanging (not released through its signal or
+  // its communicator) shows as a failed test instead of being terminated quietly.
+  rt = launch(wf, threads({ modules: [MODULE], maxThreads: 4, cancelGraceMs: 60_000 }));
+  ex = executor(rt);
+});
+
+afterAll(() => rt.shutdown());
+
+describe('threads(): running registered functions', () => {
+  it('runs a defineTask function on a worker thread, by name', async () => {
+    const result = await ex.submit(tasks.add, 2, 3);
+    expect(result.sum).toBe(5);
+    expect(result.threadId).not.toBe(threadId);
+  });
+
+  it('gives the function currentTask(): id, label, attempt and signal', async () => {
+    const t = ex.submit({ ...call(tasks.whoAmI), label: 'who' });
+    const seen = await t;
+    expect(seen).toMatchObject({ id: t.id, label: 'who', attempt: 1, aborted: false });
+  });
+
+  it('runs .ts task modules through tsx (the fixture module is TypeScript)', async () => {
+    expect(MODULE.endsWith('.ts')).toBe(true);
+    await expect(ex.submit(tasks.add, 1, 1)).resolves.toMatchObject({ sum: 2 });
+  });
+});
+
+describe('threads(): refused at submit', () => {
+  it('refuses a closure, naming the function and telling to use defineTask', () => {
+    const offset = 1;
+    const addOffset = (x: number): number => x + offset;
+    expect(() => ex.submit(addOffset, 1)).toThrow(UnregisteredFunctionError);
+    expect(() => ex.submit(addOffset, 1)).toThrow(/addOffset.*defineTask/);
+  });
+
+  it('refuses a defineTask function that the listed modules do not define', () => {
+    const elsewhere = defineTask('threads.notInModules', (x: number) => x);
+    expect(() => ex.submit(elsewhere, 1)).toThrow(UnknownTaskError);
+    expect(() => ex.submit(elsewhere, 1)).toThrow(/threads\.notInModules.*tasks\.ts/);
+  });
+
+  it('refuses executables, naming processes()', () => {
+    const spec: TaskSpec = { kind: 'executable', name: 'echo', args: ['hi'] };
+    expect(() => ex.submit(spec)).toThrow(UnsatisfiableRequirementsError);
+    expect(() => ex.submit(spec)).toThrow(/processes\(\)/);
+  });
+
+  it('refuses arguments structured clone cannot copy, naming the argument and path', () => {
+    class Point {
+      constructor(readonly x: number) {}
+    }
+    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(UnserializableValueError);
+    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(/argument 1\.opts\.cb is a function/);
+    expect(() => ex.submit(tasks.add, Symbol('s') as unknown as number, 1)).toThrow(/argument 0 is a symbol/);
+    expect(() => ex.submit(tasks.add, [new Point(1)] as unknown as number, 1)).toThrow(/argument 0\[0\] is an instance of Point/);
+  });
+
+  it('refuses an executor with more cores than maxThreads; cores default to os.availableParallelism()', async () => {
+    const own = launch(wf, threads({ modules: [MODULE] }));
+    expect(executor(own).capacity.cores).toBe(availableParallelism());
+    expect(() => executor(own, { worker: { cores: availableParallelism() + 1 } })).toThrow(UnsatisfiableRequirementsError);
+    await own.shutdown();
+  });
+});
+
+describe('threads(): failures', () => {
+  it('a task that throws fails alone, with its name and message', async () => {
+    const failing = ex.submit(tasks.fails, 'bad input');
+    const ok = ex.submit(tasks.add, 1, 2);
+    const err = await Promise.resolve(failing).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(err?.name).toBe('CustomError');
+    expect(err?.message).toBe('bad input');
+    expect(err?.code).toBe('E_CUSTOM');
+    await expect(ok).resolves.toMatchObject({ sum: 3 });
+  });
+
+  it('a task that calls process.exit() fails with WorkerCrashedError and the pool goes on', async () => {
+    await expect(ex.submit(tasks.exitsThread)).rejects.toThrow(WorkerCrashedError);
+    const after = await Promise.all([1, 2, 3, 4, 5].map((i) => ex.submit(tasks.add, i, 100)));
+    expect(after.map((r) => r.sum)).toEqual([101, 102, 103, 104, 105]);
+  });
+
+  it('an uncaught error in a timer fails the task with WorkerCrashedError naming it, and the pool goes on', async () => {
+    const crashed = ex.submit(tasks.throwsInTimer);
+    await expect(crashed).rejects.toThrow(WorkerCrashedError);
+    await expect(crashed).rejects.toThrow(/boom in a timer/);
+    await expect(ex.submit(tasks.add, 7, 7)).resolves.toMatchObject({ sum: 14 });
+  });
+
+  it('an upstream result that cannot be sent to a thread fails the task with UnserializableValueError', async () => {
+    const local = executor(launch(wf, inProcess()));
+    const upstream = local.submit(() => ({ callback: () => 1 }));
+    const downstream = ex.submit(tasks.add, upstream as unknown as number, 1);
+    await expect(downstream).rejects.toThrow(UnserializableValueError);
+    await expect(downstream).rejects.toThrow(/cannot be sent to a worker thread/);
+    await local.shutdown({ wait: true });
+  });
+
+  it('a result structured clone cannot copy fails with UnserializableValueError', async () => {
+    await expect(ex.submit(tasks.returnsFunction)).rejects.toThrow(UnserializableValueError);
+  });
+});
+
+describe('threads(): cancellation reaches the function through its signal', () => {
+  it('task.cancel() aborts currentTask().signal in the worker', async () => {
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const t = ex.submit(tasks.untilAborted, flags, 1);
+    await flagged(flags, 0);
+    t.cancel();
+    await expect(t).rejects.toThrow(TaskCancelledError);
+    await flagged(flags, 1);
+    expect(Atomics.load(flags, 2)).toBe(1);
+  });
+
+  it('unsubscribing from submitOn aborts the running tasks it submitted', async () => {
+    const flags = [new Int32Array(new SharedArrayBuffer(12)), new Int32Array(new SharedArrayBuffer(12))];
+    const sub = from(flags)
+      .pipe(
+        map((f, i) => call(tasks.untilAborted, f, 10 + i)),
+        submitOn(ex),
+      )
+      .subscribe();
+    await Promise.all(flags.map((f) => flagged(f, 0)));
+    sub.unsubscribe();
+    await Promise.all(flags.map((f) => flagged(f, 1)));
+    expect(flags.map((f) => Atomics.load(f, 1))).toEqual([1, 1]);
+  });
+
+  it('a task cancelled before its thread picked it up is never run', async () => {
+    const own = launch(wf, threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 60_000 }));
+    const one = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const t = one.submit(tasks.untilAborted, flags, 30);
+    // handed to the backend: the (new) thread is still starting
+    await new Promise<void>((resolve) => t.state$.subscribe((s) => s === 'running' && resolve()));
+    t.cancel();
+    await expect(t).rejects.toThrow(TaskCancelledError);
+    // the only thread takes requests in order: once the next one is done, the cancelled one was passed over
+    await expect(one.submit(tasks.add, 1, 2)).resolves.toMatchObject({ sum: 3 });
+    expect(Atomics.load(flags, 0)).toBe(0);
+    await own.shutdown();
+  });
+
+  it('a task that ignores its signal has its thread terminated after the grace period, and the pool goes on', async () => {
+    const own = launch(wf, threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 100 }));
+    const one = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const t = one.submit(tasks.spins, flags);
+    await flagged(flags, 0);
+    t.cancel();
+    await expect(t).rejects.toThrow(TaskCancelledError);
+    // the only thread spins forever: this runs only on the thread that replaced it
+    await expect(one.submit(tasks.add, 2, 2)).resolves.toMatchObject({ sum: 4 });
+    await own.shutdown();
+  });
+
+  it('running out of walltime aborts the signal in the worker and fails the task with WalltimeExceededError', async () => {
+    await ex.submit(tasks.add, 0, 0); // the threads have started
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    const t = ex.submit(withRequirements(call(tasks.untilAborted, flags, 20), { walltime: 1 }));
+    await flagged(flags, 0);
+    await expect(t).rejects.toThrow(WalltimeExceededError);
+    await flagged(flags, 1);
+    expect(Atomics.load(flags, 2)).toBe(0);
+  });
+});
+
+describe('threads(): capacity', () => {
+  it('runs at most as many tasks at once as the executor has cores', async () => {
+    const counters = new Int32Array(new SharedArrayBuffer(12));
+    const results = await lastValueFrom(
+      from([0, 1, 2, 3, 4, 5, 6, 7]).pipe(
+        map((i) => call(tasks.overlap, counters, 4, i)),
+        submitOn(ex),
+        toArray(),
+      ),
+    );
+    expect(results).toHaveLength(8);
+    expect(ex.capacity.cores).toBe(4);
+    expect(Atomics.load(counters, 1)).toBe(4);
+  });
+
+  it('admits by ranks × coresPerRank: two-core tasks run two at a time on four cores', async () => {
+    const counters = new Int32Array(new SharedArrayBuffer(12));
+    const results = await lastValueFrom(
+      from([0, 1, 2, 3, 4, 5]).pipe(
+        map((i) => withRequirements(call(tasks.overlap, counters, 2, i), { coresPerRank: 2 })),
+        submitOn(ex),
+        toArray(),
+      ),
+    );
+    expect(results).toHaveLength(6);
+    expect(Atomics.load(counters, 1)).toBe(2);
+  });
+});
+
+describe('threads(): function tasks with ranks > 1', () => {
+  it('runs on `ranks` threads at once; allreduce combines the partial sums; the result is rank 0’s', async () => {
+    const n = 1000;
+    const result = await ex.submit(withRequirements(call(tasks.partialSums, n), { ranks: 4 }));
+    expect(result).toMatchObject({ total: (n * (n + 1)) / 2, biggest: 3, rank: 0, size: 4 });
+  });
+
+  it('bcast, barrier, send and recv between ranks on distinct threads', async () => {
+    const replies = (await ex.submit(withRequirements(call(tasks.bcastBarrier), { ranks: 3 })))!;
+    expect(replies.map((r) => r.rank)).toEqual([0, 1, 2]);
+    expect(replies.every((r) => r.seed === 42)).toBe(true);
+    expect(new Set(replies.map((r) => r.threadId)).size).toBe(3);
+  });
+
+  it('a failing rank fails the task with its error and releases the waiting ranks', async () => {
+    const released = new Int32Array(new SharedArrayBuffer(4));
+    const failing = ex.submit(withRequirements(call(tasks.rankFails, released), { ranks: 3 }));
+    await expect(failing).rejects.toThrow('rank 1 gives up');
+    await expect(failing).rejects.toMatchObject({ name: 'RangeError', rank: 1 });
+    // ranks 0 and 2 were released from their recv (they would wait forever without it)
+    while (Atomics.load(released, 0) < 2) await Atomics.waitAsync(released, 0, Atomics.load(released, 0), 50).value;
+    const result = await ex.submit(withRequirements(call(tasks.partialSums, 10), { ranks: 4 }));
+    expect(result.total).toBe(55);
+  });
+
+  it('a rank waiting for a rank that has returned is told so, instead of waiting forever', async () => {
+    const t = ex.submit(withRequirements(call(tasks.waitsForReturnedRank), { ranks: 2 }));
+    await expect(t).rejects.toThrow(/rank 1: recv\(from 0, tag 5\) cannot complete: rank 0 has ended/);
+  });
+});
