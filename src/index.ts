@@ -13,9 +13,10 @@ export {
 export type { TaskRef } from './task/hash';
 export type { Store } from './store/store';
 export { memoryStore } from './store/memory';
+export { idbStore, IDB_STORE_VERSION } from './store/idb';
 export { Workflow, openWorkflow, type OpenWorkflowOptions } from './store/workflow';
 export { TASK_STATES, isFinal, taskByLabel, taskRecord, type RecordedError, type TaskRecord, type TaskStateName, type WorkflowState } from './store/state';
-export { tableEntries, tableGet, tableValues, type Table } from './store/table';
+export { emptyTable, tableEntries, tableGet, tableSize, tableValues, type Table } from './store/table';
 export type { Backend, BackendExecutor, Capacity, Communicator, Job } from './runtime/backend';
 export { Executor, type ExecutorOptions, type TaskContext } from './runtime/executor';
 export { Runtime, executor, launch } from './runtime/runtime';

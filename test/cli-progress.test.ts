@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { executor, inProcess, launch, memoryStore, openWorkflow, type TaskStateName, type WorkflowState } from 'scalems';
+import { emptyTable, executor, inProcess, launch, memoryStore, openWorkflow, type TaskStateName, type WorkflowState } from 'scalems';
 import { progress } from 'scalems/node';
 
 /** A stream that keeps what is written, optionally posing as a terminal. */
@@ -21,8 +21,8 @@ function capture(isTTY = false): Writable & { text: () => string; isTTY: boolean
 function counts(c: Partial<Record<TaskStateName, number>>): WorkflowState {
   return {
     name: 'w',
-    tasks: {},
-    labels: {},
+    tasks: emptyTable(),
+    labels: emptyTable(),
     counts: { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, ...c },
   };
 }

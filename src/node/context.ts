@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
 import { setContextCarrier, type Ambient, type ContextCarrier } from '../runtime/context';
 import { setAvailableCores } from '../runtime/cores';
@@ -14,7 +14,12 @@ const root = AsyncLocalStorage.snapshot();
 const nodeCarrier: ContextCarrier = {
   run: (scope, fn) => storage.run(scope, fn),
   get: () => storage.getStore(),
-  snapshot: () => AsyncLocalStorage.snapshot(),
+  // What AsyncLocalStorage.snapshot() does, without its per-call deprecation wrapper (Node 20):
+  // an AsyncResource captures the whole async context it is created in.
+  snapshot: () => {
+    const resource = new AsyncResource('scalems.task', { requireManualDestroy: true });
+    return (fn) => resource.runInAsyncScope(fn);
+  },
   detached: (fn) => root(fn),
 };
 

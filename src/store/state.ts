@@ -1,5 +1,5 @@
 import type { TaskRequirements } from '../task/requirements';
-import { tableGet, type Table } from './table';
+import { emptyTable, tableGet, type Table } from './table';
 
 export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TASK_STATES: readonly TaskStateName[] = ['new', 'submitted', 'ready', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -57,8 +57,8 @@ export interface WorkflowState {
 export function emptyState(name: string): WorkflowState {
   return {
     name,
-    tasks: {},
-    labels: {},
+    tasks: emptyTable(),
+    labels: emptyTable(),
     counts: { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 },
   };
 }
