@@ -37,6 +37,8 @@ export interface RunningTaskScope {
 }
 
 export interface ExecutorOptions {
+  /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */
+  readonly name?: string;
   /** what the executor scope provisions (cores, gpus, memory, ...): validated at creation */
   readonly worker?: WorkerRequirements;
   /** defaults for every task of this executor: validated at creation */
@@ -63,6 +65,7 @@ let executors = 0;
  */
 export class Executor implements AsyncDisposable {
   readonly id: string;
+  readonly name: string;
   readonly workflow: Workflow;
   readonly worker: WorkerRequirements;
   readonly defaults: TaskRequirements;
@@ -87,7 +90,10 @@ export class Executor implements AsyncDisposable {
     options: ExecutorOptions = {},
   ) {
     this.id = `executor-${++executors}`;
+    this.name = options.name ?? this.id;
     this.workflow = runtime.workflow;
+    const clash = this.workflow.executors.get(this.name);
+    if (clash !== undefined && !clash.isShutdown) throw new TypeError(`an executor named "${this.name}" is already open on workflow "${this.workflow.name}"`);
     this.worker = validateWorkerRequirements(options.worker ?? {}, 'executor worker requirements');
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
@@ -102,6 +108,7 @@ export class Executor implements AsyncDisposable {
       this.workflow.onReady(this.id, (rec) => this.onReady(rec)),
       this.workflow.onSettled(this.id, (rec) => this.onSettled(rec)),
     ];
+    this.workflow.executors.set(this.name, this);
   }
 
   /** Submits `fn(...args)` (or a spec) now, like `asyncio.create_task`: it runs whether or not anybody awaits it. */
@@ -180,6 +187,7 @@ export class Executor implements AsyncDisposable {
       this.maybeDrained();
     }).then(async () => {
       for (const stop of this.unlisten) stop();
+      if (this.workflow.executors.get(this.name) === this) this.workflow.executors.delete(this.name);
       await this.backend.close();
     });
     return options.wait === true ? this.closing : Promise.resolve();

@@ -5,8 +5,11 @@ import { memoryStore } from './memory';
 import { reduce, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, taskRecord, type TaskRecord, type WorkflowState } from './state';
 import { tableGet } from './table';
-import { DuplicateLabelError } from '../errors';
-import { detached } from '../runtime/context';
+import { DuplicateLabelError, InvalidTaskDescriptionError } from '../errors';
+import { ambient, detached } from '../runtime/context';
+import { decodeDescription } from '../task/description';
+import type { TaskSpec } from '../task/spec';
+import type { Task } from '../runtime/task';
 
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
 const immer = new Immer({ autoFreeze: false });
@@ -47,6 +50,8 @@ export class Workflow {
   private closed = false;
   /** Per-process runtime companions of records (handles, live functions); owned by the runtime. */
   readonly live = new Map<string, unknown>();
+  /** @internal executors open on this workflow in this process, by name */
+  readonly executors = new Map<string, DescriptionTarget>();
 
   /** @internal use `openWorkflow()` */
   constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
@@ -103,6 +108,35 @@ export class Workflow {
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
     this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));
+  }
+
+  /**
+   * Low-level submission of a raw task description (JSON, e.g. read from a file or a queue), validated
+   * first: a bad field throws `InvalidTaskDescriptionError` naming its path and the expected type. It
+   * runs on the executor the description names, else the ambient one (`withExecutor`), else the only
+   * executor open on this workflow.
+   */
+  submitDescription(json: unknown): Task<unknown> {
+    const { spec, executor } = decodeDescription(json);
+    const open = [...this.executors.values()].filter((e) => !e.isShutdown);
+    let target: DescriptionTarget | undefined;
+    if (executor !== undefined) {
+      target = this.executors.get(executor);
+      if (target === undefined) {
+        throw new InvalidTaskDescriptionError(`description.executor: no executor named "${executor}" is open on workflow "${this.name}" (open: ${open.map((e) => e.name).join(', ') || 'none'})`);
+      }
+    } else {
+      const ambientExecutor = ambient().executor as DescriptionTarget | undefined;
+      target = ambientExecutor !== undefined && [...this.executors.values()].includes(ambientExecutor) ? ambientExecutor : open.length === 1 ? open[0] : undefined;
+      if (target === undefined) {
+        throw new InvalidTaskDescriptionError(
+          open.length === 0
+            ? `no executor is open on workflow "${this.name}": open one with executor(launch(workflow, backend)) before submitting descriptions`
+            : `description.executor is needed: several executors are open on workflow "${this.name}" (${open.map((e) => e.name).join(', ')})`,
+        );
+      }
+    }
+    return target.submitSpec(spec, { pinned: true });
   }
 
   /** Sets a task's label, once; labels are unique in the workflow. */
@@ -204,6 +238,13 @@ export class Workflow {
       await this.store.close();
     }
   }
+}
+
+/** @internal what `submitDescription` needs of an executor */
+export interface DescriptionTarget {
+  readonly name: string;
+  readonly isShutdown: boolean;
+  submitSpec(spec: TaskSpec, options: { pinned: boolean }): Task<unknown>;
 }
 
 /** Opens (or reopens, restoring every record) a workflow on a store. */

@@ -106,11 +106,17 @@ export type WorkerRequirements = t.TypeOf<typeof WorkerRequirements>;
 /** Formats io-ts errors as `where.path: expected <type>, got <value>` lines. */
 export function describeErrors(where: string, errors: t.Errors): string[] {
   return errors.map((e) => {
-    const path = [where, ...e.context.map((c) => c.key).filter((k) => k !== '')].join('.');
+    // members of intersections and unions appear in the context as "0", "1"...: not part of the path
+    const keys = e.context.filter((c, i) => c.key !== '' && !(i > 0 && isCombinator(e.context[i - 1]!.type))).map((c) => c.key);
+    const path = [where, ...keys].join('.');
     if (e.message) return `${path}: ${e.message}`;
     const expected = e.context[e.context.length - 1]?.type.name ?? 'a valid value';
     return `${path}: expected ${expected}, got ${show(e.value)}`;
   });
+}
+
+function isCombinator(type: t.Decoder<unknown, unknown>): boolean {
+  return type instanceof t.IntersectionType || type instanceof t.UnionType;
 }
 
 function show(value: unknown): string {
