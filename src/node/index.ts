@@ -3,7 +3,8 @@ import { installNode } from './context';
 
 installNode();
 
-export { installNode };
+export { installNode, defaultStorePath, workflowDir } from './context';
+export { sqliteStore, SQLITE_STORE_VERSION, type SqliteStoreOptions } from '../store/sqlite';
 export { progress, progressLine, type Progress, type ProgressOptions } from '../cli/progress';
 export { processes, type ProcessesOptions } from '../runtime/processes';
 export { readBytes, readText, type StagingMode } from '../runtime/workdir';
