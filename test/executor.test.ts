@@ -216,3 +216,17 @@ describe('executor', () => {
     expect(child?.parent).toMatch(/^parent-/);
   });
 });
+
+describe('arrays of tasks as one argument', () => {
+  it('gathers upstream results in order and records one edge per upstream task', async () => {
+    const ex = executor(rt);
+    const part = async (n: number): Promise<number> => {
+      await sleep(5 - n);
+      return n * n;
+    };
+    const parts = [1, 2, 3].map((n) => ex.submit(part, n));
+    const sum = ex.submit(async (xs: number[]) => xs.reduce((a, b) => a + b, 0), parts);
+    expect(await sum).toBe(14);
+    expect(sum.record?.inputs).toEqual(parts.map((p) => p.id));
+  });
+});

@@ -23,8 +23,9 @@ describe('processes(): executables as child processes', () => {
     expect((await readText(r.stdout)).trim()).toBe(dir);
     expect(await readText(r.stderr)).toBe('oops\n');
     expect(await readText(r.outputs['result.txt']!)).toBe('data\n');
-    // the result is plain data, as recorded
+    // the result is plain data, as recorded, and the files are the record's artifacts
     expect(JSON.parse(JSON.stringify(wf.record(t.id)?.result))).toEqual(r);
+    expect(wf.record(t.id)?.artifacts).toEqual({ stdout: join(dir, 'stdout'), stderr: join(dir, 'stderr'), 'result.txt': join(dir, 'result.txt') });
     await rt.shutdown();
   });
 

@@ -8,6 +8,7 @@ import type { BackendExecutor, Capacity, Communicator, Job } from './backend';
 import { captureContext, runInScope } from './context';
 import { entryOf, type TaskEntry } from './entry';
 import { encodeArgs, resolveArgs, taskId } from './identity';
+import { artifactsOf } from '../task/executable';
 import { recordError } from './outcome';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
@@ -418,7 +419,8 @@ export class Executor implements AsyncDisposable {
         this.pump();
         return;
       }
-      wf.dispatch({ type: 'succeed', id, result: outcome.value, now: wf.now() });
+      const artifacts = wf.stateOf(id) === 'running' && taskRecord(wf.state, id)?.kind === 'executable' ? artifactsOf(outcome.value) : undefined;
+      wf.dispatch({ type: 'succeed', id, result: outcome.value, ...(artifacts !== undefined ? { artifacts } : {}), now: wf.now() });
     } else {
       const rec = wf.record(id);
       const policy = retryPolicy(rec?.requirements ?? {});

@@ -224,3 +224,13 @@ function show(value: unknown): string {
     return String(value);
   }
 }
+
+/** The files an executable task left, for its record's `artifacts` (name → absolute path). */
+export function artifactsOf(result: unknown): Record<string, string> | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  const r = result as Partial<ExecutableResult>;
+  if (!isFileRef(r.stdout) || !isFileRef(r.stderr)) return undefined;
+  const artifacts: Record<string, string> = { stdout: r.stdout.$file, stderr: r.stderr.$file };
+  for (const [name, ref] of Object.entries(r.outputs ?? {})) if (isFileRef(ref)) artifacts[name] = ref.$file;
+  return artifacts;
+}

@@ -29,8 +29,8 @@ export interface TaskSpec<R = unknown> {
 
 export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
 
-/** What a task argument may be: the value itself, or an upstream task that produces it. */
-export type TaskArg<T> = T | (PromiseLike<T> & HasTaskId);
+/** What a task argument may be: the value itself, an upstream task that produces it, or (for arrays) an array of either. */
+export type TaskArg<T> = T | (PromiseLike<T> & HasTaskId) | (T extends readonly (infer E)[] ? readonly TaskArg<E>[] : never);
 export type TaskArgs<A extends readonly unknown[]> = { [K in keyof A]: TaskArg<A[K]> };
 
 /** A function registered by name with `defineTask`: resolvable in other threads, processes and hosts. */
