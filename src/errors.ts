@@ -143,3 +143,33 @@ export class ExecutableFailedError extends ScalemsError {
 export class PathEscapeError extends ScalemsError {
   override readonly code = 'PATH_ESCAPE';
 }
+
+/**
+ * A Slurm job step ended in a state other than COMPLETED for a reason of Slurm's, not of the program:
+ * `state` is Slurm's (`CANCELLED` by someone else, `TIMEOUT`, `OUT_OF_MEMORY`, `NODE_FAIL`, `FAILED`
+ * when the step could not be created or its launcher died), `exitCode` the step's exit code if any.
+ */
+export class SlurmStepError extends ScalemsError {
+  override readonly code = 'SLURM_STEP';
+  constructor(
+    message: string,
+    readonly state: string,
+    readonly exitCode: number | null,
+    /** `<jobid>.<stepid>`, when the step was created */
+    readonly step: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** The executor's Slurm allocation could not be obtained, or it ended (`state`: TIMEOUT, CANCELLED, NODE_FAIL...) while tasks needed it. */
+export class SlurmAllocationError extends ScalemsError {
+  override readonly code = 'SLURM_ALLOCATION';
+  constructor(
+    message: string,
+    readonly jobId: string | null,
+    readonly state: string | null,
+  ) {
+    super(message);
+  }
+}

@@ -10,3 +10,4 @@ export { processes, type ProcessesOptions } from '../runtime/processes';
 export { readBytes, readText, type StagingMode } from '../runtime/workdir';
 export type { MpiOptions } from '../runtime/mpi';
 export { threads, type ThreadsOptions } from '../runtime/threads';
+export { slurm, type SlurmBackendOptions } from '../runtime/slurm';
