@@ -1,5 +1,6 @@
 import { lastValueFrom, from, toArray } from 'rxjs';
 import {
+  call,
   defineTask,
   executor,
   inProcess,
@@ -124,5 +125,35 @@ describe('workflow state stream', () => {
     expect(rerun.id).toBe(stuck.id);
     expect(await rerun).toBe(5);
     expect(rerun.record?.attempts).toBe(2);
+  });
+});
+
+describe('resubmitting restored work', () => {
+  it('a restored failed task runs again when submitted again, and settling it in the same commit still drains its executor', async () => {
+    const store = memoryStore();
+    let failing = true;
+    const flaky = defineTask('workflow-test.flaky', async (n: number) => {
+      if (failing) throw new Error('not yet');
+      return n;
+    });
+    const first = await openWorkflow({ store });
+    const ex1 = executor(launch(first, inProcess()));
+    const t = ex1.submit(flaky, 1);
+    await expect(t).rejects.toThrow('not yet');
+    await first.flushed();
+
+    const second = await openWorkflow({ store });
+    expect(second.record(t.id)?.state).toBe('failed');
+    const small = executor(launch(second, inProcess()), { worker: { cores: 1 } });
+    // same task (requirements are not identity), now impossible: it fails in the commit that submits it
+    const impossible = small.submit({ ...call(flaky, 1), requirements: { ranks: 2 } });
+    await expect(impossible).rejects.toThrow(/needs 2 cores/);
+    await expect(Promise.race([small.shutdown({ wait: true }).then(() => 'drained'), new Promise((r) => setTimeout(() => r('hung'), 2000))])).resolves.toBe('drained');
+
+    const third = await openWorkflow({ store });
+    failing = false;
+    const again = executor(launch(third, inProcess())).submit(flaky, 1);
+    expect(await again).toBe(1);
+    expect(again.record?.attempts).toBe(2);
   });
 });

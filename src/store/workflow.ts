@@ -38,6 +38,7 @@ export class Workflow {
   private draft: Draft<WorkflowState> | undefined;
   private dirty = new Set<string>();
   private readied: string[] = [];
+  private settled: string[] = [];
   /** the current state of every task, uncommitted changes included (kept by the reducer's events) */
   private readonly states = new Map<string, TaskRecord['state']>();
   private flushScheduled: Subscription | undefined;
@@ -97,6 +98,7 @@ export class Workflow {
     became: (id: string, to: TaskRecord['state']): void => {
       this.states.set(id, to);
       if (to === 'ready') this.readied.push(id);
+      else if (isFinal(to)) this.settled.push(id);
     },
   };
 
@@ -178,24 +180,26 @@ export class Workflow {
     this.flushScheduled?.unsubscribe();
     this.flushScheduled = undefined;
     if (this.draft === undefined) return;
-    const prev = this.committed;
     const next = immer.finishDraft(this.draft) as WorkflowState;
     this.draft = undefined;
     const dirty = this.dirty;
     const readied = this.readied;
+    const settled = this.settled;
     this.dirty = new Set();
     this.readied = [];
+    this.settled = [];
     this.committed = next;
     this.persist(dirty, next);
     this.subject.next(next);
+    for (const id of settled) {
+      const rec = taskRecord(next, id);
+      if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined) this.settledListeners.get(rec.executor)?.(rec);
+    }
     for (const id of dirty) {
-      const rec = taskRecord(next, id)!;
-      if (isFinal(rec.state) && rec.executor !== undefined) {
-        const before = taskRecord(prev, id);
-        if (before === undefined || !isFinal(before.state)) this.settledListeners.get(rec.executor)?.(rec);
-      }
       const set = this.listeners.get(id);
-      if (set !== undefined) for (const l of [...set]) l(rec);
+      if (set === undefined) continue;
+      const rec = taskRecord(next, id)!;
+      for (const l of [...set]) l(rec);
     }
     for (const id of readied) {
       const rec = taskRecord(next, id);
