@@ -310,6 +310,30 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
     expect(jobs().filter((j) => j.startsWith(`${jobId}|`))).toEqual([]);
   });
 
+  it('withdraws a request still pending at shutdown: nothing left in squeue', async () => {
+    // Another job takes every CPU, so this executor's allocation stays pending.
+    execFileSync('salloc', ['--no-shell', '-n', String(cpus()), '-J', `blocker-${process.pid}`], { stdio: 'ignore', timeout: 60_000 });
+    try {
+      const ex = executor(await fresh(), { worker: { cores: 1 } });
+      const t = ex.submit(executable(['echo', 'never']));
+      const jobId = await until(() => allocationOf(ex));
+      expect(jobs()).toContain(`${jobId}|scalems-${ex.id}-${process.pid}|PENDING`);
+      t.cancel();
+      expect(await failure(t)).toBeInstanceOf(TaskCancelledError);
+      await ex.shutdown({ wait: true });
+      expect(jobs().filter((j) => j.startsWith(`${jobId}|`))).toEqual([]);
+    } finally {
+      execFileSync('scancel', ['-n', `blocker-${process.pid}`]);
+    }
+  });
+
+  it('runs each attempt of a retried task as a step of its own', async () => {
+    const flag = join(mkdtempSync(join(tmpdir(), 'scalems-slurm-retry-')), 'failed-once');
+    const ex = executor(await fresh(), { worker: { cores: 1 } });
+    const result = await ex.submit(executable(['sh', '-c', `test -e ${flag} || { touch ${flag}; exit 1; }`], { requirements: { retries: 1 } }));
+    expect(result.workdir).toMatch(/attempt-2$/);
+  });
+
   it('fails tasks with SlurmAllocationError when the allocation is ended under them', async () => {
     const ex = executor(await fresh(), { worker: { cores: 1 } });
     await ex.submit(executable(['true']));

@@ -138,6 +138,11 @@ export class Allocation {
     this.cleanups.add(p);
   }
 
+  /** The job id, synchronously, while the allocation is granted and usable. */
+  usable(): string | undefined {
+    return this.isGranted && this.ended === undefined && this.releasing === undefined ? this.jobId : undefined;
+  }
+
   /** The allocation, if it is usable; else throws the reason. */
   async ready(): Promise<string> {
     const id = await this.granted;

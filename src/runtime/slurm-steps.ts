@@ -153,8 +153,11 @@ export function startStep(launch: StepLaunch): RunningStep {
       stepId ??= /launching StepId=(\d+\.\d+)/.exec(stderr)?.[1];
     });
     const [status] = await Promise.all([tree.exited, new Promise<void>((resolve) => err.once('close', () => resolve()))]);
-    const notices = launch.stderrFile === undefined ? '' : stepdNotices(await tail(launch.stderrFile, 8192));
-    return classifyStep(notices === '' ? stderr : `${stderr}\n${notices}`, status);
+    const outcome = classifyStep(stderr, status);
+    // slurmstepd's notices go to the tasks' stderr file: needed only when the step did not simply complete
+    if (outcome.state === 'COMPLETED' || launch.stderrFile === undefined) return outcome;
+    const notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    return notices === '' ? outcome : classifyStep(`${stderr}\n${notices}`, status);
   });
 
   const cancel = (graceSeconds = DEFAULT_STEP_GRACE_SECONDS): Promise<void> => {

@@ -77,13 +77,13 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
     command,
     env: { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...d.env },
     async finish(outcome): Promise<ExecutableResult> {
-      const stderrTail = await tail(wd.stderr);
       const step = outcome.step ?? '?';
-      const missing = /execve\(\): ([^:]+): No such file or directory/.exec(stderrTail);
-      if (missing !== null && outcome.exitCode !== 0) {
-        throw new ExecutableFailedError(`${where}: program "${missing[1]}" was not found on the node (job step ${step}; relative paths resolve in ${wd.path}, names on the PATH the step inherits)`, null, null, stderrTail);
-      }
       if (outcome.state !== 'COMPLETED') {
+        const stderrTail = await tail(wd.stderr);
+        const missing = /execve\(\): ([^:]+): No such file or directory/.exec(stderrTail);
+        if (missing !== null) {
+          throw new ExecutableFailedError(`${where}: program "${missing[1]}" was not found on the node (job step ${step}; relative paths resolve in ${wd.path}, names on the PATH the step inherits)`, null, null, stderrTail);
+        }
         const how = outcome.exitCode !== null ? `exited with code ${outcome.exitCode}` : `was killed by signal ${outcome.signal ?? 'unknown'}`;
         throw new ExecutableFailedError(
           `${where}: ${shown.join(' ')} ${how} (job step ${step} FAILED)${stderrTail !== '' ? `; end of stderr (${wd.stderr}):\n${stderrTail}` : ` (stderr is empty; stdout: ${wd.stdout})`}`,
@@ -94,6 +94,7 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
       }
       const collected = await collectOutputs(wd.path, d.outputs ?? []);
       if (collected.missing.length > 0) {
+        const stderrTail = await tail(wd.stderr);
         throw new ExecutableFailedError(
           `${where}: ${shown.join(' ')} exited with code 0 but did not produce the declared output${collected.missing.length > 1 ? 's' : ''} ${collected.missing.map((m) => `"${m}"`).join(', ')} in ${wd.path}`,
           0,

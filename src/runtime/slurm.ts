@@ -127,7 +127,7 @@ function runStep(job: Job, alloc: Allocation, ctx: TaskPlanContext, names: Set<s
     const where = `task ${job.label ?? job.name} (${job.id})`;
     const attempt = async (): Promise<{ value: unknown } | undefined> => {
       check(job.requirements, where);
-      const jobId = await alloc.ready();
+      const jobId = alloc.usable() ?? (await alloc.ready());
       if (stopped) return undefined;
       const plan: StepPlan = job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
       if (stopped) return undefined;
