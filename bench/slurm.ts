@@ -50,7 +50,7 @@ async function timeScalems(ex: Executor, n: number, round: number): Promise<numb
   return performance.now() - t0;
 }
 
-export async function benchSlurm(tasks = 32, rounds = 3): Promise<SlurmBenchFigures> {
+export async function benchSlurm(tasks = 32, rounds = 5): Promise<SlurmBenchFigures> {
   const concurrency = 2;
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-slurm-'));
   const wf = await openWorkflow({ store: memoryStore(), name: 'bench-slurm' });

@@ -124,12 +124,13 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     expect((err as SlurmStepError).step).toMatch(/^\d+\.\d+$/);
   });
 
-  it('refuses at submit a closure, an unregistered function, a name its modules do not define, and arguments JSON cannot carry', () => {
+  it('refuses at submit a closure, an unregistered function, a name its modules do not define, arguments JSON cannot carry, ranks > 1', () => {
     expect(() => ex.submit((x: number) => x + 1, 1)).toThrow(UnregisteredFunctionError);
     const elsewhere = defineTask('slurm.notInModules', () => 1);
     expect(() => ex.submit(elsewhere)).toThrow(UnknownTaskError);
     expect(() => ex.submit(elsewhere)).toThrow(/no task named "slurm.notInModules" is defined by the modules given to slurm/);
     expect(() => ex.submit(tasks.add, 1n as unknown as number, 2)).toThrow(UnserializableValueError);
+    expect(() => ex.submit({ ...call(tasks.add, 1, 2), requirements: { ranks: 2 } })).toThrow(/function tasks with ranks > 1 run on threads\(\)/);
   });
 
   it('runs an executable in its working directory: result like processes(), stdout/stderr files, inputs, outputs, stdin, env', async () => {

@@ -25,6 +25,8 @@ export interface SlurmBackendOptions {
   readonly root?: string;
   /** seconds a cancelled (or timed-out) task's processes have between SIGTERM and SIGKILL (default 3) */
   readonly gracePeriod?: number;
+  /** the Node executable that runs function tasks on the nodes (default: this one, `process.execPath`) */
+  readonly node?: string;
   /** extra `mpirun` arguments before the program (default `['--bind-to', 'none']`) */
   readonly mpirunArgs?: readonly string[];
 }

@@ -34,7 +34,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
   const defined = probeModules(modules);
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
-  const entry = modules.length > 0 ? entryCommand(modules, process.execPath) : [];
+  const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath) : [];
   const open = new Set<BackendExecutor>();
   const moduleList = modules.join(', ') || 'none';
 
