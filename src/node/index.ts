@@ -5,7 +5,7 @@ installNode();
 
 export { installNode, defaultStorePath, workflowDir } from './context';
 export { sqliteStore, SQLITE_STORE_VERSION, type SqliteStoreOptions } from '../store/sqlite';
-export { progress, progressLine, type Progress, type ProgressOptions } from '../cli/progress';
+export { progress, progressLine, type Progress, type ProgressCounts, type ProgressOptions } from '../cli/progress';
 export { processes, type ProcessesOptions } from '../runtime/processes';
 export { readBytes, readText, type StagingMode } from '../runtime/workdir';
 export type { MpiOptions } from '../runtime/mpi';

@@ -64,6 +64,18 @@ export function reviveError(recorded: RecordedError): Error {
         typeof d.stderrTail === 'string' ? d.stderrTail : '',
       );
       break;
+    case 'SLURM_STEP':
+      err = new errors.SlurmStepError(recorded.message, String(d.state ?? ''), typeof d.exitCode === 'number' ? d.exitCode : null, typeof d.step === 'string' ? d.step : null);
+      break;
+    case 'SLURM_ALLOCATION':
+      err = new errors.SlurmAllocationError(recorded.message, typeof d.jobId === 'string' ? d.jobId : null, typeof d.state === 'string' ? d.state : null);
+      break;
+    case 'PATH_ESCAPE':
+      err = new errors.PathEscapeError(recorded.message);
+      break;
+    case 'UNSTORABLE_VALUE':
+      err = new errors.UnstorableValueError(recorded.message);
+      break;
     default:
       err = new errors.TaskFailedError(`${recorded.name}: ${recorded.message}`);
       Object.defineProperty(err, 'remote', { value: recorded, enumerable: false });
