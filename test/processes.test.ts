@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError, call, executable, file, outputOf, type TaskSpec } from 'scalems';
+import { availableParallelism } from 'node:os';
+import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError, call, executable, executor, file, outputOf, type TaskSpec } from 'scalems';
 import { processes, readText } from 'scalems/node';
 import { maxOverlap, removeRoots, runExample, setup } from './processes-support';
 
@@ -183,7 +184,6 @@ describe('processes(): executables as child processes', () => {
 
   it('never runs more than the executor cores at once, counting ranks × coresPerRank (real processes, timestamps)', async () => {
     const { root, rt } = await setup();
-    const { executor } = await import('scalems');
     const run = async (cores: number, coresPerRank: number, log: string): Promise<number> => {
       const ex = executor(rt, { worker: { cores } });
       const script = `echo "s $1 $(date +%s%N)" >> ${log}; sleep 0.1; echo "e $1 $(date +%s%N)" >> ${log}`;
@@ -209,7 +209,6 @@ describe('processes(): executables as child processes', () => {
 
   it('capacity defaults to os.availableParallelism()', async () => {
     const { rt, ex } = await setup();
-    const { availableParallelism } = await import('node:os');
     expect(ex.capacity.cores).toBe(availableParallelism());
     const four = await setup({ cores: 4 });
     expect(four.ex.capacity.cores).toBe(4);
