@@ -16,7 +16,8 @@ import {
   type Workflow,
 } from 'scalems';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A timer that does not keep the test process alive once the test is over. */
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 let wf: Workflow;
 let rt: Runtime;
 beforeEach(async () => {
