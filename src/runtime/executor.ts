@@ -10,6 +10,7 @@ import { entryOf, type TaskEntry } from './entry';
 import { encodeArgs, resolveArgs, taskId } from './identity';
 import { artifactsOf } from '../task/executable';
 import { recordError } from './outcome';
+import { Admission, type Candidate, type Hold } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
@@ -46,13 +47,10 @@ export interface ExecutorOptions {
   readonly task?: TaskRequirements;
 }
 
-interface Attempt {
+interface Attempt extends Hold {
   readonly number: number;
-  readonly need: Footprint;
   readonly controller: AbortController;
-  holding: boolean;
   waits: number;
-  finished: boolean;
   sub: Subscription | undefined;
   timer: Subscription | undefined;
 }
@@ -72,10 +70,7 @@ export class Executor implements AsyncDisposable {
   readonly defaults: TaskRequirements;
   readonly capacity: Capacity;
   private readonly backend: BackendExecutor;
-  private readonly free: { cores: number; gpus: number; memoryMB: number };
-  private queue: string[] = [];
-  private head = 0;
-  private readonly resumers: Array<{ attempt: Attempt; grant: () => void }> = [];
+  private readonly admission: Admission;
   private readonly attempts = new Map<string, Attempt>();
   private readonly notBefore = new Map<string, number>();
   private readonly impure = new Map<string, number>();
@@ -99,7 +94,7 @@ export class Executor implements AsyncDisposable {
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
     this.capacity = this.backend.capacity;
-    this.free = { ...this.capacity };
+    this.admission = new Admission(this.capacity, (id) => this.candidate(id));
     const problem = this.unsatisfiable(this.defaults);
     if (problem !== undefined) {
       void this.backend.close();
@@ -229,8 +224,19 @@ export class Executor implements AsyncDisposable {
   }
 
   private enqueue(id: string): void {
-    this.queue.push(id);
-    this.pump();
+    this.admission.enqueue(id);
+  }
+
+  private pump(): void {
+    this.admission.pump();
+  }
+
+  /** The queued task `id`, if it is still to be started. */
+  private candidate(id: string): Candidate | undefined {
+    if (this.workflow.stateOf(id) !== 'ready' || this.attempts.has(id)) return undefined;
+    const rec = taskRecord(this.workflow.state, id)!;
+    const need = footprint(rec.requirements);
+    return { need, start: () => this.start(rec, need) };
   }
 
   private onSettled(rec: TaskRecord): void {
@@ -254,71 +260,12 @@ export class Executor implements AsyncDisposable {
     }
   }
 
-  private fits(need: Footprint): boolean {
-    return need.cores <= this.free.cores && need.gpus <= this.free.gpus && need.memoryMB <= this.free.memoryMB;
-  }
-
-  private take(need: Footprint): void {
-    this.free.cores -= need.cores;
-    this.free.gpus -= need.gpus;
-    this.free.memoryMB -= need.memoryMB;
-  }
-
-  private giveBack(attempt: Attempt): void {
-    if (!attempt.holding) return;
-    attempt.holding = false;
-    this.free.cores += attempt.need.cores;
-    this.free.gpus += attempt.need.gpus;
-    this.free.memoryMB += attempt.need.memoryMB;
-  }
-
-  /** Starts queued work, first come first served, while it fits. Tasks resuming after a wait come first. */
-  private pump(): void {
-    for (;;) {
-      const resumer = this.resumers[0];
-      if (resumer !== undefined) {
-        if (resumer.attempt.finished) {
-          this.resumers.shift();
-          continue;
-        }
-        if (!this.fits(resumer.attempt.need)) return;
-        this.resumers.shift();
-        this.take(resumer.attempt.need);
-        resumer.attempt.holding = true;
-        resumer.grant();
-        continue;
-      }
-      if (this.head >= this.queue.length) {
-        if (this.head > 0) {
-          this.queue = [];
-          this.head = 0;
-        }
-        return;
-      }
-      const id = this.queue[this.head]!;
-      if (this.workflow.stateOf(id) !== 'ready' || this.attempts.has(id)) {
-        this.head++;
-        continue;
-      }
-      const rec = taskRecord(this.workflow.state, id)!;
-      const need = footprint(rec.requirements);
-      if (!this.fits(need)) return;
-      this.head++;
-      if (this.head > 4096 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
-      this.start(rec, need);
-    }
-  }
-
   private start(rec: TaskRecord, need: Footprint): void {
     const wf = this.workflow;
     const id = rec.id;
     const entry = entryOf(wf, id);
     const attempt: Attempt = { number: rec.attempts + 1, need, controller: new AbortController(), holding: false, waits: 0, finished: false, sub: undefined, timer: undefined };
-    this.take(need);
-    attempt.holding = true;
+    this.admission.take(attempt);
     this.attempts.set(id, attempt);
     wf.dispatch({ type: 'start', id, now: wf.now() });
     const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => taskRecord(wf.state, input)?.result);
@@ -377,21 +324,13 @@ export class Executor implements AsyncDisposable {
     if (attempt.finished) return settled;
     attempt.waits++;
     if (attempt.waits === 1 && attempt.holding) {
-      this.giveBack(attempt);
+      this.admission.release(attempt);
       this.pump();
     }
     const resume = (): Promise<void> => {
       attempt.waits--;
       if (attempt.waits > 0 || attempt.finished) return Promise.resolve();
-      if (this.resumers.length === 0 && this.fits(attempt.need)) {
-        this.take(attempt.need);
-        attempt.holding = true;
-        return Promise.resolve();
-      }
-      return new Promise<void>((grant) => {
-        this.resumers.push({ attempt, grant });
-        this.pump();
-      });
+      return this.admission.resume(attempt);
     };
     return settled.then(
       async (value) => {
@@ -443,7 +382,7 @@ export class Executor implements AsyncDisposable {
     attempt.timer?.unsubscribe();
     if (reason !== undefined) attempt.controller.abort(reason);
     attempt.sub?.unsubscribe();
-    this.giveBack(attempt);
+    this.admission.release(attempt);
   }
 
   private cancelTask(id: string, reason: Error): void {

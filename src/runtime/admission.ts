@@ -1,0 +1,112 @@
+import type { Footprint } from '../task/requirements';
+import type { Capacity } from './backend';
+
+/** The resources one running attempt occupies, and whether it holds them right now. */
+export interface Hold {
+  readonly need: Footprint;
+  /** false while the attempt has given its resources back (waiting for another task) */
+  holding: boolean;
+  finished: boolean;
+}
+
+/** What admission asks of its executor about the task at the head of the queue. */
+export interface Candidate {
+  readonly need: Footprint;
+  /** starts the task; must call `admission.take(hold)` for the hold it creates */
+  start(): void;
+}
+
+/**
+ * First-come-first-served admission of an executor's ready tasks against its capacity (cores, GPUs,
+ * memory). A task that does not fit waits at the head of the queue: nothing overtakes it, so a wide
+ * task is never starved by narrow ones. Attempts that gave their resources back while waiting for
+ * another task, and now resume, go before new work.
+ */
+export class Admission {
+  private readonly free: { cores: number; gpus: number; memoryMB: number };
+  private queue: string[] = [];
+  private head = 0;
+  private readonly resumers: Array<{ hold: Hold; grant: () => void }> = [];
+
+  /** `candidate(id)` describes a queued task, or says (undefined) that it is no longer to be started. */
+  constructor(
+    capacity: Capacity,
+    private readonly candidate: (id: string) => Candidate | undefined,
+  ) {
+    this.free = { ...capacity };
+  }
+
+  enqueue(id: string): void {
+    this.queue.push(id);
+    this.pump();
+  }
+
+  take(hold: Hold): void {
+    this.free.cores -= hold.need.cores;
+    this.free.gpus -= hold.need.gpus;
+    this.free.memoryMB -= hold.need.memoryMB;
+    hold.holding = true;
+  }
+
+  /** Gives a hold's resources back (if it holds them). */
+  release(hold: Hold): void {
+    if (!hold.holding) return;
+    hold.holding = false;
+    this.free.cores += hold.need.cores;
+    this.free.gpus += hold.need.gpus;
+    this.free.memoryMB += hold.need.memoryMB;
+  }
+
+  /** Resolves once `hold` has its resources again, ahead of new work. */
+  resume(hold: Hold): Promise<void> {
+    if (this.resumers.length === 0 && this.fits(hold.need)) {
+      this.take(hold);
+      return Promise.resolve();
+    }
+    return new Promise<void>((grant) => {
+      this.resumers.push({ hold, grant });
+      this.pump();
+    });
+  }
+
+  /** Starts queued work, in order, while it fits. */
+  pump(): void {
+    for (;;) {
+      const resumer = this.resumers[0];
+      if (resumer !== undefined) {
+        if (resumer.hold.finished) {
+          this.resumers.shift();
+          continue;
+        }
+        if (!this.fits(resumer.hold.need)) return;
+        this.resumers.shift();
+        this.take(resumer.hold);
+        resumer.grant();
+        continue;
+      }
+      if (this.head >= this.queue.length) {
+        if (this.head > 0) {
+          this.queue = [];
+          this.head = 0;
+        }
+        return;
+      }
+      const next = this.candidate(this.queue[this.head]!);
+      if (next === undefined) {
+        this.head++;
+        continue;
+      }
+      if (!this.fits(next.need)) return;
+      this.head++;
+      if (this.head > 4096 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      next.start();
+    }
+  }
+
+  private fits(need: Footprint): boolean {
+    return need.cores <= this.free.cores && need.gpus <= this.free.gpus && need.memoryMB <= this.free.memoryMB;
+  }
+}
