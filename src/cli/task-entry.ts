@@ -18,7 +18,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { installNode } from '../node/context';
 import { NoAmbientScopeError, TaskCancelledError, UnknownTaskError, UnserializableValueError } from '../errors';
-import { lookupTask } from '../task/spec';
+import { invocable, lookupTask } from '../task/spec';
 import { runInScope } from '../runtime/context';
 import type { TaskEntry } from '../runtime/entry';
 import type { RunningTaskScope, TaskContext } from '../runtime/executor';
@@ -123,7 +123,7 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
     };
     const entry: TaskEntry = { id: a.id, fn, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
     const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => settled };
-    const value: unknown = await runInScope({ task: scope }, () => fn(...(args as unknown[])));
+    const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...(args as unknown[])));
     const problem = jsonProblem(value, 'the result');
     if (problem !== undefined) {
       throw new UnserializableValueError(`task ${a.label ?? a.name} (${a.id}) returned a value that cannot be sent back from its Slurm job step as JSON: ${problem}. Return plain data.`);

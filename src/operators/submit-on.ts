@@ -3,7 +3,7 @@ import type { Executor } from '../runtime/executor';
 import { entryOf } from '../runtime/entry';
 import { Task, outcomeError, release, retain, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
-import { call, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
+import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
 import { taskRecord } from '../store/state';
 
 export interface SubmitOnOptions {
@@ -34,7 +34,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
   const toSpec = (input: unknown): TaskSpec | Task<unknown> => {
     if (fn !== undefined) {
       const arg = isSettled(input) ? (input.status === 'fulfilled' ? input.task : input.task) : input;
-      return call(fn, arg);
+      return call(invocable(fn), arg);
     }
     if (isTaskSpec(input) || input instanceof Task) return input;
     throw new TypeError(`submitOn(executor) expects TaskSpecs (from call(fn, ...args) or task(...)) or Tasks; got ${describe(input)}. To map plain values through a function, use submitOn(executor, fn).`);

@@ -1,7 +1,7 @@
 import { asyncScheduler, type Subscription } from 'rxjs';
 import type { Workflow } from '../store/workflow';
 import { taskRecord, type TaskRecord } from '../store/state';
-import { SPEC_FN, call, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
+import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type Footprint, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
 import type { BackendExecutor, Capacity, Communicator, Job } from './backend';
@@ -315,7 +315,7 @@ export class Executor implements AsyncDisposable {
       ...(extra?.workdir !== undefined ? { workdir: extra.workdir } : {}),
     };
     const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => this.awaitOther(attempt, settled) };
-    const run = (): unknown => runInScope({ task: scope, executor: this, workflow: this.workflow }, () => fn(...args));
+    const run = (): unknown => runInScope({ task: scope, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
     return entry.snapshot !== undefined ? entry.snapshot(run) : run();
   }
 

@@ -9,7 +9,7 @@ import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { installNode } from '../node/context';
 import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../errors';
-import { lookupTask } from '../task/spec';
+import { invocable, lookupTask } from '../task/spec';
 import { runInScope } from './context';
 import type { TaskEntry } from './entry';
 import type { RunningTaskScope, TaskContext } from './executor';
@@ -122,7 +122,7 @@ export default async function runThreadTask(req: ThreadRequest): Promise<ThreadR
     };
     const entry: TaskEntry = { id: req.id, fn, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
     const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => settled };
-    const value: unknown = await runInScope({ task: scope }, () => fn(...req.args));
+    const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...req.args));
     // Only rank 0's result is the task's: the other ranks' results are not sent back.
     const result = req.comm !== undefined && req.comm.rank !== 0 ? undefined : value;
     const problem = unclonable(result, 'the result');

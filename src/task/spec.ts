@@ -5,8 +5,11 @@ import { isTaskHandle, type HasTaskId } from './hash';
 export const SPEC_FN: unique symbol = Symbol.for('scalems.spec.fn');
 declare const RESULT: unique symbol;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- function parameter lists are contravariant; unknown[] would reject every typed function
-export type AnyFunction = (...args: any[]) => unknown;
+/** Any function: `never[]` parameters accept every parameter list (parameters are contravariant). */
+export type AnyFunction = (...args: never[]) => unknown;
+
+/** A task function as the engine calls it: with the arguments a record holds. */
+export const invocable = (fn: AnyFunction): ((...args: readonly unknown[]) => unknown) => fn as (...args: readonly unknown[]) => unknown;
 
 /**
  * A task description: plain, serialisable data. `name` resolves the function (a `defineTask` name, or the
