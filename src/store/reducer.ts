@@ -1,6 +1,6 @@
 import type { Draft } from 'immer';
 import type { TaskRequirements } from '../task/requirements';
-import { tableGet, tableSet } from './table';
+import type { TableEditor } from './table';
 import type { RecordedError, TaskRecord, TaskStateName, WorkflowState } from './state';
 
 /** A task as submitted: the identity and description; the reducer adds the life-cycle fields. */
@@ -29,25 +29,30 @@ export type WorkflowAction =
   | { readonly type: 'retry'; readonly id: string; readonly error: RecordedError; readonly now: number }
   | { readonly type: 'label'; readonly id: string; readonly label: string };
 
-export interface ReduceEvents {
+/** What the reducer works on besides the immer draft: this commit's table editors and its observers. */
+export interface ReduceContext {
+  readonly tasks: TableEditor<TaskRecord>;
+  readonly labels: TableEditor<string>;
   /** the record of `id` changed */
   touch(id: string): void;
   /** task `id` entered state `to` */
   became(id: string, to: TaskStateName): void;
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-type DraftRecord = Draft<Mutable<TaskRecord>>;
 type DraftState = Draft<WorkflowState>;
+type Changes = { -readonly [K in keyof TaskRecord]?: TaskRecord[K] };
 
-const record = (state: DraftState, id: string): DraftRecord | undefined => tableGet(state.tasks, id) as DraftRecord | undefined;
-
-function setState(state: DraftState, events: ReduceEvents, rec: DraftRecord, to: TaskStateName): void {
-  state.counts[rec.state]--;
-  state.counts[to]++;
-  rec.state = to;
-  events.touch(rec.id);
-  events.became(rec.id, to);
+/** Replaces a record by an updated copy (records are immutable values), keeping the counts per state. */
+function update(state: DraftState, ctx: ReduceContext, rec: TaskRecord, changes: Changes): TaskRecord {
+  const next: TaskRecord = { ...rec, ...changes };
+  if (changes.state !== undefined && changes.state !== rec.state) {
+    state.counts[rec.state]--;
+    state.counts[changes.state]++;
+    ctx.became(rec.id, changes.state);
+  }
+  ctx.tasks.set(rec.id, next);
+  ctx.touch(rec.id);
+  return next;
 }
 
 function upstreamError(rec: { id: string; label?: string }, what: string, cause: string): RecordedError {
@@ -59,89 +64,76 @@ function upstreamError(rec: { id: string; label?: string }, what: string, cause:
   };
 }
 
+const isFinalState = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
+
 /** Marks a task and, transitively, every unfinished dependent as failed (or the task itself as cancelled). */
-function finishUnsuccessfully(state: DraftState, events: ReduceEvents, root: DraftRecord, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
-  const stack: Array<[DraftRecord, RecordedError]> = [[root, error]];
+function finishUnsuccessfully(state: DraftState, ctx: ReduceContext, rootId: string, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
+  const stack: Array<[string, RecordedError]> = [[rootId, error]];
   while (stack.length > 0) {
-    const [rec, err] = stack.pop()!;
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') continue;
-    setState(state, events, rec, rec === root ? to : 'failed');
-    rec.error = err as Draft<RecordedError>;
-    rec.finishedAt = now;
-    const upstream = upstreamError(rec, rec === root && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
-    for (const d of rec.dependents) {
-      const dep = record(state, d);
-      if (dep !== undefined) stack.push([dep, upstream]);
-    }
+    const [id, err] = stack.pop()!;
+    const rec = ctx.tasks.get(id);
+    if (rec === undefined || isFinalState(rec.state)) continue;
+    const done = update(state, ctx, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
+    const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
+    for (const d of done.dependents) stack.push([d, upstream]);
   }
 }
 
-function submit(state: DraftState, events: ReduceEvents, t: SubmittedTask, now: number): void {
-  let rec = record(state, t.id);
-  if (rec === undefined) {
-    const fresh: TaskRecord = { ...t, state: 'new', attempts: 0, dependents: [], pending: 0 };
-    tableSet(state.tasks as WorkflowState['tasks'], t.id, fresh);
+function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: number): void {
+  const existing = ctx.tasks.get(t.id);
+  let rec: TaskRecord;
+  if (existing === undefined) {
+    rec = { ...t, state: 'new', attempts: 0, dependents: [], pending: 0 };
+    ctx.tasks.set(t.id, rec);
     state.counts.new++;
-    events.became(t.id, 'new');
-    rec = record(state, t.id)!;
+    ctx.became(t.id, 'new');
   } else {
     // a restored task submitted again: take the new description, keep history
-    rec.requirements = t.requirements as Draft<TaskRequirements>;
-    rec.executor = t.executor;
-    if (t.label !== undefined && rec.label === undefined) rec.label = t.label;
-    rec.error = undefined;
-    rec.finishedAt = undefined;
+    const { error: _error, finishedAt: _finishedAt, ...kept } = existing;
+    rec = { ...kept, requirements: t.requirements, executor: t.executor, ...(existing.label === undefined && t.label !== undefined ? { label: t.label } : {}) };
   }
-  if (rec.label !== undefined) tableSet(state.labels as WorkflowState['labels'], rec.label, rec.id);
-  rec.submittedAt = now;
-  setState(state, events, rec, 'submitted');
+  if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   let pending = 0;
-  let failedInput: DraftRecord | undefined;
+  let failedInput: TaskRecord | undefined;
   for (const inputId of t.inputs) {
-    const input = record(state, inputId);
+    const input = ctx.tasks.get(inputId);
     if (input === undefined) continue;
-    if (!input.dependents.includes(t.id)) {
-      input.dependents.push(t.id);
-      events.touch(inputId);
-    }
+    if (!input.dependents.includes(t.id)) update(state, ctx, input, { dependents: [...input.dependents, t.id] });
     if (input.state === 'failed' || input.state === 'cancelled') failedInput ??= input;
     else if (input.state !== 'succeeded') pending++;
   }
-  rec.pending = pending;
+  rec = update(state, ctx, rec, { state: 'submitted', submittedAt: now, pending });
   if (failedInput !== undefined) {
-    finishUnsuccessfully(state, events, rec, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
+    finishUnsuccessfully(state, ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
   } else if (pending === 0) {
-    rec.readyAt = now;
-    setState(state, events, rec, 'ready');
+    update(state, ctx, rec, { state: 'ready', readyAt: now });
   }
 }
 
-function succeed(state: DraftState, events: ReduceEvents, rec: DraftRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
-  rec.result = action.result as Draft<unknown>;
-  if (action.artifacts !== undefined) rec.artifacts = action.artifacts;
-  rec.error = undefined;
-  rec.finishedAt = action.now;
-  setState(state, events, rec, 'succeeded');
-  for (const d of rec.dependents) {
-    const dep = record(state, d);
+function succeed(state: DraftState, ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
+  const { error: _error, ...rest } = rec;
+  const done = update(state, ctx, rest as TaskRecord, {
+    state: 'succeeded',
+    result: action.result,
+    finishedAt: action.now,
+    ...(action.artifacts !== undefined ? { artifacts: action.artifacts } : {}),
+  });
+  for (const d of done.dependents) {
+    const dep = ctx.tasks.get(d);
     if (dep === undefined || dep.state !== 'submitted') continue;
-    dep.pending--;
-    events.touch(d);
-    if (dep.pending <= 0) {
-      dep.pending = 0;
-      dep.readyAt = action.now;
-      setState(state, events, dep, 'ready');
-    }
+    const pending = Math.max(0, dep.pending - 1);
+    update(state, ctx, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
   }
 }
 
 /**
- * The one reducer of workflow state, an immer recipe. `events.touch` is told every task id whose
- * record changed, so that persistence and notification visit only those; `events.became` every state
- * transition, so that executors hear of exactly the work that is theirs to start, and so that the
- * current state of a task can be read without going through the draft.
+ * The one reducer of workflow state, an immer recipe: counts and the other small parts of the state
+ * are changed on the draft, task records (immutable values) through this commit's table editors.
+ * `ctx.touch` is told every task id whose record changed, so that persistence and notification visit
+ * only those; `ctx.became` every state transition, so that executors hear of exactly the work that is
+ * theirs to start, and so that the current state of a task can be read without a table lookup.
  */
-export function reduce(state: DraftState, action: WorkflowAction, events: ReduceEvents): void {
+export function reduce(state: DraftState, action: WorkflowAction, ctx: ReduceContext): void {
   switch (action.type) {
     case 'restore': {
       for (const r of action.records) {
@@ -149,51 +141,41 @@ export function reduce(state: DraftState, action: WorkflowAction, events: Reduce
         // and waits to be submitted again.
         const inFlight = r.state === 'submitted' || r.state === 'ready' || r.state === 'running';
         const rec: TaskRecord = inFlight ? { ...r, state: 'new', executor: undefined } : r;
-        tableSet(state.tasks as WorkflowState['tasks'], rec.id, rec);
+        ctx.tasks.set(rec.id, rec);
         state.counts[rec.state]++;
-        if (rec.label !== undefined) tableSet(state.labels as WorkflowState['labels'], rec.label, rec.id);
-        events.touch(rec.id);
-        events.became(rec.id, rec.state);
+        if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
+        ctx.touch(rec.id);
+        ctx.became(rec.id, rec.state);
       }
       return;
     }
     case 'submit':
-      submit(state, events, action.task, action.now);
+      submit(state, ctx, action.task, action.now);
       return;
     case 'start': {
-      const rec = record(state, action.id);
-      if (rec === undefined || rec.state !== 'ready') return;
-      rec.attempts++;
-      rec.startedAt = action.now;
-      setState(state, events, rec, 'running');
+      const rec = ctx.tasks.get(action.id);
+      if (rec !== undefined && rec.state === 'ready') update(state, ctx, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
       return;
     }
     case 'succeed': {
-      const rec = record(state, action.id);
-      if (rec !== undefined && rec.state === 'running') succeed(state, events, rec, action);
+      const rec = ctx.tasks.get(action.id);
+      if (rec !== undefined && rec.state === 'running') succeed(state, ctx, rec, action);
       return;
     }
     case 'fail':
-    case 'cancel': {
-      const rec = record(state, action.id);
-      if (rec === undefined) return;
-      finishUnsuccessfully(state, events, rec, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
+    case 'cancel':
+      finishUnsuccessfully(state, ctx, action.id, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
       return;
-    }
     case 'retry': {
-      const rec = record(state, action.id);
-      if (rec === undefined || rec.state !== 'running') return;
-      rec.error = action.error as Draft<RecordedError>;
-      rec.readyAt = action.now;
-      setState(state, events, rec, 'ready');
+      const rec = ctx.tasks.get(action.id);
+      if (rec !== undefined && rec.state === 'running') update(state, ctx, rec, { state: 'ready', error: action.error, readyAt: action.now });
       return;
     }
     case 'label': {
-      const rec = record(state, action.id);
+      const rec = ctx.tasks.get(action.id);
       if (rec === undefined) return;
-      rec.label = action.label;
-      tableSet(state.labels as WorkflowState['labels'], action.label, action.id);
-      events.touch(action.id);
+      update(state, ctx, rec, { label: action.label });
+      ctx.labels.set(action.label, action.id);
       return;
     }
   }

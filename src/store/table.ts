@@ -1,55 +1,127 @@
-import { enableMapSet } from 'immer';
 import { hash32 } from '../task/hash';
 
-enableMapSet();
+type Leaf<V> = Map<string, V>;
+/** Three levels of 64-slot arrays, then a map: arrays copy in nanoseconds, and a leaf holds about one entry per 262 144 keys. */
+type Level3<V> = ReadonlyArray<Leaf<V> | undefined>;
+type Level2<V> = ReadonlyArray<Level3<V> | undefined>;
+type Root<V> = ReadonlyArray<Level2<V> | undefined>;
+
+const BITS = 6;
+const FANOUT = 1 << BITS;
+const MASK = FANOUT - 1;
+
+function slots(key: string): [number, number, number] {
+  const h = hash32(key);
+  return [h & MASK, (h >>> BITS) & MASK, (h >>> (2 * BITS)) & MASK];
+}
+
+const emptyRoot: Root<never> = new Array<undefined>(FANOUT).fill(undefined);
 
 /**
- * A map of many entries kept as a shallow trie of `Map`s (64 × 64 buckets, then key → value), so
- * that an immer update copies two small index maps and one bucket of a few dozen entries, never the
- * whole table: the cost of a change stays (nearly) independent of the number of tasks. `Map`s, not
- * objects: copying an object keyed by task ids makes V8 build a new hidden class per copy.
+ * An immutable map of many entries (task records, labels), kept as a shallow trie: three levels of
+ * 64-slot arrays, then key → value maps. A new version shares every bucket it did not change with the old one,
+ * so a commit copies a few small maps, never the whole table: the cost of a change stays independent
+ * of the number of tasks. Changes are made through a {@link TableEditor}, one per commit.
+ *
+ * Tables are opaque to immer (a class without `immerable`): the workflow's reducer updates them
+ * through its editor and stores each version as a value in the immer state.
  */
-export type Table<V> = ReadonlyMap<string, ReadonlyMap<string, ReadonlyMap<string, V>>>;
+export class Table<V> {
+  /** @internal */
+  constructor(
+    readonly root: Root<V>,
+    readonly size: number,
+  ) {}
 
-type MutableTable<V> = Map<string, Map<string, Map<string, V>>>;
+  get(key: string): V | undefined {
+    const [a, b, c] = slots(key);
+    return this.root[a]?.[b]?.[c]?.get(key);
+  }
 
-const FANOUT = 64;
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
 
-function path(key: string): [number, number] {
-  const h = hash32(key) % (FANOUT * FANOUT);
-  return [h >>> 6, h & (FANOUT - 1)];
+  private *leaves(): IterableIterator<Leaf<V>> {
+    for (const l2 of this.root) if (l2 !== undefined) for (const l3 of l2) if (l3 !== undefined) for (const leaf of l3) if (leaf !== undefined) yield leaf;
+  }
+
+  *entries(): IterableIterator<[string, V]> {
+    for (const leaf of this.leaves()) yield* leaf.entries();
+  }
+
+  *values(): IterableIterator<V> {
+    for (const leaf of this.leaves()) yield* leaf.values();
+  }
+
+  *keys(): IterableIterator<string> {
+    for (const leaf of this.leaves()) yield* leaf.keys();
+  }
 }
+
+const EMPTY = new Table<never>(emptyRoot, 0);
 
 export function emptyTable<V>(): Table<V> {
-  return new Map();
+  return EMPTY as Table<V>;
 }
 
-export function tableGet<V>(table: Table<V>, key: string): V | undefined {
-  const [a, b] = path(key);
-  return table.get(String(a))?.get(String(b))?.get(key);
+/**
+ * The changes of one commit to a table: each bucket is copied the first time this editor changes
+ * it, then changed in place; `finish()` publishes the new version.
+ */
+export class TableEditor<V> {
+  private root: Array<Level2<V> | undefined> | undefined;
+  /** arrays and leaves copied by this editor since the last finish: changed in place */
+  private readonly owned = new Set<object>();
+  private size: number;
+
+  constructor(private base: Table<V>) {
+    this.size = base.size;
+  }
+
+  get(key: string): V | undefined {
+    if (this.root === undefined) return this.base.get(key);
+    const [a, b, c] = slots(key);
+    return this.root[a]?.[b]?.[c]?.get(key);
+  }
+
+  set(key: string, value: V): void {
+    const [a, b, c] = slots(key);
+    const root = (this.root ??= this.base.root.slice());
+    const l2 = this.own(root[a], () => new Array<undefined>(FANOUT).fill(undefined)) as Array<Level3<V> | undefined>;
+    root[a] = l2;
+    const l3 = this.own(l2[b], () => new Array<undefined>(FANOUT).fill(undefined)) as Array<Leaf<V> | undefined>;
+    l2[b] = l3;
+    let leaf = l3[c];
+    if (leaf === undefined || !this.owned.has(leaf)) {
+      leaf = new Map(leaf);
+      this.owned.add(leaf);
+      l3[c] = leaf;
+    }
+    if (!leaf.has(key)) this.size++;
+    leaf.set(key, value);
+  }
+
+  /** `node` if this editor made it, else a copy of it (or a new one) that it now owns. */
+  private own<T>(node: ReadonlyArray<T> | undefined, create: () => T[]): T[] {
+    if (node !== undefined && this.owned.has(node)) return node as T[];
+    const copy = node === undefined ? create() : node.slice();
+    this.owned.add(copy);
+    return copy;
+  }
+
+  /** The new version (the base itself if nothing changed). The editor starts over from it. */
+  finish(): Table<V> {
+    if (this.root === undefined) return this.base;
+    const table = new Table<V>(this.root, this.size);
+    this.root = undefined;
+    this.owned.clear();
+    this.base = table;
+    return table;
+  }
 }
 
-/** Mutating write, for use on an immer draft. */
-export function tableSet<V>(table: Table<V>, key: string, value: V): void {
-  const t = table as MutableTable<V>;
-  const [a, b] = path(key).map(String) as [string, string];
-  let mid = t.get(a);
-  if (mid === undefined) t.set(a, (mid = new Map()));
-  let bucket = mid.get(b);
-  if (bucket === undefined) mid.set(b, (bucket = new Map()));
-  bucket.set(key, value);
-}
-
-export function* tableEntries<V>(table: Table<V>): IterableIterator<[string, V]> {
-  for (const mid of table.values()) for (const bucket of mid.values()) yield* bucket.entries();
-}
-
-export function* tableValues<V>(table: Table<V>): IterableIterator<V> {
-  for (const mid of table.values()) for (const bucket of mid.values()) yield* bucket.values();
-}
-
-export function tableSize<V>(table: Table<V>): number {
-  let n = 0;
-  for (const mid of table.values()) for (const bucket of mid.values()) n += bucket.size;
-  return n;
-}
+export const tableGet = <V>(table: Table<V>, key: string): V | undefined => table.get(key);
+export const tableEntries = <V>(table: Table<V>): IterableIterator<[string, V]> => table.entries();
+export const tableValues = <V>(table: Table<V>): IterableIterator<V> => table.values();
+export const tableSize = <V>(table: Table<V>): number => table.size;

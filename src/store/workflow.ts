@@ -1,10 +1,10 @@
 import { BehaviorSubject, asapScheduler, asyncScheduler, type Observable, type Subscription } from 'rxjs';
-import { Immer, current, isDraft, type Draft } from 'immer';
+import { Immer, type Draft } from 'immer';
 import type { Store } from './store';
 import { memoryStore } from './memory';
-import { reduce, type WorkflowAction } from './reducer';
+import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, taskRecord, type TaskRecord, type WorkflowState } from './state';
-import { tableGet } from './table';
+import { TableEditor, type Table } from './table';
 import { DuplicateLabelError, InvalidTaskDescriptionError } from '../errors';
 import { ambient, detached } from '../runtime/context';
 import { decodeDescription } from '../task/description';
@@ -37,6 +37,9 @@ export class Workflow {
   private committed: WorkflowState;
   private draft: Draft<WorkflowState> | undefined;
   private dirty = new Set<string>();
+  /** the task and label tables, with the changes of the pending batch */
+  private readonly tasks: TableEditor<TaskRecord>;
+  private readonly labels: TableEditor<string>;
   private readied: string[] = [];
   private settled: string[] = [];
   /** the current state of every task, uncommitted changes included (kept by the reducer's events) */
@@ -59,6 +62,18 @@ export class Workflow {
     this.name = name;
     this.store = store;
     this.committed = emptyState(name);
+    this.tasks = new TableEditor(this.committed.tasks);
+    this.labels = new TableEditor(this.committed.labels);
+    this.context = {
+      tasks: this.tasks,
+      labels: this.labels,
+      touch: (id) => void this.dirty.add(id),
+      became: (id, to) => {
+        this.states.set(id, to);
+        if (to === 'ready') this.readied.push(id);
+        else if (isFinal(to)) this.settled.push(id);
+      },
+    };
     this.subject = new BehaviorSubject(this.committed);
     if (restored.length > 0) {
       this.dispatch({ type: 'restore', records: restored });
@@ -78,9 +93,7 @@ export class Workflow {
 
   /** The current record of a task, including changes not yet committed. */
   record(id: string): TaskRecord | undefined {
-    if (this.draft === undefined) return taskRecord(this.committed, id);
-    const rec = tableGet(this.draft.tasks, id) as Draft<TaskRecord> | undefined;
-    return rec === undefined ? undefined : isDraft(rec) ? (current(rec) as TaskRecord) : (rec as TaskRecord);
+    return this.tasks.get(id);
   }
 
   /** The current state of a task without copying its record (cheap; may be uncommitted). */
@@ -90,23 +103,16 @@ export class Workflow {
 
   /** The id of the task with that label, including uncommitted changes. */
   labelled(label: string): string | undefined {
-    return tableGet((this.draft ?? this.committed).labels, label);
+    return this.labels.get(label);
   }
 
-  private readonly events = {
-    touch: (id: string): void => void this.dirty.add(id),
-    became: (id: string, to: TaskRecord['state']): void => {
-      this.states.set(id, to);
-      if (to === 'ready') this.readied.push(id);
-      else if (isFinal(to)) this.settled.push(id);
-    },
-  };
+  private readonly context: ReduceContext;
 
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
     if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
     this.draft ??= immer.createDraft(this.committed);
-    reduce(this.draft, action, this.events);
+    reduce(this.draft, action, this.context);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
     this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));
@@ -180,6 +186,9 @@ export class Workflow {
     this.flushScheduled?.unsubscribe();
     this.flushScheduled = undefined;
     if (this.draft === undefined) return;
+    const draft = this.draft as unknown as { tasks: Table<TaskRecord>; labels: Table<string> };
+    draft.tasks = this.tasks.finish();
+    draft.labels = this.labels.finish();
     const next = immer.finishDraft(this.draft) as WorkflowState;
     this.draft = undefined;
     const dirty = this.dirty;
