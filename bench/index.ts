@@ -19,7 +19,8 @@ async function main(): Promise<void> {
   for (const [file, name] of optional) {
     const path = join(__dirname, file);
     if (!existsSync(path)) continue;
-    const mod = (await import(path)) as Record<string, Bench | undefined>;
+    // require, not import(): the TypeScript loader here is tsx's CommonJS hook
+    const mod = require(path) as Record<string, Bench | undefined>;
     const fn = mod[name];
     if (fn === undefined) continue;
     try {
