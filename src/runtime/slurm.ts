@@ -12,6 +12,7 @@ import { allocationRequest, checkRequest, clusterInfo, sallocArgs, stepConflict,
 import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './slurm-steps';
 import { DEFAULT_MPIRUN_ARGS, entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './slurm-tasks';
 import { workflowDirectory } from './workdir';
+import { resolveModules } from './thread-modules';
 
 export type { SlurmBackendOptions } from './slurm-options';
 
@@ -30,7 +31,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
   if (options.nodes !== undefined && !(Number.isInteger(options.nodes) && options.nodes > 0)) throw new RangeError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
   if (!(grace >= 0)) throw new RangeError(`slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`);
-  const modules = resolveModules(options.modules ?? []);
+  const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
   const defined = probeModules(modules);
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
@@ -199,19 +200,6 @@ async function slurmFailure(outcome: StepOutcome, alloc: Allocation, where: stri
   }
 }
 
-function resolveModules(list: readonly string[]): string[] {
-  if (!Array.isArray(list) || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
-    throw new TypeError('slurm({ modules }): expected an array of module paths (absolute, or relative to process.cwd()) that define the function tasks with defineTask');
-  }
-  return list.map((m) => {
-    const path = resolvePath(process.cwd(), m);
-    try {
-      return require.resolve(path);
-    } catch (err) {
-      throw new TypeError(`slurm({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
-    }
-  });
-}
 
 /** Loads the modules here too, to refuse unknown task names at submit. Undefined if they cannot be loaded here (ESM). */
 function probeModules(modules: readonly string[]): Set<string> | undefined {

@@ -5,17 +5,20 @@
 import { resolve } from 'node:path';
 import { registeredName } from '../task/spec';
 
-/** Absolute, resolved paths of the modules (relative ones from `process.cwd()`); throws naming a missing one. */
-export function resolveModules(list: unknown): string[] {
-  if (!Array.isArray(list) || list.length === 0 || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
-    throw new TypeError('threads({ modules }): expected a non-empty array of module paths (absolute, or relative to process.cwd()) that define the tasks with defineTask');
+/**
+ * Absolute, resolved paths of a backend's task modules (relative ones from `process.cwd()`); throws
+ * naming a missing one. `backend` names the option in messages (`threads`, `slurm`).
+ */
+export function resolveModules(list: unknown, backend: string, options: { allowEmpty?: boolean } = {}): string[] {
+  if (!Array.isArray(list) || (list.length === 0 && options.allowEmpty !== true) || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
+    throw new TypeError(`${backend}({ modules }): expected ${options.allowEmpty === true ? 'an' : 'a non-empty'} array of module paths (absolute, or relative to process.cwd()) that define the tasks with defineTask`);
   }
   return list.map((m) => {
     const path = resolve(process.cwd(), m);
     try {
       return require.resolve(path);
     } catch (err) {
-      throw new TypeError(`threads({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
+      throw new TypeError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
     }
   });
 }

@@ -36,7 +36,7 @@ const KEY_WRAP = 2 ** 30;
  * `currentTask().comm`; its result is rank 0's.
  */
 export function threads(options: ThreadsOptions): Backend {
-  const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules);
+  const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules, 'threads');
   const maxThreads = options.maxThreads ?? availableParallelism();
   if (!Number.isInteger(maxThreads) || maxThreads < 1) throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
   const grace = options.cancelGraceMs ?? 1000;

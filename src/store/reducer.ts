@@ -1,20 +1,10 @@
 import type { Draft } from 'immer';
-import type { TaskRequirements } from '../task/requirements';
 import type { TableEditor } from './table';
-import type { RecordedError, TaskRecord, TaskStateName, WorkflowState } from './state';
+import type { RecordedError, TaskDescriptionFields, TaskRecord, TaskStateName, WorkflowState } from './state';
 
-/** A task as submitted: the identity and description; the reducer adds the life-cycle fields. */
-export interface SubmittedTask {
-  readonly id: string;
-  readonly kind: 'function' | 'executable';
-  readonly name: string;
-  readonly args: readonly unknown[];
-  readonly requirements: TaskRequirements;
-  readonly label?: string;
-  readonly key?: string;
+/** A task as submitted to an executor; the reducer adds the life-cycle fields. */
+export interface SubmittedTask extends TaskDescriptionFields {
   readonly executor: string;
-  readonly parent?: string;
-  readonly inputs: readonly string[];
 }
 
 export type WorkflowAction =

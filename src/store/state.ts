@@ -15,8 +15,8 @@ export interface RecordedError {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
-/** One task of the workflow, as stored. Everything here is plain data. */
-export interface TaskRecord {
+/** What a task is, as submitted: its identity and description. */
+export interface TaskDescriptionFields {
   readonly id: string;
   readonly kind: 'function' | 'executable';
   readonly name: string;
@@ -25,13 +25,18 @@ export interface TaskRecord {
   readonly requirements: TaskRequirements;
   readonly label?: string;
   readonly key?: string;
-  /** the executor (of this process) the task was last submitted to */
-  readonly executor?: string;
   /** the task that submitted this one, if any */
   readonly parent?: string;
+  /** upstream task ids */
+  readonly inputs: readonly string[];
+}
+
+/** One task of the workflow, as stored. Everything here is plain data. */
+export interface TaskRecord extends TaskDescriptionFields {
+  /** the executor (of this process) the task was last submitted to */
+  readonly executor?: string;
   readonly state: TaskStateName;
   readonly attempts: number;
-  readonly inputs: readonly string[];
   readonly dependents: readonly string[];
   /** inputs that have not succeeded yet */
   readonly pending: number;
