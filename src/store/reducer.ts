@@ -71,18 +71,6 @@ function finishUnsuccessfully(state: DraftState, ctx: ReduceContext, rootId: str
 
 function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: number): void {
   const existing = ctx.tasks.get(t.id);
-  let rec: TaskRecord;
-  if (existing === undefined) {
-    rec = { ...t, state: 'new', attempts: 0, dependents: [], pending: 0 };
-    ctx.tasks.set(t.id, rec);
-    state.counts.new++;
-    ctx.became(t.id, 'new');
-  } else {
-    // a restored task submitted again: take the new description, keep history
-    const { error: _error, finishedAt: _finishedAt, ...kept } = existing;
-    rec = { ...kept, requirements: t.requirements, executor: t.executor, ...(existing.label === undefined && t.label !== undefined ? { label: t.label } : {}) };
-  }
-  if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   let pending = 0;
   let failedInput: TaskRecord | undefined;
   for (const inputId of t.inputs) {
@@ -92,11 +80,35 @@ function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: nu
     if (input.state === 'failed' || input.state === 'cancelled') failedInput ??= input;
     else if (input.state !== 'succeeded') pending++;
   }
-  rec = update(state, ctx, rec, { state: 'submitted', submittedAt: now, pending });
+  const ready = failedInput === undefined && pending === 0;
+  // The record is built once, in its final state of this action (submitted, or already ready);
+  // the counts and the transition events still go through each state.
+  let rec: TaskRecord;
+  if (existing === undefined) {
+    rec = { ...t, state: ready ? 'ready' : 'submitted', attempts: 0, dependents: [], pending, submittedAt: now, ...(ready ? { readyAt: now } : {}) };
+  } else {
+    // a restored task submitted again: take the new description, keep history
+    const { error: _error, finishedAt: _finishedAt, ...kept } = existing;
+    state.counts[existing.state]--;
+    rec = {
+      ...kept,
+      requirements: t.requirements,
+      executor: t.executor,
+      ...(existing.label === undefined && t.label !== undefined ? { label: t.label } : {}),
+      state: ready ? 'ready' : 'submitted',
+      pending,
+      submittedAt: now,
+      ...(ready ? { readyAt: now } : {}),
+    };
+  }
+  state.counts[rec.state]++;
+  ctx.became(t.id, 'submitted');
+  if (ready) ctx.became(t.id, 'ready');
+  ctx.tasks.set(t.id, rec);
+  ctx.touch(t.id);
+  if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   if (failedInput !== undefined) {
     finishUnsuccessfully(state, ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
-  } else if (pending === 0) {
-    update(state, ctx, rec, { state: 'ready', readyAt: now });
   }
 }
 
