@@ -47,7 +47,7 @@ describe('workflow state stream', () => {
     expect(states[0]!.counts.succeeded).toBe(0);
   });
 
-  it('writes only the records that changed, once per commit', async () => {
+  it('writes only the records that changed, each once per batch', async () => {
     const store = recordingStore();
     const wf = await openWorkflow({ store });
     const ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
@@ -63,6 +63,41 @@ describe('workflow state stream', () => {
     for (const batch of store.batches) expect(new Set(batch.map(([k]) => k)).size).toBe(batch.length);
     const final = later[later.length - 1]![1] as TaskRecord;
     expect(final).toMatchObject({ id: b.id, state: 'succeeded', result: 16, attempts: 1 });
+  });
+
+  it('writes behind: the commits of a short run reach the store as one batch, each record once in its last state', async () => {
+    const store = recordingStore();
+    const wf = await openWorkflow({ store });
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    let commits = 0;
+    wf.state$.subscribe(() => commits++);
+    const tasks = [1, 2, 3, 4, 5].map((n) => ex.submit(square, n));
+    await Promise.all(tasks);
+    expect(commits).toBeGreaterThan(3); // submitted, started, finished in several commits...
+    expect(store.batches).toHaveLength(0); // ...none of them written yet
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the write-behind window (50 ms) passes
+    expect(store.batches).toHaveLength(1);
+    expect(store.batches[0]!.map(([k]) => k).sort()).toEqual(tasks.map((t) => `task:${t.id}`).sort());
+    for (const [, rec] of store.batches[0]!) expect(rec).toMatchObject({ state: 'succeeded', attempts: 1 });
+    // flushed() does not wait for the window
+    const six = ex.submit(square, 6);
+    await six;
+    await wf.flushed();
+    expect(store.batches).toHaveLength(2);
+    expect(store.batches[1]!.map(([k]) => k)).toEqual([`task:${six.id}`]);
+  });
+
+  it('writes behind at most a bounded batch: a long synchronous burst is written while it runs', async () => {
+    const store = recordingStore();
+    const wf = await openWorkflow({ store });
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 64 } });
+    // 5 000 tasks chained through microtasks only: no timer fires until they are all done
+    await lastValueFrom(from(Array.from({ length: 5_000 }, (_, i) => i)).pipe(submitOn(ex, square), toArray()));
+    expect(store.batches.length).toBeGreaterThan(1);
+    await wf.flushed();
+    const written = new Map(store.batches.flat().map(([k, v]) => [k, v as TaskRecord]));
+    expect(written.size).toBe(5_000);
+    for (const rec of written.values()) expect(rec.state).toBe('succeeded');
   });
 
   it('notifies only the tasks that changed', async () => {

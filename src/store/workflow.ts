@@ -15,6 +15,9 @@ import type { Task } from '../runtime/task';
 const immer = new Immer({ autoFreeze: false });
 
 export const TASK_KEY_PREFIX = 'task:';
+/** write-behind bounds: changed records wait at most this long, or until this many wait (see `persist`) */
+const WRITE_DELAY_MS = 50;
+const WRITE_BATCH = 4096;
 
 type RecordListener = (record: TaskRecord) => void;
 
@@ -51,6 +54,10 @@ export class Workflow {
   private readonly settledListeners = new Map<string, (record: TaskRecord) => void>();
   private writes: Promise<void> = Promise.resolve();
   private persistError: unknown;
+  /** committed changes not yet handed to the store (write-behind: see `persist`) */
+  private unwritten = new Set<string>();
+  private unwrittenSince = 0;
+  private writeTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
   /** Per-process runtime companions of records (handles, live functions); owned by the runtime. */
   readonly live = new Map<string, unknown>();
@@ -198,7 +205,7 @@ export class Workflow {
     this.readied = [];
     this.settled = [];
     this.committed = next;
-    this.persist(dirty, next);
+    this.persist(dirty);
     this.subject.next(next);
     for (const id of settled) {
       const rec = taskRecord(next, id);
@@ -217,20 +224,43 @@ export class Workflow {
     }
   }
 
-  private persist(dirty: ReadonlySet<string>, state: WorkflowState): void {
+  /**
+   * Write-behind: the records changed by a commit are written with the changes of the commits that
+   * follow it within `WRITE_DELAY_MS` (or until `WRITE_BATCH` records are waiting), in one `setMany`.
+   * A task that is submitted, started and finished within that window is written once, in its last
+   * state. What a crash loses is at most that window of unwritten changes, and resume runs those
+   * tasks again (at-least-once); nothing written is ever lost. `flushed()` and `close()` write at once.
+   */
+  private persist(dirty: ReadonlySet<string>): void {
     if (dirty.size === 0) return;
+    if (this.unwritten.size === 0) {
+      this.unwrittenSince = Date.now();
+      this.unwritten = dirty as Set<string>; // each commit makes a new set: take it over
+    } else for (const id of dirty) this.unwritten.add(id);
+    if (this.unwritten.size >= WRITE_BATCH || Date.now() - this.unwrittenSince >= WRITE_DELAY_MS) this.write();
+    else this.writeTimer ??= detached(() => setTimeout(() => this.write(), WRITE_DELAY_MS));
+  }
+
+  /** Hands every unwritten record, as last committed, to the store (after the writes before it). */
+  private write(): void {
+    if (this.writeTimer !== undefined) clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    if (this.unwritten.size === 0) return;
+    const state = this.committed;
     const entries: Array<[string, unknown]> = [];
-    for (const id of dirty) entries.push([TASK_KEY_PREFIX + id, taskRecord(state, id)]);
-    this.writes = this.writes.then(
-      () => this.store.setMany(entries),
-    ).catch((err: unknown) => {
-      this.persistError ??= err;
-    });
+    for (const id of this.unwritten) entries.push([TASK_KEY_PREFIX + id, taskRecord(state, id)]);
+    this.unwritten = new Set();
+    this.writes = this.writes
+      .then(() => this.store.setMany(entries))
+      .catch((err: unknown) => {
+        this.persistError ??= err;
+      });
   }
 
   /** Resolves once every committed change has been written to the store (rejects if a write failed). */
   async flushed(): Promise<void> {
     this.flush();
+    this.write();
     await this.writes;
     if (this.persistError !== undefined) throw this.persistError;
   }
