@@ -47,12 +47,37 @@ export interface ExecutorOptions {
   readonly task?: TaskRequirements;
 }
 
-interface Attempt extends Hold {
-  readonly number: number;
-  readonly controller: AbortController;
-  waits: number;
-  sub: Subscription | undefined;
-  timer: Subscription | undefined;
+/** One attempt at running a task: the resources it holds, and the signal that tells its work to stop. */
+class Attempt implements Hold {
+  holding = false;
+  finished = false;
+  waits = 0;
+  sub: Subscription | undefined = undefined;
+  timer: Subscription | undefined = undefined;
+  /** made when somebody asks for the signal: most tasks never do, and an AbortController is not free */
+  private controller: AbortController | undefined = undefined;
+  private stopped = false;
+  private reason: unknown = undefined;
+
+  constructor(
+    readonly number: number,
+    readonly need: Footprint,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.stopped) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 let executors = 0;
@@ -158,10 +183,10 @@ export class Executor implements AsyncDisposable {
         name: spec.name,
         args: encoded.args,
         requirements,
-        ...(spec.label !== undefined ? { label: spec.label } : {}),
-        ...(spec.key !== undefined ? { key: spec.key } : {}),
+        label: spec.label,
+        key: spec.key,
         executor: this.id,
-        ...(options.parent !== undefined ? { parent: options.parent } : {}),
+        parent: options.parent,
         inputs: encoded.inputs,
       },
       now: wf.now(),
@@ -264,7 +289,7 @@ export class Executor implements AsyncDisposable {
     const wf = this.workflow;
     const id = rec.id;
     const entry = entryOf(wf, id);
-    const attempt: Attempt = { number: rec.attempts + 1, need, controller: new AbortController(), holding: false, waits: 0, finished: false, sub: undefined, timer: undefined };
+    const attempt = new Attempt(rec.attempts + 1, need);
     this.admission.take(attempt);
     this.attempts.set(id, attempt);
     wf.dispatch({ type: 'start', id, now: wf.now() });
@@ -277,7 +302,9 @@ export class Executor implements AsyncDisposable {
       args,
       requirements: rec.requirements,
       attempt: attempt.number,
-      signal: attempt.controller.signal,
+      get signal() {
+        return attempt.signal;
+      },
       workflow: wf,
       invoke: (extra) => this.invoke(entry, rec, args, attempt, extra),
     };
@@ -305,7 +332,9 @@ export class Executor implements AsyncDisposable {
     const context: TaskContext = {
       id: rec.id,
       label: taskRecord(this.workflow.state, rec.id)?.label ?? rec.label,
-      signal: attempt.controller.signal,
+      get signal() {
+        return attempt.signal;
+      },
       attempt: attempt.number,
       submit: ((fnOrSpec: AnyFunction | TaskSpec, ...more: unknown[]) => {
         const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(more as []));
@@ -380,7 +409,7 @@ export class Executor implements AsyncDisposable {
     attempt.finished = true;
     this.attempts.delete(id);
     attempt.timer?.unsubscribe();
-    if (reason !== undefined) attempt.controller.abort(reason);
+    if (reason !== undefined) attempt.abort(reason);
     attempt.sub?.unsubscribe();
     this.admission.release(attempt);
   }

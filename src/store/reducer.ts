@@ -1,6 +1,6 @@
 import type { Draft } from 'immer';
 import type { TableEditor } from './table';
-import type { RecordedError, TaskDescriptionFields, TaskRecord, TaskStateName, WorkflowState } from './state';
+import { copyRecord, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
 export interface SubmittedTask extends TaskDescriptionFields {
@@ -30,11 +30,11 @@ export interface ReduceContext {
 }
 
 type DraftState = Draft<WorkflowState>;
-type Changes = { -readonly [K in keyof TaskRecord]?: TaskRecord[K] };
+type Changes = Partial<MutableRecord>;
 
 /** Replaces a record by an updated copy (records are immutable values), keeping the counts per state. */
 function update(state: DraftState, ctx: ReduceContext, rec: TaskRecord, changes: Changes): TaskRecord {
-  const next: TaskRecord = { ...rec, ...changes };
+  const next = Object.assign(copyRecord(rec), changes);
   if (changes.state !== undefined && changes.state !== rec.state) {
     state.counts[rec.state]--;
     state.counts[changes.state]++;
@@ -83,24 +83,25 @@ function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: nu
   const ready = failedInput === undefined && pending === 0;
   // The record is built once, in its final state of this action (submitted, or already ready);
   // the counts and the transition events still go through each state.
-  let rec: TaskRecord;
+  let rec: MutableRecord;
   if (existing === undefined) {
-    rec = { ...t, state: ready ? 'ready' : 'submitted', attempts: 0, dependents: [], pending, submittedAt: now, ...(ready ? { readyAt: now } : {}) };
+    rec = copyRecord(t as TaskRecord); // the lifecycle fields are filled in below
+    rec.attempts = 0;
+    rec.dependents = [];
   } else {
     // a restored task submitted again: take the new description, keep history
-    const { error: _error, finishedAt: _finishedAt, ...kept } = existing;
     state.counts[existing.state]--;
-    rec = {
-      ...kept,
-      requirements: t.requirements,
-      executor: t.executor,
-      ...(existing.label === undefined && t.label !== undefined ? { label: t.label } : {}),
-      state: ready ? 'ready' : 'submitted',
-      pending,
-      submittedAt: now,
-      ...(ready ? { readyAt: now } : {}),
-    };
+    rec = copyRecord(existing);
+    rec.requirements = t.requirements;
+    rec.executor = t.executor;
+    if (existing.label === undefined) rec.label = t.label;
+    rec.error = undefined;
+    rec.finishedAt = undefined;
   }
+  rec.state = ready ? 'ready' : 'submitted';
+  rec.pending = pending;
+  rec.submittedAt = now;
+  if (ready) rec.readyAt = now;
   state.counts[rec.state]++;
   ctx.became(t.id, 'submitted');
   if (ready) ctx.became(t.id, 'ready');
@@ -113,13 +114,8 @@ function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: nu
 }
 
 function succeed(state: DraftState, ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
-  const { error: _error, ...rest } = rec;
-  const done = update(state, ctx, rest as TaskRecord, {
-    state: 'succeeded',
-    result: action.result,
-    finishedAt: action.now,
-    ...(action.artifacts !== undefined ? { artifacts: action.artifacts } : {}),
-  });
+  const done = update(state, ctx, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
+  if (action.artifacts !== undefined) (done as MutableRecord).artifacts = action.artifacts; // a fresh copy: not yet published
   for (const d of done.dependents) {
     const dep = ctx.tasks.get(d);
     if (dep === undefined || dep.state !== 'submitted') continue;
@@ -142,7 +138,11 @@ export function reduce(state: DraftState, action: WorkflowAction, ctx: ReduceCon
         // Work that was in flight when the process died runs again (at-least-once): it becomes `new`
         // and waits to be submitted again.
         const inFlight = r.state === 'submitted' || r.state === 'ready' || r.state === 'running';
-        const rec: TaskRecord = inFlight ? { ...r, state: 'new', executor: undefined } : r;
+        const rec = copyRecord(r); // one hidden class for every record, whatever the store gave back
+        if (inFlight) {
+          rec.state = 'new';
+          rec.executor = undefined;
+        }
         ctx.tasks.set(rec.id, rec);
         state.counts[rec.state]++;
         if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);

@@ -50,6 +50,41 @@ export interface TaskRecord extends TaskDescriptionFields {
   readonly artifacts?: Readonly<Record<string, string>>;
 }
 
+/** A record under construction (records are immutable once in a table). */
+export type MutableRecord = { -readonly [K in keyof TaskRecord]: TaskRecord[K] };
+
+/**
+ * A copy of a record with every field present, absent ones `undefined`, always in this order: so all
+ * records share one hidden class, and copying one (each state change does) is a plain object literal,
+ * not a spread (a spread plus extra fields makes V8 build a slow dictionary object, about 5 µs each).
+ * Stores drop the `undefined` fields (JSON has none).
+ */
+export function copyRecord(r: TaskRecord): MutableRecord {
+  return {
+    id: r.id,
+    kind: r.kind,
+    name: r.name,
+    args: r.args,
+    requirements: r.requirements,
+    label: r.label,
+    key: r.key,
+    parent: r.parent,
+    inputs: r.inputs,
+    executor: r.executor,
+    state: r.state,
+    attempts: r.attempts,
+    dependents: r.dependents,
+    pending: r.pending,
+    submittedAt: r.submittedAt,
+    readyAt: r.readyAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    result: r.result,
+    error: r.error,
+    artifacts: r.artifacts,
+  };
+}
+
 export interface WorkflowState {
   readonly name: string;
   readonly tasks: Table<TaskRecord>;
