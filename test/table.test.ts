@@ -24,8 +24,33 @@ describe('Table (the persistent map behind workflow state)', () => {
     const v1 = editor.finish();
     editor.set('task-42', 'b');
     const v2 = editor.finish();
-    const shared = v1.root.filter((l2, i) => l2 !== undefined && l2 === v2.root[i]).length;
-    expect(shared).toBe(v1.root.filter((l2) => l2 !== undefined).length - 1);
+    // of the 16 top-level subtrees, only the one holding task-42 was copied
+    const children = (t: Table<string>): unknown[] => t.root.slice(0, 16);
+    const shared = children(v1).filter((c, i) => c !== undefined && c === children(v2)[i]).length;
+    expect(shared).toBe(children(v1).filter((c) => c !== undefined).length - 1);
+    expect(v2.get('task-42')).toBe('b');
+    expect(v1.get('task-42')).toBe('a');
+  });
+
+  it('keeps every key of a large table, colliding leaves included', () => {
+    const editor = new TableEditor<number>(emptyTable());
+    const n = 200_000; // about three keys per leaf
+    for (let i = 0; i < n; i++) {
+      editor.set(`t${i}`, i);
+      if (i % 1000 === 999) editor.finish();
+    }
+    const t = editor.finish();
+    expect(t.size).toBe(n);
+    for (let i = 0; i < n; i += 997) expect(t.get(`t${i}`)).toBe(i);
+    expect(t.get('absent')).toBeUndefined();
+    let sum = 0;
+    const wrong: string[] = [];
+    for (const [k, v] of t.entries()) {
+      if (k !== `t${v}`) wrong.push(k);
+      sum += v;
+    }
+    expect(wrong).toEqual([]);
+    expect(sum).toBe(((n - 1) * n) / 2);
   });
 
   it('reads its own pending changes before they are published, and publishing nothing keeps the version', () => {

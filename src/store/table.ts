@@ -1,27 +1,27 @@
 import { hash32 } from '../task/hash';
 
-type Leaf<V> = Map<string, V>;
-/** Three levels of 64-slot arrays, then a map: arrays copy in nanoseconds, and a leaf holds about one entry per 262 144 keys. */
-type Level3<V> = ReadonlyArray<Leaf<V> | undefined>;
-type Level2<V> = ReadonlyArray<Level3<V> | undefined>;
-type Root<V> = ReadonlyArray<Level2<V> | undefined>;
+/**
+ * A node of the trie: an inner node holds FANOUT children, then its owner; a leaf holds its owner,
+ * then key, value, key, value, ... The owner is the token of the editor that made the node: that
+ * editor may still change it in place, everyone else copies it first.
+ */
+type Node = unknown[];
 
-const BITS = 6;
+const BITS = 4;
 const FANOUT = 1 << BITS;
 const MASK = FANOUT - 1;
+/** inner levels: 16^4 = 65 536 leaves, about one key per leaf at 65 000 tasks, 15 at a million */
+const DEPTH = 4;
 
-function slots(key: string): [number, number, number] {
-  const h = hash32(key);
-  return [h & MASK, (h >>> BITS) & MASK, (h >>> (2 * BITS)) & MASK];
-}
-
-const emptyRoot: Root<never> = new Array<undefined>(FANOUT).fill(undefined);
+const emptyRoot: Node = new Array<unknown>(FANOUT + 1).fill(undefined);
 
 /**
- * An immutable map of many entries (task records, labels), kept as a shallow trie: three levels of
- * 64-slot arrays, then key → value maps. A new version shares every bucket it did not change with the old one,
- * so a commit copies a few small maps, never the whole table: the cost of a change stays independent
- * of the number of tasks. Changes are made through a {@link TableEditor}, one per commit.
+ * An immutable map of many entries (task records, labels), kept as a trie of 16-way nodes over a hash
+ * of the key, with small key/value arrays as leaves. A new version shares every node it did not change
+ * with the old one, so a commit copies a few nodes of 17 slots per changed key, never the table: the
+ * cost of a change stays independent of the number of tasks. Narrow nodes keep that copy small (a
+ * change copies about 70 pointers; 64-way nodes copied twice as many). Changes are made through a
+ * {@link TableEditor}, one per commit.
  *
  * Tables are opaque to immer (a class without `immerable`): the workflow's reducer updates them
  * through its editor and stores each version as a value in the immer state.
@@ -29,33 +29,49 @@ const emptyRoot: Root<never> = new Array<undefined>(FANOUT).fill(undefined);
 export class Table<V> {
   /** @internal */
   constructor(
-    readonly root: Root<V>,
+    readonly root: Node,
     readonly size: number,
   ) {}
 
   get(key: string): V | undefined {
-    const [a, b, c] = slots(key);
-    return this.root[a]?.[b]?.[c]?.get(key);
+    return find(this.root, key, hash32(key)) as V | undefined;
   }
 
   has(key: string): boolean {
     return this.get(key) !== undefined;
   }
 
-  private *leaves(): IterableIterator<Leaf<V>> {
-    for (const l2 of this.root) if (l2 !== undefined) for (const l3 of l2) if (l3 !== undefined) for (const leaf of l3) if (leaf !== undefined) yield leaf;
-  }
-
   *entries(): IterableIterator<[string, V]> {
-    for (const leaf of this.leaves()) yield* leaf.entries();
+    for (const leaf of leaves(this.root, 0)) for (let i = 1; i < leaf.length; i += 2) yield [leaf[i] as string, leaf[i + 1] as V];
   }
 
   *values(): IterableIterator<V> {
-    for (const leaf of this.leaves()) yield* leaf.values();
+    for (const leaf of leaves(this.root, 0)) for (let i = 2; i < leaf.length; i += 2) yield leaf[i] as V;
   }
 
   *keys(): IterableIterator<string> {
-    for (const leaf of this.leaves()) yield* leaf.keys();
+    for (const leaf of leaves(this.root, 0)) for (let i = 1; i < leaf.length; i += 2) yield leaf[i] as string;
+  }
+}
+
+function find(root: Node, key: string, h: number): unknown {
+  let node: Node | undefined = root;
+  for (let d = 0; d < DEPTH; d++) {
+    node = node[(h >>> (d * BITS)) & MASK] as Node | undefined;
+    if (node === undefined) return undefined;
+  }
+  for (let i = 1; i < node.length; i += 2) if (node[i] === key) return node[i + 1];
+  return undefined;
+}
+
+function* leaves(node: Node, depth: number): IterableIterator<Node> {
+  if (depth === DEPTH) {
+    yield node;
+    return;
+  }
+  for (let i = 0; i < FANOUT; i++) {
+    const child = node[i] as Node | undefined;
+    if (child !== undefined) yield* leaves(child, depth + 1);
   }
 }
 
@@ -66,13 +82,13 @@ export function emptyTable<V>(): Table<V> {
 }
 
 /**
- * The changes of one commit to a table: each bucket is copied the first time this editor changes
- * it, then changed in place; `finish()` publishes the new version.
+ * The changes of one commit to a table: each node is copied the first time this editor changes it,
+ * then changed in place; `finish()` publishes the new version.
  */
 export class TableEditor<V> {
-  private root: Array<Level2<V> | undefined> | undefined;
-  /** arrays and leaves copied by this editor since the last finish: changed in place */
-  private readonly owned = new Set<object>();
+  private root: Node | undefined;
+  /** marks the nodes this editor copied since the last finish */
+  private token: object = {};
   private size: number;
 
   constructor(private base: Table<V>) {
@@ -80,34 +96,41 @@ export class TableEditor<V> {
   }
 
   get(key: string): V | undefined {
-    if (this.root === undefined) return this.base.get(key);
-    const [a, b, c] = slots(key);
-    return this.root[a]?.[b]?.[c]?.get(key);
+    return find(this.root ?? this.base.root, key, hash32(key)) as V | undefined;
   }
 
   set(key: string, value: V): void {
-    const [a, b, c] = slots(key);
-    const root = (this.root ??= this.base.root.slice());
-    const l2 = this.own(root[a], () => new Array<undefined>(FANOUT).fill(undefined)) as Array<Level3<V> | undefined>;
-    root[a] = l2;
-    const l3 = this.own(l2[b], () => new Array<undefined>(FANOUT).fill(undefined)) as Array<Leaf<V> | undefined>;
-    l2[b] = l3;
-    let leaf = l3[c];
-    if (leaf === undefined || !this.owned.has(leaf)) {
-      leaf = new Map(leaf);
-      this.owned.add(leaf);
-      l3[c] = leaf;
+    const h = hash32(key);
+    const token = this.token;
+    let node = this.root;
+    if (node === undefined) {
+      node = this.base.root.slice();
+      node[FANOUT] = token;
+      this.root = node;
     }
-    if (!leaf.has(key)) this.size++;
-    leaf.set(key, value);
-  }
-
-  /** `node` if this editor made it, else a copy of it (or a new one) that it now owns. */
-  private own<T>(node: ReadonlyArray<T> | undefined, create: () => T[]): T[] {
-    if (node !== undefined && this.owned.has(node)) return node as T[];
-    const copy = node === undefined ? create() : node.slice();
-    this.owned.add(copy);
-    return copy;
+    for (let d = 0; d < DEPTH; d++) {
+      const slot = (h >>> (d * BITS)) & MASK;
+      let child = node[slot] as Node | undefined;
+      const leafLevel = d === DEPTH - 1;
+      if (child === undefined) {
+        child = leafLevel ? [token] : new Array<unknown>(FANOUT + 1).fill(undefined);
+        if (!leafLevel) child[FANOUT] = token;
+        node[slot] = child;
+      } else if ((leafLevel ? child[0] : child[FANOUT]) !== token) {
+        child = child.slice();
+        child[leafLevel ? 0 : FANOUT] = token;
+        node[slot] = child;
+      }
+      node = child;
+    }
+    for (let i = 1; i < node.length; i += 2) {
+      if (node[i] === key) {
+        node[i + 1] = value;
+        return;
+      }
+    }
+    node.push(key, value);
+    this.size++;
   }
 
   /** The new version (the base itself if nothing changed). The editor starts over from it. */
@@ -115,7 +138,7 @@ export class TableEditor<V> {
     if (this.root === undefined) return this.base;
     const table = new Table<V>(this.root, this.size);
     this.root = undefined;
-    this.owned.clear();
+    this.token = {};
     this.base = table;
     return table;
   }
