@@ -17,6 +17,12 @@ describe('task identity', () => {
     expect(ex.submit(double, 22).id).not.toBe(a.id);
   });
 
+  it('stays the same from one version of scalems to the next (stores written earlier resume)', () => {
+    const pinned = defineTask('identity-test.pinned', async (o: unknown) => o);
+    expect(ex.submit(pinned, { a: 1, b: [2, 'x'] }).id).toBe('identity-test.pinned-b7affb9a80da3d17e24239d2');
+    expect(ex.submit({ ...call(pinned, 1), key: 'k' }).id).toBe('identity-test.pinned-42dc22f99e2a1056f24c7706');
+  });
+
   it('does not depend on requirements or label', () => {
     const a = ex.submit({ ...call(double, 1), requirements: { walltime: 5 } });
     const b = ex.submit({ ...call(double, 1), label: 'one' });

@@ -1,6 +1,5 @@
-import type { Draft } from 'immer';
 import type { TableEditor } from './table';
-import { copyRecord, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './state';
+import { copyRecord, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
 export interface SubmittedTask extends TaskDescriptionFields {
@@ -19,25 +18,26 @@ export type WorkflowAction =
   | { readonly type: 'retry'; readonly id: string; readonly error: RecordedError; readonly now: number }
   | { readonly type: 'label'; readonly id: string; readonly label: string };
 
-/** What the reducer works on besides the immer draft: this commit's table editors and its observers. */
+/** What the reducer changes: the pending commit's table editors and counts, and who hears of the changes. */
 export interface ReduceContext {
   readonly tasks: TableEditor<TaskRecord>;
   readonly labels: TableEditor<string>;
+  /** tasks per state, as of the pending commit (a copy of the committed counts, changed in place) */
+  readonly counts: Record<TaskStateName, number>;
   /** the record of `id` changed */
   touch(id: string): void;
   /** task `id` entered state `to` */
   became(id: string, to: TaskStateName): void;
 }
 
-type DraftState = Draft<WorkflowState>;
 type Changes = Partial<MutableRecord>;
 
 /** Replaces a record by an updated copy (records are immutable values), keeping the counts per state. */
-function update(state: DraftState, ctx: ReduceContext, rec: TaskRecord, changes: Changes): TaskRecord {
+function update(ctx: ReduceContext, rec: TaskRecord, changes: Changes): TaskRecord {
   const next = Object.assign(copyRecord(rec), changes);
   if (changes.state !== undefined && changes.state !== rec.state) {
-    state.counts[rec.state]--;
-    state.counts[changes.state]++;
+    ctx.counts[rec.state]--;
+    ctx.counts[changes.state]++;
     ctx.became(rec.id, changes.state);
   }
   ctx.tasks.set(rec.id, next);
@@ -57,26 +57,26 @@ function upstreamError(rec: { id: string; label?: string }, what: string, cause:
 const isFinalState = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
 
 /** Marks a task and, transitively, every unfinished dependent as failed (or the task itself as cancelled). */
-function finishUnsuccessfully(state: DraftState, ctx: ReduceContext, rootId: string, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
+function finishUnsuccessfully(ctx: ReduceContext, rootId: string, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
   const stack: Array<[string, RecordedError]> = [[rootId, error]];
   while (stack.length > 0) {
     const [id, err] = stack.pop()!;
     const rec = ctx.tasks.get(id);
     if (rec === undefined || isFinalState(rec.state)) continue;
-    const done = update(state, ctx, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
+    const done = update(ctx, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
     const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
     for (const d of done.dependents) stack.push([d, upstream]);
   }
 }
 
-function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: number): void {
+function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   const existing = ctx.tasks.get(t.id);
   let pending = 0;
   let failedInput: TaskRecord | undefined;
   for (const inputId of t.inputs) {
     const input = ctx.tasks.get(inputId);
     if (input === undefined) continue;
-    if (!input.dependents.includes(t.id)) update(state, ctx, input, { dependents: [...input.dependents, t.id] });
+    if (!input.dependents.includes(t.id)) update(ctx, input, { dependents: [...input.dependents, t.id] });
     if (input.state === 'failed' || input.state === 'cancelled') failedInput ??= input;
     else if (input.state !== 'succeeded') pending++;
   }
@@ -90,7 +90,7 @@ function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: nu
     rec.dependents = [];
   } else {
     // a restored task submitted again: take the new description, keep history
-    state.counts[existing.state]--;
+    ctx.counts[existing.state]--;
     rec = copyRecord(existing);
     rec.requirements = t.requirements;
     rec.executor = t.executor;
@@ -102,36 +102,37 @@ function submit(state: DraftState, ctx: ReduceContext, t: SubmittedTask, now: nu
   rec.pending = pending;
   rec.submittedAt = now;
   if (ready) rec.readyAt = now;
-  state.counts[rec.state]++;
+  ctx.counts[rec.state]++;
   ctx.became(t.id, 'submitted');
   if (ready) ctx.became(t.id, 'ready');
   ctx.tasks.set(t.id, rec);
   ctx.touch(t.id);
   if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   if (failedInput !== undefined) {
-    finishUnsuccessfully(state, ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
+    finishUnsuccessfully(ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
   }
 }
 
-function succeed(state: DraftState, ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
-  const done = update(state, ctx, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
+function succeed(ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
+  const done = update(ctx, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
   if (action.artifacts !== undefined) (done as MutableRecord).artifacts = action.artifacts; // a fresh copy: not yet published
   for (const d of done.dependents) {
     const dep = ctx.tasks.get(d);
     if (dep === undefined || dep.state !== 'submitted') continue;
     const pending = Math.max(0, dep.pending - 1);
-    update(state, ctx, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
+    update(ctx, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
   }
 }
 
 /**
- * The one reducer of workflow state, an immer recipe: counts and the other small parts of the state
- * are changed on the draft, task records (immutable values) through this commit's table editors.
+ * The one reducer of workflow state. It changes the pending commit: task records (immutable values)
+ * and labels through the commit's table editors, the counts per state in the commit's copy of them;
+ * the workflow publishes all of it as the next immutable state (with immer) when it commits.
  * `ctx.touch` is told every task id whose record changed, so that persistence and notification visit
  * only those; `ctx.became` every state transition, so that executors hear of exactly the work that is
  * theirs to start, and so that the current state of a task can be read without a table lookup.
  */
-export function reduce(state: DraftState, action: WorkflowAction, ctx: ReduceContext): void {
+export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
   switch (action.type) {
     case 'restore': {
       for (const r of action.records) {
@@ -144,7 +145,7 @@ export function reduce(state: DraftState, action: WorkflowAction, ctx: ReduceCon
           rec.executor = undefined;
         }
         ctx.tasks.set(rec.id, rec);
-        state.counts[rec.state]++;
+        ctx.counts[rec.state]++;
         if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
         ctx.touch(rec.id);
         ctx.became(rec.id, rec.state);
@@ -152,31 +153,31 @@ export function reduce(state: DraftState, action: WorkflowAction, ctx: ReduceCon
       return;
     }
     case 'submit':
-      submit(state, ctx, action.task, action.now);
+      submit(ctx, action.task, action.now);
       return;
     case 'start': {
       const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'ready') update(state, ctx, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
+      if (rec !== undefined && rec.state === 'ready') update(ctx, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
       return;
     }
     case 'succeed': {
       const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'running') succeed(state, ctx, rec, action);
+      if (rec !== undefined && rec.state === 'running') succeed(ctx, rec, action);
       return;
     }
     case 'fail':
     case 'cancel':
-      finishUnsuccessfully(state, ctx, action.id, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
+      finishUnsuccessfully(ctx, action.id, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
       return;
     case 'retry': {
       const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'running') update(state, ctx, rec, { state: 'ready', error: action.error, readyAt: action.now });
+      if (rec !== undefined && rec.state === 'running') update(ctx, rec, { state: 'ready', error: action.error, readyAt: action.now });
       return;
     }
     case 'label': {
       const rec = ctx.tasks.get(action.id);
       if (rec === undefined) return;
-      update(state, ctx, rec, { label: action.label });
+      update(ctx, rec, { label: action.label });
       ctx.labels.set(action.label, action.id);
       return;
     }

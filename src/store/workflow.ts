@@ -1,5 +1,5 @@
 import { BehaviorSubject, asapScheduler, asyncScheduler, type Observable, type Subscription } from 'rxjs';
-import { Immer, type Draft } from 'immer';
+import { Immer } from 'immer';
 import type { Store } from './store';
 import { memoryStore } from './memory';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
@@ -38,7 +38,8 @@ export class Workflow {
   readonly name: string;
   readonly store: Store;
   private committed: WorkflowState;
-  private draft: Draft<WorkflowState> | undefined;
+  /** a batch of changes is pending (dispatched, not yet committed) */
+  private batching = false;
   private dirty = new Set<string>();
   /** the task and label tables, with the changes of the pending batch */
   private readonly tasks: TableEditor<TaskRecord>;
@@ -74,6 +75,7 @@ export class Workflow {
     this.context = {
       tasks: this.tasks,
       labels: this.labels,
+      counts: this.committed.counts,
       touch: (id) => void this.dirty.add(id),
       became: (id, to) => {
         this.states.set(id, to);
@@ -113,13 +115,16 @@ export class Workflow {
     return this.labels.get(label);
   }
 
-  private readonly context: ReduceContext;
+  private readonly context: { -readonly [K in keyof ReduceContext]: ReduceContext[K] };
 
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
     if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
-    this.draft ??= immer.createDraft(this.committed);
-    reduce(this.draft, action, this.context);
+    if (!this.batching) {
+      this.batching = true;
+      this.context.counts = { ...this.committed.counts };
+    }
+    reduce(action, this.context);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
     this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));
@@ -192,12 +197,17 @@ export class Workflow {
   flush(): void {
     this.flushScheduled?.unsubscribe();
     this.flushScheduled = undefined;
-    if (this.draft === undefined) return;
-    const draft = this.draft as unknown as { tasks: Table<TaskRecord>; labels: Table<string> };
-    draft.tasks = this.tasks.finish();
-    draft.labels = this.labels.finish();
-    const next = immer.finishDraft(this.draft) as WorkflowState;
-    this.draft = undefined;
+    if (!this.batching) return;
+    this.batching = false;
+    const tasks = this.tasks.finish();
+    const labels = this.labels.finish();
+    const counts = this.context.counts;
+    const next = immer.produce(this.committed, (draft) => {
+      const d = draft as unknown as { -readonly [K in keyof WorkflowState]: WorkflowState[K] };
+      d.tasks = tasks;
+      d.labels = labels;
+      d.counts = counts;
+    });
     const dirty = this.dirty;
     const readied = this.readied;
     const settled = this.settled;

@@ -106,7 +106,14 @@ export function hash128(text: string): string {
   h2 ^= h1;
   h3 ^= h1;
   h4 ^= h1;
-  return [h1, h2, h3, h4].map((h) => (h >>> 0).toString(16).padStart(8, '0')).join('');
+  return hex8(h1) + hex8(h2) + hex8(h3) + hex8(h4);
+}
+
+const BYTE_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** 8 hex digits of a 32-bit number (a table lookup per byte: `toString(16).padStart` cost more than the hash). */
+function hex8(h: number): string {
+  return BYTE_HEX[(h >>> 24) & 255]! + BYTE_HEX[(h >>> 16) & 255]! + BYTE_HEX[(h >>> 8) & 255]! + BYTE_HEX[h & 255]!;
 }
 
 /** A cheap 32-bit string hash (FNV-1a), used to spread keys over table buckets. */
