@@ -213,7 +213,7 @@ describe('executor', () => {
     const result = await Promise.race([ex.submit(parent, 1), sleep(3000).then(() => 'deadlock')]);
     expect(result).toBe(1 + 2 + 11);
     expect(g.max()).toBe(1);
-    const child = [...wf.live.keys()].map((id) => wf.record(id)).find((r) => r?.name === 'leaf');
+    const child = [...wf.state.tasks.keys()].map((id) => wf.record(id)).find((r) => r?.name === 'leaf');
     expect(child?.parent).toMatch(/^parent-/);
   });
 });

@@ -78,7 +78,7 @@ describe('operators', () => {
   it('submitOn(ex, fn) on Settled or Task inputs keeps the edge to the upstream task', async () => {
     const outcomes = await lastValueFrom(from([1, 2]).pipe(submitOn(md, simulate, { settle: true }), submitOn(an, analyse), toArray()));
     expect(outcomes.sort()).toEqual(['analysed 10', 'analysed 20']);
-    const analyses = [...wf.live.keys()].map((id) => wf.record(id)!).filter((r) => r.name === 'analyse');
+    const analyses = [...wf.state.tasks.keys()].map((id) => wf.record(id)!).filter((r) => r.name === 'analyse');
     expect(analyses).toHaveLength(2);
     for (const a of analyses) expect(wf.record(a.inputs[0]!)?.name).toBe('simulate');
   });
@@ -102,7 +102,7 @@ describe('operators', () => {
     expect(first).toBe(1);
     await sleep(5);
     expect(aborted).toEqual([2]);
-    const two = [...wf.live.keys()].map((id) => wf.record(id)!).find((r) => r.args[0] === 2)!;
+    const two = [...wf.state.tasks.keys()].map((id) => wf.record(id)!).find((r) => r.args[0] === 2)!;
     expect(two.state).toBe('cancelled');
     expect(two.error?.name).toBe(TaskCancelledError.name);
     expect(kept.state).toBe('running');

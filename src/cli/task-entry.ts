@@ -20,7 +20,6 @@ import { installNode } from '../node/context';
 import { NoAmbientScopeError, TaskCancelledError, UnknownTaskError, UnserializableValueError } from '../errors';
 import { invocable, lookupTask } from '../task/spec';
 import { runInScope } from '../runtime/context';
-import type { TaskEntry } from '../runtime/entry';
 import type { RunningTaskScope, TaskContext } from '../runtime/executor';
 import { recordError } from '../runtime/outcome';
 import { jsonProblem, type StepResult } from '../runtime/slurm-json';
@@ -121,8 +120,7 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
       },
       ...(a.workdir !== undefined ? { workdir: resolve(a.workdir) } : {}),
     };
-    const entry: TaskEntry = { id: a.id, fn, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
-    const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => settled };
+    const scope: RunningTaskScope = { id: a.id, context, awaitOther: (settled) => settled };
     const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...(args as unknown[])));
     const problem = jsonProblem(value, 'the result');
     if (problem !== undefined) {

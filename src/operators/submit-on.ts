@@ -1,10 +1,10 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import type { Executor } from '../runtime/executor';
-import { entryOf } from '../runtime/entry';
 import { Task, outcomeError, release, retain, type Settled } from '../runtime/task';
+import { watchSlot } from '../store/workflow';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
-import { taskRecord } from '../store/state';
+import type { TaskRecord } from '../store/state';
 
 export interface SubmitOnOptions {
   /** emit results in input order (default: as they finish) */
@@ -42,19 +42,19 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
 
   return (source) =>
     new Observable<unknown>((subscriber) => {
-      /** tasks submitted and not yet settled, with the function that stops watching each */
-      const inflight = new Map<Task<unknown>, () => void>();
-      const done: Array<{ task: Task<unknown>; settled: boolean }> = [];
+      /** tasks submitted and not yet settled */
+      const inflight = new Set<Member>();
+      /** with `ordered`: submitted tasks in input order, until emitted */
+      const queue: Member[] = [];
       let sourceComplete = false;
 
       const emit = (task: Task<unknown>): boolean => {
-        const rec = taskRecord(task.workflow.state, task.id)!;
-        const entry = entryOf(task.workflow, task.id);
+        const rec = task.record!;
         if (rec.state === 'succeeded') {
           subscriber.next(options.settle === true ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>) : rec.result);
           return true;
         }
-        const reason = outcomeError(entry, rec);
+        const reason = outcomeError(task.entry, rec);
         if (options.settle === true) {
           subscriber.next({ status: 'rejected', reason, task } satisfies Settled<unknown>);
           return true;
@@ -62,14 +62,20 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
         subscriber.error(reason);
         return false;
       };
-      const flushOrdered = (): void => {
-        while (done.length > 0 && done[0]!.settled) {
-          const { task } = done.shift()!;
-          if (!emit(task)) return;
-        }
-      };
       const maybeComplete = (): void => {
-        if (sourceComplete && inflight.size === 0 && done.length === 0) subscriber.complete();
+        if (sourceComplete && inflight.size === 0 && queue.length === 0) subscriber.complete();
+      };
+      const settle = (member: Member): void => {
+        member.stop?.();
+        inflight.delete(member);
+        release(member.task.entry);
+        if (options.ordered === true) {
+          member.settled = true;
+          while (queue.length > 0 && queue[0]!.settled) {
+            if (!emit(queue.shift()!.task)) return;
+          }
+        } else if (!emit(member.task)) return;
+        maybeComplete();
       };
 
       const sourceSub = source.subscribe({
@@ -82,26 +88,17 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
             subscriber.error(err);
             return;
           }
-          const entry = entryOf(task.workflow, task.id);
-          retain(entry);
-          const slot = { task, settled: false };
-          if (options.ordered === true) done.push(slot);
-          const stop = task.workflow.watch(task.id, (rec) => {
-            if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') settle();
+          retain(task.entry);
+          const member: Member = { task, settled: false, stop: undefined };
+          if (options.ordered === true) queue.push(member);
+          inflight.add(member);
+          if (isFinal(task.record?.state)) {
+            settle(member);
+            return;
+          }
+          member.stop = watchSlot(task.entry.slot, (rec) => {
+            if (isFinal(rec.state)) settle(member);
           });
-          inflight.set(task, stop);
-          const settle = (): void => {
-            stop();
-            inflight.delete(task);
-            release(entry);
-            if (options.ordered === true) {
-              slot.settled = true;
-              flushOrdered();
-            } else if (!emit(task)) return;
-            maybeComplete();
-          };
-          const state = taskRecord(task.workflow.state, task.id)?.state;
-          if (state === 'succeeded' || state === 'failed' || state === 'cancelled') settle();
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => {
@@ -114,13 +111,23 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
         sourceSub.unsubscribe();
         const left = [...inflight];
         inflight.clear();
-        for (const [task, stop] of left) {
-          stop();
-          release(entryOf(task.workflow, task.id));
+        for (const member of left) {
+          member.stop?.();
+          release(member.task.entry);
         }
       };
     });
 }
+
+/** A task submitted by one subscription of `submitOn`. */
+interface Member {
+  readonly task: Task<unknown>;
+  settled: boolean;
+  /** stops watching the task */
+  stop: (() => void) | undefined;
+}
+
+const isFinal = (state: TaskRecord['state'] | undefined): boolean => state === 'succeeded' || state === 'failed' || state === 'cancelled';
 
 function isSettled(v: unknown): v is Settled<unknown> {
   return typeof v === 'object' && v !== null && 'status' in v && 'task' in v && isTaskHandle((v as { task: unknown }).task);

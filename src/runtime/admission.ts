@@ -9,11 +9,12 @@ export interface Hold {
   finished: boolean;
 }
 
-/** What admission asks of its executor about the task at the head of the queue. */
-export interface Candidate {
-  readonly need: Footprint;
+/** What admission asks of its executor about the queued tasks. */
+export interface Starter<T> {
+  /** what the queued task needs, or undefined if it is no longer to be started */
+  need(task: T): Footprint | undefined;
   /** starts the task; must call `admission.take(hold)` for the hold it creates */
-  start(): void;
+  start(task: T, need: Footprint): void;
 }
 
 /**
@@ -22,22 +23,21 @@ export interface Candidate {
  * task is never starved by narrow ones. Attempts that gave their resources back while waiting for
  * another task, and now resume, go before new work.
  */
-export class Admission {
+export class Admission<T> {
   private readonly free: { cores: number; gpus: number; memoryMB: number };
-  private queue: string[] = [];
+  private queue: T[] = [];
   private head = 0;
   private readonly resumers: Array<{ hold: Hold; grant: () => void }> = [];
 
-  /** `candidate(id)` describes a queued task, or says (undefined) that it is no longer to be started. */
   constructor(
     capacity: Capacity,
-    private readonly candidate: (id: string) => Candidate | undefined,
+    private readonly starter: Starter<T>,
   ) {
     this.free = { ...capacity };
   }
 
-  enqueue(id: string): void {
-    this.queue.push(id);
+  enqueue(task: T): void {
+    this.queue.push(task);
     this.pump();
   }
 
@@ -91,18 +91,19 @@ export class Admission {
         }
         return;
       }
-      const next = this.candidate(this.queue[this.head]!);
-      if (next === undefined) {
+      const task = this.queue[this.head]!;
+      const need = this.starter.need(task);
+      if (need === undefined) {
         this.head++;
         continue;
       }
-      if (!this.fits(next.need)) return;
+      if (!this.fits(need)) return;
       this.head++;
       if (this.head > 4096 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
-      next.start();
+      this.starter.start(task, need);
     }
   }
 

@@ -1,13 +1,17 @@
 import type { Workflow } from '../store/workflow';
+import type { TaskSlot } from '../store/slot';
 import type { AnyFunction } from '../task/spec';
 import type { ContextSnapshot } from './context';
 
 /**
  * What this process knows of a task beyond its record: the live function, the context captured at
- * submit, who is interested in the outcome, and how to cancel it. Kept in `workflow.live`.
+ * submit, who is interested in the outcome, the attempt running it, and how to cancel it. Kept as the
+ * companion of the task's slot in the workflow (`slot.live`).
  */
 export interface TaskEntry {
   readonly id: string;
+  /** the task's slot in the workflow: its current and committed record */
+  readonly slot: TaskSlot;
   fn: AnyFunction | undefined;
   snapshot: ContextSnapshot | undefined;
   /** holders of the outcome (pipelines, awaiters, dependents) */
@@ -20,13 +24,19 @@ export interface TaskEntry {
   handle: object | undefined;
   /** set while an executor of this process owns the task */
   cancel: ((reason: Error) => void) | undefined;
+  /** the attempt running now, owned by the task's executor */
+  attempt: object | undefined;
 }
 
 export function entryOf(workflow: Workflow, id: string): TaskEntry {
-  let e = workflow.live.get(id) as TaskEntry | undefined;
+  return entryOfSlot(workflow.slot(id));
+}
+
+export function entryOfSlot(slot: TaskSlot): TaskEntry {
+  let e = slot.live as TaskEntry | undefined;
   if (e === undefined) {
-    e = { id, fn: undefined, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
-    workflow.live.set(id, e);
+    e = { id: slot.id, slot, fn: undefined, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined, attempt: undefined };
+    slot.live = e;
   }
   return e;
 }

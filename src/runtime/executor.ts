@@ -1,16 +1,17 @@
 import { asyncScheduler, type Subscription } from 'rxjs';
 import type { Workflow } from '../store/workflow';
-import { taskRecord, type TaskRecord } from '../store/state';
+import type { TaskRecord } from '../store/state';
 import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type Footprint, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
 import type { BackendExecutor, Capacity, Communicator, Job } from './backend';
 import { captureContext, runInScope } from './context';
-import { entryOf, type TaskEntry } from './entry';
+import { entryOf, entryOfSlot, type TaskEntry } from './entry';
+import type { TaskSlot } from '../store/slot';
 import { encodeArgs, resolveArgs, taskId } from './identity';
 import { artifactsOf } from '../task/executable';
 import { recordError } from './outcome';
-import { Admission, type Candidate, type Hold } from './admission';
+import { Admission, type Hold } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
@@ -33,7 +34,8 @@ export interface TaskContext {
 
 /** @internal the ambient scope of a running in-process task */
 export interface RunningTaskScope {
-  readonly entry: TaskEntry;
+  /** the running task's id */
+  readonly id: string;
   readonly context: TaskContext;
   awaitOther<R>(settled: Promise<R>): Promise<R>;
 }
@@ -95,8 +97,9 @@ export class Executor implements AsyncDisposable {
   readonly defaults: TaskRequirements;
   readonly capacity: Capacity;
   private readonly backend: BackendExecutor;
-  private readonly admission: Admission;
-  private readonly attempts = new Map<string, Attempt>();
+  private readonly admission: Admission<TaskSlot>;
+  /** what a task with the executor's default requirements needs */
+  private readonly defaultNeed: Footprint;
   private readonly notBefore = new Map<string, number>();
   private readonly impure = new Map<string, number>();
   private outstanding = 0;
@@ -119,15 +122,16 @@ export class Executor implements AsyncDisposable {
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
     this.capacity = this.backend.capacity;
-    this.admission = new Admission(this.capacity, (id) => this.candidate(id));
+    this.defaultNeed = footprint(this.defaults);
+    this.admission = new Admission<TaskSlot>(this.capacity, { need: (slot) => this.need(slot), start: (slot, need) => this.start(slot, need) });
     const problem = this.unsatisfiable(this.defaults);
     if (problem !== undefined) {
       void this.backend.close();
       throw new UnsatisfiableRequirementsError(`executor task requirements can never be met: ${problem}`);
     }
     this.unlisten = [
-      this.workflow.onReady(this.id, (rec) => this.onReady(rec)),
-      this.workflow.onSettled(this.id, (rec) => this.onSettled(rec)),
+      this.workflow.onReady(this.id, (slot) => this.onReady(slot)),
+      this.workflow.onSettled(this.id, (slot) => this.onSettled(slot)),
     ];
     this.workflow.executors.set(this.name, this);
   }
@@ -166,13 +170,13 @@ export class Executor implements AsyncDisposable {
       if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label); // throws DuplicateLabelError, naming the holder
     }
     wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
-    const handle = new Task<R>(wf, id);
+    const handle = new Task<R>(wf, id, entry);
     entry.handle = handle;
     entry.pinned = options.pinned;
-    if (wf.stateOf(id) === 'succeeded') return handle; // restored: served from the store
+    if (entry.slot.record?.state === 'succeeded') return handle; // restored: served from the store
     entry.fn = fn;
     entry.snapshot = captureContext();
-    entry.cancel = (reason) => this.cancelTask(id, reason);
+    entry.cancel = (reason) => this.cancelTask(entry, reason);
     for (const input of encoded.inputs) retain(entryOf(wf, input));
     this.outstanding++;
     wf.dispatch({
@@ -191,7 +195,7 @@ export class Executor implements AsyncDisposable {
       },
       now: wf.now(),
     });
-    const problem = this.unsatisfiable(requirements);
+    const problem = requirements === this.defaults ? undefined : this.unsatisfiable(requirements); // the defaults were checked at creation
     if (problem !== undefined) {
       const err = new UnsatisfiableRequirementsError(`task ${spec.label ?? spec.name} (${id}) can never run on executor ${this.id}: ${problem}`);
       entry.error = err;
@@ -235,43 +239,38 @@ export class Executor implements AsyncDisposable {
     return undefined;
   }
 
-  private onReady(rec: TaskRecord): void {
-    const due = this.notBefore.get(rec.id);
+  private onReady(slot: TaskSlot): void {
+    const due = this.notBefore.size === 0 ? undefined : this.notBefore.get(slot.id);
     if (due !== undefined) {
-      this.notBefore.delete(rec.id);
+      this.notBefore.delete(slot.id);
       const delay = due - this.workflow.now();
       if (delay > 0) {
-        asyncScheduler.schedule(() => this.enqueue(rec.id), delay);
+        asyncScheduler.schedule(() => this.admission.enqueue(slot), delay);
         return;
       }
     }
-    this.enqueue(rec.id);
-  }
-
-  private enqueue(id: string): void {
-    this.admission.enqueue(id);
+    this.admission.enqueue(slot);
   }
 
   private pump(): void {
     this.admission.pump();
   }
 
-  /** The queued task `id`, if it is still to be started. */
-  private candidate(id: string): Candidate | undefined {
-    if (this.workflow.stateOf(id) !== 'ready' || this.attempts.has(id)) return undefined;
-    const rec = taskRecord(this.workflow.state, id)!;
-    const need = footprint(rec.requirements);
-    return { need, start: () => this.start(rec, need) };
+  /** What the queued task needs, if it is still to be started. */
+  private need(slot: TaskSlot): Footprint | undefined {
+    const rec = slot.record;
+    if (rec === undefined || rec.state !== 'ready' || entryOfSlot(slot).attempt !== undefined) return undefined;
+    return rec.requirements === this.defaults ? this.defaultNeed : footprint(rec.requirements);
   }
 
-  private onSettled(rec: TaskRecord): void {
-    const entry = entryOf(this.workflow, rec.id);
+  private onSettled(slot: TaskSlot): void {
+    const entry = entryOfSlot(slot);
     entry.snapshot = undefined;
     entry.fn = undefined;
     entry.cancel = undefined;
-    const attempt = this.attempts.get(rec.id);
-    if (attempt !== undefined) this.stopAttempt(rec.id, attempt, undefined);
-    for (const input of rec.inputs) release(entryOf(this.workflow, input));
+    const attempt = entry.attempt as Attempt | undefined;
+    if (attempt !== undefined) this.stopAttempt(entry, attempt, undefined);
+    for (const input of slot.committed!.inputs) release(entryOf(this.workflow, input));
     this.outstanding--;
     this.maybeDrained();
     this.pump();
@@ -285,15 +284,16 @@ export class Executor implements AsyncDisposable {
     }
   }
 
-  private start(rec: TaskRecord, need: Footprint): void {
+  private start(slot: TaskSlot, need: Footprint): void {
     const wf = this.workflow;
+    const rec = slot.record!;
     const id = rec.id;
-    const entry = entryOf(wf, id);
+    const entry = entryOfSlot(slot);
     const attempt = new Attempt(rec.attempts + 1, need);
     this.admission.take(attempt);
-    this.attempts.set(id, attempt);
+    entry.attempt = attempt;
     wf.dispatch({ type: 'start', id, now: wf.now() });
-    const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => taskRecord(wf.state, input)?.result);
+    const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
     const job: Job = {
       id,
       label: rec.label,
@@ -311,14 +311,14 @@ export class Executor implements AsyncDisposable {
     const walltime = rec.requirements.walltime;
     if (walltime !== undefined) {
       attempt.timer = asyncScheduler.schedule(() => {
-        this.finish(id, attempt, { ok: false, error: new WalltimeExceededError(`task ${rec.label ?? rec.name} (${id}) exceeded its walltime of ${walltime} s and was stopped`) });
+        this.fail(entry, attempt, new WalltimeExceededError(`task ${rec.label ?? rec.name} (${id}) exceeded its walltime of ${walltime} s and was stopped`));
       }, walltime * 1000);
     }
     let value: unknown;
     const sub = this.backend.run(job).subscribe({
       next: (v) => (value = v),
-      error: (error: unknown) => this.finish(id, attempt, { ok: false, error }),
-      complete: () => this.finish(id, attempt, { ok: true, value }),
+      error: (error: unknown) => this.fail(entry, attempt, error),
+      complete: () => this.succeed(entry, attempt, value),
     });
     if (attempt.finished) sub.unsubscribe();
     else attempt.sub = sub;
@@ -331,7 +331,7 @@ export class Executor implements AsyncDisposable {
     }
     const context: TaskContext = {
       id: rec.id,
-      label: taskRecord(this.workflow.state, rec.id)?.label ?? rec.label,
+      label: entry.slot.record?.label ?? rec.label,
       get signal() {
         return attempt.signal;
       },
@@ -343,7 +343,7 @@ export class Executor implements AsyncDisposable {
       ...(extra?.comm !== undefined ? { comm: extra.comm } : {}),
       ...(extra?.workdir !== undefined ? { workdir: extra.workdir } : {}),
     };
-    const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => this.awaitOther(attempt, settled) };
+    const scope: RunningTaskScope = { id: entry.id, context, awaitOther: (settled) => this.awaitOther(attempt, settled) };
     const run = (): unknown => runInScope({ task: scope, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
     return entry.snapshot !== undefined ? entry.snapshot(run) : run();
   }
@@ -373,54 +373,62 @@ export class Executor implements AsyncDisposable {
     );
   }
 
-  private finish(id: string, attempt: Attempt, outcome: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
+  /** The attempt's work completed with `value`. */
+  private succeed(entry: TaskEntry, attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
-    this.stopAttempt(id, attempt, outcome.ok ? undefined : outcome.error);
+    this.stopAttempt(entry, attempt, undefined);
     const wf = this.workflow;
-    if (outcome.ok) {
-      try {
-        if (outcome.value !== undefined) wf.store.assertStorable?.(`task:${id}.result`, outcome.value);
-      } catch (err) {
-        // a result the store cannot keep fails its task (no retry: it would be the same result)
-        entryOf(wf, id).error = err;
-        wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
-        this.pump();
-        return;
-      }
-      const artifacts = wf.stateOf(id) === 'running' && taskRecord(wf.state, id)?.kind === 'executable' ? artifactsOf(outcome.value) : undefined;
-      wf.dispatch({ type: 'succeed', id, result: outcome.value, ...(artifacts !== undefined ? { artifacts } : {}), now: wf.now() });
+    const id = entry.id;
+    try {
+      if (value !== undefined) wf.store.assertStorable?.(`task:${id}.result`, value);
+    } catch (err) {
+      // a result the store cannot keep fails its task (no retry: it would be the same result)
+      entry.error = err;
+      wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
+      this.pump();
+      return;
+    }
+    const rec = entry.slot.record;
+    const artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
+    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now() });
+    this.pump();
+  }
+
+  /** The attempt failed with `error`: it is tried again if its retry policy allows, else the task fails. */
+  private fail(entry: TaskEntry, attempt: Attempt, error: unknown): void {
+    if (attempt.finished) return;
+    this.stopAttempt(entry, attempt, error);
+    const wf = this.workflow;
+    const id = entry.id;
+    const policy = retryPolicy(entry.slot.record?.requirements ?? {});
+    if (attempt.number <= policy.max) {
+      const delay = policy.backoff * 1000 * policy.factor ** (attempt.number - 1);
+      if (delay > 0) this.notBefore.set(id, wf.now() + delay);
+      wf.dispatch({ type: 'retry', id, error: recordError(error), now: wf.now() });
     } else {
-      const rec = wf.record(id);
-      const policy = retryPolicy(rec?.requirements ?? {});
-      if (attempt.number <= policy.max) {
-        const delay = policy.backoff * 1000 * policy.factor ** (attempt.number - 1);
-        if (delay > 0) this.notBefore.set(id, wf.now() + delay);
-        wf.dispatch({ type: 'retry', id, error: recordError(outcome.error), now: wf.now() });
-      } else {
-        entryOf(wf, id).error = outcome.error;
-        wf.dispatch({ type: 'fail', id, error: recordError(outcome.error), now: wf.now() });
-      }
+      entry.error = error;
+      wf.dispatch({ type: 'fail', id, error: recordError(error), now: wf.now() });
     }
     this.pump();
   }
 
   /** Ends an attempt: stops its timer, tells the work to stop if it is still going, frees its resources. */
-  private stopAttempt(id: string, attempt: Attempt, reason: unknown): void {
+  private stopAttempt(entry: TaskEntry, attempt: Attempt, reason: unknown): void {
     attempt.finished = true;
-    this.attempts.delete(id);
+    if (entry.attempt === attempt) entry.attempt = undefined;
     attempt.timer?.unsubscribe();
     if (reason !== undefined) attempt.abort(reason);
     attempt.sub?.unsubscribe();
     this.admission.release(attempt);
   }
 
-  private cancelTask(id: string, reason: Error): void {
-    const state = this.workflow.stateOf(id);
+  private cancelTask(entry: TaskEntry, reason: Error): void {
+    const state = entry.slot.record?.state;
     if (state === undefined || state === 'succeeded' || state === 'failed' || state === 'cancelled') return;
-    const attempt = this.attempts.get(id);
-    if (attempt !== undefined) this.stopAttempt(id, attempt, reason);
-    entryOf(this.workflow, id).error = reason;
-    this.workflow.dispatch({ type: 'cancel', id, reason: recordError(reason), now: this.workflow.now() });
+    const attempt = entry.attempt as Attempt | undefined;
+    if (attempt !== undefined) this.stopAttempt(entry, attempt, reason);
+    entry.error = reason;
+    this.workflow.dispatch({ type: 'cancel', id: entry.id, reason: recordError(reason), now: this.workflow.now() });
     this.pump();
   }
 }

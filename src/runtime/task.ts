@@ -1,6 +1,6 @@
 import { Observable, type Observer, type Subscribable, type Unsubscribable, observable as symbolObservable } from 'rxjs';
-import type { Workflow } from '../store/workflow';
-import { isFinal, taskRecord, type TaskRecord, type TaskStateName } from '../store/state';
+import { watchSlot, type Workflow } from '../store/workflow';
+import { isFinal, type TaskRecord, type TaskStateName } from '../store/state';
 import { TASK_HANDLE } from '../task/hash';
 import { TaskCancelledError } from '../errors';
 import { reviveError } from './outcome';
@@ -21,15 +21,21 @@ export type Settled<R> =
 export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   readonly [TASK_HANDLE] = true as const;
 
+  /** @internal what this process knows of the task (its slot, interest, live error) */
+  readonly entry: TaskEntry;
+
   /** @internal handles are made by executors */
   constructor(
     readonly workflow: Workflow,
     readonly id: string,
-  ) {}
+    entry?: TaskEntry,
+  ) {
+    this.entry = entry ?? entryOf(workflow, id);
+  }
 
   /** The task's unique nickname in the workflow, if it has one. */
   get label(): string | undefined {
-    return this.workflow.record(this.id)?.label;
+    return this.entry.slot.record?.label;
   }
 
   /** Labels can be set once, and are unique per workflow (else `DuplicateLabelError`). */
@@ -38,12 +44,12 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   }
 
   get state(): TaskStateName {
-    return this.workflow.stateOf(this.id) ?? 'new';
+    return this.entry.slot.record?.state ?? 'new';
   }
 
   /** The committed record: spec, state, attempts, times, result or error. */
   get record(): TaskRecord | undefined {
-    return taskRecord(this.workflow.state, this.id);
+    return this.entry.slot.committed;
   }
 
   /** Each state the task goes through, from the current one; completes when the task settles. */
@@ -56,7 +62,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
         subscriber.complete();
         return undefined;
       }
-      return this.workflow.watch(this.id, (rec) => {
+      return watchSlot(this.entry.slot, (rec) => {
         if (rec.state === last) return;
         last = rec.state;
         subscriber.next(rec.state);
@@ -68,7 +74,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   /** The result: emits once and completes, or errors. Subscribing counts as awaiting the task. */
   get result$(): Observable<R> {
     return new Observable<R>((subscriber) => {
-      const entry = entryOf(this.workflow, this.id);
+      const entry = this.entry;
       retain(entry);
       const stop = onSettled(this, (rec) => {
         deliver(entry, rec, subscriber);
@@ -95,13 +101,13 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     });
     // A running task that waits for another gives its executor slot back meanwhile.
     const waiter = ambient().task as RunningTaskScope | undefined;
-    const waited = waiter !== undefined && waiter.entry.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
+    const waited = waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
     return waited.then(onfulfilled, onrejected);
   }
 
   /** Cancels the task (and, through `UpstreamFailed`, what depends on it). The work itself is told to stop. */
   cancel(reason?: string): void {
-    const entry = entryOf(this.workflow, this.id);
+    const entry = this.entry;
     const err = new TaskCancelledError(reason ?? `task ${this.id} was cancelled`);
     if (entry.cancel !== undefined) entry.cancel(err);
     else if (!isFinal(this.state)) {
@@ -127,7 +133,7 @@ function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): ()
     return () => false;
   }
   let waiting = true;
-  const stop = task.workflow.watch(task.id, (r) => {
+  const stop = watchSlot(task.entry.slot, (r) => {
     if (!isFinal(r.state) || !waiting) return;
     waiting = false;
     stop();

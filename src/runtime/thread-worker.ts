@@ -11,7 +11,6 @@ import { installNode } from '../node/context';
 import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../errors';
 import { invocable, lookupTask } from '../task/spec';
 import { runInScope } from './context';
-import type { TaskEntry } from './entry';
 import type { RunningTaskScope, TaskContext } from './executor';
 import { PortCommunicator } from './thread-comm';
 import { Ring, abortedBeforeStart, deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
@@ -120,8 +119,7 @@ export default async function runThreadTask(req: ThreadRequest): Promise<ThreadR
       submit: noSubmit,
       ...(comm !== undefined ? { comm } : {}),
     };
-    const entry: TaskEntry = { id: req.id, fn, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined };
-    const scope: RunningTaskScope = { entry, context, awaitOther: (settled) => settled };
+    const scope: RunningTaskScope = { id: req.id, context, awaitOther: (settled) => settled };
     const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...req.args));
     // Only rank 0's result is the task's: the other ranks' results are not sent back.
     const result = req.comm !== undefined && req.comm.rank !== 0 ? undefined : value;

@@ -1,4 +1,5 @@
 import type { TableEditor } from './table';
+import type { TaskSlot } from './slot';
 import { copyRecord, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
@@ -18,31 +19,40 @@ export type WorkflowAction =
   | { readonly type: 'retry'; readonly id: string; readonly error: RecordedError; readonly now: number }
   | { readonly type: 'label'; readonly id: string; readonly label: string };
 
-/** What the reducer changes: the pending commit's table editors and counts, and who hears of the changes. */
+/** What the reducer changes (the pending commit: task records, labels, counts) and who hears of it. */
 export interface ReduceContext {
-  readonly tasks: TableEditor<TaskRecord>;
   readonly labels: TableEditor<string>;
   /** tasks per state, as of the pending commit (a copy of the committed counts, changed in place) */
   readonly counts: Record<TaskStateName, number>;
-  /** the record of `id` changed */
-  touch(id: string): void;
-  /** task `id` entered state `to` */
-  became(id: string, to: TaskStateName): void;
+  /** the slot of task `id`, if the workflow has that task */
+  find(id: string): TaskSlot | undefined;
+  /** the slot of task `id`, made if needed */
+  slot(id: string): TaskSlot;
+  /** makes `rec` the current record of the slot's task, in the pending commit */
+  put(slot: TaskSlot, rec: TaskRecord): void;
+  /** the slot's task entered state `to` */
+  became(slot: TaskSlot, to: TaskStateName): void;
 }
 
 type Changes = Partial<MutableRecord>;
 
 /** Replaces a record by an updated copy (records are immutable values), keeping the counts per state. */
-function update(ctx: ReduceContext, rec: TaskRecord, changes: Changes): TaskRecord {
+function update(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, changes: Changes): TaskRecord {
   const next = Object.assign(copyRecord(rec), changes);
   if (changes.state !== undefined && changes.state !== rec.state) {
     ctx.counts[rec.state]--;
     ctx.counts[changes.state]++;
-    ctx.became(rec.id, changes.state);
+    ctx.became(slot, changes.state);
   }
-  ctx.tasks.set(rec.id, next);
-  ctx.touch(rec.id);
+  ctx.put(slot, next);
   return next;
+}
+
+/** The slot and current record of task `id`, if the workflow has it. */
+function current(ctx: ReduceContext, id: string): [TaskSlot, TaskRecord] | [undefined, undefined] {
+  const slot = ctx.find(id);
+  const rec = slot?.record;
+  return slot === undefined || rec === undefined ? [undefined, undefined] : [slot, rec];
 }
 
 function upstreamError(rec: { id: string; label?: string }, what: string, cause: string): RecordedError {
@@ -61,22 +71,23 @@ function finishUnsuccessfully(ctx: ReduceContext, rootId: string, to: 'failed' |
   const stack: Array<[string, RecordedError]> = [[rootId, error]];
   while (stack.length > 0) {
     const [id, err] = stack.pop()!;
-    const rec = ctx.tasks.get(id);
-    if (rec === undefined || isFinalState(rec.state)) continue;
-    const done = update(ctx, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
+    const [slot, rec] = current(ctx, id);
+    if (slot === undefined || isFinalState(rec.state)) continue;
+    const done = update(ctx, slot, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
     const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
     for (const d of done.dependents) stack.push([d, upstream]);
   }
 }
 
 function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
-  const existing = ctx.tasks.get(t.id);
+  const slot = ctx.slot(t.id);
+  const existing = slot.record;
   let pending = 0;
   let failedInput: TaskRecord | undefined;
   for (const inputId of t.inputs) {
-    const input = ctx.tasks.get(inputId);
-    if (input === undefined) continue;
-    if (!input.dependents.includes(t.id)) update(ctx, input, { dependents: [...input.dependents, t.id] });
+    const [inputSlot, input] = current(ctx, inputId);
+    if (inputSlot === undefined) continue;
+    if (!input.dependents.includes(t.id)) update(ctx, inputSlot, input, { dependents: [...input.dependents, t.id] });
     if (input.state === 'failed' || input.state === 'cancelled') failedInput ??= input;
     else if (input.state !== 'succeeded') pending++;
   }
@@ -103,24 +114,23 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   rec.submittedAt = now;
   if (ready) rec.readyAt = now;
   ctx.counts[rec.state]++;
-  ctx.became(t.id, 'submitted');
-  if (ready) ctx.became(t.id, 'ready');
-  ctx.tasks.set(t.id, rec);
-  ctx.touch(t.id);
+  ctx.became(slot, 'submitted');
+  if (ready) ctx.became(slot, 'ready');
+  ctx.put(slot, rec);
   if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   if (failedInput !== undefined) {
     finishUnsuccessfully(ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
   }
 }
 
-function succeed(ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
-  const done = update(ctx, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
+function succeed(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
+  const done = update(ctx, slot, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
   if (action.artifacts !== undefined) (done as MutableRecord).artifacts = action.artifacts; // a fresh copy: not yet published
   for (const d of done.dependents) {
-    const dep = ctx.tasks.get(d);
-    if (dep === undefined || dep.state !== 'submitted') continue;
+    const [depSlot, dep] = current(ctx, d);
+    if (depSlot === undefined || dep.state !== 'submitted') continue;
     const pending = Math.max(0, dep.pending - 1);
-    update(ctx, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
+    update(ctx, depSlot, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
   }
 }
 
@@ -128,9 +138,9 @@ function succeed(ctx: ReduceContext, rec: TaskRecord, action: Extract<WorkflowAc
  * The one reducer of workflow state. It changes the pending commit: task records (immutable values)
  * and labels through the commit's table editors, the counts per state in the commit's copy of them;
  * the workflow publishes all of it as the next immutable state (with immer) when it commits.
- * `ctx.touch` is told every task id whose record changed, so that persistence and notification visit
- * only those; `ctx.became` every state transition, so that executors hear of exactly the work that is
- * theirs to start, and so that the current state of a task can be read without a table lookup.
+ * Every changed record goes through `ctx.put`, so that persistence and notification visit only those;
+ * every state transition through `ctx.became`, so that executors hear of exactly the work that is
+ * theirs to start.
  */
 export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
   switch (action.type) {
@@ -144,11 +154,11 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
           rec.state = 'new';
           rec.executor = undefined;
         }
-        ctx.tasks.set(rec.id, rec);
+        const slot = ctx.slot(rec.id);
+        ctx.put(slot, rec);
         ctx.counts[rec.state]++;
         if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
-        ctx.touch(rec.id);
-        ctx.became(rec.id, rec.state);
+        ctx.became(slot, rec.state);
       }
       return;
     }
@@ -156,13 +166,13 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       submit(ctx, action.task, action.now);
       return;
     case 'start': {
-      const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'ready') update(ctx, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
+      const [slot, rec] = current(ctx, action.id);
+      if (slot !== undefined && rec.state === 'ready') update(ctx, slot, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
       return;
     }
     case 'succeed': {
-      const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'running') succeed(ctx, rec, action);
+      const [slot, rec] = current(ctx, action.id);
+      if (slot !== undefined && rec.state === 'running') succeed(ctx, slot, rec, action);
       return;
     }
     case 'fail':
@@ -170,14 +180,14 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       finishUnsuccessfully(ctx, action.id, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
       return;
     case 'retry': {
-      const rec = ctx.tasks.get(action.id);
-      if (rec !== undefined && rec.state === 'running') update(ctx, rec, { state: 'ready', error: action.error, readyAt: action.now });
+      const [slot, rec] = current(ctx, action.id);
+      if (slot !== undefined && rec.state === 'running') update(ctx, slot, rec, { state: 'ready', error: action.error, readyAt: action.now });
       return;
     }
     case 'label': {
-      const rec = ctx.tasks.get(action.id);
-      if (rec === undefined) return;
-      update(ctx, rec, { label: action.label });
+      const [slot, rec] = current(ctx, action.id);
+      if (slot === undefined) return;
+      update(ctx, slot, rec, { label: action.label });
       ctx.labels.set(action.label, action.id);
       return;
     }

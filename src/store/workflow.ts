@@ -3,8 +3,9 @@ import { Immer } from 'immer';
 import type { Store } from './store';
 import { memoryStore } from './memory';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
-import { emptyState, isFinal, taskRecord, type TaskRecord, type WorkflowState } from './state';
-import { TableEditor, type Table } from './table';
+import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './state';
+import { TableEditor } from './table';
+import { TASK_KEY_PREFIX, TaskSlot, type RecordListener } from './slot';
 import { DuplicateLabelError, InvalidTaskDescriptionError } from '../errors';
 import { ambient, detached } from '../runtime/context';
 import { decodeDescription } from '../task/description';
@@ -14,12 +15,13 @@ import type { Task } from '../runtime/task';
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
 const immer = new Immer({ autoFreeze: false });
 
-export const TASK_KEY_PREFIX = 'task:';
+export { TASK_KEY_PREFIX };
 /** write-behind bounds: changed records wait at most this long, or until this many wait (see `persist`) */
 const WRITE_DELAY_MS = 50;
 const WRITE_BATCH = 4096;
 
-type RecordListener = (record: TaskRecord) => void;
+/** @internal what an executor hears of its tasks */
+export type SlotListener = (slot: TaskSlot) => void;
 
 export interface OpenWorkflowOptions {
   /** Where records are persisted. Default: memory in a browser; a SQLite file under `.scalems/<name>/` on Node. */
@@ -40,28 +42,26 @@ export class Workflow {
   private committed: WorkflowState;
   /** a batch of changes is pending (dispatched, not yet committed) */
   private batching = false;
-  private dirty = new Set<string>();
+  /** every task's slot: current and committed record, watchers, runtime companion */
+  private readonly slots = new Map<string, TaskSlot>();
+  /** the tasks changed, readied and settled in the pending batch */
+  private dirty: TaskSlot[] = [];
+  private readied: TaskSlot[] = [];
+  private settled: TaskSlot[] = [];
   /** the task and label tables, with the changes of the pending batch */
   private readonly tasks: TableEditor<TaskRecord>;
   private readonly labels: TableEditor<string>;
-  private readied: string[] = [];
-  private settled: string[] = [];
-  /** the current state of every task, uncommitted changes included (kept by the reducer's events) */
-  private readonly states = new Map<string, TaskRecord['state']>();
   private flushScheduled: Subscription | undefined;
   private readonly subject: BehaviorSubject<WorkflowState>;
-  private readonly listeners = new Map<string, Set<RecordListener>>();
-  private readonly readyListeners = new Map<string, (record: TaskRecord) => void>();
-  private readonly settledListeners = new Map<string, (record: TaskRecord) => void>();
+  private readonly readyListeners = new Map<string, SlotListener>();
+  private readonly settledListeners = new Map<string, SlotListener>();
   private writes: Promise<void> = Promise.resolve();
   private persistError: unknown;
   /** committed changes not yet handed to the store (write-behind: see `persist`) */
-  private unwritten = new Set<string>();
+  private unwritten: TaskSlot[] = [];
   private unwrittenSince = 0;
   private writeTimer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
-  /** Per-process runtime companions of records (handles, live functions); owned by the runtime. */
-  readonly live = new Map<string, unknown>();
   /** @internal executors open on this workflow in this process, by name */
   readonly executors = new Map<string, DescriptionTarget>();
 
@@ -73,14 +73,21 @@ export class Workflow {
     this.tasks = new TableEditor(this.committed.tasks);
     this.labels = new TableEditor(this.committed.labels);
     this.context = {
-      tasks: this.tasks,
       labels: this.labels,
       counts: this.committed.counts,
-      touch: (id) => void this.dirty.add(id),
-      became: (id, to) => {
-        this.states.set(id, to);
-        if (to === 'ready') this.readied.push(id);
-        else if (isFinal(to)) this.settled.push(id);
+      find: (id) => this.slots.get(id),
+      slot: (id) => this.slot(id),
+      put: (slot, rec) => {
+        slot.record = rec;
+        this.tasks.set(slot.id, rec);
+        if (!slot.dirty) {
+          slot.dirty = true;
+          this.dirty.push(slot);
+        }
+      },
+      became: (slot, to) => {
+        if (to === 'ready') this.readied.push(slot);
+        else if (isFinal(to)) this.settled.push(slot);
       },
     };
     this.subject = new BehaviorSubject(this.committed);
@@ -102,12 +109,22 @@ export class Workflow {
 
   /** The current record of a task, including changes not yet committed. */
   record(id: string): TaskRecord | undefined {
-    return this.tasks.get(id);
+    return this.slots.get(id)?.record;
   }
 
-  /** The current state of a task without copying its record (cheap; may be uncommitted). */
+  /** The current state of a task (may be uncommitted). */
   stateOf(id: string): TaskRecord['state'] | undefined {
-    return this.states.get(id);
+    return this.slots.get(id)?.record?.state;
+  }
+
+  /** @internal The slot of task `id`, made if needed (the runtime keeps its companion there). */
+  slot(id: string): TaskSlot {
+    let slot = this.slots.get(id);
+    if (slot === undefined) {
+      slot = new TaskSlot(id);
+      this.slots.set(id, slot);
+    }
+    return slot;
   }
 
   /** The id of the task with that label, including uncommitted changes. */
@@ -172,23 +189,17 @@ export class Workflow {
 
   /** @internal Calls `listener` with the committed record each time task `id` changes. */
   watch(id: string, listener: RecordListener): () => void {
-    let set = this.listeners.get(id);
-    if (set === undefined) this.listeners.set(id, (set = new Set()));
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id);
-    };
+    return watchSlot(this.slot(id), listener);
   }
 
   /** @internal Calls `listener` with each task of `executor` that becomes ready. */
-  onReady(executor: string, listener: (record: TaskRecord) => void): () => void {
+  onReady(executor: string, listener: SlotListener): () => void {
     this.readyListeners.set(executor, listener);
     return () => this.readyListeners.delete(executor);
   }
 
   /** @internal Calls `listener` with each task of `executor` that settles (succeeds, fails or is cancelled). */
-  onSettled(executor: string, listener: (record: TaskRecord) => void): () => void {
+  onSettled(executor: string, listener: SlotListener): () => void {
     this.settledListeners.set(executor, listener);
     return () => this.settledListeners.delete(executor);
   }
@@ -211,26 +222,31 @@ export class Workflow {
     const dirty = this.dirty;
     const readied = this.readied;
     const settled = this.settled;
-    this.dirty = new Set();
+    this.dirty = [];
     this.readied = [];
     this.settled = [];
     this.committed = next;
+    for (const slot of dirty) {
+      slot.dirty = false;
+      slot.committed = slot.record;
+    }
     this.persist(dirty);
     this.subject.next(next);
-    for (const id of settled) {
-      const rec = taskRecord(next, id);
-      if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined) this.settledListeners.get(rec.executor)?.(rec);
+    for (const slot of settled) {
+      const rec = slot.committed;
+      if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined) this.settledListeners.get(rec.executor)?.(slot);
     }
-    for (const id of dirty) {
-      const set = this.listeners.get(id);
-      if (set === undefined) continue;
-      const rec = taskRecord(next, id)!;
-      for (const l of [...set]) l(rec);
+    for (const slot of dirty) {
+      const watchers = slot.watchers;
+      if (watchers === undefined) continue;
+      const rec = slot.committed!;
+      if (watchers.length === 1) watchers[0]!(rec);
+      else for (const l of [...watchers]) l(rec);
     }
-    for (const id of readied) {
-      const rec = taskRecord(next, id);
+    for (const slot of readied) {
+      const rec = slot.committed;
       if (rec?.state !== 'ready' || rec.executor === undefined) continue;
-      this.readyListeners.get(rec.executor)?.(rec);
+      this.readyListeners.get(rec.executor)?.(slot);
     }
   }
 
@@ -241,13 +257,15 @@ export class Workflow {
    * state. What a crash loses is at most that window of unwritten changes, and resume runs those
    * tasks again (at-least-once); nothing written is ever lost. `flushed()` and `close()` write at once.
    */
-  private persist(dirty: ReadonlySet<string>): void {
-    if (dirty.size === 0) return;
-    if (this.unwritten.size === 0) {
-      this.unwrittenSince = Date.now();
-      this.unwritten = dirty as Set<string>; // each commit makes a new set: take it over
-    } else for (const id of dirty) this.unwritten.add(id);
-    if (this.unwritten.size >= WRITE_BATCH || Date.now() - this.unwrittenSince >= WRITE_DELAY_MS) this.write();
+  private persist(dirty: readonly TaskSlot[]): void {
+    if (dirty.length === 0) return;
+    if (this.unwritten.length === 0) this.unwrittenSince = Date.now();
+    for (const slot of dirty) {
+      if (slot.unwritten) continue;
+      slot.unwritten = true;
+      this.unwritten.push(slot);
+    }
+    if (this.unwritten.length >= WRITE_BATCH || Date.now() - this.unwrittenSince >= WRITE_DELAY_MS) this.write();
     else this.writeTimer ??= detached(() => setTimeout(() => this.write(), WRITE_DELAY_MS));
   }
 
@@ -255,11 +273,13 @@ export class Workflow {
   private write(): void {
     if (this.writeTimer !== undefined) clearTimeout(this.writeTimer);
     this.writeTimer = undefined;
-    if (this.unwritten.size === 0) return;
-    const state = this.committed;
+    if (this.unwritten.length === 0) return;
     const entries: Array<[string, unknown]> = [];
-    for (const id of this.unwritten) entries.push([TASK_KEY_PREFIX + id, taskRecord(state, id)]);
-    this.unwritten = new Set();
+    for (const slot of this.unwritten) {
+      slot.unwritten = false;
+      entries.push([slot.storeKey, slot.committed]);
+    }
+    this.unwritten = [];
     this.writes = this.writes
       .then(() => this.store.setMany(entries))
       .catch((err: unknown) => {
@@ -316,4 +336,17 @@ let defaultStoreFactory: (name: string) => Store | Promise<Store> = () => memory
 /** @internal The Node entry point makes a SQLite file the default store. */
 export function setDefaultStoreFactory(factory: (name: string) => Store | Promise<Store>): void {
   defaultStoreFactory = factory;
+}
+
+/** @internal Calls `listener` with the committed record each time the slot's task changes; returns the stop function. */
+export function watchSlot(slot: TaskSlot, listener: RecordListener): () => void {
+  (slot.watchers ??= []).push(listener);
+  return () => {
+    const watchers = slot.watchers;
+    if (watchers === undefined) return;
+    const i = watchers.indexOf(listener);
+    if (i < 0) return;
+    if (watchers.length === 1) slot.watchers = undefined;
+    else watchers.splice(i, 1);
+  };
 }

@@ -1,0 +1,34 @@
+import type { TaskRecord } from './state';
+
+export const TASK_KEY_PREFIX = 'task:';
+
+export type RecordListener = (record: TaskRecord) => void;
+
+/**
+ * What a workflow keeps per task besides the tables of its state: the current record (uncommitted
+ * changes included), the last committed one, who watches it, and the runtime's companion. One map
+ * lookup finds all of it, and the commit's lists (changed, readied, settled, unwritten) hold slots, so
+ * a commit visits its tasks without looking any of them up again.
+ */
+export class TaskSlot {
+  /** the current record, with the changes of the pending commit */
+  record: TaskRecord | undefined = undefined;
+  /** the record as of the last commit */
+  committed: TaskRecord | undefined = undefined;
+  /** changed in the pending commit */
+  dirty = false;
+  /** committed changes not yet handed to the store */
+  unwritten = false;
+  /** listeners of each committed change */
+  watchers: RecordListener[] | undefined = undefined;
+  /** the runtime's companion of the task in this process (its `TaskEntry`); the store layer never reads it */
+  live: unknown = undefined;
+  private key: string | undefined = undefined;
+
+  constructor(readonly id: string) {}
+
+  /** The record's key in the store (made once: the store then hashes the same string each time). */
+  get storeKey(): string {
+    return (this.key ??= TASK_KEY_PREFIX + this.id);
+  }
+}
