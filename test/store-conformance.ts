@@ -120,6 +120,22 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       expect(await store.entries()).toEqual([['a', { nested: [1, { b: 'c' }] }]]);
     });
 
+    test('a read sees every write made before it, awaited or not; close waits for writes in flight', async () => {
+      void store.setMany(Array.from({ length: 500 }, (_, i) => [`k${i}`, { i }] as const));
+      void store.set('k0', 'changed');
+      void store.del('k1');
+      expect(await store.get('k0')).toBe('changed');
+      expect(await store.get('k1')).toBeUndefined();
+      expect(await store.get('k499')).toEqual({ i: 499 });
+      void store.set('last', 1);
+      expect((await store.keys()).length).toBe(500);
+      if (!opened.reopen) return;
+      void store.set('written-at-close', true);
+      await store.close();
+      store = await opened.reopen();
+      expect(await store.get('written-at-close')).toBe(true);
+    });
+
     test('operations after close reject; close is idempotent', async () => {
       await store.set('a', 1);
       await store.close();

@@ -231,6 +231,19 @@ describe('sqliteStore lock across real processes', () => {
     expect(await openStore(file).get('child')).toEqual({ pid: child.pid });
   });
 
+  test('a process that ends without awaiting its writes (or closing) still has them written', async () => {
+    const script = `
+      const { sqliteStore } = require(${JSON.stringify(path.resolve(__dirname, '../src/store/sqlite.ts'))});
+      const store = sqliteStore(${JSON.stringify(file)});
+      void store.setMany(Array.from({ length: 20000 }, (_, i) => ['k' + i, { i, text: 'x'.repeat(100) }]));`;
+    const done = spawnSync(process.execPath, ['--require', 'tsx/cjs', '-e', script], { encoding: 'utf8' });
+    expect(done.stderr).toBe('');
+    expect(done.status).toBe(0);
+    const store = openStore(file);
+    expect((await store.keys()).length).toBe(20000);
+    expect(await store.get('k19999')).toEqual({ i: 19999, text: 'x'.repeat(100) });
+  });
+
   test('a lock of a dead pid on this host is taken over', async () => {
     const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
     const pid = Number(dead.stdout.trim());

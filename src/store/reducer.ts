@@ -38,11 +38,15 @@ type Changes = Partial<MutableRecord>;
 
 /** Replaces a record by an updated copy (records are immutable values), keeping the counts per state. */
 function update(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, changes: Changes): TaskRecord {
-  const next = Object.assign(copyRecord(rec), changes);
-  if (changes.state !== undefined && changes.state !== rec.state) {
+  return replace(ctx, slot, rec, Object.assign(copyRecord(rec), changes));
+}
+
+/** Makes `next` (a changed copy of `rec`) the task's record, keeping the counts per state. */
+function replace(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, next: TaskRecord): TaskRecord {
+  if (next.state !== rec.state) {
     ctx.counts[rec.state]--;
-    ctx.counts[changes.state]++;
-    ctx.became(slot, changes.state);
+    ctx.counts[next.state]++;
+    ctx.became(slot, next.state);
   }
   ctx.put(slot, next);
   return next;
@@ -124,8 +128,14 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
 }
 
 function succeed(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
-  const done = update(ctx, slot, rec, { state: 'succeeded', result: action.result, error: undefined, finishedAt: action.now });
-  if (action.artifacts !== undefined) (done as MutableRecord).artifacts = action.artifacts; // a fresh copy: not yet published
+  // the hot paths (start, succeed) set fields on the copy instead of merging a changes object
+  const next = copyRecord(rec);
+  next.state = 'succeeded';
+  next.result = action.result;
+  next.error = undefined;
+  next.finishedAt = action.now;
+  if (action.artifacts !== undefined) next.artifacts = action.artifacts;
+  const done = replace(ctx, slot, rec, next);
   for (const d of done.dependents) {
     const [depSlot, dep] = current(ctx, d);
     if (depSlot === undefined || dep.state !== 'submitted') continue;
@@ -167,7 +177,12 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       return;
     case 'start': {
       const [slot, rec] = current(ctx, action.id);
-      if (slot !== undefined && rec.state === 'ready') update(ctx, slot, rec, { state: 'running', attempts: rec.attempts + 1, startedAt: action.now });
+      if (slot === undefined || rec.state !== 'ready') return;
+      const next = copyRecord(rec);
+      next.state = 'running';
+      next.attempts = rec.attempts + 1;
+      next.startedAt = action.now;
+      replace(ctx, slot, rec, next);
       return;
     }
     case 'succeed': {

@@ -6,6 +6,7 @@ import { StoreCorruptError, StoreVersionError } from '../errors';
 import type { Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
+import { SqliteWriter } from './sqlite-writer';
 
 /** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
 export const SQLITE_STORE_VERSION = 1;
@@ -29,7 +30,9 @@ const SCHEMA = `
 /**
  * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
  * value as JSON text, one transaction per `setMany`. Values must be JSON data (see `assertStorable`);
- * anything else is refused before a byte of the batch is written.
+ * anything else is refused before a byte of the batch is written. Values are checked and turned into
+ * JSON on the caller's thread; a writer thread with its own connection commits them (see
+ * `SqliteWriter`), in order, and reads wait for the writes made before them.
  *
  * Opening creates the parent directories and the file if needed, and takes the lock `<path>.lock`
  * (see `acquireFileLock`): a store in use by another live process, or already open in this one,
@@ -168,15 +171,10 @@ function translate(error: unknown, dbPath: string): unknown {
 function wrap(db: Database.Database, description: string, lock: FileLock | undefined): Store {
   const dbPath = db.name;
   const getOne = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
-  const upsert = db.prepare(
-    'INSERT INTO scalems_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-  );
-  const deleteOne = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
   const allKeys = db.prepare('SELECT key FROM scalems_kv ORDER BY key').pluck();
   const allEntries = db.prepare('SELECT key, value FROM scalems_kv ORDER BY key').raw();
-  const writeBatch = db.transaction((rows: ReadonlyArray<readonly [string, string]>) => {
-    for (const [key, json] of rows) upsert.run(key, json);
-  });
+  // Writes go to a thread with its own connection; this connection only reads (WAL lets both run).
+  const writer = lock === undefined ? undefined : new SqliteWriter(dbPath, (error) => translate(error, dbPath));
   let closed = false;
 
   const parse = (key: string, json: string): unknown => {
@@ -186,10 +184,19 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
       throw corrupt(dbPath, `the value of ${JSON.stringify(key)} is not JSON`);
     }
   };
-  /** Runs an operation on the open store, with SQLite's corruption errors translated. */
-  function run<T>(write: boolean, operation: () => T): T {
+  const open = (): void => {
     if (closed) throw new Error(`${description}: the store is closed.`);
-    if (write && lock === undefined) throw new Error(`${description} is open read-only; it cannot be written.`);
+  };
+  const writable = (): SqliteWriter => {
+    open();
+    if (writer === undefined) throw new Error(`${description} is open read-only; it cannot be written.`);
+    return writer;
+  };
+  /** Reads, after every write made before it: the writer thread commits in order. */
+  async function read<T>(operation: () => T): Promise<T> {
+    open();
+    await writer?.idle();
+    open();
     try {
       return operation();
     } catch (error) {
@@ -201,38 +208,42 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
     description,
     assertStorable,
     async get<V>(key: string) {
-      return run(false, () => {
+      return read(() => {
         const json = getOne.get(key) as string | undefined;
         return (json === undefined ? undefined : parse(key, json)) as V | undefined;
       });
     },
     async set(key, value) {
-      run(true, () => upsert.run(key, toStorableJson(key, value)));
+      const w = writable();
+      await w.write([key, toStorableJson(key, value)]);
     },
     async setMany(entries) {
-      run(true, () => {
-        const rows = entries.map(([key, value]) => [key, toStorableJson(key, value)] as const);
-        if (rows.length > 0) writeBatch(rows);
-      });
+      const w = writable();
+      // every value is checked and turned into JSON before the batch is handed over: all or nothing
+      const rows: string[] = [];
+      for (const [key, value] of entries) rows.push(key, toStorableJson(key, value));
+      if (rows.length > 0) await w.write(rows);
     },
     async del(key) {
-      run(true, () => deleteOne.run(key));
+      await writable().del(key);
     },
     async keys() {
-      return run(false, () => allKeys.all() as string[]);
+      return read(() => allKeys.all() as string[]);
     },
     async entries<V>() {
-      return run(false, () =>
-        (allEntries.all() as Array<[string, string]>).map(([key, json]) => [key, parse(key, json) as V] as [string, V]),
-      );
+      return read(() => (allEntries.all() as Array<[string, string]>).map(([key, json]) => [key, parse(key, json) as V] as [string, V]));
     },
     async close() {
       if (closed) return;
       closed = true;
       try {
-        db.close();
+        await writer?.close();
       } finally {
-        lock?.release();
+        try {
+          db.close();
+        } finally {
+          lock?.release();
+        }
       }
     },
   };

@@ -1,0 +1,114 @@
+import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+
+/** A write as the writer thread takes it: rows flattened as key, json, key, json, ... */
+type Request = { readonly id: number; readonly op: 'write'; readonly rows: string[] } | { readonly id: number; readonly op: 'del'; readonly key: string } | { readonly id: number; readonly op: 'close' };
+interface Reply {
+  readonly id: number;
+  readonly error?: { readonly message: string; readonly code?: string };
+}
+
+// The writer thread, as source: a worker cannot load this package's .ts files under jest or tsx,
+// and the thread needs nothing of the package but the SQLite driver, whose path it is given.
+const WRITER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('synchronous = NORMAL');
+db.pragma('busy_timeout = 10000');
+const upsert = db.prepare('INSERT INTO scalems_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+const remove = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
+const batch = db.transaction((rows) => { for (let i = 0; i < rows.length; i += 2) upsert.run(rows[i], rows[i + 1]); });
+parentPort.on('message', (m) => {
+  let error;
+  try {
+    if (m.op === 'write') batch(m.rows);
+    else if (m.op === 'del') remove.run(m.key);
+    else if (m.op === 'close') db.close();
+  } catch (e) {
+    error = { message: String(e && e.message), code: e && typeof e.code === 'string' ? e.code : undefined };
+  }
+  parentPort.postMessage({ id: m.id, error });
+  if (m.op === 'close') parentPort.close();
+});
+`;
+
+/**
+ * The writing half of a SQLite store: a thread with its own connection that runs each batch as one
+ * transaction, so that the SQLite work of persisting a workflow runs beside the engine instead of
+ * on its event loop (a batch of task records costs the event loop only its JSON). Requests run in
+ * the order they are made; each resolves once committed. The thread starts with the first write,
+ * and keeps the process alive only while writes are pending.
+ */
+export class SqliteWriter {
+  private worker: Worker | undefined;
+  private next = 0;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: unknown) => void }>();
+  private failed: unknown;
+  private last: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly dbPath: string,
+    /** turns a SQLite error of the thread into the store's error (corruption, ...) */
+    private readonly translate: (error: unknown) => unknown,
+  ) {}
+
+  /** Upserts `rows` (key, JSON text) in one transaction. */
+  write(rows: string[]): Promise<void> {
+    return this.request({ id: ++this.next, op: 'write', rows });
+  }
+
+  del(key: string): Promise<void> {
+    return this.request({ id: ++this.next, op: 'del', key });
+  }
+
+  /** Resolves once every request made so far has been committed (or has failed). */
+  async idle(): Promise<void> {
+    await this.last.catch(() => undefined);
+  }
+
+  /** Finishes the pending writes, closes the thread's connection and ends the thread. */
+  async close(): Promise<void> {
+    if (this.worker === undefined) return;
+    const worker = this.worker;
+    try {
+      await this.request({ id: ++this.next, op: 'close' });
+    } finally {
+      this.worker = undefined;
+      await worker.terminate();
+    }
+  }
+
+  private request(message: Request): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
+    const worker = (this.worker ??= this.start());
+    const done = new Promise<void>((resolve, reject) => this.pending.set(message.id, { resolve, reject }));
+    if (this.pending.size === 1) worker.ref();
+    worker.postMessage(message);
+    this.last = done;
+    return done;
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath } });
+    worker.on('message', (reply: Reply) => {
+      const waiter = this.pending.get(reply.id);
+      if (waiter === undefined) return;
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) worker.unref();
+      if (reply.error === undefined) waiter.resolve();
+      else waiter.reject(this.translate(new Database.SqliteError(reply.error.message, reply.error.code ?? 'SQLITE_ERROR')));
+    });
+    worker.on('error', (error) => this.fail(error));
+    worker.on('exit', (code) => {
+      if (this.pending.size > 0) this.fail(new Error(`the SQLite writer thread of ${this.dbPath} stopped (exit code ${code}) with writes pending`));
+    });
+    return worker;
+  }
+
+  private fail(error: unknown): void {
+    this.failed ??= error;
+    for (const waiter of this.pending.values()) waiter.reject(error);
+    this.pending.clear();
+  }
+}
