@@ -53,6 +53,15 @@ export function setContextCarrier(c: ContextCarrier): void {
 }
 
 export const ambient = (): Ambient => carrier.get() ?? {};
-export const runInScope = <R>(patch: Ambient, fn: () => R): R => carrier.run({ ...ambient(), ...patch }, fn);
+export const runInScope = <R>(patch: Ambient, fn: () => R): R => {
+  const base = ambient();
+  // field by field, not by spread: this runs once per task
+  const scope: Ambient = {
+    workflow: patch.workflow !== undefined ? patch.workflow : base.workflow,
+    executor: patch.executor !== undefined ? patch.executor : base.executor,
+    task: patch.task !== undefined ? patch.task : base.task,
+  };
+  return carrier.run(scope, fn);
+};
 export const captureContext = (): ContextSnapshot => carrier.snapshot();
 export const detached = <R>(fn: () => R): R => carrier.detached(fn);

@@ -1,44 +1,21 @@
-import { asyncScheduler, type Subscription } from 'rxjs';
+import { asyncScheduler } from 'rxjs';
 import type { Workflow } from '../store/workflow';
-import type { TaskRecord } from '../store/state';
 import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
+
+export type { RunningTaskScope, TaskContext } from './attempt';
 import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type Footprint, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
-import type { BackendExecutor, Capacity, Communicator, Job } from './backend';
+import type { BackendExecutor, Capacity, Communicator } from './backend';
+import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from './context';
 import { entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
 import { encodeArgs, resolveArgs, taskId } from './identity';
 import { artifactsOf } from '../task/executable';
 import { recordError } from './outcome';
-import { Admission, type Hold } from './admission';
+import { Admission } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
-
-/** What a running task sees through `currentTask()`. */
-export interface TaskContext {
-  readonly id: string;
-  readonly label: string | undefined;
-  /** aborted when the task is cancelled or exceeds its walltime */
-  readonly signal: AbortSignal;
-  /** 1 for the first attempt, 2 for the first retry, ... */
-  readonly attempt: number;
-  /** Submits a child task on the same executor. Awaiting it gives this task's slot back meanwhile. */
-  submit<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): Task<Awaited<ReturnType<F>>>;
-  submit<R>(spec: TaskSpec<R>): Task<R>;
-  /** ranks of a function task with `ranks > 1` (threads backend) */
-  readonly comm?: Communicator;
-  /** the task's working directory (process-based backends) */
-  readonly workdir?: string;
-}
-
-/** @internal the ambient scope of a running in-process task */
-export interface RunningTaskScope {
-  /** the running task's id */
-  readonly id: string;
-  readonly context: TaskContext;
-  awaitOther<R>(settled: Promise<R>): Promise<R>;
-}
 
 export interface ExecutorOptions {
   /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */
@@ -47,39 +24,6 @@ export interface ExecutorOptions {
   readonly worker?: WorkerRequirements;
   /** defaults for every task of this executor: validated at creation */
   readonly task?: TaskRequirements;
-}
-
-/** One attempt at running a task: the resources it holds, and the signal that tells its work to stop. */
-class Attempt implements Hold {
-  holding = false;
-  finished = false;
-  waits = 0;
-  sub: Subscription | undefined = undefined;
-  timer: Subscription | undefined = undefined;
-  /** made when somebody asks for the signal: most tasks never do, and an AbortController is not free */
-  private controller: AbortController | undefined = undefined;
-  private stopped = false;
-  private reason: unknown = undefined;
-
-  constructor(
-    readonly number: number,
-    readonly need: Footprint,
-  ) {}
-
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.stopped) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
 }
 
 let executors = 0;
@@ -107,6 +51,12 @@ export class Executor implements AsyncDisposable {
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   private readonly unlisten: Array<() => void>;
+  /** what this executor's attempts call back */
+  private readonly owner: AttemptOwner = {
+    invoke: (attempt, extra) => this.invoke(attempt, extra),
+    succeed: (attempt, value) => this.succeed(attempt, value),
+    fail: (attempt, error) => this.fail(attempt, error),
+  };
 
   /** @internal use `executor(runtime, options)` */
   constructor(
@@ -287,69 +237,40 @@ export class Executor implements AsyncDisposable {
   private start(slot: TaskSlot, need: Footprint): void {
     const wf = this.workflow;
     const rec = slot.record!;
-    const id = rec.id;
     const entry = entryOfSlot(slot);
-    const attempt = new Attempt(rec.attempts + 1, need);
+    const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
+    const attempt = new Attempt(entry, rec, args, need, wf, this.owner);
     this.admission.take(attempt);
     entry.attempt = attempt;
-    wf.dispatch({ type: 'start', id, now: wf.now() });
-    const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
-    const job: Job = {
-      id,
-      label: rec.label,
-      kind: rec.kind,
-      name: rec.name,
-      args,
-      requirements: rec.requirements,
-      attempt: attempt.number,
-      get signal() {
-        return attempt.signal;
-      },
-      workflow: wf,
-      invoke: (extra) => this.invoke(entry, rec, args, attempt, extra),
-    };
+    wf.dispatch({ type: 'start', id: rec.id, now: wf.now(), slot });
     const walltime = rec.requirements.walltime;
     if (walltime !== undefined) {
       attempt.timer = asyncScheduler.schedule(() => {
-        this.fail(entry, attempt, new WalltimeExceededError(`task ${rec.label ?? rec.name} (${id}) exceeded its walltime of ${walltime} s and was stopped`));
+        this.fail(attempt, new WalltimeExceededError(`task ${rec.label ?? rec.name} (${rec.id}) exceeded its walltime of ${walltime} s and was stopped`));
       }, walltime * 1000);
     }
-    let value: unknown;
-    const sub = this.backend.run(job).subscribe({
-      next: (v) => (value = v),
-      error: (error: unknown) => this.fail(entry, attempt, error),
-      complete: () => this.succeed(entry, attempt, value),
-    });
+    // the attempt is the job the backend runs and the observer of that work
+    const sub = this.backend.run(attempt).subscribe(attempt);
     if (attempt.finished) sub.unsubscribe();
     else attempt.sub = sub;
   }
 
-  private invoke(entry: TaskEntry, rec: TaskRecord, args: readonly unknown[], attempt: Attempt, extra?: { comm?: Communicator; workdir?: string }): unknown {
-    const fn = entry.fn ?? lookupTask(rec.name);
+  private invoke(attempt: Attempt, extra?: { comm?: Communicator; workdir?: string }): unknown {
+    const entry = attempt.entry;
+    const name = attempt.name;
+    const fn = entry.fn ?? lookupTask(name);
     if (fn === undefined) {
-      throw new UnknownTaskError(`no function named "${rec.name}" is registered in this process: define it with defineTask("${rec.name}", fn) in a module this program imports`);
+      throw new UnknownTaskError(`no function named "${name}" is registered in this process: define it with defineTask("${name}", fn) in a module this program imports`);
     }
-    const context: TaskContext = {
-      id: rec.id,
-      label: entry.slot.record?.label ?? rec.label,
-      get signal() {
-        return attempt.signal;
-      },
-      attempt: attempt.number,
-      submit: ((fnOrSpec: AnyFunction | TaskSpec, ...more: unknown[]) => {
-        const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(more as []));
-        return this.submitSpec(spec, { pinned: true, parent: rec.id });
-      }) as TaskContext['submit'],
-      ...(extra?.comm !== undefined ? { comm: extra.comm } : {}),
-      ...(extra?.workdir !== undefined ? { workdir: extra.workdir } : {}),
-    };
-    const scope: RunningTaskScope = { id: entry.id, context, awaitOther: (settled) => this.awaitOther(attempt, settled) };
-    const run = (): unknown => runInScope({ task: scope, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
+    const running = new RunningTask(attempt, this, this, extra);
+    const args = attempt.args;
+    const run = (): unknown => runInScope({ task: running, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
     return entry.snapshot !== undefined ? entry.snapshot(run) : run();
   }
 
   /** A running task waits for another: give its resources back until the wait is over, then take them again. */
-  private awaitOther<R>(attempt: Attempt, settled: Promise<R>): Promise<R> {
+  /** @internal */
+  awaitOther<R>(attempt: Attempt, settled: Promise<R>): Promise<R> {
     if (attempt.finished) return settled;
     attempt.waits++;
     if (attempt.waits === 1 && attempt.holding) {
@@ -374,8 +295,9 @@ export class Executor implements AsyncDisposable {
   }
 
   /** The attempt's work completed with `value`. */
-  private succeed(entry: TaskEntry, attempt: Attempt, value: unknown): void {
+  private succeed(attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
+    const entry = attempt.entry;
     this.stopAttempt(entry, attempt, undefined);
     const wf = this.workflow;
     const id = entry.id;
@@ -390,19 +312,20 @@ export class Executor implements AsyncDisposable {
     }
     const rec = entry.slot.record;
     const artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
-    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now() });
+    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now(), slot: entry.slot });
     this.pump();
   }
 
   /** The attempt failed with `error`: it is tried again if its retry policy allows, else the task fails. */
-  private fail(entry: TaskEntry, attempt: Attempt, error: unknown): void {
+  private fail(attempt: Attempt, error: unknown): void {
     if (attempt.finished) return;
+    const entry = attempt.entry;
     this.stopAttempt(entry, attempt, error);
     const wf = this.workflow;
     const id = entry.id;
     const policy = retryPolicy(entry.slot.record?.requirements ?? {});
-    if (attempt.number <= policy.max) {
-      const delay = policy.backoff * 1000 * policy.factor ** (attempt.number - 1);
+    if (attempt.attempt <= policy.max) {
+      const delay = policy.backoff * 1000 * policy.factor ** (attempt.attempt - 1);
       if (delay > 0) this.notBefore.set(id, wf.now() + delay);
       wf.dispatch({ type: 'retry', id, error: recordError(error), now: wf.now() });
     } else {

@@ -11,8 +11,9 @@ export type WorkflowAction =
   /** records loaded from the store when a workflow is reopened */
   | { readonly type: 'restore'; readonly records: readonly TaskRecord[] }
   | { readonly type: 'submit'; readonly task: SubmittedTask; readonly now: number }
-  | { readonly type: 'start'; readonly id: string; readonly now: number }
-  | { readonly type: 'succeed'; readonly id: string; readonly result: unknown; readonly artifacts?: Record<string, string>; readonly now: number }
+  /** `slot`, where the dispatcher has it, saves the reducer a lookup (it must be the slot of `id`) */
+  | { readonly type: 'start'; readonly id: string; readonly now: number; readonly slot?: TaskSlot }
+  | { readonly type: 'succeed'; readonly id: string; readonly result: unknown; readonly artifacts?: Record<string, string>; readonly now: number; readonly slot?: TaskSlot }
   | { readonly type: 'fail'; readonly id: string; readonly error: RecordedError; readonly now: number }
   | { readonly type: 'cancel'; readonly id: string; readonly reason: RecordedError; readonly now: number }
   /** a failed attempt that will be tried again: back to `ready` */
@@ -53,8 +54,8 @@ function replace(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, next: Task
 }
 
 /** The slot and current record of task `id`, if the workflow has it. */
-function current(ctx: ReduceContext, id: string): [TaskSlot, TaskRecord] | [undefined, undefined] {
-  const slot = ctx.find(id);
+function current(ctx: ReduceContext, id: string, known?: TaskSlot): [TaskSlot, TaskRecord] | [undefined, undefined] {
+  const slot = known ?? ctx.find(id);
   const rec = slot?.record;
   return slot === undefined || rec === undefined ? [undefined, undefined] : [slot, rec];
 }
@@ -176,7 +177,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       submit(ctx, action.task, action.now);
       return;
     case 'start': {
-      const [slot, rec] = current(ctx, action.id);
+      const [slot, rec] = current(ctx, action.id, action.slot);
       if (slot === undefined || rec.state !== 'ready') return;
       const next = copyRecord(rec);
       next.state = 'running';
@@ -186,7 +187,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       return;
     }
     case 'succeed': {
-      const [slot, rec] = current(ctx, action.id);
+      const [slot, rec] = current(ctx, action.id, action.slot);
       if (slot !== undefined && rec.state === 'running') succeed(ctx, slot, rec, action);
       return;
     }
