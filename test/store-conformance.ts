@@ -136,6 +136,17 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       expect(await store.get('written-at-close')).toBe(true);
     });
 
+    test('setManyChecked, where a store has it, writes what setMany writes', async () => {
+      if (store.setManyChecked === undefined) return;
+      const value = { nested: [1, { b: 'c' }], n: null, s: 'é\u0000' };
+      await store.setManyChecked([
+        ['a', value],
+        ['b', 2],
+      ]);
+      expect(await store.get('a')).toEqual(value);
+      expect(await store.get('b')).toBe(2);
+    });
+
     test('operations after close reject; close is idempotent', async () => {
       await store.set('a', 1);
       await store.close();
@@ -143,6 +154,7 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       await expect(store.get('a')).rejects.toThrow(/closed/);
       await expect(store.set('a', 2)).rejects.toThrow(/closed/);
       await expect(store.setMany([['a', 2]])).rejects.toThrow(/closed/);
+      if (store.setManyChecked !== undefined) await expect(store.setManyChecked([['a', 2]])).rejects.toThrow(/closed/);
       await expect(store.del('a')).rejects.toThrow(/closed/);
       await expect(store.keys()).rejects.toThrow(/closed/);
       await expect(store.entries()).rejects.toThrow(/closed/);

@@ -66,6 +66,9 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
       for (const [key, value] of batch) assertStorable(key, value);
       if (batch.length > 0) await setMany(batch.map(([key, value]) => [key, value]), useStore);
     },
+    setManyChecked: async (batch) => {
+      if (batch.length > 0) await setMany(batch.map(([key, value]) => [key, value]), useStore);
+    },
     del: (key) => del(key, useStore),
     keys: async () => (await keys(useStore)).filter((key): key is string => typeof key === 'string'),
     entries: async <V>() =>

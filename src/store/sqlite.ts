@@ -224,6 +224,12 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
       for (const [key, value] of entries) rows.push(key, toStorableJson(key, value));
       if (rows.length > 0) await w.write(rows);
     },
+    async setManyChecked(entries) {
+      const w = writable();
+      const rows: string[] = [];
+      for (const [key, value] of entries) rows.push(key, JSON.stringify(value));
+      if (rows.length > 0) await w.write(rows);
+    },
     async del(key) {
       await writable().del(key);
     },

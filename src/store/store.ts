@@ -21,6 +21,12 @@ export interface Store {
    * store the value faithfully. Absent on stores that keep values by reference (memory).
    */
   assertStorable?(key: string, value: unknown): void;
+  /**
+   * @internal `setMany` for values already checked: every part of them that did not come from the
+   * engine was passed through `assertStorable` where it arose (task arguments at submit, results when
+   * they arrive), so the store may skip checking them again. The workflow writes its records with it.
+   */
+  setManyChecked?(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
   /** Flushes and releases the store (and any lock it holds). Idempotent. */
   close(): Promise<void>;
 }

@@ -280,11 +280,14 @@ export class Workflow {
       entries.push([slot.storeKey, slot.committed]);
     }
     this.unwritten = [];
-    this.writes = this.writes
-      .then(() => this.store.setMany(entries))
-      .catch((err: unknown) => {
-        this.persistError ??= err;
-      });
+    // Handed over at once, not after the previous batch is written: stores apply writes in the order
+    // they are made (a conformance property), and the SQLite store writes on its own thread meanwhile.
+    // records are checked where their parts arise (arguments at submit, results on arrival)
+    const store = this.store;
+    const written = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).catch((err: unknown) => {
+      this.persistError ??= err;
+    });
+    this.writes = this.writes.then(() => written);
   }
 
   /** Resolves once every committed change has been written to the store (rejects if a write failed). */
