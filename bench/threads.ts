@@ -1,14 +1,14 @@
 // 20 000 trivial tasks through submitOn(executor) on threads(), against the same 20 000 on piscina
 // directly (same thread count, same function, same module loader). Run: npx tsx bench/threads.ts
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import Piscina from 'piscina';
 import { count, from, lastValueFrom, map } from 'rxjs';
 import { call, executor, launch, memoryStore, openWorkflow, submitOn, type Job } from 'scalems';
 import { threads } from 'scalems/node';
 import { inc } from './threads-tasks';
 
-const MODULE = join(__dirname, 'threads-tasks.ts');
+const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
 
 export interface ThreadsBenchFigures {
   readonly tasks: number;
@@ -75,8 +75,9 @@ export async function benchThreads(options: { tasks?: number; threads?: number; 
   const n = options.tasks ?? 20_000;
   const nThreads = options.threads ?? availableParallelism();
   const rounds = options.rounds ?? 3;
-  const tsx = require.resolve('tsx/cjs');
-  const pool = new Piscina<number, number>({ filename: MODULE, minThreads: nThreads, maxThreads: nThreads, execArgv: ['--require', tsx] });
+  // the same loader as threads() gives its workers: none when compiled, tsx for TypeScript
+  const execArgv = MODULE.endsWith('.ts') ? ['--require', require.resolve('tsx/cjs')] : [];
+  const pool = new Piscina<number, number>({ filename: MODULE, minThreads: nThreads, maxThreads: nThreads, execArgv });
   await Promise.all(range(nThreads * 4).map((i) => pool.run(i)));
   let piscinaMs = Infinity;
   let scalemsMs = Infinity;

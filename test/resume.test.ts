@@ -35,10 +35,10 @@ describe('resume after a crash (SIGKILL) on a SQLite store', () => {
     const args = ['--require', 'tsx/cjs', fixture, file, String(MEMBERS), logFile];
     const options = { cwd: root };
 
-    // run 1: killed with SIGKILL once a few members have finished
+    // run 1: killed with SIGKILL once a few members have finished (and, settled over 50 ms ago, been written)
     const first = spawn(process.execPath, args, { ...options, stdio: 'ignore' });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => first.on('exit', (_code, signal) => resolve(signal)));
-    while (readLog(logFile).filter((l) => l.startsWith('end')).length < 6) await new Promise((r) => setTimeout(r, 20));
+    while (readLog(logFile).filter((l) => l.startsWith('end')).length < 10) await new Promise((r) => setTimeout(r, 20));
     process.kill(first.pid!, 'SIGKILL');
     expect(await exited).toBe('SIGKILL');
     const killedAt = readLog(logFile).length;

@@ -87,7 +87,29 @@ describe('workflow state stream', () => {
     expect(store.batches[1]!.map(([k]) => k)).toEqual([`task:${six.id}`]);
   });
 
-  it('writes behind at most a bounded batch: a long synchronous burst is written while it runs', async () => {
+  it('writes the changes of tasks still in flight later (within a second), settled tasks sooner', async () => {
+    const store = recordingStore();
+    const wf = await openWorkflow({ store });
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const hang = ex.submit(async () => gate);
+    const quick = ex.submit(square, 7);
+    await quick;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // the settled task is written; the running one is not yet
+    expect(store.batches.flat().map(([k]) => k)).toEqual([`task:${quick.id}`]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const hung = store.batches.flat().filter(([k]) => k === `task:${hang.id}`);
+    expect(hung).toHaveLength(1);
+    expect(hung[0]![1]).toMatchObject({ state: 'running' });
+    release();
+    await hang;
+    await wf.flushed();
+    expect(store.batches.flat().filter(([k]) => k === `task:${hang.id}`).map(([, r]) => (r as TaskRecord).state)).toEqual(['running', 'succeeded']);
+  });
+
+  it('writes settled tasks while a long synchronous burst runs, not only at its end', async () => {
     const store = recordingStore();
     const wf = await openWorkflow({ store });
     const ex = executor(launch(wf, inProcess()), { worker: { cores: 64 } });

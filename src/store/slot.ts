@@ -17,8 +17,8 @@ export class TaskSlot {
   committed: TaskRecord | undefined = undefined;
   /** changed in the pending commit */
   dirty = false;
-  /** committed changes not yet handed to the store */
-  unwritten = false;
+  /** committed changes not yet handed to the store: the write-behind lists it waits in (bits) */
+  unwritten = 0;
   /** listeners of each committed change */
   watchers: RecordListener[] | undefined = undefined;
   /** the runtime's companion of the task in this process (its `TaskEntry`); the store layer never reads it */

@@ -48,7 +48,7 @@ parentPort.on('message', (m) => {
  * The writing half of a SQLite store: a thread with its own connection that runs each batch as one
  * transaction, so that the SQLite work of persisting a workflow runs beside the engine instead of
  * on its event loop (a batch of task records costs the event loop only its JSON). Requests run in
- * the order they are made; each resolves once committed. The thread starts with the first write,
+ * the order they are made; each resolves once committed. The thread starts when the store opens,
  * and keeps the process alive only while writes are pending.
  */
 export class SqliteWriter {
@@ -63,6 +63,11 @@ export class SqliteWriter {
     /** turns a SQLite error of the thread into the store's error (corruption, ...) */
     private readonly translate: (error: unknown) => unknown,
   ) {}
+
+  /** Starts the thread now rather than at the first write (it takes tens of milliseconds to start). */
+  warm(): void {
+    this.worker ??= this.start();
+  }
 
   /** Upserts `rows` (key, JSON text) in one transaction. */
   write(rows: string[]): Promise<void> {
@@ -102,6 +107,7 @@ export class SqliteWriter {
 
   private start(): Worker {
     const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath } });
+    worker.unref(); // until a write is pending
     worker.on('message', (reply: Reply) => {
       const waiter = this.pending.get(reply.id);
       if (waiter === undefined) return;

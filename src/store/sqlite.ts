@@ -175,6 +175,7 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
   const allEntries = db.prepare('SELECT key, value FROM scalems_kv ORDER BY key').raw();
   // Writes go to a thread with its own connection; this connection only reads (WAL lets both run).
   const writer = lock === undefined ? undefined : new SqliteWriter(dbPath, (error) => translate(error, dbPath));
+  writer?.warm(); // so that the first batch is not delayed by the thread's start
   let closed = false;
 
   const parse = (key: string, json: string): unknown => {

@@ -6,6 +6,7 @@ import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './state';
 import { TableEditor } from './table';
 import { TASK_KEY_PREFIX, TaskSlot, type RecordListener } from './slot';
+import { WriteBehind } from './write-behind';
 import { DuplicateLabelError, InvalidTaskDescriptionError } from '../errors';
 import { ambient, detached } from '../runtime/context';
 import { decodeDescription } from '../task/description';
@@ -16,9 +17,6 @@ import type { Task } from '../runtime/task';
 const immer = new Immer({ autoFreeze: false });
 
 export { TASK_KEY_PREFIX };
-/** write-behind bounds: changed records wait at most this long, or until this many wait (see `persist`) */
-const WRITE_DELAY_MS = 50;
-const WRITE_BATCH = 4096;
 
 /** @internal what an executor hears of its tasks */
 export type SlotListener = (slot: TaskSlot) => void;
@@ -55,12 +53,8 @@ export class Workflow {
   private readonly subject: BehaviorSubject<WorkflowState>;
   private readonly readyListeners = new Map<string, SlotListener>();
   private readonly settledListeners = new Map<string, SlotListener>();
-  private writes: Promise<void> = Promise.resolve();
-  private persistError: unknown;
-  /** committed changes not yet handed to the store (write-behind: see `persist`) */
-  private unwritten: TaskSlot[] = [];
-  private unwrittenSince = 0;
-  private writeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** how committed changes reach the store */
+  private readonly persistence: WriteBehind;
   private closed = false;
   /** @internal executors open on this workflow in this process, by name */
   readonly executors = new Map<string, DescriptionTarget>();
@@ -69,6 +63,7 @@ export class Workflow {
   constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
     this.name = name;
     this.store = store;
+    this.persistence = new WriteBehind(store);
     this.committed = emptyState(name);
     this.tasks = new TableEditor(this.committed.tasks);
     this.labels = new TableEditor(this.committed.labels);
@@ -230,7 +225,7 @@ export class Workflow {
       slot.dirty = false;
       slot.committed = slot.record;
     }
-    this.persist(dirty);
+    this.persistence.changed(dirty);
     this.subject.next(next);
     for (const slot of settled) {
       const rec = slot.committed;
@@ -250,52 +245,11 @@ export class Workflow {
     }
   }
 
-  /**
-   * Write-behind: the records changed by a commit are written with the changes of the commits that
-   * follow it within `WRITE_DELAY_MS` (or until `WRITE_BATCH` records are waiting), in one `setMany`.
-   * A task that is submitted, started and finished within that window is written once, in its last
-   * state. What a crash loses is at most that window of unwritten changes, and resume runs those
-   * tasks again (at-least-once); nothing written is ever lost. `flushed()` and `close()` write at once.
-   */
-  private persist(dirty: readonly TaskSlot[]): void {
-    if (dirty.length === 0) return;
-    if (this.unwritten.length === 0) this.unwrittenSince = Date.now();
-    for (const slot of dirty) {
-      if (slot.unwritten) continue;
-      slot.unwritten = true;
-      this.unwritten.push(slot);
-    }
-    if (this.unwritten.length >= WRITE_BATCH || Date.now() - this.unwrittenSince >= WRITE_DELAY_MS) this.write();
-    else this.writeTimer ??= detached(() => setTimeout(() => this.write(), WRITE_DELAY_MS));
-  }
-
-  /** Hands every unwritten record, as last committed, to the store (after the writes before it). */
-  private write(): void {
-    if (this.writeTimer !== undefined) clearTimeout(this.writeTimer);
-    this.writeTimer = undefined;
-    if (this.unwritten.length === 0) return;
-    const entries: Array<[string, unknown]> = [];
-    for (const slot of this.unwritten) {
-      slot.unwritten = false;
-      entries.push([slot.storeKey, slot.committed]);
-    }
-    this.unwritten = [];
-    // Handed over at once, not after the previous batch is written: stores apply writes in the order
-    // they are made (a conformance property), and the SQLite store writes on its own thread meanwhile.
-    // records are checked where their parts arise (arguments at submit, results on arrival)
-    const store = this.store;
-    const written = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).catch((err: unknown) => {
-      this.persistError ??= err;
-    });
-    this.writes = this.writes.then(() => written);
-  }
-
   /** Resolves once every committed change has been written to the store (rejects if a write failed). */
   async flushed(): Promise<void> {
     this.flush();
-    this.write();
-    await this.writes;
-    if (this.persistError !== undefined) throw this.persistError;
+    this.persistence.writeAll();
+    await this.persistence.written();
   }
 
   /** Milliseconds on the scheduler's clock (virtual in marble tests). */
