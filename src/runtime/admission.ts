@@ -1,9 +1,14 @@
 import type { Footprint } from '../task/requirements';
 import type { Capacity } from './backend';
 
+/** What a task needs of its executor; `queueable: false` keeps it out of the backend's queue (a walltime runs from hand-over). */
+export interface Need extends Footprint {
+  readonly queueable?: boolean;
+}
+
 /** The resources one running attempt occupies, and whether it holds them right now. */
 export interface Hold {
-  readonly need: Footprint;
+  readonly need: Need;
   /** false while the attempt has given its resources back (waiting for another task) */
   holding: boolean;
   finished: boolean;
@@ -12,9 +17,9 @@ export interface Hold {
 /** What admission asks of its executor about the queued tasks. */
 export interface Starter<T> {
   /** what the queued task needs, or undefined if it is no longer to be started */
-  need(task: T): Footprint | undefined;
+  need(task: T): Need | undefined;
   /** starts the task; must call `admission.take(hold)` for the hold it creates */
-  start(task: T, need: Footprint): void;
+  start(task: T, need: Need): void;
 }
 
 /**
@@ -25,6 +30,10 @@ export interface Starter<T> {
  */
 export class Admission<T> {
   private readonly free: { cores: number; gpus: number; memoryMB: number };
+  /** one-core tasks that may be admitted beyond the cores (see `Capacity.queue`) */
+  private readonly queueAllowance: number;
+  /** holds in flight that need more than one core (or GPUs, or memory): none may be queued meanwhile */
+  private wide = 0;
   private queue: T[] = [];
   private head = 0;
   private readonly resumers: Array<{ hold: Hold; grant: () => void }> = [];
@@ -33,7 +42,8 @@ export class Admission<T> {
     capacity: Capacity,
     private readonly starter: Starter<T>,
   ) {
-    this.free = { ...capacity };
+    this.free = { cores: capacity.cores, gpus: capacity.gpus, memoryMB: capacity.memoryMB };
+    this.queueAllowance = capacity.queue ?? 0;
   }
 
   enqueue(task: T): void {
@@ -45,6 +55,7 @@ export class Admission<T> {
     this.free.cores -= hold.need.cores;
     this.free.gpus -= hold.need.gpus;
     this.free.memoryMB -= hold.need.memoryMB;
+    if (!isUnit(hold.need)) this.wide++;
     hold.holding = true;
   }
 
@@ -55,6 +66,7 @@ export class Admission<T> {
     this.free.cores += hold.need.cores;
     this.free.gpus += hold.need.gpus;
     this.free.memoryMB += hold.need.memoryMB;
+    if (!isUnit(hold.need)) this.wide--;
   }
 
   /** Resolves once `hold` has its resources again, ahead of new work. */
@@ -107,7 +119,15 @@ export class Admission<T> {
     }
   }
 
-  private fits(need: Footprint): boolean {
+  private fits(need: Need): boolean {
+    // A one-core task may go into the backend's queue while only one-core tasks are in flight: the
+    // backend then never runs more than its cores at once. Any other task waits until it fits the cores.
+    if (need.queueable !== false && isUnit(need) && this.wide === 0) return this.free.cores + this.queueAllowance >= 1;
     return need.cores <= this.free.cores && need.gpus <= this.free.gpus && need.memoryMB <= this.free.memoryMB;
   }
+}
+
+/** One core, no GPU, no memory asked: a task the backend's queue may take (see `Capacity.queue`). */
+function isUnit(need: Footprint): boolean {
+  return need.cores === 1 && need.gpus === 0 && need.memoryMB === 0;
 }

@@ -2,8 +2,8 @@ import type { Observer, Subscription } from 'rxjs';
 import type { TaskRecord } from '../store/state';
 import type { Workflow } from '../store/workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-import type { Footprint, TaskRequirements } from '../task/requirements';
-import type { Hold } from './admission';
+import type { TaskRequirements } from '../task/requirements';
+import type { Hold, Need } from './admission';
 import type { Communicator, Job } from './backend';
 import type { TaskEntry } from './entry';
 import type { Task } from './task';
@@ -70,7 +70,7 @@ export class Attempt implements Hold, Job, Observer<unknown> {
     readonly entry: TaskEntry,
     readonly record: TaskRecord,
     readonly args: readonly unknown[],
-    readonly need: Footprint,
+    readonly need: Need,
     readonly workflow: Workflow,
     private readonly owner: AttemptOwner,
   ) {

@@ -9,6 +9,13 @@ export interface Capacity {
   readonly gpus: number;
   /** MB; Infinity where the backend does not account memory */
   readonly memoryMB: number;
+  /**
+   * Tasks of one core (one rank, no GPU, no memory asked) the backend takes beyond its cores while
+   * only such tasks are in flight: it queues them and starts each the moment one of its cores frees,
+   * so that a core never idles while the event loop hands it the next task. They count as running.
+   * Default 0.
+   */
+  readonly queue?: number;
 }
 
 /** A communicator between the ranks of a function task with `ranks > 1` (threads backend). */

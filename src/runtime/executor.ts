@@ -3,7 +3,7 @@ import type { Workflow } from '../store/workflow';
 import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 
 export type { RunningTaskScope, TaskContext } from './attempt';
-import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type Footprint, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
+import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
 import type { BackendExecutor, Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
@@ -13,7 +13,7 @@ import type { TaskSlot } from '../store/slot';
 import { encodeArgs, resolveArgs, taskId } from './identity';
 import { artifactsOf } from '../task/executable';
 import { recordError } from './outcome';
-import { Admission } from './admission';
+import { Admission, type Need } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
@@ -43,7 +43,7 @@ export class Executor implements AsyncDisposable {
   private readonly backend: BackendExecutor;
   private readonly admission: Admission<TaskSlot>;
   /** what a task with the executor's default requirements needs */
-  private readonly defaultNeed: Footprint;
+  private readonly defaultNeed: Need;
   private readonly notBefore = new Map<string, number>();
   private readonly impure = new Map<string, number>();
   private outstanding = 0;
@@ -72,7 +72,7 @@ export class Executor implements AsyncDisposable {
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
     this.capacity = this.backend.capacity;
-    this.defaultNeed = footprint(this.defaults);
+    this.defaultNeed = needOf(this.defaults);
     this.admission = new Admission<TaskSlot>(this.capacity, { need: (slot) => this.need(slot), start: (slot, need) => this.start(slot, need) });
     const problem = this.unsatisfiable(this.defaults);
     if (problem !== undefined) {
@@ -207,10 +207,10 @@ export class Executor implements AsyncDisposable {
   }
 
   /** What the queued task needs, if it is still to be started. */
-  private need(slot: TaskSlot): Footprint | undefined {
+  private need(slot: TaskSlot): Need | undefined {
     const rec = slot.record;
     if (rec === undefined || rec.state !== 'ready' || entryOfSlot(slot).attempt !== undefined) return undefined;
-    return rec.requirements === this.defaults ? this.defaultNeed : footprint(rec.requirements);
+    return rec.requirements === this.defaults ? this.defaultNeed : needOf(rec.requirements);
   }
 
   private onSettled(slot: TaskSlot): void {
@@ -234,7 +234,7 @@ export class Executor implements AsyncDisposable {
     }
   }
 
-  private start(slot: TaskSlot, need: Footprint): void {
+  private start(slot: TaskSlot, need: Need): void {
     const wf = this.workflow;
     const rec = slot.record!;
     const entry = entryOfSlot(slot);
@@ -354,4 +354,10 @@ export class Executor implements AsyncDisposable {
     this.workflow.dispatch({ type: 'cancel', id: entry.id, reason: recordError(reason), now: this.workflow.now() });
     this.pump();
   }
+}
+
+/** What a task needs of its executor. A walltime runs from the hand-over to the backend, so a task with one never waits in a backend's queue. */
+function needOf(req: TaskRequirements): Need {
+  const need = footprint(req);
+  return req.walltime === undefined ? need : { ...need, queueable: false };
 }

@@ -86,7 +86,7 @@ const CLONABLE_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object>
  * without their methods) are refused; plain objects, arrays, Map, Set, Date, RegExp, errors, typed
  * arrays and (Shared)ArrayBuffers pass.
  */
-export function unclonable(value: unknown, where: string, seen: Set<object> = new Set()): string | undefined {
+export function unclonable(value: unknown, where: string, seen?: Set<object>): string | undefined {
   switch (typeof value) {
     case 'function':
       return `${where} is a function${(value as { name?: string }).name ? ` (${(value as { name: string }).name})` : ''}`;
@@ -98,11 +98,14 @@ export function unclonable(value: unknown, where: string, seen: Set<object> = ne
       return undefined;
   }
   // an upstream task: its result is substituted (and checked by structured clone) when the task runs
-  if (value === null || seen.has(value) || isTaskHandle(value)) return undefined;
-  seen.add(value);
+  if (value === null || seen?.has(value) === true || isTaskHandle(value)) return undefined;
+  (seen ??= new Set()).add(value);
+  // (elements that are primitives are passed over without making their path: this runs per task)
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const problem = unclonable(value[i], `${where}[${i}]`, seen);
+      const item: unknown = value[i];
+      if (isPrimitive(item)) continue;
+      const problem = unclonable(item, `${where}[${i}]`, seen);
       if (problem !== undefined) return problem;
     }
     return undefined;
@@ -110,7 +113,9 @@ export function unclonable(value: unknown, where: string, seen: Set<object> = ne
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto === Object.prototype || proto === null) {
     for (const key of Object.keys(value)) {
-      const problem = unclonable((value as Record<string, unknown>)[key], `${where}.${key}`, seen);
+      const item = (value as Record<string, unknown>)[key];
+      if (isPrimitive(item)) continue;
+      const problem = unclonable(item, `${where}.${key}`, seen);
       if (problem !== undefined) return problem;
     }
     return undefined;
@@ -132,6 +137,11 @@ export function unclonable(value: unknown, where: string, seen: Set<object> = ne
   if (ArrayBuffer.isView(value) || CLONABLE_CLASSES.some((C) => value instanceof C)) return undefined;
   const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'an object with a custom prototype';
   return `${where} is an instance of ${name}, which structured clone cannot copy with its class (it would arrive as a bare object, or not at all)`;
+}
+
+function isPrimitive(v: unknown): boolean {
+  const t = typeof v;
+  return v === null || (t !== 'object' && t !== 'function' && t !== 'symbol');
 }
 
 function describeKey(k: unknown): string {

@@ -11,6 +11,7 @@ import { installNode } from '../node/context';
 import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../errors';
 import { invocable, lookupTask } from '../task/spec';
 import { runInScope } from './context';
+import { isThenable } from './in-process';
 import type { RunningTaskScope, TaskContext } from './executor';
 import { PortCommunicator } from './thread-comm';
 import { Ring, abortedBeforeStart, deserializeError, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
@@ -80,14 +81,52 @@ const noSubmit = (): never => {
   throw new NoAmbientScopeError('currentTask().submit() is not available inside a threads() worker: return data from the task and submit follow-up work from the main program');
 };
 
-/** Runs one request (one rank of one attempt). The piscina handler. */
-export default async function runThreadTask(req: ThreadRequest): Promise<ThreadResponse> {
+/** What `currentTask()` gives a function running on this thread. */
+class ThreadTask implements TaskContext, RunningTaskScope {
+  readonly id: string;
+  readonly label: string | undefined;
+  readonly attempt: number;
+  readonly comm: PortCommunicator | undefined;
+  readonly workdir = undefined;
+
+  constructor(
+    req: ThreadRequest,
+    private readonly run: Run,
+    comm: PortCommunicator | undefined,
+  ) {
+    this.id = req.id;
+    this.label = req.label;
+    this.attempt = req.attempt;
+    this.comm = comm;
+  }
+
+  get signal(): AbortSignal {
+    return this.run.signal;
+  }
+
+  get context(): TaskContext {
+    return this;
+  }
+
+  get submit(): TaskContext['submit'] {
+    return noSubmit;
+  }
+
+  awaitOther<R>(settled: Promise<R>): Promise<R> {
+    return settled;
+  }
+}
+
+/**
+ * Runs one request (one rank of one attempt). The piscina handler: a function that returns at once
+ * is answered at once (no promise, no extra turn); an async one when it settles.
+ */
+export default function runThreadTask(req: ThreadRequest): ThreadResponse | Promise<ThreadResponse> {
   if (!loaded) {
-    try {
-      await (loading ??= loadModules());
-    } catch (err) {
-      return fail(err);
-    }
+    return (loading ??= loadModules()).then(
+      () => runThreadTask(req),
+      (err: unknown) => fail(err),
+    );
   }
   const fn = lookupTask(req.name);
   if (fn === undefined) {
@@ -98,42 +137,49 @@ export default async function runThreadTask(req: ThreadRequest): Promise<ThreadR
     );
   }
   // aborted before it started here (cancelled while queued, or before this thread listened): do not run it
-  const earlyReason = early.get(req.key) ?? abortedBeforeStart(data.aborts, req.key);
-  if (earlyReason !== undefined) {
+  const earlyReason = early.size > 0 ? early.get(req.key) : undefined;
+  const abortedReason = earlyReason ?? abortedBeforeStart(data.aborts, req.key);
+  if (abortedReason !== undefined) {
     early.delete(req.key);
-    return fail(earlyReason);
+    return fail(abortedReason);
   }
   const run = new Run();
   running.set(req.key, run);
   // where this rank runs, so that the main thread can terminate this thread if it ignores its signal
   Ring.set(data.placed, req.key + (req.comm?.rank ?? 0), threadId);
   const comm = req.comm !== undefined ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, run.signal) : undefined;
+  let value: unknown;
   try {
-    const context: TaskContext = {
-      id: req.id,
-      label: req.label,
-      get signal() {
-        return run.signal;
-      },
-      attempt: req.attempt,
-      submit: noSubmit,
-      ...(comm !== undefined ? { comm } : {}),
-    };
-    const scope: RunningTaskScope = { id: req.id, context, awaitOther: (settled) => settled };
-    const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...req.args));
-    // Only rank 0's result is the task's: the other ranks' results are not sent back.
-    const result = req.comm !== undefined && req.comm.rank !== 0 ? undefined : value;
-    const problem = unclonable(result, 'the result');
-    if (problem !== undefined) {
-      return fail(new UnserializableValueError(`task ${req.label ?? req.name} (${req.id}) returned a value that cannot be sent back from its worker thread: ${problem}. Return plain data.`));
-    }
-    return { ok: true, value: result };
+    const task = new ThreadTask(req, run, comm);
+    value = runInScope({ task }, () => invocable(fn)(...req.args));
   } catch (err) {
-    return fail(err);
-  } finally {
-    running.delete(req.key);
-    // Let the closing reach the other ranks (a rank still waiting on this one is then told it has
-    // ended) before piscina parks this thread in Atomics.wait.
-    if (comm !== undefined) await comm.close();
+    return finish(req, comm, fail(err));
   }
+  if (isThenable(value)) {
+    return Promise.resolve(value).then(
+      (v) => finish(req, comm, respond(req, v)),
+      (err: unknown) => finish(req, comm, fail(err)),
+    );
+  }
+  return finish(req, comm, respond(req, value));
+}
+
+/** The response to a run that returned `value`. */
+function respond(req: ThreadRequest, value: unknown): ThreadResponse {
+  // Only rank 0's result is the task's: the other ranks' results are not sent back.
+  const result = req.comm !== undefined && req.comm.rank !== 0 ? undefined : value;
+  const problem = unclonable(result, 'the result');
+  if (problem !== undefined) {
+    return fail(new UnserializableValueError(`task ${req.label ?? req.name} (${req.id}) returned a value that cannot be sent back from its worker thread: ${problem}. Return plain data.`));
+  }
+  return { ok: true, value: result };
+}
+
+/** Ends a run here, then answers with `response`. */
+function finish(req: ThreadRequest, comm: PortCommunicator | undefined, response: ThreadResponse): ThreadResponse | Promise<ThreadResponse> {
+  running.delete(req.key);
+  if (comm === undefined) return response;
+  // Let the closing reach the other ranks (a rank still waiting on this one is then told it has
+  // ended) before piscina parks this thread in Atomics.wait.
+  return comm.close().then(() => response);
 }

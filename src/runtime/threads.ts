@@ -110,7 +110,8 @@ export function threads(options: ThreadsOptions): Backend {
         return pool;
       };
       return {
-        capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        // one more one-core task per thread waits in the pool, so a thread goes from task to task without waiting for the event loop
+        capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
         accept,
         run: (job) => {
           // each rank has a key of its own (for placement); the first one names the attempt
