@@ -92,7 +92,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
           const member: Member = { task, settled: false, stop: undefined };
           if (options.ordered === true) queue.push(member);
           inflight.add(member);
-          if (isFinal(task.record?.state)) {
+          if (task.entry.slot.outcome !== undefined) {
             settle(member);
             return;
           }

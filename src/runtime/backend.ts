@@ -1,4 +1,4 @@
-import type { Observable } from 'rxjs';
+import type { Observable, SchedulerLike } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 import type { TaskRequirements, WorkerRequirements } from '../task/requirements';
 import type { Workflow } from '../store/workflow';
@@ -67,6 +67,12 @@ export interface BackendExecutor {
 
 export interface Backend {
   readonly kind: string;
+  /**
+   * The scheduler its workflow commits on (by default a macrotask: see `Workflow`). The virtual
+   * backend gives RxJS's asap scheduler, which `TestScheduler.run()` virtualises, so that commits
+   * happen within the frame of the change in marble tests.
+   */
+  readonly commitScheduler?: SchedulerLike;
   /** Opens one executor scope with these worker requirements. Throws if they can never be met. */
   open(worker: WorkerRequirements, context: { readonly workflow: Workflow; readonly executorId: string }): BackendExecutor;
   /** Releases the backend itself (pools, connections). */

@@ -14,7 +14,9 @@ export class Runtime implements AsyncDisposable {
   constructor(
     readonly workflow: Workflow,
     readonly backend: Backend,
-  ) {}
+  ) {
+    if (backend.commitScheduler !== undefined) workflow.commitOn(backend.commitScheduler);
+  }
 
   /** @internal */
   open(options: ExecutorOptions): Executor {

@@ -127,8 +127,8 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
 
 /** Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting). */
 function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
-  const rec = task.record;
-  if (rec !== undefined && isFinal(rec.state)) {
+  const rec = task.entry.slot.outcome;
+  if (rec !== undefined) {
     listener(rec);
     return () => false;
   }

@@ -27,6 +27,17 @@ export class TaskSlot {
 
   constructor(readonly id: string) {}
 
+  /**
+   * The committed record if the task has settled and nothing about it is pending: an outcome that
+   * can be delivered now. A settled task submitted again (a restored failure) is not settled any more,
+   * even before that change commits.
+   */
+  get outcome(): TaskRecord | undefined {
+    const rec = this.committed;
+    if (this.dirty || rec === undefined) return undefined;
+    return rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled' ? rec : undefined;
+  }
+
   /** The record's key in the store (made once: the store then hashes the same string each time). */
   get storeKey(): string {
     return (this.key ??= TASK_KEY_PREFIX + this.id);

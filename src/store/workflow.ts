@@ -1,4 +1,4 @@
-import { BehaviorSubject, asapScheduler, asyncScheduler, type Observable, type Subscription } from 'rxjs';
+import { BehaviorSubject, asyncScheduler, type Observable, type SchedulerLike, type Unsubscribable } from 'rxjs';
 import { Immer } from 'immer';
 import type { Store } from './store';
 import { memoryStore } from './memory';
@@ -16,6 +16,9 @@ import type { Task } from '../runtime/task';
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
 const immer = new Immer({ autoFreeze: false });
 
+/** changed records in the pending batch at which it commits without waiting for the next turn */
+const EAGER_COMMIT = 512;
+
 export { TASK_KEY_PREFIX };
 
 /** @internal what an executor hears of its tasks */
@@ -30,9 +33,11 @@ export interface OpenWorkflowOptions {
 
 /**
  * The state of one workflow: every task record, the dependency edges and labels, as one immer state
- * stream. All changes go through one reducer. Changes are applied to a draft and committed in batches
- * (one per scheduler turn: a microtask in real time, the same frame in virtual time); each commit emits
- * `state$`, notifies only the tasks that changed, and writes only the changed records to the store.
+ * stream. All changes go through one reducer into a pending batch, committed once per turn of the
+ * event loop (so the answers of many threads or processes handled in one turn commit together; a
+ * batch of `EAGER_COMMIT` changes commits at once, so a long run of microtasks still streams; the
+ * virtual backend commits on RxJS's asap scheduler, in virtual time). Each commit emits `state$`,
+ * notifies only the tasks that changed, and hands only the changed records to the store (`WriteBehind`).
  */
 export class Workflow {
   readonly name: string;
@@ -49,7 +54,11 @@ export class Workflow {
   /** the task and label tables, with the changes of the pending batch */
   private readonly tasks: TableEditor<TaskRecord>;
   private readonly labels: TableEditor<string>;
-  private flushScheduled: Subscription | undefined;
+  private flushScheduled: Unsubscribable | undefined;
+  /** a commit at the end of the current microtask is queued (see `dispatch`) */
+  private eagerCommit = false;
+  /** where commits are scheduled; by default the next turn of the event loop (see `dispatch`) */
+  private commitScheduler: SchedulerLike | undefined;
   private readonly subject: BehaviorSubject<WorkflowState>;
   private readonly readyListeners = new Map<string, SlotListener>();
   private readonly settledListeners = new Map<string, SlotListener>();
@@ -129,6 +138,11 @@ export class Workflow {
 
   private readonly context: { -readonly [K in keyof ReduceContext]: ReduceContext[K] };
 
+  /** @internal Commits on `scheduler` from now on (the virtual backend's: commits then follow virtual time). */
+  commitOn(scheduler: SchedulerLike): void {
+    this.commitScheduler = scheduler;
+  }
+
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
     if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
@@ -139,7 +153,18 @@ export class Workflow {
     reduce(action, this.context);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
-    this.flushScheduled ??= detached(() => asapScheduler.schedule(() => this.flush()));
+    this.flushScheduled ??= detached(() => (this.commitScheduler !== undefined ? this.commitScheduler.schedule(() => this.flush()) : nextTurn(() => this.flush())));
+    // A long run of microtasks (in-process functions that never wait for I/O) would hold every change
+    // until it ends: a large batch commits at the end of the current microtask instead.
+    if (this.dirty.length >= EAGER_COMMIT && !this.eagerCommit) {
+      this.eagerCommit = true;
+      detached(() =>
+        queueMicrotask(() => {
+          this.eagerCommit = false;
+          if (this.dirty.length >= EAGER_COMMIT) this.flush();
+        }),
+      );
+    }
   }
 
   /**
@@ -306,4 +331,18 @@ export function watchSlot(slot: TaskSlot, listener: RecordListener): () => void 
     if (watchers.length === 1) slot.watchers = undefined;
     else watchers.splice(i, 1);
   };
+}
+
+/**
+ * Runs `fn` in the next turn of the event loop: after the events already waiting (Node's
+ * `setImmediate`; elsewhere a zero-delay timeout). A commit scheduled this way takes in the changes
+ * of every event handled meanwhile (worker threads' answers, process exits), not one per event.
+ */
+function nextTurn(fn: () => void): Unsubscribable {
+  if (typeof setImmediate === 'function') {
+    const handle = setImmediate(fn);
+    return { unsubscribe: () => clearImmediate(handle) };
+  }
+  const handle = setTimeout(fn, 0);
+  return { unsubscribe: () => clearTimeout(handle) };
 }

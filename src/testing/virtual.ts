@@ -1,4 +1,4 @@
-import { asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
+import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
 import type { Backend, BackendExecutor, Job } from '../runtime/backend';
 import { isThenable } from '../runtime/in-process';
 
@@ -30,6 +30,7 @@ export function virtual(options: VirtualOptions = {}): Backend {
   };
   return {
     kind: 'virtual',
+    commitScheduler: asapScheduler,
     open(worker): BackendExecutor {
       return {
         capacity: { cores: worker.cores ?? options.cores ?? 1, gpus: worker.gpus ?? options.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
