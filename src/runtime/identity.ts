@@ -13,6 +13,8 @@ export interface EncodedArgs {
 
 /** Replaces task handles (at any depth of plain arrays and objects) by references, and collects the edges. */
 export function encodeArgs(args: readonly unknown[], workflow: Workflow): EncodedArgs {
+  // the common case, plain values only: nothing to replace, no edges
+  if (args.every(isPrimitive)) return { args: args.slice(), inputs: NO_INPUTS, canonical: canonical(args) };
   const inputs = new Set<string>();
   const visit = (v: unknown): unknown => {
     if (typeof v !== 'object' || v === null) return v;
@@ -47,6 +49,12 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
   };
   const encoded = args.map(visit);
   return { args: encoded, inputs: [...inputs], canonical: canonical(encoded) };
+}
+
+const NO_INPUTS: readonly string[] = Object.freeze([]);
+
+function isPrimitive(v: unknown): boolean {
+  return v === null || (typeof v !== 'object' && typeof v !== 'function');
 }
 
 /** Substitutes upstream results for references. */
@@ -93,7 +101,15 @@ export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: stri
   return `${slug(spec.name)}-${digest.slice(0, 24)}`;
 }
 
+const slugs = new Map<string, string>();
+
+/** The readable start of task ids of function `name` (made once per name). */
 function slug(name: string): string {
-  const s = name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
-  return s.length > 0 ? s : 'task';
+  let s = slugs.get(name);
+  if (s === undefined) {
+    s = name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
+    if (s.length === 0) s = 'task';
+    if (slugs.size < 10_000) slugs.set(name, s);
+  }
+  return s;
 }

@@ -76,7 +76,9 @@ export function threads(options: ThreadsOptions): Backend {
       );
     }
     for (let i = 0; i < spec.args.length; i++) {
-      const problem = unclonable(spec.args[i], `argument ${i}`);
+      const arg: unknown = spec.args[i];
+      if (arg === null || (typeof arg !== 'object' && typeof arg !== 'function' && typeof arg !== 'symbol')) continue;
+      const problem = unclonable(arg, `argument ${i}`);
       if (problem !== undefined) {
         throw new UnserializableValueError(`task ${spec.label ?? spec.name}: ${problem}; arguments of threads() tasks are copied to a worker thread by structured clone. Pass plain data.`);
       }
@@ -142,6 +144,7 @@ interface RunControl {
 
 /** One attempt: one piscina task per rank, started together (the executor has reserved their cores). */
 function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, control: RunControl): Observable<unknown> {
+  if ((job.requirements.ranks ?? 1) === 1) return runOne(job, pool, key, control);
   return new Observable<unknown>((subscriber) => {
     const ranks = job.requirements.ranks ?? 1;
     const base: ThreadRequest = { key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt };
@@ -207,6 +210,37 @@ function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
           const tid = Ring.get(control.placed, key + rank);
           if (tid !== undefined) void pool.threads.find((w) => w.threadId === tid)?.terminate();
         }
+      }, control.grace);
+      killer.unref();
+    };
+  });
+}
+
+/** `runJob` for the common case of one rank: one piscina task, nothing to coordinate. */
+function runOne(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, control: RunControl): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    let open = true;
+    pool.run({ key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt }).then(
+      (response) => {
+        open = false;
+        if (response.ok) {
+          subscriber.next(response.value);
+          subscriber.complete();
+        } else subscriber.error(deserializeError(response.error));
+      },
+      (err: unknown) => {
+        open = false;
+        subscriber.error(crashError(err, job, 0, 1));
+      },
+    );
+    return () => {
+      if (!open) return;
+      // cancelled or timed out: abort the signal in the worker; terminate its thread after the grace period
+      control.announce(key, job.signal.aborted ? job.signal.reason : new Error('the task was stopped'));
+      const killer = setTimeout(() => {
+        if (!open) return;
+        const tid = Ring.get(control.placed, key);
+        if (tid !== undefined) void pool.threads.find((w) => w.threadId === tid)?.terminate();
       }, control.grace);
       killer.unref();
     };
