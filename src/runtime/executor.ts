@@ -219,7 +219,7 @@ export class Executor implements AsyncDisposable {
     entry.fn = undefined;
     entry.cancel = undefined;
     const attempt = entry.attempt as Attempt | undefined;
-    if (attempt !== undefined) this.stopAttempt(entry, attempt, undefined);
+    if (attempt !== undefined) this.stopAttempt(attempt, undefined);
     for (const input of slot.committed!.inputs) release(entryOf(this.workflow, input));
     this.outstanding--;
     this.maybeDrained();
@@ -298,7 +298,7 @@ export class Executor implements AsyncDisposable {
   private succeed(attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
     const entry = attempt.entry;
-    this.stopAttempt(entry, attempt, undefined);
+    this.stopAttempt(attempt, undefined);
     const wf = this.workflow;
     const id = entry.id;
     try {
@@ -320,7 +320,7 @@ export class Executor implements AsyncDisposable {
   private fail(attempt: Attempt, error: unknown): void {
     if (attempt.finished) return;
     const entry = attempt.entry;
-    this.stopAttempt(entry, attempt, error);
+    this.stopAttempt(attempt, error);
     const wf = this.workflow;
     const id = entry.id;
     const policy = retryPolicy(entry.slot.record?.requirements ?? {});
@@ -336,9 +336,9 @@ export class Executor implements AsyncDisposable {
   }
 
   /** Ends an attempt: stops its timer, tells the work to stop if it is still going, frees its resources. */
-  private stopAttempt(entry: TaskEntry, attempt: Attempt, reason: unknown): void {
+  private stopAttempt(attempt: Attempt, reason: unknown): void {
     attempt.finished = true;
-    if (entry.attempt === attempt) entry.attempt = undefined;
+    if (attempt.entry.attempt === attempt) attempt.entry.attempt = undefined;
     attempt.timer?.unsubscribe();
     if (reason !== undefined) attempt.abort(reason);
     attempt.sub?.unsubscribe();
@@ -349,7 +349,7 @@ export class Executor implements AsyncDisposable {
     const state = entry.slot.record?.state;
     if (state === undefined || state === 'succeeded' || state === 'failed' || state === 'cancelled') return;
     const attempt = entry.attempt as Attempt | undefined;
-    if (attempt !== undefined) this.stopAttempt(entry, attempt, reason);
+    if (attempt !== undefined) this.stopAttempt(attempt, reason);
     entry.error = reason;
     this.workflow.dispatch({ type: 'cancel', id: entry.id, reason: recordError(reason), now: this.workflow.now() });
     this.pump();

@@ -156,7 +156,7 @@ export class Workflow {
     this.flushScheduled ??= detached(() => (this.commitScheduler !== undefined ? this.commitScheduler.schedule(() => this.flush()) : nextTurn(() => this.flush())));
     // A long run of microtasks (in-process functions that never wait for I/O) would hold every change
     // until it ends: a large batch commits at the end of the current microtask instead.
-    if (this.dirty.length >= EAGER_COMMIT && !this.eagerCommit) {
+    if (this.dirty.length >= EAGER_COMMIT && !this.eagerCommit && this.commitScheduler === undefined) {
       this.eagerCommit = true;
       detached(() =>
         queueMicrotask(() => {
