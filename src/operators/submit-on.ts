@@ -4,7 +4,7 @@ import { Task, outcomeError, release, retain, type Settled } from '../runtime/ta
 import { watchSlot } from '../store/workflow';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
-import type { TaskRecord } from '../store/state';
+import { isFinal } from '../store/state';
 
 export interface SubmitOnOptions {
   /** emit results in input order (default: as they finish) */
@@ -126,8 +126,6 @@ interface Member {
   /** stops watching the task */
   stop: (() => void) | undefined;
 }
-
-const isFinal = (state: TaskRecord['state'] | undefined): boolean => state === 'succeeded' || state === 'failed' || state === 'cancelled';
 
 function isSettled(v: unknown): v is Settled<unknown> {
   return typeof v === 'object' && v !== null && 'status' in v && 'task' in v && isTaskHandle((v as { task: unknown }).task);

@@ -1,8 +1,6 @@
 import { asyncScheduler } from 'rxjs';
 import type { Workflow } from '../store/workflow';
 import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-
-export type { RunningTaskScope, TaskContext } from './attempt';
 import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
 import type { BackendExecutor, Capacity, Communicator } from './backend';
@@ -16,6 +14,8 @@ import { recordError } from './outcome';
 import { Admission, type Need } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
+
+export type { RunningTaskScope, TaskContext } from './attempt';
 
 export interface ExecutorOptions {
   /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */
@@ -268,8 +268,7 @@ export class Executor implements AsyncDisposable {
     return entry.snapshot !== undefined ? entry.snapshot(run) : run();
   }
 
-  /** A running task waits for another: give its resources back until the wait is over, then take them again. */
-  /** @internal */
+  /** @internal A running task waits for another: give its resources back until the wait is over, then take them again. */
   awaitOther<R>(attempt: Attempt, settled: Promise<R>): Promise<R> {
     if (attempt.finished) return settled;
     attempt.waits++;
