@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
 import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
+import { SqliteWriter } from '../src/store/sqlite-writer';
 import type { Store } from '../src/store/store';
 
 let dir: string;
@@ -260,3 +261,26 @@ function snapshot(directory: string): Record<string, string> {
     fs.readdirSync(directory).map((name) => [name, fs.readFileSync(path.join(directory, name)).toString('base64')]),
   );
 }
+
+describe('sqliteStore writer thread', () => {
+  it('a write the thread cannot commit rejects with the store’s error, and later writes still go through', async () => {
+    const store = openStore(file);
+    await store.set('a', 1);
+    // another connection takes the table away under the store: the thread's next write fails
+    const other = new Database(file);
+    other.exec('ALTER TABLE scalems_kv RENAME TO moved');
+    await expect(store.set('b', 2)).rejects.toThrow(StoreCorruptError);
+    other.exec('ALTER TABLE moved RENAME TO scalems_kv');
+    other.close();
+    await store.set('c', 3);
+    expect(await store.get('c')).toBe(3);
+    expect(await store.get('a')).toBe(1);
+  });
+
+  it('a writer thread that cannot start fails the writes with its reason instead of hanging', async () => {
+    const writer = new SqliteWriter(path.join(dir, 'missing', 'state.sqlite'), (error) => error);
+    await expect(writer.write(['k', '1'])).rejects.toThrow(/unable to open|directory does not exist|SQLITE_CANTOPEN/i);
+    await expect(writer.write(['k', '1'])).rejects.toThrow();
+    await writer.close();
+  });
+});

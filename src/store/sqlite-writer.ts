@@ -88,7 +88,8 @@ export class SqliteWriter {
     if (this.worker === undefined) return;
     const worker = this.worker;
     try {
-      await this.request({ id: ++this.next, op: 'close' });
+      // a thread that failed has nothing to close (its writes have been rejected)
+      if (this.failed === undefined) await this.request({ id: ++this.next, op: 'close' });
     } finally {
       this.worker = undefined;
       await worker.terminate();
