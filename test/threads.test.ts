@@ -1,4 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { from, lastValueFrom, map, toArray } from 'rxjs';
@@ -144,6 +147,28 @@ describe('threads(): failures', () => {
 
   it('a result structured clone cannot copy fails with UnserializableValueError', async () => {
     await expect(ex.submit(tasks.returnsFunction)).rejects.toThrow(UnserializableValueError);
+  });
+});
+
+describe('threads(): the submitter’s async context', () => {
+  it('is not kept for a task that runs on a thread (only in-process backends run functions in it)', async () => {
+    const storage = new AsyncLocalStorage<{ payload: number[] }>();
+    const flags = new Int32Array(new SharedArrayBuffer(12));
+    let ref: WeakRef<object> | undefined;
+    const t = (() => {
+      const payload = { payload: new Array<number>(100_000).fill(1) };
+      ref = new WeakRef(payload);
+      return storage.run(payload, () => ex.submit(tasks.untilAborted, flags, 2));
+    })();
+    await flagged(flags, 0); // running on its thread
+    const collect = (globalThis as { gc?: () => void }).gc ?? (runInNewContext('gc', (setFlagsFromString('--expose-gc'), {})) as () => void);
+    for (let i = 0; i < 5 && ref.deref() !== undefined; i++) {
+      await new Promise((r) => setTimeout(r, 5)); // (a WeakRef read keeps its target for the rest of the job)
+      collect();
+    }
+    expect(ref.deref()).toBeUndefined(); // collected while the task still runs
+    t.cancel();
+    await expect(t).rejects.toThrow(TaskCancelledError);
   });
 });
 

@@ -58,6 +58,11 @@ export interface Job {
  */
 export interface BackendExecutor {
   readonly capacity: Capacity;
+  /**
+   * False for backends that never call `job.invoke()` (they run work in other threads or processes):
+   * the executor then does not capture each submitter's async context for it (not free). Default true.
+   */
+  readonly invokes?: boolean;
   /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
   accept?(spec: TaskSpec): void;
   run(job: Job): Observable<unknown>;

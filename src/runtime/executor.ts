@@ -125,7 +125,7 @@ export class Executor implements AsyncDisposable {
     entry.pinned = options.pinned;
     if (entry.slot.record?.state === 'succeeded') return handle; // restored: served from the store
     entry.fn = fn;
-    entry.snapshot = captureContext();
+    if (this.backend.invokes !== false) entry.snapshot = captureContext(); // the context the function runs in, here
     entry.cancel = (reason) => this.cancelTask(entry, reason);
     for (const input of encoded.inputs) retain(entryOf(wf, input));
     this.outstanding++;

@@ -60,6 +60,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
       const ctx: Context = { workflowDir: workflowDirectory(root, workflow.name), hostCwd, grace, staging, mpi: options.mpi ?? {}, workerEnv: worker.env ?? {}, ending };
       return {
         capacity: { cores: worker.cores ?? options.cores ?? availableParallelism(), gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         run: (job) => runExecutable(job, ctx),
         close: settle,

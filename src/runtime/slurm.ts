@@ -73,6 +73,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       };
       const ex: BackendExecutor = {
         capacity,
+        invokes: false,
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec);

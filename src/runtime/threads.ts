@@ -114,6 +114,7 @@ export function threads(options: ThreadsOptions): Backend {
       return {
         // one more one-core task per thread waits in the pool, so a thread goes from task to task without waiting for the event loop
         capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
+        invokes: false,
         accept,
         run: (job) => {
           // each rank has a key of its own (for placement); the first one names the attempt
