@@ -33,7 +33,7 @@ let nextToken = 0;
  * only meaningful in this process (a function, a class instance): such tasks still run in-process,
  * but their identity will not match in another process.
  */
-export function canonical(value: unknown, state: { portable: boolean } = { portable: true }): string {
+export function canonical(value: unknown, state?: { portable: boolean }): string {
   switch (typeof value) {
     case 'undefined':
       return 'u';
@@ -47,13 +47,17 @@ export function canonical(value: unknown, state: { portable: boolean } = { porta
       return JSON.stringify(value);
     case 'symbol':
     case 'function':
-      state.portable = false;
+      if (state !== undefined) state.portable = false;
       return `~${token(value as object | symbol)}`;
   }
   if (value === null) return 'z';
   if (isTaskHandle(value)) return `T${value.id}`;
   if (isTaskRef(value)) return `T${value.$task}`;
-  if (Array.isArray(value)) return `[${value.map((v) => canonical(v, state)).join(',')}]`;
+  if (Array.isArray(value)) {
+    let text = '[';
+    for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonical(value[i], state);
+    return `${text}]`;
+  }
   if (value instanceof Date) return `D${value.toISOString()}`;
   if (ArrayBuffer.isView(value)) {
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
@@ -64,7 +68,7 @@ export function canonical(value: unknown, state: { portable: boolean } = { porta
   if (value instanceof Set) return `S{${[...value].map((v) => canonical(v, state)).join(',')}}`;
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
-    state.portable = false;
+    if (state !== undefined) state.portable = false;
     return `~${token(value as object)}`;
   }
   const obj = value as Record<string, unknown>;
@@ -106,14 +110,23 @@ export function hash128(text: string): string {
   h2 ^= h1;
   h3 ^= h1;
   h4 ^= h1;
-  return hex8(h1) + hex8(h2) + hex8(h3) + hex8(h4);
+  // digits by table into one buffer, then one string (`toString(16).padStart` cost more than the hash)
+  hex8(h1, 0);
+  hex8(h2, 8);
+  hex8(h3, 16);
+  hex8(h4, 24);
+  return String.fromCharCode.apply(null, DIGITS as unknown as number[]);
 }
 
-const BYTE_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const HEX_CODES = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+const DIGITS = new Uint16Array(32);
 
-/** 8 hex digits of a 32-bit number (a table lookup per byte: `toString(16).padStart` cost more than the hash). */
-function hex8(h: number): string {
-  return BYTE_HEX[(h >>> 24) & 255]! + BYTE_HEX[(h >>> 16) & 255]! + BYTE_HEX[(h >>> 8) & 255]! + BYTE_HEX[h & 255]!;
+/** Writes the 8 hex digits of a 32-bit number into DIGITS at `at`. */
+function hex8(h: number, at: number): void {
+  for (let i = 7; i >= 0; i--) {
+    DIGITS[at + i] = HEX_CODES[h & 15]!;
+    h >>>= 4;
+  }
 }
 
 /** A cheap 32-bit string hash (FNV-1a), used to spread keys over table buckets. */
