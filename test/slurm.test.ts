@@ -226,9 +226,12 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
   });
 
   it('reports a step cancelled outside the program as SlurmStepError CANCELLED', async () => {
-    const t = ex.submit(executable(['sleep', '302'], { label: 'scancelled' }));
+    const t = ex.submit(executable(['sh', '-c', 'echo started; exec sleep 302'], { label: 'scancelled' }));
     const jobId = await until(() => allocationOf(ex));
     const step = await until(() => steps(jobId).find((s) => s.endsWith('|scancelled'))?.split('|')[0]);
+    // cancelled while its program runs (a step cancelled before its tasks start may end without Slurm's notice)
+    const stdout = join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout');
+    await until(() => (existsSync(stdout) && readFileSync(stdout, 'utf8').includes('started') ? true : undefined));
     execFileSync('scancel', [step]);
     const err = await failure(t);
     expect(err).toBeInstanceOf(SlurmStepError);

@@ -54,6 +54,9 @@ export interface RunningStep {
   cancel(graceSeconds?: number): Promise<void>;
 }
 
+/** Times (50 ms apart) the stderr file of a step a signal ended is read again for slurmstepd's notice. */
+const NOTICE_WAITS = 10;
+
 /** Seconds a cancelled step's processes have between SIGTERM and SIGKILL. */
 export const DEFAULT_STEP_GRACE_SECONDS = 3;
 /** Seconds srun has to end once its step is cancelled (it waits for Slurm's KillWait), before it is killed. */
@@ -156,7 +159,13 @@ export function startStep(launch: StepLaunch): RunningStep {
     const outcome = classifyStep(stderr, status);
     // slurmstepd's notices go to the tasks' stderr file: needed only when the step did not simply complete
     if (outcome.state === 'COMPLETED' || launch.stderrFile === undefined) return outcome;
-    const notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    let notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    // slurmstepd writes its notice as the step ends, which can be just after srun has ended: a step that
+    // a signal ended (a scancel, a kill) gets a moment more before it is taken for a plain failure
+    for (let i = 0; notices === '' && outcome.signal !== null && i < NOTICE_WAITS; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    }
     return notices === '' ? outcome : classifyStep(`${stderr}\n${notices}`, status);
   });
 
