@@ -73,6 +73,17 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       expect(Object.fromEntries(await store.entries())).toEqual({ a: 1, b: { two: 'last' }, c: [3] });
     });
 
+    test('in a large batch too, a repeated key keeps its last value (wherever the repeats fall)', async () => {
+      const batch: Array<[string, number]> = Array.from({ length: 100 }, (_, i) => [`k${i}`, i]);
+      batch[20] = ['k5', -20]; // repeats close together
+      batch[90] = ['k40', -90]; // and far apart
+      await store.setMany(batch);
+      const stored = new Map(await store.entries<number>());
+      expect(stored.get('k5')).toBe(-20);
+      expect(stored.get('k40')).toBe(-90);
+      expect(stored.size).toBe(98);
+    });
+
     test('del removes a key; deleting a missing key is a no-op', async () => {
       await store.setMany([
         ['a', 1],
