@@ -139,7 +139,8 @@ export function unclonable(value: unknown, where: string, seen?: Set<object>): s
   return `${where} is an instance of ${name}, which structured clone cannot copy with its class (it would arrive as a bare object, or not at all)`;
 }
 
-function isPrimitive(v: unknown): boolean {
+/** A value structured clone copies as it is (no object, function or symbol). */
+export function isPrimitive(v: unknown): boolean {
   const t = typeof v;
   return v === null || (t !== 'object' && t !== 'function' && t !== 'symbol');
 }

@@ -7,7 +7,7 @@ import { UnknownTaskError, UnregisteredFunctionError, UnsatisfiableRequirementsE
 import { SPEC_FN, registeredName, type TaskSpec } from '../task/spec';
 import type { Backend, BackendExecutor, Job } from './backend';
 import { probeModules, resolveModules, workerExecArgv } from './thread-modules';
-import { Ring, deserializeError, markAborted, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
+import { Ring, deserializeError, isPrimitive, markAborted, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
 
 export interface ThreadsOptions {
   /**
@@ -77,7 +77,7 @@ export function threads(options: ThreadsOptions): Backend {
     }
     for (let i = 0; i < spec.args.length; i++) {
       const arg: unknown = spec.args[i];
-      if (arg === null || (typeof arg !== 'object' && typeof arg !== 'function' && typeof arg !== 'symbol')) continue;
+      if (isPrimitive(arg)) continue;
       const problem = unclonable(arg, `argument ${i}`);
       if (problem !== undefined) {
         throw new UnserializableValueError(`task ${spec.label ?? spec.name}: ${problem}; arguments of threads() tasks are copied to a worker thread by structured clone. Pass plain data.`);

@@ -1,6 +1,6 @@
 import type { TableEditor } from './table';
 import type { TaskSlot } from './slot';
-import { copyRecord, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
+import { copyRecord, isFinal, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
 export interface SubmittedTask extends TaskDescriptionFields {
@@ -69,15 +69,13 @@ function upstreamError(rec: { id: string; label?: string }, what: string, cause:
   };
 }
 
-const isFinalState = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
-
 /** Marks a task and, transitively, every unfinished dependent as failed (or the task itself as cancelled). */
 function finishUnsuccessfully(ctx: ReduceContext, rootId: string, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
   const stack: Array<[string, RecordedError]> = [[rootId, error]];
   while (stack.length > 0) {
     const [id, err] = stack.pop()!;
     const [slot, rec] = current(ctx, id);
-    if (slot === undefined || isFinalState(rec.state)) continue;
+    if (slot === undefined || isFinal(rec.state)) continue;
     const done = update(ctx, slot, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
     const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
     for (const d of done.dependents) stack.push([d, upstream]);

@@ -1,4 +1,4 @@
-import type { TaskRecord } from './state';
+import { isFinal, type TaskRecord } from './state';
 
 export const TASK_KEY_PREFIX = 'task:';
 
@@ -35,7 +35,7 @@ export class TaskSlot {
   get outcome(): TaskRecord | undefined {
     const rec = this.committed;
     if (this.dirty || rec === undefined) return undefined;
-    return rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled' ? rec : undefined;
+    return isFinal(rec.state) ? rec : undefined;
   }
 
   /** The record's key in the store (made once: the store then hashes the same string each time). */
