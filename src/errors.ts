@@ -68,7 +68,7 @@ export class NoAmbientScopeError extends ScalemsError {
   override readonly code = 'NO_AMBIENT_SCOPE';
 }
 
-/** Work submitted to an executor or runtime that has been shut down. */
+/** Work submitted to an executor, or an executor opened on a runtime, that has been shut down. */
 export class ExecutorShutdownError extends ScalemsError {
   override readonly code = 'EXECUTOR_SHUT_DOWN';
 }
@@ -94,6 +94,11 @@ export class StoreLockedError extends ScalemsError {
   }
 }
 
+/** A store (or the workflow on it) used after `close()`: open it again to go on. */
+export class StoreClosedError extends ScalemsError {
+  override readonly code = 'STORE_CLOSED';
+}
+
 /** The store file is damaged or not a scalems store; it is left untouched. */
 export class StoreCorruptError extends ScalemsError {
   override readonly code = 'STORE_CORRUPT';
@@ -114,6 +119,11 @@ export class StoreVersionError extends ScalemsError {
 /** A function that cannot be sent to another thread/process/host (a closure, or not registered by name). */
 export class UnregisteredFunctionError extends ScalemsError {
   override readonly code = 'UNREGISTERED_FUNCTION';
+}
+
+/** A task module (given to a backend's `modules`) that failed to load where the task runs. */
+export class TaskModuleError extends ScalemsError {
+  override readonly code = 'TASK_MODULE';
 }
 
 /** A worker was asked for a task name it does not know (never `eval`ed). */

@@ -16,7 +16,7 @@ export { memoryStore } from './store/memory';
 export { idbStore, IDB_STORE_VERSION } from './store/idb';
 export { Workflow, openWorkflow, type OpenWorkflowOptions } from './store/workflow';
 export { TaskDescription, decodeDescription } from './task/description';
-export { TASK_STATES, isFinal, taskByLabel, taskRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './store/state';
+export { TASK_STATES, isFinal, taskByLabel, taskRecord, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './store/state';
 export { emptyTable, tableEntries, tableGet, tableSize, tableValues, type Table } from './store/table';
 export type { Backend, BackendExecutor, Capacity, Communicator, Job } from './runtime/backend';
 export { Executor, type ExecutorOptions } from './runtime/executor';

@@ -48,7 +48,7 @@ describe('executable(argv, options): the spec', () => {
   it('reserves stdout and stderr, and refuses names for the directory itself', () => {
     expect(() => executable(['true'], { outputs: ['stdout'] })).toThrow(/reserved/);
     expect(() => executable(['cat'], { inputs: { 'stderr/x': '/etc/hosts' } })).toThrow(InvalidTaskDescriptionError);
-    expect(() => executable(['true'], { outputs: ['./'] })).toThrow(/working directory itself/);
+    expect(() => executable(['true'], { outputs: ['.'] })).toThrow(/working directory itself/);
   });
 
   it('refuses input sources that are not paths, file references, outputs or tasks', () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TaskCancelledError, executable, type FileRef } from 'scalems';
 import { readText } from 'scalems/node';
-import { physicalCores } from '../src/runtime/mpi';
+import { physicalCores } from '../src/runtime/executable/mpi';
 import { describeWithService } from './support/services';
 import { alive, removeRoots, runExample, setup, waitFor } from './processes-support';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executor, launch, memoryStore, openWorkflow, type Executor, type Runtime, type Workflow } from 'scalems';
 import { processes, type ProcessesOptions } from 'scalems/node';
-import { isAlive } from '../src/runtime/process-tree';
+import { isAlive } from '../src/runtime/executable/process-tree';
 
 export interface Setup {
   readonly root: string;

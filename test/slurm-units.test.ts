@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnsatisfiableRequirementsError } from 'scalems';
 import { parseTaskEntryArgs } from '../src/cli/task-entry';
-import { jsonProblem } from '../src/runtime/slurm-json';
-import { allocationRequest, checkRequest, gpuCount, parseSlurmTime, sallocArgs, stepConflict, stepResourceArgs, type ClusterInfo } from '../src/runtime/slurm-options';
-import { classifyStep, srunEnv } from '../src/runtime/slurm-steps';
-import { stepCommand } from '../src/runtime/slurm-tasks';
+import { jsonProblem } from '../src/runtime/remote/wire';
+import { allocationRequest, checkRequest, gpuCount, parseSlurmTime, sallocArgs, stepConflict, stepResourceArgs, type ClusterInfo } from '../src/runtime/slurm/options';
+import { classifyStep, srunEnv } from '../src/runtime/slurm/steps';
+import { stepCommand } from '../src/runtime/slurm/plans';
 
 const cluster: ClusterInfo = {
   partitions: new Map([

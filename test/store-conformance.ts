@@ -1,4 +1,4 @@
-import { UnstorableValueError } from '../src/errors';
+import { StoreClosedError, UnstorableValueError } from '../src/errors';
 import type { Store } from '../src/store/store';
 
 /** What the store under test can do, so that the suite asks only what it promises. */
@@ -158,17 +158,17 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       expect(await store.get('b')).toBe(2);
     });
 
-    test('operations after close reject; close is idempotent', async () => {
+    test('operations after close reject with StoreClosedError; close is idempotent', async () => {
       await store.set('a', 1);
       await store.close();
       await expect(store.close()).resolves.toBeUndefined();
-      await expect(store.get('a')).rejects.toThrow(/closed/);
-      await expect(store.set('a', 2)).rejects.toThrow(/closed/);
-      await expect(store.setMany([['a', 2]])).rejects.toThrow(/closed/);
-      if (store.setManyChecked !== undefined) await expect(store.setManyChecked([['a', 2]])).rejects.toThrow(/closed/);
-      await expect(store.del('a')).rejects.toThrow(/closed/);
-      await expect(store.keys()).rejects.toThrow(/closed/);
-      await expect(store.entries()).rejects.toThrow(/closed/);
+      await expect(store.get('a')).rejects.toThrow(StoreClosedError);
+      await expect(store.set('a', 2)).rejects.toThrow(StoreClosedError);
+      await expect(store.setMany([['a', 2]])).rejects.toThrow(StoreClosedError);
+      if (store.setManyChecked !== undefined) await expect(store.setManyChecked([['a', 2]])).rejects.toThrow(StoreClosedError);
+      await expect(store.del('a')).rejects.toThrow(StoreClosedError);
+      await expect(store.keys()).rejects.toThrow(StoreClosedError);
+      await expect(store.entries()).rejects.toThrow(StoreClosedError);
     });
 
     if (!capabilities.serialises) return;

@@ -17,7 +17,7 @@ describe('threads() as users run it', () => {
   });
 
   it('the compiled library under plain node loads .js, .mjs and .ts task modules in its workers', async () => {
-    const worker = join(ROOT, 'dist', 'src', 'runtime', 'thread-worker.js');
+    const worker = join(ROOT, 'dist', 'src', 'runtime', 'threads', 'worker.js');
     if (!existsSync(worker)) throw new Error(`${worker} is missing: run npm run build first (npm test does)`);
     const driver = `
       const { join } = require('node:path');

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { TASK_STATES, type RecordedError, type TaskRecord, type TaskStateName } from '../store/state';
+import type { RecordedError } from '../recorded-error';
+import { TASK_STATES, type TaskRecord, type TaskStateName } from '../store/state';
 import { EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
 import { locate, readRecords, type WorkflowLocation } from './locate';
 

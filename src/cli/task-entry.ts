@@ -1,28 +1,24 @@
 #!/usr/bin/env node
 /**
  * `scalems-task`: runs ONE registered function task in this process: what the slurm() backend starts
- * in a job step.
+ * in a job step. A thin entry over the remote runner (`runtime/remote/runner.ts`): its transport is
+ * files and signals.
  *
  *   scalems-task --modules <module> [--modules <module> ...] --name <task name> --args <args.json>
  *                --result <result.json> [--id <task id>] [--label <label>] [--attempt <n>] [--workdir <dir>]
  *
- * It loads the modules (which register their tasks with `defineTask`), looks the function up by NAME
- * in that registry (never `eval`: an unknown name is an `UnknownTaskError`), reads the JSON array of
- * arguments, changes into the working directory, calls the function with `currentTask()` set, and
- * writes `{ "ok": true, "value": ... }` or `{ "ok": false, "error": {...} }` to the result file (written
+ * It reads the JSON array of arguments, changes into the working directory, runs the task through the
+ * runner (modules loaded, the function found by NAME, never `eval`), and writes the outcome
+ * (`{ "ok": true, "value": ... }` or `{ "ok": false, "error": {...} }`) to the result file (written
  * whole, then renamed into place). Exit code 0 when the task succeeded, 1 when it failed, 2 for a
  * usage error. SIGTERM (scancel) aborts `currentTask().signal`; the task then has a moment to return.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { installNode } from '../node/context';
-import { NoAmbientScopeError, TaskCancelledError, UnknownTaskError, UnserializableValueError } from '../errors';
-import { invocable, lookupTask } from '../task/spec';
-import { runInScope } from '../runtime/context';
-import type { RunningTaskScope, TaskContext } from '../runtime/executor';
-import { recordError } from '../runtime/outcome';
-import { jsonProblem, type StepResult } from '../runtime/slurm-json';
+import { TaskCancelledError } from '../errors';
+import { recordError } from '../recorded-error';
+import { RemoteRunner, RunStop } from '../runtime/remote/runner';
+import { jsonWire, type RemoteOutcome } from '../runtime/remote/wire';
 
 /** Milliseconds a task has to return after SIGTERM aborted its signal, before this process exits. */
 const CANCEL_GRACE_MS = 2000;
@@ -69,20 +65,7 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
   };
 }
 
-async function loadModules(modules: readonly string[]): Promise<void> {
-  for (const m of modules) {
-    const path = resolve(m);
-    try {
-      if (/\.mjs$/.test(path)) await import(pathToFileURL(path).href);
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules
-      else require(path);
-    } catch (err) {
-      throw new TypeError(`scalems-task: module ${path} failed to load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    }
-  }
-}
-
-function writeResult(path: string, result: StepResult): void {
+function writeResult(path: string, result: RemoteOutcome): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(result));
   renameSync(tmp, path);
@@ -90,43 +73,21 @@ function writeResult(path: string, result: StepResult): void {
 
 /** Runs the task the arguments describe and writes its result file. Resolves to the exit code. */
 export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
-  installNode();
-  const controller = new AbortController();
+  const stop = new RunStop();
   const onTerm = (signal: NodeJS.Signals): void => {
-    controller.abort(new TaskCancelledError(`task ${a.label ?? a.name} (${a.id}) was cancelled: its job step got ${signal}`));
+    stop.abort(new TaskCancelledError(`task ${a.label ?? a.name} (${a.id}) was cancelled: its job step got ${signal}`));
     setTimeout(() => process.exit(signal === 'SIGTERM' ? 143 : 130), CANCEL_GRACE_MS).unref();
   };
   process.once('SIGTERM', onTerm);
   process.once('SIGINT', onTerm);
-  let result: StepResult;
+  const runner = new RemoteRunner({ modules: a.modules.map((m) => resolve(m)), where: 'a Slurm job step', modulesOption: 'slurm({ modules })', wire: jsonWire });
+  let result: RemoteOutcome;
   try {
-    await loadModules(a.modules);
-    const fn = lookupTask(a.name);
-    if (fn === undefined) {
-      throw new UnknownTaskError(
-        `no task named "${a.name}" is defined by the modules given to slurm({ modules }) (${a.modules.join(', ') || 'none'}): define it with defineTask("${a.name}", fn) in one of them`,
-      );
-    }
     const args: unknown = JSON.parse(readFileSync(a.args, 'utf8'));
     if (!Array.isArray(args)) throw new TypeError(`scalems-task: ${a.args} must hold a JSON array of arguments`);
-    if (a.workdir !== undefined) process.chdir(a.workdir);
-    const context: TaskContext = {
-      id: a.id,
-      label: a.label,
-      signal: controller.signal,
-      attempt: a.attempt,
-      submit: () => {
-        throw new NoAmbientScopeError('currentTask().submit() is not available inside a Slurm job step: return data from the task and submit follow-up work from the main program');
-      },
-      ...(a.workdir !== undefined ? { workdir: resolve(a.workdir) } : {}),
-    };
-    const scope: RunningTaskScope = { id: a.id, context, awaitOther: (settled) => settled };
-    const value: unknown = await runInScope({ task: scope }, () => invocable(fn)(...(args as unknown[])));
-    const problem = jsonProblem(value, 'the result');
-    if (problem !== undefined) {
-      throw new UnserializableValueError(`task ${a.label ?? a.name} (${a.id}) returned a value that cannot be sent back from its Slurm job step as JSON: ${problem}. Return plain data.`);
-    }
-    result = value === undefined ? { ok: true } : { ok: true, value };
+    const workdir = a.workdir !== undefined ? resolve(a.workdir) : undefined;
+    if (workdir !== undefined) process.chdir(workdir);
+    result = await runner.run({ name: a.name, args, id: a.id, label: a.label, attempt: a.attempt }, stop, { workdir });
   } catch (err) {
     result = { ok: false, error: recordError(err) };
   }

@@ -3,4 +3,4 @@ import { installNode } from './context';
 
 installNode();
 
-export * from '../index';
+export * from '..';

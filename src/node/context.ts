@@ -1,35 +1,17 @@
-import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
-import { setContextCarrier, type Ambient, type ContextCarrier } from '../runtime/context';
+import { join } from 'node:path';
+import { installAsyncLocalCarrier } from '../context/async-local';
 import { setAvailableCores } from '../runtime/cores';
 import { setDefaultStoreFactory } from '../store/workflow';
 import { sqliteStore } from '../store/sqlite';
-import { join } from 'node:path';
-
-const storage = new AsyncLocalStorage<Ambient>();
-/** The context of this module's loading: no user's store is active in it. */
-const root = AsyncLocalStorage.snapshot();
-
-/** Ambient scope carried across awaits by AsyncLocalStorage; submit captures the whole async context. */
-const nodeCarrier: ContextCarrier = {
-  run: (scope, fn) => storage.run(scope, fn),
-  get: () => storage.getStore(),
-  // What AsyncLocalStorage.snapshot() does, without its per-call deprecation wrapper (Node 20):
-  // an AsyncResource captures the whole async context it is created in.
-  snapshot: () => {
-    const resource = new AsyncResource('scalems.task', { requireManualDestroy: true });
-    return (fn) => resource.runInAsyncScope(fn);
-  },
-  detached: (fn) => root(fn),
-};
 
 let installed = false;
 
-/** Installs the Node parts of the core (idempotent). */
+/** Installs the Node parts of the core (idempotent): the AsyncLocalStorage carrier, the core count, SQLite as the default store. */
 export function installNode(): void {
   if (installed) return;
   installed = true;
-  setContextCarrier(nodeCarrier);
+  installAsyncLocalCarrier();
   setAvailableCores(availableParallelism());
   setDefaultStoreFactory((name) => sqliteStore(defaultStorePath(name)));
 }

@@ -1,7 +1,7 @@
 import type { Workflow } from '../store/workflow';
 import type { TaskSlot } from '../store/slot';
 import type { AnyFunction } from '../task/spec';
-import type { ContextSnapshot } from './context';
+import type { ContextSnapshot } from '../context/ambient';
 
 /**
  * What this process knows of a task beyond its record: the live function, the context captured at

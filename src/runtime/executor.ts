@@ -5,12 +5,12 @@ import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequire
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
 import type { BackendExecutor, Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
-import { captureContext, runInScope } from './context';
+import { captureContext, runInScope } from '../context/ambient';
 import { entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
 import { encodeArgs, resolveArgs, taskId } from './identity';
 import { artifactsOf } from '../task/executable';
-import { recordError } from './outcome';
+import { recordError } from '../recorded-error';
 import { Admission, type Need } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';

@@ -1,6 +1,7 @@
 import { Observable } from 'rxjs';
 import type { Backend, BackendExecutor, Job } from './backend';
 import { availableCores } from './cores';
+import { isThenable } from '../util';
 
 export interface InProcessOptions {
   /** cores an executor may use at once (default: the machine's) */
@@ -47,8 +48,4 @@ export function runHere(job: Job): Observable<unknown> {
       (err: unknown) => subscriber.error(err),
     );
   });
-}
-
-export function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }

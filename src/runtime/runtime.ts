@@ -1,4 +1,5 @@
 import type { Workflow } from '../store/workflow';
+import { ExecutorShutdownError } from '../errors';
 import type { Backend } from './backend';
 import { Executor, type ExecutorOptions } from './executor';
 
@@ -20,7 +21,9 @@ export class Runtime implements AsyncDisposable {
 
   /** @internal */
   open(options: ExecutorOptions): Executor {
-    if (this.stopped !== undefined) throw new Error(`this ${this.backend.kind} runtime has been shut down; launch a new one`);
+    if (this.stopped !== undefined) {
+      throw new ExecutorShutdownError(`this ${this.backend.kind}() runtime of workflow "${this.workflow.name}" has been shut down and opens no new executors: launch(workflow, backend) a new one`);
+    }
     const ex = new Executor(this, options);
     this.executors.add(ex);
     return ex;

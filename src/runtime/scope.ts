@@ -1,7 +1,7 @@
 import { NoAmbientScopeError } from '../errors';
 import type { Workflow } from '../store/workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-import { ambient, runInScope } from './context';
+import { ambient, runInScope } from '../context/ambient';
 import type { Executor, RunningTaskScope, TaskContext } from './executor';
 import type { Task } from './task';
 

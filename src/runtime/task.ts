@@ -3,9 +3,9 @@ import { watchSlot, type Workflow } from '../store/workflow';
 import { isFinal, type TaskRecord, type TaskStateName } from '../store/state';
 import { TASK_HANDLE } from '../task/hash';
 import { TaskCancelledError } from '../errors';
-import { reviveError } from './outcome';
+import { reviveError } from '../recorded-error';
 import { entryOf, type TaskEntry } from './entry';
-import { ambient } from './context';
+import { ambient } from '../context/ambient';
 import type { RunningTaskScope } from './executor';
 
 /** The outcome of a task, for streams that must not end on the first failure (`submitOn(ex, { settle: true })`). */

@@ -1,5 +1,5 @@
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
-import { StoreCorruptError, StoreVersionError } from '../errors';
+import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
 import type { Store } from './store';
 import { assertStorable } from './storable';
 
@@ -39,7 +39,7 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
   let closed = false;
 
   const database = (): Promise<IDBDatabase> => {
-    if (closed) return Promise.reject(new Error(`${description}: the store is closed.`));
+    if (closed) return Promise.reject(new StoreClosedError(`${description}: the store is closed; open it again to use it.`));
     connection ??= openVerified(dbName, storeName, description).then((db) => {
       // Let other connections upgrade the database (another store name in it); reopen on next use.
       db.onversionchange = db.onclose = () => {

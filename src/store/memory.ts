@@ -1,3 +1,4 @@
+import { StoreClosedError } from '../errors';
 import type { Store } from './store';
 
 /**
@@ -8,7 +9,7 @@ export function memoryStore(): Store {
   const data = new Map<string, unknown>();
   let closed = false;
   const open = (): void => {
-    if (closed) throw new Error('memoryStore: the store is closed');
+    if (closed) throw new StoreClosedError('memoryStore: the store is closed; a memory store cannot be reopened: use a new one');
   };
   return {
     description: 'memory',

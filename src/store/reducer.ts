@@ -1,6 +1,7 @@
 import type { TableEditor } from './table';
 import type { TaskSlot } from './slot';
-import { copyRecord, isFinal, type MutableRecord, type RecordedError, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
+import type { RecordedError } from '../recorded-error';
+import { copyRecord, isFinal, type MutableRecord, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
 export interface SubmittedTask extends TaskDescriptionFields {

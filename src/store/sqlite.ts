@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { StoreCorruptError, StoreVersionError } from '../errors';
+import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
 import type { Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
@@ -186,7 +186,7 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
     }
   };
   const open = (): void => {
-    if (closed) throw new Error(`${description}: the store is closed.`);
+    if (closed) throw new StoreClosedError(`${description}: the store is closed; open it again to use it.`);
   };
   const writable = (): SqliteWriter => {
     open();

@@ -1,19 +1,10 @@
+import type { RecordedError } from '../recorded-error';
 import type { TaskRequirements } from '../task/requirements';
 import { emptyTable, tableGet, type Table } from './table';
 
 export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TASK_STATES: readonly TaskStateName[] = ['new', 'submitted', 'ready', 'running', 'succeeded', 'failed', 'cancelled'];
 export const isFinal = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
-
-/** An error as recorded: enough to show it, branch on it and rebuild a typed error from it. */
-export interface RecordedError {
-  readonly name: string;
-  readonly message: string;
-  readonly code?: string;
-  readonly stack?: string;
-  /** extra structured fields of typed errors (exit code, upstream id, ...) */
-  readonly details?: Readonly<Record<string, unknown>>;
-}
 
 /** What a task is, as submitted: its identity and description. */
 export interface TaskDescriptionFields {

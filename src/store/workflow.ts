@@ -7,8 +7,8 @@ import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './stat
 import { TableEditor } from './table';
 import { TASK_KEY_PREFIX, TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
-import { DuplicateLabelError, InvalidTaskDescriptionError } from '../errors';
-import { ambient, detached } from '../runtime/context';
+import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
+import { ambient, detached } from '../context/ambient';
 import { decodeDescription } from '../task/description';
 import type { TaskSpec } from '../task/spec';
 import type { Task } from '../runtime/task';
@@ -145,7 +145,7 @@ export class Workflow {
 
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
-    if (this.closed) throw new Error(`workflow "${this.name}" is closed`);
+    if (this.closed) throw new StoreClosedError(`workflow "${this.name}" is closed (workflow.close() closed its store): open it again with openWorkflow() to go on`);
     if (!this.batching) {
       this.batching = true;
       this.context.counts = { ...this.committed.counts };

@@ -1,7 +1,7 @@
 import type { Store } from './store';
 import { isFinal } from './state';
 import type { TaskSlot } from './slot';
-import { detached } from '../runtime/context';
+import { detached } from '../context/ambient';
 
 /** A settled task's record waits at most this long before it is handed to the store. */
 export const SETTLED_DELAY_MS = 50;

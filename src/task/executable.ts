@@ -1,5 +1,5 @@
 // `executable(argv, options)`: a command-line task as plain data. Browser-safe: no Node imports here;
-// the processes() backend (src/runtime/processes.ts) stages, runs and collects it.
+// the executable attempt (src/runtime/executable/) stages, runs and collects it for processes() and slurm().
 import { InvalidTaskDescriptionError, PathEscapeError } from '../errors';
 import { isTaskHandle, isTaskRef } from './hash';
 import { validateTaskRequirements, type TaskRequirements } from './requirements';

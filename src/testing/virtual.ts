@@ -1,6 +1,6 @@
 import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
 import type { Backend, BackendExecutor, Job } from '../runtime/backend';
-import { isThenable } from '../runtime/in-process';
+import { isThenable } from '../util';
 
 export interface VirtualOptions {
   /**

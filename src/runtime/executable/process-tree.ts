@@ -3,6 +3,7 @@
 // that runs local processes (processes(), the Slurm backend's helpers).
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
+import { sleep } from '../../util';
 
 export interface TreeSpawnOptions {
   readonly cwd: string;
@@ -224,7 +225,6 @@ export function groupAlive(root: TreeRoot): boolean {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** SIGTERM to the tree, SIGKILL after `graceSeconds` to what is left of it; resolves when nothing is left. */
 export async function killTree(root: TreeRoot, graceSeconds: number): Promise<void> {

@@ -1,20 +1,25 @@
-// slurm(): one allocation per executor scope (the pilot), each task attempt one job step in it.
+/**
+ * `slurm()`: one allocation per executor scope (the pilot), each task attempt one job step in it.
+ * The parts: `options.ts` (what the cluster offers, requests as salloc/srun options), `allocation.ts`
+ * (the salloc holder), `steps.ts` (one srun step and its outcome), `plans.ts` (a task as a step).
+ */
 import { join, resolve as resolvePath } from 'node:path';
 import { Observable } from 'rxjs';
-import { SlurmStepError, UnknownTaskError, UnregisteredFunctionError, UnsatisfiableRequirementsError, UnserializableValueError } from '../errors';
-import { SPEC_FN, registeredName, type TaskSpec } from '../task/spec';
-import { validateTaskRequirements, type TaskRequirements } from '../task/requirements';
-import type { Backend, BackendExecutor, Job } from './backend';
-import { acceptExecutable } from './executable-inputs';
-import { Allocation } from './slurm-allocation';
-import { jsonProblem } from './slurm-json';
-import { allocationRequest, checkRequest, clusterInfo, sallocArgs, stepConflict, type AllocationRequest, type ClusterInfo, type SlurmBackendOptions } from './slurm-options';
-import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './slurm-steps';
-import { DEFAULT_MPIRUN_ARGS, entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './slurm-tasks';
-import { workflowDirectory } from './workdir';
-import { resolveModules } from './thread-modules';
+import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
+import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
+import type { Backend, BackendExecutor, Job } from '../backend';
+import { acceptExecutable } from '../executable/inputs';
+import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
+import { workflowDirectory } from '../executable/workdir';
+import { acceptFunction, type RemoteFunctions } from '../remote/accept';
+import { probeModules, resolveModules } from '../remote/modules';
+import { jsonWire } from '../remote/wire';
+import { Allocation } from './allocation';
+import { allocationRequest, checkRequest, clusterInfo, sallocArgs, stepConflict, type AllocationRequest, type ClusterInfo, type SlurmBackendOptions } from './options';
+import { entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './plans';
+import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './steps';
 
-export type { SlurmBackendOptions } from './slurm-options';
+export type { SlurmBackendOptions } from './options';
 
 /**
  * Runs tasks on a Slurm cluster, the way RADICAL-Pilot does: each executor scope obtains ONE allocation
@@ -32,30 +37,11 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
   if (!(grace >= 0)) throw new RangeError(`slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`);
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
-  const defined = probeModules(modules);
+  const remote: RemoteFunctions = { backend: 'slurm', where: 'a Slurm job step', modules, defined: probeModules(modules, 'slurm'), wire: jsonWire };
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
   const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath) : [];
   const open = new Set<BackendExecutor>();
-  const moduleList = modules.join(', ') || 'none';
-
-  const acceptFunction = (spec: TaskSpec): void => {
-    const fn = spec[SPEC_FN];
-    const what = fn !== undefined && fn.name !== '' ? `function ${fn.name}` : spec.name !== 'anonymous' ? `function ${spec.name}` : 'an anonymous function';
-    if (fn !== undefined && registeredName(fn) === undefined) {
-      throw new UnregisteredFunctionError(
-        `${what} cannot be sent to a Slurm job step: slurm() runs only functions registered with defineTask(name, fn) in one of its modules (${moduleList}). Move it into such a module, wrap it with defineTask, export it, and pass the module to slurm({ modules }).`,
-      );
-    }
-    if (modules.length === 0) throw new UnregisteredFunctionError(`${what} cannot run on slurm(): no modules were given to slurm({ modules }) to load its defineTask functions from in the job steps`);
-    if (defined !== undefined && !defined.has(spec.name)) {
-      throw new UnknownTaskError(`no task named "${spec.name}" is defined by the modules given to slurm({ modules }) (${moduleList}): define it with defineTask("${spec.name}", fn) in one of them and export it`);
-    }
-    for (let i = 0; i < spec.args.length; i++) {
-      const problem = jsonProblem(spec.args[i], `argument ${i}`, true);
-      if (problem !== undefined) throw new UnserializableValueError(`task ${spec.label ?? spec.name}: ${problem}; arguments of slurm() function tasks travel to the job step as JSON. Pass plain data.`);
-    }
-  };
 
   return {
     kind: 'slurm',
@@ -76,7 +62,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         invokes: false,
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
-          else acceptFunction(spec);
+          else acceptFunction(spec, remote);
           if (spec.requirements !== undefined) check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`);
           if (spec.kind === 'function' && (spec.requirements?.ranks ?? 1) > 1) {
             throw new UnsatisfiableRequirementsError(`task ${spec.label ?? spec.name}: function tasks with ranks > 1 run on threads() (currentTask().comm); on slurm() give ranks > 1 to MPI executables`);
@@ -202,25 +188,3 @@ async function slurmFailure(outcome: StepOutcome, alloc: Allocation, where: stri
 }
 
 
-/** Loads the modules here too, to refuse unknown task names at submit. Undefined if they cannot be loaded here (ESM). */
-function probeModules(modules: readonly string[]): Set<string> | undefined {
-  const names = new Set<string>();
-  for (const path of modules) {
-    let exports: unknown;
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's task modules, synchronously
-      exports = require(path);
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === 'ERR_REQUIRE_ESM' || code === 'ERR_UNKNOWN_FILE_EXTENSION' || (/\.[cm]?ts$/.test(path) && err instanceof SyntaxError)) return undefined;
-      throw new TypeError(`slurm({ modules }): module ${path} failed to load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    }
-    for (const value of [exports, ...(typeof exports === 'object' && exports !== null ? Object.values(exports) : [])]) {
-      if (typeof value === 'function') {
-        const name = registeredName(value as (...args: never[]) => unknown);
-        if (name !== undefined) names.add(name);
-      }
-    }
-  }
-  return names;
-}

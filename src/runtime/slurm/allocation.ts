@@ -8,7 +8,8 @@
 //   * if this process dies in any way (even SIGKILL) the pipe closes and Slurm gets its nodes back.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { SlurmAllocationError } from '../errors';
+import { SlurmAllocationError } from '../../errors';
+import { sleep } from '../../util';
 
 const HOLDER = 'echo "$SLURM_JOB_ID"; exec cat >/dev/null';
 
@@ -22,7 +23,6 @@ export function slurmCommand(cmd: string, args: readonly string[], timeoutMs = 3
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Slurm's state of a job (`RUNNING`, `TIMEOUT`, `CANCELLED`, ...), or undefined if Slurm no longer knows it. */
 export async function jobState(jobId: string): Promise<string | undefined> {

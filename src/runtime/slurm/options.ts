@@ -1,9 +1,9 @@
 // The Slurm backend's options, what the cluster offers (asked once, synchronously, from sinfo and
 // scontrol), and how requirements become salloc / srun options.
 import { execFileSync } from 'node:child_process';
-import { SlurmAllocationError, UnsatisfiableRequirementsError } from '../errors';
-import type { SlurmOptions, TaskRequirements, WorkerRequirements } from '../task/requirements';
-import type { Capacity } from './backend';
+import { SlurmAllocationError, UnsatisfiableRequirementsError } from '../../errors';
+import type { SlurmOptions, TaskRequirements, WorkerRequirements } from '../../task/requirements';
+import type { Capacity } from '../backend';
 
 export interface SlurmBackendOptions {
   /** partition of the allocations (default: the cluster's default partition); `worker.slurm.partition` wins */

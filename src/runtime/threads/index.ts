@@ -1,13 +1,20 @@
+/**
+ * `threads()`: `defineTask` functions of registered modules on worker threads, a piscina pool per
+ * executor (main side; the worker is `worker.ts`, both on the remote runner's wire and protocol).
+ */
 import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
 import Piscina from 'piscina';
 import { Observable } from 'rxjs';
-import { UnknownTaskError, UnregisteredFunctionError, UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../errors';
-import { SPEC_FN, registeredName, type TaskSpec } from '../task/spec';
-import type { Backend, BackendExecutor, Job } from './backend';
-import { probeModules, resolveModules, workerExecArgv } from './thread-modules';
-import { Ring, deserializeError, isPrimitive, markAborted, serializeError, unclonable, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './thread-protocol';
+import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
+import { recordError, reviveError } from '../../recorded-error';
+import type { TaskSpec } from '../../task/spec';
+import type { Backend, BackendExecutor, Job } from '../backend';
+import { acceptFunction, type RemoteFunctions } from '../remote/accept';
+import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
+import { structuredCloneWire } from '../remote/wire';
+import { Ring, markAborted, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './protocol';
 
 export interface ThreadsOptions {
   /**
@@ -41,14 +48,13 @@ export function threads(options: ThreadsOptions): Backend {
   if (!Number.isInteger(maxThreads) || maxThreads < 1) throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
   const grace = options.cancelGraceMs ?? 1000;
   if (!(grace >= 0)) throw new TypeError(`threads({ cancelGraceMs }): expected a non-negative number of milliseconds, got ${String(options.cancelGraceMs)}`);
-  const defined = probeModules(modules);
-  const workerFile = join(__dirname, `thread-worker${extname(__filename)}`);
-  const execArgv = workerExecArgv(modules, workerFile);
+  const workerFile = join(__dirname, `worker${extname(__filename)}`);
+  const execArgv = [...(process.execArgv.includes('--enable-source-maps') ? ['--enable-source-maps'] : []), ...loaderArgs([workerFile, ...modules], 'threads', 'worker threads')];
+  const remote: RemoteFunctions = { backend: 'threads', where: 'a worker thread', modules, defined: probeModules(modules, 'threads'), wire: structuredCloneWire };
   const channelName = `scalems-threads-${process.pid}-${++backends}-${Math.random().toString(36).slice(2)}`;
   let channel: BroadcastChannel | undefined;
   let runs = 0;
   const workerData: ThreadWorkerData = { modules, channel: channelName, aborts: Ring.create(), placed: Ring.create() };
-  const moduleList = modules.join(', ');
 
   /** Tells the workers to abort a run through its signal. */
   const announce = (key: number, reason: unknown): void => {
@@ -57,32 +63,14 @@ export function threads(options: ThreadsOptions): Backend {
       channel.unref();
     }
     markAborted(workerData.aborts, key, reason);
-    channel.postMessage({ key, reason: serializeError(reason) } satisfies AbortAnnouncement);
+    channel.postMessage({ key, reason: recordError(reason) } satisfies AbortAnnouncement);
   };
 
   const accept = (spec: TaskSpec): void => {
     if (spec.kind === 'executable') {
       throw new UnsatisfiableRequirementsError(`threads() runs defineTask functions only; the executable ${spec.name} cannot run on it: submit it to an executor on processes() (or slurm())`);
     }
-    const fn = spec[SPEC_FN];
-    if (fn !== undefined && registeredName(fn) === undefined) {
-      throw new UnregisteredFunctionError(
-        `${fn.name !== '' ? `function ${fn.name}` : 'an anonymous function'} cannot be sent to a worker thread: threads() runs only functions registered with defineTask(name, fn) in one of its modules (${moduleList}). Move it into such a module, wrap it with defineTask, and export it.`,
-      );
-    }
-    if (defined !== undefined && !defined.has(spec.name)) {
-      throw new UnknownTaskError(
-        `no task named "${spec.name}" is defined by the modules given to threads({ modules }) (${moduleList}): define it with defineTask("${spec.name}", fn) in one of them and export it, or add the module that defines it`,
-      );
-    }
-    for (let i = 0; i < spec.args.length; i++) {
-      const arg: unknown = spec.args[i];
-      if (isPrimitive(arg)) continue;
-      const problem = unclonable(arg, `argument ${i}`);
-      if (problem !== undefined) {
-        throw new UnserializableValueError(`task ${spec.label ?? spec.name}: ${problem}; arguments of threads() tasks are copied to a worker thread by structured clone. Pass plain data.`);
-      }
-    }
+    acceptFunction(spec, remote);
   };
 
   return {
@@ -183,7 +171,7 @@ function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
             settle(rank, true);
             return;
           }
-          const error = deserializeError(response.error);
+          const error = reviveError(response.error);
           if (ranks > 1) Object.assign(error, { rank });
           const peer = response.error.details?.peerEnded;
           if (!done && typeof peer === 'number' && succeeded[peer] === undefined) consequences.push({ peer, error });
@@ -227,7 +215,7 @@ function runOne(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
         if (response.ok) {
           subscriber.next(response.value);
           subscriber.complete();
-        } else subscriber.error(deserializeError(response.error));
+        } else subscriber.error(reviveError(response.error));
       },
       (err: unknown) => {
         open = false;

@@ -7,9 +7,10 @@
 // (CANCELLED, DUE TO TIME LIMIT, oom-kill, node failure) arrive on srun's stderr too. The program's own
 // stdout/stderr go to files (--output/--error), so srun's stderr holds only Slurm's messages.
 import { constants } from 'node:os';
-import { spawnTree, type ProcessTree } from './process-tree';
-import { slurmCommand } from './slurm-allocation';
-import { tail } from './workdir';
+import { spawnTree, type ProcessTree } from '../executable/process-tree';
+import { slurmCommand } from './allocation';
+import { sleep } from '../../util';
+import { tail } from '../executable/workdir';
 
 export type StepState = 'COMPLETED' | 'FAILED' | 'CANCELLED' | 'TIMEOUT' | 'OUT_OF_MEMORY' | 'NODE_FAIL' | 'PREEMPTED';
 
@@ -163,7 +164,7 @@ export function startStep(launch: StepLaunch): RunningStep {
     // slurmstepd writes its notice as the step ends, which can be just after srun has ended: a step that
     // a signal ended (a scancel, a kill) gets a moment more before it is taken for a plain failure
     for (let i = 0; notices === '' && outcome.signal !== null && i < NOTICE_WAITS; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       notices = stepdNotices(await tail(launch.stderrFile, 8192));
     }
     return notices === '' ? outcome : classifyStep(`${stderr}\n${notices}`, status);
@@ -191,7 +192,7 @@ export function startStep(launch: StepLaunch): RunningStep {
       const left = await findStep(launch.jobId, launch.name);
       if (left !== undefined) {
         await slurmCommand('scancel', [left]).catch(() => undefined);
-        for (let i = 0; i < 100 && (await findStep(launch.jobId, launch.name)) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+        for (let i = 0; i < 100 && (await findStep(launch.jobId, launch.name)) !== undefined; i++) await sleep(100);
       }
     })();
     return cancelling;

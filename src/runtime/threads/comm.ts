@@ -5,9 +5,9 @@
  * (source, tag); collectives are numbered, so every rank must call them in the same order (as in MPI).
  */
 import type { MessagePort } from 'node:worker_threads';
-import { TaskFailedError, UnserializableValueError } from '../errors';
-import type { Communicator } from './backend';
-import { unclonable } from './thread-protocol';
+import { TaskFailedError, UnserializableValueError } from '../../errors';
+import type { Communicator } from '../backend';
+import { unclonable } from '../remote/wire';
 
 type ReduceOp = 'sum' | 'min' | 'max' | 'prod';
 

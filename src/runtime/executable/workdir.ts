@@ -7,8 +7,8 @@
 import { constants } from 'node:fs';
 import { copyFile, cp, lstat, mkdir, open, readFile, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { ExecutableFailedError, PathEscapeError } from '../errors';
-import type { FileRef } from '../task/executable';
+import { ExecutableFailedError, PathEscapeError } from '../../errors';
+import type { FileRef } from '../../task/executable';
 
 /** One attempt's working directory. All paths are absolute. */
 export interface Workdir {

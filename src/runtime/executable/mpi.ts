@@ -1,7 +1,7 @@
 // How an executable with `ranks > 1` is launched locally: through Open MPI's `mpirun -np <ranks>`.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { TaskRequirements } from '../task/requirements';
+import type { TaskRequirements } from '../../task/requirements';
 
 export interface MpiOptions {
   /** the launcher (default `mpirun`, found on PATH) */

@@ -1,10 +1,10 @@
 // Checking an executable spec at submit, and turning its resolved inputs into host paths at run time.
 import { resolve } from 'node:path';
-import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError } from '../errors';
-import type { Workflow } from '../store/workflow';
-import { isTaskHandle, isTaskRef } from '../task/hash';
-import { RESERVED_NAMES, isFileRef, isOutputOf, validateDescription, type ExecutableDescription } from '../task/executable';
-import type { TaskSpec } from '../task/spec';
+import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError } from '../../errors';
+import type { Workflow } from '../../store/workflow';
+import { isTaskHandle, isTaskRef } from '../../task/hash';
+import { RESERVED_NAMES, isFileRef, isOutputOf, validateDescription, type ExecutableDescription } from '../../task/executable';
+import type { TaskSpec } from '../../task/spec';
 import type { StagingMode } from './workdir';
 
 /**

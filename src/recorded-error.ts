@@ -1,0 +1,103 @@
+/**
+ * Errors as data, and back: what a thrown value becomes in a task record (stored, or sent from a worker
+ * thread, a job step or a remote worker), and the typed error rebuilt from such a record. This is the
+ * one place that knows every error code: each `ScalemsError` class of `errors.ts` is found here by its
+ * `code`, so a new class is revived without being listed anywhere.
+ */
+import * as errors from './errors';
+
+/** An error as recorded: enough to show it, branch on it and rebuild a typed error from it. */
+export interface RecordedError {
+  readonly name: string;
+  readonly message: string;
+  readonly code?: string;
+  readonly stack?: string;
+  /** the plain-data fields of the error (exit code, upstream id, a user error's own fields, ...) */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** Fields every error has, kept apart from `details`. */
+const OWN = new Set(['name', 'message', 'code', 'stack']);
+
+/** What a thrown value becomes in a task record. */
+export function recordError(err: unknown): RecordedError {
+  if (err instanceof Error) {
+    let details: Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(err)) {
+      if (!OWN.has(k) && isPlainData(v, 0)) (details ??= {})[k] = v;
+    }
+    const code = (err as { code?: unknown }).code;
+    return {
+      name: err.name,
+      message: err.message,
+      ...(typeof code === 'string' ? { code } : {}),
+      ...(err.stack !== undefined ? { stack: err.stack } : {}),
+      ...(details !== undefined ? { details } : {}),
+    };
+  }
+  return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
+}
+
+/**
+ * Rebuilds an error from its record: a scalems error as its own class with its fields (by `code`); any
+ * other (a user's error class, which cannot be rebuilt here) as an `Error` with its name, message,
+ * code, stack and plain-data fields, so that `err.name`, `err.code` and `err.message` read as they did
+ * where it was thrown.
+ */
+export function reviveError(recorded: RecordedError): Error {
+  const Known = recorded.code !== undefined ? scalemsClasses().get(recorded.code) : undefined;
+  const err = Known !== undefined ? new Known(recorded.message) : new Error(recorded.message);
+  if (Known === undefined) {
+    Object.defineProperty(err, 'name', { value: recorded.name, writable: true, configurable: true, enumerable: false });
+    if (recorded.code !== undefined) Object.assign(err, { code: recorded.code });
+  }
+  if (recorded.details !== undefined) Object.assign(err, recorded.details);
+  if (recorded.stack !== undefined) err.stack = recorded.stack;
+  return err;
+}
+
+type ScalemsErrorClass = new (message: string) => errors.ScalemsError;
+
+let classes: Map<string, ScalemsErrorClass> | undefined;
+
+/** Every class of `errors.ts` by its code (made once, when an error is first revived). */
+function scalemsClasses(): Map<string, ScalemsErrorClass> {
+  if (classes === undefined) {
+    classes = new Map();
+    for (const value of Object.values(errors) as unknown[]) {
+      if (typeof value !== 'function' || !(value === errors.ScalemsError || value.prototype instanceof errors.ScalemsError)) continue;
+      const C = value as ScalemsErrorClass;
+      // the code is an instance field: read it off one instance (constructors take the message first)
+      classes.set(new C('').code, C);
+    }
+  }
+  return classes;
+}
+
+/** JSON-shaped data a record can keep (bounded depth: details are for branching, not for payloads). */
+function isPlainData(v: unknown, depth: number): boolean {
+  if (v === null) return true;
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (depth >= 4) return false;
+  if (Array.isArray(v)) return v.every((item) => isPlainData(item, depth + 1));
+  const proto: unknown = Object.getPrototypeOf(v);
+  return (proto === Object.prototype || proto === null) && Object.values(v as object).every((item) => isPlainData(item, depth + 1));
+}
+
+function safeString(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Task modules: the files a backend's remote side loads to find `defineTask` functions by name. Here
+ * on the main side: where they are and which task names they define (so that an unknown name is refused
+ * at submit); how Node must be started to load them (tsx for TypeScript); and, on the remote side,
+ * loading them. Shared by every backend that runs functions elsewhere (threads, slurm).
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { TaskModuleError } from '../../errors';
+import { registeredName, type AnyFunction } from '../../task/spec';
+
+/**
+ * Absolute, resolved paths of a backend's task modules (relative ones from `process.cwd()`); throws
+ * naming a missing one. `backend` names the option in messages (`threads`, `slurm`).
+ */
+export function resolveModules(list: unknown, backend: string, options: { allowEmpty?: boolean } = {}): string[] {
+  if (!Array.isArray(list) || (list.length === 0 && options.allowEmpty !== true) || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
+    throw new TypeError(
+      `${backend}({ modules }): expected ${options.allowEmpty === true ? 'an' : 'a non-empty'} array of module paths (absolute, or relative to process.cwd()) that define the tasks with defineTask`,
+    );
+  }
+  return list.map((m) => {
+    const path = resolve(process.cwd(), m);
+    try {
+      return require.resolve(path);
+    } catch (err) {
+      throw new TypeError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
+    }
+  });
+}
+
+/**
+ * The task names the modules define, found by loading them here (synchronously), or undefined where
+ * this process cannot load them so (an ES module, or TypeScript without tsx): then the remote side
+ * reports an unknown name when the task runs.
+ */
+export function probeModules(modules: readonly string[], backend: string): Set<string> | undefined {
+  const names = new Set<string>();
+  for (const path of modules) {
+    let moduleExports: unknown;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's task modules, synchronously
+      moduleExports = require(path);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ERR_REQUIRE_ESM' || code === 'ERR_UNKNOWN_FILE_EXTENSION' || (isTypeScript(path) && err instanceof SyntaxError)) return undefined;
+      throw new TaskModuleError(`${backend}({ modules }): module ${path} failed to load here: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    collectTaskNames(moduleExports, names);
+    if (typeof moduleExports === 'object' && moduleExports !== null) collectTaskNames((moduleExports as { default?: unknown }).default, names);
+  }
+  return names;
+}
+
+function collectTaskNames(moduleExports: unknown, names: Set<string>): void {
+  if ((typeof moduleExports !== 'object' && typeof moduleExports !== 'function') || moduleExports === null) return;
+  for (const value of [moduleExports, ...Object.values(moduleExports)]) {
+    if (typeof value !== 'function') continue;
+    const name = registeredName(value as AnyFunction);
+    if (name !== undefined) names.add(name);
+  }
+}
+
+export const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
+
+/**
+ * The Node options that let a new thread or process load `files`: none for JavaScript; tsx's CommonJS
+ * hook when one of them is TypeScript (this library run from source, or `.ts` task modules). Worker
+ * threads and child processes do not inherit the parent's loaders.
+ */
+export function loaderArgs(files: readonly string[], backend: string, where: string): string[] {
+  const ts = files.find(isTypeScript);
+  if (ts === undefined) return [];
+  try {
+    return ['--require', require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] })];
+  } catch (err) {
+    throw new TypeError(`${backend}(): ${ts} is TypeScript, and ${where} load TypeScript with tsx, which is not installed: npm install --save-dev tsx, or compile to JavaScript`, { cause: err });
+  }
+}
+
+/**
+ * Loads the modules on the remote side, in order: ES modules (`.mjs`) through `import()`, others
+ * (CommonJS, and `.ts` through tsx) through `require`. A module that fails is a `TaskModuleError`
+ * naming it and `where` it failed.
+ */
+export async function loadModules(modules: readonly string[], where: string): Promise<void> {
+  for (const m of modules) {
+    const path = resolve(m);
+    try {
+      if (/\.mjs$/.test(path)) await import(pathToFileURL(path).href);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules
+      else require(path);
+    } catch (err) {
+      throw new TaskModuleError(`task module ${path} failed to load in ${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+}

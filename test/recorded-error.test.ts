@@ -1,0 +1,74 @@
+import * as scalems from 'scalems';
+import {
+  ExecutableFailedError,
+  PathEscapeError,
+  ScalemsError,
+  SlurmAllocationError,
+  SlurmStepError,
+  StoreLockedError,
+  UpstreamFailedError,
+  WalltimeExceededError,
+} from 'scalems';
+import { recordError, reviveError, type RecordedError } from '../src/recorded-error';
+
+/** An error recorded (as a store keeps it, or as a worker thread or job step sends it: as JSON) and brought back. */
+const roundTrip = (err: Error): Error => reviveError(JSON.parse(JSON.stringify(recordError(err))) as RecordedError);
+
+describe('errors recorded in a store, or sent from a thread or job step, come back typed', () => {
+  it('keeps the class and the structured fields of each typed error', () => {
+    const step = roundTrip(new SlurmStepError('step 12.3 TIMEOUT', 'TIMEOUT', null, '12.3'));
+    expect(step).toBeInstanceOf(SlurmStepError);
+    expect(step).toMatchObject({ state: 'TIMEOUT', exitCode: null, step: '12.3', message: 'step 12.3 TIMEOUT' });
+    expect(roundTrip(new SlurmAllocationError('gone', '12', 'CANCELLED'))).toMatchObject({ jobId: '12', state: 'CANCELLED' });
+    expect(roundTrip(new ExecutableFailedError('exit 2', 2, null, 'boom'))).toMatchObject({ exitCode: 2, signal: null, stderrTail: 'boom' });
+    expect(roundTrip(new UpstreamFailedError('up', 'abc'))).toMatchObject({ upstreamId: 'abc' });
+    expect(roundTrip(new StoreLockedError('held', { pid: 7, host: 'h', since: 'then' }))).toMatchObject({ holder: { pid: 7, host: 'h', since: 'then' } });
+    expect(roundTrip(new WalltimeExceededError('late'))).toBeInstanceOf(WalltimeExceededError);
+    expect(roundTrip(new PathEscapeError('../x'))).toBeInstanceOf(PathEscapeError);
+  });
+
+  it('knows every error class the package exports, by its code', () => {
+    type ErrorClass = (new (message: string) => ScalemsError) & { readonly name: string };
+    const classes = (Object.values(scalems) as unknown[]).filter(
+      (v): v is ErrorClass => typeof v === 'function' && (v === ScalemsError || v.prototype instanceof ScalemsError),
+    );
+    expect(classes.length).toBeGreaterThan(20);
+    const codes = new Set<string>();
+    for (const C of classes) {
+      const revived = roundTrip(new C(`a ${C.name}`));
+      expect(revived).toBeInstanceOf(C);
+      expect(revived.constructor).toBe(C);
+      expect(revived.message).toBe(`a ${C.name}`);
+      codes.add((revived as ScalemsError).code);
+    }
+    expect(codes.size).toBe(classes.length); // codes are unique
+  });
+
+  it('brings a foreign error back as an Error with its name, message, code, fields and stack', () => {
+    class CustomError extends Error {
+      readonly code = 'E_CUSTOM';
+      constructor(
+        message: string,
+        readonly detail: { n: number },
+      ) {
+        super(message);
+        this.name = 'CustomError';
+      }
+    }
+    const original = new CustomError('out of range', { n: 5 });
+    const revived = roundTrip(original);
+    expect(revived).toBeInstanceOf(Error);
+    expect(revived).not.toBeInstanceOf(ScalemsError);
+    expect(revived.name).toBe('CustomError');
+    expect(revived.message).toBe('out of range');
+    expect(revived).toMatchObject({ code: 'E_CUSTOM', detail: { n: 5 } });
+    expect(revived.stack).toBe(original.stack);
+  });
+
+  it('records what is not an Error as a message, and keeps only plain data as fields', () => {
+    expect(recordError('plain string')).toEqual({ name: 'Error', message: 'plain string' });
+    expect(recordError({ why: 1 })).toEqual({ name: 'Error', message: '{"why":1}' });
+    const err = Object.assign(new Error('x'), { fn: () => 1, when: new Date(0), n: Infinity, ok: [1, 'a', null] });
+    expect(recordError(err).details).toEqual({ ok: [1, 'a', null] });
+  });
+});
