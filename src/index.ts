@@ -14,7 +14,7 @@ export type { TaskRef } from './task/hash';
 export type { Store } from './store/store';
 export { memoryStore } from './store/memory';
 export { idbStore, IDB_STORE_VERSION } from './store/idb';
-export { Workflow, openWorkflow, type OpenWorkflowOptions } from './store/workflow';
+export { Workflow, openWorkflow, type OpenWorkflowOptions } from './runtime/workflow';
 export { TaskDescription, decodeDescription } from './task/description';
 export { TASK_STATES, isFinal, taskByLabel, taskRecord, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './store/state';
 export { emptyTable, tableEntries, tableGet, tableSize, tableValues, type Table } from './store/table';

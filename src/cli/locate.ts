@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { StoreCorruptError } from '../errors';
 import { TASK_STATES, type TaskRecord, type TaskStateName } from '../store/state';
 import { sqliteStore } from '../store/sqlite';
-import { TASK_KEY_PREFIX } from '../store/workflow';
+import { TASK_KEY_PREFIX } from '../store/slot';
 import { CliError } from './command';
 
 export const STORE_FILE = 'state.sqlite';

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { installAsyncLocalCarrier } from '../context/async-local';
 import { setAvailableCores } from '../runtime/cores';
-import { setDefaultStoreFactory } from '../store/workflow';
+import { setDefaultStoreFactory } from '../runtime/workflow';
 import { sqliteStore } from '../store/sqlite';
 
 let installed = false;

@@ -1,10 +1,8 @@
-import { Observable, type OperatorFunction } from 'rxjs';
+import { Observable, Subject, takeUntil, type OperatorFunction } from 'rxjs';
 import type { Executor } from '../runtime/executor';
-import { Task, outcomeError, release, retain, type Settled } from '../runtime/task';
-import { watchSlot } from '../store/workflow';
+import { Task, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
-import { isFinal } from '../store/state';
 
 export interface SubmitOnOptions {
   /** emit results in input order (default: as they finish) */
@@ -33,7 +31,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
   const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
   const toSpec = (input: unknown): TaskSpec | Task<unknown> => {
     if (fn !== undefined) {
-      const arg = isSettled(input) ? (input.status === 'fulfilled' ? input.task : input.task) : input;
+      const arg = isSettled(input) ? input.task : input;
       return call(invocable(fn), arg);
     }
     if (isTaskSpec(input) || input instanceof Task) return input;
@@ -54,7 +52,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
           subscriber.next(options.settle === true ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>) : rec.result);
           return true;
         }
-        const reason = outcomeError(task.entry, rec);
+        const reason = task.failure();
         if (options.settle === true) {
           subscriber.next({ status: 'rejected', reason, task } satisfies Settled<unknown>);
           return true;
@@ -68,7 +66,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
       const settle = (member: Member): void => {
         member.stop?.();
         inflight.delete(member);
-        release(member.task.entry);
+        member.task.release();
         if (options.ordered === true) {
           member.settled = true;
           while (queue.length > 0 && queue[0]!.settled) {
@@ -78,7 +76,11 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
         maybeComplete();
       };
 
-      const sourceSub = source.subscribe({
+      // The source subscription ends with this one, even while the source is still emitting
+      // synchronously (an error in `next` while `from(array)` runs): it is not pulled any further.
+      const ended = new Subject<void>();
+      subscriber.add(() => ended.next());
+      const sourceSub = source.pipe(takeUntil(ended)).subscribe({
         next: (input) => {
           let task: Task<unknown>;
           try {
@@ -88,17 +90,11 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
             subscriber.error(err);
             return;
           }
-          retain(task.entry);
+          task.retain();
           const member: Member = { task, settled: false, stop: undefined };
           if (options.ordered === true) queue.push(member);
           inflight.add(member);
-          if (task.entry.slot.outcome !== undefined) {
-            settle(member);
-            return;
-          }
-          member.stop = watchSlot(task.entry.slot, (rec) => {
-            if (isFinal(rec.state)) settle(member);
-          });
+          member.stop = task.whenSettled(() => settle(member));
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => {
@@ -113,7 +109,7 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
         inflight.clear();
         for (const member of left) {
           member.stop?.();
-          release(member.task.entry);
+          member.task.release();
         }
       };
     });

@@ -1,6 +1,6 @@
 import type { Observer, Subscription } from 'rxjs';
 import type { TaskRecord } from '../store/state';
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import type { TaskRequirements } from '../task/requirements';
 import type { Hold, Need } from './admission';

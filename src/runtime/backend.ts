@@ -1,7 +1,7 @@
 import type { Observable, SchedulerLike } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 import type { TaskRequirements, WorkerRequirements } from '../task/requirements';
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 
 /** What one executor of a backend can provide at once. */
 export interface Capacity {

@@ -1,4 +1,4 @@
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import type { TaskSlot } from '../store/slot';
 import type { AnyFunction } from '../task/spec';
 import type { ContextSnapshot } from '../context/ambient';

@@ -1,5 +1,5 @@
 import { asyncScheduler } from 'rxjs';
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';

@@ -1,4 +1,4 @@
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
 import type { AnyFunction, TaskSpec } from '../task/spec';
 

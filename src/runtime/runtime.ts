@@ -1,4 +1,4 @@
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { ExecutorShutdownError } from '../errors';
 import type { Backend } from './backend';
 import { Executor, type ExecutorOptions } from './executor';

@@ -1,5 +1,5 @@
 import { NoAmbientScopeError } from '../errors';
-import type { Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { ambient, runInScope } from '../context/ambient';
 import type { Executor, RunningTaskScope, TaskContext } from './executor';

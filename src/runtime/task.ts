@@ -1,5 +1,5 @@
 import { Observable, type Observer, type Subscribable, type Unsubscribable, observable as symbolObservable } from 'rxjs';
-import { watchSlot, type Workflow } from '../store/workflow';
+import type { Workflow } from './workflow';
 import { isFinal, type TaskRecord, type TaskStateName } from '../store/state';
 import { TASK_HANDLE } from '../task/hash';
 import { TaskCancelledError } from '../errors';
@@ -62,13 +62,35 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
         subscriber.complete();
         return undefined;
       }
-      return watchSlot(this.entry.slot, (rec) => {
+      return this.entry.slot.watch((rec) => {
         if (rec.state === last) return;
         last = rec.state;
         subscriber.next(rec.state);
         if (isFinal(rec.state)) subscriber.complete();
       });
     });
+  }
+
+  /** @internal Holds an interest in the outcome (as `submitOn` does for its members). */
+  retain(): void {
+    retain(this.entry);
+  }
+
+  /** @internal Drops it: a task nobody holds or awaits any more, and that was not submitted eagerly, is cancelled. */
+  release(): void {
+    release(this.entry);
+  }
+
+  /** @internal Calls `listener` once the task has settled (at once if it has); returns a stop function. */
+  whenSettled(listener: () => void): () => void {
+    const stop = onSettled(this, () => listener());
+    return () => void stop();
+  }
+
+  /** @internal The error a failed or cancelled task rejects with: the original one where this process has it. */
+  failure(): unknown {
+    const rec = this.entry.slot.committed;
+    return rec === undefined ? undefined : outcomeError(this.entry, rec);
   }
 
   /** The result: emits once and completes, or errors. Subscribing counts as awaiting the task. */
@@ -133,7 +155,7 @@ function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): ()
     return () => false;
   }
   let waiting = true;
-  const stop = watchSlot(task.entry.slot, (r) => {
+  const stop = task.entry.slot.watch((r) => {
     if (!isFinal(r.state) || !waiting) return;
     waiting = false;
     stop();
@@ -157,7 +179,7 @@ function deliver<R>(entry: TaskEntry, rec: TaskRecord, subscriber: { next(v: R):
 }
 
 /** The error a failed or cancelled task rejects with: the original one where this process has it. */
-export function outcomeError(entry: TaskEntry, rec: TaskRecord): unknown {
+function outcomeError(entry: TaskEntry, rec: TaskRecord): unknown {
   if (entry.error !== undefined) return entry.error;
   return reviveError(rec.error ?? { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `task ${rec.id} was ${rec.state}` });
 }

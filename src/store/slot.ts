@@ -38,6 +38,19 @@ export class TaskSlot {
     return isFinal(rec.state) ? rec : undefined;
   }
 
+  /** Calls `listener` with the committed record each time the task changes; returns the stop function. */
+  watch(listener: RecordListener): () => void {
+    (this.watchers ??= []).push(listener);
+    return () => {
+      const watchers = this.watchers;
+      if (watchers === undefined) return;
+      const i = watchers.indexOf(listener);
+      if (i < 0) return;
+      if (watchers.length === 1) this.watchers = undefined;
+      else watchers.splice(i, 1);
+    };
+  }
+
   /** The record's key in the store (made once: the store then hashes the same string each time). */
   get storeKey(): string {
     return (this.key ??= TASK_KEY_PREFIX + this.id);

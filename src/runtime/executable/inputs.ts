@@ -1,7 +1,7 @@
 // Checking an executable spec at submit, and turning its resolved inputs into host paths at run time.
 import { resolve } from 'node:path';
 import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError } from '../../errors';
-import type { Workflow } from '../../store/workflow';
+import type { Workflow } from '../workflow';
 import { isTaskHandle, isTaskRef } from '../../task/hash';
 import { RESERVED_NAMES, isFileRef, isOutputOf, validateDescription, type ExecutableDescription } from '../../task/executable';
 import type { TaskSpec } from '../../task/spec';

@@ -1,17 +1,13 @@
 import { BehaviorSubject, asyncScheduler, type Observable, type SchedulerLike, type Unsubscribable } from 'rxjs';
 import { Immer } from 'immer';
 import type { Store } from './store';
-import { memoryStore } from './memory';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './state';
 import { TableEditor } from './table';
-import { TASK_KEY_PREFIX, TaskSlot, type RecordListener } from './slot';
+import { TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
-import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
-import { ambient, detached } from '../context/ambient';
-import { decodeDescription } from '../task/description';
-import type { TaskSpec } from '../task/spec';
-import type { Task } from '../runtime/task';
+import { DuplicateLabelError, StoreClosedError } from '../errors';
+import { detached } from '../context/ambient';
 
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
 const immer = new Immer({ autoFreeze: false });
@@ -19,27 +15,19 @@ const immer = new Immer({ autoFreeze: false });
 /** changed records in the pending batch at which it commits without waiting for the next turn */
 const EAGER_COMMIT = 512;
 
-export { TASK_KEY_PREFIX };
-
 /** @internal what an executor hears of its tasks */
 export type SlotListener = (slot: TaskSlot) => void;
 
-export interface OpenWorkflowOptions {
-  /** Where records are persisted. Default: memory in a browser; a SQLite file under `.scalems/<name>/` on Node. */
-  readonly store?: Store;
-  /** The workflow's name (default `"default"`). */
-  readonly name?: string;
-}
-
 /**
- * The state of one workflow: every task record, the dependency edges and labels, as one immer state
+ * The task graph of one workflow: every task record, the dependency edges and labels, as one immer state
  * stream. All changes go through one reducer into a pending batch, committed once per turn of the
  * event loop (so the answers of many threads or processes handled in one turn commit together; a
  * batch of `EAGER_COMMIT` changes commits at once, so a long run of microtasks still streams; the
  * virtual backend commits on RxJS's asap scheduler, in virtual time). Each commit emits `state$`,
  * notifies only the tasks that changed, and hands only the changed records to the store (`WriteBehind`).
+ * The public `Workflow` (`runtime/workflow.ts`) is this, plus the executors that submit to it.
  */
-export class Workflow {
+export class TaskGraph {
   readonly name: string;
   readonly store: Store;
   private committed: WorkflowState;
@@ -65,10 +53,8 @@ export class Workflow {
   /** how committed changes reach the store */
   private readonly persistence: WriteBehind;
   private closed = false;
-  /** @internal executors open on this workflow in this process, by name */
-  readonly executors = new Map<string, DescriptionTarget>();
 
-  /** @internal use `openWorkflow()` */
+  /** @internal made by `openWorkflow()` */
   constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
     this.name = name;
     this.store = store;
@@ -167,35 +153,6 @@ export class Workflow {
     }
   }
 
-  /**
-   * Low-level submission of a raw task description (JSON, e.g. read from a file or a queue), validated
-   * first: a bad field throws `InvalidTaskDescriptionError` naming its path and the expected type. It
-   * runs on the executor the description names, else the ambient one (`withExecutor`), else the only
-   * executor open on this workflow.
-   */
-  submitDescription(json: unknown): Task<unknown> {
-    const { spec, executor } = decodeDescription(json);
-    const open = [...this.executors.values()].filter((e) => !e.isShutdown);
-    let target: DescriptionTarget | undefined;
-    if (executor !== undefined) {
-      target = this.executors.get(executor);
-      if (target === undefined) {
-        throw new InvalidTaskDescriptionError(`description.executor: no executor named "${executor}" is open on workflow "${this.name}" (open: ${open.map((e) => e.name).join(', ') || 'none'})`);
-      }
-    } else {
-      const ambientExecutor = ambient().executor as DescriptionTarget | undefined;
-      target = ambientExecutor !== undefined && [...this.executors.values()].includes(ambientExecutor) ? ambientExecutor : open.length === 1 ? open[0] : undefined;
-      if (target === undefined) {
-        throw new InvalidTaskDescriptionError(
-          open.length === 0
-            ? `no executor is open on workflow "${this.name}": open one with executor(launch(workflow, backend)) before submitting descriptions`
-            : `description.executor is needed: several executors are open on workflow "${this.name}" (${open.map((e) => e.name).join(', ')})`,
-        );
-      }
-    }
-    return target.submitSpec(spec, { pinned: true });
-  }
-
   /** Sets a task's label, once; labels are unique in the workflow. */
   setLabel(id: string, label: string): void {
     if (typeof label !== 'string' || label.length === 0) throw new TypeError('a task label must be a non-empty string');
@@ -209,7 +166,7 @@ export class Workflow {
 
   /** @internal Calls `listener` with the committed record each time task `id` changes. */
   watch(id: string, listener: RecordListener): () => void {
-    return watchSlot(this.slot(id), listener);
+    return this.slot(id).watch(listener);
   }
 
   /** @internal Calls `listener` with each task of `executor` that becomes ready. */
@@ -293,44 +250,6 @@ export class Workflow {
       await this.store.close();
     }
   }
-}
-
-/** @internal what `submitDescription` needs of an executor */
-export interface DescriptionTarget {
-  readonly name: string;
-  readonly isShutdown: boolean;
-  submitSpec(spec: TaskSpec, options: { pinned: boolean }): Task<unknown>;
-}
-
-/** Opens (or reopens, restoring every record) a workflow on a store. */
-export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<Workflow> {
-  const name = options.name ?? 'default';
-  const store = options.store ?? (await defaultStoreFactory(name));
-  const records: TaskRecord[] = [];
-  for (const [key, value] of await store.entries<TaskRecord>()) {
-    if (key.startsWith(TASK_KEY_PREFIX)) records.push(value);
-  }
-  return new Workflow(name, store, records);
-}
-
-let defaultStoreFactory: (name: string) => Store | Promise<Store> = () => memoryStore();
-
-/** @internal The Node entry point makes a SQLite file the default store. */
-export function setDefaultStoreFactory(factory: (name: string) => Store | Promise<Store>): void {
-  defaultStoreFactory = factory;
-}
-
-/** @internal Calls `listener` with the committed record each time the slot's task changes; returns the stop function. */
-export function watchSlot(slot: TaskSlot, listener: RecordListener): () => void {
-  (slot.watchers ??= []).push(listener);
-  return () => {
-    const watchers = slot.watchers;
-    if (watchers === undefined) return;
-    const i = watchers.indexOf(listener);
-    if (i < 0) return;
-    if (watchers.length === 1) slot.watchers = undefined;
-    else watchers.splice(i, 1);
-  };
 }
 
 /**

@@ -1,0 +1,114 @@
+// submitOn, pinned as RxJS pins its operators (spec/operators/*-spec.ts): marble diagrams of the result
+// and of the source's subscription, on the virtual backend (one frame = one virtual millisecond).
+import { TestScheduler } from 'rxjs/testing';
+import { from, map, type OperatorFunction } from 'rxjs';
+import { call, executor, launch, memoryStore, openWorkflow, submitOn, type Settled, type TaskSpec, type Workflow } from 'scalems';
+import { virtual } from 'scalems/testing';
+
+const times10 = (n: number): number => n * 10;
+const failsOn2 = (n: number): number => {
+  if (n === 2) throw new Error('member 2 diverged');
+  return n;
+};
+
+let wf: Workflow;
+let scheduler: TestScheduler;
+beforeEach(async () => {
+  wf = await openWorkflow({ store: memoryStore() });
+  scheduler = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+});
+
+/** An executor of `cores` on which every task takes `frames`. */
+const executorOf = (frames: number, cores = 4) => executor(launch(wf, virtual({ defaultDuration: frames })), { worker: { cores } });
+
+/** How many tasks the workflow has recorded, by state. */
+const counts = () => wf.state.counts;
+
+describe('submitOn', () => {
+  it('emits each result when its task settles and completes after the source and every task', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions }) => {
+      const ex = executorOf(3);
+      const source = hot('-a-b-|', { a: 1, b: 2 });
+      expectObservable(source.pipe(submitOn(ex, times10))).toBe('----a-(b|)', { a: 10, b: 20 });
+      expectSubscriptions(source.subscriptions).toBe('^----!');
+    });
+  });
+
+  it('unsubscribing unsubscribes the source and cancels the tasks in flight', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions, flush }) => {
+      const ex = executorOf(4);
+      const source = hot('-a-b-c-d-|', { a: 1, b: 2, c: 3, d: 4 });
+      expectObservable(source.pipe(submitOn(ex, times10)), '^-----!').toBe('-----a', { a: 10 });
+      expectSubscriptions(source.subscriptions).toBe('^-----!');
+      flush();
+      // a (submitted at 1) finished at 5; b (3) and c (5) were in flight at 6: cancelled; d never submitted
+      expect(counts()).toMatchObject({ succeeded: 1, cancelled: 2 });
+      expect(wf.state.tasks.size).toBe(3);
+    });
+  });
+
+  it('a failed task errors the stream and unsubscribes the source: nothing is submitted after it', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions, flush }) => {
+      const ex = executorOf(2);
+      const source = hot('-a-b-c-d-|', { a: 1, b: 2, c: 3, d: 4 });
+      expectObservable(source.pipe(submitOn(ex, failsOn2))).toBe('---a-#', { a: 1 }, new Error('member 2 diverged'));
+      expectSubscriptions(source.subscriptions).toBe('^----!');
+      flush();
+      // a, b and c were submitted (c at 5, the frame b failed in: it is cancelled); d never was
+      expect(wf.state.tasks.size).toBe(3);
+      expect(counts()).toMatchObject({ succeeded: 1, failed: 1, cancelled: 1 });
+    });
+  });
+
+  it('with { settle: true } a failure is one outcome among the others and the source runs to its end', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions }) => {
+      const ex = executorOf(2);
+      const source = hot('-a-b-c-|', { a: 1, b: 2, c: 3 });
+      const outcomes = source.pipe(
+        submitOn(ex, failsOn2, { settle: true }),
+        map((s: Settled<number>) => (s.status === 'fulfilled' ? s.value : 'x')),
+      );
+      expectObservable(outcomes).toBe('---a-b-(c|)', { a: 1, b: 'x', c: 3 });
+      expectSubscriptions(source.subscriptions).toBe('^------!');
+    });
+  });
+
+  it('a source error errors the stream at once and cancels the tasks in flight', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions, flush }) => {
+      const ex = executorOf(10);
+      const source = hot('-a-#', { a: 1 });
+      expectObservable(source.pipe(submitOn(ex, times10))).toBe('---#');
+      expectSubscriptions(source.subscriptions).toBe('^--!');
+      flush();
+      expect(counts()).toMatchObject({ cancelled: 1 });
+    });
+  });
+
+  it('{ ordered: true } emits in input order, holding a result until those before it have come', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions }) => {
+      const ex = executor(launch(wf, virtual({ durations: (job) => (job.args[0] === 1 ? 5 : 1) })), { worker: { cores: 4 } });
+      const source = hot('-a-b|', { a: 1, b: 2 });
+      expectObservable(source.pipe(submitOn(ex, times10, { ordered: true }))).toBe('------(ab|)', { a: 10, b: 20 });
+      expectSubscriptions(source.subscriptions).toBe('^---!');
+    });
+  });
+
+  it('stops pulling a synchronous source at an error: the rest is neither pulled nor submitted', () => {
+    scheduler.run(({ expectObservable }) => {
+      const ex = executorOf(1);
+      let pulled = 0;
+      function* inputs(): Generator<TaskSpec | number> {
+        for (const item of [call(times10, 1), 2, call(times10, 3), call(times10, 4)]) {
+          pulled++;
+          yield item;
+        }
+      }
+      // the second input is not a spec: submitOn(ex) refuses it, in the middle of from()'s loop
+      const refused = from(inputs()).pipe(submitOn(ex) as unknown as OperatorFunction<TaskSpec | number, unknown>);
+      expectObservable(refused).toBe('#', undefined, expect.any(TypeError) as unknown as Error);
+      scheduler.flush();
+      expect(pulled).toBe(2);
+      expect(wf.state.tasks.size).toBe(1);
+    });
+  });
+});
