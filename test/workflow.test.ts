@@ -9,7 +9,6 @@ import {
   memoryStore,
   openWorkflow,
   submitOn,
-  tableValues,
   type Store,
   type TaskRecord,
   type WorkflowState,
@@ -41,7 +40,7 @@ describe('workflow state stream', () => {
     const last = states[states.length - 1]!;
     expect(last.name).toBe('batches');
     expect(last.counts).toEqual({ new: 0, submitted: 0, ready: 0, running: 0, succeeded: 50, failed: 0, cancelled: 0 });
-    expect([...tableValues(last.tasks)]).toHaveLength(50);
+    expect([...last.tasks.values()]).toHaveLength(50);
     // 50 tasks × 3 transitions: far fewer commits than changes
     expect(states.length).toBeLessThan(50);
     // states are immutable snapshots: an earlier one is unchanged by later commits

@@ -15,7 +15,6 @@ import { Admission, type Need } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
-export type { RunningTaskScope, TaskContext } from './attempt';
 
 export interface ExecutorOptions {
   /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */

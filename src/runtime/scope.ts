@@ -2,7 +2,8 @@ import { NoAmbientScopeError } from '../errors';
 import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { ambient, runInScope } from '../context/ambient';
-import type { Executor, RunningTaskScope, TaskContext } from './executor';
+import type { RunningTaskScope, TaskContext } from './attempt';
+import type { Executor } from './executor';
 import type { Task } from './task';
 
 /** Runs `fn` with `workflow` as the ambient workflow (see `currentWorkflow()`). */

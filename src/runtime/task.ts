@@ -6,7 +6,7 @@ import { TaskCancelledError } from '../errors';
 import { reviveError } from '../recorded-error';
 import { entryOf, type TaskEntry } from './entry';
 import { ambient } from '../context/ambient';
-import type { RunningTaskScope } from './executor';
+import type { RunningTaskScope } from './attempt';
 
 /** The outcome of a task, for streams that must not end on the first failure (`submitOn(ex, { settle: true })`). */
 export type Settled<R> =

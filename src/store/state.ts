@@ -1,6 +1,6 @@
 import type { RecordedError } from '../recorded-error';
 import type { TaskRequirements } from '../task/requirements';
-import { emptyTable, tableGet, type Table } from './table';
+import { emptyTable, type Table } from './table';
 
 export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TASK_STATES: readonly TaskStateName[] = ['new', 'submitted', 'ready', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -94,8 +94,8 @@ export function emptyState(name: string): WorkflowState {
   };
 }
 
-export const taskRecord = (state: WorkflowState, id: string): TaskRecord | undefined => tableGet(state.tasks, id);
+/** The record of the task with that label, if any. */
 export const taskByLabel = (state: WorkflowState, label: string): TaskRecord | undefined => {
-  const id = tableGet(state.labels, label);
-  return id === undefined ? undefined : tableGet(state.tasks, id);
+  const id = state.labels.get(label);
+  return id === undefined ? undefined : state.tasks.get(id);
 };

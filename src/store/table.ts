@@ -143,8 +143,3 @@ export class TableEditor<V> {
     return table;
   }
 }
-
-export const tableGet = <V>(table: Table<V>, key: string): V | undefined => table.get(key);
-export const tableEntries = <V>(table: Table<V>): IterableIterator<[string, V]> => table.entries();
-export const tableValues = <V>(table: Table<V>): IterableIterator<V> => table.values();
-export const tableSize = <V>(table: Table<V>): number => table.size;
