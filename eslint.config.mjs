@@ -11,6 +11,16 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-non-null-assertion': 'off',
+      // prettier formats at 120; this catches what it cannot wrap (strings, comments). Test titles are
+      // sentences a reader searches for: they stay whole.
+      'max-len': [
+        'error',
+        {
+          code: 120,
+          ignoreRegExpLiterals: true,
+          ignorePattern: String.raw`^\s*(it|test|describe|describeWithService)(\.each\(.*\))?\(`,
+        },
+      ],
     },
   },
   {

@@ -57,11 +57,22 @@ export async function benchCore(): Promise<Record<string, number>> {
   const s100k = await best(2, () => timeScalems(100_000));
   const b100k = await best(2, () => timeBaseline(100_000));
   console.log('core: no-op tasks through submitOn(executor) on inProcess(), memory store');
-  console.log(`  10 000:  scalems ${rate(10_000, s10k)}  |  rxjs mergeMap ${rate(10_000, b10k)}  |  ratio ${(b10k / s10k).toFixed(3)}`);
-  console.log(`  100 000: scalems ${rate(100_000, s100k)}  |  rxjs mergeMap ${rate(100_000, b100k)}  |  ratio ${(b100k / s100k).toFixed(3)}`);
-  console.log(`  time 100k / 10k: scalems ${(s100k / s10k).toFixed(2)} (10 = linear)  |  rxjs ${(b100k / b10k).toFixed(2)}`);
+  console.log(
+    `  10 000:  scalems ${rate(10_000, s10k)}  |  rxjs mergeMap ${rate(10_000, b10k)}  |  ` +
+      `ratio ${(b10k / s10k).toFixed(3)}`,
+  );
+  console.log(
+    `  100 000: scalems ${rate(100_000, s100k)}  |  rxjs mergeMap ${rate(100_000, b100k)}  |  ` +
+      `ratio ${(b100k / s100k).toFixed(3)}`,
+  );
+  console.log(
+    `  time 100k / 10k: scalems ${(s100k / s10k).toFixed(2)} (10 = linear)  |  rxjs ${(b100k / b10k).toFixed(2)}`,
+  );
   const heap = await heapPerTask(100_000);
-  console.log(`  heap held per settled task (100 000 in one workflow): ${Number.isNaN(heap) ? 'n/a (run node with --expose-gc)' : `${Math.round(heap)} bytes`}`);
+  console.log(
+    `  heap held per settled task (100 000 in one ` +
+      `workflow): ${Number.isNaN(heap) ? 'n/a (run node with --expose-gc)' : `${Math.round(heap)} bytes`}`,
+  );
   return { s10k, b10k, s100k, b100k, scaling: s100k / s10k, heap };
 }
 

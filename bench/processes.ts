@@ -10,7 +10,10 @@ import { processes } from 'scalems/node';
 export interface ProcessesBenchFigures {
   readonly tasks: number;
   readonly concurrency: number;
-  /** executables per second through scalems (workflow + processes() backend: working directory, stdout/stderr files, process group) */
+  /**
+   * executables per second through scalems (workflow + processes() backend: working directory, stdout/stderr files,
+   * process group)
+   */
   readonly scalemsPerSecond: number;
   /** plain `spawn('true')` per second, same concurrency, stdio ignored */
   readonly spawnPerSecond: number;
@@ -55,7 +58,9 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
 }
 
 /** Measures, prints (unless `quiet`) and returns the figures. */
-export async function benchProcesses(options: { tasks?: number; concurrency?: number; quiet?: boolean } = {}): Promise<ProcessesBenchFigures> {
+export async function benchProcesses(
+  options: { tasks?: number; concurrency?: number; quiet?: boolean } = {},
+): Promise<ProcessesBenchFigures> {
   const tasks = options.tasks ?? 200;
   const concurrency = options.concurrency ?? availableParallelism();
   await viaSpawn(20, concurrency); // warm up
@@ -72,10 +77,8 @@ export async function benchProcesses(options: { tasks?: number; concurrency?: nu
 }
 
 if (require.main === module) {
-  benchProcesses().catch(
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
+  benchProcesses().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
 }

@@ -58,7 +58,9 @@ export async function benchSlurm(tasks = 32, rounds = 5): Promise<SlurmBenchFigu
   try {
     const ex = executor(rt, { worker: { cores: concurrency } });
     await ex.submit(executable(['true'], { key: 'warm-up' })); // the allocation is granted
-    const jobId = execFileSync('squeue', ['-h', '-n', `scalems-${ex.id}-${process.pid}`, '-o', '%i'], { encoding: 'utf8' }).trim();
+    const jobId = execFileSync('squeue', ['-h', '-n', `scalems-${ex.id}-${process.pid}`, '-o', '%i'], {
+      encoding: 'utf8',
+    }).trim();
     await timeSrun(jobId, 4, concurrency);
     let scalemsMs = Infinity;
     let srunMs = Infinity;
@@ -74,8 +76,10 @@ export async function benchSlurm(tasks = 32, rounds = 5): Promise<SlurmBenchFigu
       ratio: srunMs / scalemsMs,
     };
     console.log(
-      `slurm: ${tasks} x true, ${concurrency} at a time in one allocation (${jobId}): slurm() ${figures.scalemsPerSecond.toFixed(1)} tasks/s, ` +
-        `plain srun --exact ${figures.srunPerSecond.toFixed(1)} steps/s, ratio ${figures.ratio.toFixed(2)} (goal >= 0.9)`,
+      `slurm: ${tasks} x true, ${concurrency} at a time in one allocation (${jobId}): ` +
+        `slurm() ${figures.scalemsPerSecond.toFixed(1)} tasks/s, ` +
+        `plain srun --exact ${figures.srunPerSecond.toFixed(1)} steps/s, ratio ${figures.ratio.toFixed(2)} (goal ` +
+        `>= 0.9)`,
     );
     return figures;
   } finally {

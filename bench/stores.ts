@@ -18,7 +18,9 @@ export async function benchStores(n = 100_000): Promise<Record<string, number>> 
     const restored = wf.state.counts.succeeded;
     await wf.close();
     console.log(`stores: ${n.toLocaleString('en')} no-op tasks`);
-    console.log(`  sqliteStore ${rate(n, sqlite)}  |  memoryStore ${rate(n, memory)}  |  ratio ${(memory / sqlite).toFixed(3)}`);
+    console.log(
+      `  sqliteStore ${rate(n, sqlite)}  |  memoryStore ${rate(n, memory)}  |  ratio ${(memory / sqlite).toFixed(3)}`,
+    );
     console.log(`  reopen a ${restored.toLocaleString('en')}-task SQLite store: ${reopenMs.toFixed(0)} ms`);
     return { memory, sqlite, reopenMs };
   } finally {

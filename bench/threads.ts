@@ -37,14 +37,24 @@ async function timePiscina(pool: Piscina<number, number>, n: number): Promise<nu
   return ms;
 }
 
-async function timeScalems(n: number, nThreads: number, round: number): Promise<{ ms: number; close: () => Promise<void> }> {
+async function timeScalems(
+  n: number,
+  nThreads: number,
+  round: number,
+): Promise<{ ms: number; close: () => Promise<void> }> {
   const wf = await openWorkflow({ store: memoryStore(), name: `bench-threads-${round}` });
   const rt = launch(wf, threads({ modules: [MODULE], maxThreads: nThreads }));
   const ex = executor(rt);
   // start the threads and load the module before timing (piscina's pool is warmed up the same way)
   await Promise.all(range(nThreads).map((i) => ex.submit({ ...call(inc, -1 - i), key: `warm-${round}` })));
   const t0 = performance.now();
-  const done = await lastValueFrom(from(range(n)).pipe(map((i) => call(inc, i)), submitOn(ex), count()));
+  const done = await lastValueFrom(
+    from(range(n)).pipe(
+      map((i) => call(inc, i)),
+      submitOn(ex),
+      count(),
+    ),
+  );
   const ms = performance.now() - t0;
   if (done !== n) throw new Error(`expected ${n} results, got ${done}`);
   return { ms, close: () => rt.shutdown() };
@@ -54,9 +64,11 @@ async function timeScalems(n: number, nThreads: number, round: number): Promise<
 async function timeWindowed(n: number, window: number, run: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;
   const t0 = performance.now();
-  await Promise.all(range(window).map(async () => {
-    while (next < n) await run(next++);
-  }));
+  await Promise.all(
+    range(window).map(async () => {
+      while (next < n) await run(next++);
+    }),
+  );
   return performance.now() - t0;
 }
 
@@ -65,13 +77,26 @@ async function timeBackendAlone(n: number, nThreads: number): Promise<{ ms: numb
   const backend = threads({ modules: [MODULE], maxThreads: nThreads });
   const scope = backend.open({}, { workflow: wf, executorId: 'bench' });
   const signal = new AbortController().signal;
-  const job = (i: number): Job => ({ id: `job-${i}`, label: undefined, kind: 'function', name: inc.taskName, args: [i], requirements: {}, attempt: 1, signal, workflow: wf, invoke: () => undefined });
+  const job = (i: number): Job => ({
+    id: `job-${i}`,
+    label: undefined,
+    kind: 'function',
+    name: inc.taskName,
+    args: [i],
+    requirements: {},
+    attempt: 1,
+    signal,
+    workflow: wf,
+    invoke: () => undefined,
+  });
   await Promise.all(range(nThreads * 4).map((i) => lastValueFrom(scope.run(job(i)))));
   const ms = await timeWindowed(n, nThreads, (i) => lastValueFrom(scope.run(job(i))));
   return { ms, close: () => scope.close() };
 }
 
-export async function benchThreads(options: { tasks?: number; threads?: number; rounds?: number } = {}): Promise<ThreadsBenchFigures> {
+export async function benchThreads(
+  options: { tasks?: number; threads?: number; rounds?: number } = {},
+): Promise<ThreadsBenchFigures> {
   const n = options.tasks ?? 20_000;
   const nThreads = options.threads ?? availableParallelism();
   const rounds = options.rounds ?? 3;
@@ -104,12 +129,18 @@ export async function benchThreads(options: { tasks?: number; threads?: number; 
     backendAlonePerSecond: Math.round((n / aloneMs) * 1000),
     piscinaWindowedPerSecond: Math.round((n / windowedMs) * 1000),
   };
-  console.log(`threads: ${n.toLocaleString('en')} trivial tasks on ${nThreads} threads (memory store, best of ${rounds})`);
+  console.log(
+    `threads: ${n.toLocaleString('en')} trivial tasks on ${nThreads} threads (memory store, best of ${rounds})`,
+  );
   console.log(`  scalems submitOn(executor) on threads(): ${figures.scalemsPerSecond.toLocaleString('en')} tasks/s`);
   console.log(`  piscina.run directly:                    ${figures.piscinaPerSecond.toLocaleString('en')} tasks/s`);
   console.log(`  ratio ${figures.ratio.toFixed(3)} (goal ≥ 0.8)`);
   console.log(`  diagnosis, ${nThreads} in flight at a time (as an executor admits them), no workflow:`);
-  console.log(`    threads() backend alone ${figures.backendAlonePerSecond.toLocaleString('en')} tasks/s | piscina.run ${figures.piscinaWindowedPerSecond.toLocaleString('en')} tasks/s | ratio ${(figures.backendAlonePerSecond / figures.piscinaWindowedPerSecond).toFixed(3)}`);
+  console.log(
+    `    threads() backend alone ${figures.backendAlonePerSecond.toLocaleString('en')} tasks/s | ` +
+      `piscina.run ${figures.piscinaWindowedPerSecond.toLocaleString('en')} tasks/s | ` +
+      `ratio ${(figures.backendAlonePerSecond / figures.piscinaWindowedPerSecond).toFixed(3)}`,
+  );
   return figures;
 }
 

@@ -4,7 +4,18 @@
 //
 //   npx tsx examples/ensemble.ts [members]
 import { from, lastValueFrom, map, toArray } from 'rxjs';
-import { call, currentTask, defineTask, executor, inProcess, labelled, launch, openWorkflow, submitOn, withRequirements } from 'scalems';
+import {
+  call,
+  currentTask,
+  defineTask,
+  executor,
+  inProcess,
+  labelled,
+  launch,
+  openWorkflow,
+  submitOn,
+  withRequirements,
+} from 'scalems';
 
 /** A stand-in for a simulation: a noisy random walk whose seed is the member index. */
 export const simulate = defineTask('ensemble.simulate', async (member: number, steps: number) => {
@@ -54,7 +65,12 @@ async function main(): Promise<void> {
   }
   await runtime.shutdown();
   const counts = workflow.state.counts;
-  console.log(`tasks by state: ${Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => `${s} ${n}`).join(', ')}`);
+  console.log(
+    `tasks by state: ${Object.entries(counts)
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(', ')}`,
+  );
   console.log(`finished by earlier runs, served from the store: ${before}`);
   console.log(`state kept in ${workflow.store.description}`);
   await workflow.close();

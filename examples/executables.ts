@@ -13,9 +13,13 @@ async function main(): Promise<void> {
   // 1. A pipeline: `write` leaves words.txt in its working directory; `count` gets a copy of it as
   //    input.txt. outputOf(...) records the edge: `count` starts when `write` has succeeded.
   const write = ex.submit(executable(['bash', '-c', 'echo the quick fox > words.txt'], { outputs: ['words.txt'] }));
-  const count = ex.submit(executable(['wc', '-w', 'input.txt'], { inputs: { 'input.txt': outputOf(write, 'words.txt') } }));
+  const count = ex.submit(
+    executable(['wc', '-w', 'input.txt'], { inputs: { 'input.txt': outputOf(write, 'words.txt') } }),
+  );
   const counted = await count;
-  console.log(`pipeline: ${(await readText(counted.stdout)).split(' ')[0]} words (stdout kept in ${counted.stdout.$file})`);
+  console.log(
+    `pipeline: ${(await readText(counted.stdout)).split(' ')[0]} words (stdout kept in ${counted.stdout.$file})`,
+  );
 
   // 2. An ensemble: one task per value, at most as many at once as the executor has cores.
   const squares = await lastValueFrom(

@@ -34,7 +34,10 @@ async function main(): Promise<void> {
   await wf.close();
 
   const failed = settled.filter((s) => s.status === 'rejected').length;
-  console.log(`${settled.length - failed} tasks succeeded, ${failed} failed; analysis = ${await analysis.then(String, () => 'failed')}`);
+  console.log(
+    `${settled.length - failed} tasks succeeded, ${failed} failed; analysis ` +
+      `= ${await analysis.then(String, () => 'failed')}`,
+  );
   console.log('Inspect the run with:  npx scalems status .scalems/progress-demo');
   console.log('                       npx scalems graph .scalems/progress-demo');
 }

@@ -29,7 +29,13 @@ async function main(): Promise<void> {
   const results = await lastValueFrom(
     from(Array.from({ length: members }, (_, i) => i)).pipe(
       // Replicas of the same command: `key` makes each a task of its own.
-      map((i) => executable(['./hello'], { inputs: { hello: outputOf(compile, 'hello') }, requirements: { ranks: 2 }, key: `member-${i}` })),
+      map((i) =>
+        executable(['./hello'], {
+          inputs: { hello: outputOf(compile, 'hello') },
+          requirements: { ranks: 2 },
+          key: `member-${i}`,
+        }),
+      ),
       labelled((_, i) => `member-${i}`),
       submitOn(ex, { ordered: true }),
       toArray(),
@@ -43,7 +49,12 @@ async function main(): Promise<void> {
     const sum = lines.find((l) => l.startsWith('sum '));
     console.log(`member ${i}: ${ranks} ranks, ${sum ?? 'no sum'}`);
   }
-  console.log(`tasks by state: ${Object.entries(workflow.state.counts).filter(([, n]) => n > 0).map(([s, n]) => `${s} ${n}`).join(', ')}`);
+  console.log(
+    `tasks by state: ${Object.entries(workflow.state.counts)
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(', ')}`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -12,7 +12,10 @@ import { simulate, sumOfSquares } from './tasks/thread-tasks';
 async function main(): Promise<void> {
   const members = Number(process.argv[2] ?? 8);
   const workflow = await openWorkflow({ store: memoryStore(), name: 'threads-example' });
-  await using runtime = launch(workflow, threads({ modules: [join(__dirname, 'tasks', 'thread-tasks.ts')], maxThreads: 4 }));
+  await using runtime = launch(
+    workflow,
+    threads({ modules: [join(__dirname, 'tasks', 'thread-tasks.ts')], maxThreads: 4 }),
+  );
   const ex = executor(runtime);
   console.log(`executor: ${ex.capacity.cores} cores (one worker thread each)`);
 
@@ -28,9 +31,14 @@ async function main(): Promise<void> {
   console.log(`ensemble: ${ensemble.length} members on ${new Set(ensemble.map((r) => r.thread)).size} threads`);
 
   const n = 100_000; // the sum stays below 2^53, so the float arithmetic is exact
-  const [reduction] = await lastValueFrom(from([call(sumOfSquares, n)]).pipe(withRequirements({ ranks: 4 }), submitOn(ex), toArray()));
+  const [reduction] = await lastValueFrom(
+    from([call(sumOfSquares, n)]).pipe(withRequirements({ ranks: 4 }), submitOn(ex), toArray()),
+  );
   const expected = (n * (n + 1) * (2 * n + 1)) / 6;
-  console.log(`sum of squares 1..${n} on ${reduction!.ranks} ranks: ${reduction!.total} (expected ${expected}: ${reduction!.total === expected ? 'ok' : 'MISMATCH'})`);
+  const verdict = reduction!.total === expected ? 'ok' : 'MISMATCH';
+  console.log(
+    `sum of squares 1..${n} on ${reduction!.ranks} ranks: ${reduction!.total} (expected ${expected}: ${verdict})`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -172,7 +172,10 @@ export class SlurmStepError extends ScalemsError {
   }
 }
 
-/** The executor's Slurm allocation could not be obtained, or it ended (`state`: TIMEOUT, CANCELLED, NODE_FAIL...) while tasks needed it. */
+/**
+ * The executor's Slurm allocation could not be obtained, or it ended (`state`: TIMEOUT, CANCELLED, NODE_FAIL...) while
+ * tasks needed it.
+ */
 export class SlurmAllocationError extends ScalemsError {
   override readonly code = 'SLURM_ALLOCATION';
   constructor(

@@ -5,7 +5,17 @@
  */
 
 /* Defining tasks */
-export { call, defineTask, lookupTask, type AnyFunction, type DefinedTask, type ResultOf, type TaskArg, type TaskArgs, type TaskSpec } from './task/spec';
+export {
+  call,
+  defineTask,
+  lookupTask,
+  type AnyFunction,
+  type DefinedTask,
+  type ResultOf,
+  type TaskArg,
+  type TaskArgs,
+  type TaskSpec,
+} from './task/spec';
 export {
   executable,
   file,
@@ -18,7 +28,14 @@ export {
   type OutputOf,
   type StdinSource,
 } from './task/executable';
-export { TaskRequirements, WorkerRequirements, validateTaskRequirements, validateWorkerRequirements, type RetryPolicy, type SlurmOptions } from './task/requirements';
+export {
+  TaskRequirements,
+  WorkerRequirements,
+  validateTaskRequirements,
+  validateWorkerRequirements,
+  type RetryPolicy,
+  type SlurmOptions,
+} from './task/requirements';
 export { TaskDescription, decodeDescription } from './task/description';
 export type { TaskRef } from './task/hash';
 
@@ -37,7 +54,15 @@ export type { TaskContext } from './runtime/attempt';
 export { currentTask, currentWorkflow, submit, withExecutor, withWorkflow } from './runtime/scope';
 
 /* Workflow state, as `workflow.state$` emits it */
-export { TASK_STATES, isFinal, taskByLabel, type TaskDescriptionFields, type TaskRecord, type TaskStateName, type WorkflowState } from './store/state';
+export {
+  TASK_STATES,
+  isFinal,
+  taskByLabel,
+  type TaskDescriptionFields,
+  type TaskRecord,
+  type TaskStateName,
+  type WorkflowState,
+} from './store/state';
 export type { Table } from './store/table';
 export type { RecordedError } from './recorded-error';
 

@@ -65,7 +65,11 @@ function scalemsClasses(): Map<string, ScalemsErrorClass> {
   if (classes === undefined) {
     classes = new Map();
     for (const value of Object.values(errors) as unknown[]) {
-      if (typeof value !== 'function' || !(value === errors.ScalemsError || value.prototype instanceof errors.ScalemsError)) continue;
+      if (
+        typeof value !== 'function' ||
+        !(value === errors.ScalemsError || value.prototype instanceof errors.ScalemsError)
+      )
+        continue;
       const C = value as ScalemsErrorClass;
       // the code is an instance field: read it off one instance (constructors take the message first)
       classes.set(new C('').code, C);
@@ -91,7 +95,10 @@ function isPlainData(v: unknown, depth: number): boolean {
   if (depth >= 4) return false;
   if (Array.isArray(v)) return v.every((item) => isPlainData(item, depth + 1));
   const proto: unknown = Object.getPrototypeOf(v);
-  return (proto === Object.prototype || proto === null) && Object.values(v as object).every((item) => isPlainData(item, depth + 1));
+  return (
+    (proto === Object.prototype || proto === null) &&
+    Object.values(v as object).every((item) => isPlainData(item, depth + 1))
+  );
 }
 
 function safeString(v: unknown): string {

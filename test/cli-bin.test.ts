@@ -46,7 +46,11 @@ it('scalems status prints the counts and the failed tasks by label', () => {
 
   const json = scalems(dir, 'status', '.scalems/progress-demo', '--json');
   expect(json.code).toBe(0);
-  expect(JSON.parse(json.out)).toMatchObject({ workflow: 'progress-demo', total: 41, counts: { succeeded: 38, failed: 3 } });
+  expect(JSON.parse(json.out)).toMatchObject({
+    workflow: 'progress-demo',
+    total: 41,
+    counts: { succeeded: 38, failed: 3 },
+  });
 });
 
 it('scalems graph prints the edges into the labelled analysis task, in Mermaid and dot', () => {

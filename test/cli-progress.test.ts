@@ -1,7 +1,15 @@
 import { Writable } from 'node:stream';
 import { Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
-import { executor, inProcess, launch, memoryStore, openWorkflow, type TaskStateName, type WorkflowState } from 'scalems';
+import {
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  type TaskStateName,
+  type WorkflowState,
+} from 'scalems';
 import { emptyTable } from '../src/store/table';
 import { progress } from 'scalems/node';
 

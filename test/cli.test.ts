@@ -71,13 +71,21 @@ describe('scalems status', () => {
     const rows = out.split('\n').filter((l) => /Error: /.test(l));
     expect(rows).toHaveLength(2);
     expect(rows[0]).toMatch(/^ {2}boom-\w+ +boom +1 +RangeError: value 4 out of range$/);
-    expect(rows[1]).toMatch(/^ {2}double-\w+ +double +0 +UpstreamFailedError: input task \(boom-\w+\) failed: value 4 out of range$/);
+    expect(rows[1]).toMatch(
+      /^ {2}double-\w+ +double +0 +UpstreamFailedError: input task \(boom-\w+\) failed: value 4 out of range$/,
+    );
     expect(out).not.toContain('second line');
   });
 
   it('accepts a workflow directory, its state.sqlite, or a project directory, all the same', async () => {
     const expected = (await cli(root, 'status')).out;
-    for (const target of [path.join(root, '.scalems', 'demo'), file, root, path.join(root, '.scalems'), '.scalems/demo']) {
+    for (const target of [
+      path.join(root, '.scalems', 'demo'),
+      file,
+      root,
+      path.join(root, '.scalems'),
+      '.scalems/demo',
+    ]) {
       expect((await cli(root, 'status', target)).out).toBe(expected);
     }
   });
@@ -120,7 +128,23 @@ describe('scalems status', () => {
     try {
       const store = sqliteStore(path.join(dir, 'state.sqlite'));
       await store.setMany([
-        ['task:x-1', { id: 'x-1', kind: 'function', name: 'x', args: [], requirements: {}, label: 'replica-7', state: 'failed', attempts: 3, inputs: [], dependents: [], pending: 0, error: { name: 'Error', message: 'no' } }],
+        [
+          'task:x-1',
+          {
+            id: 'x-1',
+            kind: 'function',
+            name: 'x',
+            args: [],
+            requirements: {},
+            label: 'replica-7',
+            state: 'failed',
+            attempts: 3,
+            inputs: [],
+            dependents: [],
+            pending: 0,
+            error: { name: 'Error', message: 'no' },
+          },
+        ],
       ]);
       await store.close();
       expect((await cli(dir, 'status', dir)).out).toMatch(/^ {2}replica-7 +x +3 +Error: no$/m);
@@ -185,7 +209,9 @@ describe('scalems status on something that is not a readable store', () => {
     fs.writeFileSync(bad, 'this is not a database');
     const corrupt = await cli(dir, 'status');
     expect(corrupt.code).toBe(1);
-    expect(corrupt.err).toMatch(/^scalems status: .*state\.sqlite is not a scalems store: it is not an SQLite database/);
+    expect(corrupt.err).toMatch(
+      /^scalems status: .*state\.sqlite is not a scalems store: it is not an SQLite database/,
+    );
     expect(corrupt.err).not.toMatch(/\n\s+at /);
 
     fs.rmSync(bad);
@@ -237,7 +263,11 @@ describe('scalems graph', () => {
     for (const n of nodes.values()) expect(classes.has(n.cls)).toBe(true);
     const texts = [...nodes.values()].map((n) => `${n.text}:${n.cls}`);
     expect(texts).toEqual(
-      expect.arrayContaining(['first<br/>double:succeeded', expect.stringMatching(/^[0-9a-f]{8}<br\/>boom:failed$/), `${mermaidText(QUOTED_LABEL)}<br/>double:succeeded`]),
+      expect.arrayContaining([
+        'first<br/>double:succeeded',
+        expect.stringMatching(/^[0-9a-f]{8}<br\/>boom:failed$/),
+        `${mermaidText(QUOTED_LABEL)}<br/>double:succeeded`,
+      ]),
     );
     // edges follow the data: first → second → boom → after
     const byText = (re: RegExp): string => [...nodes].find(([, n]) => re.test(n.text))![0];
@@ -263,7 +293,10 @@ describe('scalems graph', () => {
     const declared = new Set<string>();
     const edges: Array<[string, string]> = [];
     for (const line of lines.slice(3, -1)) {
-      const node = /^ {2}(t_\w+) \[label="((?:[^"\\]|\\.)*)", fillcolor="#[0-9a-f]{6}", color="#[0-9a-f]{6}"(, style="[a-z,]+")?, tooltip="(?:[^"\\]|\\.)*"\];$/.exec(line);
+      const node =
+        /^ {2}(t_\w+) \[label="((?:[^"\\]|\\.)*)", fillcolor="#[0-9a-f]{6}", color="#[0-9a-f]{6}"(, style="[a-z,]+")?, tooltip="(?:[^"\\]|\\.)*"\];$/.exec(
+          line,
+        );
       const edge = /^ {2}(t_\w+) -> (t_\w+);$/.exec(line);
       if (node) declared.add(node[1]!);
       else if (edge) edges.push([edge[1]!, edge[2]!]);
@@ -287,7 +320,21 @@ describe('scalems graph', () => {
     try {
       const store = sqliteStore(path.join(dir, 'state.sqlite'));
       await store.setMany([
-        ['task:b-2', { id: 'b-2', kind: 'function', name: 'b', args: [], requirements: {}, state: 'new', attempts: 0, inputs: ['a.1'], dependents: [], pending: 1 }],
+        [
+          'task:b-2',
+          {
+            id: 'b-2',
+            kind: 'function',
+            name: 'b',
+            args: [],
+            requirements: {},
+            state: 'new',
+            attempts: 0,
+            inputs: ['a.1'],
+            dependents: [],
+            pending: 1,
+          },
+        ],
       ]);
       await store.close();
       const { out } = await cli(dir, 'graph', dir);
@@ -303,8 +350,23 @@ describe('scalems graph', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-cli-'));
     try {
       const store = sqliteStore(path.join(dir, 'state.sqlite'));
-      const rec = (id: string, inputs: string[] = []) => ({ id, kind: 'function', name: 'f', args: [], requirements: {}, state: 'succeeded', attempts: 1, inputs, dependents: [], pending: 0, submittedAt: inputs.length });
-      await store.setMany([['task:f.1', rec('f.1')], ['task:f-1', rec('f-1', ['f.1'])]]);
+      const rec = (id: string, inputs: string[] = []) => ({
+        id,
+        kind: 'function',
+        name: 'f',
+        args: [],
+        requirements: {},
+        state: 'succeeded',
+        attempts: 1,
+        inputs,
+        dependents: [],
+        pending: 0,
+        submittedAt: inputs.length,
+      });
+      await store.setMany([
+        ['task:f.1', rec('f.1')],
+        ['task:f-1', rec('f-1', ['f.1'])],
+      ]);
       await store.close();
       const { out } = await cli(dir, 'graph', dir);
       expect(out).toContain('  t_f_1 --> t_f_1_2');

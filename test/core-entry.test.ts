@@ -17,14 +17,20 @@ describe('the core entry point', () => {
     const offenders: string[] = [];
     for (const [file, imports] of graph) {
       for (const { specifier: s } of imports) {
-        if (s.startsWith('node:') || builtins.has(s) || builtins.has(s.split('/')[0]!)) offenders.push(`${path(file)} imports ${s}`);
+        if (s.startsWith('node:') || builtins.has(s) || builtins.has(s.split('/')[0]!))
+          offenders.push(`${path(file)} imports ${s}`);
       }
     }
     expect(offenders).toEqual([]);
   });
 
   it('reaches only browser-safe packages', () => {
-    const packages = new Set([...graph.values()].flat().filter((i) => i.file === undefined).map((i) => i.specifier.split('/')[0]!));
+    const packages = new Set(
+      [...graph.values()]
+        .flat()
+        .filter((i) => i.file === undefined)
+        .map((i) => i.specifier.split('/')[0]!),
+    );
     expect([...packages].sort()).toEqual(expect.arrayContaining(['fp-ts', 'immer', 'io-ts', 'rxjs']));
     for (const p of packages) expect(['fp-ts', 'immer', 'io-ts', 'rxjs', 'idb-keyval']).toContain(p);
   });
@@ -83,7 +89,9 @@ describe('the folders depend on each other in one direction', () => {
 
   it('has no import cycle of values, and cycles of types only within one folder', () => {
     expect(cycles(files, (i) => !i.typeOnly).map((c) => c.map(path))).toEqual([]);
-    const across = cycles(files, () => true).filter((c) => new Set(c.map((f) => path(f).replace(/\/[^/]+$/, ''))).size > 1);
+    const across = cycles(files, () => true).filter(
+      (c) => new Set(c.map((f) => path(f).replace(/\/[^/]+$/, ''))).size > 1,
+    );
     expect(across.map((c) => c.map(path))).toEqual([]);
   });
 
@@ -94,13 +102,26 @@ describe('the folders depend on each other in one direction', () => {
 });
 
 describe('the remote side of a backend', () => {
-  it.each(['runtime/threads/worker.ts', 'cli/task-entry.ts'])('%s loads the remote runner, not Node’s entry, a store, or the main side of a backend', (entry) => {
-    const loaded = [...reach(join(SRC, entry), { valueOnly: true })];
-    const files = loaded.map(([file]) => path(file));
-    expect(files).toContain('runtime/remote/runner.ts');
-    const forbidden = files.filter((f) => /^(node|store|operators)\/|^runtime\/(executor|runtime|workflow|in-process)\.ts$|^runtime\/(threads|slurm|processes)\/index\.ts$/.test(f));
-    expect(forbidden).toEqual([]);
-    const packages = new Set(loaded.flatMap(([, imports]) => imports.filter((i) => i.file === undefined && !i.specifier.startsWith('node:')).map((i) => i.specifier)));
-    expect([...packages].filter((p) => ['better-sqlite3', 'piscina', 'bullmq', 'immer', 'idb-keyval'].includes(p))).toEqual([]);
-  });
+  it.each(['runtime/threads/worker.ts', 'cli/task-entry.ts'])(
+    '%s loads the remote runner, not Node’s entry, a store, or the main side of a backend',
+    (entry) => {
+      const loaded = [...reach(join(SRC, entry), { valueOnly: true })];
+      const files = loaded.map(([file]) => path(file));
+      expect(files).toContain('runtime/remote/runner.ts');
+      const forbidden = files.filter((f) =>
+        /^(node|store|operators)\/|^runtime\/(executor|runtime|workflow|in-process)\.ts$|^runtime\/(threads|slurm|processes)\/index\.ts$/.test(
+          f,
+        ),
+      );
+      expect(forbidden).toEqual([]);
+      const packages = new Set(
+        loaded.flatMap(([, imports]) =>
+          imports.filter((i) => i.file === undefined && !i.specifier.startsWith('node:')).map((i) => i.specifier),
+        ),
+      );
+      expect(
+        [...packages].filter((p) => ['better-sqlite3', 'piscina', 'bullmq', 'immer', 'idb-keyval'].includes(p)),
+      ).toEqual([]);
+    },
+  );
 });

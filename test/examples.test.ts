@@ -10,7 +10,11 @@ const tsx = join(root, 'node_modules', '.bin', 'tsx');
 
 /** Runs an example as a user would, in a fresh working directory. */
 async function example(file: string, args: string[], cwd: string): Promise<string> {
-  const { stdout } = await run(tsx, ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', file), ...args], { cwd, timeout: 60_000 });
+  const { stdout } = await run(
+    tsx,
+    ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', file), ...args],
+    { cwd, timeout: 60_000 },
+  );
   return stdout;
 }
 

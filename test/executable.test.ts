@@ -1,4 +1,14 @@
-import { InvalidRequirementsError, InvalidTaskDescriptionError, PathEscapeError, executable, file, isFileRef, outputOf, type ExecutableResult, type TaskSpec } from 'scalems';
+import {
+  InvalidRequirementsError,
+  InvalidTaskDescriptionError,
+  PathEscapeError,
+  executable,
+  file,
+  isFileRef,
+  outputOf,
+  type ExecutableResult,
+  type TaskSpec,
+} from 'scalems';
 
 describe('executable(argv, options): the spec', () => {
   it('is plain data: kind executable, a deterministic readable name, the description in args', () => {
@@ -39,7 +49,9 @@ describe('executable(argv, options): the spec', () => {
 
   it('refuses input and output names that escape the working directory, naming them', () => {
     expect(() => executable(['cat'], { inputs: { '../x': '/etc/hosts' } })).toThrow(PathEscapeError);
-    expect(() => executable(['cat'], { inputs: { 'a/../../x': '/etc/hosts' } })).toThrow(/"a\/..\/..\/x" escapes the task's working directory/);
+    expect(() => executable(['cat'], { inputs: { 'a/../../x': '/etc/hosts' } })).toThrow(
+      /"a\/..\/..\/x" escapes the task's working directory/,
+    );
     expect(() => executable(['true'], { outputs: ['/tmp/out.txt'] })).toThrow(PathEscapeError);
     expect(() => executable(['true'], { outputs: ['/tmp/out.txt'] })).toThrow(/absolute path/);
     expect(() => executable(['true'], { outputs: ['..'] })).toThrow(PathEscapeError);
@@ -52,7 +64,9 @@ describe('executable(argv, options): the spec', () => {
   });
 
   it('refuses input sources that are not paths, file references, outputs or tasks', () => {
-    expect(() => executable(['cat'], { inputs: { a: 42 as unknown as string } })).toThrow(/input "a": expected a host path/);
+    expect(() => executable(['cat'], { inputs: { a: 42 as unknown as string } })).toThrow(
+      /input "a": expected a host path/,
+    );
     expect(() => executable(['cat'], { stdin: { text: 'x' } as unknown as string })).toThrow(/stdin: expected text/);
   });
 

@@ -89,7 +89,9 @@ describe('executor', () => {
     await expect(end).rejects.toThrow(/input task .* failed/);
     expect(((await end.then(undefined, (e: unknown) => e)) as UpstreamFailedError).upstreamId).toBe(mid.id);
     // submitting after the failure fails at once too
-    await expect(ex.submit(async (x: unknown, _tag: string) => x, bad, 'late')).rejects.toBeInstanceOf(UpstreamFailedError);
+    await expect(ex.submit(async (x: unknown, _tag: string) => x, bad, 'late')).rejects.toBeInstanceOf(
+      UpstreamFailedError,
+    );
   });
 
   it('state$ follows the life cycle and completes when the task settles', async () => {

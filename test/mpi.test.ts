@@ -49,10 +49,23 @@ describeWithService('mpi', 'processes(): MPI executables through mpirun', () => 
 
   it('ranks 2: mpirun -np 2 runs both ranks in a communicator of size 2; the env requirement reaches every rank', async () => {
     const { rt, ex } = await setup({}, { worker: { cores: 2 } });
-    const r = await ex.submit(executable([program], { requirements: { ranks: 2, env: { SCALEMS_MPI_T: 'from-requirement' } } }));
+    const r = await ex.submit(
+      executable([program], { requirements: { ranks: 2, env: { SCALEMS_MPI_T: 'from-requirement' } } }),
+    );
     // as root (CI containers), OMPI_ALLOW_RUN_AS_ROOT* are added by the backend: this test does not set them
-    expect(r.command).toEqual(['mpirun', '-np', '2', ...(physicalCores() < 2 ? ['--oversubscribe'] : []), '--bind-to', 'none', program]);
-    expect((await lines(r.stdout)).map((l) => l.replace(/ pid \d+$/, ''))).toEqual(['rank 0 size 2 env from-requirement', 'rank 1 size 2 env from-requirement']);
+    expect(r.command).toEqual([
+      'mpirun',
+      '-np',
+      '2',
+      ...(physicalCores() < 2 ? ['--oversubscribe'] : []),
+      '--bind-to',
+      'none',
+      program,
+    ]);
+    expect((await lines(r.stdout)).map((l) => l.replace(/ pid \d+$/, ''))).toEqual([
+      'rank 0 size 2 env from-requirement',
+      'rank 1 size 2 env from-requirement',
+    ]);
     await rt.shutdown();
   });
 
@@ -60,13 +73,19 @@ describeWithService('mpi', 'processes(): MPI executables through mpirun', () => 
     const { rt, ex } = await setup({ mpi: { slots: 2 } }, { worker: { cores: 3 } });
     const r = await ex.submit(executable([program], { requirements: { ranks: 3 } }));
     expect(r.command.slice(0, 4)).toEqual(['mpirun', '-np', '3', '--oversubscribe']);
-    expect((await lines(r.stdout)).map((l) => l.split(' env')[0])).toEqual(['rank 0 size 3', 'rank 1 size 3', 'rank 2 size 3']);
+    expect((await lines(r.stdout)).map((l) => l.split(' env')[0])).toEqual([
+      'rank 0 size 3',
+      'rank 1 size 3',
+      'rank 2 size 3',
+    ]);
     await rt.shutdown();
   });
 
   it('ranks × coresPerRank beyond the executor fails at once, naming both figures', async () => {
     const { rt, ex } = await setup({}, { worker: { cores: 2 } });
-    await expect(ex.submit(executable([program], { requirements: { ranks: 2, coresPerRank: 2 } }))).rejects.toThrow(/needs 4 cores \(ranks 2 × coresPerRank 2\) but the executor has 2/);
+    await expect(ex.submit(executable([program], { requirements: { ranks: 2, coresPerRank: 2 } }))).rejects.toThrow(
+      /needs 4 cores \(ranks 2 × coresPerRank 2\) but the executor has 2/,
+    );
     await rt.shutdown();
   });
 

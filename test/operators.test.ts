@@ -51,14 +51,25 @@ describe('operators', () => {
     );
     expect(results.sort()).toEqual(['analysed 10', 'analysed 20', 'analysed 30', 'analysed 40']);
     const sim3 = wf.labelled('sim-3');
-    expect(wf.record(sim3!)).toMatchObject({ name: 'simulate', state: 'succeeded', requirements: { coresPerRank: 1, walltime: 60 }, executor: md.id });
+    expect(wf.record(sim3!)).toMatchObject({
+      name: 'simulate',
+      state: 'succeeded',
+      requirements: { coresPerRank: 1, walltime: 60 },
+      executor: md.id,
+    });
     expect(wf.state.counts.succeeded).toBe(8);
   });
 
   it('emits as tasks finish by default, and in input order with { ordered: true }', async () => {
     const unordered = await lastValueFrom(from([1, 2, 3, 4]).pipe(submitOn(md, simulate), toArray()));
     expect(unordered).toEqual([40, 30, 20, 10]);
-    const ordered = await lastValueFrom(from([1, 2, 3, 4]).pipe(map((n) => call(simulate, n)), submitOn(md, { ordered: true }), toArray()));
+    const ordered = await lastValueFrom(
+      from([1, 2, 3, 4]).pipe(
+        map((n) => call(simulate, n)),
+        submitOn(md, { ordered: true }),
+        toArray(),
+      ),
+    );
     expect(ordered).toEqual([10, 20, 30, 40]);
   });
 
@@ -67,7 +78,9 @@ describe('operators', () => {
       if (n % 2 === 0) throw new Error(`member ${n} diverged`);
       return n;
     };
-    const outcomes: Array<Settled<number>> = await lastValueFrom(from([1, 2, 3]).pipe(submitOn(md, risky, { settle: true, ordered: true }), toArray()));
+    const outcomes: Array<Settled<number>> = await lastValueFrom(
+      from([1, 2, 3]).pipe(submitOn(md, risky, { settle: true, ordered: true }), toArray()),
+    );
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(outcomes[1]!.status === 'rejected' && (outcomes[1].reason as Error).message).toBe('member 2 diverged');
     expect(outcomes[1]!.task.state).toBe('failed');
@@ -76,7 +89,9 @@ describe('operators', () => {
   });
 
   it('submitOn(ex, fn) on Settled or Task inputs keeps the edge to the upstream task', async () => {
-    const outcomes = await lastValueFrom(from([1, 2]).pipe(submitOn(md, simulate, { settle: true }), submitOn(an, analyse), toArray()));
+    const outcomes = await lastValueFrom(
+      from([1, 2]).pipe(submitOn(md, simulate, { settle: true }), submitOn(an, analyse), toArray()),
+    );
     expect(outcomes.sort()).toEqual(['analysed 10', 'analysed 20']);
     const analyses = [...wf.state.tasks.keys()].map((id) => wf.record(id)!).filter((r) => r.name === 'analyse');
     expect(analyses).toHaveLength(2);
@@ -110,10 +125,25 @@ describe('operators', () => {
   });
 
   it('labelled() gives each spec a label; a duplicate label errors the pipeline', async () => {
-    await lastValueFrom(from([1, 2]).pipe(map((n) => call(analyse, n)), labelled((_s, i) => `an-${i}`), submitOn(an), toArray()));
+    await lastValueFrom(
+      from([1, 2]).pipe(
+        map((n) => call(analyse, n)),
+        labelled((_s, i) => `an-${i}`),
+        submitOn(an),
+        toArray(),
+      ),
+    );
     expect(wf.labelled('an-0')).toBeDefined();
     expect(wf.labelled('an-1')).toBeDefined();
-    await expect(lastValueFrom(from([7, 8]).pipe(map((n) => call(analyse, n)), labelled('same'), submitOn(an)))).rejects.toBeInstanceOf(DuplicateLabelError);
+    await expect(
+      lastValueFrom(
+        from([7, 8]).pipe(
+          map((n) => call(analyse, n)),
+          labelled('same'),
+          submitOn(an),
+        ),
+      ),
+    ).rejects.toBeInstanceOf(DuplicateLabelError);
   });
 
   it('task() is a cold observable of one spec that submitOn runs on each subscription', async () => {

@@ -17,7 +17,11 @@ export interface Setup {
 const roots: string[] = [];
 
 /** A workflow on a processes() runtime rooted in a fresh temporary directory. */
-export async function setup(options: ProcessesOptions = {}, ex: Parameters<typeof executor>[1] = {}, name = 'wf'): Promise<Setup> {
+export async function setup(
+  options: ProcessesOptions = {},
+  ex: Parameters<typeof executor>[1] = {},
+  name = 'wf',
+): Promise<Setup> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-proc-'));
   roots.push(root);
   const wf = await openWorkflow({ store: memoryStore(), name });
@@ -59,10 +63,13 @@ export const alive = (pids: readonly number[]): number[] => pids.filter(isAlive)
 
 /** Maximum number of [start, end] intervals open at once. */
 export function maxOverlap(intervals: ReadonlyArray<readonly [bigint, bigint]>): number {
-  const events = intervals.flatMap(([s, e]) => [
-    [s, 1],
-    [e, -1],
-  ] as Array<[bigint, number]>);
+  const events = intervals.flatMap(
+    ([s, e]) =>
+      [
+        [s, 1],
+        [e, -1],
+      ] as Array<[bigint, number]>,
+  );
   events.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
   let open = 0;
   let max = 0;
@@ -73,5 +80,9 @@ export function maxOverlap(intervals: ReadonlyArray<readonly [bigint, bigint]>):
 /** Runs `examples/<file>` with tsx as a user would, in `cwd`. */
 export function runExample(file: string, cwd: string): SpawnSyncReturns<string> {
   const repo = join(__dirname, '..');
-  return spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['--tsconfig', join(repo, 'tsconfig.json'), join(repo, 'examples', file)], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return spawnSync(
+    join(repo, 'node_modules', '.bin', 'tsx'),
+    ['--tsconfig', join(repo, 'tsconfig.json'), join(repo, 'examples', file)],
+    { cwd, encoding: 'utf8', timeout: 120_000 },
+  );
 }

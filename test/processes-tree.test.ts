@@ -29,7 +29,9 @@ describe('processes(): ending process trees', () => {
 
   it('cancel sends SIGTERM first: a program that handles it gets to clean up', async () => {
     const { root, rt, ex } = await setup({ gracePeriod: 5 });
-    const t = ex.submit(executable(['bash', '-c', 'trap "echo cleaned up > term.txt; exit 0" TERM; echo $$; sleep 100 & wait']));
+    const t = ex.submit(
+      executable(['bash', '-c', 'trap "echo cleaned up > term.txt; exit 0" TERM; echo $$; sleep 100 & wait']),
+    );
     const dir = workdirOf(root, t.id);
     const pids = await waitFor(() => pidsIn(join(dir, 'stdout'), 1), 'the program to start');
     t.cancel();
@@ -70,10 +72,13 @@ describe('processes(): ending process trees', () => {
        void (async () => {
          const wf = await openWorkflow({ store: memoryStore() });
          const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
-         void ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & echo $! >> ${pidFile}; echo $$ >> ${pidFile}; wait'])).then(undefined, () => undefined);
+         const script = 'trap "" TERM; sleep 100 & echo $! >> ${pidFile}; echo $$ >> ${pidFile}; wait';
+         void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
        })();`,
     );
-    const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], { stdio: 'ignore' });
+    const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
+      stdio: 'ignore',
+    });
     const pids = await waitFor(() => pidsIn(pidFile, 2), 'the driver to start its task', 30_000);
     const driverPid = Number(readFileSync(driverFile, 'utf8'));
     process.kill(driverPid, 'SIGINT');

@@ -1,7 +1,18 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { ExecutableFailedError, InvalidTaskDescriptionError, PathEscapeError, UnregisteredFunctionError, call, executable, executor, file, outputOf, type TaskSpec } from 'scalems';
+import {
+  ExecutableFailedError,
+  InvalidTaskDescriptionError,
+  PathEscapeError,
+  UnregisteredFunctionError,
+  call,
+  executable,
+  executor,
+  file,
+  outputOf,
+  type TaskSpec,
+} from 'scalems';
 import { processes, readText } from 'scalems/node';
 import { maxOverlap, removeRoots, runExample, setup } from './processes-support';
 
@@ -10,7 +21,9 @@ afterAll(removeRoots);
 describe('processes(): executables as child processes', () => {
   it('runs the program in its own working directory under <root>/<workflow>/tasks/<id>/, keeping stdout and stderr as files', async () => {
     const { root, wf, rt, ex } = await setup({}, {}, 'runs');
-    const t = ex.submit(executable(['bash', '-c', 'pwd; echo oops >&2; echo data > result.txt'], { outputs: ['result.txt'] }));
+    const t = ex.submit(
+      executable(['bash', '-c', 'pwd; echo oops >&2; echo data > result.txt'], { outputs: ['result.txt'] }),
+    );
     const r = await t;
     const dir = join(root, 'runs', 'tasks', t.id, 'attempt-1');
     expect(r).toEqual({
@@ -26,7 +39,11 @@ describe('processes(): executables as child processes', () => {
     expect(await readText(r.outputs['result.txt']!)).toBe('data\n');
     // the result is plain data, as recorded, and the files are the record's artifacts
     expect(JSON.parse(JSON.stringify(wf.record(t.id)?.result))).toEqual(r);
-    expect(wf.record(t.id)?.artifacts).toEqual({ stdout: join(dir, 'stdout'), stderr: join(dir, 'stderr'), 'result.txt': join(dir, 'result.txt') });
+    expect(wf.record(t.id)?.artifacts).toEqual({
+      stdout: join(dir, 'stdout'),
+      stderr: join(dir, 'stderr'),
+      'result.txt': join(dir, 'result.txt'),
+    });
     await rt.shutdown();
   });
 
@@ -46,7 +63,12 @@ describe('processes(): executables as child processes', () => {
     const a = ex.submit(executable(['bash', '-c', 'echo upstream > out.txt'], { outputs: ['out.txt'] }));
     const b = ex.submit(
       executable(['bash', '-c', 'cat data/in.txt host.txt ref.txt d/inner.txt; echo changed >> data/in.txt'], {
-        inputs: { 'data/in.txt': outputOf(a, 'out.txt'), 'host.txt': hostFile, 'ref.txt': file(hostFile), d: join(root, 'dir') },
+        inputs: {
+          'data/in.txt': outputOf(a, 'out.txt'),
+          'host.txt': hostFile,
+          'ref.txt': file(hostFile),
+          d: join(root, 'dir'),
+        },
       }),
     );
     const rec = wf.record(b.id)!;
@@ -85,7 +107,13 @@ describe('processes(): executables as child processes', () => {
 
   it('a non-zero exit fails with ExecutableFailedError: exit code and the END of stderr in the message', async () => {
     const { rt, ex } = await setup();
-    const t = ex.submit(executable(['bash', '-c', 'echo FIRST-LINE >&2; for i in $(seq 2000); do echo noise $i >&2; done; echo LAST-LINE >&2; exit 7']));
+    const t = ex.submit(
+      executable([
+        'bash',
+        '-c',
+        'echo FIRST-LINE >&2; for i in $(seq 2000); do echo noise $i >&2; done; echo LAST-LINE >&2; exit 7',
+      ]),
+    );
     const err = (await t.then(
       () => undefined,
       (e: unknown) => e,
@@ -105,8 +133,12 @@ describe('processes(): executables as child processes', () => {
   it('a program that does not exist (or cannot be executed) fails with ExecutableFailedError naming it and PATH', async () => {
     const { root, rt, ex } = await setup();
     await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(ExecutableFailedError);
-    await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(/program "no-such-program-xyz" was not found on PATH \(.*\/usr\/bin/);
-    await expect(ex.submit(executable(['./not-here.sh']))).rejects.toThrow(/"\.\/not-here\.sh" was not found \(relative program paths are resolved in the task's working directory/);
+    await expect(ex.submit(executable(['no-such-program-xyz', '-v']))).rejects.toThrow(
+      /program "no-such-program-xyz" was not found on PATH \(.*\/usr\/bin/,
+    );
+    await expect(ex.submit(executable(['./not-here.sh']))).rejects.toThrow(
+      /"\.\/not-here\.sh" was not found \(relative program paths are resolved in the task's working directory/,
+    );
     const plain = join(root, 'not-executable.sh');
     writeFileSync(plain, '#!/bin/sh\n', { mode: 0o644 });
     await expect(ex.submit(executable([plain]))).rejects.toThrow(/is not executable \(permission denied\)/);
@@ -117,13 +149,19 @@ describe('processes(): executables as child processes', () => {
     const { rt, ex } = await setup();
     const t = ex.submit(executable(['bash', '-c', 'touch a.txt'], { outputs: ['a.txt', 'b.txt', 'sub/c.txt'] }));
     await expect(t).rejects.toThrow(ExecutableFailedError);
-    await expect(t).rejects.toThrow(/exited with code 0 but did not produce the declared outputs "b.txt", "sub\/c.txt" in \//);
+    await expect(t).rejects.toThrow(
+      /exited with code 0 but did not produce the declared outputs "b.txt", "sub\/c.txt" in \//,
+    );
     await rt.shutdown();
   });
 
   it('refuses at submit, with PathEscapeError, hand-made specs whose paths escape the working directory; nothing is recorded', async () => {
     const { wf, rt, ex } = await setup();
-    const raw = (d: object): TaskSpec => ({ kind: 'executable', name: 'executable:x', args: [{ argv: ['true'], ...d }] });
+    const raw = (d: object): TaskSpec => ({
+      kind: 'executable',
+      name: 'executable:x',
+      args: [{ argv: ['true'], ...d }],
+    });
     expect(() => ex.submit(raw({ outputs: ['../x'] }))).toThrow(PathEscapeError);
     expect(() => ex.submit(raw({ outputs: ['/etc/passwd'] }))).toThrow(PathEscapeError);
     expect(() => ex.submit(raw({ inputs: { '../../in': '/etc/hosts' } }))).toThrow(PathEscapeError);
@@ -137,16 +175,24 @@ describe('processes(): executables as child processes', () => {
     const { rt, ex } = await setup();
     const t = ex.submit(executable(['ln', '-s', '/etc/hostname', 'out.txt'], { outputs: ['out.txt'] }));
     await expect(t).rejects.toThrow(PathEscapeError);
-    await expect(t).rejects.toThrow(/output "out.txt" is a link to \/etc\/hostname, outside the task's working directory/);
-    const d = ex.submit(executable(['bash', '-c', 'mkdir real; ln -s /etc d; touch real/x'], { outputs: ['d/hostname'] }));
+    await expect(t).rejects.toThrow(
+      /output "out.txt" is a link to \/etc\/hostname, outside the task's working directory/,
+    );
+    const d = ex.submit(
+      executable(['bash', '-c', 'mkdir real; ln -s /etc d; touch real/x'], { outputs: ['d/hostname'] }),
+    );
     await expect(d).rejects.toThrow(PathEscapeError);
     await rt.shutdown();
   });
 
-  it("with symlink staging, refuses at submit an output inside an input (it would be written through the link)", async () => {
+  it('with symlink staging, refuses at submit an output inside an input (it would be written through the link)', async () => {
     const { root, rt, ex } = await setup({ staging: 'symlink' });
     writeFileSync(join(root, 'big.dat'), 'big\n');
-    expect(() => ex.submit(executable(['touch', 'big.dat'], { inputs: { 'big.dat': join(root, 'big.dat') }, outputs: ['big.dat'] }))).toThrow(PathEscapeError);
+    expect(() =>
+      ex.submit(
+        executable(['touch', 'big.dat'], { inputs: { 'big.dat': join(root, 'big.dat') }, outputs: ['big.dat'] }),
+      ),
+    ).toThrow(PathEscapeError);
     const r = await ex.submit(executable(['readlink', 'big.dat'], { inputs: { 'big.dat': join(root, 'big.dat') } }));
     expect((await readText(r.stdout)).trim()).toBe(join(root, 'big.dat'));
     await rt.shutdown();
@@ -156,7 +202,9 @@ describe('processes(): executables as child processes', () => {
     const { rt, ex } = await setup();
     expect(() => ex.submit(call(async () => 1))).toThrow(UnregisteredFunctionError);
     const a = ex.submit(executable(['bash', '-c', 'touch out.txt'], { outputs: ['out.txt'] }));
-    expect(() => ex.submit(executable(['cat', 'x'], { inputs: { x: outputOf(a, 'ou.txt') } }))).toThrow(/outputOf\(executable:bash, "ou.txt"\) names an output that task does not declare \(it declares: out.txt, stdout, stderr\)/);
+    expect(() => ex.submit(executable(['cat', 'x'], { inputs: { x: outputOf(a, 'ou.txt') } }))).toThrow(
+      /outputOf\(executable:bash, "ou.txt"\) names an output that task does not declare \(it declares: out.txt, stdout, stderr\)/,
+    );
     await a;
     await rt.shutdown();
   });
@@ -164,7 +212,9 @@ describe('processes(): executables as child processes', () => {
   it('each attempt has its own working directory: a retry starts afresh and the failed attempt is kept', async () => {
     const { root, rt, ex } = await setup();
     const counter = join(root, 'attempts');
-    const script = `echo run >> ${counter}; touch mine.txt; [ $(wc -l < ${counter}) -ge 2 ] || { echo first attempt fails >&2; exit 1; }; ls`;
+    const script =
+      `echo run >> ${counter}; touch mine.txt; [ $(wc -l < ${counter}) -ge 2 ] || { echo first ` +
+      `attempt fails >&2; exit 1; }; ls`;
     const r = await ex.submit(executable(['bash', '-c', script], { requirements: { retries: 1 } }));
     expect(r.workdir).toMatch(/\/attempt-2$/);
     expect(await readText(r.stdout)).toBe('mine.txt\nstderr\nstdout\n');
@@ -187,7 +237,11 @@ describe('processes(): executables as child processes', () => {
     const run = async (cores: number, coresPerRank: number, log: string): Promise<number> => {
       const ex = executor(rt, { worker: { cores } });
       const script = `echo "s $1 $(date +%s%N)" >> ${log}; sleep 0.1; echo "e $1 $(date +%s%N)" >> ${log}`;
-      await Promise.all(Array.from({ length: 6 }, (_, i) => ex.submit(executable(['bash', '-c', script, 'task', String(i)], { requirements: { coresPerRank } }))));
+      await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          ex.submit(executable(['bash', '-c', script, 'task', String(i)], { requirements: { coresPerRank } })),
+        ),
+      );
       const at = new Map<string, bigint>();
       for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
         const [what, i, ns] = line.split(' ');
@@ -220,7 +274,9 @@ describe('processes(): executables as child processes', () => {
     const out = runExample('executables.ts', root);
     expect(out.stderr).toBe('');
     expect(out.status).toBe(0);
-    expect(out.stdout).toMatch(/pipeline: 3 words \(stdout kept in .*\/\.scalems\/executables-example\/tasks\/executable_wc-/);
+    expect(out.stdout).toMatch(
+      /pipeline: 3 words \(stdout kept in .*\/\.scalems\/executables-example\/tasks\/executable_wc-/,
+    );
     expect(out.stdout).toMatch(/ensemble: 1,4,9,16/);
     expect(existsSync(join(root, '.scalems', 'executables-example', 'tasks'))).toBe(true);
   });

@@ -19,10 +19,19 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     const step = roundTrip(new SlurmStepError('step 12.3 TIMEOUT', 'TIMEOUT', null, '12.3'));
     expect(step).toBeInstanceOf(SlurmStepError);
     expect(step).toMatchObject({ state: 'TIMEOUT', exitCode: null, step: '12.3', message: 'step 12.3 TIMEOUT' });
-    expect(roundTrip(new SlurmAllocationError('gone', '12', 'CANCELLED'))).toMatchObject({ jobId: '12', state: 'CANCELLED' });
-    expect(roundTrip(new ExecutableFailedError('exit 2', 2, null, 'boom'))).toMatchObject({ exitCode: 2, signal: null, stderrTail: 'boom' });
+    expect(roundTrip(new SlurmAllocationError('gone', '12', 'CANCELLED'))).toMatchObject({
+      jobId: '12',
+      state: 'CANCELLED',
+    });
+    expect(roundTrip(new ExecutableFailedError('exit 2', 2, null, 'boom'))).toMatchObject({
+      exitCode: 2,
+      signal: null,
+      stderrTail: 'boom',
+    });
     expect(roundTrip(new UpstreamFailedError('up', 'abc'))).toMatchObject({ upstreamId: 'abc' });
-    expect(roundTrip(new StoreLockedError('held', { pid: 7, host: 'h', since: 'then' }))).toMatchObject({ holder: { pid: 7, host: 'h', since: 'then' } });
+    expect(roundTrip(new StoreLockedError('held', { pid: 7, host: 'h', since: 'then' }))).toMatchObject({
+      holder: { pid: 7, host: 'h', since: 'then' },
+    });
     expect(roundTrip(new WalltimeExceededError('late'))).toBeInstanceOf(WalltimeExceededError);
     expect(roundTrip(new PathEscapeError('../x'))).toBeInstanceOf(PathEscapeError);
   });

@@ -1,4 +1,16 @@
-import { InvalidRequirementsError, UnsatisfiableRequirementsError, executor, inProcess, launch, memoryStore, openWorkflow, task, withRequirements, call, type Runtime } from 'scalems';
+import {
+  InvalidRequirementsError,
+  UnsatisfiableRequirementsError,
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  task,
+  withRequirements,
+  call,
+  type Runtime,
+} from 'scalems';
 
 let rt: Runtime;
 beforeEach(async () => {
@@ -9,13 +21,19 @@ const work = async (n: number): Promise<number> => n;
 describe('requirements', () => {
   it('withRequirements validates when the pipeline is built, naming the field and the expected type', () => {
     expect(() => withRequirements({ walltime: '60s' } as never)).toThrow(InvalidRequirementsError);
-    expect(() => withRequirements({ walltime: '60s' } as never)).toThrow(/walltime: expected a positive finite number, got "60s"/);
+    expect(() => withRequirements({ walltime: '60s' } as never)).toThrow(
+      /walltime: expected a positive finite number, got "60s"/,
+    );
     expect(() => withRequirements({ ranks: 1.5 } as never)).toThrow(/ranks: expected a positive integer, got 1.5/);
   });
 
   it('rejects unknown fields by path, including in the Slurm pass-through', () => {
-    expect(() => withRequirements({ core: 2 } as never)).toThrow(/withRequirements\(\.\.\.\)\.core: unknown field "core"/);
-    expect(() => withRequirements({ slurm: { partition: 'debug', qso: 'high' } } as never)).toThrow(/slurm\.qso: unknown field "qso"/);
+    expect(() => withRequirements({ core: 2 } as never)).toThrow(
+      /withRequirements\(\.\.\.\)\.core: unknown field "core"/,
+    );
+    expect(() => withRequirements({ slurm: { partition: 'debug', qso: 'high' } } as never)).toThrow(
+      /slurm\.qso: unknown field "qso"/,
+    );
     const err = (() => {
       try {
         withRequirements({ env: { A: 1 } } as never);
@@ -43,13 +61,19 @@ describe('requirements', () => {
   });
 
   it('executor requirements are validated at creation', () => {
-    expect(() => executor(rt, { worker: { cores: 0 } })).toThrow(/executor worker requirements\.cores: expected a positive integer, got 0/);
+    expect(() => executor(rt, { worker: { cores: 0 } })).toThrow(
+      /executor worker requirements\.cores: expected a positive integer, got 0/,
+    );
     expect(() => executor(rt, { task: { walltime: -1 } })).toThrow(InvalidRequirementsError);
   });
 
   it('task defaults the worker can never satisfy are refused at executor creation, naming both figures', () => {
-    expect(() => executor(rt, { worker: { cores: 2 }, task: { ranks: 2, coresPerRank: 2 } })).toThrow(UnsatisfiableRequirementsError);
-    expect(() => executor(rt, { worker: { cores: 2 }, task: { ranks: 2, coresPerRank: 2 } })).toThrow(/needs 4 cores \(ranks 2 × coresPerRank 2\) but the executor has 2/);
+    expect(() => executor(rt, { worker: { cores: 2 }, task: { ranks: 2, coresPerRank: 2 } })).toThrow(
+      UnsatisfiableRequirementsError,
+    );
+    expect(() => executor(rt, { worker: { cores: 2 }, task: { ranks: 2, coresPerRank: 2 } })).toThrow(
+      /needs 4 cores \(ranks 2 × coresPerRank 2\) but the executor has 2/,
+    );
   });
 
   it('a task that asks for more than its executor can ever provide fails at once, naming both figures', async () => {

@@ -10,12 +10,15 @@ const root = join(__dirname, '..');
 const fixture = join(__dirname, 'fixtures', 'resume-run.ts');
 const MEMBERS = 24;
 
-const readLog = (file: string): string[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
+const readLog = (file: string): string[] =>
+  existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
 
 async function records(file: string): Promise<Map<string, TaskRecord>> {
   const store = sqliteStore(file, { readonly: true });
   try {
-    return new Map((await store.entries<TaskRecord>()).filter(([k]) => k.startsWith('task:')).map(([, r]) => [r.id, r]));
+    return new Map(
+      (await store.entries<TaskRecord>()).filter(([k]) => k.startsWith('task:')).map(([, r]) => [r.id, r]),
+    );
   } finally {
     await store.close();
   }
@@ -37,7 +40,9 @@ describe('resume after a crash (SIGKILL) on a SQLite store', () => {
 
     // run 1: killed with SIGKILL once a few members have finished (and, settled over 50 ms ago, been written)
     const first = spawn(process.execPath, args, { ...options, stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => first.on('exit', (_code, signal) => resolve(signal)));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      first.on('exit', (_code, signal) => resolve(signal)),
+    );
     while (readLog(logFile).filter((l) => l.startsWith('end')).length < 10) await new Promise((r) => setTimeout(r, 20));
     process.kill(first.pid!, 'SIGKILL');
     expect(await exited).toBe('SIGKILL');
@@ -60,10 +65,15 @@ describe('resume after a crash (SIGKILL) on a SQLite store', () => {
       expect(secondRun).not.toContain(`start ${n}`);
     }
     const final = await records(file);
-    for (const rec of succeeded) expect(final.get(rec.id)).toMatchObject({ state: 'succeeded', result: rec.result, attempts: rec.attempts });
+    for (const rec of succeeded)
+      expect(final.get(rec.id)).toMatchObject({ state: 'succeeded', result: rec.result, attempts: rec.attempts });
     const members = [...final.values()].filter((r) => r.name === 'resume.member');
     expect(members).toHaveLength(MEMBERS);
-    for (const m of members) expect(m).toMatchObject({ state: 'succeeded', result: { n: (m.args[0] as number), square: (m.args[0] as number) ** 2 } });
+    for (const m of members)
+      expect(m).toMatchObject({
+        state: 'succeeded',
+        result: { n: m.args[0] as number, square: (m.args[0] as number) ** 2 },
+      });
     // at-least-once: every member started at least once over both runs, and ran to the end at least once
     for (let n = 0; n < MEMBERS; n++) expect(readLog(logFile)).toContain(`end ${n}`);
   }, 90_000);

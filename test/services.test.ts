@@ -43,8 +43,7 @@ function run(
 /** Sends RESP commands over one connection and collects one reply line per command. */
 function redisCommands(commands: readonly (readonly string[])[]): Promise<string[]> {
   const encode = (parts: readonly string[]): string =>
-    `*${String(parts.length)}\r\n` +
-    parts.map((part) => `$${String(Buffer.byteLength(part))}\r\n${part}\r\n`).join('');
+    `*${String(parts.length)}\r\n` + parts.map((part) => `$${String(Buffer.byteLength(part))}\r\n${part}\r\n`).join('');
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: REDIS.host, port: REDIS.port });
     let buffer = '';
@@ -186,9 +185,7 @@ describeWithService('mpi', 'Open MPI', () => {
       env: mpiEnv({ oversubscribe: true }),
     });
     expect(mpirun.code).toBe(0);
-    expect(parseRanks(mpirun.stdout).map((line) => line.rank)).toEqual(
-      Array.from({ length: np }, (_, rank) => rank),
-    );
+    expect(parseRanks(mpirun.stdout).map((line) => line.rank)).toEqual(Array.from({ length: np }, (_, rank) => rank));
   }, 60_000);
 });
 

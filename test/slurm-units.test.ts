@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { UnsatisfiableRequirementsError } from 'scalems';
 import { parseTaskEntryArgs } from '../src/cli/task-entry';
 import { jsonProblem } from '../src/runtime/remote/wire';
-import { allocationRequest, checkRequest, gpuCount, parseSlurmTime, sallocArgs, stepConflict, stepResourceArgs, type ClusterInfo } from '../src/runtime/slurm/options';
+import {
+  allocationRequest,
+  checkRequest,
+  gpuCount,
+  parseSlurmTime,
+  sallocArgs,
+  stepConflict,
+  stepResourceArgs,
+  type ClusterInfo,
+} from '../src/runtime/slurm/options';
 import { classifyStep, srunEnv } from '../src/runtime/slurm/steps';
 import { stepCommand } from '../src/runtime/slurm/plans';
 
@@ -34,7 +43,17 @@ const cluster: ClusterInfo = {
 
 describe('slurm(): allocation requests', () => {
   it('maps worker requirements and the pass-through to salloc options', () => {
-    const req = allocationRequest({ cores: 4, memoryMB: 1000, gpus: 2, walltime: 90, nodes: 1, slurm: { constraint: 'avx2', qos: 'fast', reservation: 'r1', exclusive: true } }, { partition: 'gpu', account: 'proj' });
+    const req = allocationRequest(
+      {
+        cores: 4,
+        memoryMB: 1000,
+        gpus: 2,
+        walltime: 90,
+        nodes: 1,
+        slurm: { constraint: 'avx2', qos: 'fast', reservation: 'r1', exclusive: true },
+      },
+      { partition: 'gpu', account: 'proj' },
+    );
     expect(sallocArgs(req)).toEqual([
       '--ntasks',
       '4',
@@ -53,7 +72,10 @@ describe('slurm(): allocation requests', () => {
   });
 
   it('lets the worker requirements win over the backend options, and splits memory without a node count per CPU', () => {
-    const req = allocationRequest({ cores: 2, memoryMB: 1001, walltime: 30, slurm: { partition: 'debug' } }, { partition: 'gpu', walltime: 600, nodes: undefined });
+    const req = allocationRequest(
+      { cores: 2, memoryMB: 1001, walltime: 30, slurm: { partition: 'debug' } },
+      { partition: 'gpu', walltime: 600, nodes: undefined },
+    );
     expect(sallocArgs(req)).toEqual(['--ntasks', '2', '--mem-per-cpu=501M', '--time=1', '--partition=debug']);
   });
 
@@ -73,17 +95,31 @@ describe('slurm(): allocation requests', () => {
       throw new Error('expected UnsatisfiableRequirementsError');
     };
     expect(refuse({ cores: 3 })).toMatch(/ask for 3 cores but its nodes have 2 CPUs/);
-    expect(refuse({ cores: 9, nodes: 1 }, { partition: 'gpu' })).toMatch(/ask for 9 cores but 1 node of it have 8 CPUs/);
+    expect(refuse({ cores: 9, nodes: 1 }, { partition: 'gpu' })).toMatch(
+      /ask for 9 cores but 1 node of it have 8 CPUs/,
+    );
     expect(refuse({ nodes: 3 }, { partition: 'gpu' })).toMatch(/ask for 3 nodes but the partition has 2/);
     expect(refuse({ memoryMB: 5000 })).toMatch(/5000 MB of memory but 1 node of it have 4000 MB/);
     expect(refuse({ gpus: 1 })).toMatch(/1 GPUs but 1 node of it have 0/);
-    expect(refuse({ walltime: 7200 }, { partition: 'gpu' })).toMatch(/walltime of 7200 s but the partition's time limit is 60 min/);
-    expect(refuse({}, { partition: 'nope' })).toMatch(/partition "nope" does not exist on this cluster \(partitions: debug, gpu\)/);
+    expect(refuse({ walltime: 7200 }, { partition: 'gpu' })).toMatch(
+      /walltime of 7200 s but the partition's time limit is 60 min/,
+    );
+    expect(refuse({}, { partition: 'nope' })).toMatch(
+      /partition "nope" does not exist on this cluster \(partitions: debug, gpu\)/,
+    );
   });
 
   it('sizes the capacity from the request, or from DefMemPerCPU when memory is not asked for', () => {
-    expect(checkRequest(allocationRequest({ cores: 12, gpus: 3 }, { partition: 'gpu' }), cluster)).toEqual({ cores: 12, gpus: 3, memoryMB: 6000 });
-    expect(checkRequest(allocationRequest({ cores: 2, memoryMB: 3000 }, {}), cluster)).toEqual({ cores: 2, gpus: 0, memoryMB: 3000 });
+    expect(checkRequest(allocationRequest({ cores: 12, gpus: 3 }, { partition: 'gpu' }), cluster)).toEqual({
+      cores: 12,
+      gpus: 3,
+      memoryMB: 6000,
+    });
+    expect(checkRequest(allocationRequest({ cores: 2, memoryMB: 3000 }, {}), cluster)).toEqual({
+      cores: 2,
+      gpus: 0,
+      memoryMB: 3000,
+    });
   });
 
   it('reads sinfo figures', () => {
@@ -100,7 +136,12 @@ describe('slurm(): allocation requests', () => {
 
 describe('slurm(): job step options', () => {
   it('gives a single-rank task its cores, memory, GPUs and a backstop time limit on one node', () => {
-    expect(stepResourceArgs({ coresPerRank: 2, memoryMB: 100.5, gpusPerRank: 1, walltime: 61, slurm: { constraint: 'x', exclusive: true } }, 'none')).toEqual([
+    expect(
+      stepResourceArgs(
+        { coresPerRank: 2, memoryMB: 100.5, gpusPerRank: 1, walltime: 61, slurm: { constraint: 'x', exclusive: true } },
+        'none',
+      ),
+    ).toEqual([
       '--ntasks',
       '1',
       '--cpus-per-task',
@@ -116,24 +157,47 @@ describe('slurm(): job step options', () => {
   });
 
   it('starts ranks > 1 in one task of ranks × coresPerRank CPUs for mpirun, or as srun tasks', () => {
-    expect(stepResourceArgs({ ranks: 3, coresPerRank: 2 }, 'mpirun')).toEqual(['--ntasks', '1', '--cpus-per-task', '6', '--nodes', '1']);
-    expect(stepResourceArgs({ ranks: 3, coresPerRank: 2, memoryMB: 600 }, 'srun')).toEqual(['--ntasks', '3', '--cpus-per-task', '2', '--mem-per-cpu=100M']);
+    expect(stepResourceArgs({ ranks: 3, coresPerRank: 2 }, 'mpirun')).toEqual([
+      '--ntasks',
+      '1',
+      '--cpus-per-task',
+      '6',
+      '--nodes',
+      '1',
+    ]);
+    expect(stepResourceArgs({ ranks: 3, coresPerRank: 2, memoryMB: 600 }, 'srun')).toEqual([
+      '--ntasks',
+      '3',
+      '--cpus-per-task',
+      '2',
+      '--mem-per-cpu=100M',
+    ]);
     expect(stepCommand(['./md', '-v'], 4, { launcher: 'mpirun', mpirunArgs: ['--bind-to', 'none'] })).toEqual({
       command: ['mpirun', '-np', '4', '--oversubscribe', '--bind-to', 'none', './md', '-v'],
       launcher: 'mpirun',
     });
-    expect(stepCommand(['./md'], 4, { launcher: 'srun', mpirunArgs: [] })).toEqual({ command: ['./md'], launcher: 'srun' });
-    expect(stepCommand(['./md'], 1, { launcher: 'mpirun', mpirunArgs: [] })).toEqual({ command: ['./md'], launcher: 'none' });
+    expect(stepCommand(['./md'], 4, { launcher: 'srun', mpirunArgs: [] })).toEqual({
+      command: ['./md'],
+      launcher: 'srun',
+    });
+    expect(stepCommand(['./md'], 1, { launcher: 'mpirun', mpirunArgs: [] })).toEqual({
+      command: ['./md'],
+      launcher: 'none',
+    });
   });
 
-  it('refuses job-level options a step cannot have, and accepts the allocation\'s own', () => {
+  it("refuses job-level options a step cannot have, and accepts the allocation's own", () => {
     const alloc = allocationRequest({ slurm: { account: 'a' } }, {});
     expect(stepConflict({ partition: 'debug', account: 'a' }, alloc, cluster)).toBeUndefined();
-    expect(stepConflict({ partition: 'gpu' }, alloc, cluster)).toMatch(/slurm.partition "gpu" but its executor's allocation has "debug"/);
-    expect(stepConflict({ qos: 'high' }, alloc, cluster)).toMatch(/slurm.qos "high" but its executor's allocation has no qos/);
+    expect(stepConflict({ partition: 'gpu' }, alloc, cluster)).toMatch(
+      /slurm.partition "gpu" but its executor's allocation has "debug"/,
+    );
+    expect(stepConflict({ qos: 'high' }, alloc, cluster)).toMatch(
+      /slurm.qos "high" but its executor's allocation has no qos/,
+    );
   });
 
-  it('keeps the settings of an enclosing Slurm job out of srun\'s environment', () => {
+  it("keeps the settings of an enclosing Slurm job out of srun's environment", () => {
     const saved = { ...process.env };
     try {
       process.env.SLURM_JOB_ID = '1';
@@ -154,45 +218,78 @@ describe('slurm(): job step options', () => {
 
 describe('slurm(): step outcomes from srun --verbose and slurmstepd', () => {
   // Lines as srun 22.05 prints them (recorded on the test cluster).
-  const launched = 'srun: jobid 22: nodes(1):`vm\', cpu counts: 2(x1)\nsrun: launching StepId=22.0 on host vm, 1 tasks: 0\nsrun: launch/slurm: _task_start: Node vm, 1 tasks started\n';
-  const exit = (status: string): string => `srun: launch/slurm: _task_finish: Received task exit notification for 1 task of StepId=22.0 (status=${status}).\n`;
+  const launched =
+    "srun: jobid 22: nodes(1):`vm', cpu counts: 2(x1)\nsrun: launching StepId=22.0 on host vm, 1 tasks: 0\nsrun: " +
+    'launch/slurm: _task_start: Node vm, 1 tasks started\n';
+  const exit = (status: string): string =>
+    `srun: launch/slurm: _task_finish: Received task exit notification for 1 task of StepId=22.0 (status=${status}).\n`;
 
   it('reads a completed step', () => {
-    expect(classifyStep(launched + exit('0x0000'), { code: 0, signal: null })).toEqual({ step: '22.0', state: 'COMPLETED', exitCode: 0, signal: null, messages: '', launched: true });
+    expect(classifyStep(launched + exit('0x0000'), { code: 0, signal: null })).toEqual({
+      step: '22.0',
+      state: 'COMPLETED',
+      exitCode: 0,
+      signal: null,
+      messages: '',
+      launched: true,
+    });
   });
 
   it('reads the exit code and the signal of a failed task', () => {
-    const failed = classifyStep(`${launched}${exit('0x0300')}srun: error: vm: task 0: Exited with exit code 3\n`, { code: 3, signal: null });
+    const failed = classifyStep(`${launched}${exit('0x0300')}srun: error: vm: task 0: Exited with exit code 3\n`, {
+      code: 3,
+      signal: null,
+    });
     expect(failed).toMatchObject({ step: '22.0', state: 'FAILED', exitCode: 3, signal: null });
     expect(failed.messages).toBe('srun: error: vm: task 0: Exited with exit code 3');
-    expect(classifyStep(`${launched}${exit('0x0009')}srun: error: vm: task 0: Killed\n`, { code: 137, signal: null })).toMatchObject({ state: 'FAILED', exitCode: null, signal: 'SIGKILL' });
+    expect(
+      classifyStep(`${launched}${exit('0x0009')}srun: error: vm: task 0: Killed\n`, { code: 137, signal: null }),
+    ).toMatchObject({ state: 'FAILED', exitCode: null, signal: 'SIGKILL' });
   });
 
   it('takes the first failing task of several', () => {
-    const two = `${launched}srun: launch/slurm: _task_finish: Received task exit notification for 1 task of StepId=22.0 (status=0x0000).\nsrun: launch/slurm: _task_finish: Received task exit notification for 1 task of StepId=22.0 (status=0x0200).\n`;
+    const two =
+      `${launched}srun: launch/slurm: _task_finish: Received task exit notification for 1 task of ` +
+      `StepId=22.0 (status=0x0000).\nsrun: launch/slurm: _task_finish: Received task exit notification for 1 ` +
+      `task of StepId=22.0 (status=0x0200).\n`;
     expect(classifyStep(two, { code: 2, signal: null })).toMatchObject({ state: 'FAILED', exitCode: 2 });
   });
 
-  it('reads TIMEOUT, CANCELLED, OUT_OF_MEMORY and NODE_FAIL from slurmstepd\'s notices', () => {
-    const timeout = `${launched}slurmstepd-vm: error: *** STEP 16.0 ON vm CANCELLED AT 2026-11-25T08:06:49 DUE TO TIME LIMIT ***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n${exit('0x000f')}srun: error: vm: task 0: Terminated\n`;
+  it("reads TIMEOUT, CANCELLED, OUT_OF_MEMORY and NODE_FAIL from slurmstepd's notices", () => {
+    const timeout =
+      `${launched}slurmstepd-vm: error: *** STEP 16.0 ON vm CANCELLED AT 2026-11-25T08:06:49 DUE ` +
+      `TO TIME LIMIT ***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to ` +
+      `finish.\n${exit('0x000f')}srun: error: vm: task 0: Terminated\n`;
     expect(classifyStep(timeout, { code: 143, signal: null })).toMatchObject({ state: 'TIMEOUT', signal: 'SIGTERM' });
-    const cancelled = `${launched}slurmstepd-vm: error: *** STEP 21.1 ON vm CANCELLED AT 2026-11-25T08:09:15 ***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n${exit('0x0009')}`;
+    const cancelled =
+      `${launched}slurmstepd-vm: error: *** STEP 21.1 ON vm CANCELLED AT 2026-11-25T08:09:15 ` +
+      `***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n${exit('0x0009')}`;
     const c = classifyStep(cancelled, { code: 137, signal: null });
     expect(c.state).toBe('CANCELLED');
     expect(c.messages).toMatch(/STEP 21.1 ON vm CANCELLED/);
-    const oom = `${launched}${exit('0x0009')}slurmstepd: error: Detected 1 oom-kill event(s) in StepId=22.0. Some of your processes may have been killed by the cgroup out-of-memory handler.\n`;
+    const oom =
+      `${launched}${exit('0x0009')}slurmstepd: error: Detected 1 oom-kill event(s) in StepId=22.0. ` +
+      `Some of your processes may have been killed by the cgroup out-of-memory handler.\n`;
     expect(classifyStep(oom, { code: 137, signal: null }).state).toBe('OUT_OF_MEMORY');
-    expect(classifyStep(`${launched}srun: error: Node failure on vm\n`, { code: 1, signal: null }).state).toBe('NODE_FAIL');
+    expect(classifyStep(`${launched}srun: error: Node failure on vm\n`, { code: 1, signal: null }).state).toBe(
+      'NODE_FAIL',
+    );
   });
 
   it('tells a step that was never created', () => {
-    const none = classifyStep('srun: error: Unable to create step for job 17: Job/step already completing or completed\n', { code: 1, signal: null });
+    const none = classifyStep(
+      'srun: error: Unable to create step for job 17: Job/step already completing or completed\n',
+      { code: 1, signal: null },
+    );
     expect(none).toMatchObject({ step: null, state: 'FAILED', launched: false, exitCode: 1 });
     expect(none.messages).toMatch(/Unable to create step/);
   });
 
   it('does not take the --error option in the verbose option dump for an error message', () => {
-    expect(classifyStep(`srun: error               : /tmp/x/stderr\n${launched}${exit('0x0000')}`, { code: 0, signal: null }).messages).toBe('');
+    expect(
+      classifyStep(`srun: error               : /tmp/x/stderr\n${launched}${exit('0x0000')}`, { code: 0, signal: null })
+        .messages,
+    ).toBe('');
   });
 });
 
@@ -215,12 +312,30 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
   const MODULE = join(__dirname, 'slurm-fixtures', 'tasks.ts');
   const ENTRY = join(__dirname, '..', 'src', 'cli', 'task-entry.ts');
   const run = (args: string[]): { status: number | null; stderr: string } => {
-    const r = spawnSync(process.execPath, ['--require', require.resolve('tsx/cjs'), ENTRY, ...args], { encoding: 'utf8', cwd: join(__dirname, '..') });
+    const r = spawnSync(process.execPath, ['--require', require.resolve('tsx/cjs'), ENTRY, ...args], {
+      encoding: 'utf8',
+      cwd: join(__dirname, '..'),
+    });
     return { status: r.status, stderr: r.stderr };
   };
 
   it('parses its command line and refuses a wrong one', () => {
-    expect(parseTaskEntryArgs(['--modules', 'a.js', '--modules', 'b.js', '--name', 'n', '--args', 'a.json', '--result', 'r.json', '--attempt', '2'])).toEqual({
+    expect(
+      parseTaskEntryArgs([
+        '--modules',
+        'a.js',
+        '--modules',
+        'b.js',
+        '--name',
+        'n',
+        '--args',
+        'a.json',
+        '--result',
+        'r.json',
+        '--attempt',
+        '2',
+      ]),
+    ).toEqual({
       modules: ['a.js', 'b.js'],
       name: 'n',
       args: 'a.json',
@@ -238,7 +353,16 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
   it('runs a registered task by name and writes its result', () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-entry-'));
     writeFileSync(join(dir, 'args.json'), '[2, 40]');
-    const r = run(['--modules', MODULE, '--name', 'slurm.add', '--args', join(dir, 'args.json'), '--result', join(dir, 'result.json')]);
+    const r = run([
+      '--modules',
+      MODULE,
+      '--name',
+      'slurm.add',
+      '--args',
+      join(dir, 'args.json'),
+      '--result',
+      join(dir, 'result.json'),
+    ]);
     expect(r.status).toBe(0);
     expect(JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))).toMatchObject({ ok: true, value: { sum: 42 } });
   });
@@ -246,9 +370,21 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
   it('answers an unknown task name with UnknownTaskError (never eval)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-entry-'));
     writeFileSync(join(dir, 'args.json'), '[]');
-    const r = run(['--modules', MODULE, '--name', 'process.exit', '--args', join(dir, 'args.json'), '--result', join(dir, 'result.json')]);
+    const r = run([
+      '--modules',
+      MODULE,
+      '--name',
+      'process.exit',
+      '--args',
+      join(dir, 'args.json'),
+      '--result',
+      join(dir, 'result.json'),
+    ]);
     expect(r.status).toBe(1);
-    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as { ok: boolean; error: { code: string; message: string } };
+    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as {
+      ok: boolean;
+      error: { code: string; message: string };
+    };
     expect(result.ok).toBe(false);
     expect(result.error.code).toBe('UNKNOWN_TASK');
     expect(result.error.message).toMatch(/no task named "process.exit"/);
@@ -257,7 +393,21 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
   it('refuses a result JSON cannot carry', () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-entry-'));
     writeFileSync(join(dir, 'args.json'), '[]');
-    expect(run(['--modules', MODULE, '--name', 'slurm.badResult', '--args', join(dir, 'args.json'), '--result', join(dir, 'result.json')]).status).toBe(1);
-    expect(JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))).toMatchObject({ ok: false, error: { code: 'UNSERIALIZABLE_VALUE' } });
+    expect(
+      run([
+        '--modules',
+        MODULE,
+        '--name',
+        'slurm.badResult',
+        '--args',
+        join(dir, 'args.json'),
+        '--result',
+        join(dir, 'result.json'),
+      ]).status,
+    ).toBe(1);
+    expect(JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))).toMatchObject({
+      ok: false,
+      error: { code: 'UNSERIALIZABLE_VALUE' },
+    });
   });
 });

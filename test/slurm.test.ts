@@ -41,7 +41,9 @@ function jobs(): string[] {
 /** Steps of a job in squeue as `jobid.stepid|name`. */
 function steps(jobId: string): string[] {
   try {
-    return execFileSync('squeue', ['-h', '-s', '-j', jobId, '-o', '%i|%j'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    return execFileSync('squeue', ['-h', '-s', '-j', jobId, '-o', '%i|%j'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
   } catch {
     return [];
   }
@@ -91,7 +93,7 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     await rt.shutdown();
   });
 
-  it('runs registered functions in job steps of the executor\'s one allocation', async () => {
+  it("runs registered functions in job steps of the executor's one allocation", async () => {
     const [a, b] = await Promise.all([ex.submit(tasks.add, 1, 2), ex.submit(tasks.add, 3, 4)]);
     expect(a.sum).toBe(3);
     expect(b.sum).toBe(7);
@@ -110,7 +112,7 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     expect(seen.cwd).toBe(seen.workdir);
   });
 
-  it('brings a function\'s own error back with its name, code and fields', async () => {
+  it("brings a function's own error back with its name, code and fields", async () => {
     const err = await failure(ex.submit(tasks.fail, 5));
     expect(err.name).toBe('CustomError');
     expect(err.message).toBe('failed on purpose with 5');
@@ -128,22 +130,29 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     expect(() => ex.submit((x: number) => x + 1, 1)).toThrow(UnregisteredFunctionError);
     const elsewhere = defineTask('slurm.notInModules', () => 1);
     expect(() => ex.submit(elsewhere)).toThrow(UnknownTaskError);
-    expect(() => ex.submit(elsewhere)).toThrow(/no task named "slurm.notInModules" is defined by the modules given to slurm/);
+    expect(() => ex.submit(elsewhere)).toThrow(
+      /no task named "slurm.notInModules" is defined by the modules given to slurm/,
+    );
     expect(() => ex.submit(tasks.add, 1n as unknown as number, 2)).toThrow(UnserializableValueError);
-    expect(() => ex.submit({ ...call(tasks.add, 1, 2), requirements: { ranks: 2 } })).toThrow(/function tasks with ranks > 1 run on threads\(\)/);
+    expect(() => ex.submit({ ...call(tasks.add, 1, 2), requirements: { ranks: 2 } })).toThrow(
+      /function tasks with ranks > 1 run on threads\(\)/,
+    );
   });
 
   it('runs an executable in its working directory: result like processes(), stdout/stderr files, inputs, outputs, stdin, env', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-slurm-in-'));
     writeFileSync(join(dir, 'in.txt'), 'staged\n');
     const t = ex.submit(
-      executable(['sh', '-c', 'cat in.txt > out.txt; cat; echo "$FROM_WORKER $FROM_TASK $FROM_SPEC"; echo to-stderr >&2'], {
-        inputs: { 'in.txt': file(join(dir, 'in.txt')) },
-        outputs: ['out.txt'],
-        stdin: 'from stdin\n',
-        env: { FROM_SPEC: 's' },
-        requirements: { env: { FROM_TASK: 't' } },
-      }),
+      executable(
+        ['sh', '-c', 'cat in.txt > out.txt; cat; echo "$FROM_WORKER $FROM_TASK $FROM_SPEC"; echo to-stderr >&2'],
+        {
+          inputs: { 'in.txt': file(join(dir, 'in.txt')) },
+          outputs: ['out.txt'],
+          stdin: 'from stdin\n',
+          env: { FROM_SPEC: 's' },
+          requirements: { env: { FROM_TASK: 't' } },
+        },
+      ),
     );
     const result = await t;
     expect(Object.keys(result).sort()).toEqual(['command', 'exitCode', 'outputs', 'stderr', 'stdout', 'workdir']);
@@ -174,7 +183,17 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     // A rendezvous: each step waits for the other's file, so serialised steps would never finish.
     const dir = mkdtempSync(join(tmpdir(), 'scalems-slurm-meet-'));
     const meet = (me: string, other: string) =>
-      ex.submit(executable(['sh', '-c', `touch ${join(dir, me)}; while [ ! -e ${join(dir, other)} ]; do sleep 0.05; done; echo "$SLURM_CPUS_PER_TASK"`], { key: me, requirements: { walltime: 20 } }));
+      ex.submit(
+        executable(
+          [
+            'sh',
+            '-c',
+            `touch ${join(dir, me)}; while [ ! -e ${join(dir, other)} ]; do sleep 0.05; done; echo ` +
+              `"$SLURM_CPUS_PER_TASK"`,
+          ],
+          { key: me, requirements: { walltime: 20 } },
+        ),
+      );
     const [a, b] = await Promise.all([meet('a', 'b'), meet('b', 'a')]);
     expect(await readText(a.stdout)).toBe('1\n');
     expect(await readText(b.stdout)).toBe('1\n');
@@ -198,7 +217,9 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     const err = await failure(t);
     expect(err).toBeInstanceOf(TaskCancelledError);
     await until(() => (steps(jobId).some((s) => s.endsWith('|to-cancel')) ? undefined : true));
-    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('sleep 301'));
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes('sleep 301'));
     expect(left).toEqual([]);
   });
 
@@ -206,14 +227,21 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     const t = ex.submit(executable(['sh', '-c', 'trap "" TERM; echo ready; sleep 304'], { label: 'stubborn' }));
     const jobId = await until(() => allocationOf(ex));
     await until(() => (steps(jobId).some((s) => s.endsWith('|stubborn')) ? true : undefined));
-    await until(() => (existsSync(join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout')) && readFileSync(join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout'), 'utf8') === 'ready\n' ? true : undefined));
+    await until(() =>
+      existsSync(join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout')) &&
+      readFileSync(join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout'), 'utf8') === 'ready\n'
+        ? true
+        : undefined,
+    );
     t.cancel();
     expect(await failure(t)).toBeInstanceOf(TaskCancelledError);
     await until(() => (steps(jobId).some((s) => s.endsWith('|stubborn')) ? undefined : true));
-    await until(() => (execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes('sleep 304') ? undefined : true));
+    await until(() =>
+      execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes('sleep 304') ? undefined : true,
+    );
   });
 
-  it('aborts a cancelled function task\'s signal through SIGTERM', async () => {
+  it("aborts a cancelled function task's signal through SIGTERM", async () => {
     const marker = join(mkdtempSync(join(tmpdir(), 'scalems-slurm-fn-')), 'aborted');
     const t = ex.submit({ ...call(tasks.waitForCancel, 300_000, marker), label: 'fn-cancel' });
     const jobId = await until(() => allocationOf(ex));
@@ -222,13 +250,20 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     t.cancel();
     expect(await failure(t)).toBeInstanceOf(TaskCancelledError);
     await until(() => (steps(jobId).some((s) => s.endsWith('|fn-cancel')) ? undefined : true));
-    expect(readFileSync(marker, 'utf8')).toMatch(/^TaskCancelledError: task fn-cancel .* was cancelled: its job step got SIGTERM/);
+    expect(readFileSync(marker, 'utf8')).toMatch(
+      /^TaskCancelledError: task fn-cancel .* was cancelled: its job step got SIGTERM/,
+    );
   });
 
   it('reports a step cancelled outside the program as SlurmStepError CANCELLED', async () => {
     const t = ex.submit(executable(['sh', '-c', 'echo started; exec sleep 302'], { label: 'scancelled' }));
     const jobId = await until(() => allocationOf(ex));
-    const step = await until(() => steps(jobId).find((s) => s.endsWith('|scancelled'))?.split('|')[0]);
+    const step = await until(
+      () =>
+        steps(jobId)
+          .find((s) => s.endsWith('|scancelled'))
+          ?.split('|')[0],
+    );
     // cancelled while its program runs (a step cancelled before its tasks start may end without Slurm's notice)
     const stdout = join(root, 'slurm-test', 'tasks', t.id, 'attempt-1', 'stdout');
     await until(() => (existsSync(stdout) && readFileSync(stdout, 'utf8').includes('started') ? true : undefined));
@@ -250,7 +285,10 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
 
   /** A runtime on a workflow of its own (task ids are content hashes: tests must not share them). */
   async function fresh(): Promise<Runtime> {
-    const rt = launch(await openWorkflow({ store: memoryStore(), name: `slurm-alloc-${runtimes.length}` }), slurm({ root }));
+    const rt = launch(
+      await openWorkflow({ store: memoryStore(), name: `slurm-alloc-${runtimes.length}` }),
+      slurm({ root }),
+    );
     runtimes.push(rt);
     return rt;
   }
@@ -260,20 +298,27 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
     runtimes = [];
   });
 
-  const cpus = (): number => Number(execFileSync('sinfo', ['-h', '-o', '%C'], { encoding: 'utf8' }).trim().split('/')[3]);
+  const cpus = (): number =>
+    Number(execFileSync('sinfo', ['-h', '-o', '%C'], { encoding: 'utf8' }).trim().split('/')[3]);
 
   it('refuses at executor() more cores than the partition has, naming both figures', async () => {
     const rt = await fresh();
     const total = cpus();
     expect(() => executor(rt, { worker: { cores: total + 1 } })).toThrow(UnsatisfiableRequirementsError);
-    expect(() => executor(rt, { worker: { cores: total + 1 } })).toThrow(`they ask for ${total + 1} cores but its nodes have ${total} CPUs`);
-    expect(() => executor(rt, { worker: { slurm: { partition: 'no-such-partition' } } })).toThrow(/partition "no-such-partition" does not exist/);
+    expect(() => executor(rt, { worker: { cores: total + 1 } })).toThrow(
+      `they ask for ${total + 1} cores but its nodes have ${total} CPUs`,
+    );
+    expect(() => executor(rt, { worker: { slurm: { partition: 'no-such-partition' } } })).toThrow(
+      /partition "no-such-partition" does not exist/,
+    );
     expect(jobs().filter((j) => j.includes(`-${process.pid}|`))).toEqual([]);
   });
 
   it('refuses at submit a task bigger than the allocation, or in another partition', async () => {
     const ex = executor(await fresh(), { worker: { cores: 1 } });
-    expect(() => ex.submit(executable(['true'], { requirements: { slurm: { partition: 'other' } } }))).toThrow(/slurm.partition "other" but its executor's allocation has "debug"/);
+    expect(() => ex.submit(executable(['true'], { requirements: { slurm: { partition: 'other' } } }))).toThrow(
+      /slurm.partition "other" but its executor's allocation has "debug"/,
+    );
     const big = ex.submit(executable(['true'], { requirements: { coresPerRank: 2 } }));
     expect(await failure(big)).toBeInstanceOf(UnsatisfiableRequirementsError);
   });
@@ -316,7 +361,10 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
 
   it('withdraws a request still pending at shutdown: nothing left in squeue', async () => {
     // Another job takes every CPU, so this executor's allocation stays pending.
-    execFileSync('salloc', ['--no-shell', '-n', String(cpus()), '-J', `blocker-${process.pid}`], { stdio: 'ignore', timeout: 60_000 });
+    execFileSync('salloc', ['--no-shell', '-n', String(cpus()), '-J', `blocker-${process.pid}`], {
+      stdio: 'ignore',
+      timeout: 60_000,
+    });
     try {
       const ex = executor(await fresh(), { worker: { cores: 1 } });
       const t = ex.submit(executable(['echo', 'never']));
@@ -334,7 +382,9 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
   it('runs each attempt of a retried task as a step of its own', async () => {
     const flag = join(mkdtempSync(join(tmpdir(), 'scalems-slurm-retry-')), 'failed-once');
     const ex = executor(await fresh(), { worker: { cores: 1 } });
-    const result = await ex.submit(executable(['sh', '-c', `test -e ${flag} || { touch ${flag}; exit 1; }`], { requirements: { retries: 1 } }));
+    const result = await ex.submit(
+      executable(['sh', '-c', `test -e ${flag} || { touch ${flag}; exit 1; }`], { requirements: { retries: 1 } }),
+    );
     expect(result.workdir).toMatch(/attempt-2$/);
   });
 

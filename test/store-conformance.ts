@@ -15,7 +15,11 @@ export interface OpenedStore {
 }
 
 /** The behaviour every `Store` must have. Call inside a test file; it defines a `describe` block. */
-export function storeConformance(name: string, capabilities: StoreCapabilities, open: () => Promise<OpenedStore>): void {
+export function storeConformance(
+  name: string,
+  capabilities: StoreCapabilities,
+  open: () => Promise<OpenedStore>,
+): void {
   describe(`Store conformance: ${name}`, () => {
     let opened: OpenedStore;
     let store: Store;
@@ -165,7 +169,8 @@ export function storeConformance(name: string, capabilities: StoreCapabilities, 
       await expect(store.get('a')).rejects.toThrow(StoreClosedError);
       await expect(store.set('a', 2)).rejects.toThrow(StoreClosedError);
       await expect(store.setMany([['a', 2]])).rejects.toThrow(StoreClosedError);
-      if (store.setManyChecked !== undefined) await expect(store.setManyChecked([['a', 2]])).rejects.toThrow(StoreClosedError);
+      if (store.setManyChecked !== undefined)
+        await expect(store.setManyChecked([['a', 2]])).rejects.toThrow(StoreClosedError);
       await expect(store.del('a')).rejects.toThrow(StoreClosedError);
       await expect(store.keys()).rejects.toThrow(StoreClosedError);
       await expect(store.entries()).rejects.toThrow(StoreClosedError);

@@ -28,7 +28,10 @@ const request = <T>(req: IDBRequest<T>): Promise<T> =>
   });
 
 /** Opens the raw database, creating `storeName` with `content` if given. */
-async function rawDatabase(content?: { storeName: string; entries: Array<[IDBValidKey, unknown]> }): Promise<IDBDatabase> {
+async function rawDatabase(content?: {
+  storeName: string;
+  entries: Array<[IDBValidKey, unknown]>;
+}): Promise<IDBDatabase> {
   const req = indexedDB.open(dbName);
   req.onupgradeneeded = () => {
     if (!content) return;
@@ -139,7 +142,9 @@ describe('idbStore', () => {
       if (seen.has(file)) return;
       seen.add(file);
       const source = fs.readFileSync(file, 'utf8');
-      const specifiers = [...source.matchAll(/(?:from\s+|require\(\s*|import\(\s*)'([^']+)'/g)].map((m) => m[1] as string);
+      const specifiers = [...source.matchAll(/(?:from\s+|require\(\s*|import\(\s*)'([^']+)'/g)].map(
+        (m) => m[1] as string,
+      );
       for (const specifier of specifiers) {
         expect(`${path.basename(file)} imports ${specifier}: ${nodeModules.has(specifier)}`).toMatch(/false$/);
         if (specifier.startsWith('.')) visit(`${path.resolve(path.dirname(file), specifier)}.ts`);

@@ -99,14 +99,19 @@ describe('sqliteStore refuses files it does not recognise, and leaves them untou
     const raw = new Database(file);
     raw.pragma('user_version = 99');
     raw.close();
-    const error = expectRefusedUntouched(StoreVersionError, /newer scalems store format \(version 99\).*reads version 1/);
+    const error = expectRefusedUntouched(
+      StoreVersionError,
+      /newer scalems store format \(version 99\).*reads version 1/,
+    );
     expect(error).toMatchObject({ found: 99, expected: SQLITE_STORE_VERSION });
   });
 
   test('a damaged store (pages overwritten)', async () => {
     const store = sqliteStore(file);
     for (let i = 0; i < 4; i++) {
-      await store.setMany(Array.from({ length: 500 }, (_, j) => [`task:${i}-${j}`, { payload: 'x'.repeat(200) }] as const));
+      await store.setMany(
+        Array.from({ length: 500 }, (_, j) => [`task:${i}-${j}`, { payload: 'x'.repeat(200) }] as const),
+      );
     }
     await store.close();
     const bytes = fs.readFileSync(file);
@@ -159,7 +164,10 @@ describe('sqliteStore lock', () => {
   });
 
   test('a stale lock naming this pid but not held by this process (pid reuse) is taken over', async () => {
-    fs.writeFileSync(lockFile(), JSON.stringify({ pid: process.pid, host: os.hostname(), since: '2020-01-01T00:00:00.000Z' }));
+    fs.writeFileSync(
+      lockFile(),
+      JSON.stringify({ pid: process.pid, host: os.hostname(), since: '2020-01-01T00:00:00.000Z' }),
+    );
     const store = openStore(file);
     await store.set('ok', true);
     expect(readLock().since).not.toBe('2020-01-01T00:00:00.000Z');
@@ -205,14 +213,18 @@ describe('sqliteStore lock across real processes', () => {
     });
   }
   const exited = (proc: ChildProcess): Promise<void> =>
-    proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
+    proc.exitCode !== null || proc.signalCode !== null
+      ? Promise.resolve()
+      : new Promise((r) => proc.once('exit', () => r()));
 
   test('a live holder is named; after it is SIGKILLed its stale lock is taken over and its writes survive', async () => {
     child = await startChild('setInterval(() => {}, 1000);');
     const error = thrown(() => openStore(file)) as StoreLockedError;
     expect(error).toBeInstanceOf(StoreLockedError);
     expect(error.holder).toMatchObject({ pid: child.pid, host: os.hostname() });
-    expect(error.message).toContain(`in use by process ${child.pid} on host ${os.hostname()} (since ${error.holder.since})`);
+    expect(error.message).toContain(
+      `in use by process ${child.pid} on host ${os.hostname()} (since ${error.holder.since})`,
+    );
     expect(error.message).toMatch(/wait for that process to finish, or stop it/);
 
     child.kill('SIGKILL');

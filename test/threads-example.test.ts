@@ -28,10 +28,12 @@ describe('threads() as users run it', () => {
       const js = require(join(fixtures, 'dist-tasks.js'));
       (async () => {
         const wf = await openWorkflow({ store: memoryStore() });
-        const rt = launch(wf, threads({ modules: [join(fixtures, 'dist-tasks.js'), join(fixtures, 'dist-tasks.mjs'), join(fixtures, 'dist-tasks-ts.ts')], maxThreads: 2 }));
+        const modules = ['dist-tasks.js', 'dist-tasks.mjs', 'dist-tasks-ts.ts'].map((m) => join(fixtures, m));
+        const rt = launch(wf, threads({ modules, maxThreads: 2 }));
         const ex = executor(rt);
         const tripled = await ex.submit(js.triple, 5);
-        // plain node cannot load the .ts (nor require the .mjs) module here: submitted by name, found by name in the worker
+        // plain node cannot load the .ts (nor require the .mjs) module here: submitted by name, found by name in the
+        // worker
         const doubled = await ex.submit({ kind: 'function', name: 'dist.double', args: [21], label: 'by-name' });
         const squared = await ex.submit({ kind: 'function', name: 'dist.square', args: [9] });
         console.log(JSON.stringify({ tripled, doubled, squared }));

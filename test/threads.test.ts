@@ -36,7 +36,10 @@ async function flagged(flags: Int32Array, index: number): Promise<void> {
   while (Atomics.load(flags, index) === 0) await Atomics.waitAsync(flags, index, 0, 50).value;
 }
 
-const withRequirements = <R>(spec: TaskSpec<R>, requirements: TaskSpec['requirements']): TaskSpec<R> => ({ ...spec, requirements });
+const withRequirements = <R>(spec: TaskSpec<R>, requirements: TaskSpec['requirements']): TaskSpec<R> => ({
+  ...spec,
+  requirements,
+});
 
 let wf: Workflow;
 let rt: Runtime;
@@ -95,16 +98,24 @@ describe('threads(): refused at submit', () => {
     class Point {
       constructor(readonly x: number) {}
     }
-    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(UnserializableValueError);
-    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(/argument 1\.opts\.cb is a function/);
+    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(
+      UnserializableValueError,
+    );
+    expect(() => ex.submit(tasks.add, 1, { opts: { cb: () => 2 } } as unknown as number)).toThrow(
+      /argument 1\.opts\.cb is a function/,
+    );
     expect(() => ex.submit(tasks.add, Symbol('s') as unknown as number, 1)).toThrow(/argument 0 is a symbol/);
-    expect(() => ex.submit(tasks.add, [new Point(1)] as unknown as number, 1)).toThrow(/argument 0\[0\] is an instance of Point/);
+    expect(() => ex.submit(tasks.add, [new Point(1)] as unknown as number, 1)).toThrow(
+      /argument 0\[0\] is an instance of Point/,
+    );
   });
 
   it('refuses an executor with more cores than maxThreads; cores default to os.availableParallelism()', async () => {
     const own = launch(wf, threads({ modules: [MODULE] }));
     expect(executor(own).capacity.cores).toBe(availableParallelism());
-    expect(() => executor(own, { worker: { cores: availableParallelism() + 1 } })).toThrow(UnsatisfiableRequirementsError);
+    expect(() => executor(own, { worker: { cores: availableParallelism() + 1 } })).toThrow(
+      UnsatisfiableRequirementsError,
+    );
     await own.shutdown();
   });
 });
@@ -161,7 +172,9 @@ describe('threads(): the submitter’s async context', () => {
       return storage.run(payload, () => ex.submit(tasks.untilAborted, flags, 2));
     })();
     await flagged(flags, 0); // running on its thread
-    const collect = (globalThis as { gc?: () => void }).gc ?? (runInNewContext('gc', (setFlagsFromString('--expose-gc'), {})) as () => void);
+    const collect =
+      (globalThis as { gc?: () => void }).gc ??
+      (runInNewContext('gc', (setFlagsFromString('--expose-gc'), {})) as () => void);
     for (let i = 0; i < 5 && ref.deref() !== undefined; i++) {
       await new Promise((r) => setTimeout(r, 5)); // (a WeakRef read keeps its target for the rest of the job)
       collect();

@@ -106,7 +106,12 @@ describe('workflow state stream', () => {
     release();
     await hang;
     await wf.flushed();
-    expect(store.batches.flat().filter(([k]) => k === `task:${hang.id}`).map(([, r]) => (r as TaskRecord).state)).toEqual(['running', 'succeeded']);
+    expect(
+      store.batches
+        .flat()
+        .filter(([k]) => k === `task:${hang.id}`)
+        .map(([, r]) => (r as TaskRecord).state),
+    ).toEqual(['running', 'succeeded']);
   });
 
   it('writes settled tasks while a long synchronous burst runs, not only at its end', async () => {
@@ -228,7 +233,12 @@ describe('resubmitting restored work', () => {
     // same task (requirements are not identity), now impossible: it fails in the commit that submits it
     const impossible = small.submit({ ...call(flaky, 1), requirements: { ranks: 2 } });
     await expect(impossible).rejects.toThrow(/needs 2 cores/);
-    await expect(Promise.race([small.shutdown({ wait: true }).then(() => 'drained'), new Promise((r) => setTimeout(() => r('hung'), 2000))])).resolves.toBe('drained');
+    await expect(
+      Promise.race([
+        small.shutdown({ wait: true }).then(() => 'drained'),
+        new Promise((r) => setTimeout(() => r('hung'), 2000)),
+      ]),
+    ).resolves.toBe('drained');
 
     const third = await openWorkflow({ store });
     failing = false;

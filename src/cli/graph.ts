@@ -44,7 +44,9 @@ export function shortId(record: Pick<TaskRecord, 'id' | 'name'>): string {
  */
 function buildGraph(records: readonly TaskRecord[]): Graph {
   const sorted = [...records].sort(
-    (a, b) => (a.submittedAt ?? 0) - (b.submittedAt ?? 0) || (a.label ?? a.id).localeCompare(b.label ?? b.id, 'en', { numeric: true }),
+    (a, b) =>
+      (a.submittedAt ?? 0) - (b.submittedAt ?? 0) ||
+      (a.label ?? a.id).localeCompare(b.label ?? b.id, 'en', { numeric: true }),
   );
   const keys = new Map<string, string>();
   const used = new Set<string>();
@@ -70,7 +72,12 @@ function buildGraph(records: readonly TaskRecord[]): Graph {
     for (const input of r.inputs) {
       if (!known.has(input)) {
         known.add(input);
-        nodes.push({ key: keyOf(input), lines: [input.length > 20 ? `${input.slice(0, 20)}…` : input, '(not in store)'], cls: 'missing', tooltip: input });
+        nodes.push({
+          key: keyOf(input),
+          lines: [input.length > 20 ? `${input.slice(0, 20)}…` : input, '(not in store)'],
+          cls: 'missing',
+          tooltip: input,
+        });
       }
       edges.push([keyOf(input), keyOf(r.id)]);
     }
@@ -110,7 +117,10 @@ export function toDot(records: readonly TaskRecord[], name = 'scalems'): string 
   for (const n of nodes) {
     const s = STYLES[n.cls];
     const style = s.dashed ? ', style="rounded,filled,dashed"' : '';
-    out.push(`  ${n.key} [label=${dotString(n.lines.join('\n'))}, fillcolor="${s.fill}", color="${s.stroke}"${style}, tooltip=${dotString(n.tooltip)}];`);
+    out.push(
+      `  ${n.key} [label=${dotString(n.lines.join('\n'))}, fillcolor="${s.fill}", color="${s.stroke}"${style}, ` +
+        `tooltip=${dotString(n.tooltip)}];`,
+    );
   }
   for (const [from, to] of edges) out.push(`  ${from} -> ${to};`);
   out.push('}');
@@ -135,13 +145,16 @@ export const graphCommand: Command = {
       allowPositionals: true,
       options: { format: { type: 'string', short: 'f', default: 'mermaid' } },
     });
-    if (positionals.length > 1) throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    if (positionals.length > 1)
+      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
     const format = values.format;
-    if (format !== 'mermaid' && format !== 'dot') throw new UsageError(`--format must be mermaid or dot, got "${format}"`);
+    if (format !== 'mermaid' && format !== 'dot')
+      throw new UsageError(`--format must be mermaid or dot, got "${format}"`);
     const located = locate(positionals[0], io.cwd);
     if (!('one' in located)) {
       throw new CliError(
-        `${located.root} holds ${located.several.length} workflows (${located.several.map((w) => w.name).join(', ')}); ` +
+        `${located.root} holds ${located.several.length} workflows ` +
+          `(${located.several.map((w) => w.name).join(', ')}); ` +
           `name one: scalems graph ${path.join(located.root, '<name>')}`,
       );
     }

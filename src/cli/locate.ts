@@ -16,7 +16,8 @@ export interface WorkflowLocation {
 }
 
 /** The result of looking for stores: exactly one, or the several found under a `.scalems` directory. */
-export type Located = { readonly one: WorkflowLocation } | { readonly root: string; readonly several: readonly WorkflowLocation[] };
+export type Located =
+  { readonly one: WorkflowLocation } | { readonly root: string; readonly several: readonly WorkflowLocation[] };
 
 const isDir = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
 const isFile = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
@@ -56,7 +57,8 @@ export function locate(target: string | undefined, cwd: string): Located {
   }
   if (found.length === 0) {
     throw new CliError(
-      `no workflow store in ${given}: expected ${path.join(given, STORE_FILE)} or ${path.join(given, '<name>', STORE_FILE)}.`,
+      `no workflow store in ${given}: ` +
+        `expected ${path.join(given, STORE_FILE)} or ${path.join(given, '<name>', STORE_FILE)}.`,
     );
   }
   return found.length === 1 ? { one: found[0]! } : { root, several: found };

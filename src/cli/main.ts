@@ -1,7 +1,16 @@
 #!/usr/bin/env node
 // The `scalems` command. Each subcommand is one entry of `COMMANDS`.
 import { ScalemsError } from '../errors';
-import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, messageOf, type CliIo, type Command } from './command';
+import {
+  CliError,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  messageOf,
+  type CliIo,
+  type Command,
+} from './command';
 import { graphCommand } from './graph';
 import { statusCommand } from './status';
 
@@ -13,7 +22,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
 function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length)) + 2;
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`);
-  return `usage: scalems <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`scalems <command> --help\` for the options of one.\n`;
+  return (
+    `usage: scalems <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`scalems <command> ` +
+    `--help\` for the options of one.\n`
+  );
 }
 
 /** `node:util` parseArgs rejects unknown options and missing values with `ERR_PARSE_ARGS_*` codes. */
@@ -23,7 +35,10 @@ function isParseArgsError(error: unknown): error is Error {
 }
 
 /** Runs `scalems <argv...>` and resolves to the exit code. Never throws. */
-export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() }): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  io: CliIo = { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd() },
+): Promise<number> {
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' && args[0] !== undefined ? COMMANDS[args[0]] : undefined;

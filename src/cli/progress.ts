@@ -33,11 +33,22 @@ export interface ProgressCounts {
 function snapshot(state: WorkflowState): ProgressCounts {
   const c = state.counts;
   const total = c.new + c.submitted + c.ready + c.running + c.succeeded + c.failed + c.cancelled;
-  return { total, done: c.succeeded + c.failed + c.cancelled, failed: c.failed, cancelled: c.cancelled, running: c.running };
+  return {
+    total,
+    done: c.succeeded + c.failed + c.cancelled,
+    failed: c.failed,
+    cancelled: c.cancelled,
+    running: c.running,
+  };
 }
 
 const same = (a: ProgressCounts | undefined, b: ProgressCounts): boolean =>
-  a !== undefined && a.total === b.total && a.done === b.done && a.failed === b.failed && a.cancelled === b.cancelled && a.running === b.running;
+  a !== undefined &&
+  a.total === b.total &&
+  a.done === b.done &&
+  a.failed === b.failed &&
+  a.cancelled === b.cancelled &&
+  a.running === b.running;
 
 /** `[scalems] 120/400 done (3 failed, 8 running)` */
 export function progressLine(s: ProgressCounts, prefix = '[scalems]'): string {
@@ -56,9 +67,13 @@ const decile = (s: ProgressCounts): number => (s.total === 0 ? 0 : Math.floor((s
  * Nothing is drawn while the workflow has no task. The bar never keeps the process alive; in lines
  * mode a pending line may delay exit by up to `interval` unless the display is stopped.
  */
-export function progress(workflow: { readonly state$: Observable<WorkflowState> }, options: ProgressOptions = {}): Progress {
+export function progress(
+  workflow: { readonly state$: Observable<WorkflowState> },
+  options: ProgressOptions = {},
+): Progress {
   const stream = options.stream ?? process.stderr;
-  const mode = options.mode === undefined || options.mode === 'auto' ? (stream.isTTY === true ? 'bar' : 'lines') : options.mode;
+  const mode =
+    options.mode === undefined || options.mode === 'auto' ? (stream.isTTY === true ? 'bar' : 'lines') : options.mode;
   const view = mode === 'bar' ? barView(stream, options.prefix ?? '[scalems]') : linesView(stream, options);
   const subscription = new Subscription();
   let stopped = false;
@@ -69,7 +84,9 @@ export function progress(workflow: { readonly state$: Observable<WorkflowState> 
     view.end();
   };
   // (if state$ completes at once, stop() has closed `subscription` and adding to it unsubscribes)
-  subscription.add(workflow.state$.subscribe({ next: (state) => view.show(snapshot(state)), complete: stop, error: stop }));
+  subscription.add(
+    workflow.state$.subscribe({ next: (state) => view.show(snapshot(state)), complete: stop, error: stop }),
+  );
   return { stop, [Symbol.dispose]: stop };
 }
 
@@ -116,12 +133,15 @@ class UnrefBar extends SingleBar {
 }
 
 function barView(stream: NodeJS.WritableStream, prefix: string): View {
-  const bar = new UnrefBar({
-    stream,
-    format: `${prefix} {bar} {value}/{total} done | {failed} failed | {running} running | {duration_formatted}`,
-    barsize: 30,
-    fps: 5,
-  }, Presets.shades_classic);
+  const bar = new UnrefBar(
+    {
+      stream,
+      format: `${prefix} {bar} {value}/{total} done | {failed} failed | {running} running | {duration_formatted}`,
+      barsize: 30,
+      fps: 5,
+    },
+    Presets.shades_classic,
+  );
   let started = false;
   let latest: ProgressCounts | undefined;
   const payload = (s: ProgressCounts): object => ({ failed: s.failed, running: s.running });

@@ -38,7 +38,13 @@ export function summarise(where: WorkflowLocation, records: readonly TaskRecord[
     )
     .map((r) => {
       const error = r.error === undefined || withStacks ? r.error : withoutStack(r.error);
-      return { id: r.id, ...(r.label === undefined ? {} : { label: r.label }), name: r.name, attempts: r.attempts, ...(error === undefined ? {} : { error }) };
+      return {
+        id: r.id,
+        ...(r.label === undefined ? {} : { label: r.label }),
+        name: r.name,
+        attempts: r.attempts,
+        ...(error === undefined ? {} : { error }),
+      };
     });
   return { workflow: where.name, store: where.file, total: records.length, counts, failed };
 }
@@ -72,13 +78,19 @@ export function formatStatus(summary: StatusSummary, options: { verbose?: boolea
   const shown = failed.slice(0, limit);
   if (options.verbose) {
     for (const f of shown) {
-      out.push(`  ${f.label ?? f.id}  (task ${f.name}${f.label === undefined ? '' : `, id ${f.id}`}, attempts ${f.attempts})`);
+      out.push(
+        `  ${f.label ?? f.id}  (task ${f.name}${f.label === undefined ? '' : `, id ${f.id}`}, attempts ${f.attempts})`,
+      );
       out.push(...describeError(f.error).map((line) => `      ${line}`));
     }
   } else {
-    const rows = [['TASK', 'NAME', 'ATTEMPTS', 'ERROR'], ...shown.map((f) => [f.label ?? f.id, f.name, String(f.attempts), errorLine(f.error)])];
+    const rows = [
+      ['TASK', 'NAME', 'ATTEMPTS', 'ERROR'],
+      ...shown.map((f) => [f.label ?? f.id, f.name, String(f.attempts), errorLine(f.error)]),
+    ];
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c]!.length)) + 2);
-    for (const row of rows) out.push(`  ${row.map((cell, c) => (c < 3 ? pad(cell, widths[c]!) : cell)).join('')}`.trimEnd());
+    for (const row of rows)
+      out.push(`  ${row.map((cell, c) => (c < 3 ? pad(cell, widths[c]!) : cell)).join('')}`.trimEnd());
   }
   if (shown.length < failed.length) out.push(`  ... and ${failed.length - shown.length} more (--limit 0 shows all)`);
   return out.join('\n') + '\n';
@@ -91,9 +103,13 @@ const errorLine = (error: RecordedError | undefined): string =>
 function describeError(error: RecordedError | undefined): string[] {
   if (error === undefined) return ['(no error recorded)'];
   const head = `${error.name}: ${error.message}`;
-  const lines = error.stack !== undefined && error.stack.startsWith(head) ? error.stack.split('\n') : [...head.split('\n'), ...(error.stack?.split('\n') ?? [])];
+  const lines =
+    error.stack !== undefined && error.stack.startsWith(head)
+      ? error.stack.split('\n')
+      : [...head.split('\n'), ...(error.stack?.split('\n') ?? [])];
   if (error.code !== undefined) lines.push(`code: ${error.code}`);
-  if (error.details !== undefined && Object.keys(error.details).length > 0) lines.push(`details: ${JSON.stringify(error.details)}`);
+  if (error.details !== undefined && Object.keys(error.details).length > 0)
+    lines.push(`details: ${JSON.stringify(error.details)}`);
   return lines;
 }
 
@@ -117,15 +133,19 @@ export const statusCommand: Command = {
       allowPositionals: true,
       options: { json: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' }, limit: { type: 'string' } },
     });
-    if (positionals.length > 1) throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    if (positionals.length > 1)
+      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
     const limit = values.limit === undefined ? 20 : Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 0) throw new UsageError(`--limit expects a whole number (0 = all), got "${values.limit}"`);
+    if (!Number.isInteger(limit) || limit < 0)
+      throw new UsageError(`--limit expects a whole number (0 = all), got "${values.limit}"`);
     const verbose = values.verbose ?? false;
 
     const located = locate(positionals[0], io.cwd);
     if ('one' in located) {
       const summary = summarise(located.one, await readRecords(located.one.file), verbose);
-      io.stdout.write(values.json ? JSON.stringify(summary, null, 2) + '\n' : formatStatus(summary, { verbose, limit }));
+      io.stdout.write(
+        values.json ? JSON.stringify(summary, null, 2) + '\n' : formatStatus(summary, { verbose, limit }),
+      );
       return EXIT_OK;
     }
 
@@ -146,7 +166,8 @@ export const statusCommand: Command = {
     }
     const width = Math.max(...results.map((r) => r.workflow.length)) + 2;
     const lines = [`${results.length} workflows in ${located.root}:`];
-    for (const r of results) lines.push(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`);
+    for (const r of results)
+      lines.push(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`);
     lines.push(`Run \`scalems status ${path.join(located.root, '<name>')}\` for the failed tasks of one.`);
     io.stdout.write(lines.join('\n') + '\n');
     return code;

@@ -34,7 +34,9 @@ export interface TaskEntryArgs {
   readonly workdir: string | undefined;
 }
 
-export const USAGE = 'usage: scalems-task --modules <module> [--modules <module> ...] --name <task> --args <args.json> --result <result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>]';
+export const USAGE =
+  'usage: scalems-task --modules <module> [--modules <module> ...] --name <task> --args <args.json> --result ' +
+  '<result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>]';
 
 /** Parses the command line; throws a TypeError naming the problem. */
 export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
@@ -47,12 +49,14 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     if (value === undefined) throw new TypeError(`${flag} needs a value`);
     i++;
     if (flag === '--modules' || flag === '--module') modules.push(value);
-    else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir'].includes(flag)) one.set(flag.slice(2), value);
+    else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir'].includes(flag))
+      one.set(flag.slice(2), value);
     else throw new TypeError(`unknown option ${flag}`);
   }
   for (const key of ['name', 'args', 'result']) if (!one.has(key)) throw new TypeError(`--${key} is required`);
   const attempt = Number(one.get('attempt') ?? '1');
-  if (!Number.isInteger(attempt) || attempt < 1) throw new TypeError(`--attempt must be a positive integer, got ${one.get('attempt')}`);
+  if (!Number.isInteger(attempt) || attempt < 1)
+    throw new TypeError(`--attempt must be a positive integer, got ${one.get('attempt')}`);
   return {
     modules,
     name: one.get('name')!,
@@ -80,7 +84,12 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
   };
   process.once('SIGTERM', onTerm);
   process.once('SIGINT', onTerm);
-  const runner = new RemoteRunner({ modules: a.modules.map((m) => resolve(m)), where: 'a Slurm job step', modulesOption: 'slurm({ modules })', wire: jsonWire });
+  const runner = new RemoteRunner({
+    modules: a.modules.map((m) => resolve(m)),
+    where: 'a Slurm job step',
+    modulesOption: 'slurm({ modules })',
+    wire: jsonWire,
+  });
   let result: RemoteOutcome;
   try {
     const args: unknown = JSON.parse(readFileSync(a.args, 'utf8'));

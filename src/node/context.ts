@@ -7,7 +7,10 @@ import { sqliteStore } from '../store/sqlite';
 
 let installed = false;
 
-/** Installs the Node parts of the core (idempotent): the AsyncLocalStorage carrier, the core count, SQLite as the default store. */
+/**
+ * Installs the Node parts of the core (idempotent): the AsyncLocalStorage carrier, the core count, SQLite as the
+ * default store.
+ */
 export function installNode(): void {
   if (installed) return;
   installed = true;
@@ -16,7 +19,10 @@ export function installNode(): void {
   setDefaultStoreFactory((name) => sqliteStore(defaultStorePath(name)));
 }
 
-/** Where a workflow keeps its state on Node unless told otherwise: `.scalems/<name>/state.sqlite` under the working directory. */
+/**
+ * Where a workflow keeps its state on Node unless told otherwise: `.scalems/<name>/state.sqlite` under the working
+ * directory.
+ */
 export function defaultStorePath(name: string, cwd: string = process.cwd()): string {
   return join(workflowDir(name, cwd), 'state.sqlite');
 }

@@ -1,8 +1,14 @@
 import { map, type OperatorFunction } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 
-/** Gives each spec a label: a fixed string (for a single task) or `(spec, index) => label`. Labels are unique per workflow. */
-export function labelled<R>(label: string | ((spec: TaskSpec<R>, index: number) => string)): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
-  if (typeof label !== 'string' && typeof label !== 'function') throw new TypeError('labelled(label): label must be a string or a function (spec, index) => string');
+/**
+ * Gives each spec a label: a fixed string (for a single task) or `(spec, index) => label`. Labels are unique per
+ * workflow.
+ */
+export function labelled<R>(
+  label: string | ((spec: TaskSpec<R>, index: number) => string),
+): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
+  if (typeof label !== 'string' && typeof label !== 'function')
+    throw new TypeError('labelled(label): label must be a string or a function (spec, index) => string');
   return map((spec, index) => ({ ...spec, label: typeof label === 'string' ? label : label(spec, index) }));
 }

@@ -20,13 +20,23 @@ type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } 
  * Tasks are submitted as inputs arrive; concurrency is the executor's. Unsubscribing cancels the
  * in-flight tasks that nobody else awaits. Without `settle`, the first failure errors the stream.
  */
-export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(executor: Executor, options?: S): OperatorFunction<Input<R>, Out<R, S>>;
+export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
+  executor: Executor,
+  options?: S,
+): OperatorFunction<Input<R>, Out<R, S>>;
 export function submitOn<F extends AnyFunction, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   fn: F,
   options?: S,
-): OperatorFunction<Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>, Out<Awaited<ReturnType<F>>, S>>;
-export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitOnOptions, maybeOptions?: SubmitOnOptions): OperatorFunction<unknown, unknown> {
+): OperatorFunction<
+  Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>,
+  Out<Awaited<ReturnType<F>>, S>
+>;
+export function submitOn(
+  executor: Executor,
+  fnOrOptions?: AnyFunction | SubmitOnOptions,
+  maybeOptions?: SubmitOnOptions,
+): OperatorFunction<unknown, unknown> {
   const fn = typeof fnOrOptions === 'function' ? fnOrOptions : undefined;
   const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
   const toSpec = (input: unknown): TaskSpec | Task<unknown> => {
@@ -35,7 +45,10 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
       return call(invocable(fn), arg);
     }
     if (isTaskSpec(input) || input instanceof Task) return input;
-    throw new TypeError(`submitOn(executor) expects TaskSpecs (from call(fn, ...args) or task(...)) or Tasks; got ${describe(input)}. To map plain values through a function, use submitOn(executor, fn).`);
+    throw new TypeError(
+      `submitOn(executor) expects TaskSpecs (from call(fn, ...args) or task(...)) or Tasks; ` +
+        `got ${describe(input)}. To map plain values through a function, use submitOn(executor, fn).`,
+    );
   };
 
   return (source) =>
@@ -49,7 +62,11 @@ export function submitOn(executor: Executor, fnOrOptions?: AnyFunction | SubmitO
       const emit = (task: Task<unknown>): boolean => {
         const rec = task.record!;
         if (rec.state === 'succeeded') {
-          subscriber.next(options.settle === true ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>) : rec.result);
+          subscriber.next(
+            options.settle === true
+              ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>)
+              : rec.result,
+          );
           return true;
         }
         const reason = task.failure();
@@ -124,7 +141,9 @@ interface Member {
 }
 
 function isSettled(v: unknown): v is Settled<unknown> {
-  return typeof v === 'object' && v !== null && 'status' in v && 'task' in v && isTaskHandle((v as { task: unknown }).task);
+  return (
+    typeof v === 'object' && v !== null && 'status' in v && 'task' in v && isTaskHandle((v as { task: unknown }).task)
+  );
 }
 
 function describe(v: unknown): string {

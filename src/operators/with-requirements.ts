@@ -8,5 +8,8 @@ import type { TaskSpec } from '../task/spec';
  */
 export function withRequirements<R>(requirements: TaskRequirements): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
   const valid = validateTaskRequirements(requirements, 'withRequirements(...)');
-  return map((spec) => ({ ...spec, requirements: spec.requirements === undefined ? valid : { ...spec.requirements, ...valid } }));
+  return map((spec) => ({
+    ...spec,
+    requirements: spec.requirements === undefined ? valid : { ...spec.requirements, ...valid },
+  }));
 }

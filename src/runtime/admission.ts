@@ -1,7 +1,10 @@
 import type { Footprint } from '../task/requirements';
 import type { Capacity } from './backend';
 
-/** What a task needs of its executor; `queueable: false` keeps it out of the backend's queue (a walltime runs from hand-over). */
+/**
+ * What a task needs of its executor; `queueable: false` keeps it out of the backend's queue (a walltime runs from
+ * hand-over).
+ */
 export interface Need extends Footprint {
   readonly queueable?: boolean;
 }

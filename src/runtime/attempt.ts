@@ -127,7 +127,9 @@ export class RunningTask implements TaskContext, RunningTaskScope {
 
   constructor(
     private readonly run: Attempt,
-    private readonly submitter: { submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R> },
+    private readonly submitter: {
+      submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R>;
+    },
     private readonly waiter: { awaitOther<R>(attempt: Attempt, settled: Promise<R>): Promise<R> },
     extra: { comm?: Communicator; workdir?: string } | undefined,
   ) {

@@ -79,7 +79,10 @@ export interface Backend {
    */
   readonly commitScheduler?: SchedulerLike;
   /** Opens one executor scope with these worker requirements. Throws if they can never be met. */
-  open(worker: WorkerRequirements, context: { readonly workflow: Workflow; readonly executorId: string }): BackendExecutor;
+  open(
+    worker: WorkerRequirements,
+    context: { readonly workflow: Workflow; readonly executorId: string },
+  ): BackendExecutor;
   /** Releases the backend itself (pools, connections). */
   shutdown?(): Promise<void>;
 }

@@ -35,7 +35,18 @@ export function entryOf(workflow: Workflow, id: string): TaskEntry {
 export function entryOfSlot(slot: TaskSlot): TaskEntry {
   let e = slot.live as TaskEntry | undefined;
   if (e === undefined) {
-    e = { id: slot.id, slot, fn: undefined, snapshot: undefined, interest: 0, pinned: false, error: undefined, handle: undefined, cancel: undefined, attempt: undefined };
+    e = {
+      id: slot.id,
+      slot,
+      fn: undefined,
+      snapshot: undefined,
+      interest: 0,
+      pinned: false,
+      error: undefined,
+      handle: undefined,
+      cancel: undefined,
+      attempt: undefined,
+    };
     slot.live = e;
   }
   return e;

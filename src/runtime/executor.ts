@@ -1,8 +1,29 @@
 import { asyncScheduler } from 'rxjs';
 import type { Workflow } from './workflow';
-import { SPEC_FN, call, invocable, isTaskSpec, lookupTask, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-import { footprint, retryPolicy, validateTaskRequirements, validateWorkerRequirements, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
-import { ExecutorShutdownError, UnknownTaskError, UnsatisfiableRequirementsError, WalltimeExceededError } from '../errors';
+import {
+  SPEC_FN,
+  call,
+  invocable,
+  isTaskSpec,
+  lookupTask,
+  type AnyFunction,
+  type TaskArgs,
+  type TaskSpec,
+} from '../task/spec';
+import {
+  footprint,
+  retryPolicy,
+  validateTaskRequirements,
+  validateWorkerRequirements,
+  type TaskRequirements,
+  type WorkerRequirements,
+} from '../task/requirements';
+import {
+  ExecutorShutdownError,
+  UnknownTaskError,
+  UnsatisfiableRequirementsError,
+  WalltimeExceededError,
+} from '../errors';
 import type { BackendExecutor, Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from '../context/ambient';
@@ -14,7 +35,6 @@ import { recordError } from '../recorded-error';
 import { Admission, type Need } from './admission';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
-
 
 export interface ExecutorOptions {
   /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */
@@ -66,13 +86,17 @@ export class Executor implements AsyncDisposable {
     this.name = options.name ?? this.id;
     this.workflow = runtime.workflow;
     const clash = this.workflow.executors.get(this.name);
-    if (clash !== undefined && !clash.isShutdown) throw new TypeError(`an executor named "${this.name}" is already open on workflow "${this.workflow.name}"`);
+    if (clash !== undefined && !clash.isShutdown)
+      throw new TypeError(`an executor named "${this.name}" is already open on workflow "${this.workflow.name}"`);
     this.worker = validateWorkerRequirements(options.worker ?? {}, 'executor worker requirements');
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
     this.capacity = this.backend.capacity;
     this.defaultNeed = needOf(this.defaults);
-    this.admission = new Admission<TaskSlot>(this.capacity, { need: (slot) => this.need(slot), start: (slot, need) => this.start(slot, need) });
+    this.admission = new Admission<TaskSlot>(this.capacity, {
+      need: (slot) => this.need(slot),
+      start: (slot, need) => this.start(slot, need),
+    });
     const problem = this.unsatisfiable(this.defaults);
     if (problem !== undefined) {
       void this.backend.close();
@@ -95,9 +119,16 @@ export class Executor implements AsyncDisposable {
 
   /** @internal `pinned: false` tasks are cancelled when nobody awaits them any more (see `submitOn`). */
   submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R> {
-    if (!this.accepting) throw new ExecutorShutdownError(`executor ${this.id} has been shut down and accepts no new tasks; submit to a new executor`);
-    if (!isTaskSpec(spec)) throw new TypeError(`expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`);
-    const requirements: TaskRequirements = spec.requirements === undefined ? this.defaults : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
+    if (!this.accepting)
+      throw new ExecutorShutdownError(
+        `executor ${this.id} has been shut down and accepts no new tasks; submit to a new executor`,
+      );
+    if (!isTaskSpec(spec))
+      throw new TypeError(`expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`);
+    const requirements: TaskRequirements =
+      spec.requirements === undefined
+        ? this.defaults
+        : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
     this.backend.accept?.(spec);
     const encoded = encodeArgs(spec.args, this.workflow);
     const fn = spec[SPEC_FN];
@@ -116,7 +147,8 @@ export class Executor implements AsyncDisposable {
     }
     if (spec.label !== undefined) {
       const holder = wf.labelled(spec.label);
-      if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label); // throws DuplicateLabelError, naming the holder
+      // throws DuplicateLabelError, naming the holder
+      if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label);
     }
     wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
     const handle = new Task<R>(wf, id, entry);
@@ -144,16 +176,22 @@ export class Executor implements AsyncDisposable {
       },
       now: wf.now(),
     });
-    const problem = requirements === this.defaults ? undefined : this.unsatisfiable(requirements); // the defaults were checked at creation
+    // the defaults were checked at creation
+    const problem = requirements === this.defaults ? undefined : this.unsatisfiable(requirements);
     if (problem !== undefined) {
-      const err = new UnsatisfiableRequirementsError(`task ${spec.label ?? spec.name} (${id}) can never run on executor ${this.id}: ${problem}`);
+      const err = new UnsatisfiableRequirementsError(
+        `task ${spec.label ?? spec.name} (${id}) can never run on executor ${this.id}: ${problem}`,
+      );
       entry.error = err;
       wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
     }
     return handle;
   }
 
-  /** Stops taking work. With `wait`, resolves once every task of this executor has settled and its resources are released. */
+  /**
+   * Stops taking work. With `wait`, resolves once every task of this executor has settled and its resources are
+   * released.
+   */
   shutdown(options: { wait?: boolean } = {}): Promise<void> {
     this.accepting = false;
     this.closing ??= new Promise<void>((resolve) => {
@@ -181,10 +219,18 @@ export class Executor implements AsyncDisposable {
     const need = footprint(req);
     const ranks = req.ranks ?? 1;
     if (need.cores > this.capacity.cores) {
-      return `it needs ${need.cores} cores (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}) but the executor has ${this.capacity.cores}`;
+      return (
+        `it needs ${need.cores} cores (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}) but the ` +
+        `executor has ${this.capacity.cores}`
+      );
     }
-    if (need.gpus > this.capacity.gpus) return `it needs ${need.gpus} GPUs (ranks ${ranks} × gpusPerRank ${req.gpusPerRank ?? 0}) but the executor has ${this.capacity.gpus}`;
-    if (need.memoryMB > this.capacity.memoryMB) return `it needs ${need.memoryMB} MB of memory but the executor has ${this.capacity.memoryMB} MB`;
+    if (need.gpus > this.capacity.gpus)
+      return (
+        `it needs ${need.gpus} GPUs (ranks ${ranks} × gpusPerRank ${req.gpusPerRank ?? 0}) but the executor ` +
+        `has ${this.capacity.gpus}`
+      );
+    if (need.memoryMB > this.capacity.memoryMB)
+      return `it needs ${need.memoryMB} MB of memory but the executor has ${this.capacity.memoryMB} MB`;
     return undefined;
   }
 
@@ -245,7 +291,12 @@ export class Executor implements AsyncDisposable {
     const walltime = rec.requirements.walltime;
     if (walltime !== undefined) {
       attempt.timer = asyncScheduler.schedule(() => {
-        this.fail(attempt, new WalltimeExceededError(`task ${rec.label ?? rec.name} (${rec.id}) exceeded its walltime of ${walltime} s and was stopped`));
+        this.fail(
+          attempt,
+          new WalltimeExceededError(
+            `task ${rec.label ?? rec.name} (${rec.id}) exceeded its walltime of ${walltime} s and was stopped`,
+          ),
+        );
       }, walltime * 1000);
     }
     // the attempt is the job the backend runs and the observer of that work
@@ -259,15 +310,21 @@ export class Executor implements AsyncDisposable {
     const name = attempt.name;
     const fn = entry.fn ?? lookupTask(name);
     if (fn === undefined) {
-      throw new UnknownTaskError(`no function named "${name}" is registered in this process: define it with defineTask("${name}", fn) in a module this program imports`);
+      throw new UnknownTaskError(
+        `no function named "${name}" is registered in this process: define it with defineTask("${name}", fn) in ` +
+          `a module this program imports`,
+      );
     }
     const running = new RunningTask(attempt, this, this, extra);
     const args = attempt.args;
-    const run = (): unknown => runInScope({ task: running, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
+    const run = (): unknown =>
+      runInScope({ task: running, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
     return entry.snapshot !== undefined ? entry.snapshot(run) : run();
   }
 
-  /** @internal A running task waits for another: give its resources back until the wait is over, then take them again. */
+  /**
+   * @internal A running task waits for another: give its resources back until the wait is over, then take them again.
+   */
   awaitOther<R>(attempt: Attempt, settled: Promise<R>): Promise<R> {
     if (attempt.finished) return settled;
     attempt.waits++;
@@ -354,7 +411,10 @@ export class Executor implements AsyncDisposable {
   }
 }
 
-/** What a task needs of its executor. A walltime runs from the hand-over to the backend, so a task with one never waits in a backend's queue. */
+/**
+ * What a task needs of its executor. A walltime runs from the hand-over to the backend, so a task with one never waits
+ * in a backend's queue.
+ */
 function needOf(req: TaskRequirements): Need {
   const need = footprint(req);
   return req.walltime === undefined ? need : { ...need, queueable: false };

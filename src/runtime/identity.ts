@@ -21,7 +21,9 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     if (isTaskHandle(v)) {
       const owner = (v as { workflow?: unknown }).workflow;
       if (owner !== undefined && owner !== workflow) {
-        throw new TypeError(`task ${v.id} belongs to another workflow; tasks can only take inputs from their own workflow`);
+        throw new TypeError(
+          `task ${v.id} belongs to another workflow; tasks can only take inputs from their own workflow`,
+        );
       }
       inputs.add(v.id);
       return { $task: v.id } satisfies TaskRef;
@@ -96,7 +98,11 @@ function functionIdentity(name: string, fn: AnyFunction | undefined): string {
 }
 
 /** A task's identity: its function (see above), arguments (upstream tasks by id) and key. */
-export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: string, fn: AnyFunction | undefined): string {
+export function taskId(
+  spec: Pick<TaskSpec, 'name' | 'key'>,
+  canonicalArgs: string,
+  fn: AnyFunction | undefined,
+): string {
   const digest = hash128(`${functionIdentity(spec.name, fn)}\u0000${canonicalArgs}\u0000${spec.key ?? ''}`);
   return `${slug(spec.name)}-${digest.slice(0, 24)}`;
 }

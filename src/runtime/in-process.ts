@@ -17,7 +17,11 @@ export function inProcess(options: InProcessOptions = {}): Backend {
     kind: 'inProcess',
     open(worker): BackendExecutor {
       return {
-        capacity: { cores: worker.cores ?? options.cores ?? availableCores(), gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        capacity: {
+          cores: worker.cores ?? options.cores ?? availableCores(),
+          gpus: worker.gpus ?? 0,
+          memoryMB: worker.memoryMB ?? Infinity,
+        },
         run: (job) => runHere(job),
         close: async () => undefined,
       };

@@ -22,7 +22,10 @@ export class Runtime implements AsyncDisposable {
   /** @internal */
   open(options: ExecutorOptions): Executor {
     if (this.stopped !== undefined) {
-      throw new ExecutorShutdownError(`this ${this.backend.kind}() runtime of workflow "${this.workflow.name}" has been shut down and opens no new executors: launch(workflow, backend) a new one`);
+      throw new ExecutorShutdownError(
+        `this ${this.backend.kind}() runtime of workflow "${this.workflow.name}" has been shut down and opens no ` +
+          `new executors: launch(workflow, backend) a new one`,
+      );
     }
     const ex = new Executor(this, options);
     this.executors.add(ex);
@@ -43,7 +46,10 @@ export class Runtime implements AsyncDisposable {
   }
 }
 
-/** Binds a workflow to a backend: `inProcess()`, `threads(...)`, `processes()`, `slurm(...)`, `bullmq(...)`, `virtual(...)`. */
+/**
+ * Binds a workflow to a backend: `inProcess()`, `threads(...)`, `processes()`, `slurm(...)`, `bullmq(...)`,
+ * `virtual(...)`.
+ */
 export function launch(workflow: Workflow, backend: Backend): Runtime {
   return new Runtime(workflow, backend);
 }

@@ -18,7 +18,10 @@ export function withExecutor<R>(executor: Executor, fn: () => R): R {
 
 export function currentWorkflow(): Workflow {
   const wf = ambient().workflow as Workflow | undefined;
-  if (wf === undefined) throw new NoAmbientScopeError('no ambient workflow: call this inside withWorkflow(workflow, fn), withExecutor(executor, fn) or a running task');
+  if (wf === undefined)
+    throw new NoAmbientScopeError(
+      'no ambient workflow: call this inside withWorkflow(workflow, fn), withExecutor(executor, fn) or a running task',
+    );
   return wf;
 }
 
@@ -28,7 +31,10 @@ export function submit<R>(spec: TaskSpec<R>): Task<R>;
 export function submit(fnOrSpec: AnyFunction | TaskSpec, ...args: unknown[]): Task<unknown> {
   const ex = ambient().executor as Executor | undefined;
   if (ex === undefined) {
-    throw new NoAmbientScopeError('submit() needs an ambient executor: call it inside withExecutor(executor, fn) or inside a running task, or use executor.submit(fn, ...args)');
+    throw new NoAmbientScopeError(
+      'submit() needs an ambient executor: call it inside withExecutor(executor, fn) or inside a running task, ' +
+        'or use executor.submit(fn, ...args)',
+    );
   }
   const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(args as []));
   return ex.submit(spec);

@@ -1,4 +1,10 @@
-import { Observable, type Observer, type Subscribable, type Unsubscribable, observable as symbolObservable } from 'rxjs';
+import {
+  Observable,
+  type Observer,
+  type Subscribable,
+  type Unsubscribable,
+  observable as symbolObservable,
+} from 'rxjs';
 import type { Workflow } from './workflow';
 import { isFinal, type TaskRecord, type TaskStateName } from '../store/state';
 import { TASK_HANDLE } from '../task/hash';
@@ -117,13 +123,17 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     return this.result$;
   }
 
-  then<A = R, B = never>(onfulfilled?: ((value: R) => A | PromiseLike<A>) | null, onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+  then<A = R, B = never>(
+    onfulfilled?: ((value: R) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
     const settled = new Promise<R>((resolve, reject) => {
       this.result$.subscribe({ next: resolve, error: reject });
     });
     // A running task that waits for another gives its executor slot back meanwhile.
     const waiter = ambient().task as RunningTaskScope | undefined;
-    const waited = waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
+    const waited =
+      waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
     return waited.then(onfulfilled, onrejected);
   }
 
@@ -133,7 +143,12 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     const err = new TaskCancelledError(reason ?? `task ${this.id} was cancelled`);
     if (entry.cancel !== undefined) entry.cancel(err);
     else if (!isFinal(this.state)) {
-      this.workflow.dispatch({ type: 'cancel', id: this.id, reason: { name: err.name, code: err.code, message: err.message }, now: this.workflow.now() });
+      this.workflow.dispatch({
+        type: 'cancel',
+        id: this.id,
+        reason: { name: err.name, code: err.code, message: err.message },
+        now: this.workflow.now(),
+      });
     }
   }
 
@@ -147,7 +162,9 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   }
 }
 
-/** Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting). */
+/**
+ * Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting).
+ */
 function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
   const rec = task.entry.slot.outcome;
   if (rec !== undefined) {
@@ -169,7 +186,11 @@ function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): ()
   };
 }
 
-function deliver<R>(entry: TaskEntry, rec: TaskRecord, subscriber: { next(v: R): void; error(e: unknown): void; complete(): void }): void {
+function deliver<R>(
+  entry: TaskEntry,
+  rec: TaskRecord,
+  subscriber: { next(v: R): void; error(e: unknown): void; complete(): void },
+): void {
   if (rec.state === 'succeeded') {
     subscriber.next(rec.result as R);
     subscriber.complete();
@@ -181,7 +202,9 @@ function deliver<R>(entry: TaskEntry, rec: TaskRecord, subscriber: { next(v: R):
 /** The error a failed or cancelled task rejects with: the original one where this process has it. */
 function outcomeError(entry: TaskEntry, rec: TaskRecord): unknown {
   if (entry.error !== undefined) return entry.error;
-  return reviveError(rec.error ?? { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `task ${rec.id} was ${rec.state}` });
+  return reviveError(
+    rec.error ?? { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `task ${rec.id} was ${rec.state}` },
+  );
 }
 
 /** Marks an interest in a task's outcome. */

@@ -59,7 +59,10 @@ export class Workflow extends TaskGraph {
     if (named !== undefined) {
       const target = this.executors.get(named);
       if (target === undefined) {
-        throw new InvalidTaskDescriptionError(`description.executor: no executor named "${named}" is open on workflow "${this.name}" (open: ${list || 'none'})`);
+        throw new InvalidTaskDescriptionError(
+          `description.executor: no executor named "${named}" is open on workflow "${this.name}" ` +
+            `(open: ${list || 'none'})`,
+        );
       }
       return target;
     }
@@ -68,7 +71,8 @@ export class Workflow extends TaskGraph {
     if (open.length === 1) return open[0]!;
     throw new InvalidTaskDescriptionError(
       open.length === 0
-        ? `no executor is open on workflow "${this.name}": open one with executor(launch(workflow, backend)) before submitting descriptions`
+        ? `no executor is open on workflow "${this.name}": open one with executor(launch(workflow, backend)) ` +
+            `before submitting descriptions`
         : `description.executor is needed: several executors are open on workflow "${this.name}" (${list})`,
     );
   }

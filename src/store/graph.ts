@@ -131,7 +131,11 @@ export class TaskGraph {
 
   /** @internal Applies an action to the pending batch. */
   dispatch(action: WorkflowAction): void {
-    if (this.closed) throw new StoreClosedError(`workflow "${this.name}" is closed (workflow.close() closed its store): open it again with openWorkflow() to go on`);
+    if (this.closed)
+      throw new StoreClosedError(
+        `workflow "${this.name}" is closed (workflow.close() closed its store): open it again with ` +
+          `openWorkflow() to go on`,
+      );
     if (!this.batching) {
       this.batching = true;
       this.context.counts = { ...this.committed.counts };
@@ -139,7 +143,11 @@ export class TaskGraph {
     reduce(action, this.context);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
-    this.flushScheduled ??= detached(() => (this.commitScheduler !== undefined ? this.commitScheduler.schedule(() => this.flush()) : nextTurn(() => this.flush())));
+    this.flushScheduled ??= detached(() =>
+      this.commitScheduler !== undefined
+        ? this.commitScheduler.schedule(() => this.flush())
+        : nextTurn(() => this.flush()),
+    );
     // A long run of microtasks (in-process functions that never wait for I/O) would hold every change
     // until it ends: a large batch commits at the end of the current microtask instead.
     if (this.dirty.length >= EAGER_COMMIT && !this.eagerCommit && this.commitScheduler === undefined) {
@@ -158,9 +166,13 @@ export class TaskGraph {
     if (typeof label !== 'string' || label.length === 0) throw new TypeError('a task label must be a non-empty string');
     const holder = this.labelled(label);
     if (holder === id) return;
-    if (holder !== undefined) throw new DuplicateLabelError(`the label "${label}" is already used by task ${holder}; labels are unique within workflow "${this.name}"`);
+    if (holder !== undefined)
+      throw new DuplicateLabelError(
+        `the label "${label}" is already used by task ${holder}; labels are unique within workflow "${this.name}"`,
+      );
     const current = this.record(id)?.label;
-    if (current !== undefined) throw new DuplicateLabelError(`task ${id} is already labelled "${current}"; a label can be set once`);
+    if (current !== undefined)
+      throw new DuplicateLabelError(`task ${id} is already labelled "${current}"; a label can be set once`);
     this.dispatch({ type: 'label', id, label });
   }
 
@@ -211,7 +223,8 @@ export class TaskGraph {
     this.subject.next(next);
     for (const slot of settled) {
       const rec = slot.committed;
-      if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined) this.settledListeners.get(rec.executor)?.(slot);
+      if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined)
+        this.settledListeners.get(rec.executor)?.(slot);
     }
     for (const slot of dirty) {
       const watchers = slot.watchers;

@@ -39,7 +39,8 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
   let closed = false;
 
   const database = (): Promise<IDBDatabase> => {
-    if (closed) return Promise.reject(new StoreClosedError(`${description}: the store is closed; open it again to use it.`));
+    if (closed)
+      return Promise.reject(new StoreClosedError(`${description}: the store is closed; open it again to use it.`));
     connection ??= openVerified(dbName, storeName, description).then((db) => {
       // Let other connections upgrade the database (another store name in it); reopen on next use.
       db.onversionchange = db.onclose = () => {
@@ -64,10 +65,18 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
     },
     setMany: async (batch) => {
       for (const [key, value] of batch) assertStorable(key, value);
-      if (batch.length > 0) await setMany(batch.map(([key, value]) => [key, value]), useStore);
+      if (batch.length > 0)
+        await setMany(
+          batch.map(([key, value]) => [key, value]),
+          useStore,
+        );
     },
     setManyChecked: async (batch) => {
-      if (batch.length > 0) await setMany(batch.map(([key, value]) => [key, value]), useStore);
+      if (batch.length > 0)
+        await setMany(
+          batch.map(([key, value]) => [key, value]),
+          useStore,
+        );
     },
     del: (key) => del(key, useStore),
     keys: async () => (await keys(useStore)).filter((key): key is string => typeof key === 'string'),
@@ -122,16 +131,21 @@ async function verifyMeta(db: IDBDatabase, storeName: string, description: strin
       );
     }
     const write = db.transaction(storeName, 'readwrite');
-    write.objectStore(storeName).put({ format: 'scalems-store', version: IDB_STORE_VERSION } satisfies Meta, IDB_META_KEY);
+    write
+      .objectStore(storeName)
+      .put({ format: 'scalems-store', version: IDB_STORE_VERSION } satisfies Meta, IDB_META_KEY);
     await promisifyRequest(write);
     return;
   }
   if (meta.format !== 'scalems-store' || typeof meta.version !== 'number') {
-    throw new StoreCorruptError(`${description} is not a scalems store (its format marker is damaged). It was left untouched.`);
+    throw new StoreCorruptError(
+      `${description} is not a scalems store (its format marker is damaged). It was left untouched.`,
+    );
   }
   if (meta.version !== IDB_STORE_VERSION) {
     throw new StoreVersionError(
-      `${description} was written by ${meta.version > IDB_STORE_VERSION ? 'a newer' : 'an older'} scalems store format ` +
+      `${description} was written by ${meta.version > IDB_STORE_VERSION ? 'a newer' : 'an older'} scalems store ` +
+        `format ` +
         `(version ${meta.version}); this scalems reads version ${IDB_STORE_VERSION}. It was left untouched: open it ` +
         'with the scalems release that wrote it, or use another database name.',
       meta.version,

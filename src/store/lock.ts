@@ -43,19 +43,29 @@ let exitHookInstalled = false;
 
 export function acquireFileLock(lockPath: string, resource: string): FileLock {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const mine: LockContent = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID() };
+    const mine: LockContent = {
+      pid: process.pid,
+      host: os.hostname(),
+      since: new Date().toISOString(),
+      token: randomUUID(),
+    };
     const text = JSON.stringify(mine);
     if (tryCreate(lockPath, text)) {
       held.set(lockPath, text);
       installExitHook();
-      return { path: lockPath, holder: { pid: mine.pid, host: mine.host, since: mine.since }, release: () => release(lockPath, text) };
+      return {
+        path: lockPath,
+        holder: { pid: mine.pid, host: mine.host, since: mine.since },
+        release: () => release(lockPath, text),
+      };
     }
     const existing = readExisting(lockPath);
     if (existing === undefined) continue; // released meanwhile: try again
     const holder = parseHolder(existing);
     if (holder === undefined) {
       throw new StoreLockedError(
-        `${resource} is locked by ${lockPath}, whose content is not a valid lock (${JSON.stringify(existing.slice(0, 80))}). ` +
+        `${resource} is locked by ${lockPath}, whose content is not a valid lock ` +
+          `(${JSON.stringify(existing.slice(0, 80))}). ` +
           'If no scalems process is using this store, delete the lock file and try again.',
         { pid: 0, host: 'unknown' },
       );
@@ -64,7 +74,11 @@ export function acquireFileLock(lockPath: string, resource: string): FileLock {
       takeOver(lockPath, existing);
       continue;
     }
-    throw new StoreLockedError(lockedMessage(resource, lockPath, holder), { pid: holder.pid, host: holder.host, since: holder.since });
+    throw new StoreLockedError(lockedMessage(resource, lockPath, holder), {
+      pid: holder.pid,
+      host: holder.host,
+      since: holder.since,
+    });
   }
   throw new StoreLockedError(`${resource}: could not acquire ${lockPath}: it keeps changing hands; try again.`, {
     pid: 0,
@@ -177,13 +191,20 @@ function installExitHook(): void {
 function lockedMessage(resource: string, lockPath: string, holder: LockHolder): string {
   const who = `process ${holder.pid} on host ${holder.host} (since ${holder.since})`;
   if (holder.pid === process.pid && holder.host === os.hostname()) {
-    return `${resource} is already open in this process (pid ${holder.pid}, since ${holder.since}). Close the other store first, or share it.`;
+    return (
+      `${resource} is already open in this process (pid ${holder.pid}, since ${holder.since}). Close the ` +
+      `other store first, or share it.`
+    );
   }
   const advice =
     holder.host === os.hostname()
       ? 'wait for that process to finish, or stop it (the lock of a process that died is taken over automatically)'
-      : `wait for that process to finish, or stop it; it runs on another host, so this host cannot tell whether it is still alive: if it is not, delete ${lockPath}`;
-  return `${resource} is in use by ${who}. Only one process may open a store at a time: ${advice}. Lock file: ${lockPath}.`;
+      : `wait for that process to finish, or stop it; it runs on another host, so this host cannot tell whether ` +
+        `it is still alive: if it is not, delete ${lockPath}`;
+  return (
+    `${resource} is in use by ${who}. Only one process may open a store at a time: ${advice}. Lock ` +
+    `file: ${lockPath}.`
+  );
 }
 
 function sleepSync(ms: number): void {

@@ -9,7 +9,8 @@ export function memoryStore(): Store {
   const data = new Map<string, unknown>();
   let closed = false;
   const open = (): void => {
-    if (closed) throw new StoreClosedError('memoryStore: the store is closed; a memory store cannot be reopened: use a new one');
+    if (closed)
+      throw new StoreClosedError('memoryStore: the store is closed; a memory store cannot be reopened: use a new one');
   };
   return {
     description: 'memory',

@@ -1,7 +1,14 @@
 import type { TableEditor } from './table';
 import type { TaskSlot } from './slot';
 import type { RecordedError } from '../recorded-error';
-import { copyRecord, isFinal, type MutableRecord, type TaskDescriptionFields, type TaskRecord, type TaskStateName } from './state';
+import {
+  copyRecord,
+  isFinal,
+  type MutableRecord,
+  type TaskDescriptionFields,
+  type TaskRecord,
+  type TaskStateName,
+} from './state';
 
 /** A task as submitted to an executor; the reducer adds the life-cycle fields. */
 export interface SubmittedTask extends TaskDescriptionFields {
@@ -14,7 +21,14 @@ export type WorkflowAction =
   | { readonly type: 'submit'; readonly task: SubmittedTask; readonly now: number }
   /** `slot`, where the dispatcher has it, saves the reducer a lookup (it must be the slot of `id`) */
   | { readonly type: 'start'; readonly id: string; readonly now: number; readonly slot?: TaskSlot }
-  | { readonly type: 'succeed'; readonly id: string; readonly result: unknown; readonly artifacts?: Record<string, string>; readonly now: number; readonly slot?: TaskSlot }
+  | {
+      readonly type: 'succeed';
+      readonly id: string;
+      readonly result: unknown;
+      readonly artifacts?: Record<string, string>;
+      readonly now: number;
+      readonly slot?: TaskSlot;
+    }
   | { readonly type: 'fail'; readonly id: string; readonly error: RecordedError; readonly now: number }
   | { readonly type: 'cancel'; readonly id: string; readonly reason: RecordedError; readonly now: number }
   /** a failed attempt that will be tried again: back to `ready` */
@@ -71,7 +85,13 @@ function upstreamError(rec: { id: string; label?: string }, what: string, cause:
 }
 
 /** Marks a task and, transitively, every unfinished dependent as failed (or the task itself as cancelled). */
-function finishUnsuccessfully(ctx: ReduceContext, rootId: string, to: 'failed' | 'cancelled', error: RecordedError, now: number): void {
+function finishUnsuccessfully(
+  ctx: ReduceContext,
+  rootId: string,
+  to: 'failed' | 'cancelled',
+  error: RecordedError,
+  now: number,
+): void {
   const stack: Array<[string, RecordedError]> = [[rootId, error]];
   while (stack.length > 0) {
     const [id, err] = stack.pop()!;
@@ -123,11 +143,22 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   ctx.put(slot, rec);
   if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
   if (failedInput !== undefined) {
-    finishUnsuccessfully(ctx, rec.id, 'failed', upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''), now);
+    finishUnsuccessfully(
+      ctx,
+      rec.id,
+      'failed',
+      upstreamError(failedInput, failedInput.state, failedInput.error?.message ?? ''),
+      now,
+    );
   }
 }
 
-function succeed(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, action: Extract<WorkflowAction, { type: 'succeed' }>): void {
+function succeed(
+  ctx: ReduceContext,
+  slot: TaskSlot,
+  rec: TaskRecord,
+  action: Extract<WorkflowAction, { type: 'succeed' }>,
+): void {
   // the hot paths (start, succeed) set fields on the copy instead of merging a changes object
   const next = copyRecord(rec);
   next.state = 'succeeded';
@@ -192,11 +223,18 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
     }
     case 'fail':
     case 'cancel':
-      finishUnsuccessfully(ctx, action.id, action.type === 'fail' ? 'failed' : 'cancelled', action.type === 'fail' ? action.error : action.reason, action.now);
+      finishUnsuccessfully(
+        ctx,
+        action.id,
+        action.type === 'fail' ? 'failed' : 'cancelled',
+        action.type === 'fail' ? action.error : action.reason,
+        action.now,
+      );
       return;
     case 'retry': {
       const [slot, rec] = current(ctx, action.id);
-      if (slot !== undefined && rec.state === 'running') update(ctx, slot, rec, { state: 'ready', error: action.error, readyAt: action.now });
+      if (slot !== undefined && rec.state === 'running')
+        update(ctx, slot, rec, { state: 'ready', error: action.error, readyAt: action.now });
       return;
     }
     case 'label': {

@@ -2,7 +2,10 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
 /** A write as the writer thread takes it: rows flattened as key, json, key, json, ... */
-type Request = { readonly id: number; readonly op: 'write'; readonly rows: string[] } | { readonly id: number; readonly op: 'del'; readonly key: string } | { readonly id: number; readonly op: 'close' };
+type Request =
+  | { readonly id: number; readonly op: 'write'; readonly rows: string[] }
+  | { readonly id: number; readonly op: 'del'; readonly key: string }
+  | { readonly id: number; readonly op: 'close' };
 interface Reply {
   readonly id: number;
   readonly error?: { readonly message: string; readonly code?: string };
@@ -20,7 +23,9 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 10000');
 db.pragma('cache_size = -65536');
-const upsertSql = (n) => 'INSERT INTO scalems_kv (key, value) VALUES ' + Array(n).fill('(?, ?)').join(', ') + ' ON CONFLICT (key) DO UPDATE SET value = excluded.value';
+const upsertSql = (n) =>
+  'INSERT INTO scalems_kv (key, value) VALUES ' + Array(n).fill('(?, ?)').join(', ') +
+  ' ON CONFLICT (key) DO UPDATE SET value = excluded.value';
 const upsert = db.prepare(upsertSql(1));
 // ${MULTI} rows per statement: a third cheaper than one by one (keys are unique within a batch)
 const upsertMany = db.prepare(upsertSql(${MULTI}));
@@ -107,7 +112,10 @@ export class SqliteWriter {
   }
 
   private start(): Worker {
-    const worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath } });
+    const worker = new Worker(WRITER_SOURCE, {
+      eval: true,
+      workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath },
+    });
     worker.unref(); // until a write is pending
     worker.on('message', (reply: Reply) => {
       const waiter = this.pending.get(reply.id);
@@ -115,11 +123,17 @@ export class SqliteWriter {
       this.pending.delete(reply.id);
       if (this.pending.size === 0) worker.unref();
       if (reply.error === undefined) waiter.resolve();
-      else waiter.reject(this.translate(new Database.SqliteError(reply.error.message, reply.error.code ?? 'SQLITE_ERROR')));
+      else
+        waiter.reject(
+          this.translate(new Database.SqliteError(reply.error.message, reply.error.code ?? 'SQLITE_ERROR')),
+        );
     });
     worker.on('error', (error) => this.fail(error));
     worker.on('exit', (code) => {
-      if (this.pending.size > 0) this.fail(new Error(`the SQLite writer thread of ${this.dbPath} stopped (exit code ${code}) with writes pending`));
+      if (this.pending.size > 0)
+        this.fail(
+          new Error(`the SQLite writer thread of ${this.dbPath} stopped (exit code ${code}) with writes pending`),
+        );
     });
     return worker;
   }

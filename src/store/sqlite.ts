@@ -131,16 +131,20 @@ function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): D
   try {
     // The header said yes; now ask SQLite, which also sees changes still in the write-ahead log.
     checkVersion(dbPath, db.pragma('user_version', { simple: true }) as number);
-    const format = db
-      .prepare("SELECT value FROM scalems_meta WHERE name = 'format'")
-      .pluck()
-      .get() as string | undefined;
+    const format = db.prepare("SELECT value FROM scalems_meta WHERE name = 'format'").pluck().get() as
+      string | undefined;
     if (format !== 'scalems-store') throw new StoreCorruptError(`${dbPath} is not a scalems store (no format marker).`);
     if (quickCheck) {
       const problems = (db.pragma('quick_check') as Array<{ quick_check: string }>).map((row) => row.quick_check);
       if (problems.join() !== 'ok') {
-        const lines = problems.join('\n').split('\n').filter((line) => !line.startsWith('***'));
-        throw corrupt(dbPath, `quick_check: ${lines.slice(0, 2).join('; ')}${lines.length > 2 ? `; and ${lines.length - 2} more` : ''}`);
+        const lines = problems
+          .join('\n')
+          .split('\n')
+          .filter((line) => !line.startsWith('***'));
+        throw corrupt(
+          dbPath,
+          `quick_check: ${lines.slice(0, 2).join('; ')}${lines.length > 2 ? `; and ${lines.length - 2} more` : ''}`,
+        );
       }
     }
     return db;
@@ -238,7 +242,9 @@ function wrap(db: Database.Database, description: string, lock: FileLock | undef
       return read(() => allKeys.all() as string[]);
     },
     async entries<V>() {
-      return read(() => (allEntries.all() as Array<[string, string]>).map(([key, json]) => [key, parse(key, json) as V] as [string, V]));
+      return read(() =>
+        (allEntries.all() as Array<[string, string]>).map(([key, json]) => [key, parse(key, json) as V] as [string, V]),
+      );
     },
     async close() {
       if (closed) return;

@@ -3,7 +3,15 @@ import type { TaskRequirements } from '../task/requirements';
 import { emptyTable, type Table } from './table';
 
 export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const TASK_STATES: readonly TaskStateName[] = ['new', 'submitted', 'ready', 'running', 'succeeded', 'failed', 'cancelled'];
+export const TASK_STATES: readonly TaskStateName[] = [
+  'new',
+  'submitted',
+  'ready',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+];
 export const isFinal = (s: TaskStateName): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
 
 /** What a task is, as submitted: its identity and description. */

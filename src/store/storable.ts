@@ -29,7 +29,9 @@ export function assertStorable(key: string, value: unknown): void {
     check(value, key, [], []);
   } catch (error) {
     if (!(error instanceof RangeError)) throw error; // call stack exhausted
-    throw new UnstorableValueError(`Cannot store ${JSON.stringify(key)}: the value is nested too deeply. Nothing was written.`);
+    throw new UnstorableValueError(
+      `Cannot store ${JSON.stringify(key)}: the value is nested too deeply. Nothing was written.`,
+    );
   }
 }
 

@@ -42,7 +42,8 @@ export class Table<V> {
   }
 
   *entries(): IterableIterator<[string, V]> {
-    for (const leaf of leaves(this.root, 0)) for (let i = 1; i < leaf.length; i += 2) yield [leaf[i] as string, leaf[i + 1] as V];
+    for (const leaf of leaves(this.root, 0))
+      for (let i = 1; i < leaf.length; i += 2) yield [leaf[i] as string, leaf[i + 1] as V];
   }
 
   *values(): IterableIterator<V> {

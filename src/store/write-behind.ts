@@ -69,7 +69,10 @@ export class WriteBehind {
     const settledDue = this.settled.length > 0 && now - this.settledSince >= SETTLED_DELAY_MS;
     if (inFlightDue || settledDue) this.write(inFlightDue);
     if (this.settled.length === 0 && this.inFlight.length === 0) return;
-    const at = Math.min(this.settled.length > 0 ? this.settledSince + SETTLED_DELAY_MS : Infinity, this.inFlight.length > 0 ? this.inFlightSince + IN_FLIGHT_DELAY_MS : Infinity);
+    const at = Math.min(
+      this.settled.length > 0 ? this.settledSince + SETTLED_DELAY_MS : Infinity,
+      this.inFlight.length > 0 ? this.inFlightSince + IN_FLIGHT_DELAY_MS : Infinity,
+    );
     if (this.timer !== undefined) {
       if (this.timerAt <= at) return;
       clearTimeout(this.timer);
@@ -77,10 +80,13 @@ export class WriteBehind {
     this.timerAt = at;
     // outside the caller's async context: the timer must not keep a task's context alive
     this.timer = detached(() =>
-      setTimeout(() => {
-        this.timer = undefined;
-        this.writeDue(Date.now());
-      }, Math.max(0, at - now)),
+      setTimeout(
+        () => {
+          this.timer = undefined;
+          this.writeDue(Date.now());
+        },
+        Math.max(0, at - now),
+      ),
     );
   }
 
@@ -103,9 +109,11 @@ export class WriteBehind {
     // Records go unchecked: their parts from users were checked where they arose (arguments at
     // submit, results on arrival).
     const store = this.store;
-    const done = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).catch((err: unknown) => {
-      this.error ??= err;
-    });
+    const done = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).catch(
+      (err: unknown) => {
+        this.error ??= err;
+      },
+    );
     this.writes = this.writes.then(() => done);
   }
 }

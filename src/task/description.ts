@@ -40,13 +40,16 @@ const KNOWN = new Set(['name', 'kind', 'args', 'requirements', 'label', 'key', '
 export function decodeDescription(json: unknown): { spec: TaskSpec; executor: string | undefined } {
   const problems: string[] = [];
   if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
-    for (const k of Object.keys(json)) if (!KNOWN.has(k)) problems.push(`description.${k}: unknown field "${k}" (known: ${[...KNOWN].join(', ')})`);
+    for (const k of Object.keys(json))
+      if (!KNOWN.has(k)) problems.push(`description.${k}: unknown field "${k}" (known: ${[...KNOWN].join(', ')})`);
   }
   const result = TaskDescription.decode(json);
   if (isLeft(result)) problems.push(...describeErrors('description', result.left));
   if (problems.length > 0 || isLeft(result)) {
     const unique = [...new Set(problems)];
-    throw new InvalidTaskDescriptionError(`Invalid task description:\n  ${unique.length > 0 ? unique.join('\n  ') : 'description: expected an object'}`);
+    throw new InvalidTaskDescriptionError(
+      `Invalid task description:\n  ${unique.length > 0 ? unique.join('\n  ') : 'description: expected an object'}`,
+    );
   }
   const d = result.right;
   const spec: TaskSpec = {

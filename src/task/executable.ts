@@ -77,7 +77,9 @@ export const RESERVED_NAMES: readonly string[] = ['stdout', 'stderr'];
 export function executable(argv: readonly string[], options: ExecutableOptions = {}): TaskSpec<ExecutableResult> {
   const where = 'executable(argv, options)';
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) {
-    throw new InvalidTaskDescriptionError(`${where}: argv must be a non-empty array of strings (program first), got ${show(argv)}`);
+    throw new InvalidTaskDescriptionError(
+      `${where}: argv must be a non-empty array of strings (program first), got ${show(argv)}`,
+    );
   }
   const description: ExecutableDescription = {
     argv: [...argv],
@@ -91,7 +93,9 @@ export function executable(argv: readonly string[], options: ExecutableOptions =
     kind: 'executable',
     name: executableName(argv),
     args: [normalised],
-    ...(options.requirements !== undefined ? { requirements: validateTaskRequirements(options.requirements, `${where} requirements`) } : {}),
+    ...(options.requirements !== undefined
+      ? { requirements: validateTaskRequirements(options.requirements, `${where} requirements`) }
+      : {}),
     ...(options.label !== undefined ? { label: options.label } : {}),
     ...(options.key !== undefined ? { key: options.key } : {}),
     ...(options.pure !== undefined ? { pure: options.pure } : {}),
@@ -105,23 +109,33 @@ export function executableName(argv: readonly string[]): string {
 
 /** An upstream executable's output as an input of another task: the dependency edge is recorded. */
 export function outputOf(task: TaskArg<ExecutableResult>, name: string): OutputOf {
-  if (!isTaskHandle(task) && !isTaskRef(task)) throw new InvalidTaskDescriptionError(`outputOf(task, name): task must be a Task handle, got ${show(task)}`);
-  if (typeof name !== 'string' || name.length === 0) throw new InvalidTaskDescriptionError('outputOf(task, name): name must be a declared output, "stdout" or "stderr"');
+  if (!isTaskHandle(task) && !isTaskRef(task))
+    throw new InvalidTaskDescriptionError(`outputOf(task, name): task must be a Task handle, got ${show(task)}`);
+  if (typeof name !== 'string' || name.length === 0)
+    throw new InvalidTaskDescriptionError('outputOf(task, name): name must be a declared output, "stdout" or "stderr"');
   return { $output: RESERVED_NAMES.includes(name) ? name : taskPath(name, 'outputOf(task, name)'), of: task };
 }
 
 /** A reference to a file on the host (an absolute path is best: relative ones resolve where the backend runs). */
 export function file(path: string): FileRef {
-  if (typeof path !== 'string' || path.length === 0) throw new InvalidTaskDescriptionError('file(path): path must be a non-empty string');
+  if (typeof path !== 'string' || path.length === 0)
+    throw new InvalidTaskDescriptionError('file(path): path must be a non-empty string');
   return { $file: path, name: baseName(path) };
 }
 
 export function isFileRef(value: unknown): value is FileRef {
-  return typeof value === 'object' && value !== null && typeof (value as FileRef).$file === 'string' && typeof (value as FileRef).name === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as FileRef).$file === 'string' &&
+    typeof (value as FileRef).name === 'string'
+  );
 }
 
 export function isOutputOf(value: unknown): value is OutputOf {
-  return typeof value === 'object' && value !== null && typeof (value as OutputOf).$output === 'string' && 'of' in value;
+  return (
+    typeof value === 'object' && value !== null && typeof (value as OutputOf).$output === 'string' && 'of' in value
+  );
 }
 
 /**
@@ -129,35 +143,58 @@ export function isOutputOf(value: unknown): value is OutputOf {
  * Paths that leave the working directory throw `PathEscapeError`; anything else ill-formed
  * throws `InvalidTaskDescriptionError`.
  */
-export function validateDescription(value: unknown, where: string, options: { readonly resolved?: boolean } = {}): ExecutableDescription {
-  // `resolved`: upstream results are already in place of the tasks (at run time); sources are checked when they are used
+export function validateDescription(
+  value: unknown,
+  where: string,
+  options: { readonly resolved?: boolean } = {},
+): ExecutableDescription {
+  // `resolved`: upstream results are already in place of the tasks (at run time); sources are checked when they are
+  // used
   const check = options.resolved === true ? (): void => undefined : checkSource;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidTaskDescriptionError(`${where}: expected an executable description { argv, inputs?, outputs?, env?, stdin? }, got ${show(value)}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new InvalidTaskDescriptionError(
+      `${where}: expected an executable description { argv, inputs?, outputs?, env?, stdin? }, got ${show(value)}`,
+    );
   const d = value as Record<string, unknown>;
   const unknownKeys = Object.keys(d).filter((k) => !['argv', 'inputs', 'outputs', 'env', 'stdin'].includes(k));
-  if (unknownKeys.length > 0) throw new InvalidTaskDescriptionError(`${where}: unknown field(s) ${unknownKeys.join(', ')} (known: argv, inputs, outputs, env, stdin)`);
+  if (unknownKeys.length > 0)
+    throw new InvalidTaskDescriptionError(
+      `${where}: unknown field(s) ${unknownKeys.join(', ')} (known: argv, inputs, outputs, env, stdin)`,
+    );
   const argv = d.argv;
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string') || argv[0] === '') {
-    throw new InvalidTaskDescriptionError(`${where}: argv must be a non-empty array of strings (program first), got ${show(argv)}`);
+    throw new InvalidTaskDescriptionError(
+      `${where}: argv must be a non-empty array of strings (program first), got ${show(argv)}`,
+    );
   }
   const out: { -readonly [K in keyof ExecutableDescription]: ExecutableDescription[K] } = { argv: argv as string[] };
   if (d.inputs !== undefined) {
-    if (typeof d.inputs !== 'object' || d.inputs === null || Array.isArray(d.inputs)) throw new InvalidTaskDescriptionError(`${where}: inputs must be an object { name: source }, got ${show(d.inputs)}`);
+    if (typeof d.inputs !== 'object' || d.inputs === null || Array.isArray(d.inputs))
+      throw new InvalidTaskDescriptionError(
+        `${where}: inputs must be an object { name: source }, got ${show(d.inputs)}`,
+      );
     const inputs: Record<string, unknown> = {};
     for (const [name, source] of Object.entries(d.inputs)) {
       const key = taskPath(name, `${where}: input`);
-      if (key in inputs) throw new InvalidTaskDescriptionError(`${where}: inputs "${name}" and another input name the same file ${key}`);
+      if (key in inputs)
+        throw new InvalidTaskDescriptionError(`${where}: inputs "${name}" and another input name the same file ${key}`);
       check(source, `${where}: input "${name}"`, false);
       inputs[key] = source;
     }
     out.inputs = inputs;
   }
   if (d.outputs !== undefined) {
-    if (!Array.isArray(d.outputs) || !d.outputs.every((o) => typeof o === 'string')) throw new InvalidTaskDescriptionError(`${where}: outputs must be an array of file names, got ${show(d.outputs)}`);
+    if (!Array.isArray(d.outputs) || !d.outputs.every((o) => typeof o === 'string'))
+      throw new InvalidTaskDescriptionError(`${where}: outputs must be an array of file names, got ${show(d.outputs)}`);
     out.outputs = [...new Set(d.outputs.map((o: string) => taskPath(o, `${where}: output`)))];
   }
   if (d.env !== undefined) {
-    if (typeof d.env !== 'object' || d.env === null || Array.isArray(d.env) || !Object.values(d.env).every((v) => typeof v === 'string')) {
+    if (
+      typeof d.env !== 'object' ||
+      d.env === null ||
+      Array.isArray(d.env) ||
+      !Object.values(d.env).every((v) => typeof v === 'string')
+    ) {
       throw new InvalidTaskDescriptionError(`${where}: env must be an object of string values, got ${show(d.env)}`);
     }
     out.env = d.env as Record<string, string>;
@@ -176,11 +213,15 @@ function checkSource(source: unknown, where: string, textAllowed: boolean): void
   }
   if (isTaskHandle(source) || isTaskRef(source) || isFileRef(source)) return;
   if (isOutputOf(source)) {
-    if (!isTaskHandle(source.of) && !isTaskRef(source.of)) throw new InvalidTaskDescriptionError(`${where}: outputOf(task, name) needs a Task handle, got ${show(source.of)}`);
+    if (!isTaskHandle(source.of) && !isTaskRef(source.of))
+      throw new InvalidTaskDescriptionError(
+        `${where}: outputOf(task, name) needs a Task handle, got ${show(source.of)}`,
+      );
     return;
   }
   throw new InvalidTaskDescriptionError(
-    `${where}: expected ${textAllowed ? 'text, ' : 'a host path, '}a file reference (file(path)), outputOf(task, name) or an upstream Task, got ${show(source)}`,
+    `${where}: expected ${textAllowed ? 'text, ' : 'a host path, '}a file reference (file(path)), outputOf(task, ` +
+      `name) or an upstream Task, got ${show(source)}`,
   );
 }
 
@@ -189,22 +230,33 @@ function checkSource(source: unknown, where: string, textAllowed: boolean): void
  * paths that climb out (`../x`, `a/../../x`) throw `PathEscapeError`; `stdout`/`stderr` are reserved.
  */
 export function taskPath(path: string, what: string): string {
-  if (typeof path !== 'string' || path.length === 0) throw new InvalidTaskDescriptionError(`${what} name must be a non-empty string, got ${show(path)}`);
+  if (typeof path !== 'string' || path.length === 0)
+    throw new InvalidTaskDescriptionError(`${what} name must be a non-empty string, got ${show(path)}`);
   if (path.includes('\0')) throw new InvalidTaskDescriptionError(`${what} "${path}" contains a NUL character`);
   if (path.startsWith('/')) {
-    throw new PathEscapeError(`${what} "${path}" is an absolute path: names in a task's working directory must be relative (e.g. "${baseName(path)}")`);
+    throw new PathEscapeError(
+      `${what} "${path}" is an absolute path: names in a task's working directory must be relative (e.g. ` +
+        `"${baseName(path)}")`,
+    );
   }
   const parts: string[] = [];
   for (const segment of path.split('/')) {
     if (segment === '' || segment === '.') continue;
     if (segment === '..') {
-      if (parts.length === 0) throw new PathEscapeError(`${what} "${path}" escapes the task's working directory: ".." may not climb above it`);
+      if (parts.length === 0)
+        throw new PathEscapeError(
+          `${what} "${path}" escapes the task's working directory: ".." may not climb above it`,
+        );
       parts.pop();
     } else parts.push(segment);
   }
-  if (parts.length === 0) throw new InvalidTaskDescriptionError(`${what} "${path}" names the working directory itself; name a file in it`);
+  if (parts.length === 0)
+    throw new InvalidTaskDescriptionError(`${what} "${path}" names the working directory itself; name a file in it`);
   if (RESERVED_NAMES.includes(parts[0]!)) {
-    throw new InvalidTaskDescriptionError(`${what} "${path}": "${parts[0]}" is reserved for the program's ${parts[0]} (use outputOf(task, "${parts[0]}") to pass it on)`);
+    throw new InvalidTaskDescriptionError(
+      `${what} "${path}": "${parts[0]}" is reserved for the program's ${parts[0]} (use outputOf(task, ` +
+        `"${parts[0]}") to pass it on)`,
+    );
   }
   return parts.join('/');
 }

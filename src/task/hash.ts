@@ -11,7 +11,12 @@ export interface TaskRef {
 }
 
 export function isTaskRef(value: unknown): value is TaskRef {
-  return typeof value === 'object' && value !== null && typeof (value as { $task?: unknown }).$task === 'string' && Object.keys(value).length === 1;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { $task?: unknown }).$task === 'string' &&
+    Object.keys(value).length === 1
+  );
 }
 
 /** Anything that can stand for an upstream task in arguments (a Task handle exposes its id). */
@@ -64,7 +69,8 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
     return `${value.constructor.name}(${bytesToLatin1(bytes)})`;
   }
   if (value instanceof ArrayBuffer) return `AB(${bytesToLatin1(new Uint8Array(value))})`;
-  if (value instanceof Map) return `M{${[...value].map(([k, v]) => `${canonical(k, state)}:${canonical(v, state)}`).join(',')}}`;
+  if (value instanceof Map)
+    return `M{${[...value].map(([k, v]) => `${canonical(k, state)}:${canonical(v, state)}`).join(',')}}`;
   if (value instanceof Set) return `S{${[...value].map((v) => canonical(v, state)).join(',')}}`;
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {

@@ -3,7 +3,10 @@ import { isLeft } from 'fp-ts/lib/Either';
 import { InvalidRequirementsError } from '../errors';
 
 /** A type that also rejects properties it does not declare, reporting each by path. */
-function closed<P extends t.Props>(props: P, name: string): t.Type<t.TypeOf<t.PartialC<P>>, t.OutputOf<t.PartialC<P>>, unknown> {
+function closed<P extends t.Props>(
+  props: P,
+  name: string,
+): t.Type<t.TypeOf<t.PartialC<P>>, t.OutputOf<t.PartialC<P>>, unknown> {
   const partial = t.partial(props);
   const known = new Set(Object.keys(props));
   return new t.Type<t.TypeOf<t.PartialC<P>>, t.OutputOf<t.PartialC<P>>, unknown>(
@@ -107,7 +110,9 @@ export type WorkerRequirements = t.TypeOf<typeof WorkerRequirements>;
 export function describeErrors(where: string, errors: t.Errors): string[] {
   return errors.map((e) => {
     // members of intersections and unions appear in the context as "0", "1"...: not part of the path
-    const keys = e.context.filter((c, i) => c.key !== '' && !(i > 0 && isCombinator(e.context[i - 1]!.type))).map((c) => c.key);
+    const keys = e.context
+      .filter((c, i) => c.key !== '' && !(i > 0 && isCombinator(e.context[i - 1]!.type)))
+      .map((c) => c.key);
     const path = [where, ...keys].join('.');
     if (e.message) return `${path}: ${e.message}`;
     const expected = e.context[e.context.length - 1]?.type.name ?? 'a valid value';

@@ -9,7 +9,8 @@ declare const RESULT: unique symbol;
 export type AnyFunction = (...args: never[]) => unknown;
 
 /** A task function as the engine calls it: with the arguments a record holds. */
-export const invocable = (fn: AnyFunction): ((...args: readonly unknown[]) => unknown) => fn as (...args: readonly unknown[]) => unknown;
+export const invocable = (fn: AnyFunction): ((...args: readonly unknown[]) => unknown) =>
+  fn as (...args: readonly unknown[]) => unknown;
 
 /**
  * A task description: plain, serialisable data. `name` resolves the function (a `defineTask` name, or the
@@ -32,8 +33,11 @@ export interface TaskSpec<R = unknown> {
 
 export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
 
-/** What a task argument may be: the value itself, an upstream task that produces it, or (for arrays) an array of either. */
-export type TaskArg<T> = T | (PromiseLike<T> & HasTaskId) | (T extends readonly (infer E)[] ? readonly TaskArg<E>[] : never);
+/**
+ * What a task argument may be: the value itself, an upstream task that produces it, or (for arrays) an array of either.
+ */
+export type TaskArg<T> =
+  T | (PromiseLike<T> & HasTaskId) | (T extends readonly (infer E)[] ? readonly TaskArg<E>[] : never);
 export type TaskArgs<A extends readonly unknown[]> = { [K in keyof A]: TaskArg<A[K]> };
 
 /** A function registered by name with `defineTask`: resolvable in other threads, processes and hosts. */
@@ -47,11 +51,14 @@ const names = new WeakMap<AnyFunction, string>();
  * BullMQ workers) can find it by name in a registered module. Names are unique per process.
  */
 export function defineTask<F extends AnyFunction>(name: string, fn: F): DefinedTask<F> {
-  if (typeof name !== 'string' || name.length === 0) throw new TypeError('defineTask(name, fn): name must be a non-empty string');
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError('defineTask(name, fn): name must be a non-empty string');
   if (typeof fn !== 'function') throw new TypeError(`defineTask("${name}", fn): fn must be a function`);
   const existing = registry.get(name);
   if (existing !== undefined && existing !== fn) {
-    throw new TypeError(`defineTask: the name "${name}" is already registered to another function; task names must be unique`);
+    throw new TypeError(
+      `defineTask: the name "${name}" is already registered to another function; task names must be unique`,
+    );
   }
   registry.set(name, fn);
   names.set(fn, name);

@@ -33,13 +33,20 @@ export function virtual(options: VirtualOptions = {}): Backend {
     commitScheduler: asapScheduler,
     open(worker): BackendExecutor {
       return {
-        capacity: { cores: worker.cores ?? options.cores ?? 1, gpus: worker.gpus ?? options.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        capacity: {
+          cores: worker.cores ?? options.cores ?? 1,
+          gpus: worker.gpus ?? options.gpus ?? 0,
+          memoryMB: worker.memoryMB ?? Infinity,
+        },
         run: (job) =>
           timer(durationOf(job), scheduler).pipe(
             map(() => {
               const value = job.invoke();
               if (isThenable(value)) {
-                throw new TypeError(`virtual(): task ${job.name} returned a Promise; functions on the virtual backend must be synchronous so that they run in virtual time`);
+                throw new TypeError(
+                  `virtual(): task ${job.name} returned a Promise; functions on the virtual backend must be ` +
+                    `synchronous so that they run in virtual time`,
+                );
               }
               return value;
             }),

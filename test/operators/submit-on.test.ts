@@ -2,7 +2,17 @@
 // and of the source's subscription, on the virtual backend (one frame = one virtual millisecond).
 import { TestScheduler } from 'rxjs/testing';
 import { from, map, type OperatorFunction } from 'rxjs';
-import { call, executor, launch, memoryStore, openWorkflow, submitOn, type Settled, type TaskSpec, type Workflow } from 'scalems';
+import {
+  call,
+  executor,
+  launch,
+  memoryStore,
+  openWorkflow,
+  submitOn,
+  type Settled,
+  type TaskSpec,
+  type Workflow,
+} from 'scalems';
 import { virtual } from 'scalems/testing';
 
 const times10 = (n: number): number => n * 10;
@@ -19,7 +29,8 @@ beforeEach(async () => {
 });
 
 /** An executor of `cores` on which every task takes `frames`. */
-const executorOf = (frames: number, cores = 4) => executor(launch(wf, virtual({ defaultDuration: frames })), { worker: { cores } });
+const executorOf = (frames: number, cores = 4) =>
+  executor(launch(wf, virtual({ defaultDuration: frames })), { worker: { cores } });
 
 /** How many tasks the workflow has recorded, by state. */
 const counts = () => wf.state.counts;
@@ -86,7 +97,9 @@ describe('submitOn', () => {
 
   it('{ ordered: true } emits in input order, holding a result until those before it have come', () => {
     scheduler.run(({ hot, expectObservable, expectSubscriptions }) => {
-      const ex = executor(launch(wf, virtual({ durations: (job) => (job.args[0] === 1 ? 5 : 1) })), { worker: { cores: 4 } });
+      const ex = executor(launch(wf, virtual({ durations: (job) => (job.args[0] === 1 ? 5 : 1) })), {
+        worker: { cores: 4 },
+      });
       const source = hot('-a-b|', { a: 1, b: 2 });
       expectObservable(source.pipe(submitOn(ex, times10, { ordered: true }))).toBe('------(ab|)', { a: 10, b: 20 });
       expectSubscriptions(source.subscriptions).toBe('^---!');

@@ -4,16 +4,31 @@ import { currentTask, defineTask } from 'scalems';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export const add = defineTask('slurm.add', (a: number, b: number) => ({ sum: a + b, pid: process.pid, step: process.env.SLURM_STEP_ID ?? null, job: process.env.SLURM_JOB_ID ?? null }));
+export const add = defineTask('slurm.add', (a: number, b: number) => ({
+  sum: a + b,
+  pid: process.pid,
+  step: process.env.SLURM_STEP_ID ?? null,
+  job: process.env.SLURM_JOB_ID ?? null,
+}));
 
 export const whoAmI = defineTask('slurm.whoAmI', () => {
   const t = currentTask();
-  return { id: t.id, label: t.label ?? null, attempt: t.attempt, workdir: t.workdir ?? null, cwd: process.cwd(), cpus: process.env.SLURM_CPUS_PER_TASK ?? null };
+  return {
+    id: t.id,
+    label: t.label ?? null,
+    attempt: t.attempt,
+    workdir: t.workdir ?? null,
+    cwd: process.cwd(),
+    cpus: process.env.SLURM_CPUS_PER_TASK ?? null,
+  };
 });
 
 class CustomError extends Error {
   readonly code = 'E_CUSTOM';
-  constructor(message: string, readonly detail: number) {
+  constructor(
+    message: string,
+    readonly detail: number,
+  ) {
     super(message);
     this.name = 'CustomError';
   }

@@ -25,9 +25,18 @@ export function importsOf(file: string): Import[] {
   const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
   found = [];
   for (const node of source.statements) {
-    if (!(ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) || node.moduleSpecifier === undefined || !ts.isStringLiteral(node.moduleSpecifier)) continue;
+    if (
+      !(ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) ||
+      node.moduleSpecifier === undefined ||
+      !ts.isStringLiteral(node.moduleSpecifier)
+    )
+      continue;
     const specifier = node.moduleSpecifier.text;
-    found.push({ specifier, file: specifier.startsWith('.') ? resolveRelative(file, specifier) : undefined, typeOnly: isTypeOnly(node) });
+    found.push({
+      specifier,
+      file: specifier.startsWith('.') ? resolveRelative(file, specifier) : undefined,
+      typeOnly: isTypeOnly(node),
+    });
   }
   cache.set(file, found);
   return found;
@@ -35,13 +44,24 @@ export function importsOf(file: string): Import[] {
 
 function isTypeOnly(node: ts.ImportDeclaration | ts.ExportDeclaration): boolean {
   if (ts.isExportDeclaration(node)) {
-    return node.isTypeOnly || (node.exportClause !== undefined && ts.isNamedExports(node.exportClause) && node.exportClause.elements.every((e) => e.isTypeOnly));
+    return (
+      node.isTypeOnly ||
+      (node.exportClause !== undefined &&
+        ts.isNamedExports(node.exportClause) &&
+        node.exportClause.elements.every((e) => e.isTypeOnly))
+    );
   }
   const clause = node.importClause;
   if (clause === undefined) return false; // import './x': for its effects
   if (clause.isTypeOnly) return true;
   const named = clause.namedBindings;
-  return clause.name === undefined && named !== undefined && ts.isNamedImports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly);
+  return (
+    clause.name === undefined &&
+    named !== undefined &&
+    ts.isNamedImports(named) &&
+    named.elements.length > 0 &&
+    named.elements.every((e) => e.isTypeOnly)
+  );
 }
 
 function resolveRelative(from: string, specifier: string): string {

@@ -50,12 +50,7 @@ export const REDIS: { readonly host: string; readonly port: number } = Object.fr
 export const REDIS_ADDRESS = `${REDIS.host}:${String(REDIS.port)}`;
 
 /** Slurm node states in which jobs can run (a suffix like `*` = not responding). */
-const USABLE_NODE_STATES: ReadonlySet<string> = new Set([
-  'idle',
-  'mixed',
-  'allocated',
-  'completing',
-]);
+const USABLE_NODE_STATES: ReadonlySet<string> = new Set(['idle', 'mixed', 'allocated', 'completing']);
 
 const PROBE_TIMEOUT_MS = 10_000;
 
@@ -103,12 +98,7 @@ interface CommandResult {
   readonly detail: string;
 }
 
-function describeFailure(
-  command: string,
-  error: Error | undefined,
-  status: number | null,
-  stderr: string,
-): string {
+function describeFailure(command: string, error: Error | undefined, status: number | null, stderr: string): string {
   if (error !== undefined) {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? `'${command}' not found` : `'${command}': ${error.message}`;
@@ -258,10 +248,7 @@ export async function probeService(name: ServiceName): Promise<ServiceStatus> {
     case 'redis':
       return redisStatus();
     case 'mpi': {
-      const [mpirun, mpicc] = await Promise.all([
-        runAsync('mpirun', ['--version']),
-        runAsync('mpicc', ['--version']),
-      ]);
+      const [mpirun, mpicc] = await Promise.all([runAsync('mpirun', ['--version']), runAsync('mpicc', ['--version'])]);
       return mpiStatus(mpirun, mpicc);
     }
   }
@@ -347,11 +334,7 @@ export async function requireService(name: ServiceName): Promise<boolean> {
  * script to run; otherwise the block is skipped (`describe.skip`, so its tests show
  * as skipped) with a loud warning.
  */
-export function describeWithService(
-  names: ServiceName | readonly ServiceName[],
-  title: string,
-  fn: () => void,
-): void {
+export function describeWithService(names: ServiceName | readonly ServiceName[], title: string, fn: () => void): void {
   const list: readonly ServiceName[] = typeof names === 'string' ? [names] : names;
   const missing = list.map(probeServiceSync).filter((status) => !status.available);
   if (missing.length === 0) {

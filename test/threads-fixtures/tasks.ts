@@ -34,7 +34,10 @@ export const throwsInTimer = defineTask('threads.throwsInTimer', () => {
   return new Promise<never>(() => undefined);
 });
 
-/** flags[0] = 1 once started; flags[1] = 1 once its signal aborted (flags[2] = 1 if the reason was a TaskCancelledError). */
+/**
+ * flags[0] = 1 once started; flags[1] = 1 once its signal aborted (flags[2] = 1 if the reason was a
+ * TaskCancelledError).
+ */
 export const untilAborted = defineTask('threads.untilAborted', async (flags: Int32Array, _n: number) => {
   const { signal } = currentTask();
   Atomics.store(flags, 0, 1);

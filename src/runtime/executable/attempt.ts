@@ -46,7 +46,10 @@ export async function prepareExecutable(job: ExecutableJob, place: ExecutablePla
   for (const [name, source] of Object.entries(description.inputs ?? {})) {
     inputs[name] = (resolveSource(source, `${where}: input "${name}"`, place.hostCwd, false) as { path: string }).path;
   }
-  const stdin = description.stdin === undefined ? undefined : resolveSource(description.stdin, `${where}: stdin`, place.hostCwd, true);
+  const stdin =
+    description.stdin === undefined
+      ? undefined
+      : resolveSource(description.stdin, `${where}: stdin`, place.hostCwd, true);
   const workdir = await prepareWorkdir(place.workflowDir, job);
   await stageInputs(workdir.path, inputs, place.staging);
   return { where, description, workdir, stdin };
@@ -57,29 +60,57 @@ export async function prepareExecutable(job: ExecutableJob, place: ExecutablePla
  * declared output that is missing fail it with `ExecutableFailedError`, naming the command as launched
  * (`command`) and ending with the end of its stderr.
  */
-export async function executableResult(prep: PreparedExecutable, command: readonly string[], exit: ExitStatus): Promise<ExecutableResult> {
+export async function executableResult(
+  prep: PreparedExecutable,
+  command: readonly string[],
+  exit: ExitStatus,
+): Promise<ExecutableResult> {
   if (exit.code !== 0) throw await exitFailure(prep, command, exit);
   const { workdir, description } = prep;
   const collected = await collectOutputs(workdir.path, description.outputs ?? []);
   if (collected.missing.length > 0) {
     const missing = collected.missing.map((m) => `"${m}"`).join(', ');
     throw new ExecutableFailedError(
-      `${prep.where}: ${shown(command)} exited with code 0 but did not produce the declared output${collected.missing.length > 1 ? 's' : ''} ${missing} in ${workdir.path}`,
+      `${prep.where}: ${shown(command)} exited with code 0 but did not produce the declared ` +
+        `output${collected.missing.length > 1 ? 's' : ''} ${missing} in ${workdir.path}`,
       0,
       null,
       await tail(workdir.stderr),
     );
   }
-  return { exitCode: 0, stdout: fileRef(workdir.stdout), stderr: fileRef(workdir.stderr), outputs: collected.files, workdir: workdir.path, command };
+  return {
+    exitCode: 0,
+    stdout: fileRef(workdir.stdout),
+    stderr: fileRef(workdir.stderr),
+    outputs: collected.files,
+    workdir: workdir.path,
+    command,
+  };
 }
 
-/** The failure of a program that exited non-zero or was killed: the exit code or signal, and the end of stderr. `note` says more (the job step). */
-export async function exitFailure(prep: PreparedExecutable, command: readonly string[], exit: ExitStatus, note?: string): Promise<ExecutableFailedError> {
+/**
+ * The failure of a program that exited non-zero or was killed: the exit code or signal, and the end of stderr. `note`
+ * says more (the job step).
+ */
+export async function exitFailure(
+  prep: PreparedExecutable,
+  command: readonly string[],
+  exit: ExitStatus,
+  note?: string,
+): Promise<ExecutableFailedError> {
   const { workdir } = prep;
   const stderrTail = await tail(workdir.stderr);
   const how = exit.code !== null ? `exited with code ${exit.code}` : `was killed by signal ${exit.signal ?? 'unknown'}`;
-  const output = stderrTail !== '' ? `; end of stderr (${workdir.stderr}):\n${stderrTail}` : ` (stderr is empty; stdout: ${workdir.stdout})`;
-  return new ExecutableFailedError(`${prep.where}: ${shown(command)} ${how}${note !== undefined ? ` (${note})` : ''}${output}`, exit.code, exit.signal, stderrTail);
+  const output =
+    stderrTail !== ''
+      ? `; end of stderr (${workdir.stderr}):\n${stderrTail}`
+      : ` (stderr is empty; stdout: ${workdir.stdout})`;
+  return new ExecutableFailedError(
+    `${prep.where}: ${shown(command)} ${how}${note !== undefined ? ` (${note})` : ''}${output}`,
+    exit.code,
+    exit.signal,
+    stderrTail,
+  );
 }
 
 /** A command as a reader would type it, shortened (for messages only: nothing is ever run through a shell). */

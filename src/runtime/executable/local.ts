@@ -8,7 +8,13 @@ import { closeSync, openSync } from 'node:fs';
 import { Observable } from 'rxjs';
 import { ExecutableFailedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
-import { executableResult, prepareExecutable, type ExecutableJob, type ExecutablePlace, type PreparedExecutable } from './attempt';
+import {
+  executableResult,
+  prepareExecutable,
+  type ExecutableJob,
+  type ExecutablePlace,
+  type PreparedExecutable,
+} from './attempt';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
 import { groupAlive, spawnTree, type ProcessTree } from './process-tree';
 
@@ -22,7 +28,10 @@ export interface LocalRunContext extends ExecutablePlace {
   readonly ending: Set<Promise<void>>;
 }
 
-/** Runs one attempt: subscribing starts it, unsubscribing ends its process tree (also after it exited: what it left running goes too). */
+/**
+ * Runs one attempt: subscribing starts it, unsubscribing ends its process tree (also after it exited: what it left
+ * running goes too).
+ */
 export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult> {
   return new Observable<ExecutableResult>((subscriber) => {
     let stopped = false;
@@ -66,8 +75,16 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
   });
 }
 
-/** Spawns the command with stdout/stderr into the working directory's files; a program that cannot start is an `ExecutableFailedError`. */
-async function start(command: readonly string[], prep: PreparedExecutable, env: NodeJS.ProcessEnv, grace: number): Promise<ProcessTree> {
+/**
+ * Spawns the command with stdout/stderr into the working directory's files; a program that cannot start is an
+ * `ExecutableFailedError`.
+ */
+async function start(
+  command: readonly string[],
+  prep: PreparedExecutable,
+  env: NodeJS.ProcessEnv,
+  grace: number,
+): Promise<ProcessTree> {
   const { workdir: wd, stdin, where } = prep;
   const fds: number[] = [];
   try {
@@ -80,13 +97,24 @@ async function start(command: readonly string[], prep: PreparedExecutable, env: 
       try {
         input = openSync(stdin.path, 'r');
       } catch (e) {
-        throw new ExecutableFailedError(`${where}: stdin ${stdin.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the program was not started`, null, null, '');
+        throw new ExecutableFailedError(
+          `${where}: stdin ${stdin.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the ` +
+            `program was not started`,
+          null,
+          null,
+          '',
+        );
       }
       fds.push(input);
     } else if (stdin !== undefined) input = 'pipe';
     let tree: ProcessTree;
     try {
-      tree = await spawnTree(command[0]!, command.slice(1), { cwd: wd.path, env, stdio: [input, out, err], graceSeconds: grace });
+      tree = await spawnTree(command[0]!, command.slice(1), {
+        cwd: wd.path,
+        env,
+        stdio: [input, out, err],
+        graceSeconds: grace,
+      });
     } catch (e) {
       throw cannotStart(e as NodeJS.ErrnoException, command, prep, env);
     }
@@ -101,13 +129,20 @@ async function start(command: readonly string[], prep: PreparedExecutable, env: 
   }
 }
 
-function cannotStart(e: NodeJS.ErrnoException, command: readonly string[], prep: PreparedExecutable, env: NodeJS.ProcessEnv): Error {
+function cannotStart(
+  e: NodeJS.ErrnoException,
+  command: readonly string[],
+  prep: PreparedExecutable,
+  env: NodeJS.ProcessEnv,
+): Error {
   const program = command[0]!;
   let why: string;
   if (e.code === 'ENOENT') {
     why = program.includes('/')
-      ? `program "${program}" was not found (relative program paths are resolved in the task's working directory ${prep.workdir.path}: give an absolute path)`
-      : `program "${program}" was not found on PATH (${env.PATH ?? 'PATH is not set'})${program === 'mpirun' ? '; tasks with ranks > 1 need Open MPI (Debian: openmpi-bin)' : ''}`;
+      ? `program "${program}" was not found (relative program paths are resolved in the task's working ` +
+        `directory ${prep.workdir.path}: give an absolute path)`
+      : `program "${program}" was not found on PATH (${env.PATH ?? 'PATH is not set'})` +
+        (program === 'mpirun' ? '; tasks with ranks > 1 need Open MPI (Debian: openmpi-bin)' : '');
   } else if (e.code === 'EACCES') {
     why = `program "${program}" is not executable (permission denied)`;
   } else why = `program "${program}" could not be started: ${e.message}`;

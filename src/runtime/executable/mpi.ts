@@ -45,7 +45,14 @@ export function launchCommand(argv: readonly string[], requirements: TaskRequire
   const ranks = requirements.ranks ?? 1;
   if (ranks <= 1) return [...argv];
   const slots = mpi.slots ?? physicalCores();
-  return [mpi.command ?? 'mpirun', '-np', String(ranks), ...(ranks > slots ? ['--oversubscribe'] : []), ...(mpi.args ?? DEFAULT_MPIRUN_ARGS), ...argv];
+  return [
+    mpi.command ?? 'mpirun',
+    '-np',
+    String(ranks),
+    ...(ranks > slots ? ['--oversubscribe'] : []),
+    ...(mpi.args ?? DEFAULT_MPIRUN_ARGS),
+    ...argv,
+  ];
 }
 
 /** What Open MPI needs to run as root (containers, CI): added when this process runs as root. */

@@ -47,7 +47,14 @@ const live = new Set<ProcessTree>();
  */
 export function spawnTree(program: string, args: readonly string[], options: TreeSpawnOptions): Promise<ProcessTree> {
   return new Promise<ProcessTree>((resolve, reject) => {
-    const child = spawn(program, [...args], { cwd: options.cwd, env: options.env, stdio: options.stdio, detached: true, shell: false, windowsHide: true });
+    const child = spawn(program, [...args], {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: options.stdio,
+      detached: true,
+      shell: false,
+      windowsHide: true,
+    });
     let killing: Promise<void> | undefined;
     let running = true;
     let root: TreeRoot = { pid: child.pid ?? -1 };
@@ -118,7 +125,10 @@ const hasProc = ((): boolean => {
   }
 })();
 
-/** One buffer for every read of /proc/<pid>/stat (a line of a few hundred bytes; readFileSync would allocate 64 KiB per call). */
+/**
+ * One buffer for every read of /proc/<pid>/stat (a line of a few hundred bytes; readFileSync would allocate 64 KiB per
+ * call).
+ */
 const statBuffer = Buffer.alloc(1024);
 
 function readStat(pid: number): ProcStat | undefined {
@@ -224,7 +234,6 @@ export function groupAlive(root: TreeRoot): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
-
 
 /** SIGTERM to the tree, SIGKILL after `graceSeconds` to what is left of it; resolves when nothing is left. */
 export async function killTree(root: TreeRoot, graceSeconds: number): Promise<void> {

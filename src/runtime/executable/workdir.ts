@@ -23,7 +23,10 @@ export interface Workdir {
 /** How inputs get into a working directory. */
 export type StagingMode = 'copy' | 'symlink';
 
-/** Throws `PathEscapeError` unless `path` (resolved against `root`) is `root` or inside it, by its text. Returns the absolute path. */
+/**
+ * Throws `PathEscapeError` unless `path` (resolved against `root`) is `root` or inside it, by its text. Returns the
+ * absolute path.
+ */
 export function assertInside(root: string, path: string, what = 'path'): string {
   const base = resolve(root);
   const full = resolve(base, path);
@@ -43,13 +46,18 @@ export async function assertRealInside(root: string, path: string, what = 'path'
 /** `<root>/<workflow name>`, refusing names that would put it elsewhere. */
 export function workflowDirectory(root: string, workflowName: string): string {
   if (workflowName.length === 0 || workflowName === '.' || workflowName.includes('/') || workflowName.includes('\\')) {
-    throw new PathEscapeError(`workflow name "${workflowName}" cannot name a directory under ${root}: use a name without "/"`);
+    throw new PathEscapeError(
+      `workflow name "${workflowName}" cannot name a directory under ${root}: use a name without "/"`,
+    );
   }
   return assertInside(root, workflowName, 'workflow directory');
 }
 
 /** Makes a fresh working directory for this attempt of the task (an old one of the same attempt is removed). */
-export async function prepareWorkdir(workflowDir: string, job: { readonly id: string; readonly attempt: number }): Promise<Workdir> {
+export async function prepareWorkdir(
+  workflowDir: string,
+  job: { readonly id: string; readonly attempt: number },
+): Promise<Workdir> {
   const tasks = join(workflowDir, 'tasks');
   const taskDir = assertInside(tasks, job.id, 'task directory');
   const path = join(taskDir, `attempt-${job.attempt}`);
@@ -67,7 +75,11 @@ export async function prepareWorkdir(workflowDir: string, job: { readonly id: st
  * can never change an upstream's output or the user's file. `symlink` links instead (no copying of big
  * files; the program must not write to its inputs).
  */
-export async function stageInputs(workdir: string, inputs: Readonly<Record<string, string>>, mode: StagingMode = 'copy'): Promise<void> {
+export async function stageInputs(
+  workdir: string,
+  inputs: Readonly<Record<string, string>>,
+  mode: StagingMode = 'copy',
+): Promise<void> {
   await Promise.all(
     Object.entries(inputs).map(async ([name, source]) => {
       const dest = assertInside(workdir, name, 'input');
@@ -75,7 +87,13 @@ export async function stageInputs(workdir: string, inputs: Readonly<Record<strin
       try {
         info = await stat(source);
       } catch (err) {
-        throw new ExecutableFailedError(`input "${name}": ${source} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); the program was not started`, null, null, '');
+        throw new ExecutableFailedError(
+          `input "${name}": ${source} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); ` +
+            `the program was not started`,
+          null,
+          null,
+          '',
+        );
       }
       await mkdir(dirname(dest), { recursive: true });
       if (mode === 'symlink') await symlink(source, dest);
@@ -85,8 +103,14 @@ export async function stageInputs(workdir: string, inputs: Readonly<Record<strin
   );
 }
 
-/** The declared outputs found in `workdir` (as file references) and the names of those missing. Links out of it throw `PathEscapeError`. */
-export async function collectOutputs(workdir: string, outputs: readonly string[]): Promise<{ files: Record<string, FileRef>; missing: string[] }> {
+/**
+ * The declared outputs found in `workdir` (as file references) and the names of those missing. Links out of it throw
+ * `PathEscapeError`.
+ */
+export async function collectOutputs(
+  workdir: string,
+  outputs: readonly string[],
+): Promise<{ files: Record<string, FileRef>; missing: string[] }> {
   const files: Record<string, FileRef> = {};
   const missing: string[] = [];
   for (const name of outputs) {

@@ -47,7 +47,8 @@ export interface ProcessesOptions {
  * ```ts
  * const rt = launch(await openWorkflow({ name: 'md' }), processes({ gracePeriod: 5 }));
  * await using ex = executor(rt, { worker: { cores: 4 } });
- * const run = ex.submit(executable(['gmx', 'mdrun', '-s', 'topol.tpr'], { inputs: { 'topol.tpr': 'in/topol.tpr' }, outputs: ['confout.gro'] }));
+ * const run = ex.submit(executable(['gmx', 'mdrun', '-s', 'topol.tpr'], { inputs: { 'topol.tpr': 'in/topol.tpr' },
+ * outputs: ['confout.gro'] }));
  * console.log((await run).outputs['confout.gro'].$file);
  * ```
  */
@@ -55,7 +56,8 @@ export function processes(options: ProcessesOptions = {}): Backend {
   const root = resolve(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
   const grace = options.gracePeriod ?? DEFAULT_GRACE_SECONDS;
-  if (!(grace >= 0)) throw new RangeError(`processes({ gracePeriod }): expected a non-negative number of seconds, got ${String(grace)}`);
+  if (!(grace >= 0))
+    throw new RangeError(`processes({ gracePeriod }): expected a non-negative number of seconds, got ${String(grace)}`);
   if (options.cores !== undefined && !(Number.isInteger(options.cores) && options.cores > 0)) {
     throw new RangeError(`processes({ cores }): expected a positive integer, got ${String(options.cores)}`);
   }
@@ -67,9 +69,21 @@ export function processes(options: ProcessesOptions = {}): Backend {
   return {
     kind: 'processes',
     open(worker, { workflow }): BackendExecutor {
-      const ctx: LocalRunContext = { workflowDir: workflowDirectory(root, workflow.name), hostCwd, grace, staging, mpi: options.mpi ?? {}, workerEnv: worker.env ?? {}, ending };
+      const ctx: LocalRunContext = {
+        workflowDir: workflowDirectory(root, workflow.name),
+        hostCwd,
+        grace,
+        staging,
+        mpi: options.mpi ?? {},
+        workerEnv: worker.env ?? {},
+        ending,
+      };
       return {
-        capacity: { cores: worker.cores ?? options.cores ?? availableParallelism(), gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity },
+        capacity: {
+          cores: worker.cores ?? options.cores ?? availableParallelism(),
+          gpus: worker.gpus ?? 0,
+          memoryMB: worker.memoryMB ?? Infinity,
+        },
         invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         run: (job) => runLocalExecutable(job, ctx),

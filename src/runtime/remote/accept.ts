@@ -24,25 +24,37 @@ export function acceptFunction(spec: TaskSpec, remote: RemoteFunctions): void {
   const fn = spec[SPEC_FN];
   const moduleList = remote.modules.join(', ') || 'none';
   const option = `${remote.backend}({ modules })`;
-  const what = fn !== undefined && fn.name !== '' ? `function ${fn.name}` : spec.name !== 'anonymous' ? `function ${spec.name}` : 'an anonymous function';
+  const what =
+    fn !== undefined && fn.name !== ''
+      ? `function ${fn.name}`
+      : spec.name !== 'anonymous'
+        ? `function ${spec.name}`
+        : 'an anonymous function';
   if (fn !== undefined && registeredName(fn) === undefined) {
     throw new UnregisteredFunctionError(
-      `${what} cannot be sent to ${remote.where}: ${remote.backend}() runs only functions registered with defineTask(name, fn) in one of its modules (${moduleList}). Move it into such a module, wrap it with defineTask, export it, and list the module in ${option}.`,
+      `${what} cannot be sent to ${remote.where}: ${remote.backend}() runs only functions registered with ` +
+        `defineTask(name, fn) in one of its modules (${moduleList}). Move it into such a module, wrap it with ` +
+        `defineTask, export it, and list the module in ${option}.`,
     );
   }
   if (remote.modules.length === 0) {
-    throw new UnregisteredFunctionError(`${what} cannot run on ${remote.backend}(): no modules were given to ${option} to load its defineTask functions from`);
+    throw new UnregisteredFunctionError(
+      `${what} cannot run on ${remote.backend}(): no modules were given to ${option} to load its defineTask ` +
+        `functions from`,
+    );
   }
   if (remote.defined !== undefined && !remote.defined.has(spec.name)) {
     throw new UnknownTaskError(
-      `no task named "${spec.name}" is defined by the modules given to ${option} (${moduleList}): define it with defineTask("${spec.name}", fn) in one of them and export it, or list the module that defines it`,
+      `no task named "${spec.name}" is defined by the modules given to ${option} (${moduleList}): define it with ` +
+        `defineTask("${spec.name}", fn) in one of them and export it, or list the module that defines it`,
     );
   }
   for (let i = 0; i < spec.args.length; i++) {
     const problem = remote.wire.problem(spec.args[i], `argument ${i}`);
     if (problem !== undefined) {
       throw new UnserializableValueError(
-        `task ${spec.label ?? spec.name}: ${problem}; arguments of ${remote.backend}() tasks travel to ${remote.where} by ${remote.wire.name}. Pass plain data.`,
+        `task ${spec.label ?? spec.name}: ${problem}; arguments of ${remote.backend}() tasks travel ` +
+          `to ${remote.where} by ${remote.wire.name}. Pass plain data.`,
       );
     }
   }

@@ -14,9 +14,14 @@ import { registeredName, type AnyFunction } from '../../task/spec';
  * naming a missing one. `backend` names the option in messages (`threads`, `slurm`).
  */
 export function resolveModules(list: unknown, backend: string, options: { allowEmpty?: boolean } = {}): string[] {
-  if (!Array.isArray(list) || (list.length === 0 && options.allowEmpty !== true) || !list.every((m): m is string => typeof m === 'string' && m.length > 0)) {
+  if (
+    !Array.isArray(list) ||
+    (list.length === 0 && options.allowEmpty !== true) ||
+    !list.every((m): m is string => typeof m === 'string' && m.length > 0)
+  ) {
     throw new TypeError(
-      `${backend}({ modules }): expected ${options.allowEmpty === true ? 'an' : 'a non-empty'} array of module paths (absolute, or relative to process.cwd()) that define the tasks with defineTask`,
+      `${backend}({ modules }): expected ${options.allowEmpty === true ? 'an' : 'a non-empty'} array of module ` +
+        `paths (absolute, or relative to process.cwd()) that define the tasks with defineTask`,
     );
   }
   return list.map((m) => {
@@ -39,15 +44,25 @@ export function probeModules(modules: readonly string[], backend: string): Set<s
   for (const path of modules) {
     let moduleExports: unknown;
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the user's task modules, synchronously
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- the user's task modules, synchronously
       moduleExports = require(path);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      if (code === 'ERR_REQUIRE_ESM' || code === 'ERR_UNKNOWN_FILE_EXTENSION' || (isTypeScript(path) && err instanceof SyntaxError)) return undefined;
-      throw new TaskModuleError(`${backend}({ modules }): module ${path} failed to load here: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      if (
+        code === 'ERR_REQUIRE_ESM' ||
+        code === 'ERR_UNKNOWN_FILE_EXTENSION' ||
+        (isTypeScript(path) && err instanceof SyntaxError)
+      )
+        return undefined;
+      throw new TaskModuleError(
+        `${backend}({ modules }): module ${path} failed to load ` +
+          `here: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
     collectTaskNames(moduleExports, names);
-    if (typeof moduleExports === 'object' && moduleExports !== null) collectTaskNames((moduleExports as { default?: unknown }).default, names);
+    if (typeof moduleExports === 'object' && moduleExports !== null)
+      collectTaskNames((moduleExports as { default?: unknown }).default, names);
   }
   return names;
 }
@@ -74,7 +89,11 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
   try {
     return ['--require', require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] })];
   } catch (err) {
-    throw new TypeError(`${backend}(): ${ts} is TypeScript, and ${where} load TypeScript with tsx, which is not installed: npm install --save-dev tsx, or compile to JavaScript`, { cause: err });
+    throw new TypeError(
+      `${backend}(): ${ts} is TypeScript, and ${where} load TypeScript with tsx, which is not installed: npm ` +
+        `install --save-dev tsx, or compile to JavaScript`,
+      { cause: err },
+    );
   }
 }
 
@@ -91,7 +110,10 @@ export async function loadModules(modules: readonly string[], where: string): Pr
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules
       else require(path);
     } catch (err) {
-      throw new TaskModuleError(`task module ${path} failed to load in ${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new TaskModuleError(
+        `task module ${path} failed to load in ${where}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
   }
 }

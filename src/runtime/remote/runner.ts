@@ -100,7 +100,8 @@ class RemoteTask implements TaskContext, RunningTaskScope {
   get submit(): TaskContext['submit'] {
     return () => {
       throw new NoAmbientScopeError(
-        `currentTask().submit() is not available inside ${this.where}: return data from the task and submit follow-up work from the main program`,
+        `currentTask().submit() is not available inside ${this.where}: return data from the task and submit ` +
+          `follow-up work from the main program`,
       );
     };
   }
@@ -138,7 +139,9 @@ export class RemoteRunner {
     if (fn === undefined) {
       return failed(
         new UnknownTaskError(
-          `no task named "${req.name}" is defined by the modules given to ${this.options.modulesOption} (${this.options.modules.join(', ') || 'none'}): define it with defineTask("${req.name}", fn) in one of them and export it`,
+          `no task named "${req.name}" is defined by the modules given ` +
+            `to ${this.options.modulesOption} (${this.options.modules.join(', ') || 'none'}): define it with ` +
+            `defineTask("${req.name}", fn) in one of them and export it`,
         ),
       );
     }
@@ -158,14 +161,17 @@ export class RemoteRunner {
     return this.answer(req, value, extras);
   }
 
-  /** The outcome of a run that returned `value`. Only rank 0's result is the task's: the other ranks' are not sent back. */
+  /**
+   * The outcome of a run that returned `value`. Only rank 0's result is the task's: the other ranks' are not sent back.
+   */
   private answer(req: RemoteRequest, value: unknown, extras: RunExtras): RemoteOutcome {
     const result = extras.comm !== undefined && extras.comm.rank !== 0 ? undefined : value;
     const problem = this.options.wire.problem(result, 'the result');
     if (problem !== undefined) {
       return failed(
         new UnserializableValueError(
-          `task ${req.label ?? req.name} (${req.id}) returned a value that cannot be sent back from ${this.options.where} by ${this.options.wire.name}: ${problem}. Return plain data.`,
+          `task ${req.label ?? req.name} (${req.id}) returned a value that cannot be sent back ` +
+            `from ${this.options.where} by ${this.options.wire.name}: ${problem}. Return plain data.`,
         ),
       );
     }

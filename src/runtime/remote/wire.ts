@@ -7,7 +7,8 @@ import type { RecordedError } from '../../recorded-error';
 import { isTaskHandle } from '../../task/hash';
 
 /** How one run of a task ended, as the remote side answers it: its value, or its error as data. */
-export type RemoteOutcome = { readonly ok: true; readonly value?: unknown } | { readonly ok: false; readonly error: RecordedError };
+export type RemoteOutcome =
+  { readonly ok: true; readonly value?: unknown } | { readonly ok: false; readonly error: RecordedError };
 
 /** How values travel to and from a backend's remote side. */
 export interface Wire {
@@ -21,7 +22,10 @@ export interface Wire {
 }
 
 /** Worker threads: structured clone. */
-export const structuredCloneWire: Wire = { name: 'structured clone', problem: (value, where) => (isPrimitive(value) ? undefined : unclonable(value, where)) };
+export const structuredCloneWire: Wire = {
+  name: 'structured clone',
+  problem: (value, where) => (isPrimitive(value) ? undefined : unclonable(value, where)),
+};
 
 /** Job steps and remote workers: JSON. */
 export const jsonWire: Wire = { name: 'JSON', problem: (value, where) => jsonProblem(value, where, true) };
@@ -52,7 +56,10 @@ const CLONABLE_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object>
 export function unclonable(value: unknown, where: string, seen?: Set<object>): string | undefined {
   switch (typeof value) {
     case 'function':
-      return `${where} is a function${(value as { name?: string }).name ? ` (${(value as { name: string }).name})` : ''}`;
+      return (
+        `${where} is a ` +
+        `function${(value as { name?: string }).name ? ` (${(value as { name: string }).name})` : ''}`
+      );
     case 'symbol':
       return `${where} is a symbol (${String(value)})`;
     case 'object':
@@ -85,7 +92,8 @@ export function unclonable(value: unknown, where: string, seen?: Set<object>): s
   }
   if (value instanceof Map) {
     for (const [k, v] of value) {
-      const problem = unclonable(k, `${where} (a Map key)`, seen) ?? unclonable(v, `${where}.get(${describeKey(k)})`, seen);
+      const problem =
+        unclonable(k, `${where} (a Map key)`, seen) ?? unclonable(v, `${where}.get(${describeKey(k)})`, seen);
       if (problem !== undefined) return problem;
     }
     return undefined;
@@ -99,7 +107,10 @@ export function unclonable(value: unknown, where: string, seen?: Set<object>): s
   }
   if (ArrayBuffer.isView(value) || CLONABLE_CLASSES.some((C) => value instanceof C)) return undefined;
   const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'an object with a custom prototype';
-  return `${where} is an instance of ${name}, which structured clone cannot copy with its class (it would arrive as a bare object, or not at all)`;
+  return (
+    `${where} is an instance of ${name}, which structured clone cannot copy with its class (it would arrive ` +
+    `as a bare object, or not at all)`
+  );
 }
 
 function describeKey(k: unknown): string {
@@ -110,7 +121,12 @@ function describeKey(k: unknown): string {
  * Why JSON would not carry `value` faithfully (naming where: `argument 1.options.when`), or undefined.
  * Upstream `Task`s are fine among arguments (`tasksAllowed`): their results are substituted.
  */
-export function jsonProblem(value: unknown, where: string, tasksAllowed = false, seen: Set<object> = new Set()): string | undefined {
+export function jsonProblem(
+  value: unknown,
+  where: string,
+  tasksAllowed = false,
+  seen: Set<object> = new Set(),
+): string | undefined {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -143,7 +159,10 @@ export function jsonProblem(value: unknown, where: string, tasksAllowed = false,
   }
   if (proto !== Object.prototype && proto !== null) {
     const name = (obj.constructor as { name?: string } | undefined)?.name ?? 'object';
-    return `${where} is a ${name}, which JSON does not carry faithfully (pass plain objects, arrays, strings, numbers, booleans, null)`;
+    return (
+      `${where} is a ${name}, which JSON does not carry faithfully (pass plain objects, arrays, strings, ` +
+      `numbers, booleans, null)`
+    );
   }
   seen.add(obj);
   for (const [k, v] of Object.entries(obj)) {

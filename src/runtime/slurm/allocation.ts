@@ -23,7 +23,6 @@ export function slurmCommand(cmd: string, args: readonly string[], timeoutMs = 3
   });
 }
 
-
 /** Slurm's state of a job (`RUNNING`, `TIMEOUT`, `CANCELLED`, ...), or undefined if Slurm no longer knows it. */
 export async function jobState(jobId: string): Promise<string | undefined> {
   try {
@@ -81,7 +80,11 @@ export class Allocation {
     args: readonly string[],
     env: NodeJS.ProcessEnv,
   ) {
-    const proc = spawn('salloc', ['--job-name', name, ...args, '--', '/bin/sh', '-c', HOLDER], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env });
+    const proc = spawn('salloc', ['--job-name', name, ...args, '--', '/bin/sh', '-c', HOLDER], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+      env,
+    });
     this.proc = proc;
     this.exited = new Promise((resolve) => proc.once('close', () => resolve()));
     this.granted = new Promise<string>((resolve, reject) => {
@@ -106,12 +109,26 @@ export class Allocation {
       });
       proc.stdin!.on('error', () => undefined); // EPIPE once salloc has gone
       proc.once('error', (err: NodeJS.ErrnoException) => {
-        reject(new SlurmAllocationError(err.code === 'ENOENT' ? 'slurm(): salloc is not installed (or not on PATH)' : `slurm(): salloc could not be started: ${err.message}`, null, null));
+        reject(
+          new SlurmAllocationError(
+            err.code === 'ENOENT'
+              ? 'slurm(): salloc is not installed (or not on PATH)'
+              : `slurm(): salloc could not be started: ${err.message}`,
+            null,
+            null,
+          ),
+        );
       });
       proc.once('close', (code, signal) => {
         if (!this.isGranted) {
           const why = this.errorLines() || `salloc exited with ${signal ?? `code ${String(code)}`}`;
-          reject(new SlurmAllocationError(`slurm(): the allocation ${this.name} was not granted: ${why}`, this.jobId ?? null, null));
+          reject(
+            new SlurmAllocationError(
+              `slurm(): the allocation ${this.name} was not granted: ${why}`,
+              this.jobId ?? null,
+              null,
+            ),
+          );
         } else if (this.releasing === undefined) {
           void this.noteEnded();
         }
@@ -147,7 +164,8 @@ export class Allocation {
   async ready(): Promise<string> {
     const id = await this.granted;
     if (this.ended !== undefined) throw this.ended;
-    if (this.releasing !== undefined) throw new SlurmAllocationError(`slurm(): the allocation ${id} has been released`, id, null);
+    if (this.releasing !== undefined)
+      throw new SlurmAllocationError(`slurm(): the allocation ${id} has been released`, id, null);
     return id;
   }
 
@@ -166,9 +184,15 @@ export class Allocation {
     const id = this.jobId ?? '?';
     const told = /time limit/i.test(this.stderr) ? 'TIMEOUT' : undefined;
     let state = known ?? told ?? (await finalJobState(id));
-    if (state === undefined || LIVE_STATES.has(state)) state = told ?? (/revoked/i.test(this.stderr) ? 'CANCELLED' : (state ?? 'ENDED'));
+    if (state === undefined || LIVE_STATES.has(state))
+      state = told ?? (/revoked/i.test(this.stderr) ? 'CANCELLED' : (state ?? 'ENDED'));
     const hint = state === 'TIMEOUT' ? ': it reached its time limit; give the executor a longer worker walltime' : '';
-    this.ended ??= new SlurmAllocationError(`slurm(): the allocation ${id} (${this.name}) ended with state ${state}${hint}${this.errorLines() ? ` (${this.errorLines()})` : ''}`, id, state);
+    this.ended ??= new SlurmAllocationError(
+      `slurm(): the allocation ${id} (${this.name}) ended with ` +
+        `state ${state}${hint}${this.errorLines() ? ` (${this.errorLines()})` : ''}`,
+      id,
+      state,
+    );
     return this.ended;
   }
 
@@ -195,7 +219,10 @@ export class Allocation {
       }
       this.proc.stdin?.end();
       let timer: NodeJS.Timeout | undefined;
-      const closed = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 15_000)))]);
+      const closed = await Promise.race([
+        this.exited.then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 15_000))),
+      ]);
       clearTimeout(timer);
       if (!closed) {
         if (this.jobId !== undefined) await slurmCommand('scancel', [this.jobId]).catch(() => undefined);

@@ -15,7 +15,16 @@ import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { probeModules, resolveModules } from '../remote/modules';
 import { jsonWire } from '../remote/wire';
 import { Allocation } from './allocation';
-import { allocationRequest, checkRequest, clusterInfo, sallocArgs, stepConflict, type AllocationRequest, type ClusterInfo, type SlurmBackendOptions } from './options';
+import {
+  allocationRequest,
+  checkRequest,
+  clusterInfo,
+  sallocArgs,
+  stepConflict,
+  type AllocationRequest,
+  type ClusterInfo,
+  type SlurmBackendOptions,
+} from './options';
 import { entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './plans';
 import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './steps';
 
@@ -31,13 +40,25 @@ export type { SlurmBackendOptions } from './options';
  */
 export function slurm(options: SlurmBackendOptions = {}): Backend {
   const launcher = options.launcher ?? 'mpirun';
-  if (launcher !== 'mpirun' && launcher !== 'srun') throw new TypeError(`slurm({ launcher }): expected 'mpirun' or 'srun', got ${String(launcher)}`);
-  if (options.walltime !== undefined && !(options.walltime > 0)) throw new RangeError(`slurm({ walltime }): expected a positive number of seconds, got ${String(options.walltime)}`);
-  if (options.nodes !== undefined && !(Number.isInteger(options.nodes) && options.nodes > 0)) throw new RangeError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
+  if (launcher !== 'mpirun' && launcher !== 'srun')
+    throw new TypeError(`slurm({ launcher }): expected 'mpirun' or 'srun', got ${String(launcher)}`);
+  if (options.walltime !== undefined && !(options.walltime > 0))
+    throw new RangeError(`slurm({ walltime }): expected a positive number of seconds, got ${String(options.walltime)}`);
+  if (options.nodes !== undefined && !(Number.isInteger(options.nodes) && options.nodes > 0))
+    throw new RangeError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
-  if (!(grace >= 0)) throw new RangeError(`slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`);
+  if (!(grace >= 0))
+    throw new RangeError(
+      `slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`,
+    );
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
-  const remote: RemoteFunctions = { backend: 'slurm', where: 'a Slurm job step', modules, defined: probeModules(modules, 'slurm'), wire: jsonWire };
+  const remote: RemoteFunctions = {
+    backend: 'slurm',
+    where: 'a Slurm job step',
+    modules,
+    defined: probeModules(modules, 'slurm'),
+    wire: jsonWire,
+  };
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
   const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath) : [];
@@ -51,11 +72,19 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       const capacity = checkRequest(request, cluster);
       const workflowDir = workflowDirectory(root, workflow.name);
       const alloc = new Allocation(`scalems-${executorId}-${process.pid}`, sallocArgs(request), srunEnv({}));
-      const ctx: TaskPlanContext = { workflowDir, hostCwd, launcher, mpirunArgs: options.mpirunArgs ?? DEFAULT_MPIRUN_ARGS, workerEnv: worker.env ?? {}, entryCommand: entry };
+      const ctx: TaskPlanContext = {
+        workflowDir,
+        hostCwd,
+        launcher,
+        mpirunArgs: options.mpirunArgs ?? DEFAULT_MPIRUN_ARGS,
+        workerEnv: worker.env ?? {},
+        entryCommand: entry,
+      };
       const names = new Set<string>();
       const check = (req: TaskRequirements, where: string): void => {
         const problem = taskProblem(req, request, cluster, launcher);
-        if (problem !== undefined) throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
+        if (problem !== undefined)
+          throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
       const ex: BackendExecutor = {
         capacity,
@@ -63,9 +92,13 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec, remote);
-          if (spec.requirements !== undefined) check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`);
+          if (spec.requirements !== undefined)
+            check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`);
           if (spec.kind === 'function' && (spec.requirements?.ranks ?? 1) > 1) {
-            throw new UnsatisfiableRequirementsError(`task ${spec.label ?? spec.name}: function tasks with ranks > 1 run on threads() (currentTask().comm); on slurm() give ranks > 1 to MPI executables`);
+            throw new UnsatisfiableRequirementsError(
+              `task ${spec.label ?? spec.name}: function tasks with ranks > 1 run on threads() ` +
+                `(currentTask().comm); on slurm() give ranks > 1 to MPI executables`,
+            );
           }
         },
         run: (job) => runStep(job, alloc, ctx, names, check, grace),
@@ -84,7 +117,12 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
 }
 
 /** Why a task's requirements cannot hold in this allocation, or undefined. */
-function taskProblem(req: TaskRequirements, allocation: AllocationRequest, cluster: ClusterInfo, launcher: 'mpirun' | 'srun'): string | undefined {
+function taskProblem(
+  req: TaskRequirements,
+  allocation: AllocationRequest,
+  cluster: ClusterInfo,
+  launcher: 'mpirun' | 'srun',
+): string | undefined {
   const conflict = stepConflict(req.slurm, allocation, cluster);
   if (conflict !== undefined) return conflict;
   const ranks = req.ranks ?? 1;
@@ -93,12 +131,20 @@ function taskProblem(req: TaskRequirements, allocation: AllocationRequest, clust
   const perNode = Math.max(0, ...(partition?.nodes.map((n) => n.cpus) ?? []));
   const need = ranks * (req.coresPerRank ?? 1);
   if (partition !== undefined && need > perNode) {
-    return `it needs ${need} cores on one node (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}${ranks > 1 ? ', started by mpirun in one step' : ''}) but the nodes of partition "${partition.name}" have at most ${perNode}${ranks > 1 ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : ''}`;
+    return (
+      `it needs ${need} cores on one node (ranks ${ranks} × ` +
+      `coresPerRank ${req.coresPerRank ?? 1}${ranks > 1 ? ', started by mpirun in one step' : ''}) but the nodes ` +
+      `of partition "${partition.name}" have at ` +
+      `most ${perNode}${ranks > 1 ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : ''}`
+    );
   }
   return undefined;
 }
 
-/** A step name srun and squeue take as it is: the task's label, else its id; unique among the live steps of the allocation. */
+/**
+ * A step name srun and squeue take as it is: the task's label, else its id; unique among the live steps of the
+ * allocation.
+ */
 function stepName(job: Job, live: Set<string>): string {
   const base = (job.label ?? job.id).replace(/[^\w.:@+-]/g, '_').slice(0, 100) || job.id;
   let name = base;
@@ -107,7 +153,14 @@ function stepName(job: Job, live: Set<string>): string {
   return name;
 }
 
-function runStep(job: Job, alloc: Allocation, ctx: TaskPlanContext, names: Set<string>, check: (req: TaskRequirements, where: string) => void, grace: number): Observable<unknown> {
+function runStep(
+  job: Job,
+  alloc: Allocation,
+  ctx: TaskPlanContext,
+  names: Set<string>,
+  check: (req: TaskRequirements, where: string) => void,
+  grace: number,
+): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let stopped = false;
     let step: RunningStep | undefined;
@@ -117,10 +170,19 @@ function runStep(job: Job, alloc: Allocation, ctx: TaskPlanContext, names: Set<s
       check(job.requirements, where);
       const jobId = alloc.usable() ?? (await alloc.ready());
       if (stopped) return undefined;
-      const plan: StepPlan = job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
+      const plan: StepPlan =
+        job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
       if (stopped) return undefined;
       const name = stepName(job, names);
-      step = startStep({ jobId, name, options: plan.options, command: plan.command, env: srunEnv(plan.env), cwd: ctx.hostCwd, stderrFile: plan.stderrFile });
+      step = startStep({
+        jobId,
+        name,
+        options: plan.options,
+        command: plan.command,
+        env: srunEnv(plan.env),
+        cwd: ctx.hostCwd,
+        stderrFile: plan.stderrFile,
+      });
       let outcome: StepOutcome;
       try {
         outcome = await step.done;
@@ -152,12 +214,26 @@ function runStep(job: Job, alloc: Allocation, ctx: TaskPlanContext, names: Set<s
 }
 
 /** The failure Slurm itself reports for a step (not the program's own exit code), if any. */
-async function slurmFailure(outcome: StepOutcome, alloc: Allocation, where: string, jobId: string, hasStepLimit: boolean): Promise<Error | undefined> {
-  const ended = outcome.state === 'COMPLETED' || (outcome.state === 'FAILED' && outcome.launched) ? undefined : await alloc.checkEnded(outcome.state === 'TIMEOUT');
+async function slurmFailure(
+  outcome: StepOutcome,
+  alloc: Allocation,
+  where: string,
+  jobId: string,
+  hasStepLimit: boolean,
+): Promise<Error | undefined> {
+  const ended =
+    outcome.state === 'COMPLETED' || (outcome.state === 'FAILED' && outcome.launched)
+      ? undefined
+      : await alloc.checkEnded(outcome.state === 'TIMEOUT');
   const said = outcome.messages !== '' ? `; Slurm said:\n${outcome.messages}` : '';
   if (!outcome.launched && outcome.state === 'FAILED') {
     if (ended !== undefined) return ended;
-    return new SlurmStepError(`${where}: srun could not start a job step in allocation ${jobId}${said}`, 'FAILED', outcome.exitCode, null);
+    return new SlurmStepError(
+      `${where}: srun could not start a job step in allocation ${jobId}${said}`,
+      'FAILED',
+      outcome.exitCode,
+      null,
+    );
   }
   const step = outcome.step ?? `${jobId}.?`;
   switch (outcome.state) {
@@ -167,7 +243,8 @@ async function slurmFailure(outcome: StepOutcome, alloc: Allocation, where: stri
     case 'TIMEOUT':
       return new SlurmStepError(
         ended?.state === 'TIMEOUT' || !hasStepLimit
-          ? `${where}: job step ${step} was stopped because its allocation ${jobId} reached its time limit (the executor's worker walltime); give the executor a longer walltime${said}`
+          ? `${where}: job step ${step} was stopped because its allocation ${jobId} reached its time limit (the ` +
+              `executor's worker walltime); give the executor a longer walltime${said}`
           : `${where}: job step ${step} reached its Slurm time limit${said}`,
         'TIMEOUT',
         outcome.exitCode,
@@ -175,16 +252,26 @@ async function slurmFailure(outcome: StepOutcome, alloc: Allocation, where: stri
       );
     case 'CANCELLED':
       return new SlurmStepError(
-        `${where}: job step ${step} was cancelled outside this program${ended !== undefined ? ` (its allocation ended: ${ended.state ?? 'unknown'})` : ' (scancel?)'}${said}`,
+        `${where}: job step ${step} was cancelled outside this program ` +
+          `${ended !== undefined ? `(its allocation ended: ${ended.state ?? 'unknown'})` : '(scancel?)'}${said}`,
         'CANCELLED',
         outcome.exitCode,
         step,
       );
     case 'OUT_OF_MEMORY':
-      return new SlurmStepError(`${where}: job step ${step} ran out of memory (OUT_OF_MEMORY); ask for more with the memoryMB requirement${said}`, 'OUT_OF_MEMORY', outcome.exitCode, step);
+      return new SlurmStepError(
+        `${where}: job step ${step} ran out of memory (OUT_OF_MEMORY); ask for more with the memoryMB ` +
+          `requirement${said}`,
+        'OUT_OF_MEMORY',
+        outcome.exitCode,
+        step,
+      );
     default:
-      return new SlurmStepError(`${where}: job step ${step} ended with state ${outcome.state}${said}`, outcome.state, outcome.exitCode, step);
+      return new SlurmStepError(
+        `${where}: job step ${step} ended with state ${outcome.state}${said}`,
+        outcome.state,
+        outcome.exitCode,
+        step,
+      );
   }
 }
-
-

@@ -21,7 +21,10 @@ export interface SlurmBackendOptions {
   readonly launcher?: 'mpirun' | 'srun';
   /** Modules that define the function tasks (`defineTask`): loaded by the `scalems-task` entry point in each step. */
   readonly modules?: readonly string[];
-  /** where task working directories go: `<root>/<workflow>/tasks/<id>/attempt-<n>` (default `<cwd>/.scalems`); must be visible to the nodes */
+  /**
+   * where task working directories go: `<root>/<workflow>/tasks/<id>/attempt-<n>` (default `<cwd>/.scalems`); must be
+   * visible to the nodes
+   */
   readonly root?: string;
   /** seconds a cancelled (or timed-out) task's processes have between SIGTERM and SIGKILL (default 3) */
   readonly gracePeriod?: number;
@@ -60,8 +63,16 @@ function query(cmd: string, args: readonly string[]): string {
     return execFileSync(cmd, [...args], { encoding: 'utf8', timeout: 15_000, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    const why = e.code === 'ENOENT' ? `${cmd} is not installed (or not on PATH)` : `${cmd} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim().split('\n')[0] ?? ''}`;
-    throw new SlurmAllocationError(`slurm(): cannot reach a Slurm cluster from here: ${why}. Run on a host with the Slurm client commands and a reachable slurmctld.`, null, null);
+    const why =
+      e.code === 'ENOENT'
+        ? `${cmd} is not installed (or not on PATH)`
+        : `${cmd} ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim().split('\n')[0] ?? ''}`;
+    throw new SlurmAllocationError(
+      `slurm(): cannot reach a Slurm cluster from here: ${why}. Run on a host with the Slurm client commands and ` +
+        `a reachable slurmctld.`,
+      null,
+      null,
+    );
   }
 }
 
@@ -78,14 +89,24 @@ export function clusterInfo(refresh = false): ClusterInfo {
     if (isDefault) defaultPartition = name;
     let p = partitions.get(name);
     if (p === undefined) partitions.set(name, (p = { name, nodes: [], maxTimeMinutes: parseSlurmTime(limit ?? '') }));
-    p.nodes.push({ name: node, cpus: Number(cpus) || 0, memoryMB: Number.parseInt(mem ?? '', 10) || 0, gpus: gpuCount(gres ?? '') });
+    p.nodes.push({
+      name: node,
+      cpus: Number(cpus) || 0,
+      memoryMB: Number.parseInt(mem ?? '', 10) || 0,
+      gpus: gpuCount(gres ?? ''),
+    });
   }
   const config = query('scontrol', ['show', 'config']);
   const setting = (key: string): number | undefined => {
     const m = new RegExp(`^${key}\\s*=\\s*(\\d+)`, 'm').exec(config);
     return m !== null ? Number(m[1]) : undefined;
   };
-  cached = { partitions, defaultPartition, defMemPerCpu: setting('DefMemPerCPU'), defMemPerNode: setting('DefMemPerNode') };
+  cached = {
+    partitions,
+    defaultPartition,
+    defMemPerCpu: setting('DefMemPerCPU'),
+    defMemPerNode: setting('DefMemPerNode'),
+  };
   return cached;
 }
 
@@ -136,7 +157,11 @@ export function allocationRequest(worker: WorkerRequirements, options: SlurmBack
     memoryMB: worker.memoryMB,
     gpus: worker.gpus ?? 0,
     walltime: worker.walltime ?? options.walltime,
-    slurm: { ...worker.slurm, ...(partition !== undefined ? { partition } : {}), ...(account !== undefined ? { account } : {}) },
+    slurm: {
+      ...worker.slurm,
+      ...(partition !== undefined ? { partition } : {}),
+      ...(account !== undefined ? { account } : {}),
+    },
   };
 }
 
@@ -147,14 +172,22 @@ export function allocationRequest(worker: WorkerRequirements, options: SlurmBack
 export function checkRequest(req: AllocationRequest, cluster: ClusterInfo): Capacity {
   const name = req.partition ?? cluster.defaultPartition;
   const known = [...cluster.partitions.keys()].join(', ') || 'none';
-  if (name === undefined) throw new UnsatisfiableRequirementsError(`slurm(): no partition given and the cluster has no default partition; pass slurm({ partition }) (partitions: ${known})`);
+  if (name === undefined)
+    throw new UnsatisfiableRequirementsError(
+      `slurm(): no partition given and the cluster has no default partition; pass slurm({ partition }) ` +
+        `(partitions: ${known})`,
+    );
   const p = cluster.partitions.get(name);
-  if (p === undefined) throw new UnsatisfiableRequirementsError(`slurm(): partition "${name}" does not exist on this cluster (partitions: ${known})`);
+  if (p === undefined)
+    throw new UnsatisfiableRequirementsError(
+      `slurm(): partition "${name}" does not exist on this cluster (partitions: ${known})`,
+    );
   const where = `Slurm partition "${name}"`;
   const fail = (what: string): never => {
     throw new UnsatisfiableRequirementsError(`executor worker requirements can never be met on ${where}: ${what}`);
   };
-  if (req.nodes !== undefined && req.nodes > p.nodes.length) fail(`they ask for ${req.nodes} nodes but the partition has ${p.nodes.length}`);
+  if (req.nodes !== undefined && req.nodes > p.nodes.length)
+    fail(`they ask for ${req.nodes} nodes but the partition has ${p.nodes.length}`);
   const count = req.nodes ?? p.nodes.length;
   const top = (key: 'cpus' | 'memoryMB' | 'gpus'): number =>
     p.nodes
@@ -164,10 +197,16 @@ export function checkRequest(req: AllocationRequest, cluster: ClusterInfo): Capa
       .reduce((a, b) => a + b, 0);
   const cpus = top('cpus');
   const nodesText = `${count} node${count === 1 ? '' : 's'}`;
-  if (req.cores > cpus) fail(`they ask for ${req.cores} cores but ${req.nodes !== undefined ? `${nodesText} of it have` : 'its nodes have'} ${cpus} CPUs`);
-  if (req.nodes !== undefined && req.cores < req.nodes) fail(`they ask for ${req.nodes} nodes but only ${req.cores} cores (at least one core per node)`);
+  if (req.cores > cpus)
+    fail(
+      `they ask for ${req.cores} cores ` +
+        `but ${req.nodes !== undefined ? `${nodesText} of it have` : 'its nodes have'} ${cpus} CPUs`,
+    );
+  if (req.nodes !== undefined && req.cores < req.nodes)
+    fail(`they ask for ${req.nodes} nodes but only ${req.cores} cores (at least one core per node)`);
   const memory = top('memoryMB');
-  if (req.memoryMB !== undefined && req.memoryMB > memory) fail(`they ask for ${req.memoryMB} MB of memory but ${nodesText} of it have ${memory} MB`);
+  if (req.memoryMB !== undefined && req.memoryMB > memory)
+    fail(`they ask for ${req.memoryMB} MB of memory but ${nodesText} of it have ${memory} MB`);
   const gpus = top('gpus');
   if (req.gpus > gpus) fail(`they ask for ${req.gpus} GPUs but ${nodesText} of it have ${gpus}`);
   if (req.walltime !== undefined && p.maxTimeMinutes !== undefined && Math.ceil(req.walltime / 60) > p.maxTimeMinutes) {
@@ -176,7 +215,8 @@ export function checkRequest(req: AllocationRequest, cluster: ClusterInfo): Capa
   let memoryMB = req.memoryMB;
   if (memoryMB === undefined) {
     if (cluster.defMemPerCpu !== undefined && cluster.defMemPerCpu > 0) memoryMB = cluster.defMemPerCpu * req.cores;
-    else if (cluster.defMemPerNode !== undefined && cluster.defMemPerNode > 0) memoryMB = cluster.defMemPerNode * (req.nodes ?? 1);
+    else if (cluster.defMemPerNode !== undefined && cluster.defMemPerNode > 0)
+      memoryMB = cluster.defMemPerNode * (req.nodes ?? 1);
     else memoryMB = Infinity;
   }
   return { cores: req.cores, gpus: req.gpus, memoryMB };
@@ -191,7 +231,8 @@ export function sallocArgs(req: AllocationRequest): string[] {
     if (req.nodes !== undefined) args.push(`--mem=${Math.ceil(req.memoryMB / req.nodes)}M`);
     else args.push(`--mem-per-cpu=${Math.ceil(req.memoryMB / req.cores)}M`);
   }
-  if (req.gpus > 0) args.push(req.nodes === undefined || req.nodes === 1 ? `--gres=gpu:${req.gpus}` : `--gpus=${req.gpus}`);
+  if (req.gpus > 0)
+    args.push(req.nodes === undefined || req.nodes === 1 ? `--gres=gpu:${req.gpus}` : `--gpus=${req.gpus}`);
   if (req.walltime !== undefined) args.push(`--time=${Math.ceil(req.walltime / 60)}`);
   args.push(...passThrough(req.slurm, 'job'));
   return args;
@@ -216,7 +257,11 @@ export function passThrough(s: SlurmOptions | undefined, level: 'job' | 'step'):
  * Why a task's `slurm` options cannot hold inside this allocation (a step runs in its job: partition,
  * account, qos and reservation are the allocation's), or undefined.
  */
-export function stepConflict(task: SlurmOptions | undefined, allocation: AllocationRequest, cluster: ClusterInfo): string | undefined {
+export function stepConflict(
+  task: SlurmOptions | undefined,
+  allocation: AllocationRequest,
+  cluster: ClusterInfo,
+): string | undefined {
   if (task === undefined) return undefined;
   const job: Record<string, string | undefined> = {
     partition: allocation.slurm.partition ?? cluster.defaultPartition,
@@ -227,7 +272,11 @@ export function stepConflict(task: SlurmOptions | undefined, allocation: Allocat
   for (const key of ['partition', 'account', 'qos', 'reservation'] as const) {
     const want = task[key];
     if (want !== undefined && want !== job[key]) {
-      return `it asks for slurm.${key} "${want}" but its executor's allocation has ${job[key] === undefined ? `no ${key}` : `"${job[key]}"`}: a job step runs inside its allocation; open an executor with worker: { slurm: { ${key}: "${want}" } }`;
+      return (
+        `it asks for slurm.${key} "${want}" but its executor's allocation ` +
+        `has ${job[key] === undefined ? `no ${key}` : `"${job[key]}"`}: a job step runs inside its allocation; ` +
+        `open an executor with worker: { slurm: { ${key}: "${want}" } }`
+      );
     }
   }
   return undefined;

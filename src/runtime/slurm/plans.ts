@@ -41,20 +41,38 @@ export interface StepPlan {
 
 /** Slurm expands `%` in --output/--error/--input file names. */
 function slurmPath(path: string, where: string): string {
-  if (path.includes('%')) throw new InvalidTaskDescriptionError(`${where}: the path ${path} contains "%", which Slurm would expand in file names; use a workflow name and root without "%"`);
+  if (path.includes('%'))
+    throw new InvalidTaskDescriptionError(
+      `${where}: the path ${path} contains "%", which Slurm would expand in file names; use a workflow name and ` +
+        `root without "%"`,
+    );
   return path;
 }
 
 function ioArgs(wd: Workdir, input: string | undefined, where: string): string[] {
-  return ['--output', slurmPath(wd.stdout, where), '--error', slurmPath(wd.stderr, where), '--input', input === undefined ? 'none' : slurmPath(input, where)];
+  return [
+    '--output',
+    slurmPath(wd.stdout, where),
+    '--error',
+    slurmPath(wd.stderr, where),
+    '--input',
+    input === undefined ? 'none' : slurmPath(input, where),
+  ];
 }
 
 /** The command line of an executable task inside its step. */
-export function stepCommand(argv: readonly string[], ranks: number, ctx: Pick<TaskPlanContext, 'launcher' | 'mpirunArgs'>): { command: string[]; launcher: 'mpirun' | 'srun' | 'none' } {
+export function stepCommand(
+  argv: readonly string[],
+  ranks: number,
+  ctx: Pick<TaskPlanContext, 'launcher' | 'mpirunArgs'>,
+): { command: string[]; launcher: 'mpirun' | 'srun' | 'none' } {
   if (ranks <= 1) return { command: [...argv], launcher: 'none' };
   if (ctx.launcher === 'srun') return { command: [...argv], launcher: 'srun' };
   // One task of ranks × coresPerRank CPUs: mpirun sees one slot (the step's task), so it may oversubscribe it.
-  return { command: ['mpirun', '-np', String(ranks), '--oversubscribe', ...ctx.mpirunArgs, ...argv], launcher: 'mpirun' };
+  return {
+    command: ['mpirun', '-np', String(ranks), '--oversubscribe', ...ctx.mpirunArgs, ...argv],
+    launcher: 'mpirun',
+  };
 }
 
 export async function planExecutable(job: Job, ctx: TaskPlanContext, where: string): Promise<StepPlan> {
@@ -68,7 +86,13 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
   const launched = [...(launcher === 'srun' ? ['srun', '--mpi=pmix', '-n', String(ranks)] : []), ...command];
   return {
     stderrFile: wd.stderr,
-    options: [...stepResourceArgs(job.requirements, launcher), ...(launcher === 'srun' ? ['--mpi=pmix'] : []), '--chdir', slurmPath(wd.path, where), ...ioArgs(wd, input, where)],
+    options: [
+      ...stepResourceArgs(job.requirements, launcher),
+      ...(launcher === 'srun' ? ['--mpi=pmix'] : []),
+      '--chdir',
+      slurmPath(wd.path, where),
+      ...ioArgs(wd, input, where),
+    ],
     command,
     env: { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...d.env },
     async finish(outcome) {
@@ -76,13 +100,19 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
         const missing = /execve\(\): ([^:]+): No such file or directory/.exec(await tail(wd.stderr));
         if (missing !== null) {
           throw new ExecutableFailedError(
-            `${where}: program "${missing[1]}" was not found on the node (job step ${outcome.step ?? '?'}; relative paths resolve in ${wd.path}, names on the PATH the step inherits)`,
+            `${where}: program "${missing[1]}" was not found on the node (job step ${outcome.step ?? '?'}; ` +
+              `relative paths resolve in ${wd.path}, names on the PATH the step inherits)`,
             null,
             null,
             await tail(wd.stderr),
           );
         }
-        throw await exitFailure(prep, launched, { code: outcome.exitCode, signal: outcome.signal }, `job step ${outcome.step ?? '?'} FAILED`);
+        throw await exitFailure(
+          prep,
+          launched,
+          { code: outcome.exitCode, signal: outcome.signal },
+          `job step ${outcome.step ?? '?'} FAILED`,
+        );
       }
       return executableResult(prep, launched, { code: 0, signal: null });
     },
@@ -111,7 +141,8 @@ export async function planFunction(job: Job, ctx: TaskPlanContext, where: string
     wd.path,
   ];
   return {
-    // the entry point starts where this program runs (so that its modules resolve as they do here), then changes into the working directory
+    // the entry point starts where this program runs (so that its modules resolve as they do here), then changes into
+    // the working directory
     stderrFile: wd.stderr,
     options: [...stepResourceArgs(job.requirements, 'none'), '--chdir', ctx.hostCwd, ...ioArgs(wd, undefined, where)],
     command,
@@ -125,7 +156,8 @@ export async function planFunction(job: Job, ctx: TaskPlanContext, where: string
       const stderrTail = await tail(wd.stderr);
       const how = outcome.exitCode !== null ? `exit code ${outcome.exitCode}` : `signal ${outcome.signal ?? 'unknown'}`;
       throw new SlurmStepError(
-        `${where}: the scalems-task entry point in job step ${outcome.step ?? '?'} ended (${how}) without writing its result${stderrTail !== '' ? `; end of its stderr (${wd.stderr}):\n${stderrTail}` : ''}`,
+        `${where}: the scalems-task entry point in job step ${outcome.step ?? '?'} ended (${how}) without ` +
+          `writing its result${stderrTail !== '' ? `; end of its stderr (${wd.stderr}):\n${stderrTail}` : ''}`,
         'FAILED',
         outcome.exitCode,
         outcome.step,
@@ -140,5 +172,10 @@ export async function planFunction(job: Job, ctx: TaskPlanContext, where: string
  */
 export function entryCommand(modules: readonly string[], node: string): string[] {
   const entry = resolve(__dirname, '..', '..', 'cli', `task-entry${extname(__filename)}`);
-  return [node, ...loaderArgs([entry, ...modules], 'slurm', 'job steps'), entry, ...modules.flatMap((m) => ['--modules', m])];
+  return [
+    node,
+    ...loaderArgs([entry, ...modules], 'slurm', 'job steps'),
+    entry,
+    ...modules.flatMap((m) => ['--modules', m]),
+  ];
 }

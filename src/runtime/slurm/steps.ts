@@ -65,7 +65,10 @@ const SRUN_GRACE_SECONDS = 15;
 
 const signalNames = new Map<number, string>(Object.entries(constants.signals).map(([name, n]) => [n, name]));
 
-/** Environment for srun: this process's, without the SLURM_* settings of an enclosing job (they would override our options). */
+/**
+ * Environment for srun: this process's, without the SLURM_* settings of an enclosing job (they would override our
+ * options).
+ */
 export function srunEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -113,9 +116,14 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
     }
   }
   let exitCode: number | null = chosen === undefined ? null : chosen.sig !== 0 ? null : chosen.code;
-  let signal: string | null = chosen === undefined || chosen.sig === 0 ? null : (signalNames.get(chosen.sig) ?? `signal ${chosen.sig}`);
+  let signal: string | null =
+    chosen === undefined || chosen.sig === 0 ? null : (signalNames.get(chosen.sig) ?? `signal ${chosen.sig}`);
   const messages = lines
-    .filter((l) => /^(srun|slurmstepd\S*): error: |\*\*\*|oom[-_]kill|OUT_OF_MEMORY|NODE_FAIL|Node failure|Unable to create step/.test(l))
+    .filter((l) =>
+      /^(srun|slurmstepd\S*): error: |\*\*\*|oom[-_]kill|OUT_OF_MEMORY|NODE_FAIL|Node failure|Unable to create step/.test(
+        l,
+      ),
+    )
     .map((l) => l.trim())
     .join('\n');
   let state: StepState;
@@ -139,14 +147,31 @@ export function startStep(launch: StepLaunch): RunningStep {
   let stderr = '';
   let stepId: string | undefined;
   let cancelling: Promise<void> | undefined;
-  const args = ['--jobid', launch.jobId, '--exact', '--verbose', '--job-name', launch.name, ...launch.options, ...launch.command];
-  const started: Promise<ProcessTree | Error> = spawnTree('srun', args, { cwd: launch.cwd, env: launch.env, stdio: ['ignore', 'ignore', 'pipe'], graceSeconds: SRUN_GRACE_SECONDS }).then(
+  const args = [
+    '--jobid',
+    launch.jobId,
+    '--exact',
+    '--verbose',
+    '--job-name',
+    launch.name,
+    ...launch.options,
+    ...launch.command,
+  ];
+  const started: Promise<ProcessTree | Error> = spawnTree('srun', args, {
+    cwd: launch.cwd,
+    env: launch.env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    graceSeconds: SRUN_GRACE_SECONDS,
+  }).then(
     (tree) => tree,
     (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
   );
   const done = started.then(async (tree): Promise<StepOutcome> => {
     if (tree instanceof Error) {
-      const why = (tree as NodeJS.ErrnoException).code === 'ENOENT' ? 'srun is not installed (or not on PATH)' : `srun could not be started: ${tree.message}`;
+      const why =
+        (tree as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'srun is not installed (or not on PATH)'
+          : `srun could not be started: ${tree.message}`;
       return { step: null, state: 'FAILED', exitCode: null, signal: null, messages: why, launched: false };
     }
     const err = tree.child.stderr!;
@@ -156,7 +181,10 @@ export function startStep(launch: StepLaunch): RunningStep {
       stderr = stderr.length < 65_536 ? stderr + chunk : stderr.slice(0, 32_768) + stderr.slice(-32_768) + chunk;
       stepId ??= /launching StepId=(\d+\.\d+)/.exec(stderr)?.[1];
     });
-    const [status] = await Promise.all([tree.exited, new Promise<void>((resolve) => err.once('close', () => resolve()))]);
+    const [status] = await Promise.all([
+      tree.exited,
+      new Promise<void>((resolve) => err.once('close', () => resolve())),
+    ]);
     const outcome = classifyStep(stderr, status);
     // slurmstepd's notices go to the tasks' stderr file: needed only when the step did not simply complete
     if (outcome.state === 'COMPLETED' || launch.stderrFile === undefined) return outcome;
@@ -177,7 +205,9 @@ export function startStep(launch: StepLaunch): RunningStep {
       const exited = tree.exited.then(() => true);
       const within = (ms: number): Promise<boolean> => {
         let timer: NodeJS.Timeout | undefined;
-        return Promise.race([exited, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]).finally(() => clearTimeout(timer));
+        return Promise.race([exited, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]).finally(
+          () => clearTimeout(timer),
+        );
       };
       const id = stepId ?? (await findStep(launch.jobId, launch.name));
       if (id !== undefined) {

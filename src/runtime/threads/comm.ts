@@ -51,7 +51,9 @@ export class PortCommunicator implements Communicator {
       this.closed.push(false);
       const port = ports[r];
       if (port === null || port === undefined) continue;
-      port.on('message', (msg: Envelope) => this.deliver(r, msg.c !== undefined ? `c${msg.c}` : `t${msg.t ?? 0}`, msg.v));
+      port.on('message', (msg: Envelope) =>
+        this.deliver(r, msg.c !== undefined ? `c${msg.c}` : `t${msg.t ?? 0}`, msg.v),
+      );
       port.on('close', () => this.peerGone(r));
     }
     signal.addEventListener('abort', this.onAbort, { once: true });
@@ -78,7 +80,8 @@ export class PortCommunicator implements Communicator {
     if (this.rank === root) {
       const problem = unclonable(value, `the value broadcast by rank ${root}`);
       if (problem !== undefined) throw new UnserializableValueError(`comm.bcast: ${problem}`);
-      for (let r = 0; r < this.size; r++) if (r !== root) this.port(r).postMessage({ c: seq, v: value } satisfies Envelope);
+      for (let r = 0; r < this.size; r++)
+        if (r !== root) this.port(r).postMessage({ c: seq, v: value } satisfies Envelope);
       return value as T;
     }
     return (await this.take(root, `c${seq}`, `bcast(root ${root})`)) as T;
@@ -90,8 +93,12 @@ export class PortCommunicator implements Communicator {
 
   allreduce(value: number, op: ReduceOp = 'sum'): Promise<number> {
     const reducer = REDUCERS[op];
-    if (reducer === undefined) return Promise.reject(new TypeError(`comm.allreduce: op must be one of ${Object.keys(REDUCERS).join(', ')}; got ${String(op)}`));
-    if (typeof value !== 'number') return Promise.reject(new TypeError(`comm.allreduce: value must be a number; got ${typeof value}`));
+    if (reducer === undefined)
+      return Promise.reject(
+        new TypeError(`comm.allreduce: op must be one of ${Object.keys(REDUCERS).join(', ')}; got ${String(op)}`),
+      );
+    if (typeof value !== 'number')
+      return Promise.reject(new TypeError(`comm.allreduce: value must be a number; got ${typeof value}`));
     return this.reduce(value, reducer, `allreduce(${op})`);
   }
 
@@ -170,7 +177,10 @@ export class PortCommunicator implements Communicator {
   }
 
   private gone(from: number, what: string): Error {
-    const err = new TaskFailedError(`rank ${this.rank}: ${what} cannot complete: rank ${from} has ended (returned, failed or was stopped) without sending the matching message`);
+    const err = new TaskFailedError(
+      `rank ${this.rank}: ${what} cannot complete: rank ${from} has ended (returned, failed or was stopped) ` +
+        `without sending the matching message`,
+    );
     // the main thread reports the ended rank's own failure, if it failed, rather than this consequence
     return Object.assign(err, { peerEnded: from });
   }
@@ -180,7 +190,8 @@ export class PortCommunicator implements Communicator {
   }
 
   private checkRank(r: number, what: string): void {
-    if (!Number.isInteger(r) || r < 0 || r >= this.size) throw new RangeError(`comm.${what}: rank must be an integer in 0..${this.size - 1}; got ${r}`);
+    if (!Number.isInteger(r) || r < 0 || r >= this.size)
+      throw new RangeError(`comm.${what}: rank must be an integer in 0..${this.size - 1}; got ${r}`);
   }
 
   private checkPeer(r: number, what: string): void {
@@ -190,5 +201,6 @@ export class PortCommunicator implements Communicator {
 }
 
 function checkTag(tag: number, what: string): void {
-  if (!Number.isInteger(tag) || tag < 0) throw new RangeError(`comm.${what}: tag must be a non-negative integer; got ${tag}`);
+  if (!Number.isInteger(tag) || tag < 0)
+    throw new RangeError(`comm.${what}: tag must be a non-negative integer; got ${tag}`);
 }

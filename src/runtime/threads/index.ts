@@ -14,7 +14,14 @@ import type { Backend, BackendExecutor, Job } from '../backend';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
-import { Ring, markAborted, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './protocol';
+import {
+  Ring,
+  markAborted,
+  type AbortAnnouncement,
+  type ThreadRequest,
+  type ThreadResponse,
+  type ThreadWorkerData,
+} from './protocol';
 
 export interface ThreadsOptions {
   /**
@@ -45,12 +52,26 @@ const KEY_WRAP = 2 ** 30;
 export function threads(options: ThreadsOptions): Backend {
   const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules, 'threads');
   const maxThreads = options.maxThreads ?? availableParallelism();
-  if (!Number.isInteger(maxThreads) || maxThreads < 1) throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
+  if (!Number.isInteger(maxThreads) || maxThreads < 1)
+    throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
   const grace = options.cancelGraceMs ?? 1000;
-  if (!(grace >= 0)) throw new TypeError(`threads({ cancelGraceMs }): expected a non-negative number of milliseconds, got ${String(options.cancelGraceMs)}`);
+  if (!(grace >= 0))
+    throw new TypeError(
+      `threads({ cancelGraceMs }): expected a non-negative number of milliseconds, ` +
+        `got ${String(options.cancelGraceMs)}`,
+    );
   const workerFile = join(__dirname, `worker${extname(__filename)}`);
-  const execArgv = [...(process.execArgv.includes('--enable-source-maps') ? ['--enable-source-maps'] : []), ...loaderArgs([workerFile, ...modules], 'threads', 'worker threads')];
-  const remote: RemoteFunctions = { backend: 'threads', where: 'a worker thread', modules, defined: probeModules(modules, 'threads'), wire: structuredCloneWire };
+  const execArgv = [
+    ...(process.execArgv.includes('--enable-source-maps') ? ['--enable-source-maps'] : []),
+    ...loaderArgs([workerFile, ...modules], 'threads', 'worker threads'),
+  ];
+  const remote: RemoteFunctions = {
+    backend: 'threads',
+    where: 'a worker thread',
+    modules,
+    defined: probeModules(modules, 'threads'),
+    wire: structuredCloneWire,
+  };
   const channelName = `scalems-threads-${process.pid}-${++backends}-${Math.random().toString(36).slice(2)}`;
   let channel: BroadcastChannel | undefined;
   let runs = 0;
@@ -68,7 +89,10 @@ export function threads(options: ThreadsOptions): Backend {
 
   const accept = (spec: TaskSpec): void => {
     if (spec.kind === 'executable') {
-      throw new UnsatisfiableRequirementsError(`threads() runs defineTask functions only; the executable ${spec.name} cannot run on it: submit it to an executor on processes() (or slurm())`);
+      throw new UnsatisfiableRequirementsError(
+        `threads() runs defineTask functions only; the executable ${spec.name} cannot run on it: submit it to an ` +
+          `executor on processes() (or slurm())`,
+      );
     }
     acceptFunction(spec, remote);
   };
@@ -79,7 +103,9 @@ export function threads(options: ThreadsOptions): Backend {
       const cores = worker.cores ?? maxThreads;
       if (cores > maxThreads) {
         throw new UnsatisfiableRequirementsError(
-          `the executor asks for ${cores} cores but threads() has at most ${maxThreads} threads per executor${options.maxThreads === undefined ? ' (the default, os.availableParallelism())' : ''}: pass threads({ maxThreads: ${cores}, ... }) or ask for fewer cores`,
+          `the executor asks for ${cores} cores but threads() has at most ${maxThreads} threads per ` +
+            `executor${options.maxThreads === undefined ? ' (the default, os.availableParallelism())' : ''}: ` +
+            `pass threads({ maxThreads: ${cores}, ... }) or ask for fewer cores`,
         );
       }
       let pool: Piscina<ThreadRequest, ThreadResponse> | undefined;
@@ -91,7 +117,8 @@ export function threads(options: ThreadsOptions): Backend {
             maxThreads: cores,
             workerData,
             execArgv,
-            // the executor's worker env, over this process's (threads share the process: a task's own env is not applied)
+            // the executor's worker env, over this process's (threads share the process: a task's own env is not
+            // applied)
             ...(worker.env !== undefined ? { env: { ...process.env, ...worker.env } as Record<string, string> } : {}),
           });
           // a thread that dies between tasks is replaced; its tasks (if any) have their own error
@@ -100,7 +127,8 @@ export function threads(options: ThreadsOptions): Backend {
         return pool;
       };
       return {
-        // one more one-core task per thread waits in the pool, so a thread goes from task to task without waiting for the event loop
+        // one more one-core task per thread waits in the pool, so a thread goes from task to task without waiting for
+        // the event loop
         capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
         invokes: false,
         accept,
@@ -132,11 +160,23 @@ interface RunControl {
 }
 
 /** One attempt: one piscina task per rank, started together (the executor has reserved their cores). */
-function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, control: RunControl): Observable<unknown> {
+function runJob(
+  job: Job,
+  pool: Piscina<ThreadRequest, ThreadResponse>,
+  key: number,
+  control: RunControl,
+): Observable<unknown> {
   if ((job.requirements.ranks ?? 1) === 1) return runOne(job, pool, key, control);
   return new Observable<unknown>((subscriber) => {
     const ranks = job.requirements.ranks ?? 1;
-    const base: ThreadRequest = { key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt };
+    const base: ThreadRequest = {
+      key,
+      name: job.name,
+      args: job.args,
+      id: job.id,
+      label: job.label,
+      attempt: job.attempt,
+    };
     let open = ranks;
     let done = false;
     let failure: unknown;
@@ -206,7 +246,12 @@ function runJob(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
 }
 
 /** `runJob` for the common case of one rank: one piscina task, nothing to coordinate. */
-function runOne(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: number, control: RunControl): Observable<unknown> {
+function runOne(
+  job: Job,
+  pool: Piscina<ThreadRequest, ThreadResponse>,
+  key: number,
+  control: RunControl,
+): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let open = true;
     pool.run({ key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt }).then(
@@ -238,7 +283,9 @@ function runOne(job: Job, pool: Piscina<ThreadRequest, ThreadResponse>, key: num
 
 /** A full mesh of MessageChannels between the ranks. */
 function mesh(base: ThreadRequest, size: number): Array<{ request: ThreadRequest; transfer: MessagePort[] }> {
-  const ports: Array<Array<MessagePort | null>> = Array.from({ length: size }, () => new Array<MessagePort | null>(size).fill(null));
+  const ports: Array<Array<MessagePort | null>> = Array.from({ length: size }, () =>
+    new Array<MessagePort | null>(size).fill(null),
+  );
   for (let i = 0; i < size; i++) {
     for (let j = i + 1; j < size; j++) {
       const { port1, port2 } = new MessageChannel();
@@ -256,10 +303,13 @@ function crashError(err: unknown, job: Job, rank: number, ranks: number): Error 
   const what = `task ${job.label ?? job.name} (${job.id})${ranks > 1 ? ` rank ${rank}` : ''}`;
   const message = err instanceof Error ? err.message : String(err);
   if ((err as { name?: unknown } | null)?.name === 'DataCloneError') {
-    return new UnserializableValueError(`${what}: its arguments cannot be sent to a worker thread: ${message}. Pass plain data.`);
+    return new UnserializableValueError(
+      `${what}: its arguments cannot be sent to a worker thread: ${message}. Pass plain data.`,
+    );
   }
   return new WorkerCrashedError(
-    `${what}: its worker thread died (${message}); the pool replaces the thread and goes on. A task must not call process.exit() or leave an error uncaught in a callback.`,
+    `${what}: its worker thread died (${message}); the pool replaces the thread and goes on. A task must not ` +
+      `call process.exit() or leave an error uncaught in a callback.`,
     { cause: err },
   );
 }

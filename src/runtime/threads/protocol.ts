@@ -78,7 +78,12 @@ export const Ring = {
 };
 
 export function markAborted(ring: Int32Array, key: number, reason: unknown): void {
-  const code = reason instanceof WalltimeExceededError ? AbortCode.Walltime : reason instanceof TaskCancelledError ? AbortCode.Cancelled : AbortCode.Stopped;
+  const code =
+    reason instanceof WalltimeExceededError
+      ? AbortCode.Walltime
+      : reason instanceof TaskCancelledError
+        ? AbortCode.Cancelled
+        : AbortCode.Stopped;
   Ring.set(ring, key, code);
 }
 

@@ -10,10 +10,22 @@ import { recordError, reviveError } from '../../recorded-error';
 import { RemoteRunner, RunStop } from '../remote/runner';
 import { structuredCloneWire, type RemoteOutcome } from '../remote/wire';
 import { PortCommunicator } from './comm';
-import { Ring, abortedBeforeStart, type AbortAnnouncement, type ThreadRequest, type ThreadResponse, type ThreadWorkerData } from './protocol';
+import {
+  Ring,
+  abortedBeforeStart,
+  type AbortAnnouncement,
+  type ThreadRequest,
+  type ThreadResponse,
+  type ThreadWorkerData,
+} from './protocol';
 
 const data = workerData as ThreadWorkerData;
-const runner = new RemoteRunner({ modules: data.modules, where: 'a threads() worker', modulesOption: 'threads({ modules })', wire: structuredCloneWire });
+const runner = new RemoteRunner({
+  modules: data.modules,
+  where: 'a threads() worker',
+  modulesOption: 'threads({ modules })',
+  wire: structuredCloneWire,
+});
 
 /** Running attempts of this thread, by run key. */
 const running = new Map<number, RunStop>();
@@ -46,13 +58,20 @@ export default function runThreadTask(req: ThreadRequest): ThreadResponse | Prom
   running.set(req.key, stop);
   // where this rank runs, so that the main thread can terminate this thread if it ignores its signal
   Ring.set(data.placed, req.key + (req.comm?.rank ?? 0), threadId);
-  const comm = req.comm !== undefined ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, stop.signal) : undefined;
+  const comm =
+    req.comm !== undefined
+      ? new PortCommunicator(req.comm.rank, req.comm.size, req.comm.ports, stop.signal)
+      : undefined;
   const outcome = runner.run(req, stop, { comm });
   return outcome instanceof Promise ? outcome.then((o) => finish(req, comm, o)) : finish(req, comm, outcome);
 }
 
 /** Ends a run here, then answers with its outcome. */
-function finish(req: ThreadRequest, comm: PortCommunicator | undefined, outcome: RemoteOutcome): ThreadResponse | Promise<ThreadResponse> {
+function finish(
+  req: ThreadRequest,
+  comm: PortCommunicator | undefined,
+  outcome: RemoteOutcome,
+): ThreadResponse | Promise<ThreadResponse> {
   running.delete(req.key);
   if (comm === undefined) return outcome;
   // Let the closing reach the other ranks (a rank still waiting on this one is then told it has
