@@ -1,3 +1,4 @@
+/** `scalems graph`: a workflow's task graph as Mermaid or DOT source, read from its store. */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { TaskRecord, TaskStateName } from '../store/state';

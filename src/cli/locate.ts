@@ -1,3 +1,4 @@
+/** Finding the workflows the CLI is pointed at: the `.scalems/<name>/state.sqlite` stores under a directory. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StoreCorruptError } from '../errors';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `scalems` command. Each subcommand is one entry of `COMMANDS`.
+/** The `scalems` command. Each subcommand is one entry of `COMMANDS`. */
 import { ScalemsError } from '../errors';
 import {
   CliError,

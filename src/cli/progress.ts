@@ -1,3 +1,4 @@
+/** `progress(workflow)`: a progress bar on a terminal, throttled lines elsewhere, from `workflow.state$`. */
 import { Presets, SingleBar } from 'cli-progress';
 import { Subscription, asyncScheduler, type Observable, type SchedulerLike } from 'rxjs';
 import type { WorkflowState } from '../store/state';

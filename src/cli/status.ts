@@ -1,3 +1,4 @@
+/** `scalems status`: counts per state and the failed tasks (root causes first) of a workflow, read from its store. */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RecordedError } from '../recorded-error';

@@ -1,4 +1,6 @@
-// `scalems` as resolved on Node (the "node" export condition): the core, with the Node context carrier installed.
+/**
+ * `scalems` as resolved on Node (the "node" export condition): the core, with the Node context carrier installed.
+ */
 import { installNode } from './context';
 
 installNode();

@@ -1,3 +1,7 @@
+/**
+ * The Node parts of the core, installed by `scalems` on Node and by `scalems/node`: the AsyncLocalStorage
+ * carrier, the core count, and a SQLite file under `.scalems/<name>/` as the default store.
+ */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { installAsyncLocalCarrier } from '../context/async-local';

@@ -1,4 +1,6 @@
-// scalems/node: Node-only parts. Importing it installs the AsyncLocalStorage context carrier.
+/**
+ * scalems/node: Node-only parts. Importing it installs the AsyncLocalStorage context carrier.
+ */
 import { installNode } from './context';
 
 installNode();

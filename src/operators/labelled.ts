@@ -1,3 +1,4 @@
+/** `labelled(label)`: the operator that names each task spec of a pipeline. */
 import { map, type OperatorFunction } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 

@@ -1,3 +1,4 @@
+/** `submitOn(executor)`: the operator that submits each spec of a pipeline and emits the results. */
 import { Observable, Subject, takeUntil, type OperatorFunction } from 'rxjs';
 import type { Executor } from '../runtime/executor';
 import { Task, type Settled } from '../runtime/task';
@@ -5,9 +6,15 @@ import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
 
 export interface SubmitOnOptions {
-  /** emit results in input order (default: as they finish) */
+  /**
+   * Emit results in input order, holding each until those before it have come; otherwise as they finish.
+   * @default false
+   */
   readonly ordered?: boolean;
-  /** emit `Settled` outcomes instead of values, so that a failed member does not end the stream */
+  /**
+   * Emit `Settled` outcomes instead of values, so that a failed member does not end the stream.
+   * @default false
+   */
   readonly settle?: boolean;
 }
 
@@ -18,7 +25,22 @@ type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } 
  * Submits each spec to `executor` and emits the results. With a function, `submitOn(ex, fn)` takes
  * plain values (or tasks, or `Settled` outcomes, keeping the edge) and submits `fn(value)`.
  * Tasks are submitted as inputs arrive; concurrency is the executor's. Unsubscribing cancels the
- * in-flight tasks that nobody else awaits. Without `settle`, the first failure errors the stream.
+ * in-flight tasks that nobody else awaits. Without `settle`, the first failure errors the stream, and
+ * the source is not pulled any further.
+ *
+ * ## Example
+ * ```ts
+ * const md = executor(rt, { worker: { cores: 8 }, task: { coresPerRank: 2 } });
+ * const an = executor(rt, { worker: { cores: 1 } });
+ * const report = from(members).pipe(
+ *   map((m) => call(simulate, m)),
+ *   labelled((_spec, i) => `member-${i}`),
+ *   submitOn(md),              // four members at a time
+ *   submitOn(an, analyse),     // each analysed as its simulation ends
+ *   toArray(),
+ * );
+ * console.log(await lastValueFrom(report));
+ * ```
  */
 export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,

@@ -1,3 +1,4 @@
+/** `task(fn, ...args)`: one task spec as a cold observable. */
 import { Observable, defer, of } from 'rxjs';
 import { call, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 

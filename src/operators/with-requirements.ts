@@ -1,3 +1,4 @@
+/** `withRequirements(req)`: the operator that adds requirements to each task spec of a pipeline. */
 import { map, type OperatorFunction } from 'rxjs';
 import { validateTaskRequirements, type TaskRequirements } from '../task/requirements';
 import type { TaskSpec } from '../task/spec';

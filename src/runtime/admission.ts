@@ -1,3 +1,4 @@
+/** Admission: the FIFO queue of an executor's ready tasks and the accounting of its cores, GPUs and memory. */
 import type { Footprint } from '../task/requirements';
 import type { Capacity } from './backend';
 

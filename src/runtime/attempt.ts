@@ -1,3 +1,7 @@
+/**
+ * One attempt at running a task (the job a backend runs), and what `currentTask()` gives a task running in
+ * this process.
+ */
 import type { Observer, Subscription } from 'rxjs';
 import type { TaskRecord } from '../store/state';
 import type { Workflow } from './workflow';

@@ -1,3 +1,4 @@
+/** The backend interface: what a backend implements (`Backend`, `BackendExecutor`) and the `Job` it is given. */
 import type { Observable, SchedulerLike } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 import type { TaskRequirements, WorkerRequirements } from '../task/requirements';

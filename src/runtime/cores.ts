@@ -1,3 +1,4 @@
+/** The cores of this machine, as the core (browser-safe) can know them. */
 let cores: number | undefined;
 
 /** Cores of this machine: `navigator.hardwareConcurrency` in browsers; the Node entry point sets it from `os`. */

@@ -1,3 +1,4 @@
+/** What this process knows of a task beyond its record (its `TaskEntry`), kept beside the task's slot. */
 import type { Workflow } from './workflow';
 import type { TaskSlot } from '../store/slot';
 import type { AnyFunction } from '../task/spec';

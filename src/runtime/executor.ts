@@ -1,3 +1,7 @@
+/**
+ * `Executor`: a scope of requirements on a runtime; submission, admission, attempts, retries, walltime,
+ * cancellation and shutdown of its tasks.
+ */
 import { asyncScheduler } from 'rxjs';
 import type { Workflow } from './workflow';
 import {
@@ -37,11 +41,20 @@ import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
 export interface ExecutorOptions {
-  /** a name to refer to it by (`workflow.submitDescription({ executor })`); default: its id */
+  /**
+   * A name to refer to it by (`workflow.submitDescription({ executor })`).
+   * @default its id, `executor-<n>`
+   */
   readonly name?: string;
-  /** what the executor scope provisions (cores, gpus, memory, ...): validated at creation */
+  /**
+   * What the executor scope provisions (cores, gpus, memory, ...): validated at creation.
+   * @default what the backend gives one executor (for local backends: this machine's cores)
+   */
   readonly worker?: WorkerRequirements;
-  /** defaults for every task of this executor: validated at creation */
+  /**
+   * Defaults for every task of this executor, under each task's own: validated at creation.
+   * @default {} (one rank of one core)
+   */
   readonly task?: TaskRequirements;
 }
 

@@ -1,3 +1,4 @@
+/** Task identity at submit: arguments encoded (upstream tasks as references, edges collected) and hashed. */
 import type { Workflow } from './workflow';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
 import type { AnyFunction, TaskSpec } from '../task/spec';

@@ -1,3 +1,4 @@
+/** `inProcess()`: the backend that runs task functions on this event loop. */
 import { Observable } from 'rxjs';
 import type { Backend, BackendExecutor, Job } from './backend';
 import { availableCores } from './cores';

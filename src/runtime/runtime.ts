@@ -1,3 +1,4 @@
+/** `launch(workflow, backend)` → `Runtime`, and `executor(runtime, options)`. */
 import type { Workflow } from './workflow';
 import { ExecutorShutdownError } from '../errors';
 import type { Backend } from './backend';
@@ -57,7 +58,18 @@ export function launch(workflow: Workflow, backend: Backend): Runtime {
 /**
  * Opens an executor scope on a runtime. `worker` says what to provision (cores, gpus, memory...);
  * `task` gives defaults for its tasks. Both are validated here, and task defaults that the worker can
- * never satisfy are refused here, naming both figures.
+ * never satisfy are refused here, naming both figures. Disposing it (`await using`) is
+ * `shutdown({ wait: false })`: it takes no new work, and releases its resources once its tasks settle.
+ *
+ * ## Example
+ * ```ts
+ * const rt = launch(await openWorkflow({ name: 'ensemble' }), processes());
+ * {
+ *   await using md = executor(rt, { worker: { cores: 8 }, task: { ranks: 2, coresPerRank: 2, retries: 1 } });
+ *   const runs = await Promise.all(inputs.map((i) => md.submit(executable(['./md', i]))));
+ *   console.log(runs.map((r) => r.outputs));
+ * } // md shut down here; the runtime stays for the next executor
+ * ```
  */
 export function executor(runtime: Runtime, options: ExecutorOptions = {}): Executor {
   return runtime.open(options);

@@ -1,3 +1,4 @@
+/** The ambient scope as users see it: `withWorkflow`, `withExecutor`, `submit()`, `currentTask()`. */
 import { NoAmbientScopeError } from '../errors';
 import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';

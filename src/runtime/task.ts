@@ -1,3 +1,4 @@
+/** `Task<R>`: the handle on a task, a promise and an observable of its result. */
 import {
   Observable,
   type Observer,

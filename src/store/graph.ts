@@ -1,3 +1,4 @@
+/** The task graph of a workflow as one immer state stream: reducer, commits, listeners and persistence. */
 import { BehaviorSubject, asyncScheduler, type Observable, type SchedulerLike, type Unsubscribable } from 'rxjs';
 import { Immer } from 'immer';
 import type { Store } from './store';

@@ -1,3 +1,4 @@
+/** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
 import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
 import type { Store } from './store';

@@ -1,3 +1,4 @@
+/** The lock file that gives one process at a time a store. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { randomUUID } from 'node:crypto';

@@ -1,3 +1,4 @@
+/** `memoryStore()`: a store in memory, kept by reference. */
 import { StoreClosedError } from '../errors';
 import type { Store } from './store';
 

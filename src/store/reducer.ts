@@ -1,3 +1,4 @@
+/** The one reducer of workflow state: how each action changes task records, edges, labels and counts. */
 import type { TableEditor } from './table';
 import type { TaskSlot } from './slot';
 import type { RecordedError } from '../recorded-error';

@@ -1,3 +1,4 @@
+/** `TaskSlot`: what a workflow keeps per task besides its state tables. */
 import { isFinal, type TaskRecord } from './state';
 
 export const TASK_KEY_PREFIX = 'task:';

@@ -1,3 +1,4 @@
+/** The writer thread of a SQLite store: batches committed on a connection of its own. */
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 

@@ -1,3 +1,4 @@
+/** `sqliteStore(path)`: a store in one SQLite file (better-sqlite3, WAL), the default on Node. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';

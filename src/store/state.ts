@@ -1,3 +1,4 @@
+/** Workflow state as plain data: task records, their states and counts, as `workflow.state$` emits them. */
 import type { RecordedError } from '../recorded-error';
 import type { TaskRequirements } from '../task/requirements';
 import { emptyTable, type Table } from './table';

@@ -1,3 +1,4 @@
+/** What a persistent store accepts, checked before anything is written. */
 import { UnstorableValueError } from '../errors';
 
 /**

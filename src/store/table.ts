@@ -1,3 +1,4 @@
+/** `Table`: the persistent map that holds task records and labels, shared between versions of the state. */
 import { hash32 } from '../task/hash';
 
 /**

@@ -1,3 +1,4 @@
+/** How committed changes reach the store: behind the commits, in batches. */
 import type { Store } from './store';
 import { isFinal } from './state';
 import type { TaskSlot } from './slot';

@@ -1,3 +1,4 @@
+/** Raw task descriptions (JSON) and their io-ts codec, for `workflow.submitDescription`. */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either';
 import { InvalidTaskDescriptionError } from '../errors';

@@ -1,5 +1,7 @@
-// `executable(argv, options)`: a command-line task as plain data. Browser-safe: no Node imports here;
-// the executable attempt (src/runtime/executable/) stages, runs and collects it for processes() and slurm().
+/**
+ * `executable(argv, options)`: a command-line task as plain data. Browser-safe: no Node imports here;
+ * the executable attempt (src/runtime/executable/) stages, runs and collects it for processes() and slurm().
+ */
 import { InvalidTaskDescriptionError, PathEscapeError } from '../errors';
 import { isTaskHandle, isTaskRef } from './hash';
 import { validateTaskRequirements, type TaskRequirements } from './requirements';

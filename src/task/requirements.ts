@@ -1,3 +1,4 @@
+/** Task and worker requirements: the io-ts codecs that validate them, and what a task occupies. */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either';
 import { InvalidRequirementsError } from '../errors';

@@ -1,3 +1,4 @@
+/** Task specs (plain data: `call`, `TaskSpec`) and the registry of named task functions (`defineTask`). */
 import type { TaskRequirements } from './requirements';
 import { isTaskHandle, type HasTaskId } from './hash';
 

@@ -1,3 +1,4 @@
+/** `virtual()`: a backend on virtual time, for marble tests of whole workflows. */
 import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
 import type { Backend, BackendExecutor, Job } from '../runtime/backend';
 import { isThenable } from '../util';

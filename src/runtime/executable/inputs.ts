@@ -1,4 +1,6 @@
-// Checking an executable spec at submit, and turning its resolved inputs into host paths at run time.
+/**
+ * Checking an executable spec at submit, and turning its resolved inputs into host paths at run time.
+ */
 import { resolve } from 'node:path';
 import {
   ExecutableFailedError,

@@ -1,4 +1,6 @@
-// How an executable with `ranks > 1` is launched locally: through Open MPI's `mpirun -np <ranks>`.
+/**
+ * How an executable with `ranks > 1` is launched locally: through Open MPI's `mpirun -np <ranks>`.
+ */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { TaskRequirements } from '../../task/requirements';

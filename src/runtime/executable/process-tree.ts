@@ -1,6 +1,8 @@
-// Spawning a program as the leader of its own session and process group, and ending the whole tree it
-// grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Reusable by any backend
-// that runs local processes (processes(), the Slurm backend's helpers).
+/**
+ * Spawning a program as the leader of its own session and process group, and ending the whole tree it
+ * grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Reusable by any backend
+ * that runs local processes (processes(), the Slurm backend's helpers).
+ */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
 import { sleep } from '../../util';

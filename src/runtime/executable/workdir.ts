@@ -1,9 +1,11 @@
-// Task working directories on the host: layout, staging of inputs, collection of outputs, and the
-// path checks that keep a task inside its directory. Shared by the process-based backends.
-//
-//   <root>/<workflow>/                  the workflow directory (root defaults to <cwd>/.scalems)
-//   <root>/<workflow>/tasks/<id>/attempt-<n>/   one working directory per attempt: the program's cwd,
-//        stdout, stderr                   with its inputs staged in and its outputs left there
+/**
+ * Task working directories on the host: layout, staging of inputs, collection of outputs, and the
+ * path checks that keep a task inside its directory. Shared by the process-based backends.
+ *
+ *   <root>/<workflow>/                  the workflow directory (root defaults to <cwd>/.scalems)
+ *   <root>/<workflow>/tasks/<id>/attempt-<n>/   one working directory per attempt: the program's cwd,
+ *        stdout, stderr                   with its inputs staged in and its outputs left there
+ */
 import { constants } from 'node:fs';
 import { copyFile, cp, lstat, mkdir, open, readFile, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';

@@ -1,11 +1,13 @@
-// One Slurm allocation (the pilot of an executor scope), held by `salloc` running a tiny holder command.
-//
-// salloc (without --no-shell) runs a command on this host once the allocation is granted and
-// relinquishes the allocation when that command ends. Our command prints the job id and then waits
-// for the end of its stdin, which is a pipe from this process:
-//   * the job id arrives on stdout, alone on its line, only once the allocation is granted;
-//   * ending the pipe releases the allocation (the normal shutdown);
-//   * if this process dies in any way (even SIGKILL) the pipe closes and Slurm gets its nodes back.
+/**
+ * One Slurm allocation (the pilot of an executor scope), held by `salloc` running a tiny holder command.
+ *
+ * salloc (without --no-shell) runs a command on this host once the allocation is granted and
+ * relinquishes the allocation when that command ends. Our command prints the job id and then waits
+ * for the end of its stdin, which is a pipe from this process:
+ *   * the job id arrives on stdout, alone on its line, only once the allocation is granted;
+ *   * ending the pipe releases the allocation (the normal shutdown);
+ *   * if this process dies in any way (even SIGKILL) the pipe closes and Slurm gets its nodes back.
+ */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { SlurmAllocationError } from '../../errors';

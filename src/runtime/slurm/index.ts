@@ -37,6 +37,16 @@ export type { SlurmBackendOptions } from './options';
  * (or srun's PMIx), and `defineTask` functions of `modules` through the `scalems-task` entry point.
  * The allocation is released when the executor has shut down and its tasks have settled; it is
  * released by Slurm as well if this program dies.
+ *
+ * ## Example
+ * ```ts
+ * const rt = launch(wf, slurm({ partition: 'compute', walltime: 3600, modules: ['./dist/tasks.js'] }));
+ * await using md = executor(rt, { worker: { cores: 16, memoryMB: 32_000 }, task: { coresPerRank: 4 } });
+ * const mdrun = (m: string) => executable(['gmx', 'mdrun', '-deffnm', m], { requirements: { ranks: 4 } });
+ * const runs = members.map((m) => md.submit(mdrun(m)));
+ * // score: a defineTask function of tasks.js, run in a job step on each run's result
+ * const scores = await Promise.all(runs.map((run) => md.submit(score, run)));
+ * ```
  */
 export function slurm(options: SlurmBackendOptions = {}): Backend {
   const launcher = options.launcher ?? 'mpirun';

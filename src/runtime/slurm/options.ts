@@ -1,36 +1,62 @@
-// The Slurm backend's options, what the cluster offers (asked once, synchronously, from sinfo and
-// scontrol), and how requirements become salloc / srun options.
+/**
+ * The Slurm backend's options, what the cluster offers (asked once, synchronously, from sinfo and
+ * scontrol), and how requirements become salloc / srun options.
+ */
 import { execFileSync } from 'node:child_process';
 import { SlurmAllocationError, UnsatisfiableRequirementsError } from '../../errors';
 import type { SlurmOptions, TaskRequirements, WorkerRequirements } from '../../task/requirements';
 import type { Capacity } from '../backend';
 
 export interface SlurmBackendOptions {
-  /** partition of the allocations (default: the cluster's default partition); `worker.slurm.partition` wins */
+  /**
+   * Partition of the allocations; `worker.slurm.partition` wins.
+   * @default the cluster's default partition
+   */
   readonly partition?: string;
+  /** Account the allocations are charged to; `worker.slurm.account` wins. */
   readonly account?: string;
-  /** seconds: the allocations' time limit (Slurm counts whole minutes: rounded up); `worker.walltime` wins */
+  /**
+   * Seconds: the allocations' time limit (Slurm counts whole minutes: rounded up); `worker.walltime` wins.
+   * @default the partition's limit
+   */
   readonly walltime?: number;
-  /** nodes of each allocation; `worker.nodes` wins */
+  /**
+   * Nodes of each allocation; `worker.nodes` wins.
+   * @default 1
+   */
   readonly nodes?: number;
   /**
-   * How executables with `ranks > 1` start. `'mpirun'` (default): one job step of one task with
+   * How executables with `ranks > 1` start. `'mpirun'`: one job step of one task with
    * ranks × coresPerRank CPUs on one node, in which Open MPI's `mpirun -np <ranks>` starts the ranks.
    * `'srun'`: a step of `ranks` tasks started by srun itself through PMIx (`--mpi=pmix`); may span nodes.
+   * @default 'mpirun'
    */
   readonly launcher?: 'mpirun' | 'srun';
-  /** Modules that define the function tasks (`defineTask`): loaded by the `scalems-task` entry point in each step. */
+  /**
+   * Modules that define the function tasks (`defineTask`): loaded by the `scalems-task` entry point in
+   * each step. Without them, only executables run.
+   * @default []
+   */
   readonly modules?: readonly string[];
   /**
-   * where task working directories go: `<root>/<workflow>/tasks/<id>/attempt-<n>` (default `<cwd>/.scalems`); must be
-   * visible to the nodes
+   * Where task working directories go: `<root>/<workflow>/tasks/<id>/attempt-<n>`; must be visible to the nodes.
+   * @default `<cwd>/.scalems`
    */
   readonly root?: string;
-  /** seconds a cancelled (or timed-out) task's processes have between SIGTERM and SIGKILL (default 3) */
+  /**
+   * Seconds a cancelled (or timed-out) task's processes have between SIGTERM and SIGKILL.
+   * @default 3
+   */
   readonly gracePeriod?: number;
-  /** the Node executable that runs function tasks on the nodes (default: this one, `process.execPath`) */
+  /**
+   * The Node executable that runs function tasks on the nodes.
+   * @default process.execPath (this one: the same path must exist on the nodes)
+   */
   readonly node?: string;
-  /** extra `mpirun` arguments before the program (default `['--bind-to', 'none']`) */
+  /**
+   * Extra `mpirun` arguments before the program.
+   * @default ['--bind-to', 'none']
+   */
   readonly mpirunArgs?: readonly string[];
 }
 

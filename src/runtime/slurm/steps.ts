@@ -1,11 +1,13 @@
-// One job step in an allocation: `srun --jobid=<id> --exact ...`, its state and exit code as Slurm
-// reports them, and its cancellation (`scancel <jobid>.<stepid>`, then the srun process itself).
-//
-// There is no accounting database to ask afterwards (sacct needs one), and a finished step vanishes
-// from `scontrol show step`. So the outcome is read from srun itself: with --verbose it names the step
-// it launched ("launching StepId=J.S") and the raw wait status of each task, and slurmstepd's notices
-// (CANCELLED, DUE TO TIME LIMIT, oom-kill, node failure) arrive on srun's stderr too. The program's own
-// stdout/stderr go to files (--output/--error), so srun's stderr holds only Slurm's messages.
+/**
+ * One job step in an allocation: `srun --jobid=<id> --exact ...`, its state and exit code as Slurm
+ * reports them, and its cancellation (`scancel <jobid>.<stepid>`, then the srun process itself).
+ *
+ * There is no accounting database to ask afterwards (sacct needs one), and a finished step vanishes
+ * from `scontrol show step`. So the outcome is read from srun itself: with --verbose it names the step
+ * it launched ("launching StepId=J.S") and the raw wait status of each task, and slurmstepd's notices
+ * (CANCELLED, DUE TO TIME LIMIT, oom-kill, node failure) arrive on srun's stderr too. The program's own
+ * stdout/stderr go to files (--output/--error), so srun's stderr holds only Slurm's messages.
+ */
 import { constants } from 'node:os';
 import { spawnTree, type ProcessTree } from '../executable/process-tree';
 import { slurmCommand } from './allocation';

@@ -30,11 +30,15 @@ export interface ThreadsOptions {
    * `.ts` modules are loaded through tsx (which must be installed); `.mjs` modules through `import()`.
    */
   readonly modules: readonly string[];
-  /** Threads of each executor's pool, and so its cores (default `os.availableParallelism()`). */
+  /**
+   * Threads of each executor's pool, and so the most cores an executor can have.
+   * @default os.availableParallelism()
+   */
   readonly maxThreads?: number;
   /**
    * Milliseconds a cancelled (or timed-out) task has to return once its `currentTask().signal` has
-   * aborted, before its thread is terminated (and replaced). Default 1000.
+   * aborted, before its thread is terminated (and replaced).
+   * @default 1000
    */
   readonly cancelGraceMs?: number;
 }
@@ -48,6 +52,14 @@ const KEY_WRAP = 2 ** 30;
  * Closures cannot be sent to a thread: they are refused at submit. Arguments and results cross by
  * structured clone. A function task with `ranks > 1` runs on `ranks` threads at once and talks through
  * `currentTask().comm`; its result is rank 0's.
+ *
+ * ## Example
+ * ```ts
+ * // tasks.ts: export const energy = defineTask('energy', (conf: Conformer) => ...);
+ * const rt = launch(wf, threads({ modules: ['./tasks.ts'], maxThreads: 8 }));
+ * await using pool = executor(rt);
+ * const energies = await lastValueFrom(from(conformers).pipe(submitOn(pool, energy), toArray()));
+ * ```
  */
 export function threads(options: ThreadsOptions): Backend {
   const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules, 'threads');
