@@ -7,7 +7,7 @@ import { TaskCancelledError, executable, type FileRef } from 'scalems';
 import { readText } from 'scalems/node';
 import { physicalCores } from '../src/runtime/executable/mpi';
 import { describeWithService } from './support/services';
-import { alive, removeRoots, runExample, setup, waitFor } from './processes-support';
+import { alive, removeRoots, runExample, setup, waitFor } from './support/processes';
 
 const PROGRAM = `
 #include <mpi.h>

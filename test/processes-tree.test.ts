@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TaskCancelledError, WalltimeExceededError, executable } from 'scalems';
-import { alive, pidsIn, removeRoots, setup, waitFor } from './processes-support';
+import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
 
 afterAll(removeRoots);
 

@@ -14,7 +14,7 @@ import {
   type TaskSpec,
 } from 'scalems';
 import { processes, readText } from 'scalems/node';
-import { maxOverlap, removeRoots, runExample, setup } from './processes-support';
+import { maxOverlap, removeRoots, runExample, setup } from './support/processes';
 
 afterAll(removeRoots);
 

@@ -309,7 +309,7 @@ describe('slurm(): what travels as JSON', () => {
 });
 
 describe('scalems-task: the entry point of function tasks in job steps', () => {
-  const MODULE = join(__dirname, 'slurm-fixtures', 'tasks.ts');
+  const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
   const ENTRY = join(__dirname, '..', 'src', 'cli', 'task-entry.ts');
   const run = (args: string[]): { status: number | null; stderr: string } => {
     const r = spawnSync(process.execPath, ['--require', require.resolve('tsx/cjs'), ENTRY, ...args], {

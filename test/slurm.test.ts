@@ -29,9 +29,9 @@ import {
 } from 'scalems';
 import { readText, slurm } from 'scalems/node';
 import { describeWithService } from './support/services';
-import * as tasks from './slurm-fixtures/tasks';
+import * as tasks from './fixtures/slurm/tasks';
 
-const MODULE = join(__dirname, 'slurm-fixtures', 'tasks.ts');
+const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
 
 /** Jobs in squeue as `id|name|state`. */
 function jobs(): string[] {

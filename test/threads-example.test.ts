@@ -24,7 +24,7 @@ describe('threads() as users run it', () => {
       const dist = (p) => require(join(${JSON.stringify(ROOT)}, 'dist', 'src', p));
       const { openWorkflow, launch, executor, memoryStore } = dist('node/auto.js');
       const { threads } = dist('node/index.js');
-      const fixtures = join(${JSON.stringify(ROOT)}, 'test', 'threads-fixtures');
+      const fixtures = join(${JSON.stringify(ROOT)}, 'test', 'fixtures', 'threads');
       const js = require(join(fixtures, 'dist-tasks.js'));
       (async () => {
         const wf = await openWorkflow({ store: memoryStore() });

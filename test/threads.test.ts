@@ -27,9 +27,9 @@ import {
   type Workflow,
 } from 'scalems';
 import { threads } from 'scalems/node';
-import * as tasks from './threads-fixtures/tasks';
+import * as tasks from './fixtures/threads/tasks';
 
-const MODULE = join(__dirname, 'threads-fixtures', 'tasks.ts');
+const MODULE = join(__dirname, 'fixtures', 'threads', 'tasks.ts');
 
 /** Resolves once flags[index] is non-zero (the test's timeout bounds the wait). */
 async function flagged(flags: Int32Array, index: number): Promise<void> {

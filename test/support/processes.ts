@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executor, launch, memoryStore, openWorkflow, type Executor, type Runtime, type Workflow } from 'scalems';
 import { processes, type ProcessesOptions } from 'scalems/node';
-import { isAlive } from '../src/runtime/executable/process-tree';
+import { isAlive } from '../../src/runtime/executable/process-tree';
 
 export interface Setup {
   readonly root: string;
@@ -79,7 +79,7 @@ export function maxOverlap(intervals: ReadonlyArray<readonly [bigint, bigint]>):
 
 /** Runs `examples/<file>` with tsx as a user would, in `cwd`. */
 export function runExample(file: string, cwd: string): SpawnSyncReturns<string> {
-  const repo = join(__dirname, '..');
+  const repo = join(__dirname, '..', '..');
   return spawnSync(
     join(repo, 'node_modules', '.bin', 'tsx'),
     ['--tsconfig', join(repo, 'tsconfig.json'), join(repo, 'examples', file)],
