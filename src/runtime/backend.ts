@@ -1,5 +1,5 @@
 /** The backend interface: what a backend implements (`Backend`, `BackendExecutor`) and the `Job` it is given. */
-import type { Observable, SchedulerLike } from 'rxjs';
+import { Observable, type SchedulerLike } from 'rxjs';
 import type { TaskSpec } from '../task/spec';
 import type { TaskRequirements, WorkerRequirements } from '../task/requirements';
 import type { Workflow } from './workflow';
@@ -86,4 +86,30 @@ export interface Backend {
   ): BackendExecutor;
   /** Releases the backend itself (pools, connections). */
   shutdown?(): Promise<void>;
+}
+
+/**
+ * An attempt written as an async function, as the cold observable `BackendExecutor.run` returns:
+ * subscribing starts `work`; unsubscribing (cancel, walltime, or after it ended) makes `stopped()` true
+ * and calls `stop`, which must reach the work. What `work` resolves to is the result, unless it was
+ * stopped meanwhile; its rejection is the failure. Shared by the backends that run work elsewhere.
+ */
+export function attemptOf<T>(work: (stopped: () => boolean) => Promise<T>, stop: () => void): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    let stopped = false;
+    work(() => stopped).then(
+      (value) => {
+        if (stopped) return;
+        subscriber.next(value);
+        subscriber.complete();
+      },
+      (err: unknown) => {
+        if (!stopped) subscriber.error(err);
+      },
+    );
+    return () => {
+      stopped = true;
+      stop();
+    };
+  });
 }

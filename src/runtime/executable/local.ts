@@ -5,9 +5,10 @@
  * period. The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
 import { closeSync, openSync } from 'node:fs';
-import { Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { ExecutableFailedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
+import { attemptOf } from '../backend';
 import {
   executableResult,
   prepareExecutable,
@@ -32,47 +33,34 @@ export interface LocalRunContext extends ExecutablePlace {
  * Runs one attempt: subscribing starts it, unsubscribing ends its process tree (also after it exited: what it left
  * running goes too).
  */
-export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult> {
-  return new Observable<ExecutableResult>((subscriber) => {
-    let stopped = false;
-    let tree: ProcessTree | undefined;
-    const end = (t: ProcessTree): void => {
-      const ending = t.kill(ctx.grace);
-      ctx.ending.add(ending);
-      void ending.finally(() => ctx.ending.delete(ending));
-    };
-    const attempt = async (): Promise<ExecutableResult | undefined> => {
+export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult | undefined> {
+  let tree: ProcessTree | undefined;
+  const end = (t: ProcessTree): void => {
+    const ending = t.kill(ctx.grace);
+    ctx.ending.add(ending);
+    void ending.finally(() => ctx.ending.delete(ending));
+  };
+  return attemptOf(
+    async (stopped) => {
       const prep = await prepareExecutable(job, ctx);
-      if (stopped) return undefined;
+      if (stopped()) return undefined;
       const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
       const env = { ...process.env, ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
       const t = await start(command, prep, env, ctx.grace);
       tree = t;
-      if (stopped) {
+      if (stopped()) {
         end(t);
         return undefined;
       }
       const exit = await t.exited;
       if (groupAlive(t.root)) end(t); // the program is done: what it left running in its group goes too
-      if (stopped) return undefined;
       return executableResult(prep, command, exit);
-    };
-    attempt().then(
-      (result) => {
-        if (result === undefined || stopped) return;
-        subscriber.next(result);
-        subscriber.complete();
-      },
-      (err: unknown) => {
-        if (!stopped) subscriber.error(err);
-      },
-    );
-    return () => {
-      // also runs after complete/error, when the program has exited (and its leftovers were handled)
-      stopped = true;
+    },
+    // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
+    () => {
       if (tree?.running === true) end(tree);
-    };
-  });
+    },
+  );
 }
 
 /**

@@ -4,10 +4,10 @@
  * (the salloc holder), `steps.ts` (one srun step and its outcome), `plans.ts` (a task as a step).
  */
 import { join, resolve as resolvePath } from 'node:path';
-import { Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
-import type { Backend, BackendExecutor, Job } from '../backend';
+import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
@@ -171,18 +171,17 @@ function runStep(
   check: (req: TaskRequirements, where: string) => void,
   grace: number,
 ): Observable<unknown> {
-  return new Observable<unknown>((subscriber) => {
-    let stopped = false;
-    let step: RunningStep | undefined;
-    let ended = false;
-    const where = `task ${job.label ?? job.name} (${job.id})`;
-    const attempt = async (): Promise<{ value: unknown } | undefined> => {
+  let step: RunningStep | undefined;
+  let ended = false;
+  const where = `task ${job.label ?? job.name} (${job.id})`;
+  return attemptOf(
+    async (stopped) => {
       check(job.requirements, where);
       const jobId = alloc.usable() ?? (await alloc.ready());
-      if (stopped) return undefined;
+      if (stopped()) return undefined;
       const plan: StepPlan =
         job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
-      if (stopped) return undefined;
+      if (stopped()) return undefined;
       const name = stepName(job, names);
       step = startStep({
         jobId,
@@ -200,27 +199,16 @@ function runStep(
         ended = true;
         names.delete(name);
       }
-      if (stopped) return undefined;
+      if (stopped()) return undefined;
       // a step has a Slurm time limit of its own only with a walltime (a backstop: see stepResourceArgs)
       const failure = await slurmFailure(outcome, alloc, where, jobId, job.requirements.walltime !== undefined);
       if (failure !== undefined) throw failure;
-      return { value: await plan.finish(outcome) };
-    };
-    attempt().then(
-      (result) => {
-        if (result === undefined || stopped) return;
-        subscriber.next(result.value);
-        subscriber.complete();
-      },
-      (err: unknown) => {
-        if (!stopped) subscriber.error(err);
-      },
-    );
-    return () => {
-      stopped = true;
+      return plan.finish(outcome);
+    },
+    () => {
       if (step !== undefined && !ended) alloc.track(step.cancel(grace));
-    };
-  });
+    },
+  );
 }
 
 /** The failure Slurm itself reports for a step (not the program's own exit code), if any. */

@@ -6,6 +6,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { TaskCancelledError, TaskFailedError, WalltimeExceededError } from '../../errors';
 import type { RecordedError } from '../../recorded-error';
+import type { RemoteRequest } from '../remote/runner';
 import type { RemoteOutcome } from '../remote/wire';
 
 /** Given to every worker of a pool (piscina `workerData`). */
@@ -20,16 +21,10 @@ export interface ThreadWorkerData {
   readonly placed: Int32Array;
 }
 
-/** One rank of one attempt of one task. */
-export interface ThreadRequest {
+/** One rank of one attempt of one task: what the remote runner runs, with the run's key and the ranks' ports. */
+export interface ThreadRequest extends RemoteRequest {
   /** run key: unique per attempt within a backend (keys key .. key + ranks - 1 are the attempt's); aborts name it */
   readonly key: number;
-  /** registered task name */
-  readonly name: string;
-  readonly args: readonly unknown[];
-  readonly id: string;
-  readonly label: string | undefined;
-  readonly attempt: number;
   /** only for tasks with ranks > 1 */
   readonly comm?: { readonly rank: number; readonly size: number; readonly ports: ReadonlyArray<MessagePort | null> };
 }
