@@ -100,7 +100,10 @@ export class Executor implements AsyncDisposable {
     this.workflow = runtime.workflow;
     const clash = this.workflow.executors.get(this.name);
     if (clash !== undefined && !clash.isShutdown)
-      throw new TypeError(`an executor named "${this.name}" is already open on workflow "${this.workflow.name}"`);
+      throw new TypeError(
+        `an executor named "${this.name}" is already open on workflow "${this.workflow.name}": ` +
+          'give this one another name, or shut that one down first',
+      );
     this.worker = validateWorkerRequirements(options.worker ?? {}, 'executor worker requirements');
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
     this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });

@@ -44,6 +44,9 @@ export function submit(fnOrSpec: AnyFunction | TaskSpec, ...args: unknown[]): Ta
 /** The running task's context: id, label, signal, attempt, submit (and comm/workdir where the backend gives them). */
 export function currentTask(): TaskContext {
   const scope = ambient().task as RunningTaskScope | undefined;
-  if (scope === undefined) throw new NoAmbientScopeError('currentTask() is only available inside a running task');
+  if (scope === undefined)
+    throw new NoAmbientScopeError(
+      'currentTask() is only available inside a running task: call it from the task function, before it returns',
+    );
   return scope.context;
 }

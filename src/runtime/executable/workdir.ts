@@ -34,7 +34,7 @@ export function assertInside(root: string, path: string, what = 'path'): string 
   const full = resolve(base, path);
   const rel = relative(base, full);
   if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return full;
-  throw new PathEscapeError(`${what} "${path}" resolves to ${full}, outside ${base}`);
+  throw new PathEscapeError(`${what} "${path}" resolves to ${full}, outside ${base}: give a relative path inside it`);
 }
 
 /** Like `assertInside`, after following symbolic links (of `path` and of `root`): for files a program made. */

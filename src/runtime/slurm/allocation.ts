@@ -167,7 +167,11 @@ export class Allocation {
     const id = await this.granted;
     if (this.ended !== undefined) throw this.ended;
     if (this.releasing !== undefined)
-      throw new SlurmAllocationError(`slurm(): the allocation ${id} has been released`, id, null);
+      throw new SlurmAllocationError(
+        `slurm(): the allocation ${id} has been released (its executor was shut down): submit to a new executor`,
+        id,
+        null,
+      );
     return id;
   }
 
