@@ -1,5 +1,6 @@
 /** The backend interface: what a backend implements (`Backend`, `BackendExecutor`) and the `Job` it is given. */
 import { Observable, type SchedulerLike } from 'rxjs';
+import { UnsatisfiableRequirementsError } from '../errors';
 import type { TaskSpec } from '../task/spec';
 import type { TaskRequirements, WorkerRequirements } from '../task/requirements';
 import type { Workflow } from './workflow';
@@ -112,4 +113,15 @@ export function attemptOf<T>(work: (stopped: () => boolean) => Promise<T>, stop:
       stop();
     };
   });
+}
+
+/** `accept` of a backend that runs functions only: an executable is refused at submit, naming where it can run. */
+export function refuseExecutables(backend: string): (spec: TaskSpec) => void {
+  return (spec) => {
+    if (spec.kind !== 'executable') return;
+    throw new UnsatisfiableRequirementsError(
+      `${backend}() runs functions only; the executable ${spec.name} cannot run on it: ` +
+        'submit it to an executor on processes() (or slurm())',
+    );
+  };
 }

@@ -1,6 +1,6 @@
 /** `inProcess()`: the backend that runs task functions on this event loop. */
 import { Observable } from 'rxjs';
-import type { Backend, BackendExecutor, Job } from './backend';
+import { refuseExecutables, type Backend, type BackendExecutor, type Job } from './backend';
 import { availableCores } from './cores';
 import { isThenable } from '../util';
 
@@ -23,6 +23,7 @@ export function inProcess(options: InProcessOptions = {}): Backend {
           gpus: worker.gpus ?? 0,
           memoryMB: worker.memoryMB ?? Infinity,
         },
+        accept: refuseExecutables('inProcess'),
         run: (job) => runHere(job),
         close: async () => undefined,
       };

@@ -1,6 +1,6 @@
 /** `virtual()`: a backend on virtual time, for marble tests of whole workflows. */
 import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
-import type { Backend, BackendExecutor, Job } from '../runtime/backend';
+import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../runtime/backend';
 import { isThenable } from '../util';
 
 export interface VirtualOptions {
@@ -39,6 +39,7 @@ export function virtual(options: VirtualOptions = {}): Backend {
           gpus: worker.gpus ?? options.gpus ?? 0,
           memoryMB: worker.memoryMB ?? Infinity,
         },
+        accept: refuseExecutables('virtual'),
         run: (job) =>
           timer(durationOf(job), scheduler).pipe(
             map(() => {

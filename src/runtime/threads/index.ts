@@ -10,7 +10,7 @@ import { Observable } from 'rxjs';
 import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
-import type { Backend, BackendExecutor, Job } from '../backend';
+import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
@@ -99,13 +99,9 @@ export function threads(options: ThreadsOptions): Backend {
     channel.postMessage({ key, reason: recordError(reason) } satisfies AbortAnnouncement);
   };
 
+  const refuseExecutable = refuseExecutables('threads');
   const accept = (spec: TaskSpec): void => {
-    if (spec.kind === 'executable') {
-      throw new UnsatisfiableRequirementsError(
-        `threads() runs defineTask functions only; the executable ${spec.name} cannot run on it: submit it to an ` +
-          `executor on processes() (or slurm())`,
-      );
-    }
+    refuseExecutable(spec);
     acceptFunction(spec, remote);
   };
 
@@ -121,6 +117,19 @@ export function threads(options: ThreadsOptions): Backend {
         );
       }
       let pool: Piscina<ThreadRequest, ThreadResponse> | undefined;
+      /**
+       * runs told to stop that have not returned yet: the pool is destroyed only once they have (or their threads
+       * were terminated)
+       */
+      const stopping = new Set<Promise<unknown>>();
+      const stopped = (run: Promise<unknown>): void => {
+        const settled = run.then(
+          () => undefined,
+          () => undefined,
+        );
+        stopping.add(settled);
+        void settled.then(() => stopping.delete(settled));
+      };
       const getPool = (): Piscina<ThreadRequest, ThreadResponse> => {
         if (pool === undefined) {
           pool = new Piscina<ThreadRequest, ThreadResponse>({
@@ -148,9 +157,11 @@ export function threads(options: ThreadsOptions): Backend {
           // each rank has a key of its own (for placement); the first one names the attempt
           const key = runs + 1;
           runs = (runs + (job.requirements.ranks ?? 1)) % KEY_WRAP;
-          return runJob(job, getPool(), key, { announce, placed: workerData.placed, grace });
+          return runJob(job, getPool(), key, { announce, stopped, placed: workerData.placed, grace });
         },
         close: async () => {
+          // a cancelled task has its grace period to return, even when its executor closes at once
+          while (stopping.size > 0) await Promise.all(stopping);
           await pool?.destroy();
           pool = undefined;
         },
@@ -166,6 +177,8 @@ export function threads(options: ThreadsOptions): Backend {
 interface RunControl {
   /** tells the workers to abort the run through its signal */
   readonly announce: (key: number, reason: unknown) => void;
+  /** keeps the pool until a run told to stop has returned (or its thread was terminated) */
+  readonly stopped: (run: Promise<unknown>) => void;
   /** key + rank → thread running it */
   readonly placed: Int32Array;
   readonly grace: number;
@@ -215,7 +228,7 @@ function runJob(
       }
     };
     const requests = ranks === 1 ? [{ request: base, transfer: [] as MessagePort[] }] : mesh(base, ranks);
-    requests.forEach(({ request, transfer }, rank) => {
+    const runs = requests.map(({ request, transfer }, rank) =>
       pool.run(request, transfer.length > 0 ? { transferList: transfer } : undefined).then(
         (response) => {
           if (response.ok) {
@@ -234,8 +247,8 @@ function runJob(
           if (!done) fail(crashError(err, job, rank, ranks));
           settle(rank, false);
         },
-      );
-    });
+      ),
+    );
     return () => {
       if (open === 0) return;
       // Cancelled, timed out, or another rank failed: abort the signal in the worker(s), then terminate
@@ -243,6 +256,7 @@ function runJob(
       done = true;
       const reason: unknown = job.signal.aborted ? job.signal.reason : (failure ?? new Error('the task was stopped'));
       control.announce(key, reason);
+      control.stopped(Promise.all(runs));
       // A rank still queued in the pool starts, finds itself aborted and returns at once; a rank that
       // ignores its signal has its thread terminated (and replaced) after the grace period.
       killer = setTimeout(() => {
@@ -266,7 +280,8 @@ function runOne(
 ): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let open = true;
-    pool.run({ key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt }).then(
+    const run = pool.run({ key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt });
+    run.then(
       (response) => {
         open = false;
         if (response.ok) {
@@ -283,6 +298,7 @@ function runOne(
       if (!open) return;
       // cancelled or timed out: abort the signal in the worker; terminate its thread after the grace period
       control.announce(key, job.signal.aborted ? job.signal.reason : new Error('the task was stopped'));
+      control.stopped(run);
       const killer = setTimeout(() => {
         if (!open) return;
         const tid = Ring.get(control.placed, key);

@@ -1,0 +1,125 @@
+// Every backend passes one conformance suite (test/backend-conformance.ts): inProcess(), virtual() in
+// real time, threads(), processes(), and slurm() on the test cluster with both kinds of work.
+import { execFileSync } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnregisteredFunctionError, UnsatisfiableRequirementsError, call, executable, inProcess, type TaskSpec } from 'scalems';
+import { processes, slurm, threads } from 'scalems/node';
+import { virtual } from 'scalems/testing';
+import { backendConformance, type Refusal } from './backend-conformance';
+import { program } from './fixtures/conformance/programs';
+import * as tasks from './fixtures/conformance/tasks';
+import { executableKit, functionKit, virtualKit } from './support/backend-kits';
+import { describeWithService } from './support/services';
+import { childProcesses, osThreads, waitFor } from './support/work';
+
+const MODULE = join(__dirname, 'fixtures', 'conformance', 'tasks.ts');
+
+const refuse = {
+  executable: { what: 'an executable', spec: (): TaskSpec => executable(program('square', 2)), error: UnsatisfiableRequirementsError },
+  closure: {
+    what: 'a closure',
+    spec: (): TaskSpec => {
+      const offset = 1;
+      return call((x: number) => x + offset, 1);
+    },
+    error: UnregisteredFunctionError,
+  },
+  definedFunction: { what: 'a defineTask function', spec: (): TaskSpec => call(tasks.square, 2), error: UnregisteredFunctionError },
+} satisfies Record<string, Refusal>;
+
+// libuv starts its whole thread pool on first use: start it now, so that it does not count as threads a backend left
+beforeAll(() => stat(__dirname));
+
+/** Threads of this process beyond those it had before the backend (they end a little after the pool is destroyed). */
+async function threadsLeft(before: number): Promise<string[]> {
+  const extra = (): number => osThreads() - before;
+  await waitFor(() => (extra() <= 0 ? true : undefined), 'the worker threads to end', 5000).catch(() => undefined);
+  return extra() > 0 ? [`${extra()} threads more than before threads() was launched`] : [];
+}
+
+/** Allocations of this process still in squeue (job names `scalems-<executor>-<pid>`), and salloc/srun processes still running. */
+async function slurmLeft(): Promise<string[]> {
+  const jobs = execFileSync('squeue', ['-h', '-o', '%i %j %T'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.split(' ')[1]?.endsWith(`-${process.pid}`) === true);
+  return [...jobs, ...childProcesses().filter((p) => / (salloc|srun)$/.test(p))];
+}
+
+backendConformance(
+  'inProcess()',
+  { closures: true, ranks: true },
+  {
+    kit: functionKit({ walltime: 0.5 }),
+    refuses: [refuse.executable],
+    backend: () => ({ backend: inProcess() }),
+  },
+);
+
+backendConformance(
+  'virtual(), in real time',
+  { closures: true, ranks: true },
+  {
+    kit: virtualKit(),
+    refuses: [refuse.executable],
+    backend: () => ({ backend: virtual({ durations: tasks.virtualDuration }) }),
+  },
+);
+
+backendConformance(
+  'threads()',
+  { closures: false, ranks: true },
+  {
+    kit: functionKit({ walltime: 0.5 }),
+    refuses: [refuse.executable, refuse.closure],
+    backend: () => {
+      const before = osThreads();
+      return { backend: threads({ modules: [MODULE], maxThreads: 2 }), leftovers: () => threadsLeft(before) };
+    },
+  },
+);
+
+backendConformance(
+  'processes()',
+  { closures: false, ranks: true },
+  {
+    kit: executableKit({ walltime: 1 }),
+    refuses: [refuse.closure, refuse.definedFunction],
+    backend: (root) => {
+      const before = new Set(childProcesses());
+      return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
+    },
+  },
+);
+
+/** An allocation may wait behind other jobs (another test file's, when jest runs files in parallel). */
+const SLURM_TIMEOUT = 120_000;
+
+describeWithService('slurm', 'slurm() on the test cluster', () => {
+  // Each test's executor holds an allocation of up to the node's 2 CPUs: tests run one at a time, each
+  // released before the next. All behaviours with programs as job steps; with functions (each step
+  // starts the scalems-task entry point, ~0.5 s of CPU here), those in which the scalems-task runner
+  // differs from a program: its errors, cancellation through the task's signal, currentTask().
+  backendConformance(
+    'slurm(), executables as job steps',
+    { closures: false, ranks: true },
+    {
+      kit: executableKit({ walltime: 1.5 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
+      timeout: SLURM_TIMEOUT,
+    },
+  );
+
+  backendConformance(
+    'slurm(), functions through scalems-task',
+    { closures: false, ranks: false },
+    {
+      kit: functionKit({ walltime: 3, processPerTask: true }),
+      refuses: [refuse.closure],
+      behaviours: ['failures', 'cancellation', 'context'],
+      backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
+      timeout: SLURM_TIMEOUT,
+    },
+  );
+});
