@@ -44,7 +44,6 @@ import {
   launch,
   memoryStore,
   openWorkflow,
-  tableSize,
   type Backend,
   type Executor,
   type Runtime,
@@ -88,7 +87,10 @@ export interface Kit {
    * attempt began), then its result is its attempt number (a function's as `currentTask().attempt` says)
    */
   flaky(dir: string, failures: number): TaskSpec;
-  /** runs until it is told to stop (a minute at most), noting in `dir` that it started, that it was told, and (after a short cleanup) that it stopped */
+  /**
+   * runs until it is told to stop (a minute at most), noting in `dir` that it started, that it was told, and (after a
+   * short cleanup) that it stopped
+   */
   untilStopped(dir: string): TaskSpec;
   /** takes `ms`, logging its start and end in `log`; result: i */
   span(log: string, i: number, ms: number): TaskSpec;
@@ -116,7 +118,10 @@ export interface Kit {
 
 /** Where backends legitimately differ: the suite asks only what a backend promises. */
 export interface BackendCapabilities {
-  /** runs plain closures, not only `defineTask` functions of registered modules (backends that run functions in this process) */
+  /**
+   * runs plain closures, not only `defineTask` functions of registered modules (backends that run functions in this
+   * process)
+   */
   readonly closures: boolean;
   /** runs this kind of work with `ranks > 1` */
   readonly ranks: boolean;
@@ -130,7 +135,17 @@ export interface Refusal {
 }
 
 /** The groups of behaviours of the suite. */
-export const BEHAVIOURS = ['results', 'failures', 'cancellation', 'retries', 'walltime', 'capacity', 'refusals', 'shutdown', 'context'] as const;
+export const BEHAVIOURS = [
+  'results',
+  'failures',
+  'cancellation',
+  'retries',
+  'walltime',
+  'capacity',
+  'refusals',
+  'shutdown',
+  'context',
+] as const;
 export type Behaviour = (typeof BEHAVIOURS)[number];
 
 /** One backend as the suite drives it. */
@@ -144,7 +159,10 @@ export interface BackendSetup {
    * run with another kind already checks: then the behaviours in which the two kinds of work differ.
    */
   readonly behaviours?: readonly Behaviour[];
-  /** ms each test (and hook) may take, where the backend may have to wait for resources (a Slurm allocation behind other jobs); default jest's */
+  /**
+   * ms each test (and hook) may take, where the backend may have to wait for resources (a Slurm allocation behind other
+   * jobs); default jest's
+   */
   readonly timeout?: number;
   /** A fresh backend for one test; `root` is a fresh temporary directory for working directories. */
   backend(root: string): BackendInstance;
@@ -152,12 +170,18 @@ export interface BackendSetup {
 
 export interface BackendInstance {
   readonly backend: Backend;
-  /** What of the backend is still running (processes, threads, allocations); expected empty once `runtime.shutdown()` resolved. */
+  /**
+   * What of the backend is still running (processes, threads, allocations); expected empty once `runtime.shutdown()`
+   * resolved.
+   */
   leftovers?(): Promise<string[]>;
 }
 
 /** A spec with requirements added. */
-const needing = (spec: TaskSpec, requirements: TaskRequirements): TaskSpec => ({ ...spec, requirements: { ...spec.requirements, ...requirements } });
+const needing = (spec: TaskSpec, requirements: TaskRequirements): TaskSpec => ({
+  ...spec,
+  requirements: { ...spec.requirements, ...requirements },
+});
 
 /** The error a task rejected with (fails the test if it succeeded). */
 async function rejection(task: PromiseLike<unknown>): Promise<Error & { code?: string }> {
@@ -226,25 +250,32 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
     const valueOf = async (t: Task<unknown>): Promise<unknown> => kit.value(await t);
     /** `test` with the setup's timeout */
     const check = (title: string, fn: () => Promise<void>): void => test(title, fn, setup.timeout);
-    check.each = <T extends object>(table: readonly T[]) => (title: string, fn: (row: T) => Promise<void>) => test.each(table)(title, fn, setup.timeout);
+    check.each =
+      <T extends object>(table: readonly T[]) =>
+      (title: string, fn: (row: T) => Promise<void>) =>
+        test.each(table)(title, fn, setup.timeout);
     /** A group of behaviours, defined if the setup asks for it (all by default). */
     const behaviour = (group: Behaviour, fn: () => void): void => {
       if (setup.behaviours === undefined || setup.behaviours.includes(group)) describe(group, fn);
     };
 
     behaviour('results', () => {
-      check('each task’s result comes back as the data its work produced, 12 at once each their own; its record says one attempt, with its times', async () => {
-        const ex = open(2);
-        const data = { text: 'ünïcode "quoted" \\ $HOME *', list: [1, -2.5, true, null, { deep: [[]] }], empty: {} };
-        const echoed = submit(ex, kit.echo(data));
-        const squares = range(12).map((n) => submit(ex, kit.square(n)));
-        expect(await valueOf(echoed)).toEqual(data);
-        expect(await Promise.all(squares.map(valueOf))).toEqual(range(12).map((n) => n * n));
-        for (const t of [echoed, ...squares]) {
-          expect(t.record).toMatchObject({ state: 'succeeded', attempts: 1 });
-          expect(t.record!.finishedAt).toBeGreaterThanOrEqual(t.record!.startedAt!);
-        }
-      });
+      check(
+        'each task’s result comes back as the data its work produced, 12 at once each their own; its record says ' +
+          'one attempt, with its times',
+        async () => {
+          const ex = open(2);
+          const data = { text: 'ünïcode "quoted" \\ $HOME *', list: [1, -2.5, true, null, { deep: [[]] }], empty: {} };
+          const echoed = submit(ex, kit.echo(data));
+          const squares = range(12).map((n) => submit(ex, kit.square(n)));
+          expect(await valueOf(echoed)).toEqual(data);
+          expect(await Promise.all(squares.map(valueOf))).toEqual(range(12).map((n) => n * n));
+          for (const t of [echoed, ...squares]) {
+            expect(t.record).toMatchObject({ state: 'succeeded', attempts: 1 });
+            expect(t.record!.finishedAt).toBeGreaterThanOrEqual(t.record!.startedAt!);
+          }
+        },
+      );
 
       check('an upstream task’s result feeds a downstream task; the edge is recorded', async () => {
         const ex = open(1);
@@ -257,176 +288,229 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
     });
 
     behaviour('failures', () => {
-      check('a failing task rejects with its typed error, which its record holds; other tasks are unaffected; dependents fail with UpstreamFailedError', async () => {
-        const ex = open(2);
-        const failing = submit(ex, kit.fail('bad input 7'));
-        const others = range(4).map((n) => submit(ex, kit.square(n)));
-        const dependent = submit(ex, kit.plus(failing, 1));
-        const expected = kit.failure('bad input 7');
-        expectFailure(await rejection(failing), expected);
-        expect(failing.state).toBe('failed');
-        expect(failing.record?.error).toMatchObject(expected.recorded);
-        expect(await Promise.all(others.map(valueOf))).toEqual([0, 1, 4, 9]);
-        const upstream = await rejection(dependent);
-        expect(upstream).toBeInstanceOf(UpstreamFailedError);
-        expect(upstream).toMatchObject({ upstreamId: failing.id });
-      });
+      check(
+        'a failing task rejects with its typed error, which its record holds; other tasks are unaffected; ' +
+          'dependents fail with UpstreamFailedError',
+        async () => {
+          const ex = open(2);
+          const failing = submit(ex, kit.fail('bad input 7'));
+          const others = range(4).map((n) => submit(ex, kit.square(n)));
+          const dependent = submit(ex, kit.plus(failing, 1));
+          const expected = kit.failure('bad input 7');
+          expectFailure(await rejection(failing), expected);
+          expect(failing.state).toBe('failed');
+          expect(failing.record?.error).toMatchObject(expected.recorded);
+          expect(await Promise.all(others.map(valueOf))).toEqual([0, 1, 4, 9]);
+          const upstream = await rejection(dependent);
+          expect(upstream).toBeInstanceOf(UpstreamFailedError);
+          expect(upstream).toMatchObject({ upstreamId: failing.id });
+        },
+      );
 
       if (kit.raise !== undefined) {
         const raise = kit.raise;
         check('a scalems error the function throws comes back as its own class, with its code and fields', async () => {
           const ex = open(2);
           const thrown = [
-            { class: ExecutableFailedError, code: 'EXECUTABLE_FAILED', fields: { exitCode: 4, stderrTail: 'last words' } },
+            {
+              class: ExecutableFailedError,
+              code: 'EXECUTABLE_FAILED',
+              fields: { exitCode: 4, stderrTail: 'last words' },
+            },
             { class: PathEscapeError, code: 'PATH_ESCAPE', fields: {} },
             { class: UnserializableValueError, code: 'UNSERIALIZABLE_VALUE', fields: {} },
           ];
           const errors = await Promise.all(thrown.map((e) => rejection(submit(ex, raise(e.class.name)))));
           // one table, so that a failure shows at once which classes come back wrong
-          const seen = errors.map((err, i) => ({ thrown: thrown[i]!.class.name, class: err.constructor.name, instanceOfIt: err instanceof thrown[i]!.class, code: err.code }));
-          expect(seen).toEqual(thrown.map((e) => ({ thrown: e.class.name, class: e.class.name, instanceOfIt: true, code: e.code })));
+          const seen = errors.map((err, i) => ({
+            thrown: thrown[i]!.class.name,
+            class: err.constructor.name,
+            instanceOfIt: err instanceof thrown[i]!.class,
+            code: err.code,
+          }));
+          expect(seen).toEqual(
+            thrown.map((e) => ({ thrown: e.class.name, class: e.class.name, instanceOfIt: true, code: e.code })),
+          );
           errors.forEach((err, i) => expect(err).toMatchObject(thrown[i]!.fields));
         });
       }
     });
 
     behaviour('cancellation', () => {
-      check('cancel(): a running task rejects with TaskCancelledError and its work is told to stop and ends; a queued one never starts; the freed core runs the next task', async () => {
-        const ex = open(1);
-        const first = dir('first');
-        const second = dir('second');
-        const running = submit(ex, kit.untilStopped(first));
-        const queued = submit(ex, kit.untilStopped(second));
-        const next = submit(ex, kit.square(3));
-        await kit.started(running, first);
-        queued.cancel();
-        await expect(queued).rejects.toBeInstanceOf(TaskCancelledError);
-        running.cancel('enough');
-        await expect(running).rejects.toBeInstanceOf(TaskCancelledError);
-        expect([running.state, queued.state]).toEqual(['cancelled', 'cancelled']);
-        expect(running.record?.error).toMatchObject({ code: 'TASK_CANCELLED' });
-        await kit.stopped(running, first);
-        expect(await valueOf(next)).toBe(9);
-        await kit.neverStarted(queued, second);
-      });
+      check(
+        'cancel(): a running task rejects with TaskCancelledError and its work is told to stop and ends; a ' +
+          'queued one never starts; the freed core runs the next task',
+        async () => {
+          const ex = open(1);
+          const first = dir('first');
+          const second = dir('second');
+          const running = submit(ex, kit.untilStopped(first));
+          const queued = submit(ex, kit.untilStopped(second));
+          const next = submit(ex, kit.square(3));
+          await kit.started(running, first);
+          queued.cancel();
+          await expect(queued).rejects.toBeInstanceOf(TaskCancelledError);
+          running.cancel('enough');
+          await expect(running).rejects.toBeInstanceOf(TaskCancelledError);
+          expect([running.state, queued.state]).toEqual(['cancelled', 'cancelled']);
+          expect(running.record?.error).toMatchObject({ code: 'TASK_CANCELLED' });
+          await kit.stopped(running, first);
+          expect(await valueOf(next)).toBe(9);
+          await kit.neverStarted(queued, second);
+        },
+      );
     });
 
     behaviour('retries', () => {
-      check('retries: 2 — a task that fails twice succeeds on its third attempt, each retry after its backoff; retries: 1 — it fails with the last attempt’s error', async () => {
-        const ex = open(2);
-        const twice = dir('twice');
-        const succeeds = submit(ex, needing(kit.flaky(twice, 2), { retries: { max: 2, backoff: 0.05, factor: 2 } }));
-        const fails = submit(ex, needing(kit.flaky(dir('always'), 5), { retries: 1 }));
-        expect(await valueOf(succeeds)).toBe(3);
-        expect(succeeds.record).toMatchObject({ state: 'succeeded', attempts: 3 });
-        // by the work's own clock: attempt 2 began 50 ms or more after attempt 1, attempt 3 100 ms or more after attempt 2
-        const began = readAttempts(twice);
-        expect(began).toHaveLength(3);
-        expect(began[1]! - began[0]!).toBeGreaterThanOrEqual(ms(45));
-        expect(began[2]! - began[1]!).toBeGreaterThanOrEqual(ms(95));
-        const expected = kit.failure('attempt 2 failed');
-        expectFailure(await rejection(fails), expected);
-        expect(fails.record).toMatchObject({ state: 'failed', attempts: 2, error: expected.recorded });
-      });
+      check(
+        'retries: 2 — a task that fails twice succeeds on its third attempt, each retry after its backoff; ' +
+          'retries: 1 — it fails with the last attempt’s error',
+        async () => {
+          const ex = open(2);
+          const twice = dir('twice');
+          const succeeds = submit(ex, needing(kit.flaky(twice, 2), { retries: { max: 2, backoff: 0.05, factor: 2 } }));
+          const fails = submit(ex, needing(kit.flaky(dir('always'), 5), { retries: 1 }));
+          expect(await valueOf(succeeds)).toBe(3);
+          expect(succeeds.record).toMatchObject({ state: 'succeeded', attempts: 3 });
+          // by the work's own clock: attempt 2 began 50 ms or more after attempt 1, attempt 3 100 ms or more after
+          // attempt 2
+          const began = readAttempts(twice);
+          expect(began).toHaveLength(3);
+          expect(began[1]! - began[0]!).toBeGreaterThanOrEqual(ms(45));
+          expect(began[2]! - began[1]!).toBeGreaterThanOrEqual(ms(95));
+          const expected = kit.failure('attempt 2 failed');
+          expectFailure(await rejection(fails), expected);
+          expect(fails.record).toMatchObject({ state: 'failed', attempts: 2, error: expected.recorded });
+        },
+      );
     });
 
     behaviour('walltime', () => {
-      check('a task over its walltime fails with WalltimeExceededError, its work is told to stop and ends, and its core runs the next task', async () => {
-        const ex = open(1);
-        expect(await valueOf(submit(ex, kit.square(2)))).toBe(4); // the executor is up (its threads, its allocation)
-        const work = dir('work');
-        const slow = submit(ex, needing(kit.untilStopped(work), { walltime: kit.walltime }));
-        const next = submit(ex, kit.square(5));
-        const err = await rejection(slow);
-        expect(err).toBeInstanceOf(WalltimeExceededError);
-        expect(err.message).toContain(`walltime of ${kit.walltime} s`);
-        expect(slow.record?.error).toMatchObject({ code: 'WALLTIME_EXCEEDED' });
-        await kit.stopped(slow, work);
-        expect(await valueOf(next)).toBe(25);
-      });
+      check(
+        'a task over its walltime fails with WalltimeExceededError, its work is told to stop and ends, and its ' +
+          'core runs the next task',
+        async () => {
+          const ex = open(1);
+          expect(await valueOf(submit(ex, kit.square(2)))).toBe(4); // the executor is up (its threads, its allocation)
+          const work = dir('work');
+          const slow = submit(ex, needing(kit.untilStopped(work), { walltime: kit.walltime }));
+          const next = submit(ex, kit.square(5));
+          const err = await rejection(slow);
+          expect(err).toBeInstanceOf(WalltimeExceededError);
+          expect(err.message).toContain(`walltime of ${kit.walltime} s`);
+          expect(slow.record?.error).toMatchObject({ code: 'WALLTIME_EXCEEDED' });
+          await kit.stopped(slow, work);
+          expect(await valueOf(next)).toBe(25);
+        },
+      );
     });
 
     behaviour('capacity', () => {
-      check('never runs more tasks at once than the executor has cores (6 tasks of 150 ms on 2 cores, as the work saw it)', async () => {
-        const ex = open(2);
-        const log = join(root, 'spans.log');
-        const tasks = range(6).map((i) => submit(ex, kit.span(log, i, 150)));
-        expect(await Promise.all(tasks.map(valueOf))).toEqual(range(6));
-        const spans = kit.intervals(log);
-        expect([...spans.keys()].sort()).toEqual(range(6));
-        expect(maxOverlap(spans.values())).toBeLessThanOrEqual(2);
-      });
+      check(
+        'never runs more tasks at once than the executor has cores (6 tasks of 150 ms on 2 cores, as the work saw it)',
+        async () => {
+          const ex = open(2);
+          const log = join(root, 'spans.log');
+          const tasks = range(6).map((i) => submit(ex, kit.span(log, i, 150)));
+          expect(await Promise.all(tasks.map(valueOf))).toEqual(range(6));
+          const spans = kit.intervals(log);
+          expect([...spans.keys()].sort()).toEqual(range(6));
+          expect(maxOverlap(spans.values())).toBeLessThanOrEqual(2);
+        },
+      );
 
-      check(`counts ranks × coresPerRank: a task of 2 cores on a 2-core executor runs alone (coresPerRank: 2${capabilities.ranks ? '; ranks: 2' : ''})`, async () => {
-        const ex = open(2);
-        const log = join(root, 'spans.log');
-        const wide = new Map<number, TaskRequirements>([[1, { coresPerRank: 2 }]]);
-        if (capabilities.ranks) wide.set(3, { ranks: 2 });
-        await Promise.all(range(5).map((i) => submit(ex, needing(kit.span(log, i, 150), wide.get(i) ?? {}))));
-        const spans = kit.intervals(log);
-        expect([...spans.keys()].sort()).toEqual(range(5));
-        for (const i of wide.keys()) {
-          const alongside = [...spans].filter(([j, span]) => j !== i && overlaps(span, spans.get(i)!)).map(([j]) => j);
-          expect({ wide: i, alongside }).toEqual({ wide: i, alongside: [] });
-        }
-      });
+      check(
+        `counts ranks × coresPerRank: a task of 2 cores on a 2-core executor runs alone (coresPerRank: ` +
+          `2${capabilities.ranks ? '; ranks: 2' : ''})`,
+        async () => {
+          const ex = open(2);
+          const log = join(root, 'spans.log');
+          const wide = new Map<number, TaskRequirements>([[1, { coresPerRank: 2 }]]);
+          if (capabilities.ranks) wide.set(3, { ranks: 2 });
+          await Promise.all(range(5).map((i) => submit(ex, needing(kit.span(log, i, 150), wide.get(i) ?? {}))));
+          const spans = kit.intervals(log);
+          expect([...spans.keys()].sort()).toEqual(range(5));
+          for (const i of wide.keys()) {
+            const alongside = [...spans]
+              .filter(([j, span]) => j !== i && overlaps(span, spans.get(i)!))
+              .map(([j]) => j);
+            expect({ wide: i, alongside }).toEqual({ wide: i, alongside: [] });
+          }
+        },
+      );
 
-      check('a task needing more cores than its executor has fails at once (not after the running work) with UnsatisfiableRequirementsError naming both figures', async () => {
-        const ex = open(1);
-        const blocker = dir('blocker');
-        const never = dir('never');
-        const running = submit(ex, kit.untilStopped(blocker));
-        await kit.started(running, blocker);
-        const big = submit(ex, needing(kit.untilStopped(never), { coresPerRank: 2 }));
-        const err = await rejection(big);
-        expect(err).toBeInstanceOf(UnsatisfiableRequirementsError);
-        expect(err.message).toMatch(/needs 2 cores\b.*\bhas 1\b/); // what it asks, and what the executor has
-        expect(big.record?.error).toMatchObject({ code: 'UNSATISFIABLE_REQUIREMENTS' });
-        expect(running.state).toBe('running'); // it did not wait for capacity
-        running.cancel();
-        expect(await valueOf(submit(ex, kit.square(5)))).toBe(25);
-        await kit.neverStarted(big, never);
-      });
+      check(
+        'a task needing more cores than its executor has fails at once (not after the running work) with ' +
+          'UnsatisfiableRequirementsError naming both figures',
+        async () => {
+          const ex = open(1);
+          const blocker = dir('blocker');
+          const never = dir('never');
+          const running = submit(ex, kit.untilStopped(blocker));
+          await kit.started(running, blocker);
+          const big = submit(ex, needing(kit.untilStopped(never), { coresPerRank: 2 }));
+          const err = await rejection(big);
+          expect(err).toBeInstanceOf(UnsatisfiableRequirementsError);
+          expect(err.message).toMatch(/needs 2 cores\b.*\bhas 1\b/); // what it asks, and what the executor has
+          expect(big.record?.error).toMatchObject({ code: 'UNSATISFIABLE_REQUIREMENTS' });
+          expect(running.state).toBe('running'); // it did not wait for capacity
+          running.cancel();
+          expect(await valueOf(submit(ex, kit.square(5)))).toBe(25);
+          await kit.neverStarted(big, never);
+        },
+      );
     });
 
     behaviour('refusals', () => {
       if (setup.refuses.length === 0) return;
-      check.each(setup.refuses)('refuses $what with a typed error at submit; nothing is recorded for it', async ({ spec, error }) => {
-        const ex = open(1);
-        // what happened, in one object: a failure shows what the backend did instead of refusing
-        let outcome: Record<string, unknown>;
-        try {
-          const accepted = submit(ex, spec());
-          outcome = { accepted: await accepted.then(() => 'and ran it', (err: unknown) => `and failed it later with ${String(err)}`) };
-        } catch (err) {
-          outcome = { refusedWith: (err as Error).name, instanceOfIt: err instanceof error };
-        }
-        expect(outcome).toEqual({ refusedWith: error.name, instanceOfIt: true });
-        expect(await valueOf(submit(ex, kit.square(2)))).toBe(4); // committed after the refusal, if anything was
-        expect(tableSize(wf.state.tasks)).toBe(1);
-        expect(Object.values(wf.state.counts).reduce((a, b) => a + b, 0)).toBe(1);
-      });
+      check.each(setup.refuses)(
+        'refuses $what with a typed error at submit; nothing is recorded for it',
+        async ({ spec, error }) => {
+          const ex = open(1);
+          // what happened, in one object: a failure shows what the backend did instead of refusing
+          let outcome: Record<string, unknown>;
+          try {
+            const accepted = submit(ex, spec());
+            outcome = {
+              accepted: await accepted.then(
+                () => 'and ran it',
+                (err: unknown) => `and failed it later with ${String(err)}`,
+              ),
+            };
+          } catch (err) {
+            outcome = { refusedWith: (err as Error).name, instanceOfIt: err instanceof error };
+          }
+          expect(outcome).toEqual({ refusedWith: error.name, instanceOfIt: true });
+          expect(await valueOf(submit(ex, kit.square(2)))).toBe(4); // committed after the refusal, if anything was
+          expect(wf.state.tasks.size).toBe(1);
+          expect(Object.values(wf.state.counts).reduce((a, b) => a + b, 0)).toBe(1);
+        },
+      );
     });
 
     behaviour('shutdown', () => {
-      check('disposing an executor (await using) is shutdown({ wait: false }): handles stay valid, its tasks still finish, new work throws ExecutorShutdownError', async () => {
-        const log = join(root, 'spans.log');
-        let ex: Executor;
-        let first: Task<unknown>;
-        let second: Task<unknown>;
-        {
-          await using scoped = open(1);
-          ex = scoped;
-          first = submit(scoped, kit.span(log, 0, 300));
-          second = submit(scoped, kit.square(5));
-        }
-        expect(ex.isShutdown).toBe(true);
-        expect(isFinal(first.state)).toBe(false); // disposing did not wait
-        expect(() => ex.submit(kit.square(6))).toThrow(ExecutorShutdownError);
-        expect(await valueOf(first)).toBe(0);
-        expect(await valueOf(second)).toBe(25);
-        expect(second.record?.state).toBe('succeeded');
-      });
+      check(
+        'disposing an executor (await using) is shutdown({ wait: false }): handles stay valid, its tasks still ' +
+          'finish, new work throws ExecutorShutdownError',
+        async () => {
+          const log = join(root, 'spans.log');
+          let ex: Executor;
+          let first: Task<unknown>;
+          let second: Task<unknown>;
+          {
+            await using scoped = open(1);
+            ex = scoped;
+            first = submit(scoped, kit.span(log, 0, 300));
+            second = submit(scoped, kit.square(5));
+          }
+          expect(ex.isShutdown).toBe(true);
+          expect(isFinal(first.state)).toBe(false); // disposing did not wait
+          expect(() => ex.submit(kit.square(6))).toThrow(ExecutorShutdownError);
+          expect(await valueOf(first)).toBe(0);
+          expect(await valueOf(second)).toBe(25);
+          expect(second.record?.state).toBe('succeeded');
+        },
+      );
 
       check('shutdown({ wait: true }) resolves only once every task has settled and its work has ended', async () => {
         const ex = open(1);
@@ -440,23 +524,29 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
         expect(() => ex.submit(kit.square(6))).toThrow(ExecutorShutdownError);
       });
 
-      check('runtime.shutdown() lets cancelled work stop cleanly, then releases the backend: handles stay valid, nothing of it is left running', async () => {
-        const ex = open(2);
-        const work = dir('work');
-        const cancelled = submit(ex, kit.untilStopped(work));
-        const done = submit(ex, kit.square(7));
-        await kit.started(cancelled, work);
-        expect(await valueOf(done)).toBe(49);
-        // shut down right after the cancel, with nothing else running: the cancelled work is all that is left to wait for
-        cancelled.cancel();
-        await rt.shutdown();
-        expect([done.state, cancelled.state]).toEqual(['succeeded', 'cancelled']);
-        expect(await valueOf(done)).toBe(49);
-        expect(() => ex.submit(kit.square(8))).toThrow(ExecutorShutdownError);
-        // released, so the work has stopped (in-process functions, which nothing kills, finish their cleanup just after)
-        await kit.stopped(cancelled, work, 2000);
-        expect((await instance.leftovers?.()) ?? []).toEqual([]);
-      });
+      check(
+        'runtime.shutdown() lets cancelled work stop cleanly, then releases the backend: handles stay valid, ' +
+          'nothing of it is left running',
+        async () => {
+          const ex = open(2);
+          const work = dir('work');
+          const cancelled = submit(ex, kit.untilStopped(work));
+          const done = submit(ex, kit.square(7));
+          await kit.started(cancelled, work);
+          expect(await valueOf(done)).toBe(49);
+          // shut down right after the cancel, with nothing else running: the cancelled work is all that is left to wait
+          // for
+          cancelled.cancel();
+          await rt.shutdown();
+          expect([done.state, cancelled.state]).toEqual(['succeeded', 'cancelled']);
+          expect(await valueOf(done)).toBe(49);
+          expect(() => ex.submit(kit.square(8))).toThrow(ExecutorShutdownError);
+          // released, so the work has stopped (in-process functions, which nothing kills, finish their cleanup just
+          // after)
+          await kit.stopped(cancelled, work, 2000);
+          expect((await instance.leftovers?.()) ?? []).toEqual([]);
+        },
+      );
     });
 
     behaviour('context', () => {
@@ -471,7 +561,10 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
       if (capabilities.closures) {
         check('runs closures, with the variables they capture', async () => {
           const offset = 10;
-          const t = submit(open(1), call((x: number) => x + offset, 5));
+          const t = submit(
+            open(1),
+            call((x: number) => x + offset, 5),
+          );
           expect(await t).toBe(15);
         });
       }

@@ -3,7 +3,14 @@
 import { execFileSync } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UnregisteredFunctionError, UnsatisfiableRequirementsError, call, executable, inProcess, type TaskSpec } from 'scalems';
+import {
+  UnregisteredFunctionError,
+  UnsatisfiableRequirementsError,
+  call,
+  executable,
+  inProcess,
+  type TaskSpec,
+} from 'scalems';
 import { processes, slurm, threads } from 'scalems/node';
 import { virtual } from 'scalems/testing';
 import { backendConformance, type Refusal } from './backend-conformance';
@@ -16,7 +23,11 @@ import { childProcesses, osThreads, waitFor } from './support/work';
 const MODULE = join(__dirname, 'fixtures', 'conformance', 'tasks.ts');
 
 const refuse = {
-  executable: { what: 'an executable', spec: (): TaskSpec => executable(program('square', 2)), error: UnsatisfiableRequirementsError },
+  executable: {
+    what: 'an executable',
+    spec: (): TaskSpec => executable(program('square', 2)),
+    error: UnsatisfiableRequirementsError,
+  },
   closure: {
     what: 'a closure',
     spec: (): TaskSpec => {
@@ -25,7 +36,11 @@ const refuse = {
     },
     error: UnregisteredFunctionError,
   },
-  definedFunction: { what: 'a defineTask function', spec: (): TaskSpec => call(tasks.square, 2), error: UnregisteredFunctionError },
+  definedFunction: {
+    what: 'a defineTask function',
+    spec: (): TaskSpec => call(tasks.square, 2),
+    error: UnregisteredFunctionError,
+  },
 } satisfies Record<string, Refusal>;
 
 // libuv starts its whole thread pool on first use: start it now, so that it does not count as threads a backend left
@@ -38,7 +53,10 @@ async function threadsLeft(before: number): Promise<string[]> {
   return extra() > 0 ? [`${extra()} threads more than before threads() was launched`] : [];
 }
 
-/** Allocations of this process still in squeue (job names `scalems-<executor>-<pid>`), and salloc/srun processes still running. */
+/**
+ * Allocations of this process still in squeue (job names `scalems-<executor>-<pid>`), and salloc/srun processes still
+ * running.
+ */
 async function slurmLeft(): Promise<string[]> {
   const jobs = execFileSync('squeue', ['-h', '-o', '%i %j %T'], { encoding: 'utf8' })
     .split('\n')

@@ -1,10 +1,8 @@
 import { lastValueFrom, toArray } from 'rxjs';
 import {
   DuplicateLabelError,
-  ExecutorShutdownError,
   TaskCancelledError,
   UpstreamFailedError,
-  WalltimeExceededError,
   call,
   currentTask,
   executor,
@@ -42,19 +40,6 @@ function gauge(): { fn: (id: number) => Promise<number>; max: () => number } {
 }
 
 describe('executor', () => {
-  it('never runs more than its cores at once, counting ranks × coresPerRank', async () => {
-    const g = gauge();
-    const ex = executor(rt, { worker: { cores: 3 } });
-    const tasks = Array.from({ length: 12 }, (_, i) => ex.submit(g.fn, i));
-    expect(await Promise.all(tasks)).toEqual(Array.from({ length: 12 }, (_, i) => i));
-    expect(g.max()).toBe(3);
-
-    const wide = gauge();
-    const ex2 = executor(rt, { worker: { cores: 4 }, task: { coresPerRank: 2 } });
-    await Promise.all(Array.from({ length: 6 }, (_, i) => ex2.submit(wide.fn, i)));
-    expect(wide.max()).toBe(2);
-  });
-
   it('tasks take upstream results as arguments; the edge is recorded and the downstream waits', async () => {
     const ex = executor(rt);
     const order: string[] = [];
@@ -140,61 +125,6 @@ describe('executor', () => {
     expect(aborted).toBeInstanceOf(TaskCancelledError);
     expect(t.state).toBe('cancelled');
     await expect(dependent).rejects.toBeInstanceOf(UpstreamFailedError);
-  });
-
-  it('walltime stops a real task, aborts its signal and frees its slot', async () => {
-    const ex = executor(rt, { worker: { cores: 1 } });
-    let sawAbort = false;
-    const slow = ex.submit({
-      ...call(async () => {
-        currentTask().signal.addEventListener('abort', () => (sawAbort = true));
-        await sleep(2000);
-        return 'late';
-      }),
-      requirements: { walltime: 0.05 },
-    });
-    const next = ex.submit(async () => 'next');
-    await expect(slow).rejects.toBeInstanceOf(WalltimeExceededError);
-    await expect(slow).rejects.toThrow(/exceeded its walltime of 0.05 s/);
-    expect(sawAbort).toBe(true);
-    expect(await next).toBe('next');
-  });
-
-  it('retries a failing task and records the attempts', async () => {
-    const ex = executor(rt, { task: { retries: 2 } });
-    let calls = 0;
-    const t = ex.submit(async () => {
-      calls++;
-      if (calls < 3) throw new Error(`flake ${calls}`);
-      return calls;
-    });
-    expect(await t).toBe(3);
-    expect(t.record?.attempts).toBe(3);
-    const never = ex.submit(async () => {
-      throw new Error('always');
-    });
-    await expect(never).rejects.toThrow('always');
-    expect(never.record?.attempts).toBe(3);
-  });
-
-  it('disposing is shutdown without waiting: handles stay valid, pending tasks finish, new work is refused', async () => {
-    let t1: PromiseLike<string> | undefined;
-    let t2: PromiseLike<string> | undefined;
-    let ex: ReturnType<typeof executor> | undefined;
-    {
-      await using scoped = executor(rt, { worker: { cores: 1 } });
-      ex = scoped;
-      t1 = scoped.submit(async () => {
-        await sleep(20);
-        return 'one';
-      });
-      t2 = scoped.submit(async () => 'two');
-    }
-    expect(ex.isShutdown).toBe(true);
-    expect(() => ex.submit(async () => 'three')).toThrow(ExecutorShutdownError);
-    expect(await t1).toBe('one');
-    expect(await t2).toBe('two');
-    await ex.shutdown({ wait: true });
   });
 
   it('a task that awaits a child it submitted gives its slot back: nested submission cannot deadlock capacity 1', async () => {

@@ -27,20 +27,6 @@ describe('processes(): ending process trees', () => {
     expect(alive(pids)).toEqual([]);
   });
 
-  it('cancel sends SIGTERM first: a program that handles it gets to clean up', async () => {
-    const { root, rt, ex } = await setup({ gracePeriod: 5 });
-    const t = ex.submit(
-      executable(['bash', '-c', 'trap "echo cleaned up > term.txt; exit 0" TERM; echo $$; sleep 100 & wait']),
-    );
-    const dir = workdirOf(root, t.id);
-    const pids = await waitFor(() => pidsIn(join(dir, 'stdout'), 1), 'the program to start');
-    t.cancel();
-    await expect(t).rejects.toThrow(TaskCancelledError);
-    await rt.shutdown();
-    expect(readFileSync(join(dir, 'term.txt'), 'utf8')).toBe('cleaned up\n');
-    expect(alive(pids)).toEqual([]);
-  });
-
   it('walltime: the task fails with WalltimeExceededError and its whole tree is ended', async () => {
     const { root, rt, ex } = await setup({ gracePeriod: 0.3 });
     const t = ex.submit(executable(STUBBORN, { requirements: { walltime: 1.5 } }));

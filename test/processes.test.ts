@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import {
@@ -8,13 +8,12 @@ import {
   UnregisteredFunctionError,
   call,
   executable,
-  executor,
   file,
   outputOf,
   type TaskSpec,
 } from 'scalems';
 import { processes, readText } from 'scalems/node';
-import { maxOverlap, removeRoots, runExample, setup } from './support/processes';
+import { removeRoots, runExample, setup } from './support/processes';
 
 afterAll(removeRoots);
 
@@ -229,30 +228,6 @@ describe('processes(): executables as child processes', () => {
     const b = ex.submit(executable(['echo', 'x'], { key: 'replica-2' }));
     expect(b).not.toBe(a);
     expect((await a).workdir).not.toBe((await b).workdir);
-    await rt.shutdown();
-  });
-
-  it('never runs more than the executor cores at once, counting ranks × coresPerRank (real processes, timestamps)', async () => {
-    const { root, rt } = await setup();
-    const run = async (cores: number, coresPerRank: number, log: string): Promise<number> => {
-      const ex = executor(rt, { worker: { cores } });
-      const script = `echo "s $1 $(date +%s%N)" >> ${log}; sleep 0.1; echo "e $1 $(date +%s%N)" >> ${log}`;
-      await Promise.all(
-        Array.from({ length: 6 }, (_, i) =>
-          ex.submit(executable(['bash', '-c', script, 'task', String(i)], { requirements: { coresPerRank } })),
-        ),
-      );
-      const at = new Map<string, bigint>();
-      for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
-        const [what, i, ns] = line.split(' ');
-        at.set(`${what!}${i!}`, BigInt(ns!));
-      }
-      expect(at.size).toBe(12);
-      // each task's [start, end] lies inside the time it was admitted: their overlap is at most the admitted overlap
-      return maxOverlap(Array.from({ length: 6 }, (_, i) => [at.get(`s${i}`)!, at.get(`e${i}`)!] as const));
-    };
-    expect(await run(2, 1, join(root, 'a.log'))).toBeLessThanOrEqual(2);
-    expect(await run(3, 2, join(root, 'b.log'))).toBe(1);
     await rt.shutdown();
   });
 

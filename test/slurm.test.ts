@@ -112,13 +112,6 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     expect(seen.cwd).toBe(seen.workdir);
   });
 
-  it("brings a function's own error back with its name, code and fields", async () => {
-    const err = await failure(ex.submit(tasks.fail, 5));
-    expect(err.name).toBe('CustomError');
-    expect(err.message).toBe('failed on purpose with 5');
-    expect(err).toMatchObject({ code: 'E_CUSTOM', detail: 5 });
-  });
-
   it('reports an entry point that died without a result as a FAILED step with its exit code', async () => {
     const err = await failure(ex.submit(tasks.exitHard));
     expect(err).toBeInstanceOf(SlurmStepError);
@@ -241,20 +234,6 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
     );
   });
 
-  it("aborts a cancelled function task's signal through SIGTERM", async () => {
-    const marker = join(mkdtempSync(join(tmpdir(), 'scalems-slurm-fn-')), 'aborted');
-    const t = ex.submit({ ...call(tasks.waitForCancel, 300_000, marker), label: 'fn-cancel' });
-    const jobId = await until(() => allocationOf(ex));
-    await until(() => (steps(jobId).some((s) => s.endsWith('|fn-cancel')) ? true : undefined));
-    await until(() => (existsSync(`${marker}.started`) ? true : undefined));
-    t.cancel();
-    expect(await failure(t)).toBeInstanceOf(TaskCancelledError);
-    await until(() => (steps(jobId).some((s) => s.endsWith('|fn-cancel')) ? undefined : true));
-    expect(readFileSync(marker, 'utf8')).toMatch(
-      /^TaskCancelledError: task fn-cancel .* was cancelled: its job step got SIGTERM/,
-    );
-  });
-
   it('reports a step cancelled outside the program as SlurmStepError CANCELLED', async () => {
     const t = ex.submit(executable(['sh', '-c', 'echo started; exec sleep 302'], { label: 'scancelled' }));
     const jobId = await until(() => allocationOf(ex));
@@ -329,21 +308,6 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
     const shown = execFileSync('scontrol', ['show', 'job', '-o', allocationOf(ex)!], { encoding: 'utf8' });
     expect(shown).toMatch(/NumCPUs=2 /);
     expect(shown).toMatch(/mem=300M/);
-  });
-
-  it('releases the allocation at shutdown once its tasks settle, also after a cancelled task: nothing left in squeue', async () => {
-    const ex = executor(await fresh(), { worker: { cores: 1 } });
-    const long = ex.submit(executable(['sleep', '303'], { label: 'cancel-then-release' }));
-    const jobId = await until(() => allocationOf(ex));
-    await until(() => (steps(jobId).length > 0 ? true : undefined));
-    const after = ex.submit(executable(['echo', 'queued behind']));
-    await ex.shutdown({ wait: false }); // no new work; the queued task still runs
-    long.cancel();
-    expect(await failure(long)).toBeInstanceOf(TaskCancelledError);
-    expect(await readText((await after).stdout)).toBe('queued behind\n');
-    await ex.shutdown({ wait: true });
-    expect(jobs().filter((j) => j.startsWith(`${jobId}|`))).toEqual([]);
-    expect(steps(jobId)).toEqual([]);
   });
 
   it('releases the allocation with `await using`', async () => {

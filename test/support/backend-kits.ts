@@ -17,11 +17,15 @@ import { fileText, isAlive, marker, readSpans, until, waitFor, type Interval } f
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** `[start, end]` of each item of a log of `s <i> <time>` / `e <i> <time>` lines; an item that ran as several ranks spans them all. */
+/**
+ * `[start, end]` of each item of a log of `s <i> <time>` / `e <i> <time>` lines; an item that ran as several ranks
+ * spans them all.
+ */
 function intervals(log: string): Map<number, Interval> {
   const result = new Map<number, Interval>();
   for (const [i, { starts, ends }] of readSpans(log)) {
-    if (starts.length === 0 || ends.length !== starts.length) throw new Error(`${log}: item ${i} logged ${starts.length} starts and ${ends.length} ends`);
+    if (starts.length === 0 || ends.length !== starts.length)
+      throw new Error(`${log}: item ${i} logged ${starts.length} starts and ${ends.length} ends`);
     const min = starts.reduce((a, b) => (b < a ? b : a));
     const max = ends.reduce((a, b) => (b > a ? b : a));
     result.set(i, [min, max]);
@@ -30,17 +34,25 @@ function intervals(log: string): Map<number, Interval> {
 }
 
 /** Waits for `untilStopped` work to note that it started; resolves with what it wrote there (its pid). */
-const started = (dir: string, what: string): Promise<string> => waitFor(() => marker(dir, 'started'), `${what} to start (${dir}/started)`);
+const started = (dir: string, what: string): Promise<string> =>
+  waitFor(() => marker(dir, 'started'), `${what} to start (${dir}/started)`);
 
 /** How far `untilStopped(dir)` work has got, for messages. */
 function progress(dir: string): string {
   if (marker(dir, 'started') === undefined) return 'it never started';
   if (marker(dir, 'aborted') === undefined) return 'it started but was never told to stop';
-  if (marker(dir, 'stopped') === undefined) return `it was told to stop (${marker(dir, 'aborted')}) but did not finish its cleanup (${tasks.CLEANUP_MS} ms): it was cut short`;
+  if (marker(dir, 'stopped') === undefined)
+    return (
+      `it was told to stop (${marker(dir, 'aborted')}) but did not finish its cleanup ` +
+      `(${tasks.CLEANUP_MS} ms): it was cut short`
+    );
   return `it stopped (${marker(dir, 'stopped')})`;
 }
 
-/** Waits until `untilStopped(dir)` work has been told to stop, has cleaned up, and (when it is a process of its own) has ended. */
+/**
+ * Waits until `untilStopped(dir)` work has been told to stop, has cleaned up, and (when it is a process of its own) has
+ * ended.
+ */
 async function stoppedCleanly(dir: string, what: string, within: number, ownProcess: boolean): Promise<void> {
   const pid = Number(marker(dir, 'started'));
   const gone = (): boolean => !ownProcess || !isAlive(pid);
@@ -150,7 +162,10 @@ export function executableKit(options: ExecutableKitOptions): Kit {
     walltime: options.walltime,
     echo: (value) => executable(program('echo', JSON.stringify(value))),
     square: (n) => executable(program('square', n)),
-    plus: (upstream, k) => executable(program('plus', 'upstream.json', k), { inputs: { 'upstream.json': outputOf(upstream as Task<ExecutableResult>, 'stdout') } }),
+    plus: (upstream, k) =>
+      executable(program('plus', 'upstream.json', k), {
+        inputs: { 'upstream.json': outputOf(upstream as Task<ExecutableResult>, 'stdout') },
+      }),
     fail: (message) => executable(program('fail', message)),
     flaky: (dir, failures) => executable(program('flaky', dir, failures)),
     untilStopped: (dir) => executable(program('untilStopped', dir, tasks.CLEANUP_MS)),
@@ -161,7 +176,11 @@ export function executableKit(options: ExecutableKitOptions): Kit {
       name: 'ExecutableFailedError',
       message: new RegExp(`exited with code 3\\b[\\s\\S]*${escape(message)}`),
       fields: { code: 'EXECUTABLE_FAILED', exitCode: 3, stderrTail: message },
-      recorded: { name: 'ExecutableFailedError', code: 'EXECUTABLE_FAILED', details: { exitCode: 3, stderrTail: message } },
+      recorded: {
+        name: 'ExecutableFailedError',
+        code: 'EXECUTABLE_FAILED',
+        details: { exitCode: 3, stderrTail: message },
+      },
     }),
     started: async (_task, dir) => {
       await started(dir, 'the program');

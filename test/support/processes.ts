@@ -1,11 +1,13 @@
-// Helpers for the processes()/MPI tests: temporary roots, waiting for files, checking process trees.
+/** Helpers for the processes()/MPI tests: temporary roots, waiting for files, checking process trees. */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executor, launch, memoryStore, openWorkflow, type Executor, type Runtime, type Workflow } from 'scalems';
 import { processes, type ProcessesOptions } from 'scalems/node';
-import { isAlive } from '../../src/runtime/executable/process-tree';
+import { isAlive } from './work';
+
+export { waitFor } from './work';
 
 export interface Setup {
   readonly root: string;
@@ -33,17 +35,6 @@ export function removeRoots(): void {
   for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
 }
 
-/** Polls until `probe` returns a value (not undefined); fails after `ms`. For waiting on events, not for timing. */
-export async function waitFor<T>(probe: () => T | undefined, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** The pids a task printed, one per line, once there are `n` of them. */
 export function pidsIn(path: string, n: number): number[] | undefined {
   let text: string;
@@ -60,22 +51,6 @@ export function pidsIn(path: string, n: number): number[] | undefined {
 }
 
 export const alive = (pids: readonly number[]): number[] => pids.filter(isAlive);
-
-/** Maximum number of [start, end] intervals open at once. */
-export function maxOverlap(intervals: ReadonlyArray<readonly [bigint, bigint]>): number {
-  const events = intervals.flatMap(
-    ([s, e]) =>
-      [
-        [s, 1],
-        [e, -1],
-      ] as Array<[bigint, number]>,
-  );
-  events.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
-  let open = 0;
-  let max = 0;
-  for (const [, d] of events) max = Math.max(max, (open += d));
-  return max;
-}
 
 /** Runs `examples/<file>` with tsx as a user would, in `cwd`. */
 export function runExample(file: string, cwd: string): SpawnSyncReturns<string> {

@@ -17,7 +17,8 @@ export async function waitFor<T>(probe: () => T | undefined, what: string | (() 
   for (;;) {
     const value = probe();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(20);
   }
 }
@@ -55,7 +56,11 @@ function stat(pid: number): { ppid: number; state: string; command: string } | u
   }
   // pid (comm) state ppid ...: comm may hold spaces and parentheses
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, ppid: Number(fields[1]), command: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')) };
+  return {
+    state: fields[0]!,
+    ppid: Number(fields[1]),
+    command: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')),
+  };
 }
 
 /** True while a process exists and has not finished (a zombie has: only its exit status is left). */
