@@ -59,7 +59,11 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     return this.entry.slot.committed;
   }
 
-  /** Each state the task goes through, from the current one; completes when the task settles. */
+  /**
+   * Each committed state of the task, from the current one; completes when the task settles. States are
+   * committed once per turn of the event loop, so a task that starts and ends within one turn (a short
+   * in-process task) goes from `ready` to `succeeded` without a `running` in between.
+   */
   get state$(): Observable<TaskStateName> {
     return new Observable<TaskStateName>((subscriber) => {
       const first = this.record;
