@@ -61,7 +61,7 @@ async function slurmLeft(): Promise<string[]> {
   const jobs = execFileSync('squeue', ['-h', '-o', '%i %j %T'], { encoding: 'utf8' })
     .split('\n')
     .filter((line) => line.split(' ')[1]?.endsWith(`-${process.pid}`) === true);
-  return [...jobs, ...childProcesses().filter((p) => / (salloc|srun)$/.test(p))];
+  return [...jobs, ...childProcesses().filter((p) => p.endsWith(' salloc') || p.endsWith(' srun'))];
 }
 
 backendConformance(
