@@ -76,7 +76,7 @@ function collectTaskNames(moduleExports: unknown, names: Set<string>): void {
   }
 }
 
-export const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
+const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
 
 /**
  * The Node options that let a new thread or process load `files`: none for JavaScript; tsx's CommonJS

@@ -39,7 +39,7 @@ export interface AbortAnnouncement {
 }
 
 /** Why a run was aborted, as kept in the `aborts` ring (0 = not aborted). */
-export const AbortCode = {
+const AbortCode = {
   Cancelled: 1,
   Walltime: 2,
   /** another rank of the run failed */
