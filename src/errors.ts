@@ -136,6 +136,14 @@ export class WorkerCrashedError extends ScalemsError {
   override readonly code = 'WORKER_CRASHED';
 }
 
+/**
+ * The service a backend runs its tasks through (Redis, for bullmq()) stayed unreachable for longer than the backend
+ * waits: the tasks that were waiting on it fail with this, and what had succeeded is kept.
+ */
+export class BackendUnavailableError extends ScalemsError {
+  override readonly code = 'BACKEND_UNAVAILABLE';
+}
+
 /** An executable exited non-zero or could not be started. */
 export class ExecutableFailedError extends ScalemsError {
   override readonly code = 'EXECUTABLE_FAILED';

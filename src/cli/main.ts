@@ -13,10 +13,12 @@ import {
 } from './command';
 import { graphCommand } from './graph';
 import { statusCommand } from './status';
+import { workerCommand } from './worker';
 
 export const COMMANDS: Readonly<Record<string, Command>> = {
   status: statusCommand,
   graph: graphCommand,
+  worker: workerCommand,
 };
 
 function help(): string {

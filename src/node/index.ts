@@ -13,3 +13,6 @@ export { readBytes, readText, type StagingMode } from '../runtime/executable/wor
 export type { MpiOptions } from '../runtime/executable/mpi';
 export { threads, type ThreadsOptions } from '../runtime/threads';
 export { slurm, type SlurmBackendOptions } from '../runtime/slurm';
+export { bullmq, type BullmqOptions } from '../runtime/bullmq';
+export { ScalemsWorker, type ScalemsWorkerOptions } from '../runtime/bullmq/worker';
+export type { RedisConnection } from '../runtime/bullmq/protocol';

@@ -65,6 +65,12 @@ export interface BackendExecutor {
    * the executor then does not capture each submitter's async context for it (not free). Default true.
    */
   readonly invokes?: boolean;
+  /**
+   * True for backends that enforce a task's walltime themselves from when its work really starts (work may first wait
+   * in the backend's own queue, as with bullmq()), failing the attempt with `WalltimeExceededError`: the executor then
+   * sets no walltime timer of its own. Default false.
+   */
+  readonly enforcesWalltime?: boolean;
   /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
   accept?(spec: TaskSpec): void;
   run(job: Job): Observable<unknown>;

@@ -305,7 +305,7 @@ export class Executor implements AsyncDisposable {
     entry.attempt = attempt;
     wf.dispatch({ type: 'start', id: rec.id, now: wf.now(), slot });
     const walltime = rec.requirements.walltime;
-    if (walltime !== undefined) {
+    if (walltime !== undefined && this.backend.enforcesWalltime !== true) {
       attempt.timer = asyncScheduler.schedule(() => {
         this.fail(
           attempt,

@@ -17,6 +17,11 @@ export interface RemoteFunctions {
   /** the task names the modules define, if they could be loaded here (`probeModules`) */
   readonly defined: ReadonlySet<string> | undefined;
   readonly wire: Wire;
+  /**
+   * The remote side was started with modules of its own (`scalems worker --modules`): none need be given here, and
+   * only a name the modules given here (if any) do not define is refused.
+   */
+  readonly ownModules?: boolean;
 }
 
 /** Throws unless the function task `spec` can run on the backend's remote side. */
@@ -37,7 +42,7 @@ export function acceptFunction(spec: TaskSpec, remote: RemoteFunctions): void {
         `defineTask, export it, and list the module in ${option}.`,
     );
   }
-  if (remote.modules.length === 0) {
+  if (remote.modules.length === 0 && remote.ownModules !== true) {
     throw new UnregisteredFunctionError(
       `${what} cannot run on ${remote.backend}(): no modules were given to ${option} to load its defineTask ` +
         `functions from`,

@@ -1,0 +1,316 @@
+/**
+ * The driver's side of `bullmq()` in Redis: a BullMQ Queue and QueueEvents per task shape, the attempts
+ * in flight (each waiting for its job's outcome), adds batched per turn of the event loop, cancellation
+ * (the job removed while it waits, else announced to the worker running it), re-attachment to a job a
+ * previous run of the driver left in Redis, and a sweep that finds outcomes whose events were missed and
+ * gives up, with a typed error, on a Redis that stays unreachable.
+ */
+import { Job as BullJob, Queue, QueueEvents, QueueEventsProducer, type JobsOptions } from 'bullmq';
+import { BackendUnavailableError, WorkerCrashedError } from '../../errors';
+import { reviveError, type RecordedError } from '../../recorded-error';
+import {
+  CANCEL_EVENT,
+  SHAPE_EVENT,
+  decodeFailure,
+  describeConnection,
+  shapesKey,
+  type CancelEvent,
+  type JobData,
+  type JobResult,
+  type Meeting,
+  type RedisConnection,
+  type ShapeEvent,
+} from './protocol';
+
+export type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Error };
+
+/** One attempt waiting for its job. */
+export interface Tracked {
+  jobId: string;
+  readonly shape: string;
+  readonly data: JobData;
+  readonly settle: (outcome: Outcome) => void;
+  /** when it was last seen not finished (ms) */
+  checked: number;
+  /** where its job is: to be added (in its shape's batch), being added, in Redis (added by us, or found there) */
+  job: 'batched' | 'adding' | 'added' | 'none';
+  done: boolean;
+  /** why it was cancelled, if it was: a job added meanwhile is stopped once it is in */
+  cancelled?: RecordedError;
+}
+
+interface Shape {
+  readonly queue: Queue<JobData, JobResult>;
+  readonly events: QueueEvents;
+  /** jobs to add at the end of this turn */
+  batch: Tracked[];
+}
+
+export interface ClientOptions {
+  readonly connection: RedisConnection;
+  readonly meeting: Meeting;
+  /** seconds finished jobs stay in Redis */
+  readonly keepFor: number;
+  /** seconds Redis may stay unreachable before the attempts waiting on it fail */
+  readonly unavailableAfter: number;
+}
+
+/** ms between sweeps; an attempt is looked up in a sweep once it has waited this long without news */
+const SWEEP_MS = 5000;
+const RECHECK_AFTER_MS = 20_000;
+const RECHECK_PER_SWEEP = 500;
+/** states in which a job left by an earlier run of the driver is still going, or done */
+const ALIVE = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children', 'completed']);
+
+export class BullmqClient {
+  private readonly shapes = new Map<string, Promise<Shape>>();
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly jobOptions: JobsOptions;
+  private control: QueueEventsProducer | undefined;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
+  private unreachableSince: number | undefined;
+  private closed = false;
+
+  constructor(private readonly options: ClientOptions) {
+    this.jobOptions = {
+      attempts: 1,
+      removeOnComplete: { age: options.keepFor },
+      removeOnFail: { age: options.keepFor },
+    };
+  }
+
+  /**
+   * Runs `data` as the job `jobId` of `shape` and calls `settle` with its outcome. If `previous` (the job id of the
+   * attempt before) is still in Redis, going or done, it is the one followed instead: the driver that submitted it
+   * died, and this is the re-run of that attempt.
+   */
+  track(
+    shape: string,
+    jobId: string,
+    previous: string | undefined,
+    data: JobData,
+    settle: (o: Outcome) => void,
+  ): Tracked {
+    const t: Tracked = { jobId, shape, data, settle, checked: Date.now(), job: 'none', done: false };
+    void this.start(t, previous).catch((err: unknown) => this.finish(t, { ok: false, error: this.unavailable(err) }));
+    return t;
+  }
+
+  private async start(t: Tracked, previous: string | undefined): Promise<void> {
+    const shape = await this.shape(t.shape);
+    if (t.done) return;
+    if (previous !== undefined && ALIVE.has(await shape.queue.getJobState(previous))) {
+      if (t.done) return;
+      t.jobId = previous;
+      t.job = 'added';
+      this.tracked.set(t.jobId, t);
+      await this.recheck(t);
+      return;
+    }
+    this.tracked.set(t.jobId, t);
+    this.add(shape, t);
+  }
+
+  /** Adds the attempt's job with the others of this turn. */
+  private add(shape: Shape, t: Tracked): void {
+    t.job = 'batched';
+    if (shape.batch.length === 0) setImmediate(() => this.flush(shape));
+    shape.batch.push(t);
+  }
+
+  private flush(shape: Shape): void {
+    const batch = shape.batch.filter((t) => !t.done);
+    shape.batch = [];
+    if (batch.length === 0) return;
+    for (const t of batch) t.job = 'adding';
+    shape.queue
+      .addBulk(batch.map((t) => ({ name: t.data.name, data: t.data, opts: { ...this.jobOptions, jobId: t.jobId } })))
+      .then(
+        () => {
+          for (const t of batch) {
+            t.job = 'added';
+            if (t.cancelled !== undefined) void this.stopJob(shape, t.jobId, t.cancelled);
+          }
+        },
+        // Redis is unreachable: the sweep adds them again once it is back (or fails them if it stays away)
+        () => {
+          this.unreachableSince ??= Date.now();
+          for (const t of batch) t.job = 'none';
+        },
+      );
+  }
+
+  /** Stops following an attempt, and stops its job: removed if it waits, else the worker running it is told. */
+  cancel(t: Tracked, reason: RecordedError): void {
+    if (t.done) return;
+    t.done = true;
+    t.cancelled = reason;
+    this.tracked.delete(t.jobId);
+    // still in a batch: dropped at the flush; being added: stopped once it is in
+    if (t.job === 'added') void this.shape(t.shape).then((shape) => this.stopJob(shape, t.jobId, reason));
+  }
+
+  /** Removes a job that waits; announces the cancellation to the worker running it otherwise. */
+  private async stopJob(shape: Shape, jobId: string, reason: RecordedError): Promise<void> {
+    try {
+      const removed = await shape.queue.remove(jobId);
+      if (removed === 1) return;
+      const event: CancelEvent = { eventName: CANCEL_EVENT, job: jobId, reason: JSON.stringify(reason) };
+      await this.controlStream().publishEvent(event);
+    } catch {
+      // Redis is gone: the job runs to its end, and nobody waits for it
+    }
+  }
+
+  private finish(t: Tracked, outcome: Outcome): void {
+    if (t.done) return;
+    t.done = true;
+    this.tracked.delete(t.jobId);
+    t.settle(outcome);
+  }
+
+  /** The queue and events of a shape, ready, and announced to the workers. */
+  private shape(name: string): Promise<Shape> {
+    let shape = this.shapes.get(name);
+    if (shape === undefined) {
+      shape = this.openShape(name);
+      this.shapes.set(name, shape);
+      shape.catch(() => this.shapes.delete(name));
+      this.sweeper ??= setInterval(() => void this.sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
+    return shape;
+  }
+
+  private async openShape(name: string): Promise<Shape> {
+    const { connection, meeting } = this.options;
+    const queue = new Queue<JobData, JobResult>(name, { connection, prefix: meeting.prefix });
+    const events = new QueueEvents(name, { connection, prefix: meeting.prefix });
+    queue.on('error', () => {
+      this.unreachableSince ??= Date.now();
+    });
+    events.on('error', () => {
+      this.unreachableSince ??= Date.now();
+    });
+    events.on('completed', ({ jobId, returnvalue }) => {
+      const t = this.tracked.get(jobId);
+      if (t !== undefined) this.finish(t, { ok: true, value: (returnvalue as unknown as JobResult | null)?.value });
+    });
+    events.on('failed', ({ jobId, failedReason }) => {
+      const t = this.tracked.get(jobId);
+      if (t !== undefined) this.finish(t, { ok: false, error: this.failure(t, failedReason) });
+    });
+    // the job was there already (an earlier run of this workflow's driver added it): it may be done
+    events.on('duplicated', ({ jobId }) => {
+      const t = this.tracked.get(jobId);
+      if (t !== undefined) void this.recheck(t).catch(() => undefined);
+    });
+    try {
+      await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+      const client = await queue.client;
+      await client.hset(shapesKey(meeting), { [name]: Date.now() });
+      const announce: ShapeEvent = { eventName: SHAPE_EVENT, queue: name };
+      await this.controlStream().publishEvent(announce);
+    } catch (err) {
+      await Promise.allSettled([queue.close(), events.close()]);
+      throw err;
+    }
+    return { queue, events, batch: [] };
+  }
+
+  /** Where the driver tells the workers of new shapes and cancellations. */
+  private controlStream(): QueueEventsProducer {
+    const { connection, meeting } = this.options;
+    this.control ??= new QueueEventsProducer(meeting.queue, { connection, prefix: meeting.prefix });
+    return this.control;
+  }
+
+  /** Looks the job of an attempt up in Redis: settles it if it is done, adds it again if Redis lost it. */
+  private async recheck(t: Tracked): Promise<void> {
+    const shape = await this.shape(t.shape);
+    const job = await BullJob.fromId<JobData, JobResult>(shape.queue, t.jobId);
+    if (t.done) return;
+    t.checked = Date.now();
+    if (job === undefined) {
+      // never added (Redis was unreachable), or Redis lost it (restarted without persistence, flushed): add it
+      if (t.job === 'none' || t.job === 'added') this.add(shape, t);
+      return;
+    }
+    t.job = 'added';
+    if (job.finishedOn === undefined) return;
+    if (job.failedReason !== undefined && job.failedReason !== null && job.failedReason !== '')
+      this.finish(t, { ok: false, error: this.failure(t, job.failedReason) });
+    else this.finish(t, { ok: true, value: (job.returnvalue as JobResult | null)?.value });
+  }
+
+  private failure(t: Tracked, reason: string): Error {
+    const recorded = decodeFailure(reason);
+    if (recorded !== undefined) return reviveError(recorded);
+    return new WorkerCrashedError(
+      `task ${t.data.label ?? t.data.name} (${t.data.id}): BullMQ failed its job ${t.jobId}: ${reason}` +
+        (/stalled/.test(reason) ? ' (the workers running it died, or their event loops were blocked)' : ''),
+    );
+  }
+
+  /**
+   * Every few seconds: adds what Redis refused, looks up attempts without news for a while, and fails every attempt
+   * once Redis has been unreachable for longer than `unavailableAfter`.
+   */
+  private async sweep(): Promise<void> {
+    if (this.tracked.size === 0 || this.closed) return;
+    const now = Date.now();
+    try {
+      await this.ping();
+      this.unreachableSince = undefined;
+    } catch (err) {
+      this.unreachableSince ??= now;
+      if (now - this.unreachableSince > this.options.unavailableAfter * 1000) {
+        for (const t of [...this.tracked.values()]) this.finish(t, { ok: false, error: this.unavailable(err) });
+      }
+      return;
+    }
+    const stale = [...this.tracked.values()]
+      .filter((t) => t.job === 'none' || now - t.checked > RECHECK_AFTER_MS)
+      .slice(0, RECHECK_PER_SWEEP);
+    await Promise.allSettled(stale.map((t) => this.recheck(t)));
+  }
+
+  private async ping(): Promise<void> {
+    const shape = await this.shapes.values().next().value!;
+    const client = await shape.queue.client;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        client.hget(shapesKey(this.options.meeting), '-'),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private unavailable(err: unknown): Error {
+    const since =
+      this.unreachableSince !== undefined ? ` for ${Math.round((Date.now() - this.unreachableSince) / 1000)} s` : '';
+    return new BackendUnavailableError(
+      `bullmq(): Redis at ${describeConnection(this.options.connection)} is unreachable${since} ` +
+        `(${err instanceof Error ? err.message : String(err)}): start it (or fix bullmq({ connection })) and run the ` +
+        `workflow again; what succeeded is kept`,
+      { cause: err },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    const shapes = await Promise.allSettled([...this.shapes.values()]);
+    this.shapes.clear();
+    await Promise.allSettled([
+      ...shapes.flatMap((s) => (s.status === 'fulfilled' ? [s.value.queue.close(), s.value.events.close()] : [])),
+      this.control?.close(),
+    ]);
+    this.control = undefined;
+  }
+}

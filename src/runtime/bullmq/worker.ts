@@ -1,0 +1,373 @@
+/**
+ * `scalems worker`: a Node process that takes task attempts from the BullMQ queues of `bullmq()` drivers
+ * and runs them here: functions by their `defineTask` name from the modules it was started with (on a
+ * `threads()` pool of its cores: the remote runner, a thread per task, so that a busy function never
+ * stalls the job locks), programs through the local executable attempt of `processes()`. It takes only
+ * from the queues of task shapes that fit the capacity it declared, and runs no more at once than that
+ * capacity (`Gate`). Cancellations and walltimes stop the work itself here.
+ */
+import { hostname } from 'node:os';
+import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
+import { Subscription, type Observable } from 'rxjs';
+import { InvalidTaskDescriptionError, UnknownTaskError, WalltimeExceededError } from '../../errors';
+import { recordError, reviveError, type RecordedError } from '../../recorded-error';
+import type { Footprint } from '../../task/requirements';
+import type { BackendExecutor, Job } from '../backend';
+import { runLocalExecutable } from '../executable/local';
+import { threads } from '../threads';
+import { Gate } from './gate';
+import {
+  CANCEL_EVENT,
+  DEFAULT_PREFIX,
+  DEFAULT_QUEUE,
+  SHAPE_EVENT,
+  cancelReason,
+  decodeJobData,
+  describeConnection,
+  encodeFailure,
+  fits,
+  meetingName,
+  parseShapeQueue,
+  shapeOf,
+  shapesKey,
+  workerKey,
+  type CancelEvent,
+  type JobData,
+  type JobResult,
+  type Meeting,
+  type RedisConnection,
+  type ShapeEvent,
+  type WorkerInfo,
+} from './protocol';
+
+export interface ScalemsWorkerOptions {
+  readonly connection: RedisConnection;
+  /** BullMQ's key prefix; the driver's `bullmq({ prefix })` @default 'scalems' */
+  readonly prefix?: string;
+  /** the driver's `bullmq({ queue })` @default 'tasks' */
+  readonly queue?: string;
+  /** modules that define the function tasks this worker runs (none: it runs programs only) */
+  readonly modules?: readonly string[];
+  readonly cores: number;
+  readonly gpus?: number;
+  readonly memoryMB?: number;
+  /** tasks at once @default cores */
+  readonly concurrency?: number;
+  /** @default `<host>-<pid>` */
+  readonly name?: string;
+  /**
+   * ms a job's lock lasts without renewal; also how often this worker looks for jobs of dead workers. A worker killed
+   * mid-task loses its job to another after about this long. @default 30000
+   */
+  readonly lockDuration?: number;
+  /** where it says what it does (a line at a time) @default nothing */
+  readonly log?: (line: string) => void;
+}
+
+/** ms between checks of the shapes set (besides the announcements on the control channel) and heartbeats */
+const POLL_MS = 2000;
+/** cancellations announced for jobs this worker does not run (yet), kept in case it takes them */
+const EARLY_LIMIT = 4096;
+
+const NO_WORKFLOW = new Proxy(
+  {},
+  {
+    get() {
+      throw new Error('a scalems worker has no workflow');
+    },
+  },
+) as Job['workflow'];
+
+export class ScalemsWorker {
+  readonly name: string;
+  private readonly meeting: Meeting;
+  private readonly capacity: Footprint;
+  private readonly concurrency: number;
+  private readonly gate: Gate;
+  private readonly base: Queue;
+  private readonly workers = new Map<string, Worker>();
+  private readonly running = new Map<string, (reason: Error) => void>();
+  private readonly early = new Map<string, RecordedError>();
+  private readonly ending = new Set<Promise<void>>();
+  private readonly functions: BackendExecutor | undefined;
+  private readonly log: (line: string) => void;
+  private control: QueueEvents | undefined;
+  private poller: ReturnType<typeof setInterval> | undefined;
+  private closing: Promise<void> | undefined;
+  /** stopping now: running work is stopped and its jobs go back to the queue */
+  private forced = false;
+
+  private constructor(private readonly options: ScalemsWorkerOptions) {
+    this.meeting = {
+      prefix: meetingName(options.prefix, 'worker prefix', DEFAULT_PREFIX),
+      queue: meetingName(options.queue, 'worker queue', DEFAULT_QUEUE),
+    };
+    this.name = options.name ?? `${hostname()}-${process.pid}`;
+    this.capacity = { cores: options.cores, gpus: options.gpus ?? 0, memoryMB: options.memoryMB ?? 0 };
+    this.concurrency = options.concurrency ?? options.cores;
+    this.gate = new Gate(this.capacity, this.concurrency);
+    this.log = options.log ?? (() => undefined);
+    const modules = options.modules ?? [];
+    this.functions =
+      modules.length > 0
+        ? threads({ modules, maxThreads: options.cores }).open(
+            { cores: options.cores },
+            { workflow: NO_WORKFLOW, executorId: this.name },
+          )
+        : undefined;
+    this.base = new Queue(this.meeting.queue, { connection: options.connection, prefix: this.meeting.prefix });
+  }
+
+  /** Starts a worker: it listens for new task shapes and serves those that fit, until `close()`. */
+  static async start(options: ScalemsWorkerOptions): Promise<ScalemsWorker> {
+    for (const [key, min] of [
+      ['cores', 1],
+      ['gpus', 0],
+      ['memoryMB', 0],
+      ['concurrency', 1],
+    ] as const) {
+      const v = options[key];
+      if (v !== undefined && !(Number.isInteger(v) && v >= min))
+        throw new TypeError(`worker ${key}: expected an integer of at least ${min}, got ${String(v)}`);
+    }
+    const worker = new ScalemsWorker(options);
+    try {
+      await worker.listen();
+    } catch (err) {
+      await worker.close();
+      throw err;
+    }
+    return worker;
+  }
+
+  private async listen(): Promise<void> {
+    // new shapes and cancellations, from the drivers
+    const control = new QueueEvents(this.meeting.queue, {
+      connection: this.options.connection,
+      prefix: this.meeting.prefix,
+    });
+    this.control = control;
+    control.on('error', () => undefined); // it reconnects
+    control.on(SHAPE_EVENT as 'waiting', (event: unknown) => this.serve(String((event as ShapeEvent).queue)));
+    control.on(CANCEL_EVENT as 'waiting', (event: unknown) => this.cancelled(event as Partial<CancelEvent>));
+    await control.waitUntilReady();
+    await this.discover();
+    await this.heartbeat();
+    this.poller = setInterval(() => {
+      this.discover().catch(() => undefined);
+      this.heartbeat().catch(() => undefined);
+    }, POLL_MS);
+    this.log(
+      `scalems worker ${this.name}: ${this.capacity.cores} cores, ${this.capacity.gpus} GPUs, ` +
+        `${this.capacity.memoryMB || 'unaccounted'} MB, ${this.concurrency} tasks at once; queue ` +
+        `"${this.meeting.queue}" (prefix "${this.meeting.prefix}") at ${describeConnection(this.options.connection)}`,
+    );
+  }
+
+  /** A driver cancelled a job: stopped if it runs here; refused if it is taken here later. */
+  private cancelled(event: Partial<CancelEvent>): void {
+    if (typeof event.job !== 'string') return;
+    const reason = cancelReason(event);
+    const stop = this.running.get(event.job);
+    if (stop !== undefined) stop(reviveError(reason));
+    else {
+      this.early.set(event.job, reason);
+      if (this.early.size > EARLY_LIMIT) this.early.delete(this.early.keys().next().value!);
+    }
+  }
+
+  private async discover(): Promise<void> {
+    const client = await this.base.client;
+    for (const name of Object.keys(await client.hgetall(shapesKey(this.meeting)))) this.serve(name);
+  }
+
+  private async heartbeat(): Promise<void> {
+    const info: WorkerInfo = {
+      name: this.name,
+      host: hostname(),
+      pid: process.pid,
+      ...this.capacity,
+      concurrency: this.concurrency,
+      running: this.gate.running,
+    };
+    const client = await this.base.client;
+    await client.set(workerKey(this.meeting, this.name), JSON.stringify(info), { PX: POLL_MS * 3 });
+  }
+
+  /** Starts taking from a shape queue, if its tasks fit this worker (and it does not already). */
+  private serve(queue: string): void {
+    if (this.closing !== undefined || this.workers.has(queue)) return;
+    const shape = parseShapeQueue(this.meeting, queue);
+    if (shape === undefined || !fits(shape, this.capacity)) return;
+    // as many of this shape as fit at once: more would only wait here while another worker could run them
+    const fitting = Math.min(
+      this.concurrency,
+      Math.floor(this.capacity.cores / Math.max(shape.cores, 1)),
+      shape.gpus > 0 ? Math.floor(this.capacity.gpus / shape.gpus) : Infinity,
+      shape.memoryMB > 0 ? Math.floor(this.capacity.memoryMB / shape.memoryMB) : Infinity,
+    );
+    const lockDuration = this.options.lockDuration ?? 30_000;
+    const worker = new Worker<unknown, JobResult>(queue, (job, token) => this.process(job, shape, token), {
+      connection: this.options.connection,
+      prefix: this.meeting.prefix,
+      concurrency: Math.max(1, fitting),
+      lockDuration,
+      stalledInterval: lockDuration,
+      maxStalledCount: 1,
+    });
+    worker.on('error', () => undefined); // connection trouble: BullMQ retries
+    this.workers.set(queue, worker);
+    this.log(`scalems worker ${this.name}: serving ${queue} (${Math.max(1, fitting)} at once)`);
+  }
+
+  /** The processor of every shape queue: one task attempt. Its failure is the recorded error, as the reason. */
+  private async process(job: BullJob<unknown, JobResult>, shape: Footprint, token?: string): Promise<JobResult> {
+    const jobId = job.id ?? '?';
+    let data: JobData;
+    try {
+      data = decodeJobData(job.data, jobId);
+      const early = this.early.get(jobId);
+      if (early !== undefined) throw reviveError(early);
+    } catch (err) {
+      throw failure(err);
+    }
+    const need = shapeOf(data.requirements);
+    if (!fits(need, shape)) throw failure(new InvalidTaskDescriptionError(`job ${jobId} is in the wrong queue`));
+    await this.gate.acquire(need);
+    try {
+      if (this.forced) throw REQUEUE;
+      return { value: await this.execute(data, jobId) };
+    } catch (err) {
+      if (err !== REQUEUE) throw failure(err);
+      // the worker is being stopped: the job goes back to wait for another worker, not counted as an attempt
+      await job.moveToWait(token);
+      throw new WaitingError();
+    } finally {
+      this.gate.release(need);
+    }
+  }
+
+  /** Runs one attempt to its end; rejects with its error (cancelled, over walltime, failed). */
+  private execute(data: JobData, jobId: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const controller = new AbortController();
+      const job: Job = {
+        id: data.id,
+        label: data.label,
+        kind: data.kind,
+        name: data.name,
+        args: data.args,
+        requirements: data.requirements,
+        attempt: data.attempt,
+        signal: controller.signal,
+        workflow: NO_WORKFLOW,
+        invoke: () => {
+          throw new Error('a scalems worker runs functions on its threads');
+        },
+      };
+      let work: Observable<unknown>;
+      try {
+        work = this.work(job, data);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      let done = false;
+      const subscription = new Subscription();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let value: unknown;
+      const end = (): void => {
+        done = true;
+        this.running.delete(jobId);
+        if (timer !== undefined) clearTimeout(timer);
+      };
+      const stop = (reason: Error): void => {
+        if (done) return;
+        end();
+        controller.abort(reason);
+        subscription.unsubscribe();
+        reject(reason);
+      };
+      this.running.set(jobId, stop);
+      const walltime = data.requirements.walltime;
+      if (walltime !== undefined) {
+        timer = setTimeout(() => {
+          stop(
+            new WalltimeExceededError(
+              `task ${data.label ?? data.name} (${data.id}) exceeded its walltime of ${walltime} s and was stopped ` +
+                `(on worker ${this.name})`,
+            ),
+          );
+        }, walltime * 1000);
+      }
+      subscription.add(
+        work.subscribe({
+          next: (v) => {
+            value = v;
+          },
+          error: (err: unknown) => {
+            if (done) return;
+            end();
+            reject(err);
+          },
+          complete: () => {
+            if (done) return;
+            end();
+            resolve(value);
+          },
+        }),
+      );
+    });
+  }
+
+  private work(job: Job, data: JobData): Observable<unknown> {
+    if (data.kind === 'function') {
+      if (this.functions === undefined) {
+        throw new UnknownTaskError(
+          `worker ${this.name} was started without --modules, so it runs no function tasks (asked for ` +
+            `"${data.name}"): start it with --modules <the module that defines it>`,
+        );
+      }
+      return this.functions.run(job);
+    }
+    if (data.place === undefined)
+      throw new InvalidTaskDescriptionError(`job of executable task ${data.id} does not say where to run it (place)`);
+    return runLocalExecutable(job, {
+      ...data.place,
+      mpi: {},
+      workerEnv: {},
+      ending: this.ending,
+    });
+  }
+
+  /**
+   * Stops taking tasks and waits for the running ones to end (`force`: stops them now, and they go back to the queue
+   * to run elsewhere once their locks expire).
+   */
+  close(force = false): Promise<void> {
+    if (force && !this.forced) {
+      this.forced = true;
+      for (const stop of this.running.values()) stop(REQUEUE);
+    }
+    this.closing ??= (async () => {
+      if (this.poller !== undefined) clearInterval(this.poller);
+      await Promise.all([...this.workers.values()].map((w) => w.close()));
+      await this.functions?.close();
+      while (this.ending.size > 0) await Promise.all([...this.ending]);
+      const client = await this.base.client.catch(() => undefined);
+      await client?.del(workerKey(this.meeting, this.name)).catch(() => undefined);
+      await this.control?.close();
+      await this.base.close();
+      this.log(`scalems worker ${this.name}: closed`);
+    })();
+    return this.closing;
+  }
+}
+
+/** The reason work is stopped when the worker is stopped at once: its job goes back to the queue. */
+const REQUEUE = new Error('the scalems worker is stopping: the task goes back to the queue');
+
+/** What a processor throws for a task's failure: the recorded error as the reason, never retried by BullMQ. */
+function failure(err: unknown): UnrecoverableError {
+  return new UnrecoverableError(encodeFailure(recordError(err)));
+}
