@@ -1,5 +1,6 @@
 // Every backend passes one conformance suite (test/backend-conformance.ts): inProcess(), virtual() in
-// real time, threads(), processes(), and slurm() on the test cluster with both kinds of work.
+// real time, threads(), processes(), slurm() on the test cluster and bullmq() with `scalems worker`
+// processes on the test Redis, each with both kinds of work.
 import { execFileSync } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,12 +12,13 @@ import {
   inProcess,
   type TaskSpec,
 } from 'scalems';
-import { processes, slurm, threads } from 'scalems/node';
+import { bullmq, processes, slurm, threads } from 'scalems/node';
 import { virtual } from 'scalems/testing';
 import { backendConformance, type Refusal } from './backend-conformance';
 import { program } from './fixtures/conformance/programs';
 import * as tasks from './fixtures/conformance/tasks';
 import { executableKit, functionKit, virtualKit } from './support/backend-kits';
+import { cleanPrefix, jobsIn, startWorker, uniquePrefix, type WorkerProcess } from './support/bullmq';
 import { describeWithService } from './support/services';
 import { childProcesses, osThreads, waitFor } from './support/work';
 
@@ -138,6 +140,52 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
       behaviours: ['failures', 'cancellation', 'context'],
       backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
       timeout: SLURM_TIMEOUT,
+    },
+  );
+});
+
+describeWithService('redis', 'bullmq() with two scalems worker processes on the test Redis', () => {
+  // Two workers of 2 cores each serve one prefix of this file's own. An executor of 1 or 2 cores keeps as
+  // many tasks in flight, so the suite's checks of capacity hold across the two workers.
+  const prefix = uniquePrefix('conformance');
+  let workers: WorkerProcess[] = [];
+  beforeAll(async () => {
+    workers = await Promise.all(
+      ['a', 'b'].map((n) => startWorker({ prefix, name: `conformance-${n}`, cores: 2, modules: [MODULE] })),
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    await cleanPrefix(prefix);
+  }, 60_000);
+
+  /** Jobs still running or waiting on the prefix (the work has been seen to stop: its job ends just after). */
+  async function jobsLeft(): Promise<string[]> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const left = await jobsIn(prefix, ['active', 'waiting']);
+      if (left.length === 0 || Date.now() > deadline) return left;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  backendConformance(
+    'bullmq(), functions on scalems workers',
+    { closures: false, ranks: true },
+    {
+      kit: functionKit({ walltime: 1 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: bullmq({ prefix, root }), leftovers: jobsLeft }),
+    },
+  );
+
+  backendConformance(
+    'bullmq(), executables on scalems workers',
+    { closures: false, ranks: true },
+    {
+      kit: executableKit({ walltime: 1.5 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: bullmq({ prefix, root }), leftovers: jobsLeft }),
     },
   );
 });

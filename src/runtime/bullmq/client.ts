@@ -150,8 +150,17 @@ export class BullmqClient {
     if (t.job === 'added') void this.shape(t.shape).then((shape) => this.stopJob(shape, t.jobId, reason));
   }
 
+  /** stops on their way to Redis: closing waits for them, so that a cancellation made just before still arrives */
+  private readonly stopping = new Set<Promise<void>>();
+
   /** Removes a job that waits; announces the cancellation to the worker running it otherwise. */
-  private async stopJob(shape: Shape, jobId: string, reason: RecordedError): Promise<void> {
+  private stopJob(shape: Shape, jobId: string, reason: RecordedError): Promise<void> {
+    const stopping = this.sendStop(shape, jobId, reason);
+    this.stopping.add(stopping);
+    return stopping.finally(() => this.stopping.delete(stopping));
+  }
+
+  private async sendStop(shape: Shape, jobId: string, reason: RecordedError): Promise<void> {
     try {
       const removed = await shape.queue.remove(jobId);
       if (removed === 1) return;
@@ -304,6 +313,9 @@ export class BullmqClient {
 
   async close(): Promise<void> {
     this.closed = true;
+    // a cancellation whose shape was still being opened is a turn or two behind
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.stopping.size > 0) await Promise.all([...this.stopping]);
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     const shapes = await Promise.allSettled([...this.shapes.values()]);
     this.shapes.clear();
