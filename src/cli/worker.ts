@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { ScalemsWorker, type ScalemsWorkerOptions } from '../runtime/bullmq/worker';
 import { connectionFromUrl } from '../runtime/bullmq/protocol';
 import { resolveModules } from '../runtime/remote/modules';
-import { EXIT_OK, UsageError, type CliIo, type Command } from './command';
+import { EXIT_FAILURE, EXIT_OK, UsageError, type CliIo, type Command } from './command';
 
 const USAGE = `usage: scalems worker --redis <url> [--modules <module> ...] [options]
 
@@ -95,6 +95,8 @@ export const workerCommand: Command = {
         const what = signals === 1 ? 'finishing the running tasks' : 'stopping them (they go back to the queue)';
         io.stdout.write(`scalems worker ${worker.name}: ${signal}, ${what}\n`);
         void worker.close(signals > 1).then(done);
+        // stopping at once, and Redis does not answer: do not hang on it
+        if (signals > 1) setTimeout(() => process.exit(EXIT_FAILURE), 10_000).unref();
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);

@@ -319,10 +319,43 @@ export class BullmqClient {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     const shapes = await Promise.allSettled([...this.shapes.values()]);
     this.shapes.clear();
-    await Promise.allSettled([
-      ...shapes.flatMap((s) => (s.status === 'fulfilled' ? [s.value.queue.close(), s.value.events.close()] : [])),
-      this.control?.close(),
-    ]);
+    const connections = [
+      ...shapes.flatMap((s) => (s.status === 'fulfilled' ? [s.value.queue, s.value.events] : [])),
+      ...(this.control !== undefined ? [this.control] : []),
+    ];
     this.control = undefined;
+    await Promise.allSettled(connections.map(closeSoon));
+  }
+}
+
+/**
+ * Closes a BullMQ connection; one that cannot say goodbye within 2 s (Redis is gone) is dropped: disconnected, without
+ * waiting for that either.
+ */
+export async function closeSoon(connection: { close(): Promise<void>; disconnect(): Promise<void> }): Promise<void> {
+  const closed = connection.close().then(() => true);
+  closed.catch(() => undefined);
+  if (await within(closed, 2000)) return;
+  const dropped = connection.disconnect();
+  dropped.catch(() => undefined);
+  await within(dropped, 1000);
+}
+
+/** Whether `promise` settled within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -15,6 +15,7 @@ import type { Footprint } from '../../task/requirements';
 import type { BackendExecutor, Job } from '../backend';
 import { runLocalExecutable } from '../executable/local';
 import { threads } from '../threads';
+import { closeSoon } from './client';
 import { Gate } from './gate';
 import {
   CANCEL_EVENT,
@@ -356,8 +357,7 @@ export class ScalemsWorker {
       while (this.ending.size > 0) await Promise.all([...this.ending]);
       const client = await this.base.client.catch(() => undefined);
       await client?.del(workerKey(this.meeting, this.name)).catch(() => undefined);
-      await this.control?.close();
-      await this.base.close();
+      await Promise.all([this.control, this.base].map((c) => (c !== undefined ? closeSoon(c) : undefined)));
       this.log(`scalems worker ${this.name}: closed`);
     })();
     return this.closing;
