@@ -49,7 +49,12 @@ function area(file: string): string {
 }
 
 /** Folders of `src/runtime/` that hold one backend each. */
-const BACKEND_FOLDERS = new Set(['threads', 'processes', 'slurm']);
+const BACKEND_FOLDERS = new Set(['threads', 'processes', 'slurm', 'bullmq']);
+
+/** The only imports from one backend's folder into another's, each with its reason. */
+const BETWEEN_BACKENDS: ReadonlyArray<[from: string, to: string, why: string]> = [
+  ['runtime/bullmq/worker.ts', 'runtime/threads/index.ts', 'a scalems worker runs its functions on a threads() pool'],
+];
 
 const LEAVES = ['errors', 'util'];
 /** What each part may import (besides itself); the entry points (`index`, `node`, `cli`) may import anything. */
@@ -81,6 +86,7 @@ describe('the folders depend on each other in one direction', () => {
         if (i.file === undefined) continue;
         const to = area(i.file);
         if (to === from && !(from === 'backend' && path(i.file).split('/')[1] !== path(file).split('/')[1])) continue;
+        if (BETWEEN_BACKENDS.some(([f, t]) => f === path(file) && t === path(i.file!))) continue;
         if (!allowed.includes(to)) offenders.push(`${path(file)} (${from}) imports ${path(i.file)} (${to})`);
       }
     }
@@ -102,6 +108,17 @@ describe('the folders depend on each other in one direction', () => {
 });
 
 describe('the remote side of a backend', () => {
+  it('runtime/bullmq/worker.ts (scalems worker) loads a threads() pool (the remote runner) and the executable attempt, not the engine, a store or Node’s entry', () => {
+    const files = [...reach(join(SRC, 'runtime/bullmq/worker.ts'), { valueOnly: true })].map(([file]) => path(file));
+    expect(files).toEqual(expect.arrayContaining(['runtime/threads/index.ts', 'runtime/executable/local.ts']));
+    const forbidden = files.filter((f) =>
+      /^(node|store|operators)\/|^runtime\/(executor|runtime|workflow|in-process)\.ts$|^runtime\/bullmq\/(index|client)\.ts$/.test(
+        f,
+      ),
+    );
+    expect(forbidden).toEqual([]);
+  });
+
   it.each(['runtime/threads/worker.ts', 'cli/task-entry.ts'])(
     '%s loads the remote runner, not Node’s entry, a store, or the main side of a backend',
     (entry) => {

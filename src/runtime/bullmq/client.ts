@@ -8,6 +8,7 @@
 import { Job as BullJob, Queue, QueueEvents, QueueEventsProducer, type JobsOptions } from 'bullmq';
 import { BackendUnavailableError, WorkerCrashedError } from '../../errors';
 import { reviveError, type RecordedError } from '../../recorded-error';
+import { closeSoon } from './close';
 import {
   CANCEL_EVENT,
   SHAPE_EVENT,
@@ -325,37 +326,5 @@ export class BullmqClient {
     ];
     this.control = undefined;
     await Promise.allSettled(connections.map(closeSoon));
-  }
-}
-
-/**
- * Closes a BullMQ connection; one that cannot say goodbye within 2 s (Redis is gone) is dropped: disconnected, without
- * waiting for that either.
- */
-export async function closeSoon(connection: { close(): Promise<void>; disconnect(): Promise<void> }): Promise<void> {
-  const closed = connection.close().then(() => true);
-  closed.catch(() => undefined);
-  if (await within(closed, 2000)) return;
-  const dropped = connection.disconnect();
-  dropped.catch(() => undefined);
-  await within(dropped, 1000);
-}
-
-/** Whether `promise` settled within `ms`. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([
-      promise.then(
-        () => true,
-        () => true,
-      ),
-      late,
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }

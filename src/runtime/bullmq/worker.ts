@@ -15,7 +15,7 @@ import type { Footprint } from '../../task/requirements';
 import type { BackendExecutor, Job } from '../backend';
 import { runLocalExecutable } from '../executable/local';
 import { threads } from '../threads';
-import { closeSoon } from './client';
+import { closeSoon } from './close';
 import { Gate } from './gate';
 import {
   CANCEL_EVENT,
