@@ -19,13 +19,15 @@ import {
   memoryStore,
   openWorkflow,
   type Runtime,
+  type Store,
   type TaskRecord,
 } from 'scalems';
 import { bullmq, sqliteStore } from 'scalems/node';
+import { main } from '../src/cli/main';
 import { reviveError } from '../src/recorded-error';
 import { decodeFailure } from '../src/runtime/bullmq/protocol';
 import { pid, slowSquare } from './fixtures/bullmq/tasks';
-import { cleanPrefix, jobsIn, startWorker, uniquePrefix, type WorkerProcess } from './support/bullmq';
+import { REDIS_URL, cleanPrefix, jobsIn, startWorker, uniquePrefix, type WorkerProcess } from './support/bullmq';
 import { describeWithService, redisPing } from './support/services';
 import { isAlive, readSpans, waitFor } from './support/work';
 import * as conformance from './fixtures/conformance/tasks';
@@ -136,18 +138,18 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
     return w;
   }
 
-  async function open(options: Parameters<typeof bullmq>[0] = {}) {
-    const wf = await openWorkflow({ store: memoryStore(), name: 'faults' });
+  async function open(options: Parameters<typeof bullmq>[0] = {}, store: Store = memoryStore()) {
+    const wf = await openWorkflow({ store, name: 'faults' });
     const rt = launch(wf, bullmq({ prefix, root: join(dir, 'root'), ...options }));
     runtimes.push(rt);
     return { wf, rt, ex: executor(rt) };
   }
 
   describe('which worker takes a task', () => {
-    test('a task goes only to a worker whose declared capacity fits it; one that fits no live worker waits, then runs on a worker that fits', async () => {
+    test('a task goes only to a worker whose declared capacity fits it; one that fits no live worker waits (scalems status says why), then runs on a worker that fits', async () => {
       const small = await worker({ cores: 1 });
       const big = await worker({ cores: 3 });
-      const { ex } = await open();
+      const { ex } = await open({}, sqliteStore(join(dir, 'faults', 'state.sqlite')));
       const pids = await Promise.all(
         range(4).map((i) => ex.submit({ ...call(pid), key: `wide-${i}`, requirements: { coresPerRank: 3 } })),
       );
@@ -159,6 +161,23 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       await sleep(1500);
       expect(huge.state).toBe('running'); // handed to the backend, but no worker may take it
       expect(await jobsIn(prefix, ['waiting'])).toEqual([expect.stringMatching(/^tasks\.c6\.g0\.m0 /)]);
+      const out: string[] = [];
+      const io = {
+        stdout: { write: (t: string) => out.push(t) },
+        stderr: { write: (t: string) => out.push(t) },
+        cwd: dir,
+      };
+      expect(await main(['status', join(dir, 'faults'), '--redis', REDIS_URL, '--prefix', prefix], io)).toBe(0);
+      const status = out.join('');
+      expect(status).toMatch(/running\s+1\b/);
+      expect(status).toMatch(
+        new RegExp(`live workers:\\n    ${small.name} .*offers 1 cores.*\\n    ${big.name} .*offers 3 cores`),
+      );
+      expect(status).toContain(
+        'tasks.c6.g0.m0: 1 waiting, 0 running — they wait: no live worker fits a task of 6 cores, 0 GPUs, 0 MB; ' +
+          'live workers offer at most 3 cores, 0 GPUs, 0 MB. Start one: scalems worker --cores 6 ...',
+      );
+      expect(status).toMatch(/tasks\.c3\.g0\.m0: 0 waiting, 0 running\n/);
       const bigger = await worker({ cores: 6 });
       expect(await huge).toBe(bigger.child.pid);
     });

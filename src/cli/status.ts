@@ -3,7 +3,17 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RecordedError } from '../recorded-error';
 import { TASK_STATES, type TaskRecord, type TaskStateName } from '../store/state';
-import { EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
+import {
+  DEFAULT_PREFIX,
+  DEFAULT_QUEUE,
+  connectionFromUrl,
+  describeConnection,
+  meetingName,
+  type Meeting,
+  type RedisConnection,
+} from '../runtime/bullmq/protocol';
+import { bullmqReport, formatBullmqReport, type BullmqReport } from './bullmq-status';
+import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
 import { locate, readRecords, type WorkflowLocation } from './locate';
 
 /** What `scalems status --json` prints for one workflow. */
@@ -114,7 +124,7 @@ function describeError(error: RecordedError | undefined): string[] {
   return lines;
 }
 
-const USAGE = `usage: scalems status [dir] [--json] [--verbose] [--limit N]
+const USAGE = `usage: scalems status [dir] [--json] [--verbose] [--limit N] [--redis <url> [--prefix P] [--queue Q]]
 
 Shows the state of a workflow from its store, read-only (a running workflow may hold it).
   dir        a workflow directory (.scalems/<name>), its state.sqlite, or a directory of
@@ -123,7 +133,40 @@ Shows the state of a workflow from its store, read-only (a running workflow may 
   --json     print a machine-readable summary (all failed tasks, full messages)
   --verbose  show the full error message, code, details and stack of each failed task
   --limit N  show at most N failed tasks (default 20; 0 shows all)
+  --redis    also show the bullmq() queues at this Redis (redis://...; or set SCALEMS_REDIS_URL): the live
+             workers, the tasks waiting and running per task shape, and why tasks wait that no live worker fits
+  --prefix, --queue  the queues' bullmq({ prefix, queue }) (default scalems, tasks)
 `;
+
+/** The bullmq() queues to report on, when `--redis` (or SCALEMS_REDIS_URL) says where. */
+async function queuesOf(values: {
+  redis?: string;
+  prefix?: string;
+  queue?: string;
+}): Promise<BullmqReport | undefined> {
+  const url = values.redis ?? process.env.SCALEMS_REDIS_URL;
+  if (url === undefined) {
+    if (values.prefix !== undefined || values.queue !== undefined)
+      throw new UsageError('--prefix and --queue need --redis');
+    return undefined;
+  }
+  let connection: RedisConnection;
+  let meeting: Meeting;
+  try {
+    connection = connectionFromUrl(url, '--redis');
+    meeting = {
+      prefix: meetingName(values.prefix, '--prefix', DEFAULT_PREFIX),
+      queue: meetingName(values.queue, '--queue', DEFAULT_QUEUE),
+    };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  try {
+    return await bullmqReport(connection, meeting);
+  } catch (err) {
+    throw new CliError(`cannot read the bullmq() queues at ${describeConnection(connection)}: ${messageOf(err)}`);
+  }
+}
 
 export const statusCommand: Command = {
   summary: 'counts per state and the failed tasks of a workflow',
@@ -132,8 +175,16 @@ export const statusCommand: Command = {
     const { values, positionals } = parseArgs({
       args: [...args],
       allowPositionals: true,
-      options: { json: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' }, limit: { type: 'string' } },
+      options: {
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+        limit: { type: 'string' },
+        redis: { type: 'string' },
+        prefix: { type: 'string' },
+        queue: { type: 'string' },
+      },
     });
+    const queues = await queuesOf(values);
     if (positionals.length > 1)
       throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
     const limit = values.limit === undefined ? 20 : Number(values.limit);
@@ -145,7 +196,9 @@ export const statusCommand: Command = {
     if ('one' in located) {
       const summary = summarise(located.one, await readRecords(located.one.file), verbose);
       io.stdout.write(
-        values.json ? JSON.stringify(summary, null, 2) + '\n' : formatStatus(summary, { verbose, limit }),
+        values.json
+          ? JSON.stringify(queues === undefined ? summary : { ...summary, bullmq: queues }, null, 2) + '\n'
+          : formatStatus(summary, { verbose, limit }) + (queues === undefined ? '' : '\n' + formatBullmqReport(queues)),
       );
       return EXIT_OK;
     }
@@ -162,7 +215,8 @@ export const statusCommand: Command = {
       }
     }
     if (values.json) {
-      io.stdout.write(JSON.stringify({ root: located.root, workflows: results }, null, 2) + '\n');
+      const report = { root: located.root, workflows: results, ...(queues !== undefined ? { bullmq: queues } : {}) };
+      io.stdout.write(JSON.stringify(report, null, 2) + '\n');
       return code;
     }
     const width = Math.max(...results.map((r) => r.workflow.length)) + 2;
@@ -170,7 +224,7 @@ export const statusCommand: Command = {
     for (const r of results)
       lines.push(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`);
     lines.push(`Run \`scalems status ${path.join(located.root, '<name>')}\` for the failed tasks of one.`);
-    io.stdout.write(lines.join('\n') + '\n');
+    io.stdout.write(lines.join('\n') + '\n' + (queues === undefined ? '' : '\n' + formatBullmqReport(queues)));
     return code;
   },
 };
