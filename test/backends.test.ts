@@ -150,9 +150,17 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
   const prefix = uniquePrefix('conformance');
   let workers: WorkerProcess[] = [];
   beforeAll(async () => {
-    workers = await Promise.all(
-      ['a', 'b'].map((n) => startWorker({ prefix, name: `conformance-${n}`, cores: 2, modules: [MODULE] })),
-    );
+    workers = await Promise.all([
+      ...['a', 'b'].map((n) => startWorker({ prefix, name: `conformance-${n}`, cores: 2, modules: [MODULE] })),
+      // the same, with functions on the worker's event loop (--inline), on a queue of its own
+      startWorker({
+        prefix,
+        name: 'conformance-inline',
+        cores: 2,
+        modules: [MODULE],
+        extra: ['--inline', '--queue', 'inline'],
+      }),
+    ]);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.stop()));
@@ -163,7 +171,10 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
   async function jobsLeft(): Promise<string[]> {
     const deadline = Date.now() + 5000;
     for (;;) {
-      const left = await jobsIn(prefix, ['active', 'waiting']);
+      const left = [
+        ...(await jobsIn(prefix, ['active', 'waiting'])),
+        ...(await jobsIn(prefix, ['active', 'waiting'], 'inline')),
+      ];
       if (left.length === 0 || Date.now() > deadline) return left;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -176,6 +187,18 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
       kit: functionKit({ walltime: 1 }),
       refuses: [refuse.closure],
       backend: (root) => ({ backend: bullmq({ prefix, root }), leftovers: jobsLeft }),
+    },
+  );
+
+  backendConformance(
+    'bullmq(), functions inline on a scalems worker (--inline)',
+    { closures: false, ranks: false },
+    {
+      kit: functionKit({ walltime: 1 }),
+      refuses: [refuse.closure],
+      // where running on the worker's event loop differs from running on its threads
+      behaviours: ['results', 'failures', 'cancellation', 'walltime', 'context'],
+      backend: (root) => ({ backend: bullmq({ prefix, queue: 'inline', root }), leftovers: jobsLeft }),
     },
   );
 

@@ -1,6 +1,8 @@
-// bullmq() parts that need no Redis: options, Redis URLs, the worker's command line, job data checks,
+// bullmq() parts that need no Redis: options, Redis URLs, no Redis at all, the worker's command line, job data checks,
 // the capacity gate of a worker.
+import { createServer } from 'node:net';
 import {
+  BackendUnavailableError,
   InvalidTaskDescriptionError,
   UnregisteredFunctionError,
   call,
@@ -14,6 +16,7 @@ import { main } from '../src/cli/main';
 import { parseWorkerArgs } from '../src/cli/worker';
 import { UsageError } from '../src/cli/command';
 import { Gate } from '../src/runtime/bullmq/gate';
+import * as conformance from './fixtures/conformance/tasks';
 import {
   connectionFromUrl,
   decodeFailure,
@@ -74,6 +77,19 @@ describe('bullmq() options', () => {
     await rt.shutdown();
   });
 });
+
+test('a Redis that cannot be reached at all: tasks fail with BackendUnavailableError after unavailableAfter', async () => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve)); // nothing listens there now
+  const wf = await openWorkflow({ store: memoryStore() });
+  const rt = launch(wf, bullmq({ connection: { host: '127.0.0.1', port }, unavailableAfter: 1 }));
+  const t = executor(rt).submit(call(conformance.square, 3));
+  await expect(t).rejects.toBeInstanceOf(BackendUnavailableError);
+  await expect(t).rejects.toThrow(new RegExp(`Redis at redis://127.0.0.1:${port}/0 is unreachable`));
+  await rt.shutdown();
+}, 30_000);
 
 describe('scalems worker command line', () => {
   test('options become the worker’s; the Redis URL may come from SCALEMS_REDIS_URL', () => {

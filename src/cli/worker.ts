@@ -28,6 +28,9 @@ options:
   --name <name>          its name in scalems status (default <host>-<pid>)
   --prefix <prefix>      BullMQ key prefix, as bullmq({ prefix }) (default scalems)
   --queue <name>         queue name, as bullmq({ queue }) (default tasks)
+  --inline               run function tasks on this process's event loop, not a thread per core: cheapest for light
+                         functions, but one that computes without awaiting delays the job-lock renewals (keep them
+                         short or raise --lock-duration) and one that ignores its signal cannot be stopped
   --lock-duration <ms>   how long a job's lock lasts unrenewed: the jobs of a worker that died go to others after
                          about this long (default 30000)
 `;
@@ -55,6 +58,7 @@ export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv 
       prefix: { type: 'string' },
       queue: { type: 'string' },
       'lock-duration': { type: 'string' },
+      inline: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -76,6 +80,7 @@ export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv 
     memoryMB: count(values.memory, '--memory', 0),
     concurrency: count(values.concurrency, '--concurrency', 1),
     lockDuration: count(values['lock-duration'], '--lock-duration', 100),
+    ...(values.inline === true ? { inline: true } : {}),
     ...(values.name !== undefined ? { name: values.name } : {}),
     ...(values.prefix !== undefined ? { prefix: values.prefix } : {}),
     ...(values.queue !== undefined ? { queue: values.queue } : {}),

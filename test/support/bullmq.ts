@@ -112,9 +112,10 @@ export function shapeQueues(prefix: string, queue = 'tasks'): Promise<string[]> 
 export async function jobsIn(
   prefix: string,
   states: ReadonlyArray<'active' | 'waiting' | 'delayed' | 'completed' | 'failed'>,
+  queue = 'tasks',
 ): Promise<string[]> {
   const found: string[] = [];
-  for (const name of await shapeQueues(prefix)) {
+  for (const name of await shapeQueues(prefix, queue)) {
     await withQueue(prefix, name, async (q) => {
       for (const state of states) {
         for (const job of await q.getJobs([state])) found.push(`${name} ${job.id} ${state}`);

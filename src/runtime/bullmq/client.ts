@@ -8,7 +8,7 @@
 import { Job as BullJob, Queue, QueueEvents, QueueEventsProducer, type JobsOptions } from 'bullmq';
 import { BackendUnavailableError, WorkerCrashedError } from '../../errors';
 import { reviveError, type RecordedError } from '../../recorded-error';
-import { closeSoon } from './close';
+import { closeSoon, within } from './close';
 import {
   CANCEL_EVENT,
   SHAPE_EVENT,
@@ -60,6 +60,10 @@ export interface ClientOptions {
 const SWEEP_MS = 5000;
 const RECHECK_AFTER_MS = 20_000;
 const RECHECK_PER_SWEEP = 500;
+/** jobs per addBulk */
+const ADD_CHUNK = 500;
+/** events kept in each shape queue's stream (BullMQ's default is 10 000): the driver reads completions from it */
+const EVENTS_KEPT = 50_000;
 /** states in which a job left by an earlier run of the driver is still going, or done */
 const ALIVE = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children', 'completed']);
 
@@ -68,7 +72,10 @@ export class BullmqClient {
   private readonly tracked = new Map<string, Tracked>();
   private readonly jobOptions: JobsOptions;
   private control: QueueEventsProducer | undefined;
+  /** every BullMQ connection opened, to close (a shape may still be waiting for Redis to open) */
+  private readonly connections: Array<Queue | QueueEvents | QueueEventsProducer> = [];
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  private sweeping = false;
   private unreachableSince: number | undefined;
   private closed = false;
 
@@ -93,6 +100,9 @@ export class BullmqClient {
     settle: (o: Outcome) => void,
   ): Tracked {
     const t: Tracked = { jobId, shape, data, settle, checked: Date.now(), job: 'none', done: false };
+    // tracked at once: if Redis cannot be reached to open the shape's queue, the sweep gives up on it in time
+    this.tracked.set(jobId, t);
+    this.startSweeping();
     void this.start(t, previous).catch((err: unknown) => this.finish(t, { ok: false, error: this.unavailable(err) }));
     return t;
   }
@@ -102,13 +112,13 @@ export class BullmqClient {
     if (t.done) return;
     if (previous !== undefined && ALIVE.has(await shape.queue.getJobState(previous))) {
       if (t.done) return;
+      this.tracked.delete(t.jobId);
       t.jobId = previous;
       t.job = 'added';
       this.tracked.set(t.jobId, t);
       await this.recheck(t);
       return;
     }
-    this.tracked.set(t.jobId, t);
     this.add(shape, t);
   }
 
@@ -124,21 +134,32 @@ export class BullmqClient {
     shape.batch = [];
     if (batch.length === 0) return;
     for (const t of batch) t.job = 'adding';
-    shape.queue
-      .addBulk(batch.map((t) => ({ name: t.data.name, data: t.data, opts: { ...this.jobOptions, jobId: t.jobId } })))
-      .then(
-        () => {
-          for (const t of batch) {
-            t.job = 'added';
-            if (t.cancelled !== undefined) void this.stopJob(shape, t.jobId, t.cancelled);
-          }
-        },
+    void this.addChunks(shape, batch);
+  }
+
+  /**
+   * Adds a batch in chunks, one after the other: one addBulk of thousands of jobs lets workers finish the first ones
+   * while it still writes the others' events, and the events stream (trimmed to its length) loses their completions.
+   */
+  private async addChunks(shape: Shape, batch: readonly Tracked[]): Promise<void> {
+    for (let i = 0; i < batch.length; i += ADD_CHUNK) {
+      const chunk = batch.slice(i, i + ADD_CHUNK).filter((t) => !t.done);
+      if (chunk.length === 0) continue;
+      try {
+        await shape.queue.addBulk(
+          chunk.map((t) => ({ name: t.data.name, data: t.data, opts: { ...this.jobOptions, jobId: t.jobId } })),
+        );
+      } catch {
         // Redis is unreachable: the sweep adds them again once it is back (or fails them if it stays away)
-        () => {
-          this.unreachableSince ??= Date.now();
-          for (const t of batch) t.job = 'none';
-        },
-      );
+        this.unreachableSince ??= Date.now();
+        for (const t of batch.slice(i)) if (t.job === 'adding') t.job = 'none';
+        return;
+      }
+      for (const t of chunk) {
+        t.job = 'added';
+        if (t.cancelled !== undefined) void this.stopJob(shape, t.jobId, t.cancelled);
+      }
+    }
   }
 
   /** Stops following an attempt, and stops its job: removed if it waits, else the worker running it is told. */
@@ -186,16 +207,31 @@ export class BullmqClient {
       shape = this.openShape(name);
       this.shapes.set(name, shape);
       shape.catch(() => this.shapes.delete(name));
-      this.sweeper ??= setInterval(() => void this.sweep(), SWEEP_MS);
-      this.sweeper.unref();
     }
     return shape;
   }
 
+  private startSweeping(): void {
+    if (this.sweeper !== undefined) return;
+    this.sweeper = setInterval(() => {
+      if (this.sweeping) return;
+      this.sweeping = true;
+      void this.sweep().finally(() => {
+        this.sweeping = false;
+      });
+    }, SWEEP_MS);
+    this.sweeper.unref();
+  }
+
   private async openShape(name: string): Promise<Shape> {
     const { connection, meeting } = this.options;
-    const queue = new Queue<JobData, JobResult>(name, { connection, prefix: meeting.prefix });
+    const queue = new Queue<JobData, JobResult>(name, {
+      connection,
+      prefix: meeting.prefix,
+      streams: { events: { maxLen: EVENTS_KEPT } },
+    });
     const events = new QueueEvents(name, { connection, prefix: meeting.prefix });
+    this.connections.push(queue, events);
     queue.on('error', () => {
       this.unreachableSince ??= Date.now();
     });
@@ -222,7 +258,7 @@ export class BullmqClient {
       const announce: ShapeEvent = { eventName: SHAPE_EVENT, queue: name };
       await this.controlStream().publishEvent(announce);
     } catch (err) {
-      await Promise.allSettled([queue.close(), events.close()]);
+      await Promise.allSettled([closeSoon(queue), closeSoon(events)]);
       throw err;
     }
     return { queue, events, batch: [] };
@@ -231,7 +267,11 @@ export class BullmqClient {
   /** Where the driver tells the workers of new shapes and cancellations. */
   private controlStream(): QueueEventsProducer {
     const { connection, meeting } = this.options;
-    this.control ??= new QueueEventsProducer(meeting.queue, { connection, prefix: meeting.prefix });
+    if (this.control === undefined) {
+      this.control = new QueueEventsProducer(meeting.queue, { connection, prefix: meeting.prefix });
+      this.control.on('error', () => undefined); // the sweep reports an outage
+      this.connections.push(this.control);
+    }
     return this.control;
   }
 
@@ -263,42 +303,49 @@ export class BullmqClient {
   }
 
   /**
-   * Every few seconds: adds what Redis refused, looks up attempts without news for a while, and fails every attempt
-   * once Redis has been unreachable for longer than `unavailableAfter`.
+   * Every few seconds while attempts wait: says again which shapes have tasks (a Redis restarted empty forgot them,
+   * and workers started since would not know their queues), adds what Redis refused or lost, looks up attempts
+   * without news for a while, and fails every attempt once Redis has been unreachable for longer than
+   * `unavailableAfter`.
    */
   private async sweep(): Promise<void> {
     if (this.tracked.size === 0 || this.closed) return;
     const now = Date.now();
-    try {
-      await this.ping();
-      this.unreachableSince = undefined;
-    } catch (err) {
+    const waiting = [...this.tracked.values()];
+    let problem: unknown;
+    const answered = await within(
+      this.reassertShapes(waiting).catch((err: unknown) => {
+        problem = err;
+        throw err;
+      }),
+      2000,
+    );
+    if (!answered || problem !== undefined) {
       this.unreachableSince ??= now;
       if (now - this.unreachableSince > this.options.unavailableAfter * 1000) {
-        for (const t of [...this.tracked.values()]) this.finish(t, { ok: false, error: this.unavailable(err) });
+        const why = problem ?? new Error('no answer within 2 s');
+        for (const t of waiting) this.finish(t, { ok: false, error: this.unavailable(why) });
       }
       return;
     }
-    const stale = [...this.tracked.values()]
-      .filter((t) => t.job === 'none' || now - t.checked > RECHECK_AFTER_MS)
+    // back after an outage: Redis may have come back without the jobs (restarted without persistence), look now
+    const back = this.unreachableSince !== undefined;
+    this.unreachableSince = undefined;
+    const stale = waiting
+      .filter((t) => back || t.job === 'none' || now - t.checked > RECHECK_AFTER_MS)
       .slice(0, RECHECK_PER_SWEEP);
-    await Promise.allSettled(stale.map((t) => this.recheck(t)));
+    await within(Promise.allSettled(stale.map((t) => this.recheck(t))), SWEEP_MS);
   }
 
-  private async ping(): Promise<void> {
-    const shape = await this.shapes.values().next().value!;
+  /**
+   * Writes the shapes of waiting attempts into the shapes hash again (also the sweep's check that Redis answers),
+   * through the queue of a shape: it waits for Redis while none could be opened yet.
+   */
+  private async reassertShapes(waiting: readonly Tracked[]): Promise<void> {
+    const shape = await (this.shapes.get(waiting[0]!.shape) ?? this.shape(waiting[0]!.shape));
     const client = await shape.queue.client;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        client.hget(shapesKey(this.options.meeting), '-'),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const now = Date.now();
+    await client.hset(shapesKey(this.options.meeting), Object.fromEntries(waiting.map((t) => [t.shape, now])));
   }
 
   private unavailable(err: unknown): Error {
@@ -316,15 +363,12 @@ export class BullmqClient {
     this.closed = true;
     // a cancellation whose shape was still being opened is a turn or two behind
     await new Promise((resolve) => setImmediate(resolve));
-    while (this.stopping.size > 0) await Promise.all([...this.stopping]);
+    // (a stop on its way to a Redis that is gone is given up after a few seconds)
+    await within(Promise.all([...this.stopping]), 5000);
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
-    const shapes = await Promise.allSettled([...this.shapes.values()]);
     this.shapes.clear();
-    const connections = [
-      ...shapes.flatMap((s) => (s.status === 'fulfilled' ? [s.value.queue, s.value.events] : [])),
-      ...(this.control !== undefined ? [this.control] : []),
-    ];
     this.control = undefined;
+    const connections = this.connections.splice(0);
     await Promise.allSettled(connections.map(closeSoon));
   }
 }

@@ -167,7 +167,8 @@ export function bullmq(options: BullmqOptions = {}): Backend {
               });
             },
             () => {
-              if (tracked === undefined) return;
+              // (also called once the attempt has ended: then there is nothing to stop)
+              if (tracked === undefined || tracked.done) return;
               const reason: unknown = job.signal.aborted ? job.signal.reason : undefined;
               clientOf().cancel(tracked, recordError(reason ?? new TaskCancelledError(`task ${job.id} was stopped`)));
             },

@@ -42,7 +42,8 @@ export function meetingName(value: unknown, option: string, fallback: string): s
  * worker takes from exactly the queues whose tasks fit its capacity.
  */
 export function shapeQueue(meeting: Meeting, shape: Footprint): string {
-  return `${meeting.queue}.c${shape.cores}.g${shape.gpus}.m${shape.memoryMB}`;
+  // memory may be asked in fractions of a MB: its queue is named after the whole MB above
+  return `${meeting.queue}.c${shape.cores}.g${shape.gpus}.m${Math.ceil(shape.memoryMB)}`;
 }
 
 export function parseShapeQueue(meeting: Meeting, name: string): Footprint | undefined {

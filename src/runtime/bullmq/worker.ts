@@ -8,12 +8,19 @@
  */
 import { hostname } from 'node:os';
 import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
-import { Subscription, type Observable } from 'rxjs';
-import { InvalidTaskDescriptionError, UnknownTaskError, WalltimeExceededError } from '../../errors';
+import { Observable, Subscription } from 'rxjs';
+import {
+  InvalidTaskDescriptionError,
+  UnknownTaskError,
+  UnsatisfiableRequirementsError,
+  WalltimeExceededError,
+} from '../../errors';
 import { recordError, reviveError, type RecordedError } from '../../recorded-error';
 import type { Footprint } from '../../task/requirements';
 import type { BackendExecutor, Job } from '../backend';
 import { runLocalExecutable } from '../executable/local';
+import { RemoteRunner, RunStop } from '../remote/runner';
+import { jsonWire, type RemoteOutcome } from '../remote/wire';
 import { threads } from '../threads';
 import { closeSoon } from './close';
 import { Gate } from './gate';
@@ -57,6 +64,13 @@ export interface ScalemsWorkerOptions {
   /** @default `<host>-<pid>` */
   readonly name?: string;
   /**
+   * Runs function tasks on the worker's own event loop, not on a thread per core: no hop to a thread (the cheapest for
+   * light functions, as BullMQ's own processors run), but a function that computes without awaiting holds up the
+   * renewal of the job locks (keep such work short, or raise `lockDuration`: else its job goes to another worker), and
+   * one that ignores its signal cannot be stopped. Tasks of one rank only. @default false
+   */
+  readonly inline?: boolean;
+  /**
    * ms a job's lock lasts without renewal; also how often this worker looks for jobs of dead workers. A worker killed
    * mid-task loses its job to another after about this long. @default 30000
    */
@@ -91,6 +105,7 @@ export class ScalemsWorker {
   private readonly early = new Map<string, RecordedError>();
   private readonly ending = new Set<Promise<void>>();
   private readonly functions: BackendExecutor | undefined;
+  private readonly runner: RemoteRunner | undefined;
   private readonly log: (line: string) => void;
   private control: QueueEvents | undefined;
   private poller: ReturnType<typeof setInterval> | undefined;
@@ -109,8 +124,17 @@ export class ScalemsWorker {
     this.gate = new Gate(this.capacity, this.concurrency);
     this.log = options.log ?? (() => undefined);
     const modules = options.modules ?? [];
+    this.runner =
+      modules.length > 0 && options.inline === true
+        ? new RemoteRunner({
+            modules,
+            where: `scalems worker ${this.name}`,
+            modulesOption: `scalems worker ${this.name} (--modules)`,
+            wire: jsonWire,
+          })
+        : undefined;
     this.functions =
-      modules.length > 0
+      modules.length > 0 && options.inline !== true
         ? threads({ modules, maxThreads: options.cores }).open(
             { cores: options.cores },
             { workflow: NO_WORKFLOW, executorId: this.name },
@@ -239,7 +263,7 @@ export class ScalemsWorker {
       if (this.forced) throw REQUEUE;
       return { value: await this.execute(data, jobId) };
     } catch (err) {
-      if (err !== REQUEUE) throw failure(err);
+      if (err !== REQUEUE) throw failure(this.explained(err, data));
       // the worker is being stopped: the job goes back to wait for another worker, not counted as an attempt
       await job.moveToWait(token);
       throw new WaitingError();
@@ -321,8 +345,20 @@ export class ScalemsWorker {
     });
   }
 
+  /** The error as a user of this worker reads it: an unknown task name names the worker and its --modules. */
+  private explained(err: unknown, data: JobData): unknown {
+    if ((err as { code?: unknown } | null)?.code !== 'UNKNOWN_TASK' || this.functions === undefined) return err;
+    const modules = (this.options.modules ?? []).join(', ');
+    return new UnknownTaskError(
+      `no task named "${data.name}" is defined by the modules worker ${this.name} was started with (--modules ` +
+        `${modules}): define it with defineTask("${data.name}", fn) in one of them and export it, or start the ` +
+        `worker with --modules <the module that defines it>`,
+    );
+  }
+
   private work(job: Job, data: JobData): Observable<unknown> {
     if (data.kind === 'function') {
+      if (this.runner !== undefined) return this.runInline(job);
       if (this.functions === undefined) {
         throw new UnknownTaskError(
           `worker ${this.name} was started without --modules, so it runs no function tasks (asked for ` +
@@ -338,6 +374,33 @@ export class ScalemsWorker {
       mpi: {},
       workerEnv: {},
       ending: this.ending,
+    });
+  }
+
+  /** A function task on this event loop (`inline`), through the remote runner. */
+  private runInline(job: Job): Observable<unknown> {
+    const runner = this.runner!;
+    if ((job.requirements.ranks ?? 1) > 1) {
+      throw new UnsatisfiableRequirementsError(
+        `task ${job.label ?? job.name} (${job.id}) has ${job.requirements.ranks} ranks, but worker ${this.name} runs ` +
+          `functions inline (--inline), one rank each: run it on workers without --inline`,
+      );
+    }
+    return new Observable<unknown>((subscriber) => {
+      const stop = new RunStop();
+      const settle = (outcome: RemoteOutcome): void => {
+        if (outcome.ok) {
+          subscriber.next(outcome.value);
+          subscriber.complete();
+        } else subscriber.error(reviveError(outcome.error));
+      };
+      const outcome = runner.run(
+        { name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt },
+        stop,
+      );
+      if (outcome instanceof Promise) void outcome.then(settle);
+      else settle(outcome);
+      return () => stop.abort(job.signal.aborted ? (job.signal.reason as Error) : new Error('the task was stopped'));
     });
   }
 
