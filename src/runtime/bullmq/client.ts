@@ -69,6 +69,8 @@ const ALIVE = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-c
 
 export class BullmqClient {
   private readonly shapes = new Map<string, Promise<Shape>>();
+  /** the shapes whose queue is open */
+  private readonly opened = new Map<string, Shape>();
   private readonly tracked = new Map<string, Tracked>();
   private readonly jobOptions: JobsOptions;
   private control: QueueEventsProducer | undefined;
@@ -103,6 +105,12 @@ export class BullmqClient {
     // tracked at once: if Redis cannot be reached to open the shape's queue, the sweep gives up on it in time
     this.tracked.set(jobId, t);
     this.startSweeping();
+    // the common case, at the cost of no promise: a first attempt to a shape whose queue is open
+    const open = previous === undefined ? this.opened.get(shape) : undefined;
+    if (open !== undefined) {
+      this.add(open, t);
+      return t;
+    }
     void this.start(t, previous).catch((err: unknown) => this.finish(t, { ok: false, error: this.unavailable(err) }));
     return t;
   }
@@ -206,7 +214,10 @@ export class BullmqClient {
     if (shape === undefined) {
       shape = this.openShape(name);
       this.shapes.set(name, shape);
-      shape.catch(() => this.shapes.delete(name));
+      shape.then(
+        (open) => this.opened.set(name, open),
+        () => this.shapes.delete(name),
+      );
     }
     return shape;
   }
@@ -367,6 +378,7 @@ export class BullmqClient {
     await within(Promise.all([...this.stopping]), 5000);
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     this.shapes.clear();
+    this.opened.clear();
     this.control = undefined;
     const connections = this.connections.splice(0);
     await Promise.allSettled(connections.map(closeSoon));

@@ -126,6 +126,7 @@ export type JobData = t.TypeOf<typeof JobData>;
 
 /** The job data, validated; a malformed payload is an `InvalidTaskDescriptionError` naming each problem. */
 export function decodeJobData(data: unknown, jobId: string): JobData {
+  if (JobData.is(data)) return data; // (checks without collecting errors: the common case, cheaply)
   const decoded = JobData.decode(data);
   if (isLeft(decoded)) {
     const problems = describeErrors('job data', decoded.left);
