@@ -13,6 +13,7 @@ const optional: Array<[file: string, exportName: string]> = [
   ['threads', 'benchThreads'],
   ['processes', 'benchProcesses'],
   ['slurm', 'benchSlurm'],
+  ['bullmq', 'benchBullmq'],
 ];
 
 async function main(): Promise<void> {
