@@ -36,6 +36,7 @@ import * as conformance from './fixtures/conformance/tasks';
 const MODULE = join(__dirname, 'fixtures', 'bullmq', 'tasks.ts');
 const CONFORMANCE = join(__dirname, 'fixtures', 'conformance', 'tasks.ts');
 const DRIVER = join(__dirname, 'fixtures', 'bullmq', 'driver.ts');
+const SHUTDOWN_DRIVER = join(__dirname, 'fixtures', 'bullmq', 'shutdown-driver.ts');
 const TSX = require.resolve('tsx/cjs');
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -340,6 +341,27 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       await expect(slow).rejects.toBeInstanceOf(BackendUnavailableError);
       await expect(slow).rejects.toThrow(/Redis at redis:\/\/127\.0\.0\.1:\d+\/0 is unreachable/);
       expect(quick.state).toBe('succeeded');
+    }, 60_000);
+
+    test('a driver whose Redis went away shuts down and exits: nothing of it goes on reconnecting', async () => {
+      const url = `redis://127.0.0.1:${redis.port}`;
+      const driver = spawn(process.execPath, ['--require', TSX, SHUTDOWN_DRIVER, url, prefix], {
+        cwd: join(__dirname, '..'),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let out = '';
+      driver.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      driver.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((resolve) => driver.once('exit', (code) => resolve(code)));
+      await waitFor(
+        () => (out.includes('handed over') ? true : undefined),
+        () => `the driver to hand over: ${out}`,
+      );
+      await redis.stop();
+      driver.stdin!.write('go\n');
+      const code = await Promise.race([exited, sleep(15_000).then(() => 'still running 15 s later')]);
+      if (code === 'still running 15 s later') driver.kill('SIGKILL');
+      expect({ code, out }).toEqual({ code: 0, out: 'handed over\nshut down\n' });
     }, 60_000);
 
     test('credentials pass through: a Redis with a password serves a driver and a worker that give it', async () => {
