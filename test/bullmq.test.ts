@@ -20,6 +20,8 @@ import {
   openWorkflow,
   type Runtime,
   type Store,
+  type Task,
+  type TaskSpec,
   type TaskRecord,
 } from 'scalems';
 import { bullmq, sqliteStore } from 'scalems/node';
@@ -119,15 +121,18 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
   let prefix: string;
   let workers: WorkerProcess[];
   let runtimes: Runtime[];
+  let submitted: Array<Task<unknown>>;
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'scalems-bullmq-'));
     prefix = uniquePrefix('bullmq');
     workers = [];
     runtimes = [];
+    submitted = [];
   });
 
   afterEach(async () => {
+    for (const t of submitted) t.cancel('the test is over');
     await Promise.all(runtimes.map((rt) => rt.shutdown()));
     await Promise.all(workers.map((w) => w.stop('SIGKILL')));
     await cleanPrefix(prefix).catch(() => undefined);
@@ -144,7 +149,15 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
     const wf = await openWorkflow({ store, name: 'faults' });
     const rt = launch(wf, bullmq({ prefix, root: join(dir, 'root'), ...options }));
     runtimes.push(rt);
-    return { wf, rt, ex: executor(rt) };
+    const ex = executor(rt);
+    // what a failed test leaves waiting (a task no worker fits) must not hold up the shutdown
+    const submit = ex.submit.bind(ex) as (spec: TaskSpec) => Task<unknown>;
+    ex.submit = ((spec: TaskSpec) => {
+      const t = submit(spec);
+      submitted.push(t);
+      return t;
+    }) as typeof ex.submit;
+    return { wf, rt, ex };
   }
 
   describe('which worker takes a task', () => {
@@ -172,8 +185,12 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       expect(await main(['status', join(dir, 'faults'), '--redis', REDIS_URL, '--prefix', prefix], io)).toBe(0);
       const status = out.join('');
       expect(status).toMatch(/running\s+1\b/);
+      expect(status).toMatch(new RegExp(`live workers:\\n    w-`));
       expect(status).toMatch(
-        new RegExp(`live workers:\\n    ${small.name} .*offers 1 cores.*\\n    ${big.name} .*offers 3 cores`),
+        new RegExp(`\\n    ${small.name}  \\(.*, pid ${small.child.pid}\\)  offers 1 cores, 0 GPUs, 0 MB;`),
+      );
+      expect(status).toMatch(
+        new RegExp(`\\n    ${big.name}  \\(.*, pid ${big.child.pid}\\)  offers 3 cores, 0 GPUs, 0 MB;`),
       );
       expect(status).toContain(
         'tasks.c6.g0.m0: 1 waiting, 0 running — they wait: no live worker fits a task of 6 cores, 0 GPUs, 0 MB; ' +
