@@ -41,7 +41,8 @@ function refined(name: string, test: (n: number) => boolean): t.Type<number, num
 }
 
 const PositiveInt = refined('a positive integer', (n) => Number.isInteger(n) && n > 0);
-const NonNegativeInt = refined('a non-negative integer', (n) => Number.isInteger(n) && n >= 0);
+/** @internal also the job data of bullmq() (its attempt number) */
+export const NonNegativeInt = refined('a non-negative integer', (n) => Number.isInteger(n) && n >= 0);
 const PositiveNumber = refined('a positive finite number', (n) => Number.isFinite(n) && n > 0);
 const NonNegativeNumber = refined('a non-negative finite number', (n) => Number.isFinite(n) && n >= 0);
 const Env = t.record(t.string, t.string, 'an object of string values');

@@ -10,6 +10,7 @@ import { InvalidTaskDescriptionError } from '../../errors';
 import type { RedisOptions } from 'bullmq';
 import type { RecordedError } from '../../recorded-error';
 import {
+  NonNegativeInt,
   TaskRequirements,
   describeErrors,
   footprint,
@@ -78,25 +79,30 @@ export interface CancelEvent {
 
 /** The reason of a cancel event, or a plain one if it is not readable. */
 export function cancelReason(event: Partial<CancelEvent>): RecordedError {
+  return (
+    parseRecorded(String(event.reason)) ?? {
+      name: 'TaskCancelledError',
+      code: 'TASK_CANCELLED',
+      message: `job ${String(event.job)} was cancelled`,
+    }
+  );
+}
+
+/** A recorded error from its JSON, or undefined when the text is not one (not ours). */
+function parseRecorded(text: string): RecordedError | undefined {
   try {
-    const parsed = JSON.parse(String(event.reason)) as RecordedError;
-    if (typeof parsed.name === 'string' && typeof parsed.message === 'string') return parsed;
+    const parsed = JSON.parse(text) as Partial<RecordedError> | null;
+    return typeof parsed?.name === 'string' && typeof parsed.message === 'string'
+      ? (parsed as RecordedError)
+      : undefined;
   } catch {
-    // not ours
+    return undefined;
   }
-  return { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `job ${String(event.job)} was cancelled` };
 }
 
 /** The BullMQ job id of one attempt of one task of one workflow instance (see `workflowInstance`). */
 export const jobIdOf = (instance: string, taskId: string, attempt: number): string =>
   `${instance}.${taskId}.${attempt}`;
-
-const NonNegativeInt = new t.Type<number, number, unknown>(
-  'a non-negative integer',
-  (u): u is number => typeof u === 'number' && Number.isInteger(u) && u >= 0,
-  (u, c) => (typeof u === 'number' && Number.isInteger(u) && u >= 0 ? t.success(u) : t.failure(u, c)),
-  t.identity,
-);
 
 /** Where an executable attempt runs: paths of the driver's host, which workers share (a shared filesystem). */
 const Place = t.type({
@@ -152,13 +158,7 @@ export const encodeFailure = (error: RecordedError): string => FAILURE_PREFIX + 
 
 /** The recorded error of a failed job, or undefined when BullMQ itself failed it (stalled too often, ...). */
 export function decodeFailure(reason: string): RecordedError | undefined {
-  if (!reason.startsWith(FAILURE_PREFIX)) return undefined;
-  try {
-    const parsed = JSON.parse(reason.slice(FAILURE_PREFIX.length)) as RecordedError;
-    return typeof parsed.message === 'string' && typeof parsed.name === 'string' ? parsed : undefined;
-  } catch {
-    return undefined;
-  }
+  return reason.startsWith(FAILURE_PREFIX) ? parseRecorded(reason.slice(FAILURE_PREFIX.length)) : undefined;
 }
 
 /** What a live worker says of itself (its key's value). */
