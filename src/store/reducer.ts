@@ -99,9 +99,17 @@ function finishUnsuccessfully(
     const [slot, rec] = current(ctx, id);
     if (slot === undefined || isFinal(rec.state)) continue;
     const done = update(ctx, slot, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
+    const dependents = slot.dependents;
+    if (dependents === undefined) continue;
     const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
-    for (const d of done.dependents) stack.push([d, upstream]);
+    for (const d of dependents) stack.push([d.id, upstream]);
   }
+}
+
+/** Records the edge `input → dependent` (once per pair: callers add each edge once). */
+function addDependent(input: TaskSlot, dependent: TaskSlot): void {
+  if (input.dependents === undefined) input.dependents = [dependent];
+  else input.dependents.push(dependent);
 }
 
 function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
@@ -112,7 +120,8 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   for (const inputId of t.inputs) {
     const [inputSlot, input] = current(ctx, inputId);
     if (inputSlot === undefined) continue;
-    if (!input.dependents.includes(t.id)) update(ctx, inputSlot, input, { dependents: [...input.dependents, t.id] });
+    // a task submitted again (restored, or retried) has its edges already: its inputs are part of its id
+    if (existing === undefined) addDependent(inputSlot, slot);
     if (input.state === 'failed' || input.state === 'cancelled') failedInput ??= input;
     else if (input.state !== 'succeeded') pending++;
   }
@@ -123,7 +132,6 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   if (existing === undefined) {
     rec = copyRecord(t as TaskRecord); // the lifecycle fields are filled in below
     rec.attempts = 0;
-    rec.dependents = [];
   } else {
     // a restored task submitted again: take the new description, keep history
     ctx.counts[existing.state]--;
@@ -167,10 +175,12 @@ function succeed(
   next.error = undefined;
   next.finishedAt = action.now;
   if (action.artifacts !== undefined) next.artifacts = action.artifacts;
-  const done = replace(ctx, slot, rec, next);
-  for (const d of done.dependents) {
-    const [depSlot, dep] = current(ctx, d);
-    if (depSlot === undefined || dep.state !== 'submitted') continue;
+  replace(ctx, slot, rec, next);
+  const dependents = slot.dependents;
+  if (dependents === undefined) return;
+  for (const depSlot of dependents) {
+    const dep = depSlot.record;
+    if (dep === undefined || dep.state !== 'submitted') continue;
     const pending = Math.max(0, dep.pending - 1);
     update(ctx, depSlot, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
   }
@@ -202,6 +212,9 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
         if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
         ctx.became(slot, rec.state);
       }
+      // the edges, from each record's inputs (a task may be restored before its inputs; an input the
+      // store does not hold gets an empty slot, which holds the edge should that task be submitted)
+      for (const r of action.records) for (const input of r.inputs) addDependent(ctx.slot(input), ctx.slot(r.id));
       return;
     }
     case 'submit':

@@ -24,6 +24,13 @@ export class TaskSlot {
   watchers: RecordListener[] | undefined = undefined;
   /** the runtime's companion of the task in this process (its `TaskEntry`); the store layer never reads it */
   live: unknown = undefined;
+  /**
+   * The tasks that take this one's result as input. Not part of the record: derived from the dependents'
+   * `inputs` (at submit, and at restore), and appended to in place, so that adding an edge costs O(1)
+   * however many dependents a task has (a record holding the list would be copied, and written to the
+   * store, once per new dependent).
+   */
+  dependents: TaskSlot[] | undefined = undefined;
   private key: string | undefined = undefined;
 
   constructor(readonly id: string) {}

@@ -37,7 +37,6 @@ export interface TaskRecord extends TaskDescriptionFields {
   readonly executor?: string;
   readonly state: TaskStateName;
   readonly attempts: number;
-  readonly dependents: readonly string[];
   /** inputs that have not succeeded yet */
   readonly pending: number;
   readonly submittedAt?: number;
@@ -73,7 +72,6 @@ export function copyRecord(r: TaskRecord): MutableRecord {
     executor: r.executor,
     state: r.state,
     attempts: r.attempts,
-    dependents: r.dependents,
     pending: r.pending,
     submittedAt: r.submittedAt,
     readyAt: r.readyAt,
