@@ -36,6 +36,19 @@ export class DuplicateLabelError extends ScalemsError {
   override readonly code = 'DUPLICATE_LABEL';
 }
 
+/**
+ * Two submissions that would be the same task, but whose functions may differ: two function objects with the
+ * same source (closures that may hold different values), in a workflow whose store outlives the process.
+ */
+export class AmbiguousTaskError extends ScalemsError {
+  override readonly code = 'AMBIGUOUS_TASK';
+}
+
+/** A task asked to run again (`task.retry()`) that no executor of this process has run: it must be submitted again. */
+export class NoExecutorError extends ScalemsError {
+  override readonly code = 'NO_EXECUTOR';
+}
+
 /** A downstream task cannot run because one of its inputs failed or was cancelled. */
 export class UpstreamFailedError extends ScalemsError {
   override readonly code = 'UPSTREAM_FAILED';

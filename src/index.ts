@@ -10,6 +10,7 @@ export {
   defineTask,
   lookupTask,
   type AnyFunction,
+  type DefineTaskOptions,
   type DefinedTask,
   type ResultOf,
   type TaskArg,

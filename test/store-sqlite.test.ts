@@ -101,7 +101,7 @@ describe('sqliteStore refuses files it does not recognise, and leaves them untou
     raw.close();
     const error = expectRefusedUntouched(
       StoreVersionError,
-      /newer scalems store format \(version 99\).*reads version 1/,
+      /newer scalems store format \(version 99\).*reads version 2/,
     );
     expect(error).toMatchObject({ found: 99, expected: SQLITE_STORE_VERSION });
   });

@@ -73,6 +73,11 @@ export interface BackendExecutor {
   readonly enforcesWalltime?: boolean;
   /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
   accept?(spec: TaskSpec): void;
+  /**
+   * What else the result of an accepted task depends on, as text that joins its identity: for an executable, the
+   * content of the host files it reads (`inputs`, `stdin`), so that a changed file makes a new task.
+   */
+  identity?(spec: TaskSpec): string;
   run(job: Job): Observable<unknown>;
   /** Releases what the executor scope holds (called once its tasks have settled). */
   close(): Promise<void>;

@@ -23,10 +23,28 @@ export interface TaskEntry {
   error: unknown;
   /** the one handle of this task in this process */
   handle: object | undefined;
-  /** set while an executor of this process owns the task */
-  cancel: ((reason: Error) => void) | undefined;
+  /** the executor of this process the task was last submitted to */
+  owner: TaskOwner | undefined;
+  /** submitted to `owner`, whose bookkeeping for its outcome is still to be done (see `TaskOwner.settleTask`) */
+  open: boolean;
   /** the attempt running now, owned by the task's executor */
   attempt: object | undefined;
+  /** attempts the record counted when the task was last submitted: retries are counted from there */
+  attemptBase: number;
+  /** for a function that is not registered (a closure): the token of the function object that made the task */
+  maker: number | undefined;
+}
+
+/** @internal What the executor that owns a task does for its handle. */
+export interface TaskOwner {
+  readonly id: string;
+  readonly isShutdown: boolean;
+  /** stops the task (its attempt, if running) and records it as cancelled */
+  cancelTask(entry: TaskEntry, reason: Error): void;
+  /** the executor's bookkeeping for a settled task (normally when the outcome commits; earlier if it re-runs first) */
+  settleTask(entry: TaskEntry): void;
+  /** runs a failed or cancelled task again (`task.retry()`); throws if the owner takes no more work */
+  rerun(entry: TaskEntry): void;
 }
 
 export function entryOf(workflow: Workflow, id: string): TaskEntry {
@@ -45,8 +63,11 @@ export function entryOfSlot(slot: TaskSlot): TaskEntry {
       pinned: false,
       error: undefined,
       handle: undefined,
-      cancel: undefined,
+      owner: undefined,
+      open: false,
       attempt: undefined,
+      attemptBase: 0,
+      maker: undefined,
     };
     slot.live = e;
   }

@@ -10,6 +10,7 @@ import {
   invocable,
   isTaskSpec,
   lookupTask,
+  registeredName,
   type AnyFunction,
   type TaskArgs,
   type TaskSpec,
@@ -23,6 +24,7 @@ import {
   type WorkerRequirements,
 } from '../task/requirements';
 import {
+  AmbiguousTaskError,
   ExecutorShutdownError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
@@ -31,9 +33,11 @@ import {
 import type { BackendExecutor, Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from '../context/ambient';
-import { entryOf, entryOfSlot, type TaskEntry } from './entry';
+import { entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
 import type { TaskSlot } from '../store/slot';
-import { encodeArgs, resolveArgs, taskId } from './identity';
+import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
+import { objectToken } from '../task/hash';
+import type { SubmittedTask } from '../store/reducer';
 import { artifactsOf } from '../task/executable';
 import { recordError } from '../recorded-error';
 import { Admission, type Need } from './admission';
@@ -65,7 +69,7 @@ let executors = 0;
  * to it run on its backend within its capacity. Disposing it (`await using`) is `shutdown({ wait: false })`:
  * it takes no new work, its tasks still finish, and its resources are released once they have.
  */
-export class Executor implements AsyncDisposable {
+export class Executor implements AsyncDisposable, TaskOwner {
   readonly id: string;
   readonly name: string;
   readonly workflow: Workflow;
@@ -133,7 +137,10 @@ export class Executor implements AsyncDisposable {
     return this.submitSpec(spec, { pinned: true });
   }
 
-  /** @internal `pinned: false` tasks are cancelled when nobody awaits them any more (see `submitOn`). */
+  /**
+   * @internal `pinned: false` tasks are cancelled when nobody awaits them any more (see `submitOn`).
+   * The same work submitted again is the same task: its handle, as it is; a failed or cancelled one runs again.
+   */
   submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R> {
     if (!this.accepting)
       throw new ExecutorShutdownError(
@@ -146,39 +153,52 @@ export class Executor implements AsyncDisposable {
         ? this.defaults
         : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
     this.backend.accept?.(spec);
-    const encoded = encodeArgs(spec.args, this.workflow);
+    const wf = this.workflow;
+    // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
+    const encoded = encodeArgs(spec.args, wf);
     const fn = spec[SPEC_FN];
-    let id = taskId(spec, encoded.canonical, fn);
+    const persistent = wf.store.persistent !== false;
+    const fnId = functionIdentity(spec.name, fn, !persistent);
+    const content = this.backend.identity?.(spec) ?? '';
+    let id = taskId(spec, encoded.canonical, fnId, content);
     if (spec.pure === false && spec.key === undefined) {
       const n = (this.impure.get(id) ?? 0) + 1;
       this.impure.set(id, n);
-      id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fn);
+      id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fnId, content);
     }
-    const wf = this.workflow;
     const entry = entryOf(wf, id);
-    if (entry.handle !== undefined) {
+    const maker = persistent && fn !== undefined && registeredName(fn) === undefined ? objectToken(fn) : undefined;
+    if (maker !== undefined && entry.maker !== undefined && entry.maker !== maker) {
+      throw new AmbiguousTaskError(
+        `task ${spec.label ?? spec.name} (${id}): another function with the same source ("${spec.name}") was ` +
+          'submitted with the same arguments in this workflow. The two may close over different values, which ' +
+          'cannot be part of a task’s identity, so one could be served the other’s result from the store. Define ' +
+          'the function once with defineTask(name, fn) and pass what it closes over as arguments, or give each ' +
+          'submission its own key: { ...call(fn, ...args), key }',
+      );
+    }
+    let handle = entry.handle as Task<R> | undefined;
+    if (handle !== undefined) {
       if (options.pinned) entry.pinned = true;
       if (spec.label !== undefined) wf.setLabel(id, spec.label);
-      return entry.handle as Task<R>;
+      const state = entry.slot.record?.state;
+      if (state !== 'failed' && state !== 'cancelled') return handle;
+    } else {
+      if (spec.label !== undefined) {
+        const holder = wf.labelled(spec.label);
+        // throws DuplicateLabelError, naming the holder
+        if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label);
+      }
+      wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
+      handle = new Task<R>(wf, id, entry);
+      entry.handle = handle;
+      entry.pinned = options.pinned;
+      entry.maker = maker;
+      if (entry.slot.record?.state === 'succeeded') return handle; // restored: served from the store
     }
-    if (spec.label !== undefined) {
-      const holder = wf.labelled(spec.label);
-      // throws DuplicateLabelError, naming the holder
-      if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label);
-    }
-    wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
-    const handle = new Task<R>(wf, id, entry);
-    entry.handle = handle;
-    entry.pinned = options.pinned;
-    if (entry.slot.record?.state === 'succeeded') return handle; // restored: served from the store
-    entry.fn = fn;
-    if (this.backend.invokes !== false) entry.snapshot = captureContext(); // the context the function runs in, here
-    entry.cancel = (reason) => this.cancelTask(entry, reason);
-    for (const input of encoded.inputs) retain(entryOf(wf, input));
-    this.outstanding++;
-    wf.dispatch({
-      type: 'submit',
-      task: {
+    this.enter(
+      entry,
+      {
         id,
         kind: spec.kind,
         name: spec.name,
@@ -190,18 +210,59 @@ export class Executor implements AsyncDisposable {
         parent: options.parent,
         inputs: encoded.inputs,
       },
-      now: wf.now(),
-    });
+      fn,
+    );
+    return handle;
+  }
+
+  /**
+   * @internal Runs a failed or cancelled task of this process again (`task.retry()`), as it was submitted: its
+   * record's description, the function it was submitted with.
+   */
+  rerun(entry: TaskEntry): void {
+    const rec = entry.slot.record!;
+    this.enter(
+      entry,
+      {
+        id: rec.id,
+        kind: rec.kind,
+        name: rec.name,
+        args: rec.args,
+        requirements: rec.requirements,
+        label: rec.label,
+        key: rec.key,
+        executor: this.id,
+        parent: rec.parent,
+        inputs: rec.inputs,
+      },
+      entry.fn,
+    );
+  }
+
+  /** Makes this executor the owner of the task and submits it to the workflow (again, for a failed one). */
+  private enter(entry: TaskEntry, task: SubmittedTask, fn: AnyFunction | undefined): void {
+    const wf = this.workflow;
+    // a failure not committed yet: its owner's bookkeeping for it is done now, before the task runs again
+    if (entry.open) entry.owner?.settleTask(entry);
+    entry.owner = this;
+    entry.open = true;
+    entry.error = undefined;
+    entry.attemptBase = entry.slot.record?.attempts ?? 0;
+    entry.fn = fn;
+    if (this.backend.invokes !== false) entry.snapshot = captureContext(); // the context the function runs in, here
+    for (const input of task.inputs) retain(entryOf(wf, input));
+    this.outstanding++;
+    wf.dispatch({ type: 'submit', task, now: wf.now() });
+    const requirements = task.requirements;
     // the defaults were checked at creation
     const problem = requirements === this.defaults ? undefined : this.unsatisfiable(requirements);
     if (problem !== undefined) {
       const err = new UnsatisfiableRequirementsError(
-        `task ${spec.label ?? spec.name} (${id}) can never run on executor ${this.id}: ${problem}`,
+        `task ${task.label ?? task.name} (${task.id}) can never run on executor ${this.id}: ${problem}`,
       );
       entry.error = err;
-      wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
+      wf.dispatch({ type: 'fail', id: task.id, error: recordError(err), now: wf.now() });
     }
-    return handle;
   }
 
   /**
@@ -275,13 +336,22 @@ export class Executor implements AsyncDisposable {
   }
 
   private onSettled(slot: TaskSlot): void {
-    const entry = entryOfSlot(slot);
-    entry.snapshot = undefined;
-    entry.fn = undefined;
-    entry.cancel = undefined;
+    this.settleTask(entryOfSlot(slot));
+  }
+
+  /** @internal The bookkeeping for a settled task, once per submission (see `TaskOwner`). */
+  settleTask(entry: TaskEntry): void {
+    if (!entry.open) return;
+    entry.open = false;
+    const rec = entry.slot.record!;
+    if (rec.state === 'succeeded') {
+      // what running it again would need: kept for failed and cancelled tasks (task.retry())
+      entry.snapshot = undefined;
+      entry.fn = undefined;
+    }
     const attempt = entry.attempt as Attempt | undefined;
     if (attempt !== undefined) this.stopAttempt(attempt, undefined);
-    for (const input of slot.committed!.inputs) release(entryOf(this.workflow, input));
+    for (const input of rec.inputs) release(entryOf(this.workflow, input));
     this.outstanding--;
     this.maybeDrained();
     this.pump();
@@ -395,7 +465,7 @@ export class Executor implements AsyncDisposable {
     const wf = this.workflow;
     const id = entry.id;
     const policy = retryPolicy(entry.slot.record?.requirements ?? {});
-    if (attempt.attempt <= policy.max) {
+    if (attempt.attempt - entry.attemptBase <= policy.max) {
       const delay = policy.backoff * 1000 * policy.factor ** (attempt.attempt - 1);
       if (delay > 0) this.notBefore.set(id, wf.now() + delay);
       wf.dispatch({ type: 'retry', id, error: recordError(error), now: wf.now() });
@@ -416,7 +486,8 @@ export class Executor implements AsyncDisposable {
     this.admission.release(attempt);
   }
 
-  private cancelTask(entry: TaskEntry, reason: Error): void {
+  /** @internal */
+  cancelTask(entry: TaskEntry, reason: Error): void {
     const state = entry.slot.record?.state;
     if (state === undefined || state === 'succeeded' || state === 'failed' || state === 'cancelled') return;
     const attempt = entry.attempt as Attempt | undefined;

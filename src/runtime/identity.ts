@@ -1,7 +1,8 @@
 /** Task identity at submit: arguments encoded (upstream tasks as references, edges collected) and hashed. */
 import type { Workflow } from './workflow';
+import { UnserializableValueError } from '../errors';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
-import type { AnyFunction, TaskSpec } from '../task/spec';
+import { lookupTask, registeredName, sourceHash, versionOf, type AnyFunction, type TaskSpec } from '../task/spec';
 
 export interface EncodedArgs {
   /** arguments with task handles replaced by `{ $task: id }` */
@@ -12,11 +13,17 @@ export interface EncodedArgs {
   readonly canonical: string;
 }
 
-/** Replaces task handles (at any depth of plain arrays and objects) by references, and collects the edges. */
+/**
+ * Captures the arguments as they are at submit: plain arrays and objects, `Map`s, `Set`s, `Date`s and typed
+ * arrays are copied (at any depth), so that a later change to the caller's values changes neither the task
+ * nor its identity; task handles (at any depth) are replaced by references, and the edges collected.
+ * Class instances and functions are kept as they are (they are identified by object, in this process only).
+ */
 export function encodeArgs(args: readonly unknown[], workflow: Workflow): EncodedArgs {
-  // the common case, plain values only: nothing to replace, no edges
+  // the common case, plain values only: nothing to copy, no edges
   if (args.every(isPrimitive)) return { args: args.slice(), inputs: NO_INPUTS, canonical: canonical(args) };
   const inputs = new Set<string>();
+  let depth = 0;
   const visit = (v: unknown): unknown => {
     if (typeof v !== 'object' || v === null) return v;
     if (isTaskHandle(v)) {
@@ -31,28 +38,47 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     }
     if (isTaskRef(v)) {
       inputs.add(v.$task);
-      return v;
+      return { $task: v.$task } satisfies TaskRef;
     }
+    if (++depth > MAX_DEPTH)
+      throw new UnserializableValueError(
+        `task arguments nest deeper than ${MAX_DEPTH} levels: a value that contains itself cannot be a task argument`,
+      );
+    try {
+      return copy(v);
+    } finally {
+      depth--;
+    }
+  };
+  const copy = (v: object): unknown => {
     if (Array.isArray(v)) {
-      let out: unknown[] | undefined;
-      for (let i = 0; i < v.length; i++) {
-        const e: unknown = v[i];
-        const r = visit(e);
-        if (r !== e) (out ??= v.slice())[i] = r;
-      }
-      return out ?? v;
+      const out = new Array<unknown>(v.length);
+      for (let i = 0; i < v.length; i++) out[i] = visit(v[i]);
+      return out;
     }
-    if (Object.getPrototypeOf(v) !== Object.prototype) return v;
-    let out: Record<string, unknown> | undefined;
-    for (const [k, e] of Object.entries(v)) {
-      const r = visit(e);
-      if (r !== e) (out ??= { ...(v as Record<string, unknown>) })[k] = r;
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) {
+      const out: Record<string, unknown> = proto === null ? (Object.create(null) as Record<string, unknown>) : {};
+      for (const k of Object.keys(v)) out[k] = visit((v as Record<string, unknown>)[k]);
+      return out;
     }
-    return out ?? v;
+    if (v instanceof Date) return new Date(v.getTime());
+    if (v instanceof DataView) return new DataView(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+    if (ArrayBuffer.isView(v)) return typedArraySlice.call(v);
+    if (v instanceof ArrayBuffer) return v.slice(0);
+    if (v instanceof Map) return new Map([...v].map(([k, e]) => [visit(k), visit(e)]));
+    if (v instanceof Set) return new Set([...v].map(visit));
+    return v;
   };
   const encoded = args.map(visit);
-  return { args: encoded, inputs: [...inputs], canonical: canonical(encoded) };
+  return { args: encoded, inputs: inputs.size === 0 ? NO_INPUTS : [...inputs], canonical: canonical(encoded) };
 }
+
+const MAX_DEPTH = 10_000;
+
+/** `%TypedArray%.prototype.slice`: a copy of the same type, with its own memory (a `Buffer`'s own `slice` shares). */
+const typedArraySlice = (Object.getPrototypeOf(Uint8Array.prototype) as { slice(this: ArrayBufferView): unknown })
+  .slice;
 
 const NO_INPUTS: readonly string[] = Object.freeze([]);
 
@@ -72,21 +98,28 @@ export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => 
   return args.map(visit);
 }
 
-const identities = new WeakMap<AnyFunction, string>();
+const copyIds = new WeakMap<AnyFunction, string>();
 const firstOfSource = new Map<string, { fn: AnyFunction; copies: number }>();
 
 /**
- * How a function enters task identity. A `defineTask` function goes by its registered name. Any other
- * function goes by its name and a hash of its source, which stays the same when the program runs
- * again (so resume works); but two function objects with the same source may close over different
- * values (made by a factory, or inline in a loop), so each further object with that source gets its
- * own numbered identity, in the order this process meets them.
+ * How a function enters task identity.
+ * - A `defineTask` function (passed, or named by a spec from JSON and registered in this process): its
+ *   name and version (a hash of its source unless `defineTask` was given one). A name this process has
+ *   not registered (a function only workers load) goes by the name alone.
+ * - Any other function (a closure): its name and a hash of its source, the same in every run (so
+ *   resume works). Two function objects with the same source may close over different values, which
+ *   no hash can see: with a store that outlives the process, the executor refuses to take them for the
+ *   same task (`AmbiguousTaskError`); with `numbered` (a memory store, where identity never leaves the
+ *   process), each further object with that source gets its own identity, in the order met.
  */
-function functionIdentity(name: string, fn: AnyFunction | undefined): string {
-  if (fn === undefined || (fn as { taskName?: string }).taskName !== undefined) return name;
-  let id = identities.get(fn);
+export function functionIdentity(name: string, fn: AnyFunction | undefined, numbered: boolean): string {
+  const registered = fn === undefined ? lookupTask(name) : registeredName(fn) !== undefined ? fn : undefined;
+  if (registered !== undefined) return `${name}@${versionOf(registered)!}`;
+  if (fn === undefined) return name;
+  if (!numbered) return `${name}~${sourceHash(fn)}`;
+  let id = copyIds.get(fn);
   if (id !== undefined) return id;
-  const base = `${name}~${hash128(fn.toString()).slice(0, 12)}`;
+  const base = `${name}~${sourceHash(fn)}`;
   const first = firstOfSource.get(base);
   if (first === undefined) {
     firstOfSource.set(base, { fn, copies: 0 });
@@ -94,17 +127,13 @@ function functionIdentity(name: string, fn: AnyFunction | undefined): string {
   } else {
     id = `${base}#${++first.copies}`;
   }
-  identities.set(fn, id);
+  copyIds.set(fn, id);
   return id;
 }
 
-/** A task's identity: its function (see above), arguments (upstream tasks by id) and key. */
-export function taskId(
-  spec: Pick<TaskSpec, 'name' | 'key'>,
-  canonicalArgs: string,
-  fn: AnyFunction | undefined,
-): string {
-  const digest = hash128(`${functionIdentity(spec.name, fn)}\u0000${canonicalArgs}\u0000${spec.key ?? ''}`);
+/** A task's identity: its function (see above), arguments (upstream tasks by id), key, and `extra`. */
+export function taskId(spec: Pick<TaskSpec, 'name' | 'key'>, canonicalArgs: string, fn: string, extra = ''): string {
+  const digest = hash128(`${fn}\u0000${canonicalArgs}\u0000${spec.key ?? ''}${extra === '' ? '' : `\u0000${extra}`}`);
   return `${slug(spec.name)}-${digest.slice(0, 24)}`;
 }
 

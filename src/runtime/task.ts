@@ -9,7 +9,7 @@ import {
 import type { Workflow } from './workflow';
 import { isFinal, type TaskRecord, type TaskStateName } from '../store/state';
 import { TASK_HANDLE } from '../task/hash';
-import { TaskCancelledError } from '../errors';
+import { ExecutorShutdownError, NoExecutorError, TaskCancelledError } from '../errors';
 import { reviveError } from '../recorded-error';
 import { entryOf, type TaskEntry } from './entry';
 import { ambient } from '../context/ambient';
@@ -146,7 +146,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   cancel(reason?: string): void {
     const entry = this.entry;
     const err = new TaskCancelledError(reason ?? `task ${this.id} was cancelled`);
-    if (entry.cancel !== undefined) entry.cancel(err);
+    if (entry.owner !== undefined) entry.owner.cancelTask(entry, err);
     else if (!isFinal(this.state)) {
       this.workflow.dispatch({
         type: 'cancel',
@@ -155,6 +155,17 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
         now: this.workflow.now(),
       });
     }
+  }
+
+  /**
+   * Runs a failed or cancelled task again, on the executor it was last submitted to in this process: first its
+   * failed or cancelled inputs (again, transitively), then the task itself. Returns this handle, which settles
+   * anew (`await task.retry()`). A task that has not settled, or has succeeded, is left as it is. Its retry
+   * policy (`retries`) counts from here. Submitting the same work again does the same.
+   */
+  retry(): this {
+    retryTask(this.workflow, this.entry);
+    return this;
   }
 
   toJSON(): { $task: string } {
@@ -220,7 +231,54 @@ export function retain(entry: TaskEntry): void {
 /** Drops an interest; a task nobody awaits any more (and that was not submitted eagerly) is cancelled. */
 export function release(entry: TaskEntry): void {
   entry.interest--;
-  if (entry.interest <= 0 && !entry.pinned && entry.cancel !== undefined) {
-    entry.cancel(new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`));
+  if (entry.interest <= 0 && !entry.pinned && entry.owner !== undefined) {
+    entry.owner.cancelTask(
+      entry,
+      new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`),
+    );
   }
+}
+
+const rerunnable = (entry: TaskEntry): boolean => {
+  const state = entry.slot.record?.state;
+  return state === 'failed' || state === 'cancelled';
+};
+
+/** `task.retry()`: the failed or cancelled inputs, transitively, then the task, each on its owner (see there). */
+function retryTask(workflow: Workflow, entry: TaskEntry): void {
+  if (!rerunnable(entry)) return;
+  // upstream first: a depth-first walk of the failed inputs, in post-order, without recursion (chains are long)
+  const order: TaskEntry[] = [];
+  const seen = new Set<string>([entry.id]);
+  const stack: Array<[TaskEntry, number]> = [[entry, 0]];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const inputs = top[0].slot.record!.inputs;
+    if (top[1] < inputs.length) {
+      const input = entryOf(workflow, inputs[top[1]++]!);
+      if (!seen.has(input.id) && rerunnable(input)) {
+        seen.add(input.id);
+        stack.push([input, 0]);
+      }
+      continue;
+    }
+    stack.pop();
+    order.push(top[0]);
+  }
+  for (const e of order) {
+    if (e.owner === undefined) {
+      const rec = e.slot.record!;
+      throw new NoExecutorError(
+        `task ${rec.label ?? rec.name} (${e.id}) was not submitted in this process (it ${rec.state} in an earlier ` +
+          'run of the workflow), so no executor here can run it again: submit it again (executor.submit) instead',
+      );
+    }
+    if (e.owner.isShutdown) {
+      throw new ExecutorShutdownError(
+        `task ${e.id} cannot run again: its executor ${e.owner.id} has been shut down; submit it to an open ` +
+          'executor (executor.submit) to run it again',
+      );
+    }
+  }
+  for (const e of order) e.owner!.rerun(e);
 }

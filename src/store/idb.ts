@@ -1,11 +1,11 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
 import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
-import type { Store } from './store';
+import { versionProblem, type Store } from './store';
 import { assertStorable } from './storable';
 
 /** The schema version this code reads and writes, kept in the store under {@link IDB_META_KEY}. */
-export const IDB_STORE_VERSION = 1;
+export const IDB_STORE_VERSION = 2;
 /**
  * Where the store's format and version live. An array key: store keys are strings, so it can never
  * collide with one, and `keys()` / `entries()` leave it out.
@@ -145,10 +145,7 @@ async function verifyMeta(db: IDBDatabase, storeName: string, description: strin
   }
   if (meta.version !== IDB_STORE_VERSION) {
     throw new StoreVersionError(
-      `${description} was written by ${meta.version > IDB_STORE_VERSION ? 'a newer' : 'an older'} scalems store ` +
-        `format ` +
-        `(version ${meta.version}); this scalems reads version ${IDB_STORE_VERSION}. It was left untouched: open it ` +
-        'with the scalems release that wrote it, or use another database name.',
+      versionProblem(description, meta.version, IDB_STORE_VERSION, 'use another database name'),
       meta.version,
       IDB_STORE_VERSION,
     );

@@ -15,6 +15,7 @@ export function memoryStore(): Store {
   };
   return {
     description: 'memory',
+    persistent: false,
     async get<V>(key: string) {
       open();
       return data.get(key) as V | undefined;

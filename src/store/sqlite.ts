@@ -4,13 +4,13 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
-import type { Store } from './store';
+import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
 import { SqliteWriter } from './sqlite-writer';
 
 /** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
-export const SQLITE_STORE_VERSION = 1;
+export const SQLITE_STORE_VERSION = 2;
 /** `PRAGMA application_id` of every scalems store: 'SCMS'. Any other SQLite file is not a store. */
 export const SQLITE_STORE_APPLICATION_ID = 0x53434d53;
 
@@ -115,11 +115,8 @@ function inspectHeader(dbPath: string): void {
 
 function checkVersion(dbPath: string, found: number): void {
   if (found === SQLITE_STORE_VERSION) return;
-  const which = found > SQLITE_STORE_VERSION ? 'a newer' : 'an older';
   throw new StoreVersionError(
-    `${dbPath} was written by ${which} scalems store format (version ${found}); this scalems reads version ` +
-      `${SQLITE_STORE_VERSION}. It was left untouched: open it with the scalems release that wrote it, ` +
-      'or start a new store at another path.',
+    versionProblem(dbPath, found, SQLITE_STORE_VERSION, 'start a new store at another path'),
     found,
     SQLITE_STORE_VERSION,
   );

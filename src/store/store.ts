@@ -9,6 +9,11 @@
 export interface Store {
   /** A short human-readable description, for error messages and `scalems status` ("sqlite:/x/state.sqlite"). */
   readonly description: string;
+  /**
+   * `false` for a store whose content does not outlive the process (memory): task identity then need not be
+   * the same in another process. Any other store is taken to persist.
+   */
+  readonly persistent?: boolean;
   get<V = unknown>(key: string): Promise<V | undefined>;
   set(key: string, value: unknown): Promise<void>;
   /** Writes all entries atomically (one transaction where the store has them). */
@@ -29,4 +34,28 @@ export interface Store {
   setManyChecked?(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
   /** Flushes and releases the store (and any lock it holds). Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * @internal Why a store of format `found` cannot be opened by this scalems (format `expected`), and what to do.
+ * Format 1 identified a function task by its name alone and an input file by its path: its results cannot be
+ * matched safely to tasks identified by function version and file content, so it is refused, not migrated.
+ */
+export function versionProblem(what: string, found: number, expected: number, elsewhere: string): string {
+  if (found > expected)
+    return (
+      `${what} was written by a newer scalems store format (version ${found}); this scalems reads version ` +
+      `${expected}. It was left untouched: open it with the scalems release that wrote it, or ${elsewhere}.`
+    );
+  return (
+    `${what} was written by an older scalems store format (version ${found}); this scalems reads version ` +
+    `${expected}.` +
+    (found === 1
+      ? ' Version 1 identified a function task by its name alone and an input file by its path, so its results ' +
+        'cannot be matched safely to tasks identified by their function’s version and their files’ content: it is ' +
+        'not migrated.'
+      : '') +
+    ` It was left untouched: open it with the scalems release that wrote it, or ${elsewhere} (its tasks then run ` +
+    'again).'
+  );
 }

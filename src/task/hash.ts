@@ -82,6 +82,9 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k], state)}`).join(',')}}`;
 }
 
+/** A number that stands for this object (or function) in this process, the same each time. */
+export const objectToken = (value: object): number => token(value);
+
 function token(value: object | symbol): number {
   if (typeof value === 'symbol') return -1;
   let t = identityTokens.get(value);

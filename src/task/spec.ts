@@ -1,6 +1,6 @@
 /** Task specs (plain data: `call`, `TaskSpec`) and the registry of named task functions (`defineTask`). */
 import type { TaskRequirements } from './requirements';
-import { isTaskHandle, type HasTaskId } from './hash';
+import { hash128, isTaskHandle, type HasTaskId } from './hash';
 
 /** Where a spec keeps the live function for backends that run it in this process. Not serialised. */
 export const SPEC_FN: unique symbol = Symbol.for('scalems.spec.fn');
@@ -44,25 +44,52 @@ export type TaskArgs<A extends readonly unknown[]> = { [K in keyof A]: TaskArg<A
 /** A function registered by name with `defineTask`: resolvable in other threads, processes and hosts. */
 export type DefinedTask<F extends AnyFunction> = F & { readonly taskName: string };
 
+export interface DefineTaskOptions {
+  /**
+   * The version of the function's code: part of the identity of every task that calls it, so that a
+   * result computed by other code is never served from the store. Set it when what the function computes
+   * depends on code outside its own text (helpers it calls, data files it reads): change it when they
+   * change. Non-empty, at most 200 characters.
+   * @default a hash of the function's source text, as the JavaScript engine has it (`fn.toString()`)
+   */
+  readonly version?: string;
+}
+
 const registry = new Map<string, AnyFunction>();
 const names = new WeakMap<AnyFunction, string>();
+const versions = new WeakMap<AnyFunction, string>();
 
 /**
  * Registers `fn` under `name`, so that backends running elsewhere (threads, processes, Slurm steps,
- * BullMQ workers) can find it by name in a registered module. Names are unique per process.
+ * BullMQ workers) can find it by name in a registered module. Names are unique per process. Tasks of
+ * `fn` are identified by its name and version (see {@link DefineTaskOptions.version}).
  */
-export function defineTask<F extends AnyFunction>(name: string, fn: F): DefinedTask<F> {
+export function defineTask<F extends AnyFunction>(
+  name: string,
+  fn: F,
+  options: DefineTaskOptions = {},
+): DefinedTask<F> {
   if (typeof name !== 'string' || name.length === 0)
     throw new TypeError('defineTask(name, fn): name must be a non-empty string');
   if (typeof fn !== 'function') throw new TypeError(`defineTask("${name}", fn): fn must be a function`);
+  const version: unknown = (options as { version?: unknown } | null)?.version;
+  if (version !== undefined && (typeof version !== 'string' || version.length === 0 || version.length > 200))
+    throw new TypeError(
+      `defineTask("${name}", fn, { version }): version must be a non-empty string of at most 200 characters, ` +
+        `got ${typeof version === 'string' ? JSON.stringify(version.slice(0, 40)) : typeof version}`,
+    );
   const existing = registry.get(name);
   if (existing !== undefined && existing !== fn) {
     throw new TypeError(
       `defineTask: the name "${name}" is already registered to another function; task names must be unique`,
     );
   }
+  const known = versions.get(fn);
+  if (existing === fn && known !== undefined && version !== undefined && known !== version)
+    throw new TypeError(`defineTask("${name}", fn): already defined with version "${known}", now "${version}"`);
   registry.set(name, fn);
   names.set(fn, name);
+  if (version !== undefined) versions.set(fn, version);
   Object.defineProperty(fn, 'taskName', { value: name, enumerable: false });
   return fn as DefinedTask<F>;
 }
@@ -71,6 +98,20 @@ export function defineTask<F extends AnyFunction>(name: string, fn: F): DefinedT
 export function lookupTask(name: string): AnyFunction | undefined {
   return registry.get(name);
 }
+
+/**
+ * The version of a registered function: the one given to `defineTask`, else a hash of its source (computed
+ * once). Undefined for a function not registered with `defineTask`.
+ */
+export function versionOf(fn: AnyFunction): string | undefined {
+  if (!names.has(fn)) return undefined;
+  let v = versions.get(fn);
+  if (v === undefined) versions.set(fn, (v = sourceHash(fn)));
+  return v;
+}
+
+/** 16 hex digits of a hash of the function's source text. */
+export const sourceHash = (fn: AnyFunction): string => hash128(Function.prototype.toString.call(fn)).slice(0, 16);
 
 /** The registered name of a function, or undefined for a plain function or closure. */
 export function registeredName(fn: AnyFunction): string | undefined {

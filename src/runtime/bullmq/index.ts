@@ -10,6 +10,7 @@ import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
+import { inputsIdentity } from '../executable/digest';
 import { DEFAULT_GRACE_SECONDS } from '../executable/process-tree';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -141,6 +142,7 @@ export function bullmq(options: BullmqOptions = {}): Backend {
         enforcesWalltime: true,
         accept: (spec: TaskSpec) =>
           spec.kind === 'executable' ? acceptExecutable(spec, workflow, staging) : acceptFunction(spec, remote),
+        identity: (spec: TaskSpec) => inputsIdentity(spec, hostCwd),
         run: (job: Job) => {
           let tracked: Tracked | undefined;
           return attemptOf(

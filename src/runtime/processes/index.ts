@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
+import { inputsIdentity } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import type { MpiOptions } from '../executable/mpi';
 import { DEFAULT_GRACE_SECONDS } from '../executable/process-tree';
@@ -86,6 +87,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
         },
         invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
+        identity: (spec) => inputsIdentity(spec, hostCwd),
         run: (job) => runLocalExecutable(job, ctx),
         close: settle,
       };

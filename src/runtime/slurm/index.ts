@@ -9,6 +9,7 @@ import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
+import { inputsIdentity } from '../executable/digest';
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -99,6 +100,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       const ex: BackendExecutor = {
         capacity,
         invokes: false,
+        identity: (spec) => inputsIdentity(spec, hostCwd),
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec, remote);

@@ -1,0 +1,94 @@
+/**
+ * The content of the host files an executable reads, as text that joins its identity (`BackendExecutor.identity`):
+ * a changed input file makes a new task, never a stale result served from the store.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isFileRef, type ExecutableDescription } from '../../task/executable';
+import type { TaskSpec } from '../../task/spec';
+
+/** Files up to this size are read again at each submit; larger ones are read again only when their stat changes. */
+const SMALL = 1 << 20;
+/** Directories nested deeper than this (a link loop) are not followed. */
+const MAX_DEPTH = 64;
+
+/**
+ * `name=digest;` for each input (in name order) and for stdin, that is a file on the host: upstream outputs and
+ * tasks are identified by the upstream task's id instead. A missing file is recorded as missing (the task fails
+ * when it runs; once the file exists, it is another task).
+ */
+export function inputsIdentity(spec: TaskSpec, hostCwd: string): string {
+  if (spec.kind !== 'executable') return '';
+  const d = spec.args[0] as ExecutableDescription;
+  let text = '';
+  const inputs = d.inputs ?? {};
+  for (const name of Object.keys(inputs).sort()) {
+    const path = hostPath(inputs[name], hostCwd, false);
+    if (path !== undefined) text += `${JSON.stringify(name)}=${contentDigest(path)};`;
+  }
+  const stdin = hostPath(d.stdin, hostCwd, true);
+  if (stdin !== undefined) text += `<stdin>=${contentDigest(stdin)};`;
+  return text;
+}
+
+/** The host path of a source given as a path (a string, except for stdin, where it is text) or a file reference. */
+function hostPath(source: unknown, hostCwd: string, stdin: boolean): string | undefined {
+  if (typeof source === 'string') return stdin ? undefined : resolve(hostCwd, source);
+  if (isFileRef(source)) return resolve(hostCwd, source.$file);
+  return undefined;
+}
+
+interface Known {
+  readonly stat: BigIntStats;
+  readonly digest: string;
+}
+
+/** digests of large files, by path, valid while the file's stat says it has not changed */
+const known = new Map<string, Known>();
+
+const unchanged = (a: BigIntStats, b: BigIntStats): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+
+/**
+ * A digest of what is at `path` (links followed): a file's bytes; a directory's names, kinds and contents,
+ * recursively; `missing` if nothing is there. Special files (FIFOs, devices, sockets) are never read.
+ */
+export function contentDigest(path: string, depth = 0): string {
+  const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+  if (stat === undefined) return 'missing';
+  if (stat.isDirectory()) {
+    if (depth >= MAX_DEPTH) return 'dir:too-deep';
+    const hash = createHash('sha256');
+    for (const name of readdirSync(path).sort())
+      hash.update(`${name}\0${contentDigest(join(path, name), depth + 1)}\0`);
+    return `dir:${hash.digest('hex').slice(0, 32)}`;
+  }
+  if (!stat.isFile()) return `special:${stat.mode.toString(8)}`;
+  if (stat.size > SMALL) {
+    const cached = known.get(path);
+    if (cached !== undefined && unchanged(cached.stat, stat)) return cached.digest;
+  }
+  const digest = `file:${hashFile(path)}`;
+  // the stat taken after reading: a write while it was read is seen as a change the next time
+  const after = statSync(path, { bigint: true, throwIfNoEntry: false });
+  if (stat.size > SMALL && after !== undefined && unchanged(stat, after)) known.set(path, { stat: after, digest });
+  return digest;
+}
+
+const buffer = Buffer.allocUnsafe(1 << 20);
+
+function hashFile(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex').slice(0, 32);
+}

@@ -1,0 +1,173 @@
+// A resumed run after each kind of change gets fresh results, never a stale one served from the store:
+// the function's code, an input file's content, an argument mutated after submit, closures met in
+// another order. (What makes two submissions the same task: README, "Task identity".)
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AmbiguousTaskError,
+  StoreVersionError,
+  call,
+  executable,
+  executor,
+  inProcess,
+  launch,
+  memoryStore,
+  openWorkflow,
+  type Executor,
+  type Workflow,
+} from 'scalems';
+import { processes, sqliteStore } from 'scalems/node';
+import Database from 'better-sqlite3';
+
+const repo = join(__dirname, '..');
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'scalems-identity-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs test/fixtures/identity/program.ts on `store` with `compute` from `source` (a CommonJS module's text). */
+function runProgram(store: string, source: string): { result: number; served: boolean } {
+  const module = join(dir, `variant-${Math.random().toString(36).slice(2)}.js`);
+  writeFileSync(module, source);
+  const out = spawnSync(
+    join(repo, 'node_modules', '.bin', 'tsx'),
+    [
+      '--tsconfig',
+      join(repo, 'tsconfig.json'),
+      join(repo, 'test', 'fixtures', 'identity', 'program.ts'),
+      store,
+      module,
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  if (out.status !== 0) throw new Error(`program failed (${out.status}): ${out.stderr}`);
+  return JSON.parse(out.stdout.trim()) as { result: number; served: boolean };
+}
+
+async function open(store: string): Promise<{ wf: Workflow; ex: Executor }> {
+  const wf = await openWorkflow({ store: sqliteStore(store), name: 'changes' });
+  return { wf, ex: executor(launch(wf, inProcess())) };
+}
+
+describe('a resumed run after a change gets fresh results', () => {
+  jest.setTimeout(60_000);
+
+  it('the code of a defineTask function changed: it runs again (unchanged: served from the store)', () => {
+    const store = join(dir, 'state.sqlite');
+    const v1 = 'exports.compute = (x) => x + 1;\n';
+    expect(runProgram(store, v1)).toEqual({ result: 6, served: false });
+    expect(runProgram(store, v1)).toEqual({ result: 6, served: true });
+    expect(runProgram(store, 'exports.compute = (x) => x + 2;\n')).toEqual({ result: 7, served: false });
+  });
+
+  it('an explicit version is the identity instead: the same version is served, a new one runs', () => {
+    const store = join(dir, 'state.sqlite');
+    const variant = (body: string, version: string): string =>
+      `exports.compute = (x) => ${body};\nexports.options = { version: ${JSON.stringify(version)} };\n`;
+    expect(runProgram(store, variant('x + 1', 'v1'))).toEqual({ result: 6, served: false });
+    // a change the user declares does not matter (a comment, a faster way to the same result)
+    expect(runProgram(store, variant('1 + x', 'v1'))).toEqual({ result: 6, served: true });
+    expect(runProgram(store, variant('x + 3', 'v2'))).toEqual({ result: 8, served: false });
+  });
+
+  it('an input file’s content changed: the executable runs again (unchanged: served)', async () => {
+    const store = join(dir, 'state.sqlite');
+    const input = join(dir, 'deck.txt');
+    const catDeck = async (): Promise<{ text: string; served: boolean }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'files' });
+      const ex = executor(launch(wf, processes()));
+      const task = ex.submit(executable(['cat', 'deck.txt'], { inputs: { 'deck.txt': input } }));
+      const served = task.state === 'succeeded';
+      const result = await task;
+      const text = readFileSync(result.stdout.$file, 'utf8');
+      await wf.close();
+      return { text, served };
+    };
+    writeFileSync(input, 'temperature 300\n');
+    expect(await catDeck()).toEqual({ text: 'temperature 300\n', served: false });
+    expect(await catDeck()).toEqual({ text: 'temperature 300\n', served: true });
+    writeFileSync(input, 'temperature 310\n'); // same size, same path
+    expect(await catDeck()).toEqual({ text: 'temperature 310\n', served: false });
+  });
+
+  it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {
+    const store = join(dir, 'state.sqlite');
+    const sum = async (o: { xs: number[] }): Promise<number> => o.xs.reduce((a, b) => a + b, 0);
+    const first = await open(store);
+    const params = { xs: [1, 2, 3] };
+    const task = first.ex.submit(sum, params);
+    params.xs.push(100); // while the task is queued
+    expect(await task).toBe(6);
+    expect(task.record?.args).toEqual([{ xs: [1, 2, 3] }]);
+    await first.wf.close();
+    // the rerun submits the mutated value: another task, computed afresh
+    const second = await open(store);
+    const again = second.ex.submit(sum, params);
+    expect(again.id).not.toBe(task.id);
+    expect(await again).toBe(106);
+    expect(second.ex.submit(sum, { xs: [1, 2, 3] }).state).toBe('succeeded');
+    await second.wf.close();
+  });
+
+  it('closures with the same source and arguments are refused on a persistent store, whatever the order', async () => {
+    const store = join(dir, 'state.sqlite');
+    const make = (a: number) => async (x: number) => a * x;
+    for (const order of [
+      [10, 20],
+      [20, 10],
+    ]) {
+      const { wf, ex } = await open(store);
+      const first = ex.submit(make(order[0]!), 1);
+      expect(() => ex.submit(make(order[1]!), 1)).toThrow(AmbiguousTaskError);
+      expect(() => ex.submit(make(order[1]!), 1)).toThrow(
+        /defineTask\(name, fn\).*or give each submission its own key/,
+      );
+      await first;
+      // a key tells them apart, in either order
+      const keyed = ex.submit({ ...call(make(order[1]!), 1), key: `a=${order[1]}` });
+      expect(await keyed).toBe(order[1]);
+      await wf.close();
+    }
+  });
+
+  it('the same closure submitted again, and closures of the same source with other arguments, are fine', async () => {
+    const { wf, ex } = await open(join(dir, 'state.sqlite'));
+    const double = async (x: number): Promise<number> => 2 * x;
+    expect(ex.submit(double, 1)).toBe(ex.submit(double, 1));
+    const tasks = [1, 2, 3].map((i) => ex.submit(async (x: number) => x + 1, i));
+    expect(await Promise.all(tasks)).toEqual([2, 3, 4]);
+    await wf.close();
+  });
+
+  it('a memory store tells such closures apart (identity never leaves the process)', async () => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    const ex = executor(launch(wf, inProcess()));
+    const make = (a: number) => async (x: number) => a * x;
+    expect(await Promise.all([ex.submit(make(10), 1), ex.submit(make(20), 1)])).toEqual([10, 20]);
+  });
+});
+
+describe('stores written before identities had versions', () => {
+  it('a version 1 SQLite store is refused with StoreVersionError saying why, and left untouched', async () => {
+    const file = join(dir, 'old.sqlite');
+    const store = sqliteStore(file);
+    await store.set('task:x', { id: 'x', state: 'succeeded' });
+    await store.close();
+    const raw = new Database(file);
+    raw.pragma('user_version = 1');
+    raw.close();
+    const error = (() => {
+      try {
+        sqliteStore(file);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(StoreVersionError);
+    expect((error as Error).message).toMatch(/older scalems store format \(version 1\).*not migrated.*another path/);
+  });
+});
