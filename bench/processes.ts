@@ -6,21 +6,26 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
+import { alternate, fmtRatio, median, perSecond, spread } from './stats';
 
 export interface ProcessesBenchFigures {
   readonly tasks: number;
   readonly concurrency: number;
+  readonly rounds: number;
   /**
    * executables per second through scalems (workflow + processes() backend: working directory, stdout/stderr files,
-   * process group)
+   * process group); median of the rounds
    */
   readonly scalemsPerSecond: number;
-  /** plain `spawn('true')` per second, same concurrency, stdio ignored */
+  /** plain `spawn('true')` per second, same concurrency, stdio ignored; median of the rounds */
   readonly spawnPerSecond: number;
-  /** spawnPerSecond / scalemsPerSecond: how many times faster the bare loop is */
+  /** median of the rounds' spawn loop time / scalems time (goal ≥ 0.9) */
   readonly ratio: number;
+  /** the lowest and highest of the rounds' ratios */
+  readonly ratioSpread: readonly [min: number, max: number];
 }
 
+/** Milliseconds for `n` executables through scalems. */
 async function viaScalems(n: number, cores: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
   try {
@@ -31,12 +36,13 @@ async function viaScalems(n: number, cores: number): Promise<number> {
     await Promise.all(Array.from({ length: n }, (_, i) => ex.submit(executable(['true'], { key: String(i) }))));
     const ms = performance.now() - t0;
     await rt.shutdown();
-    return (n * 1000) / ms;
+    return ms;
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 }
 
+/** Milliseconds for `n` plain spawns. */
 async function viaSpawn(n: number, concurrency: number): Promise<number> {
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
@@ -54,24 +60,49 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
       }
     }),
   );
-  return (n * 1000) / (performance.now() - t0);
+  return performance.now() - t0;
 }
 
 /** Measures, prints (unless `quiet`) and returns the figures. */
 export async function benchProcesses(
-  options: { tasks?: number; concurrency?: number; quiet?: boolean } = {},
+  options: { tasks?: number; concurrency?: number; rounds?: number; quiet?: boolean } = {},
 ): Promise<ProcessesBenchFigures> {
   const tasks = options.tasks ?? 200;
   const concurrency = options.concurrency ?? availableParallelism();
-  await viaSpawn(20, concurrency); // warm up
-  const spawnPerSecond = await viaSpawn(tasks, concurrency);
-  const scalemsPerSecond = await viaScalems(tasks, concurrency);
-  const f = { tasks, concurrency, scalemsPerSecond, spawnPerSecond, ratio: spawnPerSecond / scalemsPerSecond };
+  const rounds = options.rounds ?? 5;
+  // warm up both sides (the JIT, the page cache of `true`)
+  await viaSpawn(20, concurrency);
+  await viaScalems(20, concurrency);
+  const spawned: number[] = [];
+  const scalems: number[] = [];
+  const ratios: number[] = [];
+  // alternating rounds, each side first in every other one, so that the machine's noise hits both
+  for (let r = 0; r < rounds; r++) {
+    const [spawnMs, scalemsMs] = await alternate(
+      r,
+      () => viaSpawn(tasks, concurrency),
+      () => viaScalems(tasks, concurrency),
+    );
+    spawned.push(perSecond(tasks, spawnMs));
+    scalems.push(perSecond(tasks, scalemsMs));
+    ratios.push(spawnMs / scalemsMs);
+  }
+  const f: ProcessesBenchFigures = {
+    tasks,
+    concurrency,
+    rounds,
+    scalemsPerSecond: median(scalems),
+    spawnPerSecond: median(spawned),
+    ratio: median(ratios),
+    ratioSpread: [Math.min(...ratios), Math.max(...ratios)],
+  };
   if (options.quiet !== true) {
-    console.log(`processes(): ${f.tasks} x true, concurrency ${f.concurrency}`);
-    console.log(`  scalems processes(): ${f.scalemsPerSecond.toFixed(0)} tasks/s`);
-    console.log(`  plain spawn loop:    ${f.spawnPerSecond.toFixed(0)} tasks/s`);
-    console.log(`  ratio (spawn / scalems): ${f.ratio.toFixed(2)}`);
+    console.log(
+      `processes(): ${f.tasks} x true, concurrency ${f.concurrency} (median [min–max] of ${rounds} alternating rounds)`,
+    );
+    console.log(`  scalems processes(): ${spread(scalems)} tasks/s`);
+    console.log(`  plain spawn loop:    ${spread(spawned)} tasks/s`);
+    console.log(`  ratio spawn loop time / scalems time ${spread(ratios, fmtRatio)} (goal ≥ 0.9)`);
   }
   return f;
 }

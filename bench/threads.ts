@@ -6,6 +6,7 @@ import Piscina from 'piscina';
 import { count, from, lastValueFrom, map } from 'rxjs';
 import { call, executor, launch, memoryStore, openWorkflow, submitOn, type Job } from 'scalems';
 import { threads } from 'scalems/node';
+import { alternate, fmtRatio, median, perSecond, spread } from './stats';
 import { inc } from './threads-tasks';
 
 const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
@@ -13,15 +14,18 @@ const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
 export interface ThreadsBenchFigures {
   readonly tasks: number;
   readonly threads: number;
-  /** tasks per second through submitOn(executor) on threads() */
+  readonly rounds: number;
+  /** tasks per second through submitOn(executor) on threads() (median of the rounds) */
   readonly scalemsPerSecond: number;
-  /** tasks per second with piscina.run directly */
+  /** tasks per second with piscina.run directly (median of the rounds) */
   readonly piscinaPerSecond: number;
-  /** scalems / piscina (goal ≥ 0.8) */
+  /** median of the rounds' piscina time / scalems time (goal ≥ 0.8) */
   readonly ratio: number;
+  /** the lowest and highest of the rounds' ratios */
+  readonly ratioSpread: readonly [min: number, max: number];
   /**
    * For diagnosis: the threads() backend alone (jobs handed to it directly, no workflow), against
-   * piscina.run, both with as many tasks in flight as there are threads (as an executor admits them).
+   * piscina.run, both with as many tasks in flight as there are threads (as an executor admits them). Medians.
    */
   readonly backendAlonePerSecond: number;
   readonly piscinaWindowedPerSecond: number;
@@ -99,48 +103,69 @@ export async function benchThreads(
 ): Promise<ThreadsBenchFigures> {
   const n = options.tasks ?? 20_000;
   const nThreads = options.threads ?? availableParallelism();
-  const rounds = options.rounds ?? 3;
+  const rounds = options.rounds ?? 5;
   // the same loader as threads() gives its workers: none when compiled, tsx for TypeScript
   const execArgv = MODULE.endsWith('.ts') ? ['--require', require.resolve('tsx/cjs')] : [];
   const pool = new Piscina<number, number>({ filename: MODULE, minThreads: nThreads, maxThreads: nThreads, execArgv });
   await Promise.all(range(nThreads * 4).map((i) => pool.run(i)));
-  let piscinaMs = Infinity;
-  let scalemsMs = Infinity;
-  let aloneMs = Infinity;
-  let windowedMs = Infinity;
-  // alternate, best of `rounds` each: this machine is shared and noisy
-  for (let r = 0; r < rounds; r++) {
-    piscinaMs = Math.min(piscinaMs, await timePiscina(pool, n));
+  // one round of each, untimed, so that neither side's first timed round pays for the JIT
+  await timePiscina(pool, n);
+  await (await timeScalems(n, nThreads, -1)).close();
+  const piscina: number[] = [];
+  const scalems: number[] = [];
+  const ratios: number[] = [];
+  const alone: number[] = [];
+  const windowed: number[] = [];
+  const aloneRatios: number[] = [];
+  const scalemsRound = async (r: number): Promise<number> => {
     const s = await timeScalems(n, nThreads, r);
-    scalemsMs = Math.min(scalemsMs, s.ms);
     await s.close();
-    windowedMs = Math.min(windowedMs, await timeWindowed(n, nThreads, (i) => pool.run(i)));
-    const alone = await timeBackendAlone(n, nThreads);
-    aloneMs = Math.min(aloneMs, alone.ms);
-    await alone.close();
+    return s.ms;
+  };
+  const aloneRound = async (): Promise<number> => {
+    const a = await timeBackendAlone(n, nThreads);
+    await a.close();
+    return a.ms;
+  };
+  const windowedRound = (): Promise<number> => timeWindowed(n, nThreads, (i) => pool.run(i));
+  // alternating rounds, each side first in every other one, so that the machine's noise hits both
+  for (let r = 0; r < rounds; r++) {
+    const [pMs, s] = await alternate(
+      r,
+      () => timePiscina(pool, n),
+      () => scalemsRound(r),
+    );
+    const [wMs, a] = await alternate(r, windowedRound, aloneRound);
+    piscina.push(perSecond(n, pMs));
+    scalems.push(perSecond(n, s));
+    ratios.push(pMs / s);
+    windowed.push(perSecond(n, wMs));
+    alone.push(perSecond(n, a));
+    aloneRatios.push(wMs / a);
   }
   await pool.destroy();
   const figures: ThreadsBenchFigures = {
     tasks: n,
     threads: nThreads,
-    scalemsPerSecond: Math.round((n / scalemsMs) * 1000),
-    piscinaPerSecond: Math.round((n / piscinaMs) * 1000),
-    ratio: piscinaMs / scalemsMs,
-    backendAlonePerSecond: Math.round((n / aloneMs) * 1000),
-    piscinaWindowedPerSecond: Math.round((n / windowedMs) * 1000),
+    rounds,
+    scalemsPerSecond: Math.round(median(scalems)),
+    piscinaPerSecond: Math.round(median(piscina)),
+    ratio: median(ratios),
+    ratioSpread: [Math.min(...ratios), Math.max(...ratios)],
+    backendAlonePerSecond: Math.round(median(alone)),
+    piscinaWindowedPerSecond: Math.round(median(windowed)),
   };
   console.log(
-    `threads: ${n.toLocaleString('en')} trivial tasks on ${nThreads} threads (memory store, best of ${rounds})`,
+    `threads: ${n.toLocaleString('en')} trivial tasks on ${nThreads} threads ` +
+      `(memory store; median [min–max] of ${rounds} alternating rounds)`,
   );
-  console.log(`  scalems submitOn(executor) on threads(): ${figures.scalemsPerSecond.toLocaleString('en')} tasks/s`);
-  console.log(`  piscina.run directly:                    ${figures.piscinaPerSecond.toLocaleString('en')} tasks/s`);
-  console.log(`  ratio ${figures.ratio.toFixed(3)} (goal ≥ 0.8)`);
+  console.log(`  scalems submitOn(executor) on threads(): ${spread(scalems)} tasks/s`);
+  console.log(`  piscina.run directly:                    ${spread(piscina)} tasks/s`);
+  console.log(`  ratio piscina time / scalems time ${spread(ratios, fmtRatio)} (goal ≥ 0.8)`);
   console.log(`  diagnosis, ${nThreads} in flight at a time (as an executor admits them), no workflow:`);
-  console.log(
-    `    threads() backend alone ${figures.backendAlonePerSecond.toLocaleString('en')} tasks/s | ` +
-      `piscina.run ${figures.piscinaWindowedPerSecond.toLocaleString('en')} tasks/s | ` +
-      `ratio ${(figures.backendAlonePerSecond / figures.piscinaWindowedPerSecond).toFixed(3)}`,
-  );
+  console.log(`    threads() backend alone ${spread(alone)} tasks/s`);
+  console.log(`    piscina.run             ${spread(windowed)} tasks/s`);
+  console.log(`    ratio ${spread(aloneRatios, fmtRatio)}`);
   return figures;
 }
 

@@ -4,10 +4,11 @@
  * the attempt (cancel, walltime) ends the whole process tree: SIGTERM, then SIGKILL after the grace
  * period. The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, open } from 'node:fs';
 import type { Observable } from 'rxjs';
 import { ExecutableFailedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
+import { footprint } from '../../task/requirements';
 import { attemptOf } from '../backend';
 import {
   executableResult,
@@ -16,6 +17,7 @@ import {
   type ExecutablePlace,
   type PreparedExecutable,
 } from './attempt';
+import type { CoreGate, GateTicket } from './core-gate';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
 import { groupAlive, spawnTree, type ProcessTree } from './process-tree';
 
@@ -27,6 +29,11 @@ export interface LocalRunContext extends ExecutablePlace {
   readonly workerEnv: Readonly<Record<string, string>>;
   /** trees being ended, so that the owner can wait until none is left */
   readonly ending: Set<Promise<void>>;
+  /**
+   * The executor's cores, where attempts are handed over ahead of a free core (`Capacity.queue`): each
+   * prepares its working directory and files at once, then waits here for its cores. None: it starts at once.
+   */
+  readonly gate?: CoreGate;
 }
 
 /**
@@ -35,76 +42,103 @@ export interface LocalRunContext extends ExecutablePlace {
  */
 export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult | undefined> {
   let tree: ProcessTree | undefined;
+  let ticket: GateTicket | undefined;
   const end = (t: ProcessTree): void => {
     const ending = t.kill(ctx.grace);
     ctx.ending.add(ending);
     void ending.finally(() => ctx.ending.delete(ending));
   };
+  const leave = (): void => {
+    if (ticket !== undefined) ctx.gate!.leave(ticket);
+  };
   return attemptOf(
     async (stopped) => {
-      const prep = await prepareExecutable(job, ctx);
-      if (stopped()) return undefined;
-      const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
-      const env = { ...process.env, ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
-      const t = await start(command, prep, env, ctx.grace);
-      tree = t;
-      if (stopped()) {
-        end(t);
-        return undefined;
+      // in line, in the order the attempts were handed over; the cores are held from when they are granted
+      ticket = ctx.gate?.enter(footprint(job.requirements).cores);
+      try {
+        const prep = await prepareExecutable(job, ctx);
+        if (stopped()) return undefined;
+        const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
+        const env = (): NodeJS.ProcessEnv => ({
+          ...process.env,
+          ...rootEnv(),
+          ...ctx.workerEnv,
+          ...job.requirements.env,
+          ...prep.description.env,
+        });
+        const t = await start(command, prep, env, ctx.grace, { ticket, stopped });
+        if (t === undefined) return undefined; // stopped before it started
+        tree = t;
+        if (stopped()) {
+          end(t);
+          return undefined;
+        }
+        const exit = await t.exited;
+        leave(); // the core is free for the next program while this one's result is made
+        if (groupAlive(t.root)) end(t); // the program is done: what it left running in its group goes too
+        return await executableResult(prep, command, exit);
+      } finally {
+        leave();
       }
-      const exit = await t.exited;
-      if (groupAlive(t.root)) end(t); // the program is done: what it left running in its group goes too
-      return executableResult(prep, command, exit);
     },
     // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
     () => {
+      leave();
       if (tree?.running === true) end(tree);
     },
   );
 }
 
 /**
- * Spawns the command with stdout/stderr into the working directory's files; a program that cannot start is an
- * `ExecutableFailedError`.
+ * Opens the attempt's stdout/stderr files (and its stdin file), waits for its cores (`ticket`), then spawns the
+ * command with them and the environment `env()` gives then; a program that cannot start is an
+ * `ExecutableFailedError`. Undefined if the attempt was stopped meanwhile. The files are opened together, without
+ * blocking the event loop.
  */
 async function start(
   command: readonly string[],
   prep: PreparedExecutable,
-  env: NodeJS.ProcessEnv,
+  env: () => NodeJS.ProcessEnv,
   grace: number,
-): Promise<ProcessTree> {
-  const { workdir: wd, stdin, where } = prep;
-  const fds: number[] = [];
+  when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
+): Promise<ProcessTree | undefined> {
+  const { workdir: wd, stdin } = prep;
+  const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
+  const opened = await Promise.allSettled([
+    openFd(wd.stdout, 'w'),
+    openFd(wd.stderr, 'w'),
+    ...(stdinPath !== undefined ? [openFd(stdinPath, 'r')] : []),
+  ]);
+  const fds = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   try {
-    const out = openSync(wd.stdout, 'w');
-    fds.push(out);
-    const err = openSync(wd.stderr, 'w');
-    fds.push(err);
-    let input: number | 'ignore' | 'pipe' = 'ignore';
-    if (stdin !== undefined && 'path' in stdin) {
-      try {
-        input = openSync(stdin.path, 'r');
-      } catch (e) {
-        throw new ExecutableFailedError(
-          `${where}: stdin ${stdin.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the ` +
-            `program was not started`,
-          null,
-          null,
-          '',
-        );
-      }
-      fds.push(input);
-    } else if (stdin !== undefined) input = 'pipe';
+    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed !== undefined) {
+      // stdout and stderr first, as when they were opened one after the other
+      if (opened[0]!.status === 'rejected' || opened[1]!.status === 'rejected') throw failed.reason;
+      throw new ExecutableFailedError(
+        `${prep.where}: stdin ${stdinPath!} cannot be read ` +
+          `(${(failed.reason as NodeJS.ErrnoException).code ?? String(failed.reason)}); the program was not started`,
+        null,
+        null,
+        '',
+      );
+    }
+    const [out, err, inFd] = fds as [number, number, number | undefined];
+    const input: number | 'ignore' | 'pipe' = inFd ?? (stdin !== undefined ? 'pipe' : 'ignore');
+    const { ticket } = when;
+    if (ticket !== undefined && !ticket.granted) await ticket.ready;
+    if (when.stopped()) return undefined;
+    const environment = env();
     let tree: ProcessTree;
     try {
       tree = await spawnTree(command[0]!, command.slice(1), {
         cwd: wd.path,
-        env,
+        env: environment,
         stdio: [input, out, err],
         graceSeconds: grace,
       });
     } catch (e) {
-      throw cannotStart(e as NodeJS.ErrnoException, command, prep, env);
+      throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
     }
     if (stdin !== undefined && 'text' in stdin) {
       const pipe = tree.child.stdin!;
@@ -115,6 +149,11 @@ async function start(
   } finally {
     for (const fd of fds) closeSync(fd);
   }
+}
+
+/** `open(2)` on libuv's thread pool: the event loop goes on meanwhile. */
+function openFd(path: string, flags: string): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, (err, fd) => (err !== null ? reject(err) : resolve(fd))));
 }
 
 function cannotStart(

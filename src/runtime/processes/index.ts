@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
+import { CoreGate } from '../executable/core-gate';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
@@ -70,6 +71,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
   return {
     kind: 'processes',
     open(worker, { workflow }): BackendExecutor {
+      const cores = worker.cores ?? options.cores ?? availableParallelism();
       const ctx: LocalRunContext = {
         workflowDir: workflowDirectory(root, workflow.name),
         hostCwd,
@@ -78,13 +80,13 @@ export function processes(options: ProcessesOptions = {}): Backend {
         mpi: options.mpi ?? {},
         workerEnv: worker.env ?? {},
         ending,
+        gate: new CoreGate(cores),
       };
       return {
-        capacity: {
-          cores: worker.cores ?? options.cores ?? availableParallelism(),
-          gpus: worker.gpus ?? 0,
-          memoryMB: worker.memoryMB ?? Infinity,
-        },
+        // One more one-core task per core is handed over ahead: it makes its working directory and files while the
+        // others run, then waits at the gate, so that a core goes from program to program without waiting for the
+        // file system.
+        capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
         invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         identity: (spec) => inputsIdentity(spec, hostCwd),

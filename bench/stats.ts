@@ -1,0 +1,35 @@
+// Figures over the rounds of a benchmark: the median, and the spread printed as `median [min–max]`.
+// These machines are shared and noisy: each benchmark alternates its baseline and scalems rounds, so
+// that noise hits both, and reports the median of the rounds with their spread rather than one figure.
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export const perSecond = (n: number, ms: number): number => (n / ms) * 1000;
+
+/** a rate, rounded, with thousands separators */
+export const fmt = (x: number): string => Math.round(x).toLocaleString('en');
+
+/** a ratio, to three places */
+export const fmtRatio = (x: number): string => x.toFixed(3);
+
+/** `median [min–max]` */
+export const spread = (xs: readonly number[], f: (x: number) => string = fmt): string =>
+  `${f(median(xs))} [${f(Math.min(...xs))}–${f(Math.max(...xs))}]`;
+
+/** Runs `baseline` and `scalems` once each, the baseline first in even rounds: returns [baseline, scalems]. */
+export async function alternate(
+  round: number,
+  baseline: () => Promise<number>,
+  scalems: () => Promise<number>,
+): Promise<[baseline: number, scalems: number]> {
+  if (round % 2 === 0) {
+    const b = await baseline();
+    return [b, await scalems()];
+  }
+  const s = await scalems();
+  return [await baseline(), s];
+}
