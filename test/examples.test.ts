@@ -44,3 +44,25 @@ describe('examples/ensemble.ts (the quick-start job)', () => {
     expect(lines(again).slice(0, 3)).toEqual(lines(first));
   }, 60_000);
 });
+
+describe('examples/retry.ts (identity and retry)', () => {
+  let cwd: string;
+  beforeAll(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'scalems-example-'));
+  });
+  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+
+  it('a failed member runs again through retry(); a rerun is served; a changed deck runs again', async () => {
+    const first = await example('retry.ts', ['300'], cwd);
+    expect(first).toContain('temperature 300 -> done\ntemperature 301 -> done\ntemperature 302 -> done');
+    expect(first).toContain('served from the store (earlier runs): 0; tasks by state: succeeded 3');
+    expect(first).toContain('attempts, all runs: 4'); // member 2 failed once
+    const again = await example('retry.ts', ['300'], cwd);
+    expect(again).toContain('served from the store (earlier runs): 3; tasks by state: succeeded 3');
+    expect(again).toContain('attempts, all runs: 4');
+    const changed = await example('retry.ts', ['310'], cwd);
+    expect(changed).toContain('temperature 310 -> done');
+    expect(changed).toContain('tasks by state: succeeded 4');
+    expect(changed).toContain('attempts, all runs: 5');
+  }, 120_000);
+});
