@@ -86,6 +86,7 @@ async function timeBackendAlone(n: number, nThreads: number): Promise<{ ms: numb
     label: undefined,
     kind: 'function',
     name: inc.taskName,
+    version: undefined,
     args: [i],
     requirements: {},
     attempt: 1,

@@ -139,6 +139,15 @@ export class TaskModuleError extends ScalemsError {
   override readonly code = 'TASK_MODULE';
 }
 
+/**
+ * The function a remote side (a worker thread, a job step, a `scalems worker`) has under a task's name is another
+ * version than the one the task was submitted with (its code differs, or it was loaded another way): its result
+ * would be stored under the other version's identity, so it is not run.
+ */
+export class FunctionVersionError extends ScalemsError {
+  override readonly code = 'FUNCTION_VERSION';
+}
+
 /** A worker was asked for a task name it does not know (never `eval`ed). */
 export class UnknownTaskError extends ScalemsError {
   override readonly code = 'UNKNOWN_TASK';

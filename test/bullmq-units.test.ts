@@ -146,6 +146,11 @@ describe('job data', () => {
     expect(() => decodeJobData('rm -rf /', 'j2')).toThrow(/BullMQ job j2 is not a scalems task/);
   });
 
+  test('the declared version of the function travels with the job (the worker refuses another)', () => {
+    expect(decodeJobData({ ...good, version: 'v2' }, 'j1').version).toBe('v2');
+    expect(() => decodeJobData({ ...good, version: 2 }, 'j1')).toThrow(/version/);
+  });
+
   test('a failure travels as the failed reason; a reason of BullMQ’s own is not mistaken for one', () => {
     const recorded = { name: 'ExecutableFailedError', message: 'exit 3', code: 'EXECUTABLE_FAILED' };
     expect(decodeFailure(encodeFailure(recorded))).toEqual(recorded);

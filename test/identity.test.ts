@@ -1,4 +1,14 @@
-import { openWorkflow, launch, inProcess, executor, call, memoryStore, defineTask, type Executor } from 'scalems';
+import {
+  openWorkflow,
+  launch,
+  inProcess,
+  executor,
+  call,
+  memoryStore,
+  defineTask,
+  UnserializableValueError,
+  type Executor,
+} from 'scalems';
 
 const double = async (n: number): Promise<number> => n * 2;
 let ex: Executor;
@@ -79,5 +89,41 @@ describe('identity of functions that are not registered', () => {
     expect(a.id).not.toBe(b.id);
     expect([await a, await b]).toEqual([10, 15]);
     expect(ex.submit(by3, 5)).toBe(b);
+  });
+});
+
+describe('arguments are captured at submit', () => {
+  it('plain data at any depth is copied: Map, Set, Date and typed arrays too; shared memory stays shared', async () => {
+    const seen: unknown[] = [];
+    const keep = async (...args: unknown[]): Promise<number> => {
+      seen.push(...args);
+      return args.length;
+    };
+    const map = new Map([['a', [1]]]);
+    const set = new Set([1]);
+    const date = new Date(0);
+    const bytes = new Float64Array([1, 2]);
+    const shared = new Int32Array(new SharedArrayBuffer(8));
+    const task = ex.submit(keep, { map, set, date, bytes }, shared);
+    map.get('a')!.push(2);
+    set.add(2);
+    date.setTime(1000);
+    bytes[0] = 9;
+    expect(await task).toBe(2);
+    const [first, second] = seen as [
+      { map: Map<string, number[]>; set: Set<number>; date: Date; bytes: Float64Array },
+      Int32Array,
+    ];
+    expect(first.map.get('a')).toEqual([1]);
+    expect([...first.set]).toEqual([1]);
+    expect(first.date.getTime()).toBe(0);
+    expect([...first.bytes]).toEqual([1, 2]);
+    expect(second).toBe(shared);
+  });
+
+  it('a value that contains itself is refused with UnserializableValueError', () => {
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    expect(() => ex.submit(double, loop as unknown as number)).toThrow(UnserializableValueError);
   });
 });

@@ -345,6 +345,9 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
       attempt: 2,
       workdir: undefined,
     });
+    expect(
+      parseTaskEntryArgs(['--name', 'n', '--args', 'a.json', '--result', 'r.json', '--version', 'v2']).version,
+    ).toBe('v2');
     expect(() => parseTaskEntryArgs(['--name', 'n'])).toThrow(/--args is required/);
     expect(() => parseTaskEntryArgs(['--eval', 'x'])).toThrow(/unknown option --eval/);
     expect(run(['--name', 'x']).status).toBe(2);

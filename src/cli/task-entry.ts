@@ -6,6 +6,7 @@
  *
  *   scalems-task --modules <module> [--modules <module> ...] --name <task name> --args <args.json>
  *                --result <result.json> [--id <task id>] [--label <label>] [--attempt <n>] [--workdir <dir>]
+ *                [--version <the function's version where the task was submitted: another one is not run>]
  *
  * It reads the JSON array of arguments, changes into the working directory, runs the task through the
  * runner (modules loaded, the function found by NAME, never `eval`), and writes the outcome
@@ -32,11 +33,13 @@ export interface TaskEntryArgs {
   readonly label: string | undefined;
   readonly attempt: number;
   readonly workdir: string | undefined;
+  /** the function's version where the task was submitted (`--version`) */
+  readonly version: string | undefined;
 }
 
 export const USAGE =
   'usage: scalems-task --modules <module> [--modules <module> ...] --name <task> --args <args.json> --result ' +
-  '<result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>]';
+  '<result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>] [--version <v>]';
 
 /** Parses the command line; throws a TypeError naming the problem. */
 export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
@@ -49,7 +52,7 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     if (value === undefined) throw new TypeError(`${flag} needs a value`);
     i++;
     if (flag === '--modules' || flag === '--module') modules.push(value);
-    else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir'].includes(flag))
+    else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir', '--version'].includes(flag))
       one.set(flag.slice(2), value);
     else throw new TypeError(`unknown option ${flag}`);
   }
@@ -66,6 +69,7 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     label: one.get('label'),
     attempt,
     workdir: one.get('workdir'),
+    version: one.get('version'),
   };
 }
 
@@ -96,7 +100,8 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
     if (!Array.isArray(args)) throw new TypeError(`scalems-task: ${a.args} must hold a JSON array of arguments`);
     const workdir = a.workdir !== undefined ? resolve(a.workdir) : undefined;
     if (workdir !== undefined) process.chdir(workdir);
-    result = await runner.run({ name: a.name, args, id: a.id, label: a.label, attempt: a.attempt }, stop, { workdir });
+    const req = { name: a.name, args, id: a.id, label: a.label, attempt: a.attempt, version: a.version };
+    result = await runner.run(req, stop, { workdir });
   } catch (err) {
     result = { ok: false, error: recordError(err) };
   }

@@ -5,7 +5,15 @@
 import type { Observer, Subscription } from 'rxjs';
 import type { TaskRecord } from '../store/state';
 import type { Workflow } from './workflow';
-import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
+import {
+  call,
+  declaredVersion,
+  isTaskSpec,
+  lookupTask,
+  type AnyFunction,
+  type TaskArgs,
+  type TaskSpec,
+} from '../task/spec';
 import type { TaskRequirements } from '../task/requirements';
 import type { Hold, Need } from './admission';
 import type { Communicator, Job } from './backend';
@@ -84,6 +92,12 @@ export class Attempt implements Hold, Job, Observer<unknown> {
     this.name = record.name;
     this.requirements = record.requirements;
     this.attempt = record.attempts + 1;
+  }
+
+  get version(): string | undefined {
+    if (this.kind !== 'function') return undefined;
+    const fn = (this.entry.fn as AnyFunction | undefined) ?? lookupTask(this.name);
+    return fn === undefined ? undefined : declaredVersion(fn);
   }
 
   get signal(): AbortSignal {

@@ -38,6 +38,12 @@ export interface Job {
   readonly kind: 'function' | 'executable';
   /** registered (or own) function name */
   readonly name: string;
+  /**
+   * The version declared to `defineTask` for the function this process submitted the task with, if any: a remote side
+   * runs the task only with a function of the same declared version (`FunctionVersionError`); undefined matches only
+   * a function declared without one.
+   */
+  readonly version: string | undefined;
   /** arguments with upstream results substituted */
   readonly args: readonly unknown[];
   /** the task's requirements merged over its executor's defaults */

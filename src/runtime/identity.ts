@@ -63,8 +63,12 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
       return out;
     }
     if (v instanceof Date) return new Date(v.getTime());
-    if (v instanceof DataView) return new DataView(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
-    if (ArrayBuffer.isView(v)) return typedArraySlice.call(v);
+    if (ArrayBuffer.isView(v)) {
+      // memory shared on purpose (a SharedArrayBuffer: flags, progress between threads) stays shared
+      if (isShared(v.buffer)) return v;
+      if (v instanceof DataView) return new DataView(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+      return typedArraySlice.call(v);
+    }
     if (v instanceof ArrayBuffer) return v.slice(0);
     if (v instanceof Map) return new Map([...v].map(([k, e]) => [visit(k), visit(e)]));
     if (v instanceof Set) return new Set([...v].map(visit));
@@ -74,7 +78,10 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
   return { args: encoded, inputs: inputs.size === 0 ? NO_INPUTS : [...inputs], canonical: canonical(encoded) };
 }
 
-const MAX_DEPTH = 10_000;
+const MAX_DEPTH = 1_000;
+
+const isShared = (buffer: ArrayBufferLike): boolean =>
+  typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer;
 
 /** `%TypedArray%.prototype.slice`: a copy of the same type, with its own memory (a `Buffer`'s own `slice` shares). */
 const typedArraySlice = (Object.getPrototypeOf(Uint8Array.prototype) as { slice(this: ArrayBufferView): unknown })

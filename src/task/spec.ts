@@ -51,13 +51,19 @@ export interface DefineTaskOptions {
    * depends on code outside its own text (helpers it calls, data files it reads): change it when they
    * change. Non-empty, at most 200 characters.
    * @default a hash of the function's source text, as the JavaScript engine has it (`fn.toString()`)
+   *
+   * A version given here is also checked where the function runs in another process (worker threads, Slurm job
+   * steps, `scalems worker`): a task runs there only if that process's function has the same declared version.
    */
   readonly version?: string;
 }
 
 const registry = new Map<string, AnyFunction>();
 const names = new WeakMap<AnyFunction, string>();
+/** versions given to `defineTask` */
 const versions = new WeakMap<AnyFunction, string>();
+/** default versions (source hashes), computed once */
+const hashes = new WeakMap<AnyFunction, string>();
 
 /**
  * Registers `fn` under `name`, so that backends running elsewhere (threads, processes, Slurm steps,
@@ -105,9 +111,18 @@ export function lookupTask(name: string): AnyFunction | undefined {
  */
 export function versionOf(fn: AnyFunction): string | undefined {
   if (!names.has(fn)) return undefined;
-  let v = versions.get(fn);
-  if (v === undefined) versions.set(fn, (v = sourceHash(fn)));
+  let v = versions.get(fn) ?? hashes.get(fn);
+  if (v === undefined) hashes.set(fn, (v = sourceHash(fn)));
   return v;
+}
+
+/**
+ * The version given to `defineTask` for a registered function, if one was. Only such versions are compared between
+ * the submitting process and a remote side: a default one hashes the source text as each process's loader made it
+ * (tsx, ts-jest, tsc and coverage instrumentation each make other text of the same source).
+ */
+export function declaredVersion(fn: AnyFunction): string | undefined {
+  return versions.get(fn);
 }
 
 /** 16 hex digits of a hash of the function's source text. */

@@ -158,6 +158,7 @@ export function bullmq(options: BullmqOptions = {}): Backend {
                 attempt: job.attempt,
                 requirements: job.requirements,
                 ...(job.label !== undefined ? { label: job.label } : {}),
+                ...(job.version !== undefined ? { version: job.version } : {}),
                 ...(job.kind === 'executable' ? { place: { workflowDir, hostCwd, staging, grace } } : {}),
               };
               const queue = shapeQueue(meeting, shapeOf(job.requirements));

@@ -126,7 +126,7 @@ export const JobData = t.intersection([
     attempt: NonNegativeInt,
     requirements: TaskRequirements as t.Type<Requirements, unknown, unknown>,
   }),
-  t.partial({ label: t.string, place: Place }),
+  t.partial({ label: t.string, place: Place, version: t.string }),
 ]);
 export type JobData = t.TypeOf<typeof JobData>;
 

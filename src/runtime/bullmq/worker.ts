@@ -284,6 +284,7 @@ export class ScalemsWorker {
         args: data.args,
         requirements: data.requirements,
         attempt: data.attempt,
+        version: data.version,
         signal: controller.signal,
         workflow: NO_WORKFLOW,
         invoke: () => {
@@ -395,7 +396,7 @@ export class ScalemsWorker {
         } else subscriber.error(reviveError(outcome.error));
       };
       const outcome = runner.run(
-        { name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt },
+        { name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt, version: job.version },
         stop,
       );
       if (outcome instanceof Promise) void outcome.then(settle);

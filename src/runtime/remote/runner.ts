@@ -6,11 +6,11 @@
  * (`runtime/threads/worker.ts`) and the `scalems-task` entry point of Slurm job steps
  * (`cli/task-entry.ts`) are thin entries over it; each adds only its transport.
  */
-import { NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../../errors';
+import { FunctionVersionError, NoAmbientScopeError, UnknownTaskError, UnserializableValueError } from '../../errors';
 import { recordError } from '../../recorded-error';
 import { installAsyncLocalCarrier } from '../../context/async-local';
 import { runInScope } from '../../context/ambient';
-import { invocable, lookupTask } from '../../task/spec';
+import { declaredVersion, invocable, lookupTask } from '../../task/spec';
 import { isThenable } from '../../util';
 import type { RunningTaskScope, TaskContext } from '../attempt';
 import type { Communicator } from '../backend';
@@ -25,6 +25,8 @@ export interface RemoteRequest {
   readonly id: string;
   readonly label: string | undefined;
   readonly attempt: number;
+  /** the version declared for the function where the task was submitted: a function declared otherwise is refused */
+  readonly version?: string;
 }
 
 export interface RunnerOptions {
@@ -142,6 +144,18 @@ export class RemoteRunner {
           `no task named "${req.name}" is defined by the modules given ` +
             `to ${this.options.modulesOption} (${this.options.modules.join(', ') || 'none'}): define it with ` +
             `defineTask("${req.name}", fn) in one of them and export it`,
+        ),
+      );
+    }
+    const version = declaredVersion(fn);
+    if (version !== req.version) {
+      const which = (v: string | undefined): string => (v === undefined ? 'no declared version' : `version "${v}"`);
+      return failed(
+        new FunctionVersionError(
+          `task ${req.label ?? req.name} (${req.id}) was submitted with ${which(req.version)} of function ` +
+            `"${req.name}", but ${this.options.where} has ${which(version)} (from ` +
+            `${this.options.modules.join(', ') || 'its modules'}), so it was not run: its result would be stored ` +
+            'as the other version’s. Run the same code on both sides (restart workers after a change).',
         ),
       );
     }

@@ -137,6 +137,7 @@ export async function planFunction(job: Job, ctx: TaskPlanContext, where: string
     ...(job.label !== undefined ? ['--label', job.label] : []),
     '--attempt',
     String(job.attempt),
+    ...(job.version !== undefined ? ['--version', job.version] : []),
     '--workdir',
     wd.path,
   ];

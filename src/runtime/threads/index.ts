@@ -203,6 +203,7 @@ function runJob(
       id: job.id,
       label: job.label,
       attempt: job.attempt,
+      version: job.version,
     };
     let open = ranks;
     let done = false;
@@ -282,7 +283,15 @@ function runOne(
 ): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let open = true;
-    const run = pool.run({ key, name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt });
+    const run = pool.run({
+      key,
+      name: job.name,
+      args: job.args,
+      id: job.id,
+      label: job.label,
+      attempt: job.attempt,
+      version: job.version,
+    });
     run.then(
       (response) => {
         open = false;
