@@ -105,6 +105,8 @@ export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => 
   return args.map(visit);
 }
 
+/** the identity of a closure by its name and source (computed once per function object) */
+const bases = new WeakMap<AnyFunction, string>();
 const copyIds = new WeakMap<AnyFunction, string>();
 const firstOfSource = new Map<string, { fn: AnyFunction; copies: number }>();
 
@@ -123,10 +125,11 @@ export function functionIdentity(name: string, fn: AnyFunction | undefined, numb
   const registered = fn === undefined ? lookupTask(name) : registeredName(fn) !== undefined ? fn : undefined;
   if (registered !== undefined) return `${name}@${versionOf(registered)!}`;
   if (fn === undefined) return name;
-  if (!numbered) return `${name}~${sourceHash(fn)}`;
+  let base = bases.get(fn);
+  if (base === undefined) bases.set(fn, (base = `${name}~${sourceHash(fn)}`));
+  if (!numbered) return base;
   let id = copyIds.get(fn);
   if (id !== undefined) return id;
-  const base = `${name}~${sourceHash(fn)}`;
   const first = firstOfSource.get(base);
   if (first === undefined) {
     firstOfSource.set(base, { fn, copies: 0 });
