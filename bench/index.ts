@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { benchCore } from './core';
 import { benchStores } from './stores';
+import { benchScale } from './scale';
 
 type Bench = () => Promise<unknown>;
 
@@ -19,6 +20,7 @@ const optional: Array<[file: string, exportName: string]> = [
 async function main(): Promise<void> {
   await benchCore();
   await benchStores();
+  await benchScale();
   for (const [file, name] of optional) {
     const path = join(__dirname, file + extname(__filename));
     if (!existsSync(path)) continue;

@@ -1,28 +1,45 @@
 // Persisted throughput: the same no-op tasks with sqliteStore vs memoryStore, and time to reopen a store.
+// Rounds alternate the two stores (see stats.ts); each round's ratio is sqlite's rate over memory's.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openWorkflow } from 'scalems';
 import { sqliteStore } from 'scalems/node';
-import { best, rate, timeScalems } from './core';
+import { timeScalems } from './core';
+import { alternate, fmtRatio, median, perSecond, spread } from './stats';
 
-export async function benchStores(n = 100_000): Promise<Record<string, number>> {
+export async function benchStores(n = 100_000, rounds = 5): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
   try {
-    const memory = await best(1, () => timeScalems(n));
-    const file = join(dir, 'state.sqlite');
-    const sqlite = await timeScalems(n, sqliteStore(file));
+    let file = '';
+    await timeScalems(5_000); // warm up the JIT
+    await timeScalems(5_000, sqliteStore(join(dir, 'warm.sqlite')));
+    const memory: number[] = [];
+    const sqlite: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      file = join(dir, `state-${round}.sqlite`);
+      const [m, s] = await alternate(
+        round,
+        () => timeScalems(n),
+        () => timeScalems(n, sqliteStore(file)),
+      );
+      memory.push(m);
+      sqlite.push(s);
+    }
     const t0 = performance.now();
     const wf = await openWorkflow({ store: sqliteStore(file), name: `bench-${n}` });
     const reopenMs = performance.now() - t0;
     const restored = wf.state.counts.succeeded;
     await wf.close();
-    console.log(`stores: ${n.toLocaleString('en')} no-op tasks`);
+    const ratios = memory.map((m, i) => m / sqlite[i]!);
+    console.log(`stores: ${n.toLocaleString('en')} no-op tasks, ${rounds} rounds, median [min–max]`);
     console.log(
-      `  sqliteStore ${rate(n, sqlite)}  |  memoryStore ${rate(n, memory)}  |  ratio ${(memory / sqlite).toFixed(3)}`,
+      `  sqliteStore ${spread(sqlite.map((ms) => perSecond(n, ms)))} tasks/s  |  ` +
+        `memoryStore ${spread(memory.map((ms) => perSecond(n, ms)))} tasks/s  |  ` +
+        `ratio ${spread(ratios, fmtRatio)} (goal >= 0.8)`,
     );
     console.log(`  reopen a ${restored.toLocaleString('en')}-task SQLite store: ${reopenMs.toFixed(0)} ms`);
-    return { memory, sqlite, reopenMs };
+    return { memory: median(memory), sqlite: median(sqlite), ratio: median(ratios), reopenMs };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -68,9 +68,9 @@ export class TaskGraph {
       counts: this.committed.counts,
       find: (id) => this.slots.get(id),
       slot: (id) => this.slot(id),
+      // the task table takes the record at the commit (see `flush`), not at each change
       put: (slot, rec) => {
         slot.record = rec;
-        this.tasks.set(slot.id, rec);
         if (!slot.dirty) {
           slot.dirty = true;
           this.dirty.push(slot);
@@ -112,6 +112,10 @@ export class TaskGraph {
   slot(id: string): TaskSlot {
     let slot = this.slots.get(id);
     if (slot === undefined) {
+      // An id is made by concatenation (name, digest): V8 keeps it as a rope until something reads its
+      // characters, and a rope flattened only once it is old keeps its 32-byte wrapper for good. Read
+      // now, while it is young, the collector replaces the wrapper by the flat string it points to.
+      id.charCodeAt(0);
       slot = new TaskSlot(id);
       this.slots.set(id, slot);
     }
@@ -200,7 +204,13 @@ export class TaskGraph {
     this.flushScheduled = undefined;
     if (!this.batching) return;
     this.batching = false;
-    const tasks = this.tasks.finish();
+    const dirty = this.dirty;
+    // Each changed task enters the table once per commit, in its last state: a task that became ready,
+    // ran and succeeded within one batch costs one write to the table, not three (each a walk down the
+    // trie to a leaf that, in a large workflow, is rarely in the cache).
+    const editor = this.tasks;
+    for (const slot of dirty) editor.set(slot.id, slot.record!);
+    const tasks = editor.finish();
     const labels = this.labels.finish();
     const counts = this.context.counts;
     const next = immer.produce(this.committed, (draft) => {
@@ -209,7 +219,6 @@ export class TaskGraph {
       d.labels = labels;
       d.counts = counts;
     });
-    const dirty = this.dirty;
     const readied = this.readied;
     const settled = this.settled;
     this.dirty = [];
