@@ -24,9 +24,12 @@ type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } 
 /**
  * Submits each spec to `executor` and emits the results. With a function, `submitOn(ex, fn)` takes
  * plain values (or tasks, or `Settled` outcomes, keeping the edge) and submits `fn(value)`.
- * Tasks are submitted as inputs arrive; concurrency is the executor's. Unsubscribing cancels the
- * in-flight tasks that nobody else awaits. Without `settle`, the first failure errors the stream, and
- * the source is not pulled any further.
+ * Tasks are submitted as inputs arrive, up to a window of unsettled tasks a few times the executor's
+ * cores (at least 256); inputs beyond it wait as they came, and are submitted as tasks settle. So a
+ * source of a million inputs holds a million small values, not a million tasks in flight; concurrency is
+ * the executor's. Unsubscribing cancels the in-flight tasks that nobody else awaits. Without `settle`,
+ * the first failure errors the stream: the source is not pulled any further, and the inputs still
+ * waiting are never submitted.
  *
  * ## Example
  * ```ts
@@ -73,12 +76,17 @@ export function submitOn(
     );
   };
 
+  const cores = executor.capacity.cores;
+  const window = Number.isFinite(cores) ? Math.max(MIN_WINDOW, WINDOW_PER_CORE * cores) : Infinity;
   return (source) =>
     new Observable<unknown>((subscriber) => {
       /** tasks submitted and not yet settled */
       const inflight = new Set<Member>();
       /** with `ordered`: submitted tasks in input order, until emitted */
       const queue: Member[] = [];
+      /** inputs that came while the window was full, from `waitingHead` on */
+      let waiting: unknown[] = [];
+      let waitingHead = 0;
       let sourceComplete = false;
 
       const emit = (task: Task<unknown>): boolean => {
@@ -100,7 +108,37 @@ export function submitOn(
         return false;
       };
       const maybeComplete = (): void => {
-        if (sourceComplete && inflight.size === 0 && queue.length === 0) subscriber.complete();
+        if (sourceComplete && inflight.size === 0 && queue.length === 0 && waitingHead === waiting.length)
+          subscriber.complete();
+      };
+      /** Submits the input (or takes its task); false if the stream errored. */
+      const take = (input: unknown): boolean => {
+        let task: Task<unknown>;
+        try {
+          const specOrTask = toSpec(input);
+          task = specOrTask instanceof Task ? specOrTask : executor.submitSpec(specOrTask, { pinned: false });
+        } catch (err) {
+          subscriber.error(err);
+          return false;
+        }
+        task.retain();
+        const member: Member = { task, settled: false, stop: undefined };
+        if (options.ordered === true) queue.push(member);
+        inflight.add(member);
+        member.stop = task.whenSettled(() => settle(member));
+        return true;
+      };
+      /** Submits waiting inputs while the window has room. */
+      const refill = (): void => {
+        while (waitingHead < waiting.length && inflight.size < window && !subscriber.closed) {
+          const input = waiting[waitingHead];
+          waiting[waitingHead++] = undefined;
+          if (waitingHead === waiting.length) {
+            waiting = [];
+            waitingHead = 0;
+          }
+          if (!take(input)) return;
+        }
       };
       const settle = (member: Member): void => {
         member.stop?.();
@@ -112,6 +150,7 @@ export function submitOn(
             if (!emit(queue.shift()!.task)) return;
           }
         } else if (!emit(member.task)) return;
+        refill();
         maybeComplete();
       };
 
@@ -121,19 +160,8 @@ export function submitOn(
       subscriber.add(() => ended.next());
       const sourceSub = source.pipe(takeUntil(ended)).subscribe({
         next: (input) => {
-          let task: Task<unknown>;
-          try {
-            const specOrTask = toSpec(input);
-            task = specOrTask instanceof Task ? specOrTask : executor.submitSpec(specOrTask, { pinned: false });
-          } catch (err) {
-            subscriber.error(err);
-            return;
-          }
-          task.retain();
-          const member: Member = { task, settled: false, stop: undefined };
-          if (options.ordered === true) queue.push(member);
-          inflight.add(member);
-          member.stop = task.whenSettled(() => settle(member));
+          if (inflight.size < window && waitingHead === waiting.length) take(input);
+          else waiting.push(input);
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => {
@@ -144,6 +172,8 @@ export function submitOn(
 
       return () => {
         sourceSub.unsubscribe();
+        waiting = [];
+        waitingHead = 0;
         const left = [...inflight];
         inflight.clear();
         for (const member of left) {
@@ -153,6 +183,11 @@ export function submitOn(
       };
     });
 }
+
+/** Unsettled tasks one subscription keeps submitted, per core of the executor... */
+const WINDOW_PER_CORE = 8;
+/** ...and at least: enough that admission never waits for the pipeline to submit the next one. */
+const MIN_WINDOW = 256;
 
 /** A task submitted by one subscription of `submitOn`. */
 interface Member {

@@ -124,4 +124,33 @@ describe('submitOn', () => {
       expect(wf.state.tasks.size).toBe(1);
     });
   });
+
+  it('keeps a window of unsettled tasks (256 here): a large source waits as inputs, not as tasks in flight', () => {
+    scheduler.run(({ flush }) => {
+      const ex = executorOf(1, 1);
+      let most = 0;
+      wf.state$.subscribe((s) => (most = Math.max(most, s.counts.submitted + s.counts.ready + s.counts.running)));
+      const results: number[] = [];
+      from(Array.from({ length: 1000 }, (_, i) => i))
+        .pipe(submitOn(ex, times10))
+        .subscribe((r) => results.push(r));
+      flush();
+      expect(results).toHaveLength(1000);
+      expect(results.slice(0, 3)).toEqual([0, 10, 20]);
+      expect(most).toBe(256);
+    });
+  });
+
+  it('after a failure, inputs still waiting outside the window are never submitted (nor cancelled)', () => {
+    scheduler.run(({ expectObservable, flush }) => {
+      const ex = executorOf(1, 1);
+      const source = from(Array.from({ length: 1000 }, (_, i) => i + 1));
+      expectObservable(source.pipe(submitOn(ex, failsOn2))).toBe('-a#', { a: 1 }, new Error('member 2 diverged'));
+      flush();
+      // the first 256 were submitted, and the 257th when the first settled; 2 failed, the rest of the window was
+      // cancelled; 743 never were submitted
+      expect(wf.state.tasks.size).toBe(257);
+      expect(counts()).toMatchObject({ succeeded: 1, failed: 1, cancelled: 255 });
+    });
+  });
 });
