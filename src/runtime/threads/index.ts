@@ -186,6 +186,17 @@ interface RunControl {
   readonly grace: number;
 }
 
+/** What a thread is asked to run for the job (the first rank's request, for a task of several ranks). */
+const requestOf = (job: Job, key: number): ThreadRequest => ({
+  key,
+  name: job.name,
+  args: job.args,
+  id: job.id,
+  label: job.label,
+  attempt: job.attempt,
+  version: job.version,
+});
+
 /** One attempt: one piscina task per rank, started together (the executor has reserved their cores). */
 function runJob(
   job: Job,
@@ -196,15 +207,7 @@ function runJob(
   if ((job.requirements.ranks ?? 1) === 1) return runOne(job, pool, key, control);
   return new Observable<unknown>((subscriber) => {
     const ranks = job.requirements.ranks ?? 1;
-    const base: ThreadRequest = {
-      key,
-      name: job.name,
-      args: job.args,
-      id: job.id,
-      label: job.label,
-      attempt: job.attempt,
-      version: job.version,
-    };
+    const base = requestOf(job, key);
     let open = ranks;
     let done = false;
     let failure: unknown;
@@ -283,15 +286,7 @@ function runOne(
 ): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let open = true;
-    const run = pool.run({
-      key,
-      name: job.name,
-      args: job.args,
-      id: job.id,
-      label: job.label,
-      attempt: job.attempt,
-      version: job.version,
-    });
+    const run = pool.run(requestOf(job, key));
     run.then(
       (response) => {
         open = false;
