@@ -6,6 +6,7 @@ import {
   ExecutorShutdownError,
   NoExecutorError,
   UpstreamFailedError,
+  currentTask,
   executor,
   inProcess,
   launch,
@@ -81,7 +82,11 @@ describe('retry in the same process', () => {
     let calls = 0;
     const slow = async (x: number): Promise<number> => {
       calls++;
-      if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 60_000));
+      if (calls === 1) {
+        // waits until cancelled (no timer left behind to keep the test run alive)
+        const signal = currentTask().signal;
+        await new Promise((resolve) => signal.addEventListener('abort', resolve));
+      }
       return x;
     };
     const task = ex.submit(slow, 7);
