@@ -22,9 +22,15 @@ describe('requirements', () => {
   it('withRequirements validates when the pipeline is built, naming the field and the expected type', () => {
     expect(() => withRequirements({ walltime: '60s' } as never)).toThrow(InvalidRequirementsError);
     expect(() => withRequirements({ walltime: '60s' } as never)).toThrow(
-      /walltime: expected a positive finite number, got "60s"/,
+      /walltime: expected a positive number of seconds up to 2147483 \(about 24.8 days\), got "60s"/,
     );
     expect(() => withRequirements({ ranks: 1.5 } as never)).toThrow(/ranks: expected a positive integer, got 1.5/);
+  });
+
+  it('refuses a walltime or backoff longer than a JavaScript timer keeps (it would fire at once)', () => {
+    expect(() => withRequirements({ walltime: 3e6 })).toThrow(/walltime: expected a positive number of seconds up to/);
+    expect(() => withRequirements({ retries: { max: 1, backoff: 3e6 } })).toThrow(/retries.backoff: expected/);
+    expect(() => withRequirements({ walltime: 2_000_000, retries: { max: 1, backoff: 2_000_000 } })).not.toThrow();
   });
 
   it('rejects unknown fields by path, including in the Slurm pass-through', () => {

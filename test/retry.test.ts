@@ -4,6 +4,7 @@ import { TestScheduler } from 'rxjs/testing';
 import { lastValueFrom, from, retry, toArray } from 'rxjs';
 import {
   ExecutorShutdownError,
+  InvalidTaskDescriptionError,
   NoExecutorError,
   UpstreamFailedError,
   currentTask,
@@ -167,5 +168,36 @@ describe('submitOn with retry, pinned with marbles', () => {
       expectObservable(source.pipe(submitOn(ex, member), retry(1))).toBe('---a--a---b-(c|)', { a: 10, b: 20, c: 30 });
       expectSubscriptions(source.subscriptions).toBe(['^----!', '-----^-----!']);
     });
+  });
+});
+
+describe('retry backoff', () => {
+  it('a growing backoff waits at most the longest timer (24.8 days), never fires at once', () => {
+    const scheduler = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+    scheduler.run(({ flush }) => {
+      const starts: number[] = [];
+      const ex = executor(launch(wf, virtual({ defaultDuration: 1 })), {
+        task: { retries: { max: 2, backoff: 2_000_000, factor: 10 } },
+      });
+      const fails = (): never => {
+        starts.push(scheduler.now());
+        throw new RangeError('again');
+      };
+      ex.submit(fails);
+      flush();
+      // each attempt's function runs (and fails) at the end of its 1 ms; the retry waits 2e6 s, then
+      // min(2e7 s, 2^31 - 1 ms) instead of firing at once
+      expect(starts).toEqual([1, 1 + 2e9 + 1, 1 + 2e9 + 1 + (2 ** 31 - 1) + 1]);
+    });
+  });
+});
+
+describe('references to tasks', () => {
+  it('an argument that names a task this workflow does not have is refused at submit', () => {
+    const ex = executor(launch(wf, inProcess()));
+    const f = async (x: unknown): Promise<unknown> => x;
+    expect(() => ex.submit(f, { $task: 'no-such-id' })).toThrow(InvalidTaskDescriptionError);
+    expect(() => ex.submit(f, [{ $task: 'no-such-id' }])).toThrow(/refer to task no-such-id.*does not have/);
+    expect(wf.state.tasks.size).toBe(0);
   });
 });

@@ -16,6 +16,7 @@ import {
   type TaskSpec,
 } from '../task/spec';
 import {
+  MAX_TIMER_SECONDS,
   footprint,
   retryPolicy,
   validateTaskRequirements,
@@ -26,6 +27,7 @@ import {
 import {
   AmbiguousTaskError,
   ExecutorShutdownError,
+  InvalidTaskDescriptionError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
   WalltimeExceededError,
@@ -156,6 +158,13 @@ export class Executor implements AsyncDisposable, TaskOwner {
     const wf = this.workflow;
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
     const encoded = encodeArgs(spec.args, wf);
+    for (const input of encoded.inputs) {
+      if (wf.record(input) === undefined)
+        throw new InvalidTaskDescriptionError(
+          `task ${spec.label ?? spec.name}: its arguments refer to task ${input} ({ $task: "${input}" }), which ` +
+            `workflow "${wf.name}" does not have; pass the Task handle of a task submitted to this workflow`,
+        );
+    }
     const fn = spec[SPEC_FN];
     const persistent = wf.store.persistent !== false;
     const fnId = functionIdentity(spec.name, fn, !persistent);
@@ -466,7 +475,9 @@ export class Executor implements AsyncDisposable, TaskOwner {
     const id = entry.id;
     const policy = retryPolicy(entry.slot.record?.requirements ?? {});
     if (attempt.attempt - entry.attemptBase <= policy.max) {
-      const delay = policy.backoff * 1000 * policy.factor ** (attempt.attempt - 1);
+      // at most the longest timer: a longer delay would fire at once
+      const retry = attempt.attempt - entry.attemptBase; // 1 for the first retry since the task was submitted
+      const delay = Math.min(policy.backoff * 1000 * policy.factor ** (retry - 1), MAX_TIMER_SECONDS * 1000);
       if (delay > 0) this.notBefore.set(id, wf.now() + delay);
       wf.dispatch({ type: 'retry', id, error: recordError(error), now: wf.now() });
     } else {

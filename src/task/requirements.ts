@@ -44,7 +44,16 @@ const PositiveInt = refined('a positive integer', (n) => Number.isInteger(n) && 
 /** @internal also the job data of bullmq() (its attempt number) */
 export const NonNegativeInt = refined('a non-negative integer', (n) => Number.isInteger(n) && n >= 0);
 const PositiveNumber = refined('a positive finite number', (n) => Number.isFinite(n) && n > 0);
-const NonNegativeNumber = refined('a non-negative finite number', (n) => Number.isFinite(n) && n >= 0);
+/** The longest delay a JavaScript timer keeps (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
+export const MAX_TIMER_SECONDS = (2 ** 31 - 1) / 1000;
+const TimerSeconds = refined(
+  `a positive number of seconds up to ${Math.floor(MAX_TIMER_SECONDS)} (about 24.8 days)`,
+  (n) => Number.isFinite(n) && n > 0 && n <= MAX_TIMER_SECONDS,
+);
+const BackoffSeconds = refined(
+  `a non-negative number of seconds up to ${Math.floor(MAX_TIMER_SECONDS)} (about 24.8 days)`,
+  (n) => Number.isFinite(n) && n >= 0 && n <= MAX_TIMER_SECONDS,
+);
 const Env = t.record(t.string, t.string, 'an object of string values');
 
 /** Slurm options passed through to `salloc`/`srun` (validated; see the Slurm backend). */
@@ -65,8 +74,8 @@ export const RetryPolicy = closed(
   {
     /** extra attempts after the first */
     max: NonNegativeInt,
-    /** seconds before the first retry */
-    backoff: NonNegativeNumber,
+    /** seconds before the first retry (later retries wait longer, by `factor`, up to about 24.8 days) */
+    backoff: BackoffSeconds,
     /** multiplier of the backoff per further retry (default 2) */
     factor: PositiveNumber,
   },
@@ -81,8 +90,8 @@ export const TaskRequirements = closed(
     gpusPerRank: NonNegativeInt,
     /** memory for the whole task, in MB */
     memoryMB: PositiveNumber,
-    /** seconds */
-    walltime: PositiveNumber,
+    /** seconds, up to about 24.8 days (the longest JavaScript timer) */
+    walltime: TimerSeconds,
     env: Env,
     /** a number is the count of extra attempts (no backoff) */
     retries: t.union([NonNegativeInt, RetryPolicy], 'a non-negative integer or { max, backoff, factor }'),
