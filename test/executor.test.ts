@@ -1,6 +1,7 @@
 import { lastValueFrom, toArray } from 'rxjs';
 import {
   DuplicateLabelError,
+  InvalidTaskDescriptionError,
   TaskCancelledError,
   UpstreamFailedError,
   call,
@@ -105,6 +106,23 @@ describe('executor', () => {
     expect(() => ex.submit({ ...call(async () => 3), label: 'first' })).toThrow(/"first" is already used by task/);
     await a;
     expect(wf.labelled('first')).toBe(a.id);
+  });
+
+  it('a label that is not a non-empty string is refused with InvalidTaskDescriptionError, nothing recorded', async () => {
+    const ex = executor(rt);
+    const f = async (n: number): Promise<number> => n;
+    for (const label of [42, {}, '']) {
+      expect(() => ex.submit({ ...call(f, 1), label: label as string })).toThrow(InvalidTaskDescriptionError);
+      expect(() => ex.submit({ ...call(f, 1), label: label as string })).toThrow(/a label must be a non-empty string/);
+    }
+    await wf.flushed();
+    expect(wf.state.tasks.size).toBe(0);
+    const t = ex.submit(f, 2);
+    expect(() => {
+      t.label = 7 as unknown as string;
+    }).toThrow(InvalidTaskDescriptionError);
+    expect(await t).toBe(2);
+    expect(t.label).toBeUndefined();
   });
 
   it('cancel() aborts the running function through its signal and records the task as cancelled', async () => {

@@ -156,6 +156,12 @@ export class Executor implements AsyncDisposable, TaskOwner {
         : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
     this.backend.accept?.(spec);
     const wf = this.workflow;
+    const label: unknown = spec.label;
+    if (label !== undefined && (typeof label !== 'string' || label.length === 0))
+      throw new InvalidTaskDescriptionError(
+        `task ${spec.name}: a label must be a non-empty string, got ` +
+          (typeof label === 'string' ? '""' : String(label)),
+      );
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
     const encoded = encodeArgs(spec.args, wf);
     for (const input of encoded.inputs) {

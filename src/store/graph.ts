@@ -7,7 +7,7 @@ import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './stat
 import { TableEditor } from './table';
 import { TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
-import { DuplicateLabelError, StoreClosedError } from '../errors';
+import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
 import { detached } from '../context/ambient';
 
 /** Our own immer: no auto-freeze, so that user values put into records (arguments) are never frozen. */
@@ -168,7 +168,10 @@ export class TaskGraph {
 
   /** Sets a task's label, once; labels are unique in the workflow. */
   setLabel(id: string, label: string): void {
-    if (typeof label !== 'string' || label.length === 0) throw new TypeError('a task label must be a non-empty string');
+    if (typeof label !== 'string' || label.length === 0)
+      throw new InvalidTaskDescriptionError(
+        `task ${id}: a label must be a non-empty string, got ${typeof label === 'string' ? '""' : String(label)}`,
+      );
     const holder = this.labelled(label);
     if (holder === id) return;
     if (holder !== undefined)
