@@ -37,6 +37,7 @@ import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from '../context/ambient';
 import { entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
 import type { TaskSlot } from '../store/slot';
+import { checkLabel } from '../store/graph';
 import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
 import { objectToken } from '../task/hash';
 import type { SubmittedTask } from '../store/reducer';
@@ -156,12 +157,7 @@ export class Executor implements AsyncDisposable, TaskOwner {
         : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
     this.backend.accept?.(spec);
     const wf = this.workflow;
-    const label: unknown = spec.label;
-    if (label !== undefined && (typeof label !== 'string' || label.length === 0))
-      throw new InvalidTaskDescriptionError(
-        `task ${spec.name}: a label must be a non-empty string, got ` +
-          (typeof label === 'string' ? '""' : String(label)),
-      );
+    if (spec.label !== undefined) checkLabel(spec.label, `task ${spec.name}`);
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
     const encoded = encodeArgs(spec.args, wf);
     for (const input of encoded.inputs) {

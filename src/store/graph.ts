@@ -168,10 +168,7 @@ export class TaskGraph {
 
   /** Sets a task's label, once; labels are unique in the workflow. */
   setLabel(id: string, label: string): void {
-    if (typeof label !== 'string' || label.length === 0)
-      throw new InvalidTaskDescriptionError(
-        `task ${id}: a label must be a non-empty string, got ${typeof label === 'string' ? '""' : String(label)}`,
-      );
+    checkLabel(label, `task ${id}`);
     const holder = this.labelled(label);
     if (holder === id) return;
     if (holder !== undefined)
@@ -276,6 +273,14 @@ export class TaskGraph {
       await this.store.close();
     }
   }
+}
+
+/** @internal Throws `InvalidTaskDescriptionError` unless `label` is a non-empty string (`what` names the task). */
+export function checkLabel(label: unknown, what: string): asserts label is string {
+  if (typeof label !== 'string' || label.length === 0)
+    throw new InvalidTaskDescriptionError(
+      `${what}: a label must be a non-empty string, got ${typeof label === 'string' ? '""' : String(label)}`,
+    );
 }
 
 /**

@@ -54,7 +54,7 @@ const unchanged = (a: BigIntStats, b: BigIntStats): boolean =>
  * A digest of what is at `path` (links followed): a file's bytes; a directory's names, kinds and contents,
  * recursively; `missing` if nothing is there. Special files (FIFOs, devices, sockets) are never read.
  */
-export function contentDigest(path: string, depth = 0): string {
+function contentDigest(path: string, depth = 0): string {
   const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
   if (stat === undefined) return 'missing';
   if (stat.isDirectory()) {
