@@ -267,6 +267,11 @@ describe('slurm(): step outcomes from srun --verbose and slurmstepd', () => {
     const c = classifyStep(cancelled, { code: 137, signal: null });
     expect(c.state).toBe('CANCELLED');
     expect(c.messages).toMatch(/STEP 21.1 ON vm CANCELLED/);
+    // slurmstepd's notice lost (it reaches the stderr file late under load): srun's own line still tells
+    const aborted =
+      `${launched}srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n${exit('0x0009')}` +
+      'srun: error: vm: task 0: Killed\n';
+    expect(classifyStep(aborted, { code: 137, signal: null }).state).toBe('CANCELLED');
     const oom =
       `${launched}${exit('0x0009')}slurmstepd: error: Detected 1 oom-kill event(s) in StepId=22.0. ` +
       `Some of your processes may have been killed by the cgroup out-of-memory handler.\n`;

@@ -57,8 +57,13 @@ export interface RunningStep {
   cancel(graceSeconds?: number): Promise<void>;
 }
 
-/** Times (50 ms apart) the stderr file of a step a signal ended is read again for slurmstepd's notice. */
+/**
+ * Times (50 ms apart) the stderr file of a step a signal ended is read again for slurmstepd's notice; four
+ * times as many when srun said Slurm aborted the step (the notice is sure to come, later under load).
+ */
 const NOTICE_WAITS = 10;
+/** srun's line when Slurm ends its step (scancel, time limit): the step did not simply fail. */
+const ABORTED = /^srun: Job step aborted/m;
 
 /** Seconds a cancelled step's processes have between SIGTERM and SIGKILL. */
 export const DEFAULT_STEP_GRACE_SECONDS = 3;
@@ -134,6 +139,8 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   else if (/NODE_FAIL|DUE TO NODE FAIL|Node failure/i.test(stderr)) state = 'NODE_FAIL';
   else if (/CANCELLED AT \S+ DUE TO PREEMPTION/.test(stderr)) state = 'PREEMPTED';
   else if (/\*\*\* (STEP|JOB) \S+ ON \S+ CANCELLED AT/.test(stderr)) state = 'CANCELLED';
+  // slurmstepd's notice did not reach us, but srun says Slurm aborted the step: never a plain failure
+  else if (launched && ABORTED.test(stderr)) state = 'CANCELLED';
   else if (!launched) state = 'FAILED';
   else if (chosen === undefined ? srunExit.code !== 0 : exitCode !== 0) state = 'FAILED';
   else state = 'COMPLETED';
@@ -193,7 +200,8 @@ export function startStep(launch: StepLaunch): RunningStep {
     let notices = stepdNotices(await tail(launch.stderrFile, 8192));
     // slurmstepd writes its notice as the step ends, which can be just after srun has ended: a step that
     // a signal ended (a scancel, a kill) gets a moment more before it is taken for a plain failure
-    for (let i = 0; notices === '' && outcome.signal !== null && i < NOTICE_WAITS; i++) {
+    const waits = ABORTED.test(stderr) ? 4 * NOTICE_WAITS : outcome.signal !== null ? NOTICE_WAITS : 0;
+    for (let i = 0; notices === '' && i < waits; i++) {
       await sleep(50);
       notices = stepdNotices(await tail(launch.stderrFile, 8192));
     }
