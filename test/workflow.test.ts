@@ -1,18 +1,25 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { lastValueFrom, from, toArray } from 'rxjs';
 import {
   call,
   defineTask,
+  ExecutorShutdownError,
   executor,
   inProcess,
   launch,
   memoryStore,
   openWorkflow,
   submitOn,
+  TaskCancelledError,
   type Store,
+  type Task,
   type TaskRecord,
   type WorkflowState,
 } from 'scalems';
+import { sqliteStore } from 'scalems/node';
 
 /** A memory store that records every batch written to it. */
 function recordingStore(): Store & { batches: Array<Array<readonly [string, unknown]>> } {
@@ -245,5 +252,46 @@ describe('resubmitting restored work', () => {
     const again = executor(launch(third, inProcess())).submit(flaky, 1);
     expect(await again).toBe(1);
     expect(again.record?.attempts).toBe(2);
+  });
+});
+
+describe('workflow.close() while tasks run or wait', () => {
+  it('cancels them (recorded, so that a resume runs them again), then closes: nothing is thrown later', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-close-'));
+    try {
+      const file = join(dir, 'state.sqlite');
+      const wf = await openWorkflow({ store: sqliteStore(file), name: 'closing' });
+      const ex = executor(launch(wf, inProcess()), { worker: { cores: 1 } });
+      let finish: (v: number) => void = () => undefined;
+      let began: () => void = () => undefined;
+      const started = new Promise<void>((resolve) => (began = resolve));
+      const slow = (): Promise<number> => {
+        began();
+        return new Promise<number>((r) => (finish = r));
+      };
+      const running: Task<number> = ex.submit(slow);
+      const waiting = ex.submit(square, 3); // one core: it waits for the slow one
+      await started;
+      await wf.close();
+      for (const t of [running, waiting]) {
+        await expect(t).rejects.toThrow(TaskCancelledError);
+        expect(t.state).toBe('cancelled');
+      }
+      await expect(running).rejects.toThrow(/workflow "closing" was closed while it ran; a resume runs it again/);
+      await expect(waiting).rejects.toThrow(/was closed while it waited/);
+      finish(7); // the function ends after the close: nothing is dispatched, nothing thrown
+      await new Promise((r) => setImmediate(r));
+      expect(ex.isShutdown).toBe(true);
+      expect(() => ex.submit(square, 4)).toThrow(ExecutorShutdownError);
+
+      const again = await openWorkflow({ store: sqliteStore(file), name: 'closing' });
+      expect(again.record(waiting.id)?.state).toBe('cancelled');
+      const ex2 = executor(launch(again, inProcess()), { worker: { cores: 1 } });
+      await expect(ex2.submit(square, 3)).resolves.toBe(9);
+      await ex2.shutdown({ wait: true });
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

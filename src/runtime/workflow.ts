@@ -3,7 +3,7 @@
  * stream, persisted), plus what the runtime adds to it: the executors open on it in this process, and
  * the submission of raw task descriptions to one of them. `openWorkflow` opens one on a store.
  */
-import { InvalidTaskDescriptionError } from '../errors';
+import { InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
 import { ambient } from '../context/ambient';
 import { memoryStore } from '../store/memory';
 import { TaskGraph } from '../store/graph';
@@ -13,6 +13,7 @@ import type { Store } from '../store/store';
 import { decodeDescription } from '../task/description';
 import type { TaskSpec } from '../task/spec';
 import type { Task } from './task';
+import type { TaskEntry } from './entry';
 
 export interface OpenWorkflowOptions {
   /**
@@ -32,6 +33,7 @@ export interface DescriptionTarget {
   readonly name: string;
   readonly isShutdown: boolean;
   submitSpec(spec: TaskSpec, options: { pinned: boolean }): Task<unknown>;
+  shutdown(options: { wait?: boolean }): Promise<void>;
 }
 
 /**
@@ -51,6 +53,45 @@ export class Workflow extends TaskGraph {
   submitDescription(json: unknown): Task<unknown> {
     const { spec, executor } = decodeDescription(json);
     return this.describedTarget(executor).submitSpec(spec, { pinned: true });
+  }
+
+  /**
+   * Closes the workflow: the tasks of this process still running or waiting are cancelled (they reject with
+   * `TaskCancelledError` and are recorded cancelled, so that a resume runs them again), its executors are shut
+   * down, everything is committed and written, then the store is closed. Await the tasks first to keep their
+   * results. Task handles keep their last state.
+   */
+  override close(): Promise<void> {
+    this.closing ??= this.cancelAndClose();
+    return this.closing;
+  }
+
+  private closing: Promise<void> | undefined;
+
+  private async cancelAndClose(): Promise<void> {
+    const open: TaskEntry[] = [];
+    for (const slot of this.allSlots()) {
+      const entry = slot.live as TaskEntry | undefined;
+      if (entry?.open === true && entry.owner !== undefined) open.push(entry);
+    }
+    // the waiting ones first: cancelling a running one frees resources a waiting one would be started on
+    const running = (e: TaskEntry): number => Number(e.slot.record?.state === 'running');
+    open.sort((a, b) => running(a) - running(b));
+    for (const entry of open) {
+      const rec = entry.slot.record;
+      entry.owner!.cancelTask(
+        entry,
+        new TaskCancelledError(
+          `task ${rec?.label ?? rec?.name ?? ''} (${entry.id}) was cancelled: workflow "${this.name}" was closed ` +
+            `while it ${rec?.state === 'running' ? 'ran' : 'waited'}; a resume runs it again`,
+        ),
+      );
+    }
+    const stopping = [...this.executors.values()].map((ex) => ex.shutdown({ wait: true }));
+    // commits the cancellations, which settles the executors' bookkeeping: then they drain
+    await this.flushed();
+    await Promise.all(stopping);
+    await super.close();
   }
 
   private describedTarget(named: string | undefined): DescriptionTarget {

@@ -122,6 +122,11 @@ export class TaskGraph {
     return slot;
   }
 
+  /** @internal Every task's slot known to this process. */
+  allSlots(): IterableIterator<TaskSlot> {
+    return this.slots.values();
+  }
+
   /** The id of the task with that label, including uncommitted changes. */
   labelled(label: string): string | undefined {
     return this.labels.get(label);
