@@ -11,6 +11,8 @@ import {
   launch,
   memoryStore,
   openWorkflow,
+  submit,
+  withExecutor,
   type Runtime,
   type Workflow,
 } from 'scalems';
@@ -164,6 +166,20 @@ describe('executor', () => {
     expect(g.max()).toBe(1);
     const child = [...wf.state.tasks.keys()].map((id) => wf.record(id)).find((r) => r?.name === 'leaf');
     expect(child?.parent).toMatch(/^parent-/);
+  });
+
+  it('the ambient submit() inside a running task records the task as the parent, as currentTask().submit does', async () => {
+    const ex = executor(rt, { worker: { cores: 2 } });
+    const leafOf = async (n: number): Promise<number> => n + 1;
+    const outer = async (n: number): Promise<number> => (await submit(leafOf, n)) * 2;
+    const outerTask = ex.submit(outer, 20);
+    expect(await outerTask).toBe(42);
+    const child = [...wf.state.tasks.values()].find((r) => r.name === 'leafOf');
+    expect(child?.parent).toBe(outerTask.id);
+    // outside any task there is no parent
+    const top = withExecutor(ex, () => submit(leafOf, 99));
+    await top;
+    expect(top.record?.parent).toBeUndefined();
   });
 });
 

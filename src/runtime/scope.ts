@@ -38,7 +38,11 @@ export function submit(fnOrSpec: AnyFunction | TaskSpec, ...args: unknown[]): Ta
     );
   }
   const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(args as []));
-  return ex.submit(spec);
+  // inside a running task of the same workflow, the task is the child's parent, as with currentTask().submit
+  const scope = ambient();
+  const task = scope.task as RunningTaskScope | undefined;
+  const parent = task !== undefined && scope.workflow === ex.workflow ? task.id : undefined;
+  return ex.submitSpec(spec, { pinned: true, parent });
 }
 
 /** The running task's context: id, label, signal, attempt, submit (and comm/workdir where the backend gives them). */
