@@ -16,7 +16,7 @@ describe('threads() as users run it', () => {
     expect(stdout).toContain('sum of squares 1..100000 on 4 ranks: 333338333350000 (expected 333338333350000: ok)');
   });
 
-  it('the compiled library under plain node loads .js, .mjs and .ts task modules in its workers', async () => {
+  it('the compiled library under plain node loads .js, .mjs (with top-level await) and .ts task modules in its workers', async () => {
     const worker = join(ROOT, 'dist', 'src', 'runtime', 'threads', 'worker.js');
     if (!existsSync(worker)) throw new Error(`${worker} is missing: run npm run build first (npm test does)`);
     const driver = `

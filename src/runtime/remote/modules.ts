@@ -36,7 +36,8 @@ export function resolveModules(list: unknown, backend: string, options: { allowE
 
 /**
  * The task names the modules define, found by loading them here (synchronously), or undefined where
- * this process cannot load them so (an ES module, or TypeScript without tsx): then the remote side
+ * this process cannot load them so (an ES module, one with top-level await where Node can require ES modules, or
+ * TypeScript without tsx): then the remote side
  * reports an unknown name when the task runs.
  */
 export function probeModules(modules: readonly string[], backend: string): Set<string> | undefined {
@@ -50,6 +51,7 @@ export function probeModules(modules: readonly string[], backend: string): Set<s
       const code = (err as { code?: unknown }).code;
       if (
         code === 'ERR_REQUIRE_ESM' ||
+        code === 'ERR_REQUIRE_ASYNC_MODULE' || // an ES module with top-level await: only import() loads it
         code === 'ERR_UNKNOWN_FILE_EXTENSION' ||
         (isTypeScript(path) && err instanceof SyntaxError)
       )
