@@ -31,6 +31,14 @@ export class InvalidTaskDescriptionError extends ScalemsError {
   override readonly code = 'INVALID_TASK_DESCRIPTION';
 }
 
+/**
+ * Options of a library call (`openWorkflow`, a backend such as `threads()` or `processes()`, a store) that fail
+ * validation: the message names the option, what was given and what is allowed.
+ */
+export class InvalidOptionsError extends ScalemsError {
+  override readonly code = 'INVALID_OPTIONS';
+}
+
 /** A label that is already used by another task of the workflow, or a second attempt to label a task. */
 export class DuplicateLabelError extends ScalemsError {
   override readonly code = 'DUPLICATE_LABEL';

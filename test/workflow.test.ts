@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
@@ -7,6 +7,7 @@ import {
   call,
   defineTask,
   ExecutorShutdownError,
+  InvalidOptionsError,
   executor,
   inProcess,
   launch,
@@ -293,5 +294,34 @@ describe('workflow.close() while tasks run or wait', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('openWorkflow() options', () => {
+  it.each([
+    ['a number', 42, /expected a string, got number/],
+    ['an empty string', '', /it is empty/],
+    ['300 characters', 'x'.repeat(300), /longer than 200 bytes/],
+    ['a path', 'a/b', /one path segment/],
+    ['".."', '..', /one path segment/],
+    ['a tab', 'tab\there', /control character/],
+  ])('refuses %s as a name with InvalidOptionsError, before touching the disk', async (_, name, why) => {
+    const cwd = process.cwd();
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-names-'));
+    process.chdir(dir);
+    try {
+      const opening = openWorkflow({ name: name as string });
+      await expect(opening).rejects.toThrow(InvalidOptionsError);
+      await expect(opening).rejects.toThrow(why);
+      expect(existsSync(join(dir, '.scalems'))).toBe(false);
+    } finally {
+      process.chdir(cwd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses options that are not an object, and a store that is not a Store', async () => {
+    await expect(openWorkflow(null as never)).rejects.toThrow(InvalidOptionsError);
+    await expect(openWorkflow({ store: 'state.sqlite' as never })).rejects.toThrow(/expected a Store/);
   });
 });

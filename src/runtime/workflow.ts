@@ -3,7 +3,7 @@
  * stream, persisted), plus what the runtime adds to it: the executors open on it in this process, and
  * the submission of raw task descriptions to one of them. `openWorkflow` opens one on a store.
  */
-import { InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
+import { InvalidOptionsError, InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
 import { ambient } from '../context/ambient';
 import { memoryStore } from '../store/memory';
 import { TaskGraph } from '../store/graph';
@@ -121,13 +121,48 @@ export class Workflow extends TaskGraph {
 
 /** Opens (or reopens, restoring every record) a workflow on a store. */
 export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<Workflow> {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidOptionsError(
+      `openWorkflow(options): expected an object ({ name?, store? }), got ${String(options)}`,
+    );
   const name = options.name ?? 'default';
+  checkWorkflowName(name);
+  const given: unknown = options.store;
+  if (given !== undefined && (typeof given !== 'object' || given === null || !('entries' in given)))
+    throw new InvalidOptionsError(
+      `openWorkflow({ store }): expected a Store (memoryStore(), sqliteStore(path), idbStore(name)), ` +
+        `got ${String(given)}`,
+    );
   const store = options.store ?? (await defaultStoreFactory(name));
   const records: TaskRecord[] = [];
   for (const [key, value] of await store.entries<TaskRecord>()) {
     if (key.startsWith(TASK_KEY_PREFIX)) records.push(value);
   }
   return new Workflow(name, store, records);
+}
+
+/** The longest workflow name: it names a directory, and file systems allow 255 bytes per name. */
+const MAX_NAME_BYTES = 200;
+
+/**
+ * A workflow's name names its directory (`.scalems/<name>/` on Node): one path segment, printable, not `.` or `..`.
+ */
+function checkWorkflowName(name: unknown): asserts name is string {
+  const problem = workflowNameProblem(name);
+  if (problem === undefined) return;
+  const shown = typeof name === 'string' ? JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name) : '';
+  throw new InvalidOptionsError(`openWorkflow({ name }): ${shown || String(name)} is not a workflow name: ${problem}`);
+}
+
+function workflowNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string') return `expected a string, got ${typeof name}`;
+  if (name.length === 0) return 'it is empty';
+  if (name === '.' || name === '..' || /[/\\]/.test(name))
+    return 'it names a directory, so it must be one path segment: no "/" or "\\", not "." or ".."';
+  // eslint-disable-next-line no-control-regex -- control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'it holds a control character';
+  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) return `it is longer than ${MAX_NAME_BYTES} bytes`;
+  return undefined;
 }
 
 let defaultStoreFactory: (name: string) => Store | Promise<Store> = () => memoryStore();
