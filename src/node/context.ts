@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { installAsyncLocalCarrier } from '../context/async-local';
 import { setAvailableCores } from '../runtime/cores';
-import { setDefaultStoreFactory } from '../runtime/workflow';
+import { checkWorkflowName, setDefaultStoreFactory } from '../runtime/workflow';
 import { sqliteStore } from '../store/sqlite';
 
 let installed = false;
@@ -33,8 +33,6 @@ export function defaultStorePath(name: string, cwd: string = process.cwd()): str
 
 /** A workflow's directory: its store and its tasks' working directories. */
 export function workflowDir(name: string, cwd: string = process.cwd()): string {
-  if (!/^[A-Za-z0-9._-]+$/.test(name) || name === '.' || name === '..') {
-    throw new TypeError(`workflow name "${name}" cannot be a directory name: use letters, digits, ".", "_" and "-"`);
-  }
+  checkWorkflowName(name);
   return join(cwd, '.scalems', name);
 }

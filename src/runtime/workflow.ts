@@ -142,12 +142,13 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
 }
 
 /** The longest workflow name: it names a directory, and file systems allow 255 bytes per name. */
-const MAX_NAME_BYTES = 200;
+const MAX_NAME_LENGTH = 200;
 
 /**
- * A workflow's name names its directory (`.scalems/<name>/` on Node): one path segment, printable, not `.` or `..`.
+ * @internal Throws `InvalidOptionsError` unless `name` can be a workflow's name, which names its directory
+ * (`.scalems/<name>/` on Node) wherever the workflow is opened: letters, digits, ".", "_" and "-", not "." or "..".
  */
-function checkWorkflowName(name: unknown): asserts name is string {
+export function checkWorkflowName(name: unknown): asserts name is string {
   const problem = workflowNameProblem(name);
   if (problem === undefined) return;
   const shown = typeof name === 'string' ? JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name) : '';
@@ -157,11 +158,9 @@ function checkWorkflowName(name: unknown): asserts name is string {
 function workflowNameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string') return `expected a string, got ${typeof name}`;
   if (name.length === 0) return 'it is empty';
-  if (name === '.' || name === '..' || /[/\\]/.test(name))
-    return 'it names a directory, so it must be one path segment: no "/" or "\\", not "." or ".."';
-  // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (/[\u0000-\u001f\u007f]/.test(name)) return 'it holds a control character';
-  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) return `it is longer than ${MAX_NAME_BYTES} bytes`;
+  if (name.length > MAX_NAME_LENGTH) return `it is longer than ${MAX_NAME_LENGTH} characters`;
+  if (!/^[A-Za-z0-9._-]+$/.test(name) || name === '.' || name === '..')
+    return 'it names a directory: use letters, digits, ".", "_" and "-" (not "." or "..")';
   return undefined;
 }
 
