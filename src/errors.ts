@@ -33,10 +33,18 @@ export class InvalidTaskDescriptionError extends ScalemsError {
 
 /**
  * Options of a library call (`openWorkflow`, a backend such as `threads()` or `processes()`, a store) that fail
- * validation: the message names the option, what was given and what is allowed.
+ * validation (an unknown key, a value of the wrong kind): thrown where they are given; the message names the option,
+ * what was given and what is allowed.
  */
 export class InvalidOptionsError extends ScalemsError {
   override readonly code = 'INVALID_OPTIONS';
+  constructor(
+    message: string,
+    /** each problem found, with what is allowed (the message holds them all) */
+    readonly problems: readonly string[] = [],
+  ) {
+    super(message);
+  }
 }
 
 /** A label that is already used by another task of the workflow, or a second attempt to label a task. */

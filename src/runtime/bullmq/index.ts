@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { TaskCancelledError } from '../../errors';
+import { InvalidOptionsError, TaskCancelledError } from '../../errors';
 import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
@@ -97,7 +97,9 @@ export function bullmq(options: BullmqOptions = {}): Backend {
   const seconds = (value: number | undefined, option: string, fallback: number): number => {
     if (value === undefined) return fallback;
     if (!(Number.isFinite(value) && value >= 0))
-      throw new RangeError(`bullmq({ ${option} }): expected a non-negative number of seconds, got ${String(value)}`);
+      throw new InvalidOptionsError(
+        `bullmq({ ${option} }): expected a non-negative number of seconds, got ${String(value)}`,
+      );
     return value;
   };
   const grace = seconds(options.gracePeriod, 'gracePeriod', DEFAULT_GRACE_SECONDS);

@@ -6,7 +6,7 @@
  */
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either';
-import { InvalidTaskDescriptionError } from '../../errors';
+import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
 import type { RedisOptions } from 'bullmq';
 import type { RecordedError } from '../../recorded-error';
 import {
@@ -31,7 +31,7 @@ export const DEFAULT_QUEUE = 'tasks';
 export function meetingName(value: unknown, option: string, fallback: string): string {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(value)) {
-    throw new TypeError(
+    throw new InvalidOptionsError(
       `${option}: expected a name of letters, digits, "_", "." and "-", got ${JSON.stringify(value) ?? String(value)}`,
     );
   }
@@ -182,19 +182,21 @@ export type RedisConnection = RedisOptions;
 
 /**
  * ioredis options from a `redis://[user:password@]host[:port][/db]` URL (`rediss://` for TLS). Credentials may be
- * percent-encoded. Throws a TypeError naming what is wrong.
+ * percent-encoded. Throws InvalidOptionsError naming what is wrong.
  */
 export function connectionFromUrl(text: string, option: string): RedisConnection {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new TypeError(`${option}: "${text}" is not a URL: expected redis://[user:password@]host[:port][/db]`);
+    throw new InvalidOptionsError(
+      `${option}: "${text}" is not a URL: expected redis://[user:password@]host[:port][/db]`,
+    );
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
-    throw new TypeError(`${option}: expected a redis:// or rediss:// URL, got ${url.protocol}//`);
+    throw new InvalidOptionsError(`${option}: expected a redis:// or rediss:// URL, got ${url.protocol}//`);
   const db = url.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) throw new TypeError(`${option}: the database "${db}" is not a number`);
+  if (db !== '' && !/^\d+$/.test(db)) throw new InvalidOptionsError(`${option}: the database "${db}" is not a number`);
   return {
     host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
     port: url.port === '' ? 6379 : Number(url.port),

@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import { Observable, Subscription } from 'rxjs';
 import {
+  InvalidOptionsError,
   InvalidTaskDescriptionError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
@@ -153,7 +154,7 @@ export class ScalemsWorker {
     ] as const) {
       const v = options[key];
       if (v !== undefined && !(Number.isInteger(v) && v >= min))
-        throw new TypeError(`worker ${key}: expected an integer of at least ${min}, got ${String(v)}`);
+        throw new InvalidOptionsError(`worker ${key}: expected an integer of at least ${min}, got ${String(v)}`);
     }
     const worker = new ScalemsWorker(options);
     try {

@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { TaskModuleError } from '../../errors';
+import { InvalidOptionsError, TaskModuleError } from '../../errors';
 import { registeredName, type AnyFunction } from '../../task/spec';
 
 /**
@@ -19,7 +19,7 @@ export function resolveModules(list: unknown, backend: string, options: { allowE
     (list.length === 0 && options.allowEmpty !== true) ||
     !list.every((m): m is string => typeof m === 'string' && m.length > 0)
   ) {
-    throw new TypeError(
+    throw new InvalidOptionsError(
       `${backend}({ modules }): expected ${options.allowEmpty === true ? 'an' : 'a non-empty'} array of module ` +
         `paths (absolute, or relative to process.cwd()) that define the tasks with defineTask`,
     );
@@ -29,7 +29,9 @@ export function resolveModules(list: unknown, backend: string, options: { allowE
     try {
       return require.resolve(path);
     } catch (err) {
-      throw new TypeError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, { cause: err });
+      throw new InvalidOptionsError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, {
+        cause: err,
+      });
     }
   });
 }
@@ -91,7 +93,7 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
   try {
     return ['--require', require.resolve('tsx/cjs', { paths: [process.cwd(), __dirname] })];
   } catch (err) {
-    throw new TypeError(
+    throw new InvalidOptionsError(
       `${backend}(): ${ts} is TypeScript, and ${where} load TypeScript with tsx, which is not installed: npm ` +
         `install --save-dev tsx, or compile to JavaScript`,
       { cause: err },

@@ -5,7 +5,7 @@
  */
 import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
-import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
+import { InvalidOptionsError, SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
@@ -52,14 +52,16 @@ export type { SlurmBackendOptions } from './options';
 export function slurm(options: SlurmBackendOptions = {}): Backend {
   const launcher = options.launcher ?? 'mpirun';
   if (launcher !== 'mpirun' && launcher !== 'srun')
-    throw new TypeError(`slurm({ launcher }): expected 'mpirun' or 'srun', got ${String(launcher)}`);
+    throw new InvalidOptionsError(`slurm({ launcher }): expected 'mpirun' or 'srun', got ${String(launcher)}`);
   if (options.walltime !== undefined && !(options.walltime > 0))
-    throw new RangeError(`slurm({ walltime }): expected a positive number of seconds, got ${String(options.walltime)}`);
+    throw new InvalidOptionsError(
+      `slurm({ walltime }): expected a positive number of seconds, got ${String(options.walltime)}`,
+    );
   if (options.nodes !== undefined && !(Number.isInteger(options.nodes) && options.nodes > 0))
-    throw new RangeError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
+    throw new InvalidOptionsError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
   if (!(grace >= 0))
-    throw new RangeError(
+    throw new InvalidOptionsError(
       `slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`,
     );
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });

@@ -7,7 +7,12 @@ import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
 import Piscina from 'piscina';
 import { Observable } from 'rxjs';
-import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
+import {
+  InvalidOptionsError,
+  UnsatisfiableRequirementsError,
+  UnserializableValueError,
+  WorkerCrashedError,
+} from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
@@ -65,10 +70,12 @@ export function threads(options: ThreadsOptions): Backend {
   const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules, 'threads');
   const maxThreads = options.maxThreads ?? availableParallelism();
   if (!Number.isInteger(maxThreads) || maxThreads < 1)
-    throw new TypeError(`threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`);
+    throw new InvalidOptionsError(
+      `threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`,
+    );
   const grace = options.cancelGraceMs ?? 1000;
   if (!(grace >= 0))
-    throw new TypeError(
+    throw new InvalidOptionsError(
       `threads({ cancelGraceMs }): expected a non-negative number of milliseconds, ` +
         `got ${String(options.cancelGraceMs)}`,
     );
