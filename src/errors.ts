@@ -42,8 +42,9 @@ export class InvalidOptionsError extends ScalemsError {
     message: string,
     /** each problem found, with what is allowed (the message holds them all) */
     readonly problems: readonly string[] = [],
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -75,3 +75,12 @@ it('exits non-zero with the message alone when there is no store', () => {
   expect(out).toBe('');
   expect(err).toBe(`scalems status: ${path.join(dir, 'nothing-here')} does not exist.\n`);
 });
+
+it('scalems --version prints the package version, from source and from the built bin', () => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string };
+  expect(scalems(dir, '--version')).toEqual({ code: 0, out: `scalems ${version}\n`, err: '' });
+  const bin = path.join(repo, 'dist', 'src', 'cli', 'main.js');
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run npm run build first (npm test does)`);
+  const built = spawnSync(process.execPath, [bin, '-V'], { cwd: dir, encoding: 'utf8' });
+  expect({ code: built.status, out: built.stdout }).toEqual({ code: 0, out: `scalems ${version}\n` });
+});

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The `scalems` command. Each subcommand is one entry of `COMMANDS`. */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ScalemsError } from '../errors';
 import {
   CliError,
@@ -21,12 +23,25 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   worker: workerCommand,
 };
 
+/** This package's version, from its package.json (found upwards from here: dist/src/cli or src/cli). */
+export function packageVersion(): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'scalems' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+    if (dirname(dir) === dir) return 'unknown';
+  }
+}
+
 function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length)) + 2;
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`);
   return (
-    `usage: scalems <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`scalems <command> ` +
-    `--help\` for the options of one.\n`
+    `usage: scalems <command> [options]\n       scalems --version\n\ncommands:\n${lines.join('\n')}\n\n` +
+    `Run \`scalems <command> --help\` for the options of one.\n`
   );
 }
 
@@ -49,6 +64,10 @@ export async function main(
       return EXIT_USAGE;
     }
     io.stdout.write(topic?.usage ?? help());
+    return EXIT_OK;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    io.stdout.write(`scalems ${packageVersion()}\n`);
     return EXIT_OK;
   }
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;

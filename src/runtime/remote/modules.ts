@@ -29,7 +29,7 @@ export function resolveModules(list: unknown, backend: string, options: { allowE
     try {
       return require.resolve(path);
     } catch (err) {
-      throw new InvalidOptionsError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, {
+      throw new InvalidOptionsError(`${backend}({ modules }): module ${m} not found (looked for ${path})`, [], {
         cause: err,
       });
     }
@@ -96,6 +96,7 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
     throw new InvalidOptionsError(
       `${backend}(): ${ts} is TypeScript, and ${where} load TypeScript with tsx, which is not installed: npm ` +
         `install --save-dev tsx, or compile to JavaScript`,
+      [],
       { cause: err },
     );
   }
