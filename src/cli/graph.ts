@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import type { TaskRecord, TaskStateName } from '../store/state';
 import { CliError, EXIT_OK, UsageError, type CliIo, type Command } from './command';
 import { locate, readRecords } from './locate';
+import { printableBlock } from './printable';
 
 export type GraphFormat = 'mermaid' | 'dot';
 /** A node's style: its task's state, or `missing` for an input that is not in the store. */
@@ -86,14 +87,19 @@ function buildGraph(records: readonly TaskRecord[]): Graph {
   return { nodes, edges };
 }
 
-/** Text inside a Mermaid `["..."]` label: entity codes for the characters Mermaid would interpret. */
+/**
+ * Text inside a Mermaid `["..."]` label: entity codes for the characters Mermaid would interpret, and terminal
+ * control characters escaped (see `printable.ts`).
+ */
 export function mermaidText(text: string): string {
-  return text.replace(/[#"<>&`]/g, (c) => `#${c.charCodeAt(0)};`).replace(/\r?\n/g, '<br/>');
+  return printableBlock(text)
+    .replace(/[#"<>&`]/g, (c) => `#${c.charCodeAt(0)};`)
+    .replace(/\r?\n/g, '<br/>');
 }
 
-/** A Graphviz double-quoted string (quotes, backslashes and line breaks escaped). */
+/** A Graphviz double-quoted string (quotes, backslashes, line breaks and terminal control characters escaped). */
 export function dotString(text: string): string {
-  return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n')}"`;
+  return `"${printableBlock(text).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n')}"`;
 }
 
 export function toMermaid(records: readonly TaskRecord[]): string {
