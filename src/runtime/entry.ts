@@ -35,7 +35,7 @@ export interface TaskEntry {
   maker: number | undefined;
 }
 
-/** @internal What the executor that owns a task does for its handle. */
+/** What the executor that owns a task does for its handle. */
 export interface TaskOwner {
   readonly id: string;
   readonly isShutdown: boolean;

@@ -35,7 +35,7 @@ import {
 import type { BackendExecutor, Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from '../context/ambient';
-import { entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
+import { entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
 import { checkLabel } from '../store/graph';
 import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
@@ -72,7 +72,7 @@ let executors = 0;
  * to it run on its backend within its capacity. Disposing it (`await using`) is `shutdown({ wait: false })`:
  * it takes no new work, its tasks still finish, and its resources are released once they have.
  */
-export class Executor implements AsyncDisposable, TaskOwner {
+export class Executor implements AsyncDisposable {
   readonly id: string;
   readonly name: string;
   readonly workflow: Workflow;

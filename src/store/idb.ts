@@ -10,7 +10,7 @@ export const IDB_STORE_VERSION = 2;
  * Where the store's format and version live. An array key: store keys are strings, so it can never
  * collide with one, and `keys()` / `entries()` leave it out.
  */
-export const IDB_META_KEY: IDBValidKey = ['scalems-store'];
+export const IDB_META_KEY: string[] = ['scalems-store'];
 
 // idb-keyval ships its types as ESM but also a CommonJS build, which is what this CommonJS module loads.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
