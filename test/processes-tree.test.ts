@@ -1,6 +1,6 @@
 // Cancellation and walltime reach the whole process tree: no process of a task is left behind.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TaskCancelledError, WalltimeExceededError, executable } from 'scalems';
 import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
@@ -12,6 +12,30 @@ afterAll(removeRoots);
  * ends it) and one member in a session of its own (so that a process-group kill alone would miss it).
  */
 const STUBBORN = ['bash', '-c', 'trap "" TERM; sleep 100 & echo $!; setsid sleep 100 & echo $!; echo $$; wait'];
+
+/**
+ * A program that daemonises (a double fork into a session of its own: the daemon is reparented, in no group or
+ * session of the tree, and has no ancestor in it) and reports the daemon's pid and its own. TERM is ignored by both.
+ */
+const DAEMONISING = ['bash', '-c', 'trap "" TERM; (setsid sleep 100 & echo $!); echo $$; sleep 100'];
+
+/** The watchdogs this process started that are still running. */
+function watchdogs(): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0 || alive([pid]).length === 0) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-watchdog'))
+        found.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
 
 describe('processes(): ending process trees', () => {
   it('cancel: SIGTERM, then SIGKILL after the grace period, reaches every process of the tree', async () => {
@@ -43,6 +67,39 @@ describe('processes(): ending process trees', () => {
     const pids = pidsIn(r.stdout.$file, 1)!;
     await rt.shutdown();
     expect(alive(pids)).toEqual([]);
+  });
+
+  it('cancel: a program that daemonised (double fork, setsid) loses its daemon too', async () => {
+    const { root, rt, ex } = await setup({ gracePeriod: 0.3 });
+    const t = ex.submit(executable(DAEMONISING));
+    const pids = await waitFor(() => pidsIn(join(workdirOf(root, t.id), 'stdout'), 2), 'the program to daemonise');
+    expect(alive(pids)).toEqual(pids);
+    t.cancel('enough');
+    await expect(t).rejects.toThrow(TaskCancelledError);
+    await rt.shutdown();
+    expect(alive(pids)).toEqual([]);
+  });
+
+  it('shutdown: the daemon of a program that has exited is ended when the scope closes', async () => {
+    const { rt, ex } = await setup({ gracePeriod: 0.3 });
+    const r = await ex.submit(
+      executable(['bash', '-c', 'trap "" TERM; (setsid sleep 100 & echo $!); setsid -f sleep 100']),
+    );
+    const [daemon] = pidsIn(r.stdout.$file, 1)!;
+    expect(alive([daemon!])).toEqual([daemon]); // it outlives its program: it is not in its tree any more
+    await rt.shutdown();
+    expect(alive([daemon!])).toEqual([]);
+  });
+
+  it('the watchdog is started with the first program and gone once the runtime is shut down', async () => {
+    const before = watchdogs();
+    const { rt, ex } = await setup({ gracePeriod: 0.3 });
+    expect(watchdogs()).toEqual(before);
+    await ex.submit(executable(['true']));
+    const started = watchdogs().filter((pid) => !before.includes(pid));
+    expect(started).toHaveLength(1);
+    await rt.shutdown();
+    expect(alive(started)).toEqual([]);
   });
 
   it('when the driving program is interrupted (SIGINT), its running trees are ended before it exits', async () => {

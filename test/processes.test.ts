@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import {
   ExecutableFailedError,
+  InvalidOptionsError,
   InvalidTaskDescriptionError,
   PathEscapeError,
   UnregisteredFunctionError,
@@ -234,6 +235,36 @@ describe('processes(): executables as child processes', () => {
   it('refuses bad backend options where they are given', () => {
     expect(() => processes({ gracePeriod: -1 })).toThrow(/gracePeriod/);
     expect(() => processes({ cores: 1.5 })).toThrow(/cores/);
+  });
+
+  it('refuses unknown options and values of the wrong kind with InvalidOptionsError, saying what is allowed', () => {
+    const refused = (options: unknown): InvalidOptionsError => {
+      try {
+        processes(options as never);
+      } catch (e) {
+        expect(e).toBeInstanceOf(InvalidOptionsError);
+        return e as InvalidOptionsError;
+      }
+      throw new Error(`accepted ${JSON.stringify(options)}`);
+    };
+    expect(refused({ staging: 'hardlink' }).message).toBe(
+      `processes({ staging }): expected 'copy' or 'symlink', got "hardlink"`,
+    );
+    const two = refused({ stagging: 'copy', gracePeriod: Infinity });
+    expect(two.code).toBe('INVALID_OPTIONS');
+    expect(two.problems).toEqual([
+      'processes({ stagging }): unknown option (allowed: cores, root, gracePeriod, staging, mpi)',
+      'processes({ gracePeriod }): expected a non-negative number of seconds, got Infinity',
+    ]);
+    expect(refused({ mpi: { slot: 2 } }).message).toMatch(
+      /processes\(\{ mpi: \{ slot \} \}\): unknown option \(allowed: command, args, slots\)/,
+    );
+    expect(refused({ mpi: { args: '--oversubscribe' } }).message).toMatch(
+      /mpi: \{ args \}.*expected an array of strings/,
+    );
+    expect(refused({ root: 42 }).message).toMatch(/root/);
+    expect(refused(null).message).toMatch(/expected an object/);
+    expect(() => processes({ staging: 'symlink', mpi: { slots: 4, args: [] }, gracePeriod: 0 })).not.toThrow();
   });
 
   it('capacity defaults to os.availableParallelism()', async () => {

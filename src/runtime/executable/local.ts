@@ -2,8 +2,10 @@
  * An executable attempt as a child process of this one, never through a shell: the program leads its
  * own session and process group, with stdout and stderr into its working directory's files. Stopping
  * the attempt (cancel, walltime) ends the whole process tree: SIGTERM, then SIGKILL after the grace
- * period. The local runner of `processes()`, and of any remote side that runs programs on its host.
+ * period. Every attempt's processes carry its mark (`marks.ts`), so that this also reaches the ones that daemonised.
+ * The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
+import { randomUUID } from 'node:crypto';
 import { closeSync, open } from 'node:fs';
 import type { Observable } from 'rxjs';
 import { ExecutableFailedError } from '../../errors';
@@ -19,7 +21,7 @@ import {
 } from './attempt';
 import type { CoreGate, GateTicket } from './core-gate';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
-import { groupAlive, spawnTree, type ProcessTree } from './process-tree';
+import { groupAlive, spawnTree, type ProcessTree, type TreeWatcher } from './process-tree';
 
 export interface LocalRunContext extends ExecutablePlace {
   /** seconds between SIGTERM and SIGKILL when an attempt is stopped */
@@ -34,6 +36,12 @@ export interface LocalRunContext extends ExecutablePlace {
    * prepares its working directory and files at once, then waits here for its cores. None: it starts at once.
    */
   readonly gate?: CoreGate;
+  /** The mark of each attempt (`marks.ts`). None: a random one, which only its own tree kill looks for. */
+  readonly marks?: { next(): string };
+  /** Told of every tree: it ends them if this process dies first (`watchdog.ts`). */
+  readonly watcher?: TreeWatcher;
+  /** Resolves when attempts may start (once what a dead run of the same workflow left has been ended). */
+  readonly ready?: Promise<void>;
 }
 
 /**
@@ -56,6 +64,7 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
       // in line, in the order the attempts were handed over; the cores are held from when they are granted
       ticket = ctx.gate?.enter(footprint(job.requirements).cores);
       try {
+        if (ctx.ready !== undefined) await ctx.ready;
         const prep = await prepareExecutable(job, ctx);
         if (stopped()) return undefined;
         const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
@@ -66,7 +75,14 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
           ...job.requirements.env,
           ...prep.description.env,
         });
-        const t = await start(command, prep, env, ctx.grace, { ticket, stopped });
+        const mark = ctx.marks?.next() ?? randomUUID();
+        const t = await start(
+          command,
+          prep,
+          env,
+          { grace: ctx.grace, mark, watcher: ctx.watcher },
+          { ticket, stopped },
+        );
         if (t === undefined) return undefined; // stopped before it started
         tree = t;
         if (stopped()) {
@@ -99,7 +115,7 @@ async function start(
   command: readonly string[],
   prep: PreparedExecutable,
   env: () => NodeJS.ProcessEnv,
-  grace: number,
+  tree: { readonly grace: number; readonly mark: string; readonly watcher: TreeWatcher | undefined },
   when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
 ): Promise<ProcessTree | undefined> {
   const { workdir: wd, stdin } = prep;
@@ -129,23 +145,25 @@ async function start(
     if (ticket !== undefined && !ticket.granted) await ticket.ready;
     if (when.stopped()) return undefined;
     const environment = env();
-    let tree: ProcessTree;
+    let started: ProcessTree;
     try {
-      tree = await spawnTree(command[0]!, command.slice(1), {
+      started = await spawnTree(command[0]!, command.slice(1), {
         cwd: wd.path,
         env: environment,
         stdio: [input, out, err],
-        graceSeconds: grace,
+        graceSeconds: tree.grace,
+        mark: tree.mark,
+        watcher: tree.watcher,
       });
     } catch (e) {
       throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
     }
     if (stdin !== undefined && 'text' in stdin) {
-      const pipe = tree.child.stdin!;
+      const pipe = started.child.stdin!;
       pipe.on('error', () => undefined); // the program need not read all of it (EPIPE)
       pipe.end(stdin.text);
     }
-    return tree;
+    return started;
   } finally {
     for (const fd of fds) closeSync(fd);
   }

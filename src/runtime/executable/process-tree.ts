@@ -1,11 +1,14 @@
 /**
  * Spawning a program as the leader of its own session and process group, and ending the whole tree it
- * grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Reusable by any backend
+ * grows: SIGTERM, then SIGKILL after a grace period, until no member is left. Members are found by
+ * session, group and parentage, and by the attempt's mark in their environment (`marks.ts`), which
+ * also finds programs that daemonised (left the session and were reparented). Reusable by any backend
  * that runs local processes (processes(), the Slurm backend's helpers).
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
 import { sleep } from '../../util';
+import { hasMark, withMark, type MarkTest } from './marks';
 
 export interface TreeSpawnOptions {
   readonly cwd: string;
@@ -14,6 +17,21 @@ export interface TreeSpawnOptions {
   readonly stdio: StdioOptions;
   /** seconds from SIGTERM to SIGKILL when the tree is ended (default 3) */
   readonly graceSeconds?: number;
+  /**
+   * The attempt's mark: added to the program's `SCALEMS_ATTEMPT` (which every process it starts inherits), so that
+   * ending the tree also reaches what left its session (`setsid`, a double fork). None: members by /proc ancestry only.
+   */
+  readonly mark?: string;
+  /** Told when the tree has started and when nothing of it is left (a watchdog that outlives this process). */
+  readonly watcher?: TreeWatcher;
+}
+
+/** Someone who ends the trees this process started if it dies first (see `watchdog.ts`). */
+export interface TreeWatcher {
+  /** called before the program is spawned: whatever the watcher needs must exist by then */
+  arm(): void;
+  started(root: TreeRoot): void;
+  ended(root: TreeRoot): void;
 }
 
 export interface ExitStatus {
@@ -41,6 +59,8 @@ export const DEFAULT_GRACE_SECONDS = 3;
 
 /** Trees that may still have members: the program runs, or it is being killed. */
 const live = new Set<ProcessTree>();
+/** The mark test of each live tree that has one. */
+const marks = new Map<ProcessTree, MarkTest>();
 
 /**
  * Starts `program` with `args`, never through a shell, as the leader of a new session and process
@@ -48,10 +68,13 @@ const live = new Set<ProcessTree>();
  * once the program has started; rejects with the spawn error (ENOENT, EACCES, ...) if it cannot start.
  */
 export function spawnTree(program: string, args: readonly string[], options: TreeSpawnOptions): Promise<ProcessTree> {
+  const { mark, watcher } = options;
+  const test: MarkTest | undefined = mark === undefined ? undefined : (token) => token === mark;
+  watcher?.arm();
   return new Promise<ProcessTree>((resolve, reject) => {
     const child = spawn(program, [...args], {
       cwd: options.cwd,
-      env: options.env,
+      env: mark === undefined ? options.env : withMark(options.env, mark),
       stdio: options.stdio,
       detached: true,
       shell: false,
@@ -60,14 +83,23 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
     let killing: Promise<void> | undefined;
     let running = true;
     let root: TreeRoot = { pid: child.pid ?? -1 };
+    let watched = false;
     const forget = (): void => {
       live.delete(tree);
+      marks.delete(tree);
       if (live.size === 0) uninstallSignalHandlers();
+    };
+    const gone = (): void => {
+      if (watched) watcher?.ended(root);
+      watched = false;
     };
     const exited = new Promise<ExitStatus>((resolveExit) => {
       child.once('exit', (code, signal) => {
         running = false;
-        if (killing === undefined) forget();
+        if (killing === undefined) {
+          forget();
+          if (!groupAlive(root)) gone(); // else it is for the owner to end what is left (then `kill` says so)
+        }
         resolveExit({ code, signal });
       });
     });
@@ -84,8 +116,12 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
       kill(graceSeconds = options.graceSeconds ?? DEFAULT_GRACE_SECONDS) {
         if (killing === undefined) {
           live.add(tree);
+          if (test !== undefined) marks.set(tree, test);
           installExitHooks();
-          killing = killTree(root, graceSeconds).finally(forget);
+          killing = killTree(root, graceSeconds, test).finally(() => {
+            forget();
+            gone();
+          });
         }
         return killing;
       },
@@ -97,7 +133,12 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
       const start = readStat(root.pid)?.start;
       if (start !== undefined) root = { pid: root.pid, start };
       live.add(tree);
+      if (test !== undefined) marks.set(tree, test);
       installExitHooks();
+      if (watcher !== undefined && running) {
+        watched = true;
+        watcher.started(root);
+      }
       resolve(tree);
     });
   });
@@ -149,6 +190,12 @@ function readStat(pid: number): ProcStat | undefined {
   return { state: f[0]!, ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]), start: f[19]! };
 }
 
+/** The start time of a live process (clock ticks since boot, as /proc says), or undefined (none, or no /proc). */
+export function startOf(pid: number): string | undefined {
+  const s = readStat(pid);
+  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s.start;
+}
+
 /** True while a process exists and is not a zombie (a zombie has finished; only its exit status is left). */
 export function isAlive(pid: number): boolean {
   if (hasProc) {
@@ -170,19 +217,32 @@ function rootIsOurs(root: TreeRoot): boolean {
   return s === undefined || s.start === root.start;
 }
 
+/** Which processes a scan takes, besides the tree of a root. */
+export interface MemberScan {
+  /** processes whose `SCALEMS_ATTEMPT` holds a mark this test accepts (read from /proc/<pid>/environ) */
+  readonly mark?: MarkTest;
+  /** only processes started at or after this time (clock ticks since boot) are tested for their mark */
+  readonly since?: number;
+}
+
 /**
  * The live members of the tree of `root` (a session leader), by pid → start time: every process of
- * its session or group (which orphans keep after reparenting), and every descendant of a member or of
- * a `known` process (which catches members that made a session of their own, e.g. with `setsid`,
- * while their parent was alive). Empty where there is no /proc.
+ * its session or group (which orphans keep after reparenting), every process whose environment carries
+ * a mark `scan.mark` accepts (which finds daemons: they left the session and were reparented), and
+ * every descendant of a member or of a `known` process (which catches members that made a session of
+ * their own, e.g. with `setsid`, while their parent was alive). Empty where there is no /proc.
  */
-export function treeMembers(root: TreeRoot, known: ReadonlyMap<number, string> = new Map()): Map<number, string> {
+export function treeMembers(
+  root: TreeRoot | undefined,
+  known: ReadonlyMap<number, string> = new Map(),
+  scan: MemberScan = {},
+): Map<number, string> {
   const members = new Map<number, string>();
   if (!hasProc) return members;
   const all = new Map<number, ProcStat>();
   for (const name of readdirSync('/proc')) {
     const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
     const s = readStat(pid);
     if (s !== undefined) all.set(pid, s);
   }
@@ -199,17 +259,22 @@ export function treeMembers(root: TreeRoot, known: ReadonlyMap<number, string> =
     members.set(pid, s.start);
     queue.push(pid);
   };
-  if (rootIsOurs(root)) {
+  if (root !== undefined && rootIsOurs(root)) {
     add(root.pid);
     for (const [pid, s] of all) if (s.session === root.pid || s.pgrp === root.pid) add(pid);
   }
   for (const [pid, start] of known) if (all.get(pid)?.start === start) add(pid);
+  const { mark } = scan;
+  if (mark !== undefined) {
+    const since = scan.since ?? (root?.start !== undefined ? Number(root.start) : 0);
+    for (const [pid, s] of all) if (!members.has(pid) && Number(s.start) >= since && hasMark(pid, mark)) add(pid);
+  }
   while (queue.length > 0) for (const c of children.get(queue.pop()!) ?? []) add(c);
   return members;
 }
 
-function signalTree(root: TreeRoot, members: ReadonlyMap<number, string>, signal: NodeJS.Signals): void {
-  if (rootIsOurs(root)) {
+function signalTree(root: TreeRoot | undefined, members: ReadonlyMap<number, string>, signal: NodeJS.Signals): void {
+  if (root !== undefined && rootIsOurs(root)) {
     try {
       process.kill(-root.pid, signal);
     } catch {
@@ -237,17 +302,33 @@ export function groupAlive(root: TreeRoot): boolean {
   }
 }
 
-/** SIGTERM to the tree, SIGKILL after `graceSeconds` to what is left of it; resolves when nothing is left. */
-export async function killTree(root: TreeRoot, graceSeconds: number): Promise<void> {
-  let members = treeMembers(root);
+/**
+ * SIGTERM to the tree (and to the processes whose mark `mark` accepts), SIGKILL after `graceSeconds` to what is left of
+ * it; resolves when nothing is left.
+ */
+export function killTree(root: TreeRoot, graceSeconds: number, mark?: MarkTest): Promise<void> {
+  return endMembers(root, { mark }, graceSeconds);
+}
+
+/**
+ * Ends every process whose mark `scan.mark` accepts (and its descendants), as `killTree` ends a tree: the leftovers
+ * of attempts whose programs have exited, or of an earlier run. Resolves at once where there is no /proc.
+ */
+export function killMarked(scan: MemberScan & { readonly mark: MarkTest }, graceSeconds: number): Promise<void> {
+  return endMembers(undefined, scan, graceSeconds);
+}
+
+async function endMembers(root: TreeRoot | undefined, scan: MemberScan, graceSeconds: number): Promise<void> {
+  let members = treeMembers(root, new Map(), scan);
+  if (root === undefined && members.size === 0) return;
   const termed = new Set<number>(members.keys());
   signalTree(root, members, 'SIGTERM');
   const deadline = Date.now() + Math.max(0, graceSeconds) * 1000;
   let killed = false;
   for (let round = 0; ; round++) {
     await sleep(Math.min(10 * (round + 1), 100));
-    members = treeMembers(root, members);
-    if (members.size === 0 && (hasProc || !groupAlive(root))) return;
+    members = treeMembers(root, members, scan);
+    if (members.size === 0 && (hasProc || root === undefined || !groupAlive(root))) return;
     if (!killed && Date.now() >= deadline) killed = true;
     if (killed) {
       signalTree(root, members, 'SIGKILL');
@@ -270,7 +351,8 @@ function installExitHooks(): void {
   if (!exitHooked) {
     exitHooked = true;
     process.on('exit', () => {
-      for (const tree of live) signalTree(tree.root, treeMembers(tree.root), 'SIGKILL');
+      for (const tree of live)
+        signalTree(tree.root, treeMembers(tree.root, new Map(), { mark: marks.get(tree) }), 'SIGKILL');
     });
   }
   for (const signal of signals) {

@@ -4,13 +4,16 @@
  */
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { InvalidOptionsError } from '../../errors';
 import type { Backend, BackendExecutor } from '../backend';
 import { CoreGate } from '../executable/core-gate';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
+import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
-import { DEFAULT_GRACE_SECONDS } from '../executable/process-tree';
+import { DEFAULT_GRACE_SECONDS, killMarked, startOf } from '../executable/process-tree';
+import { Watchdog } from '../executable/watchdog';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 
 export interface ProcessesOptions {
@@ -43,7 +46,10 @@ export interface ProcessesOptions {
  * its own working directory, `<root>/<workflow>/tasks/<task id>/attempt-<n>/`, with its inputs staged
  * in and its stdout and stderr kept there as files. Each program leads its own session and process
  * group: cancelling the task (or exceeding its walltime) sends SIGTERM to the whole tree, then SIGKILL
- * after `gracePeriod` seconds, and the executor's scope is not released until no process of it is left.
+ * after `gracePeriod` seconds, and the executor's scope is not released until no process of it is left. Every
+ * process of an attempt carries its mark in `SCALEMS_ATTEMPT`, which also finds those that daemonised; a small
+ * watchdog ends them all if this process dies (SIGKILL) first, and a later run of the workflow ends what a dead run
+ * left before it starts anything. Unknown options, and values of the wrong type, throw `InvalidOptionsError`.
  *
  * ## Example
  * ```ts
@@ -55,25 +61,33 @@ export interface ProcessesOptions {
  * ```
  */
 export function processes(options: ProcessesOptions = {}): Backend {
+  checkOptions(options);
   const root = resolve(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
   const grace = options.gracePeriod ?? DEFAULT_GRACE_SECONDS;
-  if (!(grace >= 0))
-    throw new RangeError(`processes({ gracePeriod }): expected a non-negative number of seconds, got ${String(grace)}`);
-  if (options.cores !== undefined && !(Number.isInteger(options.cores) && options.cores > 0)) {
-    throw new RangeError(`processes({ cores }): expected a positive integer, got ${String(options.cores)}`);
-  }
   const staging = options.staging ?? 'copy';
   const ending = new Set<Promise<void>>();
   const settle = async (): Promise<void> => {
     while (ending.size > 0) await Promise.all([...ending]);
   };
+  // marks: <owner>-<backend>-<executor>-<attempt>-<place> (see marks.ts)
+  const owner = ownerOf(process.pid, startOf(process.pid));
+  const since = Number(startOf(process.pid) ?? 0);
+  const prefix = `${owner}-${++backends}-`;
+  const watchdog = new Watchdog(prefix, grace);
+  const resumed = new Map<string, Promise<void>>();
+  let executors = 0;
+  let attempts = 0;
   return {
     kind: 'processes',
     open(worker, { workflow }): BackendExecutor {
       const cores = worker.cores ?? options.cores ?? availableParallelism();
+      const workflowDir = workflowDirectory(root, workflow.name);
+      const place = placeOf(workflowDir);
+      const mine = `${prefix}${++executors}-`;
+      let used = false;
       const ctx: LocalRunContext = {
-        workflowDir: workflowDirectory(root, workflow.name),
+        workflowDir,
         hostCwd,
         grace,
         staging,
@@ -81,6 +95,14 @@ export function processes(options: ProcessesOptions = {}): Backend {
         workerEnv: worker.env ?? {},
         ending,
         gate: new CoreGate(cores),
+        marks: {
+          next: () => {
+            used = true;
+            return `${mine}${++attempts}-${place}`;
+          },
+        },
+        watcher: watchdog,
+        ready: resumed.get(place) ?? resumed.set(place, endLeftovers(place, owner, grace)).get(place),
       };
       return {
         // One more one-core task per core is handed over ahead: it makes its working directory and files while the
@@ -91,9 +113,92 @@ export function processes(options: ProcessesOptions = {}): Backend {
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         identity: (spec) => inputsIdentity(spec, hostCwd),
         run: (job) => runLocalExecutable(job, ctx),
-        close: settle,
+        // what the programs of this scope left running (daemons, which left their trees) goes too
+        close: async () => {
+          await settle();
+          if (used) await killMarked({ mark: (t) => t.startsWith(mine), since }, grace);
+        },
       };
     },
-    shutdown: settle,
+    shutdown: async () => {
+      await settle();
+      if (attempts > 0) await killMarked({ mark: (t) => t.startsWith(prefix), since }, grace);
+      await watchdog.close();
+    },
   };
+}
+
+/** processes() backends made by this process: a part of their marks. */
+let backends = 0;
+
+/**
+ * Ends what an earlier run of the workflow at `place` left running, if that run's process is dead: its watchdog ends
+ * it, but may not have finished (or may have been killed with it). So no program runs beside a copy of itself.
+ */
+function endLeftovers(place: string, owner: string, grace: number): Promise<void> {
+  const ownerAlive = new Map<string, boolean>();
+  const dead = (token: string): boolean => {
+    const t = parseToken(token);
+    if (t === undefined || t.place !== place || t.owner === owner) return false;
+    let alive = ownerAlive.get(t.owner);
+    if (alive === undefined) {
+      const [pid, start] = t.owner.split('.') as [string, string];
+      ownerAlive.set(t.owner, (alive = startOf(Number(pid)) === start));
+    }
+    return !alive;
+  };
+  return killMarked({ mark: dead }, grace).catch(() => undefined);
+}
+
+const OPTIONS: Readonly<Record<keyof ProcessesOptions, string>> = {
+  cores: 'a positive integer',
+  root: 'a directory path (a non-empty string)',
+  gracePeriod: 'a non-negative number of seconds',
+  staging: "'copy' or 'symlink'",
+  mpi: 'an object { command?, args?, slots? }',
+};
+const MPI_OPTIONS: Readonly<Record<keyof MpiOptions, string>> = {
+  command: 'a program (a non-empty string)',
+  args: 'an array of strings',
+  slots: 'a positive integer',
+};
+
+/** Throws `InvalidOptionsError` naming every unknown option and every value of the wrong kind, and what is allowed. */
+function checkOptions(options: ProcessesOptions): void {
+  const problems: string[] = [];
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const shown = (v: unknown): string =>
+    typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : String(v);
+  const positiveInteger = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  const at = (path: string): string => `processes({ ${path.replace('.', ': { ')}${path.includes('.') ? ' }' : ''} })`;
+  const bad = (path: string, expected: string, got: unknown): void => {
+    problems.push(`${at(path)}: expected ${expected}, got ${shown(got)}`);
+  };
+  const unknown = (given: Record<string, unknown>, allowed: object, where: string): void => {
+    for (const key of Object.keys(given))
+      if (!Object.hasOwn(allowed, key))
+        problems.push(`${at(where + key)}: unknown option (allowed: ${Object.keys(allowed).join(', ')})`);
+  };
+  if (!isObject(options))
+    throw new InvalidOptionsError(`processes(options): expected an object, got ${shown(options)}`);
+  unknown(options, OPTIONS, '');
+  const { cores, root, gracePeriod, staging, mpi } = options as Record<keyof ProcessesOptions, unknown>;
+  if (cores !== undefined && !positiveInteger(cores)) bad('cores', OPTIONS.cores, cores);
+  if (root !== undefined && !(typeof root === 'string' && root !== '')) bad('root', OPTIONS.root, root);
+  if (gracePeriod !== undefined && !(typeof gracePeriod === 'number' && gracePeriod >= 0 && gracePeriod < Infinity))
+    bad('gracePeriod', OPTIONS.gracePeriod, gracePeriod);
+  if (staging !== undefined && staging !== 'copy' && staging !== 'symlink') bad('staging', OPTIONS.staging, staging);
+  if (mpi !== undefined) {
+    if (!isObject(mpi)) bad('mpi', OPTIONS.mpi, mpi);
+    else {
+      unknown(mpi, MPI_OPTIONS, 'mpi.');
+      if (mpi.command !== undefined && !(typeof mpi.command === 'string' && mpi.command !== ''))
+        bad('mpi.command', MPI_OPTIONS.command, mpi.command);
+      if (mpi.args !== undefined && !(Array.isArray(mpi.args) && mpi.args.every((a) => typeof a === 'string')))
+        bad('mpi.args', MPI_OPTIONS.args, mpi.args);
+      if (mpi.slots !== undefined && !positiveInteger(mpi.slots)) bad('mpi.slots', MPI_OPTIONS.slots, mpi.slots);
+    }
+  }
+  if (problems.length > 0) throw new InvalidOptionsError(problems.join('; '), problems);
 }
