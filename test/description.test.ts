@@ -1,6 +1,9 @@
 import {
   InvalidTaskDescriptionError,
+  PathEscapeError,
+  decodeDescription,
   defineTask,
+  executable,
   executor,
   inProcess,
   launch,
@@ -86,6 +89,58 @@ describe('workflow.submitDescription', () => {
     executor(rt);
     await expect(wf.submitDescription({ name: 'nobody.defined.this', args: [] })).rejects.toThrow(
       /no function named "nobody.defined.this" is registered in this process: define it with defineTask/,
+    );
+  });
+
+  it('checks an executable description at submitDescription as executable() checks its options, recording nothing', () => {
+    executor(rt); // inProcess: it would refuse any executable, so what is refused here is the description itself
+    const bad = (args: unknown): string => {
+      try {
+        wf.submitDescription({ name: 'executable:true', kind: 'executable', args });
+      } catch (e) {
+        expect(e).toBeInstanceOf(InvalidTaskDescriptionError);
+        return (e as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(bad([{ argv: ['true'], env: 'A=1' }])).toMatch(
+      /description\.args\.0: env: expected an object of environment variables .*, got "A=1" \(write \{ "A": "1" \}\)/,
+    );
+    expect(bad([{ argv: ['true'], outputs: 'x' }])).toMatch(/description\.args\.0: outputs must be an array/);
+    expect(bad([{ argv: ['true'], input: {} }])).toMatch(/unknown field "input" \(did you mean "inputs"\?/);
+    expect(bad([{ argv: ['true', 'a\0'] }])).toMatch(/argv\[1\] "a\\u0000" contains a NUL character/);
+    expect(bad([{ argv: ['cat'], inputs: { a: '/x', 'a/b': '/y' } }])).toMatch(/inputs "a" and "a\/b" overlap/);
+    expect(bad([{ argv: ['true'] }, { argv: ['false'] }])).toMatch(
+      /description\.args: an executable has exactly one argument, its description/,
+    );
+    expect(bad([])).toMatch(/exactly one argument/);
+    expect(() =>
+      wf.submitDescription({ name: 'x', kind: 'executable', args: [{ argv: ['true'], outputs: ['../x'] }] }),
+    ).toThrow(PathEscapeError);
+    expect(Object.values(wf.state.counts).reduce((a, b) => a + b, 0)).toBe(0);
+  });
+
+  it('normalises an executable description as executable() does: the same description, the same task', () => {
+    const options = { inputs: { 'in/./a': '/etc/hosts' }, outputs: ['o/../out.txt'], env: { A: '1' } };
+    const made = executable(['true'], options);
+    const { spec } = decodeDescription({ name: made.name, kind: 'executable', args: [{ argv: ['true'], ...options }] });
+    expect(spec.args).toEqual(made.args);
+  });
+
+  it('names the near field for a typo, and never fails on a value it cannot show as JSON', () => {
+    executor(rt);
+    expect(() => wf.submitDescription({ name: 'description-test.add', lable: 'x' })).toThrow(
+      /description\.lable: unknown field "lable" \(did you mean "label"\?; known: name, kind, args/,
+    );
+    const odd = Object.assign(Object.create(null) as object, { n: 1n });
+    expect(() => wf.submitDescription({ name: 'description-test.add', pure: odd })).toThrow(
+      /description\.pure: expected boolean, got an object with the keys n/,
+    );
+    expect(() => wf.submitDescription(new Error('not a description'))).toThrow(
+      /description: expected an object \{ name, kind\?, args\?, ... \} \(JSON\), got an Error/,
+    );
+    expect(() => wf.submitDescription({ name: 'x', requirements: { env: { 'A=1': 'x' } } })).toThrow(
+      /description\.requirements\.env\.A=1: the name "A=1" contains "="/,
     );
   });
 });

@@ -2,15 +2,9 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either';
 import { InvalidTaskDescriptionError } from '../errors';
-import { describeErrors, TaskRequirements } from './requirements';
-import type { TaskSpec } from './spec';
-
-const NonEmptyString = new t.Type<string, string, unknown>(
-  'a non-empty string',
-  (u): u is string => typeof u === 'string' && u.length > 0,
-  (u, c) => (typeof u === 'string' && u.length > 0 ? t.success(u) : t.failure(u, c)),
-  t.identity,
-);
+import { validateDescription } from './executable-validation';
+import { describeErrors, isPlainObject, show, TaskRequirements, unknownField } from './requirements';
+import { NonEmptyString, SpecFields, type TaskSpec } from './spec';
 
 /**
  * A raw task description, as JSON: what `call(...)` / `executable(...)` produce, plus the executor to
@@ -24,9 +18,7 @@ export const TaskDescription = t.intersection(
       kind: t.keyof({ function: null, executable: null }, '"function" or "executable"'),
       args: t.array(t.unknown, 'an array'),
       requirements: TaskRequirements,
-      label: NonEmptyString,
-      key: t.string,
-      pure: t.boolean,
+      ...SpecFields,
       /** the name of the executor to run it on (see ExecutorOptions.name); default: the ambient or only one */
       executor: NonEmptyString,
     }),
@@ -35,15 +27,21 @@ export const TaskDescription = t.intersection(
 );
 export type TaskDescription = t.TypeOf<typeof TaskDescription>;
 
-const KNOWN = new Set(['name', 'kind', 'args', 'requirements', 'label', 'key', 'pure', 'executor']);
+const KNOWN = ['name', 'kind', 'args', 'requirements', 'label', 'key', 'pure', 'executor'];
 
-/** Validates a raw description; errors name the path and the expected type. */
+/**
+ * Validates a raw description; errors name the path and the expected type. An executable's description
+ * (`args: [{ argv, inputs?, outputs?, env?, stdin? }]`) is checked as `executable()` checks its options.
+ */
 export function decodeDescription(json: unknown): { spec: TaskSpec; executor: string | undefined } {
+  if (!isPlainObject(json))
+    throw new InvalidTaskDescriptionError(
+      'Invalid task description:\n  description: expected an object { name, kind?, args?, ... } (JSON), got ' +
+        show(json),
+    );
   const problems: string[] = [];
-  if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
-    for (const k of Object.keys(json))
-      if (!KNOWN.has(k)) problems.push(`description.${k}: unknown field "${k}" (known: ${[...KNOWN].join(', ')})`);
-  }
+  for (const k of Object.keys(json))
+    if (!KNOWN.includes(k)) problems.push(`description.${k}: ${unknownField(k, KNOWN)}`);
   const result = TaskDescription.decode(json);
   if (isLeft(result)) problems.push(...describeErrors('description', result.left));
   if (problems.length > 0 || isLeft(result)) {
@@ -53,14 +51,24 @@ export function decodeDescription(json: unknown): { spec: TaskSpec; executor: st
     );
   }
   const d = result.right;
+  const kind = d.kind ?? 'function';
   const spec: TaskSpec = {
-    kind: d.kind ?? 'function',
+    kind,
     name: d.name,
-    args: d.args ?? [],
+    args: kind === 'executable' ? [executableArgs(d.args)] : (d.args ?? []),
     ...(d.requirements !== undefined ? { requirements: d.requirements } : {}),
     ...(d.label !== undefined ? { label: d.label } : {}),
     ...(d.key !== undefined ? { key: d.key } : {}),
     ...(d.pure !== undefined ? { pure: d.pure } : {}),
   };
   return { spec, executor: d.executor };
+}
+
+function executableArgs(args: readonly unknown[] | undefined): unknown {
+  if (args?.length !== 1)
+    throw new InvalidTaskDescriptionError(
+      `Invalid task description:\n  description.args: an executable has exactly one argument, its description ` +
+        `[{ argv, inputs?, outputs?, env?, stdin? }], got ${args === undefined ? 'none' : `${args.length}`}`,
+    );
+  return validateDescription(args[0], 'description.args.0');
 }

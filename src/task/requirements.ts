@@ -14,14 +14,14 @@ function closed<P extends t.Props>(
     name,
     (u): u is t.TypeOf<t.PartialC<P>> => partial.is(u) && Object.keys(u as object).every((k) => known.has(k)),
     (u, c) => {
-      if (typeof u !== 'object' || u === null || Array.isArray(u)) return t.failure(u, c);
+      if (!isPlainObject(u)) return t.failure(u, c);
       const unknownKeys = Object.keys(u).filter((k) => !known.has(k));
       if (unknownKeys.length > 0) {
         return t.failures(
           unknownKeys.map((k) => ({
             value: (u as Record<string, unknown>)[k],
             context: [...c, { key: k, type: t.never, actual: (u as Record<string, unknown>)[k] }],
-            message: `unknown field "${k}" (known: ${[...known].join(', ')})`,
+            message: unknownField(k, [...known]),
           })),
         );
       }
@@ -40,9 +40,10 @@ function refined(name: string, test: (n: number) => boolean): t.Type<number, num
   );
 }
 
-const PositiveInt = refined('a positive integer', (n) => Number.isInteger(n) && n > 0);
+// integers beyond 2^53 are not exact: no count of ranks, cores or retries is that large
+const PositiveInt = refined('a positive integer', (n) => Number.isSafeInteger(n) && n > 0);
 /** @internal also the job data of bullmq() (its attempt number) */
-export const NonNegativeInt = refined('a non-negative integer', (n) => Number.isInteger(n) && n >= 0);
+export const NonNegativeInt = refined('a non-negative integer', (n) => Number.isSafeInteger(n) && n >= 0);
 const PositiveNumber = refined('a positive finite number', (n) => Number.isFinite(n) && n > 0);
 /** The longest delay a JavaScript timer keeps (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
 export const MAX_TIMER_SECONDS = (2 ** 31 - 1) / 1000;
@@ -54,7 +55,55 @@ const BackoffSeconds = refined(
   `a non-negative number of seconds up to ${Math.floor(MAX_TIMER_SECONDS)} (about 24.8 days)`,
   (n) => Number.isFinite(n) && n >= 0 && n <= MAX_TIMER_SECONDS,
 );
-const Env = t.record(t.string, t.string, 'an object of string values');
+
+/**
+ * Why `name=value` cannot be in a program's environment, if it cannot: the operating system takes names up to the
+ * first `=` and strings up to the first NUL, so such a name or value would not be what the program gets.
+ * @internal shared by the `env` requirement and an executable's `env`
+ */
+export function envProblem(name: string, value: unknown): string | undefined {
+  if (name === '') return 'an environment variable needs a non-empty name';
+  if (name.includes('=')) return `the name ${show(name)} contains "=", which ends a name in the environment`;
+  if (name.includes('\0')) return `the name ${show(name)} contains a NUL character`;
+  if (typeof value !== 'string') return `expected a string value, got ${show(value)}`;
+  if (value.includes('\0')) return `the value ${show(value)} contains a NUL character, which no program can receive`;
+  return undefined;
+}
+
+/** Environment variables, `{ NAME: "value" }`: names without `=` or NUL, string values without NUL. */
+export const EnvVars = new t.Type<Record<string, string>, Record<string, string>, unknown>(
+  'an object of environment variables { NAME: "value" }',
+  (u): u is Record<string, string> =>
+    isPlainObject(u) && Object.entries(u).every(([k, v]) => envProblem(k, v) === undefined),
+  (u, c) => {
+    if (!isPlainObject(u)) {
+      const hint = typeof u === 'string' && u.includes('=') ? ` (write { ${envExample(u)} })` : '';
+      return t.failure(u, c, `expected an object of environment variables { NAME: "value" }, got ${show(u)}${hint}`);
+    }
+    const errors: t.ValidationError[] = [];
+    for (const [k, v] of Object.entries(u)) {
+      const message = envProblem(k, v);
+      if (message !== undefined)
+        errors.push({ value: v, context: [...c, { key: k, type: t.string, actual: v }], message });
+    }
+    return errors.length > 0 ? t.failures(errors) : t.success({ ...(u as Record<string, string>) });
+  },
+  t.identity,
+);
+const Env = EnvVars;
+
+/** `A=1\nB=2` → `A: "1", B: "2"`, for hints. */
+function envExample(text: string): string {
+  return text
+    .split(/\s+/)
+    .filter((line) => line.includes('='))
+    .slice(0, 3)
+    .map(
+      (line) =>
+        `${JSON.stringify(line.slice(0, line.indexOf('=')))}: ${JSON.stringify(line.slice(line.indexOf('=') + 1))}`,
+    )
+    .join(', ');
+}
 
 /** Slurm options passed through to `salloc`/`srun` (validated; see the Slurm backend). */
 export const SlurmOptions = closed(
@@ -135,14 +184,80 @@ function isCombinator(type: t.Decoder<unknown, unknown>): boolean {
   return type instanceof t.IntersectionType || type instanceof t.UnionType;
 }
 
-function show(value: unknown): string {
+/**
+ * A value as a message shows it: JSON where it has one, shortened; never throws (BigInts, symbols, objects without a
+ * prototype, cycles).
+ * @internal
+ */
+export function show(value: unknown, max = 80): string {
   if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'symbol') return value.toString();
+  if (typeof value === 'bigint') return `${value}n`;
+  let s: string | undefined;
   try {
-    const s = JSON.stringify(value);
-    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+    s = JSON.stringify(value);
   } catch {
-    return String(value);
+    s = undefined;
   }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && !isPlainObject(value)) {
+    const kind = Object.prototype.toString.call(value).slice(8, -1);
+    s = `${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}${s === undefined || s === '{}' ? '' : ` ${s}`}`;
+  }
+  if (s === undefined && Array.isArray(value)) s = `an array of ${value.length}`;
+  else if (s === undefined && isPlainObject(value)) s = `an object with the keys ${Object.keys(value).join(', ')}`;
+  if (s === undefined) s = Object.prototype.toString.call(value);
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}
+
+/** An object literal (or JSON object, or one without a prototype): not an array, class instance, Map, boxed value... */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** `unknown field "input" (did you mean "inputs"?; known: ...)`: the message for a field not in `known`. */
+export function unknownField(
+  key: string,
+  known: readonly string[],
+  hints: Readonly<Record<string, string>> = {},
+): string {
+  const hint = Object.prototype.hasOwnProperty.call(hints, key) ? hints[key] : undefined;
+  const near = hint ?? nearest(key, known);
+  const did = near === undefined ? '' : hint !== undefined ? `${hint}; ` : `did you mean "${near}"?; `;
+  return `unknown field ${show(key)} (${did}known: ${known.join(', ')})`;
+}
+
+/** The known name closest to `key` (a typo, a missing plural, another case), if one is close enough. */
+function nearest(key: string, known: readonly string[]): string | undefined {
+  const k = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const name of known) {
+    const n = name.toLowerCase();
+    const d = n === k ? 0 : n.startsWith(k) || k.startsWith(n) ? Math.abs(n.length - k.length) : distance(k, n);
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return bestDistance <= Math.min(2, Math.floor(key.length / 3)) || (best !== undefined && bestDistance === 0)
+    ? best
+    : undefined;
+}
+
+/** Edit distance (a swap of two neighbours counts as one edit), for short names. */
+function distance(a: string, b: string): number {
+  if (a.length > 64 || b.length > 64) return Infinity;
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 export function decodeOrThrow<A>(codec: t.Type<A, unknown, unknown>, value: unknown, where: string): A {

@@ -1,4 +1,5 @@
 /** Task specs (plain data: `call`, `TaskSpec`) and the registry of named task functions (`defineTask`). */
+import * as t from 'io-ts';
 import type { TaskRequirements } from './requirements';
 import { hash128, isTaskHandle, type HasTaskId } from './hash';
 
@@ -31,6 +32,20 @@ export interface TaskSpec<R = unknown> {
   /** Phantom: the result type. Never present at run time. */
   readonly [RESULT]?: R;
 }
+
+/** @internal a string with at least one character */
+export const NonEmptyString = new t.Type<string, string, unknown>(
+  'a non-empty string',
+  (u): u is string => typeof u === 'string' && u.length > 0,
+  (u, c) => (typeof u === 'string' && u.length > 0 ? t.success(u) : t.failure(u, c)),
+  t.identity,
+);
+
+/**
+ * @internal The codecs of the fields of a spec beside its work, as users give them: `executable()` options and raw
+ * descriptions (`workflow.submitDescription`) check them with these.
+ */
+export const SpecFields = { label: NonEmptyString, key: t.string, pure: t.boolean } as const;
 
 export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
 
