@@ -233,3 +233,36 @@ export class SlurmAllocationError extends ScalemsError {
     super(message);
   }
 }
+
+/**
+ * A write to the store failed for a reason of the file system (`reason`: `disk full`, `read-only`, `i/o error`):
+ * nothing of the failed batch was written, and a workflow keeps those records and writes them again on its next
+ * write, `flushed()` or `close()`, so that they land once the cause is fixed.
+ */
+export class StoreWriteError extends ScalemsError {
+  override readonly code = 'STORE_WRITE';
+  constructor(
+    message: string,
+    /** the store file (or lock file) that could not be written */
+    readonly path: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The store cannot be opened at its path: a parent is not a directory, a permission is missing, or the file
+ * system is read-only where the store must be written. Nothing was changed.
+ */
+export class StoreAccessError extends ScalemsError {
+  override readonly code = 'STORE_ACCESS';
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -113,7 +113,7 @@ describe('executor', () => {
   it('a label that is not a non-empty string is refused with InvalidTaskDescriptionError, nothing recorded', async () => {
     const ex = executor(rt);
     const f = async (n: number): Promise<number> => n;
-    for (const label of [42, {}, '']) {
+    for (const label of [42, {}, '', Object.create(null) as object]) {
       expect(() => ex.submit({ ...call(f, 1), label: label as string })).toThrow(InvalidTaskDescriptionError);
       expect(() => ex.submit({ ...call(f, 1), label: label as string })).toThrow(/a label must be a non-empty string/);
     }

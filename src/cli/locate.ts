@@ -1,8 +1,8 @@
 /** Finding the workflows the CLI is pointed at: the `.scalems/<name>/state.sqlite` stores under a directory. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { StoreCorruptError } from '../errors';
-import { TASK_STATES, type TaskRecord, type TaskStateName } from '../store/state';
+import type { TaskRecord } from '../store/state';
+import { checkTaskRecord } from '../store/record-check';
 import { sqliteStore } from '../store/sqlite';
 import { TASK_KEY_PREFIX } from '../store/slot';
 import { CliError } from './command';
@@ -65,8 +65,6 @@ export function locate(target: string | undefined, cwd: string): Located {
   return found.length === 1 ? { one: found[0]! } : { root, several: found };
 }
 
-const KNOWN_STATES = new Set<string>(TASK_STATES);
-
 /**
  * Reads every task record of a store, read-only and without taking its lock (so a store held by a
  * running workflow can be inspected). Throws the store's typed errors (corrupt, other version) as is.
@@ -77,25 +75,11 @@ export async function readRecords(file: string): Promise<TaskRecord[]> {
     const records: TaskRecord[] = [];
     for (const [key, value] of await store.entries<unknown>()) {
       if (!key.startsWith(TASK_KEY_PREFIX)) continue;
-      if (!isTaskRecord(value)) {
-        throw new StoreCorruptError(`${file}: the value stored under "${key}" is not a task record.`);
-      }
+      checkTaskRecord(file, key, value);
       records.push(value);
     }
     return records;
   } finally {
     await store.close();
   }
-}
-
-function isTaskRecord(value: unknown): value is TaskRecord {
-  if (typeof value !== 'object' || value === null) return false;
-  const r = value as Partial<Record<keyof TaskRecord, unknown>>;
-  return (
-    typeof r.id === 'string' &&
-    typeof r.name === 'string' &&
-    typeof r.state === 'string' &&
-    KNOWN_STATES.has(r.state as TaskStateName) &&
-    Array.isArray(r.inputs)
-  );
 }

@@ -7,6 +7,7 @@ import { InvalidOptionsError, InvalidTaskDescriptionError, TaskCancelledError } 
 import { ambient } from '../context/ambient';
 import { memoryStore } from '../store/memory';
 import { TaskGraph } from '../store/graph';
+import { checkTaskRecord } from '../store/record-check';
 import { TASK_KEY_PREFIX } from '../store/slot';
 import type { TaskRecord } from '../store/state';
 import type { Store } from '../store/store';
@@ -135,8 +136,16 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
     );
   const store = options.store ?? (await defaultStoreFactory(name));
   const records: TaskRecord[] = [];
-  for (const [key, value] of await store.entries<TaskRecord>()) {
-    if (key.startsWith(TASK_KEY_PREFIX)) records.push(value);
+  try {
+    for (const [key, value] of await store.entries<unknown>()) {
+      if (!key.startsWith(TASK_KEY_PREFIX)) continue;
+      checkTaskRecord(store.description, key, value);
+      records.push(value);
+    }
+  } catch (error) {
+    // a damaged store: nothing was changed; the workflow owned the store, so it releases it (and its lock)
+    await store.close().catch(() => undefined);
+    throw error;
   }
   return new Workflow(name, store, records);
 }

@@ -5,6 +5,7 @@ import type { Store } from './store';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './state';
 import { TableEditor } from './table';
+import { show } from '../task/requirements';
 import { TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
 import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
@@ -54,6 +55,8 @@ export class TaskGraph {
   /** how committed changes reach the store */
   private readonly persistence: WriteBehind;
   private closed = false;
+  /** the commit of the records read from the store is under way: they are not written back */
+  private restoring = false;
 
   /** @internal made by `openWorkflow()` */
   constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
@@ -82,10 +85,27 @@ export class TaskGraph {
       },
     };
     this.subject = new BehaviorSubject(this.committed);
-    if (restored.length > 0) {
-      this.dispatch({ type: 'restore', records: restored });
+    if (restored.length > 0) this.restore(restored);
+  }
+
+  /**
+   * Takes in the records read from the store (checked by `openWorkflow`). Only the records that restoring changes
+   * (work in flight when the process died becomes `new`) are written back.
+   */
+  private restore(restored: readonly TaskRecord[]): void {
+    this.dispatch({ type: 'restore', records: restored });
+    this.restoring = true;
+    try {
       this.flush();
+    } finally {
+      this.restoring = false;
     }
+    const changed: TaskSlot[] = [];
+    for (const r of restored) {
+      const slot = this.slots.get(r.id)!;
+      if (slot.committed!.state !== r.state) changed.push(slot);
+    }
+    this.persistence.changed(changed);
   }
 
   /** Every committed state, starting with the current one. */
@@ -234,7 +254,8 @@ export class TaskGraph {
       slot.dirty = false;
       slot.committed = slot.record;
     }
-    this.persistence.changed(dirty);
+    // restored records are in the store already (see `restore`)
+    if (!this.restoring) this.persistence.changed(dirty);
     this.subject.next(next);
     for (const slot of settled) {
       const rec = slot.committed;
@@ -284,7 +305,7 @@ export class TaskGraph {
 export function checkLabel(label: unknown, what: string): asserts label is string {
   if (typeof label !== 'string' || label.length === 0)
     throw new InvalidTaskDescriptionError(
-      `${what}: a label must be a non-empty string, got ${typeof label === 'string' ? '""' : String(label)}`,
+      `${what}: a label must be a non-empty string, got ${show(label)}`,
     );
 }
 

@@ -117,7 +117,6 @@ export class SqliteWriter {
       eval: true,
       workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath },
     });
-    worker.unref(); // until a write is pending
     worker.on('message', (reply: Reply) => {
       const waiter = this.pending.get(reply.id);
       if (waiter === undefined) return;
@@ -136,6 +135,9 @@ export class SqliteWriter {
           new Error(`the SQLite writer thread of ${this.dbPath} stopped (exit code ${code}) with writes pending`),
         );
     });
+    // until a write is pending; after the listeners are added: adding a 'message' listener refs the thread again,
+    // and a store opened and never written then kept the process alive
+    worker.unref();
     return worker;
   }
 

@@ -3,11 +3,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
+import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
 import { SqliteWriter } from './sqlite-writer';
+import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
+import { openReadonly } from './sqlite-readonly';
 
 /** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
 export const SQLITE_STORE_VERSION = 2;
@@ -35,30 +37,38 @@ const SCHEMA = `
  * JSON on the caller's thread; a writer thread with its own connection commits them (see
  * `SqliteWriter`), in order, and reads wait for the writes made before them.
  *
- * Opening creates the parent directories and the file if needed, and takes the lock `<path>.lock`
+ * Opening creates the parent directories (mode 0700) and the file (0600, as are its -wal, -shm and lock files:
+ * task records hold the `env` values of executables) if needed, and takes the lock `<path>.lock`
  * (see `acquireFileLock`): a store in use by another live process, or already open in this one,
  * throws `StoreLockedError`. A file that is not a scalems store or is damaged throws
- * `StoreCorruptError`; one of another schema version throws `StoreVersionError`. In those cases the
- * file is not modified.
+ * `StoreCorruptError`; one of another schema version throws `StoreVersionError`; a path that cannot be made
+ * or opened (a parent that is a file, a missing permission) throws `StoreAccessError`; a failed write (disk
+ * full, read-only, I/O error) rejects with `StoreWriteError`. In those cases the file is not modified.
  */
 export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
   const dbPath = path.resolve(file);
   const description = `sqlite:${dbPath}`;
   if (options.readonly) {
-    if (!fs.existsSync(dbPath)) throw new Error(`${description}: no store at this path to open read-only.`);
-    return wrap(openVerified(dbPath, true, options.verify ?? true), description, undefined);
+    if (!fs.existsSync(dbPath))
+      throw new StoreAccessError(`${description}: no store at this path to open read-only.`, dbPath);
+    return wrap(openVerified(dbPath, true, options.verify ?? true), dbPath, undefined);
   }
-  fs.mkdirSync(path.dirname(dbPath), { recursive: true });
+  try {
+    // only the directories made here get 0700: the store's own directory holds task records and task files
+    fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw accessFailure(error, dbPath, 'make the directory of');
+  }
   const lock = acquireFileLock(`${dbPath}.lock`, `The store ${dbPath}`);
   try {
     if (!fs.existsSync(dbPath)) create(dbPath);
     const db = openVerified(dbPath, false, options.verify ?? true);
     db.pragma('journal_mode = WAL'); // already so since creation; this restores it if a tool changed it
     db.pragma('synchronous = NORMAL');
-    return wrap(db, description, lock);
+    return wrap(db, dbPath, lock);
   } catch (error) {
     lock.release();
-    throw error;
+    throw translate(error, dbPath);
   }
 }
 
@@ -66,6 +76,8 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
 function create(dbPath: string): void {
   const temporary = `${dbPath}.creating-${process.pid}-${randomUUID()}`;
   try {
+    // made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the mode of the store file
+    fs.closeSync(fs.openSync(temporary, 'wx', 0o600));
     const db = new Database(temporary);
     try {
       db.pragma(`application_id = ${SQLITE_STORE_APPLICATION_ID}`);
@@ -80,6 +92,8 @@ function create(dbPath: string): void {
     // A -wal/-shm left from a deleted store file would be replayed onto the new one: they are orphans.
     for (const suffix of ['-wal', '-shm']) fs.rmSync(dbPath + suffix, { force: true });
     fs.renameSync(temporary, dbPath);
+  } catch (error) {
+    throw writeFailure(error, dbPath) ?? accessFailure(error, dbPath, 'create');
   } finally {
     fs.rmSync(temporary, { force: true });
   }
@@ -122,16 +136,46 @@ function checkVersion(dbPath: string, found: number): void {
   );
 }
 
+/** What a path that is not a regular file is, for the message that refuses it. */
+function kindOf(stat: fs.Stats): string {
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a named pipe (FIFO)';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
 function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): Database.Database {
-  if (fs.statSync(dbPath).isDirectory()) throw new StoreCorruptError(`${dbPath} is a directory, not a store file.`);
-  inspectHeader(dbPath);
-  const db = new Database(dbPath, { readonly, fileMustExist: true });
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dbPath);
+  } catch (error) {
+    throw accessFailure(error, dbPath, 'open');
+  }
+  // checked before anything opens it: opening a named pipe would wait for a writer forever
+  if (!stat.isFile())
+    throw new StoreCorruptError(
+      `${dbPath} is ${kindOf(stat)}, not a store file. It was left untouched; open the intended store file, or ` +
+        'move it away to start a new store there.',
+    );
+  try {
+    inspectHeader(dbPath);
+  } catch (error) {
+    throw accessFailure(error, dbPath, 'read');
+  }
+  let db: Database.Database;
+  try {
+    db = readonly ? openReadonly(dbPath) : new Database(dbPath, { fileMustExist: true });
+  } catch (error) {
+    throw translate(error, dbPath);
+  }
   try {
     // The header said yes; now ask SQLite, which also sees changes still in the write-ahead log.
     checkVersion(dbPath, db.pragma('user_version', { simple: true }) as number);
     const format = db.prepare("SELECT value FROM scalems_meta WHERE name = 'format'").pluck().get() as
       string | undefined;
     if (format !== 'scalems-store') throw new StoreCorruptError(`${dbPath} is not a scalems store (no format marker).`);
+    checkSchema(db, dbPath);
     if (quickCheck) {
       const problems = (db.pragma('quick_check') as Array<{ quick_check: string }>).map((row) => row.quick_check);
       if (problems.join() !== 'ok') {
@@ -152,26 +196,19 @@ function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): D
   }
 }
 
-function corrupt(dbPath: string, detail: string): StoreCorruptError {
-  return new StoreCorruptError(
-    `${dbPath} is damaged (${detail}). It was left untouched: restore it from a backup, or move it away ` +
-      'to start a new store (the recorded workflow state is then lost).',
-  );
+/** The tables and columns the store reads and writes: a table dropped or changed by another tool is damage. */
+function checkSchema(db: Database.Database, dbPath: string): void {
+  for (const table of ['scalems_meta', 'scalems_kv']) {
+    const columns = (db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name);
+    const expected = table === 'scalems_kv' ? ['key', 'value'] : ['name', 'value'];
+    if (columns.length === 0) throw corrupt(dbPath, `its table ${table} is missing`);
+    if (expected.some((c) => !columns.includes(c)))
+      throw corrupt(dbPath, `its table ${table} has the columns ${columns.join(', ')}, not ${expected.join(', ')}`);
+  }
 }
 
-/** SQLite's "damaged file" errors become StoreCorruptError; everything else passes through. */
-function translate(error: unknown, dbPath: string): unknown {
-  if (error instanceof Database.SqliteError && /^SQLITE_(CORRUPT|NOTADB)/.test(error.code)) {
-    return corrupt(dbPath, error.message);
-  }
-  if (error instanceof Database.SqliteError && /no such table/.test(error.message)) {
-    return new StoreCorruptError(`${dbPath} is not a scalems store (${error.message}).`);
-  }
-  return error;
-}
-
-function wrap(db: Database.Database, description: string, lock: FileLock | undefined): Store {
-  const dbPath = db.name;
+function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined): Store {
+  const description = `sqlite:${dbPath}`;
   const getOne = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
   const allKeys = db.prepare('SELECT key FROM scalems_kv ORDER BY key').pluck();
   const allEntries = db.prepare('SELECT key, value FROM scalems_kv ORDER BY key').raw();

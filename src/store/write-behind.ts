@@ -20,6 +20,10 @@ const IN_FLIGHT = 2;
  * flight only inform an inspection of the store (on resume such tasks run again whether or not they
  * were recorded), so they wait up to {@link IN_FLIGHT_DELAY_MS}; a task that settles meanwhile is
  * written once, settled. A crash loses at most those windows, and nothing that was written.
+ *
+ * A batch the store fails to write (disk full: `StoreWriteError`) is not dropped: its tasks wait again, and
+ * their records (as committed by then) go with the next batch, `writeAll()` or close, until one lands.
+ * `written()` rejects while some are still unwritten, and resolves again once they all landed.
  */
 export class WriteBehind {
   private settled: TaskSlot[] = [];
@@ -29,7 +33,9 @@ export class WriteBehind {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerAt = Infinity;
   private writes: Promise<void> = Promise.resolve();
+  /** the last failed write's error, and the tasks whose records failed and have not been written since */
   private error: unknown;
+  private readonly failed = new Set<TaskSlot>();
 
   constructor(private readonly store: Store) {}
 
@@ -58,10 +64,13 @@ export class WriteBehind {
     this.write(true);
   }
 
-  /** Resolves once everything handed over so far is written; rejects with the first failed write. */
+  /**
+   * Resolves once everything handed over so far is written; rejects with the last failed write's error while
+   * records of a failed batch are still unwritten (they wait for the next write: see `writeAll`).
+   */
   async written(): Promise<void> {
     await this.writes;
-    if (this.error !== undefined) throw this.error;
+    if (this.failed.size > 0) throw this.error;
   }
 
   /** Writes what is due at `now` and sets the timer for what is not. */
@@ -98,10 +107,11 @@ export class WriteBehind {
       this.timer = undefined;
     }
     const entries: Array<[string, unknown]> = [];
-    for (const slot of this.settled) take(slot, entries);
+    const slots: TaskSlot[] = [];
+    for (const slot of this.settled) take(slot, entries, slots);
     this.settled = [];
     if (all) {
-      for (const slot of this.inFlight) take(slot, entries);
+      for (const slot of this.inFlight) take(slot, entries, slots);
       this.inFlight = [];
     }
     if (entries.length === 0) return;
@@ -110,18 +120,32 @@ export class WriteBehind {
     // Records go unchecked: their parts from users were checked where they arose (arguments at
     // submit, results on arrival).
     const store = this.store;
-    const done = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).catch(
-      (err: unknown) => {
-        this.error ??= err;
+    const done = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).then(
+      () => {
+        if (this.failed.size > 0) for (const slot of slots) this.failed.delete(slot);
       },
+      (err: unknown) => this.retryLater(slots, err),
     );
     this.writes = this.writes.then(() => done);
+  }
+
+  /** The tasks of a batch that failed wait again, due at once: the next batch takes their records. */
+  private retryLater(slots: readonly TaskSlot[], err: unknown): void {
+    this.error = err;
+    for (const slot of slots) {
+      this.failed.add(slot);
+      if (slot.unwritten !== 0) continue; // changed again since, and waiting: that write takes its newest record
+      if (this.settled.length === 0) this.settledSince = Date.now() - SETTLED_DELAY_MS;
+      slot.unwritten |= SETTLED;
+      this.settled.push(slot);
+    }
   }
 }
 
 /** Adds the slot's committed record to the batch, unless a batch already took it since it changed. */
-function take(slot: TaskSlot, entries: Array<[string, unknown]>): void {
+function take(slot: TaskSlot, entries: Array<[string, unknown]>, slots: TaskSlot[]): void {
   if (slot.unwritten === 0) return;
   slot.unwritten = 0; // it may still sit in the other list: that entry is skipped
   entries.push([slot.storeKey, slot.committed]);
+  slots.push(slot);
 }
