@@ -304,9 +304,7 @@ export class TaskGraph {
 /** @internal Throws `InvalidTaskDescriptionError` unless `label` is a non-empty string (`what` names the task). */
 export function checkLabel(label: unknown, what: string): asserts label is string {
   if (typeof label !== 'string' || label.length === 0)
-    throw new InvalidTaskDescriptionError(
-      `${what}: a label must be a non-empty string, got ${show(label)}`,
-    );
+    throw new InvalidTaskDescriptionError(`${what}: a label must be a non-empty string, got ${show(label)}`);
 }
 
 /**
