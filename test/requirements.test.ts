@@ -48,7 +48,7 @@ describe('requirements', () => {
       }
       return undefined;
     })();
-    expect(err?.problems).toEqual([expect.stringMatching(/env\.A: expected string, got 1/)]);
+    expect(err?.problems).toEqual([expect.stringMatching(/env\.A: expected a string value, got 1/)]);
   });
 
   it('accepts every documented field', () => {
