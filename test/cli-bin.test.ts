@@ -42,7 +42,7 @@ it('scalems status prints the counts and the failed tasks by label', () => {
   expect(out).toMatch(/^ {2}failed +3$/m);
   const failed = out.split('\n').filter((l) => /^ {2}replica-/.test(l));
   expect(failed.map((l) => l.trim().split(/\s+/)[0]).sort()).toEqual(['replica-20', 'replica-33', 'replica-7']);
-  expect(failed[0]).toMatch(/simulate +1 +Error: replica \d+ did not converge$/);
+  expect(failed[0]).toMatch(/simulate +1 +Error: replica \d+ did not converge … \(energy drift above tolerance\)$/);
 
   const json = scalems(dir, 'status', '.scalems/progress-demo', '--json');
   expect(json.code).toBe(0);

@@ -70,11 +70,51 @@ describe('scalems status', () => {
     // the task that failed by itself comes first, its error on one line
     const rows = out.split('\n').filter((l) => /Error: /.test(l));
     expect(rows).toHaveLength(2);
-    expect(rows[0]).toMatch(/^ {2}boom-\w+ +boom +1 +RangeError: value 4 out of range$/);
+    // a message of several lines: its first and its last (where a program's stderr says what went wrong)
+    expect(rows[0]).toMatch(/^ {2}boom-\w+ +boom +1 +RangeError: value 4 out of range … second line of the message$/);
     expect(rows[1]).toMatch(
-      /^ {2}double-\w+ +double +0 +UpstreamFailedError: input task \(boom-\w+\) failed: value 4 out of range$/,
+      /^ {2}double-\w+ +double +0 +UpstreamFailedError: input task \(boom-\w+\) failed: value 4 out of range … second/,
     );
-    expect(out).not.toContain('second line');
+  });
+
+  it('names a workflow as it was opened, wherever its store lives', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-named-'));
+    try {
+      const store = path.join(dir, 'runs', 'first', 'state.sqlite');
+      const wf = await openWorkflow({ name: 'md-ensemble', store: sqliteStore(store) });
+      await executor(launch(wf, inProcess())).submit(async () => 1);
+      await wf.close();
+      expect((await cli(dir, 'status', store)).out).toContain(`workflow md-ensemble  (${store})`);
+      expect((JSON.parse((await cli(dir, 'status', store, '--json')).out) as StatusSummary).workflow).toBe(
+        'md-ensemble',
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('prints labels and errors that hold terminal escapes escaped, in the table and with --verbose', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-escapes-'));
+    try {
+      const store = path.join(dir, '.scalems', 'evil', 'state.sqlite');
+      const wf = await openWorkflow({ name: 'evil', store: sqliteStore(store) });
+      const t = executor(launch(wf, inProcess())).submit(async () => {
+        throw new Error('bad\x1b]0;owned\x07 input\nthen \x1b[2J cleared');
+      });
+      t.label = 'clear\x1b[2J\x1b[Hscreen\u202e';
+      await t.then(undefined, () => undefined);
+      await wf.close();
+      // eslint-disable-next-line no-control-regex -- looking for what must not be printed
+      const control = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
+      for (const args of [['status'], ['status', '--verbose']]) {
+        const { out } = await cli(dir, ...args);
+        expect(out).not.toMatch(control);
+        expect(out).toContain('clear\\u{1b}[2J\\u{1b}[Hscreen\\u{202e}');
+        expect(out).toContain('bad\\u{1b}]0;owned\\u{7} input');
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('accepts a workflow directory, its state.sqlite, or a project directory, all the same', async () => {

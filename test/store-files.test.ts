@@ -70,7 +70,7 @@ describe('reopening a store writes nothing that did not change', () => {
     const file = path.join(dir, 'state.sqlite');
     await run(file, 50);
     const raw = sqliteStore(file);
-    const running = (await raw.get<TaskRecord>('task:' + (await raw.keys())[0]!.slice(5)))!;
+    const running = (await raw.get<TaskRecord>((await raw.keys()).find((k) => k.startsWith('task:'))!))!;
     await raw.set(`task:${running.id}`, { ...running, state: 'running', result: undefined });
     await raw.close();
     const written: Array<[string, unknown]> = [];

@@ -5,6 +5,7 @@ import type { TaskRecord } from '../store/state';
 import { checkTaskRecord } from '../store/record-check';
 import { sqliteStore } from '../store/sqlite';
 import { TASK_KEY_PREFIX } from '../store/slot';
+import { WORKFLOW_KEY, workflowNameIn } from '../store/store';
 import { CliError } from './command';
 
 export const STORE_FILE = 'state.sqlite';
@@ -66,20 +67,28 @@ export function locate(target: string | undefined, cwd: string): Located {
 }
 
 /**
- * Reads every task record of a store, read-only and without taking its lock (so a store held by a
- * running workflow can be inspected). Throws the store's typed errors (corrupt, other version) as is.
+ * Reads every task record of a store, and the name the workflow was last opened with (stores of an earlier version do
+ * not say), read-only and without taking its lock (so a store held by a running workflow can be inspected). Throws
+ * the store's typed errors (corrupt, other version) as is.
  */
-export async function readRecords(file: string): Promise<TaskRecord[]> {
+export async function readWorkflow(file: string): Promise<{ name: string | undefined; records: TaskRecord[] }> {
   const store = sqliteStore(file, { readonly: true });
   try {
     const records: TaskRecord[] = [];
+    let name: string | undefined;
     for (const [key, value] of await store.entries<unknown>()) {
+      if (key === WORKFLOW_KEY) name = workflowNameIn(value);
       if (!key.startsWith(TASK_KEY_PREFIX)) continue;
       checkTaskRecord(file, key, value);
       records.push(value);
     }
-    return records;
+    return { name, records };
   } finally {
     await store.close();
   }
+}
+
+/** Every task record of a store (see `readWorkflow`). */
+export async function readRecords(file: string): Promise<TaskRecord[]> {
+  return (await readWorkflow(file)).records;
 }

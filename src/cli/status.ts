@@ -14,7 +14,8 @@ import {
 } from '../runtime/bullmq/protocol';
 import { bullmqReport, formatBullmqReport, type BullmqReport } from './bullmq-status';
 import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
-import { locate, readRecords, type WorkflowLocation } from './locate';
+import { locate, readWorkflow, type WorkflowLocation } from './locate';
+import { printableBlock, printableLine } from './printable';
 
 /** What `scalems status --json` prints for one workflow. */
 export interface StatusSummary {
@@ -71,12 +72,17 @@ export function countsLine(summary: Pick<StatusSummary, 'total' | 'counts'>): st
   return `${summary.total} task${summary.total === 1 ? '' : 's'}${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`;
 }
 
-const firstLine = (text: string): string => text.split('\n', 1)[0]!;
 const pad = (text: string, width: number): string => text + ' '.repeat(Math.max(0, width - text.length));
+
+/** The summary of the workflow at `where`, under the name it was opened with (recorded in its store). */
+async function summaryOf(where: WorkflowLocation, verbose: boolean): Promise<StatusSummary> {
+  const { name, records } = await readWorkflow(where.file);
+  return summarise({ ...where, name: name ?? where.name }, records, verbose);
+}
 
 /** The human-readable report of one workflow. */
 export function formatStatus(summary: StatusSummary, options: { verbose?: boolean; limit?: number } = {}): string {
-  const out: string[] = [`workflow ${summary.workflow}  (${summary.store})`];
+  const out: string[] = [printableLine(`workflow ${summary.workflow}  (${summary.store})`)];
   const width = Math.max(...TASK_STATES.map((s) => s.length), 'total'.length) + 2;
   for (const s of TASK_STATES) if (summary.counts[s] > 0) out.push(`  ${pad(s, width)}${summary.counts[s]}`);
   out.push(`  ${pad('total', width)}${summary.total}`);
@@ -89,15 +95,19 @@ export function formatStatus(summary: StatusSummary, options: { verbose?: boolea
   const shown = failed.slice(0, limit);
   if (options.verbose) {
     for (const f of shown) {
-      out.push(
-        `  ${f.label ?? f.id}  (task ${f.name}${f.label === undefined ? '' : `, id ${f.id}`}, attempts ${f.attempts})`,
-      );
-      out.push(...describeError(f.error).map((line) => `      ${line}`));
+      const id = f.label === undefined ? '' : `, id ${f.id}`;
+      out.push(printableLine(`  ${f.label ?? f.id}  (task ${f.name}${id}, attempts ${f.attempts})`));
+      out.push(...describeError(f.error).map((line) => `      ${printableBlock(line)}`));
     }
   } else {
     const rows = [
       ['TASK', 'NAME', 'ATTEMPTS', 'ERROR'],
-      ...shown.map((f) => [f.label ?? f.id, f.name, String(f.attempts), errorLine(f.error)]),
+      ...shown.map((f) => [
+        printableLine(f.label ?? f.id),
+        printableLine(f.name),
+        String(f.attempts),
+        errorLine(f.error),
+      ]),
     ];
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c]!.length)) + 2);
     for (const row of rows)
@@ -107,8 +117,19 @@ export function formatStatus(summary: StatusSummary, options: { verbose?: boolea
   return out.join('\n') + '\n';
 }
 
-const errorLine = (error: RecordedError | undefined): string =>
-  error === undefined ? '(no error recorded)' : `${error.name}: ${firstLine(error.message)}`;
+/**
+ * One line for the table: the message's first line and, for a message of several (an executable's, which ends with
+ * the end of its stderr), its last non-empty one: where the program said what went wrong.
+ */
+function errorLine(error: RecordedError | undefined): string {
+  if (error === undefined) return '(no error recorded)';
+  const lines = error.message.split('\n');
+  const last = lines
+    .slice(1)
+    .reverse()
+    .find((l) => l.trim() !== '');
+  return printableLine(`${error.name}: ${lines[0]}${last === undefined ? '' : ` … ${last.trim()}`}`);
+}
 
 /** The full message, code, details and stack of a recorded error, as lines. */
 function describeError(error: RecordedError | undefined): string[] {
@@ -194,7 +215,7 @@ export const statusCommand: Command = {
 
     const located = locate(positionals[0], io.cwd);
     if ('one' in located) {
-      const summary = summarise(located.one, await readRecords(located.one.file), verbose);
+      const summary = await summaryOf(located.one, verbose);
       io.stdout.write(
         values.json
           ? JSON.stringify(queues === undefined ? summary : { ...summary, bullmq: queues }, null, 2) + '\n'
@@ -208,7 +229,7 @@ export const statusCommand: Command = {
     const results: Array<StatusSummary | { workflow: string; store: string; error: string }> = [];
     for (const where of located.several) {
       try {
-        results.push(summarise(where, await readRecords(where.file), verbose));
+        results.push(await summaryOf(where, verbose));
       } catch (error) {
         code = EXIT_FAILURE;
         results.push({ workflow: where.name, store: where.file, error: messageOf(error) });
@@ -222,7 +243,9 @@ export const statusCommand: Command = {
     const width = Math.max(...results.map((r) => r.workflow.length)) + 2;
     const lines = [`${results.length} workflows in ${located.root}:`];
     for (const r of results)
-      lines.push(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`);
+      lines.push(
+        printableLine(`  ${pad(r.workflow, width)}${'error' in r ? `cannot be read: ${r.error}` : countsLine(r)}`),
+      );
     lines.push(`Run \`scalems status ${path.join(located.root, '<name>')}\` for the failed tasks of one.`);
     io.stdout.write(lines.join('\n') + '\n' + (queues === undefined ? '' : '\n' + formatBullmqReport(queues)));
     return code;

@@ -10,7 +10,7 @@ import { TaskGraph } from '../store/graph';
 import { checkTaskRecord } from '../store/record-check';
 import { TASK_KEY_PREFIX } from '../store/slot';
 import type { TaskRecord } from '../store/state';
-import type { Store } from '../store/store';
+import { WORKFLOW_KEY, workflowNameIn, type Store } from '../store/store';
 import { decodeDescription } from '../task/description';
 import type { TaskSpec } from '../task/spec';
 import type { Task } from './task';
@@ -136,8 +136,10 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
     );
   const store = options.store ?? (await defaultStoreFactory(name));
   const records: TaskRecord[] = [];
+  let recordedName: string | undefined;
   try {
     for (const [key, value] of await store.entries<unknown>()) {
+      if (key === WORKFLOW_KEY) recordedName = workflowNameIn(value);
       if (!key.startsWith(TASK_KEY_PREFIX)) continue;
       checkTaskRecord(store.description, key, value);
       records.push(value);
@@ -147,6 +149,8 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
     await store.close().catch(() => undefined);
     throw error;
   }
+  // the name it is opened with, for `scalems status` (a store may live anywhere, under any directory name)
+  if (recordedName !== name) await store.set(WORKFLOW_KEY, { name });
   return new Workflow(name, store, records);
 }
 

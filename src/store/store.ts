@@ -59,3 +59,12 @@ export function versionProblem(what: string, found: number, expected: number, el
     'again).'
   );
 }
+
+/** The key of the workflow's own record in its store: `{ name }`, the name it was last opened with. */
+export const WORKFLOW_KEY = 'meta:workflow';
+
+/** The name in a workflow record read from a store, if it holds one. */
+export function workflowNameIn(value: unknown): string | undefined {
+  const name = typeof value === 'object' && value !== null ? (value as { name?: unknown }).name : undefined;
+  return typeof name === 'string' && name !== '' ? name : undefined;
+}
