@@ -21,7 +21,7 @@ describe('backend options', () => {
       /maxThreads.*positive integer, got 0/,
     ],
     ['threads({ cancelGraceMs: -1 })', () => threads({ modules: [tasks], cancelGraceMs: -1 }), /cancelGraceMs/],
-    ['slurm({ launcher: "ssh" })', () => slurm({ launcher: 'ssh' as never }), /'mpirun' or 'srun', got ssh/],
+    ['slurm({ launcher: "ssh" })', () => slurm({ launcher: 'ssh' as never }), /'mpirun' or 'srun', got "ssh"/],
     ['slurm({ walltime: 0 })', () => slurm({ walltime: 0 }), /walltime.*positive number of seconds/],
     ['slurm({ nodes: 1.5 })', () => slurm({ nodes: 1.5 }), /nodes.*positive integer, got 1.5/],
     ['slurm({ gracePeriod: -1 })', () => slurm({ gracePeriod: -1 }), /gracePeriod/],
@@ -33,6 +33,10 @@ describe('backend options', () => {
     ['bullmq({ connection: "http://h" })', () => bullmq({ connection: 'http://h' }), /redis:\/\/ or rediss:\/\/ URL/],
     ['bullmq({ connection: "x" })', () => bullmq({ connection: 'x' }), /"x" is not a URL/],
     ['bullmq({ gracePeriod: NaN })', () => bullmq({ gracePeriod: Number.NaN }), /gracePeriod.*non-negative number/],
+    ['threads({ maxThread })', () => threads({ modules: [tasks], maxThread: 2 } as never), /did you mean "maxThreads"/],
+    ['slurm({ partiton })', () => slurm({ partiton: 'debug' } as never), /slurm\(\{ partiton \}\): unknown option/],
+    ['bullmq({ queu })', () => bullmq({ queu: 'q' } as never), /unknown option \(did you mean "queue"\?/],
+    ['slurm(null)', () => slurm(null as never), /slurm\(options\): expected an object, got null/],
   ])('%s: InvalidOptionsError', (_, make, why) => {
     expect(make).toThrow(InvalidOptionsError);
     expect(make).toThrow(why);

@@ -253,11 +253,12 @@ describe('processes(): executables as child processes', () => {
     const two = refused({ stagging: 'copy', gracePeriod: Infinity });
     expect(two.code).toBe('INVALID_OPTIONS');
     expect(two.problems).toEqual([
-      'processes({ stagging }): unknown option (allowed: cores, root, gracePeriod, staging, mpi)',
+      'processes({ stagging }): unknown option (did you mean "staging"?; allowed: cores, root, gracePeriod, staging, ' +
+        'mpi)',
       'processes({ gracePeriod }): expected a non-negative number of seconds, got Infinity',
     ]);
     expect(refused({ mpi: { slot: 2 } }).message).toMatch(
-      /processes\(\{ mpi: \{ slot \} \}\): unknown option \(allowed: command, args, slots\)/,
+      /processes\(\{ mpi: \{ slot \} \}\): unknown option \(did you mean "slots"\?; allowed: command, args, slots\)/,
     );
     expect(refused({ mpi: { args: '--oversubscribe' } }).message).toMatch(
       /mpi: \{ args \}.*expected an array of strings/,

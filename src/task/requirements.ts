@@ -194,6 +194,7 @@ export function show(value: unknown, max = 80): string {
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'symbol') return value.toString();
   if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number') return String(value); // JSON would show NaN and Infinity as null
   let s: string | undefined;
   try {
     s = JSON.stringify(value);
@@ -230,7 +231,7 @@ export function unknownField(
 }
 
 /** The known name closest to `key` (a typo, a missing plural, another case), if one is close enough. */
-function nearest(key: string, known: readonly string[]): string | undefined {
+export function nearest(key: string, known: readonly string[]): string | undefined {
   const k = key.toLowerCase();
   let best: string | undefined;
   let bestDistance = Infinity;

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { InvalidOptionsError, TaskCancelledError } from '../../errors';
+import { TaskCancelledError } from '../../errors';
+import { checkOptions, rules, type RulesOf } from '../options';
 import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
@@ -67,6 +68,21 @@ export interface BullmqOptions {
 /** The store key of a workflow's bullmq() instance: job ids start with it (see `instanceOf`). */
 const INSTANCE_KEY = 'backend:bullmq:instance';
 
+const BULLMQ_OPTIONS = {
+  connection: {
+    allowed: 'a redis:// URL or a connection object { host, port, ... }',
+    ok: (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+  },
+  prefix: rules.text('a name'),
+  queue: rules.text('a name'),
+  modules: rules.strings('an array of module paths'),
+  root: rules.text('a directory path'),
+  staging: rules.oneOf('copy', 'symlink'),
+  gracePeriod: rules.seconds(),
+  keepFor: rules.seconds(),
+  unavailableAfter: rules.seconds(),
+} satisfies RulesOf<BullmqOptions>;
+
 /**
  * Runs task attempts as BullMQ jobs on Redis, taken by `scalems worker` processes that serve the same prefix and
  * queue. Workers run functions by their `defineTask` name from the modules they were started with (never code from
@@ -86,6 +102,7 @@ const INSTANCE_KEY = 'backend:bullmq:instance';
  * ```
  */
 export function bullmq(options: BullmqOptions = {}): Backend {
+  checkOptions('bullmq', options, BULLMQ_OPTIONS);
   const connection =
     typeof options.connection === 'string'
       ? connectionFromUrl(options.connection, 'bullmq({ connection })')
@@ -94,17 +111,9 @@ export function bullmq(options: BullmqOptions = {}): Backend {
     prefix: meetingName(options.prefix, 'bullmq({ prefix })', DEFAULT_PREFIX),
     queue: meetingName(options.queue, 'bullmq({ queue })', DEFAULT_QUEUE),
   };
-  const seconds = (value: number | undefined, option: string, fallback: number): number => {
-    if (value === undefined) return fallback;
-    if (!(Number.isFinite(value) && value >= 0))
-      throw new InvalidOptionsError(
-        `bullmq({ ${option} }): expected a non-negative number of seconds, got ${String(value)}`,
-      );
-    return value;
-  };
-  const grace = seconds(options.gracePeriod, 'gracePeriod', DEFAULT_GRACE_SECONDS);
-  const keepFor = seconds(options.keepFor, 'keepFor', 86_400);
-  const unavailableAfter = seconds(options.unavailableAfter, 'unavailableAfter', 60);
+  const grace = options.gracePeriod ?? DEFAULT_GRACE_SECONDS;
+  const keepFor = options.keepFor ?? 86_400;
+  const unavailableAfter = options.unavailableAfter ?? 60;
   const root = resolve(options.root ?? join(process.cwd(), '.scalems'));
   const staging = options.staging ?? 'copy';
   const modules = resolveModules(options.modules ?? [], 'bullmq', { allowEmpty: true });

@@ -4,8 +4,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { InvalidOptionsError } from '../../errors';
 import type { Backend, BackendExecutor } from '../backend';
+import { checkOptions, rules, type RulesOf } from '../options';
 import { CoreGate } from '../executable/core-gate';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
@@ -61,7 +61,7 @@ export interface ProcessesOptions {
  * ```
  */
 export function processes(options: ProcessesOptions = {}): Backend {
-  checkOptions(options);
+  checkOptions('processes', options, PROCESSES_OPTIONS);
   const root = resolve(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
   const grace = options.gracePeriod ?? DEFAULT_GRACE_SECONDS;
@@ -150,55 +150,14 @@ function endLeftovers(place: string, owner: string, grace: number): Promise<void
   return killMarked({ mark: dead }, grace).catch(() => undefined);
 }
 
-const OPTIONS: Readonly<Record<keyof ProcessesOptions, string>> = {
-  cores: 'a positive integer',
-  root: 'a directory path (a non-empty string)',
-  gracePeriod: 'a non-negative number of seconds',
-  staging: "'copy' or 'symlink'",
-  mpi: 'an object { command?, args?, slots? }',
-};
-const MPI_OPTIONS: Readonly<Record<keyof MpiOptions, string>> = {
-  command: 'a program (a non-empty string)',
-  args: 'an array of strings',
-  slots: 'a positive integer',
-};
-
-/** Throws `InvalidOptionsError` naming every unknown option and every value of the wrong kind, and what is allowed. */
-function checkOptions(options: ProcessesOptions): void {
-  const problems: string[] = [];
-  const isObject = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  const shown = (v: unknown): string =>
-    typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : String(v);
-  const positiveInteger = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v > 0;
-  const at = (path: string): string => `processes({ ${path.replace('.', ': { ')}${path.includes('.') ? ' }' : ''} })`;
-  const bad = (path: string, expected: string, got: unknown): void => {
-    problems.push(`${at(path)}: expected ${expected}, got ${shown(got)}`);
-  };
-  const unknown = (given: Record<string, unknown>, allowed: object, where: string): void => {
-    for (const key of Object.keys(given))
-      if (!Object.hasOwn(allowed, key))
-        problems.push(`${at(where + key)}: unknown option (allowed: ${Object.keys(allowed).join(', ')})`);
-  };
-  if (!isObject(options))
-    throw new InvalidOptionsError(`processes(options): expected an object, got ${shown(options)}`);
-  unknown(options, OPTIONS, '');
-  const { cores, root, gracePeriod, staging, mpi } = options as Record<keyof ProcessesOptions, unknown>;
-  if (cores !== undefined && !positiveInteger(cores)) bad('cores', OPTIONS.cores, cores);
-  if (root !== undefined && !(typeof root === 'string' && root !== '')) bad('root', OPTIONS.root, root);
-  if (gracePeriod !== undefined && !(typeof gracePeriod === 'number' && gracePeriod >= 0 && gracePeriod < Infinity))
-    bad('gracePeriod', OPTIONS.gracePeriod, gracePeriod);
-  if (staging !== undefined && staging !== 'copy' && staging !== 'symlink') bad('staging', OPTIONS.staging, staging);
-  if (mpi !== undefined) {
-    if (!isObject(mpi)) bad('mpi', OPTIONS.mpi, mpi);
-    else {
-      unknown(mpi, MPI_OPTIONS, 'mpi.');
-      if (mpi.command !== undefined && !(typeof mpi.command === 'string' && mpi.command !== ''))
-        bad('mpi.command', MPI_OPTIONS.command, mpi.command);
-      if (mpi.args !== undefined && !(Array.isArray(mpi.args) && mpi.args.every((a) => typeof a === 'string')))
-        bad('mpi.args', MPI_OPTIONS.args, mpi.args);
-      if (mpi.slots !== undefined && !positiveInteger(mpi.slots)) bad('mpi.slots', MPI_OPTIONS.slots, mpi.slots);
-    }
-  }
-  if (problems.length > 0) throw new InvalidOptionsError(problems.join('; '), problems);
-}
+const PROCESSES_OPTIONS = {
+  cores: rules.positiveInteger,
+  root: rules.text('a directory path (a non-empty string)'),
+  gracePeriod: rules.seconds(),
+  staging: rules.oneOf('copy', 'symlink'),
+  mpi: rules.object('an object { command?, args?, slots? }', {
+    command: rules.text('a program (a non-empty string)'),
+    args: rules.strings(),
+    slots: rules.positiveInteger,
+  } satisfies RulesOf<MpiOptions>),
+} satisfies RulesOf<ProcessesOptions>;

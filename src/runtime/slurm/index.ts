@@ -5,7 +5,8 @@
  */
 import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
-import { InvalidOptionsError, SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
+import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
+import { checkOptions, rules, type RulesOf } from '../options';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
@@ -31,6 +32,19 @@ import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type 
 
 export type { SlurmBackendOptions } from './options';
 
+const SLURM_OPTIONS = {
+  partition: rules.text('a partition name'),
+  account: rules.text('an account name'),
+  walltime: rules.seconds(true),
+  nodes: rules.positiveInteger,
+  launcher: rules.oneOf('mpirun', 'srun'),
+  modules: rules.strings('an array of module paths'),
+  root: rules.text('a directory path'),
+  gracePeriod: rules.seconds(),
+  node: rules.text('a node name'),
+  mpirunArgs: rules.strings(),
+} satisfies RulesOf<SlurmBackendOptions>;
+
 /**
  * Runs tasks on a Slurm cluster, the way RADICAL-Pilot does: each executor scope obtains ONE allocation
  * (`salloc`, sized from the executor's worker requirements and the backend's options) and each task
@@ -50,20 +64,9 @@ export type { SlurmBackendOptions } from './options';
  * ```
  */
 export function slurm(options: SlurmBackendOptions = {}): Backend {
+  checkOptions('slurm', options, SLURM_OPTIONS);
   const launcher = options.launcher ?? 'mpirun';
-  if (launcher !== 'mpirun' && launcher !== 'srun')
-    throw new InvalidOptionsError(`slurm({ launcher }): expected 'mpirun' or 'srun', got ${String(launcher)}`);
-  if (options.walltime !== undefined && !(options.walltime > 0))
-    throw new InvalidOptionsError(
-      `slurm({ walltime }): expected a positive number of seconds, got ${String(options.walltime)}`,
-    );
-  if (options.nodes !== undefined && !(Number.isInteger(options.nodes) && options.nodes > 0))
-    throw new InvalidOptionsError(`slurm({ nodes }): expected a positive integer, got ${String(options.nodes)}`);
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
-  if (!(grace >= 0))
-    throw new InvalidOptionsError(
-      `slurm({ gracePeriod }): expected a non-negative number of seconds, got ${String(options.gracePeriod)}`,
-    );
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
   const remote: RemoteFunctions = {
     backend: 'slurm',

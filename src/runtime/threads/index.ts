@@ -7,15 +7,11 @@ import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
 import Piscina from 'piscina';
 import { Observable } from 'rxjs';
-import {
-  InvalidOptionsError,
-  UnsatisfiableRequirementsError,
-  UnserializableValueError,
-  WorkerCrashedError,
-} from '../../errors';
+import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
+import { checkOptions, rules, type RulesOf } from '../options';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
@@ -52,6 +48,15 @@ let backends = 0;
 /** run keys stay below 2^30: they are kept in Int32Arrays */
 const KEY_WRAP = 2 ** 30;
 
+const THREADS_OPTIONS = {
+  modules: rules.strings('a non-empty array of module paths (absolute, or relative to process.cwd())'),
+  maxThreads: rules.positiveInteger,
+  cancelGraceMs: {
+    allowed: 'a non-negative number of milliseconds',
+    ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0,
+  },
+} satisfies RulesOf<ThreadsOptions>;
+
 /**
  * Runs `defineTask` functions of the given modules on worker threads (a piscina pool per executor).
  * Closures cannot be sent to a thread: they are refused at submit. Arguments and results cross by
@@ -67,18 +72,10 @@ const KEY_WRAP = 2 ** 30;
  * ```
  */
 export function threads(options: ThreadsOptions): Backend {
-  const modules = resolveModules((options as Partial<ThreadsOptions> | undefined)?.modules, 'threads');
+  checkOptions('threads', options, THREADS_OPTIONS);
+  const modules = resolveModules(options.modules, 'threads');
   const maxThreads = options.maxThreads ?? availableParallelism();
-  if (!Number.isInteger(maxThreads) || maxThreads < 1)
-    throw new InvalidOptionsError(
-      `threads({ maxThreads }): expected a positive integer, got ${String(options.maxThreads)}`,
-    );
   const grace = options.cancelGraceMs ?? 1000;
-  if (!(grace >= 0))
-    throw new InvalidOptionsError(
-      `threads({ cancelGraceMs }): expected a non-negative number of milliseconds, ` +
-        `got ${String(options.cancelGraceMs)}`,
-    );
   const workerFile = join(__dirname, `worker${extname(__filename)}`);
   const execArgv = [
     ...(process.execArgv.includes('--enable-source-maps') ? ['--enable-source-maps'] : []),
