@@ -146,6 +146,14 @@ export class StoreVersionError extends ScalemsError {
   }
 }
 
+/**
+ * `defineTask` misused: a name that is not a non-empty string, something that is not a function, a bad version, or a
+ * name already registered to another function in this process (task names must be unique).
+ */
+export class TaskDefinitionError extends ScalemsError {
+  override readonly code = 'TASK_DEFINITION';
+}
+
 /** A function that cannot be sent to another thread/process/host (a closure, or not registered by name). */
 export class UnregisteredFunctionError extends ScalemsError {
   override readonly code = 'UNREGISTERED_FUNCTION';

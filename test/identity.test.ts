@@ -7,6 +7,7 @@ import {
   memoryStore,
   defineTask,
   UnserializableValueError,
+  TaskDefinitionError,
   type Executor,
 } from 'scalems';
 
@@ -75,7 +76,11 @@ describe('task identity', () => {
     const scaled = defineTask('identity-test.scaled', async (x: number) => x * 3);
     expect(scaled.taskName).toBe('identity-test.scaled');
     expect(ex.submit(scaled, 1).id).toMatch(/^identity-test\.scaled-/);
+    expect(() => defineTask('identity-test.scaled', async (x: number) => x)).toThrow(TaskDefinitionError);
     expect(() => defineTask('identity-test.scaled', async (x: number) => x)).toThrow(/already registered/);
+    expect(() => defineTask('', async () => 1)).toThrow(TaskDefinitionError);
+    expect(() => defineTask('identity-test.nothing', 42 as never)).toThrow(/fn must be a function/);
+    expect(() => defineTask('identity-test.v', async () => 1, { version: 7 as never })).toThrow(TaskDefinitionError);
   });
 });
 

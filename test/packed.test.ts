@@ -104,6 +104,21 @@ describe('the packed package', () => {
     expect(JSON.parse(run.out)).toEqual({ results: [1, 4, 9] });
   });
 
+  it.each(['module', 'commonjs'] as const)(
+    'runs threads() with the documented pattern (main imports the task module it gives) under tsx, %s',
+    (type) => {
+      const dir = existsSync(join(work, type)) ? join(work, type) : project(type);
+      for (const f of ['tasks.ts', 'threads-main.ts']) copyFileSync(join(fixtures, f), join(dir, f));
+      const r = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['threads-main.ts'], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect({ code: r.status, err: r.stderr }).toEqual({ code: 0, err: '' });
+      expect(r.stdout).toBe('[1,8,27]\n');
+    },
+  );
+
   it('its types compile in a strict Node project: no DOM lib, skipLibCheck false, exactOptionalPropertyTypes', () => {
     const dir = existsSync(join(work, 'module')) ? join(work, 'module') : project('module');
     copyFileSync(join(fixtures, 'types.ts'), join(dir, 'types.ts'));

@@ -2,6 +2,7 @@
 import * as t from 'io-ts';
 import type { TaskRequirements } from './requirements';
 import { hash128, isTaskHandle, type HasTaskId } from './hash';
+import { TaskDefinitionError } from '../errors';
 
 /** Where a spec keeps the live function for backends that run it in this process. Not serialised. */
 export const SPEC_FN: unique symbol = Symbol.for('scalems.spec.fn');
@@ -91,23 +92,25 @@ export function defineTask<F extends AnyFunction>(
   options: DefineTaskOptions = {},
 ): DefinedTask<F> {
   if (typeof name !== 'string' || name.length === 0)
-    throw new TypeError('defineTask(name, fn): name must be a non-empty string');
-  if (typeof fn !== 'function') throw new TypeError(`defineTask("${name}", fn): fn must be a function`);
+    throw new TaskDefinitionError('defineTask(name, fn): name must be a non-empty string');
+  if (typeof fn !== 'function') throw new TaskDefinitionError(`defineTask("${name}", fn): fn must be a function`);
   const version: unknown = (options as { version?: unknown } | null)?.version;
   if (version !== undefined && (typeof version !== 'string' || version.length === 0 || version.length > 200))
-    throw new TypeError(
+    throw new TaskDefinitionError(
       `defineTask("${name}", fn, { version }): version must be a non-empty string of at most 200 characters, ` +
         `got ${typeof version === 'string' ? JSON.stringify(version.slice(0, 40)) : typeof version}`,
     );
   const existing = registry.get(name);
   if (existing !== undefined && existing !== fn) {
-    throw new TypeError(
+    throw new TaskDefinitionError(
       `defineTask: the name "${name}" is already registered to another function; task names must be unique`,
     );
   }
   const known = versions.get(fn);
   if (existing === fn && known !== undefined && version !== undefined && known !== version)
-    throw new TypeError(`defineTask("${name}", fn): already defined with version "${known}", now "${version}"`);
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn): already defined with version "${known}", now "${version}"`,
+    );
   registry.set(name, fn);
   names.set(fn, name);
   if (version !== undefined) versions.set(fn, version);

@@ -4,7 +4,8 @@
  * at submit); how Node must be started to load them (tsx for TypeScript); and, on the remote side,
  * loading them. Shared by every backend that runs functions elsewhere (threads, slurm).
  */
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidOptionsError, TaskModuleError } from '../../errors';
 import { registeredName, type AnyFunction } from '../../task/spec';
@@ -45,6 +46,9 @@ export function resolveModules(list: unknown, backend: string, options: { allowE
 export function probeModules(modules: readonly string[], backend: string): Set<string> | undefined {
   const names = new Set<string>();
   for (const path of modules) {
+    // tsx compiles a TypeScript ES module again for require(): a second copy, whose defineTask calls would clash
+    // with the first's (loaded by the program's own import); the remote side reports an unknown name instead
+    if (isEsmTypeScript(path)) return undefined;
     let moduleExports: unknown;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- the user's task modules, synchronously
@@ -81,6 +85,20 @@ function collectTaskNames(moduleExports: unknown, names: Set<string>): void {
 }
 
 const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
+
+/** A TypeScript file Node and tsx load as an ES module: `.mts`, or `.ts` in a package of `"type": "module"`. */
+function isEsmTypeScript(path: string): boolean {
+  if (/\.mts$/.test(path)) return true;
+  if (!/\.ts$/.test(path)) return false;
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    try {
+      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type === 'module';
+    } catch {
+      // no (readable) package.json here: the nearest one above decides
+    }
+    if (dirname(dir) === dir) return false;
+  }
+}
 
 /**
  * The Node options that let a new thread or process load `files`: none for JavaScript; tsx's CommonJS
