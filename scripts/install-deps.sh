@@ -4,6 +4,7 @@
 #   slurm-wlm + munge       -> slurm() backend (single-node cluster on localhost)
 #   openmpi-bin + libopenmpi-dev -> processes() with ranks > 1 (mpirun, mpicc)
 #   gcc/libc6-dev           -> compiling MPI test programs with mpicc
+#   chromium                -> the browser tests (test/browser.test.ts: /usr/bin/chromium, driven by playwright-core)
 # plus small tools the start script uses (procps: pgrep/pkill; hostname).
 #
 # Idempotent: if every package is already installed the apt step is skipped.
@@ -14,6 +15,7 @@ PACKAGES=(
   slurm-wlm slurm-client munge
   openmpi-bin libopenmpi-dev
   gcc libc6-dev make
+  chromium
   procps hostname
 )
 

@@ -13,6 +13,12 @@ export interface Ambient {
 export type ContextSnapshot = <R>(fn: () => R) => R;
 
 export interface ContextCarrier {
+  /**
+   * Whether the scope survives an `await` (AsyncLocalStorage) or is seen only during the synchronous part of
+   * `run` (browsers): then a task's context is gone after its first await, and what needs it there is given
+   * it directly (a child handle knows the task that submitted it).
+   */
+  readonly acrossAwaits: boolean;
   run<R>(scope: Ambient, fn: () => R): R;
   get(): Ambient | undefined;
   /** Captures the whole current async context (all AsyncLocalStorage instances, not only ours). */
@@ -21,10 +27,16 @@ export interface ContextCarrier {
   detached<R>(fn: () => R): R;
 }
 
-/** The synchronous carrier: scope is visible during the synchronous part of `run` only. */
+/**
+ * The synchronous carrier: scope is visible during the synchronous part of `run` only. Browsers have no
+ * AsyncLocalStorage (the TC39 AsyncContext proposal would be its successor); patching `Promise` to carry it,
+ * as zone.js does, would not see native `await`s anyway. So after the first `await` there is no scope, never a
+ * wrong one: microtasks run on an empty stack, outside every `run`.
+ */
 function synchronousCarrier(): ContextCarrier {
   let current: Ambient | undefined;
   return {
+    acrossAwaits: false,
     run(scope, fn) {
       const previous = current;
       current = scope;
@@ -63,5 +75,7 @@ export const runInScope = <R>(patch: Ambient, fn: () => R): R => {
   };
   return carrier.run(scope, fn);
 };
+/** False where the scope is gone after the first `await` (browsers: the synchronous carrier). */
+export const carriesAcrossAwaits = (): boolean => carrier.acrossAwaits;
 export const captureContext = (): ContextSnapshot => carrier.snapshot();
 export const detached = <R>(fn: () => R): R => carrier.detached(fn);

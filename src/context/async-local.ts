@@ -11,6 +11,7 @@ const storage = new AsyncLocalStorage<Ambient>();
 const root = AsyncLocalStorage.snapshot();
 
 const asyncLocalCarrier: ContextCarrier = {
+  acrossAwaits: true,
   run: (scope, fn) => storage.run(scope, fn),
   get: () => storage.getStore(),
   // What AsyncLocalStorage.snapshot() does, without its per-call deprecation wrapper (Node 20):

@@ -19,6 +19,7 @@ import type { Hold, Need } from './admission';
 import type { Communicator, Job } from './backend';
 import type { TaskEntry } from './entry';
 import type { Task } from './task';
+import { carriesAcrossAwaits } from '../context/ambient';
 
 /** What a running task sees through `currentTask()`. */
 export interface TaskContext {
@@ -28,7 +29,11 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** 1 for the first attempt, 2 for the first retry, ... */
   readonly attempt: number;
-  /** Submits a child task on the same executor. Awaiting it gives this task's slot back meanwhile. */
+  /**
+   * Submits a child task on the same executor. Awaiting it gives this task's slot back meanwhile, so nested
+   * submission cannot deadlock a full executor: also in a browser after the first await, when this context was
+   * captured before it (`const task = currentTask()`).
+   */
   submit<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): Task<Awaited<ReturnType<F>>>;
   submit<R>(spec: TaskSpec<R>): Task<R>;
   /** ranks of a function task with `ranks > 1` (threads backend) */
@@ -170,7 +175,9 @@ export class RunningTask implements TaskContext, RunningTaskScope {
   get submit(): TaskContext['submit'] {
     return (this.bound ??= ((fnOrSpec: AnyFunction | TaskSpec, ...more: unknown[]): Task<unknown> => {
       const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(more as []));
-      return this.submitter.submitSpec(spec, { pinned: true, parent: this.id });
+      const handle = this.submitter.submitSpec(spec, { pinned: true, parent: this.id });
+      // in a browser the ambient scope is gone after the first await: the handle itself knows who awaits it
+      return carriesAcrossAwaits() ? handle : handle.awaitedBy(this);
     }) as TaskContext['submit']);
   }
 

@@ -2,7 +2,7 @@
 import { NoAmbientScopeError } from '../errors';
 import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-import { ambient, runInScope } from '../context/ambient';
+import { ambient, carriesAcrossAwaits, runInScope } from '../context/ambient';
 import type { RunningTaskScope, TaskContext } from './attempt';
 import type { Executor } from './executor';
 import type { Task } from './task';
@@ -17,11 +17,22 @@ export function withExecutor<R>(executor: Executor, fn: () => R): R {
   return runInScope({ executor, workflow: executor.workflow }, fn);
 }
 
+/**
+ * Where the ambient scope ends at the first await (browsers), what to do instead: added to the messages of
+ * `currentTask()`, `submit()` and `currentWorkflow()` there.
+ */
+const BROWSER_ADVICE =
+  'In a browser (no AsyncLocalStorage) the context is only available until the first await: in a task, capture ' +
+  'it first, at the top of the task function (const task = currentTask()), and after awaits use task.submit(...), ' +
+  'task.signal, task.id';
+const advice = (): string => (carriesAcrossAwaits() ? '' : `. ${BROWSER_ADVICE}`);
+
 export function currentWorkflow(): Workflow {
   const wf = ambient().workflow as Workflow | undefined;
   if (wf === undefined)
     throw new NoAmbientScopeError(
-      'no ambient workflow: call this inside withWorkflow(workflow, fn), withExecutor(executor, fn) or a running task',
+      'no ambient workflow: call this inside withWorkflow(workflow, fn), withExecutor(executor, fn) or a running ' +
+        `task${advice()}`,
     );
   return wf;
 }
@@ -34,23 +45,46 @@ export function submit(fnOrSpec: AnyFunction | TaskSpec, ...args: unknown[]): Ta
   if (ex === undefined) {
     throw new NoAmbientScopeError(
       'submit() needs an ambient executor: call it inside withExecutor(executor, fn) or inside a running task, ' +
-        'or use executor.submit(fn, ...args)',
+        `or use executor.submit(fn, ...args)${advice()}`,
     );
   }
   const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(args as []));
   // inside a running task of the same workflow, the task is the child's parent, as with currentTask().submit
   const scope = ambient();
   const task = scope.task as RunningTaskScope | undefined;
-  const parent = task !== undefined && scope.workflow === ex.workflow ? task.id : undefined;
-  return ex.submitSpec(spec, { pinned: true, parent });
+  const parent = task !== undefined && scope.workflow === ex.workflow ? task : undefined;
+  const handle = ex.submitSpec(spec, { pinned: true, parent: parent?.id });
+  // in a browser, awaited after the parent's first await, the handle itself knows who awaits it
+  return parent === undefined || carriesAcrossAwaits() ? handle : handle.awaitedBy(parent);
 }
 
-/** The running task's context: id, label, signal, attempt, submit (and comm/workdir where the backend gives them). */
+/**
+ * The running task's context: id, label, signal, attempt, submit (and comm/workdir where the backend gives them).
+ *
+ * On Node it is there for the whole task function, across awaits (AsyncLocalStorage). In a browser, which has no
+ * AsyncLocalStorage, it is there only until the task function's first `await`; after it, `currentTask()` throws
+ * `NoAmbientScopeError` saying so. Capture it first and use the captured context: awaiting what its `submit`
+ * returns gives the task's slot back, as on Node, so nested submission cannot deadlock a full executor.
+ *
+ * @throws {NoAmbientScopeError} outside a running task (in a browser: also after the task's first await)
+ *
+ * ## Example
+ * ```ts
+ * const simulate = async (n: number) => {
+ *   const task = currentTask();                  // before the first await (needed in a browser)
+ *   const deck = await fetchDeck(n, { signal: task.signal });
+ *   return await task.submit(run, deck);         // gives the slot back while `run` runs
+ * };
+ * ```
+ */
 export function currentTask(): TaskContext {
   const scope = ambient().task as RunningTaskScope | undefined;
-  if (scope === undefined)
+  if (scope === undefined) {
     throw new NoAmbientScopeError(
-      'currentTask() is only available inside a running task: call it from the task function, before it returns',
+      carriesAcrossAwaits()
+        ? 'currentTask() is only available inside a running task: call it from the task function, before it returns'
+        : `currentTask() found no running task: it is only available inside one. ${BROWSER_ADVICE}`,
     );
+  }
   return scope.context;
 }

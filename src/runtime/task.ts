@@ -40,6 +40,20 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     this.entry = entry ?? entryOf(workflow, id);
   }
 
+  /** @internal the running task that awaits this handle when no ambient scope says so (see `awaitedBy`) */
+  private parent: RunningTaskScope | undefined = undefined;
+
+  /**
+   * @internal A handle on the same task that, awaited, gives `parent`'s slot back even where the ambient scope
+   * is gone: in browsers, after the parent's first await. `currentTask().submit` returns it there; on Node the
+   * ambient scope finds the parent across awaits, and the shared handle is returned.
+   */
+  awaitedBy(parent: RunningTaskScope): Task<R> {
+    const handle = new Task<R>(this.workflow, this.id, this.entry);
+    handle.parent = parent;
+    return handle;
+  }
+
   /** The task's unique nickname in the workflow, if it has one. */
   get label(): string | undefined {
     return this.entry.slot.record?.label;
@@ -136,7 +150,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
       this.result$.subscribe({ next: resolve, error: reject });
     });
     // A running task that waits for another gives its executor slot back meanwhile.
-    const waiter = ambient().task as RunningTaskScope | undefined;
+    const waiter = (ambient().task as RunningTaskScope | undefined) ?? this.parent;
     const waited =
       waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
     return waited.then(onfulfilled, onrejected);

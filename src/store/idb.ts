@@ -1,6 +1,6 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
-import { StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
+import { StoreClosedError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../errors';
 import { versionProblem, type Store } from './store';
 import { assertStorable } from './storable';
 
@@ -29,7 +29,14 @@ interface Meta {
  *
  * The database is opened at once, in the background. If it turns out not to be a scalems store
  * (`StoreCorruptError`) or of another version (`StoreVersionError`), every operation rejects with that
- * error and nothing is written. `close()` closes the database connection. There is no cross-tab lock.
+ * error and nothing is written. `close()` closes the database connection.
+ *
+ * One store at a time has a database's object store: opening takes an exclusive Web Lock
+ * (`navigator.locks`, named `scalems-store:<dbName>/<storeName>`) and holds it until `close()` (or until the
+ * page or worker goes away). If another tab or worker of the origin, or another `idbStore` of this page, holds
+ * it, every operation rejects with `StoreLockedError` (and `openWorkflow` with it) and nothing is read or
+ * written. Its `holder` is `{ pid: 0, host: <origin> }`: a browser names no process, nor which tab. Where
+ * there is no Web Locks API (Node with fake-indexeddb, old browsers) there is no lock.
  */
 export function idbStore(dbName: string, storeName = 'scalems'): Store {
   if (typeof indexedDB === 'undefined') {
@@ -38,18 +45,22 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
   const description = `indexeddb:${dbName}/${storeName}`;
   let connection: Promise<IDBDatabase> | undefined;
   let closed = false;
+  // taken once, before the first connection, and kept across reconnections until close()
+  const lock = acquireWebLock(`scalems-store:${dbName}/${storeName}`, description);
 
   const database = (): Promise<IDBDatabase> => {
     if (closed)
       return Promise.reject(new StoreClosedError(`${description}: the store is closed; open it again to use it.`));
-    connection ??= openVerified(dbName, storeName, description).then((db) => {
-      // Let other connections upgrade the database (another store name in it); reopen on next use.
-      db.onversionchange = db.onclose = () => {
-        db.close();
-        if (!closed) connection = undefined;
-      };
-      return db;
-    });
+    connection ??= lock
+      .then(() => openVerified(dbName, storeName, description))
+      .then((db) => {
+        // Let other connections upgrade the database (another store name in it); reopen on next use.
+        db.onversionchange = db.onclose = () => {
+          db.close();
+          if (!closed) connection = undefined;
+        };
+        return db;
+      });
     return connection;
   };
   const useStore: UseStore = (mode, callback) =>
@@ -89,8 +100,55 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
       closed = true;
       const db = await open?.catch(() => undefined);
       db?.close();
+      await (await lock.catch(() => undefined))?.release();
     },
   };
+}
+
+interface WebLock {
+  /** Lets the lock go; resolves once another opener can have it. */
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the Web Lock `name` if it is free, and holds it until `release()`; rejects with `StoreLockedError` if
+ * another holds it. Resolves `undefined` where there is no Web Locks API.
+ */
+async function acquireWebLock(name: string, description: string): Promise<WebLock | undefined> {
+  const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
+  if (locks === undefined) return undefined;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let request!: Promise<unknown>;
+  const granted = await new Promise<boolean>((resolve, reject) => {
+    // `ifAvailable`: not granted (null) at once rather than queued behind the holder
+    request = locks.request(name, { ifAvailable: true, mode: 'exclusive' }, (lock) => {
+      resolve(lock !== null);
+      return lock === null ? undefined : held;
+    });
+    request.catch(reject);
+  });
+  if (granted)
+    return {
+      release: async () => {
+        release();
+        await request.catch(() => undefined); // settles once the lock is let go
+      },
+    };
+  // who holds it, as far as a browser tells: its client id (a tab or worker; opaque), not which one it is
+  const holders = await locks.query().then(
+    (state) => (state.held ?? []).filter((l) => l.name === name).map((l) => l.clientId),
+    () => [],
+  );
+  const origin = (globalThis as { location?: { origin?: string } }).location?.origin ?? 'this origin';
+  const client = holders.length > 0 ? ` (client ${holders.join(', ')})` : '';
+  throw new StoreLockedError(
+    `${description} is in use by another tab or worker of this origin (${origin}), or by another ` +
+      `idbStore of this page: it holds the store's Web Lock "${name}"${client}. Close the workflow there ` +
+      '(workflow.close()) or that tab, then open the store again; or use another database name. Nothing was ' +
+      'read or written.',
+    { pid: 0, host: origin },
+  );
 }
 
 async function openVerified(dbName: string, storeName: string, description: string): Promise<IDBDatabase> {
