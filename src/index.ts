@@ -54,6 +54,11 @@ export { Task, type Settled } from './runtime/task';
 export type { TaskContext } from './runtime/attempt';
 export { currentTask, currentWorkflow, submit, withExecutor, withWorkflow } from './runtime/scope';
 
+/* Seeing a workflow run: task events (`workflow.events$`), the logger, unobserved failures */
+export type { TaskEvent, TaskEventType } from './runtime/events';
+export type { LogLevel, LogOptions, LogSink } from './runtime/log';
+export { UNOBSERVED_FAILURE } from './runtime/unobserved';
+
 /* Workflow state, as `workflow.state$` emits it */
 export {
   TASK_STATES,

@@ -66,3 +66,32 @@ describe('examples/retry.ts (identity and retry)', () => {
     expect(changed).toContain('attempts, all runs: 5');
   }, 120_000);
 });
+
+describe('examples/events.ts (task events)', () => {
+  it('prints each task’s events in order: retries, a failure and the failure it causes downstream', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'scalems-example-'));
+    try {
+      const out = await example('events.ts', [], cwd);
+      const of = (label: string): string[] =>
+        out
+          .split('\n')
+          .filter((l) => l.includes(` ${label} `))
+          .map((l) =>
+            l
+              .replace(/^\+\s*\d+ ms\s+/, '')
+              .replace(/\s+/g, ' ')
+              .split(' ')
+              .slice(0, 1)
+              .join(''),
+          );
+      expect(of('sim-1')).toEqual(['submitted', 'started', 'succeeded']);
+      expect(of('sim-2')).toEqual(['submitted', 'started', 'retrying', 'started', 'succeeded']);
+      expect(of('sim-3')).toEqual(['submitted', 'started', 'retrying', 'started', 'failed']);
+      expect(of('ana-3')).toEqual(['submitted', 'failed']);
+      expect(out).toMatch(/failed +ana-3 +analyse +attempt 0 +UpstreamFailedError: input task "sim-3"/);
+      expect(out).toContain('11, 21, failed');
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

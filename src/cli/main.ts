@@ -14,12 +14,14 @@ import {
   type Command,
 } from './command';
 import { graphCommand } from './graph';
+import { logsCommand } from './logs';
 import { statusCommand } from './status';
 import { workerCommand } from './worker';
 
 export const COMMANDS: Readonly<Record<string, Command>> = {
   status: statusCommand,
   graph: graphCommand,
+  logs: logsCommand,
   worker: workerCommand,
 };
 

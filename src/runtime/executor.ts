@@ -130,6 +130,15 @@ export class Executor implements AsyncDisposable {
       this.workflow.onSettled(this.id, (slot) => this.onSettled(slot)),
     ];
     this.workflow.executors.set(this.name, this);
+    const log = this.workflow.log;
+    if (log.enabled('info')) {
+      const c = this.capacity;
+      log.info(
+        `executor ${this.name === this.id ? this.id : `"${this.name}" (${this.id})`} opened on ` +
+          `${runtime.backend.kind}(): ` +
+          `${c.cores} cores, ${c.gpus} GPUs, ${c.memoryMB} MB`,
+      );
+    }
   }
 
   /** Submits `fn(...args)` (or a spec) now, like `asyncio.create_task`: it runs whether or not anybody awaits it. */
@@ -288,7 +297,16 @@ export class Executor implements AsyncDisposable {
     }).then(async () => {
       for (const stop of this.unlisten) stop();
       if (this.workflow.executors.get(this.name) === this) this.workflow.executors.delete(this.name);
-      await this.backend.close();
+      const log = this.workflow.log;
+      try {
+        await this.backend.close();
+      } catch (error) {
+        log.error(
+          `executor ${this.id}: its backend failed to close: ${error instanceof Error ? error.message : String(error)}`,
+        );
+        throw error;
+      }
+      log.info(`executor ${this.id} closed`);
     });
     return options.wait === true ? this.closing : Promise.resolve();
   }
@@ -359,6 +377,9 @@ export class Executor implements AsyncDisposable {
       // what running it again would need: kept for failed and cancelled tasks (task.retry())
       entry.snapshot = undefined;
       entry.fn = undefined;
+    } else if (rec.state === 'failed' && rec === entry.slot.committed) {
+      // a failure for good, committed (not one settled early because the task runs again): was it received?
+      this.workflow.unobserved.failed(entry, rec);
     }
     const attempt = entry.attempt as Attempt | undefined;
     if (attempt !== undefined) this.stopAttempt(attempt, undefined);

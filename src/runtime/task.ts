@@ -115,7 +115,9 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   /** @internal The error a failed or cancelled task rejects with: the original one where this process has it. */
   failure(): unknown {
     const rec = this.entry.slot.committed;
-    return rec === undefined ? undefined : outcomeError(this.entry, rec);
+    if (rec === undefined) return undefined;
+    if (rec.state !== 'succeeded') this.workflow.unobserved.receivedBy(rec);
+    return outcomeError(this.entry, rec);
   }
 
   /** The result: emits once and completes, or errors. Subscribing counts as awaiting the task. */
@@ -124,6 +126,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
       const entry = this.entry;
       retain(entry);
       const stop = onSettled(this, (rec) => {
+        if (rec.state !== 'succeeded') this.workflow.unobserved.receivedBy(rec);
         deliver(entry, rec, subscriber);
         release(entry);
       });
@@ -245,12 +248,15 @@ export function retain(entry: TaskEntry): void {
 /** Drops an interest; a task nobody awaits any more (and that was not submitted eagerly) is cancelled. */
 export function release(entry: TaskEntry): void {
   entry.interest--;
-  if (entry.interest <= 0 && !entry.pinned && entry.owner !== undefined) {
+  if (entry.interest > 0) return;
+  if (!entry.pinned && entry.owner !== undefined) {
     entry.owner.cancelTask(
       entry,
       new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`),
     );
   }
+  // a failure still held when it was committed: nobody will receive it now, unless somebody did
+  if (entry.slot.committed?.state === 'failed') (entry.handle as Task | undefined)?.workflow.unobserved.released(entry);
 }
 
 const rerunnable = (entry: TaskEntry): boolean => {

@@ -3,6 +3,7 @@
  * stream, persisted), plus what the runtime adds to it: the executors open on it in this process, and
  * the submission of raw task descriptions to one of them. `openWorkflow` opens one on a store.
  */
+import type { Observable } from 'rxjs';
 import { InvalidOptionsError, InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
 import { ambient } from '../context/ambient';
 import { memoryStore } from '../store/memory';
@@ -15,6 +16,10 @@ import { decodeDescription } from '../task/description';
 import type { TaskSpec } from '../task/spec';
 import type { Task } from './task';
 import type { TaskEntry } from './entry';
+import { TaskEvents, type TaskEvent } from './events';
+import { isLogLevel, LOG_LEVELS, Logger, type LogOptions } from './log';
+import { logEvents } from './event-log';
+import { UnobservedFailures } from './unobserved';
 
 export interface OpenWorkflowOptions {
   /**
@@ -27,6 +32,12 @@ export interface OpenWorkflowOptions {
    * @default "default"
    */
   readonly name?: string;
+  /**
+   * Logs what happens to the workflow's tasks, executors and store: a level (`'debug'`, `'info'`, `'warn'`,
+   * `'error'`, `'off'`), or `{ level, sink }` to send the lines elsewhere.
+   * @default the environment's `SCALEMS_LOG` (or `DEBUG=scalems:*`: `'debug'`); without it, `'off'`
+   */
+  readonly log?: LogOptions;
 }
 
 /** @internal what `submitDescription` needs of an executor */
@@ -44,6 +55,52 @@ export interface DescriptionTarget {
 export class Workflow extends TaskGraph {
   /** @internal executors open on this workflow in this process, by name */
   readonly executors = new Map<string, DescriptionTarget>();
+  /** @internal the workflow's logger (off unless the environment or `openWorkflow({ log })` says otherwise) */
+  readonly log: Logger;
+  /** @internal failures nobody received, reported once */
+  readonly unobserved: UnobservedFailures;
+  private taskEvents: TaskEvents | undefined;
+  /** the last store write problem logged (each is logged once, until a write succeeds) */
+  private writeProblem: string | undefined;
+
+  /** @internal made by `openWorkflow()` */
+  constructor(name: string, store: Store, restored: readonly TaskRecord[] = [], log?: LogOptions) {
+    super(name, store, restored);
+    this.log = new Logger(`workflow ${name}`, log);
+    this.unobserved = new UnobservedFailures(this);
+    if (this.log.enabled('warn')) logEvents(this.events$, this.log);
+    this.log.info(`opened on ${store.description} with ${restored.length} task records`);
+  }
+
+  /**
+   * Every task event of this workflow from now on, in the order the changes were made (several per commit are
+   * emitted in order, after the commit that recorded them): \`submitted\`, \`started\`, \`retrying\`, \`succeeded\`,
+   * \`failed\`, \`cancelled\`, each with the task's id, label, name, executor, attempt and time (\`workflow.now()\`).
+   * Completes when the workflow closes. Nothing is recorded while nobody subscribes.
+   *
+   * ## Example
+   * \`\`\`ts
+   * wf.events$.pipe(filter((e) => e.type === 'failed')).subscribe((e) => console.log(e.id, e.error.message));
+   * \`\`\`
+   */
+  get events$(): Observable<TaskEvent> {
+    return (this.taskEvents ??= new TaskEvents(this)).events$;
+  }
+
+  /** Resolves once every committed change has been written to the store (rejects if a write failed). */
+  override async flushed(): Promise<void> {
+    try {
+      await super.flushed();
+      this.writeProblem = undefined;
+    } catch (error) {
+      const problem = error instanceof Error ? error.message : String(error);
+      if (problem !== this.writeProblem) {
+        this.writeProblem = problem;
+        this.log.error(`writing to its store failed (records are kept and written again): ${problem}`);
+      }
+      throw error;
+    }
+  }
 
   /**
    * Low-level submission of a raw task description (JSON, e.g. read from a file or a queue), validated
@@ -92,7 +149,12 @@ export class Workflow extends TaskGraph {
     // commits the cancellations, which settles the executors' bookkeeping: then they drain
     await this.flushed();
     await Promise.all(stopping);
-    await super.close();
+    try {
+      await super.close();
+    } finally {
+      this.taskEvents?.complete();
+      this.log.info('closed');
+    }
   }
 
   private describedTarget(named: string | undefined): DescriptionTarget {
@@ -134,6 +196,16 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
       `openWorkflow({ store }): expected a Store (memoryStore(), sqliteStore(path), idbStore(name)), ` +
         `got ${String(given)}`,
     );
+  const log: unknown = options.log;
+  if (
+    log !== undefined &&
+    !isLogLevel(log) &&
+    !(typeof log === 'object' && log !== null && isLogLevel((log as { level?: unknown }).level))
+  )
+    throw new InvalidOptionsError(
+      `openWorkflow({ log }): expected a level (${LOG_LEVELS.map((l) => `'${l}'`).join(', ')}) or { level, sink? }, ` +
+        `got ${typeof log === 'object' ? JSON.stringify(log) : String(log)}`,
+    );
   const store = options.store ?? (await defaultStoreFactory(name));
   const records: TaskRecord[] = [];
   let recordedName: string | undefined;
@@ -151,7 +223,7 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
   }
   // the name it is opened with, for `scalems status` (a store may live anywhere, under any directory name)
   if (recordedName !== name) await store.set(WORKFLOW_KEY, { name });
-  return new Workflow(name, store, records);
+  return new Workflow(name, store, records, options.log);
 }
 
 /** The longest workflow name: it names a directory, and file systems allow 255 bytes per name. */

@@ -3,7 +3,7 @@ import { BehaviorSubject, asyncScheduler, type Observable, type SchedulerLike, t
 import { Immer } from 'immer';
 import type { Store } from './store';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
-import { emptyState, isFinal, type TaskRecord, type WorkflowState } from './state';
+import { emptyState, isFinal, type TaskRecord, type TaskStateName, type WorkflowState } from './state';
 import { TableEditor } from './table';
 import { show } from '../task/requirements';
 import { TaskSlot, type RecordListener } from './slot';
@@ -19,6 +19,23 @@ const EAGER_COMMIT = 512;
 
 /** @internal what an executor hears of its tasks */
 export type SlotListener = (slot: TaskSlot) => void;
+
+/**
+ * One state change of a task as the reducer made it, recorded only while somebody listens (see
+ * `tapTransitions`): the runtime makes its task events (`runtime/events.ts`) of these.
+ */
+export interface Transition {
+  readonly slot: TaskSlot;
+  readonly from: TaskStateName | undefined;
+  readonly to: TaskStateName;
+  /** the action that made it */
+  readonly cause: WorkflowAction['type'];
+  /** the task's record once that action was reduced */
+  record: TaskRecord;
+}
+
+/** Hears the transitions of each commit, in the order they were reduced, after the commit */
+export type TransitionListener = (transitions: readonly Transition[]) => void;
 
 /**
  * The task graph of one workflow: every task record, the dependency edges and labels, as one immer state
@@ -57,6 +74,11 @@ export class TaskGraph {
   private closed = false;
   /** the commit of the records read from the store is under way: they are not written back */
   private restoring = false;
+  /** the transitions of the pending batch, while a listener wants them (else undefined: nothing is recorded) */
+  private transitions: Transition[] | undefined = undefined;
+  private transitionListener: TransitionListener | undefined = undefined;
+  /** the action being reduced, while transitions are recorded */
+  private reducing: WorkflowAction['type'] = 'restore';
 
   /** @internal made by `openWorkflow()` */
   constructor(name: string, store: Store, restored: readonly TaskRecord[] = []) {
@@ -82,6 +104,10 @@ export class TaskGraph {
       became: (slot, to) => {
         if (to === 'ready') this.readied.push(slot);
         else if (isFinal(to)) this.settled.push(slot);
+        // the reducer announces a change before it puts the new record: `slot.record` is the one it leaves
+        const transitions = this.transitions;
+        if (transitions !== undefined)
+          transitions.push({ slot, from: slot.record?.state, to, cause: this.reducing, record: slot.record! });
       },
     };
     this.subject = new BehaviorSubject(this.committed);
@@ -170,7 +196,9 @@ export class TaskGraph {
       this.batching = true;
       this.context.counts = { ...this.committed.counts };
     }
-    reduce(action, this.context);
+    const transitions = this.transitions;
+    if (transitions === undefined) reduce(action, this.context);
+    else this.reduceRecording(action, transitions);
     // Scheduled outside the caller's async context: the commit (and the store write it starts) must not
     // keep the context of whatever task happened to change the state alive.
     this.flushScheduled ??= detached(() =>
@@ -189,6 +217,26 @@ export class TaskGraph {
         }),
       );
     }
+  }
+
+  /**
+   * Reduces `action`, recording its transitions with the record the action left each task in (a task changes
+   * at most once per action, but may pass several states: submitted then ready, or submitted then failed).
+   */
+  private reduceRecording(action: WorkflowAction, transitions: Transition[]): void {
+    const mark = transitions.length;
+    this.reducing = action.type;
+    reduce(action, this.context);
+    for (let i = mark; i < transitions.length; i++) transitions[i]!.record = transitions[i]!.slot.record!;
+  }
+
+  /**
+   * @internal Calls `listener` after each commit with the transitions it recorded, in order; `undefined` stops.
+   * Nothing is recorded while there is no listener, so that a workflow nobody watches pays one test per change.
+   */
+  tapTransitions(listener: TransitionListener | undefined): void {
+    this.transitionListener = listener;
+    this.transitions = listener === undefined ? undefined : (this.transitions ?? []);
   }
 
   /** Sets a task's label, once; labels are unique in the workflow. */
@@ -257,6 +305,11 @@ export class TaskGraph {
     // restored records are in the store already (see `restore`)
     if (!this.restoring) this.persistence.changed(dirty);
     this.subject.next(next);
+    const transitions = this.transitions;
+    if (transitions !== undefined && transitions.length > 0) {
+      this.transitions = [];
+      this.transitionListener?.(transitions);
+    }
     for (const slot of settled) {
       const rec = slot.committed;
       if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined)
