@@ -6,6 +6,7 @@ import { extname, join } from 'node:path';
 import { benchCore } from './core';
 import { benchStores } from './stores';
 import { benchScale } from './scale';
+import { benchBundle } from './bundle';
 
 type Bench = () => Promise<unknown>;
 
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
   await benchCore();
   await benchStores();
   await benchScale();
+  await benchBundle();
   for (const [file, name] of optional) {
     const path = join(__dirname, file + extname(__filename));
     if (!existsSync(path)) continue;

@@ -95,3 +95,19 @@ describe('examples/events.ts (task events)', () => {
     }
   }, 60_000);
 });
+
+describe('examples/browser-app.ts (the app npm run bench bundles for a browser)', () => {
+  let cwd: string;
+  beforeAll(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'scalems-example-'));
+  });
+  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+
+  it('runs in Node on memoryStore: six members, each chained to an analysis', async () => {
+    const out = await example('browser-app.ts', [], cwd);
+    expect(out).toMatch(/^member 0: distance \d+\.\d{3}$/m);
+    expect(out).toMatch(/^member 5: distance \d+\.\d{3}$/m);
+    expect(out).toContain('tasks by state: succeeded 12');
+    expect(existsSync(join(cwd, '.scalems'))).toBe(false);
+  }, 60_000);
+});

@@ -1,6 +1,8 @@
 // The package as users get it (#13): `npm pack` of the built tree, unpacked into fresh CommonJS and ES module
-// projects, run and type-checked there. The dependencies are linked from this repository's node_modules: what is
-// tested is our tarball (its files, exports, types, maps), not npm's registry.
+// projects, run and type-checked there; bundled for a browser from a fresh project; run on Node without the
+// optional peer dependencies; checked by attw and publint (offline: they read the tarball). The dependencies are
+// linked from this repository's node_modules: what is tested is our tarball (its files, exports, types, maps),
+// not npm's registry.
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
@@ -14,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 const repo = join(__dirname, '..');
 const fixtures = join(__dirname, 'fixtures', 'packed');
@@ -22,22 +24,74 @@ const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
   version: string;
   scripts: Record<string, string>;
+  dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  peerDependenciesMeta: Record<string, { optional?: boolean }>;
 };
+/** The Node-only heavy packages: optional peer dependencies, not installed for a browser user. */
+const OPTIONAL_PEERS = ['better-sqlite3', 'bullmq', 'cli-progress', 'piscina'];
 
 let work: string;
 let tarball: string;
 let files: string[];
 
-/** A fresh project of `type` with the tarball unpacked as node_modules/scalems and our dependencies linked. */
-function project(type: 'module' | 'commonjs'): string {
-  const dir = join(work, type);
+/**
+ * A fresh project of `type` with the tarball unpacked as node_modules/scalems and our dependencies linked: all of
+ * this repository's node_modules, or with `only` those packages (and what they depend on).
+ */
+function project(type: 'module' | 'commonjs', name: string = type, only?: readonly string[]): string {
+  const dir = join(work, name);
   mkdirSync(join(dir, 'node_modules', 'scalems'), { recursive: true });
   execFileSync('tar', ['xzf', tarball, '-C', join(dir, 'node_modules', 'scalems'), '--strip-components=1']);
-  for (const entry of readdirSync(join(repo, 'node_modules'))) {
-    if (entry !== 'scalems') symlinkSync(join(repo, 'node_modules', entry), join(dir, 'node_modules', entry));
+  const entries = only === undefined ? readdirSync(join(repo, 'node_modules')) : closure(only);
+  for (const entry of entries) {
+    if (entry === 'scalems' || entry.startsWith('.')) continue;
+    mkdirSync(dirname(join(dir, 'node_modules', entry)), { recursive: true });
+    symlinkSync(join(repo, 'node_modules', entry), join(dir, 'node_modules', entry));
   }
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `fresh-${type}`, private: true, type }));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `fresh-${name}`, private: true, type }));
   return dir;
+}
+
+/** `packages` and the packages they need (dependencies, required peers), as found in this repository. */
+function closure(packages: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const visit = (name: string): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const meta = JSON.parse(readFileSync(join(repo, 'node_modules', name, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      peerDependencies?: Record<string, string>;
+      peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+    };
+    for (const dep of Object.keys(meta.dependencies ?? {})) visit(dep);
+    for (const peer of Object.keys(meta.peerDependencies ?? {}))
+      if (meta.peerDependenciesMeta?.[peer]?.optional !== true) visit(peer);
+  };
+  packages.forEach(visit);
+  return [...seen];
+}
+
+/** Type-checks the fixture types.ts (every entry point) in `dir`, strictly, with `resolution`. */
+function typecheck(dir: string, resolution: 'NodeNext' | 'Bundler'): { code: number | null; out: string } {
+  copyFileSync(join(fixtures, 'types.ts'), join(dir, 'types.ts'));
+  const config = {
+    compilerOptions: {
+      target: 'ES2022',
+      module: resolution === 'Bundler' ? 'ESNext' : 'NodeNext',
+      moduleResolution: resolution,
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      skipLibCheck: false,
+      noEmit: true,
+      lib: ['ES2022'],
+      types: ['node'],
+    },
+    files: ['types.ts'],
+  };
+  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(config));
+  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' });
+  return { code: r.status, out: r.stdout + r.stderr };
 }
 
 function node(cwd: string, ...args: string[]): { code: number | null; out: string; err: string } {
@@ -65,6 +119,9 @@ describe('the packed package', () => {
     expect(pkg.scripts.prepack).toBe('npm run build');
     expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'dist/src/index.js']));
     expect(files).toContain('dist/src/index.d.ts');
+    expect(files).toEqual(
+      expect.arrayContaining(['dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/esm/testing.mjs']),
+    );
     const readme = readFileSync(join(repo, 'README.md'), 'utf8');
     const linked = [...readme.matchAll(/\]\((docs\/[^)#]+)/g)].map((m) => m[1]!);
     expect(linked.length).toBeGreaterThan(0);
@@ -119,26 +176,85 @@ describe('the packed package', () => {
     },
   );
 
-  it('its types compile in a strict Node project: no DOM lib, skipLibCheck false, exactOptionalPropertyTypes', () => {
-    const dir = existsSync(join(work, 'module')) ? join(work, 'module') : project('module');
-    copyFileSync(join(fixtures, 'types.ts'), join(dir, 'types.ts'));
-    const config = {
-      compilerOptions: {
-        target: 'ES2022',
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        strict: true,
-        exactOptionalPropertyTypes: true,
-        skipLibCheck: false,
-        noEmit: true,
-        lib: ['ES2022'],
-        types: ['node'],
-      },
-      files: ['types.ts'],
-    };
-    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(config));
-    const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' });
-    expect(r.stdout + r.stderr).toBe('');
-    expect(r.status).toBe(0);
+  it.each(['NodeNext', 'Bundler'] as const)(
+    'its types compile in a strict project (%s resolution): no DOM lib, skipLibCheck false, exactOptionalPropertyTypes',
+    (resolution) => {
+      const dir = existsSync(join(work, 'module')) ? join(work, 'module') : project('module');
+      expect(typecheck(dir, resolution)).toEqual({ code: 0, out: '' });
+    },
+    60_000,
+  );
+
+  it('attw (are the types wrong) and publint find no problem in the tarball (they read only the tarball: no network)', () => {
+    const attw = join(repo, 'node_modules', '@arethetypeswrong', 'cli', 'dist', 'index.js');
+    const types = spawnSync(process.execPath, [attw, tarball, '--format', 'ascii'], { encoding: 'utf8' });
+    expect({ code: types.status, out: types.status === 0 ? '' : types.stdout + types.stderr }).toEqual({
+      code: 0,
+      out: '',
+    });
+    const publint = join(repo, 'node_modules', 'publint', 'src', 'cli.js');
+    const lint = spawnSync(process.execPath, [publint, 'run', tarball, '--strict'], { encoding: 'utf8' });
+    expect(lint.stdout).toContain('All good!');
+    expect(lint.status).toBe(0);
   });
+
+  it('bundles for a browser from its ES module build: one copy of rxjs and fp-ts, nothing of Node', async () => {
+    const dir = project('module', 'browser');
+    copyFileSync(join(fixtures, 'browser-app.mjs'), join(dir, 'app.mjs'));
+    const esbuild = require('esbuild') as typeof import('esbuild');
+    const result = await esbuild.build({
+      absWorkingDir: dir,
+      entryPoints: ['app.mjs'],
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'browser',
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const inputs = Object.keys(result.metafile.inputs);
+    const builds = (name: string): string[] => [
+      ...new Set(inputs.flatMap((f) => new RegExp(`node_modules/${name}/([^/]+(?:/[^/]+)?)/`).exec(f)?.[1] ?? [])),
+    ];
+    expect(builds('rxjs')).toEqual(['dist/esm5']);
+    expect(builds('fp-ts')).toHaveLength(1);
+    expect(builds('scalems')).toEqual(['dist/esm']);
+    expect(
+      inputs.filter((f) => f.startsWith('node:') || /(^|\/)node_modules\/(better-sqlite3|piscina|bullmq)\//.test(f)),
+    ).toEqual([]);
+    expect(result.outputFiles[0]!.text).not.toMatch(/\b__require\(/);
+  });
+
+  it('on Node without its optional peers: imports, runs on memoryStore, says what to install, type-checks', () => {
+    expect(Object.keys(pkg.dependencies).filter((d) => OPTIONAL_PEERS.includes(d))).toEqual([]);
+    for (const peer of OPTIONAL_PEERS) {
+      expect(pkg.peerDependencies[peer]).toBeDefined();
+      expect(pkg.peerDependenciesMeta[peer]).toEqual({ optional: true });
+    }
+    const dir = project('module', 'no-peers', [...Object.keys(pkg.dependencies), '@types/node']);
+    for (const peer of OPTIONAL_PEERS) expect(existsSync(join(dir, 'node_modules', peer))).toBe(false);
+    copyFileSync(join(fixtures, 'no-peers.mjs'), join(dir, 'no-peers.mjs'));
+    const run = node(dir, 'no-peers.mjs');
+    expect(run).toMatchObject({ code: 0, err: '' });
+    const seen = JSON.parse(run.out) as Record<string, { message: string }>;
+    expect(seen).toEqual({
+      results: [1, 4, 9],
+      defaultStore: expect.objectContaining({ name: 'MissingDependencyError', code: 'MISSING_DEPENDENCY' }),
+      threads: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'piscina' }),
+      bullmq: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'bullmq' }),
+      sqliteStore: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'better-sqlite3' }),
+    });
+    expect(seen.defaultStore).toMatchObject({
+      packageName: 'better-sqlite3',
+      install: 'npm install better-sqlite3@12',
+    });
+    expect(seen.defaultStore!.message).toContain('npm install better-sqlite3@12');
+    expect(seen.defaultStore!.message).toContain('memoryStore()');
+    expect(seen.threads!.message).toContain('npm install piscina@5');
+    expect(existsSync(join(dir, '.scalems'))).toBe(false); // nothing made before the refusal
+    const cli = join('node_modules', 'scalems', 'dist', 'src', 'cli', 'main.js');
+    expect(node(dir, cli, '--version')).toMatchObject({ code: 0, out: `scalems ${pkg.version}\n` });
+    // and its typings, scalems/node's included, do not name them: they compile without them, skipLibCheck false
+    expect(typecheck(dir, 'NodeNext')).toEqual({ code: 0, out: '' });
+  }, 60_000);
 });

@@ -3,8 +3,9 @@
  * offers, what it runs) and, for each task shape, its jobs waiting and running, and why waiting ones
  * wait when no live worker can take them.
  */
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { closeSoon } from '../runtime/bullmq/close';
+import { bullmqDriver } from '../runtime/bullmq/driver';
 import {
   describeConnection,
   fits,
@@ -38,7 +39,10 @@ export interface BullmqReport {
 export async function bullmqReport(connection: RedisConnection, meeting: Meeting): Promise<BullmqReport> {
   const opened: Queue[] = [];
   const queue = (name: string): Queue => {
-    const q = new Queue(name, { connection: { ...connection, maxRetriesPerRequest: 1 }, prefix: meeting.prefix });
+    const q = new (bullmqDriver('scalems status --redis').Queue)(name, {
+      connection: { ...connection, maxRetriesPerRequest: 1 },
+      prefix: meeting.prefix,
+    });
     q.on('error', () => undefined);
     opened.push(q);
     return q;

@@ -1,7 +1,8 @@
 /** `progress(workflow)`: a progress bar on a terminal, throttled lines elsewhere, from `workflow.state$`. */
-import { Presets, SingleBar } from 'cli-progress';
+import type * as CliProgress from 'cli-progress';
 import { Subscription, asyncScheduler, type Observable, type SchedulerLike } from 'rxjs';
 import type { WorkflowState } from '../store/state';
+import { optionalDependency } from '../errors';
 
 export interface ProgressOptions {
   /** Where to draw. Default: `process.stderr`. */
@@ -125,16 +126,32 @@ function linesView(stream: NodeJS.WritableStream, options: ProgressOptions): Vie
   };
 }
 
-/** cli-progress's bar, whose redraw timer does not keep the process alive. */
-class UnrefBar extends SingleBar {
-  override render(): void {
-    super.render();
-    (this as unknown as { timer?: { unref?: () => void } | null }).timer?.unref?.();
-  }
+/** cli-progress (an optional peer dependency), loaded when a bar is first drawn. */
+function cliProgress(): typeof CliProgress {
+  return optionalDependency(
+    'cli-progress',
+    '3',
+    'progress() on a terminal',
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    () => require('cli-progress') as typeof CliProgress,
+  );
 }
 
+/** cli-progress's bar, whose redraw timer does not keep the process alive (the class is made when first used). */
+function unrefBar(): typeof CliProgress.SingleBar {
+  return (UnrefBar ??= class extends cliProgress().SingleBar {
+    override render(): void {
+      super.render();
+      (this as unknown as { timer?: { unref?: () => void } | null }).timer?.unref?.();
+    }
+  });
+}
+let UnrefBar: typeof CliProgress.SingleBar | undefined;
+
 function barView(stream: NodeJS.WritableStream, prefix: string): View {
-  const bar = new UnrefBar(
+  const { Presets } = cliProgress();
+  const Bar = unrefBar();
+  const bar = new Bar(
     {
       stream,
       format: `${prefix} {bar} {value}/{total} done | {failed} failed | {running} running | {duration_formatted}`,

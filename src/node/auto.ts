@@ -5,4 +5,4 @@ import { installNode } from './context';
 
 installNode();
 
-export * from '..';
+export * from '../index';

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { installAsyncLocalCarrier } from '../context/async-local';
 import { setAvailableCores } from '../runtime/cores';
 import { checkWorkflowName, setDefaultStoreFactory } from '../runtime/workflow';
+import type { Store } from '../store/store';
 import { sqliteStore } from '../store/sqlite';
+import { sqliteDriver } from '../store/sqlite-driver';
 
 let installed = false;
 
@@ -20,7 +22,20 @@ export function installNode(): void {
   installed = true;
   installAsyncLocalCarrier();
   setAvailableCores(availableParallelism());
-  setDefaultStoreFactory((name) => sqliteStore(defaultStorePath(name)));
+  setDefaultStoreFactory(defaultStore);
+}
+
+/**
+ * The default store on Node: a SQLite file. Without better-sqlite3 (an optional peer dependency) `openWorkflow()`
+ * rejects with `MissingDependencyError`, never falls back to memory: a workflow the user expects to resume would
+ * otherwise lose its state at exit.
+ */
+function defaultStore(name: string): Store {
+  sqliteDriver(
+    `openWorkflow() without a store (on Node its state is kept in .scalems/${name}/state.sqlite)`,
+    'or give it a store: openWorkflow({ store: memoryStore() })',
+  );
+  return sqliteStore(defaultStorePath(name));
 }
 
 /**

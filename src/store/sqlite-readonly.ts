@@ -1,9 +1,10 @@
 /** Opening a store for reading only, also where this user may not write beside it (another user's store). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { StoreAccessError } from '../errors';
 import { sqliteCode } from './sqlite-errors';
+import { sqliteDriver } from './sqlite-driver';
 
 /**
  * Opens `dbPath` read-only. SQLite reads a WAL-mode file through its `-shm` index, which it must create
@@ -16,7 +17,7 @@ import { sqliteCode } from './sqlite-errors';
 export function openReadonly(dbPath: string): Database.Database {
   let db: Database.Database | undefined;
   try {
-    db = new Database(dbPath, { readonly: true, fileMustExist: true });
+    db = new (sqliteDriver())(dbPath, { readonly: true, fileMustExist: true });
     db.pragma('schema_version'); // SQLite opens lazily: this reads the file (and, in WAL mode, the -shm index)
     return db;
   } catch (error) {
@@ -41,5 +42,5 @@ function inMemory(dbPath: string): Database.Database {
   const bytes = fs.readFileSync(dbPath);
   // bytes 18 and 19 say "WAL mode" (2); a copy in memory has no log, and needs none: there is none to read
   if (bytes.length >= 100) bytes[18] = bytes[19] = 1;
-  return new Database(bytes, { readonly: true });
+  return new (sqliteDriver())(bytes, { readonly: true });
 }

@@ -1,6 +1,6 @@
 /** The writer thread of a SQLite store: batches committed on a connection of its own. */
 import { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import { sqliteDriver, sqliteDriverPath } from './sqlite-driver';
 
 /** A write as the writer thread takes it: rows flattened as key, json, key, json, ... */
 type Request =
@@ -115,7 +115,7 @@ export class SqliteWriter {
   private start(): Worker {
     const worker = new Worker(WRITER_SOURCE, {
       eval: true,
-      workerData: { driver: require.resolve('better-sqlite3'), path: this.dbPath },
+      workerData: { driver: sqliteDriverPath(), path: this.dbPath },
     });
     worker.on('message', (reply: Reply) => {
       const waiter = this.pending.get(reply.id);
@@ -125,7 +125,7 @@ export class SqliteWriter {
       if (reply.error === undefined) waiter.resolve();
       else
         waiter.reject(
-          this.translate(new Database.SqliteError(reply.error.message, reply.error.code ?? 'SQLITE_ERROR')),
+          this.translate(new (sqliteDriver().SqliteError)(reply.error.message, reply.error.code ?? 'SQLITE_ERROR')),
         );
     });
     worker.on('error', (error) => this.fail(error));

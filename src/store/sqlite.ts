@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
@@ -10,6 +10,7 @@ import { acquireFileLock, type FileLock } from './lock';
 import { SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
+import { sqliteDriver } from './sqlite-driver';
 
 /** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
 export const SQLITE_STORE_VERSION = 2;
@@ -46,6 +47,7 @@ const SCHEMA = `
  * full, read-only, I/O error) rejects with `StoreWriteError`. In those cases the file is not modified.
  */
 export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
+  sqliteDriver(); // before anything is made: a missing driver throws MissingDependencyError, naming it
   const dbPath = path.resolve(file);
   const description = `sqlite:${dbPath}`;
   if (options.readonly) {
@@ -78,7 +80,7 @@ function create(dbPath: string): void {
   try {
     // made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the mode of the store file
     fs.closeSync(fs.openSync(temporary, 'wx', 0o600));
-    const db = new Database(temporary);
+    const db = new (sqliteDriver())(temporary);
     try {
       db.pragma(`application_id = ${SQLITE_STORE_APPLICATION_ID}`);
       db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
@@ -165,7 +167,7 @@ function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): D
   }
   let db: Database.Database;
   try {
-    db = readonly ? openReadonly(dbPath) : new Database(dbPath, { fileMustExist: true });
+    db = readonly ? openReadonly(dbPath) : new (sqliteDriver())(dbPath, { fileMustExist: true });
   } catch (error) {
     throw translate(error, dbPath);
   }

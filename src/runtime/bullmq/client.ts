@@ -5,10 +5,11 @@
  * previous run of the driver left in Redis, and a sweep that finds outcomes whose events were missed and
  * gives up, with a typed error, on a Redis that stays unreachable.
  */
-import { Job as BullJob, Queue, QueueEvents, QueueEventsProducer, type JobsOptions } from 'bullmq';
+import type { Queue, QueueEvents, QueueEventsProducer, JobsOptions } from 'bullmq';
 import { BackendUnavailableError, WorkerCrashedError } from '../../errors';
 import { reviveError, type RecordedError } from '../../recorded-error';
 import { closeSoon, within } from './close';
+import { bullmqDriver } from './driver';
 import {
   CANCEL_EVENT,
   SHAPE_EVENT,
@@ -80,6 +81,7 @@ export class BullmqClient {
   private sweeping = false;
   private unreachableSince: number | undefined;
   private closed = false;
+  private readonly bull = bullmqDriver('bullmq()');
 
   constructor(private readonly options: ClientOptions) {
     this.jobOptions = {
@@ -236,12 +238,12 @@ export class BullmqClient {
 
   private async openShape(name: string): Promise<Shape> {
     const { connection, meeting } = this.options;
-    const queue = new Queue<JobData, JobResult>(name, {
+    const queue = new this.bull.Queue<JobData, JobResult>(name, {
       connection,
       prefix: meeting.prefix,
       streams: { events: { maxLen: EVENTS_KEPT } },
     });
-    const events = new QueueEvents(name, { connection, prefix: meeting.prefix });
+    const events = new this.bull.QueueEvents(name, { connection, prefix: meeting.prefix });
     this.connections.push(queue, events);
     queue.on('error', () => {
       this.unreachableSince ??= Date.now();
@@ -279,7 +281,7 @@ export class BullmqClient {
   private controlStream(): QueueEventsProducer {
     const { connection, meeting } = this.options;
     if (this.control === undefined) {
-      this.control = new QueueEventsProducer(meeting.queue, { connection, prefix: meeting.prefix });
+      this.control = new this.bull.QueueEventsProducer(meeting.queue, { connection, prefix: meeting.prefix });
       this.control.on('error', () => undefined); // the sweep reports an outage
       this.connections.push(this.control);
     }
@@ -289,7 +291,7 @@ export class BullmqClient {
   /** Looks the job of an attempt up in Redis: settles it if it is done, adds it again if Redis lost it. */
   private async recheck(t: Tracked): Promise<void> {
     const shape = await this.shape(t.shape);
-    const job = await BullJob.fromId<JobData, JobResult>(shape.queue, t.jobId);
+    const job = await this.bull.Job.fromId<JobData, JobResult>(shape.queue, t.jobId);
     if (t.done) return;
     t.checked = Date.now();
     if (job === undefined) {

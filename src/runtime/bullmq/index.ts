@@ -19,6 +19,7 @@ import { probeModules, resolveModules } from '../remote/modules';
 import { jsonWire } from '../remote/wire';
 import type { Workflow } from '../workflow';
 import { BullmqClient, type Tracked } from './client';
+import { bullmqDriver } from './driver';
 import {
   DEFAULT_PREFIX,
   DEFAULT_QUEUE,
@@ -103,6 +104,7 @@ const BULLMQ_OPTIONS = {
  */
 export function bullmq(options: BullmqOptions = {}): Backend {
   checkOptions('bullmq', options, BULLMQ_OPTIONS);
+  bullmqDriver('bullmq()'); // a missing bullmq is told here, not at the first task
   const connection =
     typeof options.connection === 'string'
       ? connectionFromUrl(options.connection, 'bullmq({ connection })')

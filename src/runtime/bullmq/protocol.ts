@@ -7,7 +7,6 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either';
 import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
-import type { RedisOptions } from 'bullmq';
 import type { RecordedError } from '../../recorded-error';
 import {
   NonNegativeInt,
@@ -177,8 +176,23 @@ export interface WorkerInfo {
 export const fits = (shape: Footprint, capacity: Footprint): boolean =>
   shape.cores <= capacity.cores && shape.gpus <= capacity.gpus && shape.memoryMB <= capacity.memoryMB;
 
-/** The Redis connection a driver or worker is given: ioredis options (host, port, username, password, tls, db). */
-export type RedisConnection = RedisOptions;
+/**
+ * The Redis connection a driver or worker is given: ioredis options (`host`, `port`, `username`, `password`, `tls`,
+ * `db`, and any other of ioredis's `RedisOptions`, given to BullMQ as they are). Declared here, not as ioredis's
+ * type, so that the typings of `scalems/node` compile where bullmq (an optional peer dependency) is not installed.
+ */
+export interface RedisConnection {
+  readonly host?: string;
+  readonly port?: number;
+  /** a Unix socket instead of host and port */
+  readonly path?: string;
+  readonly username?: string;
+  readonly password?: string;
+  readonly db?: number;
+  /** Node's `tls.connect` options: `{}` for TLS with the defaults */
+  readonly tls?: object;
+  readonly [option: string]: unknown;
+}
 
 /**
  * ioredis options from a `redis://[user:password@]host[:port][/db]` URL (`rediss://` for TLS). Credentials may be

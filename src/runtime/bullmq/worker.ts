@@ -7,7 +7,7 @@
  * capacity (`Gate`). Cancellations and walltimes stop the work itself here.
  */
 import { hostname } from 'node:os';
-import { Queue, QueueEvents, UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
+import type { Queue, QueueEvents, UnrecoverableError, Worker, Job as BullJob } from 'bullmq';
 import { Observable, Subscription } from 'rxjs';
 import {
   InvalidOptionsError,
@@ -24,6 +24,7 @@ import { RemoteRunner, RunStop } from '../remote/runner';
 import { jsonWire, type RemoteOutcome } from '../remote/wire';
 import { threads } from '../threads';
 import { closeSoon } from './close';
+import { bullmqDriver } from './driver';
 import { Gate } from './gate';
 import {
   CANCEL_EVENT,
@@ -114,6 +115,8 @@ export class ScalemsWorker {
   /** stopping now: running work is stopped and its jobs go back to the queue */
   private forced = false;
 
+  private readonly bull = bullmqDriver('scalems worker (ScalemsWorker)');
+
   private constructor(private readonly options: ScalemsWorkerOptions) {
     this.meeting = {
       prefix: meetingName(options.prefix, 'worker prefix', DEFAULT_PREFIX),
@@ -141,7 +144,10 @@ export class ScalemsWorker {
             { workflow: NO_WORKFLOW, executorId: this.name },
           )
         : undefined;
-    this.base = new Queue(this.meeting.queue, { connection: options.connection, prefix: this.meeting.prefix });
+    this.base = new this.bull.Queue(this.meeting.queue, {
+      connection: options.connection,
+      prefix: this.meeting.prefix,
+    });
   }
 
   /** Starts a worker: it listens for new task shapes and serves those that fit, until `close()`. */
@@ -168,7 +174,7 @@ export class ScalemsWorker {
 
   private async listen(): Promise<void> {
     // new shapes and cancellations, from the drivers
-    const control = new QueueEvents(this.meeting.queue, {
+    const control = new this.bull.QueueEvents(this.meeting.queue, {
       connection: this.options.connection,
       prefix: this.meeting.prefix,
     });
@@ -233,7 +239,7 @@ export class ScalemsWorker {
       shape.memoryMB > 0 ? Math.floor(this.capacity.memoryMB / shape.memoryMB) : Infinity,
     );
     const lockDuration = this.options.lockDuration ?? 30_000;
-    const worker = new Worker<unknown, JobResult>(queue, (job, token) => this.process(job, shape, token), {
+    const worker = new this.bull.Worker<unknown, JobResult>(queue, (job, token) => this.process(job, shape, token), {
       connection: this.options.connection,
       prefix: this.meeting.prefix,
       concurrency: Math.max(1, fitting),
@@ -267,7 +273,7 @@ export class ScalemsWorker {
       if (err !== REQUEUE) throw failure(this.explained(err, data));
       // the worker is being stopped: the job goes back to wait for another worker, not counted as an attempt
       await job.moveToWait(token);
-      throw new WaitingError();
+      throw new this.bull.WaitingError();
     } finally {
       this.gate.release(need);
     }
@@ -434,5 +440,6 @@ const REQUEUE = new Error('the scalems worker is stopping: the task goes back to
 
 /** What a processor throws for a task's failure: the recorded error as the reason, never retried by BullMQ. */
 function failure(err: unknown): UnrecoverableError {
-  return new UnrecoverableError(encodeFailure(recordError(err)));
+  const { UnrecoverableError: Unrecoverable } = bullmqDriver('scalems worker (ScalemsWorker)');
+  return new Unrecoverable(encodeFailure(recordError(err)));
 }

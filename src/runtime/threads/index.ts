@@ -5,9 +5,14 @@
 import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
-import Piscina from 'piscina';
+import type Piscina from 'piscina';
 import { Observable } from 'rxjs';
-import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
+import {
+  UnsatisfiableRequirementsError,
+  UnserializableValueError,
+  WorkerCrashedError,
+  optionalDependency,
+} from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
@@ -73,6 +78,7 @@ const THREADS_OPTIONS = {
  */
 export function threads(options: ThreadsOptions): Backend {
   checkOptions('threads', options, THREADS_OPTIONS);
+  const Pool = piscina();
   const modules = resolveModules(options.modules, 'threads');
   const maxThreads = options.maxThreads ?? availableParallelism();
   const grace = options.cancelGraceMs ?? 1000;
@@ -136,7 +142,7 @@ export function threads(options: ThreadsOptions): Backend {
       };
       const getPool = (): Piscina<ThreadRequest, ThreadResponse> => {
         if (pool === undefined) {
-          pool = new Piscina<ThreadRequest, ThreadResponse>({
+          pool = new Pool<ThreadRequest, ThreadResponse>({
             filename: workerFile,
             minThreads: cores,
             maxThreads: cores,
@@ -350,4 +356,11 @@ function crashError(err: unknown, job: Job, rank: number, ranks: number): Error 
       `call process.exit() or leave an error uncaught in a callback.`,
     { cause: err },
   );
+}
+
+/** piscina, an optional peer dependency: loaded when a `threads()` backend is made. */
+function piscina(): typeof Piscina {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const load = (): typeof Piscina => (require('piscina') as { Piscina: typeof Piscina }).Piscina;
+  return optionalDependency('piscina', '5', 'threads()', load);
 }
