@@ -40,7 +40,7 @@ describe('the core entry point', () => {
 function area(file: string): string {
   const p = path(file);
   const parts = p.split('/');
-  if (parts.length === 1) return p.replace(/\.ts$/, ''); // errors, util, recorded-error, index
+  if (parts.length === 1) return p.replace(/\.ts$/, ''); // errors, util, optional-dependency, recorded-error, index
   if (parts[0] === 'runtime') {
     if (parts.length === 2) return 'engine';
     return BACKEND_FOLDERS.has(parts[1]!) ? 'backend' : `runtime/${parts[1]}`;
@@ -56,13 +56,14 @@ const BETWEEN_BACKENDS: ReadonlyArray<[from: string, to: string, why: string]> =
   ['runtime/bullmq/worker.ts', 'runtime/threads/index.ts', 'a scalems worker runs its functions on a threads() pool'],
 ];
 
-const LEAVES = ['errors', 'util'];
+const LEAVES = ['errors', 'util', 'optional-dependency'];
 /** What each part may import (besides itself); the entry points (`index`, `node`, `cli`) may import anything. */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   errors: [],
   util: [],
   context: [],
   'recorded-error': ['errors'],
+  'optional-dependency': ['errors'],
   task: [...LEAVES],
   store: [...LEAVES, 'recorded-error', 'context', 'task'],
   engine: [...LEAVES, 'recorded-error', 'context', 'task', 'store'],

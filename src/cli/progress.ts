@@ -2,7 +2,7 @@
 import type * as CliProgress from 'cli-progress';
 import { Subscription, asyncScheduler, type Observable, type SchedulerLike } from 'rxjs';
 import type { WorkflowState } from '../store/state';
-import { optionalDependency } from '../errors';
+import { optionalDependency } from '../optional-dependency';
 
 export interface ProgressOptions {
   /** Where to draw. Default: `process.stderr`. */

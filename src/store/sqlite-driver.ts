@@ -1,6 +1,6 @@
 /** better-sqlite3, the driver of `sqliteStore`: an optional peer dependency, loaded when a SQLite store opens. */
 import type Database from 'better-sqlite3';
-import { optionalDependency } from '../errors';
+import { optionalDependency } from '../optional-dependency';
 
 /** The better-sqlite3 constructor (loaded once); `MissingDependencyError` when it is not installed. */
 export function sqliteDriver(feature = 'sqliteStore()', hint?: string): typeof Database {

@@ -7,12 +7,8 @@ import { extname, join } from 'node:path';
 import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
 import type Piscina from 'piscina';
 import { Observable } from 'rxjs';
-import {
-  UnsatisfiableRequirementsError,
-  UnserializableValueError,
-  WorkerCrashedError,
-  optionalDependency,
-} from '../../errors';
+import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
+import { optionalDependency } from '../../optional-dependency';
 import { recordError, reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
