@@ -161,6 +161,17 @@ describe('the packed package', () => {
     expect(JSON.parse(run.out)).toEqual({ results: [1, 4, 9] });
   });
 
+  it.each([
+    ['module', 'threads-main.mjs', 'tasks.mjs'],
+    ['commonjs', 'threads-main.js', 'tasks.js'],
+  ] as const)('runs threads() with the documented pattern under plain node, %s', (type, main, tasks) => {
+    const dir = existsSync(join(work, type)) ? join(work, type) : project(type);
+    for (const f of [tasks, main]) copyFileSync(join(fixtures, f), join(dir, f));
+    const r = node(dir, main);
+    expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: '' });
+    expect(r.out).toBe('[1,8,27]\n');
+  });
+
   it.each(['module', 'commonjs'] as const)(
     'runs threads() with the documented pattern (main imports the task module it gives) under tsx, %s',
     (type) => {
