@@ -23,7 +23,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { INSTALL_DEPS_COMMAND, isCI } from './services';
+import { INSTALL_DEPS_COMMAND, describeWhenAvailable } from './services';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -59,34 +59,27 @@ export function probeBrowser(): BrowserStatus {
  */
 export function describeWithBrowser(title: string, fn: () => void): void {
   const status = probeBrowser();
-  if (status.available) {
-    describe(title, fn);
-    return;
-  }
-  const message =
-    `${title}: a real browser is not available (${status.detail}). Install Chromium with ` +
-    `\`${INSTALL_DEPS_COMMAND}\` (as root), or set CHROMIUM_PATH to a Chromium binary.`;
-  if (isCI()) {
-    describe(title, () => {
-      it('requires Chromium', () => {
-        throw new Error(message);
-      });
-    });
-    return;
-  }
-  const bar = '!'.repeat(78);
-  console.warn(
-    `\n${[
-      bar,
-      '!!  SKIPPING TESTS: a real browser (Chromium) is not available',
-      `!!  skipped: ${title}`,
-      `!!  reason: ${status.detail}`,
-      `!!  install it with:   ${INSTALL_DEPS_COMMAND}      (as root)`,
-      '!!  (with CI=true these tests fail instead of being skipped)',
-      bar,
-    ].join('\n')}\n`,
-  );
-  describe.skip(title, fn);
+  const missing = {
+    requirement: 'Chromium',
+    failure:
+      `${title}: a real browser is not available (${status.detail}). Install Chromium with ` +
+      `\`${INSTALL_DEPS_COMMAND}\` (as root), or set CHROMIUM_PATH to a Chromium binary.`,
+    warn: () => {
+      const bar = '!'.repeat(78);
+      console.warn(
+        `\n${[
+          bar,
+          '!!  SKIPPING TESTS: a real browser (Chromium) is not available',
+          `!!  skipped: ${title}`,
+          `!!  reason: ${status.detail}`,
+          `!!  install it with:   ${INSTALL_DEPS_COMMAND}      (as root)`,
+          '!!  (with CI=true these tests fail instead of being skipped)',
+          bar,
+        ].join('\n')}\n`,
+      );
+    },
+  };
+  describeWhenAvailable(title, status.available ? [] : [missing], fn);
 }
 
 /** Bundles `entry` (a path from the repository root) for a browser; `scalems` is the core entry. */

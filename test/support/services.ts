@@ -337,20 +337,46 @@ export async function requireService(name: ServiceName): Promise<boolean> {
 export function describeWithService(names: ServiceName | readonly ServiceName[], title: string, fn: () => void): void {
   const list: readonly ServiceName[] = typeof names === 'string' ? [names] : names;
   const missing = list.map(probeServiceSync).filter((status) => !status.available);
+  describeWhenAvailable(
+    title,
+    missing.map((status) => ({
+      requirement: `the '${status.name}' service`,
+      failure: missingServiceMessage(status, title),
+      warn: () => warnSkipped(status, title),
+    })),
+    fn,
+  );
+}
+
+/** What a block of tests needs and does not have: how to fail under CI=true, how to warn when skipping. */
+export interface MissingRequirement {
+  /** "the 'redis' service", "Chromium" */
+  readonly requirement: string;
+  /** the failure message under CI=true: what is missing and how to get it */
+  readonly failure: string;
+  /** the loud warning when the block is skipped */
+  readonly warn: () => void;
+}
+
+/**
+ * `describe` unless something is missing. Then, under CI=true, the block is one failing test per missing
+ * requirement; otherwise it is skipped (`describe.skip`, so its tests show as skipped) after a loud warning.
+ */
+export function describeWhenAvailable(title: string, missing: readonly MissingRequirement[], fn: () => void): void {
   if (missing.length === 0) {
     describe(title, fn);
     return;
   }
   if (isCI()) {
     describe(title, () => {
-      for (const status of missing) {
-        it(`requires the '${status.name}' service`, () => {
-          throw new Error(missingServiceMessage(status, title));
+      for (const m of missing) {
+        it(`requires ${m.requirement}`, () => {
+          throw new Error(m.failure);
         });
       }
     });
     return;
   }
-  for (const status of missing) warnSkipped(status, title);
+  for (const m of missing) m.warn();
   describe.skip(title, fn);
 }
