@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TaskRecord } from 'scalems';
 import { sqliteStore } from 'scalems/node';
-import { fileText, isAlive, waitFor } from '../support/work';
+import { fileText, isAlive, seeded, waitFor } from '../support/work';
 
 const repo = join(__dirname, '..', '..');
 const fixture = join(repo, 'test', 'fixtures', 'faults', 'processes-driver.ts');
@@ -39,18 +39,6 @@ const cmdline = (pid: number): string => {
     return '';
   }
 };
-
-/** A small seeded generator (mulberry32): the same delays on every run of the test. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Run {
   readonly child: ChildProcess;

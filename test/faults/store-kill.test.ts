@@ -8,24 +8,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { sqliteStore } from 'scalems/node';
 import { checkTaskRecord } from '../../src/store/record-check';
+import { seeded } from '../support/work';
 
 const repo = path.join(__dirname, '..', '..');
 const fixture = path.join(repo, 'test', 'fixtures', 'faults', 'store-kill-run.ts');
 const TASKS = 1200;
 const KILLS = 8;
 const SEED = Number(process.env.SCALEMS_FAULT_SEED ?? 20240611);
-
-/** A small seeded generator (mulberry32): the same kill moments on every run of the test. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The succeeded tasks of the store (n → its result's text), after checking every record; opens it as a run does. */
 async function recorded(file: string): Promise<Map<number, string>> {
@@ -60,7 +49,7 @@ describe('SIGKILL during heavy store writes', () => {
 
   it(`${KILLS} kills at seeded random moments: the store stays whole, and resume runs exactly the unrecorded tasks`, async () => {
     const file = path.join(dir, 'state.sqlite');
-    const next = random(SEED);
+    const next = seeded(SEED);
     let before = new Map<number, string>();
     const history: string[] = [];
     for (let run = 0; run <= KILLS; run++) {

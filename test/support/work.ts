@@ -119,3 +119,15 @@ export function maxOverlap(intervals: Iterable<Interval>): number {
 export const overlaps = (a: Interval, b: Interval): boolean => a[0] < b[1] && b[0] < a[1];
 
 export const MS = 1_000_000n;
+
+/** A small seeded generator (mulberry32), numbers in [0, 1): the same sequence on every run of a test. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
