@@ -5,17 +5,10 @@
  * (new shapes, cancellations). Both sides import it; nothing in it talks to Redis.
  */
 import * as t from 'io-ts';
-import { isLeft } from 'fp-ts/lib/Either';
-import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
+import { InvalidOptionsError } from '../../errors';
 import type { RecordedError } from '../../recorded-error';
-import {
-  NonNegativeInt,
-  TaskRequirements,
-  describeErrors,
-  footprint,
-  type Footprint,
-  type TaskRequirements as Requirements,
-} from '../../task/requirements';
+import { footprint, type Footprint, type TaskRequirements as Requirements } from '../../task/requirements';
+import { AttemptData, decodeWith } from '../remote/attempt-data';
 
 /** Where driver and workers meet: BullMQ's key prefix, and the name the task queues start with. */
 export interface Meeting {
@@ -103,44 +96,13 @@ function parseRecorded(text: string): RecordedError | undefined {
 export const jobIdOf = (instance: string, taskId: string, attempt: number): string =>
   `${instance}.${taskId}.${attempt}`;
 
-/** Where an executable attempt runs: paths of the driver's host, which workers share (a shared filesystem). */
-const Place = t.type({
-  /** `<root>/<workflow>`: attempts run in `tasks/<id>/attempt-<n>/` under it */
-  workflowDir: t.string,
-  /** the driver's working directory: relative input paths resolve against it */
-  hostCwd: t.string,
-  staging: t.keyof({ copy: null, symlink: null }),
-  /** seconds between SIGTERM and SIGKILL */
-  grace: t.number,
-});
-
-/** The data of the BullMQ job of one task attempt. Only data: the worker finds a function by its name. */
-export const JobData = t.intersection([
-  t.type({
-    scalems: t.literal(1),
-    kind: t.keyof({ function: null, executable: null }),
-    name: t.string,
-    args: t.array(t.unknown),
-    id: t.string,
-    attempt: NonNegativeInt,
-    requirements: TaskRequirements as t.Type<Requirements, unknown, unknown>,
-  }),
-  t.partial({ label: t.string, place: Place, version: t.string }),
-]);
+/** The data of the BullMQ job of one task attempt: the attempt (`AttemptData`), marked as ours. */
+export const JobData = t.intersection([t.type({ scalems: t.literal(1) }), AttemptData]);
 export type JobData = t.TypeOf<typeof JobData>;
 
 /** The job data, validated; a malformed payload is an `InvalidTaskDescriptionError` naming each problem. */
-export function decodeJobData(data: unknown, jobId: string): JobData {
-  if (JobData.is(data)) return data; // (checks without collecting errors: the common case, cheaply)
-  const decoded = JobData.decode(data);
-  if (isLeft(decoded)) {
-    const problems = describeErrors('job data', decoded.left);
-    throw new InvalidTaskDescriptionError(
-      `BullMQ job ${jobId} is not a scalems task (was it added by something else?): ${problems.join('; ')}`,
-    );
-  }
-  return decoded.right;
-}
+export const decodeJobData = (data: unknown, jobId: string): JobData =>
+  decodeWith(JobData, data, `BullMQ job ${jobId} is not a scalems task (was it added by something else?)`, 'job data');
 
 /** The shape of a task (what its queue is named after). */
 export const shapeOf = (requirements: Requirements): Footprint => footprint(requirements);

@@ -2,27 +2,17 @@
  * `scalems worker`: a Node process that takes task attempts from the BullMQ queues of `bullmq()` drivers
  * and runs them here: functions by their `defineTask` name from the modules it was started with (on a
  * `threads()` pool of its cores: the remote runner, a thread per task, so that a busy function never
- * stalls the job locks), programs through the local executable attempt of `processes()`. It takes only
+ * stalls the job locks), programs through the local executable attempt of `processes()` (both through `TaskHost`,
+ * which the Slurm agent shares). It takes only
  * from the queues of task shapes that fit the capacity it declared, and runs no more at once than that
  * capacity (`Gate`). Cancellations and walltimes stop the work itself here.
  */
 import { hostname } from 'node:os';
 import type { Queue, QueueEvents, UnrecoverableError, Worker, Job as BullJob } from 'bullmq';
-import { Observable, Subscription } from 'rxjs';
-import {
-  InvalidOptionsError,
-  InvalidTaskDescriptionError,
-  UnknownTaskError,
-  UnsatisfiableRequirementsError,
-  WalltimeExceededError,
-} from '../../errors';
+import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
 import { recordError, reviveError, type RecordedError } from '../../recorded-error';
 import type { Footprint } from '../../task/requirements';
-import type { BackendExecutor, Job } from '../backend';
-import { runLocalExecutable } from '../executable/local';
-import { RemoteRunner, RunStop } from '../remote/runner';
-import { jsonWire, type RemoteOutcome } from '../remote/wire';
-import { threads } from '../threads';
+import { TaskHost } from '../remote/host';
 import { closeSoon } from './close';
 import { bullmqDriver } from './driver';
 import { Gate } from './gate';
@@ -86,15 +76,6 @@ const POLL_MS = 2000;
 /** cancellations announced for jobs this worker does not run (yet), kept in case it takes them */
 const EARLY_LIMIT = 4096;
 
-const NO_WORKFLOW = new Proxy(
-  {},
-  {
-    get() {
-      throw new Error('a scalems worker has no workflow');
-    },
-  },
-) as Job['workflow'];
-
 export class ScalemsWorker {
   readonly name: string;
   private readonly meeting: Meeting;
@@ -103,11 +84,8 @@ export class ScalemsWorker {
   private readonly gate: Gate;
   private readonly base: Queue;
   private readonly workers = new Map<string, Worker>();
-  private readonly running = new Map<string, (reason: Error) => void>();
   private readonly early = new Map<string, RecordedError>();
-  private readonly ending = new Set<Promise<void>>();
-  private readonly functions: BackendExecutor | undefined;
-  private readonly runner: RemoteRunner | undefined;
+  private readonly host: TaskHost;
   private readonly log: (line: string) => void;
   private control: QueueEvents | undefined;
   private poller: ReturnType<typeof setInterval> | undefined;
@@ -127,23 +105,13 @@ export class ScalemsWorker {
     this.concurrency = options.concurrency ?? options.cores;
     this.gate = new Gate(this.capacity, this.concurrency);
     this.log = options.log ?? (() => undefined);
-    const modules = options.modules ?? [];
-    this.runner =
-      modules.length > 0 && options.inline === true
-        ? new RemoteRunner({
-            modules,
-            where: `scalems worker ${this.name}`,
-            modulesOption: `scalems worker ${this.name} (--modules)`,
-            wire: jsonWire,
-          })
-        : undefined;
-    this.functions =
-      modules.length > 0 && options.inline !== true
-        ? threads({ modules, maxThreads: options.cores }).open(
-            { cores: options.cores },
-            { workflow: NO_WORKFLOW, executorId: this.name },
-          )
-        : undefined;
+    this.host = new TaskHost({
+      name: `worker ${this.name}`,
+      modules: options.modules ?? [],
+      modulesOption: '--modules',
+      cores: options.cores,
+      inline: options.inline,
+    });
     this.base = new this.bull.Queue(this.meeting.queue, {
       connection: options.connection,
       prefix: this.meeting.prefix,
@@ -200,9 +168,7 @@ export class ScalemsWorker {
   private cancelled(event: Partial<CancelEvent>): void {
     if (typeof event.job !== 'string') return;
     const reason = cancelReason(event);
-    const stop = this.running.get(event.job);
-    if (stop !== undefined) stop(reviveError(reason));
-    else {
+    if (!this.host.stop(event.job, reviveError(reason))) {
       this.early.set(event.job, reason);
       if (this.early.size > EARLY_LIMIT) this.early.delete(this.early.keys().next().value!);
     }
@@ -268,148 +234,15 @@ export class ScalemsWorker {
     await this.gate.acquire(need);
     try {
       if (this.forced) throw REQUEUE;
-      return { value: await this.execute(data, jobId) };
+      return { value: await this.host.execute(data, jobId) };
     } catch (err) {
-      if (err !== REQUEUE) throw failure(this.explained(err, data));
+      if (err !== REQUEUE) throw failure(err);
       // the worker is being stopped: the job goes back to wait for another worker, not counted as an attempt
       await job.moveToWait(token);
       throw new this.bull.WaitingError();
     } finally {
       this.gate.release(need);
     }
-  }
-
-  /** Runs one attempt to its end; rejects with its error (cancelled, over walltime, failed). */
-  private execute(data: JobData, jobId: string): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const controller = new AbortController();
-      const job: Job = {
-        id: data.id,
-        label: data.label,
-        kind: data.kind,
-        name: data.name,
-        args: data.args,
-        requirements: data.requirements,
-        attempt: data.attempt,
-        version: data.version,
-        signal: controller.signal,
-        workflow: NO_WORKFLOW,
-        invoke: () => {
-          throw new Error('a scalems worker runs functions on its threads');
-        },
-      };
-      let work: Observable<unknown>;
-      try {
-        work = this.work(job, data);
-      } catch (err) {
-        reject(err);
-        return;
-      }
-      let done = false;
-      const subscription = new Subscription();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let value: unknown;
-      const end = (): void => {
-        done = true;
-        this.running.delete(jobId);
-        if (timer !== undefined) clearTimeout(timer);
-      };
-      const stop = (reason: Error): void => {
-        if (done) return;
-        end();
-        controller.abort(reason);
-        subscription.unsubscribe();
-        reject(reason);
-      };
-      this.running.set(jobId, stop);
-      const walltime = data.requirements.walltime;
-      if (walltime !== undefined) {
-        timer = setTimeout(() => {
-          stop(
-            new WalltimeExceededError(
-              `task ${data.label ?? data.name} (${data.id}) exceeded its walltime of ${walltime} s and was stopped ` +
-                `(on worker ${this.name})`,
-            ),
-          );
-        }, walltime * 1000);
-      }
-      subscription.add(
-        work.subscribe({
-          next: (v) => {
-            value = v;
-          },
-          error: (err: unknown) => {
-            if (done) return;
-            end();
-            reject(err);
-          },
-          complete: () => {
-            if (done) return;
-            end();
-            resolve(value);
-          },
-        }),
-      );
-    });
-  }
-
-  /** The error as a user of this worker reads it: an unknown task name names the worker and its --modules. */
-  private explained(err: unknown, data: JobData): unknown {
-    if ((err as { code?: unknown } | null)?.code !== 'UNKNOWN_TASK' || this.functions === undefined) return err;
-    const modules = (this.options.modules ?? []).join(', ');
-    return new UnknownTaskError(
-      `no task named "${data.name}" is defined by the modules worker ${this.name} was started with (--modules ` +
-        `${modules}): define it with defineTask("${data.name}", fn) in one of them and export it, or start the ` +
-        `worker with --modules <the module that defines it>`,
-    );
-  }
-
-  private work(job: Job, data: JobData): Observable<unknown> {
-    if (data.kind === 'function') {
-      if (this.runner !== undefined) return this.runInline(job);
-      if (this.functions === undefined) {
-        throw new UnknownTaskError(
-          `worker ${this.name} was started without --modules, so it runs no function tasks (asked for ` +
-            `"${data.name}"): start it with --modules <the module that defines it>`,
-        );
-      }
-      return this.functions.run(job);
-    }
-    if (data.place === undefined)
-      throw new InvalidTaskDescriptionError(`job of executable task ${data.id} does not say where to run it (place)`);
-    return runLocalExecutable(job, {
-      ...data.place,
-      mpi: {},
-      workerEnv: {},
-      ending: this.ending,
-    });
-  }
-
-  /** A function task on this event loop (`inline`), through the remote runner. */
-  private runInline(job: Job): Observable<unknown> {
-    const runner = this.runner!;
-    if ((job.requirements.ranks ?? 1) > 1) {
-      throw new UnsatisfiableRequirementsError(
-        `task ${job.label ?? job.name} (${job.id}) has ${job.requirements.ranks} ranks, but worker ${this.name} runs ` +
-          `functions inline (--inline), one rank each: run it on workers without --inline`,
-      );
-    }
-    return new Observable<unknown>((subscriber) => {
-      const stop = new RunStop();
-      const settle = (outcome: RemoteOutcome): void => {
-        if (outcome.ok) {
-          subscriber.next(outcome.value);
-          subscriber.complete();
-        } else subscriber.error(reviveError(outcome.error));
-      };
-      const outcome = runner.run(
-        { name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt, version: job.version },
-        stop,
-      );
-      if (outcome instanceof Promise) void outcome.then(settle);
-      else settle(outcome);
-      return () => stop.abort(job.signal.aborted ? (job.signal.reason as Error) : new Error('the task was stopped'));
-    });
   }
 
   /**
@@ -419,13 +252,12 @@ export class ScalemsWorker {
   close(force = false): Promise<void> {
     if (force && !this.forced) {
       this.forced = true;
-      for (const stop of this.running.values()) stop(REQUEUE);
+      this.host.stopAll(REQUEUE);
     }
     this.closing ??= (async () => {
       if (this.poller !== undefined) clearInterval(this.poller);
       await Promise.all([...this.workers.values()].map((w) => w.close()));
-      await this.functions?.close();
-      while (this.ending.size > 0) await Promise.all([...this.ending]);
+      await this.host.close();
       const client = await this.base.client.catch(() => undefined);
       await client?.del(workerKey(this.meeting, this.name)).catch(() => undefined);
       await Promise.all([this.control, this.base].map((c) => (c !== undefined ? closeSoon(c) : undefined)));

@@ -1,0 +1,255 @@
+/**
+ * A host of task attempts sent as data (`AttemptData`) from a driver elsewhere: functions by their `defineTask` name
+ * from the modules it was started with (on a `threads()` pool of its cores, or on its own event loop: `inline`),
+ * programs through the local executable attempt of `processes()` in the working directory the driver names. It stops
+ * the work itself on cancellation and at the walltime. Shared by the remote sides that take attempts from a driver:
+ * `scalems worker` (BullMQ) and the Slurm agent; each adds only its transport and how it admits work.
+ */
+import { Observable, Subscription } from 'rxjs';
+import {
+  InvalidTaskDescriptionError,
+  UnknownTaskError,
+  UnsatisfiableRequirementsError,
+  WalltimeExceededError,
+} from '../../errors';
+import { reviveError } from '../../recorded-error';
+import type { BackendExecutor, Job } from '../backend';
+import { runLocalExecutable } from '../executable/local';
+import { ownerOf } from '../executable/marks';
+import { killMarked, startOf } from '../executable/process-tree';
+import { Watchdog } from '../executable/watchdog';
+import { threads } from '../threads';
+import type { AttemptData } from './attempt-data';
+import { RemoteRunner, RunStop } from './runner';
+import { jsonWire, type RemoteOutcome } from './wire';
+
+export interface TaskHostOptions {
+  /** how it is named in messages: `worker <name>`, `the Slurm agent on node <name>` */
+  readonly name: string;
+  /** modules that define the function tasks it runs (none: it runs programs only) */
+  readonly modules: readonly string[];
+  /** the option that lists the modules, for messages: `--modules` */
+  readonly modulesOption: string;
+  /** threads of the pool that runs functions */
+  readonly cores: number;
+  /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
+  readonly inline?: boolean;
+  /**
+   * Ends the programs it started if this process dies without doing so (SIGKILL): a watchdog (`watchdog.ts`) and
+   * attempt marks. For a host whose death must not leave work running (a Slurm agent). @default false
+   */
+  readonly watchdog?: boolean;
+}
+
+const NO_WORKFLOW = new Proxy(
+  {},
+  {
+    get() {
+      throw new Error('a remote task host has no workflow');
+    },
+  },
+) as Job['workflow'];
+
+/** Hosts made by this process: a part of their marks. */
+let hosts = 0;
+
+export class TaskHost {
+  private readonly running = new Map<string, (reason: Error) => void>();
+  private readonly ending = new Set<Promise<void>>();
+  private readonly functions: BackendExecutor | undefined;
+  private readonly runner: RemoteRunner | undefined;
+  private readonly watchdog: Watchdog | undefined;
+  private readonly markPrefix: string | undefined;
+  private attempts = 0;
+
+  constructor(private readonly options: TaskHostOptions) {
+    const { modules, name } = options;
+    this.runner =
+      modules.length > 0 && options.inline === true
+        ? new RemoteRunner({
+            modules,
+            where: name,
+            modulesOption: `${name} (${options.modulesOption})`,
+            wire: jsonWire,
+          })
+        : undefined;
+    this.functions =
+      modules.length > 0 && options.inline !== true
+        ? threads({ modules, maxThreads: options.cores }).open(
+            { cores: options.cores },
+            { workflow: NO_WORKFLOW, executorId: name },
+          )
+        : undefined;
+    if (options.watchdog === true) {
+      this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
+      this.watchdog = new Watchdog(this.markPrefix, 3);
+    }
+  }
+
+  /** attempts running now */
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** Runs one attempt to its end; resolves with its value, rejects with its error (stopped, over walltime, failed). */
+  execute(data: AttemptData, key: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const controller = new AbortController();
+      const job: Job = {
+        id: data.id,
+        label: data.label,
+        kind: data.kind,
+        name: data.name,
+        args: data.args,
+        requirements: data.requirements,
+        attempt: data.attempt,
+        version: data.version,
+        signal: controller.signal,
+        workflow: NO_WORKFLOW,
+        invoke: () => {
+          throw new Error('a remote task host runs functions through its runner');
+        },
+      };
+      let work: Observable<unknown>;
+      try {
+        work = this.work(job, data);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      let done = false;
+      const subscription = new Subscription();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let value: unknown;
+      const end = (): void => {
+        done = true;
+        this.running.delete(key);
+        if (timer !== undefined) clearTimeout(timer);
+      };
+      const stop = (reason: Error): void => {
+        if (done) return;
+        end();
+        controller.abort(reason);
+        subscription.unsubscribe();
+        reject(reason);
+      };
+      this.running.set(key, stop);
+      const walltime = data.requirements.walltime;
+      if (walltime !== undefined) {
+        timer = setTimeout(() => {
+          stop(
+            new WalltimeExceededError(
+              `task ${data.label ?? data.name} (${data.id}) exceeded its walltime of ${walltime} s and was stopped ` +
+                `(on ${this.options.name})`,
+            ),
+          );
+        }, walltime * 1000);
+      }
+      subscription.add(
+        work.subscribe({
+          next: (v) => {
+            value = v;
+          },
+          error: (err: unknown) => {
+            if (done) return;
+            end();
+            reject(this.explained(err, data));
+          },
+          complete: () => {
+            if (done) return;
+            end();
+            resolve(value);
+          },
+        }),
+      );
+    });
+  }
+
+  /** Stops the attempt `key` if it runs here (its promise rejects with `reason`); false if it does not. */
+  stop(key: string, reason: Error): boolean {
+    const stop = this.running.get(key);
+    if (stop === undefined) return false;
+    stop(reason);
+    return true;
+  }
+
+  /** Stops every running attempt with `reason`. */
+  stopAll(reason: Error): void {
+    for (const stop of [...this.running.values()]) stop(reason);
+  }
+
+  /** Waits for the stopped programs to be gone, and releases the threads (and the watchdog). */
+  async close(): Promise<void> {
+    await this.functions?.close();
+    while (this.ending.size > 0) await Promise.all([...this.ending]);
+    if (this.markPrefix !== undefined && this.attempts > 0) {
+      const prefix = this.markPrefix;
+      await killMarked({ mark: (t) => t.startsWith(prefix), since: Number(startOf(process.pid) ?? 0) }, 3);
+    }
+    await this.watchdog?.close();
+  }
+
+  /** The error as a user of this host reads it: an unknown task name names the host and its modules. */
+  private explained(err: unknown, data: AttemptData): unknown {
+    if ((err as { code?: unknown } | null)?.code !== 'UNKNOWN_TASK' || this.functions === undefined) return err;
+    const { name, modules, modulesOption } = this.options;
+    return new UnknownTaskError(
+      `no task named "${data.name}" is defined by the modules ${name} was started with (${modulesOption} ` +
+        `${modules.join(', ')}): define it with defineTask("${data.name}", fn) in one of them and export it, or ` +
+        `start it with ${modulesOption} <the module that defines it>`,
+    );
+  }
+
+  private work(job: Job, data: AttemptData): Observable<unknown> {
+    if (data.kind === 'function') {
+      if (this.runner !== undefined) return this.runInline(job);
+      if (this.functions === undefined) {
+        throw new UnknownTaskError(
+          `${this.options.name} was started without ${this.options.modulesOption}, so it runs no function tasks ` +
+            `(asked for "${data.name}"): start it with ${this.options.modulesOption} <the module that defines it>`,
+        );
+      }
+      return this.functions.run(job);
+    }
+    if (data.place === undefined)
+      throw new InvalidTaskDescriptionError(`executable task ${data.id} does not say where to run it (place)`);
+    const prefix = this.markPrefix;
+    return runLocalExecutable(job, {
+      ...data.place,
+      mpi: {},
+      workerEnv: {},
+      ending: this.ending,
+      ...(prefix !== undefined && {
+        marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` },
+        watcher: this.watchdog,
+      }),
+    });
+  }
+
+  /** A function task on this event loop (`inline`), through the remote runner. */
+  private runInline(job: Job): Observable<unknown> {
+    const runner = this.runner!;
+    if ((job.requirements.ranks ?? 1) > 1) {
+      throw new UnsatisfiableRequirementsError(
+        `task ${job.label ?? job.name} (${job.id}) has ${job.requirements.ranks} ranks, but ${this.options.name} ` +
+          `runs functions inline (--inline), one rank each: run it where functions run on threads`,
+      );
+    }
+    return new Observable<unknown>((subscriber) => {
+      const stop = new RunStop();
+      const settle = (outcome: RemoteOutcome): void => {
+        if (outcome.ok) {
+          subscriber.next(outcome.value);
+          subscriber.complete();
+        } else subscriber.error(reviveError(outcome.error));
+      };
+      const outcome = runner.run(
+        { name: job.name, args: job.args, id: job.id, label: job.label, attempt: job.attempt, version: job.version },
+        stop,
+      );
+      if (outcome instanceof Promise) void outcome.then(settle);
+      else settle(outcome);
+      return () => stop.abort(job.signal.aborted ? (job.signal.reason as Error) : new Error('the task was stopped'));
+    });
+  }
+}
