@@ -243,6 +243,29 @@ export class SlurmAllocationError extends ScalemsError {
 }
 
 /**
+ * A node of a Slurm allocation failed while a task ran on it: its agent died or stopped answering, or its slurmd did.
+ * The attempt is tried again on another node of the allocation when the task's `retries` allow. `node` is Slurm's
+ * name of the node.
+ */
+export class NodeFailureError extends ScalemsError {
+  override readonly code = 'NODE_FAILURE';
+  constructor(
+    message: string,
+    readonly node: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A peer on a Slurm agent connection said something that is not the agent protocol of this version: a wrong token, a
+ * line that is not JSON, an unknown message. The connection is closed; nothing it sent is run.
+ */
+export class AgentProtocolError extends ScalemsError {
+  override readonly code = 'AGENT_PROTOCOL';
+}
+
+/**
  * A write to the store failed for a reason of the file system (`reason`: `disk full`, `read-only`, `i/o error`):
  * nothing of the failed batch was written, and a workflow keeps those records and writes them again on its next
  * write, `flushed()` or `close()`, so that they land once the cause is fixed.

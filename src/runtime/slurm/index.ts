@@ -3,11 +3,12 @@
  * The parts: `options.ts` (what the cluster offers, requests as salloc/srun options), `allocation.ts`
  * (the salloc holder), `steps.ts` (one srun step and its outcome), `plans.ts` (a task as a step).
  */
+import { hostname } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
 import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
 import { checkOptions, rules, type RulesOf } from '../options';
-import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
+import { footprint, validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
@@ -27,6 +28,7 @@ import {
   type ClusterInfo,
   type SlurmBackendOptions,
 } from './options';
+import { AgentMode } from './on-agents';
 import { entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './plans';
 import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './steps';
 
@@ -43,6 +45,8 @@ const SLURM_OPTIONS = {
   gracePeriod: rules.seconds(),
   node: rules.text('a node name'),
   mpirunArgs: rules.strings(),
+  mode: rules.oneOf('agents', 'steps'),
+  address: rules.text('a host name or address'),
 } satisfies RulesOf<SlurmBackendOptions>;
 
 /**
@@ -66,6 +70,7 @@ const SLURM_OPTIONS = {
 export function slurm(options: SlurmBackendOptions = {}): Backend {
   checkOptions('slurm', options, SLURM_OPTIONS);
   const launcher = options.launcher ?? 'mpirun';
+  const mode = options.mode ?? 'agents';
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
   const remote: RemoteFunctions = {
@@ -87,7 +92,9 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       const request = allocationRequest(worker, options);
       const capacity = checkRequest(request, cluster);
       const workflowDir = workflowDirectory(root, workflow.name);
-      const alloc = new Allocation(`scalems-${executorId}-${process.pid}`, sallocArgs(request), srunEnv({}));
+      // with agents, a failed node does not end the allocation (--no-kill): its attempts go to the other nodes
+      const salloc = [...sallocArgs(request), ...(mode === 'agents' ? ['--no-kill'] : [])];
+      const alloc = new Allocation(`scalems-${executorId}-${process.pid}`, salloc, srunEnv({}));
       const ctx: TaskPlanContext = {
         workflowDir,
         hostCwd,
@@ -97,6 +104,22 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         entryCommand: entry,
       };
       const names = new Set<string>();
+      const perNode = widestNode(request, cluster);
+      const agents =
+        mode === 'agents'
+          ? new AgentMode(alloc, {
+              where: `slurm() executor ${executorId}`,
+              address: options.address ?? hostname(),
+              modules,
+              node: options.node ?? process.execPath,
+              hostCwd,
+              workflowDir,
+              grace,
+              workerEnv: worker.env ?? {},
+              memoryOf: memoryPerNode(request),
+              log: workflow.log,
+            })
+          : undefined;
       const check = (req: TaskRequirements, where: string): void => {
         const problem = taskProblem(req, request, cluster, launcher);
         if (problem !== undefined)
@@ -111,15 +134,19 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
           else acceptFunction(spec, remote);
           if (spec.requirements !== undefined)
             check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`);
-          if (spec.kind === 'function' && (spec.requirements?.ranks ?? 1) > 1) {
+          if (agents === undefined && spec.kind === 'function' && (spec.requirements?.ranks ?? 1) > 1) {
             throw new UnsatisfiableRequirementsError(
               `task ${spec.label ?? spec.name}: function tasks with ranks > 1 run on threads() ` +
                 `(currentTask().comm); on slurm() give ranks > 1 to MPI executables`,
             );
           }
         },
-        run: (job) => runStep(job, alloc, ctx, names, check, grace),
+        run: (job) =>
+          agents !== undefined && footprint(job.requirements).cores <= Math.min(perNode, agents.widestNode())
+            ? agents.run(job)
+            : runStep(job, alloc, ctx, names, check, grace),
         close: async () => {
+          await agents?.close();
           await alloc.release();
           open.delete(ex);
         },
@@ -145,7 +172,7 @@ function taskProblem(
   const ranks = req.ranks ?? 1;
   if (ranks > 1 && launcher === 'srun') return undefined;
   const partition = cluster.partitions.get(allocation.partition ?? cluster.defaultPartition ?? '');
-  const perNode = Math.max(0, ...(partition?.nodes.map((n) => n.cpus) ?? []));
+  const perNode = widestNode(allocation, cluster);
   const need = ranks * (req.coresPerRank ?? 1);
   if (partition !== undefined && need > perNode) {
     return (
@@ -156,6 +183,19 @@ function taskProblem(
     );
   }
   return undefined;
+}
+
+/** The most cores one node of the allocation's partition has (Infinity if the partition is not known). */
+function widestNode(allocation: AllocationRequest, cluster: ClusterInfo): number {
+  const partition = cluster.partitions.get(allocation.partition ?? cluster.defaultPartition ?? '');
+  return partition === undefined ? Infinity : Math.max(0, ...partition.nodes.map((n) => n.cpus));
+}
+
+/** MB of memory a node with this many of the allocation's cores has, as the allocation asked (Infinity: not asked). */
+function memoryPerNode(request: AllocationRequest): (cores: number) => number {
+  const mb = request.memoryMB;
+  if (mb === undefined) return () => Infinity;
+  return request.nodes !== undefined ? () => mb / request.nodes! : (cores) => (mb / request.cores) * cores;
 }
 
 /**

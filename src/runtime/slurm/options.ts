@@ -33,6 +33,20 @@ export interface SlurmBackendOptions {
    */
   readonly launcher?: 'mpirun' | 'srun';
   /**
+   * How attempts run in the allocation. `'agents'`: one resident agent per node (started once, as one job step) runs
+   * function tasks on its worker threads and executables as its children, placed by this program on a node where
+   * they fit; only a task whose ranks need more than one node is a job step of its own. `'steps'`: every attempt is
+   * its own job step (`srun --exact`), for sites that want Slurm to see each task.
+   * @default 'agents'
+   */
+  readonly mode?: 'agents' | 'steps';
+  /**
+   * The address of this host that the nodes reach, for the agents to connect back to (the socket listens there
+   * only, and takes only peers with the allocation's random token).
+   * @default os.hostname()
+   */
+  readonly address?: string;
+  /**
    * Modules that define the function tasks (`defineTask`): loaded by the `scalems-task` entry point in
    * each step. Without them, only executables run.
    * @default []

@@ -1,0 +1,432 @@
+/**
+ * The driver's side of a `slurm()` allocation's agents: the socket they connect to (refusing any peer without the
+ * allocation's token), the job step that starts one agent per node, what each node offers and has free, where each
+ * attempt goes (a node where it fits, preferring the one that holds its input files), and what happens when a node
+ * fails: its attempts fail with `NodeFailureError` at once (retried elsewhere when the task's `retries` allow) and
+ * nothing more is placed there.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Observable, type Subscriber } from 'rxjs';
+import {
+  NodeFailureError,
+  SlurmAllocationError,
+  TaskCancelledError,
+  UnsatisfiableRequirementsError,
+} from '../../errors';
+import { recordError, reviveError } from '../../recorded-error';
+import type { Footprint } from '../../task/requirements';
+import type { AttemptData } from '../remote/attempt-data';
+import {
+  ADDRESS_VARIABLE,
+  AgentMessage,
+  HEARTBEATS_MISSED,
+  HEARTBEAT_MS,
+  TOKEN_VARIABLE,
+  decodeLine,
+  line,
+  lineReader,
+  tokenMatches,
+  type Hello,
+  type Layout,
+} from './agent-protocol';
+
+/** ms an agent has, once its socket is open, to say hello with the token */
+const HELLO_MS = 10_000;
+
+/** One node's agent, as the driver sees it. */
+export interface NodeAgent {
+  readonly node: string;
+  readonly capacity: Footprint;
+  readonly free: { cores: number; gpus: number; memoryMB: number };
+  /** attempts it runs, by key */
+  readonly running: Map<string, Running>;
+  /** why it can run nothing more, once it failed */
+  lost: string | undefined;
+  socket: Socket;
+  lastHeard: number;
+}
+
+interface Running {
+  readonly subscriber: Subscriber<unknown>;
+  /** the task, when its files matter to later tasks (an executable) */
+  readonly producer: string | undefined;
+}
+
+interface Waiting {
+  readonly need: Footprint;
+  readonly prefer: string | undefined;
+  readonly go: (agent: NodeAgent) => void;
+  readonly fail: (err: Error) => void;
+}
+
+export interface AgentPoolOptions {
+  /** `executor <id>`, for messages */
+  readonly where: string;
+  /** the address the agents connect to (this host, as the nodes reach it) */
+  readonly host: string;
+  /** where it says what happens to agents: connections (info), refused peers and lost nodes (warn) */
+  readonly log: { info(line: string): void; warn(line: string): void };
+  /** MB of memory a node with this many of the allocation's cores has (Infinity: memory is not accounted) */
+  readonly memoryOf: (cores: number) => number;
+}
+
+export class AgentPool {
+  private readonly token = randomBytes(32).toString('hex');
+  private readonly server: Server;
+  private readonly agents = new Map<string, NodeAgent>();
+  private readonly waiting: Waiting[] = [];
+  private readonly listening: Promise<number>;
+  private step: ChildProcess | undefined;
+  private stepErr = '';
+  private expected = 0;
+  private onAll: (() => void) | undefined;
+  private onFail: ((err: Error) => void) | undefined;
+  private readonly watch: ReturnType<typeof setInterval>;
+  private closed = false;
+  private layout: Layout = new Map();
+  /** the node each executable task's successful attempt ran on (its files are there): by task id */
+  private readonly producedOn = new Map<string, string>();
+
+  constructor(private readonly options: AgentPoolOptions) {
+    this.server = createServer((socket) => this.accept(socket));
+    this.listening = new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, options.host, () => resolve((this.server.address() as AddressInfo).port));
+    });
+    this.server.unref();
+    this.watch = setInterval(() => this.checkBeats(), HEARTBEAT_MS);
+    this.watch.unref();
+  }
+
+  /**
+   * Starts one agent per node of the granted allocation `jobId` (`nodes` of them) as one job step, and resolves once
+   * all have said hello. Rejects with `SlurmAllocationError` (naming the end of the step's stderr) if the step ends
+   * first, or if they do not all connect within `timeoutMs`.
+   */
+  async start(
+    jobId: string,
+    layout: Layout,
+    command: readonly string[],
+    env: NodeJS.ProcessEnv,
+    cwd: string,
+    timeoutMs = 60_000,
+  ): Promise<void> {
+    const port = await this.listening;
+    const nodes = layout.size;
+    this.layout = layout;
+    this.expected = nodes;
+    const args = [
+      `--jobid=${jobId}`,
+      '--overlap',
+      `--nodes=${nodes}`,
+      `--ntasks=${nodes}`,
+      '--ntasks-per-node=1',
+      '--cpus-per-task=1',
+      '--kill-on-bad-exit=0',
+      '--job-name=scalems-agents',
+      '--chdir',
+      cwd,
+      ...command,
+    ];
+    const all = new Promise<void>((resolve, reject) => {
+      this.onAll = resolve;
+      this.onFail = reject;
+    });
+    const step = spawn('srun', args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...env, [ADDRESS_VARIABLE]: `${this.options.host}:${port}`, [TOKEN_VARIABLE]: this.token },
+    });
+    this.step = step;
+    step.stderr!.setEncoding('utf8');
+    step.stderr!.on('data', (chunk: string) => {
+      this.stepErr = (this.stepErr + chunk).slice(-8192);
+    });
+    step.once('error', (err) => this.failStart(`srun could not be started: ${err.message}`, jobId));
+    step.once('close', (code) => {
+      this.step = undefined;
+      if (this.onAll !== undefined) this.failStart(`the agents' job step ended (exit code ${code})`, jobId);
+      else if (!this.closed) for (const a of this.agents.values()) this.lose(a, `its job step ended (exit ${code})`);
+    });
+    const timer = setTimeout(
+      () => this.failStart(`not every agent connected within ${timeoutMs / 1000} s (${this.agents.size} did)`, jobId),
+      timeoutMs,
+    );
+    try {
+      if (this.agents.size >= nodes) this.allHere();
+      await all;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private failStart(why: string, jobId: string): void {
+    const fail = this.onFail;
+    this.onAll = this.onFail = undefined;
+    const said = this.stepErr.trim() !== '' ? `; its stderr ends:\n${this.stepErr.trim().slice(-2000)}` : '';
+    fail?.(
+      new SlurmAllocationError(`${this.options.where}: the Slurm agents did not start: ${why}${said}`, jobId, null),
+    );
+  }
+
+  private allHere(): void {
+    const go = this.onAll;
+    this.onAll = this.onFail = undefined;
+    go?.();
+  }
+
+  /** The live nodes and what each offers. */
+  nodes(): ReadonlyArray<Pick<NodeAgent, 'node' | 'capacity' | 'free'>> {
+    return [...this.agents.values()].filter((a) => a.lost === undefined);
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    let agent: NodeAgent | undefined;
+    const refuse = (why: string): void => {
+      this.options.log.warn(`${this.options.where}: refused a connection to the agents' socket from ${peer}: ${why}`);
+      socket.destroy();
+    };
+    const hello = setTimeout(() => refuse('no hello within 10 s'), HELLO_MS);
+    hello.unref();
+    const read = lineReader(
+      (text) => {
+        let message: AgentMessage;
+        try {
+          message = decodeLine(AgentMessage, text, agent === undefined ? `a peer (${peer})` : `agent ${agent.node}`);
+        } catch (err) {
+          if (agent === undefined) refuse((err as Error).message);
+          else this.lose(agent, (err as Error).message);
+          return;
+        }
+        if (agent === undefined) {
+          clearTimeout(hello);
+          if (message.t !== 'hello') return refuse(`it spoke (${message.t}) before saying hello`);
+          if (!tokenMatches(message.token, this.token)) return refuse('it did not present the allocation token');
+          agent = this.welcome(message, socket);
+          return;
+        }
+        agent.lastHeard = Date.now();
+        if (message.t === 'done') this.done(agent, message);
+        else if (message.t === 'unwell') this.lose(agent, message.reason);
+      },
+      (err) => (agent === undefined ? refuse(err.message) : this.lose(agent, err.message)),
+    );
+    socket.on('data', read);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(hello);
+      if (agent !== undefined) this.lose(agent, 'its connection closed (the agent died?)');
+    });
+  }
+
+  private welcome(hello: Hello, socket: Socket): NodeAgent | undefined {
+    const old = this.agents.get(hello.node);
+    if (old !== undefined && old.lost === undefined) {
+      this.options.log.warn(`${this.options.where}: a second agent for node ${hello.node} was refused`);
+      socket.destroy();
+      return undefined;
+    }
+    // what Slurm granted on the node, not what the agent says
+    const cores = this.layout.get(hello.node) ?? hello.cores;
+    const capacity = { cores, gpus: hello.gpus, memoryMB: this.options.memoryOf(cores) };
+    const agent: NodeAgent = {
+      node: hello.node,
+      capacity,
+      free: { ...capacity },
+      running: new Map(),
+      lost: undefined,
+      socket,
+      lastHeard: Date.now(),
+    };
+    this.agents.set(hello.node, agent);
+    this.options.log.info(`${this.options.where}: agent on node ${hello.node} (pid ${hello.pid}), ${cores} cores`);
+    if (this.onAll !== undefined && this.nodes().length >= this.expected) this.allHere();
+    this.dispatch();
+    return agent;
+  }
+
+  private done(agent: NodeAgent, message: Extract<AgentMessage, { t: 'done' }>): void {
+    const run = agent.running.get(message.key);
+    if (run === undefined) return; // stopped here meanwhile
+    agent.running.delete(message.key);
+    const { subscriber, producer } = run;
+    if (message.ok) {
+      if (producer !== undefined) this.producedOn.set(producer, agent.node);
+      subscriber.next(message.value);
+      subscriber.complete();
+    } else {
+      subscriber.error(
+        reviveError(
+          message.error ?? { name: 'Error', message: `agent ${agent.node} sent no error for ${message.key}` },
+        ),
+      );
+    }
+  }
+
+  private checkBeats(): void {
+    const late = Date.now() - HEARTBEAT_MS * HEARTBEATS_MISSED;
+    for (const agent of this.agents.values()) {
+      if (agent.lost === undefined && agent.lastHeard < late)
+        this.lose(agent, `it sent no heartbeat for ${HEARTBEATS_MISSED} s`);
+    }
+  }
+
+  /** A node failed: its attempts fail with `NodeFailureError`, nothing more goes there. */
+  private lose(agent: NodeAgent, why: string): void {
+    if (agent.lost !== undefined || this.closed) return;
+    agent.lost = why;
+    agent.socket.destroy();
+    this.options.log.warn(`${this.options.where}: node ${agent.node} failed: ${why}`);
+    const running = [...agent.running.values()];
+    agent.running.clear();
+    for (const { subscriber } of running) {
+      subscriber.error(
+        new NodeFailureError(
+          `node ${agent.node} of the allocation failed while the task ran there: ${why}`,
+          agent.node,
+        ),
+      );
+    }
+    // what waits for a node that no live node can hold fails now
+    for (const w of [...this.waiting]) {
+      const problem = this.neverFits(w.need);
+      if (problem !== undefined) {
+        this.waiting.splice(this.waiting.indexOf(w), 1);
+        w.fail(problem);
+      }
+    }
+  }
+
+  /** Why `need` can never run on the live nodes, or undefined. */
+  private neverFits(need: Footprint): Error | undefined {
+    const live = this.nodes();
+    if (live.some((a) => fits(need, a.capacity))) return undefined;
+    if (this.onAll !== undefined) return undefined; // the agents are still coming
+    const offered = live.map((a) => `${a.node}: ${a.capacity.cores} cores`).join(', ') || 'no live node';
+    const lostNodes = [...this.agents.values()].filter((a) => a.lost !== undefined).map((a) => a.node);
+    const failed = lostNodes.length > 0 ? ` (failed: ${lostNodes.join(', ')})` : '';
+    const gpus = need.gpus > 0 ? ` and ${need.gpus} GPUs` : '';
+    const msg =
+      `it needs ${need.cores} cores${gpus} on one node, but the live nodes of the allocation offer ` +
+      `${offered}${failed}`;
+    return lostNodes.length > 0 && this.nodes().length === 0
+      ? new NodeFailureError(msg, lostNodes.join(','))
+      : new UnsatisfiableRequirementsError(msg);
+  }
+
+  /** Takes `need` on a node where it fits (the preferred one if it fits there now), once one has it free. */
+  private acquire(need: Footprint, prefer: string | undefined): { placed: Promise<NodeAgent>; withdraw(): void } {
+    let entry: Waiting | undefined;
+    const placed = new Promise<NodeAgent>((go, fail) => {
+      const problem = this.neverFits(need);
+      if (problem !== undefined) return fail(problem);
+      this.waiting.push((entry = { need, prefer, go, fail }));
+      this.dispatch();
+    });
+    return {
+      placed,
+      withdraw: () => {
+        const i = entry !== undefined ? this.waiting.indexOf(entry) : -1;
+        if (i >= 0) this.waiting.splice(i, 1);
+      },
+    };
+  }
+
+  private release(agent: NodeAgent, need: Footprint): void {
+    agent.free.cores += need.cores;
+    agent.free.gpus += need.gpus;
+    agent.free.memoryMB += need.memoryMB;
+    this.dispatch();
+  }
+
+  /** Places waiting attempts, first come first served (nothing overtakes the first, so a wide one is not starved). */
+  private dispatch(): void {
+    while (this.waiting.length > 0) {
+      const w = this.waiting[0]!;
+      const live = this.nodes() as NodeAgent[];
+      const preferred = w.prefer !== undefined ? this.agents.get(w.prefer) : undefined;
+      const agent =
+        preferred !== undefined && preferred.lost === undefined && fits(w.need, preferred.free)
+          ? preferred
+          : live.reduce<NodeAgent | undefined>(
+              (best, a) => (fits(w.need, a.free) && (best === undefined || a.free.cores > best.free.cores) ? a : best),
+              undefined,
+            );
+      if (agent === undefined) return;
+      this.waiting.shift();
+      agent.free.cores -= w.need.cores;
+      agent.free.gpus -= w.need.gpus;
+      agent.free.memoryMB -= w.need.memoryMB;
+      w.go(agent);
+    }
+  }
+
+  /** The node that holds files of an upstream task named in `args` (a path under its working directory), if any. */
+  preferredNode(args: readonly unknown[], workflowDir: string): string | undefined {
+    if (this.producedOn.size === 0) return undefined;
+    const text = JSON.stringify(args);
+    const marker = `${workflowDir}/tasks/`;
+    for (let at = text.indexOf(marker); at >= 0; at = text.indexOf(marker, at + 1)) {
+      const id = /^[^/"\\]+/.exec(text.slice(at + marker.length, at + marker.length + 200))?.[0];
+      const node = id !== undefined ? this.producedOn.get(id) : undefined;
+      if (node !== undefined && this.agents.get(node)?.lost === undefined) return node;
+    }
+    return undefined;
+  }
+
+  /**
+   * One attempt on a node: subscribing waits for a node where `need` fits, then sends it there; unsubscribing stops it
+   * there (or withdraws it from the wait). Emits the value and completes, or errors with the attempt's failure.
+   */
+  attempt(need: Footprint, key: string, data: AttemptData, prefer: string | undefined): Observable<unknown> {
+    return new Observable<unknown>((subscriber) => {
+      let agent: NodeAgent | undefined;
+      let stopped = false;
+      const { placed, withdraw } = this.acquire(need, prefer);
+      placed.then(
+        (a) => {
+          if (stopped) return this.release(a, need);
+          agent = a;
+          a.running.set(key, { subscriber, producer: data.kind === 'executable' ? data.id : undefined });
+          a.socket.write(line({ t: 'run', key, data }));
+        },
+        (err: unknown) => {
+          if (!stopped) subscriber.error(err);
+        },
+      );
+      return () => {
+        stopped = true;
+        if (agent === undefined) return withdraw();
+        if (agent.running.delete(key) && agent.lost === undefined) {
+          const reason = recordError(new TaskCancelledError(`stopped by the driver (${this.options.where})`));
+          agent.socket.write(line({ t: 'stop', key, reason }));
+        }
+        if (agent.lost === undefined) this.release(agent, need);
+      };
+    });
+  }
+
+  /** Lets the agents go (they end their work and exit) and waits for their step to end. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.watch);
+    for (const w of this.waiting.splice(0)) w.fail(new Error('the allocation is being released'));
+    for (const agent of this.agents.values()) if (agent.lost === undefined) agent.socket.end(line({ t: 'bye' }));
+    const step = this.step;
+    if (step !== undefined) {
+      const gone = new Promise<void>((resolve) => step.once('close', () => resolve()));
+      const kill = setTimeout(() => step.kill('SIGTERM'), 10_000);
+      await gone;
+      clearTimeout(kill);
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+function fits(need: Footprint, free: { cores: number; gpus: number; memoryMB: number }): boolean {
+  return need.cores <= free.cores && need.gpus <= free.gpus && need.memoryMB <= free.memoryMB;
+}
