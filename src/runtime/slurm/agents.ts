@@ -38,6 +38,8 @@ const HELLO_MS = 10_000;
 /** One node's agent, as the driver sees it. */
 export interface NodeAgent {
   readonly node: string;
+  /** the agent's process id on its node */
+  readonly pid: number;
   readonly capacity: Footprint;
   readonly free: { cores: number; gpus: number; memoryMB: number };
   /** attempts it runs, by key */
@@ -68,6 +70,8 @@ export interface AgentPoolOptions {
   readonly host: string;
   /** where it says what happens to agents: connections (info), refused peers and lost nodes (warn) */
   readonly log: { info(line: string): void; warn(line: string): void };
+  /** the program that starts the agents' step @default 'srun' (tests give a stand-in that runs them here) */
+  readonly srun?: string;
   /** MB of memory a node with this many of the allocation's cores has (Infinity: memory is not accounted) */
   readonly memoryOf: (cores: number) => number;
 }
@@ -134,7 +138,7 @@ export class AgentPool {
       this.onAll = resolve;
       this.onFail = reject;
     });
-    const step = spawn('srun', args, {
+    const step = spawn(this.options.srun ?? 'srun', args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...env, [ADDRESS_VARIABLE]: `${this.options.host}:${port}`, [TOKEN_VARIABLE]: this.token },
     });
@@ -176,8 +180,13 @@ export class AgentPool {
     go?.();
   }
 
+  /** Where the agents connect (once listening). */
+  async address(): Promise<{ host: string; port: number }> {
+    return { host: this.options.host, port: await this.listening };
+  }
+
   /** The live nodes and what each offers. */
-  nodes(): ReadonlyArray<Pick<NodeAgent, 'node' | 'capacity' | 'free'>> {
+  nodes(): ReadonlyArray<Pick<NodeAgent, 'node' | 'pid' | 'capacity' | 'free'>> {
     return [...this.agents.values()].filter((a) => a.lost === undefined);
   }
 
@@ -234,6 +243,7 @@ export class AgentPool {
     const capacity = { cores, gpus: hello.gpus, memoryMB: this.options.memoryOf(cores) };
     const agent: NodeAgent = {
       node: hello.node,
+      pid: hello.pid,
       capacity,
       free: { ...capacity },
       running: new Map(),

@@ -1,0 +1,341 @@
+// The driver and the agents of slurm() without Slurm: the real agent entry started by a stand-in for srun
+// (test/fixtures/slurm/fake-srun.sh: nodes fake1, fake2 on this host), the real AgentPool, and peers that are not
+// agents. What Slurm adds (the step, node failure by slurmd) is tested in test/slurm-agents.test.ts.
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { firstValueFrom } from 'rxjs';
+import { AgentProtocolError, NodeFailureError, UnknownTaskError, UnsatisfiableRequirementsError } from 'scalems';
+import type { AttemptData } from '../src/runtime/remote/attempt-data';
+import { runAgent } from '../src/runtime/slurm/agent';
+import { decodeLine, AgentMessage, line, lineReader, MAX_LINE_BYTES } from '../src/runtime/slurm/agent-protocol';
+import { AgentPool } from '../src/runtime/slurm/agents';
+import { agentCommand } from '../src/runtime/slurm/on-agents';
+
+const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
+const FAKE_SRUN = join(__dirname, 'fixtures', 'slurm', 'fake-srun.sh');
+const LAYOUT = new Map([
+  ['fake1', 2],
+  ['fake2', 2],
+]);
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function until<T>(probe: () => T | undefined | false): Promise<T> {
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    await sleep(25);
+  }
+}
+
+function fn(name: string, args: unknown[], id: string): AttemptData {
+  return { kind: 'function', name, args, id, attempt: 1, requirements: {} };
+}
+
+describe('slurm() agents, with a stand-in for srun', () => {
+  let pool: AgentPool;
+  let dir: string;
+  const warnings: string[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'scalems-agents-'));
+    pool = new AgentPool({
+      where: 'test executor',
+      host: '127.0.0.1',
+      log: { info: () => undefined, warn: (l) => warnings.push(l) },
+      memoryOf: () => Infinity,
+      srun: FAKE_SRUN,
+    });
+    await pool.start('0', LAYOUT, agentCommand([MODULE], process.execPath), process.env, process.cwd());
+  }, 60_000);
+
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  it('starts one agent per node, each offering the cores the layout gives it', () => {
+    const nodes = pool.nodes().map((n) => [n.node, n.capacity.cores]);
+    expect(nodes.sort()).toEqual([
+      ['fake1', 2],
+      ['fake2', 2],
+    ]);
+  });
+
+  it('places attempts where they fit, over both nodes, and returns their values', async () => {
+    const runs = Array.from({ length: 8 }, (_, i) =>
+      firstValueFrom(
+        pool.attempt({ cores: 1, gpus: 0, memoryMB: 0 }, `w${i}`, fn('slurm.whereAmI', [200], `w${i}`), undefined),
+      ),
+    );
+    const where = (await Promise.all(runs)) as Array<{ node: string }>;
+    expect(new Set(where.map((w) => w.node))).toEqual(new Set(['fake1', 'fake2']));
+    const sum = await firstValueFrom(
+      pool.attempt({ cores: 1, gpus: 0, memoryMB: 0 }, 's', fn('slurm.add', [2, 3], 's'), undefined),
+    );
+    expect(sum).toMatchObject({ sum: 5 });
+  });
+
+  it('never places more than a node has: 2-core attempts run one per node at a time', async () => {
+    const marks = join(dir, 'wide');
+    const runs = Array.from({ length: 4 }, (_, i) =>
+      firstValueFrom(
+        pool.attempt(
+          { cores: 2, gpus: 0, memoryMB: 0 },
+          `wide${i}`,
+          {
+            kind: 'executable',
+            name: 'sh',
+            id: `wide${i}`,
+            attempt: 1,
+            requirements: {},
+            args: [
+              {
+                argv: [
+                  'sh',
+                  '-c',
+                  `echo "+ $SLURMD_NODENAME" >> ${marks}; sleep 0.3; echo "- $SLURMD_NODENAME" >> ${marks}`,
+                ],
+              },
+            ],
+            place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
+          },
+          undefined,
+        ),
+      ),
+    );
+    await Promise.all(runs);
+    // per node, starts and ends alternate: never two at once on one node
+    const lines = readFileSync(marks, 'utf8').trim().split('\n');
+    for (const node of ['fake1', 'fake2']) {
+      const mine = lines.filter((l) => l.endsWith(node)).map((l) => l[0]);
+      expect(mine.join('')).toMatch(/^(\+-)+$/);
+    }
+  });
+
+  it('fails at once what fits no node, naming the figures', async () => {
+    const err = await firstValueFrom(
+      pool.attempt({ cores: 3, gpus: 0, memoryMB: 0 }, 'big', fn('slurm.add', [1, 1], 'big'), undefined),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsatisfiableRequirementsError);
+    expect((err as Error).message).toMatch(/needs 3 cores on one node.*fake1: 2 cores, fake2: 2 cores/);
+  });
+
+  it('an unknown task name on an agent is UnknownTaskError naming the agent and its modules', async () => {
+    const err = await firstValueFrom(
+      pool.attempt({ cores: 1, gpus: 0, memoryMB: 0 }, 'u', fn('no.such.task', [], 'u'), undefined),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnknownTaskError);
+    expect((err as Error).message).toMatch(/the Slurm agent on node fake\d.*tasks\.ts/);
+  });
+
+  it('refuses a peer without the token, one that speaks before hello, and garbage; logs each', async () => {
+    const { host, port } = await pool.address();
+    const closes = async (send: string): Promise<void> => {
+      const s = connect({ host, port });
+      await new Promise((r) => s.once('connect', r));
+      s.write(send);
+      await new Promise((r) => s.once('close', r));
+    };
+    const hello = { t: 'hello', node: 'evil', pid: 1, cores: 64, memoryMB: 0, gpus: 0 };
+    await closes(line({ ...hello, token: 'guess' } as never));
+    await closes(line({ t: 'beat' }));
+    await closes('GET / HTTP/1.1\r\n\r\n\n');
+    expect(warnings.join('\n')).toMatch(/refused a connection.*did not present the allocation token/);
+    expect(warnings.join('\n')).toMatch(/refused a connection.*spoke \(beat\) before saying hello/);
+    expect(warnings.join('\n')).toMatch(/refused a connection.*not JSON/);
+    expect(pool.nodes().map((n) => n.node)).not.toContain('evil');
+  });
+
+  it('an agent killed -9 fails its attempts with NodeFailureError at once; its programs do not outlive it', async () => {
+    const pidFile = join(dir, 'orphan.pid');
+    const victim = pool.nodes().find((n) => n.node === 'fake2')!;
+    const run = firstValueFrom(
+      pool.attempt(
+        { cores: 1, gpus: 0, memoryMB: 0 },
+        'orphan',
+        {
+          kind: 'executable',
+          name: 'sh',
+          id: 'orphan',
+          attempt: 1,
+          requirements: {},
+          args: [{ argv: ['sh', '-c', `echo $$ > ${pidFile}; exec sleep 60`] }],
+          place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
+        },
+        'fake2', // (where its input files would be)
+      ),
+    ).catch((e: unknown) => e);
+    const pid = await until(() => existsSync(pidFile) && Number(readFileSync(pidFile, 'utf8')));
+    const started = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    const err = await run;
+    expect(err).toBeInstanceOf(NodeFailureError);
+    expect((err as NodeFailureError).node).toBe('fake2');
+    expect(Date.now() - started).toBeLessThan(3000); // the connection closes: no need to wait for heartbeats
+    await until(() => !alive(pid)); // its watchdog ends what it started (the test's timeout bounds the wait)
+    expect(pool.nodes().map((n) => n.node)).toEqual(['fake1']);
+    // what fits only the lost node's size still runs on the one left
+    const after = await firstValueFrom(
+      pool.attempt({ cores: 1, gpus: 0, memoryMB: 0 }, 'a', fn('slurm.whereAmI', [0], 'a'), undefined),
+    );
+    expect(after).toMatchObject({ node: 'fake1' });
+  }, 20_000);
+});
+
+describe('the agent, with a stand-in driver', () => {
+  /** A driver socket that takes one agent; resolves with it and the messages it sends. */
+  async function driver(): Promise<{
+    port: number;
+    agent: Promise<{ socket: Socket; messages: AgentMessage[]; next(t: string): Promise<AgentMessage> }>;
+    close(): void;
+  }> {
+    let take!: (v: { socket: Socket; messages: AgentMessage[]; next(t: string): Promise<AgentMessage> }) => void;
+    const agent = new Promise<{ socket: Socket; messages: AgentMessage[]; next(t: string): Promise<AgentMessage> }>(
+      (r) => (take = r),
+    );
+    const server = createServer((socket) => {
+      const messages: AgentMessage[] = [];
+      const waiters: Array<() => void> = [];
+      socket.on(
+        'data',
+        lineReader(
+          (text) => {
+            messages.push(decodeLine(AgentMessage, text, 'agent'));
+            for (const w of waiters.splice(0)) w();
+          },
+          () => undefined,
+        ),
+      );
+      const next = async (t: string): Promise<AgentMessage> => {
+        for (;;) {
+          const found = messages.find((m) => m.t === t);
+          if (found !== undefined) {
+            messages.splice(messages.indexOf(found), 1);
+            return found;
+          }
+          await new Promise<void>((r) => waiters.push(r));
+        }
+      };
+      take({ socket, messages, next });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    return { port, agent, close: () => server.close() };
+  }
+
+  const options = (port: number) => ({
+    host: '127.0.0.1',
+    port,
+    token: 'secret',
+    node: 'n9',
+    modules: [MODULE],
+    cores: 1,
+    memoryMB: 0,
+    gpus: 0,
+    log: () => undefined,
+    health: async () => undefined,
+  });
+
+  it('says hello with the token, runs what it is sent, refuses unknown names and malformed attempts', async () => {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const { socket, next } = await d.agent;
+    expect(await next('hello')).toMatchObject({ t: 'hello', token: 'secret', node: 'n9', cores: 1 });
+    socket.write(line({ t: 'run', key: 'k1', data: fn('slurm.add', [40, 2], 't1') }));
+    expect(await next('done')).toMatchObject({ t: 'done', key: 'k1', ok: true, value: { sum: 42 } });
+    socket.write(line({ t: 'run', key: 'k2', data: fn('nope', [], 't2') }));
+    expect(await next('done')).toMatchObject({ key: 'k2', ok: false, error: { name: 'UnknownTaskError' } });
+    socket.write(line({ t: 'run', key: 'k3', data: { kind: 'function', name: 7 } }));
+    const bad = await next('done');
+    expect(bad).toMatchObject({ key: 'k3', ok: false, error: { name: 'InvalidTaskDescriptionError' } });
+    expect((bad as { error: { message: string } }).error.message).toMatch(/the attempt k3 sent to the Slurm agent/);
+    socket.write(line({ t: 'run', key: 'k4', data: { ...fn('x', [], 't4'), kind: 'executable' } }));
+    expect(await next('done')).toMatchObject({
+      key: 'k4',
+      ok: false,
+      error: { message: expect.stringMatching(/place/) },
+    });
+    socket.write(line({ t: 'bye' }));
+    expect(await exited).toBe(0);
+    d.close();
+  }, 30_000);
+
+  it('stops an attempt when told, and ends when the driver says something it does not know', async () => {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const { socket, next } = await d.agent;
+    await next('hello');
+    const marker = join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'm');
+    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
+    await until(() => existsSync(`${marker}.started`));
+    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+    await until(() => existsSync(marker));
+    expect(readFileSync(marker, 'utf8')).toMatch(/TaskCancelledError: cancelled by a test/);
+    socket.write('{"t":"launch-missiles"}\n');
+    expect(await exited).toBe(2);
+    d.close();
+  }, 30_000);
+
+  it('ends its work and exits when the driver goes', async () => {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const { socket, next } = await d.agent;
+    await next('hello');
+    const pidFile = join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'pid');
+    const wf = join(tmpdir(), `scalems-agent-wf-${process.pid}`);
+    socket.write(
+      line({
+        t: 'run',
+        key: 'p',
+        data: {
+          kind: 'executable',
+          name: 'sh',
+          id: 'p',
+          attempt: 1,
+          requirements: {},
+          args: [{ argv: ['sh', '-c', `echo $$ > ${pidFile}; exec sleep 60`] }],
+          place: { workflowDir: wf, hostCwd: tmpdir(), staging: 'copy', grace: 1 },
+        },
+      }),
+    );
+    const pid = await until(() => existsSync(pidFile) && Number(readFileSync(pidFile, 'utf8')));
+    socket.destroy();
+    expect(await exited).toBe(1);
+    expect(alive(pid)).toBe(false);
+    d.close();
+  }, 30_000);
+});
+
+describe('the agent protocol', () => {
+  it('refuses what is not its messages with AgentProtocolError', () => {
+    expect(() => decodeLine(AgentMessage, 'nope', 'x')).toThrow(AgentProtocolError);
+    expect(() => decodeLine(AgentMessage, '{"t":"done","key":1}', 'x')).toThrow(/message this version does not know/);
+    expect(decodeLine(AgentMessage, '{"t":"beat"}', 'x')).toEqual({ t: 'beat' });
+  });
+
+  it('splits lines across chunks, and refuses a line longer than the limit', () => {
+    const lines: string[] = [];
+    const errors: Error[] = [];
+    const read = lineReader(
+      (l) => lines.push(l),
+      (e) => errors.push(e),
+    );
+    read(Buffer.from('{"a":'));
+    read(Buffer.from('1}\n{"b":2}\n{"c"'));
+    read(Buffer.from(':3}\n'));
+    expect(lines).toEqual(['{"a":1}', '{"b":2}', '{"c":3}']);
+    const big = Buffer.alloc(1024 * 1024, 97);
+    for (let i = 0; i <= MAX_LINE_BYTES / big.length; i++) read(big);
+    expect(errors[0]).toBeInstanceOf(AgentProtocolError);
+  });
+});
