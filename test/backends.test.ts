@@ -116,15 +116,16 @@ backendConformance(
 const SLURM_TIMEOUT = 120_000;
 
 describeWithService('slurm', 'slurm() on the test cluster', () => {
-  // Each test's executor holds an allocation of up to the node's 2 CPUs: tests run one at a time, each
-  // released before the next. All behaviours with programs as job steps; with functions (each step
-  // starts the scalems-task entry point, ~0.5 s of CPU here), those in which the scalems-task runner
-  // differs from a program: its errors, cancellation through the task's signal, currentTask().
+  // Each test's executor holds an allocation of up to 2 CPUs: tests run one at a time, each released before the next.
+  // With agents (the default), all behaviours, with programs and with functions (on the agents' threads). With one
+  // job step per attempt: all behaviours with programs; with functions (each step starts the scalems-task entry
+  // point, ~0.5 s of CPU here), those in which the scalems-task runner differs from a program: its errors,
+  // cancellation through the task's signal, currentTask().
   backendConformance(
-    'slurm(), executables as job steps',
+    'slurm(), executables on the agents',
     { closures: false, ranks: true },
     {
-      kit: executableKit({ walltime: 1.5 }),
+      kit: executableKit({ walltime: 1 }),
       refuses: [refuse.closure],
       backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
       timeout: SLURM_TIMEOUT,
@@ -132,13 +133,35 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
   );
 
   backendConformance(
-    'slurm(), functions through scalems-task',
+    'slurm(), functions on the agents',
+    { closures: false, ranks: true },
+    {
+      kit: functionKit({ walltime: 1 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
+      timeout: SLURM_TIMEOUT,
+    },
+  );
+
+  backendConformance(
+    "slurm({ mode: 'steps' }), executables as job steps",
+    { closures: false, ranks: true },
+    {
+      kit: executableKit({ walltime: 1.5 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: slurm({ modules: [MODULE], root, mode: 'steps' }), leftovers: slurmLeft }),
+      timeout: SLURM_TIMEOUT,
+    },
+  );
+
+  backendConformance(
+    "slurm({ mode: 'steps' }), functions through scalems-task",
     { closures: false, ranks: false },
     {
       kit: functionKit({ walltime: 3, processPerTask: true }),
       refuses: [refuse.closure],
       behaviours: ['failures', 'cancellation', 'context'],
-      backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
+      backend: (root) => ({ backend: slurm({ modules: [MODULE], root, mode: 'steps' }), leftovers: slurmLeft }),
       timeout: SLURM_TIMEOUT,
     },
   );
