@@ -2,16 +2,26 @@
 # Start the real services scalems' backends and tests use, on this machine only:
 #
 #   munge   authentication for Slurm             (verify: munge -n | unmunge)
-#   slurm   single-node cluster on localhost:    slurmctld + slurmd, partition "debug"
-#           (verify: sinfo shows the node idle, `srun -N1 -n1 hostname` and
-#           `salloc -N1 -n2 mpirun -np 2 hostname` work)
+#   slurm   a cluster of 2 nodes on localhost:   slurmctld + one slurmd per node, partition "debug"
+#           nodes n1, n2 (Slurm's multiple-slurmd mode: `slurmd -N n1`), 2 CPUs each
+#           whatever the hardware, 127.0.0.1 ports 6831, 6832; pid files
+#           /run/slurmd-<node>.pid, logs /var/log/slurm/slurmd-<node>.log, spool
+#           /var/spool/slurmd/<node>, node-local scratch /tmp/slurm-node-<node> and
+#           /dev/shm/slurm-node-<node> (TmpFS and the TaskProlog, see below)
+#           (verify: sinfo shows both nodes idle; `srun -N2` runs on n1 and n2; an MPI
+#           program of 4 ranks runs over both nodes with `salloc -N2 -n4 mpirun` and with
+#           `srun -N2 -n4 --mpi=pmix`)
+#           SCALEMS_SLURM_NODES / SCALEMS_SLURM_CPUS_PER_NODE change the 2 and 2; the
+#           tests expect the defaults.
 #   redis   127.0.0.1:6379, no persistence       (verify: redis-cli ping -> PONG)
 #
 # Idempotent: a service that is already up and healthy is left alone (running jobs
 # are not disturbed); one that is down or half up is (re)started cleanly. The Slurm
 # config is regenerated on every run and the Slurm daemons restarted only if it
-# changed. Exits non-zero with a message naming the service and its log file if
-# something does not come up within SERVICE_TIMEOUT seconds (default 60).
+# changed; a node whose slurmd is gone is started again on its own. Exits non-zero
+# with a message naming the service and its log file if something does not come up
+# within SERVICE_TIMEOUT seconds (default 60). Test helpers that stop and start one
+# node's slurmd (node-failure tests): test/support/slurm-nodes.ts.
 #
 # No init system is assumed (containers, CI runners): daemons are started directly.
 # Run as root. Stop everything with scripts/stop-services.sh.
@@ -24,8 +34,14 @@
 #     launches its daemons with srun (plm/slurm); `-np N` must be <= the tasks of the
 #     allocation unless `--oversubscribe` is given. Nothing else is needed here.
 #   * outside Slurm, `-np N` larger than the number of cores needs `--oversubscribe`.
-#   * MPI programs are started with mpirun inside the allocation, not by direct
-#     `srun ./prog` (MpiDefault=none, no PMI wiring for direct launch).
+#   * MPI programs are started with mpirun inside the allocation, or by
+#     `srun --mpi=pmix ./prog` (MpiDefault=none: a bare `srun ./prog` has no PMI wiring).
+#   * the nodes share this machine's hostname: Open MPI names its shared-memory files
+#     and session directory by host, so the ranks of one job on two nodes would share
+#     them (and crash: vader segfaults); the PMIx plugin's /tmp/spmix_appdir_* would
+#     collide too ("File exists", the step fails to launch on one node). The
+#     TaskProlog gives each node its own TMPDIR and
+#     OMPI_MCA_btl_vader_backing_directory, TmpFS=/tmp/slurm-node-%n the PMIx one.
 # test/support/services.ts exports these as mpiEnv().
 #
 # Slurm job steps (22.05): inside an allocation a plain `srun -n1` step takes all of
@@ -40,7 +56,6 @@ REDIS_PORT=6379
 SLURM_CONF=/etc/slurm/slurm.conf
 SLURM_LOG_DIR=/var/log/slurm
 SLURMCTLD_PID=/run/slurmctld.pid
-SLURMD_PID=/run/slurmd.pid
 MUNGE_PID=/run/munge/munged.pid
 REDIS_PID=/run/redis-scalems.pid
 REDIS_LOG=/var/log/redis/redis-scalems.log
@@ -120,37 +135,76 @@ start_munge() {
 }
 
 # ----------------------------------------------------------------------------- slurm
-NODE=$(hostname -s)
-CPUS=$(nproc)
+# Several slurmd on this one host (Slurm's multiple-slurmd mode): node n<i> is `slurmd -N n<i>`,
+# listening on 127.0.0.1:$((SLURMD_BASE_PORT + i)), with its own spool directory, pid file and log
+# (`%n` in slurm.conf). Every node offers SCALEMS_SLURM_CPUS_PER_NODE (2) CPUs whatever the hardware
+# (SlurmdParameters=config_overrides): 2 nodes × 2 CPUs on a 2-core machine is oversubscribed 2:1 in
+# time, which is what the tests need (a 2-rank MPI task fits one node, a 4-rank one needs both).
+HOST=$(hostname -s)
+NODE_COUNT="${SCALEMS_SLURM_NODES:-2}"
+CPUS_PER_NODE="${SCALEMS_SLURM_CPUS_PER_NODE:-2}"
+SLURMD_BASE_PORT=6830
+NODES=()
+for i in $(seq 1 "$NODE_COUNT"); do NODES+=("n$i"); done
+NODE_RANGE="n[1-$NODE_COUNT]"
+[ "$NODE_COUNT" -gt 1 ] || NODE_RANGE=n1
 MEM_TOTAL=$(free -m | awk '/^Mem:/ {print $2}')
-# Leave headroom for the OS and the daemons: 10% of memory, at least 256 MB.
+# Leave headroom for the OS and the daemons: 10% of memory, at least 256 MB; split the rest over the nodes.
 HEADROOM=$(( MEM_TOTAL / 10 > 256 ? MEM_TOTAL / 10 : 256 ))
 REAL_MEM=$(( MEM_TOTAL - HEADROOM ))
 [ "$REAL_MEM" -ge 256 ] || REAL_MEM=$MEM_TOTAL
-# Node topology from slurmd itself so that slurmd never finds the node "smaller"
-# than configured (which would drain it).
-TOPOLOGY=$(slurmd -C 2>/dev/null | head -1 | grep -oE '(Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=[0-9]+' | tr '\n' ' ' || true)
+NODE_MEM=$(( REAL_MEM / NODE_COUNT ))
+
+NODE_TMP_BASE=/tmp/slurm-node
+NODE_SHM_BASE=/dev/shm/slurm-node
+TASK_PROLOG=/etc/slurm/task-prolog.sh
+
+slurmd_pidfile() { echo "/run/slurmd-$1.pid"; }
+
+# Runs before every task of every step (as the task's user): what it prints as `export NAME=value`
+# is added to the task's environment. Gives each node's tasks their own scratch (see TmpFS below).
+render_task_prolog() {
+  cat <<PROLOG
+#!/bin/sh
+$MARKER
+# Node-local scratch for the nodes of the test cluster, which share this machine.
+mkdir -p "$NODE_TMP_BASE-\$SLURMD_NODENAME" "$NODE_SHM_BASE-\$SLURMD_NODENAME" 2>/dev/null
+echo "export TMPDIR=$NODE_TMP_BASE-\$SLURMD_NODENAME"
+echo "export OMPI_MCA_btl_vader_backing_directory=$NODE_SHM_BASE-\$SLURMD_NODENAME"
+PROLOG
+}
+slurmd_port() { echo $(( SLURMD_BASE_PORT + ${1#n} )); }
 
 render_slurm_conf() {
+  local node
   cat <<CONF
 $MARKER
-# Single-node test cluster on localhost. Do not edit: regenerated on every run.
+# Test cluster of $NODE_COUNT nodes on localhost (one slurmd per node, \`slurmd -N <node>\`).
+# Do not edit: regenerated on every run.
 ClusterName=scalems
-SlurmctldHost=${NODE}(127.0.0.1)
+SlurmctldHost=${HOST}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 SlurmctldPort=6817
-SlurmdPort=6818
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+# %n: the node name, so that the slurmd of each node has its own.
+SlurmdSpoolDir=/var/spool/slurmd/%n
+SlurmdPidFile=/run/slurmd-%n.pid
+SlurmdLogFile=$SLURM_LOG_DIR/slurmd-%n.log
+# Node-local scratch, as each node of a real cluster has its own: without it, the steps of one job on
+# two nodes of this machine collide (the PMIx plugin's /tmp/spmix_appdir_<uid>_<step>, Open MPI's
+# session directory in \$TMPDIR and its shared-memory files in /dev/shm, named by host, job and local
+# rank, so the ranks of one MPI job on two nodes would share them and crash).
+TmpFS=$NODE_TMP_BASE-%n
+TaskProlog=$TASK_PROLOG
 SlurmctldPidFile=$SLURMCTLD_PID
-SlurmdPidFile=$SLURMD_PID
 SlurmctldLogFile=$SLURM_LOG_DIR/slurmctld.log
-SlurmdLogFile=$SLURM_LOG_DIR/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
+# The nodes are what this file says, not what slurmd finds (all of them share this machine's cores).
+SlurmdParameters=config_overrides
 # No cgroups: plain process tracking, no task containment or binding.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -161,7 +215,7 @@ SchedulerType=sched/backfill
 # DefMemPerCPU per CPU (not the whole node), so concurrent jobs and steps fit.
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=$(( REAL_MEM / CPUS / 4 ))
+DefMemPerCPU=$(( NODE_MEM / CPUS_PER_NODE / 4 ))
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
@@ -174,47 +228,76 @@ KillWait=5
 MinJobAge=300
 MessageTimeout=10
 ReturnToService=2
-NodeName=${NODE} NodeAddr=127.0.0.1 NodeHostname=${NODE} CPUs=${CPUS} ${TOPOLOGY}RealMemory=${REAL_MEM} State=UNKNOWN
-PartitionName=debug Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 CONF
+  for node in "${NODES[@]}"; do
+    echo "NodeName=$node NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$(slurmd_port "$node") CPUs=$CPUS_PER_NODE" \
+      "Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS_PER_NODE ThreadsPerCore=1 RealMemory=$NODE_MEM State=UNKNOWN"
+  done
+  echo "PartitionName=debug Nodes=$NODE_RANGE Default=YES MaxTime=INFINITE State=UP"
 }
 
 slurmctld_ok() { pid_alive "$SLURMCTLD_PID" slurmctld && scontrol ping 2>/dev/null | grep -q 'is UP'; }
-slurmd_ok() { pid_alive "$SLURMD_PID" slurmd; }
-node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1; }
+slurmd_ok() { pid_alive "$(slurmd_pidfile "$1")" slurmd; }
+all_slurmd_ok() {
+  local node
+  for node in "${NODES[@]}"; do slurmd_ok "$node" || return 1; done
+}
+node_state() { sinfo -h -n "$1" -o '%T' 2>/dev/null | head -1; }
 # Usable: responding (no '*' etc. suffix) and not down/drained.
-node_usable() { node_state | grep -qE '^(idle|mixed|allocated|completing)$'; }
+node_usable() { node_state "$1" | grep -qE '^(idle|mixed|allocated|completing)$'; }
 
-# ensure_node_usable: wait for the node to be usable; if it is down/drained/failed
+# ensure_node_usable NODE: wait for the node to be usable; if it is down/drained/failed
 # (e.g. state saved by an earlier run), resume it.
 ensure_node_usable() {
-  local deadline=$(( $(date +%s) + TIMEOUT )) st last_resume=0
-  while ! node_usable; do
-    st=$(node_state)
+  local node=$1 deadline=$(( $(date +%s) + TIMEOUT )) st last_resume=0
+  while ! node_usable "$node"; do
+    st=$(node_state "$node")
     case "$st" in
       *drain*|down*|fail*)
         if [ $(( $(date +%s) - last_resume )) -ge 5 ]; then
-          log "slurm: node $NODE is '$st', resuming it"
-          scontrol update nodename="$NODE" state=resume 2>/dev/null || true
+          log "slurm: node $node is '$st', resuming it"
+          scontrol update nodename="$node" state=resume 2>/dev/null || true
           last_resume=$(date +%s)
         fi ;;
     esac
     if [ "$(date +%s)" -ge "$deadline" ]; then
-      die "slurm node $NODE is '$(node_state)', not idle, after ${TIMEOUT}s (see $SLURM_LOG_DIR/slurmd.log and slurmctld.log; 'scontrol show node $NODE' gives the reason)"
+      die "slurm node $node is '$(node_state "$node")', not idle, after ${TIMEOUT}s (see" \
+        "$SLURM_LOG_DIR/slurmd-$node.log and slurmctld.log; 'scontrol show node $node' gives the reason)"
     fi
     sleep 0.5
   done
 }
-node_idle() { node_state | grep -qE '^idle$'; }
+all_nodes_usable() {
+  local node
+  for node in "${NODES[@]}"; do ensure_node_usable "$node"; done
+}
+all_idle() { [ -z "$(sinfo -h -p debug -o '%T' 2>/dev/null | grep -vE '^idle$')" ]; }
+node_summary() { sinfo -h -N -p debug -o '%N=%T' 2>/dev/null | tr '\n' ' '; }
+
+# start_slurmd NODE: (re)start the slurmd of one node (also what test/support/services.ts does).
+start_slurmd() {
+  local node=$1
+  install -d -m 0755 "/var/spool/slurmd/$node"
+  install -d -m 1777 "$NODE_TMP_BASE-$node" "$NODE_SHM_BASE-$node"
+  stop_pidfile "$(slurmd_pidfile "$node")" slurmd
+  slurmd -N "$node"
+  wait_until "$TIMEOUT" slurmd_ok "$node" \
+    || die "slurmd of node $node did not come up within ${TIMEOUT}s (see $SLURM_LOG_DIR/slurmd-$node.log)"
+}
 
 stop_slurm() {
-  stop_pidfile "$SLURMD_PID" slurmd
+  local pidfile
+  # the slurmd of every node, including nodes of an earlier, larger configuration, and the
+  # single slurmd (/run/slurmd.pid) of the one-node cluster this script used to start
+  for pidfile in /run/slurmd-*.pid /run/slurmd.pid; do
+    [ -e "$pidfile" ] && stop_pidfile "$pidfile" slurmd
+  done
   stop_pidfile "$SLURMCTLD_PID" slurmctld
 }
 
 start_slurm() {
   install -d -m 0755 /etc/slurm "$SLURM_LOG_DIR" /var/spool/slurmctld /var/spool/slurmd
-  local new changed=0
+  local new changed=0 node
   new=$(mktemp)
   render_slurm_conf >"$new"
   if [ -f "$SLURM_CONF" ] && ! cmp -s "$new" "$SLURM_CONF"; then
@@ -228,40 +311,87 @@ start_slurm() {
   fi
   install -m 0644 "$new" "$SLURM_CONF"
   rm -f "$new"
+  # read by slurmstepd for each task: takes effect without a restart
+  render_task_prolog >"$TASK_PROLOG.new"
+  chmod 0755 "$TASK_PROLOG.new"
+  mv "$TASK_PROLOG.new" "$TASK_PROLOG"
 
-  if [ "$changed" = 0 ] && slurmctld_ok && slurmd_ok; then
-    ensure_node_usable
-    log "slurm: already running (slurmctld pid $(cat "$SLURMCTLD_PID"), slurmd pid $(cat "$SLURMD_PID"), node $NODE $(node_state))"
+  if [ "$changed" = 0 ] && slurmctld_ok; then
+    # the controller is up with this config: only a node whose slurmd is gone is started again
+    for node in "${NODES[@]}"; do
+      if ! slurmd_ok "$node"; then
+        log "slurm: slurmd of node $node is not running, starting it"
+        start_slurmd "$node"
+      fi
+    done
+    all_nodes_usable
+    log "slurm: already running (slurmctld pid $(cat "$SLURMCTLD_PID"); nodes: $(node_summary))"
     return
   fi
-  [ "$changed" = 1 ] && log "slurm: wrote $SLURM_CONF (${CPUS} CPUs, RealMemory=${REAL_MEM} MB)"
-  # Restart both daemons cleanly (a half-up pair is not worth repairing piecemeal).
+  [ "$changed" = 1 ] && log "slurm: wrote $SLURM_CONF ($NODE_COUNT nodes × $CPUS_PER_NODE CPUs, ${NODE_MEM} MB each)"
+  # Restart every daemon cleanly (a half-up cluster is not worth repairing piecemeal).
   # -i: ignore unreadable state files left by an earlier run.
   stop_slurm
   slurmctld -i
   wait_until "$TIMEOUT" slurmctld_ok \
     || die "slurmctld did not come up within ${TIMEOUT}s (see $SLURM_LOG_DIR/slurmctld.log)"
-  slurmd
-  wait_until "$TIMEOUT" slurmd_ok \
-    || die "slurmd did not come up within ${TIMEOUT}s (see $SLURM_LOG_DIR/slurmd.log)"
-  ensure_node_usable
-  log "slurm: started (slurmctld pid $(cat "$SLURMCTLD_PID"), slurmd pid $(cat "$SLURMD_PID"), node $NODE $(node_state))"
+  for node in "${NODES[@]}"; do start_slurmd "$node"; done
+  all_nodes_usable
+  log "slurm: started (slurmctld pid $(cat "$SLURMCTLD_PID"); nodes: $(node_summary))"
+}
+
+# check_ranks WHAT NP OUTPUT: NP ranks answered, with a rank on every node.
+check_ranks() {
+  local what=$1 np=$2 out=$3 ranks
+  ranks=$(echo "$out" | grep -E '^n[0-9]+$' || true)
+  [ "$(echo "$ranks" | grep -c .)" = "$np" ] && [ "$(echo "$ranks" | sort -u | tr '\n' ' ')" = "${NODES[*]} " ] \
+    || die "$what did not run its $np ranks over every node (${NODES[*]}): $out"
+  log "$what -> ranks on $(echo "$ranks" | sort | uniq -c | awk '{print $2 "×" $1}' | tr '\n' ' ')"
 }
 
 verify_slurm() {
-  local out
-  # Jobs of others may hold the node; do not queue behind them.
-  if ! wait_until 30 node_idle; then
-    log "slurm: node $NODE is busy ($(node_state)); skipping the srun/salloc checks"
+  local out hosts
+  # Jobs of others may hold the nodes; do not queue behind them.
+  if ! wait_until 30 all_idle; then
+    log "slurm: nodes are busy ($(node_summary)); skipping the srun/salloc checks"
     return
   fi
-  out=$(timeout "$TIMEOUT" srun -N1 -n1 hostname 2>&1) \
-    || die "slurm: 'srun -N1 -n1 hostname' failed: $out"
-  log "slurm: srun -N1 -n1 hostname -> $out"
-  wait_until 30 node_idle || true
-  out=$(timeout "$TIMEOUT" salloc -N1 -n2 mpirun -np 2 hostname 2>&1) \
-    || die "slurm+mpi: 'salloc -N1 -n2 mpirun -np 2 hostname' failed: $out"
-  log "slurm+mpi: salloc -N1 -n2 mpirun -np 2 hostname -> $(echo "$out" | grep -v '^salloc:' | tr '\n' ' ')"
+  out=$(timeout "$TIMEOUT" srun -N"$NODE_COUNT" -n"$NODE_COUNT" /bin/sh -c 'echo "$SLURMD_NODENAME"' 2>&1) \
+    || die "slurm: 'srun -N$NODE_COUNT' failed: $out"
+  hosts=$(echo "$out" | sort | tr '\n' ' ')
+  [ "$hosts" = "${NODES[*]} " ] || die "slurm: 'srun -N$NODE_COUNT' ran on '$hosts', not on every node (${NODES[*]})"
+  log "slurm: srun -N$NODE_COUNT -> $hosts"
+  wait_until 30 all_idle || true
+  # An MPI program whose ranks talk (MPI_Allreduce) and print the node they run on, with both ways of
+  # starting ranks: mpirun inside an allocation (its daemons start on the nodes through srun, plm/slurm)
+  # and srun's own PMIx launch. What the nodes of this machine could share, and must not, shows here.
+  local dir np=$(( NODE_COUNT * 2 ))
+  dir=$(mktemp -d)
+  cat >"$dir/ranks.c" <<'C'
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+  int rank, size, one = 1, sum = 0;
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  const char *node = getenv("SLURMD_NODENAME");
+  if (sum == size) printf("%s\n", node ? node : "?");
+  MPI_Finalize();
+  return 0;
+}
+C
+  mpicc -o "$dir/ranks" "$dir/ranks.c" || die "mpicc could not compile a test program (in $dir)"
+  out=$(cd "$dir" && timeout "$TIMEOUT" salloc -N"$NODE_COUNT" -n"$np" mpirun -np "$np" ./ranks 2>&1) \
+    || die "slurm+mpi: 'salloc -N$NODE_COUNT -n$np mpirun -np $np' failed: $out"
+  check_ranks "slurm+mpi: salloc -N$NODE_COUNT -n$np mpirun -np $np" "$np" "$out"
+  wait_until 30 all_idle || true
+  out=$(cd "$dir" && timeout "$TIMEOUT" srun -N"$NODE_COUNT" -n"$np" --mpi=pmix ./ranks 2>&1) \
+    || die "slurm+pmix: 'srun -N$NODE_COUNT -n$np --mpi=pmix' failed: $out"
+  check_ranks "slurm+pmix: srun -N$NODE_COUNT -n$np --mpi=pmix" "$np" "$out"
+  rm -rf "$dir"
 }
 
 # ----------------------------------------------------------------------------- redis

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the services started by scripts/start-services.sh (slurmd, slurmctld, redis,
-# munged). Only the processes recorded in their pid files are signalled. Safe to
+# Stop the services started by scripts/start-services.sh (the slurmd of every node,
+# slurmctld, redis, munged). Only the processes recorded in their pid files are signalled. Safe to
 # run when nothing is running. Generated config (/etc/slurm/slurm.conf) and the
 # munge key are left in place, so the next start is fast.
 set -euo pipefail
@@ -34,7 +34,10 @@ stop() {
   fi
 }
 
-stop /run/slurmd.pid slurmd
+# one slurmd per node (/run/slurmd-<node>.pid); /run/slurmd.pid: the single-node cluster of earlier versions
+for pidfile in /run/slurmd-*.pid /run/slurmd.pid; do
+  [ -e "$pidfile" ] && stop "$pidfile" slurmd
+done
 stop /run/slurmctld.pid slurmctld
 # Redis: a clean shutdown first (no save: persistence is off anyway); redis removes
 # its own pid file then. Otherwise signal the pid.

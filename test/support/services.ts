@@ -1,5 +1,5 @@
 /**
- * Test support for suites that need real services: the single-node Slurm cluster,
+ * Test support for suites that need real services: the Slurm cluster of 2 nodes (n1, n2),
  * Redis on 127.0.0.1:6379, and Open MPI (mpirun + mpicc).
  *
  * Services are started by `bash scripts/start-services.sh` (packages installed by
@@ -26,6 +26,9 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
+
+// the nodes of the test cluster, for node-failure tests
+export { killSlurmd, nodeState, restartSlurmd, slurmNodes, type SlurmNode } from './slurm-nodes';
 
 export type ServiceName = 'slurm' | 'redis' | 'mpi';
 
