@@ -15,6 +15,7 @@ const optional: Array<[file: string, exportName: string]> = [
   ['threads', 'benchThreads'],
   ['processes', 'benchProcesses'],
   ['slurm', 'benchSlurm'],
+  ['slurm-agents', 'benchSlurmAgents'],
   ['bullmq', 'benchBullmq'],
 ];
 

@@ -1,4 +1,4 @@
-// slurm() on the real single-node cluster (scripts/start-services.sh): one allocation per executor,
+// slurm({ mode: 'steps' }) on the real test cluster (scripts/start-services.sh): one allocation per executor,
 // each task a job step, states and failures from Slurm, cancellation by scancel, nothing left behind.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -85,7 +85,7 @@ describeWithService('slurm', 'slurm(): tasks as job steps in one allocation', ()
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'scalems-slurm-'));
     wf = await openWorkflow({ store: memoryStore(), name: 'slurm-test' });
-    rt = launch(wf, slurm({ modules: [MODULE], root, gracePeriod: 0.5 }));
+    rt = launch(wf, slurm({ modules: [MODULE], root, gracePeriod: 0.5, mode: 'steps' }));
     ex = executor(rt, { worker: { cores: 2, env: { FROM_WORKER: 'w' } } });
   });
 
@@ -266,7 +266,7 @@ describeWithService('slurm', 'slurm(): allocations are sized, checked and releas
   async function fresh(): Promise<Runtime> {
     const rt = launch(
       await openWorkflow({ store: memoryStore(), name: `slurm-alloc-${runtimes.length}` }),
-      slurm({ root }),
+      slurm({ root, mode: 'steps' }),
     );
     runtimes.push(rt);
     return rt;
@@ -372,7 +372,7 @@ describeWithService('slurm', 'slurm(): an allocation that reaches its time limit
     'fails the running step with SlurmStepError TIMEOUT and later tasks with SlurmAllocationError TIMEOUT',
     async () => {
       const wf = await openWorkflow({ store: memoryStore(), name: 'slurm-timeout' });
-      const rt = launch(wf, slurm({ root: mkdtempSync(join(tmpdir(), 'scalems-slurm-')) }));
+      const rt = launch(wf, slurm({ root: mkdtempSync(join(tmpdir(), 'scalems-slurm-')), mode: 'steps' }));
       const ex = executor(rt, { worker: { cores: 1, walltime: 1 } });
       const err = await failure(ex.submit(executable(['sleep', '600'])));
       expect(err).toBeInstanceOf(SlurmStepError);

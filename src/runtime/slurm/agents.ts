@@ -52,6 +52,8 @@ export interface NodeAgent {
 
 interface Running {
   readonly subscriber: Subscriber<unknown>;
+  /** what it holds of its node */
+  readonly need: Footprint;
   /** the task, when its files matter to later tasks (an executable) */
   readonly producer: string | undefined;
 }
@@ -262,7 +264,9 @@ export class AgentPool {
     const run = agent.running.get(message.key);
     if (run === undefined) return; // stopped here meanwhile
     agent.running.delete(message.key);
-    const { subscriber, producer } = run;
+    const { subscriber, producer, need } = run;
+    // free before the outcome is told: a task it makes ready may then go to this node (where its files are)
+    this.release(agent, need);
     if (message.ok) {
       if (producer !== undefined) this.producedOn.set(producer, agent.node);
       subscriber.next(message.value);
@@ -400,7 +404,7 @@ export class AgentPool {
         (a) => {
           if (stopped) return this.release(a, need);
           agent = a;
-          a.running.set(key, { subscriber, producer: data.kind === 'executable' ? data.id : undefined });
+          a.running.set(key, { subscriber, need, producer: data.kind === 'executable' ? data.id : undefined });
           a.socket.write(line({ t: 'run', key, data }));
         },
         (err: unknown) => {
@@ -410,11 +414,12 @@ export class AgentPool {
       return () => {
         stopped = true;
         if (agent === undefined) return withdraw();
+        // still running there: stopped, and what it held is free (once done or lost, it was freed or is gone)
         if (agent.running.delete(key) && agent.lost === undefined) {
           const reason = recordError(new TaskCancelledError(`stopped by the driver (${this.options.where})`));
           agent.socket.write(line({ t: 'stop', key, reason }));
+          this.release(agent, need);
         }
-        if (agent.lost === undefined) this.release(agent, need);
       };
     });
   }

@@ -142,7 +142,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
           }
         },
         run: (job) =>
-          agents !== undefined && footprint(job.requirements).cores <= Math.min(perNode, agents.widestNode())
+          agents !== undefined && onAgent(job, Math.min(perNode, agents.widestNode()), launcher)
             ? agents.run(job)
             : runStep(job, alloc, ctx, names, check, grace),
         close: async () => {
@@ -183,6 +183,15 @@ function taskProblem(
     );
   }
   return undefined;
+}
+
+/**
+ * Whether an attempt goes to an agent: it fits one node, and it is not an MPI program the user wants srun to launch
+ * (`launcher: 'srun'`: a job step of its own, as in the per-step mode).
+ */
+function onAgent(job: Job, widest: number, launcher: 'mpirun' | 'srun'): boolean {
+  if (job.kind === 'executable' && launcher === 'srun' && (job.requirements.ranks ?? 1) > 1) return false;
+  return footprint(job.requirements).cores <= widest;
 }
 
 /** The most cores one node of the allocation's partition has (Infinity if the partition is not known). */

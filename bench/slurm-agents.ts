@@ -1,0 +1,159 @@
+// slurm() on its agents, on the test cluster (bash scripts/start-services.sh: 2 nodes of 2 CPUs on this machine):
+//   1. no-op function tasks through the agents (both nodes), against the same through one job step per task
+//      (mode: 'steps') and a plain loop of `srun --exact -n1 true` in the same allocation, 4 at a time;
+//   2. `true` executables through the agents of one node, against a plain spawn loop here with the same concurrency.
+// Each figure is the median of the rounds with their spread; the rounds alternate baseline and scalems.
+// Run: npm run bench (or, built: node build/bench/bench/slurm-agents.js [functions] [programs] [rounds])
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { executable, executor, launch, memoryStore, openWorkflow, type Executor, type Runtime } from 'scalems';
+import { slurm } from 'scalems/node';
+import { alternate, fmtRatio, median, perSecond, spread } from './stats';
+import { inc } from './threads-tasks';
+
+const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
+
+/** An executor of `cores` cores on `nodes` nodes, its allocation granted and its agents up. */
+async function open(
+  mode: 'agents' | 'steps',
+  cores: number,
+  nodes: number,
+): Promise<{ ex: Executor; rt: Runtime; jobId: string; root: string }> {
+  const root = mkdtempSync(join(tmpdir(), 'scalems-bench-agents-'));
+  const wf = await openWorkflow({ store: memoryStore(), name: `bench-${mode}` });
+  const rt = launch(wf, slurm({ root, modules: [MODULE], mode, nodes, address: '127.0.0.1' }));
+  const ex = executor(rt, { worker: { cores, nodes } });
+  await ex.submit(inc, -1); // granted, started
+  const jobId = execFileSync('squeue', ['-h', '-n', `scalems-${ex.id}-${process.pid}`, '-o', '%i'], {
+    encoding: 'utf8',
+  }).trim();
+  return { ex, rt, jobId, root };
+}
+
+/** Milliseconds for `n` runs of `one`, `concurrency` at a time. */
+async function loop(n: number, concurrency: number, one: () => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        await one();
+      }
+    }),
+  );
+  return performance.now() - t0;
+}
+
+const run = (cmd: string, args: string[]) => (): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: 'ignore' });
+    p.once('error', reject);
+    p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${String(code)}`))));
+  });
+
+let batch = 0;
+async function timed(ex: Executor, n: number, submit: (i: number, b: number) => PromiseLike<unknown>): Promise<number> {
+  const b = ++batch;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, (_, i) => submit(i, b)));
+  return performance.now() - t0;
+}
+
+export interface SlurmAgentsFigures {
+  readonly agentsPerSecond: number;
+  readonly stepsPerSecond: number;
+  readonly srunPerSecond: number;
+  /** agents / plain srun loop: the goal is >= 50 */
+  readonly agentsOverSrun: number;
+  readonly programsPerSecond: number;
+  readonly spawnPerSecond: number;
+  /** spawn loop time / agents time for `true` programs on one node: the goal is >= 0.8 */
+  readonly programsOverSpawn: number;
+}
+
+export async function benchSlurmAgents(functions = 2000, programs = 500, rounds = 5): Promise<SlurmAgentsFigures> {
+  const cores = 4;
+  const agents: number[] = [];
+  const srun: number[] = [];
+  const steps: number[] = [];
+  const overSrun: number[] = [];
+  // 1. functions over both nodes
+  const a = await open('agents', cores, 2);
+  try {
+    const srunTrue = run('srun', ['--jobid', a.jobId, '--exact', '-n1', 'true']);
+    for (let r = 0; r < rounds; r++) {
+      const srunN = 40;
+      const [srunMs, agentsMs] = await alternate(
+        r,
+        () => loop(srunN, cores, srunTrue),
+        () => timed(a.ex, functions, (i, b) => a.ex.submit(inc, b * 1_000_000 + i)),
+      );
+      srun.push(perSecond(srunN, srunMs));
+      agents.push(perSecond(functions, agentsMs));
+      overSrun.push(perSecond(functions, agentsMs) / perSecond(srunN, srunMs));
+    }
+  } finally {
+    await a.rt.shutdown();
+    rmSync(a.root, { recursive: true, force: true });
+  }
+  const s = await open('steps', cores, 2);
+  try {
+    for (let r = 0; r < Math.min(rounds, 3); r++) {
+      const n = 16; // each step starts Node with the task's module: about 0.5 s of CPU
+      steps.push(perSecond(n, await timed(s.ex, n, (i, b) => s.ex.submit(inc, -(b * 1_000_000 + i)))));
+    }
+  } finally {
+    await s.rt.shutdown();
+    rmSync(s.root, { recursive: true, force: true });
+  }
+  // 2. programs on one node
+  const progs: number[] = [];
+  const spawned: number[] = [];
+  const overSpawn: number[] = [];
+  const p = await open('agents', 2, 1);
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const [spawnMs, agentsMs] = await alternate(
+        r,
+        () => loop(programs, 2, run('true', [])),
+        () => timed(p.ex, programs, (i, b) => p.ex.submit(executable(['true'], { key: `t${b}-${i}` }))),
+      );
+      spawned.push(perSecond(programs, spawnMs));
+      progs.push(perSecond(programs, agentsMs));
+      overSpawn.push(spawnMs / agentsMs);
+    }
+  } finally {
+    await p.rt.shutdown();
+    rmSync(p.root, { recursive: true, force: true });
+  }
+  const figures: SlurmAgentsFigures = {
+    agentsPerSecond: median(agents),
+    stepsPerSecond: median(steps),
+    srunPerSecond: median(srun),
+    agentsOverSrun: median(overSrun),
+    programsPerSecond: median(progs),
+    spawnPerSecond: median(spawned),
+    programsOverSpawn: median(overSpawn),
+  };
+  console.log(`slurm() agents (${cpus().length} cores here; 2 nodes of 2 CPUs; median [min–max] of ${rounds} rounds):`);
+  console.log(`  ${functions} no-op functions on the agents: ${spread(agents)} tasks/s`);
+  console.log(`  the same, one job step each (mode 'steps'): ${spread(steps, (x) => x.toFixed(1))} tasks/s`);
+  console.log(`  plain srun --exact -n1 true loop, ${cores} at a time: ${spread(srun, (x) => x.toFixed(1))} steps/s`);
+  console.log(`  agents / srun loop ${spread(overSrun, (x) => x.toFixed(0))} (goal ≥ 50)`);
+  console.log(
+    `  ${programs} x true on one node's agent: ${spread(progs)} tasks/s; plain spawn loop ${spread(spawned)}`,
+  );
+  console.log(`  ratio spawn loop time / agents time ${spread(overSpawn, fmtRatio)} (goal ≥ 0.8)`);
+  return figures;
+}
+
+if (require.main === module) {
+  const [f, p, r] = process.argv.slice(2).map(Number);
+  benchSlurmAgents(f || undefined, p || undefined, r || undefined).catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,228 @@
+// slurm() on its agents (the default mode), on the real test cluster of two nodes (scripts/start-services.sh): one
+// agent per node started once as one job step, tasks placed on the nodes where they fit (and where their input files
+// are), and what happens when a node fails or the driver is killed.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  NodeFailureError,
+  executable,
+  executor,
+  launch,
+  memoryStore,
+  openWorkflow,
+  outputOf,
+  type Executor,
+  type Runtime,
+  type TaskEvent,
+  type Workflow,
+} from 'scalems';
+import { readText, slurm } from 'scalems/node';
+import { readRecords } from '../src/cli/locate';
+import { describeWithService, killSlurmd, restartSlurmd, slurmNodes } from './support/services';
+import * as tasks from './fixtures/slurm/tasks';
+
+const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
+const DRIVER = join(__dirname, 'fixtures', 'slurm', 'agents-driver.ts');
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(probe: () => T | undefined | false): Promise<T> {
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    await sleep(100);
+  }
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Running agents on this machine, with their node (SLURMD_NODENAME of their environment). */
+function agents(): Array<{ pid: number; node: string }> {
+  const found: Array<{ pid: number; node: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || !(read(`/proc/${pid}/cmdline`) ?? '').includes('agent-entry')) continue;
+    const node = /(?:^|\0)SLURMD_NODENAME=([^\0]*)/.exec(read(`/proc/${pid}/environ`) ?? '')?.[1];
+    if (node !== undefined) found.push({ pid, node });
+  }
+  return found;
+}
+
+/** Steps of a job in squeue, as `<step id>|<name>`. */
+function steps(jobId: string): string[] {
+  try {
+    return execFileSync('squeue', ['-h', '-s', '-j', jobId, '-o', '%i|%j'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function jobsNamed(suffix: string): string[] {
+  return execFileSync('squeue', ['-h', '-o', '%i|%j'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.endsWith(suffix));
+}
+
+const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/\) Z /.test(read(`/proc/${pid}/stat`) ?? '');
+
+describeWithService('slurm', 'slurm() agents on the two-node test cluster', () => {
+  let wf: Workflow;
+  let rt: Runtime;
+  let ex: Executor;
+  let root: string;
+
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'scalems-agents-'));
+    wf = await openWorkflow({ name: 'agents-test', store: memoryStore() });
+    rt = launch(wf, slurm({ modules: [MODULE], root, nodes: 2, gracePeriod: 0.5, address: '127.0.0.1' }));
+    ex = executor(rt, { worker: { cores: 4, nodes: 2 } });
+  });
+
+  afterEach(async () => {
+    await rt.shutdown();
+  }, 60_000);
+
+  it('runs functions and programs on both nodes through one agents step, not a step per task', async () => {
+    const fns = Array.from({ length: 8 }, (_, i) => ex.submit(tasks.whereAmI, 300 + i)); // (8 tasks, not one)
+    const progs = Array.from({ length: 8 }, (_, i) =>
+      ex.submit(executable(['sh', '-c', 'sleep 0.3; echo $SLURMD_NODENAME'], { key: `p${i}` })),
+    );
+    // an MPI program of 2 ranks that fits one node: the agent's mpirun starts its ranks there
+    const mpi = ex.submit(
+      executable(['sh', '-c', 'echo "rank $OMPI_COMM_WORLD_RANK on $SLURMD_NODENAME"'], { requirements: { ranks: 2 } }),
+    );
+    const job = await until(() => jobsNamed(`-${process.pid}`)[0]?.split('|')[0]);
+    const seen = new Set<string>();
+    const sample = setInterval(() => steps(job).forEach((s) => seen.add(s.split('|')[1]!)), 100);
+    const whereFns = (await Promise.all(fns)).map((r) => r.node);
+    const whereProgs = await Promise.all(progs.map(async (p) => (await readText((await p).stdout)).trim()));
+    clearInterval(sample);
+    expect(new Set(whereFns)).toEqual(new Set(['n1', 'n2']));
+    expect(new Set(whereProgs)).toEqual(new Set(['n1', 'n2']));
+    const ranks = (await readText((await mpi).stdout)).trim().split('\n').sort();
+    expect(ranks).toHaveLength(2);
+    expect(ranks[0]).toMatch(/^rank 0 on (n1|n2)$/);
+    expect(ranks[1]!.split(' on ')[1]).toBe(ranks[0]!.split(' on ')[1]); // one node
+    expect([...seen]).toEqual(['scalems-agents']);
+    expect(
+      agents()
+        .map((a) => a.node)
+        .sort(),
+    ).toEqual(['n1', 'n2']);
+  }, 120_000);
+
+  it('runs a task where the files of the upstream task it reads are', async () => {
+    // as many as the executor's cores: each downstream task finds the core its upstream freed
+    const ups = Array.from({ length: 4 }, (_, i) =>
+      ex.submit(
+        executable(['sh', '-c', 'sleep 0.2; echo $SLURMD_NODENAME > made; echo $SLURMD_NODENAME'], {
+          outputs: ['made'],
+          key: `up-${i}`,
+        }),
+      ),
+    );
+    const downs = ups.map((up) =>
+      ex.submit(executable(['sh', '-c', 'cat in; echo $SLURMD_NODENAME'], { inputs: { in: outputOf(up, 'made') } })),
+    );
+    const pairs = (await Promise.all(
+      downs.map(async (d) => (await readText((await d).stdout)).trim().split('\n')),
+    )) as [string, string][];
+    for (const [made, ran] of pairs) expect(ran).toBe(made);
+    expect(new Set(pairs.map((p) => p[0]))).toEqual(new Set(['n1', 'n2']));
+  }, 120_000);
+
+  it('a node whose slurmd dies: its attempts fail with NodeFailureError within seconds and run again on the other', async () => {
+    const marks = mkdtempSync(join(tmpdir(), 'scalems-agents-nodes-'));
+    const runs = Array.from({ length: 4 }, (_, i) =>
+      ex.submit(
+        executable(['sh', '-c', `echo "$$ $SLURMD_NODENAME" >> ${join(marks, `m${i}`)}; exec sleep 4`], {
+          key: `n${i}`,
+          requirements: { retries: { max: 1, backoff: 0 } },
+        }),
+      ),
+    );
+    // all four started: two on each node
+    const first = await until(() => {
+      const lines = [0, 1, 2, 3].map((i) => read(join(marks, `m${i}`))?.trim());
+      return lines.every((l) => l !== undefined) && (lines as string[]).map((l) => l.split(' '));
+    });
+    const onN2 = first.filter(([, node]) => node === 'n2');
+    expect(onN2).toHaveLength(2);
+    const retried: TaskEvent[] = [];
+    const watching = wf.events$.subscribe((e) => e.type === 'retrying' && retried.push(e));
+    const killedAt = Date.now();
+    await killSlurmd('n2');
+    try {
+      const results = await Promise.all(runs);
+      expect(results.every((r) => r.exitCode === 0)).toBe(true);
+      for (let i = 0; i < 4; i++) {
+        const lines = read(join(marks, `m${i}`))!
+          .trim()
+          .split('\n');
+        const retry = retried.find((e) => e.id === runs[i]!.id);
+        if (lines[0]!.endsWith('n2')) {
+          // failed over: a NodeFailureError within seconds (before the program's own 4 s), then a second attempt on n1
+          expect(lines).toHaveLength(2);
+          expect(lines[1]).toMatch(/ n1$/);
+          expect(retry).toMatchObject({ error: { name: NodeFailureError.name, code: 'NODE_FAILURE' } });
+          expect(retry!.time - killedAt).toBeLessThan(4000);
+        } else {
+          expect(lines).toHaveLength(1);
+          expect(retry).toBeUndefined();
+        }
+      }
+      // the programs on n2 were ended by its agent, not left to run out
+      for (const [pid] of onN2) expect(alive(Number(pid))).toBe(false);
+      expect(agents().map((a) => a.node)).toEqual(['n1']);
+    } finally {
+      watching.unsubscribe();
+      await restartSlurmd('n2');
+    }
+    expect(slurmNodes().find((n) => n.name === 'n2')!.state).toMatch(/^(idle|mixed|allocated|completing)$/);
+  }, 180_000);
+});
+
+describeWithService('slurm', 'slurm() agents when the driver is killed', () => {
+  it('SIGKILL of the driver: the allocation, the agents and their programs end within seconds; a resume runs only the unfinished', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-kill-'));
+    const [state, log] = [join(dir, 'state.sqlite'), join(dir, 'log')];
+    const run = (): ReturnType<typeof spawn> =>
+      spawn(process.execPath, ['--require', 'tsx/cjs', DRIVER, state, join(dir, 'root'), log, '12'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: join(__dirname, '..'),
+      });
+    const first = run();
+    // kill it once the store holds some members as done while others run
+    const succeeded = async (): Promise<Array<string | undefined>> =>
+      existsSync(state) ? (await readRecords(state)).filter((r) => r.state === 'succeeded').map((r) => r.key) : [];
+    while ((await succeeded()).length < 2) await sleep(100);
+    const before = agents();
+    expect(before.length).toBeGreaterThan(0);
+    first.kill('SIGKILL');
+    await until(() => jobsNamed(`-${first.pid}`).length === 0 && agents().length === 0);
+    // nothing of the members is left running: no sleep of theirs
+    const sleeping = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n');
+    expect(sleeping.filter((a) => a.includes(log))).toEqual([]);
+    // what the store holds as done when the driver died must not run again; everything else runs to the end
+    const done = await succeeded();
+    const second = run();
+    const code = await new Promise((r) => second.once('close', r));
+    expect(code).toBe(0);
+    const starts = (read(log) ?? '').split('\n').filter((l) => l.startsWith('start'));
+    for (let n = 0; n < 12; n++) {
+      const count = starts.filter((l) => l.split(' ')[1] === String(n)).length;
+      if (done.includes(`member-${n}`)) expect(count).toBe(1);
+      else expect(count).toBeGreaterThanOrEqual(1);
+    }
+  }, 180_000);
+});
