@@ -1,5 +1,6 @@
-// An ensemble of MPI programs on ONE Slurm allocation, the way RADICAL-Pilot runs them: the executor
-// scope obtains the allocation (the pilot, here 2 cores), and every task is a job step inside it.
+// An ensemble of MPI programs on ONE Slurm allocation, in the per-step mode: the executor scope obtains the
+// allocation (the pilot, here 2 cores), and every task is a job step inside it (mode: 'steps'; by default the
+// allocation's agents run them instead: see examples/slurm-ensemble.ts).
 // The program (examples/mpi/hello.c) is compiled by a first task (mpicc, in a step), then each
 // ensemble member runs it on 2 ranks: a step of 2 CPUs in which mpirun starts the ranks.
 //
@@ -14,7 +15,7 @@ const members = Number(process.argv[2] ?? 3);
 
 async function main(): Promise<void> {
   const workflow = await openWorkflow({ name: 'slurm-mpi-example', store: memoryStore() });
-  await using runtime = launch(workflow, slurm({ walltime: 600 }));
+  await using runtime = launch(workflow, slurm({ walltime: 600, mode: 'steps' }));
   // One allocation for this scope: `salloc --ntasks 2 --time 10`. It is released when the scope ends.
   await using ex = executor(runtime, { worker: { cores: 2 }, task: { walltime: 120 } });
 

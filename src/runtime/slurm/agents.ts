@@ -90,6 +90,7 @@ export class AgentPool {
   private onAll: (() => void) | undefined;
   private onFail: ((err: Error) => void) | undefined;
   private readonly watch: ReturnType<typeof setInterval>;
+  private lastCheck = Date.now();
   private closed = false;
   private layout: Layout = new Map();
   /** the node each executable task's successful attempt ran on (its files are there): by task id */
@@ -101,6 +102,7 @@ export class AgentPool {
       this.server.once('error', reject);
       this.server.listen(0, options.host, () => resolve((this.server.address() as AddressInfo).port));
     });
+    this.listening.catch(() => undefined); // (told by start)
     this.server.unref();
     this.watch = setInterval(() => this.checkBeats(), HEARTBEAT_MS);
     this.watch.unref();
@@ -119,7 +121,17 @@ export class AgentPool {
     cwd: string,
     timeoutMs = 60_000,
   ): Promise<void> {
-    const port = await this.listening;
+    let port: number;
+    try {
+      port = await this.listening;
+    } catch (err) {
+      throw new SlurmAllocationError(
+        `${this.options.where}: the agents' socket could not listen on ${this.options.host} ` +
+          `(${(err as Error).message}); give slurm({ address }) an address of this host that the nodes reach`,
+        jobId,
+        null,
+      );
+    }
     const nodes = layout.size;
     this.layout = layout;
     this.expected = nodes;
@@ -281,7 +293,16 @@ export class AgentPool {
   }
 
   private checkBeats(): void {
-    const late = Date.now() - HEARTBEAT_MS * HEARTBEATS_MISSED;
+    const now = Date.now();
+    // This program's own event loop was held up (a long synchronous stretch): the beats that came meanwhile wait
+    // unread in the sockets, so silence says nothing of the agents. Count from now.
+    const stalled = now - this.lastCheck > 2 * HEARTBEAT_MS;
+    this.lastCheck = now;
+    if (stalled) {
+      for (const agent of this.agents.values()) agent.lastHeard = now;
+      return;
+    }
+    const late = now - HEARTBEAT_MS * HEARTBEATS_MISSED;
     for (const agent of this.agents.values()) {
       if (agent.lost === undefined && agent.lastHeard < late)
         this.lose(agent, `it sent no heartbeat for ${HEARTBEATS_MISSED} s`);

@@ -120,8 +120,8 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
               log: workflow.log,
             })
           : undefined;
-      const check = (req: TaskRequirements, where: string): void => {
-        const problem = taskProblem(req, request, cluster, launcher);
+      const check = (req: TaskRequirements, where: string, kind: 'function' | 'executable'): void => {
+        const problem = taskProblem(req, request, cluster, launcher, kind);
         if (problem !== undefined)
           throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
@@ -133,7 +133,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec, remote);
           if (spec.requirements !== undefined)
-            check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`);
+            check(validateTaskRequirements(spec.requirements), `task ${spec.label ?? spec.name}`, spec.kind);
           if (agents === undefined && spec.kind === 'function' && (spec.requirements?.ranks ?? 1) > 1) {
             throw new UnsatisfiableRequirementsError(
               `task ${spec.label ?? spec.name}: function tasks with ranks > 1 run on threads() ` +
@@ -166,20 +166,26 @@ function taskProblem(
   allocation: AllocationRequest,
   cluster: ClusterInfo,
   launcher: 'mpirun' | 'srun',
+  kind: 'function' | 'executable',
 ): string | undefined {
   const conflict = stepConflict(req.slurm, allocation, cluster);
   if (conflict !== undefined) return conflict;
   const ranks = req.ranks ?? 1;
-  if (ranks > 1 && launcher === 'srun') return undefined;
+  const mpi = kind === 'executable' && ranks > 1;
+  if (mpi && launcher === 'srun') return undefined;
   const partition = cluster.partitions.get(allocation.partition ?? cluster.defaultPartition ?? '');
   const perNode = widestNode(allocation, cluster);
   const need = ranks * (req.coresPerRank ?? 1);
   if (partition !== undefined && need > perNode) {
+    const how = mpi
+      ? ', started by mpirun in one step'
+      : ranks > 1
+        ? ", a function's ranks are threads of one node"
+        : '';
     return (
-      `it needs ${need} cores on one node (ranks ${ranks} × ` +
-      `coresPerRank ${req.coresPerRank ?? 1}${ranks > 1 ? ', started by mpirun in one step' : ''}) but the nodes ` +
-      `of partition "${partition.name}" have at ` +
-      `most ${perNode}${ranks > 1 ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : ''}`
+      `it needs ${need} cores on one node (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}${how}) but the ` +
+      `nodes of partition "${partition.name}" have at most ${perNode}` +
+      (mpi ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : '')
     );
   }
   return undefined;
@@ -224,7 +230,7 @@ function runStep(
   alloc: Allocation,
   ctx: TaskPlanContext,
   names: Set<string>,
-  check: (req: TaskRequirements, where: string) => void,
+  check: (req: TaskRequirements, where: string, kind: 'function' | 'executable') => void,
   grace: number,
 ): Observable<unknown> {
   let step: RunningStep | undefined;
@@ -232,7 +238,7 @@ function runStep(
   const where = `task ${job.label ?? job.name} (${job.id})`;
   return attemptOf(
     async (stopped) => {
-      check(job.requirements, where);
+      check(job.requirements, where, job.kind);
       const jobId = alloc.usable() ?? (await alloc.ready());
       if (stopped()) return undefined;
       const plan: StepPlan =
