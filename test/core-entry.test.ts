@@ -53,7 +53,12 @@ const BACKEND_FOLDERS = new Set(['threads', 'processes', 'slurm', 'bullmq']);
 
 /** The only imports from one backend's folder into another's, each with its reason. */
 const BETWEEN_BACKENDS: ReadonlyArray<[from: string, to: string, why: string]> = [
-  ['runtime/bullmq/worker.ts', 'runtime/threads/index.ts', 'a scalems worker runs its functions on a threads() pool'],
+  [
+    'runtime/bullmq/worker.ts',
+    'runtime/threads/host-pool.ts',
+    'a scalems worker runs its functions on a threads() pool',
+  ],
+  ['runtime/slurm/agent.ts', 'runtime/threads/host-pool.ts', 'a Slurm agent runs its functions on a threads() pool'],
 ];
 
 const LEAVES = ['errors', 'util', 'optional-dependency'];
@@ -69,7 +74,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   engine: [...LEAVES, 'recorded-error', 'context', 'task', 'store'],
   operators: [...LEAVES, 'task', 'engine'],
   testing: [...LEAVES, 'task', 'engine'],
-  'runtime/remote': [...LEAVES, 'recorded-error', 'context', 'task', 'engine'],
+  // (the task host runs programs through the executable attempt)
+  'runtime/remote': [...LEAVES, 'recorded-error', 'context', 'task', 'engine', 'runtime/executable'],
   'runtime/executable': [...LEAVES, 'task', 'engine'],
   backend: [...LEAVES, 'recorded-error', 'context', 'task', 'engine', 'runtime/remote', 'runtime/executable'],
 };
@@ -114,6 +120,19 @@ describe('the remote side of a backend', () => {
     expect(files).toEqual(expect.arrayContaining(['runtime/threads/index.ts', 'runtime/executable/local.ts']));
     const forbidden = files.filter((f) =>
       /^(node|store|operators)\/|^runtime\/(executor|runtime|workflow|in-process)\.ts$|^runtime\/bullmq\/(index|client)\.ts$/.test(
+        f,
+      ),
+    );
+    expect(forbidden).toEqual([]);
+  });
+
+  it('cli/agent-entry.ts (a Slurm agent) loads the task host, a threads() pool and the executable attempt, not the engine, a store, Node’s entry or the driver side of slurm()', () => {
+    const files = [...reach(join(SRC, 'cli/agent-entry.ts'), { valueOnly: true })].map(([file]) => path(file));
+    expect(files).toEqual(
+      expect.arrayContaining(['runtime/remote/host.ts', 'runtime/threads/index.ts', 'runtime/executable/local.ts']),
+    );
+    const forbidden = files.filter((f) =>
+      /^(node|store|operators)\/|^runtime\/(executor|runtime|workflow|in-process)\.ts$|^runtime\/slurm\/(index|agents|on-agents|allocation)\.ts$/.test(
         f,
       ),
     );

@@ -13,6 +13,7 @@ import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
 import { recordError, reviveError, type RecordedError } from '../../recorded-error';
 import type { Footprint } from '../../task/requirements';
 import { TaskHost } from '../remote/host';
+import { hostPool } from '../threads/host-pool';
 import { closeSoon } from './close';
 import { bullmqDriver } from './driver';
 import { Gate } from './gate';
@@ -111,6 +112,7 @@ export class ScalemsWorker {
       modulesOption: '--modules',
       cores: options.cores,
       inline: options.inline,
+      pool: hostPool(this.name),
     });
     this.base = new this.bull.Queue(this.meeting.queue, {
       connection: options.connection,

@@ -18,7 +18,6 @@ import { runLocalExecutable } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
 import { Watchdog } from '../executable/watchdog';
-import { threads } from '../threads';
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
 import { jsonWire, type RemoteOutcome } from './wire';
@@ -32,6 +31,12 @@ export interface TaskHostOptions {
   readonly modulesOption: string;
   /** threads of the pool that runs functions */
   readonly cores: number;
+  /**
+   * The pool that runs function tasks on threads: a `threads()` executor (`threads/host-pool.ts`), made by the
+   * caller (a remote side that also runs a backend's main side, which this folder may not import). None: functions
+   * run on this event loop (`inline`), if there are modules.
+   */
+  readonly pool?: (modules: readonly string[], cores: number) => BackendExecutor;
   /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
   readonly inline?: boolean;
   /**
@@ -41,7 +46,8 @@ export interface TaskHostOptions {
   readonly watchdog?: boolean;
 }
 
-const NO_WORKFLOW = new Proxy(
+/** The workflow of a job run away from its driver: there is none (the pool that runs it must not ask). */
+export const NO_WORKFLOW = new Proxy(
   {},
   {
     get() {
@@ -73,13 +79,7 @@ export class TaskHost {
             wire: jsonWire,
           })
         : undefined;
-    this.functions =
-      modules.length > 0 && options.inline !== true
-        ? threads({ modules, maxThreads: options.cores }).open(
-            { cores: options.cores },
-            { workflow: NO_WORKFLOW, executorId: name },
-          )
-        : undefined;
+    this.functions = modules.length > 0 && options.inline !== true ? options.pool?.(modules, options.cores) : undefined;
     if (options.watchdog === true) {
       this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
       this.watchdog = new Watchdog(this.markPrefix, 3);
@@ -203,6 +203,8 @@ export class TaskHost {
   private work(job: Job, data: AttemptData): Observable<unknown> {
     if (data.kind === 'function') {
       if (this.runner !== undefined) return this.runInline(job);
+      if (this.functions === undefined && this.options.modules.length > 0)
+        throw new Error(`${this.options.name}: no thread pool to run function tasks on (TaskHostOptions.pool)`);
       if (this.functions === undefined) {
         throw new UnknownTaskError(
           `${this.options.name} was started without ${this.options.modulesOption}, so it runs no function tasks ` +

@@ -13,6 +13,7 @@ import { TaskCancelledError } from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import { AttemptData, decodeWith } from '../remote/attempt-data';
 import { TaskHost } from '../remote/host';
+import { hostPool } from '../threads/host-pool';
 import {
   DriverMessage,
   HEARTBEAT_MS,
@@ -51,6 +52,7 @@ export function runAgent(options: AgentOptions): Promise<number> {
     modules: options.modules,
     modulesOption: 'slurm({ modules })',
     cores: options.cores,
+    pool: hostPool(name),
     watchdog: true,
   });
   const health = options.health ?? slurmdHealth(options.node);

@@ -340,7 +340,11 @@ export class AgentPool {
     const live = this.nodes();
     if (live.some((a) => fits(need, a.capacity))) return undefined;
     if (this.onAll !== undefined) return undefined; // the agents are still coming
-    const offered = live.map((a) => `${a.node}: ${a.capacity.cores} cores`).join(', ') || 'no live node';
+    const offered =
+      [...live]
+        .sort((a, b) => a.node.localeCompare(b.node, 'en', { numeric: true }))
+        .map((a) => `${a.node}: ${a.capacity.cores} cores`)
+        .join(', ') || 'no live node';
     const lostNodes = [...this.agents.values()].filter((a) => a.lost !== undefined).map((a) => a.node);
     const failed = lostNodes.length > 0 ? ` (failed: ${lostNodes.join(', ')})` : '';
     const gpus = need.gpus > 0 ? ` and ${need.gpus} GPUs` : '';
