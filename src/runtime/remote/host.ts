@@ -13,7 +13,9 @@ import {
   WalltimeExceededError,
 } from '../../errors';
 import { reviveError } from '../../recorded-error';
+import { footprint } from '../../task/requirements';
 import type { BackendExecutor, Job } from '../backend';
+import type { CoreGate } from '../executable/core-gate';
 import { runLocalExecutable } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
@@ -39,6 +41,11 @@ export interface TaskHostOptions {
   readonly pool?: (modules: readonly string[], cores: number) => BackendExecutor;
   /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
   readonly inline?: boolean;
+  /**
+   * The cores attempts hold while they run, for a host that is handed one-core attempts ahead of a free core: they
+   * prepare (a program's working directory and files) at once, then wait here. None: each runs when it arrives.
+   */
+  readonly gate?: CoreGate;
   /**
    * Ends the programs it started if this process dies without doing so (SIGKILL): a watchdog (`watchdog.ts`) and
    * attempt marks. For a host whose death must not leave work running (a Slurm agent). @default false
@@ -211,7 +218,7 @@ export class TaskHost {
             `(asked for "${data.name}"): start it with ${this.options.modulesOption} <the module that defines it>`,
         );
       }
-      return this.functions.run(job);
+      return this.options.gate !== undefined ? gated(this.options.gate, job, this.functions) : this.functions.run(job);
     }
     if (data.place === undefined)
       throw new InvalidTaskDescriptionError(`executable task ${data.id} does not say where to run it (place)`);
@@ -221,6 +228,7 @@ export class TaskHost {
       mpi: {},
       workerEnv: {},
       ending: this.ending,
+      gate: this.options.gate,
       ...(prefix !== undefined && {
         marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` },
         watcher: this.watchdog,
@@ -254,4 +262,23 @@ export class TaskHost {
       return () => stop.abort(job.signal.aborted ? (job.signal.reason as Error) : new Error('the task was stopped'));
     });
   }
+}
+
+/** A function attempt that starts once the gate grants its cores, and gives them back when it ends. */
+function gated(gate: CoreGate, job: Job, functions: BackendExecutor): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    const ticket = gate.enter(footprint(job.requirements).cores);
+    let work: Subscription | undefined;
+    let closed = false;
+    const start = (): void => {
+      if (!closed) work = functions.run(job).subscribe(subscriber);
+    };
+    if (ticket.granted) start();
+    else void ticket.ready.then(start);
+    return () => {
+      closed = true;
+      work?.unsubscribe();
+      gate.leave(ticket);
+    };
+  });
 }

@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { TaskCancelledError } from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import { AttemptData, decodeWith } from '../remote/attempt-data';
+import { CoreGate } from '../executable/core-gate';
 import { TaskHost } from '../remote/host';
 import { hostPool } from '../threads/host-pool';
 import {
@@ -53,6 +54,8 @@ export function runAgent(options: AgentOptions): Promise<number> {
     modulesOption: 'slurm({ modules })',
     cores: options.cores,
     pool: hostPool(name),
+    // the driver hands it one-core attempts ahead of a free core (Capacity.queue): they wait here, prepared
+    gate: new CoreGate(options.cores),
     watchdog: true,
   });
   const health = options.health ?? slurmdHealth(options.node);

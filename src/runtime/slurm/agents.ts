@@ -60,6 +60,8 @@ interface Running {
 
 interface Waiting {
   readonly need: Footprint;
+  /** may wait at its node for a free core (one core, no GPU or memory, no walltime: see `Capacity.queue`) */
+  readonly queueable: boolean;
   readonly prefer: string | undefined;
   readonly go: (agent: NodeAgent) => void;
   readonly fail: (err: Error) => void;
@@ -357,12 +359,16 @@ export class AgentPool {
   }
 
   /** Takes `need` on a node where it fits (the preferred one if it fits there now), once one has it free. */
-  private acquire(need: Footprint, prefer: string | undefined): { placed: Promise<NodeAgent>; withdraw(): void } {
+  private acquire(
+    need: Footprint,
+    queueable: boolean,
+    prefer: string | undefined,
+  ): { placed: Promise<NodeAgent>; withdraw(): void } {
     let entry: Waiting | undefined;
     const placed = new Promise<NodeAgent>((go, fail) => {
       const problem = this.neverFits(need);
       if (problem !== undefined) return fail(problem);
-      this.waiting.push((entry = { need, prefer, go, fail }));
+      this.waiting.push((entry = { need, queueable, prefer, go, fail }));
       this.dispatch();
     });
     return {
@@ -381,17 +387,22 @@ export class AgentPool {
     this.dispatch();
   }
 
-  /** Places waiting attempts, first come first served (nothing overtakes the first, so a wide one is not starved). */
+  /**
+   * Places waiting attempts, first come first served (nothing overtakes the first, so a wide one is not starved). One
+   * core attempts may be placed ahead of a free core (`aheadFits`): a node's free cores then go below zero.
+   */
   private dispatch(): void {
     while (this.waiting.length > 0) {
       const w = this.waiting[0]!;
       const live = this.nodes() as NodeAgent[];
       const preferred = w.prefer !== undefined ? this.agents.get(w.prefer) : undefined;
+      const ok = (a: NodeAgent): boolean => fits(w.need, a.free) || (w.queueable && aheadFits(a));
       const agent =
+        // the node with its files, if a core is free there now (else a free core elsewhere beats waiting there)
         preferred !== undefined && preferred.lost === undefined && fits(w.need, preferred.free)
           ? preferred
           : live.reduce<NodeAgent | undefined>(
-              (best, a) => (fits(w.need, a.free) && (best === undefined || a.free.cores > best.free.cores) ? a : best),
+              (best, a) => (ok(a) && (best === undefined || a.free.cores > best.free.cores) ? a : best),
               undefined,
             );
       if (agent === undefined) return;
@@ -420,11 +431,17 @@ export class AgentPool {
    * One attempt on a node: subscribing waits for a node where `need` fits, then sends it there; unsubscribing stops it
    * there (or withdraws it from the wait). Emits the value and completes, or errors with the attempt's failure.
    */
-  attempt(need: Footprint, key: string, data: AttemptData, prefer: string | undefined): Observable<unknown> {
+  attempt(
+    need: Footprint,
+    key: string,
+    data: AttemptData,
+    prefer: string | undefined,
+    queueable = false,
+  ): Observable<unknown> {
     return new Observable<unknown>((subscriber) => {
       let agent: NodeAgent | undefined;
       let stopped = false;
-      const { placed, withdraw } = this.acquire(need, prefer);
+      const { placed, withdraw } = this.acquire(need, queueable, prefer);
       placed.then(
         (a) => {
           if (stopped) return this.release(a, need);
@@ -466,6 +483,12 @@ export class AgentPool {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
+
+/**
+ * A one-core attempt may go to a node whose cores are all taken, while no more wait there than it has cores: the agent
+ * prepares it and starts it the moment a core frees (its gate), so that a core does not idle for a round trip.
+ */
+const aheadFits = (a: NodeAgent): boolean => a.free.cores > -a.capacity.cores;
 
 function fits(need: Footprint, free: { cores: number; gpus: number; memoryMB: number }): boolean {
   return need.cores <= free.cores && need.gpus <= free.gpus && need.memoryMB <= free.memoryMB;

@@ -126,7 +126,8 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
           throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
       const ex: BackendExecutor = {
-        capacity,
+        // on agents, one more one-core task per core is handed over ahead, to wait prepared at its node's agent
+        capacity: agents !== undefined ? { ...capacity, queue: capacity.cores } : capacity,
         invokes: false,
         identity: (spec) => inputsIdentity(spec, hostCwd),
         accept(spec) {

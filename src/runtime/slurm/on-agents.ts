@@ -83,7 +83,9 @@ export class AgentMode {
           }),
         };
         const prefer = this.pool.preferredNode(job.args, this.ctx.workflowDir);
-        return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer);
+        const queueable =
+          need.cores === 1 && need.gpus === 0 && need.memoryMB === 0 && job.requirements.walltime === undefined;
+        return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable);
       }),
     );
   }
