@@ -27,7 +27,15 @@ import {
   type ClusterInfo,
   type SlurmBackendOptions,
 } from './options';
-import { entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './plans';
+import { allocatedNodes, type AllocatedNode, type Placement } from './placement';
+import {
+  entryCommand,
+  planExecutable,
+  planFunction,
+  type StepPlan,
+  type StepTarget,
+  type TaskPlanContext,
+} from './plans';
 import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './steps';
 
 export type { SlurmBackendOptions } from './options';
@@ -98,7 +106,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       };
       const names = new Set<string>();
       const check = (req: TaskRequirements, where: string): void => {
-        const problem = taskProblem(req, request, cluster, launcher);
+        const problem = taskProblem(req, request, cluster);
         if (problem !== undefined)
           throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
@@ -133,26 +141,21 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
   };
 }
 
-/** Why a task's requirements cannot hold in this allocation, or undefined. */
-function taskProblem(
-  req: TaskRequirements,
-  allocation: AllocationRequest,
-  cluster: ClusterInfo,
-  launcher: 'mpirun' | 'srun',
-): string | undefined {
+/**
+ * Why a task's requirements cannot hold in this allocation, or undefined. A rank's cores must be on one node; the
+ * ranks of a task may spread over the allocation's nodes, with either launcher (mpirun then runs on this host and
+ * starts its daemons on the nodes as one step). That the allocation has the cores at all is the executor's check.
+ */
+function taskProblem(req: TaskRequirements, allocation: AllocationRequest, cluster: ClusterInfo): string | undefined {
   const conflict = stepConflict(req.slurm, allocation, cluster);
   if (conflict !== undefined) return conflict;
-  const ranks = req.ranks ?? 1;
-  if (ranks > 1 && launcher === 'srun') return undefined;
   const partition = cluster.partitions.get(allocation.partition ?? cluster.defaultPartition ?? '');
   const perNode = Math.max(0, ...(partition?.nodes.map((n) => n.cpus) ?? []));
-  const need = ranks * (req.coresPerRank ?? 1);
-  if (partition !== undefined && need > perNode) {
+  const cpr = req.coresPerRank ?? 1;
+  if (partition !== undefined && cpr > perNode) {
     return (
-      `it needs ${need} cores on one node (ranks ${ranks} × ` +
-      `coresPerRank ${req.coresPerRank ?? 1}${ranks > 1 ? ', started by mpirun in one step' : ''}) but the nodes ` +
-      `of partition "${partition.name}" have at ` +
-      `most ${perNode}${ranks > 1 ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : ''}`
+      `it needs ${cpr} cores on one node (coresPerRank ${cpr}: a rank's cores are on one node) but the nodes ` +
+      `of partition "${partition.name}" have at most ${perNode}`
     );
   }
   return undefined;
@@ -170,13 +173,32 @@ function stepName(job: Job, live: Set<string>): string {
   return name;
 }
 
-function runStep(
+/** The nodes of each allocation and its CPUs on them, asked of Slurm once (when a task with ranks > 1 needs them). */
+const nodesOf = new WeakMap<Allocation, Promise<readonly AllocatedNode[]>>();
+
+function allocationNodes(alloc: Allocation, jobId: string): Promise<readonly AllocatedNode[]> {
+  let nodes = nodesOf.get(alloc);
+  if (nodes === undefined) {
+    nodes = allocatedNodes(jobId);
+    nodes.catch(() => nodesOf.delete(alloc));
+    nodesOf.set(alloc, nodes);
+  }
+  return nodes;
+}
+
+/**
+ * One attempt of a task as one job step of the allocation. `placement` pins its ranks to nodes of the allocation
+ * (see `Placement`); without it Slurm places them, or for the mpirun launcher, one node if one can hold the task,
+ * else `spreadPlacement`.
+ */
+export function runStep(
   job: Job,
   alloc: Allocation,
   ctx: TaskPlanContext,
   names: Set<string>,
   check: (req: TaskRequirements, where: string) => void,
   grace: number,
+  placement?: Placement,
 ): Observable<unknown> {
   let step: RunningStep | undefined;
   let ended = false;
@@ -186,21 +208,27 @@ function runStep(
       check(job.requirements, where);
       const jobId = alloc.usable() ?? (await alloc.ready());
       if (stopped()) return undefined;
-      const plan: StepPlan =
-        job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
-      if (stopped()) return undefined;
       const name = stepName(job, names);
-      step = startStep({
-        jobId,
-        name,
-        options: plan.options,
-        command: plan.command,
-        env: srunEnv(plan.env),
-        cwd: ctx.hostCwd,
-        stderrFile: plan.stderrFile,
-      });
       let outcome: StepOutcome;
+      let plan: StepPlan;
       try {
+        const target: StepTarget = { jobId, name, nodes: () => allocationNodes(alloc, jobId), placement };
+        plan =
+          job.kind === 'executable'
+            ? await planExecutable(job, ctx, where, target)
+            : await planFunction(job, ctx, where, target);
+        if (stopped()) return undefined;
+        step = startStep({
+          jobId,
+          name,
+          options: plan.options,
+          command: plan.command,
+          driver: plan.driver,
+          stdinFile: plan.stdinFile,
+          env: srunEnv(plan.env),
+          cwd: plan.cwd ?? ctx.hostCwd,
+          stderrFile: plan.stderrFile,
+        });
         outcome = await step.done;
       } finally {
         ended = true;

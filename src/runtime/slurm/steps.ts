@@ -7,7 +7,12 @@
  * it launched ("launching StepId=J.S") and the raw wait status of each task, and slurmstepd's notices
  * (CANCELLED, DUE TO TIME LIMIT, oom-kill, node failure) arrive on srun's stderr too. The program's own
  * stdout/stderr go to files (--output/--error), so srun's stderr holds only Slurm's messages.
+ *
+ * A step may also be created by another program on this host: `mpirun` whose daemons are the step (a task that
+ * spans nodes with the mpirun launcher, see plans.ts). Its srun's verbose lines reach mpirun's stderr, so the
+ * step is read the same way; the task's exit status is mpirun's own.
  */
+import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import { spawnTree, type ProcessTree } from '../executable/process-tree';
 import { slurmCommand } from './allocation';
@@ -26,8 +31,16 @@ export interface StepLaunch {
   readonly env: NodeJS.ProcessEnv;
   /** where srun itself runs */
   readonly cwd: string;
-  /** the tasks' --error file: slurmstepd writes its notices (CANCELLED, time limit, oom-kill) there */
-  readonly stderrFile?: string;
+  /** the tasks' --error file(s): slurmstepd writes its notices (CANCELLED, time limit, oom-kill) there */
+  readonly stderrFile?: string | readonly string[];
+  /**
+   * The program that creates the step itself, run instead of `srun ... options command` (which are then unused):
+   * `mpirun` whose srun has `--jobid`, `--job-name <name>` and `--verbose` (its srun's stderr reaching mpirun's).
+   * The outcome's exit code and signal are then this program's.
+   */
+  readonly driver?: readonly string[];
+  /** the driver's stdin (a file); none without */
+  readonly stdinFile?: string;
 }
 
 export interface StepOutcome {
@@ -151,7 +164,38 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   return { step, state, exitCode, signal, messages, launched };
 }
 
-/** Starts `srun --jobid=<id> --exact --verbose --job-name=<name> <options> <command>`. */
+/**
+ * Reads the stderr of a program that created a step (`StepLaunch.driver`): Slurm's notices decide TIMEOUT,
+ * CANCELLED, NODE_FAIL...; otherwise the step completed if the program exited 0. Exit code and signal are the
+ * program's; if it never created the step, its own last lines are the messages.
+ */
+export function classifyDriven(stderr: string, exit: { code: number | null; signal: string | null }): StepOutcome {
+  const slurm = classifyStep(stderr, exit);
+  const ok = exit.code === 0;
+  const state = slurm.state === 'COMPLETED' || slurm.state === 'FAILED' ? (ok ? 'COMPLETED' : 'FAILED') : slurm.state;
+  const own = stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^srun: (?!error)/.test(l))
+    .slice(-20)
+    .join('\n');
+  return {
+    ...slurm,
+    state,
+    exitCode: exit.code,
+    signal: exit.signal,
+    messages: slurm.launched ? slurm.messages : own,
+  };
+}
+
+async function notices(files: readonly string[]): Promise<string> {
+  const found = await Promise.all(files.map(async (f) => stepdNotices(await tail(f, 8192))));
+  return found.filter((n) => n !== '').join('\n');
+}
+
+/**
+ * Starts `srun --jobid=<id> --exact --verbose --job-name=<name> <options> <command>` (or the `driver` that creates
+ * the step).
+ */
 export function startStep(launch: StepLaunch): RunningStep {
   let stderr = '';
   let stepId: string | undefined;
@@ -166,21 +210,31 @@ export function startStep(launch: StepLaunch): RunningStep {
     ...launch.options,
     ...launch.command,
   ];
-  const started: Promise<ProcessTree | Error> = spawnTree('srun', args, {
+  const [program, ...programArgs] = launch.driver ?? ['srun', ...args];
+  const stdin = launch.driver !== undefined && launch.stdinFile !== undefined ? openSync(launch.stdinFile, 'r') : null;
+  const started: Promise<ProcessTree | Error> = spawnTree(program!, programArgs, {
     cwd: launch.cwd,
     env: launch.env,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: [stdin ?? 'ignore', 'ignore', 'pipe'],
     graceSeconds: SRUN_GRACE_SECONDS,
   }).then(
     (tree) => tree,
     (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
   );
+  if (stdin !== null) void started.finally(() => closeSync(stdin));
+  const classify = launch.driver !== undefined ? classifyDriven : classifyStep;
+  const stderrFiles =
+    launch.stderrFile === undefined
+      ? []
+      : typeof launch.stderrFile === 'string'
+        ? [launch.stderrFile]
+        : launch.stderrFile;
   const done = started.then(async (tree): Promise<StepOutcome> => {
     if (tree instanceof Error) {
       const why =
         (tree as NodeJS.ErrnoException).code === 'ENOENT'
-          ? 'srun is not installed (or not on PATH)'
-          : `srun could not be started: ${tree.message}`;
+          ? `${program} is not installed (or not on PATH)`
+          : `${program} could not be started: ${tree.message}`;
       return { step: null, state: 'FAILED', exitCode: null, signal: null, messages: why, launched: false };
     }
     const err = tree.child.stderr!;
@@ -194,18 +248,18 @@ export function startStep(launch: StepLaunch): RunningStep {
       tree.exited,
       new Promise<void>((resolve) => err.once('close', () => resolve())),
     ]);
-    const outcome = classifyStep(stderr, status);
+    const outcome = classify(stderr, status);
     // slurmstepd's notices go to the tasks' stderr file: needed only when the step did not simply complete
-    if (outcome.state === 'COMPLETED' || launch.stderrFile === undefined) return outcome;
-    let notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    if (outcome.state === 'COMPLETED' || stderrFiles.length === 0) return outcome;
+    let said = await notices(stderrFiles);
     // slurmstepd writes its notice as the step ends, which can be just after srun has ended: a step that
     // a signal ended (a scancel, a kill) gets a moment more before it is taken for a plain failure
     const waits = ABORTED.test(stderr) ? 4 * NOTICE_WAITS : outcome.signal !== null ? NOTICE_WAITS : 0;
-    for (let i = 0; notices === '' && i < waits; i++) {
+    for (let i = 0; said === '' && i < waits; i++) {
       await sleep(50);
-      notices = stepdNotices(await tail(launch.stderrFile, 8192));
+      said = await notices(stderrFiles);
     }
-    return notices === '' ? outcome : classifyStep(`${stderr}\n${notices}`, status);
+    return said === '' ? outcome : classify(`${stderr}\n${said}`, status);
   });
 
   const cancel = (graceSeconds = DEFAULT_STEP_GRACE_SECONDS): Promise<void> => {
