@@ -173,7 +173,7 @@ describe('slurm(): job step options', () => {
       '--mem-per-cpu=100M',
     ]);
     expect(stepCommand(['./md', '-v'], 4, { launcher: 'mpirun', mpirunArgs: ['--bind-to', 'none'] })).toEqual({
-      command: ['mpirun', '-np', '4', '--oversubscribe', '--bind-to', 'none', './md', '-v'],
+      command: ['mpirun', '-np', '4', '--oversubscribe', '--mca', 'ras', '^slurm', '--bind-to', 'none', './md', '-v'],
       launcher: 'mpirun',
     });
     expect(stepCommand(['./md'], 4, { launcher: 'srun', mpirunArgs: [] })).toEqual({

@@ -34,10 +34,28 @@ function countIds(ids: string): number {
   return n;
 }
 
-/** Node names of a Slurm host list such as `n[1-2],gpu3` (by `scontrol show hostnames`). */
-async function hostnames(list: string): Promise<string[]> {
-  if (!/[[\]]/.test(list)) return list.split(',').filter(Boolean);
-  return (await slurmCommand('scontrol', ['show', 'hostnames', list])).split('\n').filter(Boolean);
+/**
+ * Node names of a Slurm host list such as `n[1-2],gpu[01-03,7]`: one bracket per name is expanded here
+ * (zero-padding kept), anything else by `scontrol show hostnames`.
+ */
+export async function hostnames(list: string): Promise<string[]> {
+  const items = list.match(/[^,[]+(\[[^\]]*\])?[^,]*/g) ?? [];
+  const names: string[] = [];
+  for (const item of items) {
+    const m = /^([^[\]]*)\[([\d,-]+)\]([^[\]]*)$/.exec(item);
+    if (m === null && /[[\]]/.test(item))
+      return (await slurmCommand('scontrol', ['show', 'hostnames', list])).split('\n').filter(Boolean);
+    if (m === null) {
+      names.push(item);
+      continue;
+    }
+    for (const range of m[2]!.split(',')) {
+      const [from, to = from] = range.split('-') as [string, string?];
+      for (let i = Number(from); i <= Number(to); i++)
+        names.push(`${m[1]}${String(i).padStart(from.length, '0')}${m[3]}`);
+    }
+  }
+  return names;
 }
 
 /** Reads `scontrol show job -d -o` (its `Nodes=<list> CPU_IDs=<ids>` pairs) into the allocation's nodes. */
