@@ -290,6 +290,19 @@ describe('slurm(): step outcomes from srun --verbose and slurmstepd', () => {
     expect(none.messages).toMatch(/Unable to create step/);
   });
 
+  it("tells a step whose tasks a node could not start (not the program's failure, nor a cancellation)", () => {
+    // recorded on the 2-node test cluster before each node had its own TmpFS (the PMIx plugin's directory)
+    const failed =
+      "srun: jobid 1337: nodes(2):`n[1-2]', cpu counts: 2(x2)\nsrun: launching StepId=1337.0 on host n1, 2 tasks: " +
+      '0-1\nsrun: launching StepId=1337.0 on host n2, 2 tasks: 2-3\nslurmstepd-n1: error: *** STEP 1337.0 ON n1 ' +
+      'CANCELLED AT 2026-11-29T03:57:38 ***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to ' +
+      'finish.\nsrun: error: n1: tasks 0-1: Killed\nsrun: error: task 2 launch failed: Unspecified error\n' +
+      'srun: error: task 3 launch failed: Unspecified error\n';
+    const out = classifyStep(failed, { code: 137, signal: null });
+    expect(out).toMatchObject({ step: '1337.0', state: 'FAILED', launched: false });
+    expect(out.messages).toMatch(/task 2 launch failed: Unspecified error/);
+  });
+
   it('does not take the --error option in the verbose option dump for an error message', () => {
     expect(
       classifyStep(`srun: error               : /tmp/x/stderr\n${launched}${exit('0x0000')}`, { code: 0, signal: null })

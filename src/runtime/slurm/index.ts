@@ -262,10 +262,13 @@ async function slurmFailure(
   if (!outcome.launched && outcome.state === 'FAILED') {
     if (ended !== undefined) return ended;
     return new SlurmStepError(
-      `${where}: srun could not start a job step in allocation ${jobId}${said}`,
+      outcome.step !== null
+        ? `${where}: Slurm could not start every task of job step ${outcome.step} (the program did not run; ` +
+            `the slurmd logs of the nodes say why)${said}`
+        : `${where}: srun could not start a job step in allocation ${jobId}${said}`,
       'FAILED',
       outcome.exitCode,
-      null,
+      outcome.step,
     );
   }
   const step = outcome.step ?? `${jobId}.?`;

@@ -291,7 +291,8 @@ export async function planExecutable(
       options: [
         ...stepResourceArgs(job.requirements, l),
         ...placementArgs(placement, ranks, launcher),
-        ...(l === 'srun' ? ['--mpi=pmix'] : []),
+        // a rank that dies ends the others, as under mpirun: they would wait for it in MPI calls until the walltime
+        ...(l === 'srun' ? ['--mpi=pmix', '--kill-on-bad-exit=1'] : []),
         '--chdir',
         slurmPath(wd.path, where),
         ...ioArgs(wd, input, where, l === 'srun'),

@@ -53,7 +53,7 @@ export interface StepOutcome {
   readonly signal: string | null;
   /** Slurm's error lines (srun / slurmstepd), for messages */
   readonly messages: string;
-  /** true if the step was created and its tasks launched */
+  /** true if the step was created and all its tasks launched */
   readonly launched: boolean;
 }
 
@@ -75,6 +75,8 @@ export interface RunningStep {
  * times as many when srun said Slurm aborted the step (the notice is sure to come, later under load).
  */
 const NOTICE_WAITS = 10;
+/** srun's line when a node could not start the step's tasks (its slurmstepd failed before the program ran). */
+const LAUNCH_FAILED = /^srun: error: task [\d,-]+ launch failed/m;
 /** srun's line when Slurm ends its step (scancel, time limit): the step did not simply fail. */
 const ABORTED = /^srun: Job step aborted/m;
 
@@ -124,7 +126,9 @@ export function stepdNotices(text: string): string {
 export function classifyStep(stderr: string, srunExit: { code: number | null; signal: string | null }): StepOutcome {
   const lines = stderr.split('\n');
   const step = /launching StepId=(\d+\.\d+)/.exec(stderr)?.[1] ?? null;
-  const launched = step !== null;
+  // a node could not start its tasks (srun then kills the others): Slurm's failure, not the program's
+  const launchFailed = LAUNCH_FAILED.test(stderr);
+  const launched = step !== null && !launchFailed;
   let chosen: { code: number; sig: number } | undefined;
   for (const m of stderr.matchAll(/task exit notification for \d+ tasks? of StepId=\S+ \(status=0x([0-9a-fA-F]+)\)/g)) {
     const status = Number.parseInt(m[1]!, 16);
@@ -151,6 +155,7 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   else if (/oom[-_]kill|OUT_OF_MEMORY|Exceeded (job|step) memory limit/i.test(stderr)) state = 'OUT_OF_MEMORY';
   else if (/NODE_FAIL|DUE TO NODE FAIL|Node failure/i.test(stderr)) state = 'NODE_FAIL';
   else if (/CANCELLED AT \S+ DUE TO PREEMPTION/.test(stderr)) state = 'PREEMPTED';
+  else if (launchFailed) state = 'FAILED';
   else if (/\*\*\* (STEP|JOB) \S+ ON \S+ CANCELLED AT/.test(stderr)) state = 'CANCELLED';
   // slurmstepd's notice did not reach us, but srun says Slurm aborted the step: never a plain failure
   else if (launched && ABORTED.test(stderr)) state = 'CANCELLED';
