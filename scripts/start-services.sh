@@ -70,7 +70,7 @@ log() { echo "start-services: $*"; }
 die() { echo "start-services: ERROR: $*" >&2; exit 1; }
 
 if [ "$(id -u)" -ne 0 ]; then die "must run as root"; fi
-for cmd in munged munge unmunge slurmctld slurmd sinfo srun salloc scontrol redis-server redis-cli mpirun; do
+for cmd in munged munge unmunge slurmctld slurmd sinfo srun salloc scontrol redis-server redis-cli mpirun mpicc; do
   command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found; run: bash scripts/install-deps.sh"
 done
 
@@ -298,7 +298,7 @@ stop_slurm() {
   # the slurmd of every node, including nodes of an earlier, larger configuration, and the
   # single slurmd (/run/slurmd.pid) of the one-node cluster this script used to start
   for pidfile in /run/slurmd-*.pid /run/slurmd.pid; do
-    [ -e "$pidfile" ] && stop_pidfile "$pidfile" slurmd
+    if [ -e "$pidfile" ]; then stop_pidfile "$pidfile" slurmd; fi
   done
   stop_pidfile "$SLURMCTLD_PID" slurmctld
 }

@@ -96,7 +96,7 @@ describe('slurm(): mpirun on this host for a task that spans nodes', () => {
       {
         jobId: '42',
         name: 'md-1',
-        outputDir: '/w/.ranks',
+        outputDir: '.ranks',
         stepOptions: stepResourceArgs({ ranks: 4, memoryMB: 400, walltime: 30 }, 'spanning'),
       },
       ['--bind-to', 'none'],
@@ -118,7 +118,7 @@ describe('slurm(): mpirun on this host for a task that spans nodes', () => {
       '--jobid=42 --exact --verbose --job-name=md-1 --cpus-per-task=2 --mem-per-cpu=100M --time=2',
       '--leave-session-attached',
       '--output-filename',
-      '/w/.ranks:nocopy',
+      '.ranks:nocopy',
       '--bind-to',
       'none',
       './md',

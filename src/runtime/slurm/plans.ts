@@ -267,7 +267,8 @@ export async function planExecutable(
       {
         jobId: target.jobId,
         name: target.name,
-        outputDir: join(wd.path, RANK_OUTPUT_DIR),
+        // relative to mpirun's working directory (the attempt's): the path then has no ':' that mpirun would split
+        outputDir: RANK_OUTPUT_DIR,
         stepOptions: stepResourceArgs(job.requirements, 'spanning'),
       },
       ctx.mpirunArgs,
