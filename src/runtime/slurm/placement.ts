@@ -14,11 +14,16 @@ export interface AllocatedNode {
 }
 
 /**
- * Where a task's ranks run: `ranksPerNode` ranks on each node of `nodes`, ranks 0..k-1 on the first, and so on
- * (the last node may have fewer). Each node gives the task `ranksPerNode × coresPerRank` CPUs.
+ * Where a task's ranks run: `ranksPerNode` ranks on each node of `nodes`, ranks 0..k-1 on the first of them in the
+ * allocation's node order, and so on (the last node may have fewer). Each node gives the task
+ * `ranksPerNode × coresPerRank` CPUs.
+ *
+ * The allocation's order (Slurm's node order), not the order given: Slurm numbers the tasks of a step in its node
+ * order, and mpirun's daemons take their number from it; mpirun told another order would start rank 0 on another
+ * node than the one it believes (on the test cluster, where every node has the same host name, nothing notices).
  */
 export interface Placement {
-  /** names of nodes of the allocation, in rank order */
+  /** names of nodes of the allocation (a set: see above for the order) */
   readonly nodes: readonly string[];
   /** @default ceil(ranks / nodes.length) */
   readonly ranksPerNode?: number;
@@ -71,6 +76,12 @@ export async function parseAllocatedNodes(shown: string): Promise<AllocatedNode[
 /** The nodes of a granted allocation and its CPUs on each. */
 export async function allocatedNodes(jobId: string): Promise<AllocatedNode[]> {
   return parseAllocatedNodes(await slurmCommand('scontrol', ['show', 'job', '-d', '-o', jobId]));
+}
+
+/** The placement with its nodes in the allocation's order (see `Placement`). */
+export function inAllocationOrder(placement: Placement, nodes: readonly AllocatedNode[]): Placement {
+  const wanted = new Set(placement.nodes);
+  return { ...placement, nodes: nodes.filter((n) => wanted.has(n.name)).map((n) => n.name) };
 }
 
 /** The ranks per node of a placement for `ranks` ranks. */

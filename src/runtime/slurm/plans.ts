@@ -22,7 +22,14 @@ import { prepareWorkdir, tail, type Workdir } from '../executable/workdir';
 import { loaderArgs } from '../remote/modules';
 import type { RemoteOutcome } from '../remote/wire';
 import { stepResourceArgs } from './options';
-import { checkPlacement, ranksPerNode, spreadPlacement, type AllocatedNode, type Placement } from './placement';
+import {
+  checkPlacement,
+  inAllocationOrder,
+  ranksPerNode,
+  spreadPlacement,
+  type AllocatedNode,
+  type Placement,
+} from './placement';
 import type { StepOutcome } from './steps';
 
 export interface TaskPlanContext {
@@ -217,9 +224,13 @@ async function rankPlan(
 ): Promise<{ launcher: RankLauncher; placement: Placement | undefined }> {
   const ranks = job.requirements.ranks ?? 1;
   const cpr = job.requirements.coresPerRank ?? 1;
-  if (ranks <= 1) return { launcher: 'none', placement: target.placement };
   let placement = target.placement;
-  if (placement !== undefined) checkPlacement(placement, ranks, cpr, await target.nodes(), where);
+  if (placement !== undefined) {
+    const nodes = await target.nodes();
+    checkPlacement(placement, ranks, cpr, nodes, where);
+    placement = inAllocationOrder(placement, nodes);
+  }
+  if (ranks <= 1) return { launcher: 'none', placement };
   if (ctx.launcher === 'srun') return { launcher: 'srun', placement };
   if (placement !== undefined)
     return { launcher: placement.nodes.length > 1 ? 'mpirun-spanning' : 'mpirun', placement };
@@ -234,12 +245,17 @@ async function rankPlan(
   return { launcher: 'mpirun-spanning', placement };
 }
 
-/** srun's options that put the step's tasks (ranks) on the placement's nodes. */
+/**
+ * srun's options that put the step's tasks on the placement's nodes: for srun-launched ranks one node per rank
+ * (`--distribution arbitrary`: rank r on the r-th name), so that each node has its `ranksPerNode` ranks.
+ */
 function placementArgs(placement: Placement | undefined, ranks: number, launcher: RankLauncher): string[] {
   if (placement === undefined) return [];
-  const nodes = ['--nodelist', placement.nodes.join(','), '--nodes', String(placement.nodes.length)];
-  if (launcher !== 'srun') return nodes;
-  return [...nodes, '--ntasks-per-node', String(ranksPerNode(placement, ranks)), '--distribution', 'block'];
+  const count = ['--nodes', String(placement.nodes.length)];
+  if (launcher !== 'srun') return ['--nodelist', placement.nodes.join(','), ...count];
+  const perNode = ranksPerNode(placement, ranks);
+  const perRank = Array.from({ length: ranks }, (_, r) => placement.nodes[Math.floor(r / perNode)]!);
+  return ['--nodelist', perRank.join(','), '--distribution', 'arbitrary', ...count];
 }
 
 export async function planExecutable(
@@ -339,6 +355,8 @@ export async function planFunction(
   where: string,
   target: StepTarget,
 ): Promise<StepPlan> {
+  if (target.placement !== undefined)
+    checkPlacement(target.placement, 1, job.requirements.coresPerRank ?? 1, await target.nodes(), where);
   const wd = await prepareWorkdir(ctx.workflowDir, job);
   const argsFile = join(wd.taskDir, `attempt-${job.attempt}.args.json`);
   const resultFile = join(wd.taskDir, `attempt-${job.attempt}.result.json`);
