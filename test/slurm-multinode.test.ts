@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  ExecutableFailedError,
   TaskCancelledError,
   executable,
   executor,
@@ -124,6 +125,41 @@ describeWithService(['slurm', 'mpi'], 'slurm(): MPI tasks whose ranks span nodes
       expect(nodesOf(lines)).toEqual(['n1', 'n2']);
     }
   }, 300_000);
+
+  it.each(['mpirun', 'srun'] as const)(
+    '%s launcher: a rank that fails fails the task spanning nodes with its exit code, the others ended',
+    async (launcher) => {
+      const { ex } = await open(launcher, 4);
+      const rank = launcher === 'mpirun' ? 'OMPI_COMM_WORLD_RANK' : 'SLURM_PROCID';
+      const t = ex.submit(
+        executable(['sh', '-c', `if [ "$${rank}" = 2 ]; then echo rank 2 fails >&2; exit 3; fi; exec sleep 303`], {
+          requirements: { ranks: 4 },
+        }),
+      );
+      const err = await t.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err).toBeInstanceOf(ExecutableFailedError);
+      expect(err).toMatchObject({ exitCode: 3 });
+      expect(err?.message).toMatch(/rank 2 fails/);
+      const left = (): boolean => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes('sleep 303');
+      while (left()) await new Promise((r) => setTimeout(r, 100));
+    },
+    120_000,
+  );
+
+  it('mpirun launcher: a program that is not there, over both nodes, fails saying so', async () => {
+    const { ex } = await open('mpirun', 4);
+    const t = ex.submit(executable(['./no-such-program-xyz'], { requirements: { ranks: 4 } }));
+    const err = await t.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(ExecutableFailedError);
+    expect(err?.message).toMatch(/no-such-program-xyz/);
+    expect(err?.message).toMatch(/mpirun said:[^]*(not find|unable to launch|could not access or execute)/i);
+  }, 120_000);
 
   it('cancelling a task that spans nodes (mpirun launcher) ends mpirun, every rank and the step', async () => {
     const { ex, program } = await open('mpirun', 4);

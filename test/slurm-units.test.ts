@@ -303,6 +303,21 @@ describe('slurm(): step outcomes from srun --verbose and slurmstepd', () => {
     expect(out.messages).toMatch(/task 2 launch failed: Unspecified error/);
   });
 
+  it('tells a task that failed, when srun ended the other tasks for it (--kill-on-bad-exit), from a scancel', () => {
+    // recorded on the test cluster: rank 2 exits 3, srun terminates the step
+    const step = 'StepId=1623.0';
+    const note = (n: string, st: string): string =>
+      `srun: launch/slurm: _task_finish: Received task exit notification for ${n} of ${step} (status=${st}).\n`;
+    const killed =
+      "srun: jobid 1623: nodes(2):`n[1-2]', cpu counts: 2(x2)\nsrun: launching StepId=1623.0 on host n1, 2 tasks: " +
+      `[0-1]\nsrun: launching StepId=1623.0 on host n2, 2 tasks: [2-3]\n${note('1 task', '0x0300')}` +
+      `srun: error: n2: task 2: Exited with exit code 3\nsrun: launch/slurm: _step_signal: Terminating ${step}\n` +
+      `${note('1 task', '0x000f')}srun: error: n2: task 3: Terminated\nslurmstepd-n1: error: *** STEP 1623.0 ON n1 ` +
+      `CANCELLED AT 2026-11-29T05:07:34 ***\n${note('2 tasks', '0x000f')}srun: error: n1: tasks 0-1: Terminated\n` +
+      `srun: Force Terminated ${step}\n`;
+    expect(classifyStep(killed, { code: 3, signal: null })).toMatchObject({ state: 'FAILED', exitCode: 3 });
+  });
+
   it('does not take the --error option in the verbose option dump for an error message', () => {
     expect(
       classifyStep(`srun: error               : /tmp/x/stderr\n${launched}${exit('0x0000')}`, { code: 0, signal: null })

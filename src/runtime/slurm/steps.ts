@@ -77,6 +77,9 @@ export interface RunningStep {
 const NOTICE_WAITS = 10;
 /** srun's line when a node could not start the step's tasks (its slurmstepd failed before the program ran). */
 const LAUNCH_FAILED = /^srun: error: task [\d,-]+ launch failed/m;
+/** srun's line when it ends its step itself, as --kill-on-bad-exit makes it once a task has failed. */
+const SELF_TERMINATED = /^srun: launch\/slurm: _step_signal: Terminating StepId=/m;
+const failedTask = (t: { code: number; sig: number }): boolean => t.code !== 0 || t.sig !== 0;
 /** srun's line when Slurm ends its step (scancel, time limit): the step did not simply fail. */
 const ABORTED = /^srun: Job step aborted/m;
 
@@ -156,6 +159,9 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   else if (/NODE_FAIL|DUE TO NODE FAIL|Node failure/i.test(stderr)) state = 'NODE_FAIL';
   else if (/CANCELLED AT \S+ DUE TO PREEMPTION/.test(stderr)) state = 'PREEMPTED';
   else if (launchFailed) state = 'FAILED';
+  // --kill-on-bad-exit: srun itself ended the step after a task failed (slurmstepd's CANCELLED notice follows)
+  else if (SELF_TERMINATED.test(stderr) && !ABORTED.test(stderr) && chosen !== undefined && failedTask(chosen))
+    state = 'FAILED';
   else if (/\*\*\* (STEP|JOB) \S+ ON \S+ CANCELLED AT/.test(stderr)) state = 'CANCELLED';
   // slurmstepd's notice did not reach us, but srun says Slurm aborted the step: never a plain failure
   else if (launched && ABORTED.test(stderr)) state = 'CANCELLED';
@@ -178,9 +184,10 @@ export function classifyDriven(stderr: string, exit: { code: number | null; sign
   const slurm = classifyStep(stderr, exit);
   const ok = exit.code === 0;
   const state = slurm.state === 'COMPLETED' || slurm.state === 'FAILED' ? (ok ? 'COMPLETED' : 'FAILED') : slurm.state;
+  // the program's own explanation (mpirun's), without its srun's lines
   const own = stderr
     .split('\n')
-    .filter((l) => l.trim() !== '' && !/^srun: (?!error)/.test(l))
+    .filter((l) => l.trim() !== '' && !/^(srun|slurmstepd\S*): /.test(l))
     .slice(-20)
     .join('\n');
   return {
@@ -188,7 +195,7 @@ export function classifyDriven(stderr: string, exit: { code: number | null; sign
     state,
     exitCode: exit.code,
     signal: exit.signal,
-    messages: slurm.launched ? slurm.messages : own,
+    messages: state === 'COMPLETED' ? slurm.messages : [slurm.messages, own].filter((m) => m !== '').join('\n'),
   };
 }
 
