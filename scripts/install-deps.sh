@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages scalems' real backends need (Debian/Ubuntu):
 #   redis-server            -> bullmq() backend
-#   slurm-wlm + munge       -> slurm() backend (single-node cluster on localhost)
+#   slurm-wlm + munge       -> slurm() backend (a cluster of 2 nodes on localhost)
 #   openmpi-bin + libopenmpi-dev -> processes() with ranks > 1 (mpirun, mpicc)
 #   gcc/libc6-dev           -> compiling MPI test programs with mpicc
 #   chromium                -> the browser tests (test/browser.test.ts: /usr/bin/chromium, driven by playwright-core)

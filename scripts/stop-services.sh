@@ -36,7 +36,7 @@ stop() {
 
 # one slurmd per node (/run/slurmd-<node>.pid); /run/slurmd.pid: the single-node cluster of earlier versions
 for pidfile in /run/slurmd-*.pid /run/slurmd.pid; do
-  [ -e "$pidfile" ] && stop "$pidfile" slurmd
+  if [ -e "$pidfile" ]; then stop "$pidfile" slurmd; fi
 done
 stop /run/slurmctld.pid slurmctld
 # Redis: a clean shutdown first (no save: persistence is off anyway); redis removes

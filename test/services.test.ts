@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import { describeWithService, mpiEnv, REDIS, REDIS_ADDRESS, redisPing } from './support/services';
+import { describeWithService, mpiEnv, REDIS, REDIS_ADDRESS, redisPing, slurmNodes } from './support/services';
 
 interface RunResult {
   readonly code: number | null;
@@ -136,12 +136,22 @@ describeWithService('redis', `redis on ${REDIS_ADDRESS}`, () => {
   });
 });
 
-describeWithService('slurm', 'single-node slurm cluster', () => {
+describeWithService('slurm', 'slurm cluster of 2 nodes on this machine', () => {
   it('has an up partition with a usable node', async () => {
     const sinfo = await run('sinfo', ['-h', '-o', '%P %a %T %N']);
     expect(sinfo.code).toBe(0);
     expect(sinfo.stdout).toMatch(/^\S+\*? up (idle|mixed|allocated|completing) \S+$/m);
   });
+
+  it('has nodes n1 and n2 of 2 CPUs each in partition debug', () => {
+    expect(slurmNodes().map((n) => `${n.name}:${n.cpus}`)).toEqual(['n1:2', 'n2:2']);
+  });
+
+  it('runs `srun -N2` on both nodes (each task sees its node in SLURMD_NODENAME)', async () => {
+    const srun = await run('srun', ['-N2', '-n2', 'sh', '-c', 'echo "$SLURMD_NODENAME"']);
+    expect(srun.code).toBe(0);
+    expect(srun.stdout.trim().split('\n').sort()).toEqual(['n1', 'n2']);
+  }, 120_000);
 
   it('runs `srun -N1 -n1 hostname` on this machine', async () => {
     const srun = await run('srun', ['-N1', '-n1', 'hostname']);
@@ -200,6 +210,15 @@ describeWithService(['slurm', 'mpi'], 'Open MPI inside a slurm allocation', () =
   afterAll(async () => {
     if (dir !== '') await rm(dir, { recursive: true, force: true });
   });
+
+  it('runs `salloc -N2 -n4 mpirun -np 4` over both nodes', async () => {
+    const salloc = await run('salloc', ['-N2', '-n4', 'mpirun', '-np', '4', exe], {
+      env: mpiEnv(),
+      timeoutMs: 120_000,
+    });
+    expect(salloc.code).toBe(0);
+    expect(parseRanks(salloc.stdout)).toEqual([0, 1, 2, 3].map((rank) => ({ rank, size: 4, sum: 6 })));
+  }, 150_000);
 
   it('runs `salloc -N1 -n2 mpirun -np 2` as ranks 0 and 1 of 2', async () => {
     const salloc = await run('salloc', ['-N1', '-n2', 'mpirun', '-np', '2', exe], {

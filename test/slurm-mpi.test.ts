@@ -33,7 +33,9 @@ describeWithService(['slurm', 'mpi'], 'slurm(): MPI executables in job steps', (
       ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', 'slurm-mpi.ts'), '3'],
       { cwd, timeout: 90_000 },
     );
-    expect(stdout).toContain('launched in each job step: mpirun -np 2 --oversubscribe --bind-to none ./hello');
+    expect(stdout).toContain(
+      'launched in each job step: mpirun -np 2 --oversubscribe --mca ras ^slurm --bind-to none ./hello',
+    );
     for (const i of [0, 1, 2]) expect(stdout).toContain(`member ${i}: 2 ranks, sum of 1..2 = 3`);
     expect(stdout).toContain('tasks by state: succeeded 4');
     // the example has exited: no allocation of a process that is gone is left (other test files' are theirs)

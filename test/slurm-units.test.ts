@@ -173,7 +173,7 @@ describe('slurm(): job step options', () => {
       '--mem-per-cpu=100M',
     ]);
     expect(stepCommand(['./md', '-v'], 4, { launcher: 'mpirun', mpirunArgs: ['--bind-to', 'none'] })).toEqual({
-      command: ['mpirun', '-np', '4', '--oversubscribe', '--bind-to', 'none', './md', '-v'],
+      command: ['mpirun', '-np', '4', '--oversubscribe', '--mca', 'ras', '^slurm', '--bind-to', 'none', './md', '-v'],
       launcher: 'mpirun',
     });
     expect(stepCommand(['./md'], 4, { launcher: 'srun', mpirunArgs: [] })).toEqual({
@@ -288,6 +288,34 @@ describe('slurm(): step outcomes from srun --verbose and slurmstepd', () => {
     );
     expect(none).toMatchObject({ step: null, state: 'FAILED', launched: false, exitCode: 1 });
     expect(none.messages).toMatch(/Unable to create step/);
+  });
+
+  it("tells a step whose tasks a node could not start (not the program's failure, nor a cancellation)", () => {
+    // recorded on the 2-node test cluster before each node had its own TmpFS (the PMIx plugin's directory)
+    const failed =
+      "srun: jobid 1337: nodes(2):`n[1-2]', cpu counts: 2(x2)\nsrun: launching StepId=1337.0 on host n1, 2 tasks: " +
+      '0-1\nsrun: launching StepId=1337.0 on host n2, 2 tasks: 2-3\nslurmstepd-n1: error: *** STEP 1337.0 ON n1 ' +
+      'CANCELLED AT 2026-11-29T03:57:38 ***\nsrun: Job step aborted: Waiting up to 7 seconds for job step to ' +
+      'finish.\nsrun: error: n1: tasks 0-1: Killed\nsrun: error: task 2 launch failed: Unspecified error\n' +
+      'srun: error: task 3 launch failed: Unspecified error\n';
+    const out = classifyStep(failed, { code: 137, signal: null });
+    expect(out).toMatchObject({ step: '1337.0', state: 'FAILED', launched: false });
+    expect(out.messages).toMatch(/task 2 launch failed: Unspecified error/);
+  });
+
+  it('tells a task that failed, when srun ended the other tasks for it (--kill-on-bad-exit), from a scancel', () => {
+    // recorded on the test cluster: rank 2 exits 3, srun terminates the step
+    const step = 'StepId=1623.0';
+    const note = (n: string, st: string): string =>
+      `srun: launch/slurm: _task_finish: Received task exit notification for ${n} of ${step} (status=${st}).\n`;
+    const killed =
+      "srun: jobid 1623: nodes(2):`n[1-2]', cpu counts: 2(x2)\nsrun: launching StepId=1623.0 on host n1, 2 tasks: " +
+      `[0-1]\nsrun: launching StepId=1623.0 on host n2, 2 tasks: [2-3]\n${note('1 task', '0x0300')}` +
+      `srun: error: n2: task 2: Exited with exit code 3\nsrun: launch/slurm: _step_signal: Terminating ${step}\n` +
+      `${note('1 task', '0x000f')}srun: error: n2: task 3: Terminated\nslurmstepd-n1: error: *** STEP 1623.0 ON n1 ` +
+      `CANCELLED AT 2026-11-29T05:07:34 ***\n${note('2 tasks', '0x000f')}srun: error: n1: tasks 0-1: Terminated\n` +
+      `srun: Force Terminated ${step}\n`;
+    expect(classifyStep(killed, { code: 3, signal: null })).toMatchObject({ state: 'FAILED', exitCode: 3 });
   });
 
   it('does not take the --error option in the verbose option dump for an error message', () => {

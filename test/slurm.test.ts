@@ -1,4 +1,4 @@
-// slurm({ mode: 'steps' }) on the real test cluster (scripts/start-services.sh): one allocation per executor,
+// slurm({ mode: 'steps' }) on the real test cluster (scripts/start-services.sh, 2 nodes): one allocation per executor,
 // each task a job step, states and failures from Slurm, cancellation by scancel, nothing left behind.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

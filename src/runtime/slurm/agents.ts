@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { Observable, type Subscriber } from 'rxjs';
+import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import {
   NodeFailureError,
   SlurmAllocationError,
@@ -31,6 +31,7 @@ import {
   type Hello,
   type Layout,
 } from './agent-protocol';
+import type { Placement } from './placement';
 
 /** ms an agent has, once its socket is open, to say hello with the token */
 const HELLO_MS = 10_000;
@@ -59,11 +60,11 @@ interface Running {
 }
 
 interface Waiting {
-  readonly need: Footprint;
-  /** may wait at its node for a free core (one core, no GPU or memory, no walltime: see `Capacity.queue`) */
-  readonly queueable: boolean;
-  readonly prefer: string | undefined;
-  readonly go: (agent: NodeAgent) => void;
+  /** the nodes it would take now, and what of each; undefined while it does not fit */
+  readonly pick: () => ReadonlyArray<readonly [NodeAgent, Footprint]> | undefined;
+  /** why it can never be placed on the live nodes, or undefined */
+  readonly never: () => Error | undefined;
+  readonly go: (picked: ReadonlyArray<readonly [NodeAgent, Footprint]>) => void;
   readonly fail: (err: Error) => void;
 }
 
@@ -329,7 +330,7 @@ export class AgentPool {
     }
     // what waits for a node that no live node can hold fails now
     for (const w of [...this.waiting]) {
-      const problem = this.neverFits(w.need);
+      const problem = w.never();
       if (problem !== undefined) {
         this.waiting.splice(this.waiting.indexOf(w), 1);
         w.fail(problem);
@@ -339,36 +340,40 @@ export class AgentPool {
 
   /** Why `need` can never run on the live nodes, or undefined. */
   private neverFits(need: Footprint): Error | undefined {
-    const live = this.nodes();
-    if (live.some((a) => fits(need, a.capacity))) return undefined;
+    if (this.nodes().some((a) => fits(need, a.capacity))) return undefined;
+    const gpus = need.gpus > 0 ? ` and ${need.gpus} GPUs` : '';
+    return this.cannot(`it needs ${need.cores} cores${gpus} on one node`);
+  }
+
+  /** The error for what the live nodes can never hold: `what`, and what they offer (none left: `NodeFailureError`). */
+  private cannot(what: string): Error | undefined {
     if (this.onAll !== undefined) return undefined; // the agents are still coming
     const offered =
-      [...live]
+      [...this.nodes()]
         .sort((a, b) => a.node.localeCompare(b.node, 'en', { numeric: true }))
         .map((a) => `${a.node}: ${a.capacity.cores} cores`)
         .join(', ') || 'no live node';
     const lostNodes = [...this.agents.values()].filter((a) => a.lost !== undefined).map((a) => a.node);
     const failed = lostNodes.length > 0 ? ` (failed: ${lostNodes.join(', ')})` : '';
-    const gpus = need.gpus > 0 ? ` and ${need.gpus} GPUs` : '';
-    const msg =
-      `it needs ${need.cores} cores${gpus} on one node, but the live nodes of the allocation offer ` +
-      `${offered}${failed}`;
+    const msg = `${what}, but the live nodes of the allocation offer ${offered}${failed}`;
     return lostNodes.length > 0 && this.nodes().length === 0
       ? new NodeFailureError(msg, lostNodes.join(','))
       : new UnsatisfiableRequirementsError(msg);
   }
 
-  /** Takes `need` on a node where it fits (the preferred one if it fits there now), once one has it free. */
+  /**
+   * Waits in line until `waiting.pick` finds its nodes, and takes what it needs of them; fails at once (or when nodes
+   * are lost) if it can never be placed.
+   */
   private acquire(
-    need: Footprint,
-    queueable: boolean,
-    prefer: string | undefined,
-  ): { placed: Promise<NodeAgent>; withdraw(): void } {
+    pick: Waiting['pick'],
+    never: Waiting['never'],
+  ): { placed: Promise<ReadonlyArray<readonly [NodeAgent, Footprint]>>; withdraw(): void } {
     let entry: Waiting | undefined;
-    const placed = new Promise<NodeAgent>((go, fail) => {
-      const problem = this.neverFits(need);
+    const placed = new Promise<ReadonlyArray<readonly [NodeAgent, Footprint]>>((go, fail) => {
+      const problem = never();
       if (problem !== undefined) return fail(problem);
-      this.waiting.push((entry = { need, queueable, prefer, go, fail }));
+      this.waiting.push((entry = { pick, never, go, fail }));
       this.dispatch();
     });
     return {
@@ -378,6 +383,52 @@ export class AgentPool {
         if (i >= 0) this.waiting.splice(i, 1);
       },
     };
+  }
+
+  /** The node for a task of one node: the preferred one if it has the cores free now, else the one with most free. */
+  private oneNode(need: Footprint, queueable: boolean, prefer: string | undefined): Waiting['pick'] {
+    return () => {
+      const preferred = prefer !== undefined ? this.agents.get(prefer) : undefined;
+      // the node with its files, if a core is free there now (else a free core elsewhere beats waiting there)
+      if (preferred !== undefined && preferred.lost === undefined && fits(need, preferred.free))
+        return [[preferred, need]];
+      const ok = (a: NodeAgent): boolean => fits(need, a.free) || (queueable && aheadFits(a));
+      let best: NodeAgent | undefined;
+      for (const a of this.nodes() as NodeAgent[])
+        if (ok(a) && (best === undefined || a.free.cores > best.free.cores)) best = a;
+      return best !== undefined ? [[best, need]] : undefined;
+    };
+  }
+
+  /**
+   * The nodes for a task of `ranks` ranks spread over as few nodes as hold it (the same ranks on each, in block order),
+   * of `of` (each node's free cores, or its capacity): undefined if none do.
+   */
+  private spread(
+    ranks: number,
+    need: Footprint,
+    of: 'free' | 'capacity',
+  ): Array<readonly [NodeAgent, Footprint]> | undefined {
+    const live = this.nodes() as NodeAgent[];
+    for (let k = 1; k <= Math.min(ranks, live.length); k++) {
+      const perNode = Math.ceil(ranks / k);
+      const share: Footprint = {
+        cores: (need.cores / ranks) * perNode,
+        gpus: (need.gpus / ranks) * perNode,
+        memoryMB: (need.memoryMB / ranks) * perNode,
+      };
+      const fitting = live.filter((a) => fits(share, a[of])).sort((a, b) => b[of].cores - a[of].cores);
+      if (fitting.length >= k) return fitting.slice(0, k).map((a) => [a, share] as const);
+    }
+    return undefined;
+  }
+
+  private take(picked: ReadonlyArray<readonly [NodeAgent, Footprint]>): void {
+    for (const [agent, need] of picked) {
+      agent.free.cores -= need.cores;
+      agent.free.gpus -= need.gpus;
+      agent.free.memoryMB -= need.memoryMB;
+    }
   }
 
   private release(agent: NodeAgent, need: Footprint): void {
@@ -394,23 +445,11 @@ export class AgentPool {
   private dispatch(): void {
     while (this.waiting.length > 0) {
       const w = this.waiting[0]!;
-      const live = this.nodes() as NodeAgent[];
-      const preferred = w.prefer !== undefined ? this.agents.get(w.prefer) : undefined;
-      const ok = (a: NodeAgent): boolean => fits(w.need, a.free) || (w.queueable && aheadFits(a));
-      const agent =
-        // the node with its files, if a core is free there now (else a free core elsewhere beats waiting there)
-        preferred !== undefined && preferred.lost === undefined && fits(w.need, preferred.free)
-          ? preferred
-          : live.reduce<NodeAgent | undefined>(
-              (best, a) => (ok(a) && (best === undefined || a.free.cores > best.free.cores) ? a : best),
-              undefined,
-            );
-      if (agent === undefined) return;
+      const picked = w.pick();
+      if (picked === undefined) return;
       this.waiting.shift();
-      agent.free.cores -= w.need.cores;
-      agent.free.gpus -= w.need.gpus;
-      agent.free.memoryMB -= w.need.memoryMB;
-      w.go(agent);
+      this.take(picked);
+      w.go(picked);
     }
   }
 
@@ -441,13 +480,13 @@ export class AgentPool {
     return new Observable<unknown>((subscriber) => {
       let agent: NodeAgent | undefined;
       let stopped = false;
-      const { placed, withdraw } = this.acquire(need, queueable, prefer);
+      const { placed, withdraw } = this.acquire(this.oneNode(need, queueable, prefer), () => this.neverFits(need));
       placed.then(
-        (a) => {
-          if (stopped) return this.release(a, need);
-          agent = a;
-          a.running.set(key, { subscriber, need, producer: data.kind === 'executable' ? data.id : undefined });
-          a.socket.write(line({ t: 'run', key, data }));
+        ([[a]]) => {
+          if (stopped) return this.release(a!, need);
+          agent = a!;
+          a!.running.set(key, { subscriber, need, producer: data.kind === 'executable' ? data.id : undefined });
+          a!.socket.write(line({ t: 'run', key, data }));
         },
         (err: unknown) => {
           if (!stopped) subscriber.error(err);
@@ -464,6 +503,44 @@ export class AgentPool {
         }
       };
     });
+  }
+
+  /**
+   * A task of `ranks` ranks that is a job step of its own: subscribing waits until nodes have its cores free, takes
+   * them from what the agents may use, and subscribes to `step` with the placement; they are given back when it ends.
+   */
+  wide(ranks: number, need: Footprint, step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
+    return new Observable<unknown>((subscriber) => {
+      let held: ReadonlyArray<readonly [NodeAgent, Footprint]> | undefined;
+      let stopped = false;
+      let work: Subscription | undefined;
+      const never = (): Error | undefined =>
+        this.spread(ranks, need, 'capacity') !== undefined
+          ? undefined
+          : this.cannot(`it needs ${need.cores} cores for ${ranks} ranks spread over nodes`);
+      const { placed, withdraw } = this.acquire(() => this.spread(ranks, need, 'free'), never);
+      placed.then(
+        (picked) => {
+          held = picked;
+          if (stopped) return this.giveBack(picked);
+          const perNode = Math.ceil(ranks / picked.length);
+          work = step({ nodes: picked.map(([a]) => a.node), ranksPerNode: perNode }).subscribe(subscriber);
+        },
+        (err: unknown) => {
+          if (!stopped) subscriber.error(err);
+        },
+      );
+      return () => {
+        stopped = true;
+        work?.unsubscribe();
+        if (held === undefined) withdraw();
+        else this.giveBack(held);
+      };
+    });
+  }
+
+  private giveBack(picked: ReadonlyArray<readonly [NodeAgent, Footprint]>): void {
+    for (const [agent, need] of picked) if (agent.lost === undefined) this.release(agent, need);
   }
 
   /** Lets the agents go (they end their work and exit) and waits for their step to end. */

@@ -63,24 +63,6 @@ export async function waitJobGone(jobId: string, timeoutMs = 30_000): Promise<bo
   }
 }
 
-/**
- * The cores a granted job has on each of its nodes, by node name, from `scontrol show job -d` (its `Nodes=<list>
- * CPU_IDs=<ids>` lines; a node list expanded by `scontrol show hostnames`).
- */
-export async function allocationLayout(jobId: string): Promise<Map<string, number>> {
-  const out = await slurmCommand('scontrol', ['show', 'job', '-d', '-o', jobId]);
-  const layout = new Map<string, number>();
-  for (const m of out.matchAll(/\bNodes=(\S+) CPU_IDs=(\S+)/g)) {
-    const cores = m[2]!.split(',').reduce((n, range) => {
-      const [a, b] = range.split('-').map(Number);
-      return n + (b !== undefined ? b - a! + 1 : 1);
-    }, 0);
-    const names = (await slurmCommand('scontrol', ['show', 'hostnames', m[1]!])).split('\n').filter(Boolean);
-    for (const name of names) layout.set(name, cores);
-  }
-  return layout;
-}
-
 export class Allocation {
   /** the job id once Slurm has told it (pending or granted) */
   jobId: string | undefined;

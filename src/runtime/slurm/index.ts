@@ -29,7 +29,15 @@ import {
   type SlurmBackendOptions,
 } from './options';
 import { AgentMode } from './on-agents';
-import { entryCommand, planExecutable, planFunction, type StepPlan, type TaskPlanContext } from './plans';
+import { allocatedNodes, type AllocatedNode, type Placement } from './placement';
+import {
+  entryCommand,
+  planExecutable,
+  planFunction,
+  type StepPlan,
+  type StepTarget,
+  type TaskPlanContext,
+} from './plans';
 import { DEFAULT_STEP_GRACE_SECONDS, srunEnv, startStep, type RunningStep, type StepOutcome } from './steps';
 
 export type { SlurmBackendOptions } from './options';
@@ -118,10 +126,11 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
               workerEnv: worker.env ?? {},
               memoryOf: memoryPerNode(request),
               log: workflow.log,
+              nodes: () => allocationNodes(alloc),
             })
           : undefined;
       const check = (req: TaskRequirements, where: string, kind: 'function' | 'executable'): void => {
-        const problem = taskProblem(req, request, cluster, launcher, kind);
+        const problem = taskProblem(req, request, cluster, kind);
         if (problem !== undefined)
           throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
@@ -142,10 +151,12 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
             );
           }
         },
-        run: (job) =>
-          agents !== undefined && onAgent(job, Math.min(perNode, agents.widestNode()), launcher)
-            ? agents.run(job)
-            : runStep(job, alloc, ctx, names, check, grace),
+        run: (job) => {
+          if (agents === undefined) return runStep(job, alloc, ctx, names, check, grace);
+          if (onAgent(job, Math.min(perNode, agents.widestNode()), launcher)) return agents.run(job);
+          // a job step of its own, on nodes whose cores the agents then leave to it
+          return agents.wide(job, (placement) => runStep(job, alloc, ctx, names, check, grace, placement));
+        },
         close: async () => {
           await agents?.close();
           await alloc.release();
@@ -161,32 +172,34 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
   };
 }
 
-/** Why a task's requirements cannot hold in this allocation, or undefined. */
+/**
+ * Why a task's requirements cannot hold in this allocation, or undefined. A rank's cores must be on one node; the
+ * ranks of an MPI program may spread over the allocation's nodes, with either launcher (mpirun then runs on this host
+ * and starts its daemons on the nodes as one step); a function's ranks are threads of one node. That the allocation
+ * has the cores at all is the executor's check.
+ */
 function taskProblem(
   req: TaskRequirements,
   allocation: AllocationRequest,
   cluster: ClusterInfo,
-  launcher: 'mpirun' | 'srun',
   kind: 'function' | 'executable',
 ): string | undefined {
   const conflict = stepConflict(req.slurm, allocation, cluster);
   if (conflict !== undefined) return conflict;
-  const ranks = req.ranks ?? 1;
-  const mpi = kind === 'executable' && ranks > 1;
-  if (mpi && launcher === 'srun') return undefined;
   const partition = cluster.partitions.get(allocation.partition ?? cluster.defaultPartition ?? '');
   const perNode = widestNode(allocation, cluster);
-  const need = ranks * (req.coresPerRank ?? 1);
-  if (partition !== undefined && need > perNode) {
-    const how = mpi
-      ? ', started by mpirun in one step'
-      : ranks > 1
-        ? ", a function's ranks are threads of one node"
-        : '';
+  const cpr = req.coresPerRank ?? 1;
+  const ranks = req.ranks ?? 1;
+  if (partition !== undefined && cpr > perNode) {
     return (
-      `it needs ${need} cores on one node (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}${how}) but the ` +
-      `nodes of partition "${partition.name}" have at most ${perNode}` +
-      (mpi ? "; use slurm({ launcher: 'srun' }) to spread ranks over nodes" : '')
+      `it needs ${cpr} cores on one node (coresPerRank ${cpr}: a rank's cores are on one node) but the nodes ` +
+      `of partition "${partition.name}" have at most ${perNode}`
+    );
+  }
+  if (partition !== undefined && kind === 'function' && ranks * cpr > perNode) {
+    return (
+      `it needs ${ranks * cpr} cores on one node (ranks ${ranks} × coresPerRank ${cpr}: a function's ranks are ` +
+      `threads of one node) but the nodes of partition "${partition.name}" have at most ${perNode}`
     );
   }
   return undefined;
@@ -226,13 +239,35 @@ function stepName(job: Job, live: Set<string>): string {
   return name;
 }
 
-function runStep(
+/** The nodes of each allocation and its CPUs on them, asked of Slurm once (when a task with ranks > 1 needs them). */
+const nodesOf = new WeakMap<Allocation, Promise<readonly AllocatedNode[]>>();
+
+function allocationNodes(alloc: Allocation): Promise<readonly AllocatedNode[]> {
+  let nodes = nodesOf.get(alloc);
+  if (nodes === undefined) {
+    const usable = alloc.usable();
+    nodes = (usable !== undefined ? allocatedNodes(usable) : alloc.ready().then(allocatedNodes)) as Promise<
+      readonly AllocatedNode[]
+    >;
+    nodes.catch(() => nodesOf.delete(alloc));
+    nodesOf.set(alloc, nodes);
+  }
+  return nodes;
+}
+
+/**
+ * One attempt of a task as one job step of the allocation. `placement` pins its ranks to nodes of the allocation
+ * (see `Placement`); without it Slurm places them, or for the mpirun launcher, one node if one can hold the task,
+ * else `spreadPlacement`.
+ */
+export function runStep(
   job: Job,
   alloc: Allocation,
   ctx: TaskPlanContext,
   names: Set<string>,
   check: (req: TaskRequirements, where: string, kind: 'function' | 'executable') => void,
   grace: number,
+  placement?: Placement,
 ): Observable<unknown> {
   let step: RunningStep | undefined;
   let ended = false;
@@ -242,21 +277,27 @@ function runStep(
       check(job.requirements, where, job.kind);
       const jobId = alloc.usable() ?? (await alloc.ready());
       if (stopped()) return undefined;
-      const plan: StepPlan =
-        job.kind === 'executable' ? await planExecutable(job, ctx, where) : await planFunction(job, ctx, where);
-      if (stopped()) return undefined;
       const name = stepName(job, names);
-      step = startStep({
-        jobId,
-        name,
-        options: plan.options,
-        command: plan.command,
-        env: srunEnv(plan.env),
-        cwd: ctx.hostCwd,
-        stderrFile: plan.stderrFile,
-      });
       let outcome: StepOutcome;
+      let plan: StepPlan;
       try {
+        const target: StepTarget = { jobId, name, nodes: () => allocationNodes(alloc), placement };
+        plan =
+          job.kind === 'executable'
+            ? await planExecutable(job, ctx, where, target)
+            : await planFunction(job, ctx, where, target);
+        if (stopped()) return undefined;
+        step = startStep({
+          jobId,
+          name,
+          options: plan.options,
+          command: plan.command,
+          driver: plan.driver,
+          stdinFile: plan.stdinFile,
+          env: srunEnv(plan.env),
+          cwd: plan.cwd ?? ctx.hostCwd,
+          stderrFile: plan.stderrFile,
+        });
         outcome = await step.done;
       } finally {
         ended = true;
@@ -290,10 +331,13 @@ async function slurmFailure(
   if (!outcome.launched && outcome.state === 'FAILED') {
     if (ended !== undefined) return ended;
     return new SlurmStepError(
-      `${where}: srun could not start a job step in allocation ${jobId}${said}`,
+      outcome.step !== null
+        ? `${where}: Slurm could not start every task of job step ${outcome.step} (the program did not run; ` +
+            `the slurmd logs of the nodes say why)${said}`
+        : `${where}: srun could not start a job step in allocation ${jobId}${said}`,
       'FAILED',
       outcome.exitCode,
-      null,
+      outcome.step,
     );
   }
   const step = outcome.step ?? `${jobId}.?`;

@@ -11,8 +11,9 @@ import { rootEnv } from '../executable/mpi';
 import type { AttemptData } from '../remote/attempt-data';
 import { loaderArgs } from '../remote/modules';
 import { LAYOUT_VARIABLE, formatLayout } from './agent-protocol';
-import { allocationLayout, type Allocation } from './allocation';
+import type { Allocation } from './allocation';
 import { AgentPool } from './agents';
+import type { AllocatedNode, Placement } from './placement';
 import { srunEnv } from './steps';
 
 export interface AgentModeContext {
@@ -28,6 +29,8 @@ export interface AgentModeContext {
   /** MB of memory a node with this many of the allocation's cores has (Infinity: not accounted) */
   readonly memoryOf: (cores: number) => number;
   readonly log: { info(line: string): void; warn(line: string): void };
+  /** the allocation's nodes and its CPUs on each (asked of Slurm once) */
+  readonly nodes: () => Promise<readonly AllocatedNode[]>;
 }
 
 export class AgentMode {
@@ -45,7 +48,7 @@ export class AgentMode {
   private ready(): Promise<void> {
     this.started ??= (async () => {
       const jobId = this.alloc.usable() ?? (await this.alloc.ready());
-      const layout = await allocationLayout(jobId);
+      const layout = new Map((await this.ctx.nodes()).map((n) => [n.name, n.cpus]));
       const env = srunEnv({ ...rootEnv(), ...this.ctx.workerEnv, [LAYOUT_VARIABLE]: formatLayout(layout) });
       const command = agentCommand(this.ctx.modules, this.ctx.node);
       await this.pool.start(jobId, layout, command, env, this.ctx.hostCwd);
@@ -87,6 +90,17 @@ export class AgentMode {
           need.cores === 1 && need.gpus === 0 && need.memoryMB === 0 && job.requirements.walltime === undefined;
         return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable);
       }),
+    );
+  }
+
+  /**
+   * A task wider than a node (or an MPI program srun launches) as a job step of its own: once nodes have its cores
+   * free, the agents leave them to it, and `step` runs it pinned there (`placement`).
+   */
+  wide(job: Job, step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
+    const need = footprint(job.requirements);
+    return defer(() => from(this.ready())).pipe(
+      switchMap(() => this.pool.wide(job.requirements.ranks ?? 1, need, step)),
     );
   }
 

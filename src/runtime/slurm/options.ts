@@ -322,17 +322,22 @@ export function stepConflict(
   return undefined;
 }
 
-/** srun options for the resources of one task attempt (see `SlurmBackendOptions.launcher`). */
-export function stepResourceArgs(req: TaskRequirements, launcher: 'mpirun' | 'srun' | 'none'): string[] {
+/**
+ * srun options for the resources of one task attempt (see `SlurmBackendOptions.launcher`). `'spanning'`: the step
+ * of mpirun's daemons over several nodes, whose tasks and CPUs per node mpirun and the placement set; only memory
+ * (per CPU), GPUs, the time limit and the pass-through come from here.
+ */
+export function stepResourceArgs(req: TaskRequirements, launcher: 'mpirun' | 'srun' | 'spanning' | 'none'): string[] {
   const ranks = req.ranks ?? 1;
   const cpr = req.coresPerRank ?? 1;
   const args: string[] = [];
   const tasks = launcher === 'srun' ? ranks : 1;
   const cpusPerTask = launcher === 'srun' ? cpr : ranks * cpr;
-  args.push('--ntasks', String(tasks), '--cpus-per-task', String(cpusPerTask));
-  if (launcher !== 'srun') args.push('--nodes', '1');
+  if (launcher !== 'spanning') args.push('--ntasks', String(tasks), '--cpus-per-task', String(cpusPerTask));
+  if (launcher === 'mpirun' || launcher === 'none') args.push('--nodes', '1');
   if (req.memoryMB !== undefined) {
-    if (launcher === 'srun' && ranks > 1) args.push(`--mem-per-cpu=${Math.ceil(req.memoryMB / (ranks * cpr))}M`);
+    if (launcher !== 'mpirun' && launcher !== 'none' && ranks > 1)
+      args.push(`--mem-per-cpu=${Math.ceil(req.memoryMB / (ranks * cpr))}M`);
     else args.push(`--mem=${Math.ceil(req.memoryMB)}M`);
   }
   const gpus = ranks * (req.gpusPerRank ?? 0);

@@ -4,9 +4,16 @@
  * or for a function task (the `scalems-task` entry point with JSON files), and how the step's outcome
  * becomes the task's result or a typed error.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { ExecutableFailedError, InvalidTaskDescriptionError, SlurmStepError } from '../../errors';
+import { pipeline } from 'node:stream/promises';
+import {
+  ExecutableFailedError,
+  InvalidTaskDescriptionError,
+  SlurmStepError,
+  UnsatisfiableRequirementsError,
+} from '../../errors';
 import { reviveError } from '../../recorded-error';
 import type { Job } from '../backend';
 import { executableResult, exitFailure, prepareExecutable } from '../executable/attempt';
@@ -15,6 +22,14 @@ import { prepareWorkdir, tail, type Workdir } from '../executable/workdir';
 import { loaderArgs } from '../remote/modules';
 import type { RemoteOutcome } from '../remote/wire';
 import { stepResourceArgs } from './options';
+import {
+  checkPlacement,
+  inAllocationOrder,
+  ranksPerNode,
+  spreadPlacement,
+  type AllocatedNode,
+  type Placement,
+} from './placement';
 import type { StepOutcome } from './steps';
 
 export interface TaskPlanContext {
@@ -31,12 +46,32 @@ export interface TaskPlanContext {
 /** What to launch for an attempt, and how to read its outcome. */
 export interface StepPlan {
   readonly options: readonly string[];
-  /** the tasks' stderr file (where slurmstepd's notices go too) */
-  readonly stderrFile: string;
+  /** the tasks' stderr file(s) (where slurmstepd's notices go too) */
+  readonly stderrFile: string | readonly string[];
   readonly command: readonly string[];
+  /** the program that creates the step itself, instead of srun (see `StepLaunch.driver`) */
+  readonly driver?: readonly string[];
+  /** the driver's stdin */
+  readonly stdinFile?: string;
+  /** where the driver runs (default: where this program runs) */
+  readonly cwd?: string;
   readonly env: Readonly<Record<string, string>>;
   /** The task's result, or throws its failure (`undefined` from `slurmFailure` first). */
   finish(outcome: StepOutcome): Promise<unknown>;
+}
+
+/** The step an attempt becomes: in which allocation, under which name, on which of its nodes. */
+export interface StepTarget {
+  readonly jobId: string;
+  /** the step's --job-name */
+  readonly name: string;
+  /** the allocation's nodes and CPUs (asked of Slurm only for a task with ranks > 1) */
+  readonly nodes: () => Promise<readonly AllocatedNode[]>;
+  /**
+   * Where the ranks go. Default: Slurm's choice, except for the mpirun launcher when no node of the allocation can
+   * hold the task (then `spreadPlacement`).
+   */
+  readonly placement?: Placement;
 }
 
 /** Slurm expands `%` in --output/--error/--input file names. */
@@ -49,16 +84,34 @@ function slurmPath(path: string, where: string): string {
   return path;
 }
 
-function ioArgs(wd: Workdir, input: string | undefined, where: string): string[] {
+function ioArgs(wd: Workdir, input: string | undefined, where: string, perRank: boolean): string[] {
+  // %t: the task (rank) number, so that no two ranks (nor the slurmstepd of two nodes) write one file
+  const t = perRank ? '.%t' : '';
   return [
     '--output',
-    slurmPath(wd.stdout, where),
+    `${slurmPath(wd.stdout, where)}${t}`,
     '--error',
-    slurmPath(wd.stderr, where),
+    `${slurmPath(wd.stderr, where)}${t}`,
     '--input',
     input === undefined ? 'none' : slurmPath(input, where),
   ];
 }
+
+/**
+ * How the ranks of an executable start (`ranks > 1`):
+ * - `'mpirun'`: mpirun inside a step of one task on one node, which holds ranks × coresPerRank CPUs;
+ * - `'mpirun-spanning'`: mpirun on this host, its daemons one step over the nodes of the placement;
+ * - `'srun'`: a step of `ranks` tasks, started by srun through PMIx.
+ */
+export type RankLauncher = 'mpirun' | 'mpirun-spanning' | 'srun' | 'none';
+
+/**
+ * mpirun's options inside a one-node step: its ranks all start where it runs. Without `--mca ras ^slurm` it reads
+ * the job's node list from the environment, and where the node's name is not this host's name (on the test
+ * cluster, where every node is this machine) it would start a daemon there through srun: a second step, waiting
+ * for the CPUs its own step holds.
+ */
+export const IN_STEP_MPIRUN_ARGS: readonly string[] = ['--oversubscribe', '--mca', 'ras', '^slurm'];
 
 /** The command line of an executable task inside its step. */
 export function stepCommand(
@@ -70,32 +123,207 @@ export function stepCommand(
   if (ctx.launcher === 'srun') return { command: [...argv], launcher: 'srun' };
   // One task of ranks × coresPerRank CPUs: mpirun sees one slot (the step's task), so it may oversubscribe it.
   return {
-    command: ['mpirun', '-np', String(ranks), '--oversubscribe', ...ctx.mpirunArgs, ...argv],
+    command: ['mpirun', '-np', String(ranks), ...IN_STEP_MPIRUN_ARGS, ...ctx.mpirunArgs, ...argv],
     launcher: 'mpirun',
   };
 }
 
-export async function planExecutable(job: Job, ctx: TaskPlanContext, where: string): Promise<StepPlan> {
+/**
+ * `mpirun` on this host for a task over several nodes: `--host <node>:<ranks per node>,...` and its daemons
+ * started by srun (plm/slurm) as one step of the allocation, `--exact` with the task's CPUs on each node, named
+ * so that it can be found and cancelled, `--verbose` so that its id and Slurm's notices reach mpirun's stderr
+ * (`--leave-session-attached`: otherwise mpirun sends its srun's output to /dev/null). Each rank's output goes to
+ * its own files (`--output-filename <dir>:nocopy`), so mpirun's stderr holds only mpirun's and Slurm's messages.
+ */
+export function spanningMpirun(
+  argv: readonly string[],
+  ranks: number,
+  coresPerRank: number,
+  placement: Placement,
+  step: { jobId: string; name: string; outputDir: string; stepOptions: readonly string[] },
+  mpirunArgs: readonly string[],
+): string[] {
+  const perNode = ranksPerNode(placement, ranks);
+  const srunArgs = [
+    `--jobid=${step.jobId}`,
+    '--exact',
+    '--verbose',
+    `--job-name=${step.name}`,
+    `--cpus-per-task=${perNode * coresPerRank}`,
+    ...step.stepOptions,
+  ];
+  // mpirun splits plm_slurm_args at spaces
+  const spaced = srunArgs.find((a) => /\s/.test(a));
+  if (spaced !== undefined) throw new Error(`internal: srun argument "${spaced}" for mpirun has a space`);
+  return [
+    'mpirun',
+    '-np',
+    String(ranks),
+    '--host',
+    placement.nodes.map((n) => `${n}:${perNode}`).join(','),
+    '--mca',
+    'ras',
+    '^slurm',
+    '--mca',
+    'plm',
+    'slurm',
+    '--mca',
+    'plm_slurm_args',
+    srunArgs.join(' '),
+    '--leave-session-attached',
+    '--output-filename',
+    `${step.outputDir}:nocopy`,
+    ...mpirunArgs,
+    ...argv,
+  ];
+}
+
+/** Files of the ranks, in rank order: `<base>.<rank>` (srun's %t) or mpirun's `<dir>/<job>/rank.<n>/<stream>`. */
+async function rankFiles(
+  wd: Workdir,
+  ranks: number,
+  launcher: RankLauncher,
+  stream: 'stdout' | 'stderr',
+): Promise<string[]> {
+  const base = stream === 'stdout' ? wd.stdout : wd.stderr;
+  if (launcher === 'srun') return Array.from({ length: ranks }, (_, r) => `${base}.${r}`);
+  const dir = join(wd.path, RANK_OUTPUT_DIR);
+  const jobs = existsSync(dir) ? await readdir(dir) : [];
+  return Array.from({ length: ranks }, (_, r) => jobs.map((j) => join(dir, j, `rank.${r}`, stream))).flat();
+}
+
+/** Where mpirun (spanning nodes) writes each rank's output, in the attempt's working directory. */
+const RANK_OUTPUT_DIR = '.ranks';
+
+/**
+ * Concatenates the ranks' output files into the task's stdout and stderr, rank after rank: nothing a rank wrote is
+ * lost, as it would be with one file that each node's slurmstepd opens (and truncates) on its own.
+ */
+async function mergeRanks(wd: Workdir, ranks: number, launcher: RankLauncher): Promise<void> {
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const out = createWriteStream(stream === 'stdout' ? wd.stdout : wd.stderr);
+    const done = new Promise<void>((resolve, reject) => {
+      out.once('close', resolve);
+      out.once('error', reject);
+    });
+    for (const file of await rankFiles(wd, ranks, launcher, stream)) {
+      if (!existsSync(file)) continue;
+      await pipeline(createReadStream(file), out, { end: false });
+    }
+    out.end();
+    await done;
+  }
+}
+
+/** Which launcher a task's ranks need, and where they go (see `StepTarget.placement`). */
+async function rankPlan(
+  job: Job,
+  ctx: TaskPlanContext,
+  target: StepTarget,
+  where: string,
+): Promise<{ launcher: RankLauncher; placement: Placement | undefined }> {
+  const ranks = job.requirements.ranks ?? 1;
+  const cpr = job.requirements.coresPerRank ?? 1;
+  let placement = target.placement;
+  if (placement !== undefined) {
+    const nodes = await target.nodes();
+    checkPlacement(placement, ranks, cpr, nodes, where);
+    placement = inAllocationOrder(placement, nodes);
+  }
+  if (ranks <= 1) return { launcher: 'none', placement };
+  if (ctx.launcher === 'srun') return { launcher: 'srun', placement };
+  if (placement !== undefined)
+    return { launcher: placement.nodes.length > 1 ? 'mpirun-spanning' : 'mpirun', placement };
+  const nodes = await target.nodes();
+  if (nodes.some((n) => n.cpus >= ranks * cpr)) return { launcher: 'mpirun', placement: undefined };
+  placement = spreadPlacement(ranks, cpr, nodes);
+  if (placement === undefined)
+    throw new UnsatisfiableRequirementsError(
+      `${where}: its ${ranks} ranks × ${cpr} cores do not fit the allocation ` +
+        `(${nodes.map((n) => `${n.name}: ${n.cpus} CPUs`).join(', ')})`,
+    );
+  return { launcher: 'mpirun-spanning', placement };
+}
+
+/**
+ * srun's options that put the step's tasks on the placement's nodes: for srun-launched ranks one node per rank
+ * (`--distribution arbitrary`: rank r on the r-th name), so that each node has its `ranksPerNode` ranks.
+ */
+function placementArgs(placement: Placement | undefined, ranks: number, launcher: RankLauncher): string[] {
+  if (placement === undefined) return [];
+  const count = ['--nodes', String(placement.nodes.length)];
+  if (launcher !== 'srun') return ['--nodelist', placement.nodes.join(','), ...count];
+  const perNode = ranksPerNode(placement, ranks);
+  const perRank = Array.from({ length: ranks }, (_, r) => placement.nodes[Math.floor(r / perNode)]!);
+  return ['--nodelist', perRank.join(','), '--distribution', 'arbitrary', ...count];
+}
+
+export async function planExecutable(
+  job: Job,
+  ctx: TaskPlanContext,
+  where: string,
+  target: StepTarget,
+): Promise<StepPlan> {
   const prep = await prepareExecutable(job, { workflowDir: ctx.workflowDir, hostCwd: ctx.hostCwd, staging: 'copy' });
   const { workdir: wd, stdin, description: d } = prep;
   let input: string | undefined;
   if (stdin !== undefined && 'path' in stdin) input = stdin.path;
   else if (stdin !== undefined) writeFileSync((input = join(wd.taskDir, `attempt-${job.attempt}.stdin`)), stdin.text);
   const ranks = job.requirements.ranks ?? 1;
-  const { command, launcher } = stepCommand(d.argv, ranks, ctx);
-  const launched = [...(launcher === 'srun' ? ['srun', '--mpi=pmix', '-n', String(ranks)] : []), ...command];
+  const cpr = job.requirements.coresPerRank ?? 1;
+  const { launcher, placement } = await rankPlan(job, ctx, target, where);
+  const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...d.env };
+  let plan: Omit<StepPlan, 'finish'> & { launched: readonly string[] };
+  if (launcher === 'mpirun-spanning') {
+    const driver = spanningMpirun(
+      d.argv,
+      ranks,
+      cpr,
+      placement!,
+      {
+        jobId: target.jobId,
+        name: target.name,
+        // relative to mpirun's working directory (the attempt's): the path then has no ':' that mpirun would split
+        outputDir: RANK_OUTPUT_DIR,
+        stepOptions: stepResourceArgs(job.requirements, 'spanning'),
+      },
+      ctx.mpirunArgs,
+    );
+    // mpirun runs in the working directory (relative program paths), as the ranks do; it chooses plm/slurm only
+    // where it finds SLURM_JOBID
+    plan = {
+      options: [],
+      command: [],
+      driver,
+      cwd: wd.path,
+      stdinFile: input,
+      stderrFile: [],
+      env: { ...env, SLURM_JOBID: target.jobId, SLURM_JOB_ID: target.jobId },
+      launched: driver,
+    };
+  } else {
+    const { command, launcher: l } = stepCommand(d.argv, ranks, ctx);
+    plan = {
+      stderrFile: launcher === 'srun' ? Array.from({ length: ranks }, (_, r) => `${wd.stderr}.${r}`) : wd.stderr,
+      options: [
+        ...stepResourceArgs(job.requirements, l),
+        ...placementArgs(placement, ranks, launcher),
+        // a rank that dies ends the others, as under mpirun: they would wait for it in MPI calls until the walltime
+        ...(l === 'srun' ? ['--mpi=pmix', '--kill-on-bad-exit=1'] : []),
+        '--chdir',
+        slurmPath(wd.path, where),
+        ...ioArgs(wd, input, where, l === 'srun'),
+      ],
+      command,
+      env,
+      launched: [...(l === 'srun' ? ['srun', '--mpi=pmix', '-n', String(ranks)] : []), ...command],
+    };
+  }
+  const { launched, ...rest } = plan;
   return {
-    stderrFile: wd.stderr,
-    options: [
-      ...stepResourceArgs(job.requirements, launcher),
-      ...(launcher === 'srun' ? ['--mpi=pmix'] : []),
-      '--chdir',
-      slurmPath(wd.path, where),
-      ...ioArgs(wd, input, where),
-    ],
-    command,
-    env: { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...d.env },
+    ...rest,
     async finish(outcome) {
+      if (launcher === 'srun' || launcher === 'mpirun-spanning') await mergeRanks(wd, ranks, launcher);
       if (outcome.state !== 'COMPLETED') {
         const missing = /execve\(\): ([^:]+): No such file or directory/.exec(await tail(wd.stderr));
         if (missing !== null) {
@@ -107,11 +335,13 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
             await tail(wd.stderr),
           );
         }
+        const said =
+          launcher === 'mpirun-spanning' && outcome.messages !== '' ? `; mpirun said:\n${outcome.messages}` : '';
         throw await exitFailure(
           prep,
           launched,
           { code: outcome.exitCode, signal: outcome.signal },
-          `job step ${outcome.step ?? '?'} FAILED`,
+          `job step ${outcome.step ?? '?'} FAILED${said}`,
         );
       }
       return executableResult(prep, launched, { code: 0, signal: null });
@@ -119,7 +349,14 @@ export async function planExecutable(job: Job, ctx: TaskPlanContext, where: stri
   };
 }
 
-export async function planFunction(job: Job, ctx: TaskPlanContext, where: string): Promise<StepPlan> {
+export async function planFunction(
+  job: Job,
+  ctx: TaskPlanContext,
+  where: string,
+  target: StepTarget,
+): Promise<StepPlan> {
+  if (target.placement !== undefined)
+    checkPlacement(target.placement, 1, job.requirements.coresPerRank ?? 1, await target.nodes(), where);
   const wd = await prepareWorkdir(ctx.workflowDir, job);
   const argsFile = join(wd.taskDir, `attempt-${job.attempt}.args.json`);
   const resultFile = join(wd.taskDir, `attempt-${job.attempt}.result.json`);
@@ -145,7 +382,13 @@ export async function planFunction(job: Job, ctx: TaskPlanContext, where: string
     // the entry point starts where this program runs (so that its modules resolve as they do here), then changes into
     // the working directory
     stderrFile: wd.stderr,
-    options: [...stepResourceArgs(job.requirements, 'none'), '--chdir', ctx.hostCwd, ...ioArgs(wd, undefined, where)],
+    options: [
+      ...stepResourceArgs(job.requirements, 'none'),
+      ...placementArgs(target.placement, 1, 'none'),
+      '--chdir',
+      ctx.hostCwd,
+      ...ioArgs(wd, undefined, where, false),
+    ],
     command,
     env: { ...ctx.workerEnv, ...job.requirements.env },
     async finish(outcome): Promise<unknown> {

@@ -7,7 +7,12 @@
  * it launched ("launching StepId=J.S") and the raw wait status of each task, and slurmstepd's notices
  * (CANCELLED, DUE TO TIME LIMIT, oom-kill, node failure) arrive on srun's stderr too. The program's own
  * stdout/stderr go to files (--output/--error), so srun's stderr holds only Slurm's messages.
+ *
+ * A step may also be created by another program on this host: `mpirun` whose daemons are the step (a task that
+ * spans nodes with the mpirun launcher, see plans.ts). Its srun's verbose lines reach mpirun's stderr, so the
+ * step is read the same way; the task's exit status is mpirun's own.
  */
+import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import { spawnTree, type ProcessTree } from '../executable/process-tree';
 import { slurmCommand } from './allocation';
@@ -26,8 +31,16 @@ export interface StepLaunch {
   readonly env: NodeJS.ProcessEnv;
   /** where srun itself runs */
   readonly cwd: string;
-  /** the tasks' --error file: slurmstepd writes its notices (CANCELLED, time limit, oom-kill) there */
-  readonly stderrFile?: string;
+  /** the tasks' --error file(s): slurmstepd writes its notices (CANCELLED, time limit, oom-kill) there */
+  readonly stderrFile?: string | readonly string[];
+  /**
+   * The program that creates the step itself, run instead of `srun ... options command` (which are then unused):
+   * `mpirun` whose srun has `--jobid`, `--job-name <name>` and `--verbose` (its srun's stderr reaching mpirun's).
+   * The outcome's exit code and signal are then this program's.
+   */
+  readonly driver?: readonly string[];
+  /** the driver's stdin (a file); none without */
+  readonly stdinFile?: string;
 }
 
 export interface StepOutcome {
@@ -40,7 +53,7 @@ export interface StepOutcome {
   readonly signal: string | null;
   /** Slurm's error lines (srun / slurmstepd), for messages */
   readonly messages: string;
-  /** true if the step was created and its tasks launched */
+  /** true if the step was created and all its tasks launched */
   readonly launched: boolean;
 }
 
@@ -62,6 +75,11 @@ export interface RunningStep {
  * times as many when srun said Slurm aborted the step (the notice is sure to come, later under load).
  */
 const NOTICE_WAITS = 10;
+/** srun's line when a node could not start the step's tasks (its slurmstepd failed before the program ran). */
+const LAUNCH_FAILED = /^srun: error: task [\d,-]+ launch failed/m;
+/** srun's line when it ends its step itself, as --kill-on-bad-exit makes it once a task has failed. */
+const SELF_TERMINATED = /^srun: launch\/slurm: _step_signal: Terminating StepId=/m;
+const failedTask = (t: { code: number; sig: number }): boolean => t.code !== 0 || t.sig !== 0;
 /** srun's line when Slurm ends its step (scancel, time limit): the step did not simply fail. */
 const ABORTED = /^srun: Job step aborted/m;
 
@@ -111,7 +129,9 @@ export function stepdNotices(text: string): string {
 export function classifyStep(stderr: string, srunExit: { code: number | null; signal: string | null }): StepOutcome {
   const lines = stderr.split('\n');
   const step = /launching StepId=(\d+\.\d+)/.exec(stderr)?.[1] ?? null;
-  const launched = step !== null;
+  // a node could not start its tasks (srun then kills the others): Slurm's failure, not the program's
+  const launchFailed = LAUNCH_FAILED.test(stderr);
+  const launched = step !== null && !launchFailed;
   let chosen: { code: number; sig: number } | undefined;
   for (const m of stderr.matchAll(/task exit notification for \d+ tasks? of StepId=\S+ \(status=0x([0-9a-fA-F]+)\)/g)) {
     const status = Number.parseInt(m[1]!, 16);
@@ -138,6 +158,10 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   else if (/oom[-_]kill|OUT_OF_MEMORY|Exceeded (job|step) memory limit/i.test(stderr)) state = 'OUT_OF_MEMORY';
   else if (/NODE_FAIL|DUE TO NODE FAIL|Node failure/i.test(stderr)) state = 'NODE_FAIL';
   else if (/CANCELLED AT \S+ DUE TO PREEMPTION/.test(stderr)) state = 'PREEMPTED';
+  else if (launchFailed) state = 'FAILED';
+  // --kill-on-bad-exit: srun itself ended the step after a task failed (slurmstepd's CANCELLED notice follows)
+  else if (SELF_TERMINATED.test(stderr) && !ABORTED.test(stderr) && chosen !== undefined && failedTask(chosen))
+    state = 'FAILED';
   else if (/\*\*\* (STEP|JOB) \S+ ON \S+ CANCELLED AT/.test(stderr)) state = 'CANCELLED';
   // slurmstepd's notice did not reach us, but srun says Slurm aborted the step: never a plain failure
   else if (launched && ABORTED.test(stderr)) state = 'CANCELLED';
@@ -151,7 +175,39 @@ export function classifyStep(stderr: string, srunExit: { code: number | null; si
   return { step, state, exitCode, signal, messages, launched };
 }
 
-/** Starts `srun --jobid=<id> --exact --verbose --job-name=<name> <options> <command>`. */
+/**
+ * Reads the stderr of a program that created a step (`StepLaunch.driver`): Slurm's notices decide TIMEOUT,
+ * CANCELLED, NODE_FAIL...; otherwise the step completed if the program exited 0. Exit code and signal are the
+ * program's; if it never created the step, its own last lines are the messages.
+ */
+export function classifyDriven(stderr: string, exit: { code: number | null; signal: string | null }): StepOutcome {
+  const slurm = classifyStep(stderr, exit);
+  const ok = exit.code === 0;
+  const state = slurm.state === 'COMPLETED' || slurm.state === 'FAILED' ? (ok ? 'COMPLETED' : 'FAILED') : slurm.state;
+  // the program's own explanation (mpirun's), without its srun's lines
+  const own = stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^(srun|slurmstepd\S*): /.test(l))
+    .slice(-20)
+    .join('\n');
+  return {
+    ...slurm,
+    state,
+    exitCode: exit.code,
+    signal: exit.signal,
+    messages: state === 'COMPLETED' ? slurm.messages : [slurm.messages, own].filter((m) => m !== '').join('\n'),
+  };
+}
+
+async function notices(files: readonly string[]): Promise<string> {
+  const found = await Promise.all(files.map(async (f) => stepdNotices(await tail(f, 8192))));
+  return found.filter((n) => n !== '').join('\n');
+}
+
+/**
+ * Starts `srun --jobid=<id> --exact --verbose --job-name=<name> <options> <command>` (or the `driver` that creates
+ * the step).
+ */
 export function startStep(launch: StepLaunch): RunningStep {
   let stderr = '';
   let stepId: string | undefined;
@@ -166,21 +222,31 @@ export function startStep(launch: StepLaunch): RunningStep {
     ...launch.options,
     ...launch.command,
   ];
-  const started: Promise<ProcessTree | Error> = spawnTree('srun', args, {
+  const [program, ...programArgs] = launch.driver ?? ['srun', ...args];
+  const stdin = launch.driver !== undefined && launch.stdinFile !== undefined ? openSync(launch.stdinFile, 'r') : null;
+  const started: Promise<ProcessTree | Error> = spawnTree(program!, programArgs, {
     cwd: launch.cwd,
     env: launch.env,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: [stdin ?? 'ignore', 'ignore', 'pipe'],
     graceSeconds: SRUN_GRACE_SECONDS,
   }).then(
     (tree) => tree,
     (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
   );
+  if (stdin !== null) void started.finally(() => closeSync(stdin));
+  const classify = launch.driver !== undefined ? classifyDriven : classifyStep;
+  const stderrFiles =
+    launch.stderrFile === undefined
+      ? []
+      : typeof launch.stderrFile === 'string'
+        ? [launch.stderrFile]
+        : launch.stderrFile;
   const done = started.then(async (tree): Promise<StepOutcome> => {
     if (tree instanceof Error) {
       const why =
         (tree as NodeJS.ErrnoException).code === 'ENOENT'
-          ? 'srun is not installed (or not on PATH)'
-          : `srun could not be started: ${tree.message}`;
+          ? `${program} is not installed (or not on PATH)`
+          : `${program} could not be started: ${tree.message}`;
       return { step: null, state: 'FAILED', exitCode: null, signal: null, messages: why, launched: false };
     }
     const err = tree.child.stderr!;
@@ -194,18 +260,18 @@ export function startStep(launch: StepLaunch): RunningStep {
       tree.exited,
       new Promise<void>((resolve) => err.once('close', () => resolve())),
     ]);
-    const outcome = classifyStep(stderr, status);
+    const outcome = classify(stderr, status);
     // slurmstepd's notices go to the tasks' stderr file: needed only when the step did not simply complete
-    if (outcome.state === 'COMPLETED' || launch.stderrFile === undefined) return outcome;
-    let notices = stepdNotices(await tail(launch.stderrFile, 8192));
+    if (outcome.state === 'COMPLETED' || stderrFiles.length === 0) return outcome;
+    let said = await notices(stderrFiles);
     // slurmstepd writes its notice as the step ends, which can be just after srun has ended: a step that
     // a signal ended (a scancel, a kill) gets a moment more before it is taken for a plain failure
     const waits = ABORTED.test(stderr) ? 4 * NOTICE_WAITS : outcome.signal !== null ? NOTICE_WAITS : 0;
-    for (let i = 0; notices === '' && i < waits; i++) {
+    for (let i = 0; said === '' && i < waits; i++) {
       await sleep(50);
-      notices = stepdNotices(await tail(launch.stderrFile, 8192));
+      said = await notices(stderrFiles);
     }
-    return notices === '' ? outcome : classifyStep(`${stderr}\n${notices}`, status);
+    return said === '' ? outcome : classify(`${stderr}\n${said}`, status);
   });
 
   const cancel = (graceSeconds = DEFAULT_STEP_GRACE_SECONDS): Promise<void> => {
