@@ -150,7 +150,9 @@ describe('slurm() agents, with a stand-in for srun', () => {
     await closes(line({ ...hello, token: 'guess' } as never));
     await closes(line({ t: 'beat' }));
     await closes('GET / HTTP/1.1\r\n\r\n\n');
-    expect(warnings.join('\n')).toMatch(/refused a connection.*did not present the allocation token/);
+    expect(warnings.join('\n')).toMatch(
+      /AgentProtocolError: refused a connection.*did not present the allocation token/,
+    );
     expect(warnings.join('\n')).toMatch(/refused a connection.*spoke \(beat\) before saying hello/);
     expect(warnings.join('\n')).toMatch(/refused a connection.*not JSON/);
     expect(pool.nodes().map((n) => n.node)).not.toContain('evil');

@@ -1,10 +1,11 @@
 // slurm() on its agents (the default mode), on the real test cluster of two nodes (scripts/start-services.sh): one
 // agent per node started once as one job step, tasks placed on the nodes where they fit (and where their input files
 // are), and what happens when a node fails or the driver is killed.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   NodeFailureError,
   executable,
@@ -224,5 +225,21 @@ describeWithService('slurm', 'slurm() agents when the driver is killed', () => {
       if (done.includes(`member-${n}`)) expect(count).toBe(1);
       else expect(count).toBeGreaterThanOrEqual(1);
     }
+  }, 180_000);
+});
+
+describeWithService(['slurm', 'mpi'], 'examples/slurm-ensemble.ts on the agents', () => {
+  it('runs a mixed ensemble as a user would: members on both nodes, scored by functions, a 4-rank MPI program over both', async () => {
+    const root = join(__dirname, '..');
+    const cwd = mkdtempSync(join(tmpdir(), 'scalems-slurm-ensemble-'));
+    const { stdout } = await promisify(execFile)(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', 'slurm-ensemble.ts'), '8'],
+      { cwd, timeout: 150_000 },
+    );
+    expect(stdout).toMatch(/^members by node: n1 [1-7], n2 [1-7]$/m);
+    expect(stdout).toContain('scores: 1 4 9 16 25 36 49 64');
+    expect(stdout).toContain('mpi-4: 4 ranks, sum of 1..4 = 10');
+    expect(stdout).toContain('tasks by state: succeeded 18');
   }, 180_000);
 });

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import {
+  AgentProtocolError,
   NodeFailureError,
   SlurmAllocationError,
   TaskCancelledError,
@@ -212,7 +213,8 @@ export class AgentPool {
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     let agent: NodeAgent | undefined;
     const refuse = (why: string): void => {
-      this.options.log.warn(`${this.options.where}: refused a connection to the agents' socket from ${peer}: ${why}`);
+      const err = new AgentProtocolError(`refused a connection to the agents' socket from ${peer}: ${why}`);
+      this.options.log.warn(`${this.options.where}: ${err.name}: ${err.message}`);
       socket.destroy();
     };
     const hello = setTimeout(() => refuse('no hello within 10 s'), HELLO_MS);
