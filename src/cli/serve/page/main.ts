@@ -18,13 +18,17 @@ import { TaskPage } from './task.js';
 export interface DashboardStats {
   /** ms from navigation start to the first drawing of the workflow */
   firstRender?: number;
-  /** ms to parse and fold in the snapshot */
+  /** ms to parse and fold in the last snapshot */
   snapshotMs?: number;
+  /** snapshots received (one per connection) */
+  snapshots: number;
   /** per delta: tasks in it, ms to parse and fold it in */
   deltas: Array<{ tasks: number; applyMs: number }>;
   /** per frame drawn: ms */
   renders: number[];
   connected: boolean;
+  /** the model version the graph and the task stream last drew */
+  drawn: number;
 }
 
 declare global {
@@ -36,7 +40,7 @@ declare global {
 const token = new URLSearchParams(location.search).get('token');
 const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
 const model = new Model();
-const stats: DashboardStats = { deltas: [], renders: [], connected: false };
+const stats: DashboardStats = { snapshots: 0, deltas: [], renders: [], connected: false, drawn: -1 };
 window.scalemsDashboard = { model, stats };
 
 const navigate = (hash: string): void => {
@@ -82,8 +86,8 @@ function draw(): void {
     taskPage.el.hidden = true;
     filters.show(route.filters, model);
     list.render(model, route.filters);
-    // the graph and the stream read every task: on a large workflow, at most every 10 times what they cost
-    const wait = heavyAt + Math.max(0, 10 * heavyCost) - started;
+    // the graph and the stream read every task: on a large workflow, at most every 4 times what they cost
+    const wait = heavyAt + 4 * heavyCost - started;
     if (heavyVersion !== model.version || wait > 0) {
       if (wait <= 0) {
         const t = performance.now();
@@ -91,7 +95,7 @@ function draw(): void {
         graph.render(model, route.filters);
         heavyCost = performance.now() - t;
         heavyAt = performance.now();
-        heavyVersion = model.version;
+        heavyVersion = stats.drawn = model.version;
       } else if (heavyTimer === undefined) {
         heavyTimer = setTimeout(() => {
           heavyTimer = undefined;
@@ -129,6 +133,7 @@ function connect(): void {
     const t = performance.now();
     model.snapshot(JSON.parse((e as MessageEvent<string>).data) as SnapshotMessage);
     stats.snapshotMs = performance.now() - t;
+    stats.snapshots++;
     heavyVersion = -1;
     schedule();
   });
