@@ -16,6 +16,7 @@ const optional: Array<[file: string, exportName: string]> = [
   ['processes', 'benchProcesses'],
   ['slurm', 'benchSlurm'],
   ['bullmq', 'benchBullmq'],
+  ['dashboard', 'benchDashboard'],
 ];
 
 async function main(): Promise<void> {

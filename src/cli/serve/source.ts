@@ -1,19 +1,21 @@
 /**
- * The workflow as `scalems serve` sees it: its store read without the lock (the connection `scalems status` reads
- * through, `openStoreReadonly`), kept open and polled for what changed. A poll costs nothing while nobody commits
- * (SQLite's `data_version` says so); otherwise one query reads the fields of each record that change (state,
- * attempts, times, executor, label, error) with SQLite's JSON functions, compares them with what was sent, and reads
- * whole only the records that are new. Records carry no revision: those fields are their version, and they are what
- * the page shows, so a change elsewhere in a record (its result, its artifacts) comes with a change of state.
+ * The workflow as `scalems serve` sees it: its store read without the lock, through the connection `scalems status`
+ * reads through (`openStoreReadonly`: the same checks, the same errors), kept open and polled for what changed.
+ *
+ * Records carry no revision. So the connection keeps, in a table of its own (a TEMP table: this connection's, in
+ * memory; the store is not written), the value of each task record as last read, and a poll asks SQLite for the keys
+ * whose value differs: the comparison runs in SQLite, no record is parsed or even handed to JavaScript unless it
+ * changed (a scan of 100 000 records that hands each to JavaScript costs several times more). A poll costs nothing
+ * while nobody commits: SQLite's `data_version` says so.
  */
 import * as fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import { openStoreReadonly } from '../../store/sqlite';
 import { TASK_KEY_PREFIX } from '../../store/slot';
+import { WORKFLOW_KEY, workflowNameIn } from '../../store/store';
 import { checkTaskRecord } from '../../store/record-check';
 import type { TaskRecord } from '../../store/state';
-import { readWorkflow } from '../locate';
-import type { PastAttempt, StateName, TaskRow } from './protocol';
+import type { PastAttempt, TaskRow } from './protocol';
 
 /** What one poll found: the rows that are new or changed, and the ids of the tasks that went away. */
 export interface Changes {
@@ -21,29 +23,16 @@ export interface Changes {
   readonly removed: readonly string[];
 }
 
-/** The fields of a record that change, as the poll reads them: key first. */
-type Dynamic = [
-  key: string,
-  state: StateName,
-  attempts: number,
-  executor: string | null,
-  label: string | null,
-  submittedAt: number | null,
-  readyAt: number | null,
-  startedAt: number | null,
-  finishedAt: number | null,
-  errorName: string | null,
-  errorMessage: string | null,
-  errorCode: string | null,
-];
-
 // Keys of task records are `task:<id>`: the range [`task:`, `task;`) holds exactly them (';' follows ':').
-const POLL_SQL = `SELECT key, json_extract(value, '$.state'), json_extract(value, '$.attempts'),
-  json_extract(value, '$.executor'), json_extract(value, '$.label'), json_extract(value, '$.submittedAt'),
-  json_extract(value, '$.readyAt'), json_extract(value, '$.startedAt'), json_extract(value, '$.finishedAt'),
-  json_extract(value, '$.error.name'), substr(json_extract(value, '$.error.message'), 1, 400),
-  json_extract(value, '$.error.code')
-  FROM scalems_kv WHERE key >= '${TASK_KEY_PREFIX}' AND key < '${TASK_KEY_PREFIX.slice(0, -1)};'`;
+const RANGE = (t: string): string =>
+  `${t}.key >= '${TASK_KEY_PREFIX}' AND ${t}.key < '${TASK_KEY_PREFIX.slice(0, -1)};'`;
+const SEEN_SQL = 'CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID';
+/** the records that are new or changed since last read */
+const CHANGED_SQL =
+  'SELECT m.key, m.value FROM main.scalems_kv m LEFT JOIN temp.seen s ON s.key = m.key ' +
+  `WHERE ${RANGE('m')} AND s.value IS NOT m.value`;
+/** the records that went away */
+const GONE_SQL = 'SELECT s.key FROM temp.seen s LEFT JOIN main.scalems_kv m ON m.key = s.key WHERE m.key IS NULL';
 
 const ERROR_LINE = 200;
 
@@ -53,11 +42,12 @@ export function errorLine(name: string, message: string): string {
   return line.length > ERROR_LINE ? `${line.slice(0, ERROR_LINE - 1)}…` : line;
 }
 
-const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
-
-/** The row of a whole record (a task seen for the first time). */
+/**
+ * The row of a record. Every field is set, absent ones `undefined` (JSON leaves them out): rows of one shape, which V8
+ * keeps small (deleting the absent fields made each row a dictionary of about 1 KiB).
+ */
 export function rowOf(r: TaskRecord, past?: readonly PastAttempt[]): TaskRow {
-  return compact({
+  return {
     id: r.id,
     label: r.label,
     name: r.name,
@@ -73,60 +63,18 @@ export function rowOf(r: TaskRecord, past?: readonly PastAttempt[]): TaskRow {
     error: r.error === undefined ? undefined : errorLine(r.error.name, r.error.message),
     errorCode: r.error?.code,
     past,
-  });
-}
-
-/** The row with its changing fields replaced by those the poll read. */
-function updated(old: TaskRow, d: Dynamic): TaskRow {
-  return compact({
-    id: old.id,
-    label: opt(d[4]),
-    name: old.name,
-    kind: old.kind,
-    state: d[1],
-    executor: opt(d[3]),
-    attempts: d[2],
-    submittedAt: opt(d[5]),
-    readyAt: opt(d[6]),
-    startedAt: opt(d[7]),
-    finishedAt: opt(d[8]),
-    inputs: old.inputs,
-    error: d[9] === null ? undefined : errorLine(d[9], d[10] ?? ''),
-    errorCode: opt(d[11]),
-    past: pastAfter(old, d),
-  });
+  };
 }
 
 /**
  * The earlier attempts of a task once it has started another: the one that was the last ends when the task was made
  * ready again (a retry records that time), or at an unknown time (its process died and the workflow was resumed).
  */
-function pastAfter(old: TaskRow, d: Dynamic): readonly PastAttempt[] | undefined {
-  if (d[2] <= old.attempts || old.startedAt === undefined || old.attempts === 0) return old.past;
-  const readyAt = d[6] ?? old.readyAt;
+function pastAfter(old: TaskRow, next: TaskRecord): readonly PastAttempt[] | undefined {
+  if (next.attempts <= old.attempts || old.startedAt === undefined || old.attempts === 0) return old.past;
+  const readyAt = next.readyAt ?? old.readyAt;
   const end = readyAt !== undefined && readyAt >= old.startedAt ? readyAt : null;
   return [...(old.past ?? []), [old.startedAt, end]];
-}
-
-function same(row: TaskRow, d: Dynamic): boolean {
-  return (
-    row.state === d[1] &&
-    row.attempts === d[2] &&
-    row.executor === opt(d[3]) &&
-    row.label === opt(d[4]) &&
-    row.submittedAt === opt(d[5]) &&
-    row.readyAt === opt(d[6]) &&
-    row.startedAt === opt(d[7]) &&
-    row.finishedAt === opt(d[8]) &&
-    row.errorCode === opt(d[11]) &&
-    row.error === (d[9] === null ? undefined : errorLine(d[9], d[10] ?? ''))
-  );
-}
-
-/** The row without its undefined fields (they would cost a key each in every message). */
-function compact(row: { [K in keyof TaskRow]: TaskRow[K] | undefined }): TaskRow {
-  for (const k of Object.keys(row) as Array<keyof TaskRow>) if (row[k] === undefined) delete row[k];
-  return row as TaskRow;
 }
 
 /** A file's size and modification time, to tell whether a store read into memory must be read again. */
@@ -136,35 +84,42 @@ const stamp = (file: string): string => {
   return `${s?.size}:${s?.mtimeMs}:${w?.size}:${w?.mtimeMs}`;
 };
 
-/** A workflow's store, watched. `open` reads it whole once (as `scalems status` does, with the same errors). */
+/** A workflow's store, watched. */
 export class StoreSource {
   private readonly rows = new Map<string, TaskRow>();
   /** input id → the tasks that take it (inputs never change: built as tasks appear) */
   private readonly dependents = new Map<string, string[]>();
-  private db: Database.Database;
-  private poll: Database.Statement;
-  private getOne: Database.Statement;
+  private db!: Database.Database;
+  private getOne!: Database.Statement;
+  private changed!: Database.Statement;
+  private gone!: Database.Statement;
+  private remember!: Database.Statement;
+  private forget!: Database.Statement;
+  private count!: Database.Statement;
   private version: unknown;
-  private fileStamp: string;
+  private fileStamp = '';
+  /** the name the workflow was last opened with (the store records it), else the one it was opened as here */
+  readonly workflow: string;
   /** the number of the last poll that found a change */
   seq = 0;
 
   private constructor(
     readonly file: string,
-    readonly workflow: string,
-    records: readonly TaskRecord[],
+    fallbackName: string,
   ) {
-    for (const r of records) this.add(rowOf(r));
-    this.fileStamp = stamp(file);
-    this.db = openStoreReadonly(file, false); // readWorkflow has just verified it
-    [this.poll, this.getOne] = this.prepare();
-    // `version` stays unknown: the first poll reads what was committed between `readWorkflow` and this connection
+    this.connect(true);
+    const name = this.getOne.get(WORKFLOW_KEY) as string | undefined;
+    this.workflow = (name === undefined ? undefined : workflowNameIn(this.parse(WORKFLOW_KEY, name))) ?? fallbackName;
+    this.version = this.dataVersion();
+    this.read(); // every record is new
   }
 
-  /** Opens the store at `file` (of the workflow named `fallbackName` unless the store says otherwise). */
+  /**
+   * Opens the store at `file` (of the workflow named `fallbackName` unless the store says otherwise) and reads every
+   * task. A missing, damaged or foreign store throws what `scalems status` throws for it.
+   */
   static async open(file: string, fallbackName: string): Promise<StoreSource> {
-    const { name, records } = await readWorkflow(file);
-    return new StoreSource(file, name ?? fallbackName, records);
+    return new StoreSource(file, fallbackName);
   }
 
   /** Every task, in the store's order of keys. */
@@ -187,49 +142,54 @@ export class StoreSource {
 
   /** The whole record of a task, read now (undefined if the store holds none). */
   record(id: string): TaskRecord | undefined {
-    const json = this.getOne.get(`${TASK_KEY_PREFIX}${id}`) as string | undefined;
+    const key = `${TASK_KEY_PREFIX}${id}`;
+    const json = this.getOne.get(key) as string | undefined;
     if (json === undefined) return undefined;
-    let value: unknown;
-    try {
-      value = JSON.parse(json);
-    } catch {
-      value = json; // not JSON: checkTaskRecord names the value and says what to do
-    }
-    checkTaskRecord(this.file, `${TASK_KEY_PREFIX}${id}`, value);
+    const value = this.parse(key, json);
+    checkTaskRecord(this.file, key, value);
     return value;
   }
 
   /** Reads what changed since the last call; undefined when nothing did. */
   changes(): Changes | undefined {
     if (!this.moved()) return undefined;
-    const seen = new Set<string>();
-    const tasks: TaskRow[] = [];
-    for (const d of this.poll.all() as Dynamic[]) {
-      const id = d[0].slice(TASK_KEY_PREFIX.length);
-      seen.add(id);
-      const old = this.rows.get(id);
-      if (old !== undefined && same(old, d)) continue;
-      const row = old === undefined ? this.fresh(id) : updated(old, d);
-      if (row === undefined) continue;
-      if (old === undefined) this.add(row);
-      else this.rows.set(id, row);
-      tasks.push(row);
-    }
-    const removed: string[] = [];
-    if (seen.size < this.rows.size) for (const id of this.rows.keys()) if (!seen.has(id)) removed.push(id);
-    for (const id of removed) this.rows.delete(id);
+    const { tasks, removed } = this.read();
     if (tasks.length === 0 && removed.length === 0) return undefined;
     this.seq++;
     return { tasks, removed };
   }
 
-  close(): void {
-    this.db.close();
+  /** The records that changed and those that went away, in one read transaction (one state of the store). */
+  private read(): Changes {
+    const tasks: TaskRow[] = [];
+    const removed: string[] = [];
+    this.db.transaction(() => {
+      // all(), not iterate(): the connection writes its TEMP table on the way (only changed records come back)
+      for (const [key, json] of this.changed.raw().all() as Array<[string, string]>) {
+        const record = this.parse(key, json);
+        checkTaskRecord(this.file, key, record);
+        const old = this.rows.get(record.id);
+        const row = rowOf(record, old === undefined ? undefined : pastAfter(old, record));
+        this.remember.run(key, json);
+        // a copy read into memory again (see `moved`) knows no value: a task the same as shown is not sent
+        if (old !== undefined && JSON.stringify(old) === JSON.stringify(row)) continue;
+        if (old === undefined) this.add(row);
+        else this.rows.set(row.id, row);
+        tasks.push(row);
+      }
+      if ((this.count.get() as number) < this.rows.size) {
+        for (const key of this.gone.pluck().all() as string[]) {
+          this.forget.run(key);
+          const id = key.slice(TASK_KEY_PREFIX.length);
+          if (this.rows.delete(id)) removed.push(id);
+        }
+      }
+    })();
+    return { tasks, removed };
   }
 
-  private fresh(id: string): TaskRow | undefined {
-    const r = this.record(id);
-    return r === undefined ? undefined : rowOf(r);
+  close(): void {
+    this.db.close();
   }
 
   private add(row: TaskRow): void {
@@ -241,8 +201,29 @@ export class StoreSource {
     }
   }
 
-  private prepare(): [Database.Statement, Database.Statement] {
-    return [this.db.prepare(POLL_SQL).raw(), this.db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck()];
+  private parse(key: string, json: string): unknown {
+    try {
+      return JSON.parse(json);
+    } catch {
+      return json; // not JSON: checkTaskRecord (or workflowNameIn) refuses it
+    }
+  }
+
+  /** Opens (or opens again) the connection; `verify` runs the quick check `scalems status` runs. */
+  private connect(verify: boolean): void {
+    this.fileStamp = stamp(this.file);
+    this.db = openStoreReadonly(this.file, verify);
+    // a scan of 100 000 records reads about 35 MB: mapped and cached, a poll reads them from memory
+    this.db.pragma('mmap_size = 268435456');
+    this.db.pragma('cache_size = -65536');
+    this.db.pragma('temp_store = MEMORY');
+    this.db.exec(SEEN_SQL);
+    this.getOne = this.db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
+    this.changed = this.db.prepare(CHANGED_SQL);
+    this.gone = this.db.prepare(GONE_SQL);
+    this.remember = this.db.prepare('INSERT OR REPLACE INTO temp.seen (key, value) VALUES (?, ?)');
+    this.forget = this.db.prepare('DELETE FROM temp.seen WHERE key = ?');
+    this.count = this.db.prepare(`SELECT count(*) FROM main.scalems_kv m WHERE ${RANGE('m')}`).pluck();
   }
 
   private dataVersion(): unknown {
@@ -256,12 +237,9 @@ export class StoreSource {
    */
   private moved(): boolean {
     if (this.db.memory) {
-      const now = stamp(this.file);
-      if (now === this.fileStamp) return false;
-      this.fileStamp = now;
+      if (stamp(this.file) === this.fileStamp) return false;
       this.db.close();
-      this.db = openStoreReadonly(this.file, false);
-      [this.poll, this.getOne] = this.prepare();
+      this.connect(false);
       return true;
     }
     const version = this.dataVersion();
