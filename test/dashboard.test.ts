@@ -142,6 +142,34 @@ describe('scalems serve', () => {
     await wf.close();
   });
 
+  it('says which tasks went away (a record deleted by hand), and sends nothing for a rewrite that changes no shown field', async () => {
+    const { file, wf, ex } = await workflowIn('removed');
+    const [a, b] = [ex.submit(square, 5), ex.submit(square, 6)];
+    await Promise.all([a, b]);
+    await wf.close();
+    const d = await dashboard(file);
+    const events = await openEvents(`${d.url}api/events`);
+    await events.waitFor((m) => m.event === 'snapshot');
+    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
+    const db = new Database(file);
+    try {
+      // the same record, its (unshown) pending count changed: a new value, no change to show
+      const json = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get(`task:${a.id}`) as string;
+      const record = { ...(JSON.parse(json) as object), pending: 7 };
+      db.prepare('UPDATE scalems_kv SET value = ? WHERE key = ?').run(JSON.stringify(record), `task:${a.id}`);
+      d.pollNow();
+      db.prepare('DELETE FROM scalems_kv WHERE key = ?').run(`task:${b.id}`);
+    } finally {
+      db.close();
+    }
+    const gone = await events.waitFor((m) => m.event === 'delta');
+    events.close();
+    expect(JSON.parse(gone.data)).toMatchObject({ tasks: [], removed: [b.id] });
+    expect(events.messages.filter((m) => m.event === 'delta')).toHaveLength(1);
+    expect(d.source.row(b.id)).toBeUndefined();
+    expect(d.source.size).toBe(1);
+  });
+
   it('serves a task’s page: its error, the tail of its stderr and stdout, and the tasks downstream', async () => {
     const dir = path.join(root, 'detail');
     const file = path.join(dir, '.scalems', 'detail', 'state.sqlite');
