@@ -96,6 +96,9 @@ export class StoreSource {
   private remember!: Database.Statement;
   private forget!: Database.Statement;
   private count!: Database.Statement;
+  private remembered!: Database.Statement;
+  private rememberAll!: Database.Statement;
+  private seen!: Database.Statement;
   private version: unknown;
   private fileStamp = '';
   /** the name the workflow was last opened with (the store records it), else the one it was opened as here */
@@ -163,19 +166,28 @@ export class StoreSource {
   private read(): Changes {
     const tasks: TaskRow[] = [];
     const removed: string[] = [];
+    const fold = (key: string, json: string): void => {
+      const record = this.parse(key, json);
+      checkTaskRecord(this.file, key, record);
+      const old = this.rows.get(record.id);
+      const row = rowOf(record, old === undefined ? undefined : pastAfter(old, record));
+      // a copy read into memory again (see `moved`) knows no value: a task the same as shown is not sent
+      if (old !== undefined && JSON.stringify(old) === JSON.stringify(row)) return;
+      if (old === undefined) this.add(row);
+      else this.rows.set(row.id, row);
+      tasks.push(row);
+    };
     this.db.transaction(() => {
-      // all(), not iterate(): the connection writes its TEMP table on the way (only changed records come back)
-      for (const [key, json] of this.changed.raw().all() as Array<[string, string]>) {
-        const record = this.parse(key, json);
-        checkTaskRecord(this.file, key, record);
-        const old = this.rows.get(record.id);
-        const row = rowOf(record, old === undefined ? undefined : pastAfter(old, record));
-        this.remember.run(key, json);
-        // a copy read into memory again (see `moved`) knows no value: a task the same as shown is not sent
-        if (old !== undefined && JSON.stringify(old) === JSON.stringify(row)) continue;
-        if (old === undefined) this.add(row);
-        else this.rows.set(row.id, row);
-        tasks.push(row);
+      if (this.remembered.get() === 0) {
+        // the first read: every record is new; copied in one statement, then read one by one (not all at once)
+        this.rememberAll.run();
+        for (const [key, json] of this.seen.raw().iterate() as Iterable<[string, string]>) fold(key, json);
+      } else {
+        // all(), not iterate(): the connection writes its TEMP table on the way (only changed records come back)
+        for (const [key, json] of this.changed.raw().all() as Array<[string, string]>) {
+          this.remember.run(key, json);
+          fold(key, json);
+        }
       }
       if ((this.count.get() as number) < this.rows.size) {
         for (const key of this.gone.pluck().all() as string[]) {
@@ -224,6 +236,11 @@ export class StoreSource {
     this.remember = this.db.prepare('INSERT OR REPLACE INTO temp.seen (key, value) VALUES (?, ?)');
     this.forget = this.db.prepare('DELETE FROM temp.seen WHERE key = ?');
     this.count = this.db.prepare(`SELECT count(*) FROM main.scalems_kv m WHERE ${RANGE('m')}`).pluck();
+    this.remembered = this.db.prepare('SELECT count(*) FROM temp.seen').pluck();
+    this.rememberAll = this.db.prepare(
+      `INSERT INTO temp.seen (key, value) SELECT m.key, m.value FROM main.scalems_kv m WHERE ${RANGE('m')}`,
+    );
+    this.seen = this.db.prepare('SELECT key, value FROM temp.seen');
   }
 
   private dataVersion(): unknown {

@@ -29,6 +29,8 @@ export interface DashboardStats {
   connected: boolean;
   /** the model version the graph and the task stream last drew */
   drawn: number;
+  /** ms each view took to draw, the last time it did */
+  views: Record<string, number>;
 }
 
 declare global {
@@ -40,7 +42,7 @@ declare global {
 const token = new URLSearchParams(location.search).get('token');
 const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
 const model = new Model();
-const stats: DashboardStats = { snapshots: 0, deltas: [], renders: [], connected: false, drawn: -1 };
+const stats: DashboardStats = { snapshots: 0, deltas: [], renders: [], connected: false, drawn: -1, views: {} };
 window.scalemsDashboard = { model, stats };
 
 const navigate = (hash: string): void => {
@@ -76,7 +78,12 @@ function draw(): void {
   frame = 0;
   if (model.seq < 0) return;
   const started = performance.now();
-  summary.render(model);
+  const timed = (name: string, fn: () => void): void => {
+    const t = performance.now();
+    fn();
+    stats.views[name] = performance.now() - t;
+  };
+  timed('summary', () => summary.render(model));
   if (route.view === 'task') {
     overview.hidden = true;
     taskPage.el.hidden = false;
@@ -84,15 +91,16 @@ function draw(): void {
   } else {
     overview.hidden = false;
     taskPage.el.hidden = true;
-    filters.show(route.filters, model);
-    list.render(model, route.filters);
+    const shown = route.filters;
+    filters.show(shown, model);
+    timed('list', () => list.render(model, shown));
     // the graph and the stream read every task: on a large workflow, at most every 4 times what they cost
     const wait = heavyAt + 4 * heavyCost - started;
     if (heavyVersion !== model.version || wait > 0) {
       if (wait <= 0) {
         const t = performance.now();
-        stream.render(model);
-        graph.render(model, route.filters);
+        timed('stream', () => stream.render(model));
+        timed('graph', () => graph.render(model, shown));
         heavyCost = performance.now() - t;
         heavyAt = performance.now();
         heavyVersion = stats.drawn = model.version;

@@ -35,6 +35,17 @@ export class Model {
   /** the ids changed by the last change (all of them after a snapshot) */
   lastChanged: readonly string[] = [];
   executors = new Set<string>();
+  /** for the task stream: whether everything changed (a snapshot, a task gone) and the ids changed since it asked */
+  private full = true;
+  private dirty = new Set<string>();
+
+  /** The tasks changed since the last call (`full`: draw everything again). */
+  takeChanges(): { full: boolean; ids: ReadonlySet<string> } {
+    const changes = { full: this.full, ids: this.dirty };
+    this.full = false;
+    this.dirty = new Set();
+    return changes;
+  }
 
   snapshot(m: SnapshotMessage): void {
     this.rows.clear();
@@ -52,6 +63,8 @@ export class Model {
     this.lastChanged = m.tasks.map((t) => t.id);
     this.version++;
     this.structure++;
+    this.full = true;
+    this.dirty.clear();
   }
 
   /** Folds a delta in; one older than the snapshot is ignored. */
@@ -64,8 +77,10 @@ export class Model {
       else this.counts[old.state]--;
       this.counts[row.state]++;
       this.rows.set(row.id, row);
+      this.dirty.add(row.id);
       if (row.executor !== undefined) this.executors.add(row.executor);
     }
+    if (m.removed.length > 0) this.full = true;
     for (const id of m.removed) {
       const old = this.rows.get(id);
       if (old === undefined) continue;

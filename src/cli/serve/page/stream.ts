@@ -5,6 +5,7 @@
  * 100 000 bars cost one pass of `fillRect`s; a click on a bar opens its task.
  */
 import { h, replace, taskHref } from './dom.js';
+import type { TaskRow } from '../protocol.js';
 import type { Model } from './model.js';
 
 const LANE_PX = 14;
@@ -25,8 +26,33 @@ export const OUTCOME_COLOURS: Readonly<Record<string, string>> = {
 interface Bar {
   readonly id: string;
   readonly start: number;
-  readonly end: number | undefined;
-  readonly outcome: string;
+  end: number | undefined;
+  outcome: string;
+  /** the lane it was placed in */
+  lane?: Lane;
+}
+
+const NO_EXECUTOR = '(no executor)';
+
+/** A task's attempts as bars: those the server saw end, then its last (running, or ended as its state says). */
+function barsOf(row: TaskRow): Bar[] {
+  const bars: Bar[] = [];
+  for (const [start, end] of row.past ?? [])
+    bars.push({ id: row.id, start, end: end ?? start, outcome: end === null ? 'lost' : 'retried' });
+  if (row.startedAt === undefined) return bars;
+  const running = row.state === 'running';
+  const final = row.state === 'succeeded' || row.state === 'failed' || row.state === 'cancelled';
+  // a task that was running when its workflow stopped, restored since: its attempt's end is unknown
+  const end = running ? undefined : final ? row.finishedAt : (row.readyAt ?? row.startedAt);
+  const outcome = running
+    ? 'running'
+    : final
+      ? row.state
+      : row.readyAt !== undefined && row.readyAt >= row.startedAt
+        ? 'retried'
+        : 'lost';
+  bars.push({ id: row.id, start: row.startedAt, end, outcome });
+  return bars;
 }
 
 interface Lane {
@@ -58,66 +84,113 @@ export class StreamView {
     });
   }
 
+  /** per executor, its lanes; per task, its bars and the lane of each */
+  private packs = new Map<string, Lane[]>();
+  private placed = new Map<string, Bar[]>();
+  private readonly clock = { now: 0 };
+
+  /**
+   * Draws the stream. After the first time, only the tasks that changed are placed again: a new attempt goes to the
+   * first lane of its executor free at its start (as the full packing does), an attempt that ends frees its lane. A
+   * snapshot, a task gone, or an attempt whose start moved makes it pack everything again.
+   */
   render(model: Model): void {
-    const now = model.now();
+    this.clock.now = model.now();
+    const { full, ids } = model.takeChanges();
+    if (full || !this.update(model, ids)) this.rebuild(model);
+    this.lanes = [];
+    let hidden = 0;
+    let t1 = -Infinity;
+    const room = Math.max(1, Math.floor(MAX_LANES / Math.max(1, this.packs.size)));
+    for (const executor of [...this.packs.keys()].sort()) {
+      const mine = this.packs.get(executor)!;
+      for (const lane of mine) t1 = Math.max(t1, lane.free === Infinity ? this.clock.now : lane.free);
+      if (mine.length > room) hidden += mine.length - room;
+      this.lanes.push(...mine.slice(0, room));
+    }
+    // up to now while anything runs; else up to the last end (a finished workflow fills the width)
+    this.t1 = Math.max(t1 === -Infinity ? this.clock.now : t1, this.t0 + 1);
+    replace(
+      this.note,
+      this.lanes.length === 0
+        ? 'no attempt has started yet'
+        : `${this.lanes.length} lanes over ${this.packs.size} executors` +
+            (hidden > 0 ? `; ${hidden} more lanes not shown` : ''),
+    );
+    this.draw();
+  }
+
+  /** Packs every attempt again, in order of start, first fit. */
+  private rebuild(model: Model): void {
     const perExecutor = new Map<string, Bar[]>();
     let t0 = Infinity;
     for (const row of model.rows.values()) {
-      if (row.startedAt === undefined && row.past === undefined) continue;
-      const executor = row.executor ?? '(no executor)';
-      let bars = perExecutor.get(executor);
-      if (bars === undefined) perExecutor.set(executor, (bars = []));
-      for (const [start, end] of row.past ?? []) {
-        bars.push({ id: row.id, start, end: end ?? start, outcome: end === null ? 'lost' : 'retried' });
-        if (start < t0) t0 = start;
+      const bars = barsOf(row);
+      if (bars.length === 0) continue;
+      const executor = row.executor ?? NO_EXECUTOR;
+      let list = perExecutor.get(executor);
+      if (list === undefined) perExecutor.set(executor, (list = []));
+      for (const bar of bars) {
+        list.push(bar);
+        if (bar.start < t0) t0 = bar.start;
       }
-      if (row.startedAt === undefined) continue;
-      const running = row.state === 'running';
-      const final = row.state === 'succeeded' || row.state === 'failed' || row.state === 'cancelled';
-      // a task that was running when its workflow stopped, restored since: its attempt's end is unknown
-      const end = running ? undefined : final ? row.finishedAt : (row.readyAt ?? row.startedAt);
-      const outcome = running
-        ? 'running'
-        : final
-          ? row.state
-          : row.readyAt !== undefined && row.readyAt >= row.startedAt
-            ? 'retried'
-            : 'lost';
-      bars.push({ id: row.id, start: row.startedAt, end, outcome });
-      if (row.startedAt < t0) t0 = row.startedAt;
     }
-    const lanes: Lane[] = [];
-    let hidden = 0;
-    for (const executor of [...perExecutor.keys()].sort()) {
+    this.packs = new Map();
+    this.placed = new Map();
+    for (const [executor, list] of perExecutor) {
       const mine: Lane[] = [];
       const heap = new LaneHeap(); // the lane that frees first on top: first fit in O(log lanes)
-      const bars = perExecutor.get(executor)!.sort((a, b) => a.start - b.start);
-      for (const bar of bars) {
+      list.sort((a, b) => a.start - b.start);
+      for (const bar of list) {
         let lane = heap.top();
         if (lane !== undefined && lane.free <= bar.start) heap.pop();
         else mine.push((lane = { executor, bars: [], free: 0 }));
         lane.bars.push(bar);
         lane.free = bar.end ?? Infinity;
         heap.push(lane);
+        this.place(bar, lane);
       }
-      const room = Math.max(1, Math.floor(MAX_LANES / perExecutor.size));
-      if (mine.length > room) hidden += mine.length - room;
-      lanes.push(...mine.slice(0, room));
+      this.packs.set(executor, mine);
     }
-    this.lanes = lanes;
-    // up to now while anything runs; else up to the last end (a finished workflow fills the width)
-    let t1 = -Infinity;
-    for (const lane of lanes) for (const bar of lane.bars) t1 = Math.max(t1, bar.end ?? now);
-    this.t0 = t0 === Infinity ? now : t0;
-    this.t1 = Math.max(t1 === -Infinity ? now : t1, this.t0 + 1);
-    replace(
-      this.note,
-      lanes.length === 0
-        ? 'no attempt has started yet'
-        : `${lanes.length} lanes over ${perExecutor.size} executors` +
-            (hidden > 0 ? `; ${hidden} more lanes not shown` : ''),
-    );
-    this.draw();
+    this.t0 = t0 === Infinity ? this.clock.now : t0;
+  }
+
+  /** Places the attempts of the tasks `ids` again; false when only packing everything again can. */
+  private update(model: Model, ids: ReadonlySet<string>): boolean {
+    for (const id of ids) {
+      const row = model.rows.get(id);
+      if (row === undefined) return false;
+      const bars = barsOf(row);
+      const before = this.placed.get(id) ?? [];
+      if (bars.length < before.length) return false;
+      for (const [i, bar] of bars.entries()) {
+        const old = before[i];
+        if (old !== undefined) {
+          if (old.start !== bar.start) return false;
+          old.end = bar.end;
+          old.outcome = bar.outcome;
+          if (old.lane!.bars.at(-1) === old) old.lane!.free = bar.end ?? Infinity;
+          continue;
+        }
+        const executor = row.executor ?? NO_EXECUTOR;
+        let mine = this.packs.get(executor);
+        if (mine === undefined) this.packs.set(executor, (mine = []));
+        let lane = mine.find((l) => l.free <= bar.start);
+        if (lane === undefined) mine.push((lane = { executor, bars: [], free: 0 }));
+        lane.bars.push(bar);
+        lane.free = bar.end ?? Infinity;
+        this.place(bar, lane);
+        if (bar.start < this.t0) this.t0 = bar.start;
+      }
+    }
+    return true;
+  }
+
+  private place(bar: Bar, lane: Lane): void {
+    bar.lane = lane;
+    const list = this.placed.get(bar.id);
+    if (list === undefined) this.placed.set(bar.id, [bar]);
+    else list.push(bar);
   }
 
   private draw(): void {
@@ -134,19 +207,38 @@ export class StreamView {
     ctx.clearRect(0, 0, width, height);
     const scale = (width - LEFT_PX) / (this.t1 - this.t0);
     ctx.font = '11px sans-serif';
+    // Bars narrower than a pixel are merged into runs of one colour per lane, and each colour is filled once: with
+    // 100 000 attempts, one fillRect and one fillStyle per bar took most of a second.
+    const runs = new Map<string, Array<[x: number, y: number, w: number]>>();
     let previous = '';
+    ctx.fillStyle = '#555';
     this.lanes.forEach((lane, i) => {
       const y = i * (LANE_PX + GAP_PX);
-      ctx.fillStyle = '#555';
       if (lane.executor !== previous) ctx.fillText(lane.executor.slice(0, 16), 2, y + LANE_PX - 3);
       previous = lane.executor;
+      let run: [number, number, number] | undefined;
+      let runColour = '';
       for (const bar of lane.bars) {
-        ctx.fillStyle = OUTCOME_COLOURS[bar.outcome] ?? '#000';
+        const colour = OUTCOME_COLOURS[bar.outcome] ?? '#000';
         const x = LEFT_PX + (bar.start - this.t0) * scale;
-        const w = Math.max(1, ((bar.end ?? this.t1) - bar.start) * scale);
-        ctx.fillRect(x, y, w, LANE_PX);
+        const end = Math.max(x + 1, LEFT_PX + ((bar.end ?? this.t1) - this.t0) * scale);
+        if (run !== undefined && colour === runColour && x <= run[0] + run[2] + 0.5) {
+          run[2] = Math.max(run[2], end - run[0]);
+          continue;
+        }
+        run = [x, y, end - x];
+        runColour = colour;
+        let list = runs.get(colour);
+        if (list === undefined) runs.set(colour, (list = []));
+        list.push(run);
       }
     });
+    for (const [colour, list] of runs) {
+      ctx.fillStyle = colour;
+      ctx.beginPath();
+      for (const [x, y, w] of list) ctx.rect(x, y, w, LANE_PX);
+      ctx.fill();
+    }
   }
 
   /** The task whose bar is at (x, y) of the canvas, if any. */
