@@ -158,3 +158,5 @@ function connect(): void {
 }
 
 connect();
+// the rate, the ETA and the times of running tasks move with the clock, also when no message comes
+setInterval(schedule, 1000);

@@ -38,6 +38,28 @@ export class SummaryView {
     replace(this.problem, text ?? '');
   }
 
+  private rateAt = -Infinity;
+  private lastRate = 0;
+
+  /**
+   * Tasks finished per second in the last minute (or since the first finished, if that is more recent). It reads
+   * every task: at most once a second.
+   */
+  private perSecond(model: Model): number {
+    const now = model.now();
+    if (now - this.rateAt < 1000) return this.lastRate;
+    this.rateAt = now;
+    let recent = 0;
+    let first = Infinity;
+    for (const row of model.rows.values()) {
+      if (!FINAL.has(row.state) || row.finishedAt === undefined) continue;
+      if (row.finishedAt > now - WINDOW_MS) recent++;
+      if (row.finishedAt < first) first = row.finishedAt;
+    }
+    const span = Math.max(1000, Math.min(WINDOW_MS, now - first));
+    return (this.lastRate = (recent / span) * 1000);
+  }
+
   render(model: Model): void {
     replace(this.title, `workflow ${model.workflow}`);
     this.title.setAttribute('title', model.store);
@@ -49,17 +71,7 @@ export class SummaryView {
       seg.style.width = `${total === 0 ? 0 : (100 * model.counts[state as 'running']) / total}%`;
     this.bar.setAttribute('aria-valuenow', String(total === 0 ? 0 : Math.round((100 * done) / total)));
 
-    // rate: tasks finished in the last minute (or since the first finished, if that is more recent)
-    const now = model.now();
-    let recent = 0;
-    let first = Infinity;
-    for (const row of model.rows.values()) {
-      if (!FINAL.has(row.state) || row.finishedAt === undefined) continue;
-      if (row.finishedAt > now - WINDOW_MS) recent++;
-      if (row.finishedAt < first) first = row.finishedAt;
-    }
-    const span = Math.max(1000, Math.min(WINDOW_MS, now - first));
-    const perSecond = (recent / span) * 1000;
+    const perSecond = this.perSecond(model);
     const left = total - done;
     const rate = perSecond >= 10 ? perSecond.toFixed(0) : perSecond.toFixed(2);
     this.rate.textContent = `${done} of ${total} done · ${rate} tasks/s`;
