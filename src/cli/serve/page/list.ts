@@ -108,7 +108,9 @@ export class TaskList {
   /** The ids that pass the filters, in the store's order: found again when tasks or the filters change. */
   render(model: Model, f: Filters): void {
     this.model = model;
-    const key = `${model.version}|${filtersHash(f)}`;
+    // without filters the list changes only when tasks come or go; with them, with any change
+    const open = f.states.size === 0 && f.executor === '' && f.text === '';
+    const key = `${open ? `s${model.structure}` : `v${model.version}`}|${filtersHash(f)}`;
     if (key !== this.builtFor) {
       this.builtFor = key;
       this.ids = [];
