@@ -163,6 +163,27 @@ describeWithBrowser('scalems serve in a real browser (Chromium)', () => {
     expect(stats.deltas).toBeGreaterThan(0);
     expect(stats.snapshots).toBe(1);
     expect(await page.getByTestId('eta').textContent()).toBe('nothing left to run');
+
+    // the task stream this page placed change by change holds the attempts a fresh page packs at once, and no two
+    // attempts of one lane overlap
+    const drawn = (p: Page) =>
+      p.waitForFunction(() => window.scalemsDashboard.stats.drawn === window.scalemsDashboard.model.version);
+    await drawn(page);
+    const fresh = await openPage();
+    await countsAgree(fresh, dir, (c) => c.succeeded === 2 * MEMBERS);
+    await drawn(fresh);
+    const [live, packed] = await Promise.all(
+      [page, fresh].map((p) => p.evaluate(() => window.scalemsDashboard.lanes())),
+    );
+    const bars = (lanes: typeof live) =>
+      lanes.flatMap((l) => l.bars.map((b) => JSON.stringify([l.executor, ...b]))).sort();
+    expect(bars(live)).toEqual(bars(packed));
+    expect(bars(live)).toHaveLength(2 * MEMBERS + 2); // every member, analysis, the broken task and the program
+    for (const lane of [...live, ...packed]) {
+      const sorted = [...lane.bars].sort((a, b) => a[1] - b[1]);
+      for (let i = 1; i < sorted.length; i++) expect(sorted[i]![1]).toBeGreaterThanOrEqual(sorted[i - 1]![2]!);
+    }
+    await fresh.close();
     await page.close();
   });
 

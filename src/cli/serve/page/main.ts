@@ -29,21 +29,30 @@ export interface DashboardStats {
   connected: boolean;
   /** the model version the graph and the task stream last drew */
   drawn: number;
-  /** ms each view took to draw, the last time it did */
+  /** ms each view took to draw, the last time it did, and at worst */
   views: Record<string, number>;
+  worst: Record<string, number>;
 }
 
 declare global {
   interface Window {
-    scalemsDashboard: { model: Model; stats: DashboardStats };
+    scalemsDashboard: { model: Model; stats: DashboardStats; lanes: () => ReturnType<StreamView['lanesNow']> };
   }
 }
 
 const token = new URLSearchParams(location.search).get('token');
 const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
 const model = new Model();
-const stats: DashboardStats = { snapshots: 0, deltas: [], renders: [], connected: false, drawn: -1, views: {} };
-window.scalemsDashboard = { model, stats };
+const stats: DashboardStats = {
+  snapshots: 0,
+  deltas: [],
+  renders: [],
+  connected: false,
+  drawn: -1,
+  views: {},
+  worst: {},
+};
+window.scalemsDashboard = { model, stats, lanes: () => stream.lanesNow() };
 
 const navigate = (hash: string): void => {
   if (location.hash !== hash) location.hash = hash;
@@ -82,6 +91,7 @@ function draw(): void {
     const t = performance.now();
     fn();
     stats.views[name] = performance.now() - t;
+    stats.worst[name] = Math.max(stats.worst[name] ?? 0, stats.views[name]);
   };
   timed('summary', () => summary.render(model));
   if (route.view === 'task') {

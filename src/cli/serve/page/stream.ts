@@ -120,6 +120,16 @@ export class StreamView {
     this.draw();
   }
 
+  /** Every lane of every executor (those not shown too), its bars as `[task, start, end, outcome]`: for tests. */
+  lanesNow(): Array<{ executor: string; bars: Array<[string, number, number | null, string]> }> {
+    return [...this.packs.values()].flatMap((lanes) =>
+      lanes.map((lane) => ({
+        executor: lane.executor,
+        bars: lane.bars.map((b): [string, number, number | null, string] => [b.id, b.start, b.end ?? null, b.outcome]),
+      })),
+    );
+  }
+
   /** Packs every attempt again, in order of start, first fit. */
   private rebuild(model: Model): void {
     const perExecutor = new Map<string, Bar[]>();
