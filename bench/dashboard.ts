@@ -36,6 +36,7 @@ interface PageStats {
   snapshotMs?: number;
   deltas: Array<{ tasks: number; applyMs: number }>;
   renders: number[];
+  worst: Record<string, number>;
 }
 type Measured = Window & { scalemsDashboard?: { stats: PageStats }; __long: number[]; __late: number[] };
 
@@ -91,6 +92,8 @@ interface Round {
   renders: number[];
   longest: number;
   lateness: number;
+  /** the worst cost of each view during the updates */
+  worst: Record<string, number>;
 }
 
 async function openPage(browser: Browser, url: string): Promise<Page> {
@@ -188,6 +191,7 @@ export async function benchDashboard(): Promise<void> {
           w.__late.length = 0;
           (window as unknown as Measured).scalemsDashboard!.stats.deltas.length = 0;
           (window as unknown as Measured).scalemsDashboard!.stats.renders.length = 0;
+          (window as unknown as Measured).scalemsDashboard!.stats.worst = {};
         });
         // updates: BATCH new tasks appear (waiting), then all succeed; BATCHES times
         for (let b = 0; b < BATCHES; b++) {
@@ -211,6 +215,7 @@ export async function benchDashboard(): Promise<void> {
           return {
             deltas: (window as unknown as Measured).scalemsDashboard!.stats.deltas,
             renders: (window as unknown as Measured).scalemsDashboard!.stats.renders,
+            worst: (window as unknown as Measured).scalemsDashboard!.stats.worst,
             longest: Math.max(0, ...w.__long),
             lateness: Math.max(0, ...w.__late),
           };
@@ -224,6 +229,7 @@ export async function benchDashboard(): Promise<void> {
           renders: measured.renders,
           longest: measured.longest,
           lateness: measured.lateness,
+          worst: measured.worst,
         });
         await page.close();
       } finally {
@@ -251,6 +257,14 @@ export async function benchDashboard(): Promise<void> {
         `${spread(apply, f1)} ms to parse and fold in 1 000 changed tasks; ` +
         `a frame ${spread(frame, f1)} ms (median), ${spread(worstFrame, f0)} ms (worst)`,
     );
+    const views = ['summary', 'list', 'stream', 'graph'].map(
+      (v) =>
+        `${v} ${spread(
+          rounds.map((r) => r.worst[v] ?? 0),
+          f0,
+        )}`,
+    );
+    console.log(`  worst drawing of each view during the updates (ms): ${views.join(', ')}`);
     console.log(
       `  responsiveness during updates: longest task ${spread(all('longest'), f0)} ms; a 100 ms timer late by at ` +
         `most ${spread(all('lateness'), f0)} ms`,

@@ -141,6 +141,8 @@ describeWithBrowser('scalems serve in a real browser (Chromium)', () => {
     const page = await openPage();
     await countsAgree(page, dir);
     const seqBefore = await page.evaluate(() => window.scalemsDashboard.model.seq);
+    const grouped = await openPage('#/?group=prefix'); // its groups are counted change by change
+    await countsAgree(grouped, dir);
     for (let i = 0; i < MEMBERS / 2; i++) release(i);
     await Promise.all(members.slice(0, MEMBERS / 2));
     await countsAgree(page, dir, (c) => c.succeeded! >= MEMBERS);
@@ -183,6 +185,29 @@ describeWithBrowser('scalems serve in a real browser (Chromium)', () => {
       const sorted = [...lane.bars].sort((a, b) => a[1] - b[1]);
       for (let i = 1; i < sorted.length; i++) expect(sorted[i]![1]).toBeGreaterThanOrEqual(sorted[i - 1]![2]!);
     }
+    // and the groups counted change by change are those a fresh page counts at once
+    const groups = async (p: Page): Promise<string[]> => {
+      await drawn(p);
+      return p
+        .locator('#graph g.node')
+        .evaluateAll((nodes) =>
+          nodes
+            .map(
+              (n) =>
+                `${n.getAttribute('class')}: ${n.textContent} ` +
+                [...n.querySelectorAll('g.mix title')].map((t) => t.textContent).join(', '),
+            )
+            .sort(),
+        );
+    };
+    const again = await openPage('#/?group=prefix');
+    await countsAgree(again, dir, (c) => c.succeeded === 2 * MEMBERS);
+    const counted = await groups(grouped);
+    expect(counted).toEqual(await groups(again));
+    expect(counted).toContainEqual(
+      expect.stringMatching(new RegExp(`^node group st-succeeded: member…: ${MEMBERS} tasks.* ${MEMBERS} succeeded$`)),
+    );
+    await Promise.all([again.close(), grouped.close()]);
     await fresh.close();
     await page.close();
   });
@@ -253,6 +278,65 @@ describeWithBrowser('scalems serve in a real browser (Chromium)', () => {
     const groups = await page.locator('#graph g.node text.text').allTextContents();
     expect(groups.sort()).toEqual(['<img src=x onerror=wind…', 'analysis…', 'member…', 'noisy…'].sort());
     expect(await page.locator('#graph path.edge').count()).toBe(1);
+    await page.close();
+  });
+});
+
+describeWithBrowser('scalems serve on a larger workflow (Chromium)', () => {
+  const TASKS = 2_000;
+  let root: string;
+  let assetsDir: string;
+  let dashboard: Dashboard;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    assetsDir = buildPage();
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-dashboard-large-'));
+    const file = path.join(root, '.scalems', 'large', 'state.sqlite');
+    const wf = await openWorkflow({ name: 'large', store: sqliteStore(file) });
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 64 } });
+    const tasks = Array.from({ length: TASKS / 2 }, (_, i) => {
+      const m = ex.submit(analyse, i);
+      m.label = `replica-${i}`;
+      const a = ex.submit(analyse, m);
+      a.label = `score-${i}`;
+      return a;
+    });
+    await Promise.all(tasks);
+    await wf.close();
+    [dashboard, browser] = await Promise.all([
+      startDashboard({ file, name: 'large', pollMs: 100, assetsDir }),
+      launchChromium(),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await dashboard?.close();
+    await browser?.close();
+    for (const d of [root, assetsDir]) if (d !== undefined) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it('keeps only the rows in view in the page, and groups the graph by label prefix', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(dashboard.url);
+    await page.getByText(`tasks (${TASKS} of ${TASKS})`).waitFor();
+    const rows = await page.locator('#tasks a.row').count();
+    expect(rows).toBeGreaterThan(10);
+    expect(rows).toBeLessThan(100);
+    // scrolled to the end, the last task is there, and still only a screenful of rows
+    const last = await page.evaluate(() => [...window.scalemsDashboard.model.rows.values()].at(-1)!.label!);
+    await page.locator('#tasks .viewport').evaluate((el) => (el.scrollTop = el.scrollHeight));
+    await page.locator('#tasks a.row .label', { hasText: new RegExp(`^${last}$`) }).waitFor();
+    expect(await page.locator('#tasks a.row').count()).toBeLessThan(100);
+    // more than 150 tasks: one node per label prefix, one edge between them
+    await page.waitForFunction(() => document.querySelectorAll('#graph g.node.group').length > 0);
+    expect((await page.locator('#graph g.node text.text').allTextContents()).sort()).toEqual(['replica…', 'score…']);
+    expect(await page.locator('#graph path.edge').count()).toBe(1);
+    expect(await page.locator('#graph .note').textContent()).toMatch(/^2000 tasks in 2 groups by label prefix/);
+    // a click on a group filters the list by it
+    await page.locator('#graph g.node', { hasText: 'score…' }).click();
+    await page.getByText(`tasks (${TASKS / 2} of ${TASKS})`).waitFor();
+    expect(page.url()).toContain('q=score');
     await page.close();
   });
 });

@@ -5,13 +5,16 @@
  * link. The layout is computed again only when the nodes or edges change, not when a state does.
  */
 import { Graph, layout } from '@dagrejs/dagre';
-import type { StateName, TaskRow } from '../protocol.js';
+import type { TaskRow } from '../protocol.js';
 import { h, replace, s, taskHref } from './dom.js';
 import { STATES, type Model } from './model.js';
+import { Tally, type Mix } from './tally.js';
 import { filtersHash, type Filters } from './route.js';
 
 /** Above this many tasks, `auto` groups them. */
 export const TASK_NODES = 150;
+/** "graph by each task" above this many tasks groups them all the same: a layout of more would take minutes. */
+const MAX_TASKS = 1000;
 /** At most this many group nodes; the smallest groups beyond it become one. */
 const GROUP_NODES = 120;
 
@@ -48,21 +51,44 @@ export class GraphView {
   private shapes = new Map<string, SVGElement>();
   private structureSeen = -1;
   private modeSeen = '';
+  private tally: Tally | undefined;
 
   constructor(private readonly navigate: (hash: string) => void) {
     this.el.append(h('h2', {}, 'task graph'), this.note, this.holder);
   }
 
   render(model: Model, f: Filters): void {
-    const mode = f.group === 'auto' ? (model.rows.size > TASK_NODES ? 'prefix' : 'tasks') : f.group;
+    const size = model.rows.size;
+    const mode =
+      f.group === 'auto'
+        ? size > TASK_NODES
+          ? 'prefix'
+          : 'tasks'
+        : f.group === 'tasks' && size > MAX_TASKS
+          ? 'prefix'
+          : f.group;
     const keyOf = groupKey(mode);
-    if (model.structure !== this.structureSeen || mode !== this.modeSeen) {
-      this.structureSeen = model.structure;
-      this.modeSeen = mode;
-      const graph = buildGraph(model, mode, keyOf);
-      if (this.laid?.key !== graph.key) this.draw(graph, f);
+    if (mode === 'tasks') {
+      model.takeChanges('graph'); // counted only in groups
+      this.tally = undefined;
+      if (model.structure !== this.structureSeen || mode !== this.modeSeen) {
+        this.structureSeen = model.structure;
+        this.modeSeen = mode;
+        const graph = buildGraph(model, mode, undefined);
+        if (this.laid?.key !== graph.key) this.draw(graph, f);
+      }
+      this.recolour(model);
+      return;
     }
-    this.recolour(model, keyOf);
+    const { full, ids } = model.takeChanges('graph');
+    if (full || this.tally?.mode !== mode || !this.tally.add(model, ids)) {
+      this.tally = new Tally(mode, keyOf);
+      this.tally.add(model, model.rows.keys());
+    }
+    this.modeSeen = mode;
+    const graph = buildGraph(model, mode, this.tally);
+    if (this.laid?.key !== graph.key) this.draw(graph, f);
+    this.recolour(model);
   }
 
   private draw(graph: ReturnType<typeof buildGraph>, f: Filters): void {
@@ -130,30 +156,31 @@ export class GraphView {
     replace(this.holder, svg);
   }
 
-  /** Colours each node by its task's state, or a group by the mix of its tasks' states. */
-  private recolour(model: Model, keyOf: (row: TaskRow) => string): void {
+  /** Colours each node by its task's state, or a group by the mix of its tasks' states (and shows its size). */
+  private recolour(model: Model): void {
     const laid = this.laid;
     if (laid === undefined) return;
-    if (this.modeSeen === 'tasks') {
+    if (this.modeSeen === 'tasks' || this.tally === undefined) {
       for (const [key, g] of this.shapes) {
         const row = model.rows.get(key);
         g.setAttribute('class', `node st-${row?.state ?? 'missing'}`);
       }
       return;
     }
-    const mix = new Map<string, Record<StateName, number>>();
-    for (const row of model.rows.values()) {
-      let key = keyOf(row);
-      if (!laid.nodes.has(key)) key = OTHERS;
-      let m = mix.get(key);
-      if (m === undefined)
-        mix.set(key, (m = { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 }));
-      m[row.state]++;
+    // the groups not drawn add up in the node of the others
+    const mix = new Map<string, Mix>();
+    for (const [group, m] of this.tally.mix) {
+      const key = laid.nodes.has(group) ? group : OTHERS;
+      const sum = mix.get(key);
+      if (sum === undefined) mix.set(key, { ...m });
+      else for (const st of STATES) sum[st] += m[st];
     }
     for (const [key, g] of this.shapes) {
       const n = laid.nodes.get(key)!;
       const m = mix.get(key);
       const total = m === undefined ? 0 : STATES.reduce((a, st) => a + m[st], 0);
+      const sub = g.querySelector('text.sub');
+      if (sub !== null && n.task === undefined) sub.textContent = `${total} tasks`;
       const worst =
         m === undefined
           ? 'missing'
@@ -205,17 +232,25 @@ function groupKey(mode: string): (row: TaskRow) => string {
   };
 }
 
-/** The nodes and edges to lay out, and a key that changes when they do. */
-function buildGraph(model: Model, mode: string, keyOf: (row: TaskRow) => string) {
+/** The nodes and edges to lay out, and a key that changes when they do: from every task, or from the groups' tally. */
+function buildGraph(model: Model, mode: string, tally: Tally | undefined) {
   const nodes = new Map<string, GNode>();
-  if (mode === 'tasks') {
+  const edges = new Map<string, { from: string; to: string; n: number }>();
+  const link = (from: string, to: string, n: number): void => {
+    if (from === to) return;
+    const k = `${from}\n${to}`;
+    const e = edges.get(k);
+    if (e === undefined) edges.set(k, { from, to, n });
+    else e.n += n;
+  };
+  if (tally === undefined) {
     for (const row of model.rows.values())
       nodes.set(row.id, { key: row.id, text: row.label ?? row.id.slice(0, 20), sub: row.name, task: row.id });
+    for (const row of model.rows.values())
+      for (const input of row.inputs) if (model.rows.has(input)) link(input, row.id, 1);
   } else {
     const by = mode === 'executor' ? 'executor' : 'prefix';
-    const sizes = new Map<string, number>();
-    for (const row of model.rows.values()) sizes.set(keyOf(row), (sizes.get(keyOf(row)) ?? 0) + 1);
-    const ranked = [...sizes].sort((a, b) => b[1] - a[1]);
+    const ranked = [...tally.sizes].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
     const kept = ranked.slice(0, ranked.length > GROUP_NODES ? GROUP_NODES - 1 : GROUP_NODES);
     for (const [key, size] of kept) {
       const value = key.slice('group:'.length);
@@ -231,21 +266,10 @@ function buildGraph(model: Model, mode: string, keyOf: (row: TaskRow) => string)
       const size = rest.reduce((a, [, n]) => a + n, 0);
       nodes.set(OTHERS, { key: OTHERS, text: `${rest.length} other groups`, sub: `${size} tasks` });
     }
-  }
-  const edges = new Map<string, { from: string; to: string; n: number }>();
-  for (const row of model.rows.values()) {
-    let to = keyOf(row);
-    if (!nodes.has(to)) to = OTHERS;
-    for (const input of row.inputs) {
-      const up = model.rows.get(input);
-      if (up === undefined) continue;
-      let from = keyOf(up);
-      if (!nodes.has(from)) from = OTHERS;
-      if (from === to) continue;
-      const k = `${from}\n${to}`;
-      const e = edges.get(k);
-      if (e === undefined) edges.set(k, { from, to, n: 1 });
-      else e.n++;
+    const shown = (group: string): string => (nodes.has(group) ? group : OTHERS);
+    for (const [k, n] of tally.links) {
+      const [from, to] = k.split('\n') as [string, string];
+      link(shown(from), shown(to), n);
     }
   }
   const key = `${mode}\n${[...nodes.keys()].join('\n')}\n\n${[...edges.keys()].join('\n')}`;

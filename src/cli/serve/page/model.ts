@@ -35,16 +35,17 @@ export class Model {
   /** the ids changed by the last change (all of them after a snapshot) */
   lastChanged: readonly string[] = [];
   executors = new Set<string>();
-  /** for the task stream: whether everything changed (a snapshot, a task gone) and the ids changed since it asked */
-  private full = true;
-  private dirty = new Set<string>();
+  /**
+   * For the views that keep what they drew (the task stream, the graph's groups), per view: whether everything changed
+   * (a snapshot, a task gone) and the ids changed since it last asked.
+   */
+  private readonly logs = new Map<string, { full: boolean; ids: Set<string> }>();
 
-  /** The tasks changed since the last call (`full`: draw everything again). */
-  takeChanges(): { full: boolean; ids: ReadonlySet<string> } {
-    const changes = { full: this.full, ids: this.dirty };
-    this.full = false;
-    this.dirty = new Set();
-    return changes;
+  /** The tasks changed since `view` last asked (`full`: take everything again). */
+  takeChanges(view: string): { full: boolean; ids: ReadonlySet<string> } {
+    const log = this.logs.get(view);
+    this.logs.set(view, { full: false, ids: new Set() });
+    return log ?? { full: true, ids: new Set() };
   }
 
   snapshot(m: SnapshotMessage): void {
@@ -63,8 +64,7 @@ export class Model {
     this.lastChanged = m.tasks.map((t) => t.id);
     this.version++;
     this.structure++;
-    this.full = true;
-    this.dirty.clear();
+    for (const log of this.logs.values()) [log.full, log.ids] = [true, new Set()];
   }
 
   /** Folds a delta in; one older than the snapshot is ignored. */
@@ -77,10 +77,10 @@ export class Model {
       else this.counts[old.state]--;
       this.counts[row.state]++;
       this.rows.set(row.id, row);
-      this.dirty.add(row.id);
+      for (const log of this.logs.values()) log.ids.add(row.id);
       if (row.executor !== undefined) this.executors.add(row.executor);
     }
-    if (m.removed.length > 0) this.full = true;
+    if (m.removed.length > 0) for (const log of this.logs.values()) log.full = true;
     for (const id of m.removed) {
       const old = this.rows.get(id);
       if (old === undefined) continue;

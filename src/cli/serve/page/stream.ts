@@ -96,7 +96,7 @@ export class StreamView {
    */
   render(model: Model): void {
     this.clock.now = model.now();
-    const { full, ids } = model.takeChanges();
+    const { full, ids } = model.takeChanges('stream');
     if (full || !this.update(model, ids)) this.rebuild(model);
     this.lanes = [];
     let hidden = 0;
