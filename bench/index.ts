@@ -17,6 +17,7 @@ const optional: Array<[file: string, exportName: string]> = [
   ['slurm', 'benchSlurm'],
   ['slurm-agents', 'benchSlurmAgents'],
   ['bullmq', 'benchBullmq'],
+  ['dashboard', 'benchDashboard'],
 ];
 
 async function main(): Promise<void> {

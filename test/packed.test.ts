@@ -129,6 +129,28 @@ describe('the packed package', () => {
     expect(files.filter((f) => f.startsWith('test/') || f.startsWith('bench/') || f.startsWith('src/'))).toEqual([]);
   });
 
+  it('ships the page of scalems serve (bundled, dagre in it) where the installed command finds it', () => {
+    for (const f of ['index.html', 'app.js', 'app.css']) expect(files).toContain(`dist/dashboard/${f}`);
+    // the package's dist/ as unpacked (the page's files are found from the command's own location)
+    const dir = join(work, 'dashboard');
+    mkdirSync(dir);
+    execFileSync('tar', ['xzf', tarball, '-C', dir, '--strip-components=1', 'package/dist']);
+    const assets = join(dir, 'dist', 'src', 'cli', 'serve', 'assets.js');
+    const script =
+      `const { loadAssets } = require(${JSON.stringify(assets)});` +
+      'console.log(JSON.stringify([...loadAssets()].map(([route, a]) => [route, a.type, a.body.length])));';
+    const run = node(dir, '-e', script);
+    expect(run).toMatchObject({ code: 0, err: '' });
+    const served = JSON.parse(run.out) as Array<[string, string, number]>;
+    expect(served.map(([route, type]) => [route, type.split(';')[0]])).toEqual([
+      ['/', 'text/html'],
+      ['/app.js', 'text/javascript'],
+      ['/app.css', 'text/css'],
+    ]);
+    const page = readFileSync(join(dir, 'dist', 'dashboard', 'app.js'), 'utf8');
+    expect(page).toContain('@dagrejs/dagre'); // the layout library, bundled (with its license notice)
+  });
+
   it('its source maps carry their sources (src/ is not shipped)', () => {
     const dir = join(work, 'maps');
     mkdirSync(dir);

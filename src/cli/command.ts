@@ -3,6 +3,8 @@ export interface CliIo {
   readonly stdout: { write(text: string): unknown };
   readonly stderr: { write(text: string): unknown };
   readonly cwd: string;
+  /** ends a command that runs until stopped (`scalems serve`); without it, SIGINT or SIGTERM does */
+  readonly signal?: AbortSignal;
 }
 
 /** One `scalems <name>` subcommand: an entry in the table of `main.ts`. */

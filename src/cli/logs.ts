@@ -81,8 +81,8 @@ function distance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-/** The attempt numbers that have a directory under `taskDir`, ascending. */
-function attemptsIn(taskDir: string): number[] {
+/** The attempt numbers that have a directory under `taskDir`, ascending (also `scalems serve`'s task page). */
+export function attemptsIn(taskDir: string): number[] {
   let names: string[];
   try {
     names = fs.readdirSync(taskDir);
@@ -96,8 +96,11 @@ function attemptsIn(taskDir: string): number[] {
     .sort((a, b) => a - b);
 }
 
-/** The last `lines` lines of a file, read from its end in chunks (a large log is not read whole). */
-function tailOf(file: string, lines: number): string {
+/**
+ * The last `lines` lines of a file, read from its end in chunks (a large log is not read whole), and of them at most
+ * the last `maxBytes` bytes or so (a log of one endless line is not read whole either). Also `scalems serve`'s.
+ */
+export function tailOf(file: string, lines: number, maxBytes = Infinity): string {
   const fd = fs.openSync(file, 'r');
   try {
     const size = fs.fstatSync(fd).size;
@@ -106,7 +109,7 @@ function tailOf(file: string, lines: number): string {
     let pos = size;
     // a final newline ends the last line rather than starting an empty one
     const wanted = lines + 1;
-    while (pos > 0 && newlines < wanted) {
+    while (pos > 0 && newlines < wanted && size - pos < maxBytes) {
       const n = Math.min(65536, pos);
       pos -= n;
       const buf = Buffer.alloc(n);

@@ -15,6 +15,7 @@ import {
 } from './command';
 import { graphCommand } from './graph';
 import { logsCommand } from './logs';
+import { serveCommand } from './serve';
 import { statusCommand } from './status';
 import { workerCommand } from './worker';
 
@@ -22,6 +23,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   status: statusCommand,
   graph: graphCommand,
   logs: logsCommand,
+  serve: serveCommand,
   worker: workerCommand,
 };
 

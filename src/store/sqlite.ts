@@ -49,12 +49,7 @@ const SCHEMA = `
 export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
   sqliteDriver(); // before anything is made: a missing driver throws MissingDependencyError, naming it
   const dbPath = path.resolve(file);
-  const description = `sqlite:${dbPath}`;
-  if (options.readonly) {
-    if (!fs.existsSync(dbPath))
-      throw new StoreAccessError(`${description}: no store at this path to open read-only.`, dbPath);
-    return wrap(openVerified(dbPath, true, options.verify ?? true), dbPath, undefined);
-  }
+  if (options.readonly) return wrap(openStoreReadonly(dbPath, options.verify ?? true), dbPath, undefined);
   try {
     // only the directories made here get 0700: the store's own directory holds task records and task files
     fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
@@ -72,6 +67,19 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
     lock.release();
     throw translate(error, dbPath);
   }
+}
+
+/**
+ * @internal The connection `sqliteStore(file, { readonly: true })` reads through: the store verified (header,
+ * version, schema, `quick_check` unless `verify` is false) and opened read-only, without its lock. `scalems serve`
+ * keeps one open to poll a running workflow's store with queries of its own.
+ */
+export function openStoreReadonly(file: string, verify = true): Database.Database {
+  sqliteDriver();
+  const dbPath = path.resolve(file);
+  if (!fs.existsSync(dbPath))
+    throw new StoreAccessError(`sqlite:${dbPath}: no store at this path to open read-only.`, dbPath);
+  return openVerified(dbPath, true, verify);
 }
 
 /** Builds the store in a temporary file and renames it into place, so a store file is never half made. */

@@ -66,7 +66,9 @@ function isTypeOnly(node: ts.ImportDeclaration | ts.ExportDeclaration): boolean 
 
 function resolveRelative(from: string, specifier: string): string {
   const base = join(dirname(from), specifier);
-  const target = [`${base}.ts`, join(base, 'index.ts')].find((p) => existsSync(p));
+  // an ES module's import names the compiled file: `./dom.js` is `./dom.ts` (the dashboard's page)
+  const ts = base.replace(/\.js$/, '.ts');
+  const target = [`${base}.ts`, join(base, 'index.ts'), ...(ts === base ? [] : [ts])].find((p) => existsSync(p));
   if (target === undefined) throw new Error(`${from}: cannot resolve ${specifier}`);
   return target;
 }

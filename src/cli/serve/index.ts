@@ -1,0 +1,105 @@
+/** `scalems serve`: a live dashboard of a workflow, read from its store without its lock. */
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { InvalidOptionsError } from '../../errors';
+import { CliError, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from '../command';
+import { locate } from '../locate';
+import { printableLine } from '../printable';
+import { startDashboard } from './server';
+
+const USAGE = `usage: scalems serve [dir] [--port N] [--host ADDR [--token T]] [--poll MS]
+
+Serves a live dashboard of a workflow: counts and progress, the task graph, a task stream per executor
+slot, each task's attempts, error and output. It reads the store read-only and without its lock (a running
+workflow may hold it), pushes each change to the open pages, and prints the address; it opens no browser.
+Ctrl-C stops it.
+  dir       a workflow directory (.scalems/<name>) or its state.sqlite (default: the one workflow under
+            .scalems in the current directory)
+  --port N  the port (default: a free one)
+  --host    the address to listen on (default 127.0.0.1: this machine only). Any other address needs a
+            token: --token, or SCALEMS_SERVE_TOKEN, or one is made and printed in the URL. Every request
+            without it gets 401. The dashboard shows everything tasks were given, env values included.
+  --token   the token (at least 16 characters of A-Z a-z 0-9 . _ ~ -)
+  --poll    how often to read the store, in ms (default 500)
+`;
+
+const whole = (name: string, text: string | undefined): number | undefined => {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n))
+    throw new UsageError(`--${name} expects a whole number, got "${text}"`);
+  return n;
+};
+
+/** Resolves when `signal` aborts, or on SIGINT/SIGTERM when there is none. */
+function stopped(signal: AbortSignal | undefined): Promise<void> {
+  if (signal !== undefined)
+    return new Promise((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop).off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop).on('SIGTERM', stop);
+  });
+}
+
+export const serveCommand: Command = {
+  summary: 'a live dashboard of a workflow in the browser (prints its address)',
+  usage: USAGE,
+  async run(args: readonly string[], io: CliIo): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        token: { type: 'string' },
+        poll: { type: 'string' },
+      },
+    });
+    if (positionals.length > 1)
+      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    const port = whole('port', values.port);
+    const pollMs = whole('poll', values.poll);
+    if (pollMs !== undefined && pollMs < 50) throw new UsageError(`--poll expects 50 ms or more, got ${pollMs}`);
+    const token = values.token ?? (process.env.SCALEMS_SERVE_TOKEN || undefined);
+    const located = locate(positionals[0], io.cwd);
+    if (!('one' in located))
+      throw new CliError(
+        `${located.root} holds ${located.several.length} workflows ` +
+          `(${located.several.map((w) => w.name).join(', ')}): ` +
+          `name one, e.g. \`scalems serve ${path.join(located.root, located.several[0]!.name)}\``,
+      );
+    let dashboard;
+    try {
+      dashboard = await startDashboard({
+        file: located.one.file,
+        name: located.one.name,
+        ...(values.host === undefined ? {} : { host: values.host }),
+        ...(port === undefined ? {} : { port }),
+        ...(token === undefined ? {} : { token }),
+        ...(pollMs === undefined ? {} : { pollMs }),
+      });
+    } catch (error) {
+      if (error instanceof InvalidOptionsError) throw new UsageError(error.problems.join('; '));
+      const code = (error as { code?: unknown }).code;
+      if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES')
+        throw new CliError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port ?? 0}: ${messageOf(error)}`);
+      throw error;
+    }
+    const { source } = dashboard;
+    io.stdout.write(
+      printableLine(`scalems serve: workflow ${source.workflow} (${source.size} tasks, ${source.file})`) +
+        `\n${dashboard.url}\n` +
+        (dashboard.madeToken ? 'The token in this URL was made for this run: share it only with who may read.\n' : '') +
+        'Ctrl-C stops it.\n',
+    );
+    await stopped(io.signal);
+    await dashboard.close();
+    return EXIT_OK;
+  },
+};
