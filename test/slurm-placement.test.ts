@@ -3,7 +3,7 @@
 // task that spans nodes, whose outcome is read from mpirun's stderr and exit status.
 import { UnsatisfiableRequirementsError } from 'scalems';
 import { stepResourceArgs } from '../src/runtime/slurm/options';
-import { spanningMpirun } from '../src/runtime/slurm/plans';
+import { spanningMpirun } from '../src/runtime/slurm/ranks';
 import {
   checkPlacement,
   hostnames,

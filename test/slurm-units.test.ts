@@ -19,7 +19,7 @@ import {
   type ClusterInfo,
 } from '../src/runtime/slurm/options';
 import { classifyStep, srunEnv } from '../src/runtime/slurm/steps';
-import { stepCommand } from '../src/runtime/slurm/plans';
+import { stepCommand } from '../src/runtime/slurm/ranks';
 
 const cluster: ClusterInfo = {
   partitions: new Map([

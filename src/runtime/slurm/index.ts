@@ -1,7 +1,9 @@
 /**
  * `slurm()`: one allocation per executor scope (the pilot), each task attempt one job step in it.
  * The parts: `options.ts` (what the cluster offers, requests as salloc/srun options), `allocation.ts`
- * (the salloc holder), `steps.ts` (one srun step and its outcome), `plans.ts` (a task as a step).
+ * (the salloc holder), `steps.ts` (one srun step and its outcome), `plans.ts` (a task as a step),
+ * `placement.ts` (the allocation's nodes and where a task's ranks go), `ranks.ts` (how MPI ranks start, on one
+ * node or several, and their output).
  */
 import { hostname } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
