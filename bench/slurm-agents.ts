@@ -10,7 +10,7 @@ import { cpus, tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow, type Executor, type Runtime } from 'scalems';
 import { slurm } from 'scalems/node';
-import { alternate, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, fmtRatio, lanes, median, perSecond, spread } from './stats';
 import { inc } from './threads-tasks';
 
 const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
@@ -30,21 +30,6 @@ async function open(
     encoding: 'utf8',
   }).trim();
   return { ex, rt, jobId, root };
-}
-
-/** Milliseconds for `n` runs of `one`, `concurrency` at a time. */
-async function loop(n: number, concurrency: number, one: () => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        next++;
-        await one();
-      }
-    }),
-  );
-  return performance.now() - t0;
 }
 
 const run = (cmd: string, args: string[]) => (): Promise<void> =>
@@ -88,7 +73,7 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
       const srunN = 40;
       const [srunMs, agentsMs] = await alternate(
         r,
-        () => loop(srunN, cores, srunTrue),
+        () => lanes(srunN, cores, srunTrue),
         () => timed(a.ex, functions, (i, b) => a.ex.submit(inc, b * 1_000_000 + i)),
       );
       srun.push(perSecond(srunN, srunMs));
@@ -118,7 +103,7 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
     for (let r = 0; r < rounds; r++) {
       const [spawnMs, agentsMs] = await alternate(
         r,
-        () => loop(programs, 2, run('true', [])),
+        () => lanes(programs, 2, run('true', [])),
         () => timed(p.ex, programs, (i, b) => p.ex.submit(executable(['true'], { key: `t${b}-${i}` }))),
       );
       spawned.push(perSecond(programs, spawnMs));

@@ -33,3 +33,18 @@ export async function alternate(
   const s = await scalems();
   return [await baseline(), s];
 }
+
+/** Milliseconds for `n` runs of `one`, `concurrency` at a time (each lane starts the next when its run ends). */
+export async function lanes(n: number, concurrency: number, one: () => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        await one();
+      }
+    }),
+  );
+  return performance.now() - t0;
+}

@@ -3,16 +3,15 @@
  * as one job step, and every attempt that fits one node is sent to the agent of a node where it fits (`agents.ts`).
  * What does not fit one node (an MPI program whose ranks need several) is left to the per-step path.
  */
-import { extname, resolve } from 'node:path';
 import { defer, from, switchMap, type Observable } from 'rxjs';
 import { footprint, type Footprint } from '../../task/requirements';
 import type { Job } from '../backend';
 import { rootEnv } from '../executable/mpi';
 import type { AttemptData } from '../remote/attempt-data';
-import { loaderArgs } from '../remote/modules';
 import { LAYOUT_VARIABLE, formatLayout } from './agent-protocol';
 import type { Allocation } from './allocation';
 import { AgentPool } from './agents';
+import { nodeEntryCommand } from './plans';
 import type { AllocatedNode, Placement } from './placement';
 import { srunEnv } from './steps';
 
@@ -110,13 +109,6 @@ export class AgentMode {
   }
 }
 
-/** How the agents' step starts the agent: this Node, with tsx's CommonJS hook when a file is TypeScript. */
-export function agentCommand(modules: readonly string[], node: string): string[] {
-  const entry = resolve(__dirname, '..', '..', 'cli', `agent-entry${extname(__filename)}`);
-  return [
-    node,
-    ...loaderArgs([entry, ...modules], 'slurm', 'agents'),
-    entry,
-    ...modules.flatMap((m) => ['--modules', m]),
-  ];
-}
+/** How the agents' step starts the agent. */
+export const agentCommand = (modules: readonly string[], node: string): string[] =>
+  nodeEntryCommand('agent-entry', modules, node, 'agents');

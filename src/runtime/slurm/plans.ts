@@ -292,15 +292,20 @@ export async function planFunction(
 }
 
 /**
- * How a step starts the `scalems-task` entry point: this Node (same path on the nodes), with tsx's
- * CommonJS hook when the entry point or a module is TypeScript.
+ * How a step starts one of the Node entries of `cli/` (`task-entry`: the `scalems-task` entry point of a function
+ * step; `agent-entry`: a node's agent) with the task modules: this Node (same path on the nodes), with tsx's CommonJS
+ * hook when the entry or a module is TypeScript.
  */
-export function entryCommand(modules: readonly string[], node: string): string[] {
-  const entry = resolve(__dirname, '..', '..', 'cli', `task-entry${extname(__filename)}`);
-  return [
-    node,
-    ...loaderArgs([entry, ...modules], 'slurm', 'job steps'),
-    entry,
-    ...modules.flatMap((m) => ['--modules', m]),
-  ];
+export function nodeEntryCommand(
+  name: 'task-entry' | 'agent-entry',
+  modules: readonly string[],
+  node: string,
+  what: string,
+): string[] {
+  const entry = resolve(__dirname, '..', '..', 'cli', `${name}${extname(__filename)}`);
+  return [node, ...loaderArgs([entry, ...modules], 'slurm', what), entry, ...modules.flatMap((m) => ['--modules', m])];
 }
+
+/** How a step starts the `scalems-task` entry point. */
+export const entryCommand = (modules: readonly string[], node: string): string[] =>
+  nodeEntryCommand('task-entry', modules, node, 'job steps');
