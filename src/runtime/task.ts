@@ -276,7 +276,10 @@ export function retain(entry: TaskEntry): void {
 export function release(entry: TaskEntry): void {
   entry.interest--;
   if (entry.interest > 0) return;
-  if (!entry.pinned && entry.owner !== undefined) {
+  // A settled task (the common case: a pipeline drops each member once it has its outcome) has nothing to cancel:
+  // the owner would ignore it, and the error, with its stack, cost more than the rest of the task's bookkeeping.
+  const state = entry.record?.state;
+  if (!entry.pinned && entry.owner !== undefined && state !== undefined && !isFinal(state)) {
     entry.owner.cancelTask(
       entry,
       new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`),
