@@ -33,3 +33,9 @@ export async function alternate(
   const s = await scalems();
   return [await baseline(), s];
 }
+
+/** Microseconds of CPU (user + system, every thread of this process) since `start` (a `process.cpuUsage()`). */
+export function cpuMicros(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return u.user + u.system;
+}
