@@ -27,7 +27,9 @@ export type Settled<R> =
  */
 export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   /** what marks a handle in arguments (`isTaskHandle`): on the prototype, not 8 bytes in every handle */
-  declare readonly [TASK_HANDLE]: true;
+  get [TASK_HANDLE](): true {
+    return true;
+  }
 
   /** @internal what this process knows of the task (its slot, interest, live error) */
   readonly entry: TaskEntry;
@@ -203,8 +205,6 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     return `Task(${label !== undefined ? `${label}, ` : ''}${this.id}, ${this.state})`;
   }
 }
-
-Object.defineProperty(Task.prototype, TASK_HANDLE, { value: true });
 
 /** A handle that, awaited, gives its parent's executor slot back even where the ambient scope is gone (`awaitedBy`). */
 class AwaitedTask<R> extends Task<R> {
