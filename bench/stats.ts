@@ -48,3 +48,9 @@ export async function lanes(n: number, concurrency: number, one: () => Promise<v
   );
   return performance.now() - t0;
 }
+
+/** Microseconds of CPU (user + system, every thread of this process) since `start` (a `process.cpuUsage()`). */
+export function cpuMicros(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return u.user + u.system;
+}

@@ -6,7 +6,7 @@ import Piscina from 'piscina';
 import { count, from, lastValueFrom, map } from 'rxjs';
 import { call, executor, launch, memoryStore, openWorkflow, submitOn, type Job } from 'scalems';
 import { threads } from 'scalems/node';
-import { alternate, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
 import { inc } from './threads-tasks';
 
 const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
@@ -31,12 +31,23 @@ export interface ThreadsBenchFigures {
   readonly piscinaWindowedPerSecond: number;
 }
 
+/** tasks each round's fresh threads() pool runs before it is timed */
+const WARM_TASKS = 1000;
+
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * CPU time of this process (every thread: the main one, the workers, libuv's) per task of the last timed section of
+ * each side: what a side costs whatever else runs on the machine (time is shared with it; this is not).
+ */
+const cpuPerTask = { piscina: [] as number[], scalems: [] as number[] };
+
 async function timePiscina(pool: Piscina<number, number>, n: number): Promise<number> {
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   const results = await Promise.all(range(n).map((i) => pool.run(i)));
   const ms = performance.now() - t0;
+  cpuPerTask.piscina.push(cpuMicros(u0) / n);
   if (results.length !== n || results[n - 1] !== n) throw new Error('piscina lost results');
   return ms;
 }
@@ -49,8 +60,17 @@ async function timeScalems(
   const wf = await openWorkflow({ store: memoryStore(), name: `bench-threads-${round}` });
   const rt = launch(wf, threads({ modules: [MODULE], maxThreads: nThreads }));
   const ex = executor(rt);
-  // start the threads and load the module before timing (piscina's pool is warmed up the same way)
-  await Promise.all(range(nThreads).map((i) => ex.submit({ ...call(inc, -1 - i), key: `warm-${round}` })));
+  // Start the threads, load the module and let the workers' code get hot before timing: piscina's pool is one
+  // pool, warmed up once and by every round, while each round here has threads of its own (2 tasks, as before,
+  // left the workers' side of the first timed tasks to the interpreter).
+  await lastValueFrom(
+    from(range(WARM_TASKS)).pipe(
+      map((i) => ({ ...call(inc, -1 - i), key: `warm-${round}` })),
+      submitOn(ex),
+      count(),
+    ),
+  );
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   const done = await lastValueFrom(
     from(range(n)).pipe(
@@ -60,6 +80,7 @@ async function timeScalems(
     ),
   );
   const ms = performance.now() - t0;
+  cpuPerTask.scalems.push(cpuMicros(u0) / n);
   if (done !== n) throw new Error(`expected ${n} results, got ${done}`);
   return { ms, close: () => rt.shutdown() };
 }
@@ -112,6 +133,8 @@ export async function benchThreads(
   // one round of each, untimed, so that neither side's first timed round pays for the JIT
   await timePiscina(pool, n);
   await (await timeScalems(n, nThreads, -1)).close();
+  cpuPerTask.piscina.length = 0;
+  cpuPerTask.scalems.length = 0;
   const piscina: number[] = [];
   const scalems: number[] = [];
   const ratios: number[] = [];
@@ -163,6 +186,11 @@ export async function benchThreads(
   console.log(`  scalems submitOn(executor) on threads(): ${spread(scalems)} tasks/s`);
   console.log(`  piscina.run directly:                    ${spread(piscina)} tasks/s`);
   console.log(`  ratio piscina time / scalems time ${spread(ratios, fmtRatio)} (goal ≥ 0.8)`);
+  const us = (x: number): string => x.toFixed(1);
+  console.log(
+    `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, us)} µs, ` +
+      `piscina ${spread(cpuPerTask.piscina, us)} µs`,
+  );
   console.log(`  diagnosis, ${nThreads} in flight at a time (as an executor admits them), no workflow:`);
   console.log(`    threads() backend alone ${spread(alone)} tasks/s`);
   console.log(`    piscina.run             ${spread(windowed)} tasks/s`);

@@ -157,7 +157,7 @@ export class RunningTask implements TaskContext, RunningTaskScope {
     extra: { comm?: Communicator; workdir?: string } | undefined,
   ) {
     this.id = run.id;
-    this.label = run.entry.slot.record?.label ?? run.label;
+    this.label = run.entry.record?.label ?? run.label;
     this.attempt = run.attempt;
     this.comm = extra?.comm;
     this.workdir = extra?.workdir;

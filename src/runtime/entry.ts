@@ -1,39 +1,65 @@
-/** What this process knows of a task beyond its record (its `TaskEntry`), kept beside the task's slot. */
+/** What this process knows of a task beyond its record (its `TaskEntry`): the task's slot in the workflow, extended. */
 import type { Workflow } from './workflow';
-import type { TaskSlot } from '../store/slot';
+import { SLOT_BITS, TaskSlot } from '../store/slot';
 import type { AnyFunction } from '../task/spec';
 import type { ContextSnapshot } from '../context/ambient';
 
 /**
  * What this process knows of a task beyond its record: the live function, the context captured at
- * submit, who is interested in the outcome, the attempt running it, and how to cancel it. Kept as the
- * companion of the task's slot in the workflow (`slot.live`).
+ * submit, who is interested in the outcome, the attempt running it, and how to cancel it. It is the
+ * task's slot in the workflow itself (a `Workflow` makes its slots as entries: `newSlot`), not a companion
+ * object beside it: a million tasks held a million of those, at 48 bytes each for a header, the id, the
+ * slot and the slot's pointer back.
  */
-export interface TaskEntry {
-  readonly id: string;
-  /** the task's slot in the workflow: its current and committed record */
-  readonly slot: TaskSlot;
-  fn: AnyFunction | undefined;
-  snapshot: ContextSnapshot | undefined;
+export class TaskEntry extends TaskSlot {
+  fn: AnyFunction | undefined = undefined;
+  snapshot: ContextSnapshot | undefined = undefined;
   /** holders of the outcome (pipelines, awaiters, dependents) */
-  interest: number;
-  /** submitted eagerly (`executor.submit`): never cancelled for lack of interest */
-  pinned: boolean;
+  interest = 0;
   /** the live error, when it happened in this process */
-  error: unknown;
+  error: unknown = undefined;
   /** the one handle of this task in this process */
-  handle: object | undefined;
+  handle: object | undefined = undefined;
   /** the executor of this process the task was last submitted to */
-  owner: TaskOwner | undefined;
-  /** submitted to `owner`, whose bookkeeping for its outcome is still to be done (see `TaskOwner.settleTask`) */
-  open: boolean;
+  owner: TaskOwner | undefined = undefined;
   /** the attempt running now, owned by the task's executor */
-  attempt: object | undefined;
-  /** attempts the record counted when the task was last submitted: retries are counted from there */
-  attemptBase: number;
+  attempt: object | undefined = undefined;
   /** for a function that is not registered (a closure): the token of the function object that made the task */
-  maker: number | undefined;
+  maker: number | undefined = undefined;
+
+  // The flags and the small count below live in the slot's `bits`, above its own (`SLOT_BITS`).
+
+  /** submitted eagerly (`executor.submit`): never cancelled for lack of interest */
+  get pinned(): boolean {
+    return (this.bits & PINNED) !== 0;
+  }
+
+  set pinned(pinned: boolean) {
+    this.bits = pinned ? this.bits | PINNED : this.bits & ~PINNED;
+  }
+
+  /** submitted to `owner`, whose bookkeeping for its outcome is still to be done (see `TaskOwner.settleTask`) */
+  get open(): boolean {
+    return (this.bits & OPEN) !== 0;
+  }
+
+  set open(open: boolean) {
+    this.bits = open ? this.bits | OPEN : this.bits & ~OPEN;
+  }
+
+  /** attempts the record counted when the task was last submitted: retries are counted from there (below 2^25) */
+  get attemptBase(): number {
+    return this.bits >>> BASE_SHIFT;
+  }
+
+  set attemptBase(attempts: number) {
+    this.bits = (this.bits & ((1 << BASE_SHIFT) - 1)) | (attempts << BASE_SHIFT);
+  }
 }
+
+const PINNED = 1 << SLOT_BITS;
+const OPEN = 1 << (SLOT_BITS + 1);
+const BASE_SHIFT = SLOT_BITS + 2;
 
 /** What the executor that owns a task does for its handle. */
 export interface TaskOwner {
@@ -48,28 +74,10 @@ export interface TaskOwner {
 }
 
 export function entryOf(workflow: Workflow, id: string): TaskEntry {
-  return entryOfSlot(workflow.slot(id));
+  return workflow.slot(id) as TaskEntry;
 }
 
+/** The entry of a slot of a `Workflow` (whose slots are all entries). */
 export function entryOfSlot(slot: TaskSlot): TaskEntry {
-  let e = slot.live as TaskEntry | undefined;
-  if (e === undefined) {
-    e = {
-      id: slot.id,
-      slot,
-      fn: undefined,
-      snapshot: undefined,
-      interest: 0,
-      pinned: false,
-      error: undefined,
-      handle: undefined,
-      owner: undefined,
-      open: false,
-      attempt: undefined,
-      attemptBase: 0,
-      maker: undefined,
-    };
-    slot.live = e;
-  }
-  return e;
+  return slot as TaskEntry;
 }

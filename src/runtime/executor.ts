@@ -201,7 +201,7 @@ export class Executor implements AsyncDisposable {
     if (handle !== undefined) {
       if (options.pinned) entry.pinned = true;
       if (spec.label !== undefined) wf.setLabel(id, spec.label);
-      const state = entry.slot.record?.state;
+      const state = entry.record?.state;
       if (state !== 'failed' && state !== 'cancelled') return handle;
     } else {
       if (spec.label !== undefined) {
@@ -214,7 +214,7 @@ export class Executor implements AsyncDisposable {
       entry.handle = handle;
       entry.pinned = options.pinned;
       entry.maker = maker;
-      if (entry.slot.record?.state === 'succeeded') return handle; // restored: served from the store
+      if (entry.record?.state === 'succeeded') return handle; // restored: served from the store
     }
     this.enter(
       entry,
@@ -240,7 +240,7 @@ export class Executor implements AsyncDisposable {
    * record's description, the function it was submitted with.
    */
   rerun(entry: TaskEntry): void {
-    const rec = entry.slot.record!;
+    const rec = entry.record!;
     this.enter(
       entry,
       {
@@ -267,7 +267,7 @@ export class Executor implements AsyncDisposable {
     entry.owner = this;
     entry.open = true;
     entry.error = undefined;
-    entry.attemptBase = entry.slot.record?.attempts ?? 0;
+    entry.attemptBase = entry.record?.attempts ?? 0;
     entry.fn = fn;
     if (this.backend.invokes !== false) entry.snapshot = captureContext(); // the context the function runs in, here
     for (const input of task.inputs) retain(entryOf(wf, input));
@@ -372,12 +372,12 @@ export class Executor implements AsyncDisposable {
   settleTask(entry: TaskEntry): void {
     if (!entry.open) return;
     entry.open = false;
-    const rec = entry.slot.record!;
+    const rec = entry.record!;
     if (rec.state === 'succeeded') {
       // what running it again would need: kept for failed and cancelled tasks (task.retry())
       entry.snapshot = undefined;
       entry.fn = undefined;
-    } else if (rec.state === 'failed' && rec === entry.slot.committed) {
+    } else if (rec.state === 'failed' && rec === entry.committed) {
       // a failure for good, committed (not one settled early because the task runs again): was it received?
       this.workflow.unobserved.failed(entry, rec);
     }
@@ -483,9 +483,9 @@ export class Executor implements AsyncDisposable {
       this.pump();
       return;
     }
-    const rec = entry.slot.record;
+    const rec = entry.record;
     const artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
-    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now(), slot: entry.slot });
+    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now(), slot: entry });
     this.pump();
   }
 
@@ -496,7 +496,7 @@ export class Executor implements AsyncDisposable {
     this.stopAttempt(attempt, error);
     const wf = this.workflow;
     const id = entry.id;
-    const policy = retryPolicy(entry.slot.record?.requirements ?? {});
+    const policy = retryPolicy(entry.record?.requirements ?? {});
     if (attempt.attempt - entry.attemptBase <= policy.max) {
       // at most the longest timer: a longer delay would fire at once
       const retry = attempt.attempt - entry.attemptBase; // 1 for the first retry since the task was submitted
@@ -522,7 +522,7 @@ export class Executor implements AsyncDisposable {
 
   /** @internal */
   cancelTask(entry: TaskEntry, reason: Error): void {
-    const state = entry.slot.record?.state;
+    const state = entry.record?.state;
     if (state === undefined || state === 'succeeded' || state === 'failed' || state === 'cancelled') return;
     const attempt = entry.attempt as Attempt | undefined;
     if (attempt !== undefined) this.stopAttempt(attempt, reason);

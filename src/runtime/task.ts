@@ -26,7 +26,10 @@ export type Settled<R> =
  * ends; the same work submitted twice yields the same handle.
  */
 export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
-  readonly [TASK_HANDLE] = true as const;
+  /** what marks a handle in arguments (`isTaskHandle`): on the prototype, not 8 bytes in every handle */
+  get [TASK_HANDLE](): true {
+    return true;
+  }
 
   /** @internal what this process knows of the task (its slot, interest, live error) */
   readonly entry: TaskEntry;
@@ -34,14 +37,16 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   /** @internal handles are made by executors */
   constructor(
     readonly workflow: Workflow,
-    readonly id: string,
+    id: string,
     entry?: TaskEntry,
   ) {
     this.entry = entry ?? entryOf(workflow, id);
   }
 
-  /** @internal the running task that awaits this handle when no ambient scope says so (see `awaitedBy`) */
-  private parent: RunningTaskScope | undefined = undefined;
+  /** The task's id: a content hash of its work (see the README's "Task identity"). Its entry's: not kept twice. */
+  get id(): string {
+    return this.entry.id;
+  }
 
   /**
    * @internal A handle on the same task that, awaited, gives `parent`'s slot back even where the ambient scope
@@ -49,14 +54,20 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
    * ambient scope finds the parent across awaits, and the shared handle is returned.
    */
   awaitedBy(parent: RunningTaskScope): Task<R> {
-    const handle = new Task<R>(this.workflow, this.id, this.entry);
-    handle.parent = parent;
-    return handle;
+    return new AwaitedTask<R>(this.workflow, this.id, this.entry, parent);
+  }
+
+  /**
+   * @internal The running task that awaits this handle when no ambient scope says so: only handles made by
+   * `awaitedBy` have one (a subclass, so that the handles every task keeps hold no field for it).
+   */
+  protected get parent(): RunningTaskScope | undefined {
+    return undefined;
   }
 
   /** The task's unique nickname in the workflow, if it has one. */
   get label(): string | undefined {
-    return this.entry.slot.record?.label;
+    return this.entry.record?.label;
   }
 
   /** Labels can be set once, and are unique per workflow (else `DuplicateLabelError`). */
@@ -65,12 +76,12 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   }
 
   get state(): TaskStateName {
-    return this.entry.slot.record?.state ?? 'new';
+    return this.entry.record?.state ?? 'new';
   }
 
   /** The committed record: spec, state, attempts, times, result or error. */
   get record(): TaskRecord | undefined {
-    return this.entry.slot.committed;
+    return this.entry.committed;
   }
 
   /**
@@ -87,7 +98,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
         subscriber.complete();
         return undefined;
       }
-      return this.entry.slot.watch((rec) => {
+      return this.entry.watch((rec) => {
         if (rec.state === last) return;
         last = rec.state;
         subscriber.next(rec.state);
@@ -114,7 +125,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
 
   /** @internal The error a failed or cancelled task rejects with: the original one where this process has it. */
   failure(): unknown {
-    const rec = this.entry.slot.committed;
+    const rec = this.entry.committed;
     if (rec === undefined) return undefined;
     if (rec.state !== 'succeeded') this.workflow.unobserved.receivedBy(rec);
     return outcomeError(this.entry, rec);
@@ -195,17 +206,33 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   }
 }
 
+/** A handle that, awaited, gives its parent's executor slot back even where the ambient scope is gone (`awaitedBy`). */
+class AwaitedTask<R> extends Task<R> {
+  constructor(
+    workflow: Workflow,
+    id: string,
+    entry: TaskEntry,
+    private readonly waiting: RunningTaskScope,
+  ) {
+    super(workflow, id, entry);
+  }
+
+  protected override get parent(): RunningTaskScope | undefined {
+    return this.waiting;
+  }
+}
+
 /**
  * Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting).
  */
 function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
-  const rec = task.entry.slot.outcome;
+  const rec = task.entry.outcome;
   if (rec !== undefined) {
     listener(rec);
     return () => false;
   }
   let waiting = true;
-  const stop = task.entry.slot.watch((r) => {
+  const stop = task.entry.watch((r) => {
     if (!isFinal(r.state) || !waiting) return;
     waiting = false;
     stop();
@@ -249,18 +276,21 @@ export function retain(entry: TaskEntry): void {
 export function release(entry: TaskEntry): void {
   entry.interest--;
   if (entry.interest > 0) return;
-  if (!entry.pinned && entry.owner !== undefined) {
+  // A settled task (the common case: a pipeline drops each member once it has its outcome) has nothing to cancel:
+  // the owner would ignore it, and the error, with its stack, cost more than the rest of the task's bookkeeping.
+  const state = entry.record?.state;
+  if (!entry.pinned && entry.owner !== undefined && state !== undefined && !isFinal(state)) {
     entry.owner.cancelTask(
       entry,
       new TaskCancelledError(`task ${entry.id} was cancelled: nobody awaits its result any more`),
     );
   }
   // a failure still held when it was committed: nobody will receive it now, unless somebody did
-  if (entry.slot.committed?.state === 'failed') (entry.handle as Task | undefined)?.workflow.unobserved.released(entry);
+  if (entry.committed?.state === 'failed') (entry.handle as Task | undefined)?.workflow.unobserved.released(entry);
 }
 
 const rerunnable = (entry: TaskEntry): boolean => {
-  const state = entry.slot.record?.state;
+  const state = entry.record?.state;
   return state === 'failed' || state === 'cancelled';
 };
 
@@ -273,7 +303,7 @@ function retryTask(workflow: Workflow, entry: TaskEntry): void {
   const stack: Array<[TaskEntry, number]> = [[entry, 0]];
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
-    const inputs = top[0].slot.record!.inputs;
+    const inputs = top[0].record!.inputs;
     if (top[1] < inputs.length) {
       const input = entryOf(workflow, inputs[top[1]++]!);
       if (!seen.has(input.id) && rerunnable(input)) {
@@ -287,7 +317,7 @@ function retryTask(workflow: Workflow, entry: TaskEntry): void {
   }
   for (const e of order) {
     if (e.owner === undefined) {
-      const rec = e.slot.record!;
+      const rec = e.record!;
       throw new NoExecutorError(
         `task ${rec.label ?? rec.name} (${e.id}) was not submitted in this process (it ${rec.state} in an earlier ` +
           'run of the workflow), so no executor here can run it again: submit it again (executor.submit) instead',

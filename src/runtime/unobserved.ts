@@ -60,7 +60,7 @@ export class UnobservedFailures {
 
   /** The task's failure (its committed, failed record) was committed. */
   failed(entry: TaskEntry, rec: TaskRecord): void {
-    this.failedHere.add(entry.slot);
+    this.failedHere.add(entry);
     this.pending.push([entry, rec]);
     if (this.scheduled) return;
     this.scheduled = true;
@@ -97,7 +97,7 @@ export class UnobservedFailures {
 
   private look(entry: TaskEntry, rec: TaskRecord): void {
     // run again since, received, or reported: nothing to say
-    if (entry.slot.committed !== rec || this.received.has(rec) || this.done.has(rec)) return;
+    if (entry.committed !== rec || this.received.has(rec) || this.done.has(rec)) return;
     if (entry.interest > 0) {
       this.held.set(entry, rec);
       return;

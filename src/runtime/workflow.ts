@@ -15,7 +15,7 @@ import { WORKFLOW_KEY, workflowNameIn, type Store } from '../store/store';
 import { decodeDescription } from '../task/description';
 import type { TaskSpec } from '../task/spec';
 import type { Task } from './task';
-import type { TaskEntry } from './entry';
+import { TaskEntry } from './entry';
 import { TaskEvents, type TaskEvent } from './events';
 import { isLogLevel, LOG_LEVELS, Logger, type LogOptions } from './log';
 import { logEvents } from './event-log';
@@ -119,6 +119,11 @@ export class Workflow extends TaskGraph {
    * down, everything is committed and written, then the store is closed. Await the tasks first to keep their
    * results. Task handles keep their last state.
    */
+  /** @internal every task's slot is its entry: what this process knows of the task (see `TaskEntry`) */
+  protected override newSlot(id: string): TaskEntry {
+    return new TaskEntry(id);
+  }
+
   override close(): Promise<void> {
     this.closing ??= this.cancelAndClose();
     return this.closing;
@@ -129,14 +134,14 @@ export class Workflow extends TaskGraph {
   private async cancelAndClose(): Promise<void> {
     const open: TaskEntry[] = [];
     for (const slot of this.allSlots()) {
-      const entry = slot.live as TaskEntry | undefined;
-      if (entry?.open === true && entry.owner !== undefined) open.push(entry);
+      const entry = slot as TaskEntry;
+      if (entry.open && entry.owner !== undefined) open.push(entry);
     }
     // the waiting ones first: cancelling a running one frees resources a waiting one would be started on
-    const running = (e: TaskEntry): number => Number(e.slot.record?.state === 'running');
+    const running = (e: TaskEntry): number => Number(e.record?.state === 'running');
     open.sort((a, b) => running(a) - running(b));
     for (const entry of open) {
-      const rec = entry.slot.record;
+      const rec = entry.record;
       entry.owner!.cancelTask(
         entry,
         new TaskCancelledError(

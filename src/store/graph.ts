@@ -77,6 +77,8 @@ export class TaskGraph {
   /** the transitions of the pending batch, while a listener wants them (else undefined: nothing is recorded) */
   private transitions: Transition[] | undefined = undefined;
   private transitionListener: TransitionListener | undefined = undefined;
+  /** the last time a record was stamped with (see `ReduceContext.stamp`) */
+  private lastStamp: number | undefined = undefined;
   /** the action being reduced, while transitions are recorded */
   private reducing: WorkflowAction['type'] = 'restore';
 
@@ -100,6 +102,11 @@ export class TaskGraph {
           slot.dirty = true;
           this.dirty.push(slot);
         }
+      },
+      stamp: (now) => {
+        // kept in a field that also holds `undefined`, so V8 stores a reference to the number, not a copy of it
+        if (now !== this.lastStamp) this.lastStamp = now;
+        return this.lastStamp!;
       },
       became: (slot, to) => {
         if (to === 'ready') this.readied.push(slot);
@@ -162,10 +169,15 @@ export class TaskGraph {
       // characters, and a rope flattened only once it is old keeps its 32-byte wrapper for good. Read
       // now, while it is young, the collector replaces the wrapper by the flat string it points to.
       id.charCodeAt(0);
-      slot = new TaskSlot(id);
+      slot = this.newSlot(id);
       this.slots.set(id, slot);
     }
     return slot;
+  }
+
+  /** @internal A new task's slot: the runtime's workflow makes its slots as entries of its own (`TaskEntry`). */
+  protected newSlot(id: string): TaskSlot {
+    return new TaskSlot(id);
   }
 
   /** @internal Every task's slot known to this process. */

@@ -49,6 +49,12 @@ export interface ReduceContext {
   put(slot: TaskSlot, rec: TaskRecord): void;
   /** the slot's task entered state `to` */
   became(slot: TaskSlot, to: TaskStateName): void;
+  /**
+   * `now` as the value to store in a record's time field: the same number object for the same millisecond. A time
+   * stored in a record is a boxed double (16 bytes); tens of tasks start or settle in one millisecond, and with this
+   * they share one box instead of holding one each (48 bytes a task held in memory, for its three times).
+   */
+  stamp(now: number): number;
 }
 
 type Changes = Partial<MutableRecord>;
@@ -98,7 +104,11 @@ function finishUnsuccessfully(
     const [id, err] = stack.pop()!;
     const [slot, rec] = current(ctx, id);
     if (slot === undefined || isFinal(rec.state)) continue;
-    const done = update(ctx, slot, rec, { state: id === rootId ? to : 'failed', error: err, finishedAt: now });
+    const done = update(ctx, slot, rec, {
+      state: id === rootId ? to : 'failed',
+      error: err,
+      finishedAt: ctx.stamp(now),
+    });
     const dependents = slot.dependents;
     if (dependents === undefined) continue;
     const upstream = upstreamError(done, id === rootId && to === 'cancelled' ? 'was cancelled' : 'failed', err.message);
@@ -144,8 +154,9 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
   }
   rec.state = ready ? 'ready' : 'submitted';
   rec.pending = pending;
-  rec.submittedAt = now;
-  if (ready) rec.readyAt = now;
+  const at = ctx.stamp(now);
+  rec.submittedAt = at;
+  if (ready) rec.readyAt = at;
   ctx.counts[rec.state]++;
   ctx.became(slot, 'submitted');
   if (ready) ctx.became(slot, 'ready');
@@ -173,7 +184,7 @@ function succeed(
   next.state = 'succeeded';
   next.result = action.result;
   next.error = undefined;
-  next.finishedAt = action.now;
+  next.finishedAt = ctx.stamp(action.now);
   if (action.artifacts !== undefined) next.artifacts = action.artifacts;
   replace(ctx, slot, rec, next);
   const dependents = slot.dependents;
@@ -182,7 +193,13 @@ function succeed(
     const dep = depSlot.record;
     if (dep === undefined || dep.state !== 'submitted') continue;
     const pending = Math.max(0, dep.pending - 1);
-    update(ctx, depSlot, dep, pending === 0 ? { pending, state: 'ready', readyAt: action.now } : { pending });
+    const next = copyRecord(dep);
+    next.pending = pending;
+    if (pending === 0) {
+      next.state = 'ready';
+      next.readyAt = ctx.stamp(action.now);
+    }
+    replace(ctx, depSlot, dep, next);
   }
 }
 
@@ -226,7 +243,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       const next = copyRecord(rec);
       next.state = 'running';
       next.attempts = rec.attempts + 1;
-      next.startedAt = action.now;
+      next.startedAt = ctx.stamp(action.now);
       replace(ctx, slot, rec, next);
       return;
     }
@@ -248,7 +265,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
     case 'retry': {
       const [slot, rec] = current(ctx, action.id);
       if (slot !== undefined && rec.state === 'running')
-        update(ctx, slot, rec, { state: 'ready', error: action.error, readyAt: action.now });
+        update(ctx, slot, rec, { state: 'ready', error: action.error, readyAt: ctx.stamp(action.now) });
       return;
     }
     case 'label': {

@@ -3,11 +3,17 @@ import { isFinal, type TaskRecord } from './state';
 
 export const TASK_KEY_PREFIX = 'task:';
 
+const UNWRITTEN = 3;
+const DIRTY = 4;
+/** the bits of `TaskSlot.bits` that the slot itself uses; a subclass uses those above */
+export const SLOT_BITS = 3;
+
 export type RecordListener = (record: TaskRecord) => void;
 
 /**
  * What a workflow keeps per task besides the tables of its state: the current record (uncommitted
- * changes included), the last committed one, who watches it, and the runtime's companion. One map
+ * changes included), the last committed one, who watches it. The runtime's workflow makes its slots as
+ * a subclass holding what it knows of the task in this process (`runtime/entry.ts`). One map
  * lookup finds all of it, and the commit's lists (changed, readied, settled, unwritten) hold slots, so
  * a commit visits its tasks without looking any of them up again.
  */
@@ -16,14 +22,13 @@ export class TaskSlot {
   record: TaskRecord | undefined = undefined;
   /** the record as of the last commit */
   committed: TaskRecord | undefined = undefined;
-  /** changed in the pending commit */
-  dirty = false;
-  /** committed changes not yet handed to the store: the write-behind lists it waits in (bits) */
-  unwritten = 0;
+  /**
+   * Small flags and counts in one small integer, not a field each (8 bytes apiece, a million times): `dirty` and
+   * `unwritten` here, and above them (from bit {@link SLOT_BITS}) what the runtime's entry keeps (`runtime/entry.ts`).
+   */
+  protected bits = 0;
   /** listeners of each committed change */
   watchers: RecordListener[] | undefined = undefined;
-  /** the runtime's companion of the task in this process (its `TaskEntry`); the store layer never reads it */
-  live: unknown = undefined;
   /**
    * The tasks that take this one's result as input. Not part of the record: derived from the dependents'
    * `inputs` (at submit, and at restore), and appended to in place, so that adding an edge costs O(1)
@@ -31,9 +36,26 @@ export class TaskSlot {
    * store, once per new dependent).
    */
   dependents: TaskSlot[] | undefined = undefined;
-  private key: string | undefined = undefined;
 
   constructor(readonly id: string) {}
+
+  /** changed in the pending commit */
+  get dirty(): boolean {
+    return (this.bits & DIRTY) !== 0;
+  }
+
+  set dirty(dirty: boolean) {
+    this.bits = dirty ? this.bits | DIRTY : this.bits & ~DIRTY;
+  }
+
+  /** committed changes not yet handed to the store: the write-behind lists it waits in (bits 1 and 2) */
+  get unwritten(): number {
+    return this.bits & UNWRITTEN;
+  }
+
+  set unwritten(lists: number) {
+    this.bits = (this.bits & ~UNWRITTEN) | (lists & UNWRITTEN);
+  }
 
   /**
    * The committed record if the task has settled and nothing about it is pending: an outcome that
@@ -59,8 +81,11 @@ export class TaskSlot {
     };
   }
 
-  /** The record's key in the store (made once: the store then hashes the same string each time). */
+  /**
+   * The record's key in the store. Made for each write, not kept: a task is written about once, and a memory store
+   * keeps the first key string it was given for good anyway.
+   */
   get storeKey(): string {
-    return (this.key ??= TASK_KEY_PREFIX + this.id);
+    return TASK_KEY_PREFIX + this.id;
   }
 }
