@@ -26,6 +26,7 @@ import * as tasks from './fixtures/slurm/tasks';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
 const DRIVER = join(__dirname, 'fixtures', 'slurm', 'agents-driver.ts');
+const NO_SHUTDOWN = join(__dirname, 'fixtures', 'slurm', 'agents-no-shutdown.ts');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -226,6 +227,22 @@ describeWithService('slurm', 'slurm() agents when the driver is killed', () => {
       else expect(count).toBeGreaterThanOrEqual(1);
     }
   }, 180_000);
+});
+
+describeWithService('slurm', 'slurm() agents and the life of the program', () => {
+  it('a program that ends without shutting down waits for its tasks on the agents, then exits by itself', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-agents-exit-'));
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', NO_SHUTDOWN, root], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: join(__dirname, '..'),
+    });
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise((r) => child.once('close', r));
+    expect(out.trim()).toBe('on a node done');
+    expect(code).toBe(0);
+    await until(() => jobsNamed(`-${child.pid}`).length === 0 && agents().length === 0);
+  }, 120_000);
 });
 
 describeWithService(['slurm', 'mpi'], 'examples/slurm-ensemble.ts on the agents', () => {

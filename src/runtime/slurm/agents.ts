@@ -195,7 +195,17 @@ export class AgentPool {
   private allHere(): void {
     const go = this.onAll;
     this.onAll = this.onFail = undefined;
+    // from now on only running attempts keep this program alive (their agents' sockets: see `busy`), as a program
+    // with no task left may end without shutting the executor down: the allocation and its agents then go with it
+    this.step?.unref();
+    (this.step?.stderr as Socket | null | undefined)?.unref();
     go?.();
+  }
+
+  /** Keeps this program alive while the agent runs attempts (its socket is ref'd), not while it idles. */
+  private busy(agent: NodeAgent): void {
+    if (agent.running.size > 0) agent.socket.ref();
+    else agent.socket.unref();
   }
 
   /** Where the agents connect (once listening). */
@@ -271,6 +281,7 @@ export class AgentPool {
       lastHeard: Date.now(),
     };
     this.agents.set(hello.node, agent);
+    this.busy(agent);
     this.options.log.info(`${this.options.where}: agent on node ${hello.node} (pid ${hello.pid}), ${cores} cores`);
     if (this.onAll !== undefined && this.nodes().length >= this.expected) this.allHere();
     this.dispatch();
@@ -281,6 +292,7 @@ export class AgentPool {
     const run = agent.running.get(message.key);
     if (run === undefined) return; // stopped here meanwhile
     agent.running.delete(message.key);
+    this.busy(agent);
     const { subscriber, producer, need } = run;
     // free before the outcome is told: a task it makes ready may then go to this node (where its files are)
     this.release(agent, need);
@@ -488,6 +500,7 @@ export class AgentPool {
           if (stopped) return this.release(a!, need);
           agent = a!;
           a!.running.set(key, { subscriber, need, producer: data.kind === 'executable' ? data.id : undefined });
+          this.busy(a!);
           a!.socket.write(line({ t: 'run', key, data }));
         },
         (err: unknown) => {
@@ -499,6 +512,7 @@ export class AgentPool {
         if (agent === undefined) return withdraw();
         // still running there: stopped, and what it held is free (once done or lost, it was freed or is gone)
         if (agent.running.delete(key) && agent.lost === undefined) {
+          this.busy(agent);
           const reason = recordError(new TaskCancelledError(`stopped by the driver (${this.options.where})`));
           agent.socket.write(line({ t: 'stop', key, reason }));
           this.release(agent, need);
