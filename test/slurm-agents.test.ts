@@ -245,6 +245,25 @@ describeWithService('slurm', 'slurm() agents and the life of the program', () =>
   }, 120_000);
 });
 
+describeWithService(['slurm', 'mpi'], 'slurm() agents: where a task wider than any node of the allocation goes', () => {
+  it('a first task that fits no node of the allocation (1 core on each of 2) runs as a step over both', async () => {
+    const wf = await openWorkflow({ name: 'agents-wide-first', store: memoryStore() });
+    const rt = launch(wf, slurm({ root: mkdtempSync(join(tmpdir(), 'scalems-agents-wide-')), address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 2, nodes: 2 } });
+      const run = await ex.submit(
+        executable(['sh', '-c', 'echo "rank $OMPI_COMM_WORLD_RANK on $SLURMD_NODENAME"'], {
+          requirements: { ranks: 2 },
+        }),
+      );
+      const lines = (await readText(run.stdout)).trim().split('\n').sort();
+      expect(lines).toEqual(['rank 0 on n1', 'rank 1 on n2']);
+    } finally {
+      await rt.shutdown();
+    }
+  }, 120_000);
+});
+
 describeWithService(['slurm', 'mpi'], 'examples/slurm-ensemble.ts on the agents', () => {
   it('runs a mixed ensemble as a user would: members on both nodes, scored by functions, a 4-rank MPI program over both', async () => {
     const root = join(__dirname, '..');

@@ -10,7 +10,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
 import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
 import { checkOptions, rules, type RulesOf } from '../options';
-import { footprint, validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
+import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
@@ -114,7 +114,6 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         entryCommand: entry,
       };
       const names = new Set<string>();
-      const perNode = widestNode(request, cluster);
       const agents =
         mode === 'agents'
           ? new AgentMode(alloc, {
@@ -153,12 +152,10 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
             );
           }
         },
-        run: (job) => {
-          if (agents === undefined) return runStep(job, alloc, ctx, names, check, grace);
-          if (onAgent(job, Math.min(perNode, agents.widestNode()), launcher)) return agents.run(job);
-          // a job step of its own, on nodes whose cores the agents then leave to it
-          return agents.wide(job, (placement) => runStep(job, alloc, ctx, names, check, grace, placement));
-        },
+        run: (job) =>
+          agents === undefined
+            ? runStep(job, alloc, ctx, names, check, grace)
+            : agents.run(job, launcher, (placement) => runStep(job, alloc, ctx, names, check, grace, placement)),
         close: async () => {
           await agents?.close();
           await alloc.release();
@@ -205,15 +202,6 @@ function taskProblem(
     );
   }
   return undefined;
-}
-
-/**
- * Whether an attempt goes to an agent: it fits one node, and it is not an MPI program the user wants srun to launch
- * (`launcher: 'srun'`: a job step of its own, as in the per-step mode).
- */
-function onAgent(job: Job, widest: number, launcher: 'mpirun' | 'srun'): boolean {
-  if (job.kind === 'executable' && launcher === 'srun' && (job.requirements.ranks ?? 1) > 1) return false;
-  return footprint(job.requirements).cores <= widest;
 }
 
 /** The most cores one node of the allocation's partition has (Infinity if the partition is not known). */

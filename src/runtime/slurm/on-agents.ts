@@ -55,58 +55,66 @@ export class AgentMode {
     return this.started;
   }
 
-  /** The largest number of cores one live node offers (Infinity before the agents are up: not known yet). */
-  widestNode(): number {
-    const nodes = this.pool.nodes();
-    return nodes.length === 0 ? Infinity : Math.max(...nodes.map((n) => n.capacity.cores));
-  }
-
-  /** One attempt on the agent of a node where it fits. */
-  run(job: Job): Observable<unknown> {
+  /**
+   * One attempt, once the agents are up: on the agent of a node where it fits, or, when it fits no node of the
+   * allocation (an MPI program whose ranks need several) or srun is to launch its ranks, as a job step of its own
+   * (`step`), pinned to nodes whose cores the agents then leave to it.
+   */
+  run(job: Job, launcher: 'mpirun' | 'srun', step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
     const need: Footprint = footprint(job.requirements);
     return defer(() => from(this.ready())).pipe(
-      switchMap(() => {
-        const data: AttemptData = {
-          kind: job.kind,
-          name: job.name,
-          args: job.args as unknown[], // (read only: it is sent, not changed)
-          id: job.id,
-          attempt: job.attempt,
-          requirements: { ...job.requirements, env: { ...this.ctx.workerEnv, ...job.requirements.env } },
-          ...(job.label !== undefined && { label: job.label }),
-          ...(job.version !== undefined && { version: job.version }),
-          ...(job.kind === 'executable' && {
-            place: {
-              workflowDir: this.ctx.workflowDir,
-              hostCwd: this.ctx.hostCwd,
-              staging: 'copy' as const,
-              grace: this.ctx.grace,
-            },
-          }),
-        };
-        const prefer = this.pool.preferredNode(job.args, this.ctx.workflowDir);
-        const queueable =
-          need.cores === 1 && need.gpus === 0 && need.memoryMB === 0 && job.requirements.walltime === undefined;
-        return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable);
-      }),
+      switchMap(() =>
+        onAgent(job, need, this.widestNode(), launcher)
+          ? this.onNode(job, need)
+          : this.pool.wide(job.requirements.ranks ?? 1, need, step),
+      ),
     );
   }
 
-  /**
-   * A task wider than a node (or an MPI program srun launches) as a job step of its own: once nodes have its cores
-   * free, the agents leave them to it, and `step` runs it pinned there (`placement`).
-   */
-  wide(job: Job, step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
-    const need = footprint(job.requirements);
-    return defer(() => from(this.ready())).pipe(
-      switchMap(() => this.pool.wide(job.requirements.ranks ?? 1, need, step)),
-    );
+  /** The most cores one live node of the allocation has. */
+  private widestNode(): number {
+    return Math.max(0, ...this.pool.nodes().map((n) => n.capacity.cores));
+  }
+
+  private onNode(job: Job, need: Footprint): Observable<unknown> {
+    const data: AttemptData = {
+      kind: job.kind,
+      name: job.name,
+      args: job.args as unknown[], // (read only: it is sent, not changed)
+      id: job.id,
+      attempt: job.attempt,
+      requirements: { ...job.requirements, env: { ...this.ctx.workerEnv, ...job.requirements.env } },
+      ...(job.label !== undefined && { label: job.label }),
+      ...(job.version !== undefined && { version: job.version }),
+      ...(job.kind === 'executable' && {
+        place: {
+          workflowDir: this.ctx.workflowDir,
+          hostCwd: this.ctx.hostCwd,
+          staging: 'copy' as const,
+          grace: this.ctx.grace,
+        },
+      }),
+    };
+    const prefer = this.pool.preferredNode(job.args, this.ctx.workflowDir);
+    const queueable =
+      need.cores === 1 && need.gpus === 0 && need.memoryMB === 0 && job.requirements.walltime === undefined;
+    return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable);
   }
 
   /** Lets the agents go and waits for their step to end. */
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/**
+ * Whether an attempt goes to an agent: it fits one node (a function always does: refused at submit otherwise), and it
+ * is not an MPI program the user wants srun to launch (`launcher: 'srun'`: a job step of its own).
+ */
+function onAgent(job: Job, need: Footprint, widest: number, launcher: 'mpirun' | 'srun'): boolean {
+  if (job.kind === 'function') return true;
+  if (launcher === 'srun' && (job.requirements.ranks ?? 1) > 1) return false;
+  return need.cores <= widest;
 }
 
 /** How the agents' step starts the agent. */
