@@ -267,6 +267,9 @@ describe('the agent, with a stand-in driver', () => {
       ok: false,
       error: { message: expect.stringMatching(/place/) },
     });
+    // a value JSON would change (a Map) fails its attempt here, not arriving as {} at the driver
+    socket.write(line({ t: 'run', key: 'k5', data: fn('slurm.badResult', [], 't5') }));
+    expect(await next('done')).toMatchObject({ key: 'k5', ok: false, error: { name: 'UnserializableValueError' } });
     socket.write(line({ t: 'bye' }));
     expect(await exited).toBe(0);
     d.close();

@@ -10,6 +10,7 @@ import {
   InvalidTaskDescriptionError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
+  UnserializableValueError,
   WalltimeExceededError,
 } from '../../errors';
 import { reviveError } from '../../recorded-error';
@@ -22,7 +23,7 @@ import { killMarked, startOf } from '../executable/process-tree';
 import { Watchdog } from '../executable/watchdog';
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
-import { jsonWire, type RemoteOutcome } from './wire';
+import { jsonWire, type RemoteOutcome, type Wire } from './wire';
 
 export interface TaskHostOptions {
   /** how it is named in messages: `worker <name>`, `the Slurm agent on node <name>` */
@@ -41,6 +42,11 @@ export interface TaskHostOptions {
   readonly pool?: (modules: readonly string[], cores: number) => BackendExecutor;
   /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
   readonly inline?: boolean;
+  /**
+   * How results travel back to the driver: a function's value that would not arrive as it is (a Map, over JSON) fails
+   * its attempt with `UnserializableValueError` here, rather than arriving changed. @default jsonWire
+   */
+  readonly wire?: Wire;
   /**
    * The cores attempts hold while they run, for a host that is handed one-core attempts ahead of a free core: they
    * prepare (a program's working directory and files) at once, then wait here. None: each runs when it arrives.
@@ -74,8 +80,10 @@ export class TaskHost {
   private readonly watchdog: Watchdog | undefined;
   private readonly markPrefix: string | undefined;
   private attempts = 0;
+  private readonly wire: Wire;
 
   constructor(private readonly options: TaskHostOptions) {
+    this.wire = options.wire ?? jsonWire;
     const { modules, name } = options;
     this.runner =
       modules.length > 0 && options.inline === true
@@ -165,7 +173,15 @@ export class TaskHost {
           complete: () => {
             if (done) return;
             end();
-            resolve(value);
+            const problem = data.kind === 'function' ? this.wire.problem(value, 'the result') : undefined;
+            if (problem === undefined) resolve(value);
+            else
+              reject(
+                new UnserializableValueError(
+                  `task ${data.label ?? data.name} (${data.id}) returned a value that cannot be sent back from ` +
+                    `${this.options.name} by ${this.wire.name}: ${problem}. Return plain data.`,
+                ),
+              );
           },
         }),
       );

@@ -157,7 +157,7 @@ export function jsonProblem(
     seen.delete(obj);
     return undefined;
   }
-  if (proto !== Object.prototype && proto !== null) {
+  if (proto !== Object.prototype && proto !== null && !isObjectPrototype(proto)) {
     const name = (obj.constructor as { name?: string } | undefined)?.name ?? 'object';
     return (
       `${where} is a ${name}, which JSON does not carry faithfully (pass plain objects, arrays, strings, ` +
@@ -171,4 +171,15 @@ export function jsonProblem(
   }
   seen.delete(obj);
   return undefined;
+}
+
+/**
+ * `Object.prototype` of another realm: a plain object made there (a value a worker thread sent, deserialised in the
+ * main realm while this code runs in a `vm` context, as under jest). Its prototype chain ends at once and its
+ * constructor is that realm's `Object`.
+ */
+function isObjectPrototype(proto: unknown): boolean {
+  if (typeof proto !== 'object' || proto === null || Object.getPrototypeOf(proto) !== null) return false;
+  const ctor = (proto as { constructor?: unknown }).constructor;
+  return typeof ctor === 'function' && ctor.name === 'Object' && (ctor as { prototype?: unknown }).prototype === proto;
 }
