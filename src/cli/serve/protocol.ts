@@ -4,8 +4,9 @@
  */
 import type { RecordedError } from '../../recorded-error';
 import type { TaskRequirements } from '../../task/requirements';
+import type { TaskStateName } from '../../store/state';
 
-export type StateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type StateName = TaskStateName;
 
 /** An attempt that ended without settling the task (it was retried, or its process died), as `[start, end]`. */
 export type PastAttempt = readonly [start: number, end: number | null];

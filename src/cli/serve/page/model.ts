@@ -5,16 +5,10 @@
  * colour changes).
  */
 import type { DeltaMessage, SnapshotMessage, StateName, TaskRow } from '../protocol.js';
+import { TASK_STATES } from '../../../store/state.js';
 
-export const STATES: readonly StateName[] = [
-  'new',
-  'submitted',
-  'ready',
-  'running',
-  'succeeded',
-  'failed',
-  'cancelled',
-];
+/** the states in their order, the store's own list */
+export const STATES: readonly StateName[] = TASK_STATES;
 export const FINAL: ReadonlySet<StateName> = new Set(['succeeded', 'failed', 'cancelled']);
 
 const zero = (): Record<StateName, number> =>
