@@ -220,6 +220,15 @@ describe('scalems status', () => {
       const graph = await cli(dir, 'graph');
       expect(graph.code).toBe(1);
       expect(graph.err).toContain('holds 2 workflows (alpha, beta)');
+      expect(graph.err).toContain(`name one, e.g. \`scalems graph ${path.join(dir, '.scalems', 'alpha')}\``);
+      const logs = await cli(dir, 'logs', 'some-task');
+      expect(logs.code).toBe(1);
+      expect(logs.err).toContain(`e.g. \`scalems logs ${path.join(dir, '.scalems', 'alpha')} some-task\``);
+      for (const command of ['status', 'graph', 'serve']) {
+        const two = await cli(dir, command, 'a', 'b');
+        expect(two.code).toBe(2);
+        expect(two.err).toContain('expected at most one directory, got 2: a b');
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -1,9 +1,8 @@
 /** `scalems graph`: a workflow's task graph as Mermaid or DOT source, read from its store. */
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { TaskRecord, TaskStateName } from '../store/state';
-import { CliError, EXIT_OK, UsageError, type CliIo, type Command } from './command';
-import { locate, readRecords } from './locate';
+import { EXIT_OK, UsageError, type CliIo, type Command } from './command';
+import { locateOne, oneDirectory, readRecords } from './locate';
 import { printableBlock } from './printable';
 
 export type GraphFormat = 'mermaid' | 'dot';
@@ -152,21 +151,13 @@ export const graphCommand: Command = {
       allowPositionals: true,
       options: { format: { type: 'string', short: 'f', default: 'mermaid' } },
     });
-    if (positionals.length > 1)
-      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    const dir = oneDirectory(positionals);
     const format = values.format;
     if (format !== 'mermaid' && format !== 'dot')
       throw new UsageError(`--format must be mermaid or dot, got "${format}"`);
-    const located = locate(positionals[0], io.cwd);
-    if (!('one' in located)) {
-      throw new CliError(
-        `${located.root} holds ${located.several.length} workflows ` +
-          `(${located.several.map((w) => w.name).join(', ')}); ` +
-          `name one: scalems graph ${path.join(located.root, '<name>')}`,
-      );
-    }
-    const records = await readRecords(located.one.file);
-    io.stdout.write(format === 'dot' ? toDot(records, located.one.name) : toMermaid(records));
+    const one = locateOne(dir, io.cwd, (d) => `scalems graph ${d}`);
+    const records = await readRecords(one.file);
+    io.stdout.write(format === 'dot' ? toDot(records, one.name) : toMermaid(records));
     return EXIT_OK;
   },
 };

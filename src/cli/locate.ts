@@ -6,7 +6,7 @@ import { checkTaskRecord } from '../store/record-check';
 import { sqliteStore } from '../store/sqlite';
 import { TASK_KEY_PREFIX } from '../store/slot';
 import { WORKFLOW_KEY, workflowNameIn } from '../store/store';
-import { CliError } from './command';
+import { CliError, UsageError } from './command';
 
 export const STORE_FILE = 'state.sqlite';
 export const WORKFLOWS_DIR = '.scalems';
@@ -64,6 +64,27 @@ export function locate(target: string | undefined, cwd: string): Located {
     );
   }
   return found.length === 1 ? { one: found[0]! } : { root, several: found };
+}
+
+/**
+ * The one workflow `target` designates (see `locate`). Where it designates several, a `CliError` lists them and shows
+ * the command again with the first one's directory: `command(dir)` is that command line.
+ */
+export function locateOne(target: string | undefined, cwd: string, command: (dir: string) => string): WorkflowLocation {
+  const located = locate(target, cwd);
+  if ('one' in located) return located.one;
+  throw new CliError(
+    `${located.root} holds ${located.several.length} workflows ` +
+      `(${located.several.map((w) => w.name).join(', ')}): ` +
+      `name one, e.g. \`${command(path.join(located.root, located.several[0]!.name))}\``,
+  );
+}
+
+/** The optional directory argument of a command that takes at most one. */
+export function oneDirectory(positionals: readonly string[]): string | undefined {
+  if (positionals.length > 1)
+    throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+  return positionals[0];
 }
 
 /**

@@ -8,7 +8,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
 import type { TaskRecord } from '../store/state';
 import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, type CliIo, type Command } from './command';
-import { locate, readWorkflow } from './locate';
+import { locateOne, readWorkflow } from './locate';
 import { printableBlock, printableLine } from './printable';
 
 const USAGE = `usage: scalems logs [dir] <task id|label> [--attempt N] [--stdout|--stderr] [--tail N] [--raw]
@@ -175,14 +175,7 @@ export const logsCommand: Command = {
     if (values.stdout === true && values.stderr === true)
       throw new UsageError('--stdout and --stderr each select one stream: give neither to print both');
 
-    const located = locate(dir, io.cwd);
-    if (!('one' in located))
-      throw new CliError(
-        `${located.root} holds ${located.several.length} workflows ` +
-          `(${located.several.map((w) => w.name).join(', ')}): ` +
-          `name one, e.g. \`scalems logs ${path.join(located.root, located.several[0]!.name)} ${wanted}\``,
-      );
-    const where = located.one;
+    const where = locateOne(dir, io.cwd, (one) => `scalems logs ${one} ${wanted}`);
     const { name, records } = await readWorkflow(where.file);
     const workflow = name ?? where.name;
     const rec = findTask(records, wanted!, workflow);

@@ -14,7 +14,7 @@ import {
 } from '../runtime/bullmq/protocol';
 import { bullmqReport, formatBullmqReport, type BullmqReport } from './bullmq-status';
 import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
-import { locate, readWorkflow, type WorkflowLocation } from './locate';
+import { locate, oneDirectory, readWorkflow, type WorkflowLocation } from './locate';
 import { printableBlock, printableLine } from './printable';
 
 /** What `scalems status --json` prints for one workflow. */
@@ -206,14 +206,13 @@ export const statusCommand: Command = {
       },
     });
     const queues = await queuesOf(values);
-    if (positionals.length > 1)
-      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    const dir = oneDirectory(positionals);
     const limit = values.limit === undefined ? 20 : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 0)
       throw new UsageError(`--limit expects a whole number (0 = all), got "${values.limit}"`);
     const verbose = values.verbose ?? false;
 
-    const located = locate(positionals[0], io.cwd);
+    const located = locate(dir, io.cwd);
     if ('one' in located) {
       const summary = await summaryOf(located.one, verbose);
       io.stdout.write(

@@ -1,9 +1,8 @@
 /** `scalems serve`: a live dashboard of a workflow, read from its store without its lock. */
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidOptionsError } from '../../errors';
 import { CliError, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from '../command';
-import { locate } from '../locate';
+import { locateOne, oneDirectory } from '../locate';
 import { printableLine } from '../printable';
 import { startDashboard } from './server';
 
@@ -61,24 +60,17 @@ export const serveCommand: Command = {
         poll: { type: 'string' },
       },
     });
-    if (positionals.length > 1)
-      throw new UsageError(`expected at most one directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    const dir = oneDirectory(positionals);
     const port = whole('port', values.port);
     const pollMs = whole('poll', values.poll);
     if (pollMs !== undefined && pollMs < 50) throw new UsageError(`--poll expects 50 ms or more, got ${pollMs}`);
     const token = values.token ?? (process.env.SCALEMS_SERVE_TOKEN || undefined);
-    const located = locate(positionals[0], io.cwd);
-    if (!('one' in located))
-      throw new CliError(
-        `${located.root} holds ${located.several.length} workflows ` +
-          `(${located.several.map((w) => w.name).join(', ')}): ` +
-          `name one, e.g. \`scalems serve ${path.join(located.root, located.several[0]!.name)}\``,
-      );
+    const located = locateOne(dir, io.cwd, (one) => `scalems serve ${one}`);
     let dashboard;
     try {
       dashboard = await startDashboard({
-        file: located.one.file,
-        name: located.one.name,
+        file: located.file,
+        name: located.name,
         ...(values.host === undefined ? {} : { host: values.host }),
         ...(port === undefined ? {} : { port }),
         ...(token === undefined ? {} : { token }),
