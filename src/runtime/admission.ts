@@ -50,6 +50,11 @@ export class Admission<T> {
     this.queueAllowance = capacity.queue ?? 0;
   }
 
+  /** cores not held now (below 0 while one-core tasks wait in the backend's queue) */
+  get freeCores(): number {
+    return this.free.cores;
+  }
+
   enqueue(task: T): void {
     this.queue.push(task);
     this.pump();

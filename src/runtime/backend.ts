@@ -97,10 +97,13 @@ export interface Backend {
    * happen within the frame of the change in marble tests.
    */
   readonly commitScheduler?: SchedulerLike;
-  /** Opens one executor scope with these worker requirements. Throws if they can never be met. */
+  /**
+   * Opens one executor scope with these worker requirements (one worker group of it: an executor with several groups
+   * opens one per group, side by side, and `group` names it). Throws if they can never be met.
+   */
   open(
     worker: WorkerRequirements,
-    context: { readonly workflow: Workflow; readonly executorId: string },
+    context: { readonly workflow: Workflow; readonly executorId: string; readonly group?: string },
   ): BackendExecutor;
   /** Releases the backend itself (pools, connections). */
   shutdown?(): Promise<void>;
