@@ -112,6 +112,20 @@ backendConformance(
   },
 );
 
+backendConformance(
+  'processes(), on an executor of two worker groups (its tasks pinned to one)',
+  { closures: false, ranks: true },
+  {
+    kit: executableKit({ walltime: 1 }),
+    refuses: [refuse.closure, refuse.definedFunction],
+    groups: true,
+    backend: (root) => {
+      const before = new Set(childProcesses());
+      return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
+    },
+  },
+);
+
 /** An allocation may wait behind other jobs (another test file's, when jest runs files in parallel). */
 const SLURM_TIMEOUT = 120_000;
 
