@@ -1,0 +1,128 @@
+// Worker groups on slurm(), on the real test cluster of two nodes (scripts/start-services.sh): an executor of two
+// groups of one node each holds two allocations, requested side by side, each with its own agent; a task pinned to a
+// group runs in that group's allocation (on its node: the agents clear SLURM_JOB_ID from what their tasks see),
+// unpinned ones spread over both, and nothing is left in squeue after shutdown.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { call, executable, executor, launch, memoryStore, openWorkflow, type Runtime, type Workflow } from 'scalems';
+import { readText, slurm } from 'scalems/node';
+import { describeWithService } from './support/services';
+import { waitFor } from './support/work';
+import * as tasks from './fixtures/slurm/tasks';
+
+const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
+
+/** This process's allocations in squeue: job name → `{ id, state, nodes }`. */
+function allocations(): Map<string, { id: string; state: string; nodes: string }> {
+  const jobs = new Map<string, { id: string; state: string; nodes: string }>();
+  for (const line of execFileSync('squeue', ['-h', '-o', '%i|%j|%T|%N'], { encoding: 'utf8' }).split('\n')) {
+    const [id, name, state, nodes] = line.split('|');
+    if (name?.endsWith(`-${process.pid}`) === true) jobs.set(name, { id: id!, state: state!, nodes: nodes! });
+  }
+  return jobs;
+}
+
+const read = (path: string): string => {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+};
+
+/** Running agents on this machine: the job (allocation) and node of each, from its environment. */
+function agents(): Array<{ job: string; node: string }> {
+  const found: Array<{ job: string; node: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || !read(`/proc/${entry}/cmdline`).includes('agent-entry')) continue;
+    const env = read(`/proc/${entry}/environ`);
+    const job = /(?:^|\0)SLURM_JOB_ID=([^\0]*)/.exec(env)?.[1];
+    const node = /(?:^|\0)SLURMD_NODENAME=([^\0]*)/.exec(env)?.[1];
+    if (job !== undefined && node !== undefined) found.push({ job, node });
+  }
+  return found;
+}
+
+describeWithService('slurm', 'slurm() worker groups on the two-node test cluster', () => {
+  let wf: Workflow;
+  let rt: Runtime;
+
+  beforeEach(async () => {
+    wf = await openWorkflow({ name: 'groups-test', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-groups-'));
+    rt = launch(wf, slurm({ modules: [MODULE], root, gracePeriod: 0.5, address: '127.0.0.1' }));
+  });
+
+  afterEach(async () => {
+    await rt.shutdown();
+  }, 60_000);
+
+  it('two groups of one node: two allocations with an agent each; pinned tasks run in their group’s, unpinned ones spread; nothing left after dispose', async () => {
+    let jobs: Map<string, { id: string; state: string; nodes: string }>;
+    let names: { members: string; analysis: string };
+    {
+      await using ex = executor(rt, {
+        worker: [
+          { name: 'members', nodes: 1, cores: 2 },
+          { name: 'analysis', nodes: 1, cores: 2 },
+        ],
+      });
+      names = {
+        members: `scalems-${ex.id}-members-${process.pid}`,
+        analysis: `scalems-${ex.id}-analysis-${process.pid}`,
+      };
+      // both requested at once (salloc started for each as the executor opened), before any task
+      jobs = await waitFor(() => (allocations().size === 2 ? allocations() : undefined), 'two allocations', 30_000);
+      expect([...jobs.keys()].sort()).toEqual([names.analysis, names.members]);
+      expect(ex.groups.map((g) => [g.name, g.capacity.cores])).toEqual([
+        ['members', 2],
+        ['analysis', 2],
+      ]);
+      expect(ex.capacity.cores).toBe(4);
+
+      // unpinned first: each starts on the group with the most free cores, so two go to each
+      const spread = Array.from({ length: 4 }, (_, i) => ex.submit(tasks.whereAmI, 1000 + i));
+      const spreadPlaces = await Promise.all(spread);
+      // then pinned: all on "analysis", more than its cores, while "members" is idle
+      const pinned = [0, 1, 2].map((i) =>
+        ex.submit({ ...call(tasks.whereAmI, 300 + i), requirements: { group: 'analysis' } }),
+      );
+      const program = ex.submit(
+        executable(['sh', '-c', 'echo "$SLURMD_NODENAME"'], { requirements: { group: 'analysis' } }),
+      );
+      const [places, line] = await Promise.all([
+        Promise.all(pinned),
+        program.then(async (r) => (await readText(r.stdout)).trim()),
+      ]);
+      jobs = allocations();
+      const analysis = jobs.get(names.analysis)!;
+      const members = jobs.get(names.members)!;
+      // one node each (the cluster's two nodes of 2 CPUs)
+      expect([analysis.nodes, members.nodes].sort()).toEqual(['n1', 'n2']);
+      for (const p of places) expect(p.node).toBe(analysis.nodes);
+      expect(line).toBe(analysis.nodes);
+      expect(pinned.map((t) => t.record!.group)).toEqual(['analysis', 'analysis', 'analysis']);
+      const nodeOf = { analysis: analysis.nodes, members: members.nodes };
+      expect(spread.map((t) => t.record!.group).sort()).toEqual(['analysis', 'analysis', 'members', 'members']);
+      for (const [i, t] of spread.entries()) expect(spreadPlaces[i]!.node).toBe(nodeOf[t.record!.group as 'members']);
+      // an agent in each allocation, on its node
+      expect(
+        agents()
+          .map((a) => `${a.job} ${a.node}`)
+          .sort(),
+      ).toEqual([`${analysis.id} ${analysis.nodes}`, `${members.id} ${members.nodes}`].sort());
+    } // disposed: shutdown({ wait: false }) releases both allocations
+    const ids = [...jobs.values()].map((j) => j.id);
+    const listed = (): string[] =>
+      execFileSync('squeue', ['-h', '-o', '%i'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((id) => ids.includes(id.trim()));
+    await waitFor(
+      () => (listed().length === 0 ? true : undefined),
+      () => `squeue to drop ${listed().join(', ')}`,
+    );
+    await waitFor(() => (agents().length === 0 ? true : undefined), 'the agents to end', 10_000);
+  }, 120_000);
+});
