@@ -1,11 +1,12 @@
 // Worker groups on slurm(), on the real test cluster of two nodes (scripts/start-services.sh): an executor of two
 // groups of one node each holds two allocations, requested side by side, each with its own agent; a task pinned to a
 // group runs in that group's allocation (on its node: the agents clear SLURM_JOB_ID from what their tasks see),
-// unpinned ones spread over both, and nothing is left in squeue after shutdown.
-import { execFileSync } from 'node:child_process';
+// unpinned ones spread over both, and nothing is left in squeue after shutdown; and examples/slurm-groups.ts.
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { call, executable, executor, launch, memoryStore, openWorkflow, type Runtime, type Workflow } from 'scalems';
 import { readText, slurm } from 'scalems/node';
 import { describeWithService } from './support/services';
@@ -125,4 +126,22 @@ describeWithService('slurm', 'slurm() worker groups on the two-node test cluster
     );
     await waitFor(() => (agents().length === 0 ? true : undefined), 'the agents to end', 10_000);
   }, 120_000);
+});
+
+describeWithService(['slurm', 'mpi'], 'examples/slurm-groups.ts', () => {
+  it('runs an ensemble on a "members" and an "analysis" group as a user would: members on one node, scores on the other', async () => {
+    const root = join(__dirname, '..');
+    const cwd = mkdtempSync(join(tmpdir(), 'scalems-slurm-groups-'));
+    const { stdout } = await promisify(execFile)(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      ['--tsconfig', join(root, 'tsconfig.json'), join(root, 'examples', 'slurm-groups.ts'), '6'],
+      { cwd, timeout: 120_000 },
+    );
+    expect(stdout).toContain('groups: members (2 cores), analysis (2 cores)');
+    const members = /^members ran on: (n[12]) \(group members\)$/m.exec(stdout)?.[1];
+    const scores = /^scores ran on: (n[12]) \(group analysis\)$/m.exec(stdout)?.[1];
+    expect([members, scores].sort()).toEqual(['n1', 'n2']);
+    expect(stdout).toContain('scores: 1 4 9 16 25 36');
+    expect(stdout).toContain('tasks by state: succeeded 12');
+  }, 150_000);
 });
