@@ -308,6 +308,44 @@ describe('worker groups: routing', () => {
     );
   });
 
+  it('a retry waits its backoff, then may start on another group it fits; a pinned one stays on its group', async () => {
+    const ex = executor(rt, {
+      worker: [
+        { name: 'a', cores: 1 },
+        { name: 'b', cores: 1 },
+      ],
+    });
+    const starts: Array<{ key: string; at: number }> = [];
+    // synchronous: its first attempt fails while the group that started it is still handing out work
+    const flaky = (key: string, hold: string | undefined): string | Promise<string> => {
+      starts.push({ key, at: Date.now() });
+      if (starts.filter((s) => s.key === key).length === 1) throw new Error(`first attempt of ${key} fails`);
+      return hold === undefined ? key : gate.hold(hold);
+    };
+    const retries = { max: 1, backoff: 0.3 };
+    // both groups busy: "free" waits on both, starts on a when x1 ends, and fails there
+    expect([await running(held(ex, 'x1')), await running(held(ex, 'x2'))]).toEqual(['a', 'b']);
+    const free = ex.submit({ ...call(flaky, 'free', undefined), requirements: { retries } });
+    await tick();
+    expect(free.state).toBe('ready');
+    gate.release('x1');
+    const failedAt = await waitFor(() => starts[0]?.at, 'the first attempt', 5000);
+    // b frees during the backoff: it passes over the entry "free" had in its queue, and runs "blocker" meanwhile
+    gate.release('x2');
+    expect(await running(held(ex, 'blocker'))).toBe('a');
+    expect(await free).toBe('free');
+    expect(free.record!.group).toBe('b');
+    expect(starts[1]!.at - failedAt).toBeGreaterThanOrEqual(290); // not started early by the group that passed it
+    gate.release('blocker');
+    // pinned to a: the retry runs there, though b is idle
+    const pinned = ex.submit({ ...call(flaky, 'pinned', 'pinned-hold'), requirements: { retries, group: 'a' } });
+    expect(await running(pinned)).toBe('a');
+    gate.release('pinned-hold');
+    expect(await pinned).toBe('pinned-hold');
+    expect(pinned.record!.attempts).toBe(2);
+    expect(pinned.record!.group).toBe('a');
+  });
+
   it('shutdown closes every group’s backend executor once their tasks settle', async () => {
     const ex = executor(rt, {
       worker: [

@@ -131,7 +131,7 @@ export class Executor implements AsyncDisposable {
     this.capacity = this.workers.capacity;
     this.invokes = this.workers.list.some((g) => g.backend.invokes !== false);
     this.defaultNeed = needOf(this.defaults);
-    const { problem } = this.workers.candidates(this.defaults);
+    const problem = this.workers.problem(this.defaults);
     if (problem !== undefined) {
       void this.workers.close(() => undefined).catch(() => undefined);
       throw new UnsatisfiableRequirementsError(`executor task requirements can never be met: ${problem}`);
@@ -300,7 +300,7 @@ export class Executor implements AsyncDisposable {
     const problem =
       requirements === this.defaults
         ? undefined
-        : this.workers.candidates(requirements, this.refused.get(task.id)).problem;
+        : this.workers.problem(requirements, this.refused.size === 0 ? undefined : this.refused.get(task.id));
     if (problem !== undefined) {
       const err = new UnsatisfiableRequirementsError(
         `task ${task.label ?? task.name} (${task.id}) can never run on executor ${this.id}: ${problem}`,

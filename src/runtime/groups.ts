@@ -144,6 +144,12 @@ export class WorkerGroups {
     return this.list.map((g) => JSON.stringify(g.name)).join(', ');
   }
 
+  /** Why a task of these requirements can never run on this executor (see `candidates`), or undefined. */
+  problem(req: TaskRequirements, excluded?: ReadonlySet<Group>): string | undefined {
+    if (this.list.length === 1 && req.group === undefined) return this.list[0]!.problem(req, 'the executor');
+    return this.candidates(req, excluded).problem;
+  }
+
   /**
    * The groups a task of these requirements may run on, apart from those whose backend refused it (`excluded`), or
    * why there are none. A `group` that is not one of this executor's is `unknown`.
