@@ -34,14 +34,20 @@ afterEach(async () => {
   await rt.shutdown();
 });
 
-/** inProcess(), counting the backend executors opened and closed (by group name); group "broken" cannot open. */
-function counted(base: Backend): Backend & { opened: string[]; closed: string[] } {
+/**
+ * inProcess(), counting the backend executors opened and closed (by group name); group "broken" cannot open, group
+ * "late" is ready once the test calls `grant()` (as an allocation waiting in Slurm's queue).
+ */
+function counted(base: Backend): Backend & { opened: string[]; closed: string[]; grant: () => void } {
   const opened: string[] = [];
   const closed: string[] = [];
+  let grant = (): void => undefined;
+  const granted = new Promise<void>((resolve) => (grant = resolve));
   return {
     kind: base.kind,
     opened,
     closed,
+    grant: () => grant(),
     open(worker, context) {
       const name = context.group ?? '(the only one)';
       if (name === 'broken') throw new UnsatisfiableRequirementsError('group "broken" can never open');
@@ -49,6 +55,7 @@ function counted(base: Backend): Backend & { opened: string[]; closed: string[] 
       opened.push(name);
       return {
         ...ex,
+        ...(name === 'late' ? { ready: granted } : {}),
         accept(spec) {
           ex.accept?.(spec);
           if (name === 'a' && spec.name === 'refusedOnA')
@@ -306,6 +313,22 @@ describe('worker groups: routing', () => {
     expect(() => ex.submit({ ...call(refusedOnA), key: 'pinned', requirements: { group: 'a' } })).toThrow(
       /group "a" cannot run refusedOnA/,
     );
+  });
+
+  it('a group whose backend is not ready yet starts nothing; tasks another group can run start there meanwhile', async () => {
+    const ex = executor(rt, {
+      worker: [
+        { name: 'late', cores: 4 },
+        { name: 'now', cores: 1 },
+      ],
+    });
+    const first = held(ex, 'first');
+    expect(await running(first)).toBe('now'); // not "late", though it has more free cores
+    const [second, pinned] = [held(ex, 'second'), held(ex, 'pinned', { group: 'late' })];
+    await tick();
+    expect([second.state, pinned.state]).toEqual(['ready', 'ready']);
+    backend.grant();
+    expect([await running(second), await running(pinned)]).toEqual(['late', 'late']);
   });
 
   it('a retry waits its backoff, then may start on another group it fits; a pinned one stays on its group', async () => {

@@ -2,7 +2,7 @@
 // groups of one node each holds two allocations, requested side by side, each with its own agent; a task pinned to a
 // group runs in that group's allocation (on its node: the agents clear SLURM_JOB_ID from what their tasks see),
 // unpinned ones spread over both, and nothing is left in squeue after shutdown; and examples/slurm-groups.ts.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,15 @@ function allocations(): Map<string, { id: string; state: string; nodes: string }
     if (name?.endsWith(`-${process.pid}`) === true) jobs.set(name, { id: id!, state: state!, nodes: nodes! });
   }
   return jobs;
+}
+
+/** The node list of the job of that name, once it runs. */
+function running(name: string): string | undefined {
+  for (const line of execFileSync('squeue', ['-h', '-o', '%j|%T|%N'], { encoding: 'utf8' }).split('\n')) {
+    const [job, state, nodes] = line.split('|');
+    if (job === name && state === 'RUNNING') return nodes;
+  }
+  return undefined;
 }
 
 const read = (path: string): string => {
@@ -83,20 +92,22 @@ describeWithService('slurm', 'slurm() worker groups on the two-node test cluster
       ]);
       expect(ex.capacity.cores).toBe(4);
 
-      // unpinned first: each starts on the group with the most free cores, so two go to each
-      const spread = Array.from({ length: 4 }, (_, i) => ex.submit(tasks.whereAmI, 1000 + i));
-      const spreadPlaces = await Promise.all(spread);
-      // then pinned: all on "analysis", more than its cores, while "members" is idle
+      // pinned: all on "analysis", more than its cores, while "members" is idle (one task there waits for its grant)
       const pinned = [0, 1, 2].map((i) =>
         ex.submit({ ...call(tasks.whereAmI, 300 + i), requirements: { group: 'analysis' } }),
       );
       const program = ex.submit(
         executable(['sh', '-c', 'echo "$SLURMD_NODENAME"'], { requirements: { group: 'analysis' } }),
       );
+      const warm = ex.submit({ ...call(tasks.whereAmI, 0), requirements: { group: 'members' } });
       const [places, line] = await Promise.all([
         Promise.all(pinned),
         program.then(async (r) => (await readText(r.stdout)).trim()),
+        warm,
       ]);
+      // then unpinned, both groups granted and idle: each starts on the group with the most free cores, two on each
+      const spread = Array.from({ length: 4 }, (_, i) => ex.submit(tasks.whereAmI, 1000 + i));
+      const spreadPlaces = await Promise.all(spread);
       jobs = allocations();
       const analysis = jobs.get(names.analysis)!;
       const members = jobs.get(names.members)!;
@@ -126,6 +137,47 @@ describeWithService('slurm', 'slurm() worker groups on the two-node test cluster
     );
     await waitFor(() => (agents().length === 0 ? true : undefined), 'the agents to end', 10_000);
   }, 120_000);
+});
+
+describeWithService('slurm', 'slurm() worker groups while one group waits in the queue', () => {
+  it('tasks go to the group whose allocation is granted, not to the larger one still pending; its own wait for it', async () => {
+    const wf = await openWorkflow({ name: 'groups-pending', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-groups-pending-'));
+    const rt = launch(wf, slurm({ modules: [MODULE], root, gracePeriod: 0.5, address: '127.0.0.1' }));
+    // a job of someone else holds one node (both its CPUs): "members" (a CPU on each node) waits behind it
+    const blockerName = `blocker-${process.pid}-groups`;
+    const blocker = spawn('salloc', ['-N1', '-n2', '-J', blockerName, 'sleep', '120'], { stdio: 'ignore' });
+    const release = (): void => {
+      blocker.kill('SIGTERM');
+      execFileSync('scancel', ['--name', blockerName]);
+    };
+    try {
+      const blocking = await waitFor(() => running(blockerName), 'the blocking job to run', 60_000);
+      // "analysis" first: Slurm then grants it the free node, while "members" waits (listed first, the larger job
+      // would be first in line, and "analysis" would wait behind it)
+      const ex = executor(rt, {
+        worker: [
+          { name: 'analysis', nodes: 1, cores: 1 },
+          { name: 'members', nodes: 2, cores: 2 },
+        ],
+      });
+      const analysisNode = await waitFor(() => running(`scalems-${ex.id}-analysis-${process.pid}`), 'analysis', 60_000);
+      expect(analysisNode).not.toBe(blocking);
+      // unpinned: all on "analysis" (members has more free cores, but no allocation yet)
+      const unpinned = Array.from({ length: 3 }, (_, i) => ex.submit(tasks.whereAmI, 200 + i));
+      const pinned = ex.submit({ ...call(tasks.whereAmI, 100), requirements: { group: 'members' } });
+      expect((await Promise.all(unpinned)).map((p) => p.node)).toEqual([analysisNode, analysisNode, analysisNode]);
+      expect(unpinned.map((t) => t.record!.group)).toEqual(['analysis', 'analysis', 'analysis']);
+      expect(pinned.state).toBe('ready'); // waits for its group's grant, not started into it
+      release(); // the node is free: "members" is granted, and its task runs there
+      expect(await pinned).toMatchObject({ node: expect.stringMatching(/^n[12]$/) });
+      expect(pinned.record!.group).toBe('members');
+      await ex.shutdown({ wait: true });
+    } finally {
+      release();
+      await rt.shutdown();
+    }
+  }, 180_000);
 });
 
 describeWithService(['slurm', 'mpi'], 'examples/slurm-groups.ts', () => {

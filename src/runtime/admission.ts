@@ -41,6 +41,8 @@ export class Admission<T> {
   private queue: T[] = [];
   private head = 0;
   private readonly resumers: Array<{ hold: Hold; grant: () => void }> = [];
+  /** while true, nothing starts (the queue still fills): a worker group whose resources are not there yet */
+  paused = false;
 
   constructor(
     capacity: Capacity,
@@ -92,6 +94,7 @@ export class Admission<T> {
 
   /** Starts queued work, in order, while it fits. */
   pump(): void {
+    if (this.paused) return;
     for (;;) {
       const resumer = this.resumers[0];
       if (resumer !== undefined) {

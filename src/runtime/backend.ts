@@ -77,6 +77,12 @@ export interface BackendExecutor {
    * sets no walltime timer of its own. Default false.
    */
   readonly enforcesWalltime?: boolean;
+  /**
+   * Settles once the executor can start work (for slurm(): once its allocation is granted, or has failed). An executor
+   * of several worker groups starts no task on a group before: a task it could run elsewhere runs there meanwhile.
+   * Default: ready at once.
+   */
+  readonly ready?: Promise<unknown>;
   /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
   accept?(spec: TaskSpec): void;
   /**

@@ -90,7 +90,9 @@ export class Group implements WorkerGroup {
  * pinned to with `group`, else each whose capacity it fits), the group with the most free cores first, and starts on
  * the first of them that has room for it. A group with room therefore never idles while a task it could run waits
  * for another group, and a task that does not fit a group's free resources yet keeps the tasks behind it from
- * overtaking it there (so a wide task is never starved), on each group it may run on.
+ * overtaking it there (so a wide task is never starved), on each group it may run on. A group whose backend is not
+ * ready yet (`BackendExecutor.ready`: an allocation still in Slurm's queue) starts nothing until it is: its tasks
+ * wait in its queue, and those another group can run start there.
  */
 export class WorkerGroups {
   readonly list: readonly Group[];
@@ -114,7 +116,19 @@ export class WorkerGroups {
             ? { ...context, group: name }
             : { workflow: context.workflow, executorId: context.executorId },
         );
-        list.push(new Group(name, worker, opened, starter));
+        const group = new Group(name, worker, opened, starter);
+        list.push(group);
+        // several groups: none takes tasks before its backend can start them (its allocation granted), so that
+        // tasks another group could run now do not wait for it
+        const ready = opened.ready;
+        if (workers.length > 1 && ready !== undefined) {
+          group.admission.paused = true;
+          const resume = (): void => {
+            group.admission.paused = false;
+            group.admission.pump();
+          };
+          ready.then(resume, resume);
+        }
       }
     } catch (error) {
       for (const group of list) void group.backend.close().catch(() => undefined);

@@ -141,6 +141,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         // on agents, one more one-core task per core is handed over ahead, to wait prepared at its node's agent
         capacity: agents !== undefined ? { ...capacity, queue: capacity.cores } : capacity,
         invokes: false,
+        ready: alloc.granted,
         identity: (spec) => inputsIdentity(spec, hostCwd),
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
