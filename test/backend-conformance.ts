@@ -244,7 +244,13 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
      */
     const open = (cores: 1 | 2): Executor =>
       setup.groups === true
-        ? executor(rt, { worker: [{ name: 'spare', cores: 1 }, { name: 'main', cores }], task: { group: 'main' } })
+        ? executor(rt, {
+            worker: [
+              { name: 'spare', cores: 1 },
+              { name: 'main', cores },
+            ],
+            task: { group: 'main' },
+          })
         : executor(rt, { worker: { cores } });
     function submit(ex: Executor, spec: TaskSpec): Task<unknown> {
       const t = ex.submit(spec);
