@@ -84,6 +84,8 @@ export class Executor implements AsyncDisposable {
   readonly defaults: TaskRequirements;
   /** what the executor provides at once: with worker groups, the sum of theirs (a task still runs within one group) */
   readonly capacity: Capacity;
+  /** Its worker groups (one, unless `worker` was a list), in the order given: name, worker requirements, capacity. */
+  readonly groups: readonly WorkerGroup[];
   private readonly workers: WorkerGroups;
   /** whether a backend of a group calls `job.invoke()` (then each submitter's context is captured) */
   private readonly invokes: boolean;
@@ -129,6 +131,9 @@ export class Executor implements AsyncDisposable {
       { need: (slot) => this.need(slot), start: (group, slot, need) => this.start(group, slot, need) },
     );
     this.capacity = this.workers.capacity;
+    this.groups = Object.freeze(
+      this.workers.list.map(({ name, worker, capacity }): WorkerGroup => Object.freeze({ name, worker, capacity })),
+    );
     this.invokes = this.workers.list.some((g) => g.backend.invokes !== false);
     this.defaultNeed = needOf(this.defaults);
     const problem = this.workers.problem(this.defaults);
@@ -153,11 +158,6 @@ export class Executor implements AsyncDisposable {
             : `worker groups ${list.map((g) => `"${g.name}" (${figures(g.capacity)})`).join(', ')}`),
       );
     }
-  }
-
-  /** Its worker groups (one, unless `worker` was a list), in the order given: name, worker requirements, capacity. */
-  get groups(): readonly WorkerGroup[] {
-    return this.workers.list;
   }
 
   /** Submits `fn(...args)` (or a spec) now, like `asyncio.create_task`: it runs whether or not anybody awaits it. */
