@@ -1,6 +1,7 @@
 // Every backend passes one conformance suite (test/backend-conformance.ts): inProcess(), virtual() in
 // real time, threads(), processes(), slurm() on the test cluster and bullmq() with `scalems worker`
-// processes on the test Redis, each with both kinds of work.
+// processes on the test Redis, each with both kinds of work; and processes() once more on executors of two worker
+// groups (the suite's tasks pinned to one of them).
 import { execFileSync } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
