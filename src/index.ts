@@ -50,6 +50,7 @@ export { submitOn, type SubmitOnOptions } from './operators/submit-on';
 export { Workflow, openWorkflow, type OpenWorkflowOptions } from './runtime/workflow';
 export { Runtime, executor, launch } from './runtime/runtime';
 export { Executor, type ExecutorOptions } from './runtime/executor';
+export type { WorkerGroup } from './runtime/groups';
 export { Task, type Settled } from './runtime/task';
 export type { TaskContext } from './runtime/attempt';
 export { currentTask, currentWorkflow, submit, withExecutor, withWorkflow } from './runtime/scope';

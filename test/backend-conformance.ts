@@ -164,6 +164,12 @@ export interface BackendSetup {
    * jobs); default jest's
    */
   readonly timeout?: number;
+  /**
+   * Runs every test on executors of two worker groups (`worker: [...]`): "main", of the cores the test asks for, which
+   * the executor's task defaults pin its tasks to, and "spare", of one core, opened and closed with it but never used.
+   * The suite then holds through the routing of tasks to groups, and shutdown must close both groups.
+   */
+  readonly groups?: boolean;
   /** A fresh backend for one test; `root` is a fresh temporary directory for working directories. */
   backend(root: string): BackendInstance;
 }
@@ -236,7 +242,16 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
      * (each costs: a thread pool that loads the task modules, a Slurm allocation). One at a time: on
      * Slurm each is an allocation, and the test cluster has 2 CPUs.
      */
-    const open = (cores: 1 | 2): Executor => executor(rt, { worker: { cores } });
+    const open = (cores: 1 | 2): Executor =>
+      setup.groups === true
+        ? executor(rt, {
+            worker: [
+              { name: 'spare', cores: 1 },
+              { name: 'main', cores },
+            ],
+            task: { group: 'main' },
+          })
+        : executor(rt, { worker: { cores } });
     function submit(ex: Executor, spec: TaskSpec): Task<unknown> {
       const t = ex.submit(spec);
       submitted.push(t);

@@ -1,6 +1,7 @@
 // Every backend passes one conformance suite (test/backend-conformance.ts): inProcess(), virtual() in
 // real time, threads(), processes(), slurm() on the test cluster and bullmq() with `scalems worker`
-// processes on the test Redis, each with both kinds of work.
+// processes on the test Redis, each with both kinds of work; and processes() once more on executors of two worker
+// groups (the suite's tasks pinned to one of them).
 import { execFileSync } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -105,6 +106,20 @@ backendConformance(
   {
     kit: executableKit({ walltime: 1 }),
     refuses: [refuse.closure, refuse.definedFunction],
+    backend: (root) => {
+      const before = new Set(childProcesses());
+      return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
+    },
+  },
+);
+
+backendConformance(
+  'processes(), on an executor of two worker groups (its tasks pinned to one)',
+  { closures: false, ranks: true },
+  {
+    kit: executableKit({ walltime: 1 }),
+    refuses: [refuse.closure, refuse.definedFunction],
+    groups: true,
     backend: (root) => {
       const before = new Set(childProcesses());
       return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };

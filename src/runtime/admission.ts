@@ -41,6 +41,8 @@ export class Admission<T> {
   private queue: T[] = [];
   private head = 0;
   private readonly resumers: Array<{ hold: Hold; grant: () => void }> = [];
+  /** while true, nothing starts (the queue still fills): a worker group whose resources are not there yet */
+  paused = false;
 
   constructor(
     capacity: Capacity,
@@ -48,6 +50,11 @@ export class Admission<T> {
   ) {
     this.free = { cores: capacity.cores, gpus: capacity.gpus, memoryMB: capacity.memoryMB };
     this.queueAllowance = capacity.queue ?? 0;
+  }
+
+  /** cores not held now (below 0 while one-core tasks wait in the backend's queue) */
+  get freeCores(): number {
+    return this.free.cores;
   }
 
   enqueue(task: T): void {
@@ -87,6 +94,7 @@ export class Admission<T> {
 
   /** Starts queued work, in order, while it fits. */
   pump(): void {
+    if (this.paused) return;
     for (;;) {
       const resumer = this.resumers[0];
       if (resumer !== undefined) {

@@ -16,6 +16,7 @@ import {
 } from '../task/spec';
 import type { TaskRequirements } from '../task/requirements';
 import type { Hold, Need } from './admission';
+import type { Group } from './groups';
 import type { Communicator, Job } from './backend';
 import type { TaskEntry } from './entry';
 import type { Task } from './task';
@@ -90,6 +91,8 @@ export class Attempt implements Hold, Job, Observer<unknown> {
     readonly need: Need,
     readonly workflow: Workflow,
     private readonly owner: AttemptOwner,
+    /** the worker group of its executor it runs on (whose resources it holds) */
+    readonly group: Group,
   ) {
     this.id = record.id;
     this.label = record.label;

@@ -77,6 +77,12 @@ export interface BackendExecutor {
    * sets no walltime timer of its own. Default false.
    */
   readonly enforcesWalltime?: boolean;
+  /**
+   * Settles once the executor can start work (for slurm(): once its allocation is granted, or has failed). An executor
+   * of several worker groups starts no task on a group before: a task it could run elsewhere runs there meanwhile.
+   * Default: ready at once.
+   */
+  readonly ready?: Promise<unknown>;
   /** Refuses, at submit, work this backend can never run (a closure for a thread pool, ...). Throws a typed error. */
   accept?(spec: TaskSpec): void;
   /**
@@ -97,10 +103,13 @@ export interface Backend {
    * happen within the frame of the change in marble tests.
    */
   readonly commitScheduler?: SchedulerLike;
-  /** Opens one executor scope with these worker requirements. Throws if they can never be met. */
+  /**
+   * Opens one executor scope with these worker requirements (one worker group of it: an executor with several groups
+   * opens one per group, side by side, and `group` names it). Throws if they can never be met.
+   */
   open(
     worker: WorkerRequirements,
-    context: { readonly workflow: Workflow; readonly executorId: string },
+    context: { readonly workflow: Workflow; readonly executorId: string; readonly group?: string },
   ): BackendExecutor;
   /** Releases the backend itself (pools, connections). */
   shutdown?(): Promise<void>;

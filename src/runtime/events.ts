@@ -17,6 +17,8 @@ interface TaskEventBase {
   readonly kind: 'function' | 'executable';
   /** the id of the executor it was submitted to (`executor-<n>`) */
   readonly executor?: string;
+  /** the worker group of that executor its last attempt started on, when the executor has several groups */
+  readonly group?: string;
   /** the task's attempts so far: 0 until it first starts, then 1, and 2 from its first retry on */
   readonly attempt: number;
   /** when it happened: milliseconds on the scheduler's clock (`workflow.now()`; virtual in marble tests) */
@@ -59,6 +61,7 @@ export function eventOf(t: Transition): TaskEvent | undefined {
     name: rec.name,
     kind: rec.kind,
     ...(rec.executor === undefined ? {} : { executor: rec.executor }),
+    ...(rec.group === undefined ? {} : { group: rec.group }),
     attempt: rec.attempts,
   };
   const ran = (time: number): number | undefined =>

@@ -20,7 +20,7 @@ import {
   footprint,
   retryPolicy,
   validateTaskRequirements,
-  validateWorkerRequirements,
+  validateWorkerGroups,
   type TaskRequirements,
   type WorkerRequirements,
 } from '../task/requirements';
@@ -32,7 +32,7 @@ import {
   UnsatisfiableRequirementsError,
   WalltimeExceededError,
 } from '../errors';
-import type { BackendExecutor, Capacity, Communicator } from './backend';
+import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, runInScope } from '../context/ambient';
 import { entryOf, entryOfSlot, type TaskEntry } from './entry';
@@ -43,7 +43,8 @@ import { objectToken } from '../task/hash';
 import type { SubmittedTask } from '../store/reducer';
 import { artifactsOf } from '../task/executable';
 import { recordError } from '../recorded-error';
-import { Admission, type Need } from './admission';
+import type { Need } from './admission';
+import { WorkerGroups, type Group, type WorkerGroup } from './groups';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
 
@@ -54,10 +55,12 @@ export interface ExecutorOptions {
    */
   readonly name?: string;
   /**
-   * What the executor scope provisions (cores, gpus, memory, ...): validated at creation.
+   * What the executor scope provisions (cores, gpus, memory, ...): validated at creation. A list makes worker groups,
+   * each provisioned on its own (on slurm(): an allocation each, with its agents) and named by its `name` (default
+   * `group-<index>`); a task runs on the group its `group` requirement names, else on one whose capacity it fits.
    * @default what the backend gives one executor (for local backends: this machine's cores)
    */
-  readonly worker?: WorkerRequirements;
+  readonly worker?: WorkerRequirements | readonly WorkerRequirements[];
   /**
    * Defaults for every task of this executor, under each task's own: validated at creation.
    * @default {} (one rank of one core)
@@ -76,11 +79,18 @@ export class Executor implements AsyncDisposable {
   readonly id: string;
   readonly name: string;
   readonly workflow: Workflow;
-  readonly worker: WorkerRequirements;
+  /** the worker requirements as validated: one worker's, or the list of its worker groups' */
+  readonly worker: WorkerRequirements | readonly WorkerRequirements[];
   readonly defaults: TaskRequirements;
+  /** what the executor provides at once: with worker groups, the sum of theirs (a task still runs within one group) */
   readonly capacity: Capacity;
-  private readonly backend: BackendExecutor;
-  private readonly admission: Admission<TaskSlot>;
+  /** Its worker groups (one, unless `worker` was a list), in the order given: name, worker requirements, capacity. */
+  readonly groups: readonly WorkerGroup[];
+  private readonly workers: WorkerGroups;
+  /** whether a backend of a group calls `job.invoke()` (then each submitter's context is captured) */
+  private readonly invokes: boolean;
+  /** groups whose backend refused a task at submit (`accept`), by task id: the task goes to the others */
+  private readonly refused = new Map<string, ReadonlySet<Group>>();
   /** what a task with the executor's default requirements needs */
   private readonly defaultNeed: Need;
   private readonly notBefore = new Map<string, number>();
@@ -111,18 +121,24 @@ export class Executor implements AsyncDisposable {
         `an executor named "${this.name}" is already open on workflow "${this.workflow.name}": ` +
           'give this one another name, or shut that one down first',
       );
-    this.worker = validateWorkerRequirements(options.worker ?? {}, 'executor worker requirements');
+    const named = validateWorkerGroups(options.worker ?? {});
+    this.worker = Array.isArray(options.worker) ? named.map((g) => g.worker) : named[0]!.worker;
     this.defaults = validateTaskRequirements(options.task ?? {}, 'executor task requirements');
-    this.backend = runtime.backend.open(this.worker, { workflow: this.workflow, executorId: this.id });
-    this.capacity = this.backend.capacity;
+    this.workers = new WorkerGroups(
+      runtime.backend,
+      named,
+      { workflow: this.workflow, executorId: this.id },
+      { need: (slot) => this.need(slot), start: (group, slot, need) => this.start(group, slot, need) },
+    );
+    this.capacity = this.workers.capacity;
+    this.groups = Object.freeze(
+      this.workers.list.map(({ name, worker, capacity }): WorkerGroup => Object.freeze({ name, worker, capacity })),
+    );
+    this.invokes = this.workers.list.some((g) => g.backend.invokes !== false);
     this.defaultNeed = needOf(this.defaults);
-    this.admission = new Admission<TaskSlot>(this.capacity, {
-      need: (slot) => this.need(slot),
-      start: (slot, need) => this.start(slot, need),
-    });
-    const problem = this.unsatisfiable(this.defaults);
+    const problem = this.workers.problem(this.defaults);
     if (problem !== undefined) {
-      void this.backend.close();
+      void this.workers.close(() => undefined).catch(() => undefined);
       throw new UnsatisfiableRequirementsError(`executor task requirements can never be met: ${problem}`);
     }
     this.unlisten = [
@@ -132,11 +148,14 @@ export class Executor implements AsyncDisposable {
     this.workflow.executors.set(this.name, this);
     const log = this.workflow.log;
     if (log.enabled('info')) {
-      const c = this.capacity;
+      const figures = (c: Capacity): string => `${c.cores} cores, ${c.gpus} GPUs, ${c.memoryMB} MB`;
+      const list = this.workers.list;
       log.info(
         `executor ${this.name === this.id ? this.id : `"${this.name}" (${this.id})`} opened on ` +
           `${runtime.backend.kind}(): ` +
-          `${c.cores} cores, ${c.gpus} GPUs, ${c.memoryMB} MB`,
+          (list.length === 1
+            ? figures(this.capacity)
+            : `worker groups ${list.map((g) => `"${g.name}" (${figures(g.capacity)})`).join(', ')}`),
       );
     }
   }
@@ -164,7 +183,7 @@ export class Executor implements AsyncDisposable {
       spec.requirements === undefined
         ? this.defaults
         : { ...this.defaults, ...validateTaskRequirements(spec.requirements) };
-    this.backend.accept?.(spec);
+    const refused = this.workers.accept(spec, requirements, this.id);
     const wf = this.workflow;
     if (spec.label !== undefined) checkLabel(spec.label, `task ${spec.name}`);
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
@@ -179,7 +198,8 @@ export class Executor implements AsyncDisposable {
     const fn = spec[SPEC_FN];
     const persistent = wf.store.persistent !== false;
     const fnId = functionIdentity(spec.name, fn, !persistent);
-    const content = this.backend.identity?.(spec) ?? '';
+    // what else a result depends on (input files) is the backend's, the same for each of its executors
+    const content = this.workers.list[0]!.backend.identity?.(spec) ?? '';
     let id = taskId(spec, encoded.canonical, fnId, content);
     if (spec.pure === false && spec.key === undefined) {
       const n = (this.impure.get(id) ?? 0) + 1;
@@ -216,6 +236,8 @@ export class Executor implements AsyncDisposable {
       entry.maker = maker;
       if (entry.record?.state === 'succeeded') return handle; // restored: served from the store
     }
+    if (refused !== undefined) this.refused.set(id, refused);
+    else if (this.refused.size > 0) this.refused.delete(id);
     this.enter(
       entry,
       {
@@ -269,13 +291,16 @@ export class Executor implements AsyncDisposable {
     entry.error = undefined;
     entry.attemptBase = entry.record?.attempts ?? 0;
     entry.fn = fn;
-    if (this.backend.invokes !== false) entry.snapshot = captureContext(); // the context the function runs in, here
+    if (this.invokes) entry.snapshot = captureContext(); // the context the function runs in, here
     for (const input of task.inputs) retain(entryOf(wf, input));
     this.outstanding++;
     wf.dispatch({ type: 'submit', task, now: wf.now() });
     const requirements = task.requirements;
     // the defaults were checked at creation
-    const problem = requirements === this.defaults ? undefined : this.unsatisfiable(requirements);
+    const problem =
+      requirements === this.defaults
+        ? undefined
+        : this.workers.problem(requirements, this.refused.size === 0 ? undefined : this.refused.get(task.id));
     if (problem !== undefined) {
       const err = new UnsatisfiableRequirementsError(
         `task ${task.label ?? task.name} (${task.id}) can never run on executor ${this.id}: ${problem}`,
@@ -298,14 +323,13 @@ export class Executor implements AsyncDisposable {
       for (const stop of this.unlisten) stop();
       if (this.workflow.executors.get(this.name) === this) this.workflow.executors.delete(this.name);
       const log = this.workflow.log;
-      try {
-        await this.backend.close();
-      } catch (error) {
+      const several = this.workers.list.length > 1;
+      await this.workers.close((group, error) =>
         log.error(
-          `executor ${this.id}: its backend failed to close: ${error instanceof Error ? error.message : String(error)}`,
-        );
-        throw error;
-      }
+          `executor ${this.id}: ${several ? `the backend of its group "${group.name}"` : 'its backend'} failed to ` +
+            `close: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
       log.info(`executor ${this.id} closed`);
     });
     return options.wait === true ? this.closing : Promise.resolve();
@@ -321,40 +345,27 @@ export class Executor implements AsyncDisposable {
     return !this.accepting;
   }
 
-  private unsatisfiable(req: TaskRequirements): string | undefined {
-    const need = footprint(req);
-    const ranks = req.ranks ?? 1;
-    if (need.cores > this.capacity.cores) {
-      return (
-        `it needs ${need.cores} cores (ranks ${ranks} × coresPerRank ${req.coresPerRank ?? 1}) but the ` +
-        `executor has ${this.capacity.cores}`
-      );
-    }
-    if (need.gpus > this.capacity.gpus)
-      return (
-        `it needs ${need.gpus} GPUs (ranks ${ranks} × gpusPerRank ${req.gpusPerRank ?? 0}) but the executor ` +
-        `has ${this.capacity.gpus}`
-      );
-    if (need.memoryMB > this.capacity.memoryMB)
-      return `it needs ${need.memoryMB} MB of memory but the executor has ${this.capacity.memoryMB} MB`;
-    return undefined;
-  }
-
   private onReady(slot: TaskSlot): void {
     const due = this.notBefore.size === 0 ? undefined : this.notBefore.get(slot.id);
     if (due !== undefined) {
       this.notBefore.delete(slot.id);
       const delay = due - this.workflow.now();
       if (delay > 0) {
-        asyncScheduler.schedule(() => this.admission.enqueue(slot), delay);
+        asyncScheduler.schedule(() => this.route(slot), delay);
         return;
       }
     }
-    this.admission.enqueue(slot);
+    this.route(slot);
+  }
+
+  private route(slot: TaskSlot): void {
+    const rec = slot.record;
+    if (rec === undefined) return;
+    this.workers.route(slot, rec.requirements, this.refused.size === 0 ? undefined : this.refused.get(rec.id));
   }
 
   private pump(): void {
-    this.admission.pump();
+    this.workers.pump();
   }
 
   /** What the queued task needs, if it is still to be started. */
@@ -384,6 +395,7 @@ export class Executor implements AsyncDisposable {
     const attempt = entry.attempt as Attempt | undefined;
     if (attempt !== undefined) this.stopAttempt(attempt, undefined);
     for (const input of rec.inputs) release(entryOf(this.workflow, input));
+    if (this.refused.size > 0 && rec.state === 'succeeded') this.refused.delete(rec.id);
     this.outstanding--;
     this.maybeDrained();
     this.pump();
@@ -397,17 +409,19 @@ export class Executor implements AsyncDisposable {
     }
   }
 
-  private start(slot: TaskSlot, need: Need): void {
+  private start(group: Group, slot: TaskSlot, need: Need): void {
     const wf = this.workflow;
     const rec = slot.record!;
     const entry = entryOfSlot(slot);
     const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
-    const attempt = new Attempt(entry, rec, args, need, wf, this.owner);
-    this.admission.take(attempt);
+    const attempt = new Attempt(entry, rec, args, need, wf, this.owner, group);
+    group.admission.take(attempt);
     entry.attempt = attempt;
-    wf.dispatch({ type: 'start', id: rec.id, now: wf.now(), slot });
+    // which group ran it is recorded where there is a choice
+    const several = this.workers.list.length > 1;
+    wf.dispatch({ type: 'start', id: rec.id, now: wf.now(), slot, group: several ? group.name : undefined });
     const walltime = rec.requirements.walltime;
-    if (walltime !== undefined && this.backend.enforcesWalltime !== true) {
+    if (walltime !== undefined && group.backend.enforcesWalltime !== true) {
       attempt.timer = asyncScheduler.schedule(() => {
         this.fail(
           attempt,
@@ -418,7 +432,7 @@ export class Executor implements AsyncDisposable {
       }, walltime * 1000);
     }
     // the attempt is the job the backend runs and the observer of that work
-    const sub = this.backend.run(attempt).subscribe(attempt);
+    const sub = group.backend.run(attempt).subscribe(attempt);
     if (attempt.finished) sub.unsubscribe();
     else attempt.sub = sub;
   }
@@ -447,13 +461,13 @@ export class Executor implements AsyncDisposable {
     if (attempt.finished) return settled;
     attempt.waits++;
     if (attempt.waits === 1 && attempt.holding) {
-      this.admission.release(attempt);
+      attempt.group.admission.release(attempt);
       this.pump();
     }
     const resume = (): Promise<void> => {
       attempt.waits--;
       if (attempt.waits > 0 || attempt.finished) return Promise.resolve();
-      return this.admission.resume(attempt);
+      return attempt.group.admission.resume(attempt);
     };
     return settled.then(
       async (value) => {
@@ -517,7 +531,7 @@ export class Executor implements AsyncDisposable {
     attempt.timer?.unsubscribe();
     if (reason !== undefined) attempt.abort(reason);
     attempt.sub?.unsubscribe();
-    this.admission.release(attempt);
+    attempt.group.admission.release(attempt);
   }
 
   /** @internal */

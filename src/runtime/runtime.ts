@@ -56,10 +56,11 @@ export function launch(workflow: Workflow, backend: Backend): Runtime {
 }
 
 /**
- * Opens an executor scope on a runtime. `worker` says what to provision (cores, gpus, memory...);
- * `task` gives defaults for its tasks. Both are validated here, and task defaults that the worker can
- * never satisfy are refused here, naming both figures. Disposing it (`await using`) is
- * `shutdown({ wait: false })`: it takes no new work, and releases its resources once its tasks settle.
+ * Opens an executor scope on a runtime. `worker` says what to provision (cores, gpus, memory...), or is a list
+ * of worker groups, each provisioned on its own (see `ExecutorOptions.worker`); `task` gives defaults for its
+ * tasks. Both are validated here, and task defaults that the worker can never satisfy are refused here, naming
+ * both figures. Disposing it (`await using`) is `shutdown({ wait: false })`: it takes no new work, and releases
+ * its resources once its tasks settle.
  *
  * ## Example
  * ```ts
@@ -69,6 +70,10 @@ export function launch(workflow: Workflow, backend: Backend): Runtime {
  *   const runs = await Promise.all(inputs.map((i) => md.submit(executable(['./md', i]))));
  *   console.log(runs.map((r) => r.outputs));
  * } // md shut down here; the runtime stays for the next executor
+ *
+ * // worker groups: an allocation each on slurm(); a task runs on the group it names, else on one it fits
+ * const ex = executor(rt, { worker: [{ name: 'members', nodes: 2, cores: 8 }, { name: 'analysis', cores: 4 }] });
+ * ex.submit({ ...call(score, run), requirements: { group: 'analysis' } });
  * ```
  */
 export function executor(runtime: Runtime, options: ExecutorOptions = {}): Executor {

@@ -21,7 +21,14 @@ export type WorkflowAction =
   | { readonly type: 'restore'; readonly records: readonly TaskRecord[] }
   | { readonly type: 'submit'; readonly task: SubmittedTask; readonly now: number }
   /** `slot`, where the dispatcher has it, saves the reducer a lookup (it must be the slot of `id`) */
-  | { readonly type: 'start'; readonly id: string; readonly now: number; readonly slot?: TaskSlot }
+  | {
+      readonly type: 'start';
+      readonly id: string;
+      readonly now: number;
+      readonly slot?: TaskSlot;
+      /** the executor's worker group it starts on, when it has several */
+      readonly group?: string;
+    }
   | {
       readonly type: 'succeed';
       readonly id: string;
@@ -148,6 +155,7 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number): void {
     rec = copyRecord(existing);
     rec.requirements = t.requirements;
     rec.executor = t.executor;
+    if (existing.executor !== t.executor) rec.group = undefined; // a group of another executor
     if (existing.label === undefined) rec.label = t.label;
     rec.error = undefined;
     rec.finishedAt = undefined;
@@ -244,6 +252,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       next.state = 'running';
       next.attempts = rec.attempts + 1;
       next.startedAt = ctx.stamp(action.now);
+      if (action.group !== undefined || rec.group !== undefined) next.group = action.group;
       replace(ctx, slot, rec, next);
       return;
     }

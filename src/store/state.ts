@@ -35,6 +35,8 @@ export interface TaskDescriptionFields {
 export interface TaskRecord extends TaskDescriptionFields {
   /** the executor (of this process) the task was last submitted to */
   readonly executor?: string;
+  /** the worker group of that executor its last attempt started on, when the executor has several */
+  readonly group?: string;
   readonly state: TaskStateName;
   readonly attempts: number;
   /** inputs that have not succeeded yet */
@@ -70,6 +72,7 @@ export function copyRecord(r: TaskRecord): MutableRecord {
     parent: r.parent,
     inputs: r.inputs,
     executor: r.executor,
+    group: r.group,
     state: r.state,
     attempts: r.attempts,
     pending: r.pending,

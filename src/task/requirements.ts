@@ -45,6 +45,12 @@ const PositiveInt = refined('a positive integer', (n) => Number.isSafeInteger(n)
 /** @internal also the job data of bullmq() (its attempt number) */
 export const NonNegativeInt = refined('a non-negative integer', (n) => Number.isSafeInteger(n) && n >= 0);
 const PositiveNumber = refined('a positive finite number', (n) => Number.isFinite(n) && n > 0);
+const GroupName = new t.Type<string, string, unknown>(
+  'a non-empty string (a worker group name)',
+  (u): u is string => typeof u === 'string' && u.trim() !== '',
+  (u, c) => (typeof u === 'string' && u.trim() !== '' ? t.success(u) : t.failure(u, c)),
+  t.identity,
+);
 /** The longest delay a JavaScript timer keeps (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
 export const MAX_TIMER_SECONDS = (2 ** 31 - 1) / 1000;
 const TimerSeconds = refined(
@@ -145,6 +151,8 @@ export const TaskRequirements = closed(
     /** a number is the count of extra attempts (no backoff) */
     retries: t.union([NonNegativeInt, RetryPolicy], 'a non-negative integer or { max, backoff, factor }'),
     slurm: SlurmOptions,
+    /** the name of the executor's worker group the task must run on (default: any group it fits) */
+    group: GroupName,
   },
   'TaskRequirements',
 );
@@ -152,6 +160,8 @@ export type TaskRequirements = t.TypeOf<typeof TaskRequirements>;
 
 export const WorkerRequirements = closed(
   {
+    /** the name of this worker group, unique among the executor's groups (default `group-<index>`) */
+    name: GroupName,
     /** cores the executor may use at once */
     cores: PositiveInt,
     gpus: NonNegativeInt,
@@ -275,6 +285,55 @@ export const validateTaskRequirements = (value: unknown, where = 'task requireme
 
 export const validateWorkerRequirements = (value: unknown, where = 'worker requirements'): WorkerRequirements =>
   decodeOrThrow(WorkerRequirements as t.Type<WorkerRequirements, unknown, unknown>, value, where);
+
+/** One validated worker group of an executor: its name (given, or `group-<index>`) and its requirements. */
+export interface NamedWorker {
+  readonly name: string;
+  readonly worker: WorkerRequirements;
+}
+
+/**
+ * Validates an executor's `worker` option: one worker's requirements, or a non-empty list of them (worker groups),
+ * each named uniquely. Problems are reported together, by path (`worker[1].cores`), as `InvalidRequirementsError`.
+ */
+export function validateWorkerGroups(value: unknown, where = 'executor worker requirements'): NamedWorker[] {
+  if (!Array.isArray(value)) {
+    const worker = validateWorkerRequirements(value, where);
+    return [{ name: worker.name ?? 'group-0', worker }];
+  }
+  const problems: string[] = [];
+  if (value.length === 0)
+    problems.push(
+      "worker: expected one worker's requirements or a non-empty list of them (worker groups), got [] " +
+        '(leave worker out for what the backend gives one executor)',
+    );
+  const groups: NamedWorker[] = [];
+  const named = new Map<string, number>();
+  value.forEach((entry: unknown, i) => {
+    const decoded = (WorkerRequirements as t.Type<WorkerRequirements, unknown, unknown>).decode(entry);
+    if (isLeft(decoded)) {
+      problems.push(...describeErrors(`worker[${i}]`, decoded.left));
+      return;
+    }
+    const worker = decoded.right;
+    const name = worker.name ?? `group-${i}`;
+    const first = named.get(name);
+    if (first !== undefined) {
+      problems.push(
+        `worker[${i}].name: the group name ${show(name)}${worker.name === undefined ? ' (its default)' : ''} is ` +
+          `already worker[${first}]'s: give each worker group its own name`,
+      );
+      return;
+    }
+    named.set(name, i);
+    groups.push({ name, worker });
+  });
+  if (problems.length > 0) {
+    const unique = [...new Set(problems)];
+    throw new InvalidRequirementsError(`Invalid ${where}:\n  ${unique.join('\n  ')}`, unique);
+  }
+  return groups;
+}
 
 /** The resources one task occupies while it runs. */
 export interface Footprint {

@@ -22,6 +22,8 @@ export interface TaskRow {
   readonly kind: 'function' | 'executable';
   readonly state: StateName;
   readonly executor?: string;
+  /** the executor's worker group its last attempt started on, when it has several */
+  readonly group?: string;
   readonly attempts: number;
   readonly submittedAt?: number;
   readonly readyAt?: number;

@@ -54,6 +54,7 @@ export function rowOf(r: TaskRecord, past?: readonly PastAttempt[]): TaskRow {
     kind: r.kind,
     state: r.state,
     executor: r.executor,
+    group: r.group,
     attempts: r.attempts,
     submittedAt: r.submittedAt,
     readyAt: r.readyAt,

@@ -97,14 +97,16 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
 
   return {
     kind: 'slurm',
-    open(worker, { workflow, executorId }): BackendExecutor {
+    open(worker, { workflow, executorId, group }): BackendExecutor {
       const cluster = clusterInfo();
       const request = allocationRequest(worker, options);
       const capacity = checkRequest(request, cluster);
       const workflowDir = workflowDirectory(root, workflow.name);
       // with agents, a failed node does not end the allocation (--no-kill): its attempts go to the other nodes
       const salloc = [...sallocArgs(request), ...(mode === 'agents' ? ['--no-kill'] : [])];
-      const alloc = new Allocation(`scalems-${executorId}-${process.pid}`, salloc, srunEnv({}));
+      // an executor of several worker groups has an allocation per group: its name is in the job's
+      const scope = group === undefined ? executorId : `${executorId}-${group.replace(/[^\w.-]/g, '_')}`;
+      const alloc = new Allocation(`scalems-${scope}-${process.pid}`, salloc, srunEnv({}));
       const ctx: TaskPlanContext = {
         workflowDir,
         hostCwd,
@@ -117,7 +119,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       const agents =
         mode === 'agents'
           ? new AgentMode(alloc, {
-              where: `slurm() executor ${executorId}`,
+              where: `slurm() executor ${executorId}${group === undefined ? '' : ` (group "${group}")`}`,
               address: options.address ?? hostname(),
               modules,
               node: options.node ?? process.execPath,
@@ -139,6 +141,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         // on agents, one more one-core task per core is handed over ahead, to wait prepared at its node's agent
         capacity: agents !== undefined ? { ...capacity, queue: capacity.cores } : capacity,
         invokes: false,
+        ready: alloc.granted,
         identity: (spec) => inputsIdentity(spec, hostCwd),
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');

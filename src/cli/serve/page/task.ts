@@ -82,7 +82,10 @@ export class TaskPage {
         { class: 'facts' },
         ...fact('id', r.id),
         ...fact('task', `${r.name} (${r.kind})`),
-        ...fact('executor', r.executor ?? '–'),
+        ...fact(
+          'executor',
+          r.executor === undefined ? '–' : r.executor + (r.group === undefined ? '' : `, group ${r.group}`),
+        ),
         ...fact('key', d.key),
         ...fact('submitted', clock(r.submittedAt)),
         ...fact('ready', clock(r.readyAt)),
