@@ -28,7 +28,7 @@ function watchdogs(): number[] {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-watchdog'))
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner'))
         found.push(pid);
     } catch {
       // gone

@@ -6,14 +6,13 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../options';
-import { CoreGate } from '../executable/core-gate';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
 import { DEFAULT_GRACE_SECONDS, killMarked, startOf } from '../executable/process-tree';
-import { Watchdog } from '../executable/watchdog';
+import { Spawner } from '../executable/spawner';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 
 export interface ProcessesOptions {
@@ -74,7 +73,8 @@ export function processes(options: ProcessesOptions = {}): Backend {
   const owner = ownerOf(process.pid, startOf(process.pid));
   const since = Number(startOf(process.pid) ?? 0);
   const prefix = `${owner}-${++backends}-`;
-  const watchdog = new Watchdog(prefix, grace);
+  // makes the directories and files and forks the programs, and ends them if this process dies first
+  const spawner = new Spawner(prefix, grace);
   const resumed = new Map<string, Promise<void>>();
   let executors = 0;
   let attempts = 0;
@@ -94,14 +94,15 @@ export function processes(options: ProcessesOptions = {}): Backend {
         mpi: options.mpi ?? {},
         workerEnv: worker.env ?? {},
         ending,
-        gate: new CoreGate(cores),
+        // the executor's cores are held in the spawner: a program starts the moment another exits
+        spawner,
+        spawnerGate: spawner.gate(cores),
         marks: {
           next: () => {
             used = true;
             return `${mine}${++attempts}-${place}`;
           },
         },
-        watcher: watchdog,
         ready: resumed.get(place) ?? resumed.set(place, endLeftovers(place, owner, grace)).get(place),
       };
       return {
@@ -123,7 +124,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
     shutdown: async () => {
       await settle();
       if (attempts > 0) await killMarked({ mark: (t) => t.startsWith(prefix), since }, grace);
-      await watchdog.close();
+      await spawner.close();
     },
   };
 }
