@@ -1,12 +1,12 @@
 /**
- * An executable attempt as a child process of this one, never through a shell: the program leads its
- * own session and process group, with stdout and stderr into its working directory's files. Stopping
+ * An executable attempt as a program on this host, never through a shell, started by the owner's spawner
+ * (`spawner.ts`): the program leads its own session and process group, with stdout and stderr into its working
+ * directory's files. Stopping
  * the attempt (cancel, walltime) ends the whole process tree: SIGTERM, then SIGKILL after the grace
  * period. Every attempt's processes carry its mark (`marks.ts`), so that this also reaches the ones that daemonised.
  * The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, open } from 'node:fs';
 import type { Observable } from 'rxjs';
 import { ExecutableFailedError, WorkerCrashedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
@@ -21,7 +21,7 @@ import {
 } from './attempt';
 import type { CoreGate, GateTicket } from './core-gate';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
-import { spawnTree, type ProcessTree, type TreeWatcher } from './process-tree';
+import type { ProcessTree } from './process-tree';
 import { SpawnFailure, type Spawner, type SpawnerGate, type Spawning } from './spawner';
 
 export interface LocalRunContext extends ExecutablePlace {
@@ -39,13 +39,11 @@ export interface LocalRunContext extends ExecutablePlace {
   readonly gate?: CoreGate;
   /** The mark of each attempt (`marks.ts`). None: a random one, which only its own tree kill looks for. */
   readonly marks?: { next(): string };
-  /** Told of every tree: it ends them if this process dies first (`watchdog.ts`). Not with a spawner (it is one). */
-  readonly watcher?: TreeWatcher;
   /**
-   * Makes the working directories and files and starts the programs in a small process of its own (`spawner.ts`);
-   * none: this process does.
+   * Makes the working directories and files and starts the programs, in a small process of its own (`spawner.ts`);
+   * it ends them if this process dies first.
    */
-  readonly spawner?: Spawner;
+  readonly spawner: Spawner;
   /**
    * The executor's cores, held in the spawner instead of at `gate`: attempts are handed to it with their files made,
    * and it starts each as soon as its cores are free, without a round trip to this process.
@@ -77,7 +75,7 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
       ticket = ctx.gate?.enter(footprint(job.requirements).cores);
       try {
         if (ctx.ready !== undefined) await ctx.ready;
-        const prep = await prepareExecutable(job, ctx, ctx.spawner !== undefined);
+        const prep = await prepareExecutable(job, ctx, true);
         if (stopped()) return undefined;
         const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
         const env = (): NodeJS.ProcessEnv => ({
@@ -91,12 +89,9 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
         const when = { ticket, stopped };
         const gate =
           ctx.spawnerGate !== undefined ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores } : undefined;
-        const t =
-          ctx.spawner !== undefined
-            ? await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
-                spawning = s;
-              })
-            : await start(command, prep, env, { grace: ctx.grace, mark, watcher: ctx.watcher }, when);
+        const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
+          spawning = s;
+        });
         if (t === undefined) return undefined; // stopped before it started
         tree = t;
         if (stopped()) {
@@ -127,72 +122,10 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
 }
 
 /**
- * Opens the attempt's stdout/stderr files (and its stdin file), waits for its cores (`ticket`), then spawns the
- * command with them and the environment `env()` gives then; a program that cannot start is an
- * `ExecutableFailedError`. Undefined if the attempt was stopped meanwhile. The files are opened together, without
- * blocking the event loop.
- */
-async function start(
-  command: readonly string[],
-  prep: PreparedExecutable,
-  env: () => NodeJS.ProcessEnv,
-  tree: { readonly grace: number; readonly mark: string; readonly watcher: TreeWatcher | undefined },
-  when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
-): Promise<ProcessTree | undefined> {
-  const { workdir: wd, stdin } = prep;
-  const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
-  const opened = await Promise.allSettled([
-    openFd(wd.stdout, 'w'),
-    openFd(wd.stderr, 'w'),
-    ...(stdinPath !== undefined ? [openFd(stdinPath, 'r')] : []),
-  ]);
-  const fds = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
-  try {
-    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failed !== undefined) {
-      // stdout and stderr first, as when they were opened one after the other
-      if (opened[0]!.status === 'rejected' || opened[1]!.status === 'rejected') throw failed.reason;
-      throw new ExecutableFailedError(
-        `${prep.where}: stdin ${stdinPath!} cannot be read ` +
-          `(${(failed.reason as NodeJS.ErrnoException).code ?? String(failed.reason)}); the program was not started`,
-        null,
-        null,
-        '',
-      );
-    }
-    const [out, err, inFd] = fds as [number, number, number | undefined];
-    const input: number | 'ignore' | 'pipe' = inFd ?? (stdin !== undefined ? 'pipe' : 'ignore');
-    const { ticket } = when;
-    if (ticket !== undefined && !ticket.granted) await ticket.ready;
-    if (when.stopped()) return undefined;
-    const environment = env();
-    let started: ProcessTree;
-    try {
-      started = await spawnTree(command[0]!, command.slice(1), {
-        cwd: wd.path,
-        env: environment,
-        stdio: [input, out, err],
-        graceSeconds: tree.grace,
-        mark: tree.mark,
-        watcher: tree.watcher,
-      });
-    } catch (e) {
-      throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
-    }
-    if (stdin !== undefined && 'text' in stdin) {
-      const pipe = started.child!.stdin!;
-      pipe.on('error', () => undefined); // the program need not read all of it (EPIPE)
-      pipe.end(stdin.text);
-    }
-    return started;
-  } finally {
-    for (const fd of fds) closeSync(fd);
-  }
-}
-
-/**
- * Waits for the attempt's cores (`ticket`), then has the spawner make its working directory (unless made) and files
- * and start the command with the environment `env()` gives then. Failures are typed as `start`'s are.
+ * Hands the attempt to the spawner, which makes its working directory (unless made) and files at once and starts the
+ * command, with the environment `env()` gives now, once its cores are free: held in the spawner (`gate`), or here
+ * (`ticket`: then on GO). A program that cannot start is an `ExecutableFailedError`; undefined if the attempt was
+ * stopped before it started.
  */
 async function startSpawned(
   spawner: Spawner,
@@ -247,11 +180,6 @@ async function startSpawned(
     }
     throw e; // the working directory or an output file cannot be made: as the file system said
   }
-}
-
-/** `open(2)` on libuv's thread pool: the event loop goes on meanwhile. */
-function openFd(path: string, flags: string): Promise<number> {
-  return new Promise((resolve, reject) => open(path, flags, (err, fd) => (err !== null ? reject(err) : resolve(fd))));
 }
 
 function cannotStart(

@@ -26,7 +26,7 @@ export interface TreeSpawnOptions {
   readonly watcher?: TreeWatcher;
 }
 
-/** Someone who ends the trees this process started if it dies first (see `watchdog.ts`). */
+/** Someone who ends the trees this process started if it dies first (the spawner: `spawner.ts`). */
 export interface TreeWatcher {
   /** called before the program is spawned: whatever the watcher needs must exist by then */
   arm(): void;
