@@ -88,7 +88,9 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
         const mark = ctx.marks?.next() ?? randomUUID();
         const when = { ticket, stopped };
         const gate =
-          ctx.spawnerGate !== undefined ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores } : undefined;
+          ctx.spawnerGate !== undefined
+            ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores }
+            : undefined;
         const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
           spawning = s;
         });
@@ -155,9 +157,7 @@ async function startSpawned(
       env: environment,
       mark: tree.mark,
       graceSeconds: tree.grace,
-      ...(gate !== undefined
-        ? { when: gate }
-        : go && { when: 'go' as const }),
+      ...(gate !== undefined ? { when: gate } : go && { when: 'go' as const }),
     });
     handed(spawning);
     if (go) {

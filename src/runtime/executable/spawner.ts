@@ -21,7 +21,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { WorkerCrashedError } from '../../errors';
 import { withMark } from './marks';
-import { adoptTree, killMarked, type AdoptedTree, type ProcessTree, type TreeRoot, type TreeWatcher } from './process-tree';
+import {
+  adoptTree,
+  killMarked,
+  type AdoptedTree,
+  type ProcessTree,
+  type TreeRoot,
+  type TreeWatcher,
+} from './process-tree';
 import { SPAWNER_NAME, SPAWNER_PROGRAM, SpawnerCommand, SpawnerReply, type SpawnStage } from './spawner-program';
 
 /** One program to start. */
@@ -63,7 +70,7 @@ export interface Spawning {
   readonly tree: Promise<ProcessTree | undefined>;
   /** starts it now (`when: 'go'`) */
   go(): void;
-  /** the attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is being ended) */
+  /** the attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending) */
   leave(): void;
 }
 
@@ -169,7 +176,8 @@ export class Spawner implements TreeWatcher {
   /** A tree that outlived its leader has been ended: the spawner need not watch it any more. */
   ended(root: TreeRoot): void {
     const spec = specOf(root);
-    if (this.#kept.delete(spec) && this.#child !== undefined) this.#send([SpawnerCommand.done, root.pid, root.start ?? null]);
+    if (this.#kept.delete(spec) && this.#child !== undefined)
+      this.#send([SpawnerCommand.done, root.pid, root.start ?? null]);
   }
 
   /** Stops the spawner without it ending anything (the owner has ended its trees); resolves once it has exited. */
@@ -308,7 +316,10 @@ export class Spawner implements TreeWatcher {
 }
 
 /** The variables of `env` that differ from `base` (null: not in `env`). */
-function changes(env: NodeJS.ProcessEnv, base: Readonly<Record<string, string | undefined>>): Record<string, string | null> {
+function changes(
+  env: NodeJS.ProcessEnv,
+  base: Readonly<Record<string, string | undefined>>,
+): Record<string, string | null> {
   const d: Record<string, string | null> = {};
   for (const k in env) {
     const v = env[k];
