@@ -41,13 +41,14 @@ export interface ProcessesOptions {
 }
 
 /**
- * Runs `executable(argv, ...)` tasks as child processes, never through a shell. Each attempt runs in
- * its own working directory, `<root>/<workflow>/tasks/<task id>/attempt-<n>/`, with its inputs staged
+ * Runs `executable(argv, ...)` tasks as processes, never through a shell, started by a small spawner process (one
+ * per backend: it makes the working directories and files and forks, so that this process does neither). Each
+ * attempt runs in its own working directory, `<root>/<workflow>/tasks/<task id>/attempt-<n>/`, with its inputs staged
  * in and its stdout and stderr kept there as files. Each program leads its own session and process
  * group: cancelling the task (or exceeding its walltime) sends SIGTERM to the whole tree, then SIGKILL
  * after `gracePeriod` seconds, and the executor's scope is not released until no process of it is left. Every
- * process of an attempt carries its mark in `SCALEMS_ATTEMPT`, which also finds those that daemonised; a small
- * watchdog ends them all if this process dies (SIGKILL) first, and a later run of the workflow ends what a dead run
+ * process of an attempt carries its mark in `SCALEMS_ATTEMPT`, which also finds those that daemonised; the spawner
+ * ends them all if this process dies (SIGKILL) first, and a later run of the workflow ends what a dead run
  * left before it starts anything. Unknown options, and values of the wrong type, throw `InvalidOptionsError`.
  *
  * ## Example
@@ -133,7 +134,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
 let backends = 0;
 
 /**
- * Ends what an earlier run of the workflow at `place` left running, if that run's process is dead: its watchdog ends
+ * Ends what an earlier run of the workflow at `place` left running, if that run's process is dead: its spawner ends
  * it, but may not have finished (or may have been killed with it). So no program runs beside a copy of itself.
  */
 function endLeftovers(place: string, owner: string, grace: number): Promise<void> {

@@ -202,7 +202,7 @@ export class TaskHost {
     for (const stop of [...this.running.values()]) stop(reason);
   }
 
-  /** Waits for the stopped programs to be gone, and releases the threads (and the watchdog). */
+  /** Waits for the stopped programs to be gone, and releases the threads (and the spawner). */
   async close(): Promise<void> {
     await this.functions?.close();
     while (this.ending.size > 0) await Promise.all([...this.ending]);
