@@ -1,8 +1,8 @@
 // Cancellation and walltime reach the whole process tree: no process of a task is left behind.
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TaskCancelledError, WalltimeExceededError, executable } from 'scalems';
+import { TaskCancelledError, WalltimeExceededError, WorkerCrashedError, executable } from 'scalems';
 import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
 
 afterAll(removeRoots);
@@ -19,8 +19,8 @@ const STUBBORN = ['bash', '-c', 'trap "" TERM; sleep 100 & echo $!; setsid sleep
  */
 const DAEMONISING = ['bash', '-c', 'trap "" TERM; (setsid sleep 100 & echo $!); echo $$; sleep 100'];
 
-/** The watchdogs this process started that are still running. */
-function watchdogs(): number[] {
+/** The spawners this process started that are still running (each is also its backend's watchdog). */
+function spawners(): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -28,7 +28,7 @@ function watchdogs(): number[] {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-watchdog'))
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner'))
         found.push(pid);
     } catch {
       // gone
@@ -91,12 +91,12 @@ describe('processes(): ending process trees', () => {
     expect(alive([daemon!])).toEqual([]);
   });
 
-  it('the watchdog is started with the first program and gone once the runtime is shut down', async () => {
-    const before = watchdogs();
+  it('the spawner (also the watchdog) is started with the first program and gone once the runtime is shut down', async () => {
+    const before = spawners();
     const { rt, ex } = await setup({ gracePeriod: 0.3 });
-    expect(watchdogs()).toEqual(before);
+    expect(spawners()).toEqual(before);
     await ex.submit(executable(['true']));
-    const started = watchdogs().filter((pid) => !before.includes(pid));
+    const started = spawners().filter((pid) => !before.includes(pid));
     expect(started).toHaveLength(1);
     await rt.shutdown();
     expect(alive(started)).toEqual([]);
@@ -134,3 +134,50 @@ describe('processes(): ending process trees', () => {
 function workdirOf(root: string, id: string): string {
   return join(root, 'wf', 'tasks', id, 'attempt-1');
 }
+
+describe('processes(): the spawner', () => {
+  it('killed -9 mid-run: its running and waiting attempts fail with WorkerCrashedError, nothing of them is left, and the next attempts run', async () => {
+    const before = spawners();
+    const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
+    const running = ex.submit(executable(STUBBORN));
+    const pids = await waitFor(
+      () => pidsIn(join(workdirOf(root, running.id), 'stdout'), 3),
+      'the first program to report its pids',
+    );
+    // waits in the spawner for the one core, its files made
+    const waiting = ex.submit(executable(['bash', '-c', 'echo $$ > started; sleep 100']));
+    await waitFor(() => (existsSync(join(workdirOf(root, waiting.id), 'stdout')) ? true : undefined), 'its files');
+    const [spawner] = spawners().filter((pid) => !before.includes(pid));
+    process.kill(spawner!, 'SIGKILL');
+    for (const t of [running, waiting]) {
+      await expect(t).rejects.toThrow(WorkerCrashedError);
+      await expect(t).rejects.toThrow(/spawner .* died \(signal SIGKILL\)/);
+    }
+    // the next attempts start another spawner
+    const next = await ex.submit(executable(['bash', '-c', 'echo again']));
+    expect(readFileSync(next.stdout.$file, 'utf8')).toBe('again\n');
+    const others = spawners().filter((pid) => !before.includes(pid));
+    expect(others).toHaveLength(1);
+    expect(others).not.toContain(spawner);
+    await rt.shutdown();
+    expect(alive(pids)).toEqual([]);
+    expect(alive(others)).toEqual([]);
+    expect(existsSync(join(workdirOf(root, waiting.id), 'started'))).toBe(false); // it never ran
+  });
+
+  it('an attempt cancelled while it waits in the spawner for cores never starts, and the cores go to the next', async () => {
+    const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
+    const first = ex.submit(executable(['bash', '-c', 'echo $$; sleep 100']));
+    await waitFor(() => pidsIn(join(workdirOf(root, first.id), 'stdout'), 1), 'the first program to start');
+    const second = ex.submit(executable(['bash', '-c', 'echo $$ > started; sleep 100']));
+    const third = ex.submit(executable(['bash', '-c', 'echo third']));
+    await waitFor(() => (existsSync(join(workdirOf(root, second.id), 'stdout')) ? true : undefined), 'its files');
+    second.cancel('not needed');
+    await expect(second).rejects.toThrow(TaskCancelledError);
+    first.cancel('enough');
+    await expect(first).rejects.toThrow(TaskCancelledError);
+    expect(readFileSync((await third).stdout.$file, 'utf8')).toBe('third\n');
+    expect(existsSync(join(workdirOf(root, second.id), 'started'))).toBe(false);
+    await rt.shutdown();
+  });
+});

@@ -166,7 +166,7 @@ describe('processes(): the driver killed with SIGKILL leaves nothing running, an
   it('when the watchdog is killed with the driver, a resume first ends what the dead run left, then runs each task once', async () => {
     const run = drive();
     await allStarted(0, KEYS);
-    const watchdogs = carrying('FAULT_DRIVER', tag).filter((pid) => cmdline(pid).includes('scalems-watchdog'));
+    const watchdogs = carrying('FAULT_DRIVER', tag).filter((pid) => cmdline(pid).includes('scalems-spawner'));
     expect(watchdogs).toHaveLength(1);
     for (const pid of [run.child.pid!, ...watchdogs]) process.kill(pid, 'SIGKILL');
     await run.exited;

@@ -8,7 +8,16 @@ import { ExecutableFailedError } from '../../errors';
 import { validateDescription, type ExecutableDescription, type ExecutableResult } from '../../task/executable';
 import type { Job } from '../backend';
 import { resolveSource, type ResolvedSource } from './inputs';
-import { collectOutputs, fileRef, prepareWorkdir, stageInputs, tail, type StagingMode, type Workdir } from './workdir';
+import {
+  collectOutputs,
+  fileRef,
+  prepareWorkdir,
+  stageInputs,
+  tail,
+  workdirOf,
+  type StagingMode,
+  type Workdir,
+} from './workdir';
 
 /** Where an executor's attempts go on the host. */
 export interface ExecutablePlace {
@@ -30,6 +39,8 @@ export interface PreparedExecutable {
   readonly workdir: Workdir;
   /** a host file, or text to pipe in */
   readonly stdin: ResolvedSource | undefined;
+  /** false: the working directory is still to be made (by the spawner, which starts the program) */
+  readonly made: boolean;
 }
 
 /** How the program ended. */
@@ -38,8 +49,15 @@ export interface ExitStatus {
   readonly signal: string | null;
 }
 
-/** Makes the attempt's working directory and stages its inputs into it. */
-export async function prepareExecutable(job: ExecutableJob, place: ExecutablePlace): Promise<PreparedExecutable> {
+/**
+ * Makes the attempt's working directory and stages its inputs into it. `deferred`: an attempt without inputs leaves
+ * its directory to be made where its program starts (`spawner.ts`), and only says where it is.
+ */
+export async function prepareExecutable(
+  job: ExecutableJob,
+  place: ExecutablePlace,
+  deferred = false,
+): Promise<PreparedExecutable> {
   const where = `task ${job.label ?? job.name} (${job.id})`;
   const description = validateDescription(job.args[0], where, { resolved: true });
   const inputs: Record<string, string> = {};
@@ -50,9 +68,11 @@ export async function prepareExecutable(job: ExecutableJob, place: ExecutablePla
     description.stdin === undefined
       ? undefined
       : resolveSource(description.stdin, `${where}: stdin`, place.hostCwd, true);
+  if (deferred && Object.keys(inputs).length === 0)
+    return { where, description, workdir: workdirOf(place.workflowDir, job), stdin, made: false };
   const workdir = await prepareWorkdir(place.workflowDir, job);
   await stageInputs(workdir.path, inputs, place.staging);
-  return { where, description, workdir, stdin };
+  return { where, description, workdir, stdin, made: true };
 }
 
 /**

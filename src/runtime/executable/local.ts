@@ -1,14 +1,14 @@
 /**
- * An executable attempt as a child process of this one, never through a shell: the program leads its
- * own session and process group, with stdout and stderr into its working directory's files. Stopping
+ * An executable attempt as a program on this host, never through a shell, started by the owner's spawner
+ * (`spawner.ts`): the program leads its own session and process group, with stdout and stderr into its working
+ * directory's files. Stopping
  * the attempt (cancel, walltime) ends the whole process tree: SIGTERM, then SIGKILL after the grace
  * period. Every attempt's processes carry its mark (`marks.ts`), so that this also reaches the ones that daemonised.
  * The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, open } from 'node:fs';
 import type { Observable } from 'rxjs';
-import { ExecutableFailedError } from '../../errors';
+import { ExecutableFailedError, WorkerCrashedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
 import { footprint } from '../../task/requirements';
 import { attemptOf } from '../backend';
@@ -21,7 +21,8 @@ import {
 } from './attempt';
 import type { CoreGate, GateTicket } from './core-gate';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
-import { groupAlive, spawnTree, type ProcessTree, type TreeWatcher } from './process-tree';
+import type { ProcessTree } from './process-tree';
+import { SpawnFailure, type Spawner, type SpawnerGate, type Spawning } from './spawner';
 
 export interface LocalRunContext extends ExecutablePlace {
   /** seconds between SIGTERM and SIGKILL when an attempt is stopped */
@@ -38,8 +39,16 @@ export interface LocalRunContext extends ExecutablePlace {
   readonly gate?: CoreGate;
   /** The mark of each attempt (`marks.ts`). None: a random one, which only its own tree kill looks for. */
   readonly marks?: { next(): string };
-  /** Told of every tree: it ends them if this process dies first (`watchdog.ts`). */
-  readonly watcher?: TreeWatcher;
+  /**
+   * Makes the working directories and files and starts the programs, in a small process of its own (`spawner.ts`);
+   * it ends them if this process dies first.
+   */
+  readonly spawner: Spawner;
+  /**
+   * The executor's cores, held in the spawner instead of at `gate`: attempts are handed to it with their files made,
+   * and it starts each as soon as its cores are free, without a round trip to this process.
+   */
+  readonly spawnerGate?: SpawnerGate;
   /** Resolves when attempts may start (once what a dead run of the same workflow left has been ended). */
   readonly ready?: Promise<void>;
 }
@@ -51,6 +60,7 @@ export interface LocalRunContext extends ExecutablePlace {
 export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult | undefined> {
   let tree: ProcessTree | undefined;
   let ticket: GateTicket | undefined;
+  let spawning: Spawning | undefined;
   const end = (t: ProcessTree): void => {
     const ending = t.kill(ctx.grace);
     ctx.ending.add(ending);
@@ -65,7 +75,7 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
       ticket = ctx.gate?.enter(footprint(job.requirements).cores);
       try {
         if (ctx.ready !== undefined) await ctx.ready;
-        const prep = await prepareExecutable(job, ctx);
+        const prep = await prepareExecutable(job, ctx, true);
         if (stopped()) return undefined;
         const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
         const env = (): NodeJS.ProcessEnv => ({
@@ -76,22 +86,29 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
           ...prep.description.env,
         });
         const mark = ctx.marks?.next() ?? randomUUID();
-        const t = await start(
-          command,
-          prep,
-          env,
-          { grace: ctx.grace, mark, watcher: ctx.watcher },
-          { ticket, stopped },
-        );
+        const when = { ticket, stopped };
+        const gate =
+          ctx.spawnerGate !== undefined
+            ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores }
+            : undefined;
+        const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
+          spawning = s;
+        });
         if (t === undefined) return undefined; // stopped before it started
         tree = t;
         if (stopped()) {
           end(t);
           return undefined;
         }
-        const exit = await t.exited;
+        let exit;
+        try {
+          exit = await t.exited;
+        } catch (err) {
+          end(t); // its spawner died: nobody else will end it
+          throw new WorkerCrashedError(`${prep.where}: ${(err as Error).message}`);
+        }
         leave(); // the core is free for the next program while this one's result is made
-        if (groupAlive(t.root)) end(t); // the program is done: what it left running in its group goes too
+        if (exit.groupAlive) end(t); // the program is done: what it left running in its group goes too
         return await executableResult(prep, command, exit);
       } finally {
         leave();
@@ -100,78 +117,69 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
     // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
     () => {
       leave();
+      if (tree === undefined || tree.running) spawning?.leave(); // not started: dropped; running: its cores are free
       if (tree?.running === true) end(tree);
     },
   );
 }
 
 /**
- * Opens the attempt's stdout/stderr files (and its stdin file), waits for its cores (`ticket`), then spawns the
- * command with them and the environment `env()` gives then; a program that cannot start is an
- * `ExecutableFailedError`. Undefined if the attempt was stopped meanwhile. The files are opened together, without
- * blocking the event loop.
+ * Hands the attempt to the spawner, which makes its working directory (unless made) and files at once and starts the
+ * command, with the environment `env()` gives now, once its cores are free: held in the spawner (`gate`), or here
+ * (`ticket`: then on GO). A program that cannot start is an `ExecutableFailedError`; undefined if the attempt was
+ * stopped before it started.
  */
-async function start(
+async function startSpawned(
+  spawner: Spawner,
   command: readonly string[],
   prep: PreparedExecutable,
   env: () => NodeJS.ProcessEnv,
-  tree: { readonly grace: number; readonly mark: string; readonly watcher: TreeWatcher | undefined },
+  tree: { readonly grace: number; readonly mark: string },
   when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
+  gate: { readonly gate: SpawnerGate; readonly cores: number } | undefined,
+  handed: (s: Spawning) => void,
 ): Promise<ProcessTree | undefined> {
   const { workdir: wd, stdin } = prep;
+  const { ticket } = when;
+  // without a gate in the spawner: its files are made at once, and it starts on GO, once the cores are granted here
+  const go = gate === undefined && ticket !== undefined && !ticket.granted;
+  const environment = env();
   const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
-  const opened = await Promise.allSettled([
-    openFd(wd.stdout, 'w'),
-    openFd(wd.stderr, 'w'),
-    ...(stdinPath !== undefined ? [openFd(stdinPath, 'r')] : []),
-  ]);
-  const fds = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   try {
-    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failed !== undefined) {
-      // stdout and stderr first, as when they were opened one after the other
-      if (opened[0]!.status === 'rejected' || opened[1]!.status === 'rejected') throw failed.reason;
+    const spawning = spawner.start({
+      command,
+      cwd: wd.path,
+      made: prep.made,
+      stdout: wd.stdout,
+      stderr: wd.stderr,
+      ...(stdinPath !== undefined && { stdinPath }),
+      ...(stdin !== undefined && 'text' in stdin && { stdinText: stdin.text }),
+      env: environment,
+      mark: tree.mark,
+      graceSeconds: tree.grace,
+      ...(gate !== undefined ? { when: gate } : go && { when: 'go' as const }),
+    });
+    handed(spawning);
+    if (go) {
+      await ticket.ready;
+      if (when.stopped()) return undefined; // its teardown dropped it
+      spawning.go();
+    }
+    return await spawning.tree;
+  } catch (e) {
+    if (e instanceof WorkerCrashedError) throw new WorkerCrashedError(`${prep.where}: ${e.message}`);
+    if (!(e instanceof SpawnFailure)) throw e;
+    if (e.stage === 'spawn') throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
+    if (e.stage === 'stdin') {
       throw new ExecutableFailedError(
-        `${prep.where}: stdin ${stdinPath!} cannot be read ` +
-          `(${(failed.reason as NodeJS.ErrnoException).code ?? String(failed.reason)}); the program was not started`,
+        `${prep.where}: stdin ${stdinPath!} cannot be read (${e.code ?? e.message}); the program was not started`,
         null,
         null,
         '',
       );
     }
-    const [out, err, inFd] = fds as [number, number, number | undefined];
-    const input: number | 'ignore' | 'pipe' = inFd ?? (stdin !== undefined ? 'pipe' : 'ignore');
-    const { ticket } = when;
-    if (ticket !== undefined && !ticket.granted) await ticket.ready;
-    if (when.stopped()) return undefined;
-    const environment = env();
-    let started: ProcessTree;
-    try {
-      started = await spawnTree(command[0]!, command.slice(1), {
-        cwd: wd.path,
-        env: environment,
-        stdio: [input, out, err],
-        graceSeconds: tree.grace,
-        mark: tree.mark,
-        watcher: tree.watcher,
-      });
-    } catch (e) {
-      throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
-    }
-    if (stdin !== undefined && 'text' in stdin) {
-      const pipe = started.child.stdin!;
-      pipe.on('error', () => undefined); // the program need not read all of it (EPIPE)
-      pipe.end(stdin.text);
-    }
-    return started;
-  } finally {
-    for (const fd of fds) closeSync(fd);
+    throw e; // the working directory or an output file cannot be made: as the file system said
   }
-}
-
-/** `open(2)` on libuv's thread pool: the event loop goes on meanwhile. */
-function openFd(path: string, flags: string): Promise<number> {
-  return new Promise((resolve, reject) => open(path, flags, (err, fd) => (err !== null ? reject(err) : resolve(fd))));
 }
 
 function cannotStart(

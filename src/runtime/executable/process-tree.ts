@@ -26,7 +26,7 @@ export interface TreeSpawnOptions {
   readonly watcher?: TreeWatcher;
 }
 
-/** Someone who ends the trees this process started if it dies first (see `watchdog.ts`). */
+/** Someone who ends the trees this process started if it dies first (the spawner: `spawner.ts`). */
 export interface TreeWatcher {
   /** called before the program is spawned: whatever the watcher needs must exist by then */
   arm(): void;
@@ -39,13 +39,22 @@ export interface ExitStatus {
   readonly signal: NodeJS.Signals | null;
 }
 
+/** How the leader of a tree ended, and whether members of its process group were left then. */
+export interface TreeExit extends ExitStatus {
+  readonly groupAlive: boolean;
+}
+
 /** A running program and everything it starts. */
 export interface ProcessTree {
   readonly pid: number;
   readonly root: TreeRoot;
-  readonly child: ChildProcess;
-  /** resolves when the program itself exits (its descendants may live on: see `kill`) */
-  readonly exited: Promise<ExitStatus>;
+  /** the program, where this process started it (not when the spawner did: `spawner.ts`) */
+  readonly child?: ChildProcess;
+  /**
+   * resolves when the program itself exits (its descendants may live on: see `kill`); rejects if that cannot be
+   * known (the spawner that started it died)
+   */
+  readonly exited: Promise<TreeExit>;
   /** true until the program itself has exited */
   readonly running: boolean;
   /**
@@ -68,9 +77,8 @@ const marks = new Map<ProcessTree, MarkTest>();
  * once the program has started; rejects with the spawn error (ENOENT, EACCES, ...) if it cannot start.
  */
 export function spawnTree(program: string, args: readonly string[], options: TreeSpawnOptions): Promise<ProcessTree> {
-  const { mark, watcher } = options;
-  const test: MarkTest | undefined = mark === undefined ? undefined : (token) => token === mark;
-  watcher?.arm();
+  const { mark } = options;
+  options.watcher?.arm();
   return new Promise<ProcessTree>((resolve, reject) => {
     const child = spawn(program, [...args], {
       cwd: options.cwd,
@@ -80,68 +88,101 @@ export function spawnTree(program: string, args: readonly string[], options: Tre
       shell: false,
       windowsHide: true,
     });
-    let killing: Promise<void> | undefined;
-    let running = true;
-    let root: TreeRoot = { pid: child.pid ?? -1 };
-    let watched = false;
-    const forget = (): void => {
-      live.delete(tree);
-      marks.delete(tree);
-      if (live.size === 0) uninstallSignalHandlers();
-    };
-    const gone = (): void => {
-      if (watched) watcher?.ended(root);
-      watched = false;
-    };
-    const exited = new Promise<ExitStatus>((resolveExit) => {
-      child.once('exit', (code, signal) => {
-        running = false;
-        if (killing === undefined) {
-          forget();
-          if (!groupAlive(root)) gone(); // else it is for the owner to end what is left (then `kill` says so)
-        }
-        resolveExit({ code, signal });
-      });
-    });
-    const tree: ProcessTree = {
-      pid: root.pid,
-      get root() {
-        return root;
-      },
-      child,
-      exited,
-      get running() {
-        return running;
-      },
-      kill(graceSeconds = options.graceSeconds ?? DEFAULT_GRACE_SECONDS) {
-        if (killing === undefined) {
-          live.add(tree);
-          if (test !== undefined) marks.set(tree, test);
-          installExitHooks();
-          killing = killTree(root, graceSeconds, test).finally(() => {
-            forget();
-            gone();
-          });
-        }
-        return killing;
-      },
-    };
     child.on('error', (err) => {
       if (child.pid === undefined) reject(err);
     });
     child.once('spawn', () => {
-      const start = readStat(root.pid)?.start;
-      if (start !== undefined) root = { pid: root.pid, start };
-      live.add(tree);
-      if (test !== undefined) marks.set(tree, test);
-      installExitHooks();
-      if (watcher !== undefined && running) {
-        watched = true;
-        watcher.started(root);
-      }
-      resolve(tree);
+      const pid = child.pid ?? -1;
+      const start = readStat(pid)?.start;
+      const adopted = adoptTree(start !== undefined ? { pid, start } : { pid }, options, child);
+      child.once('exit', (code, signal) => adopted.exit({ code, signal }, groupAlive(adopted.tree.root)));
+      resolve(adopted.tree);
     });
   });
+}
+
+/** A tree as its owner sees it, and how whoever started it reports its leader's end. */
+export interface AdoptedTree {
+  readonly tree: ProcessTree;
+  /** the leader has exited; `groupAlive`: its process group still had members then */
+  exit(status: ExitStatus, groupAlive: boolean): void;
+  /** the leader's fate cannot be known any more (its parent died): `exited` rejects with `reason` */
+  lost(reason: Error): void;
+}
+
+/**
+ * The bookkeeping of a tree whose leader has just started (here, or in the spawner): it is ended with the others when
+ * this process is interrupted or exits, and `watcher` is told when it started and when nothing of it is left.
+ */
+export function adoptTree(
+  root: TreeRoot,
+  options: Pick<TreeSpawnOptions, 'graceSeconds' | 'mark' | 'watcher'>,
+  child?: ChildProcess,
+): AdoptedTree {
+  const { mark, watcher } = options;
+  const test: MarkTest | undefined = mark === undefined ? undefined : (token) => token === mark;
+  let killing: Promise<void> | undefined;
+  let running = true;
+  let watched = false;
+  let settle!: (exit: TreeExit) => void;
+  let fail!: (reason: Error) => void;
+  const exited = new Promise<TreeExit>((resolve, reject) => {
+    settle = resolve;
+    fail = reject;
+  });
+  exited.catch(() => undefined); // for whoever awaits it; nobody may
+  const forget = (): void => {
+    live.delete(tree);
+    marks.delete(tree);
+    if (live.size === 0) uninstallSignalHandlers();
+  };
+  const gone = (): void => {
+    if (watched) watcher?.ended(root);
+    watched = false;
+  };
+  const tree: ProcessTree = {
+    pid: root.pid,
+    root,
+    child,
+    exited,
+    get running() {
+      return running;
+    },
+    kill(graceSeconds = options.graceSeconds ?? DEFAULT_GRACE_SECONDS) {
+      if (killing === undefined) {
+        live.add(tree);
+        if (test !== undefined) marks.set(tree, test);
+        installExitHooks();
+        killing = killTree(root, graceSeconds, test).finally(() => {
+          forget();
+          gone();
+        });
+      }
+      return killing;
+    },
+  };
+  live.add(tree);
+  if (test !== undefined) marks.set(tree, test);
+  installExitHooks();
+  if (watcher !== undefined) {
+    watched = true;
+    watcher.started(root);
+  }
+  return {
+    tree,
+    exit(status, groupAlive) {
+      running = false;
+      if (killing === undefined) {
+        forget();
+        if (!groupAlive) gone(); // else it is for the owner to end what is left (then `kill` says so)
+      }
+      settle({ code: status.code, signal: status.signal, groupAlive });
+    },
+    lost(reason) {
+      running = false;
+      fail(reason);
+    },
+  };
 }
 
 interface ProcStat {

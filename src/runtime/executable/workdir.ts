@@ -60,14 +60,24 @@ export async function prepareWorkdir(
   workflowDir: string,
   job: { readonly id: string; readonly attempt: number },
 ): Promise<Workdir> {
-  const tasks = join(workflowDir, 'tasks');
-  const taskDir = assertInside(tasks, job.id, 'task directory');
-  const path = join(taskDir, `attempt-${job.attempt}`);
+  const workdir = workdirOf(workflowDir, job);
+  const { path } = workdir;
   // mkdir returns the first directory it made, undefined if `path` was there already (a rerun after a crash)
   if ((await mkdir(path, { recursive: true })) === undefined) {
     await rm(path, { recursive: true, force: true });
     await mkdir(path, { recursive: true });
   }
+  return workdir;
+}
+
+/**
+ * Where this attempt of the task works, without making anything (the spawner makes it: `spawner.ts`, the same way as
+ * `prepareWorkdir`).
+ */
+export function workdirOf(workflowDir: string, job: { readonly id: string; readonly attempt: number }): Workdir {
+  const tasks = join(workflowDir, 'tasks');
+  const taskDir = assertInside(tasks, job.id, 'task directory');
+  const path = join(taskDir, `attempt-${job.attempt}`);
   return { taskDir, path, stdout: join(path, 'stdout'), stderr: join(path, 'stderr') };
 }
 

@@ -6,14 +6,13 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../options';
-import { CoreGate } from '../executable/core-gate';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
 import { DEFAULT_GRACE_SECONDS, killMarked, startOf } from '../executable/process-tree';
-import { Watchdog } from '../executable/watchdog';
+import { Spawner } from '../executable/spawner';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 
 export interface ProcessesOptions {
@@ -42,13 +41,14 @@ export interface ProcessesOptions {
 }
 
 /**
- * Runs `executable(argv, ...)` tasks as child processes, never through a shell. Each attempt runs in
- * its own working directory, `<root>/<workflow>/tasks/<task id>/attempt-<n>/`, with its inputs staged
+ * Runs `executable(argv, ...)` tasks as processes, never through a shell, started by a small spawner process (one
+ * per backend: it makes the working directories and files and forks, so that this process does neither). Each
+ * attempt runs in its own working directory, `<root>/<workflow>/tasks/<task id>/attempt-<n>/`, with its inputs staged
  * in and its stdout and stderr kept there as files. Each program leads its own session and process
  * group: cancelling the task (or exceeding its walltime) sends SIGTERM to the whole tree, then SIGKILL
  * after `gracePeriod` seconds, and the executor's scope is not released until no process of it is left. Every
- * process of an attempt carries its mark in `SCALEMS_ATTEMPT`, which also finds those that daemonised; a small
- * watchdog ends them all if this process dies (SIGKILL) first, and a later run of the workflow ends what a dead run
+ * process of an attempt carries its mark in `SCALEMS_ATTEMPT`, which also finds those that daemonised; the spawner
+ * ends them all if this process dies (SIGKILL) first, and a later run of the workflow ends what a dead run
  * left before it starts anything. Unknown options, and values of the wrong type, throw `InvalidOptionsError`.
  *
  * ## Example
@@ -74,7 +74,8 @@ export function processes(options: ProcessesOptions = {}): Backend {
   const owner = ownerOf(process.pid, startOf(process.pid));
   const since = Number(startOf(process.pid) ?? 0);
   const prefix = `${owner}-${++backends}-`;
-  const watchdog = new Watchdog(prefix, grace);
+  // makes the directories and files and forks the programs, and ends them if this process dies first
+  const spawner = new Spawner(prefix, grace);
   const resumed = new Map<string, Promise<void>>();
   let executors = 0;
   let attempts = 0;
@@ -94,14 +95,15 @@ export function processes(options: ProcessesOptions = {}): Backend {
         mpi: options.mpi ?? {},
         workerEnv: worker.env ?? {},
         ending,
-        gate: new CoreGate(cores),
+        // the executor's cores are held in the spawner: a program starts the moment another exits
+        spawner,
+        spawnerGate: spawner.gate(cores),
         marks: {
           next: () => {
             used = true;
             return `${mine}${++attempts}-${place}`;
           },
         },
-        watcher: watchdog,
         ready: resumed.get(place) ?? resumed.set(place, endLeftovers(place, owner, grace)).get(place),
       };
       return {
@@ -123,7 +125,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
     shutdown: async () => {
       await settle();
       if (attempts > 0) await killMarked({ mark: (t) => t.startsWith(prefix), since }, grace);
-      await watchdog.close();
+      await spawner.close();
     },
   };
 }
@@ -132,7 +134,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
 let backends = 0;
 
 /**
- * Ends what an earlier run of the workflow at `place` left running, if that run's process is dead: its watchdog ends
+ * Ends what an earlier run of the workflow at `place` left running, if that run's process is dead: its spawner ends
  * it, but may not have finished (or may have been killed with it). So no program runs beside a copy of itself.
  */
 function endLeftovers(place: string, owner: string, grace: number): Promise<void> {

@@ -20,7 +20,7 @@ import type { CoreGate } from '../executable/core-gate';
 import { runLocalExecutable } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
-import { Watchdog } from '../executable/watchdog';
+import { Spawner } from '../executable/spawner';
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
 import { jsonWire, type RemoteOutcome, type Wire } from './wire';
@@ -53,8 +53,9 @@ export interface TaskHostOptions {
    */
   readonly gate?: CoreGate;
   /**
-   * Ends the programs it started if this process dies without doing so (SIGKILL): a watchdog (`watchdog.ts`) and
-   * attempt marks. For a host whose death must not leave work running (a Slurm agent). @default false
+   * If this process dies without ending its programs (SIGKILL), its spawner (`spawner.ts`) ends their trees in any
+   * case; with this, also every process that carries one of its attempt marks (daemons, which left their trees). For a
+   * host whose death must not leave work running (a Slurm agent). @default false
    */
   readonly watchdog?: boolean;
 }
@@ -77,7 +78,7 @@ export class TaskHost {
   private readonly ending = new Set<Promise<void>>();
   private readonly functions: BackendExecutor | undefined;
   private readonly runner: RemoteRunner | undefined;
-  private readonly watchdog: Watchdog | undefined;
+  private readonly spawner: Spawner;
   private readonly markPrefix: string | undefined;
   private attempts = 0;
   private readonly wire: Wire;
@@ -95,10 +96,10 @@ export class TaskHost {
           })
         : undefined;
     this.functions = modules.length > 0 && options.inline !== true ? options.pool?.(modules, options.cores) : undefined;
-    if (options.watchdog === true) {
-      this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
-      this.watchdog = new Watchdog(this.markPrefix, 3);
-    }
+    if (options.watchdog === true) this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
+    // makes the directories and files and forks the programs; ends them (and, with a watchdog, every process that
+    // carries one of its marks) if this process dies first
+    this.spawner = new Spawner(this.markPrefix ?? '', 3);
   }
 
   /** attempts running now */
@@ -201,7 +202,7 @@ export class TaskHost {
     for (const stop of [...this.running.values()]) stop(reason);
   }
 
-  /** Waits for the stopped programs to be gone, and releases the threads (and the watchdog). */
+  /** Waits for the stopped programs to be gone, and releases the threads (and the spawner). */
   async close(): Promise<void> {
     await this.functions?.close();
     while (this.ending.size > 0) await Promise.all([...this.ending]);
@@ -209,7 +210,7 @@ export class TaskHost {
       const prefix = this.markPrefix;
       await killMarked({ mark: (t) => t.startsWith(prefix), since: Number(startOf(process.pid) ?? 0) }, 3);
     }
-    await this.watchdog?.close();
+    await this.spawner.close();
   }
 
   /** The error as a user of this host reads it: an unknown task name names the host and its modules. */
@@ -245,10 +246,8 @@ export class TaskHost {
       workerEnv: {},
       ending: this.ending,
       gate: this.options.gate,
-      ...(prefix !== undefined && {
-        marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` },
-        watcher: this.watchdog,
-      }),
+      spawner: this.spawner,
+      ...(prefix !== undefined && { marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` } }),
     });
   }
 

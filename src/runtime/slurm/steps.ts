@@ -249,7 +249,7 @@ export function startStep(launch: StepLaunch): RunningStep {
           : `${program} could not be started: ${tree.message}`;
       return { step: null, state: 'FAILED', exitCode: null, signal: null, messages: why, launched: false };
     }
-    const err = tree.child.stderr!;
+    const err = tree.child!.stderr!;
     err.setEncoding('utf8');
     err.on('data', (chunk: string) => {
       // keep the head (the step id, early errors) and a bounded tail

@@ -1,0 +1,252 @@
+/**
+ * The spawner's own program (see `spawner.ts` for why it exists and for its main side): plain JavaScript that
+ * `node -e` runs, so that it runs the same from `src/` under jest, from `dist/`, and inside a Slurm agent, and loads
+ * nothing of this package. Its wire codes, and what it does when its owner dies (`SWEEP`), are here too.
+ *
+ * Protocol: one JSON array per line, on the spawner's stdin (from the owner) and stdout (to the owner).
+ *   owner → spawner  [START, id, argv, cwd, made, stdout, stderr, stdinPath|null, stdinText|null, env changes,
+ *                     gate, gate cores, cores]
+ *                           makes the directory (unless made) and opens the files at once; then starts the program
+ *                           at once (gate 0), on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
+ *                    [GO, id]               start it now
+ *                    [LEAVE, id]            the attempt was stopped: drop it if it waits, give its cores back if not
+ *                    [DONE, pid, start]     the tree of this leader has been ended: stop watching it
+ *                    [QUIT]                 a normal shutdown: exit without ending anything
+ *   spawner → owner  [STARTED, id, pid, start|null]
+ *                    [FAILED, id, stage, errno code|null, message]   stage: dir, stdout, stderr, stdin, spawn, dropped
+ *                    [EXITED, id, code|null, signal|null, group alive 0|1]   (its cores are free again)
+ * `env changes` are the variables that differ from the spawner's own environment (null: removed).
+ */
+import { MARK_VARIABLE } from './marks';
+
+/** Owner → spawner. */
+export const SpawnerCommand = { start: 's', go: 'g', leave: 'l', done: 'd', quit: 'q' } as const;
+/** Spawner → owner. */
+export const SpawnerReply = { started: 's', failed: 'f', exited: 'x' } as const;
+/** Where starting a program failed. */
+export type SpawnStage = 'dir' | 'stdout' | 'stderr' | 'stdin' | 'spawn' | 'dropped';
+
+/** What the spawner's process is called in `ps` (its first argument). */
+export const SPAWNER_NAME = 'scalems-spawner';
+
+/**
+ * Ends, as `killTree` would (SIGTERM, then SIGKILL after the grace period), every process of the trees `specs`
+ * (`<pid>:<start>` of their leaders), their descendants, and every process whose `SCALEMS_ATTEMPT` holds a token that
+ * starts with `prefix` (none if `prefix` is empty); then calls `done`. Plain JavaScript, a function expression.
+ */
+const SWEEP = `function sweep(prefix, graceText, specs, done) {
+const fs = require('fs');
+const key = ${JSON.stringify(MARK_VARIABLE + '=')};
+const groups = specs.map((s) => s.split(':')).map(([pid, start]) => ({ pid: Number(pid), start: Number(start) }));
+const stat = (pid) => {
+  try {
+    const t = fs.readFileSync('/proc/' + pid + '/stat', 'latin1');
+    const f = t.slice(t.lastIndexOf(')') + 2).split(' ');
+    return { state: f[0], ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]), start: Number(f[19]) };
+  } catch { return undefined; }
+};
+const marked = (pid) => {
+  if (prefix === '') return false;
+  let env;
+  try { env = fs.readFileSync('/proc/' + pid + '/environ', 'latin1'); } catch { return false; }
+  for (const v of env.split('\\0'))
+    if (v.startsWith(key)) return v.slice(key.length).split(':').some((t) => t.startsWith(prefix));
+  return false;
+};
+const members = () => {
+  const all = new Map();
+  let names = [];
+  try { names = fs.readdirSync('/proc'); } catch {}
+  for (const name of names) {
+    const pid = Number(name);
+    if (!(pid > 0) || pid === process.pid) continue;
+    const s = stat(pid);
+    if (s !== undefined && s.state !== 'Z' && s.state !== 'X') all.set(pid, s);
+  }
+  // a group whose leader's pid now belongs to another process is not ours any more
+  const ours = groups.filter((g) => { const l = all.get(g.pid); return l === undefined || l.start === g.start; });
+  const found = new Set();
+  const queue = [];
+  const add = (pid) => { if (!found.has(pid) && all.has(pid)) { found.add(pid); queue.push(pid); } };
+  for (const [pid, s] of all)
+    if (ours.some((g) => (s.pgrp === g.pid || s.session === g.pid) && s.start >= g.start) || marked(pid)) add(pid);
+  const children = new Map();
+  for (const [pid, s] of all) { if (!children.has(s.ppid)) children.set(s.ppid, []); children.get(s.ppid).push(pid); }
+  while (queue.length > 0) for (const c of children.get(queue.pop()) || []) add(c);
+  return found;
+};
+const signal = (pid, sig) => { try { process.kill(pid, sig); } catch {} };
+const started = Date.now();
+const deadline = started + Math.max(0, Number(graceText) || 0) * 1000;
+const termed = new Set();
+let quiet = 0;
+const round = () => {
+  const found = members();
+  quiet = found.size === 0 ? quiet + 1 : 0;
+  if (quiet >= 3 || Date.now() - started > 60000) return done();
+  const kill = Date.now() >= deadline;
+  for (const pid of found) {
+    if (kill) signal(pid, 'SIGKILL');
+    else if (!termed.has(pid)) { termed.add(pid); signal(pid, 'SIGTERM'); }
+  }
+  setTimeout(round, 50);
+};
+round();
+}`;
+
+/**
+ * The spawner (run by `node -e`; argv: its name, the mark prefix of its owner's attempts ('' for none), the grace
+ * seconds). Everything per program is synchronous: the directory, the files, the fork. Its address space is a bare
+ * Node's, and no other thread of it writes memory meanwhile, so a fork copies little.
+ */
+export const SPAWNER_PROGRAM = `'use strict';
+const fs = require('fs');
+const cp = require('child_process');
+const [, prefix, graceText] = process.argv.slice(1);
+const C = ${JSON.stringify(SpawnerCommand)};
+const R = ${JSON.stringify(SpawnerReply)};
+const base = Object.assign({}, process.env);
+const trees = new Set();
+let out = [];
+const flush = () => { const text = out.join(''); out = []; process.stdout.write(text); };
+const send = (m) => { if (out.push(JSON.stringify(m) + '\\n') === 1) setImmediate(flush); };
+process.stdout.on('error', () => {});
+for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE']) process.on(s, () => {});
+const statBuffer = Buffer.alloc(1024);
+const startOf = (pid) => {
+  let fd;
+  try {
+    fd = fs.openSync('/proc/' + pid + '/stat', 'r');
+    const t = statBuffer.toString('latin1', 0, fs.readSync(fd, statBuffer, 0, 1024, 0));
+    return t.slice(t.lastIndexOf(')') + 2).split(' ')[19];
+  } catch { return null; } finally { if (fd !== undefined) fs.closeSync(fd); }
+};
+// gates: id -> { free cores, queue of prepared programs waiting for theirs } (see core-gate.ts: first come, first
+// served, nothing overtakes the first)
+const gates = new Map();
+// programs by id: prepared (waiting for cores, or for GO) or running
+const programs = new Map();
+const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
+const release = (p) => {
+  if (p.holds === 0) return;
+  const gate = gates.get(p.gate);
+  gate.free += p.holds;
+  p.holds = 0;
+  pump(gate);
+};
+const pump = (gate) => {
+  while (gate.queue.length > 0 && gate.queue[0].cores <= gate.free) {
+    const p = gate.queue.shift();
+    gate.free -= p.cores;
+    p.holds = p.cores;
+    launch(p);
+  }
+};
+const prepare = (m) => {
+  const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
+  const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
+    gate: gateId, cores: m[12], holds: 0, pid: undefined };
+  let stage = 'dir';
+  try {
+    if (!m[4] && fs.mkdirSync(cwd, { recursive: true }) === undefined) {
+      fs.rmSync(cwd, { recursive: true, force: true }); // an attempt's directory from a run that died
+      fs.mkdirSync(cwd, { recursive: true });
+    }
+    stage = 'stdout';
+    p.fds.push(fs.openSync(m[5], 'w'));
+    stage = 'stderr';
+    p.fds.push(fs.openSync(m[6], 'w'));
+    stage = 'stdin';
+    if (stdinPath !== null) p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+  } catch (e) {
+    closeFds(p);
+    send([R.failed, id, stage, e.code || null, e.message]);
+    return;
+  }
+  programs.set(id, p);
+  if (gateId === 0) return launch(p);
+  if (gateId === -1) return; // it starts on GO
+  let gate = gates.get(gateId);
+  if (gate === undefined) gates.set(gateId, (gate = { free: m[11], queue: [] }));
+  p.cores = Math.min(p.cores, m[11]);
+  gate.queue.push(p);
+  pump(gate);
+};
+const launch = (p) => {
+  const id = p.id;
+  try {
+    const env = Object.assign({}, base);
+    for (const k in p.changes) { const v = p.changes[k]; if (v === null) delete env[k]; else env[k] = v; }
+    const child = cp.spawn(p.argv[0], p.argv.slice(1), {
+      cwd: p.cwd, env, stdio: [p.input, p.fds[0], p.fds[1]], detached: true, shell: false, windowsHide: true,
+    });
+    const pid = child.pid;
+    if (pid === undefined) {
+      programs.delete(id);
+      release(p);
+      child.once('error', (e) => send([R.failed, id, 'spawn', e.code || null, e.message]));
+      return;
+    }
+    p.pid = pid;
+    child.on('error', () => {});
+    const begun = startOf(pid);
+    const spec = pid + ':' + (begun === null ? '0' : begun);
+    trees.add(spec);
+    send([R.started, id, pid, begun]);
+    if (p.stdinText !== null) { child.stdin.on('error', () => {}); child.stdin.end(p.stdinText); }
+    child.once('exit', (code, signal) => {
+      programs.delete(id);
+      release(p);
+      let alive = true;
+      try { process.kill(-pid, 0); } catch (e) { alive = e.code === 'EPERM'; }
+      if (!alive) trees.delete(spec);
+      send([R.exited, id, code, signal, alive ? 1 : 0]);
+    });
+  } catch (e) {
+    programs.delete(id);
+    release(p);
+    send([R.failed, id, 'spawn', e.code || null, e.message]);
+  } finally {
+    closeFds(p);
+  }
+};
+// the owner no longer wants it: a program still waiting is dropped; a running one gives its cores back (it is being
+// ended)
+const leave = (id) => {
+  const p = programs.get(id);
+  if (p === undefined) return;
+  if (p.pid !== undefined) return release(p);
+  programs.delete(id);
+  const gate = gates.get(p.gate);
+  if (gate !== undefined) {
+    const i = gate.queue.indexOf(p);
+    if (i >= 0) gate.queue.splice(i, 1);
+    pump(gate);
+  }
+  closeFds(p);
+  send([R.failed, id, 'dropped', null, 'dropped']);
+};
+const sweep = ${SWEEP};
+let quitting = false;
+let buffer = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  buffer += chunk;
+  let nl;
+  while ((nl = buffer.indexOf('\\n')) >= 0) {
+    const m = JSON.parse(buffer.slice(0, nl));
+    buffer = buffer.slice(nl + 1);
+    if (m[0] === C.start) prepare(m);
+    else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
+    else if (m[0] === C.leave) leave(m[1]);
+    else if (m[0] === C.done) trees.delete(m[1] + ':' + (m[2] === null ? '0' : m[2]));
+    else if (m[0] === C.quit) quitting = true;
+  }
+});
+process.stdin.on('error', () => {});
+// the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
+process.stdin.on('close', () => {
+  if (quitting) process.exit(0);
+  sweep(prefix, graceText, [...trees], () => process.exit(0));
+});
+`;

@@ -1,0 +1,334 @@
+/**
+ * The spawner: one small Node process per owner (a `processes()` backend, a remote task host such as a Slurm agent)
+ * that makes each attempt's working directory and output files and forks its program, so that none of it happens in
+ * the owner. Why: a fork copies the page tables of the process that forks, and every page another thread of it writes
+ * before the child execs (libuv's thread pool, the collector); in a big driver that cost about twice what it costs a
+ * bare Node, and the directory and files were more system calls on the thread pool. The spawner does them
+ * synchronously in its own small address space, from one line of JSON per program (`spawner-program.ts`), and
+ * answers with the pid and, later, the exit status. The trees stay the owner's: it ends them (`killTree`) on cancel,
+ * walltime and exit, as before.
+ *
+ * It is also the watchdog: it runs in a session of its own, and when the pipe from its owner reaches end of file
+ * without a QUIT (the owner died, even by SIGKILL), it ends the trees it started that may still have members, and
+ * every process carrying one of the owner's marks, then exits. It keeps no event loop of the owner alive while no
+ * program runs.
+ *
+ * If it dies, the attempts it started fail with `WorkerCrashedError` (their trees are ended by their owners, the
+ * programs it may have started for attempts it had not answered yet by their marks), and the next attempt starts
+ * another.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { WorkerCrashedError } from '../../errors';
+import { withMark } from './marks';
+import {
+  adoptTree,
+  killMarked,
+  type AdoptedTree,
+  type ProcessTree,
+  type TreeRoot,
+  type TreeWatcher,
+} from './process-tree';
+import { SPAWNER_NAME, SPAWNER_PROGRAM, SpawnerCommand, SpawnerReply, type SpawnStage } from './spawner-program';
+
+/** One program to start. */
+export interface SpawnRequest {
+  /** the program and its arguments (no shell) */
+  readonly command: readonly string[];
+  /** its working directory */
+  readonly cwd: string;
+  /** true: `cwd` exists already (inputs were staged into it); else the spawner makes it afresh */
+  readonly made: boolean;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** a file to read stdin from */
+  readonly stdinPath?: string;
+  /** text to write to its stdin */
+  readonly stdinText?: string;
+  /** its whole environment (the mark is added) */
+  readonly env: NodeJS.ProcessEnv;
+  /** the attempt's mark (`marks.ts`) */
+  readonly mark?: string;
+  /** seconds from SIGTERM to SIGKILL when its tree is ended */
+  readonly graceSeconds: number;
+  /**
+   * When it starts: at once (none), when `go()` is called (`'go'`), or once `cores` of the gate's are free (the
+   * spawner holds the cores of the executor: its programs start one after the other without waiting for this process)
+   */
+  readonly when?: 'go' | { readonly gate: SpawnerGate; readonly cores: number };
+}
+
+/** The cores of one executor, held in the spawner (see `Spawner.gate`). */
+export interface SpawnerGate {
+  readonly id: number;
+  readonly cores: number;
+}
+
+/** A program handed to the spawner. */
+export interface Spawning {
+  /** resolves once it runs; undefined if it was dropped before it started (`leave`) */
+  readonly tree: Promise<ProcessTree | undefined>;
+  /** starts it now (`when: 'go'`) */
+  go(): void;
+  /** the attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending) */
+  leave(): void;
+}
+
+/** A program the spawner could not start: where (`stage`), and the error's errno code and message. */
+export class SpawnFailure extends Error {
+  constructor(
+    readonly stage: SpawnStage,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Waiting {
+  readonly request: SpawnRequest;
+  resolve(tree: ProcessTree | undefined): void;
+  reject(reason: Error): void;
+}
+
+type Reply =
+  | [typeof SpawnerReply.started, number, number, string | null]
+  | [typeof SpawnerReply.failed, number, SpawnStage, string | null, string]
+  | [typeof SpawnerReply.exited, number, number | null, NodeJS.Signals | null, 0 | 1];
+
+export class Spawner implements TreeWatcher {
+  #child: ChildProcess | undefined;
+  /** the environment the spawner was started with: requests send what differs from it */
+  #base: Readonly<Record<string, string | undefined>> = {};
+  readonly #waiting = new Map<number, Waiting>();
+  readonly #running = new Map<number, AdoptedTree>();
+  /** trees whose group outlived their leader: the spawner watches them until they have been ended */
+  readonly #kept = new Set<string>();
+  #ids = 0;
+  #gates = 0;
+  #out: string[] = [];
+  #in = '';
+
+  /**
+   * @param prefix the marks of the owner's attempts start with it: if the owner dies, the spawner also ends every
+   *   process that carries one. '' (the default): only the trees it started.
+   * @param graceSeconds from SIGTERM to SIGKILL when it ends them
+   */
+  constructor(
+    readonly prefix = '',
+    readonly graceSeconds = 3,
+  ) {}
+
+  /** The spawner's pid while it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** The cores of an executor, to be held here: its programs start as soon as theirs are free. */
+  gate(cores: number): SpawnerGate {
+    return { id: ++this.#gates, cores };
+  }
+
+  /**
+   * Makes the working directory and files of `request` at once, and starts its program in a session of its own when
+   * `request.when` says. Its `tree` rejects with `SpawnFailure` if it could not, with `WorkerCrashedError` if the
+   * spawner died first.
+   */
+  start(request: SpawnRequest): Spawning {
+    const child = this.#child ?? this.#launch();
+    const id = ++this.#ids;
+    const env = request.mark === undefined ? request.env : withMark(request.env, request.mark);
+    const { when } = request;
+    this.#send([
+      SpawnerCommand.start,
+      id,
+      request.command,
+      request.cwd,
+      request.made,
+      request.stdout,
+      request.stderr,
+      request.stdinPath ?? null,
+      request.stdinText ?? null,
+      changes(env, this.#base),
+      when === undefined ? 0 : when === 'go' ? -1 : when.gate.id,
+      when === undefined || when === 'go' ? 0 : when.gate.cores,
+      when === undefined || when === 'go' ? 0 : when.cores,
+    ]);
+    if (this.#waiting.size + this.#running.size === 0) (child.stdout as Readable & { ref(): void }).ref();
+    const tree = new Promise<ProcessTree | undefined>((resolve, reject) =>
+      this.#waiting.set(id, { request, resolve, reject }),
+    );
+    return {
+      tree,
+      go: () => {
+        if (this.#waiting.has(id)) this.#send([SpawnerCommand.go, id]);
+      },
+      leave: () => {
+        if (this.#waiting.has(id) || this.#running.has(id)) this.#send([SpawnerCommand.leave, id]);
+      },
+    };
+  }
+
+  arm(): void {}
+
+  started(): void {}
+
+  /** A tree that outlived its leader has been ended: the spawner need not watch it any more. */
+  ended(root: TreeRoot): void {
+    const spec = specOf(root);
+    if (this.#kept.delete(spec) && this.#child !== undefined)
+      this.#send([SpawnerCommand.done, root.pid, root.start ?? null]);
+  }
+
+  /** Stops the spawner without it ending anything (the owner has ended its trees); resolves once it has exited. */
+  async close(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    this.#kept.clear();
+    if (child === undefined) return;
+    this.#lose(child, new WorkerCrashedError('the spawner was closed while the program ran'));
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.ref(); // until it has gone
+    (child.stdout as Readable & { ref(): void }).ref();
+    this.#flush(child);
+    child.stdin!.end(`${JSON.stringify([SpawnerCommand.quit])}\n`);
+    await exited;
+  }
+
+  #launch(): ChildProcess {
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS; // no loader, no debugger: the programs get it back as a change (`changes`)
+    const child = spawn(
+      process.execPath,
+      ['--single-threaded', '-e', SPAWNER_PROGRAM, SPAWNER_NAME, this.prefix, String(this.graceSeconds)],
+      // in a session of its own: an interrupt of the owner's terminal reaches the owner, which ends the trees
+      { detached: true, stdio: ['pipe', 'pipe', 'inherit'], env, windowsHide: true },
+    );
+    this.#base = env;
+    this.#child = child;
+    child.on('error', () => undefined); // no Node at execPath: reported as its exit
+    child.stdin!.on('error', () => undefined); // it died: see 'exit'
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => this.#receive(chunk));
+    child.once('exit', (code, signal) => {
+      if (this.#child === child) this.#child = undefined;
+      this.#lose(
+        child,
+        new WorkerCrashedError(
+          `the spawner (pid ${child.pid ?? '?'}) that started its program died ` +
+            `(${signal !== null ? `signal ${signal}` : `exit code ${String(code)}`}): the program was ended; ` +
+            `the next attempts start another spawner`,
+        ),
+      );
+    });
+    child.unref();
+    (child.stdin as Writable & { unref(): void }).unref();
+    (child.stdout as Readable & { unref(): void }).unref();
+    return child;
+  }
+
+  /** The spawner is gone (or going): what it had not answered, and the programs it started, cannot be followed. */
+  #lose(child: ChildProcess, reason: WorkerCrashedError): void {
+    const unanswered = [...this.#waiting.values()];
+    this.#waiting.clear();
+    const running = [...this.#running.values()];
+    this.#running.clear();
+    this.#kept.clear();
+    this.#out = [];
+    this.#in = '';
+    if (this.#child === undefined) (child.stdout as Readable & { unref(): void }).unref();
+    for (const tree of running) tree.lost(reason);
+    // a program it started before it could answer carries its attempt's mark: end it by that
+    const marks = new Set(unanswered.flatMap((w) => (w.request.mark !== undefined ? [w.request.mark] : [])));
+    const ended =
+      marks.size > 0 ? killMarked({ mark: (t) => marks.has(t) }, this.graceSeconds).catch(() => undefined) : undefined;
+    for (const w of unanswered) {
+      if (ended === undefined) w.reject(reason);
+      else void ended.then(() => w.reject(reason));
+    }
+  }
+
+  #receive(chunk: string): void {
+    this.#in += chunk;
+    let nl: number;
+    while ((nl = this.#in.indexOf('\n')) >= 0) {
+      const reply = JSON.parse(this.#in.slice(0, nl)) as Reply;
+      this.#in = this.#in.slice(nl + 1);
+      this.#answer(reply);
+    }
+  }
+
+  #answer(reply: Reply): void {
+    const id = reply[1];
+    switch (reply[0]) {
+      case SpawnerReply.started: {
+        const w = this.#waiting.get(id);
+        if (w === undefined) return;
+        this.#waiting.delete(id);
+        const start = reply[3];
+        const root: TreeRoot = start !== null ? { pid: reply[2], start } : { pid: reply[2] };
+        const adopted = adoptTree(root, { graceSeconds: w.request.graceSeconds, mark: w.request.mark, watcher: this });
+        this.#running.set(id, adopted);
+        w.resolve(adopted.tree);
+        return;
+      }
+      case SpawnerReply.failed: {
+        const w = this.#waiting.get(id);
+        if (w === undefined) return;
+        this.#waiting.delete(id);
+        this.#idle();
+        if (reply[2] === 'dropped') w.resolve(undefined);
+        else w.reject(new SpawnFailure(reply[2], reply[3] ?? undefined, reply[4]));
+        return;
+      }
+      case SpawnerReply.exited: {
+        const adopted = this.#running.get(id);
+        if (adopted === undefined) return;
+        this.#running.delete(id);
+        this.#idle();
+        const groupAlive = reply[4] === 1;
+        if (groupAlive) this.#kept.add(specOf(adopted.tree.root));
+        adopted.exit({ code: reply[2], signal: reply[3] }, groupAlive);
+        return;
+      }
+    }
+  }
+
+  /** Nothing to wait for: the owner's event loop need not stay alive for the spawner. */
+  #idle(): void {
+    if (this.#waiting.size + this.#running.size === 0 && this.#child !== undefined)
+      (this.#child.stdout as Readable & { unref(): void }).unref();
+  }
+
+  #send(message: unknown[]): void {
+    const child = this.#child;
+    if (child === undefined) return;
+    if (this.#out.push(`${JSON.stringify(message)}\n`) === 1) setImmediate(() => this.#flush(child));
+  }
+
+  #flush(child: ChildProcess): void {
+    if (this.#out.length === 0 || child !== this.#child) return;
+    const text = this.#out.join('');
+    this.#out = [];
+    if (child.stdin!.writable) child.stdin!.write(text);
+  }
+}
+
+/** The variables of `env` that differ from `base` (null: not in `env`). */
+function changes(
+  env: NodeJS.ProcessEnv,
+  base: Readonly<Record<string, string | undefined>>,
+): Record<string, string | null> {
+  const d: Record<string, string | null> = {};
+  for (const k in env) {
+    const v = env[k];
+    if (v !== undefined && base[k] !== v) d[k] = v;
+  }
+  for (const k in base) if (env[k] === undefined) d[k] = null;
+  return d;
+}
+
+function specOf(root: TreeRoot): string {
+  return `${root.pid}:${root.start ?? '0'}`;
+}
