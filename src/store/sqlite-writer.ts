@@ -56,7 +56,10 @@ const put = (unsorted) => {
 };
 const batch = db.transaction(put);
 const batches = db.transaction((writes) => { for (const m of writes) put(m.rows); });
-const errorOf = (e) => ({ message: String(e && e.message), code: e && typeof e.code === 'string' ? e.code : undefined });
+const errorOf = (e) => ({
+  message: String(e && e.message),
+  code: e && typeof e.code === 'string' ? e.code : undefined,
+});
 const reply = (m, error) => parentPort.postMessage({ id: m.id, error });
 /** Runs one request; replies. */
 function run(m) {
