@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { openWorkflow } from 'scalems';
 import { sqliteStore } from 'scalems/node';
 import { timeScalems } from './core';
-import { alternate, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
 
 export async function benchStores(n = 100_000, rounds = 5): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
@@ -16,12 +16,22 @@ export async function benchStores(n = 100_000, rounds = 5): Promise<Record<strin
     await timeScalems(5_000, sqliteStore(join(dir, 'warm.sqlite')));
     const memory: number[] = [];
     const sqlite: number[] = [];
+    // CPU of this process per task (every thread: the engine's, the SQLite writer's, the collector's), which what
+    // else runs on the machine changes far less than the time
+    const memoryCpu: number[] = [];
+    const sqliteCpu: number[] = [];
+    const withCpu = async (cpu: number[], run: () => Promise<number>): Promise<number> => {
+      const u0 = process.cpuUsage();
+      const ms = await run();
+      cpu.push(cpuMicros(u0) / n);
+      return ms;
+    };
     for (let round = 0; round < rounds; round++) {
       file = join(dir, `state-${round}.sqlite`);
       const [m, s] = await alternate(
         round,
-        () => timeScalems(n),
-        () => timeScalems(n, sqliteStore(file)),
+        () => withCpu(memoryCpu, () => timeScalems(n)),
+        () => withCpu(sqliteCpu, () => timeScalems(n, sqliteStore(file))),
       );
       memory.push(m);
       sqlite.push(s);
@@ -38,8 +48,20 @@ export async function benchStores(n = 100_000, rounds = 5): Promise<Record<strin
         `memoryStore ${spread(memory.map((ms) => perSecond(n, ms)))} tasks/s  |  ` +
         `ratio ${spread(ratios, fmtRatio)} (goal >= 0.8)`,
     );
+    const us = (x: number): string => x.toFixed(1);
+    const cpuRatios = memoryCpu.map((m, i) => m / sqliteCpu[i]!);
+    console.log(
+      `  diagnosis, CPU of this process per task: sqliteStore ${spread(sqliteCpu, us)} µs  |  ` +
+        `memoryStore ${spread(memoryCpu, us)} µs  |  ratio ${spread(cpuRatios, fmtRatio)}`,
+    );
     console.log(`  reopen a ${restored.toLocaleString('en')}-task SQLite store: ${reopenMs.toFixed(0)} ms`);
-    return { memory: median(memory), sqlite: median(sqlite), ratio: median(ratios), reopenMs };
+    return {
+      memory: median(memory),
+      sqlite: median(sqlite),
+      ratio: median(ratios),
+      cpuRatio: median(cpuRatios),
+      reopenMs,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

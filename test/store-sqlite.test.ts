@@ -291,6 +291,24 @@ describe('sqliteStore writer thread', () => {
     expect(await store.get('a')).toBe(1);
   });
 
+  it('writes queued together commit together, yet one that fails fails alone', async () => {
+    const store = openStore(file);
+    await store.set('meta', 0); // the thread is up: the next writes queue behind one another
+    const writer = new SqliteWriter(file, (error) => error);
+    const many = Array.from({ length: 2_000 }, (_, i) => [`k${i}`, String(i)]).flat();
+    const first = writer.write(many);
+    // a value the table refuses (NOT NULL): this write fails, and only this one
+    const bad = writer.write(['bad', null as unknown as string]);
+    const last = writer.write(['last', '"ok"']);
+    await expect(first).resolves.toBeUndefined();
+    await expect(bad).rejects.toThrow(/NOT NULL/);
+    await expect(last).resolves.toBeUndefined();
+    await writer.close();
+    expect(await store.get('k1999')).toBe(1999);
+    expect(await store.get('last')).toBe('ok');
+    expect(await store.get('bad')).toBeUndefined();
+  });
+
   it('a writer thread that cannot start fails the writes with its reason instead of hanging', async () => {
     const writer = new SqliteWriter(path.join(dir, 'missing', 'state.sqlite'), (error) => error);
     await expect(writer.write(['k', '1'])).rejects.toThrow(/unable to open|directory does not exist|SQLITE_CANTOPEN/i);

@@ -294,7 +294,7 @@ export class Executor implements AsyncDisposable {
     if (this.invokes) entry.snapshot = captureContext(); // the context the function runs in, here
     for (const input of task.inputs) retain(entryOf(wf, input));
     this.outstanding++;
-    wf.dispatch({ type: 'submit', task, now: wf.now() });
+    wf.dispatch({ type: 'submit', task, now: wf.now(), slot: entry });
     const requirements = task.requirements;
     // the defaults were checked at creation
     const problem =

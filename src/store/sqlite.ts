@@ -33,10 +33,11 @@ const SCHEMA = `
 
 /**
  * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
- * value as JSON text, one transaction per `setMany`. Values must be JSON data (see `assertStorable`);
- * anything else is refused before a byte of the batch is written. Values are checked and turned into
- * JSON on the caller's thread; a writer thread with its own connection commits them (see
- * `SqliteWriter`), in order, and reads wait for the writes made before them.
+ * value as JSON text, one transaction per `setMany` (or for several queued behind one another: each is still
+ * written whole or not at all), a checkpoint every 10 000 pages (so the `-wal` file reaches about 40 MB).
+ * Values must be JSON data (see `assertStorable`); anything else is refused before a byte of the batch is written.
+ * Values are checked and turned into JSON on the caller's thread; a writer thread with its own connection commits
+ * them (see `SqliteWriter`), in order, and reads wait for the writes made before them.
  *
  * Opening creates the parent directories (mode 0700) and the file (0600, as are its -wal, -shm and lock files:
  * task records hold the `env` values of executables) if needed, and takes the lock `<path>.lock`
