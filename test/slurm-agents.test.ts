@@ -21,7 +21,7 @@ import {
 } from 'scalems';
 import { readText, slurm } from 'scalems/node';
 import { readRecords } from '../src/cli/locate';
-import { describeWithService, killSlurmd, restartSlurmd, slurmNodes } from './support/services';
+import { describeWithService, holdNodes, killSlurmd, restartSlurmd, slurmNodes } from './support/services';
 import * as tasks from './fixtures/slurm/tasks';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
@@ -228,6 +228,39 @@ describeWithService('slurm', 'slurm() agents when the driver is killed', () => {
     }
   }, 180_000);
 });
+
+describeWithService('slurm', 'slurm() when the driver is killed while its allocation waits in the queue', () => {
+  it('SIGKILL of the driver: its pending request leaves the queue within seconds, not once it is granted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-pending-kill-'));
+    // a job of someone else holds every CPU of both nodes: the driver's allocation waits behind it
+    const blockerName = `blocker-${process.pid}-pending`;
+    const blocker = await holdNodes(blockerName, ['-N2', '-n4']);
+    try {
+      const driver = spawn(
+        process.execPath,
+        ['--require', 'tsx/cjs', DRIVER, join(dir, 'state.sqlite'), join(dir, 'root'), join(dir, 'log'), '2'],
+        { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..') },
+      );
+      const name = `-${driver.pid}`;
+      await until(() => state(name) === 'PENDING');
+      driver.kill('SIGKILL');
+      const killedAt = Date.now();
+      await until(() => jobsNamed(name).length === 0 || Date.now() - killedAt > 10_000);
+      expect(jobsNamed(name)).toEqual([]); // withdrawn while the blocker still runs
+      expect(state(blockerName)).toBe('RUNNING');
+    } finally {
+      await blocker.release();
+    }
+  }, 120_000);
+});
+
+/** Slurm's state of the (first) job whose name ends with `suffix`. */
+function state(suffix: string): string | undefined {
+  const line = execFileSync('squeue', ['-h', '-o', '%j|%T'], { encoding: 'utf8' })
+    .split('\n')
+    .find((l) => l.split('|')[0]!.endsWith(suffix));
+  return line?.split('|')[1];
+}
 
 describeWithService('slurm', 'slurm() agents and the life of the program', () => {
   it('a program that ends without shutting down waits for its tasks on the agents, then exits by itself', async () => {

@@ -2,14 +2,14 @@
 // groups of one node each holds two allocations, requested side by side, each with its own agent; a task pinned to a
 // group runs in that group's allocation (on its node: the agents clear SLURM_JOB_ID from what their tasks see),
 // unpinned ones spread over both, and nothing is left in squeue after shutdown; and examples/slurm-groups.ts.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { call, executable, executor, launch, memoryStore, openWorkflow, type Runtime, type Workflow } from 'scalems';
 import { readText, slurm } from 'scalems/node';
-import { describeWithService } from './support/services';
+import { describeWithService, holdNodes } from './support/services';
 import { waitFor } from './support/work';
 import * as tasks from './fixtures/slurm/tasks';
 
@@ -146,11 +146,7 @@ describeWithService('slurm', 'slurm() worker groups while one group waits in the
     const rt = launch(wf, slurm({ modules: [MODULE], root, gracePeriod: 0.5, address: '127.0.0.1' }));
     // a job of someone else holds one node (both its CPUs): "members" (a CPU on each node) waits behind it
     const blockerName = `blocker-${process.pid}-groups`;
-    const blocker = spawn('salloc', ['-N1', '-n2', '-J', blockerName, 'sleep', '120'], { stdio: 'ignore' });
-    const release = (): void => {
-      blocker.kill('SIGTERM');
-      execFileSync('scancel', ['--name', blockerName]);
-    };
+    const blocker = await holdNodes(blockerName, ['-N1', '-n2']);
     try {
       const blocking = await waitFor(() => running(blockerName), 'the blocking job to run', 60_000);
       // "analysis" first: Slurm then grants it the free node, while "members" waits (listed first, the larger job
@@ -169,12 +165,12 @@ describeWithService('slurm', 'slurm() worker groups while one group waits in the
       expect((await Promise.all(unpinned)).map((p) => p.node)).toEqual([analysisNode, analysisNode, analysisNode]);
       expect(unpinned.map((t) => t.record!.group)).toEqual(['analysis', 'analysis', 'analysis']);
       expect(pinned.state).toBe('ready'); // waits for its group's grant, not started into it
-      release(); // the node is free: "members" is granted, and its task runs there
+      await blocker.release(); // the node is free: "members" is granted, and its task runs there
       expect(await pinned).toMatchObject({ node: expect.stringMatching(/^n[12]$/) });
       expect(pinned.record!.group).toBe('members');
       await ex.shutdown({ wait: true });
     } finally {
-      release();
+      await blocker.release();
       await rt.shutdown();
     }
   }, 180_000);

@@ -28,7 +28,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 
 // the nodes of the test cluster, for node-failure tests
-export { killSlurmd, nodeState, restartSlurmd, slurmNodes, type SlurmNode } from './slurm-nodes';
+export { holdNodes, killSlurmd, nodeState, restartSlurmd, slurmNodes, type SlurmNode } from './slurm-nodes';
 
 export type ServiceName = 'slurm' | 'redis' | 'mpi';
 

@@ -188,3 +188,24 @@ export async function restartSlurmd(node: string, timeoutMs = 60_000): Promise<v
     () => `state ${nodeState(node) ?? 'unknown'}; see ${slurmdLogFile(node)} and 'scontrol show node ${node}'`,
   );
 }
+
+/**
+ * A job of "someone else" holding nodes (`salloc --no-shell` with these arguments, and a 3-minute limit should the
+ * test never release it), granted when this resolves. `release()` cancels it and resolves once Slurm no longer lists
+ * it: no salloc of it is left running (a salloc running a command outlives a cancel of its job by a long while).
+ */
+export async function holdNodes(name: string, args: readonly string[]): Promise<{ release(): Promise<void> }> {
+  execFileSync('salloc', ['--no-shell', '-t', '3', '-J', name, ...args], { stdio: 'ignore', timeout: 60_000 });
+  const listed = (): boolean => execFileSync('squeue', ['-h', '-n', name, '-o', '%i'], { encoding: 'utf8' }) !== '';
+  return {
+    async release(): Promise<void> {
+      execFileSync('scancel', ['--name', name]);
+      await until(
+        `the job ${name} did not leave the queue`,
+        30_000,
+        () => !listed(),
+        () => 'still listed',
+      );
+    },
+  };
+}

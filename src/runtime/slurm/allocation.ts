@@ -7,6 +7,9 @@
  *   * the job id arrives on stdout, alone on its line, only once the allocation is granted;
  *   * ending the pipe releases the allocation (the normal shutdown);
  *   * if this process dies in any way (even SIGKILL) the pipe closes and Slurm gets its nodes back.
+ * While the request still waits in Slurm's queue no holder runs yet, and salloc reads no pipe: a guard (`GUARD`, a
+ * tiny shell reading a pipe of its own from this process) sends salloc SIGTERM if this process dies meanwhile, and
+ * salloc then withdraws the request, instead of the job waiting for its grant to be released at once.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
@@ -14,6 +17,11 @@ import { SlurmAllocationError } from '../../errors';
 import { sleep } from '../../util';
 
 const HOLDER = 'echo "$SLURM_JOB_ID"; exec cat >/dev/null';
+/**
+ * Told "bye" once salloc has exited; at end of file without it (this process died), SIGTERM to salloc ($1): salloc
+ * withdraws a pending request on SIGTERM, and relinquishes a granted allocation.
+ */
+const GUARD = 'read -r line; [ "$line" = bye ] || kill -TERM "$1" 2>/dev/null';
 
 /** Runs a Slurm client command; resolves with stdout (rejects on failure). */
 export function slurmCommand(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<string> {
@@ -63,6 +71,20 @@ export async function waitJobGone(jobId: string, timeoutMs = 30_000): Promise<bo
   }
 }
 
+/** The guard of a pending salloc (see `GUARD`): it keeps nothing of this process alive. */
+function guardOf(salloc: ChildProcess): ChildProcess | undefined {
+  if (salloc.pid === undefined) return undefined; // not started (salloc is not installed): its error says so
+  const guard = spawn('/bin/sh', ['-c', GUARD, 'scalems-salloc-guard', String(salloc.pid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  guard.on('error', () => undefined);
+  guard.stdin!.on('error', () => undefined);
+  guard.unref();
+  (guard.stdin as unknown as { unref?: () => void }).unref?.();
+  return guard;
+}
+
 export class Allocation {
   /** the job id once Slurm has told it (pending or granted) */
   jobId: string | undefined;
@@ -88,7 +110,13 @@ export class Allocation {
       env,
     });
     this.proc = proc;
-    this.exited = new Promise((resolve) => proc.once('close', () => resolve()));
+    const guard = guardOf(proc);
+    this.exited = new Promise((resolve) =>
+      proc.once('close', () => {
+        guard?.stdin?.end('bye\n');
+        resolve();
+      }),
+    );
     this.granted = new Promise<string>((resolve, reject) => {
       let out = '';
       proc.stdout!.setEncoding('utf8');
