@@ -73,9 +73,10 @@ async function main(): Promise<void> {
   );
 
   // A program: no shell of ours (argv), run by a worker in <root>/<workflow>/tasks/<id>/attempt-<n>/. Its
-  // parent is the worker process, so $PPID names the worker the way the functions above do.
+  // parent ($PPID) is the worker's spawner, a child of the worker process: the spawner's parent (the 4th field of
+  // its /proc stat) names the worker the way the functions above do.
   const sorted = await ex.submit(
-    executable(['sh', '-c', 'sort -g | tail -n 1; echo "$(uname -n)-$PPID"'], {
+    executable(['sh', '-c', 'sort -g | tail -n 1; read -r _ _ _ w _ < /proc/$PPID/stat; echo "$(uname -n)-$w"'], {
       stdin: finals.map((f) => `${Math.abs(f)}\n`).join(''),
       label: 'largest',
     }),

@@ -62,7 +62,7 @@ describeWithService('redis', 'examples/cluster.ts: an ensemble on bullmq() with 
     expect(out).not.toMatch(/^\[b\] .*tasks\.c2/m);
   });
 
-  it('runs the program as a child of a worker, in a working directory under the driver’s .scalems', () => {
+  it('runs the program under a worker (a child of its spawner), in a working directory under the driver’s .scalems', () => {
     const m = /^executable: largest distance (\d+\.\d{3}) \(worker (\S+), in (\S+)\)$/m.exec(out);
     expect(m).not.toBeNull();
     expect(m![1]).toBe('576.821');
