@@ -212,6 +212,7 @@ describeWithService('slurm', 'slurm() agents when the driver is killed', () => {
     expect(before.length).toBeGreaterThan(0);
     first.kill('SIGKILL');
     await until(() => jobsNamed(`-${first.pid}`).length === 0 && agents().length === 0);
+    await noSallocLeft(`-${first.pid}`); // its salloc exits too (it once spun in wait4 for good)
     // nothing of the members is left running: no sleep of theirs
     const sleeping = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n');
     expect(sleeping.filter((a) => a.includes(log))).toEqual([]);
@@ -248,11 +249,25 @@ describeWithService('slurm', 'slurm() when the driver is killed while its alloca
       await until(() => jobsNamed(name).length === 0 || Date.now() - killedAt > 10_000);
       expect(jobsNamed(name)).toEqual([]); // withdrawn while the blocker still runs
       expect(state(blockerName)).toBe('RUNNING');
+      await noSallocLeft(name);
     } finally {
       await blocker.release();
     }
   }, 120_000);
 });
+
+/** Waits up to 10 s for every salloc of a job named `...<suffix>` to have exited; then there must be none. */
+async function noSallocLeft(suffix: string): Promise<void> {
+  const left = (): string[] =>
+    readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map((pid) => (read(`/proc/${pid}/cmdline`) ?? '').split('\0'))
+      .filter((argv) => argv[0] === 'salloc' && argv.some((a) => a.endsWith(suffix)))
+      .map((argv) => argv.join(' '));
+  const deadline = Date.now() + 10_000;
+  await until(() => left().length === 0 || Date.now() > deadline);
+  expect(left()).toEqual([]);
+}
 
 /** Slurm's state of the (first) job whose name ends with `suffix`. */
 function state(suffix: string): string | undefined {

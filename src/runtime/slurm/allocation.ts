@@ -18,8 +18,10 @@ import { sleep } from '../../util';
 
 const HOLDER = 'echo "$SLURM_JOB_ID"; exec cat >/dev/null';
 /**
- * Told "bye" once salloc has exited; at end of file without it (this process died), SIGTERM to salloc ($1): salloc
- * withdraws a pending request on SIGTERM, and relinquishes a granted allocation.
+ * Told "bye" once the allocation is granted (the holder takes over) or salloc has exited; at end of file without it
+ * (this process died while the request waited), SIGTERM to salloc ($1), which withdraws a pending request. Never sent
+ * once salloc runs the holder: salloc getting SIGTERM while its holder ends was seen to spin in wait4 (ECHILD) for
+ * good, a core at 100 %.
  */
 const GUARD = 'read -r line; [ "$line" = bye ] || kill -TERM "$1" 2>/dev/null';
 
@@ -111,9 +113,12 @@ export class Allocation {
     });
     this.proc = proc;
     const guard = guardOf(proc);
+    const standDown = (): void => {
+      if (guard?.stdin?.writable === true) guard.stdin.end('bye\n');
+    };
     this.exited = new Promise((resolve) =>
       proc.once('close', () => {
-        guard?.stdin?.end('bye\n');
+        standDown();
         resolve();
       }),
     );
@@ -127,7 +132,9 @@ export class Allocation {
         if (line === null) return;
         this.jobId = line[1]!;
         this.isGranted = true;
-        // Granted: from now on the holder must not keep this program alive on its own.
+        // Granted: the holder ends the allocation if this program dies, the guard stands down
+        standDown();
+        // from now on the holder must not keep this program alive on its own
         this.hold(false);
         resolve(this.jobId);
       });
