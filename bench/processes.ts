@@ -7,7 +7,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
-import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, cpuMicros, fmtRatio, lanes, median, perSecond, spread } from './stats';
 
 export interface ProcessesBenchFigures {
   readonly tasks: number;
@@ -101,18 +101,8 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
       child.once('error', reject);
       child.once('exit', () => resolve());
     });
-  let next = 0;
   const u0 = process.cpuUsage();
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        next++;
-        await one();
-      }
-    }),
-  );
-  const ms = performance.now() - t0;
+  const ms = await lanes(n, concurrency, one);
   cpuPerTask.spawn.push(cpuMicros(u0) / n);
   return ms;
 }
