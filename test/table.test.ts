@@ -1,6 +1,6 @@
-import { Table, TableEditor, emptyTable } from '../src/store/table';
+import { HashTable, TableEditor, emptyTable } from '../src/store/table';
 
-describe('Table (the persistent map behind workflow state)', () => {
+describe('HashTable (the persistent map behind the labels of the workflow state)', () => {
   it('publishes new versions and leaves every older version unchanged', () => {
     const editor = new TableEditor<number>(emptyTable());
     for (let i = 0; i < 1000; i++) editor.set(`k${i}`, i);
@@ -25,7 +25,7 @@ describe('Table (the persistent map behind workflow state)', () => {
     editor.set('task-42', 'b');
     const v2 = editor.finish();
     // of the 16 top-level subtrees, only the one holding task-42 was copied
-    const children = (t: Table<string>): unknown[] => t.root.slice(0, 16);
+    const children = (t: HashTable<string>): unknown[] => t.root.slice(0, 16);
     const shared = children(v1).filter((c, i) => c !== undefined && c === children(v2)[i]).length;
     expect(shared).toBe(children(v1).filter((c) => c !== undefined).length - 1);
     expect(v2.get('task-42')).toBe('b');
@@ -62,6 +62,6 @@ describe('Table (the persistent map behind workflow state)', () => {
     editor.set('a', 2);
     expect(editor.get('a')).toBe(2);
     expect(v1.get('a')).toBe(1);
-    expect(editor.finish()).toBeInstanceOf(Table);
+    expect(editor.finish()).toBeInstanceOf(HashTable);
   });
 });

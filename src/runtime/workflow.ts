@@ -120,8 +120,8 @@ export class Workflow extends TaskGraph {
    * results. Task handles keep their last state.
    */
   /** @internal every task's slot is its entry: what this process knows of the task (see `TaskEntry`) */
-  protected override newSlot(id: string): TaskEntry {
-    return new TaskEntry(id);
+  protected override newSlot(id: string, index: number): TaskEntry {
+    return new TaskEntry(id, index);
   }
 
   override close(): Promise<void> {

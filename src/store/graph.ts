@@ -4,7 +4,8 @@ import { Immer } from 'immer';
 import type { Store } from './store';
 import { reduce, type ReduceContext, type WorkflowAction } from './reducer';
 import { emptyState, isFinal, type TaskRecord, type TaskStateName, type WorkflowState } from './state';
-import { TableEditor } from './table';
+import { TableEditor, emptyTable } from './table';
+import { TaskTableEditor, emptyTaskTable } from './task-table';
 import { show } from '../task/requirements';
 import { TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
@@ -59,7 +60,7 @@ export class TaskGraph {
   private readied: TaskSlot[] = [];
   private settled: TaskSlot[] = [];
   /** the task and label tables, with the changes of the pending batch */
-  private readonly tasks: TableEditor<TaskRecord>;
+  private readonly tasks: TaskTableEditor<TaskRecord>;
   private readonly labels: TableEditor<string>;
   private flushScheduled: Unsubscribable | undefined;
   /** a commit at the end of the current microtask is queued (see `dispatch`) */
@@ -87,9 +88,12 @@ export class TaskGraph {
     this.name = name;
     this.store = store;
     this.persistence = new WriteBehind(store);
-    this.committed = emptyState(name);
-    this.tasks = new TableEditor(this.committed.tasks);
-    this.labels = new TableEditor(this.committed.labels);
+    // every version of the task table finds a task's position through its slot (see `TaskTable`)
+    const tasks = emptyTaskTable<TaskRecord>((id) => this.slots.get(id)?.index);
+    const labels = emptyTable<string>();
+    this.committed = emptyState(name, { tasks, labels });
+    this.tasks = new TaskTableEditor(tasks);
+    this.labels = new TableEditor(labels);
     this.context = {
       labels: this.labels,
       counts: this.committed.counts,
@@ -169,15 +173,15 @@ export class TaskGraph {
       // characters, and a rope flattened only once it is old keeps its 32-byte wrapper for good. Read
       // now, while it is young, the collector replaces the wrapper by the flat string it points to.
       id.charCodeAt(0);
-      slot = this.newSlot(id);
+      slot = this.newSlot(id, this.slots.size); // slots are never removed: a new slot's position is new
       this.slots.set(id, slot);
     }
     return slot;
   }
 
   /** @internal A new task's slot: the runtime's workflow makes its slots as entries of its own (`TaskEntry`). */
-  protected newSlot(id: string): TaskSlot {
-    return new TaskSlot(id);
+  protected newSlot(id: string, index: number): TaskSlot {
+    return new TaskSlot(id, index);
   }
 
   /** @internal Every task's slot known to this process. */
@@ -291,10 +295,9 @@ export class TaskGraph {
     this.batching = false;
     const dirty = this.dirty;
     // Each changed task enters the table once per commit, in its last state: a task that became ready,
-    // ran and succeeded within one batch costs one write to the table, not three (each a walk down the
-    // trie to a leaf that, in a large workflow, is rarely in the cache).
+    // ran and succeeded within one batch costs one write to the table, not three.
     const editor = this.tasks;
-    for (const slot of dirty) editor.set(slot.id, slot.record!);
+    for (const slot of dirty) editor.set(slot.index, slot.record!);
     const tasks = editor.finish();
     const labels = this.labels.finish();
     const counts = this.context.counts;

@@ -37,7 +37,11 @@ export class TaskSlot {
    */
   dependents: TaskSlot[] | undefined = undefined;
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    /** the task's position in the workflow's table of records: the order the workflow first heard of it */
+    readonly index: number,
+  ) {}
 
   /** changed in the pending commit */
   get dirty(): boolean {

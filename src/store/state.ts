@@ -1,7 +1,7 @@
 /** Workflow state as plain data: task records, their states and counts, as `workflow.state$` emits them. */
 import type { RecordedError } from '../recorded-error';
 import type { TaskRequirements } from '../task/requirements';
-import { emptyTable, type Table } from './table';
+import type { Table } from './table';
 
 export type TaskStateName = 'new' | 'submitted' | 'ready' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TASK_STATES: readonly TaskStateName[] = [
@@ -95,11 +95,12 @@ export interface WorkflowState {
   readonly counts: Readonly<Record<TaskStateName, number>>;
 }
 
-export function emptyState(name: string): WorkflowState {
+/** The state of a workflow without tasks, given its (empty) tables. */
+export function emptyState(name: string, tables: Pick<WorkflowState, 'tasks' | 'labels'>): WorkflowState {
   return {
     name,
-    tasks: emptyTable(),
-    labels: emptyTable(),
+    tasks: tables.tasks,
+    labels: tables.labels,
     counts: { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 },
   };
 }

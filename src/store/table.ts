@@ -1,5 +1,18 @@
-/** `Table`: the persistent map that holds task records and labels, shared between versions of the state. */
+/** `Table`: a persistent map of the workflow state (labels), shared between versions of the state. */
 import { hash32 } from '../task/hash';
+
+/**
+ * A version of a table of the workflow state (its task records, its labels): immutable, read by key.
+ * A newer version shares what did not change with the older ones.
+ */
+export interface Table<V> {
+  readonly size: number;
+  get(key: string): V | undefined;
+  has(key: string): boolean;
+  entries(): IterableIterator<[string, V]>;
+  values(): IterableIterator<V>;
+  keys(): IterableIterator<string>;
+}
 
 /**
  * A node of the trie: an inner node holds FANOUT children, then its owner; a leaf holds its owner,
@@ -33,7 +46,7 @@ const emptyRoot: Node = new Array<unknown>(FANOUT + 1).fill(undefined);
  * Tables are opaque to immer (a class without `immerable`): the workflow's reducer updates them
  * through its editor and stores each version as a value in the immer state.
  */
-export class Table<V> {
+export class HashTable<V> implements Table<V> {
   /** @internal */
   constructor(
     readonly root: Node,
@@ -86,10 +99,10 @@ function* leaves(node: Node, depth: number): IterableIterator<Node> {
   }
 }
 
-const EMPTY = new Table<never>(emptyRoot, 0);
+const EMPTY = new HashTable<never>(emptyRoot, 0);
 
-export function emptyTable<V>(): Table<V> {
-  return EMPTY as Table<V>;
+export function emptyTable<V>(): HashTable<V> {
+  return EMPTY as HashTable<V>;
 }
 
 /**
@@ -102,7 +115,7 @@ export class TableEditor<V> {
   private token: object = {};
   private size: number;
 
-  constructor(private base: Table<V>) {
+  constructor(private base: HashTable<V>) {
     this.size = base.size;
   }
 
@@ -145,9 +158,9 @@ export class TableEditor<V> {
   }
 
   /** The new version (the base itself if nothing changed). The editor starts over from it. */
-  finish(): Table<V> {
+  finish(): HashTable<V> {
     if (this.root === undefined) return this.base;
-    const table = new Table<V>(this.root, this.size);
+    const table = new HashTable<V>(this.root, this.size);
     this.root = undefined;
     this.token = {};
     this.base = table;
