@@ -28,7 +28,7 @@ type Node = unknown[];
 const BITS = 4;
 const FANOUT = 1 << BITS;
 const MASK = FANOUT - 1;
-/** inner levels: 16^4 = 65 536 leaves, about one key per leaf at 65 000 tasks, 15 at a million */
+/** inner levels: 16^4 = 65 536 leaves, about one key per leaf at 65 000 keys, 15 at a million */
 const DEPTH = 4;
 /** slots per leaf entry: hash, key, value */
 const ENTRY = 3;
@@ -36,7 +36,7 @@ const ENTRY = 3;
 const emptyRoot: Node = new Array<unknown>(FANOUT + 1).fill(undefined);
 
 /**
- * An immutable map of many entries (task records, labels), kept as a trie of 16-way nodes over a hash
+ * An immutable map of many entries (the labels; task records are in a `TaskTable`), kept as a trie of 16-way nodes over a hash
  * of the key, with small key/value arrays as leaves. A new version shares every node it did not change
  * with the old one, so a commit copies a few nodes of 17 slots per changed key, never the table: the
  * cost of a change stays independent of the number of tasks. Narrow nodes keep that copy small (a
