@@ -88,8 +88,10 @@ export class TaskGraph {
     this.name = name;
     this.store = store;
     this.persistence = new WriteBehind(store);
-    // every version of the task table finds a task's position through its slot (see `TaskTable`)
-    const tasks = emptyTaskTable<TaskRecord>((id) => this.slots.get(id)?.index);
+    // every version of the task table finds a task's position through its slot (see `TaskTable`); the map, not
+    // the graph: a state kept after the workflow closed holds the slots, not the store and listeners besides
+    const slots = this.slots;
+    const tasks = emptyTaskTable<TaskRecord>((id) => slots.get(id)?.index);
     const labels = emptyTable<string>();
     this.committed = emptyState(name, { tasks, labels });
     this.tasks = new TaskTableEditor(tasks);
