@@ -2,7 +2,7 @@
 // concurrency. Each round's executor runs one program before the clock starts: its one-time start (the spawner,
 // the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none. Run: npx tsx bench/processes.ts
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
@@ -93,6 +93,25 @@ async function viaScalems(n: number, cores: number): Promise<number> {
  */
 const roots: string[] = [];
 
+/**
+ * CPU (µs) of this process per inode made under the temporary directory: `n` directories, a file in each, as an
+ * attempt's are. What the file system alone costs the spawner per task (4 inodes: the task's and the attempt's
+ * directories, stdout, stderr; the spawn loop makes none). On an ext4 without a journal, as here, it grows with the
+ * inodes deleted there in the last minutes (by anyone: another run of this benchmark, other programs' temporary
+ * files), which making an inode skips one by one. What it makes is removed with the roots.
+ */
+function inodeMicros(n = 100): number {
+  const dir = mkdtempSync(join(tmpdir(), 'scalems-bench-inodes-'));
+  roots.push(dir);
+  const u0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) {
+    const d = join(dir, String(i));
+    mkdirSync(d);
+    closeSync(openSync(join(d, 'stdout'), 'w'));
+  }
+  return cpuMicros(u0) / (2 * n);
+}
+
 /** Milliseconds for `n` plain spawns. */
 async function viaSpawn(n: number, concurrency: number): Promise<number> {
   const one = (): Promise<void> =>
@@ -120,6 +139,7 @@ export async function benchProcesses(
   cpuPerTask.scalems.length = 0;
   cpuPerTask.spawner.length = 0;
   cpuPerTask.spawn.length = 0;
+  const inodesBefore = inodeMicros();
   const spawned: number[] = [];
   const scalems: number[] = [];
   const ratios: number[] = [];
@@ -143,6 +163,7 @@ export async function benchProcesses(
     ratio: median(ratios),
     ratioSpread: [Math.min(...ratios), Math.max(...ratios)],
   };
+  const inodesAfter = inodeMicros();
   for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
   if (options.quiet !== true) {
     console.log(
@@ -155,6 +176,10 @@ export async function benchProcesses(
     console.log(
       `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, ms)} ms ` +
         `(+ its spawner process ${spread(cpuPerTask.spawner, ms)} ms), spawn loop ${spread(cpuPerTask.spawn, ms)} ms`,
+    );
+    console.log(
+      `  the file system under ${tmpdir()}: ${inodesBefore.toFixed(0)} µs (before the rounds), ` +
+        `${inodesAfter.toFixed(0)} µs (after) of CPU per inode made; the spawner makes 4 per task`,
     );
   }
   return f;

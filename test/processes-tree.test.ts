@@ -165,6 +165,23 @@ describe('processes(): the spawner', () => {
     expect(existsSync(join(workdirOf(root, waiting.id), 'started'))).toBe(false); // it never ran
   });
 
+  it('four one-core attempts per core are handed over ahead, their files made while the core is busy; the next waits', async () => {
+    const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
+    const first = ex.submit(executable(['bash', '-c', 'echo $$; sleep 100']));
+    await waitFor(() => pidsIn(join(workdirOf(root, first.id), 'stdout'), 1), 'the first program to start');
+    const ahead = [1, 2, 3, 4].map((i) => ex.submit(executable(['echo', String(i)])));
+    const beyond = ex.submit(executable(['echo', 'beyond']));
+    const made = (): true | undefined =>
+      ahead.every((t) => existsSync(join(workdirOf(root, t.id), 'stdout'))) ? true : undefined;
+    await waitFor(made, 'the files of the four attempts ahead');
+    expect(existsSync(join(root, 'wf', 'tasks', beyond.id))).toBe(false); // not handed over: the core and 4 are taken
+    first.cancel('enough');
+    await expect(first).rejects.toThrow(TaskCancelledError);
+    const out = await Promise.all([...ahead, beyond].map(async (t) => readFileSync((await t).stdout.$file, 'utf8')));
+    expect(out).toEqual(['1\n', '2\n', '3\n', '4\n', 'beyond\n']);
+    await rt.shutdown();
+  });
+
   it('an attempt cancelled while it waits in the spawner for cores never starts, and the cores go to the next', async () => {
     const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
     const first = ex.submit(executable(['bash', '-c', 'echo $$; sleep 100']));

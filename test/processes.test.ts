@@ -105,6 +105,18 @@ describe('processes(): executables as child processes', () => {
     await rt.shutdown();
   });
 
+  it('environment: process.env as it is when the program starts, also after the spawner started', async () => {
+    const { rt, ex } = await setup();
+    await ex.submit(executable(['true'])); // the spawner runs from here on, with the environment of now
+    process.env.SCALEMS_T_LATER = 'later';
+    const later = await ex.submit(executable(['printenv', 'SCALEMS_T_LATER'], { key: 'later' }));
+    expect(await readText(later.stdout)).toBe('later\n');
+    delete process.env.SCALEMS_T_LATER;
+    const gone = await ex.submit(executable(['sh', '-c', 'echo "${SCALEMS_T_LATER-unset}"'], { key: 'gone' }));
+    expect(await readText(gone.stdout)).toBe('unset\n');
+    await rt.shutdown();
+  });
+
   it('a non-zero exit fails with ExecutableFailedError: exit code and the END of stderr in the message', async () => {
     const { rt, ex } = await setup();
     const t = ex.submit(
@@ -220,6 +232,22 @@ describe('processes(): executables as child processes', () => {
     expect(await readText(r.stdout)).toBe('mine.txt\nstderr\nstdout\n');
     expect(await readText(join(r.workdir, '..', 'attempt-1', 'stderr'))).toBe('first attempt fails\n');
     await rt.shutdown();
+  });
+
+  it("an attempt's working directory left by a run that died is made afresh, and its task's directory is reused", async () => {
+    const { root, rt, ex } = await setup();
+    const first = await ex.submit(executable(['ls']));
+    await rt.shutdown();
+    writeFileSync(join(first.workdir, 'stale.txt'), 'from the dead run');
+    mkdirSync(join(first.workdir, 'stale-dir'));
+    writeFileSync(join(first.workdir, '..', 'beside.txt'), 'kept');
+    // the same workflow in the same root, its store lost: the task runs again as attempt 1
+    const again = await setup({ root });
+    const second = await again.ex.submit(executable(['ls']));
+    expect(second.workdir).toBe(first.workdir);
+    expect(await readText(second.stdout)).toBe('stderr\nstdout\n');
+    expect(existsSync(join(first.workdir, '..', 'beside.txt'))).toBe(true);
+    await again.rt.shutdown();
   });
 
   it('same command, same task: identical specs are one task; key makes replicas', async () => {

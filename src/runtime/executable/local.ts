@@ -78,13 +78,8 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
         const prep = await prepareExecutable(job, ctx, true);
         if (stopped()) return undefined;
         const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
-        const env = (): NodeJS.ProcessEnv => ({
-          ...process.env,
-          ...rootEnv(),
-          ...ctx.workerEnv,
-          ...job.requirements.env,
-          ...prep.description.env,
-        });
+        // over this process's environment as it is when the program starts (the spawner takes what differs)
+        const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
         const mark = ctx.marks?.next() ?? randomUUID();
         const when = { ticket, stopped };
         const gate =
@@ -125,15 +120,15 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
 
 /**
  * Hands the attempt to the spawner, which makes its working directory (unless made) and files at once and starts the
- * command, with the environment `env()` gives now, once its cores are free: held in the spawner (`gate`), or here
- * (`ticket`: then on GO). A program that cannot start is an `ExecutableFailedError`; undefined if the attempt was
- * stopped before it started.
+ * command, with this process's environment as it is now under `env`, once its cores are free: held in the spawner
+ * (`gate`), or here (`ticket`: then on GO). A program that cannot start is an `ExecutableFailedError`; undefined if
+ * the attempt was stopped before it started.
  */
 async function startSpawned(
   spawner: Spawner,
   command: readonly string[],
   prep: PreparedExecutable,
-  env: () => NodeJS.ProcessEnv,
+  env: Readonly<Record<string, string>>,
   tree: { readonly grace: number; readonly mark: string },
   when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
   gate: { readonly gate: SpawnerGate; readonly cores: number } | undefined,
@@ -143,7 +138,6 @@ async function startSpawned(
   const { ticket } = when;
   // without a gate in the spawner: its files are made at once, and it starts on GO, once the cores are granted here
   const go = gate === undefined && ticket !== undefined && !ticket.granted;
-  const environment = env();
   const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
   try {
     const spawning = spawner.start({
@@ -154,7 +148,7 @@ async function startSpawned(
       stderr: wd.stderr,
       ...(stdinPath !== undefined && { stdinPath }),
       ...(stdin !== undefined && 'text' in stdin && { stdinText: stdin.text }),
-      env: environment,
+      env,
       mark: tree.mark,
       graceSeconds: tree.grace,
       ...(gate !== undefined ? { when: gate } : go && { when: 'go' as const }),
@@ -169,7 +163,7 @@ async function startSpawned(
   } catch (e) {
     if (e instanceof WorkerCrashedError) throw new WorkerCrashedError(`${prep.where}: ${e.message}`);
     if (!(e instanceof SpawnFailure)) throw e;
-    if (e.stage === 'spawn') throw cannotStart(e as NodeJS.ErrnoException, command, prep, environment);
+    if (e.stage === 'spawn') throw cannotStart(e as NodeJS.ErrnoException, command, prep, env.PATH ?? process.env.PATH);
     if (e.stage === 'stdin') {
       throw new ExecutableFailedError(
         `${prep.where}: stdin ${stdinPath!} cannot be read (${e.code ?? e.message}); the program was not started`,
@@ -186,7 +180,7 @@ function cannotStart(
   e: NodeJS.ErrnoException,
   command: readonly string[],
   prep: PreparedExecutable,
-  env: NodeJS.ProcessEnv,
+  path: string | undefined,
 ): Error {
   const program = command[0]!;
   let why: string;
@@ -194,7 +188,7 @@ function cannotStart(
     why = program.includes('/')
       ? `program "${program}" was not found (relative program paths are resolved in the task's working ` +
         `directory ${prep.workdir.path}: give an absolute path)`
-      : `program "${program}" was not found on PATH (${env.PATH ?? 'PATH is not set'})` +
+      : `program "${program}" was not found on PATH (${path ?? 'PATH is not set'})` +
         (program === 'mpirun' ? '; tasks with ranks > 1 need Open MPI (Debian: openmpi-bin)' : '');
   } else if (e.code === 'EACCES') {
     why = `program "${program}" is not executable (permission denied)`;

@@ -100,7 +100,11 @@ round();
  * Node's, and no other thread of it writes memory meanwhile, so a fork copies little.
  */
 export const SPAWNER_PROGRAM = `'use strict';
+// no error it makes is shown with a stack (their code and message go to the owner), and one is made for each program
+// that exits (the test of its process group): making none is a good part of the cost of an error
+Error.stackTraceLimit = 0;
 const fs = require('fs');
+const path = require('path');
 const cp = require('child_process');
 const [, prefix, graceText] = process.argv.slice(1);
 const C = ${JSON.stringify(SpawnerCommand)};
@@ -142,16 +146,27 @@ const pump = (gate) => {
     launch(p);
   }
 };
+// the attempt's directory, fresh, and its task's: two mkdir calls where the task's directory is new (a recursive
+// mkdir tries the attempt's first, and fails)
+const makeDir = (cwd) => {
+  try {
+    fs.mkdirSync(path.dirname(cwd));
+  } catch (e) {
+    if (e.code === 'ENOENT') fs.mkdirSync(path.dirname(cwd), { recursive: true });
+    else if (e.code !== 'EEXIST') throw e;
+  }
+  if (fs.mkdirSync(cwd, { recursive: true }) === undefined) {
+    fs.rmSync(cwd, { recursive: true, force: true }); // an attempt's directory from a run that died
+    fs.mkdirSync(cwd, { recursive: true });
+  }
+};
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
     gate: gateId, cores: m[12], holds: 0, pid: undefined };
   let stage = 'dir';
   try {
-    if (!m[4] && fs.mkdirSync(cwd, { recursive: true }) === undefined) {
-      fs.rmSync(cwd, { recursive: true, force: true }); // an attempt's directory from a run that died
-      fs.mkdirSync(cwd, { recursive: true });
-    }
+    if (!m[4]) makeDir(cwd);
     stage = 'stdout';
     p.fds.push(fs.openSync(m[5], 'w'));
     stage = 'stderr';

@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { WorkerCrashedError } from '../../errors';
-import { withMark } from './marks';
+import { MARK_VARIABLE, withMark } from './marks';
 import {
   adoptTree,
   killMarked,
@@ -45,8 +45,11 @@ export interface SpawnRequest {
   readonly stdinPath?: string;
   /** text to write to its stdin */
   readonly stdinText?: string;
-  /** its whole environment (the mark is added) */
-  readonly env: NodeJS.ProcessEnv;
+  /**
+   * Its environment: this process's (`process.env` as it is when `start` is called) with these variables set over it
+   * (and the mark added)
+   */
+  readonly env: Readonly<Record<string, string>>;
   /** the attempt's mark (`marks.ts`) */
   readonly mark?: string;
   /** seconds from SIGTERM to SIGKILL when its tree is ended */
@@ -137,7 +140,6 @@ export class Spawner implements TreeWatcher {
   start(request: SpawnRequest): Spawning {
     const child = this.#child ?? this.#launch();
     const id = ++this.#ids;
-    const env = request.mark === undefined ? request.env : withMark(request.env, request.mark);
     const { when } = request;
     this.#send([
       SpawnerCommand.start,
@@ -149,7 +151,7 @@ export class Spawner implements TreeWatcher {
       request.stderr,
       request.stdinPath ?? null,
       request.stdinText ?? null,
-      changes(env, this.#base),
+      changes(request.env, request.mark, this.#base),
       when === undefined ? 0 : when === 'go' ? -1 : when.gate.id,
       when === undefined || when === 'go' ? 0 : when.gate.cores,
       when === undefined || when === 'go' ? 0 : when.cores,
@@ -315,17 +317,39 @@ export class Spawner implements TreeWatcher {
   }
 }
 
-/** The variables of `env` that differ from `base` (null: not in `env`). */
-function changes(
-  env: NodeJS.ProcessEnv,
+/**
+ * The variables of the environment `process.env` under `over`, with `mark` added (`withMark`), that differ from
+ * `base` (null: not in it). One pass over `process.env`, whose every read is a call into the C++ side: a program's
+ * start read it three times over before (a copy, the copy with its mark, the comparison).
+ */
+export function changes(
+  over: Readonly<Record<string, string>>,
+  mark: string | undefined,
   base: Readonly<Record<string, string | undefined>>,
 ): Record<string, string | null> {
+  const env = process.env;
   const d: Record<string, string | null> = {};
-  for (const k in env) {
+  const names = Object.keys(env);
+  let kept = 0; // how many of `base`'s variables are still there
+  for (const k of names) {
+    if (Object.hasOwn(base, k)) kept++;
+    if (Object.hasOwn(over, k)) continue;
     const v = env[k];
     if (v !== undefined && base[k] !== v) d[k] = v;
   }
-  for (const k in base) if (env[k] === undefined) d[k] = null;
+  for (const k in over) {
+    const v = over[k];
+    if (v !== undefined && base[k] !== v) d[k] = v;
+  }
+  if (kept < Object.keys(base).length) {
+    const present = new Set(names);
+    for (const k in base) if (!present.has(k) && !Object.hasOwn(over, k)) d[k] = null;
+  }
+  if (mark !== undefined) {
+    const marked = withMark({ [MARK_VARIABLE]: over[MARK_VARIABLE] ?? env[MARK_VARIABLE] }, mark)[MARK_VARIABLE]!;
+    if (base[MARK_VARIABLE] !== marked) d[MARK_VARIABLE] = marked;
+    else delete d[MARK_VARIABLE];
+  }
   return d;
 }
 

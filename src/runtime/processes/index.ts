@@ -107,10 +107,15 @@ export function processes(options: ProcessesOptions = {}): Backend {
         ready: resumed.get(place) ?? resumed.set(place, endLeftovers(place, owner, grace)).get(place),
       };
       return {
-        // One more one-core task per core is handed over ahead: it makes its working directory and files while the
-        // others run, then waits at the gate, so that a core goes from program to program without waiting for the
-        // file system.
-        capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
+        // One-core tasks are handed over ahead, QUEUE_PER_CORE per core: each has its working directory and files
+        // made while the others run, then waits in the spawner for a core, so that a core goes from program to
+        // program without waiting for the file system or for this process.
+        capacity: {
+          cores,
+          gpus: worker.gpus ?? 0,
+          memoryMB: worker.memoryMB ?? Infinity,
+          queue: cores * QUEUE_PER_CORE,
+        },
         invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         identity: (spec) => inputsIdentity(spec, hostCwd),
@@ -129,6 +134,14 @@ export function processes(options: ProcessesOptions = {}): Backend {
     },
   };
 }
+
+/**
+ * One-core tasks handed over ahead of a free core, per core. The spawner starts the next of them the moment a program
+ * exits; once none is left there, the core waits for this process to hand over another, a round trip through its
+ * event loop (about a millisecond of its CPU per task). 1 per core: 43% of 1000 `true` programs on 2 cores found none
+ * left when a core freed; 2: 32%, 3: 23%, 4: 15%, 6: 11%. Each waiting one holds its two files open in the spawner.
+ */
+const QUEUE_PER_CORE = 4;
 
 /** processes() backends made by this process: a part of their marks. */
 let backends = 0;
