@@ -102,7 +102,7 @@ export class Lanes {
   private closing = false;
   /** runs told to stop that have not ended yet: the pool is destroyed only once they have (or their threads died) */
   private readonly stopping = new Set<Promise<void>>();
-  /** what each post is now: placed on a lane, or waiting here (undefined) */
+  /** where each post not answered is: placed on a lane, or waiting here (null) */
   private readonly where = new Map<Post, { lane: Lane; placed: Placed } | null>();
 
   constructor(private readonly options: LanesOptions) {
@@ -123,7 +123,7 @@ export class Lanes {
   /**
    * The post is no longer wanted (cancelled, timed out, another rank failed). Not started yet: it never will be.
    * Running: its signal aborts with `reason`, and its thread is terminated if it has not returned within the grace
-   * period. Returns what to wait for before the pool may be destroyed, if anything.
+   * period; `close` waits for it to end.
    */
   cancel(post: Post, reason: unknown): void {
     const at = this.where.get(post);
@@ -423,11 +423,12 @@ export class Lanes {
    * crash (unless cancelled); those queued behind never started, and run on another lane.
    */
   private ended(lane: Lane, err: unknown): void {
-    if (this.closing || (err === undefined && lane.placed.size === 0)) return;
+    // (a lane ended by us, idle, has nothing placed and its port closed)
+    if (this.closing || (lane.placed.size === 0 && (err === undefined || lane.gone))) return;
     for (let m = receiveMessageOnPort(lane.port); m !== undefined; m = receiveMessageOnPort(lane.port)) {
       this.answered(lane, m.message as ThreadAnswer);
     }
-    if (!lane.gone) this.end(lane);
+    this.end(lane);
     this.requeue(lane, err);
     let failed = false;
     for (const placed of [...lane.placed.values()]) {

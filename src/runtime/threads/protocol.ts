@@ -88,9 +88,12 @@ export const Slot = {
     const queued = req.key * 4 + SlotState.Queued;
     return Atomics.compareExchange(slots, req.slot, queued, req.key * 4 + SlotState.Taken) === queued;
   },
-  /** worker: the request has ended (its answer follows) */
+  /**
+   * worker: the request has ended (its answer follows). A compare-and-swap, not a store: a thread being terminated
+   * may end its request after the main thread has given up on it and reused its slot.
+   */
   done(slots: Int32Array, req: ThreadRequest): void {
-    Atomics.store(slots, req.slot, req.key * 4 + SlotState.Done);
+    Atomics.compareExchange(slots, req.slot, req.key * 4 + SlotState.Running, req.key * 4 + SlotState.Done);
   },
   /** true while the request's thread runs it */
   running(slots: Int32Array, req: { readonly key: number; readonly slot: number }): boolean {
