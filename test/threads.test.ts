@@ -215,6 +215,24 @@ describe('threads(): tasks queued on a busy thread', () => {
     await own.shutdown();
   });
 
+  it('a task queued behind a long one goes to the other thread even while that thread is never idle', async () => {
+    const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 2 }));
+    const two = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const seq = new Int32Array(new SharedArrayBuffer(4));
+    const long = two.submit(tasks.holds, flags);
+    const short = Array.from({ length: 30 }, (_, i) => two.submit(tasks.ordered, seq, i));
+    const done = await Promise.all(short);
+    // The second short task was queued behind the long one. The other thread always has a task queued (it is never
+    // idle until the last one), yet it takes that task back after a few answers: it does not run last.
+    const overtaken = Math.max(...done.map((r) => r.order - r.i));
+    expect(overtaken).toBeLessThan(16);
+    Atomics.store(flags, 1, 1);
+    Atomics.notify(flags, 1);
+    await long;
+    await own.shutdown();
+  });
+
   it('a thread that dies with tasks queued behind it: the one it ran fails, the queued ones run once each', async () => {
     // one thread: nothing takes the queued task back; it is on the dying thread's lane
     const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 1 }));
