@@ -35,11 +35,14 @@ export interface Post {
   readonly answered: (outcome: RemoteOutcome) => void;
   /** its thread died while it ran (or before it could be sent: `DataCloneError`) */
   readonly crashed: (err: unknown) => void;
+  /** (kept by `Lanes`) where it is: placed on a lane, waiting in `Lanes` (null), or nowhere (answered, dropped) */
+  at?: Placed | null;
 }
 
 /** Where a post is: its key and slot on the thread it was last posted to. */
 interface Placed {
   readonly post: Post;
+  readonly lane: Lane;
   readonly key: number;
   readonly slot: number;
   readonly wire: ThreadRequest;
@@ -102,8 +105,6 @@ export class Lanes {
   private closing = false;
   /** runs told to stop that have not ended yet: the pool is destroyed only once they have (or their threads died) */
   private readonly stopping = new Set<Promise<void>>();
-  /** where each post not answered is: placed on a lane, or waiting here (null) */
-  private readonly where = new Map<Post, { lane: Lane; placed: Placed } | null>();
 
   constructor(private readonly options: LanesOptions) {
     this.lanes = new Array<Lane | undefined>(options.threads).fill(undefined);
@@ -115,7 +116,7 @@ export class Lanes {
 
   /** Runs the request on a thread; its answer (or crash) comes to the post's callbacks. */
   submit(post: Post): void {
-    this.where.set(post, null);
+    post.at = null;
     this.pending.push(post);
     this.schedule();
   }
@@ -126,11 +127,11 @@ export class Lanes {
    * period; `close` waits for it to end.
    */
   cancel(post: Post, reason: unknown): void {
-    const at = this.where.get(post);
-    if (at === undefined) return; // answered
-    this.where.delete(post);
-    if (at === null) return; // still here: `assign` passes over it
-    const { lane, placed } = at;
+    const placed = post.at;
+    if (placed === undefined) return; // answered
+    post.at = undefined;
+    if (placed === null) return; // still here: `assign` passes over it
+    const lane = placed.lane;
     if (this.takeBack(lane, placed)) return;
     // running: abort its signal, and give it its grace period
     const settled = new Promise<void>((resolve) => (placed.stopped = resolve));
@@ -172,7 +173,7 @@ export class Lanes {
   private assign(): void {
     while (this.pendingHead < this.pending.length) {
       const post = this.pending[this.pendingHead]!;
-      if (this.where.get(post) !== null) {
+      if (post.at !== null) {
         this.pendingHead++; // cancelled meanwhile
         continue;
       }
@@ -225,12 +226,16 @@ export class Lanes {
     const slot = this.free.pop()!;
     this.nextKey = (this.nextKey % (KEY_WRAP - 1)) + 1;
     const key = this.nextKey;
-    const wire: ThreadRequest = { ...post.request, key, slot };
-    const placed: Placed = { post, key, slot, wire };
+    const r = post.request;
+    const wire: ThreadRequest =
+      r.comm === undefined
+        ? { key, slot, name: r.name, args: r.args, id: r.id, label: r.label, attempt: r.attempt, version: r.version }
+        : { ...r, key, slot };
+    const placed: Placed = { post, lane, key, slot, wire };
     Slot.queue(this.slots, placed);
     if (lane.placed.size === 0) lane.mark = this.answers;
     lane.placed.set(key, placed);
-    this.where.set(post, { lane, placed });
+    post.at = placed;
     lane.outbox.push(wire);
     lane.outboxPlaced.push(placed);
     if (post.transfer !== undefined) lane.transfer.push(...post.transfer);
@@ -265,7 +270,7 @@ export class Lanes {
           continue;
         }
         if (!this.takeBack(lane, placed)) continue;
-        this.where.set(placed.post, null);
+        placed.post.at = null;
         (back ??= []).push(placed.post);
       }
     }
@@ -324,8 +329,8 @@ export class Lanes {
         try {
           lane.port.postMessage([batch[i]!] satisfies ToThread, p.post.transfer as MessagePort[] | undefined);
         } catch (err) {
-          if (this.where.get(p.post)?.placed !== p || !this.takeBack(lane, p)) continue;
-          this.where.delete(p.post);
+          if (p.post.at !== p || !this.takeBack(lane, p)) continue;
+          p.post.at = undefined;
           p.post.crashed(err);
         }
       }
@@ -367,7 +372,7 @@ export class Lanes {
       placed.stopped();
       return;
     }
-    this.where.delete(placed.post);
+    placed.post.at = undefined;
     placed.post.answered(outcome);
   }
 
@@ -391,11 +396,11 @@ export class Lanes {
     for (const placed of [...lane.placed.values()]) {
       if (placed === except || !this.takeBack(lane, placed)) continue;
       if (placed.post.request.comm !== undefined) {
-        this.where.delete(placed.post);
+        placed.post.at = undefined;
         placed.post.crashed(err);
         continue;
       }
-      this.where.set(placed.post, null);
+      placed.post.at = null;
       back.push(placed.post);
     }
     if (back.length === 0) return;
@@ -438,7 +443,7 @@ export class Lanes {
         placed.stopped();
         continue;
       }
-      this.where.delete(placed.post);
+      placed.post.at = undefined;
       failed = true;
       placed.post.crashed(err);
     }
@@ -447,9 +452,9 @@ export class Lanes {
     // cannot start does not take the same requests over and over.
     if (!failed && lane.answers === 0 && !lane.abort.signal.aborted) {
       const first = this.pending[this.pendingHead];
-      if (first !== undefined && this.where.get(first) === null) {
+      if (first !== undefined && first.at === null) {
         this.pendingHead++;
-        this.where.delete(first);
+        first.at = undefined;
         first.crashed(err);
       }
     }
