@@ -189,7 +189,102 @@ describe('threads(): cancellation reaches the function through its signal', () =
   });
 });
 
-describe('threads(): capacity', () => {});
+describe('threads(): tasks queued on a busy thread', () => {
+  // With 2 threads, the executor hands over 4 one-core tasks at once: one runs on each thread and one more waits on
+  // each thread's lane, so the second task on the first lane is queued behind the first. Each test has a workflow of
+  // its own: the same task (same arguments) in one workflow would be one task.
+
+  it('a short task queued behind a long one is taken back by the other thread, and runs there once', async () => {
+    const own = launch(
+      await openWorkflow({ store: memoryStore() }),
+      threads({ modules: [MODULE], maxThreads: 2, cancelGraceMs: 60_000 }),
+    );
+    const two = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const counts = new Int32Array(new SharedArrayBuffer(4 * 6));
+    const long = two.submit(tasks.holds, flags);
+    const short = [0, 1, 2, 3, 4, 5].map((i) => two.submit(tasks.counted, counts, i));
+    // all of them end while the long task still holds its thread (without steal-back, one would wait behind it)
+    const done = await Promise.all(short);
+    expect(Atomics.load(flags, 1)).toBe(0);
+    Atomics.store(flags, 1, 1);
+    Atomics.notify(flags, 1);
+    const longThread = await long;
+    expect(done.every((r) => r.threadId !== longThread)).toBe(true);
+    expect([...counts]).toEqual([1, 1, 1, 1, 1, 1]);
+    await own.shutdown();
+  });
+
+  it('a task queued behind a long one goes to the other thread even while that thread is never idle', async () => {
+    const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 2 }));
+    const two = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const seq = new Int32Array(new SharedArrayBuffer(4));
+    const long = two.submit(tasks.holds, flags);
+    const short = Array.from({ length: 30 }, (_, i) => two.submit(tasks.ordered, seq, i));
+    const done = await Promise.all(short);
+    // The second short task was queued behind the long one. The other thread always has a task queued (it is never
+    // idle until the last one), yet it takes that task back after a few answers: it does not run last.
+    const overtaken = Math.max(...done.map((r) => r.order - r.i));
+    expect(overtaken).toBeLessThan(16);
+    Atomics.store(flags, 1, 1);
+    Atomics.notify(flags, 1);
+    await long;
+    await own.shutdown();
+  });
+
+  it('a thread that dies with tasks queued behind it: the one it ran fails, the queued ones run once each', async () => {
+    // one thread: nothing takes the queued task back; it is on the dying thread's lane
+    const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 1 }));
+    const one = executor(own);
+    const counts = new Int32Array(new SharedArrayBuffer(4 * 4));
+    const crashing = one.submit(tasks.exitsThread);
+    const queued = [0, 1, 2, 3].map((i) => one.submit(tasks.counted, counts, i));
+    await expect(crashing).rejects.toThrow(WorkerCrashedError);
+    expect((await Promise.all(queued)).map((r) => r.i)).toEqual([0, 1, 2, 3]);
+    expect([...counts]).toEqual([1, 1, 1, 1]);
+    await own.shutdown();
+  });
+
+  it('a cancelled task whose thread is terminated after the grace period: the tasks queued behind it run once each', async () => {
+    const own = launch(
+      await openWorkflow({ store: memoryStore() }),
+      threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 100 }),
+    );
+    const one = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const counts = new Int32Array(new SharedArrayBuffer(4 * 3));
+    const spinning = one.submit(tasks.spins, flags);
+    const queued = [0, 1, 2].map((i) => one.submit(tasks.counted, counts, i));
+    await flagged(flags, 0);
+    spinning.cancel();
+    await expect(spinning).rejects.toThrow(TaskCancelledError);
+    expect((await Promise.all(queued)).map((r) => r.i)).toEqual([0, 1, 2]);
+    expect([...counts]).toEqual([1, 1, 1]);
+    await own.shutdown();
+  });
+
+  it('a task cancelled while queued on a thread’s lane never runs; the others run once each', async () => {
+    const own = launch(
+      await openWorkflow({ store: memoryStore() }),
+      threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 60_000 }),
+    );
+    const one = executor(own);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const counts = new Int32Array(new SharedArrayBuffer(4 * 3));
+    const long = one.submit(tasks.holds, flags);
+    const queued = [0, 1, 2].map((i) => one.submit(tasks.counted, counts, i));
+    await flagged(flags, 0);
+    queued[0]!.cancel();
+    await expect(queued[0]).rejects.toThrow(TaskCancelledError);
+    Atomics.store(flags, 1, 1);
+    Atomics.notify(flags, 1);
+    await long;
+    await Promise.all(queued.slice(1));
+    expect([...counts]).toEqual([0, 1, 1]);
+    await own.shutdown();
+  });
+});
 
 describe('threads(): function tasks with ranks > 1', () => {
   it('runs on `ranks` threads at once; allreduce combines the partial sums; the result is rank 0’s', async () => {

@@ -4,26 +4,20 @@
  */
 import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
-import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type Piscina from 'piscina';
 import { Observable } from 'rxjs';
 import { UnsatisfiableRequirementsError, UnserializableValueError, WorkerCrashedError } from '../../errors';
 import { optionalDependency } from '../../optional-dependency';
-import { recordError, reviveError } from '../../recorded-error';
+import { reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../options';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
-import {
-  Ring,
-  markAborted,
-  type AbortAnnouncement,
-  type ThreadRequest,
-  type ThreadResponse,
-  type ThreadWorkerData,
-} from './protocol';
+import { Lanes, type Post } from './lanes';
+import type { ServeRequest, ThreadWorkerData } from './protocol';
 
 export interface ThreadsOptions {
   /**
@@ -44,10 +38,6 @@ export interface ThreadsOptions {
    */
   readonly cancelGraceMs?: number;
 }
-
-let backends = 0;
-/** run keys stay below 2^30: they are kept in Int32Arrays */
-const KEY_WRAP = 2 ** 30;
 
 const THREADS_OPTIONS = {
   modules: rules.strings('a non-empty array of module paths (absolute, or relative to process.cwd())'),
@@ -90,20 +80,7 @@ export function threads(options: ThreadsOptions): Backend {
     defined: probeModules(modules, 'threads'),
     wire: structuredCloneWire,
   };
-  const channelName = `scalems-threads-${process.pid}-${++backends}-${Math.random().toString(36).slice(2)}`;
-  let channel: BroadcastChannel | undefined;
-  let runs = 0;
-  const workerData: ThreadWorkerData = { modules, channel: channelName, aborts: Ring.create(), placed: Ring.create() };
-
-  /** Tells the workers to abort a run through its signal. */
-  const announce = (key: number, reason: unknown): void => {
-    if (channel === undefined) {
-      channel = new BroadcastChannel(channelName);
-      channel.unref();
-    }
-    markAborted(workerData.aborts, key, reason);
-    channel.postMessage({ key, reason: recordError(reason) } satisfies AbortAnnouncement);
-  };
+  const workerData: ThreadWorkerData = { modules };
 
   const refuseExecutable = refuseExecutables('threads');
   const accept = (spec: TaskSpec): void => {
@@ -122,29 +99,16 @@ export function threads(options: ThreadsOptions): Backend {
             `pass threads({ maxThreads: ${cores}, ... }) or ask for fewer cores`,
         );
       }
-      let pool: Piscina<ThreadRequest, ThreadResponse> | undefined;
-      /**
-       * runs told to stop that have not returned yet: the pool is destroyed only once they have (or their threads
-       * were terminated)
-       */
-      const stopping = new Set<Promise<unknown>>();
-      const stopped = (run: Promise<unknown>): void => {
-        const settled = run.then(
-          () => undefined,
-          () => undefined,
-        );
-        stopping.add(settled);
-        void settled.then(() => stopping.delete(settled));
-      };
-      const getPool = (): Piscina<ThreadRequest, ThreadResponse> => {
+      let pool: Piscina<ServeRequest, void> | undefined;
+      const getPool = (): Piscina<ServeRequest, void> => {
         if (pool === undefined) {
-          pool = new Pool<ThreadRequest, ThreadResponse>({
+          pool = new Pool<ServeRequest, void>({
             filename: workerFile,
             minThreads: cores,
             maxThreads: cores,
             workerData,
             execArgv,
-            // nobody reads the pool's run and wait time histograms: recording them costs every task two clock reads
+            // nobody reads the pool's run and wait time histograms
             recordTiming: false,
             // the executor's worker env, over this process's (threads share the process: a task's own env is not
             // applied)
@@ -155,46 +119,26 @@ export function threads(options: ThreadsOptions): Backend {
         }
         return pool;
       };
+      const lanes = new Lanes({ threads: cores, pool: getPool, grace });
       return {
-        // one more one-core task per thread waits in the pool, so a thread goes from task to task without waiting for
+        // one more one-core task per thread waits on its lane, so a thread goes from task to task without waiting for
         // the event loop
         capacity: { cores, gpus: worker.gpus ?? 0, memoryMB: worker.memoryMB ?? Infinity, queue: cores },
         invokes: false,
         accept,
-        run: (job) => {
-          // each rank has a key of its own (for placement); the first one names the attempt
-          const key = runs + 1;
-          runs = (runs + (job.requirements.ranks ?? 1)) % KEY_WRAP;
-          return runJob(job, getPool(), key, { announce, stopped, placed: workerData.placed, grace });
-        },
+        run: (job) => runJob(job, lanes),
         close: async () => {
-          // a cancelled task has its grace period to return, even when its executor closes at once
-          while (stopping.size > 0) await Promise.all(stopping);
+          await lanes.close();
           await pool?.destroy();
           pool = undefined;
         },
       };
     },
-    shutdown: async () => {
-      channel?.close();
-      channel = undefined;
-    },
   };
 }
 
-interface RunControl {
-  /** tells the workers to abort the run through its signal */
-  readonly announce: (key: number, reason: unknown) => void;
-  /** keeps the pool until a run told to stop has returned (or its thread was terminated) */
-  readonly stopped: (run: Promise<unknown>) => void;
-  /** key + rank → thread running it */
-  readonly placed: Int32Array;
-  readonly grace: number;
-}
-
 /** What a thread is asked to run for the job (the first rank's request, for a task of several ranks). */
-const requestOf = (job: Job, key: number): ThreadRequest => ({
-  key,
+const requestOf = (job: Job): Post['request'] => ({
   name: job.name,
   args: job.args,
   id: job.id,
@@ -203,22 +147,19 @@ const requestOf = (job: Job, key: number): ThreadRequest => ({
   version: job.version,
 });
 
-/** One attempt: one piscina task per rank, started together (the executor has reserved their cores). */
-function runJob(
-  job: Job,
-  pool: Piscina<ThreadRequest, ThreadResponse>,
-  key: number,
-  control: RunControl,
-): Observable<unknown> {
-  if ((job.requirements.ranks ?? 1) === 1) return runOne(job, pool, key, control);
+/** Why a run that has not ended is stopped. */
+const stopReason = (job: Job, failure?: unknown): unknown =>
+  job.signal.aborted ? job.signal.reason : (failure ?? new Error('the task was stopped'));
+
+/** One attempt: one request per rank, each on a thread of its own (the executor has reserved their cores). */
+function runJob(job: Job, lanes: Lanes): Observable<unknown> {
+  const ranks = job.requirements.ranks ?? 1;
+  if (ranks === 1) return runOne(job, lanes);
   return new Observable<unknown>((subscriber) => {
-    const ranks = job.requirements.ranks ?? 1;
-    const base = requestOf(job, key);
     let open = ranks;
     let done = false;
     let failure: unknown;
     let rank0: unknown;
-    let killer: ReturnType<typeof setTimeout> | undefined;
     const succeeded: boolean[] = [];
     /** failures of ranks that waited for a rank that had ended: reported only if that rank succeeded */
     const consequences: Array<{ peer: number; error: Error }> = [];
@@ -229,7 +170,7 @@ function runJob(
     };
     const settle = (rank: number, ok: boolean): void => {
       succeeded[rank] = ok;
-      if (--open === 0 && killer !== undefined) clearTimeout(killer);
+      open--;
       if (done) return;
       const consequence = ok ? consequences.find((c) => c.peer === rank) : undefined;
       if (consequence !== undefined) fail(consequence.error);
@@ -239,90 +180,68 @@ function runJob(
         subscriber.complete();
       }
     };
-    const requests = ranks === 1 ? [{ request: base, transfer: [] as MessagePort[] }] : mesh(base, ranks);
-    const runs = requests.map(({ request, transfer }, rank) =>
-      pool.run(request, transfer.length > 0 ? { transferList: transfer } : undefined).then(
-        (response) => {
-          if (response.ok) {
-            if (rank === 0) rank0 = response.value;
-            settle(rank, true);
-            return;
-          }
-          const error = reviveError(response.error);
-          if (ranks > 1) Object.assign(error, { rank });
-          const peer = response.error.details?.peerEnded;
-          if (!done && typeof peer === 'number' && succeeded[peer] === undefined) consequences.push({ peer, error });
-          else if (!done) fail(error);
-          settle(rank, false);
-        },
-        (err: unknown) => {
-          if (!done) fail(crashError(err, job, rank, ranks));
-          settle(rank, false);
-        },
-      ),
-    );
+    const posts = mesh(requestOf(job), ranks).map(({ request, transfer }, rank): Post => ({
+      request,
+      transfer,
+      answered: (response) => {
+        if (response.ok) {
+          if (rank === 0) rank0 = response.value;
+          settle(rank, true);
+          return;
+        }
+        const error = reviveError(response.error);
+        Object.assign(error, { rank });
+        const peer = response.error.details?.peerEnded;
+        if (!done && typeof peer === 'number' && succeeded[peer] === undefined) consequences.push({ peer, error });
+        else if (!done) fail(error);
+        settle(rank, false);
+      },
+      crashed: (err) => {
+        if (!done) fail(crashError(err, job, rank, ranks));
+        settle(rank, false);
+      },
+    }));
+    for (const post of posts) lanes.submit(post);
     return () => {
       if (open === 0) return;
-      // Cancelled, timed out, or another rank failed: abort the signal in the worker(s), then terminate
-      // the thread(s) if the function has not returned within the grace period.
+      // Cancelled, timed out, or another rank failed: a rank not started yet never starts; a running one has its
+      // signal aborted, and its thread terminated if it has not returned within the grace period.
       done = true;
-      const reason: unknown = job.signal.aborted ? job.signal.reason : (failure ?? new Error('the task was stopped'));
-      control.announce(key, reason);
-      control.stopped(Promise.all(runs));
-      // A rank still queued in the pool starts, finds itself aborted and returns at once; a rank that
-      // ignores its signal has its thread terminated (and replaced) after the grace period.
-      killer = setTimeout(() => {
-        for (let rank = 0; rank < ranks; rank++) {
-          if (succeeded[rank] !== undefined) continue;
-          const tid = Ring.get(control.placed, key + rank);
-          if (tid !== undefined) void pool.threads.find((w) => w.threadId === tid)?.terminate();
-        }
-      }, control.grace);
-      killer.unref();
+      const reason = stopReason(job, failure);
+      posts.forEach((post, rank) => {
+        if (succeeded[rank] === undefined) lanes.cancel(post, reason);
+      });
     };
   });
 }
 
-/** `runJob` for the common case of one rank: one piscina task, nothing to coordinate. */
-function runOne(
-  job: Job,
-  pool: Piscina<ThreadRequest, ThreadResponse>,
-  key: number,
-  control: RunControl,
-): Observable<unknown> {
+/** `runJob` for the common case of one rank: one request, nothing to coordinate. */
+function runOne(job: Job, lanes: Lanes): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     let open = true;
-    const run = pool.run(requestOf(job, key));
-    run.then(
-      (response) => {
+    const post: Post = {
+      request: requestOf(job),
+      answered: (outcome) => {
         open = false;
-        if (response.ok) {
-          subscriber.next(response.value);
+        if (outcome.ok) {
+          subscriber.next(outcome.value);
           subscriber.complete();
-        } else subscriber.error(reviveError(response.error));
+        } else subscriber.error(reviveError(outcome.error));
       },
-      (err: unknown) => {
+      crashed: (err) => {
         open = false;
         subscriber.error(crashError(err, job, 0, 1));
       },
-    );
+    };
+    lanes.submit(post);
     return () => {
-      if (!open) return;
-      // cancelled or timed out: abort the signal in the worker; terminate its thread after the grace period
-      control.announce(key, job.signal.aborted ? job.signal.reason : new Error('the task was stopped'));
-      control.stopped(run);
-      const killer = setTimeout(() => {
-        if (!open) return;
-        const tid = Ring.get(control.placed, key);
-        if (tid !== undefined) void pool.threads.find((w) => w.threadId === tid)?.terminate();
-      }, control.grace);
-      killer.unref();
+      if (open) lanes.cancel(post, stopReason(job));
     };
   });
 }
 
 /** A full mesh of MessageChannels between the ranks. */
-function mesh(base: ThreadRequest, size: number): Array<{ request: ThreadRequest; transfer: MessagePort[] }> {
+function mesh(base: Post['request'], size: number): Array<{ request: Post['request']; transfer: MessagePort[] }> {
   const ports: Array<Array<MessagePort | null>> = Array.from({ length: size }, () =>
     new Array<MessagePort | null>(size).fill(null),
   );

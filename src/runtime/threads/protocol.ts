@@ -1,10 +1,10 @@
 /**
- * What the main thread and the `threads()` workers say to each other: the pool's shared data, one rank
- * of a run, the answer (a `RemoteOutcome`), and the aborts. Shared by `index.ts` (main thread) and
- * `worker.ts` (in the worker); the checks on the values that cross are the remote wire's.
+ * What the main thread and the `threads()` workers say to each other: the pool's shared data, the serve run that
+ * each thread's lane is (`lanes.ts` on the main side, `worker.ts` in the worker), the requests and answers on a lane's
+ * port, and the shared slots through which a request queued on a thread is claimed by that thread or taken back by
+ * the main thread. The checks on the values that cross are the remote wire's.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { TaskCancelledError, TaskFailedError, WalltimeExceededError } from '../../errors';
 import type { RecordedError } from '../../recorded-error';
 import type { RemoteRequest } from '../remote/runner';
 import type { RemoteOutcome } from '../remote/wire';
@@ -13,85 +13,90 @@ import type { RemoteOutcome } from '../remote/wire';
 export interface ThreadWorkerData {
   /** absolute paths of the modules that define the tasks */
   readonly modules: readonly string[];
-  /** name of the BroadcastChannel on which aborts are announced */
-  readonly channel: string;
-  /** aborted run keys → why (an `AbortCode`; see `Ring`) */
-  readonly aborts: Int32Array;
-  /** run key + rank → id of the thread running it (see `Ring`) */
-  readonly placed: Int32Array;
 }
 
-/** One rank of one attempt of one task: what the remote runner runs, with the run's key and the ranks' ports. */
+/**
+ * The one piscina task a lane is: the thread runs the requests that arrive on `port` until the main thread closes
+ * it. The answer is nothing; a rejection means the thread died (or was terminated).
+ */
+export interface ServeRequest {
+  readonly port: MessagePort;
+  /** the request slots of the pool (see `Slot`) */
+  readonly slots: Int32Array;
+}
+
+/** One rank of one attempt of one task: what the remote runner runs, with its key and slot, and the ranks' ports. */
 export interface ThreadRequest extends RemoteRequest {
-  /** run key: unique per attempt within a backend (keys key .. key + ranks - 1 are the attempt's); aborts name it */
+  /** unique per request in flight on a pool (a request taken back and queued elsewhere gets a new one) */
   readonly key: number;
+  /** its index in the pool's slots */
+  readonly slot: number;
   /** only for tasks with ranks > 1 */
   readonly comm?: { readonly rank: number; readonly size: number; readonly ports: ReadonlyArray<MessagePort | null> };
 }
 
-/** The worker never throws at piscina: a task's own failure comes back as data, so a rejection means a crash. */
-export type ThreadResponse = RemoteOutcome;
+/** Main thread → worker, on a lane's port: requests to run in this order, or an abort of a running one. */
+export type ToThread = readonly ThreadRequest[] | AbortRequest;
 
-/** Announced on the BroadcastChannel: stop the run with this key. */
-export interface AbortAnnouncement {
-  readonly key: number;
+/** Stop the running request with this key (through its signal). */
+export interface AbortRequest {
+  readonly abort: number;
   readonly reason: RecordedError;
 }
 
-/** Why a run was aborted, as kept in the `aborts` ring (0 = not aborted). */
-const AbortCode = {
-  Cancelled: 1,
-  Walltime: 2,
-  /** another rank of the run failed */
-  Stopped: 3,
-} as const;
+/**
+ * Worker → main thread: how a request ended. The worker never throws at piscina: a task's failure comes back as
+ * data, so that the main thread can tell a failed task from a crashed thread.
+ */
+export interface ThreadAnswer {
+  readonly key: number;
+  readonly outcome: RemoteOutcome;
+}
 
-const RING = 4096;
+/** keys stay below 2^29: a slot holds key × 4 + state in an Int32 */
+export const KEY_WRAP = 2 ** 29;
 
 /**
- * A small map in shared memory from run keys to an int, written by one thread and read by another
- * without messages: slot `key % 4096` holds [key, value], so an entry lives until 4096 keys later.
- * Used for aborts (key → `AbortCode`: an announcement on the BroadcastChannel reaches only the threads
- * that already listen, so a run aborted before its thread started is found here when it starts) and for
- * placement (key + rank → thread id, so that the main thread can terminate the thread of a run that
- * ignores its signal).
+ * The state of one queued or running request, in shared memory: slot `i` of the pool's Int32Array holds
+ * `key × 4 + state`. A request is posted to one thread `Queued`; that thread claims it (`Queued → Running`) when it
+ * comes to it, or the main thread takes it back (`Queued → Taken`) to run it elsewhere or not at all. Both use
+ * `Atomics.compareExchange` on the whole value, so exactly one of them wins, and a slot reused by a later request
+ * (another key) fails both for the old one. The worker marks a request `Done` just before it answers.
  */
-export const Ring = {
-  create(): Int32Array {
-    return new Int32Array(new SharedArrayBuffer(RING * 2 * Int32Array.BYTES_PER_ELEMENT));
+export const SlotState = {
+  Taken: 0,
+  Queued: 1,
+  Running: 2,
+  Done: 3,
+} as const;
+
+export const Slot = {
+  create(size: number): Int32Array {
+    return new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
   },
-  set(ring: Int32Array, key: number, value: number): void {
-    const slot = (key % RING) * 2;
-    Atomics.store(ring, slot + 1, value);
-    Atomics.store(ring, slot, key);
+  /** main thread: the request is posted (before it is sent) */
+  queue(slots: Int32Array, req: { readonly key: number; readonly slot: number }): void {
+    Atomics.store(slots, req.slot, req.key * 4 + SlotState.Queued);
   },
-  get(ring: Int32Array, key: number): number | undefined {
-    const slot = (key % RING) * 2;
-    const value = Atomics.load(ring, slot + 1);
-    return Atomics.load(ring, slot) === key ? value : undefined;
+  /** worker: takes the request to run it; false if the main thread took it back (or the slot is another's now) */
+  claim(slots: Int32Array, req: ThreadRequest): boolean {
+    const queued = req.key * 4 + SlotState.Queued;
+    return Atomics.compareExchange(slots, req.slot, queued, req.key * 4 + SlotState.Running) === queued;
+  },
+  /** main thread: takes the request back; false if its thread has started it */
+  take(slots: Int32Array, req: { readonly key: number; readonly slot: number }): boolean {
+    const queued = req.key * 4 + SlotState.Queued;
+    return Atomics.compareExchange(slots, req.slot, queued, req.key * 4 + SlotState.Taken) === queued;
+  },
+  /**
+   * worker: the request has ended (its answer follows). A compare-and-swap, not a store: a thread being terminated
+   * may end its request after the main thread has given up on it and reused its slot.
+   */
+  done(slots: Int32Array, req: ThreadRequest): void {
+    Atomics.compareExchange(slots, req.slot, req.key * 4 + SlotState.Running, req.key * 4 + SlotState.Done);
+  },
+  /** true while the request's thread runs it */
+  running(slots: Int32Array, req: { readonly key: number; readonly slot: number }): boolean {
+    return Atomics.load(slots, req.slot) === req.key * 4 + SlotState.Running;
   },
 };
-
-export function markAborted(ring: Int32Array, key: number, reason: unknown): void {
-  const code =
-    reason instanceof WalltimeExceededError
-      ? AbortCode.Walltime
-      : reason instanceof TaskCancelledError
-        ? AbortCode.Cancelled
-        : AbortCode.Stopped;
-  Ring.set(ring, key, code);
-}
-
-/** The reason a run was aborted before it started, if it was. */
-export function abortedBeforeStart(ring: Int32Array, key: number): Error | undefined {
-  switch (Ring.get(ring, key)) {
-    case undefined:
-      return undefined;
-    case AbortCode.Cancelled:
-      return new TaskCancelledError('the task was cancelled before it started on its thread');
-    case AbortCode.Walltime:
-      return new WalltimeExceededError('the task ran out of walltime before it started on its thread');
-    default:
-      return new TaskFailedError('the task was stopped before it started on its thread (another of its ranks failed)');
-  }
-}
