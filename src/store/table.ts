@@ -36,12 +36,12 @@ const ENTRY = 3;
 const emptyRoot: Node = new Array<unknown>(FANOUT + 1).fill(undefined);
 
 /**
- * An immutable map of many entries (the labels; task records are in a `TaskTable`), kept as a trie of 16-way nodes over a hash
- * of the key, with small key/value arrays as leaves. A new version shares every node it did not change
- * with the old one, so a commit copies a few nodes of 17 slots per changed key, never the table: the
- * cost of a change stays independent of the number of tasks. Narrow nodes keep that copy small (a
- * change copies about 70 pointers; 64-way nodes copied twice as many). Changes are made through a
- * {@link TableEditor}, one per commit.
+ * An immutable map of many entries (the labels; task records are in a `TaskTable`), kept as a trie of
+ * 16-way nodes over a hash of the key, with small key/value arrays as leaves. A new version shares every
+ * node it did not change with the old one, so a commit copies a few nodes of 17 slots per changed key,
+ * never the table: the cost of a change stays independent of the number of entries. Narrow nodes keep
+ * that copy small (a change copies about 70 pointers; 64-way nodes copied twice as many). Changes are
+ * made through a {@link TableEditor}, one per commit.
  *
  * Tables are opaque to immer (a class without `immerable`): the workflow's reducer updates them
  * through its editor and stores each version as a value in the immer state.
