@@ -274,10 +274,13 @@ export class Lanes {
         (back ??= []).push(placed.post);
       }
     }
-    if (back !== undefined) {
-      this.pending = [...back, ...this.pending.slice(this.pendingHead)];
-      this.pendingHead = 0;
-    }
+    if (back !== undefined) this.putFirst(back);
+  }
+
+  /** Puts posts taken back from a lane at the head of what waits here, in their order. */
+  private putFirst(back: readonly Post[]): void {
+    this.pending = [...back, ...this.pending.slice(this.pendingHead)];
+    this.pendingHead = 0;
   }
 
   /** An idle lane takes a request queued behind another lane's running one. */
@@ -404,8 +407,7 @@ export class Lanes {
       back.push(placed.post);
     }
     if (back.length === 0) return;
-    this.pending = [...back, ...this.pending.slice(this.pendingHead)];
-    this.pendingHead = 0;
+    this.putFirst(back);
     this.schedule();
   }
 
@@ -447,7 +449,6 @@ export class Lanes {
       failed = true;
       placed.post.crashed(err);
     }
-    clearTimeout(lane.idle);
     // A thread that died before it ran anything (it could not start): the first request fails, so that a thread that
     // cannot start does not take the same requests over and over.
     if (!failed && lane.answers === 0 && !lane.abort.signal.aborted) {
