@@ -1,6 +1,15 @@
 // Cancellation and walltime reach the whole process tree: no process of a task is left behind.
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { TaskCancelledError, WalltimeExceededError, WorkerCrashedError, executable } from 'scalems';
 import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
@@ -128,7 +137,62 @@ describe('processes(): ending process trees', () => {
     await new Promise((resolve) => driver.once('exit', resolve));
     expect(alive(pids)).toEqual([]);
   });
+
+  it('interrupted while its spawner starts a program, it exits only once that program is ended', async () => {
+    const { root } = await setup();
+    // the program's stdin is a FIFO: the spawner, opening it, waits for a writer; the driver knows of no tree yet
+    const fifo = join(root, 'stdin.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const idFile = join(root, 'task.id');
+    const driverFile = join(root, 'driver.pid');
+    const script = join(root, 'driver.ts');
+    writeFileSync(
+      script,
+      `import { executable, executor, file, launch, memoryStore, openWorkflow } from 'scalems';
+       import { processes } from 'scalems/node';
+       require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+       void (async () => {
+         const wf = await openWorkflow({ store: memoryStore(), name: 'wf' });
+         const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
+         const t = ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & wait'], {
+           stdin: file(${JSON.stringify(fifo)}),
+         }));
+         void t.then(undefined, () => undefined);
+         require('node:fs').writeFileSync(${JSON.stringify(idFile)}, t.id);
+       })();`,
+    );
+    const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
+      stdio: 'ignore',
+    });
+    let exited = false;
+    const exit = new Promise((resolve) => driver.once('exit', resolve)).then(() => (exited = true));
+    const id = await waitFor(() => (existsSync(idFile) ? readFileSync(idFile, 'utf8') : undefined), 'the task', 30_000);
+    const dir = workdirOf(root, id);
+    // stderr is opened just before stdin: once it is there, the spawner waits in the FIFO's open
+    await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
+    process.kill(Number(readFileSync(driverFile, 'utf8')), 'SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(exited).toBe(false); // it waits for its spawner
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // the spawner starts the program now, then ends it, then exits
+    await exit;
+    expect(processesIn(dir)).toEqual([]);
+  });
 });
+
+/** The live processes whose working directory is `dir`. */
+function processesIn(dir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      if (readlinkSync(`/proc/${pid}/cwd`) === dir && alive([pid]).length === 1) found.push(pid);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
 
 /** The first attempt's working directory of a task of the workflow 'wf' (see setup()). */
 function workdirOf(root: string, id: string): string {

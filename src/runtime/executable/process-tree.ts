@@ -70,6 +70,8 @@ export const DEFAULT_GRACE_SECONDS = 3;
 const live = new Set<ProcessTree>();
 /** The mark test of each live tree that has one. */
 const marks = new Map<ProcessTree, MarkTest>();
+/** What else ends trees when this process is interrupted: each resolves once it has (see `whenInterrupted`). */
+const interruptHooks = new Set<() => Promise<void>>();
 
 /**
  * Starts `program` with `args`, never through a shell, as the leader of a new session and process
@@ -134,7 +136,7 @@ export function adoptTree(
   const forget = (): void => {
     live.delete(tree);
     marks.delete(tree);
-    if (live.size === 0) uninstallSignalHandlers();
+    if (live.size === 0 && interruptHooks.size === 0) uninstallSignalHandlers();
   };
   const gone = (): void => {
     if (watched) watcher?.ended(root);
@@ -402,11 +404,27 @@ function installExitHooks(): void {
       // Someone else handles this signal: they decide whether the program ends (the exit hook still runs).
       if (process.listenerCount(signal) > 1) return;
       uninstallSignalHandlers();
-      void Promise.all([...live].map((t) => t.kill())).finally(() => process.kill(process.pid, signal));
+      const ending = [...live].map((t) => t.kill());
+      for (const hook of interruptHooks) ending.push(hook().catch(() => undefined));
+      void Promise.all(ending).finally(() => process.kill(process.pid, signal));
     };
     handlers.set(signal, handler);
     process.on(signal, handler);
   }
+}
+
+/**
+ * Until the returned function is called, `hook` runs too when this process is interrupted (SIGINT, SIGTERM, SIGHUP,
+ * nobody else handling it), and the process ends only once it has resolved: a spawner, which may have started
+ * programs it has not told about yet, ends what it started.
+ */
+export function whenInterrupted(hook: () => Promise<void>): () => void {
+  interruptHooks.add(hook);
+  installExitHooks();
+  return () => {
+    interruptHooks.delete(hook);
+    if (live.size === 0 && interruptHooks.size === 0) uninstallSignalHandlers();
+  };
 }
 
 function uninstallSignalHandlers(): void {

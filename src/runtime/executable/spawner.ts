@@ -10,8 +10,9 @@
  *
  * It is also the watchdog: it runs in a session of its own, and when the pipe from its owner reaches end of file
  * without a QUIT (the owner died, even by SIGKILL), it ends the trees it started that may still have members, and
- * every process carrying one of the owner's marks, then exits. It keeps no event loop of the owner alive while no
- * program runs.
+ * every process carrying one of the owner's marks, then exits. An owner that is interrupted (SIGINT, SIGTERM, SIGHUP)
+ * closes that pipe itself and exits only once the spawner has: a program started but not yet reported is ended too.
+ * It keeps no event loop of the owner alive while no program runs.
  *
  * If it dies, the attempts it started fail with `WorkerCrashedError` (their trees are ended by their owners, the
  * programs it may have started for attempts it had not answered yet by their marks), and the next attempt starts
@@ -24,6 +25,7 @@ import { MARK_VARIABLE, withMark } from './marks';
 import {
   adoptTree,
   killMarked,
+  whenInterrupted,
   type AdoptedTree,
   type ProcessTree,
   type TreeRoot,
@@ -107,6 +109,8 @@ export class Spawner implements TreeWatcher {
   readonly #running = new Map<number, AdoptedTree>();
   /** trees whose group outlived their leader: the spawner watches them until they have been ended */
   readonly #kept = new Set<string>();
+  /** stops the spawner being ended with the others when this process is interrupted */
+  #unhook: (() => void) | undefined;
   #ids = 0;
   #gates = 0;
   #out: string[] = [];
@@ -187,6 +191,8 @@ export class Spawner implements TreeWatcher {
     const child = this.#child;
     this.#child = undefined;
     this.#kept.clear();
+    this.#unhook?.();
+    this.#unhook = undefined;
     if (child === undefined) return;
     this.#lose(child, new WorkerCrashedError('the spawner was closed while the program ran'));
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -213,7 +219,13 @@ export class Spawner implements TreeWatcher {
     child.stdin!.on('error', () => undefined); // it died: see 'exit'
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => this.#receive(chunk));
+    // interrupted, the owner waits for its spawner to end what it started: it may have started a program it has not
+    // told about yet (that program is in no tree the owner knows)
+    const unhook = whenInterrupted(() => this.#abandon(child));
+    this.#unhook = unhook;
     child.once('exit', (code, signal) => {
+      unhook();
+      if (this.#unhook === unhook) this.#unhook = undefined;
       if (this.#child === child) this.#child = undefined;
       this.#lose(
         child,
@@ -228,6 +240,19 @@ export class Spawner implements TreeWatcher {
     (child.stdin as Writable & { unref(): void }).unref();
     (child.stdout as Readable & { unref(): void }).unref();
     return child;
+  }
+
+  /**
+   * This process is going away: the spawner is told so as if it had died (its pipe closes without QUIT: it ends every
+   * tree it started, then exits), and nothing more is sent to it. Resolves once it has exited.
+   */
+  #abandon(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    if (this.#child === child) this.#out = [];
+    child.ref();
+    child.stdin!.end();
+    return exited;
   }
 
   /** The spawner is gone (or going): what it had not answered, and the programs it started, cannot be followed. */
