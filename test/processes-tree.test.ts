@@ -173,7 +173,8 @@ describe('processes(): ending process trees', () => {
     process.kill(Number(readFileSync(driverFile, 'utf8')), 'SIGINT');
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(exited).toBe(false); // it waits for its spawner
-    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // the spawner starts the program now, then ends it, then exits
+    // the spawner starts the program now, then ends it, then exits
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
     await exit;
     expect(processesIn(dir)).toEqual([]);
   });
