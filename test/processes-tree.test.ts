@@ -139,46 +139,102 @@ describe('processes(): ending process trees', () => {
   });
 
   it('interrupted while its spawner starts a program, it exits only once that program is ended', async () => {
-    const { root } = await setup();
-    // the program's stdin is a FIFO: the spawner, opening it, waits for a writer; the driver knows of no tree yet
-    const fifo = join(root, 'stdin.fifo');
-    execFileSync('mkfifo', [fifo]);
-    const idFile = join(root, 'task.id');
-    const driverFile = join(root, 'driver.pid');
-    const script = join(root, 'driver.ts');
-    writeFileSync(
-      script,
-      `import { executable, executor, file, launch, memoryStore, openWorkflow } from 'scalems';
-       import { processes } from 'scalems/node';
-       require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
-       void (async () => {
-         const wf = await openWorkflow({ store: memoryStore(), name: 'wf' });
-         const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
-         const t = ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & wait'], {
-           stdin: file(${JSON.stringify(fifo)}),
-         }));
-         void t.then(undefined, () => undefined);
-         require('node:fs').writeFileSync(${JSON.stringify(idFile)}, t.id);
-       })();`,
-    );
-    const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
-      stdio: 'ignore',
-    });
-    let exited = false;
-    const exit = new Promise((resolve) => driver.once('exit', resolve)).then(() => (exited = true));
-    const id = await waitFor(() => (existsSync(idFile) ? readFileSync(idFile, 'utf8') : undefined), 'the task', 30_000);
-    const dir = workdirOf(root, id);
-    // stderr is opened just before stdin: once it is there, the spawner waits in the FIFO's open
-    await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
-    process.kill(Number(readFileSync(driverFile, 'utf8')), 'SIGINT');
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(exited).toBe(false); // it waits for its spawner
-    // the spawner starts the program now, then ends it, then exits
-    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    await exit;
-    expect(processesIn(dir)).toEqual([]);
+    const d = await blockedDriver();
+    try {
+      d.interrupt();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(d.exited()).toBe(false); // it waits for its spawner
+      d.unblock(); // the spawner starts the program now, then ends it, then exits
+      await d.exit;
+      expect(processesIn(d.dir)).toEqual([]);
+    } finally {
+      d.end();
+    }
+  });
+
+  it('a second interrupt while it waits for its spawner ends the driver at once', async () => {
+    const d = await blockedDriver();
+    try {
+      d.interrupt();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(d.exited()).toBe(false);
+      d.interrupt();
+      await d.exit; // without the spawner going on
+      d.unblock(); // the spawner, its owner gone, ends what it started
+      await waitFor(() => (processesIn(d.dir).length === 0 ? true : undefined), 'the program to be ended');
+    } finally {
+      d.end();
+    }
   });
 });
+
+/**
+ * A driver (tsx, as a user runs one) whose one task's stdin is a FIFO nobody writes yet: its spawner waits in the
+ * FIFO's open, having made the attempt's directory and files, and the driver knows of no tree of it yet.
+ */
+async function blockedDriver(): Promise<{
+  readonly dir: string;
+  readonly exit: Promise<unknown>;
+  exited(): boolean;
+  interrupt(): void;
+  /** the spawner, waiting in the FIFO's open, goes on: it starts the program */
+  unblock(): void;
+  /** nothing is left waiting, whatever failed: the spawner in the open, the driver for the spawner */
+  end(): void;
+}> {
+  const { root } = await setup();
+  const fifo = join(root, 'stdin.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const idFile = join(root, 'task.id');
+  const driverFile = join(root, 'driver.pid');
+  const script = join(root, 'driver.ts');
+  writeFileSync(
+    script,
+    `import { executable, executor, file, launch, memoryStore, openWorkflow } from 'scalems';
+     import { processes } from 'scalems/node';
+     require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+     void (async () => {
+       const wf = await openWorkflow({ store: memoryStore(), name: 'wf' });
+       const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
+       const t = ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & wait'], {
+         stdin: file(${JSON.stringify(fifo)}),
+       }));
+       void t.then(undefined, () => undefined);
+       require('node:fs').writeFileSync(${JSON.stringify(idFile)}, t.id);
+     })();`,
+  );
+  const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
+    stdio: 'ignore',
+  });
+  let exited = false;
+  const exit = new Promise((resolve) => driver.once('exit', resolve)).then(() => (exited = true));
+  const unblock = (): void => {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // nobody opens it (ENXIO): nobody waits for it
+    }
+  };
+  const driverPid = (): number | undefined =>
+    existsSync(driverFile) ? Number(readFileSync(driverFile, 'utf8')) : undefined;
+  const end = (): void => {
+    unblock();
+    if (exited) return;
+    const pid = driverPid();
+    if (pid !== undefined && alive([pid]).length === 1) process.kill(pid, 'SIGKILL');
+    driver.kill('SIGKILL');
+  };
+  try {
+    const idText = (): string | undefined => (existsSync(idFile) ? readFileSync(idFile, 'utf8') : undefined);
+    const dir = workdirOf(root, await waitFor(idText, 'the task', 30_000));
+    // stderr is opened just before stdin: once it is there, the spawner waits in the FIFO's open
+    await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
+    return { dir, exit, exited: () => exited, interrupt: () => process.kill(driverPid()!, 'SIGINT'), unblock, end };
+  } catch (error) {
+    end();
+    throw error;
+  }
+}
 
 /** The live processes whose working directory is `dir`. */
 function processesIn(dir: string): number[] {

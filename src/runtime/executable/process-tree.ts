@@ -388,6 +388,8 @@ async function endMembers(root: TreeRoot | undefined, scan: MemberScan, graceSec
 let exitHooked = false;
 const signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const handlers = new Map<NodeJS.Signals, () => void>();
+/** Interrupted: ending its trees before it dies. No handler is installed again: a second interrupt kills it. */
+let dying = false;
 
 /** Detached trees outlive their parent: when this process exits, take them along. */
 function installExitHooks(): void {
@@ -399,10 +401,11 @@ function installExitHooks(): void {
     });
   }
   for (const signal of signals) {
-    if (handlers.has(signal)) continue;
+    if (handlers.has(signal) || dying) continue;
     const handler = (): void => {
       // Someone else handles this signal: they decide whether the program ends (the exit hook still runs).
       if (process.listenerCount(signal) > 1) return;
+      dying = true;
       uninstallSignalHandlers();
       const ending = [...live].map((t) => t.kill());
       for (const hook of interruptHooks) ending.push(hook().catch(() => undefined));
