@@ -30,7 +30,12 @@ export interface ProcessesBenchFigures {
  * CPU time of this process (every thread; not the programs') per task of each timed side: what a side costs
  * whatever else runs on the machine.
  */
-const cpuPerTask = { scalems: [] as number[], spawner: [] as number[], spawn: [] as number[] };
+const cpuPerTask = {
+  scalems: [] as number[],
+  spawner: [] as number[],
+  spawn: [] as number[],
+  spawnWithFiles: [] as number[],
+};
 
 /**
  * CPU time (µs) of this process's spawners (`scalems-spawner`, which make the working directories and files and fork
@@ -126,6 +131,35 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
   return ms;
 }
 
+/**
+ * Milliseconds for `n` spawns that each do what an attempt needs of the file system and the kernel, as the spawner
+ * does, but nothing else: the task's and the attempt's directories, stdout and stderr files as the program's, a
+ * session of its own. A diagnosis (no goal): the part of the gap to the plain loop that is the attempt's files.
+ */
+async function viaSpawnWithFiles(n: number, concurrency: number): Promise<number> {
+  const root = mkdtempSync(join(tmpdir(), 'scalems-bench-files-'));
+  roots.push(root);
+  let made = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const task = join(root, String(made++));
+      mkdirSync(task);
+      const cwd = join(task, 'attempt-1');
+      mkdirSync(cwd);
+      const out = openSync(join(cwd, 'stdout'), 'w');
+      const err = openSync(join(cwd, 'stderr'), 'w');
+      const child = spawn('true', [], { cwd, stdio: ['ignore', out, err], detached: true });
+      closeSync(out);
+      closeSync(err);
+      child.once('error', reject);
+      child.once('exit', () => resolve());
+    });
+  const u0 = process.cpuUsage();
+  const ms = await lanes(n, concurrency, one);
+  cpuPerTask.spawnWithFiles.push(cpuMicros(u0) / n);
+  return ms;
+}
+
 /** Measures, prints (unless `quiet`) and returns the figures. */
 export async function benchProcesses(
   options: { tasks?: number; concurrency?: number; rounds?: number; quiet?: boolean } = {},
@@ -139,10 +173,14 @@ export async function benchProcesses(
   cpuPerTask.scalems.length = 0;
   cpuPerTask.spawner.length = 0;
   cpuPerTask.spawn.length = 0;
+  await viaSpawnWithFiles(20, concurrency);
+  cpuPerTask.spawnWithFiles.length = 0;
   const inodesBefore = inodeMicros();
   const spawned: number[] = [];
   const scalems: number[] = [];
   const ratios: number[] = [];
+  const withFiles: number[] = [];
+  const withFilesRatios: number[] = [];
   // alternating rounds, each side first in every other one, so that the machine's noise hits both
   for (let r = 0; r < rounds; r++) {
     const [spawnMs, scalemsMs] = await alternate(
@@ -153,6 +191,9 @@ export async function benchProcesses(
     spawned.push(perSecond(tasks, spawnMs));
     scalems.push(perSecond(tasks, scalemsMs));
     ratios.push(spawnMs / scalemsMs);
+    const withFilesMs = await viaSpawnWithFiles(tasks, concurrency);
+    withFiles.push(perSecond(tasks, withFilesMs));
+    withFilesRatios.push(withFilesMs / scalemsMs);
   }
   const f: ProcessesBenchFigures = {
     tasks,
@@ -176,6 +217,11 @@ export async function benchProcesses(
     console.log(
       `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, ms)} ms ` +
         `(+ its spawner process ${spread(cpuPerTask.spawner, ms)} ms), spawn loop ${spread(cpuPerTask.spawn, ms)} ms`,
+    );
+    console.log(
+      `  diagnosis, a spawn loop that also makes each attempt's 2 directories and 2 files (detached, no other ` +
+        `bookkeeping): ${spread(withFiles)} tasks/s, CPU ${spread(cpuPerTask.spawnWithFiles, ms)} ms per task; ` +
+        `its time / scalems time ${spread(withFilesRatios, fmtRatio)}`,
     );
     console.log(
       `  the file system under ${tmpdir()}: ${inodesBefore.toFixed(0)} µs (before the rounds), ` +
