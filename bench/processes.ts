@@ -1,7 +1,7 @@
 // 200 `true` executables through processes() against a plain child_process.spawn loop with the same
 // concurrency. Each round's executor runs one program before the clock starts: its one-time start (the spawner,
 // the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none. Run: npx tsx bench/processes.ts
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,18 +117,23 @@ function inodeMicros(n = 100): number {
   return cpuMicros(u0) / (2 * n);
 }
 
-/** Milliseconds for `n` plain spawns. */
-async function viaSpawn(n: number, concurrency: number): Promise<number> {
+/** Milliseconds for `n` programs started by `start`, `concurrency` at a time; the CPU per task is added to `cpu`. */
+async function spawnLoop(n: number, concurrency: number, cpu: number[], start: () => ChildProcess): Promise<number> {
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      const child = spawn('true', [], { stdio: 'ignore' });
+      const child = start();
       child.once('error', reject);
       child.once('exit', () => resolve());
     });
   const u0 = process.cpuUsage();
   const ms = await lanes(n, concurrency, one);
-  cpuPerTask.spawn.push(cpuMicros(u0) / n);
+  cpu.push(cpuMicros(u0) / n);
   return ms;
+}
+
+/** Milliseconds for `n` plain spawns. */
+function viaSpawn(n: number, concurrency: number): Promise<number> {
+  return spawnLoop(n, concurrency, cpuPerTask.spawn, () => spawn('true', [], { stdio: 'ignore' }));
 }
 
 /**
@@ -136,28 +141,24 @@ async function viaSpawn(n: number, concurrency: number): Promise<number> {
  * does, but nothing else: the task's and the attempt's directories, stdout and stderr files as the program's, a
  * session of its own. A diagnosis (no goal): the part of the gap to the plain loop that is the attempt's files.
  */
-async function viaSpawnWithFiles(n: number, concurrency: number): Promise<number> {
+function viaSpawnWithFiles(n: number, concurrency: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-files-'));
   roots.push(root);
   let made = 0;
-  const one = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const task = join(root, String(made++));
-      mkdirSync(task);
-      const cwd = join(task, 'attempt-1');
-      mkdirSync(cwd);
-      const out = openSync(join(cwd, 'stdout'), 'w');
-      const err = openSync(join(cwd, 'stderr'), 'w');
-      const child = spawn('true', [], { cwd, stdio: ['ignore', out, err], detached: true });
+  return spawnLoop(n, concurrency, cpuPerTask.spawnWithFiles, () => {
+    const task = join(root, String(made++));
+    mkdirSync(task);
+    const cwd = join(task, 'attempt-1');
+    mkdirSync(cwd);
+    const out = openSync(join(cwd, 'stdout'), 'w');
+    const err = openSync(join(cwd, 'stderr'), 'w');
+    try {
+      return spawn('true', [], { cwd, stdio: ['ignore', out, err], detached: true });
+    } finally {
       closeSync(out);
       closeSync(err);
-      child.once('error', reject);
-      child.once('exit', () => resolve());
-    });
-  const u0 = process.cpuUsage();
-  const ms = await lanes(n, concurrency, one);
-  cpuPerTask.spawnWithFiles.push(cpuMicros(u0) / n);
-  return ms;
+    }
+  });
 }
 
 /** Measures, prints (unless `quiet`) and returns the figures. */
