@@ -132,7 +132,8 @@ describe('processes(): ending process trees', () => {
       stdio: 'ignore',
     });
     const pids = await waitFor(() => pidsIn(pidFile, 2), 'the driver to start its task', 30_000);
-    const driverPid = Number(readFileSync(driverFile, 'utf8'));
+    const driverPid = Number(textOf(driverFile));
+    expect(driverPid).toBeGreaterThan(0); // 0 would signal this process's whole group
     process.kill(driverPid, 'SIGINT');
     await new Promise((resolve) => driver.once('exit', resolve));
     expect(alive(pids)).toEqual([]);
@@ -215,8 +216,11 @@ async function blockedDriver(): Promise<{
       // nobody opens it (ENXIO): nobody waits for it
     }
   };
-  const driverPid = (): number | undefined =>
-    existsSync(driverFile) ? Number(readFileSync(driverFile, 'utf8')) : undefined;
+  // (a file is seen empty between its creation and its write: pid 0 would signal this process's whole group)
+  const driverPid = (): number | undefined => {
+    const pid = Number(textOf(driverFile));
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  };
   const end = (): void => {
     unblock();
     if (exited) return;
@@ -225,14 +229,24 @@ async function blockedDriver(): Promise<{
     driver.kill('SIGKILL');
   };
   try {
-    const idText = (): string | undefined => (existsSync(idFile) ? readFileSync(idFile, 'utf8') : undefined);
-    const dir = workdirOf(root, await waitFor(idText, 'the task', 30_000));
+    const dir = workdirOf(root, await waitFor(() => textOf(idFile), 'the task', 30_000));
     // stderr is opened just before stdin: once it is there, the spawner waits in the FIFO's open
     await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
-    return { dir, exit, exited: () => exited, interrupt: () => process.kill(driverPid()!, 'SIGINT'), unblock, end };
+    const pid = driverPid();
+    if (pid === undefined) throw new Error(`no pid in ${driverFile}`);
+    return { dir, exit, exited: () => exited, interrupt: () => process.kill(pid, 'SIGINT'), unblock, end };
   } catch (error) {
     end();
     throw error;
+  }
+}
+
+/** The text of the file at `path`, once it has been written (undefined while it is missing or empty). */
+function textOf(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8') || undefined;
+  } catch {
+    return undefined;
   }
 }
 
