@@ -8,6 +8,34 @@ import { sqliteStore } from 'scalems/node';
 import { timeScalems } from './core';
 import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
 
+/**
+ * Closing a store that `n` no-op tasks were just written to: how long it takes, and the longest the event loop was
+ * held meanwhile (the last connection to close copies the write-ahead log into the file).
+ */
+async function closing(file: string, n: number): Promise<{ ms: number; heldMs: number }> {
+  const store = sqliteStore(file);
+  const close = store.close.bind(store);
+  const figures = { ms: 0, heldMs: 0 };
+  store.close = async () => {
+    let last = performance.now();
+    const tick = setInterval(() => {
+      const now = performance.now();
+      figures.heldMs = Math.max(figures.heldMs, now - last);
+      last = now;
+    }, 1);
+    const t0 = performance.now();
+    try {
+      await close();
+    } finally {
+      figures.ms = performance.now() - t0;
+      figures.heldMs = Math.max(figures.heldMs, performance.now() - last);
+      clearInterval(tick);
+    }
+  };
+  await timeScalems(n, store); // closes the workflow, and with it the store
+  return figures;
+}
+
 export async function benchStores(n = 100_000, rounds = 5): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
   try {
@@ -41,6 +69,7 @@ export async function benchStores(n = 100_000, rounds = 5): Promise<Record<strin
     const reopenMs = performance.now() - t0;
     const restored = wf.state.counts.succeeded;
     await wf.close();
+    const closed = await closing(join(dir, 'closing.sqlite'), n);
     const ratios = memory.map((m, i) => m / sqlite[i]!);
     console.log(`stores: ${n.toLocaleString('en')} no-op tasks, ${rounds} rounds, median [min–max]`);
     console.log(
@@ -55,6 +84,10 @@ export async function benchStores(n = 100_000, rounds = 5): Promise<Record<strin
         `memoryStore ${spread(memoryCpu, us)} µs  |  ratio ${spread(cpuRatios, fmtRatio)}`,
     );
     console.log(`  reopen a ${restored.toLocaleString('en')}-task SQLite store: ${reopenMs.toFixed(0)} ms`);
+    console.log(
+      `  close a store just written with ${n.toLocaleString('en')} tasks: ${closed.ms.toFixed(0)} ms, the event loop ` +
+        `held at most ${closed.heldMs.toFixed(0)} ms of it`,
+    );
     return {
       memory: median(memory),
       sqlite: median(sqlite),

@@ -295,11 +295,13 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
     async close() {
       if (closed) return;
       closed = true;
+      // the reading connection first: the last connection to close checkpoints the log into the file and removes it
+      // (about 2 ms per 1 000 records written), and that is then the writer's thread, not the engine's
       try {
-        await writer?.close();
+        db.close();
       } finally {
         try {
-          db.close();
+          await writer?.close();
         } finally {
           lock?.release();
         }
