@@ -28,8 +28,8 @@ const STUBBORN = ['bash', '-c', 'trap "" TERM; sleep 100 & echo $!; setsid sleep
  */
 const DAEMONISING = ['bash', '-c', 'trap "" TERM; (setsid sleep 100 & echo $!); echo $$; sleep 100'];
 
-/** The spawners this process started that are still running (each is also its backend's watchdog). */
-function spawners(): number[] {
+/** The spawners `parent` (this process) started that are still running (each is also its backend's watchdog). */
+function spawners(parent = process.pid): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -37,7 +37,7 @@ function spawners(): number[] {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner'))
+      if (ppid === parent && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner'))
         found.push(pid);
     } catch {
       // gone
@@ -161,8 +161,9 @@ describe('processes(): ending process trees', () => {
       expect(d.exited()).toBe(false);
       d.interrupt();
       await d.exit; // without the spawner going on
-      d.unblock(); // the spawner, its owner gone, ends what it started
-      await waitFor(() => (processesIn(d.dir).length === 0 ? true : undefined), 'the program to be ended');
+      d.unblock(); // the spawner starts the program, then, its owner gone, ends what it started and exits
+      await waitFor(() => (alive([d.spawner]).length === 0 ? true : undefined), 'the spawner to exit');
+      expect(processesIn(d.dir)).toEqual([]);
     } finally {
       d.end();
     }
@@ -175,6 +176,8 @@ describe('processes(): ending process trees', () => {
  */
 async function blockedDriver(): Promise<{
   readonly dir: string;
+  /** the driver's spawner, waiting in the open */
+  readonly spawner: number;
   readonly exit: Promise<unknown>;
   exited(): boolean;
   interrupt(): void;
@@ -234,7 +237,9 @@ async function blockedDriver(): Promise<{
     await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
     const pid = driverPid();
     if (pid === undefined) throw new Error(`no pid in ${driverFile}`);
-    return { dir, exit, exited: () => exited, interrupt: () => process.kill(pid, 'SIGINT'), unblock, end };
+    const [spawner] = spawners(pid);
+    if (spawner === undefined) throw new Error(`the driver ${pid} has no spawner`);
+    return { dir, spawner, exit, exited: () => exited, interrupt: () => process.kill(pid, 'SIGINT'), unblock, end };
   } catch (error) {
     end();
     throw error;
