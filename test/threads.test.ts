@@ -25,7 +25,7 @@ import {
   type TaskSpec,
   type Workflow,
 } from 'scalems';
-import { threads } from 'scalems/node';
+import { threads, type ThreadsOptions } from 'scalems/node';
 import * as tasks from './fixtures/threads/tasks';
 
 const MODULE = join(__dirname, 'fixtures', 'threads', 'tasks.ts');
@@ -33,6 +33,21 @@ const MODULE = join(__dirname, 'fixtures', 'threads', 'tasks.ts');
 /** Resolves once flags[index] is non-zero (the test's timeout bounds the wait). */
 async function flagged(flags: Int32Array, index: number): Promise<void> {
   while (Atomics.load(flags, index) === 0) await Atomics.waitAsync(flags, index, 0, 50).value;
+}
+
+/** A threads() runtime of its own, on a workflow of its own, and its executor. */
+async function ownThreads(options: Omit<ThreadsOptions, 'modules'>): Promise<{ rt: Runtime; ex: Executor }> {
+  const rt = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], ...options }));
+  return { rt, ex: executor(rt) };
+}
+
+/** `n` shared 32-bit counters (tasks.counted, tasks.holds, tasks.spins write them). */
+const shared = (n: number): Int32Array => new Int32Array(new SharedArrayBuffer(4 * n));
+
+/** Lets a `tasks.holds` task that holds its thread on `flags` return. */
+function release(flags: Int32Array): void {
+  Atomics.store(flags, 1, 1);
+  Atomics.notify(flags, 1);
 }
 
 const withRequirements = <R>(spec: TaskSpec<R>, requirements: TaskSpec['requirements']): TaskSpec<R> => ({
@@ -195,31 +210,25 @@ describe('threads(): tasks queued on a busy thread', () => {
   // its own: the same task (same arguments) in one workflow would be one task.
 
   it('a short task queued behind a long one is taken back by the other thread, and runs there once', async () => {
-    const own = launch(
-      await openWorkflow({ store: memoryStore() }),
-      threads({ modules: [MODULE], maxThreads: 2, cancelGraceMs: 60_000 }),
-    );
-    const two = executor(own);
-    const flags = new Int32Array(new SharedArrayBuffer(8));
-    const counts = new Int32Array(new SharedArrayBuffer(4 * 6));
+    const { rt, ex: two } = await ownThreads({ maxThreads: 2, cancelGraceMs: 60_000 });
+    const flags = shared(2);
+    const counts = shared(6);
     const long = two.submit(tasks.holds, flags);
     const short = [0, 1, 2, 3, 4, 5].map((i) => two.submit(tasks.counted, counts, i));
     // all of them end while the long task still holds its thread (without steal-back, one would wait behind it)
     const done = await Promise.all(short);
     expect(Atomics.load(flags, 1)).toBe(0);
-    Atomics.store(flags, 1, 1);
-    Atomics.notify(flags, 1);
+    release(flags);
     const longThread = await long;
     expect(done.every((r) => r.threadId !== longThread)).toBe(true);
     expect([...counts]).toEqual([1, 1, 1, 1, 1, 1]);
-    await own.shutdown();
+    await rt.shutdown();
   });
 
   it('a task queued behind a long one goes to the other thread even while that thread is never idle', async () => {
-    const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 2 }));
-    const two = executor(own);
-    const flags = new Int32Array(new SharedArrayBuffer(8));
-    const seq = new Int32Array(new SharedArrayBuffer(4));
+    const { rt, ex: two } = await ownThreads({ maxThreads: 2 });
+    const flags = shared(2);
+    const seq = shared(1);
     const long = two.submit(tasks.holds, flags);
     const short = Array.from({ length: 30 }, (_, i) => two.submit(tasks.ordered, seq, i));
     const done = await Promise.all(short);
@@ -227,33 +236,27 @@ describe('threads(): tasks queued on a busy thread', () => {
     // idle until the last one), yet it takes that task back after a few answers: it does not run last.
     const overtaken = Math.max(...done.map((r) => r.order - r.i));
     expect(overtaken).toBeLessThan(16);
-    Atomics.store(flags, 1, 1);
-    Atomics.notify(flags, 1);
+    release(flags);
     await long;
-    await own.shutdown();
+    await rt.shutdown();
   });
 
   it('a thread that dies with tasks queued behind it: the one it ran fails, the queued ones run once each', async () => {
     // one thread: nothing takes the queued task back; it is on the dying thread's lane
-    const own = launch(await openWorkflow({ store: memoryStore() }), threads({ modules: [MODULE], maxThreads: 1 }));
-    const one = executor(own);
-    const counts = new Int32Array(new SharedArrayBuffer(4 * 4));
+    const { rt, ex: one } = await ownThreads({ maxThreads: 1 });
+    const counts = shared(4);
     const crashing = one.submit(tasks.exitsThread);
     const queued = [0, 1, 2, 3].map((i) => one.submit(tasks.counted, counts, i));
     await expect(crashing).rejects.toThrow(WorkerCrashedError);
     expect((await Promise.all(queued)).map((r) => r.i)).toEqual([0, 1, 2, 3]);
     expect([...counts]).toEqual([1, 1, 1, 1]);
-    await own.shutdown();
+    await rt.shutdown();
   });
 
   it('a cancelled task whose thread is terminated after the grace period: the tasks queued behind it run once each', async () => {
-    const own = launch(
-      await openWorkflow({ store: memoryStore() }),
-      threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 100 }),
-    );
-    const one = executor(own);
-    const flags = new Int32Array(new SharedArrayBuffer(8));
-    const counts = new Int32Array(new SharedArrayBuffer(4 * 3));
+    const { rt, ex: one } = await ownThreads({ maxThreads: 1, cancelGraceMs: 100 });
+    const flags = shared(2);
+    const counts = shared(3);
     const spinning = one.submit(tasks.spins, flags);
     const queued = [0, 1, 2].map((i) => one.submit(tasks.counted, counts, i));
     await flagged(flags, 0);
@@ -261,28 +264,23 @@ describe('threads(): tasks queued on a busy thread', () => {
     await expect(spinning).rejects.toThrow(TaskCancelledError);
     expect((await Promise.all(queued)).map((r) => r.i)).toEqual([0, 1, 2]);
     expect([...counts]).toEqual([1, 1, 1]);
-    await own.shutdown();
+    await rt.shutdown();
   });
 
   it('a task cancelled while queued on a thread’s lane never runs; the others run once each', async () => {
-    const own = launch(
-      await openWorkflow({ store: memoryStore() }),
-      threads({ modules: [MODULE], maxThreads: 1, cancelGraceMs: 60_000 }),
-    );
-    const one = executor(own);
-    const flags = new Int32Array(new SharedArrayBuffer(8));
-    const counts = new Int32Array(new SharedArrayBuffer(4 * 3));
+    const { rt, ex: one } = await ownThreads({ maxThreads: 1, cancelGraceMs: 60_000 });
+    const flags = shared(2);
+    const counts = shared(3);
     const long = one.submit(tasks.holds, flags);
     const queued = [0, 1, 2].map((i) => one.submit(tasks.counted, counts, i));
     await flagged(flags, 0);
     queued[0]!.cancel();
     await expect(queued[0]).rejects.toThrow(TaskCancelledError);
-    Atomics.store(flags, 1, 1);
-    Atomics.notify(flags, 1);
+    release(flags);
     await long;
     await Promise.all(queued.slice(1));
     expect([...counts]).toEqual([0, 1, 1]);
-    await own.shutdown();
+    await rt.shutdown();
   });
 });
 
