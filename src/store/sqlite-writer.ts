@@ -15,7 +15,7 @@ interface Reply {
 /** rows per multi-row upsert */
 const MULTI = 32;
 /** the size the write-ahead log reaches before the writer checkpoints it into the file, whatever the page size */
-export const WAL_BYTES = 40 * 2 ** 20;
+export const WAL_BYTES = 10_000 * 4096;
 
 // The writer thread, as source: a worker cannot load this package's .ts files under jest or tsx,
 // and the thread needs nothing of the package but the SQLite driver, whose path it is given.
@@ -36,10 +36,11 @@ const upsert = db.prepare(upsertSql(1));
 // ${MULTI} rows per statement: a third cheaper than one by one (keys are unique within a batch)
 const upsertMany = db.prepare(upsertSql(${MULTI}));
 const remove = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
-// A checkpoint copies the log's pages into the file and syncs both: once the log holds ${WAL_BYTES / 2 ** 20} MiB
-// (1 280 pages of 32 KiB; 10 240 of the 4 KiB pages of stores made by earlier versions) instead of SQLite's 1 000
-// pages, so that a page the batches keep changing (the key index's) is copied once per checkpoint, and the thread
-// waits for a sync less often. What a crash can lose is the same: a commit is in the log either way.
+// A checkpoint copies the log's pages into the file and syncs both: once the log holds ${WAL_BYTES} bytes (10 000
+// pages of SQLite's default 4 KiB) instead of SQLite's 1 000 pages, so that a page the batches keep changing (the key
+// index's) is copied once per checkpoint, and the thread waits for a sync a tenth as often. What a crash can lose is
+// the same: a commit is in the log either way. Counted in bytes, not pages: a store some tool rebuilt with larger
+// pages would otherwise let the log grow as many times larger.
 db.pragma('wal_autocheckpoint = ' + Math.max(1, Math.round(${WAL_BYTES} / db.pragma('page_size', { simple: true }))));
 /** the rows (key, json, key, json, ...) in the order of their keys, rows of the same key in the order given */
 const byKey = (rows) => {

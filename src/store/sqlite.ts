@@ -16,13 +16,6 @@ import { sqliteDriver } from './sqlite-driver';
 export const SQLITE_STORE_VERSION = 2;
 /** `PRAGMA application_id` of every scalems store: 'SCMS'. Any other SQLite file is not a store. */
 export const SQLITE_STORE_APPLICATION_ID = 0x53434d53;
-/**
- * The page size of a new store. Task ids are random, so a batch of records lands all over the key index and
- * rewrites most of its pages; with 32 KiB pages instead of SQLite's 4 KiB there are an eighth as many, and the
- * writer's CPU per record fell by about a third (10.4 to 7.1–8.0 µs; README, "Performance"). Stores made with
- * other page sizes (by earlier versions) are read and written as they are: the page size is not part of the format.
- */
-export const SQLITE_STORE_PAGE_SIZE = 32768;
 
 export interface SqliteStoreOptions {
   /**
@@ -41,7 +34,7 @@ const SCHEMA = `
 /**
  * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
  * value as JSON text, one transaction per `setMany` (or for several queued behind one another: each is still
- * written whole or not at all), 32 KiB pages, a checkpoint once the `-wal` file reaches 40 MiB.
+ * written whole or not at all), a checkpoint once the `-wal` file holds about 40 MB (10 000 pages of 4 KiB).
  * Values must be JSON data (see `assertStorable`); anything else is refused before a byte of the batch is written.
  * Values are checked and turned into JSON on the caller's thread; a writer thread with its own connection commits
  * them (see `SqliteWriter`), in order, and reads wait for the writes made before them.
@@ -98,7 +91,6 @@ function create(dbPath: string): void {
     fs.closeSync(fs.openSync(temporary, 'wx', 0o600));
     const db = new (sqliteDriver())(temporary);
     try {
-      db.pragma(`page_size = ${SQLITE_STORE_PAGE_SIZE}`); // before anything is written: it sets the file's pages
       db.pragma(`application_id = ${SQLITE_STORE_APPLICATION_ID}`);
       db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
       db.exec(SCHEMA);
