@@ -136,7 +136,7 @@ export function adoptTree(
   const forget = (): void => {
     live.delete(tree);
     marks.delete(tree);
-    if (live.size === 0 && interruptHooks.size === 0) uninstallSignalHandlers();
+    uninstallWhenUnneeded();
   };
   const gone = (): void => {
     if (watched) watcher?.ended(root);
@@ -426,8 +426,13 @@ export function whenInterrupted(hook: () => Promise<void>): () => void {
   installExitHooks();
   return () => {
     interruptHooks.delete(hook);
-    if (live.size === 0 && interruptHooks.size === 0) uninstallSignalHandlers();
+    uninstallWhenUnneeded();
   };
+}
+
+/** The signal handlers stay while a live tree or an interrupt hook needs them. */
+function uninstallWhenUnneeded(): void {
+  if (live.size === 0 && interruptHooks.size === 0) uninstallSignalHandlers();
 }
 
 function uninstallSignalHandlers(): void {
