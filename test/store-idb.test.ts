@@ -2,7 +2,7 @@ import 'fake-indexeddb/auto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { builtinModules } from 'node:module';
-import { StoreCorruptError, StoreVersionError } from '../src/errors';
+import { StoreAccessError, StoreCorruptError, StoreVersionError } from '../src/errors';
 import { IDB_META_KEY, IDB_STORE_VERSION, idbStore } from '../src/store/idb';
 import type { Store } from '../src/store/store';
 
@@ -130,6 +130,7 @@ describe('idbStore', () => {
       // @ts-expect-error -- simulate an environment without IndexedDB
       delete globalThis.indexedDB;
       expect(() => idbStore('x')).toThrow(/IndexedDB is not available here/);
+      expect(() => idbStore('x')).toThrow(StoreAccessError);
     } finally {
       globalThis.indexedDB = saved;
     }

@@ -309,6 +309,17 @@ describe('threads(): function tasks with ranks > 1', () => {
     expect(result.total).toBe(55);
   });
 
+  it('a mistake with the communicator is refused with InvalidOptionsError naming the call and what is allowed', async () => {
+    const refusals = await ex.submit(withRequirements(call(tasks.misusesComm), { ranks: 2 }));
+    expect(refusals).toEqual([
+      'InvalidOptionsError INVALID_OPTIONS: comm.send: rank 0 cannot send to or from itself',
+      'InvalidOptionsError INVALID_OPTIONS: comm.recv: rank must be an integer in 0..1; got 2',
+      'InvalidOptionsError INVALID_OPTIONS: comm.send: tag must be a non-negative integer; got -1',
+      'InvalidOptionsError INVALID_OPTIONS: comm.allreduce: op must be one of sum, prod, min, max; got median',
+      'InvalidOptionsError INVALID_OPTIONS: comm.allreduce: value must be a number; got string',
+    ]);
+  });
+
   it('a rank waiting for a rank that has returned is told so, instead of waiting forever', async () => {
     const t = ex.submit(withRequirements(call(tasks.waitsForReturnedRank), { ranks: 2 }));
     await expect(t).rejects.toThrow(/rank 1: recv\(from 0, tag 5\) cannot complete: rank 0 has ended/);

@@ -16,7 +16,7 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { TaskCancelledError } from '../errors';
+import { InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
 import { recordError } from '../recorded-error';
 import { RemoteRunner, RunStop } from '../runtime/remote/runner';
 import { jsonWire, type RemoteOutcome } from '../runtime/remote/wire';
@@ -97,7 +97,8 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
   let result: RemoteOutcome;
   try {
     const args: unknown = JSON.parse(readFileSync(a.args, 'utf8'));
-    if (!Array.isArray(args)) throw new TypeError(`scalems-task: ${a.args} must hold a JSON array of arguments`);
+    if (!Array.isArray(args))
+      throw new InvalidTaskDescriptionError(`scalems-task: ${a.args} must hold a JSON array of arguments`);
     const workdir = a.workdir !== undefined ? resolve(a.workdir) : undefined;
     if (workdir !== undefined) process.chdir(workdir);
     const req = { name: a.name, args, id: a.id, label: a.label, attempt: a.attempt, version: a.version };

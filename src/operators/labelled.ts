@@ -1,5 +1,6 @@
 /** `labelled(label)`: the operator that names each task spec of a pipeline. */
 import { map, type OperatorFunction } from 'rxjs';
+import { InvalidTaskDescriptionError } from '../errors';
 import type { TaskSpec } from '../task/spec';
 
 /**
@@ -10,6 +11,9 @@ export function labelled<R>(
   label: string | ((spec: TaskSpec<R>, index: number) => string),
 ): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
   if (typeof label !== 'string' && typeof label !== 'function')
-    throw new TypeError('labelled(label): label must be a string or a function (spec, index) => string');
+    throw new InvalidTaskDescriptionError(
+      'labelled(label): label must be a string or a function (spec, index) => string; ' +
+        `got ${label === null ? 'null' : typeof label}`,
+    );
   return map((spec, index) => ({ ...spec, label: typeof label === 'string' ? label : label(spec, index) }));
 }

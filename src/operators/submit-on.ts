@@ -1,5 +1,6 @@
 /** `submitOn(executor)`: the operator that submits each spec of a pipeline and emits the results. */
 import { Observable, Subject, takeUntil, type OperatorFunction } from 'rxjs';
+import { InvalidTaskDescriptionError } from '../errors';
 import type { Executor } from '../runtime/executor';
 import { Task, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
@@ -70,7 +71,7 @@ export function submitOn(
       return call(invocable(fn), arg);
     }
     if (isTaskSpec(input) || input instanceof Task) return input;
-    throw new TypeError(
+    throw new InvalidTaskDescriptionError(
       `submitOn(executor) expects TaskSpecs (from call(fn, ...args) or task(...)) or Tasks; ` +
         `got ${describe(input)}. To map plain values through a function, use submitOn(executor, fn).`,
     );

@@ -27,6 +27,7 @@ import {
 import {
   AmbiguousTaskError,
   ExecutorShutdownError,
+  InvalidOptionsError,
   InvalidTaskDescriptionError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
@@ -117,7 +118,7 @@ export class Executor implements AsyncDisposable {
     this.workflow = runtime.workflow;
     const clash = this.workflow.executors.get(this.name);
     if (clash !== undefined && !clash.isShutdown)
-      throw new TypeError(
+      throw new InvalidOptionsError(
         `an executor named "${this.name}" is already open on workflow "${this.workflow.name}": ` +
           'give this one another name, or shut that one down first',
       );
@@ -164,6 +165,11 @@ export class Executor implements AsyncDisposable {
   submit<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): Task<Awaited<ReturnType<F>>>;
   submit<R>(spec: TaskSpec<R>): Task<R>;
   submit(fnOrSpec: AnyFunction | TaskSpec, ...args: unknown[]): Task<unknown> {
+    if (!isTaskSpec(fnOrSpec) && typeof fnOrSpec !== 'function')
+      throw new InvalidTaskDescriptionError(
+        `submit(fn, ...args) or submit(spec): expected a function or a TaskSpec (from call(fn, ...args) or ` +
+          `executable(...)), got ${fnOrSpec === null ? 'null' : typeof fnOrSpec}`,
+      );
     const spec = isTaskSpec(fnOrSpec) ? fnOrSpec : call(fnOrSpec, ...(args as []));
     return this.submitSpec(spec, { pinned: true });
   }
@@ -178,7 +184,9 @@ export class Executor implements AsyncDisposable {
         `executor ${this.id} has been shut down and accepts no new tasks; submit to a new executor`,
       );
     if (!isTaskSpec(spec))
-      throw new TypeError(`expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`);
+      throw new InvalidTaskDescriptionError(
+        `expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`,
+      );
     const requirements: TaskRequirements =
       spec.requirements === undefined
         ? this.defaults

@@ -1,6 +1,6 @@
 /** Task identity at submit: arguments encoded (upstream tasks as references, edges collected) and hashed. */
 import type { Workflow } from './workflow';
-import { UnserializableValueError } from '../errors';
+import { InvalidTaskDescriptionError, UnserializableValueError } from '../errors';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
 import { lookupTask, registeredName, sourceHash, versionOf, type AnyFunction, type TaskSpec } from '../task/spec';
 
@@ -29,7 +29,7 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     if (isTaskHandle(v)) {
       const owner = (v as { workflow?: unknown }).workflow;
       if (owner !== undefined && owner !== workflow) {
-        throw new TypeError(
+        throw new InvalidTaskDescriptionError(
           `task ${v.id} belongs to another workflow; tasks can only take inputs from their own workflow`,
         );
       }

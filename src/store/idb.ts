@@ -1,6 +1,6 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
-import { StoreClosedError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../errors';
+import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../errors';
 import { versionProblem, type Store } from './store';
 import { assertStorable } from './storable';
 
@@ -40,7 +40,10 @@ interface Meta {
  */
 export function idbStore(dbName: string, storeName = 'scalems'): Store {
   if (typeof indexedDB === 'undefined') {
-    throw new Error('idbStore: IndexedDB is not available here; in Node use sqliteStore() or memoryStore().');
+    throw new StoreAccessError(
+      'idbStore: IndexedDB is not available here; in Node use sqliteStore() or memoryStore().',
+      `indexeddb:${dbName}/${storeName}`,
+    );
   }
   const description = `indexeddb:${dbName}/${storeName}`;
   let connection: Promise<IDBDatabase> | undefined;

@@ -1,4 +1,5 @@
 /** `TaskTable`: the persistent table of task records, laid out by the order the workflow came to know its tasks. */
+import { ScalemsError } from '../errors';
 import type { Table } from './table';
 
 /**
@@ -129,7 +130,7 @@ export class TaskTableEditor<V extends { readonly id: string }> {
       }
     }
     while (index >>> (this.shift + BITS) !== 0) {
-      if (this.shift >= MAX_SHIFT) throw new RangeError(`a workflow holds at most 2^30 tasks (task number ${index})`);
+      if (this.shift >= MAX_SHIFT) throw new ScalemsError(`a workflow holds at most 2^30 tasks (task number ${index})`);
       const up = newNode(token);
       up[0] = root;
       root = up;

@@ -2,7 +2,7 @@
 import * as t from 'io-ts';
 import type { TaskRequirements } from './requirements';
 import { hash128, isTaskHandle, type HasTaskId } from './hash';
-import { TaskDefinitionError } from '../errors';
+import { InvalidTaskDescriptionError, TaskDefinitionError } from '../errors';
 
 /** Where a spec keeps the live function for backends that run it in this process. Not serialised. */
 export const SPEC_FN: unique symbol = Symbol.for('scalems.spec.fn');
@@ -158,7 +158,8 @@ export function taskNameOf(fn: AnyFunction): string {
 
 /** Pure data for "call fn with args": nothing runs until it is submitted. */
 export function call<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): TaskSpec<Awaited<ReturnType<F>>> {
-  if (typeof fn !== 'function') throw new TypeError(`call(fn, ...args): fn must be a function, got ${typeof fn}`);
+  if (typeof fn !== 'function')
+    throw new InvalidTaskDescriptionError(`call(fn, ...args): fn must be a function, got ${typeof fn}`);
   return { kind: 'function', name: taskNameOf(fn), args, [SPEC_FN]: fn };
 }
 

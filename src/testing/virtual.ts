@@ -1,6 +1,7 @@
 /** `virtual()`: a backend on virtual time, for marble tests of whole workflows. */
 import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../runtime/backend';
+import { InvalidTaskDescriptionError } from '../errors';
 import { isThenable } from '../util';
 
 export interface VirtualOptions {
@@ -45,7 +46,7 @@ export function virtual(options: VirtualOptions = {}): Backend {
             map(() => {
               const value = job.invoke();
               if (isThenable(value)) {
-                throw new TypeError(
+                throw new InvalidTaskDescriptionError(
                   `virtual(): task ${job.name} returned a Promise; functions on the virtual backend must be ` +
                     `synchronous so that they run in virtual time`,
                 );

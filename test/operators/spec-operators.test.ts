@@ -2,7 +2,15 @@
 // each emits and of the source's subscription. Nothing here submits: these operators only build specs.
 import { TestScheduler } from 'rxjs/testing';
 import { map } from 'rxjs';
-import { InvalidRequirementsError, call, labelled, task, withRequirements, type TaskSpec } from 'scalems';
+import {
+  InvalidRequirementsError,
+  InvalidTaskDescriptionError,
+  call,
+  labelled,
+  task,
+  withRequirements,
+  type TaskSpec,
+} from 'scalems';
 
 const simulate = (n: number): number => n * 10;
 
@@ -96,6 +104,6 @@ describe('labelled(label)', () => {
         a: 'only',
       });
     });
-    expect(() => labelled(42 as unknown as string)).toThrow(TypeError);
+    expect(() => labelled(42 as unknown as string)).toThrow(InvalidTaskDescriptionError);
   });
 });

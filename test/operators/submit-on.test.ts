@@ -3,6 +3,7 @@
 import { TestScheduler } from 'rxjs/testing';
 import { from, map, type OperatorFunction } from 'rxjs';
 import {
+  InvalidTaskDescriptionError,
   call,
   executor,
   launch,
@@ -118,7 +119,7 @@ describe('submitOn', () => {
       }
       // the second input is not a spec: submitOn(ex) refuses it, in the middle of from()'s loop
       const refused = from(inputs()).pipe(submitOn(ex) as unknown as OperatorFunction<TaskSpec | number, unknown>);
-      expectObservable(refused).toBe('#', undefined, expect.any(TypeError) as unknown as Error);
+      expectObservable(refused).toBe('#', undefined, expect.any(InvalidTaskDescriptionError) as unknown as Error);
       scheduler.flush();
       expect(pulled).toBe(2);
       expect(wf.state.tasks.size).toBe(1);

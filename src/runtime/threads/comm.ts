@@ -5,7 +5,7 @@
  * (source, tag); collectives are numbered, so every rank must call them in the same order (as in MPI).
  */
 import type { MessagePort } from 'node:worker_threads';
-import { TaskFailedError, UnserializableValueError } from '../../errors';
+import { InvalidOptionsError, TaskFailedError, UnserializableValueError } from '../../errors';
 import type { Communicator } from '../backend';
 import { unclonable } from '../remote/wire';
 
@@ -95,10 +95,12 @@ export class PortCommunicator implements Communicator {
     const reducer = REDUCERS[op];
     if (reducer === undefined)
       return Promise.reject(
-        new TypeError(`comm.allreduce: op must be one of ${Object.keys(REDUCERS).join(', ')}; got ${String(op)}`),
+        new InvalidOptionsError(
+          `comm.allreduce: op must be one of ${Object.keys(REDUCERS).join(', ')}; got ${String(op)}`,
+        ),
       );
     if (typeof value !== 'number')
-      return Promise.reject(new TypeError(`comm.allreduce: value must be a number; got ${typeof value}`));
+      return Promise.reject(new InvalidOptionsError(`comm.allreduce: value must be a number; got ${typeof value}`));
     return this.reduce(value, reducer, `allreduce(${op})`);
   }
 
@@ -191,16 +193,16 @@ export class PortCommunicator implements Communicator {
 
   private checkRank(r: number, what: string): void {
     if (!Number.isInteger(r) || r < 0 || r >= this.size)
-      throw new RangeError(`comm.${what}: rank must be an integer in 0..${this.size - 1}; got ${r}`);
+      throw new InvalidOptionsError(`comm.${what}: rank must be an integer in 0..${this.size - 1}; got ${r}`);
   }
 
   private checkPeer(r: number, what: string): void {
     this.checkRank(r, what);
-    if (r === this.rank) throw new RangeError(`comm.${what}: rank ${r} cannot ${what} to or from itself`);
+    if (r === this.rank) throw new InvalidOptionsError(`comm.${what}: rank ${r} cannot ${what} to or from itself`);
   }
 }
 
 function checkTag(tag: number, what: string): void {
   if (!Number.isInteger(tag) || tag < 0)
-    throw new RangeError(`comm.${what}: tag must be a non-negative integer; got ${tag}`);
+    throw new InvalidOptionsError(`comm.${what}: tag must be a non-negative integer; got ${tag}`);
 }

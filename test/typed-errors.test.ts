@@ -1,0 +1,138 @@
+// Every error scalems raises on purpose is a ScalemsError subclass (README "Errors: what bad input gets", DESIGN §8):
+// the mistakes of the public calls below once got a raw TypeError or RangeError, which `instanceof ScalemsError` and
+// `err.code` missed. The last test keeps new ones out of the sources.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import {
+  InvalidOptionsError,
+  InvalidTaskDescriptionError,
+  ScalemsError,
+  call,
+  executor,
+  inProcess,
+  labelled,
+  launch,
+  memoryStore,
+  openWorkflow,
+  type Workflow,
+} from 'scalems';
+import { virtual } from 'scalems/testing';
+
+const double = (x: number): number => 2 * x;
+
+let wf: Workflow;
+beforeEach(async () => {
+  wf = await openWorkflow({ store: memoryStore(), name: 'typed-errors' });
+});
+afterEach(async () => {
+  await wf.close();
+});
+
+/** What `make` throws (synchronously). */
+function thrown(make: () => unknown): unknown {
+  try {
+    make();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('nothing was thrown');
+}
+
+test.each([
+  [
+    'labelled(null)',
+    () => labelled(null as never),
+    /labelled\(label\): label must be a string or a function .* got null/,
+  ],
+  ['labelled(42)', () => labelled(42 as never), /got number/],
+  [
+    'call(42)',
+    () => (call as (fn: unknown) => unknown)(42),
+    /call\(fn, \.\.\.args\): fn must be a function, got number/,
+  ],
+])('%s: InvalidTaskDescriptionError', (_, make, why) => {
+  const err = thrown(make);
+  expect(err).toBeInstanceOf(InvalidTaskDescriptionError);
+  expect(err).toMatchObject({ code: 'INVALID_TASK_DESCRIPTION', message: expect.stringMatching(why) as string });
+});
+
+test('submitting what is not a task spec: InvalidTaskDescriptionError, and nothing recorded', () => {
+  const ex = executor(launch(wf, inProcess()));
+  const err = thrown(() => ex.submit({ kind: 'nonsense' } as never));
+  expect(err).toBeInstanceOf(InvalidTaskDescriptionError);
+  expect((err as Error).message).toBe(
+    'submit(fn, ...args) or submit(spec): expected a function or a TaskSpec (from call(fn, ...args) or ' +
+      'executable(...)), got object',
+  );
+  expect(wf.state.tasks.size).toBe(0);
+});
+
+test('a task of another workflow as an argument: InvalidTaskDescriptionError naming it, and nothing recorded', async () => {
+  const other = await openWorkflow({ store: memoryStore(), name: 'other' });
+  try {
+    const upstream = executor(launch(other, inProcess())).submit(call(double, 1));
+    await upstream;
+    const ex = executor(launch(wf, inProcess()));
+    const err = thrown(() => ex.submit(call(double, { x: upstream } as never)));
+    expect(err).toBeInstanceOf(InvalidTaskDescriptionError);
+    expect((err as Error).message).toBe(
+      `task ${upstream.id} belongs to another workflow; tasks can only take inputs from their own workflow`,
+    );
+    expect(wf.state.tasks.size).toBe(0);
+  } finally {
+    await other.close();
+  }
+});
+
+test('a second open executor of the same name: InvalidOptionsError saying what to do', () => {
+  executor(launch(wf, inProcess()), { name: 'md' });
+  const err = thrown(() => executor(launch(wf, inProcess()), { name: 'md' }));
+  expect(err).toBeInstanceOf(InvalidOptionsError);
+  expect((err as Error).message).toBe(
+    'an executor named "md" is already open on workflow "typed-errors": give this one another name, or shut that ' +
+      'one down first',
+  );
+});
+
+test('a function that returns a Promise on virtual(): the task fails with InvalidTaskDescriptionError', async () => {
+  const ex = executor(launch(wf, virtual({ durations: { later: 1 } })));
+  const later = async (): Promise<number> => 1;
+  const err = await ex.submit(call(later)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  // the task's error as the handle gives it, or the cause it wraps
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  expect(cause).toBeInstanceOf(InvalidTaskDescriptionError);
+  expect((cause as Error).message).toMatch(/virtual\(\): task later returned a Promise/);
+});
+
+test('no source file throws a raw TypeError or RangeError, but the argument parsers of internal programs', () => {
+  const src = join(__dirname, '..', 'src');
+  const files = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
+  // argv of programs scalems itself starts (a Slurm step's task entry, an agent), refused with their usage text
+  const allowed = new Set(['cli/task-entry.ts:parseTaskEntryArgs', 'cli/agent-entry.ts']);
+  const found: string[] = [];
+  for (const f of files) {
+    const text = readFileSync(join(src, f), 'utf8');
+    const name = relative(src, join(src, f)).split('\\').join('/');
+    text.split('\n').forEach((line, i) => {
+      if (!/new (TypeError|RangeError)\(/.test(line)) return;
+      if (allowed.has(name)) return;
+      const inParser = name === 'cli/task-entry.ts' && within(text, i, 'export function parseTaskEntryArgs');
+      if (inParser) return;
+      found.push(`${name}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  expect(found).toEqual([]);
+  expect(new InvalidOptionsError('x')).toBeInstanceOf(ScalemsError);
+});
+
+/** Whether line `i` of `text` lies in the top-level function that starts with `start` (up to the next `}` alone). */
+function within(text: string, i: number, start: string): boolean {
+  const lines = text.split('\n');
+  const from = lines.findIndex((l) => l.startsWith(start));
+  if (from < 0 || i < from) return false;
+  const to = lines.findIndex((l, j) => j > from && l === '}');
+  return i < to;
+}
