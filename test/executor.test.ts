@@ -1,4 +1,4 @@
-import { lastValueFrom, toArray } from 'rxjs';
+import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   DuplicateLabelError,
   InvalidTaskDescriptionError,
@@ -91,6 +91,16 @@ describe('executor', () => {
     expect(await states).toEqual(['ready', 'running', 'succeeded']);
     expect(t.record).toMatchObject({ state: 'succeeded', attempts: 1, result: 'done' });
     expect(t.record?.finishedAt).toBeGreaterThanOrEqual(t.record!.startedAt!);
+  });
+
+  it('a handle has only its own members: a misspelt one does not compile (and RxJS still takes it)', async () => {
+    const t = executor(rt).submit(async () => 'done');
+    // RxJS's interop key, typed string | symbol, once gave Task a string index signature: these compiled
+    // @ts-expect-error -- a Task is PromiseLike (then), not a Promise: it has no catch()
+    expect(t.catch).toBeUndefined();
+    // @ts-expect-error -- a misspelt member
+    expect(t.reslut).toBeUndefined();
+    expect(await lastValueFrom(from(t))).toBe('done');
   });
 
   it('labels are settable once and unique per workflow', async () => {

@@ -35,7 +35,7 @@ import {
 } from '../errors';
 import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
-import { captureContext, runInScope } from '../context/ambient';
+import { captureContext, detached, runInScope } from '../context/ambient';
 import { entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
 import { checkLabel } from '../store/graph';
@@ -98,6 +98,8 @@ export class Executor implements AsyncDisposable {
   private readonly impure = new Map<string, number>();
   private outstanding = 0;
   private accepting = true;
+  /** a pump is due after the current synchronous work (see `pumpSoon`) */
+  private pumpDue = false;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   private readonly unlisten: Array<() => void>;
@@ -376,6 +378,24 @@ export class Executor implements AsyncDisposable {
     this.workers.pump();
   }
 
+  /**
+   * Pumps once the current synchronous work is done, on the scheduler commits follow (virtual time under the virtual
+   * backend), else in a microtask. For a cancel: tasks are cancelled in runs (a pipeline's teardown cancels its
+   * window in submission order, a user cancels a list), and pumping after each would start the next queued task of
+   * the run, only for the next cancel to stop it once its function (or program) had begun.
+   */
+  private pumpSoon(): void {
+    if (this.pumpDue) return;
+    this.pumpDue = true;
+    const run = (): void => {
+      this.pumpDue = false;
+      this.pump();
+    };
+    const scheduler = this.runtime.backend.commitScheduler;
+    // outside the canceller's async context, as a commit is
+    detached(() => (scheduler !== undefined ? scheduler.schedule(run) : queueMicrotask(run)));
+  }
+
   /** What the queued task needs, if it is still to be started. */
   private need(slot: TaskSlot): Need | undefined {
     const rec = slot.record;
@@ -550,7 +570,7 @@ export class Executor implements AsyncDisposable {
     if (attempt !== undefined) this.stopAttempt(attempt, reason);
     entry.error = reason;
     this.workflow.dispatch({ type: 'cancel', id: entry.id, reason: recordError(reason), now: this.workflow.now() });
-    this.pump();
+    this.pumpSoon();
   }
 }
 

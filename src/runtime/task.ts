@@ -15,6 +15,13 @@ import { entryOf, type TaskEntry } from './entry';
 import { ambient } from '../context/ambient';
 import type { RunningTaskScope } from './attempt';
 
+/**
+ * RxJS's interop key (`Symbol.observable`, or `'@@observable'` where there is none, as in Node), typed as a unique
+ * symbol: RxJS types it `string | symbol`, and a method under such a key gave `Task` a string index signature, so
+ * that any misspelt member of a handle (`task.catch(...)`, `task.reslut`) compiled, as a function.
+ */
+const OBSERVABLE: unique symbol = symbolObservable as never;
+
 /** The outcome of a task, for streams that must not end on the first failure (`submitOn(ex, { settle: true })`). */
 export type Settled<R> =
   | { readonly status: 'fulfilled'; readonly value: R; readonly task: Task<R> }
@@ -152,7 +159,7 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   }
 
   /** RxJS interop: `from(task)` follows the task in the scheduler of the caller (virtual time in marble tests). */
-  [symbolObservable](): Subscribable<R> {
+  [OBSERVABLE](): Subscribable<R> {
     return this.result$;
   }
 

@@ -124,6 +124,53 @@ describe('operators', () => {
     kept.cancel();
   });
 
+  it('take(n) ends a pipeline without starting the members it cancels: no more functions begin than cores allow', async () => {
+    const begun: number[] = [];
+    let running = 0;
+    let most = 0;
+    const member = async (n: number): Promise<number> => {
+      begun.push(n);
+      most = Math.max(most, ++running);
+      await sleep(20);
+      running--;
+      return n;
+    };
+    const two = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    const results = await lastValueFrom(
+      from(Array.from({ length: 100 }, (_, i) => i)).pipe(submitOn(two, member), take(3), toArray()),
+    );
+    await sleep(50);
+    expect(results).toHaveLength(3);
+    // the members that succeeded, and at most the two that held a core when the teardown came; before, each cancel
+    // of the teardown started the next member of the window: all 100 began, 96 of them at once
+    const { succeeded, cancelled, ready, running: left } = wf.state.counts;
+    expect({ ready, left }).toEqual({ ready: 0, left: 0 });
+    expect(succeeded).toBeGreaterThanOrEqual(3);
+    expect(cancelled).toBeGreaterThan(50);
+    expect(begun.length).toBeLessThanOrEqual(succeeded + 2);
+    expect(most).toBeLessThanOrEqual(2);
+  });
+
+  it('cancelling queued tasks one after the other never starts them', async () => {
+    const begun: number[] = [];
+    const member = async (n: number): Promise<number> => {
+      begun.push(n);
+      await sleep(20);
+      return n;
+    };
+    const one = executor(launch(wf, inProcess()), { worker: { cores: 1 } });
+    const tasks = Array.from({ length: 10 }, (_, i) => one.submit(member, i));
+    for (const t of tasks) void t.then(undefined, () => undefined);
+    await sleep(5);
+    expect(tasks.map((t) => t.state)).toEqual(['running', ...Array<string>(9).fill('ready')]);
+    for (const t of tasks) t.cancel();
+    await sleep(50);
+    expect(begun).toEqual([0]);
+    expect(tasks.map((t) => t.state)).toEqual(Array<string>(10).fill('cancelled'));
+    // the core is free again: new work starts
+    expect(await one.submit(member, 10)).toBe(10);
+  });
+
   it('labelled() gives each spec a label; a duplicate label errors the pipeline', async () => {
     await lastValueFrom(
       from([1, 2]).pipe(

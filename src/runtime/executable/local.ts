@@ -61,8 +61,9 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
   let tree: ProcessTree | undefined;
   let ticket: GateTicket | undefined;
   let spawning: Spawning | undefined;
-  const end = (t: ProcessTree): void => {
-    const ending = t.kill(ctx.grace);
+  /** Ends the tree (once `after` has resolved). */
+  const end = (t: ProcessTree, after?: Promise<void>): void => {
+    const ending = after === undefined ? t.kill(ctx.grace) : after.then(() => t.kill(ctx.grace));
     ctx.ending.add(ending);
     void ending.finally(() => ctx.ending.delete(ending));
   };
@@ -112,8 +113,9 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
     // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
     () => {
       leave();
-      if (tree === undefined || tree.running) spawning?.leave(); // not started: dropped; running: its cores are free
-      if (tree?.running === true) end(tree);
+      // not started: dropped; running: its cores are free (ended once the spawner knows, see Spawning.leave)
+      const told = tree === undefined || tree.running ? spawning?.leave() : undefined;
+      if (tree?.running === true) end(tree, told);
     },
   );
 }

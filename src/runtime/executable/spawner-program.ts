@@ -136,7 +136,15 @@ const release = (p) => {
   const gate = gates.get(p.gate);
   gate.free += p.holds;
   p.holds = 0;
-  pump(gate);
+  pumpSoon(gate);
+};
+// Cores given back start the next program once the events at hand are handled, not at once: a teardown leaves its
+// running programs and those waiting behind them in one write, and ends the running ones after it (Spawning.leave);
+// pumping at the first LEAVE, or at the exit it caused, started the next waiting program just before its own LEAVE.
+const due = new Set();
+const pumpSoon = (gate) => {
+  if (due.size === 0) setImmediate(() => { const gs = [...due]; due.clear(); for (const g of gs) pump(g); });
+  due.add(gate);
 };
 const pump = (gate) => {
   while (gate.queue.length > 0 && gate.queue[0].cores <= gate.free) {
@@ -236,7 +244,7 @@ const leave = (id) => {
   if (gate !== undefined) {
     const i = gate.queue.indexOf(p);
     if (i >= 0) gate.queue.splice(i, 1);
-    pump(gate);
+    pumpSoon(gate);
   }
   closeFds(p);
   send([R.failed, id, 'dropped', null, 'dropped']);

@@ -75,8 +75,12 @@ export interface Spawning {
   readonly tree: Promise<ProcessTree | undefined>;
   /** starts it now (`when: 'go'`) */
   go(): void;
-  /** the attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending) */
-  leave(): void;
+  /**
+   * The attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending).
+   * Resolves once the spawner has been told (written to its pipe, with whatever else was sent meanwhile): end a
+   * running tree only then, or the spawner, seeing it exit first, starts a program that the same teardown leaves next.
+   */
+  leave(): Promise<void>;
 }
 
 /** A program the spawner could not start: where (`stage`), and the error's errno code and message. */
@@ -114,6 +118,8 @@ export class Spawner implements TreeWatcher {
   #ids = 0;
   #gates = 0;
   #out: string[] = [];
+  /** waiting for what is in `#out` now to be written (`leave()`) */
+  #sent: Array<() => void> = [];
   #in = '';
 
   /**
@@ -171,6 +177,7 @@ export class Spawner implements TreeWatcher {
       },
       leave: () => {
         if (this.#waiting.has(id) || this.#running.has(id)) this.#send([SpawnerCommand.leave, id]);
+        return this.#written();
       },
     };
   }
@@ -249,7 +256,7 @@ export class Spawner implements TreeWatcher {
   #abandon(child: ChildProcess): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    if (this.#child === child) this.#out = [];
+    if (this.#child === child) this.#drop();
     child.ref();
     child.stdin!.end();
     return exited;
@@ -262,7 +269,7 @@ export class Spawner implements TreeWatcher {
     const running = [...this.#running.values()];
     this.#running.clear();
     this.#kept.clear();
-    this.#out = [];
+    this.#drop();
     this.#in = '';
     if (this.#child === undefined) (child.stdout as Readable & { unref(): void }).unref();
     for (const tree of running) tree.lost(reason);
@@ -339,6 +346,23 @@ export class Spawner implements TreeWatcher {
     const text = this.#out.join('');
     this.#out = [];
     if (child.stdin!.writable) child.stdin!.write(text);
+    this.#wrote();
+  }
+
+  /** Resolves once what has been sent so far is written to the spawner's pipe (or will never be). */
+  #written(): Promise<void> {
+    if (this.#out.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#sent.push(resolve));
+  }
+
+  #wrote(): void {
+    for (const resolve of this.#sent.splice(0)) resolve();
+  }
+
+  /** What was not sent yet never will be. */
+  #drop(): void {
+    this.#out = [];
+    this.#wrote();
   }
 }
 
