@@ -17,6 +17,7 @@ import {
   type Settled,
   type Workflow,
 } from 'scalems';
+import { waitFor } from '../support/work';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 let wf: Workflow;
@@ -139,7 +140,8 @@ describe('operators', () => {
     const results = await lastValueFrom(
       from(Array.from({ length: 100 }, (_, i) => i)).pipe(submitOn(two, member), take(3), toArray()),
     );
-    await sleep(50);
+    await waitFor(() => (wf.state.counts.ready + wf.state.counts.running === 0 ? true : undefined), 'the cancels');
+    await sleep(20); // a member started by mistake would have begun by now
     expect(results).toHaveLength(3);
     // the members that succeeded, and at most the two that held a core when the teardown came; before, each cancel
     // of the teardown started the next member of the window: all 100 began, 96 of them at once
@@ -153,18 +155,22 @@ describe('operators', () => {
 
   it('cancelling queued tasks one after the other never starts them', async () => {
     const begun: number[] = [];
+    let finish = (): void => undefined;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
     const member = async (n: number): Promise<number> => {
       begun.push(n);
-      await sleep(20);
+      await finished;
       return n;
     };
     const one = executor(launch(wf, inProcess()), { worker: { cores: 1 } });
     const tasks = Array.from({ length: 10 }, (_, i) => one.submit(member, i));
     for (const t of tasks) void t.then(undefined, () => undefined);
-    await sleep(5);
+    await waitFor(() => (tasks[0]!.state === 'running' ? true : undefined), 'the first task to start');
     expect(tasks.map((t) => t.state)).toEqual(['running', ...Array<string>(9).fill('ready')]);
     for (const t of tasks) t.cancel();
-    await sleep(50);
+    await waitFor(() => (tasks.every((t) => t.state === 'cancelled') ? true : undefined), 'the cancels');
+    await sleep(20); // a task started by mistake would have begun by now
+    finish();
     expect(begun).toEqual([0]);
     expect(tasks.map((t) => t.state)).toEqual(Array<string>(10).fill('cancelled'));
     // the core is free again: new work starts
@@ -207,14 +213,14 @@ describe('operators', () => {
     let completed = false;
     input.pipe(submitOn(md, simulate)).subscribe({ next: (v) => seen.push(v), complete: () => (completed = true) });
     input.next(4);
-    await sleep(20);
+    // waited for, not slept on: a loaded machine (CI) may take longer than the task's 3 ms
+    await waitFor(() => (seen.length > 0 ? true : undefined), 'the first result');
     expect(seen).toEqual([40]);
     input.next(3);
     input.complete();
     expect(completed).toBe(false);
-    await sleep(30);
+    await waitFor(() => (completed ? true : undefined), 'the stream to complete');
     expect(seen).toEqual([40, 30]);
-    expect(completed).toBe(true);
   });
 
   it('refuses inputs that are not specs when no function is given, with a hint', async () => {
