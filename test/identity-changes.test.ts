@@ -150,6 +150,88 @@ describe('a resumed run after a change gets fresh results', () => {
   });
 });
 
+describe('results, as every consumer and a resumed run see them', () => {
+  it('a consumer cannot change a result: not a task taking it as input, not a caller; the store keeps the original', async () => {
+    const store = join(dir, 'state.sqlite');
+    type Up = { v: string; list: number[] };
+    const up = async (): Promise<Up> => ({ v: 'original', list: [1, 2] });
+    const changes = async (x: Up): Promise<string> => {
+      x.list.length = 0;
+      return 'changed';
+    };
+    const reads = async (x: Up): Promise<string> => `${x.v} ${x.list.join(',')}`;
+    for (const run of ['first', 'resumed']) {
+      const { wf, ex } = await open(store);
+      const u = ex.submit(up);
+      // before, this succeeded and emptied the list for every other consumer, and for the store
+      await expect(ex.submit(changes, u)).rejects.toThrow(/read only|not extensible|Cannot assign/);
+      expect(await ex.submit(reads, u)).toBe('original 1,2');
+      const r = await u;
+      expect(() => ((r as { v: string }).v = 'edited')).toThrow(TypeError);
+      expect(await u).toEqual({ v: 'original', list: [1, 2] });
+      expect(u.record?.state).toBe('succeeded');
+      expect(run === 'resumed' ? u.record?.attempts : 1).toBe(1); // the resumed run is served
+      await wf.close();
+    }
+    const db = new Database(store, { readonly: true });
+    const values = (db.prepare('SELECT value FROM scalems_kv').all() as Array<{ value: string }>).map((r) => r.value);
+    db.close();
+    expect(values.filter((v) => v.includes('"result":{"v":"original","list":[1,2]}'))).toHaveLength(1);
+  });
+
+  it('the function keeps its own object: the result is a copy as it was when the task ended', async () => {
+    const { wf, ex } = await open(join(dir, 'state.sqlite'));
+    const kept = { n: 0 };
+    const count = async (): Promise<{ n: number }> => {
+      kept.n++;
+      return kept;
+    };
+    const a = await ex.submit({ ...call(count), key: 'a' });
+    const b = await ex.submit({ ...call(count), key: 'b' });
+    expect([a, b, kept]).toEqual([{ n: 1 }, { n: 2 }, { n: 2 }]);
+    expect(Object.isFrozen(kept)).toBe(false);
+    await wf.close();
+  });
+
+  it('-0 and properties that are undefined: the first run gets what a resumed run is served', async () => {
+    const store = join(dir, 'state.sqlite');
+    const make = async (): Promise<{ a?: number; b: number }> => ({ a: undefined, b: -0 });
+    const seen: string[] = [];
+    for (const run of ['first', 'resumed']) {
+      const { wf, ex } = await open(store);
+      const t = ex.submit(make);
+      const r = await t;
+      seen.push(`${run}: ${'a' in r ? 'has a' : 'no a'}, b is ${Object.is(r.b, -0) ? '-0' : String(r.b)}`);
+      await wf.close();
+    }
+    // before, the first run got { a: undefined, b: -0 } and the resumed one { b: 0 }
+    expect(seen).toEqual(['first: no a, b is 0', 'resumed: no a, b is 0']);
+  });
+
+  it('on a memory store, a cycle and a shared part stay so among the copies, and other objects stay themselves', async () => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    const ex = executor(launch(wf, inProcess()));
+    class Box {
+      constructor(public n: number) {}
+    }
+    const box = new Box(1);
+    const shared = { s: 1 };
+    const make = async (): Promise<{ self?: unknown; a: object; b: object; box: Box }> => {
+      const o: { self?: unknown; a: object; b: object; box: Box } = { a: shared, b: shared, box };
+      o.self = o;
+      return o;
+    };
+    const r = await ex.submit(make);
+    expect(r.self).toBe(r);
+    expect(r.a).toBe(r.b);
+    expect(r.a).not.toBe(shared);
+    expect(Object.isFrozen(r.a)).toBe(true);
+    expect(r.box).toBe(box);
+    expect(Object.isFrozen(box)).toBe(false);
+    await wf.close();
+  });
+});
+
 describe('stores written before identities had versions', () => {
   it('a version 1 SQLite store is refused with StoreVersionError saying why, and left untouched', async () => {
     const file = join(dir, 'old.sqlite');

@@ -43,6 +43,7 @@ import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
 import { objectToken } from '../task/hash';
 import type { SubmittedTask } from '../store/reducer';
 import { artifactsOf } from '../task/executable';
+import { frozenResult } from '../store/frozen';
 import { recordError } from '../recorded-error';
 import type { Need } from './admission';
 import { WorkerGroups, type Group, type WorkerGroup } from './groups';
@@ -527,7 +528,9 @@ export class Executor implements AsyncDisposable {
     }
     const rec = entry.record;
     const artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
-    wf.dispatch({ type: 'succeed', id, result: value, artifacts, now: wf.now(), slot: entry });
+    // every consumer gets the same frozen copy: one that changed it would change it for the others, and the store
+    const result = frozenResult(value, wf.store.assertStorable !== undefined);
+    wf.dispatch({ type: 'succeed', id, result, artifacts, now: wf.now(), slot: entry });
     this.pump();
   }
 

@@ -1,6 +1,7 @@
 /** The one reducer of workflow state: how each action changes task records, edges, labels and counts. */
 import type { TableEditor } from './table';
 import type { TaskSlot } from './slot';
+import { frozenResult } from './frozen';
 import type { RecordedError } from '../recorded-error';
 import {
   copyRecord,
@@ -228,6 +229,8 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
         // and waits to be submitted again.
         const inFlight = r.state === 'submitted' || r.state === 'ready' || r.state === 'running';
         const rec = copyRecord(r); // one hidden class for every record, whatever the store gave back
+        // frozen, as a result of this run is (see frozen.ts)
+        if (typeof rec.result === 'object' && rec.result !== null) rec.result = frozenResult(rec.result, true);
         if (inFlight) {
           rec.state = 'new';
           rec.executor = undefined;
