@@ -11,6 +11,7 @@ import {
   call,
   executable,
   executor,
+  file,
   inProcess,
   launch,
   memoryStore,
@@ -20,6 +21,7 @@ import {
 } from 'scalems';
 import { processes, sqliteStore } from 'scalems/node';
 import Database from 'better-sqlite3';
+import { changedInputs, inputsIdentity } from '../src/runtime/executable/digest';
 
 const repo = join(__dirname, '..');
 let dir: string;
@@ -91,6 +93,65 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(await catDeck()).toEqual({ text: 'temperature 300\n', served: true });
     writeFileSync(input, 'temperature 310\n'); // same size, same path
     expect(await catDeck()).toEqual({ text: 'temperature 310\n', served: false });
+  });
+
+  it('an input file changed between submit and start: the task fails saying so, and never runs on it', async () => {
+    const store = join(dir, 'state.sqlite');
+    const input = join(dir, 'deck.txt');
+    const big = join(dir, 'big.dat'); // over 1 MiB: checked by its stat, as at submit
+    const run = async (
+      deck: string,
+      edit?: { deck?: string; big?: string },
+    ): Promise<{ id: string; out?: string; error?: string }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'race' });
+      const rt = launch(wf, processes());
+      const ex = executor(rt, { worker: { cores: 1 } });
+      writeFileSync(input, deck);
+      const blocker = ex.submit(executable(['sleep', '0.3'], { pure: false }));
+      const task = ex.submit(
+        executable(['sh', '-c', 'cat deck.txt; head -c 4 big.dat'], {
+          inputs: { 'deck.txt': input, 'big.dat': file(big) },
+        }),
+      );
+      if (edit?.deck !== undefined) writeFileSync(input, edit.deck); // while the task waits for the core
+      if (edit?.big !== undefined) writeFileSync(big, edit.big);
+      await blocker;
+      const outcome = await task.then(
+        (r) => ({ id: task.id, out: readFileSync(r.stdout.$file, 'utf8') }),
+        (e: unknown) => ({ id: task.id, error: (e as Error).message }),
+      );
+      await rt.shutdown();
+      await wf.close();
+      return outcome;
+    };
+    writeFileSync(big, 'AAAA' + 'x'.repeat(2 << 20));
+    // before, this task ran on "BBBB" and was filed under the id of "AAAA", which a resumed run was then served
+    const raced = await run('AAAA', { deck: 'BBBB' });
+    expect(raced.out).toBeUndefined();
+    expect(raced.error).toMatch(
+      new RegExp(`input "deck.txt" \\(${input}\\) changed since the task was submitted; .* submit it again`),
+    );
+    // the deck as it was at submit: the same task, which runs now (a failed task runs again), on that content
+    expect(await run('AAAA')).toEqual({ id: raced.id, out: 'AAAAAAAA' });
+    // a large input changed in place is seen too
+    const bigRaced = await run('DDDD', { big: 'CCCC' + 'x'.repeat(2 << 20) });
+    expect(bigRaced.error).toMatch(/input "big.dat" .* changed since the task was submitted/);
+  });
+
+  it('the check reads back the names of the inputs, whatever they hold (quotes, ;, =, stdin), and only those', () => {
+    const odd = join(dir, 'odd');
+    const plain = join(dir, 'plain');
+    const deck = join(dir, 'stdin.txt');
+    for (const f of [odd, plain, deck]) writeFileSync(f, 'v1');
+    const names = { 'a;b="c".txt': odd, plain: plain };
+    const spec = executable(['true'], { inputs: names, stdin: file(deck) });
+    const atSubmit = inputsIdentity(spec, dir);
+    expect(changedInputs(atSubmit, names, deck)).toEqual([]);
+    writeFileSync(odd, 'v2');
+    writeFileSync(deck, 'v2');
+    expect(changedInputs(atSubmit, names, deck)).toEqual(['a;b="c".txt', '<stdin>']);
+    // an input the text does not name (an upstream output, resolved at run time) is not looked at
+    expect(changedInputs(atSubmit, { ...names, upstream: join(dir, 'none') }, undefined)).toEqual(['a;b="c".txt']);
   });
 
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {

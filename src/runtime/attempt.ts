@@ -18,7 +18,7 @@ import type { TaskRequirements } from '../task/requirements';
 import type { Hold, Need } from './admission';
 import type { Group } from './groups';
 import type { Communicator, Job } from './backend';
-import type { TaskEntry } from './entry';
+import { contentAtSubmit, type TaskEntry } from './entry';
 import type { Task } from './task';
 import { carriesAcrossAwaits } from '../context/ambient';
 
@@ -100,6 +100,10 @@ export class Attempt implements Hold, Job, Observer<unknown> {
     this.name = record.name;
     this.requirements = record.requirements;
     this.attempt = record.attempts + 1;
+  }
+
+  get contentAtSubmit(): string | undefined {
+    return contentAtSubmit.get(this.entry);
   }
 
   get version(): string | undefined {

@@ -46,6 +46,11 @@ export interface Job {
   readonly version: string | undefined;
   /** arguments with upstream results substituted */
   readonly args: readonly unknown[];
+  /**
+   * What `BackendExecutor.identity` said of the task at submit (part of its id): an executable's host input files, by
+   * content. Its attempt checks that they still are so before its program starts (`prepareExecutable`).
+   */
+  readonly contentAtSubmit?: string;
   /** the task's requirements merged over its executor's defaults */
   readonly requirements: TaskRequirements;
   readonly attempt: number;

@@ -73,6 +73,13 @@ export interface TaskOwner {
   rerun(entry: TaskEntry): void;
 }
 
+/**
+ * What the backend's `identity` said of a task when it was last submitted (an executable's host input files, by
+ * content), where it said anything: its attempts check that the files still are what the task's id says. Beside the
+ * entries, not in them: most tasks have none, and a field would cost every one of a million tasks 8 bytes.
+ */
+export const contentAtSubmit = new WeakMap<TaskSlot, string>();
+
 export function entryOf(workflow: Workflow, id: string): TaskEntry {
   return workflow.slot(id) as TaskEntry;
 }

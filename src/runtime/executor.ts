@@ -36,7 +36,7 @@ import {
 import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, detached, runInScope } from '../context/ambient';
-import { entryOf, entryOfSlot, type TaskEntry } from './entry';
+import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
 import { checkLabel } from '../store/graph';
 import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
@@ -218,6 +218,7 @@ export class Executor implements AsyncDisposable {
       id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fnId, content);
     }
     const entry = entryOf(wf, id);
+    if (content !== '') contentAtSubmit.set(entry, content);
     const maker = persistent && fn !== undefined && registeredName(fn) === undefined ? objectToken(fn) : undefined;
     if (maker !== undefined && entry.maker !== undefined && entry.maker !== maker) {
       throw new AmbiguousTaskError(

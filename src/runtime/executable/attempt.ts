@@ -8,6 +8,7 @@ import { ExecutableFailedError } from '../../errors';
 import { validateDescription, type ExecutableDescription, type ExecutableResult } from '../../task/executable';
 import type { Job } from '../backend';
 import { resolveSource, type ResolvedSource } from './inputs';
+import { changedInputs } from './digest';
 import {
   collectOutputs,
   fileRef,
@@ -29,7 +30,10 @@ export interface ExecutablePlace {
 }
 
 /** What an attempt needs of its job. */
-export type ExecutableJob = Pick<Job, 'id' | 'label' | 'name' | 'attempt' | 'args' | 'requirements'>;
+export type ExecutableJob = Pick<
+  Job,
+  'id' | 'label' | 'name' | 'attempt' | 'args' | 'requirements' | 'contentAtSubmit'
+>;
 
 /** An attempt ready to start: its description (upstream results substituted), working directory and stdin. */
 export interface PreparedExecutable {
@@ -68,11 +72,42 @@ export async function prepareExecutable(
     description.stdin === undefined
       ? undefined
       : resolveSource(description.stdin, `${where}: stdin`, place.hostCwd, true);
+  const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
+  // the files are what the task's id says (their content at submit), and stayed so while they were copied in
+  const atSubmit = job.contentAtSubmit;
+  if (atSubmit !== undefined) assertUnchanged(where, atSubmit, inputs, stdinPath, 'since');
   if (deferred && Object.keys(inputs).length === 0)
     return { where, description, workdir: workdirOf(place.workflowDir, job), stdin, made: false };
   const workdir = await prepareWorkdir(place.workflowDir, job);
   await stageInputs(workdir.path, inputs, place.staging);
+  if (atSubmit !== undefined && place.staging === 'copy') assertUnchanged(where, atSubmit, inputs, undefined, 'while');
   return { where, description, workdir, stdin, made: true };
+}
+
+/**
+ * Refuses to start a program on input files that are not what its task was submitted with: its id holds their content
+ * then, and a result made from other content would be filed, and served on resume, under it.
+ */
+function assertUnchanged(
+  where: string,
+  atSubmit: string,
+  inputs: Readonly<Record<string, string>>,
+  stdinPath: string | undefined,
+  when: 'since' | 'while',
+): void {
+  const changed = changedInputs(atSubmit, inputs, stdinPath);
+  if (changed.length === 0) return;
+  const what = changed.map((name) =>
+    name === '<stdin>' ? `stdin ${stdinPath!}` : `input "${name}" (${inputs[name]!})`,
+  );
+  throw new ExecutableFailedError(
+    `${where}: ${what.join(', ')} changed ${when === 'since' ? 'since the task was submitted' : 'while copied in'}` +
+      '; a task is identified by the content its input files had at submit, so it does not run on other content: ' +
+      'submit it again (a new task, for the new content)',
+    null,
+    null,
+    '',
+  );
 }
 
 /**

@@ -28,8 +28,49 @@ export function inputsIdentity(spec: TaskSpec, hostCwd: string): string {
     if (path !== undefined) text += `${JSON.stringify(name)}=${contentDigest(path)};`;
   }
   const stdin = hostPath(d.stdin, hostCwd, true);
-  if (stdin !== undefined) text += `<stdin>=${contentDigest(stdin)};`;
+  if (stdin !== undefined) text += `${STDIN}=${contentDigest(stdin)};`;
   return text;
+}
+
+/**
+ * The inputs (and `<stdin>`) whose content differs from `atSubmit` (what `inputsIdentity` said when the task was
+ * submitted), given where each is on the host now. Those the text does not name (upstream outputs) are not looked at.
+ */
+export function changedInputs(
+  atSubmit: string,
+  paths: Readonly<Record<string, string>>,
+  stdinPath: string | undefined,
+): string[] {
+  const changed: string[] = [];
+  for (const [name, digest] of parseIdentity(atSubmit)) {
+    const path = name === STDIN ? stdinPath : paths[name];
+    if (path !== undefined && contentDigest(path) !== digest) changed.push(name);
+  }
+  return changed;
+}
+
+const STDIN = '<stdin>';
+
+/** `inputsIdentity`'s text back as [name, digest] pairs (names are JSON strings, `<stdin>` is not). */
+function parseIdentity(text: string): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  let i = 0;
+  while (i < text.length) {
+    let name: string;
+    if (text[i] === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      name = JSON.parse(text.slice(i, j + 1)) as string;
+      i = j + 1;
+    } else {
+      name = STDIN;
+      i += STDIN.length;
+    }
+    const end = text.indexOf(';', i);
+    pairs.push([name, text.slice(i + 1, end)]); // after the '='
+    i = end + 1;
+  }
+  return pairs;
 }
 
 /** The host path of a source given as a path (a string, except for stdin, where it is text) or a file reference. */
