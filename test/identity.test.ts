@@ -6,6 +6,7 @@ import {
   call,
   memoryStore,
   defineTask,
+  lookupTask,
   UnserializableValueError,
   TaskDefinitionError,
   type Executor,
@@ -81,6 +82,20 @@ describe('task identity', () => {
     expect(() => defineTask('', async () => 1)).toThrow(TaskDefinitionError);
     expect(() => defineTask('identity-test.nothing', 42 as never)).toThrow(/fn must be a function/);
     expect(() => defineTask('identity-test.v', async () => 1, { version: 7 as never })).toThrow(TaskDefinitionError);
+  });
+
+  it('one function under a second name, or a frozen one: TaskDefinitionError, and nothing registered', () => {
+    const once = async (x: number): Promise<number> => x;
+    defineTask('identity-test.once', once);
+    defineTask('identity-test.once', once); // the same name again is fine
+    // before: a raw TypeError (Cannot redefine property: taskName), with the second name registered all the same
+    expect(() => defineTask('identity-test.twice', once)).toThrow(TaskDefinitionError);
+    expect(() => defineTask('identity-test.twice', once)).toThrow(/already defined as "identity-test.once"/);
+    expect(lookupTask('identity-test.twice')).toBeUndefined();
+    const frozen = Object.freeze(async () => 1);
+    expect(() => defineTask('identity-test.frozen', frozen)).toThrow(TaskDefinitionError);
+    expect(() => defineTask('identity-test.frozen', frozen)).toThrow(/frozen or sealed.*define a wrapper/);
+    expect(lookupTask('identity-test.frozen')).toBeUndefined();
   });
 });
 

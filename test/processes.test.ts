@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import {
@@ -154,6 +155,22 @@ describe('processes(): executables as child processes', () => {
     const plain = join(root, 'not-executable.sh');
     writeFileSync(plain, '#!/bin/sh\n', { mode: 0o644 });
     await expect(ex.submit(executable([plain]))).rejects.toThrow(/is not executable \(permission denied\)/);
+    await rt.shutdown();
+  });
+
+  it('an input that cannot be read (a link loop) or is a FIFO fails its task with ExecutableFailedError; submit does not throw', async () => {
+    const { root, rt, ex } = await setup();
+    const loop = join(root, 'loop');
+    symlinkSync(loop, loop);
+    // before: submit threw the raw ELOOP of hashing it
+    const looped = ex.submit(executable(['cat', 'in'], { inputs: { in: loop } }));
+    await expect(looped).rejects.toThrow(ExecutableFailedError);
+    await expect(looped).rejects.toThrow(/input "in": .*loop cannot be read \(ELOOP\); the program was not started/);
+    const fifo = join(root, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    // before: copying it in waited forever for a writer, and the process could not exit
+    const piped = ex.submit(executable(['cat', 'in'], { inputs: { in: fifo } }));
+    await expect(piped).rejects.toThrow(/input "in": .*fifo is not a regular file or a directory \(a FIFO/);
     await rt.shutdown();
   });
 

@@ -106,6 +106,17 @@ export function defineTask<F extends AnyFunction>(
       `defineTask: the name "${name}" is already registered to another function; task names must be unique`,
     );
   }
+  const other = names.get(fn);
+  if (other !== undefined && other !== name)
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn): this function is already defined as "${other}"; a function has one task name ` +
+        `(for a second one, define a wrapper: defineTask("${name}", (...args) => fn(...args)))`,
+    );
+  if (other === undefined && !Object.isExtensible(fn))
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn): fn is frozen or sealed, and defineTask marks it with its name (fn.taskName); ` +
+        `define a wrapper instead: defineTask("${name}", (...args) => fn(...args))`,
+    );
   const known = versions.get(fn);
   if (existing === fn && known !== undefined && version !== undefined && known !== version)
     throw new TaskDefinitionError(

@@ -96,6 +96,15 @@ const unchanged = (a: BigIntStats, b: BigIntStats): boolean =>
  * recursively; `missing` if nothing is there. Special files (FIFOs, devices, sockets) are never read.
  */
 function contentDigest(path: string, depth = 0): string {
+  try {
+    return readDigest(path, depth);
+  } catch (err) {
+    // unreadable (EACCES, ...): recorded as such, as a missing file is; the task fails where it is staged
+    return `unreadable:${(err as NodeJS.ErrnoException).code ?? 'error'}`;
+  }
+}
+
+function readDigest(path: string, depth: number): string {
   const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
   if (stat === undefined) return 'missing';
   if (stat.isDirectory()) {

@@ -107,10 +107,20 @@ export async function stageInputs(
           '',
         );
       }
+      const refuse = (why: string): ExecutableFailedError =>
+        new ExecutableFailedError(`input "${name}": ${source} ${why}; the program was not started`, null, null, '');
+      // a FIFO would be read until its writer closes it (forever, if none): a program that reads one gets a link
+      if (mode === 'copy' && !info.isFile() && !info.isDirectory())
+        throw refuse(`is not a regular file or a directory (a FIFO, socket or device), which cannot be copied in`);
       await mkdir(dirname(dest), { recursive: true });
-      if (mode === 'symlink') await symlink(source, dest);
-      else if (info.isDirectory()) await cp(source, dest, { recursive: true, preserveTimestamps: true });
-      else await copyFile(source, dest, constants.COPYFILE_FICLONE);
+      try {
+        if (mode === 'symlink') await symlink(source, dest);
+        else if (info.isDirectory()) await cp(source, dest, { recursive: true, preserveTimestamps: true });
+        else await copyFile(source, dest, constants.COPYFILE_FICLONE);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw refuse(`cannot be ${mode === 'symlink' ? 'linked' : 'copied'} in (${e.code ?? e.message})`);
+      }
     }),
   );
 }
