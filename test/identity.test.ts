@@ -84,6 +84,17 @@ describe('task identity', () => {
     expect(() => defineTask('identity-test.v', async () => 1, { version: 7 as never })).toThrow(TaskDefinitionError);
   });
 
+  it('an own "__proto__" key of an argument (JSON can hold one) is kept: a task of its own, given to the function', async () => {
+    const keys = async (o: object): Promise<string> => JSON.stringify(o);
+    const parsed = JSON.parse('{"__proto__": 1}') as object;
+    const nested = JSON.parse('{"__proto__": {"a": 1}, "x": 2}') as object;
+    // before: the copy at submit set the prototype instead, so the first was the same task as {} and got {}
+    const a = ex.submit(keys, parsed);
+    expect(a.id).not.toBe(ex.submit(keys, {}).id);
+    expect(await a).toBe('{"__proto__":1}');
+    expect(await ex.submit(keys, nested)).toBe('{"__proto__":{"a":1},"x":2}');
+  });
+
   it('one function under a second name, or a frozen one: TaskDefinitionError, and nothing registered', () => {
     const once = async (x: number): Promise<number> => x;
     defineTask('identity-test.once', once);

@@ -1,5 +1,6 @@
 /** Task identity at submit: arguments encoded (upstream tasks as references, edges collected) and hashed. */
 import type { Workflow } from './workflow';
+import { setOwn } from '../util';
 import { InvalidTaskDescriptionError, UnserializableValueError } from '../errors';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
 import { lookupTask, registeredName, sourceHash, versionOf, type AnyFunction, type TaskSpec } from '../task/spec';
@@ -59,7 +60,7 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     const proto: unknown = Object.getPrototypeOf(v);
     if (proto === Object.prototype || proto === null) {
       const out: Record<string, unknown> = proto === null ? (Object.create(null) as Record<string, unknown>) : {};
-      for (const k of Object.keys(v)) out[k] = visit((v as Record<string, unknown>)[k]);
+      for (const k of Object.keys(v)) setOwn(out, k, visit((v as Record<string, unknown>)[k]));
       return out;
     }
     if (v instanceof Date) return new Date(v.getTime());

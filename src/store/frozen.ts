@@ -1,3 +1,5 @@
+import { setOwn } from '../util';
+
 /**
  * Results as a workflow keeps them: frozen copies. A result is handed to every consumer (awaiters, pipelines, the
  * tasks that take it as input) and written to the store; a consumer that changed it in place changed it for all
@@ -35,7 +37,7 @@ function copyJson(v: unknown): unknown {
     Object.getPrototypeOf(v) === null ? (Object.create(null) as Record<string, unknown>) : {};
   for (const k of Object.keys(v)) {
     const e = (v as Record<string, unknown>)[k];
-    if (e !== undefined) define(out, k, copyJson(e));
+    if (e !== undefined) setOwn(out, k, copyJson(e));
   }
   return Object.freeze(out);
 }
@@ -55,12 +57,6 @@ function copyShared(v: object, seen: Map<object, unknown>): unknown {
   const out: Record<string, unknown> =
     Object.getPrototypeOf(v) === null ? (Object.create(null) as Record<string, unknown>) : {};
   seen.set(v, out);
-  for (const k of Object.keys(v)) define(out, k, visit((v as Record<string, unknown>)[k]));
+  for (const k of Object.keys(v)) setOwn(out, k, visit((v as Record<string, unknown>)[k]));
   return Object.freeze(out);
-}
-
-/** `out[k] = value`, also for a key named `__proto__` (which assignment would take for the prototype). */
-function define(out: Record<string, unknown>, k: string, value: unknown): void {
-  if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
-  else out[k] = value;
 }
