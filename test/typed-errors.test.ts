@@ -14,8 +14,10 @@ import {
   launch,
   memoryStore,
   openWorkflow,
+  submitOn,
   type Workflow,
 } from 'scalems';
+import { sqliteStore } from 'scalems/node';
 import { virtual } from 'scalems/testing';
 
 const double = (x: number): number => 2 * x;
@@ -105,6 +107,44 @@ test('a function that returns a Promise on virtual(): the task fails with Invali
   const cause = (err as { cause?: unknown }).cause ?? err;
   expect(cause).toBeInstanceOf(InvalidTaskDescriptionError);
   expect((cause as Error).message).toMatch(/virtual\(\): task later returned a Promise/);
+});
+
+test.each([
+  ['launch(null, backend)', () => launch(null as never, inProcess()), /workflow must be a Workflow .*got null/],
+  ['launch(workflow, null)', () => launch(wf, null as never), /backend must be a backend \(inProcess\(\).*got null/],
+  ['executor(undefined)', () => executor(undefined as never), /runtime must be a Runtime .*got undefined/],
+  ['executor(runtime, null)', () => executor(launch(wf, inProcess()), null as never), /options must be an object/],
+  ['submitOn(undefined)', () => submitOn(undefined as never), /executor must be an Executor .*got undefined/],
+  ['submitOn({})', () => submitOn({} as never), /executor must be an Executor/],
+  ['submitOn(ex, 42)', () => submitOn(executor(launch(wf, inProcess())), 42 as never), /expected an object, got 42/],
+  [
+    'submitOn(ex, fn, { ordred })',
+    () => submitOn(executor(launch(wf, inProcess())), double, { ordred: true } as never),
+    /submitOn\(\{ ordred \}\): unknown option \(did you mean "ordered"\?/,
+  ],
+  [
+    'submitOn(ex, { settle: "yes" })',
+    () => submitOn(executor(launch(wf, inProcess())), { settle: 'yes' } as never),
+    /settle.*expected true or false/,
+  ],
+  ['sqliteStore(123)', () => sqliteStore(123 as never), /file must be a path .*got 123/],
+  ['sqliteStore(file, { verify: "no" })', () => sqliteStore('x.sqlite', { verify: 'no' } as never), /verify/],
+])('%s: InvalidOptionsError where it is called, naming what it takes', (_, make, why) => {
+  const err = thrown(make);
+  expect(err).toBeInstanceOf(InvalidOptionsError);
+  expect((err as Error).message).toMatch(why);
+});
+
+test.each([
+  ['a key that is not a string', { key: 5 }, /key must be a non-empty string, got 5/],
+  ['an empty key', { key: '' }, /key must be a non-empty string/],
+  ['pure that is not a boolean', { pure: 'no' }, /pure must be true or false/],
+])('%s: InvalidTaskDescriptionError at submit, nothing recorded', (_, extra, why) => {
+  const ex = executor(launch(wf, inProcess()));
+  const err = thrown(() => ex.submit({ ...call(double, 1), ...extra } as never));
+  expect(err).toBeInstanceOf(InvalidTaskDescriptionError);
+  expect((err as Error).message).toMatch(why);
+  expect(wf.state.tasks.size).toBe(0);
 });
 
 test('no source file throws a raw TypeError or RangeError, but the argument parsers of internal programs', () => {

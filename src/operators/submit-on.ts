@@ -1,7 +1,9 @@
 /** `submitOn(executor)`: the operator that submits each spec of a pipeline and emits the results. */
 import { Observable, Subject, takeUntil, type OperatorFunction } from 'rxjs';
-import { InvalidTaskDescriptionError } from '../errors';
-import type { Executor } from '../runtime/executor';
+import { InvalidOptionsError, InvalidTaskDescriptionError } from '../errors';
+import { Executor } from '../runtime/executor';
+import { checkOptions, rules, type RulesOf } from '../runtime/options';
+import { show } from '../task/requirements';
 import { Task, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
@@ -18,6 +20,8 @@ export interface SubmitOnOptions {
    */
   readonly settle?: boolean;
 }
+
+const RULES = { ordered: rules.flag, settle: rules.flag } satisfies RulesOf<SubmitOnOptions>;
 
 type Input<R> = TaskSpec<R> | Task<R>;
 type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } ? Settled<R> : R;
@@ -63,8 +67,14 @@ export function submitOn(
   fnOrOptions?: AnyFunction | SubmitOnOptions,
   maybeOptions?: SubmitOnOptions,
 ): OperatorFunction<unknown, unknown> {
+  if (!(executor instanceof Executor))
+    throw new InvalidOptionsError(
+      `submitOn(executor, ...): executor must be an Executor (from executor(runtime, options)), got ${show(executor)}`,
+    );
   const fn = typeof fnOrOptions === 'function' ? fnOrOptions : undefined;
   const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
+  // a misspelt option silently changed the order of the results
+  checkOptions('submitOn', options, RULES);
   const toSpec = (input: unknown): TaskSpec | Task<unknown> => {
     if (fn !== undefined) {
       const arg = isSettled(input) ? input.task : input;

@@ -18,6 +18,7 @@ import {
 import {
   MAX_TIMER_SECONDS,
   footprint,
+  show,
   retryPolicy,
   validateTaskRequirements,
   validateWorkerGroups,
@@ -189,6 +190,15 @@ export class Executor implements AsyncDisposable {
     if (!isTaskSpec(spec))
       throw new InvalidTaskDescriptionError(
         `expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`,
+      );
+    // a key is part of the task's id: a number would be hashed as its text, the same task as the string
+    if (spec.key !== undefined && (typeof spec.key !== 'string' || spec.key === ''))
+      throw new InvalidTaskDescriptionError(
+        `task ${spec.label ?? spec.name}: key must be a non-empty string, got ${show(spec.key)}`,
+      );
+    if (spec.pure !== undefined && typeof spec.pure !== 'boolean')
+      throw new InvalidTaskDescriptionError(
+        `task ${spec.label ?? spec.name}: pure must be true or false, got ${show(spec.pure)}`,
       );
     const requirements: TaskRequirements =
       spec.requirements === undefined

@@ -51,6 +51,7 @@ function collect(
 
 /** Rules most options use. */
 export const rules = {
+  flag: { allowed: 'true or false', ok: (v: unknown) => typeof v === 'boolean' },
   positiveInteger: {
     allowed: 'a positive integer',
     ok: (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0,

@@ -1,6 +1,7 @@
 /** `launch(workflow, backend)` → `Runtime`, and `executor(runtime, options)`. */
-import type { Workflow } from './workflow';
-import { ExecutorShutdownError } from '../errors';
+import { Workflow } from './workflow';
+import { ExecutorShutdownError, InvalidOptionsError } from '../errors';
+import { isPlainObject, show } from '../task/requirements';
 import type { Backend } from './backend';
 import { Executor, type ExecutorOptions } from './executor';
 
@@ -52,6 +53,16 @@ export class Runtime implements AsyncDisposable {
  * `virtual(...)`.
  */
 export function launch(workflow: Workflow, backend: Backend): Runtime {
+  if (!(workflow instanceof Workflow))
+    throw new InvalidOptionsError(
+      `launch(workflow, backend): workflow must be a Workflow (from await openWorkflow(...)), got ${show(workflow)}`,
+    );
+  const b = backend as Partial<Backend> | null | undefined;
+  if (typeof b !== 'object' || b === null || typeof b.kind !== 'string' || typeof b.open !== 'function')
+    throw new InvalidOptionsError(
+      `launch(workflow, backend): backend must be a backend (inProcess(), threads(...), processes(...), slurm(...), ` +
+        `bullmq(...)), got ${show(backend)}`,
+    );
   return new Runtime(workflow, backend);
 }
 
@@ -77,5 +88,11 @@ export function launch(workflow: Workflow, backend: Backend): Runtime {
  * ```
  */
 export function executor(runtime: Runtime, options: ExecutorOptions = {}): Executor {
+  if (!(runtime instanceof Runtime))
+    throw new InvalidOptionsError(
+      `executor(runtime, options): runtime must be a Runtime (from launch(workflow, backend)), got ${show(runtime)}`,
+    );
+  if (!isPlainObject(options))
+    throw new InvalidOptionsError(`executor(runtime, options): options must be an object, got ${show(options)}`);
   return runtime.open(options);
 }

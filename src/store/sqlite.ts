@@ -3,7 +3,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreVersionError } from '../errors';
+import {
+  InvalidOptionsError,
+  StoreAccessError,
+  StoreClosedError,
+  StoreCorruptError,
+  StoreVersionError,
+} from '../errors';
+import { checkOptions, rules, type RulesOf } from '../runtime/options';
+import { show } from '../task/requirements';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { acquireFileLock, type FileLock } from './lock';
@@ -27,6 +35,8 @@ export interface SqliteStoreOptions {
   verify?: boolean;
 }
 
+const OPTION_RULES = { readonly: rules.flag, verify: rules.flag } satisfies RulesOf<SqliteStoreOptions>;
+
 const SCHEMA = `
   CREATE TABLE scalems_meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
   CREATE TABLE scalems_kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);`;
@@ -48,6 +58,11 @@ const SCHEMA = `
  * full, read-only, I/O error) rejects with `StoreWriteError`. In those cases the file is not modified.
  */
 export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
+  if (typeof file !== 'string' || file === '')
+    throw new InvalidOptionsError(
+      `sqliteStore(file, options): file must be a path (a non-empty string), got ${show(file)}`,
+    );
+  checkOptions('sqliteStore', options, OPTION_RULES);
   sqliteDriver(); // before anything is made: a missing driver throws MissingDependencyError, naming it
   const dbPath = path.resolve(file);
   if (options.readonly) return wrap(openStoreReadonly(dbPath, options.verify ?? true), dbPath, undefined);
