@@ -4,6 +4,7 @@ import {
   InvalidTaskDescriptionError,
   TaskCancelledError,
   UpstreamFailedError,
+  WalltimeExceededError,
   call,
   currentTask,
   executor,
@@ -101,6 +102,38 @@ describe('executor', () => {
     // @ts-expect-error -- a misspelt member
     expect(t.reslut).toBeUndefined();
     expect(await lastValueFrom(from(t))).toBe('done');
+  });
+
+  it('a thrown value that is not an Error comes back as an Error with it as the message, as from other backends', async () => {
+    const ex = executor(rt);
+    const throws = async (kind: string): Promise<never> => {
+      throw kind === 'null' ? null : kind === 'number' ? 42 : kind === 'symbol' ? Symbol('s') : 'plain text';
+    };
+    const messages: string[] = [];
+    for (const kind of ['null', 'number', 'symbol', 'text']) {
+      // before: the handle rejected with the value itself (null: err.message threw)
+      const err: unknown = await ex.submit(throws, kind).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(Error);
+      messages.push((err as Error).message);
+    }
+    expect(messages).toEqual(['null', '42', 'Symbol(s)', 'plain text']);
+  });
+
+  it('a function that holds the event loop past its walltime fails with WalltimeExceededError when it returns', async () => {
+    const ex = executor(rt);
+    const busy = (ms: number): string => {
+      const end = Date.now() + ms;
+      while (Date.now() < end); // the walltime's timer cannot fire meanwhile
+      return 'done';
+    };
+    // before: it succeeded, 0.4 s into a 0.2 s walltime
+    const late = ex.submit({ ...call(busy, 400), requirements: { walltime: 0.2 } });
+    await expect(late).rejects.toThrow(WalltimeExceededError);
+    await expect(late).rejects.toThrow(/walltime of 0.2 s: it ran 0\.[4-9]\d* s without giving the event loop back/);
+    expect(await ex.submit({ ...call(busy, 10), requirements: { walltime: 0.2 } })).toBe('done');
   });
 
   it('labels are settable once and unique per workflow', async () => {

@@ -73,6 +73,8 @@ export class Attempt implements Hold, Job, Observer<unknown> {
   waits = 0;
   sub: Subscription | undefined = undefined;
   timer: Subscription | undefined = undefined;
+  /** when its walltime (timed here, `timer`) runs out */
+  deadline = Infinity;
   readonly id: string;
   readonly label: string | undefined;
   readonly kind: 'function' | 'executable';

@@ -462,6 +462,7 @@ export class Executor implements AsyncDisposable {
     wf.dispatch({ type: 'start', id: rec.id, now: wf.now(), slot, group: several ? group.name : undefined });
     const walltime = rec.requirements.walltime;
     if (walltime !== undefined && group.backend.enforcesWalltime !== true) {
+      attempt.deadline = wf.now() + walltime * 1000;
       attempt.timer = asyncScheduler.schedule(() => {
         this.fail(
           attempt,
@@ -524,6 +525,20 @@ export class Executor implements AsyncDisposable {
   /** The attempt's work completed with `value`. */
   private succeed(attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
+    if (this.workflow.now() > attempt.deadline) {
+      // a function that held the event loop (in this process) past its walltime: the timer could not fire meanwhile
+      const rec = attempt.record;
+      const ran = ((this.workflow.now() - attempt.deadline) / 1000 + rec.requirements.walltime!).toFixed(1);
+      this.fail(
+        attempt,
+        new WalltimeExceededError(
+          `task ${rec.label ?? rec.name} (${rec.id}) exceeded its walltime of ${rec.requirements.walltime} s: it ` +
+            `ran ${ran} s without giving the event loop back, so it could not be stopped sooner (run such work on ` +
+            'threads(), where it can be)',
+        ),
+      );
+      return;
+    }
     const entry = attempt.entry;
     this.stopAttempt(attempt, undefined);
     const wf = this.workflow;

@@ -266,9 +266,13 @@ function deliver<R>(
   }
 }
 
-/** The error a failed or cancelled task rejects with: the original one where this process has it. */
+/**
+ * The error a failed or cancelled task rejects with: the original one where this process has it, if it is an `Error`.
+ * A thrown value that is not (`throw null`, `throw 'text'`) comes back as an `Error` from its record, as it does from a
+ * thread, a job step or a store, so that `err.message` is always there.
+ */
 function outcomeError(entry: TaskEntry, rec: TaskRecord): unknown {
-  if (entry.error !== undefined) return entry.error;
+  if (entry.error instanceof Error) return entry.error;
   return reviveError(
     rec.error ?? { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: `task ${rec.id} was ${rec.state}` },
   );
