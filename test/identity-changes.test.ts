@@ -154,6 +154,34 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(changedInputs(atSubmit, { ...names, upstream: join(dir, 'none') }, undefined)).toEqual(['a;b="c".txt']);
   });
 
+  it('a succeeded executable whose files are gone runs again instead of being served', async () => {
+    const store = join(dir, 'state.sqlite');
+    const run = async (): Promise<{ attempts: number; text: string; outputs: string[] }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'gone' });
+      const rt = launch(wf, processes({ root: join(dir, 'runs') }));
+      const ex = executor(rt);
+      const made = ex.submit(executable(['sh', '-c', 'echo made > out.txt'], { outputs: ['out.txt'] }));
+      const result = await made;
+      const text = readFileSync(result.outputs['out.txt']!.$file, 'utf8');
+      const attempts = made.record!.attempts;
+      await rt.shutdown();
+      await wf.close();
+      return { attempts, text, outputs: Object.keys(result.outputs) };
+    };
+    const first = await run();
+    expect(first).toEqual({ attempts: 1, text: 'made\n', outputs: ['out.txt'] });
+    expect(await run()).toEqual(first); // served
+    const db = new Database(store, { readonly: true });
+    const rows = db.prepare('SELECT value FROM scalems_kv').all() as Array<{ value: string }>;
+    db.close();
+    const artifacts = rows
+      .map((r) => JSON.parse(r.value) as { artifacts?: Record<string, string> })
+      .find((r) => r.artifacts !== undefined)!.artifacts!;
+    rmSync(artifacts['out.txt']!);
+    // before: served, with a result whose out.txt did not exist (and a downstream failed staging it, retry or not)
+    expect(await run()).toEqual({ attempts: 2, text: 'made\n', outputs: ['out.txt'] });
+  });
+
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {
     const store = join(dir, 'state.sqlite');
     const sum = async (o: { xs: number[] }): Promise<number> => o.xs.reduce((a, b) => a + b, 0);

@@ -95,6 +95,11 @@ export interface BackendExecutor {
    * content of the host files it reads (`inputs`, `stdin`), so that a changed file makes a new task.
    */
   identity?(spec: TaskSpec): string;
+  /**
+   * Of the files a succeeded task made (its record's `artifacts`, name → path: an executable's outputs, stdout,
+   * stderr), the names of those that are gone: such a task is run again rather than served.
+   */
+  missing?(artifacts: Readonly<Record<string, string>>): string[];
   run(job: Job): Observable<unknown>;
   /** Releases what the executor scope holds (called once its tasks have settled). */
   close(): Promise<void>;

@@ -39,6 +39,7 @@ import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, detached, runInScope } from '../context/ambient';
 import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry } from './entry';
 import type { TaskSlot } from '../store/slot';
+import type { TaskRecord } from '../store/state';
 import { checkLabel } from '../store/graph';
 import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
 import { objectToken } from '../task/hash';
@@ -244,7 +245,8 @@ export class Executor implements AsyncDisposable {
       if (options.pinned) entry.pinned = true;
       if (spec.label !== undefined) wf.setLabel(id, spec.label);
       const state = entry.record?.state;
-      if (state !== 'failed' && state !== 'cancelled') return handle;
+      if (state !== 'failed' && state !== 'cancelled' && !(state === 'succeeded' && this.lost(entry.record!)))
+        return handle;
     } else {
       if (spec.label !== undefined) {
         const holder = wf.labelled(spec.label);
@@ -256,7 +258,8 @@ export class Executor implements AsyncDisposable {
       entry.handle = handle;
       entry.pinned = options.pinned;
       entry.maker = maker;
-      if (entry.record?.state === 'succeeded') return handle; // restored: served from the store
+      // restored: served from the store, unless files it made are gone
+      if (entry.record?.state === 'succeeded' && !this.lost(entry.record)) return handle;
     }
     if (refused !== undefined) this.refused.set(id, refused);
     else if (this.refused.size > 0) this.refused.delete(id);
@@ -277,6 +280,22 @@ export class Executor implements AsyncDisposable {
       fn,
     );
     return handle;
+  }
+
+  /**
+   * Whether files a succeeded task made (an executable's outputs, stdout, stderr: its record's `artifacts`) are gone:
+   * its result would point at nothing, and the tasks that take them would fail; it runs again instead.
+   */
+  private lost(rec: TaskRecord): boolean {
+    const artifacts = rec.artifacts;
+    if (artifacts === undefined) return false;
+    const gone = this.workers.list[0]!.backend.missing?.(artifacts) ?? [];
+    if (gone.length === 0) return false;
+    this.workflow.log.warn(
+      `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files it made are gone ` +
+        `(${gone.map((name) => `${name}: ${artifacts[name]}`).join(', ')}): it runs again`,
+    );
+    return true;
   }
 
   /**

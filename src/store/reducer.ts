@@ -161,6 +161,11 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number, known: TaskSl
     if (existing.label === undefined) rec.label = t.label;
     rec.error = undefined;
     rec.finishedAt = undefined;
+    if (existing.state === 'succeeded') {
+      // run again because files it made are gone (see the executor): its result pointed at them
+      rec.result = undefined;
+      rec.artifacts = undefined;
+    }
   }
   rec.state = ready ? 'ready' : 'submitted';
   rec.pending = pending;

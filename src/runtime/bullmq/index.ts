@@ -11,7 +11,7 @@ import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity } from '../executable/digest';
+import { inputsIdentity, missingFiles } from '../executable/digest';
 import { DEFAULT_GRACE_SECONDS } from '../executable/process-tree';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -156,6 +156,7 @@ export function bullmq(options: BullmqOptions = {}): Backend {
         accept: (spec: TaskSpec) =>
           spec.kind === 'executable' ? acceptExecutable(spec, workflow, staging) : acceptFunction(spec, remote),
         identity: (spec: TaskSpec) => inputsIdentity(spec, hostCwd),
+        missing: missingFiles,
         run: (job: Job) => {
           let tracked: Tracked | undefined;
           return attemptOf(

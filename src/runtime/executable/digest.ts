@@ -3,7 +3,7 @@
  * a changed input file makes a new task, never a stale result served from the store.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isFileRef, type ExecutableDescription } from '../../task/executable';
 import type { TaskSpec } from '../../task/spec';
@@ -30,6 +30,11 @@ export function inputsIdentity(spec: TaskSpec, hostCwd: string): string {
   const stdin = hostPath(d.stdin, hostCwd, true);
   if (stdin !== undefined) text += `${STDIN}=${contentDigest(stdin)};`;
   return text;
+}
+
+/** The names of the files (name → path) that are not there any more. */
+export function missingFiles(files: Readonly<Record<string, string>>): string[] {
+  return Object.keys(files).filter((name) => !existsSync(files[name]!));
 }
 
 /**

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../options';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity } from '../executable/digest';
+import { inputsIdentity, missingFiles } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
@@ -119,6 +119,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
         invokes: false,
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         identity: (spec) => inputsIdentity(spec, hostCwd),
+        missing: missingFiles,
         run: (job) => runLocalExecutable(job, ctx),
         // what the programs of this scope left running (daemons, which left their trees) goes too
         close: async () => {

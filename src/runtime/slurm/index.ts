@@ -13,7 +13,7 @@ import { checkOptions, rules, type RulesOf } from '../options';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity } from '../executable/digest';
+import { inputsIdentity, missingFiles } from '../executable/digest';
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -143,6 +143,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         invokes: false,
         ready: alloc.granted,
         identity: (spec) => inputsIdentity(spec, hostCwd),
+        missing: missingFiles,
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec, remote);
