@@ -2,7 +2,7 @@
 // the function's code, an input file's content, an argument mutated after submit, closures met in
 // another order. (What makes two submissions the same task: README, "Task identity".)
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -93,6 +93,30 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(await catDeck()).toEqual({ text: 'temperature 300\n', served: true });
     writeFileSync(input, 'temperature 310\n'); // same size, same path
     expect(await catDeck()).toEqual({ text: 'temperature 310\n', served: false });
+  });
+
+  it('an input file’s executable bit changed, also inside an input directory: the executable runs again', async () => {
+    const store = join(dir, 'state.sqlite');
+    const tools = join(dir, 'tools');
+    mkdirSync(tools);
+    const script = join(tools, 'step.sh');
+    writeFileSync(script, '#!/bin/sh\necho stepped\n', { mode: 0o644 });
+    const check = async (): Promise<string> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'modes' });
+      const rt = launch(wf, processes({ root: join(dir, 'runs') }));
+      const ex = executor(rt);
+      const t = ex.submit(
+        executable(['sh', '-c', 'test -x tools/step.sh && echo runnable || echo plain'], { inputs: { tools } }),
+      );
+      const out = readFileSync((await t).stdout.$file, 'utf8').trim();
+      await rt.shutdown();
+      await wf.close();
+      return out;
+    };
+    expect(await check()).toBe('plain');
+    chmodSync(script, 0o755);
+    // before: the same task, served 'plain'
+    expect(await check()).toBe('runnable');
   });
 
   it('an input file changed between submit and start: the task fails saying so, and never runs on it', async () => {

@@ -95,6 +95,21 @@ describe('task identity', () => {
     expect(await ex.submit(keys, nested)).toBe('{"__proto__":{"a":1},"x":2}');
   });
 
+  it('arguments nested too deep, or containing themselves: UnserializableValueError saying which it may be', () => {
+    const keys = async (o: object): Promise<number> => Object.keys(o).length;
+    let deep: unknown = 1;
+    for (let i = 0; i < 1_100; i++) deep = [deep];
+    const cyclic: { self?: unknown } = {};
+    cyclic.self = cyclic;
+    for (const value of [deep, cyclic]) {
+      expect(() => ex.submit(keys, value as object)).toThrow(UnserializableValueError);
+      // before: 'a value that contains itself cannot be a task argument', also for data that is only deep
+      expect(() => ex.submit(keys, value as object)).toThrow(
+        /nest deeper than 1000 levels \(a value that contains itself, or data nested that deep\)/,
+      );
+    }
+  });
+
   it('one function under a second name, or a frozen one: TaskDefinitionError, and nothing registered', () => {
     const once = async (x: number): Promise<number> => x;
     defineTask('identity-test.once', once);

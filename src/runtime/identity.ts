@@ -43,7 +43,8 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     }
     if (++depth > MAX_DEPTH)
       throw new UnserializableValueError(
-        `task arguments nest deeper than ${MAX_DEPTH} levels: a value that contains itself cannot be a task argument`,
+        `task arguments nest deeper than ${MAX_DEPTH} levels (a value that contains itself, or data nested that ` +
+          'deep): a cycle cannot be a task argument; pass deeply nested data in a file',
       );
     try {
       return copy(v);

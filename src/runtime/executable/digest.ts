@@ -124,7 +124,8 @@ function readDigest(path: string, depth: number): string {
     const cached = known.get(path);
     if (cached !== undefined && unchanged(cached.stat, stat)) return cached.digest;
   }
-  const digest = `file:${hashFile(path)}`;
+  // an executable bit counts too: a script the program runs behaves otherwise without it
+  const digest = `file${(stat.mode & 0o111n) !== 0n ? '+x' : ''}:${hashFile(path)}`;
   // the stat taken after reading: a write while it was read is seen as a change the next time
   const after = statSync(path, { bigint: true, throwIfNoEntry: false });
   if (stat.size > SMALL && after !== undefined && unchanged(stat, after)) known.set(path, { stat: after, digest });
