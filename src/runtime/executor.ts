@@ -544,7 +544,7 @@ export class Executor implements AsyncDisposable {
   /** The attempt's work completed with `value`. */
   private succeed(attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
-    if (this.workflow.now() > attempt.deadline) {
+    if (attempt.deadline !== Infinity && this.workflow.now() > attempt.deadline) {
       // a function that held the event loop (in this process) past its walltime: the timer could not fire meanwhile
       const rec = attempt.record;
       const ran = ((this.workflow.now() - attempt.deadline) / 1000 + rec.requirements.walltime!).toFixed(1);
