@@ -2,7 +2,7 @@
 import { Observable, Subject, takeUntil, type OperatorFunction } from 'rxjs';
 import { InvalidOptionsError, InvalidTaskDescriptionError } from '../errors';
 import { Executor } from '../runtime/executor';
-import { checkOptions, rules, type RulesOf } from '../runtime/options';
+import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
 import { Task, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';

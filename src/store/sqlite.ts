@@ -10,7 +10,7 @@ import {
   StoreCorruptError,
   StoreVersionError,
 } from '../errors';
-import { checkOptions, rules, type RulesOf } from '../runtime/options';
+import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { TaskCancelledError } from '../../errors';
-import { checkOptions, rules, type RulesOf } from '../options';
+import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
-import { checkOptions, rules, type RulesOf } from '../options';
+import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { acceptExecutable } from '../executable/inputs';
 import { inputsIdentity, missingFiles } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';

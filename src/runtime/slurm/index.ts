@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
 import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
-import { checkOptions, rules, type RulesOf } from '../options';
+import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';

@@ -12,7 +12,7 @@ import { optionalDependency } from '../../optional-dependency';
 import { reviveError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
-import { checkOptions, rules, type RulesOf } from '../options';
+import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';

@@ -4,7 +4,7 @@
  * naming the option, what was given and what is allowed (a typo names the option it is near).
  */
 import { InvalidOptionsError } from '../errors';
-import { isPlainObject, nearest, show } from '../task/requirements';
+import { isPlainObject, nearest, show } from './requirements';
 
 export interface OptionRule {
   /** what is allowed, for messages: "a positive integer" */
