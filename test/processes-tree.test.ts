@@ -345,22 +345,28 @@ describe('processes(): the spawner', () => {
     await rt.shutdown();
   });
 
-  it('cancelling a running program and those waiting behind it, in one go, starts none of those waiting', async () => {
-    const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
-    const marks = join(root, 'marks');
-    const member = (i: number): TaskSpec<ExecutableResult> =>
-      executable(['bash', '-c', `echo ${i} >> ${marks}; sleep 100`]);
-    const running = ex.submit(member(0));
-    await waitFor(() => (existsSync(marks) ? true : undefined), 'the first program to start');
-    const waiting = [1, 2, 3, 4].map((i) => ex.submit(member(i)));
-    const made = (): true | undefined =>
-      waiting.every((t) => existsSync(join(workdirOf(root, t.id), 'stdout'))) ? true : undefined;
-    await waitFor(made, 'the files of the four attempts waiting in the spawner');
-    // as a pipeline's teardown does: in the order submitted, the running one first
-    for (const t of [running, ...waiting]) t.cancel('enough');
-    for (const t of [running, ...waiting]) await expect(t).rejects.toThrow(TaskCancelledError);
-    await rt.shutdown();
-    // before, each LEAVE (and the exit of the one ended) gave the core to the next one waiting: all five ran
-    expect(readFileSync(marks, 'utf8')).toBe('0\n');
-  });
+  it.each([
+    ['ended by the signal', 'sleep 100'],
+    ['exiting 0 on SIGTERM', "trap 'exit 0' TERM; sleep 100 & wait"],
+  ])(
+    'cancelling a running program (%s) and those waiting behind it, in one go, starts none of those waiting',
+    async (_, body) => {
+      const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
+      const marks = join(root, 'marks');
+      const member = (i: number): TaskSpec<ExecutableResult> =>
+        executable(['bash', '-c', `echo ${i} >> ${marks}; ${body}`]);
+      const running = ex.submit(member(0));
+      await waitFor(() => (existsSync(marks) ? true : undefined), 'the first program to start');
+      const waiting = [1, 2, 3, 4].map((i) => ex.submit(member(i)));
+      const made = (): true | undefined =>
+        waiting.every((t) => existsSync(join(workdirOf(root, t.id), 'stdout'))) ? true : undefined;
+      await waitFor(made, 'the files of the four attempts waiting in the spawner');
+      // as a pipeline's teardown does: in the order submitted, the running one first
+      for (const t of [running, ...waiting]) t.cancel('enough');
+      for (const t of [running, ...waiting]) await expect(t).rejects.toThrow(TaskCancelledError);
+      await rt.shutdown();
+      // before, each LEAVE (and the exit of the one ended) gave the core to the next one waiting: all five ran
+      expect(readFileSync(marks, 'utf8')).toBe('0\n');
+    },
+  );
 });

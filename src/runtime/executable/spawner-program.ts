@@ -131,16 +131,18 @@ const gates = new Map();
 // programs by id: prepared (waiting for cores, or for GO) or running
 const programs = new Map();
 const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
-const release = (p) => {
+// Cores given back by a LEAVE start the next program once the commands at hand are read, not at once: a teardown
+// leaves its running programs and those waiting behind them in one write, and pumping at the first LEAVE started the
+// next waiting program just before its own LEAVE. The exit of a program gives them back at once (\`exited\`): the owner
+// ends a running tree only after that write (Spawning.leave), so its LEAVEs are read before the exit its kill causes.
+const release = (p, exited) => {
   if (p.holds === 0) return;
   const gate = gates.get(p.gate);
   gate.free += p.holds;
   p.holds = 0;
-  pumpSoon(gate);
+  if (exited) pump(gate);
+  else pumpSoon(gate);
 };
-// Cores given back start the next program once the events at hand are handled, not at once: a teardown leaves its
-// running programs and those waiting behind them in one write, and ends the running ones after it (Spawning.leave);
-// pumping at the first LEAVE, or at the exit it caused, started the next waiting program just before its own LEAVE.
 const due = new Set();
 const pumpSoon = (gate) => {
   if (due.size === 0) setImmediate(() => { const gs = [...due]; due.clear(); for (const g of gs) pump(g); });
@@ -219,7 +221,7 @@ const launch = (p) => {
     if (p.stdinText !== null) { child.stdin.on('error', () => {}); child.stdin.end(p.stdinText); }
     child.once('exit', (code, signal) => {
       programs.delete(id);
-      release(p);
+      release(p, true);
       let alive = true;
       try { process.kill(-pid, 0); } catch (e) { alive = e.code === 'EPERM'; }
       if (!alive) trees.delete(spec);
