@@ -95,20 +95,14 @@ export async function stageInputs(
   await Promise.all(
     Object.entries(inputs).map(async ([name, source]) => {
       const dest = assertInside(workdir, name, 'input');
+      const refuse = (why: string): ExecutableFailedError =>
+        new ExecutableFailedError(`input "${name}": ${source} ${why}; the program was not started`, null, null, '');
       let info;
       try {
         info = await stat(source);
       } catch (err) {
-        throw new ExecutableFailedError(
-          `input "${name}": ${source} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); ` +
-            `the program was not started`,
-          null,
-          null,
-          '',
-        );
+        throw refuse(`cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
       }
-      const refuse = (why: string): ExecutableFailedError =>
-        new ExecutableFailedError(`input "${name}": ${source} ${why}; the program was not started`, null, null, '');
       // a FIFO would be read until its writer closes it (forever, if none): a program that reads one gets a link
       if (mode === 'copy' && !info.isFile() && !info.isDirectory())
         throw refuse(`is not a regular file or a directory (a FIFO, socket or device), which cannot be copied in`);
