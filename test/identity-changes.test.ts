@@ -80,7 +80,7 @@ describe('a resumed run after a change gets fresh results', () => {
     const input = join(dir, 'deck.txt');
     const catDeck = async (): Promise<{ text: string; served: boolean }> => {
       const wf = await openWorkflow({ store: sqliteStore(store), name: 'files' });
-      const ex = executor(launch(wf, processes()));
+      const ex = executor(launch(wf, processes({ root: join(dir, 'runs') })));
       const task = ex.submit(executable(['cat', 'deck.txt'], { inputs: { 'deck.txt': input } }));
       const served = task.state === 'succeeded';
       const result = await task;
@@ -128,7 +128,7 @@ describe('a resumed run after a change gets fresh results', () => {
       edit?: { deck?: string; big?: string },
     ): Promise<{ id: string; out?: string; error?: string }> => {
       const wf = await openWorkflow({ store: sqliteStore(store), name: 'race' });
-      const rt = launch(wf, processes());
+      const rt = launch(wf, processes({ root: join(dir, 'runs') }));
       const ex = executor(rt, { worker: { cores: 1 } });
       writeFileSync(input, deck);
       const blocker = ex.submit(executable(['sleep', '0.3'], { pure: false }));
