@@ -1,3 +1,4 @@
+import { isPlainObject } from '../task/requirements';
 import { setOwn } from '../util';
 
 /**
@@ -6,57 +7,36 @@ import { setOwn } from '../util';
  * the others and for the store, which then served the changed value on resume.
  */
 
-const isPlain = (v: object): boolean => {
-  if (Array.isArray(v)) return true;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-};
-
 /**
  * A frozen copy of `value`: its plain objects and arrays, at any depth, copied and frozen (the function that made it
- * keeps its own, still mutable). Other objects (class instances, `Map`s, ...: only a memory store takes them) are kept
- * as they are. With `asJson` (a persistent store, which has checked the value), it is made what the store gives back
- * on resume, so that the first run and a resumed one see the same value: `-0` becomes `0`, and an object property
- * whose value is `undefined` is left out.
+ * keeps its own, still mutable); shared parts and cycles stay so among the copies. Other objects (class instances,
+ * `Map`s, ...: only a memory store takes them) are kept as they are. With `asJson` (a persistent store, which has
+ * checked the value), it is made what the store gives back on resume, so that the first run and a resumed one see the
+ * same value: `-0` becomes `0`, and an object property whose value is `undefined` is left out.
  */
 export function frozenResult(value: unknown, asJson: boolean): unknown {
+  // most results are numbers or strings: no map made for them (this runs once per task)
   if (typeof value !== 'object' || value === null) return asJson && Object.is(value, -0) ? 0 : value;
-  return asJson ? copyJson(value) : copyShared(value, new Map());
+  return copy(value, asJson, new Map());
 }
 
-/** A checked JSON value: no cycles, only plain objects and arrays. */
-function copyJson(v: unknown): unknown {
-  if (typeof v !== 'object' || v === null) return Object.is(v, -0) ? 0 : v;
-  if (Array.isArray(v)) {
-    const out = new Array<unknown>(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = copyJson(v[i]);
-    return Object.freeze(out);
-  }
-  if (!isPlain(v)) return v;
-  const out: Record<string, unknown> =
-    Object.getPrototypeOf(v) === null ? (Object.create(null) as Record<string, unknown>) : {};
-  for (const k of Object.keys(v)) {
-    const e = (v as Record<string, unknown>)[k];
-    if (e !== undefined) setOwn(out, k, copyJson(e));
-  }
-  return Object.freeze(out);
-}
-
-/** Any value (a memory store's): shared references and cycles kept as they are, among the copies. */
-function copyShared(v: object, seen: Map<object, unknown>): unknown {
-  if (!isPlain(v)) return v;
+function copy(v: unknown, asJson: boolean, seen: Map<object, unknown>): unknown {
+  if (typeof v !== 'object' || v === null) return asJson && Object.is(v, -0) ? 0 : v;
+  if (!Array.isArray(v) && !isPlainObject(v)) return v;
   const done = seen.get(v);
   if (done !== undefined) return done;
-  const visit = (e: unknown): unknown => (typeof e === 'object' && e !== null ? copyShared(e, seen) : e);
   if (Array.isArray(v)) {
     const out = new Array<unknown>(v.length);
     seen.set(v, out);
-    for (let i = 0; i < v.length; i++) out[i] = visit(v[i]);
+    for (let i = 0; i < v.length; i++) out[i] = copy(v[i], asJson, seen);
     return Object.freeze(out);
   }
   const out: Record<string, unknown> =
     Object.getPrototypeOf(v) === null ? (Object.create(null) as Record<string, unknown>) : {};
   seen.set(v, out);
-  for (const k of Object.keys(v)) setOwn(out, k, visit((v as Record<string, unknown>)[k]));
+  for (const k of Object.keys(v)) {
+    const e = v[k];
+    if (!(asJson && e === undefined)) setOwn(out, k, copy(e, asJson, seen));
+  }
   return Object.freeze(out);
 }
