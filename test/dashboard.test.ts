@@ -8,6 +8,8 @@ import { processes, sqliteStore } from 'scalems/node';
 import { startDashboard, type Dashboard } from '../src/cli/serve/server';
 import type { DeltaMessage, SnapshotMessage, TaskDetail } from '../src/cli/serve/protocol';
 import { buildPage, cli, get, openEvents, serveCli, statusJson } from './support/dashboard';
+import { decodeRecord, encodeRecord } from '../src/store/record-codec';
+import type { TaskRecord } from '../src/store/state';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const square = defineTask('dashboard-test.square', async (n: number) => n * n);
@@ -154,9 +156,12 @@ describe('scalems serve', () => {
     const db = new Database(file);
     try {
       // the same record, its (unshown) pending count changed: a new value, no change to show
-      const json = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get(`task:${a.id}`) as string;
-      const record = { ...(JSON.parse(json) as object), pending: 7 };
-      db.prepare('UPDATE scalems_kv SET value = ? WHERE key = ?').run(JSON.stringify(record), `task:${a.id}`);
+      const text = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get(`task:${a.id}`) as string;
+      const record = { ...(decodeRecord(`task:${a.id}`, text) as unknown as TaskRecord), pending: 7 };
+      db.prepare('UPDATE scalems_kv SET value = ? WHERE key = ?').run(
+        encodeRecord(`task:${a.id}`, record),
+        `task:${a.id}`,
+      );
       d.pollNow();
       db.prepare('DELETE FROM scalems_kv WHERE key = ?').run(`task:${b.id}`);
     } finally {

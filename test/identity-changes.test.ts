@@ -22,6 +22,7 @@ import {
 import { processes, sqliteStore } from 'scalems/node';
 import Database from 'better-sqlite3';
 import { changedInputs, inputsIdentity } from '../src/runtime/executable/digest';
+import { decodeRecord } from '../src/store/record-codec';
 
 const repo = join(__dirname, '..');
 let dir: string;
@@ -196,10 +197,13 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(first).toEqual({ attempts: 1, text: 'made\n', outputs: ['out.txt'] });
     expect(await run()).toEqual(first); // served
     const db = new Database(store, { readonly: true });
-    const rows = db.prepare('SELECT value FROM scalems_kv').all() as Array<{ value: string }>;
+    const rows = db.prepare("SELECT key, value FROM scalems_kv WHERE key LIKE 'task:%'").all() as Array<{
+      key: string;
+      value: string;
+    }>;
     db.close();
     const artifacts = rows
-      .map((r) => JSON.parse(r.value) as { artifacts?: Record<string, string> })
+      .map((r) => decodeRecord(r.key, r.value) as { artifacts?: Record<string, string> })
       .find((r) => r.artifacts !== undefined)!.artifacts!;
     rmSync(artifacts['out.txt']!);
     // before: served, with a result whose out.txt did not exist (and a downstream failed staging it, retry or not)
@@ -287,9 +291,13 @@ describe('results, as every consumer and a resumed run see them', () => {
       await wf.close();
     }
     const db = new Database(store, { readonly: true });
-    const values = (db.prepare('SELECT value FROM scalems_kv').all() as Array<{ value: string }>).map((r) => r.value);
+    const rows = db.prepare("SELECT key, value FROM scalems_kv WHERE key LIKE 'task:%'").all() as Array<{
+      key: string;
+      value: string;
+    }>;
     db.close();
-    expect(values.filter((v) => v.includes('"result":{"v":"original","list":[1,2]}'))).toHaveLength(1);
+    const results = rows.map((r) => decodeRecord(r.key, r.value)!.result);
+    expect(results.filter((v) => JSON.stringify(v) === '{"v":"original","list":[1,2]}')).toHaveLength(1);
   });
 
   it('the function keeps its own object: the result is a copy as it was when the task ended', async () => {

@@ -1,5 +1,6 @@
 import { StoreClosedError, UnstorableValueError } from '../src/errors';
 import type { Store } from '../src/store/store';
+import { copyRecord, type TaskRecord } from '../src/store/state';
 
 /** What the store under test can do, so that the suite asks only what it promises. */
 export interface StoreCapabilities {
@@ -12,6 +13,78 @@ export interface OpenedStore {
   /** For persistent stores: opens the same store again (after `store` was closed). */
   reopen?: () => Promise<Store>;
   cleanup?: () => Promise<void>;
+}
+
+/**
+ * Task records of every shape a store is given: the fields all there or mostly absent, times that are milliseconds
+ * and times that are not, a key that is and one that is not `task:<id>`, results that are `null`, `false`, text.
+ */
+function sampleRecords(): Array<[string, TaskRecord]> {
+  const base: TaskRecord = {
+    id: 'f-0123abcd',
+    kind: 'function',
+    name: 'f',
+    args: [1, { a: [null, 'é\u0000'] }],
+    requirements: {},
+    inputs: [],
+    executor: 'executor-1',
+    state: 'succeeded',
+    attempts: 1,
+    pending: 0,
+    submittedAt: 1_795_981_498_606,
+    readyAt: 1_795_981_498_606,
+    startedAt: 1_795_981_498_609,
+    finishedAt: 1_795_981_498_610,
+    result: { n: 1 },
+  };
+  // records as the engine makes them: copyRecord's fields, in its order
+  const made: Array<[string, TaskRecord]> = [
+    [`task:${base.id}`, base],
+    ['task:other-key', { ...base, id: 'x-1', result: null }],
+    [
+      'task:every-field',
+      {
+        ...base,
+        id: 'every-field',
+        kind: 'executable',
+        label: 'lbl',
+        key: 'k',
+        parent: 'p-1',
+        inputs: ['u-1', 'u-2'],
+        group: 'big',
+        requirements: { coresPerRank: 2, walltime: 60 },
+        state: 'failed',
+        pending: 1,
+        result: false,
+        error: { name: 'Error', message: 'no', stack: 'Error: no' },
+        artifacts: { 'out.txt': '/tmp/out.txt' },
+      },
+    ],
+    [
+      'task:sparse',
+      {
+        id: 'sparse',
+        kind: 'function',
+        name: 'g',
+        args: [],
+        requirements: {},
+        inputs: [],
+        state: 'submitted',
+        attempts: 0,
+        pending: 0,
+      },
+    ],
+    [
+      'task:times',
+      { ...base, id: 'times', submittedAt: 0.5, readyAt: 2 ** 60, startedAt: -3, finishedAt: 1e-7, result: 'text' },
+    ],
+    [
+      'task:only-later-times',
+      { ...base, id: 'only-later-times', submittedAt: undefined, readyAt: undefined, startedAt: 12 },
+    ],
+    ['task:far', { ...base, id: 'far', submittedAt: Number.MAX_SAFE_INTEGER, finishedAt: -Number.MAX_SAFE_INTEGER }],
+  ];
+  return made.map(([key, record]) => [key, copyRecord(record)]);
 }
 
 /** The behaviour every `Store` must have. Call inside a test file; it defines a `describe` block. */
@@ -160,6 +233,24 @@ export function storeConformance(
       ]);
       expect(await store.get('a')).toEqual(value);
       expect(await store.get('b')).toBe(2);
+    });
+
+    test('setRecords, where a store has it, gives back each record as JSON would, fields in their order', async () => {
+      if (store.setRecords === undefined) return;
+      const records = sampleRecords();
+      await store.setRecords(records);
+      const asJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+      for (const [key, record] of records) {
+        const read = await store.get(key);
+        expect(read).toEqual(asJson(record));
+        expect(JSON.stringify(read)).toBe(JSON.stringify(record)); // the same fields, in the same order
+      }
+      const all = new Map(await store.entries());
+      for (const [key, record] of records) expect(JSON.stringify(all.get(key))).toBe(JSON.stringify(record));
+      // written again: the last record of a key is the one kept
+      const [key, first] = records[0]!;
+      await store.setRecords([[key, { ...first, state: 'failed', attempts: 2 }]]);
+      expect(await store.get(key)).toMatchObject({ state: 'failed', attempts: 2 });
     });
 
     test('operations after close reject with StoreClosedError; close is idempotent', async () => {

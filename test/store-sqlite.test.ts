@@ -8,6 +8,8 @@ import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '
 import { SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
 import { STALE_INVALID_MS } from '../src/store/lock';
 import type { Store } from '../src/store/store';
+import { decodeRecord, isEncodedRecord } from '../src/store/record-codec';
+import { defineTask, executor, inProcess, launch, openWorkflow } from 'scalems';
 
 let dir: string;
 let file: string;
@@ -87,6 +89,75 @@ describe('sqliteStore file format', () => {
     expect(walMax).toBeLessThan(WAL_BYTES + 4 * 2 ** 20); // and no further than the commit that crossed the line
   });
 
+  test('task records are written encoded; a version 2 store (records as JSON objects) is read, resumed, upgraded', async () => {
+    let runs = 0;
+    const double = defineTask('store-sqlite.double', async (x: number) => {
+      runs++;
+      return 2 * x;
+    });
+    const run = async (xs: number[]): Promise<number[]> => {
+      const wf = await openWorkflow({ store: sqliteStore(file), name: 'v2' });
+      try {
+        const ex = executor(launch(wf, inProcess()));
+        return await Promise.all(xs.map((x) => ex.submit(double, x)));
+      } finally {
+        await wf.close();
+      }
+    };
+    expect(await run([1, 2])).toEqual([2, 4]);
+    const rows = (db: Database.Database): Array<{ key: string; value: string }> =>
+      db.prepare("SELECT key, value FROM scalems_kv WHERE key LIKE 'task:%' ORDER BY key").all() as Array<{
+        key: string;
+        value: string;
+      }>;
+    // the store as scalems with format 2 wrote it: each record a JSON object
+    const raw = new Database(file);
+    const records = rows(raw).map((r) => [r.key, decodeRecord(r.key, r.value)] as const);
+    expect(rows(raw).every((r) => isEncodedRecord(r.value))).toBe(true);
+    for (const [key, record] of records) {
+      expect(record).toMatchObject({ state: 'succeeded', attempts: 1 });
+      raw.prepare('UPDATE scalems_kv SET value = ? WHERE key = ?').run(JSON.stringify(record), key);
+    }
+    raw.pragma('user_version = 2');
+    raw.close();
+    // read: its tasks are served, not run again; the store is version 3 from its first write on
+    expect(await run([1, 2, 3])).toEqual([2, 4, 6]);
+    expect(runs).toBe(3);
+    const after = new Database(file, { readonly: true });
+    try {
+      expect(after.pragma('user_version', { simple: true })).toBe(SQLITE_STORE_VERSION);
+      const values = new Map(rows(after).map((r) => [r.key, r.value]));
+      for (const [key, record] of records) expect(values.get(key)).toBe(JSON.stringify(record)); // untouched
+      expect([...values.values()].filter(isEncodedRecord)).toHaveLength(1); // the new task's
+    } finally {
+      after.close();
+    }
+    // read-only, a version 2 store is read as it is, not changed
+    const old = new Database(file);
+    old.pragma('user_version = 2');
+    old.close();
+    const readonly = openStore(file, { readonly: true });
+    expect((await readonly.entries()).filter(([key]) => key.startsWith('task:'))).toHaveLength(3);
+    await readonly.close();
+    const still = new Database(file, { readonly: true });
+    expect(still.pragma('user_version', { simple: true })).toBe(2);
+    still.close();
+  });
+
+  test('an encoded record that does not decode is damage, named by its key', async () => {
+    const store = openStore(file);
+    await store.set('meta:x', 1);
+    await store.close();
+    const raw = new Database(file);
+    raw.prepare('INSERT INTO scalems_kv (key, value) VALUES (?, ?)').run('task:a', '#[6,"function"]');
+    raw.prepare('INSERT INTO scalems_kv (key, value) VALUES (?, ?)').run('task:b', '#[1,');
+    raw.close();
+    const again = openStore(file);
+    await expect(again.get('task:a')).rejects.toThrow(/is damaged.*"task:a" is not a task record/);
+    await expect(again.get('task:b')).rejects.toThrow(/is damaged.*"task:b" is not JSON/);
+    await expect(again.entries()).rejects.toThrow(StoreCorruptError);
+  });
+
   test('a new store ignores a -wal file orphaned by deleting an old store file', async () => {
     const old = sqliteStore(file);
     await old.set('old', 'data');
@@ -136,7 +207,7 @@ describe('sqliteStore refuses files it does not recognise, and leaves them untou
     raw.close();
     const error = expectRefusedUntouched(
       StoreVersionError,
-      /newer scalems store format \(version 99\).*reads version 2/,
+      /newer scalems store format \(version 99\).*reads version 3/,
     );
     expect(error).toMatchObject({ found: 99, expected: SQLITE_STORE_VERSION });
   });

@@ -14,14 +14,22 @@ import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
+import { decodeRecord, encodeRecord, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
 import { SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
 import { sqliteDriver } from './sqlite-driver';
 
-/** The schema version this code reads and writes (`PRAGMA user_version` of the file). */
-export const SQLITE_STORE_VERSION = 2;
+/**
+ * The schema version this code writes (`PRAGMA user_version` of the file). Version 3 writes task records encoded
+ * (`record-codec.ts`); version 2 wrote them as JSON objects, which this code still reads: a version 2 store opened
+ * for writing becomes version 3 (the scalems releases of version 2 then refuse it as newer, as they could not read
+ * the encoded records).
+ */
+export const SQLITE_STORE_VERSION = 3;
+/** The oldest schema version this code reads. */
+const OLDEST_READABLE_VERSION = 2;
 /** `PRAGMA application_id` of every scalems store: 'SCMS'. Any other SQLite file is not a store. */
 export const SQLITE_STORE_APPLICATION_ID = 0x53434d53;
 
@@ -78,6 +86,9 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
     const db = openVerified(dbPath, false, options.verify ?? true);
     db.pragma('journal_mode = WAL'); // already so since creation; this restores it if a tool changed it
     db.pragma('synchronous = NORMAL');
+    // the rows of an older version are read as they are; what is written from now on is this version's
+    if ((db.pragma('user_version', { simple: true }) as number) < SQLITE_STORE_VERSION)
+      db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
     return wrap(db, dbPath, lock);
   } catch (error) {
     lock.release();
@@ -154,7 +165,7 @@ function inspectHeader(dbPath: string): void {
 }
 
 function checkVersion(dbPath: string, found: number): void {
-  if (found === SQLITE_STORE_VERSION) return;
+  if (found >= OLDEST_READABLE_VERSION && found <= SQLITE_STORE_VERSION) return;
   throw new StoreVersionError(
     versionProblem(dbPath, found, SQLITE_STORE_VERSION, 'start a new store at another path'),
     found,
@@ -243,12 +254,15 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
   writer?.warm(); // so that the first batch is not delayed by the thread's start
   let closed = false;
 
-  const parse = (key: string, json: string): unknown => {
+  const parse = (key: string, text: string): unknown => {
+    let value: unknown;
     try {
-      return JSON.parse(json);
+      value = isEncodedRecord(text) ? decodeRecord(key, text) : JSON.parse(text);
     } catch {
       throw corrupt(dbPath, `the value of ${JSON.stringify(key)} is not JSON`);
     }
+    if (value === undefined) throw corrupt(dbPath, `the value of ${JSON.stringify(key)} is not a task record`);
+    return value;
   };
   const open = (): void => {
     if (closed) throw new StoreClosedError(`${description}: the store is closed; open it again to use it.`);
@@ -294,6 +308,12 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
       const w = writable();
       const rows: string[] = [];
       for (const [key, value] of entries) rows.push(key, JSON.stringify(value));
+      if (rows.length > 0) await w.write(rows);
+    },
+    async setRecords(entries) {
+      const w = writable();
+      const rows: string[] = [];
+      for (const [key, record] of entries) rows.push(key, encodeRecord(key, record));
       if (rows.length > 0) await w.write(rows);
     },
     async del(key) {

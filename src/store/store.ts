@@ -1,3 +1,5 @@
+import type { TaskRecord } from './state';
+
 /**
  * The persistence contract of a workflow. It has the shape of idb-keyval (`get`, `set`, `setMany`,
  * `del`, `keys`, `entries`) plus `close`, so that any key-value database can back a workflow.
@@ -32,6 +34,12 @@ export interface Store {
    * they arrive), so the store may skip checking them again. The workflow writes its records with it.
    */
   setManyChecked?(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
+  /**
+   * @internal `setManyChecked` for task records (their keys `task:<id>`): a store may keep them in a form of its own,
+   * as long as reading gives back the record `JSON.parse(JSON.stringify(record))` would (the SQLite store encodes
+   * them more compactly than as JSON objects: see `record-codec.ts`).
+   */
+  setRecords?(entries: ReadonlyArray<readonly [string, TaskRecord]>): Promise<void>;
   /** Flushes and releases the store (and any lock it holds). Idempotent. */
   close(): Promise<void>;
 }

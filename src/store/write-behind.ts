@@ -1,6 +1,6 @@
 /** How committed changes reach the store: behind the commits, in batches. */
 import type { Store } from './store';
-import { isFinal } from './state';
+import { isFinal, type TaskRecord } from './state';
 import type { TaskSlot } from './slot';
 import { detached } from '../context/ambient';
 
@@ -106,7 +106,7 @@ export class WriteBehind {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    const entries: Array<[string, unknown]> = [];
+    const entries: Array<[string, TaskRecord]> = [];
     const slots: TaskSlot[] = [];
     for (const slot of this.settled) take(slot, entries, slots);
     this.settled = [];
@@ -120,7 +120,13 @@ export class WriteBehind {
     // Records go unchecked: their parts from users were checked where they arose (arguments at
     // submit, results on arrival).
     const store = this.store;
-    const done = (store.setManyChecked !== undefined ? store.setManyChecked(entries) : store.setMany(entries)).then(
+    const writing =
+      store.setRecords !== undefined
+        ? store.setRecords(entries)
+        : store.setManyChecked !== undefined
+          ? store.setManyChecked(entries)
+          : store.setMany(entries);
+    const done = writing.then(
       () => {
         if (this.failed.size > 0) for (const slot of slots) this.failed.delete(slot);
       },
@@ -143,9 +149,9 @@ export class WriteBehind {
 }
 
 /** Adds the slot's committed record to the batch, unless a batch already took it since it changed. */
-function take(slot: TaskSlot, entries: Array<[string, unknown]>, slots: TaskSlot[]): void {
+function take(slot: TaskSlot, entries: Array<[string, TaskRecord]>, slots: TaskSlot[]): void {
   if (slot.unwritten === 0) return;
   slot.unwritten = 0; // it may still sit in the other list: that entry is skipped
-  entries.push([slot.storeKey, slot.committed]);
+  entries.push([slot.storeKey, slot.committed!]);
   slots.push(slot);
 }

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import { openStoreReadonly } from '../../store/sqlite';
+import { decodeRecord, isEncodedRecord } from '../../store/record-codec';
 import { TASK_KEY_PREFIX } from '../../store/slot';
 import { WORKFLOW_KEY, workflowNameIn } from '../../store/store';
 import { checkTaskRecord } from '../../store/record-check';
@@ -214,11 +215,12 @@ export class StoreSource {
     }
   }
 
-  private parse(key: string, json: string): unknown {
+  private parse(key: string, text: string): unknown {
     try {
-      return JSON.parse(json);
+      // an encoded record that does not decode is given as its text: checkTaskRecord refuses it
+      return isEncodedRecord(text) ? (decodeRecord(key, text) ?? text) : JSON.parse(text);
     } catch {
-      return json; // not JSON: checkTaskRecord (or workflowNameIn) refuses it
+      return text; // not JSON: checkTaskRecord (or workflowNameIn) refuses it
     }
   }
 
