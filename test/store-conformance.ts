@@ -83,6 +83,17 @@ function sampleRecords(): Array<[string, TaskRecord]> {
       { ...base, id: 'only-later-times', submittedAt: undefined, readyAt: undefined, startedAt: 12 },
     ],
     ['task:far', { ...base, id: 'far', submittedAt: Number.MAX_SAFE_INTEGER, finishedAt: -Number.MAX_SAFE_INTEGER }],
+    // text that looks like the brackets, quotes and commas around it, in the key and in the values
+    [
+      'task:q"],[\\"x\\\\', // task:q"],[\"x\\
+      {
+        ...base,
+        id: 'q"],[\\"x\\\\',
+        name: '[{"',
+        args: ['"]', '\\', '\\"', '}]},[', { '"k[': ['\u2028', '\ud800', '😀'] }],
+        result: '\\',
+      },
+    ],
   ];
   return made.map(([key, record]) => [key, copyRecord(record)]);
 }
