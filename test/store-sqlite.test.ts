@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
 import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
-import { SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
+import { IDLE_FOLD_MS, SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
+import type { TaskRecord } from '../src/store/state';
 import { STALE_INVALID_MS } from '../src/store/lock';
 import type { Store } from '../src/store/store';
 import { decodeRecord, isEncodedRecord } from '../src/store/record-codec';
@@ -118,6 +119,7 @@ describe('sqliteStore file format', () => {
       expect(record).toMatchObject({ state: 'succeeded', attempts: 1 });
       raw.prepare('UPDATE scalems_kv SET value = ? WHERE key = ?').run(JSON.stringify(record), key);
     }
+    raw.exec('DROP TABLE scalems_log'); // version 2 had no record log
     raw.pragma('user_version = 2');
     raw.close();
     // read: its tasks are served, not run again; the store is version 3 from its first write on
@@ -126,6 +128,7 @@ describe('sqliteStore file format', () => {
     const after = new Database(file, { readonly: true });
     try {
       expect(after.pragma('user_version', { simple: true })).toBe(SQLITE_STORE_VERSION);
+      expect(after.prepare('SELECT count(*) FROM scalems_log').pluck().get()).toBe(0); // made, and folded at close
       const values = new Map(rows(after).map((r) => [r.key, r.value]));
       for (const [key, record] of records) expect(values.get(key)).toBe(JSON.stringify(record)); // untouched
       expect([...values.values()].filter(isEncodedRecord)).toHaveLength(1); // the new task's
@@ -134,6 +137,7 @@ describe('sqliteStore file format', () => {
     }
     // read-only, a version 2 store is read as it is, not changed
     const old = new Database(file);
+    old.exec('DROP TABLE scalems_log');
     old.pragma('user_version = 2');
     old.close();
     const readonly = openStore(file, { readonly: true });
@@ -293,6 +297,109 @@ describe('sqliteStore lock', () => {
     const held = fs.readFileSync(lockFile(), 'utf8');
     await reader.close();
     expect(fs.readFileSync(lockFile(), 'utf8')).toBe(held);
+  });
+});
+
+describe('sqliteStore record log', () => {
+  const record = (id: string, state: TaskRecord['state'] = 'succeeded'): [string, TaskRecord] => [
+    `task:${id}`,
+    { id, kind: 'function', name: 'f', args: [id], requirements: {}, inputs: [], state, attempts: 1, pending: 0 },
+  ];
+  const raw = <T>(query: string): T => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.prepare(query).pluck().get() as T;
+    } finally {
+      db.close();
+    }
+  };
+  const logged = (): number => raw<number>('SELECT count(*) FROM scalems_log');
+  const inKv = (): number => raw<number>("SELECT count(*) FROM scalems_kv WHERE key LIKE 'task:%'");
+
+  test('records go to the log, readers see them there, and closing folds them into the key-value table', async () => {
+    const store = openStore(file);
+    await store.setRecords!([record('a'), record('b', 'running')]);
+    await store.setRecords!([record('b')]); // the same key again: the last is its value
+    expect([logged(), inKv()]).toEqual([3, 0]);
+    const reader = openStore(file, { readonly: true });
+    for (const s of [store, reader]) {
+      expect(await s.keys()).toEqual(['task:a', 'task:b']);
+      expect(await s.get('task:b')).toMatchObject({ id: 'b', state: 'succeeded' });
+      expect((await s.entries()).map(([key, r]) => [key, (r as TaskRecord).state])).toEqual([
+        ['task:a', 'succeeded'],
+        ['task:b', 'succeeded'],
+      ]);
+    }
+    await reader.close();
+    await store.close();
+    expect([logged(), inKv()]).toEqual([0, 2]);
+    const again = openStore(file);
+    expect(await again.get('task:b')).toMatchObject({ state: 'succeeded' });
+  });
+
+  test('a later set or del of a key wins over its record in the log', async () => {
+    const store = openStore(file);
+    await store.setRecords!([record('a'), record('b'), record('c')]);
+    await store.set('task:a', 'replaced');
+    await store.del('task:b');
+    expect(logged()).toBe(0); // folded before the set
+    await store.setRecords!([record('c', 'failed')]);
+    await store.setMany([['task:c', 'replaced too']]);
+    const check = async (s: Store): Promise<void> => {
+      expect(await s.keys()).toEqual(['task:a', 'task:c']);
+      expect(await s.get('task:a')).toBe('replaced');
+      expect(await s.get('task:b')).toBeUndefined();
+      expect(await s.get('task:c')).toBe('replaced too');
+    };
+    await check(store);
+    await store.close();
+    await check(openStore(file));
+  });
+
+  test(`the writer folds the log once it has had nothing to do for ${IDLE_FOLD_MS} ms`, async () => {
+    const store = openStore(file);
+    await store.setRecords!([record('a'), record('b')]);
+    expect(logged()).toBe(2);
+    const deadline = Date.now() + 10 * IDLE_FOLD_MS;
+    while (logged() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect([logged(), inKv()]).toEqual([0, 2]);
+    expect(await store.get('task:a')).toMatchObject({ id: 'a' });
+  });
+
+  test('a process killed with records in the log: a read-only open reads them, the next open folds them', async () => {
+    const [key, value] = record('killed');
+    const script = `
+      const { sqliteStore } = require(${JSON.stringify(path.resolve(__dirname, '../src/store/sqlite.ts'))});
+      const store = sqliteStore(${JSON.stringify(file)});
+      store.setRecords([[${JSON.stringify(key)}, ${JSON.stringify(value)}]])
+        .then(() => { console.log('ready'); setInterval(() => {}, 1000); });`;
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let output = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('ready')) resolve();
+        });
+        child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        child.on('exit', (code) => reject(new Error(`child exited (${code}) before it was ready: ${output}`)));
+      });
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await new Promise((r) =>
+      child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r),
+    );
+    expect([logged(), inKv()]).toEqual([1, 0]);
+    const reader = openStore(file, { readonly: true });
+    expect(await reader.get(key)).toEqual(value);
+    await reader.close();
+    expect(logged()).toBe(1); // a read-only open changes nothing
+    const store = openStore(file);
+    expect([logged(), inKv()]).toEqual([0, 1]);
+    expect(await store.get(key)).toEqual(value);
   });
 });
 

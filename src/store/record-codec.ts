@@ -54,11 +54,18 @@ const RELATIVE = TIMES.map((_, t) => 1 << (FIELDS.length + t));
 const TIME_OF = FIELDS.map((_, i) => TIMES.indexOf(i));
 const ALL_BITS = (1 << (FIELDS.length + TIMES.length)) - 1;
 
-/**
- * The text a record is stored as, under `key`. Written out field by field rather than by a loop over
- * {@link FIELDS}: a property read by a name that changes is a slow lookup, and this runs once per settled task.
- */
+/** The text a record is stored as, under `key`. */
 export function encodeRecord(key: string, r: TaskRecord): string {
+  return ENCODED_RECORD + encodeRecordBody(key, r);
+}
+
+/**
+ * {@link encodeRecord} without its leading `#`, which the SQLite writer adds as it stores the row: prefixed here, the
+ * text would be two strings joined, which posting it to the writer copies into one (a fifth of the encoding's cost).
+ * Written out field by field rather than by a loop over {@link FIELDS}: a property read by a name that changes is a
+ * slow lookup, and this runs once per settled task.
+ */
+export function encodeRecordBody(key: string, r: TaskRecord): string {
   const out: unknown[] = [0];
   let mask = 0;
   const id = r.id;
@@ -89,7 +96,7 @@ export function encodeRecord(key: string, r: TaskRecord): string {
   mask |= field(out, 19, r.error);
   mask |= field(out, 20, r.artifacts);
   out[0] = mask;
-  return ENCODED_RECORD + JSON.stringify(out);
+  return JSON.stringify(out);
 }
 
 /** Adds a field (bit `bit`) to `out` if present: the bit to set. */

@@ -2,9 +2,12 @@
 import { Worker } from 'node:worker_threads';
 import { sqliteDriver, sqliteDriverPath } from './sqlite-driver';
 
-/** A write as the writer thread takes it: rows flattened as key, json, key, json, ... */
+/**
+ * A write as the writer thread takes it: rows flattened as key, json, key, json, ...; `write` upserts them into the
+ * key-value table, `append` adds task records to the record log (see {@link FOLD_SQL}).
+ */
 type Request =
-  | { readonly id: number; readonly op: 'write'; readonly rows: string[] }
+  | { readonly id: number; readonly op: 'write' | 'append'; readonly rows: string[] }
   | { readonly id: number; readonly op: 'del'; readonly key: string }
   | { readonly id: number; readonly op: 'close' };
 interface Reply {
@@ -14,6 +17,21 @@ interface Reply {
 
 /** rows per multi-row upsert */
 const MULTI = 32;
+/** how long the writer waits without a request before it folds the record log into the key-value table */
+export const IDLE_FOLD_MS = 1000;
+
+/**
+ * Task records are appended to `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the
+ * table's end), and folded into `scalems_kv` (one row per key, under a key index) in one transaction: when the store
+ * is opened for writing, when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before
+ * any other write or delete (so that a record in the log never hides a later value of its key). Readers see the last
+ * value of each key across both tables ({@link CURRENT_VIEW_SQL}). Upserting each batch into the key index instead cost
+ * the writer thread three times the CPU: random task ids land all over the index, so every batch rewrote most of its
+ * pages; one fold rewrites them once.
+ */
+export const FOLD_SQL =
+  'INSERT INTO scalems_kv (key, value) SELECT key, value FROM scalems_log WHERE true ORDER BY key, seq ' +
+  'ON CONFLICT (key) DO UPDATE SET value = excluded.value; DELETE FROM scalems_log;';
 /** the size the write-ahead log reaches before the writer checkpoints it into the file, whatever the page size */
 export const WAL_BYTES = 10_000 * 4096;
 
@@ -36,6 +54,20 @@ const upsert = db.prepare(upsertSql(1));
 // ${MULTI} rows per statement: a third cheaper than one by one (keys are unique within a batch)
 const upsertMany = db.prepare(upsertSql(${MULTI}));
 const remove = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
+// the records come without the '#' that marks them encoded (see encodeRecordBody): SQLite adds it
+const appendSql = (n) => "INSERT INTO scalems_log (key, value) VALUES " + Array(n).fill("(?, '#' || ?)").join(', ');
+const appendOne = db.prepare(appendSql(1));
+const appendMany = db.prepare(appendSql(${MULTI}));
+const foldKv = db.prepare(${JSON.stringify(FOLD_SQL.split('; ')[0])});
+const emptyLog = db.prepare('DELETE FROM scalems_log');
+/** whether the record log may hold rows (true until a fold commits) */
+let logged = db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1;
+/** inside a transaction: the log's records into the key-value table */
+const foldIn = () => {
+  if (!logged) return;
+  foldKv.run();
+  emptyLog.run();
+};
 // A checkpoint copies the log's pages into the file and syncs both: once the log holds ${WAL_BYTES} bytes (10 000
 // pages of SQLite's default 4 KiB) instead of SQLite's 1 000 pages, so that a page the batches keep changing (the key
 // index's) is copied once per checkpoint, and the thread waits for a sync a tenth as often. What a crash can lose is
@@ -58,8 +90,28 @@ const put = (unsorted) => {
   for (; i + ${2 * MULTI} <= rows.length; i += ${2 * MULTI}) upsertMany.run(rows.slice(i, i + ${2 * MULTI}));
   for (; i < rows.length; i += 2) upsert.run(rows[i], rows[i + 1]);
 };
-const batch = db.transaction(put);
-const batches = db.transaction((writes) => { for (const m of writes) put(m.rows); });
+const putLog = (rows) => {
+  let i = 0;
+  for (; i + ${2 * MULTI} <= rows.length; i += ${2 * MULTI}) appendMany.run(rows.slice(i, i + ${2 * MULTI}));
+  for (; i < rows.length; i += 2) appendOne.run(rows[i], rows[i + 1]);
+};
+// a write or delete of the key-value table folds the log first, in the same transaction
+const batch = db.transaction((m) => {
+  if (m.op === 'append') return putLog(m.rows);
+  foldIn();
+  if (m.op === 'write') put(m.rows);
+  else remove.run(m.key);
+});
+const batches = db.transaction((writes) => {
+  if (writes[0].op !== 'append') foldIn();
+  for (const m of writes) (m.op === 'append' ? putLog : put)(m.rows);
+});
+const fold = db.transaction(foldIn);
+/** after a commit of these requests: whether the log may now hold rows */
+const settle = (op) => {
+  if (op === 'append') logged = true;
+  else logged = false;
+};
 const errorOf = (e) => ({
   message: String(e && e.message),
   code: e && typeof e.code === 'string' ? e.code : undefined,
@@ -69,13 +121,23 @@ const reply = (m, error) => parentPort.postMessage({ id: m.id, error });
 function run(m) {
   let error;
   try {
-    if (m.op === 'write') batch(m.rows);
-    else if (m.op === 'del') remove.run(m.key);
-    else if (m.op === 'close') db.close();
+    if (m.op === 'close') closeDb();
+    else {
+      if (m.op === 'append') logged = true;
+      batch(m);
+      settle(m.op);
+    }
   } catch (e) {
     error = errorOf(e);
   }
   reply(m, error);
+}
+/** Folds the log (what fails to fold stays in the log, which the next open folds: nothing is lost) and closes. */
+function closeDb() {
+  try {
+    fold();
+  } catch {}
+  db.close();
 }
 /**
  * Writes queued one after the other commit as one transaction: a page the batches share (the key index's, where
@@ -86,25 +148,40 @@ function run(m) {
 function runWrites(writes) {
   if (writes.length === 1) return run(writes[0]);
   try {
+    if (writes[0].op === 'append') logged = true;
     batches(writes);
+    settle(writes[0].op);
   } catch {
     for (const m of writes) run(m);
     return;
   }
   for (const m of writes) reply(m, undefined);
 }
+let idle;
+/** Folds the log once the writer has had nothing to do for ${IDLE_FOLD_MS} ms; a failure leaves it for later. */
+function foldWhenIdle() {
+  idle = undefined;
+  try {
+    fold();
+    logged = false;
+  } catch {}
+}
 parentPort.on('message', (first) => {
+  if (idle !== undefined) clearTimeout(idle);
+  idle = undefined;
   const queue = [first];
   for (let next; queue[queue.length - 1].op !== 'close' && (next = receiveMessageOnPort(parentPort)) !== undefined; )
     queue.push(next.message);
   for (let i = 0; i < queue.length; ) {
+    const op = queue[i].op;
     let j = i;
-    while (j < queue.length && queue[j].op === 'write') j++;
+    if (op === 'write' || op === 'append') while (j < queue.length && queue[j].op === op) j++;
     if (j > i) runWrites(queue.slice(i, j));
     else run(queue[j++]);
     i = j;
   }
   if (queue[queue.length - 1].op === 'close') parentPort.close();
+  else if (logged) idle = setTimeout(foldWhenIdle, ${IDLE_FOLD_MS});
 });
 `;
 
@@ -136,6 +213,11 @@ export class SqliteWriter {
   /** Upserts `rows` (key, JSON text) in one transaction. */
   write(rows: string[]): Promise<void> {
     return this.request({ id: ++this.next, op: 'write', rows });
+  }
+
+  /** Appends task records `rows` (key, `encodeRecordBody` text) to the record log in one transaction. */
+  append(rows: string[]): Promise<void> {
+    return this.request({ id: ++this.next, op: 'append', rows });
   }
 
   del(key: string): Promise<void> {

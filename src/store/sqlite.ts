@@ -14,18 +14,18 @@ import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
 import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
-import { decodeRecord, encodeRecord, isEncodedRecord } from './record-codec';
+import { decodeRecord, encodeRecordBody, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
-import { SqliteWriter } from './sqlite-writer';
+import { FOLD_SQL, SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
 import { sqliteDriver } from './sqlite-driver';
 
 /**
- * The schema version this code writes (`PRAGMA user_version` of the file). Version 3 writes task records encoded
- * (`record-codec.ts`); version 2 wrote them as JSON objects, which this code still reads: a version 2 store opened
- * for writing becomes version 3 (the scalems releases of version 2 then refuse it as newer, as they could not read
- * the encoded records).
+ * The schema version this code writes (`PRAGMA user_version` of the file). Version 3 appends task records, encoded
+ * (`record-codec.ts`), to a record log folded into the key-value table (`FOLD_SQL`); version 2 wrote them into that
+ * table as JSON objects, which this code still reads: a version 2 store opened for writing becomes version 3 (the
+ * scalems releases of version 2 then refuse it as newer, as they would miss the log and could not read the records).
  */
 export const SQLITE_STORE_VERSION = 3;
 /** The oldest schema version this code reads. */
@@ -45,9 +45,28 @@ export interface SqliteStoreOptions {
 
 const OPTION_RULES = { readonly: rules.flag, verify: rules.flag } satisfies RulesOf<SqliteStoreOptions>;
 
+const LOG_TABLE_SQL =
+  'CREATE TABLE IF NOT EXISTS scalems_log (seq INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL);';
 const SCHEMA = `
   CREATE TABLE scalems_meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-  CREATE TABLE scalems_kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);`;
+  CREATE TABLE scalems_kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+  ${LOG_TABLE_SQL}`;
+
+/**
+ * @internal The store as readers see it, as a TEMP view `scalems_current (key, value)` on connection `db`: the last
+ * value of each key, the record log's over the key-value table's (see `FOLD_SQL`). A version 2 store has no log.
+ */
+export function createCurrentView(db: Database.Database): void {
+  const hasLog = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scalems_log'").get();
+  db.exec(
+    hasLog === undefined
+      ? 'CREATE TEMP VIEW IF NOT EXISTS scalems_current AS SELECT key, value FROM main.scalems_kv'
+      : // one max() in a GROUP BY: the row's other columns are those of the row with the largest seq (SQLite's rule)
+        'CREATE TEMP VIEW IF NOT EXISTS scalems_current AS ' +
+          'SELECT key, value FROM main.scalems_kv WHERE key NOT IN (SELECT key FROM main.scalems_log) ' +
+          'UNION ALL SELECT key, value FROM (SELECT key, value, max(seq) FROM main.scalems_log GROUP BY key)',
+  );
+}
 
 /**
  * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
@@ -86,9 +105,15 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
     const db = openVerified(dbPath, false, options.verify ?? true);
     db.pragma('journal_mode = WAL'); // already so since creation; this restores it if a tool changed it
     db.pragma('synchronous = NORMAL');
-    // the rows of an older version are read as they are; what is written from now on is this version's
-    if ((db.pragma('user_version', { simple: true }) as number) < SQLITE_STORE_VERSION)
-      db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
+    db.transaction(() => {
+      // the rows of an older version are read as they are; what is written from now on is this version's
+      if ((db.pragma('user_version', { simple: true }) as number) < SQLITE_STORE_VERSION) {
+        db.exec(LOG_TABLE_SQL);
+        db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
+      }
+      // what a run that ended without closing the store left in the record log
+      db.exec(FOLD_SQL);
+    })();
     return wrap(db, dbPath, lock);
   } catch (error) {
     lock.release();
@@ -212,7 +237,7 @@ function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): D
     const format = db.prepare("SELECT value FROM scalems_meta WHERE name = 'format'").pluck().get() as
       string | undefined;
     if (format !== 'scalems-store') throw new StoreCorruptError(`${dbPath} is not a scalems store (no format marker).`);
-    checkSchema(db, dbPath);
+    checkSchema(db, dbPath, db.pragma('user_version', { simple: true }) as number);
     if (quickCheck) {
       const problems = (db.pragma('quick_check') as Array<{ quick_check: string }>).map((row) => row.quick_check);
       if (problems.join() !== 'ok') {
@@ -234,10 +259,11 @@ function openVerified(dbPath: string, readonly: boolean, quickCheck: boolean): D
 }
 
 /** The tables and columns the store reads and writes: a table dropped or changed by another tool is damage. */
-function checkSchema(db: Database.Database, dbPath: string): void {
-  for (const table of ['scalems_meta', 'scalems_kv']) {
+function checkSchema(db: Database.Database, dbPath: string, version: number): void {
+  const tables: Record<string, string[]> = { scalems_meta: ['name', 'value'], scalems_kv: ['key', 'value'] };
+  if (version >= 3) tables.scalems_log = ['seq', 'key', 'value'];
+  for (const [table, expected] of Object.entries(tables)) {
     const columns = (db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name);
-    const expected = table === 'scalems_kv' ? ['key', 'value'] : ['name', 'value'];
     if (columns.length === 0) throw corrupt(dbPath, `its table ${table} is missing`);
     if (expected.some((c) => !columns.includes(c)))
       throw corrupt(dbPath, `its table ${table} has the columns ${columns.join(', ')}, not ${expected.join(', ')}`);
@@ -246,9 +272,10 @@ function checkSchema(db: Database.Database, dbPath: string): void {
 
 function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined): Store {
   const description = `sqlite:${dbPath}`;
-  const getOne = db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
-  const allKeys = db.prepare('SELECT key FROM scalems_kv ORDER BY key').pluck();
-  const allEntries = db.prepare('SELECT key, value FROM scalems_kv ORDER BY key').raw();
+  createCurrentView(db);
+  const getOne = db.prepare('SELECT value FROM temp.scalems_current WHERE key = ?').pluck();
+  const allKeys = db.prepare('SELECT key FROM temp.scalems_current ORDER BY key').pluck();
+  const allEntries = db.prepare('SELECT key, value FROM temp.scalems_current ORDER BY key').raw();
   // Writes go to a thread with its own connection; this connection only reads (WAL lets both run).
   const writer = lock === undefined ? undefined : new SqliteWriter(dbPath, (error) => translate(error, dbPath));
   writer?.warm(); // so that the first batch is not delayed by the thread's start
@@ -313,8 +340,8 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
     async setRecords(entries) {
       const w = writable();
       const rows: string[] = [];
-      for (const [key, record] of entries) rows.push(key, encodeRecord(key, record));
-      if (rows.length > 0) await w.write(rows);
+      for (const [key, record] of entries) rows.push(key, encodeRecordBody(key, record));
+      if (rows.length > 0) await w.append(rows);
     },
     async del(key) {
       await writable().del(key);

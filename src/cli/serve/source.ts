@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import type Database from 'better-sqlite3';
-import { openStoreReadonly } from '../../store/sqlite';
+import { createCurrentView, openStoreReadonly } from '../../store/sqlite';
 import { decodeRecord, isEncodedRecord } from '../../store/record-codec';
 import { TASK_KEY_PREFIX } from '../../store/slot';
 import { WORKFLOW_KEY, workflowNameIn } from '../../store/store';
@@ -30,10 +30,10 @@ const RANGE = (t: string): string =>
 const SEEN_SQL = 'CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID';
 /** the records that are new or changed since last read */
 const CHANGED_SQL =
-  'SELECT m.key, m.value FROM main.scalems_kv m LEFT JOIN temp.seen s ON s.key = m.key ' +
+  'SELECT m.key, m.value FROM temp.scalems_current m LEFT JOIN temp.seen s ON s.key = m.key ' +
   `WHERE ${RANGE('m')} AND s.value IS NOT m.value`;
 /** the records that went away */
-const GONE_SQL = 'SELECT s.key FROM temp.seen s LEFT JOIN main.scalems_kv m ON m.key = s.key WHERE m.key IS NULL';
+const GONE_SQL = 'SELECT s.key FROM temp.seen s LEFT JOIN temp.scalems_current m ON m.key = s.key WHERE m.key IS NULL';
 
 const ERROR_LINE = 200;
 
@@ -233,15 +233,16 @@ export class StoreSource {
     this.db.pragma('cache_size = -65536');
     this.db.pragma('temp_store = MEMORY');
     this.db.exec(SEEN_SQL);
-    this.getOne = this.db.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck();
+    createCurrentView(this.db); // the store's records: its record log's over its key-value table's
+    this.getOne = this.db.prepare('SELECT value FROM temp.scalems_current WHERE key = ?').pluck();
     this.changed = this.db.prepare(CHANGED_SQL);
     this.gone = this.db.prepare(GONE_SQL);
     this.remember = this.db.prepare('INSERT OR REPLACE INTO temp.seen (key, value) VALUES (?, ?)');
     this.forget = this.db.prepare('DELETE FROM temp.seen WHERE key = ?');
-    this.count = this.db.prepare(`SELECT count(*) FROM main.scalems_kv m WHERE ${RANGE('m')}`).pluck();
+    this.count = this.db.prepare(`SELECT count(*) FROM temp.scalems_current m WHERE ${RANGE('m')}`).pluck();
     this.remembered = this.db.prepare('SELECT count(*) FROM temp.seen').pluck();
     this.rememberAll = this.db.prepare(
-      `INSERT INTO temp.seen (key, value) SELECT m.key, m.value FROM main.scalems_kv m WHERE ${RANGE('m')}`,
+      `INSERT INTO temp.seen (key, value) SELECT m.key, m.value FROM temp.scalems_current m WHERE ${RANGE('m')}`,
     );
     this.seen = this.db.prepare('SELECT key, value FROM temp.seen');
   }
