@@ -70,7 +70,8 @@ export function createCurrentView(db: Database.Database): void {
 
 /**
  * A store in one SQLite file (Node only): WAL journal, `synchronous=NORMAL`, one row per key with the
- * value as JSON text, one transaction per `setMany` (or for several queued behind one another: each is still
+ * value as JSON text (task records, from the workflow's `setRecords`, encoded and appended to a record log first:
+ * see `FOLD_SQL`), one transaction per `setMany` (or for several queued behind one another: each is still
  * written whole or not at all), a checkpoint once the `-wal` file holds about 40 MB (10 000 pages of 4 KiB).
  * Values must be JSON data (see `assertStorable`); anything else is refused before a byte of the batch is written.
  * Values are checked and turned into JSON on the caller's thread; a writer thread with its own connection commits
