@@ -9,6 +9,9 @@ import { startDashboard, type Dashboard } from '../src/cli/serve/server';
 import type { DeltaMessage, SnapshotMessage, TaskDetail } from '../src/cli/serve/protocol';
 import { buildPage, cli, get, openEvents, serveCli, statusJson } from './support/dashboard';
 import { decodeRecord, encodeRecord } from '../src/store/record-codec';
+import { KV_CHANGED_SQL } from '../src/store/sqlite-writer';
+import { StoreSource } from '../src/cli/serve/source';
+import { WORKFLOW_KEY } from '../src/store/store';
 import type { TaskRecord } from '../src/store/state';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -162,8 +165,10 @@ describe('scalems serve', () => {
         encodeRecord(`task:${a.id}`, record),
         `task:${a.id}`,
       );
+      db.exec(KV_CHANGED_SQL); // as every writer of the key-value table counts its change (see FOLD_SQL)
       d.pollNow();
       db.prepare('DELETE FROM scalems_kv WHERE key = ?').run(`task:${b.id}`);
+      db.exec(KV_CHANGED_SQL);
     } finally {
       db.close();
     }
@@ -211,6 +216,54 @@ describe('scalems serve', () => {
     const detail = JSON.parse((await get(`${d.url}api/task/${a.id}`)).body) as TaskDetail;
     expect([...detail.downstream].sort()).toEqual([b.id, c.id].sort());
     expect(d.source.row(b.id)!.inputs).toEqual([a.id]);
+  });
+});
+
+describe('the store as scalems serve reads it', () => {
+  const record = (id: string, state: TaskRecord['state'], attempts = 1): [string, TaskRecord] => [
+    `task:${id}`,
+    { id, kind: 'function', name: 'f', args: [], requirements: {}, inputs: [], state, attempts, pending: 0 },
+  ];
+  const states = (source: StoreSource): string[] =>
+    source
+      .all()
+      .map((r) => `${r.id}:${r.state}:${r.attempts}`)
+      .sort();
+
+  it('follows records appended to the log, a fold, records appended after it, and a delete', async () => {
+    const file = path.join(root, 'follows', 'state.sqlite');
+    const store = sqliteStore(file);
+    try {
+      await store.set(WORKFLOW_KEY, { name: 'follows' });
+      await store.setRecords!([record('a', 'running'), record('b', 'running')]);
+      const source = await StoreSource.open(file, 'follows');
+      expect(states(source)).toEqual(['a:running:1', 'b:running:1']);
+      expect(source.changes()).toBeUndefined(); // nothing committed since
+
+      // appended: only what changed comes back (the same key twice in one read: its last record)
+      await store.setRecords!([record('a', 'succeeded'), record('c', 'ready')]);
+      await store.setRecords!([record('c', 'running')]);
+      expect(source.changes()?.tasks.map((r) => `${r.id}:${r.state}`)).toEqual(['a:succeeded', 'c:running']);
+
+      // a write to the key-value table folds the log (whose seq then starts again from 1), then more appends
+      await store.set('meta:other', 1);
+      await store.setRecords!([record('b', 'failed'), record('d', 'ready')]);
+      expect(
+        source
+          .changes()
+          ?.tasks.map((r) => `${r.id}:${r.state}`)
+          .sort(),
+      ).toEqual(['b:failed', 'd:ready']);
+      await store.setRecords!([record('b', 'running', 2)]);
+      expect(source.changes()?.tasks.map((r) => `${r.id}:${r.state}:${r.attempts}`)).toEqual(['b:running:2']);
+
+      await store.del('task:d');
+      expect(source.changes()).toMatchObject({ tasks: [], removed: ['d'] });
+      expect(states(source)).toEqual(['a:succeeded:1', 'b:running:2', 'c:running:1']);
+      source.close();
+    } finally {
+      await store.close();
+    }
   });
 });
 

@@ -25,13 +25,21 @@ export const IDLE_FOLD_MS = 1000;
  * table's end), and folded into `scalems_kv` (one row per key, under a key index) in one transaction: when the store
  * is opened for writing, when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before
  * any other write or delete (so that a record in the log never hides a later value of its key). Readers see the last
- * value of each key across both tables ({@link CURRENT_VIEW_SQL}). Upserting each batch into the key index instead cost
- * the writer thread three times the CPU: random task ids land all over the index, so every batch rewrote most of its
+ * value of each key across both tables (`createCurrentView`). Upserting each batch into the key index instead cost the
+ * writer thread three times the CPU: random task ids land all over the index, so every batch rewrote most of its
  * pages; one fold rewrites them once.
+ *
+ * Every transaction that changes `scalems_kv` (a fold, a write, a delete) also counts one up in `scalems_meta`'s
+ * `kv_version` ({@link KV_CHANGED_SQL}). Between two changes of it the log only grows, so a reader that watches the
+ * store (`scalems serve`) reads only the log's rows it has not seen.
  */
 export const FOLD_SQL =
   'INSERT INTO scalems_kv (key, value) SELECT key, value FROM scalems_log WHERE true ORDER BY key, seq ' +
   'ON CONFLICT (key) DO UPDATE SET value = excluded.value; DELETE FROM scalems_log;';
+/** Counts a change of `scalems_kv` (see {@link FOLD_SQL}). */
+export const KV_CHANGED_SQL =
+  "INSERT INTO scalems_meta (name, value) VALUES ('kv_version', '1') " +
+  'ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1';
 /** the size the write-ahead log reaches before the writer checkpoints it into the file, whatever the page size */
 export const WAL_BYTES = 10_000 * 4096;
 
@@ -60,13 +68,16 @@ const appendOne = db.prepare(appendSql(1));
 const appendMany = db.prepare(appendSql(${MULTI}));
 const foldKv = db.prepare(${JSON.stringify(FOLD_SQL.split('; ')[0])});
 const emptyLog = db.prepare('DELETE FROM scalems_log');
+const kvChanged = db.prepare(${JSON.stringify(KV_CHANGED_SQL)});
 /** whether the record log may hold rows (true until a fold commits) */
 let logged = db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1;
-/** inside a transaction: the log's records into the key-value table */
+/** inside a transaction that changes the key-value table: the log's records into it first, and the change counted */
 const foldIn = () => {
-  if (!logged) return;
-  foldKv.run();
-  emptyLog.run();
+  if (logged) {
+    foldKv.run();
+    emptyLog.run();
+  }
+  kvChanged.run();
 };
 // A checkpoint copies the log's pages into the file and syncs both: once the log holds ${WAL_BYTES} bytes (10 000
 // pages of SQLite's default 4 KiB) instead of SQLite's 1 000 pages, so that a page the batches keep changing (the key
@@ -106,7 +117,7 @@ const batches = db.transaction((writes) => {
   if (writes[0].op !== 'append') foldIn();
   for (const m of writes) (m.op === 'append' ? putLog : put)(m.rows);
 });
-const fold = db.transaction(foldIn);
+const fold = db.transaction(() => logged && foldIn());
 /** after a commit of these requests: whether the log may now hold rows */
 const settle = (op) => {
   if (op === 'append') logged = true;

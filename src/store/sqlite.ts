@@ -16,7 +16,7 @@ import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { decodeRecord, encodeRecordBody, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
-import { FOLD_SQL, SqliteWriter } from './sqlite-writer';
+import { FOLD_SQL, KV_CHANGED_SQL, SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
 import { sqliteDriver } from './sqlite-driver';
@@ -52,14 +52,20 @@ const SCHEMA = `
   CREATE TABLE scalems_kv (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
   ${LOG_TABLE_SQL}`;
 
+/** @internal Whether the store on `db` has a record log (format 3; format 2 had none). */
+export function hasRecordLog(db: Database.Database): boolean {
+  return (
+    db.prepare("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'scalems_log'").get() !== undefined
+  );
+}
+
 /**
  * @internal The store as readers see it, as a TEMP view `scalems_current (key, value)` on connection `db`: the last
  * value of each key, the record log's over the key-value table's (see `FOLD_SQL`). A version 2 store has no log.
  */
 export function createCurrentView(db: Database.Database): void {
-  const hasLog = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scalems_log'").get();
   db.exec(
-    hasLog === undefined
+    !hasRecordLog(db)
       ? 'CREATE TEMP VIEW IF NOT EXISTS scalems_current AS SELECT key, value FROM main.scalems_kv'
       : // one max() in a GROUP BY: the row's other columns are those of the row with the largest seq (SQLite's rule)
         'CREATE TEMP VIEW IF NOT EXISTS scalems_current AS ' +
@@ -113,7 +119,10 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
         db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
       }
       // what a run that ended without closing the store left in the record log
-      db.exec(FOLD_SQL);
+      if (db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1) {
+        db.exec(FOLD_SQL);
+        db.exec(KV_CHANGED_SQL);
+      }
     })();
     return wrap(db, dbPath, lock);
   } catch (error) {

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import type Database from 'better-sqlite3';
-import { createCurrentView, openStoreReadonly } from '../../store/sqlite';
+import { createCurrentView, hasRecordLog, openStoreReadonly } from '../../store/sqlite';
 import { decodeRecord, isEncodedRecord } from '../../store/record-codec';
 import { TASK_KEY_PREFIX } from '../../store/slot';
 import { WORKFLOW_KEY, workflowNameIn } from '../../store/store';
@@ -101,6 +101,14 @@ export class StoreSource {
   private remembered!: Database.Statement;
   private rememberAll!: Database.Statement;
   private seen!: Database.Statement;
+  private seenOne!: Database.Statement;
+  /** of a store with a record log (format 3): its rows after a seq, the last seq, the key-value table's version */
+  private appended: Database.Statement | undefined;
+  private lastLogged: Database.Statement | undefined;
+  private kvVersion: Database.Statement | undefined;
+  /** the key-value table's version, and the log's last seq, at the last read */
+  private lastKv: unknown;
+  private lastSeq = 0;
   private version: unknown;
   private fileStamp = '';
   /** the name the workflow was last opened with (the store records it), else the one it was opened as here */
@@ -180,6 +188,25 @@ export class StoreSource {
       tasks.push(row);
     };
     this.db.transaction(() => {
+      // the key-value table unchanged since the last read: what changed is the log's rows appended since
+      const kv = this.kvVersion?.get();
+      if (this.appended !== undefined && kv === this.lastKv && this.remembered.get() !== 0) {
+        const latest = new Map<string, string>();
+        for (const [seq, key, text] of this.appended.raw().iterate(this.lastSeq) as Iterable<
+          [number, string, string]
+        >) {
+          this.lastSeq = seq;
+          if (key.startsWith(TASK_KEY_PREFIX)) latest.set(key, text);
+        }
+        for (const [key, text] of latest) {
+          if (this.seenOne.get(key) === text) continue;
+          this.remember.run(key, text);
+          fold(key, text);
+        }
+        return;
+      }
+      this.lastKv = kv;
+      this.lastSeq = (this.lastLogged?.get() as number | null | undefined) ?? 0;
       if (this.remembered.get() === 0) {
         // the first read: every record is new; copied in one statement, then read one by one (not all at once)
         this.rememberAll.run();
@@ -245,6 +272,14 @@ export class StoreSource {
       `INSERT INTO temp.seen (key, value) SELECT m.key, m.value FROM temp.scalems_current m WHERE ${RANGE('m')}`,
     );
     this.seen = this.db.prepare('SELECT key, value FROM temp.seen');
+    this.seenOne = this.db.prepare('SELECT value FROM temp.seen WHERE key = ?').pluck();
+    // a copy read again (see `moved`) starts with an empty TEMP table: read whole
+    this.lastKv = undefined;
+    if (hasRecordLog(this.db)) {
+      this.appended = this.db.prepare('SELECT seq, key, value FROM main.scalems_log WHERE seq > ? ORDER BY seq');
+      this.lastLogged = this.db.prepare('SELECT max(seq) FROM main.scalems_log').pluck();
+      this.kvVersion = this.db.prepare("SELECT value FROM main.scalems_meta WHERE name = 'kv_version'").pluck();
+    } else [this.appended, this.lastLogged, this.kvVersion] = [undefined, undefined, undefined];
   }
 
   private dataVersion(): unknown {
