@@ -21,8 +21,8 @@ const MULTI = 32;
 export const IDLE_FOLD_MS = 1000;
 
 /**
- * Task records are appended to `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the
- * table's end), and folded into `scalems_kv` (one row per key, under a key index) in one transaction: when the store
+ * Folds the record log into the key-value table (then emptied: see {@link foldLog}). Task records are appended to
+ * `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the table's end), and folded into `scalems_kv` (one row per key, under a key index) in one transaction: when the store
  * is opened for writing, when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before
  * any other write or delete (so that a record in the log never hides a later value of its key). Readers see the last
  * value of each key across both tables (`createCurrentView`). Upserting each batch into the key index instead cost the
@@ -35,11 +35,21 @@ export const IDLE_FOLD_MS = 1000;
  */
 export const FOLD_SQL =
   'INSERT INTO scalems_kv (key, value) SELECT key, value FROM scalems_log WHERE true ORDER BY key, seq ' +
-  'ON CONFLICT (key) DO UPDATE SET value = excluded.value; DELETE FROM scalems_log;';
+  'ON CONFLICT (key) DO UPDATE SET value = excluded.value';
+/** Empties the record log, once folded. */
+const EMPTY_LOG_SQL = 'DELETE FROM scalems_log';
 /** Counts a change of `scalems_kv` (see {@link FOLD_SQL}). */
 export const KV_CHANGED_SQL =
   "INSERT INTO scalems_meta (name, value) VALUES ('kv_version', '1') " +
   'ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1';
+/** On the connection `db`, in one transaction: the log folded, emptied, and the change counted. */
+export function foldLog(db: { exec(sql: string): unknown; transaction(fn: () => void): () => void }): void {
+  db.transaction(() => {
+    db.exec(FOLD_SQL);
+    db.exec(EMPTY_LOG_SQL);
+    db.exec(KV_CHANGED_SQL);
+  })();
+}
 /** the size the write-ahead log reaches before the writer checkpoints it into the file, whatever the page size */
 export const WAL_BYTES = 10_000 * 4096;
 
@@ -66,8 +76,8 @@ const remove = db.prepare('DELETE FROM scalems_kv WHERE key = ?');
 const appendSql = (n) => "INSERT INTO scalems_log (key, value) VALUES " + Array(n).fill("(?, '#' || ?)").join(', ');
 const appendOne = db.prepare(appendSql(1));
 const appendMany = db.prepare(appendSql(${MULTI}));
-const foldKv = db.prepare(${JSON.stringify(FOLD_SQL.split('; ')[0])});
-const emptyLog = db.prepare('DELETE FROM scalems_log');
+const foldKv = db.prepare(${JSON.stringify(FOLD_SQL)});
+const emptyLog = db.prepare(${JSON.stringify(EMPTY_LOG_SQL)});
 const kvChanged = db.prepare(${JSON.stringify(KV_CHANGED_SQL)});
 /** whether the record log may hold rows (true until a fold commits) */
 let logged = db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1;

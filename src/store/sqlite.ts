@@ -16,7 +16,7 @@ import { versionProblem, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { decodeRecord, encodeRecordBody, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
-import { FOLD_SQL, KV_CHANGED_SQL, SqliteWriter } from './sqlite-writer';
+import { foldLog, SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
 import { sqliteDriver } from './sqlite-driver';
@@ -119,10 +119,7 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
         db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
       }
       // what a run that ended without closing the store left in the record log
-      if (db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1) {
-        db.exec(FOLD_SQL);
-        db.exec(KV_CHANGED_SQL);
-      }
+      if (db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1) foldLog(db);
     })();
     return wrap(db, dbPath, lock);
   } catch (error) {
