@@ -23,11 +23,12 @@ export const IDLE_FOLD_MS = 1000;
 /**
  * Folds the record log into the key-value table (then emptied: see {@link foldLog}). Task records are appended to
  * `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the table's end), and folded
- * into `scalems_kv` (one row per key, under a key index) in one transaction: when the store is opened for writing, when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before
- * any other write or delete (so that a record in the log never hides a later value of its key). Readers see the last
- * value of each key across both tables (`createCurrentView`). Upserting each batch into the key index instead cost the
- * writer thread three times the CPU: random task ids land all over the index, so every batch rewrote most of its
- * pages; one fold rewrites them once.
+ * into `scalems_kv` (one row per key, under a key index) in one transaction: when the store is opened for writing,
+ * when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before any other write or
+ * delete (so that a record in the log never hides a later value of its key). Readers see the last value of each key
+ * across both tables (`createCurrentView`). Upserting each batch into the key index instead cost the writer thread
+ * three times the CPU: random task ids land all over the index, so every batch rewrote most of its pages; one fold
+ * rewrites them once.
  *
  * Every transaction that changes `scalems_kv` (a fold, a write, a delete) also counts one up in `scalems_meta`'s
  * `kv_version` ({@link KV_CHANGED_SQL}). Between two changes of it the log only grows, so a reader that watches the
