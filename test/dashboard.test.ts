@@ -265,6 +265,33 @@ describe('the store as scalems serve reads it', () => {
       await store.close();
     }
   });
+
+  it('follows a store of format 2 that a workflow opens for writing (and so gives a record log) while it watches', async () => {
+    const file = path.join(root, 'format-2', 'state.sqlite');
+    const first = sqliteStore(file);
+    await first.set(WORKFLOW_KEY, { name: 'format-2' });
+    await first.setRecords!([record('a', 'succeeded')]);
+    await first.close(); // folded: the record is a row of the key-value table
+    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
+    const raw = new Database(file);
+    raw.exec('DROP TABLE scalems_log');
+    raw.pragma('user_version = 2');
+    raw.close();
+    const source = await StoreSource.open(file, 'format-2');
+    try {
+      expect(states(source)).toEqual(['a:succeeded:1']);
+      const store = sqliteStore(file); // becomes format 3: its records go to the log from now on
+      try {
+        await store.setRecords!([record('b', 'running')]);
+        expect(source.changes()?.tasks.map((r) => `${r.id}:${r.state}`)).toEqual(['b:running']);
+        expect(states(source)).toEqual(['a:succeeded:1', 'b:running:1']);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      source.close();
+    }
+  });
 });
 
 describe('who may read the dashboard', () => {

@@ -109,6 +109,8 @@ export class StoreSource {
   /** the key-value table's version, and the log's last seq, at the last read */
   private lastKv: unknown;
   private lastSeq = 0;
+  /** the store's `schema_version` when connected */
+  private schemaVersion: unknown;
   private version: unknown;
   private fileStamp = '';
   /** the name the workflow was last opened with (the store records it), else the one it was opened as here */
@@ -261,6 +263,7 @@ export class StoreSource {
     this.db.pragma('temp_store = MEMORY');
     this.db.exec(SEEN_SQL);
     createCurrentView(this.db); // the store's records: its record log's over its key-value table's
+    this.schemaVersion = this.db.pragma('schema_version', { simple: true });
     this.getOne = this.db.prepare('SELECT value FROM temp.scalems_current WHERE key = ?').pluck();
     this.changed = this.db.prepare(CHANGED_SQL);
     this.gone = this.db.prepare(GONE_SQL);
@@ -301,6 +304,11 @@ export class StoreSource {
     const version = this.dataVersion();
     if (version === this.version) return false;
     this.version = version;
+    // its tables changed (a store of format 2, given its record log by a workflow that opened it): read them anew
+    if (this.db.pragma('schema_version', { simple: true }) !== this.schemaVersion) {
+      this.db.close();
+      this.connect(false);
+    }
     return true;
   }
 }
