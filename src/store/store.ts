@@ -31,7 +31,8 @@ export interface Store {
   /**
    * @internal `setMany` for values already checked: every part of them that did not come from the
    * engine was passed through `assertStorable` where it arose (task arguments at submit, results when
-   * they arrive), so the store may skip checking them again. The workflow writes its records with it.
+   * they arrive), so the store may skip checking them again. The workflow writes its records with it, or with
+   * `setRecords` where a store has that.
    */
   setManyChecked?(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
   /**
