@@ -142,7 +142,8 @@ describe('idbStore', () => {
     const visit = (file: string): void => {
       if (seen.has(file)) return;
       seen.add(file);
-      const source = fs.readFileSync(file, 'utf8');
+      // `import type` and `export type ... from` are erased when compiled: they load nothing
+      const source = fs.readFileSync(file, 'utf8').replace(/\b(?:import|export)\s+type\s[^;]*?\sfrom\s+'[^']+'/g, '');
       const specifiers = [...source.matchAll(/(?:from\s+|require\(\s*|import\(\s*)'([^']+)'/g)].map(
         (m) => m[1] as string,
       );
