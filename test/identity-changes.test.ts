@@ -17,12 +17,12 @@ import {
   memoryStore,
   openWorkflow,
   type Executor,
+  type TaskRecord,
   type Workflow,
 } from 'scalems';
 import { processes, sqliteStore } from 'scalems/node';
 import Database from 'better-sqlite3';
 import { changedInputs, inputsIdentity } from '../src/runtime/executable/digest';
-import { decodeRecord } from '../src/store/record-codec';
 
 const repo = join(__dirname, '..');
 let dir: string;
@@ -48,6 +48,16 @@ function runProgram(store: string, source: string): { result: number; served: bo
   );
   if (out.status !== 0) throw new Error(`program failed (${out.status}): ${out.stderr}`);
   return JSON.parse(out.stdout.trim()) as { result: number; served: boolean };
+}
+
+/** The task records a closed store holds, read as `scalems status` reads them (read-only, decoded). */
+async function storedRecords(file: string): Promise<TaskRecord[]> {
+  const store = sqliteStore(file, { readonly: true });
+  try {
+    return (await store.entries<TaskRecord>()).filter(([key]) => key.startsWith('task:')).map(([, r]) => r);
+  } finally {
+    await store.close();
+  }
 }
 
 async function open(store: string): Promise<{ wf: Workflow; ex: Executor }> {
@@ -196,15 +206,7 @@ describe('a resumed run after a change gets fresh results', () => {
     const first = await run();
     expect(first).toEqual({ attempts: 1, text: 'made\n', outputs: ['out.txt'] });
     expect(await run()).toEqual(first); // served
-    const db = new Database(store, { readonly: true });
-    const rows = db.prepare("SELECT key, value FROM scalems_kv WHERE key LIKE 'task:%'").all() as Array<{
-      key: string;
-      value: string;
-    }>;
-    db.close();
-    const artifacts = rows
-      .map((r) => decodeRecord(r.key, r.value) as { artifacts?: Record<string, string> })
-      .find((r) => r.artifacts !== undefined)!.artifacts!;
+    const artifacts = (await storedRecords(store)).find((r) => r.artifacts !== undefined)!.artifacts!;
     rmSync(artifacts['out.txt']!);
     // before: served, with a result whose out.txt did not exist (and a downstream failed staging it, retry or not)
     expect(await run()).toEqual({ attempts: 2, text: 'made\n', outputs: ['out.txt'] });
@@ -290,13 +292,7 @@ describe('results, as every consumer and a resumed run see them', () => {
       expect(run === 'resumed' ? u.record?.attempts : 1).toBe(1); // the resumed run is served
       await wf.close();
     }
-    const db = new Database(store, { readonly: true });
-    const rows = db.prepare("SELECT key, value FROM scalems_kv WHERE key LIKE 'task:%'").all() as Array<{
-      key: string;
-      value: string;
-    }>;
-    db.close();
-    const results = rows.map((r) => decodeRecord(r.key, r.value)!.result);
+    const results = (await storedRecords(store)).map((r) => r.result);
     expect(results.filter((v) => JSON.stringify(v) === '{"v":"original","list":[1,2]}')).toHaveLength(1);
   });
 
