@@ -1,4 +1,16 @@
-import { from, lastValueFrom, map, Subject, toArray, take, type OperatorFunction } from 'rxjs';
+import {
+  filter,
+  firstValueFrom,
+  from,
+  lastValueFrom,
+  map,
+  ReplaySubject,
+  Subject,
+  tap,
+  toArray,
+  take,
+  type OperatorFunction,
+} from 'rxjs';
 import {
   DuplicateLabelError,
   TaskCancelledError,
@@ -62,15 +74,39 @@ describe('operators', () => {
   });
 
   it('emits as tasks finish by default, and in input order with { ordered: true }', async () => {
-    const unordered = await lastValueFrom(from([1, 2, 3, 4]).pipe(submitOn(md, simulate), toArray()));
+    // The finishing order is forced, not left to sleeps that a loaded machine reorders (CI saw
+    // [10, 40, 30, 20]): member n < 4 returns only after member n + 1's result was emitted downstream
+    // (unordered) or member n + 1 returned (ordered), so the members finish 4, 3, 2, 1.
+    const emitted = new ReplaySubject<number>();
+    const lastFirst = async (n: number): Promise<number> => {
+      if (n < 4) await firstValueFrom(emitted.pipe(filter((v) => v === (n + 1) * 10)));
+      return n * 10;
+    };
+    const unordered = await lastValueFrom(
+      from([1, 2, 3, 4]).pipe(
+        submitOn(md, lastFirst),
+        tap((v) => emitted.next(v)),
+        toArray(),
+      ),
+    );
     expect(unordered).toEqual([40, 30, 20, 10]);
+
+    const returned = new ReplaySubject<number>();
+    const finishedOrder: number[] = [];
+    const reversed = async (n: number): Promise<number> => {
+      if (n < 4) await firstValueFrom(returned.pipe(filter((m) => m === n + 1)));
+      finishedOrder.push(n);
+      returned.next(n);
+      return n * 10;
+    };
     const ordered = await lastValueFrom(
       from([1, 2, 3, 4]).pipe(
-        map((n) => call(simulate, n)),
+        map((n) => call(reversed, n)),
         submitOn(md, { ordered: true }),
         toArray(),
       ),
     );
+    expect(finishedOrder).toEqual([4, 3, 2, 1]);
     expect(ordered).toEqual([10, 20, 30, 40]);
   });
 
