@@ -5,11 +5,11 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
 import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
-import { IDLE_FOLD_MS, SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
+import { FOLD_MIN_ROWS, IDLE_FOLD_MS, SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
 import type { TaskRecord } from '../src/store/state';
 import { STALE_INVALID_MS } from '../src/store/lock';
 import type { Store } from '../src/store/store';
-import { decodeRecord, isEncodedRecord } from '../src/store/record-codec';
+import { decodeRecord, encodeRecordBody, isEncodedRecord } from '../src/store/record-codec';
 import { defineTask, executor, inProcess, launch, openWorkflow } from 'scalems';
 
 let dir: string;
@@ -364,6 +364,41 @@ describe('sqliteStore record log', () => {
     while (logged() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect([logged(), inKv()]).toEqual([0, 2]);
     expect(await store.get('task:a')).toMatchObject({ id: 'a' });
+  });
+
+  test(`a run that never pauses folds the log once it holds ${FOLD_MIN_ROWS} rows and as many as the table`, async () => {
+    const store = openStore(file);
+    await store.set('meta', 0);
+    const tableSize = (): number => raw<number>('SELECT count(*) FROM scalems_kv');
+    // 4 rows instead of FOLD_MIN_ROWS; no idle fold while the test looks
+    const writer = new SqliteWriter(file, (error) => error, { minRows: 4, idleMs: 60_000 });
+    let n = 0;
+    try {
+      const append = (count: number): Promise<void> =>
+        writer.append(
+          Array.from({ length: count }, () => record(`t${n++}`)).flatMap(([key, r]) => [key, encodeRecordBody(key, r)]),
+        );
+      // the writer folds after it has answered the appends: a request behind them is answered after that fold
+      const settled = async (): Promise<[number, number]> => {
+        await writer.append([]);
+        return [logged(), inKv()];
+      };
+      expect(tableSize()).toBeLessThan(4);
+      await append(3);
+      expect(await settled()).toEqual([3, 0]);
+      await append(1); // 4 rows, more than the table holds
+      expect(await settled()).toEqual([0, 4]);
+      const size = tableSize();
+      await append(size - 1); // one short of the table's size
+      expect(await settled()).toEqual([size - 1, 4]);
+      await append(1);
+      expect(await settled()).toEqual([0, 4 + size]);
+    } finally {
+      await writer.close();
+    }
+    const reader = openStore(file, { readonly: true });
+    expect((await reader.keys()).filter((k) => k.startsWith('task:'))).toHaveLength(n);
+    expect(await reader.get('task:t0')).toMatchObject({ id: 't0', state: 'succeeded' });
   });
 
   test('a process killed with records in the log: a read-only open reads them, the next open folds them', async () => {

@@ -19,13 +19,23 @@ interface Reply {
 const MULTI = 32;
 /** how long the writer waits without a request before it folds the record log into the key-value table */
 export const IDLE_FOLD_MS = 1000;
+/**
+ * The record log's rows from which the writer folds it during a run, without waiting to be idle: once it holds at
+ * least this many and at least as many as the key-value table (see {@link FOLD_SQL}).
+ */
+export const FOLD_MIN_ROWS = 131_072;
 
 /**
  * Folds the record log into the key-value table (then emptied: see {@link foldLog}). Task records are appended to
  * `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the table's end), and folded
  * into `scalems_kv` (one row per key, under a key index) in one transaction: when the store is opened for writing,
- * when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, and before any other write or
- * delete (so that a record in the log never hides a later value of its key). Readers see the last value of each key
+ * when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, before any other write or
+ * delete (so that a record in the log never hides a later value of its key), and during a run that never pauses,
+ * whenever the log has grown to {@link FOLD_MIN_ROWS} rows and to the table's size. That bound keeps the log at most
+ * as large as the table (what a reader's `get`, `scalems serve` after a fold, and the open after a crash go through)
+ * and leaves close at most half of a burst's records to fold, while each fold still merges at least as many rows as
+ * the table holds, so that it rewrites each page of the key index about once (folding a fixed number of rows each
+ * time would, as the table grows, rewrite one page per row again). Readers see the last value of each key
  * across both tables (`createCurrentView`). Upserting each batch into the key index instead cost the writer thread
  * three times the CPU: random task ids land all over the index, so every batch rewrote most of its pages; one fold
  * rewrites them once.
@@ -82,6 +92,15 @@ const emptyLog = db.prepare(${JSON.stringify(EMPTY_LOG_SQL)});
 const kvChanged = db.prepare(${JSON.stringify(KV_CHANGED_SQL)});
 /** whether the record log may hold rows (true until a fold commits) */
 let logged = db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1;
+const countLog = db.prepare('SELECT count(*) FROM scalems_log').pluck();
+const countKv = db.prepare('SELECT count(*) FROM scalems_kv').pluck();
+/** rows in the log (appended since the last fold) */
+let logRows = logged ? countLog.get() : 0;
+/** the log's rows from which to fold during a run (see FOLD_MIN_ROWS): at least foldMin, and the table's size */
+const foldMin = workerData.fold.minRows;
+let foldAt = foldMin;
+/** the table's size is counted again once the log reaches foldMin, after a change of the table */
+let kvCounted = false;
 /** inside a transaction that changes the key-value table: the log's records into it first, and the change counted */
 const foldIn = () => {
   if (logged) {
@@ -129,11 +148,36 @@ const batches = db.transaction((writes) => {
   for (const m of writes) (m.op === 'append' ? putLog : put)(m.rows);
 });
 const fold = db.transaction(() => logged && foldIn());
-/** after a commit of these requests: whether the log may now hold rows */
-const settle = (op) => {
-  if (op === 'append') logged = true;
-  else logged = false;
+/** after a commit of these requests (\`rows\`: the log rows they appended): what the log and the table now hold */
+const settle = (op, rows) => {
+  if (op === 'append') {
+    logged = true;
+    logRows += rows;
+  } else folded();
 };
+/** the log was folded (or emptied): the table changed */
+const folded = () => {
+  logged = false;
+  logRows = 0;
+  foldAt = foldMin;
+  kvCounted = false;
+};
+const appended = (m) => m.rows.length / 2;
+/** During a run: folds the log once it holds foldAt rows (see FOLD_MIN_ROWS); a failure leaves it for twice as many. */
+function foldIfGrown() {
+  if (logRows < foldAt) return;
+  if (!kvCounted) {
+    kvCounted = true;
+    foldAt = Math.max(foldMin, countKv.get());
+    if (logRows < foldAt) return;
+  }
+  try {
+    fold();
+    folded();
+  } catch {
+    foldAt = 2 * logRows;
+  }
+}
 const errorOf = (e) => ({
   message: String(e && e.message),
   code: e && typeof e.code === 'string' ? e.code : undefined,
@@ -147,7 +191,7 @@ function run(m) {
     else {
       if (m.op === 'append') logged = true;
       batch(m);
-      settle(m.op);
+      settle(m.op, m.op === 'append' ? appended(m) : 0);
     }
   } catch (e) {
     error = errorOf(e);
@@ -172,7 +216,7 @@ function runWrites(writes) {
   try {
     if (writes[0].op === 'append') logged = true;
     batches(writes);
-    settle(writes[0].op);
+    settle(writes[0].op, writes[0].op === 'append' ? writes.reduce((n, m) => n + appended(m), 0) : 0);
   } catch {
     for (const m of writes) run(m);
     return;
@@ -180,12 +224,12 @@ function runWrites(writes) {
   for (const m of writes) reply(m, undefined);
 }
 let idle;
-/** Folds the log once the writer has had nothing to do for ${IDLE_FOLD_MS} ms; a failure leaves it for later. */
+/** Folds the log once the writer has had nothing to do for fold.idleMs; a failure leaves it for later. */
 function foldWhenIdle() {
   idle = undefined;
   try {
     fold();
-    logged = false;
+    folded();
   } catch {}
 }
 parentPort.on('message', (first) => {
@@ -202,8 +246,9 @@ parentPort.on('message', (first) => {
     else run(queue[j++]);
     i = j;
   }
-  if (queue[queue.length - 1].op === 'close') parentPort.close();
-  else if (logged) idle = setTimeout(foldWhenIdle, ${IDLE_FOLD_MS});
+  if (queue[queue.length - 1].op === 'close') return parentPort.close();
+  foldIfGrown();
+  if (logged) idle = setTimeout(foldWhenIdle, workerData.fold.idleMs);
 });
 `;
 
@@ -225,6 +270,11 @@ export class SqliteWriter {
     private readonly dbPath: string,
     /** turns a SQLite error of the thread into the store's error (corruption, ...) */
     private readonly translate: (error: unknown) => unknown,
+    /** when the writer folds the record log without being closed (tests change them) */
+    private readonly fold: { readonly minRows: number; readonly idleMs: number } = {
+      minRows: FOLD_MIN_ROWS,
+      idleMs: IDLE_FOLD_MS,
+    },
   ) {}
 
   /** Starts the thread now rather than at the first write (it takes tens of milliseconds to start). */
@@ -277,7 +327,7 @@ export class SqliteWriter {
   private start(): Worker {
     const worker = new Worker(WRITER_SOURCE, {
       eval: true,
-      workerData: { driver: sqliteDriverPath(), path: this.dbPath },
+      workerData: { driver: sqliteDriverPath(), path: this.dbPath, fold: this.fold },
     });
     worker.on('message', (reply: Reply) => {
       const waiter = this.pending.get(reply.id);
