@@ -1,6 +1,7 @@
 // 200 `true` executables through processes() against a plain child_process.spawn loop with the same
-// concurrency. Each round's executor runs one program before the clock starts: its one-time start (the spawner,
-// the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none. Run: npx tsx bench/processes.ts
+// concurrency. Each round's executor runs one program per core before the clock starts: its one-time start (its
+// spawners, the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none.
+// Run: npx tsx bench/processes.ts
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -75,8 +76,8 @@ async function viaScalems(n: number, cores: number): Promise<number> {
     const rt = launch(wf, processes({ root, cores }));
     const ex = executor(rt);
     // untimed, as the spawn loop has nothing like it: what a processes() executor does once, before its first
-    // program (start the spawner, end what a dead run of the workflow left running)
-    await ex.submit(executable(['true'], { key: 'warm' }));
+    // programs (start its spawners, one per core up to 4, and end what a dead run of the workflow left running)
+    await Promise.all(Array.from({ length: cores }, (_, i) => ex.submit(executable(['true'], { key: `warm-${i}` }))));
     const s0 = spawnerMicros();
     const u0 = process.cpuUsage();
     const t0 = performance.now();

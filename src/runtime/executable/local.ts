@@ -22,9 +22,10 @@ import {
 import type { CoreGate, GateTicket } from './core-gate';
 import { launchCommand, rootEnv, type MpiOptions } from './mpi';
 import type { ProcessTree } from './process-tree';
-import { SpawnFailure, type Spawner, type SpawnerGate, type Spawning } from './spawner';
+import { SpawnFailure, type ProgramStarter, type SpawnerGate, type Spawning } from './spawner';
 
-export interface LocalRunContext extends ExecutablePlace {
+/** `G`: the gate the starter holds cores at (`Spawner`: a `SpawnerGate`; `SpawnerPool`: a `PoolGate`). */
+export interface LocalRunContext<G = SpawnerGate> extends ExecutablePlace {
   /** seconds between SIGTERM and SIGKILL when an attempt is stopped */
   readonly grace: number;
   readonly mpi: MpiOptions;
@@ -40,15 +41,15 @@ export interface LocalRunContext extends ExecutablePlace {
   /** The mark of each attempt (`marks.ts`). None: a random one, which only its own tree kill looks for. */
   readonly marks?: { next(): string };
   /**
-   * Makes the working directories and files and starts the programs, in a small process of its own (`spawner.ts`);
-   * it ends them if this process dies first.
+   * Makes the working directories and files and starts the programs, in a small process of its own (`spawner.ts`), or
+   * in several (`spawner-pool.ts`); it ends them if this process dies first.
    */
-  readonly spawner: Spawner;
+  readonly spawner: ProgramStarter<G>;
   /**
    * The executor's cores, held in the spawner instead of at `gate`: attempts are handed to it with their files made,
    * and it starts each as soon as its cores are free, without a round trip to this process.
    */
-  readonly spawnerGate?: SpawnerGate;
+  readonly spawnerGate?: G;
   /** Resolves when attempts may start (once what a dead run of the same workflow left has been ended). */
   readonly ready?: Promise<void>;
 }
@@ -57,7 +58,10 @@ export interface LocalRunContext extends ExecutablePlace {
  * Runs one attempt: subscribing starts it, unsubscribing ends its process tree (also after it exited: what it left
  * running goes too).
  */
-export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Observable<ExecutableResult | undefined> {
+export function runLocalExecutable<G>(
+  job: ExecutableJob,
+  ctx: LocalRunContext<G>,
+): Observable<ExecutableResult | undefined> {
   let tree: ProcessTree | undefined;
   let ticket: GateTicket | undefined;
   let spawning: Spawning | undefined;
@@ -126,14 +130,14 @@ export function runLocalExecutable(job: ExecutableJob, ctx: LocalRunContext): Ob
  * (`gate`), or here (`ticket`: then on GO). A program that cannot start is an `ExecutableFailedError`; undefined if
  * the attempt was stopped before it started.
  */
-async function startSpawned(
-  spawner: Spawner,
+async function startSpawned<G>(
+  spawner: ProgramStarter<G>,
   command: readonly string[],
   prep: PreparedExecutable,
   env: Readonly<Record<string, string>>,
   tree: { readonly grace: number; readonly mark: string },
   when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
-  gate: { readonly gate: SpawnerGate; readonly cores: number } | undefined,
+  gate: { readonly gate: G; readonly cores: number } | undefined,
   handed: (s: Spawning) => void,
 ): Promise<ProcessTree | undefined> {
   const { workdir: wd, stdin } = prep;

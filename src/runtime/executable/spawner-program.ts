@@ -10,6 +10,7 @@
  *                           at once (gate 0), on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
  *                    [GO, id]               start it now
  *                    [LEAVE, id]            the attempt was stopped: drop it if it waits, give its cores back if not
+ *                    [WITHDRAW, id]         drop it if it waits (to start it elsewhere); nothing if it runs
  *                    [DONE, pid, start]     the tree of this leader has been ended: stop watching it
  *                    [QUIT]                 a normal shutdown: exit without ending anything
  *   spawner → owner  [STARTED, id, pid, start|null]
@@ -20,7 +21,7 @@
 import { MARK_VARIABLE } from './marks';
 
 /** Owner → spawner. */
-export const SpawnerCommand = { start: 's', go: 'g', leave: 'l', done: 'd', quit: 'q' } as const;
+export const SpawnerCommand = { start: 's', go: 'g', leave: 'l', withdraw: 'w', done: 'd', quit: 'q' } as const;
 /** Spawner → owner. */
 export const SpawnerReply = { started: 's', failed: 'f', exited: 'x' } as const;
 /** Where starting a program failed. */
@@ -236,11 +237,11 @@ const launch = (p) => {
   }
 };
 // the owner no longer wants it: a program still waiting is dropped; a running one gives its cores back (it is being
-// ended)
-const leave = (id) => {
+// ended), unless the owner only withdraws it (to start it in another spawner): then a running one goes on
+const leave = (id, withdraw) => {
   const p = programs.get(id);
   if (p === undefined) return;
-  if (p.pid !== undefined) return release(p);
+  if (p.pid !== undefined) return withdraw ? undefined : release(p);
   programs.delete(id);
   const gate = gates.get(p.gate);
   if (gate !== undefined) {
@@ -263,7 +264,8 @@ process.stdin.on('data', (chunk) => {
     buffer = buffer.slice(nl + 1);
     if (m[0] === C.start) prepare(m);
     else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
-    else if (m[0] === C.leave) leave(m[1]);
+    else if (m[0] === C.leave) leave(m[1], false);
+    else if (m[0] === C.withdraw) leave(m[1], true);
     else if (m[0] === C.done) trees.delete(m[1] + ':' + (m[2] === null ? '0' : m[2]));
     else if (m[0] === C.quit) quitting = true;
   }

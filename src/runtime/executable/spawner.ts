@@ -33,8 +33,8 @@ import {
 } from './process-tree';
 import { SPAWNER_NAME, SPAWNER_PROGRAM, SpawnerCommand, SpawnerReply, type SpawnStage } from './spawner-program';
 
-/** One program to start. */
-export interface SpawnRequest {
+/** One program to start; `G`: the gate its cores are held at (a `Spawner`'s, or a `SpawnerPool`'s). */
+export interface SpawnRequest<G = SpawnerGate> {
   /** the program and its arguments (no shell) */
   readonly command: readonly string[];
   /** its working directory */
@@ -60,7 +60,12 @@ export interface SpawnRequest {
    * When it starts: at once (none), when `go()` is called (`'go'`), or once `cores` of the gate's are free (the
    * spawner holds the cores of the executor: its programs start one after the other without waiting for this process)
    */
-  readonly when?: 'go' | { readonly gate: SpawnerGate; readonly cores: number };
+  readonly when?: 'go' | { readonly gate: G; readonly cores: number };
+}
+
+/** What starts programs: a `Spawner`, or a `SpawnerPool` of them. */
+export interface ProgramStarter<G = SpawnerGate> {
+  start(request: SpawnRequest<G>): Spawning;
 }
 
 /** The cores of one executor, held in the spawner (see `Spawner.gate`). */
@@ -81,6 +86,11 @@ export interface Spawning {
    * running tree only then, or the spawner, seeing it exit first, starts a program that the same teardown leaves next.
    */
   leave(): Promise<void>;
+  /**
+   * Drops it if it has not started yet (its `tree` then resolves undefined), so that it can be started elsewhere;
+   * nothing if it runs. For a `SpawnerPool`, which moves a waiting program to a spawner with a free core.
+   */
+  withdraw(): void;
 }
 
 /** A program the spawner could not start: where (`stage`), and the error's errno code and message. */
@@ -105,7 +115,7 @@ type Reply =
   | [typeof SpawnerReply.failed, number, SpawnStage, string | null, string]
   | [typeof SpawnerReply.exited, number, number | null, NodeJS.Signals | null, 0 | 1];
 
-export class Spawner implements TreeWatcher {
+export class Spawner implements TreeWatcher, ProgramStarter {
   #child: ChildProcess | undefined;
   /** the environment the spawner was started with: requests send what differs from it */
   #base: Readonly<Record<string, string | undefined>> = {};
@@ -178,6 +188,9 @@ export class Spawner implements TreeWatcher {
       leave: () => {
         if (this.#waiting.has(id) || this.#running.has(id)) this.#send([SpawnerCommand.leave, id]);
         return this.#written();
+      },
+      withdraw: () => {
+        if (this.#waiting.has(id)) this.#send([SpawnerCommand.withdraw, id]);
       },
     };
   }

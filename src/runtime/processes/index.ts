@@ -12,7 +12,7 @@ import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
 import { DEFAULT_GRACE_SECONDS, killMarked, startOf } from '../executable/process-tree';
-import { Spawner } from '../executable/spawner';
+import { SpawnerPool, type PoolGate } from '../executable/spawner-pool';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 
 export interface ProcessesOptions {
@@ -74,8 +74,8 @@ export function processes(options: ProcessesOptions = {}): Backend {
   const owner = ownerOf(process.pid, startOf(process.pid));
   const since = Number(startOf(process.pid) ?? 0);
   const prefix = `${owner}-${++backends}-`;
-  // makes the directories and files and forks the programs, and ends them if this process dies first
-  const spawner = new Spawner(prefix, grace);
+  // make the directories and files and fork the programs, and end them if this process dies first
+  const spawners = new SpawnerPool(Math.min(availableParallelism(), MAX_SPAWNERS), prefix, grace);
   const resumed = new Map<string, Promise<void>>();
   let executors = 0;
   let attempts = 0;
@@ -87,7 +87,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
       const place = placeOf(workflowDir);
       const mine = `${prefix}${++executors}-`;
       let used = false;
-      const ctx: LocalRunContext = {
+      const ctx: LocalRunContext<PoolGate> = {
         workflowDir,
         hostCwd,
         grace,
@@ -95,9 +95,9 @@ export function processes(options: ProcessesOptions = {}): Backend {
         mpi: options.mpi ?? {},
         workerEnv: worker.env ?? {},
         ending,
-        // the executor's cores are held in the spawner: a program starts the moment another exits
-        spawner,
-        spawnerGate: spawner.gate(cores),
+        // the executor's cores are held in the spawners: a program starts the moment another exits
+        spawner: spawners,
+        spawnerGate: spawners.gate(cores),
         marks: {
           next: () => {
             used = true;
@@ -131,7 +131,7 @@ export function processes(options: ProcessesOptions = {}): Backend {
     shutdown: async () => {
       await settle();
       if (attempts > 0) await killMarked({ mark: (t) => t.startsWith(prefix), since }, grace);
-      await spawner.close();
+      await spawners.close();
     },
   };
 }
@@ -143,6 +143,13 @@ export function processes(options: ProcessesOptions = {}): Backend {
  * left when a core freed; 2: 32%, 3: 23%, 4: 15%, 6: 11%. Each waiting one holds its two files open in the spawner.
  */
 const QUEUE_PER_CORE = 4;
+
+/**
+ * Spawners of a backend at most (one per core below that): each starts a program at a time, about a thousand a second
+ * here (`spawner-pool.ts`), and is a Node process of about 45 MB, started with the first program it is handed. Two
+ * are what a 2-core machine could measure; four leave room for short programs on bigger nodes.
+ */
+const MAX_SPAWNERS = 4;
 
 /** processes() backends made by this process: a part of their marks. */
 let backends = 0;

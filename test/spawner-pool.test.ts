@@ -1,0 +1,106 @@
+// processes() starts its programs from several spawners, each holding a share of the executor's cores
+// (src/runtime/executable/spawner-pool.ts): programs run side by side from different spawners, and one waiting in a
+// spawner whose core is busy with a long program is moved to a spawner with a free core.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { executable } from 'scalems';
+import { readText } from 'scalems/node';
+import { Spawner, type SpawnRequest } from '../src/runtime/executable/spawner';
+import { removeRoots, setup, waitFor } from './support/processes';
+
+afterAll(removeRoots);
+
+/**
+ * A program that writes its parent's pid (the spawner that started it) to `<dir>/<key>.ppid`, then runs until
+ * `<dir>/release` exists.
+ */
+function held(dir: string, key: string) {
+  const script =
+    `echo $PPID > ${key}.ppid.tmp && mv ${key}.ppid.tmp ${key}.ppid; ` + 'while [ ! -e release ]; do sleep 0.02; done';
+  return executable(['sh', '-c', `cd ${dir} && ${script}`], { key });
+}
+
+const spawnerOf = (pid: number): boolean => readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner');
+
+describe('processes(): a pool of spawners sharing the cores', () => {
+  it('two programs at once on a 2-core executor are started by two spawners (one where there is one core)', async () => {
+    const { root, rt, ex } = await setup({ cores: 2 });
+    const tasks = ['a', 'b'].map((key) => ex.submit(held(root, key)));
+    const parents = await waitFor(() => {
+      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
+      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
+    }, 'both programs to run');
+    // while both run: their parents are spawners of this process, as many as the machine has cores, up to 2
+    expect(parents.map(spawnerOf)).toEqual([true, true]);
+    expect(new Set(parents).size).toBe(Math.min(availableParallelism(), 2));
+    writeFileSync(join(root, 'release'), '');
+    await Promise.all(tasks);
+    await rt.shutdown();
+  });
+
+  it('a program waiting behind a long one is moved to a spawner whose core is free, and keeps its output', async () => {
+    const { root, rt, ex } = await setup({ cores: 2 });
+    // the long one holds one core (and its spawner's share of them) until released
+    const long = ex.submit(held(root, 'long'));
+    // handed over with it, several wait in its spawner for its core
+    const short = Array.from({ length: 12 }, (_, i) => ex.submit(executable(['echo', `short ${i}`], { key: `${i}` })));
+    const outcome = await Promise.race([
+      Promise.all(short).then(() => 'all short ones done'),
+      new Promise((resolve) => setTimeout(resolve, 30_000, 'short ones still waiting after 30 s')),
+    ]);
+    const longRan = long.state;
+    writeFileSync(join(root, 'release'), '');
+    await long;
+    expect(outcome).toBe('all short ones done');
+    expect(longRan).toBe('running'); // they were done while it still ran
+    const outputs = await Promise.all(short.map(async (t) => (await readText((await t).stdout)).trim()));
+    expect(outputs).toEqual(short.map((_, i) => `short ${i}`));
+    await rt.shutdown();
+  }, 60_000);
+});
+
+describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
+  it('drops a program that waits for its core, and leaves a running one running with its core held', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-withdraw-'));
+    const spawner = new Spawner('', 1);
+    const gate = spawner.gate(1);
+    const request = (name: string, command: string[], gated = true): SpawnRequest => ({
+      command,
+      cwd: join(root, name),
+      made: false,
+      stdout: join(root, name, 'stdout'),
+      stderr: join(root, name, 'stderr'),
+      env: {},
+      graceSeconds: 1,
+      ...(gated && { when: { gate, cores: 1 } }),
+    });
+    try {
+      const running = spawner.start(
+        request('running', ['sh', '-c', `while [ ! -e ${root}/release ]; do sleep 0.02; done`]),
+      );
+      // read right after its start, which found its core free: it runs, and goes on running with its core held
+      running.withdraw();
+      const tree = await running.tree;
+      expect(tree?.running).toBe(true);
+      const waiting = spawner.start(request('waiting', ['true']));
+      waiting.withdraw(); // it waits for the core: dropped
+      expect(await waiting.tree).toBeUndefined();
+      let started = false;
+      const next = spawner.start(request('next', ['true']));
+      void next.tree.then(() => (started = true));
+      // a program without a gate, handed over after it: once it has started, the spawner has read `next` too, and
+      // would have started it before, had the withdrawal freed the core
+      await (await spawner.start(request('barrier', ['true'], false)).tree)!.exited;
+      expect(started).toBe(false);
+      expect(tree!.running).toBe(true);
+      writeFileSync(join(root, 'release'), '');
+      expect(await tree!.exited).toMatchObject({ code: 0 });
+      await (await next.tree)!.exited; // the core freed by its exit
+      expect(started).toBe(true);
+    } finally {
+      await spawner.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
