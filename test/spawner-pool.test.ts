@@ -4,9 +4,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { executable } from 'scalems';
+import { WorkerCrashedError, executable } from 'scalems';
 import { readText } from 'scalems/node';
 import { Spawner, type SpawnRequest } from '../src/runtime/executable/spawner';
+import { isAlive } from './support/work';
 import { removeRoots, setup, waitFor } from './support/processes';
 
 afterAll(removeRoots);
@@ -36,6 +37,31 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     expect(new Set(parents).size).toBe(Math.min(availableParallelism(), 2));
     writeFileSync(join(root, 'release'), '');
     await Promise.all(tasks);
+    await rt.shutdown();
+  });
+
+  it('one spawner killed -9: only its attempts fail (WorkerCrashedError); the other goes on, and so do new ones', async () => {
+    const { root, rt, ex } = await setup({ cores: 2 });
+    const [a, b] = ['a', 'b'].map((key) => ex.submit(held(root, key)));
+    const [pa, pb] = await waitFor(() => {
+      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
+      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
+    }, 'both programs to run');
+    if (pa === pb) {
+      // one core here: a single spawner, which the test before covers
+      writeFileSync(join(root, 'release'), '');
+      await Promise.all([a, b]);
+      return await rt.shutdown();
+    }
+    process.kill(pa!, 'SIGKILL');
+    await expect(a).rejects.toThrow(WorkerCrashedError);
+    expect(b!.state).toBe('running');
+    writeFileSync(join(root, 'release'), '');
+    expect((await b!).exitCode).toBe(0);
+    const next = await Promise.all([0, 1, 2, 3].map((i) => ex.submit(executable(['echo', `${i}`], { key: `${i}` }))));
+    const outputs = await Promise.all(next.map(async (r) => (await readText(r.stdout)).trim()));
+    expect(outputs).toEqual(['0', '1', '2', '3']);
+    expect(isAlive(pb!)).toBe(true); // the spawner that was not killed is the same
     await rt.shutdown();
   });
 
