@@ -2,7 +2,8 @@
  * Several spawners (`spawner.ts`) for one backend. A spawner starts one program at a time: its fork returns only once
  * the child has exec'd (0.8–0.9 ms of its one thread here, most of its time under load), so one spawner caps an
  * executor at about a thousand programs a second whatever its cores. With two on a 2-core machine, `processes()` went
- * from 0.82–0.89 to 0.94–1.0 of a plain spawn loop (docs/processes.md).
+ * from 0.825 to 0.951 of a plain spawn loop (the two alternated in one process, medians of 10 rounds of 200 `true`;
+ * the benchmark's runs: docs/processes.md).
  *
  * Each spawner (a lane) holds a share of each executor's cores (`gate`):
  * - a one-core program goes to the lane with the most cores free, counting the programs handed to it that have not
@@ -14,10 +15,23 @@
  * handed there), as soon as that lane has one: no program waits behind a long one while a core idles. Where one lane
  * runs it all (one core, or one spawner), programs go straight to it, as with a lone spawner.
  *
+ * A program that starts at once (of more cores, above) or on GO (its cores held by the caller) goes to the spawner
+ * with the fewest such programs not ended. A remote task host (a Slurm agent, `scalems worker`) keeps one spawner:
+ * there the cores are held by its own gate, shared with its functions, and a second spawner showed no gain that
+ * its benchmark's noise did not hide (`bench/slurm-agents.ts`, five alternating runs each: 0.43–0.61 of a spawn
+ * loop with two, 0.34–0.62 with one).
+ *
  * The pool is lazy as a spawner is: a lane's process starts with its first program.
  */
 import type { ProcessTree } from './process-tree';
 import { Spawner, type ProgramStarter, type SpawnRequest, type SpawnerGate, type Spawning } from './spawner';
+
+/**
+ * Spawners of a pool at most (one per core below that): each starts a program at a time, about a thousand a second
+ * here, and is a Node process (50 MB resident, 10 MB of it its own), started with the first program it is handed.
+ * Two are what a 2-core machine could measure; four leave room for short programs on bigger nodes.
+ */
+export const MAX_SPAWNERS = 4;
 
 /** One spawner's share of an executor's cores, and the pool's count of what it was handed. */
 interface Lane {
@@ -54,6 +68,8 @@ interface Placed {
 
 export class SpawnerPool implements ProgramStarter<PoolGate> {
   readonly #spawners: readonly Spawner[];
+  /** programs handed to each spawner outside a lane (at once, or on GO) that have not ended */
+  readonly #busy: number[];
 
   /**
    * @param count how many spawners at most (an executor of fewer cores uses as many as its cores)
@@ -61,6 +77,7 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
    */
   constructor(count: number, prefix = '', graceSeconds = 3) {
     this.#spawners = Array.from({ length: Math.max(1, count) }, () => new Spawner(prefix, graceSeconds));
+    this.#busy = this.#spawners.map(() => 0);
   }
 
   /** The cores of an executor, split between as many spawners as it has cores (at most all of them). */
@@ -77,18 +94,34 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
 
   start(request: SpawnRequest<PoolGate>): Spawning {
     const { when } = request;
-    if (when === undefined || when === 'go') return this.#spawners[0]!.start({ ...request, when });
+    if (when === undefined || when === 'go') return this.#least({ ...request, when });
     const { lanes } = when.gate;
     if (lanes.length === 1)
       return lanes[0]!.spawner.start({ ...request, when: { gate: lanes[0]!.gate, cores: when.cores } });
     // more than one core: admission found them free (see above)
-    if (when.cores > 1) return freest(lanes).spawner.start({ ...request, when: undefined });
+    if (when.cores > 1) return this.#least({ ...request, when: undefined });
     return this.#place(request, freest(lanes));
   }
 
   /** Stops every spawner (`Spawner.close`). */
   async close(): Promise<void> {
     await Promise.all(this.#spawners.map((s) => s.close()));
+  }
+
+  /**
+   * Hands a program that needs no lane (it starts at once, or on GO: its cores are held elsewhere) to the spawner
+   * with the fewest such programs not ended: their forks, too, are spread over the spawners.
+   */
+  #least(request: SpawnRequest): Spawning {
+    let i = 0;
+    for (let j = 1; j < this.#busy.length; j++) if (this.#busy[j]! < this.#busy[i]!) i = j;
+    this.#busy[i]!++;
+    const spawning = this.#spawners[i]!.start(request);
+    const ended = (): void => {
+      this.#busy[i]!--;
+    };
+    spawning.tree.then((tree) => (tree === undefined ? ended() : void tree.exited.then(ended, ended)), ended);
+    return spawning;
   }
 
   #place(request: SpawnRequest<PoolGate>, lane: Lane): Spawning {

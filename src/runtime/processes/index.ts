@@ -12,7 +12,7 @@ import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
 import { DEFAULT_GRACE_SECONDS, killMarked, startOf } from '../executable/process-tree';
-import { SpawnerPool, type PoolGate } from '../executable/spawner-pool';
+import { MAX_SPAWNERS, SpawnerPool, type PoolGate } from '../executable/spawner-pool';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 
 export interface ProcessesOptions {
@@ -143,13 +143,6 @@ export function processes(options: ProcessesOptions = {}): Backend {
  * left when a core freed; 2: 32%, 3: 23%, 4: 15%, 6: 11%. Each waiting one holds its two files open in the spawner.
  */
 const QUEUE_PER_CORE = 4;
-
-/**
- * Spawners of a backend at most (one per core below that): each starts a program at a time, about a thousand a second
- * here (`spawner-pool.ts`), and is a Node process of about 45 MB, started with the first program it is handed. Two
- * are what a 2-core machine could measure; four leave room for short programs on bigger nodes.
- */
-const MAX_SPAWNERS = 4;
 
 /** processes() backends made by this process: a part of their marks. */
 let backends = 0;
