@@ -65,12 +65,16 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     await rt.shutdown();
   });
 
-  it('a program waiting behind a long one is moved to a spawner whose core is free, and keeps its output', async () => {
+  it('programs waiting behind a long one are moved, oldest first, to a spawner whose core is free, and keep their output', async () => {
     const { root, rt, ex } = await setup({ cores: 2 });
     // the long one holds one core (and its spawner's share of them) until released
     const long = ex.submit(held(root, 'long'));
-    // handed over with it, several wait in its spawner for its core
-    const short = Array.from({ length: 12 }, (_, i) => ex.submit(executable(['echo', `short ${i}`], { key: `${i}` })));
+    // handed over with it (the spawners taking turns: 0, 2, 4... to the other one, 1, 3, 5... to the long one's),
+    // several wait in its spawner for its core
+    const order = join(root, 'order');
+    const short = Array.from({ length: 12 }, (_, i) =>
+      ex.submit(executable(['sh', '-c', `echo short ${i}; echo ${i} >> ${order}`], { key: `${i}` })),
+    );
     const outcome = await Promise.race([
       Promise.all(short).then(() => 'all short ones done'),
       new Promise((resolve) => setTimeout(resolve, 30_000, 'short ones still waiting after 30 s')),
@@ -82,6 +86,10 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     expect(longRan).toBe('running'); // they were done while it still ran
     const outputs = await Promise.all(short.map(async (t) => (await readText((await t).stdout)).trim()));
     expect(outputs).toEqual(short.map((_, i) => `short ${i}`));
+    // the first ones stuck behind it were handed on in the order they came
+    const started = readFileSync(order, 'utf8').trim().split('\n').map(Number);
+    const stuck = started.filter((i) => [1, 3, 5, 7].includes(i));
+    expect(stuck).toEqual([1, 3, 5, 7]);
     await rt.shutdown();
   }, 60_000);
 });

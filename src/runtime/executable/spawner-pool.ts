@@ -12,8 +12,8 @@
  *   (`Admission.fits`: while it is in flight, nothing is handed over beyond the free cores), so no lane needs to hold
  *   them, and none could: a lane has only its share.
  * A one-core program waiting in a lane whose cores are all busy is moved to a lane with a core free (withdrawn, then
- * handed there), as soon as that lane has one: no program waits behind a long one while a core idles. Where one lane
- * runs it all (one core, or one spawner), programs go straight to it, as with a lone spawner.
+ * handed there; the oldest first), as soon as that lane has one: no program waits behind a long one while a core
+ * idles. Where one lane runs it all (one core, or one spawner), programs go straight to it, as with a lone spawner.
  *
  * A program that starts at once (of more cores, above) or on GO (its cores held by the caller) goes to the spawner
  * with the fewest such programs not ended. A remote task host (a Slurm agent, `scalems worker`) keeps one spawner:
@@ -189,7 +189,10 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
     if (to !== undefined) this.#rebalance(to);
   }
 
-  /** While `lane` has a core free, moves to it the newest program waiting in a lane whose cores are all busy. */
+  /**
+   * While `lane` has a core free, moves to it the oldest program waiting in a lane whose cores are all busy: the one
+   * that has waited longest goes first, as it would have with one spawner.
+   */
   #rebalance(lane: Lane): void {
     while (free(lane) > 0) {
       let from: Lane | undefined;
@@ -203,8 +206,7 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
         }
       }
       if (from === undefined) return;
-      const candidates = movable(from);
-      const p = candidates[candidates.length - 1]!;
+      const p = movable(from)[0]!;
       remove(from.waiting, p);
       lane.waiting.push(p);
       p.to = lane;
