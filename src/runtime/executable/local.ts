@@ -46,8 +46,8 @@ export interface LocalRunContext<G = SpawnerGate> extends ExecutablePlace {
    */
   readonly spawner: ProgramStarter<G>;
   /**
-   * The executor's cores, held in the spawner instead of at `gate`: attempts are handed to it with their files made,
-   * and it starts each as soon as its cores are free, without a round trip to this process.
+   * The executor's cores, held in the spawners instead of at `gate`: attempts are handed over with their files made,
+   * and each starts as soon as its cores are free, without a round trip to this process.
    */
   readonly spawnerGate?: G;
   /** Resolves when attempts may start (once what a dead run of the same workflow left has been ended). */
