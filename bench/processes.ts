@@ -1,14 +1,15 @@
 // 200 `true` executables through processes() against a plain child_process.spawn loop with the same
-// concurrency. Each round's executor runs one program per core before the clock starts: its one-time start (its
-// spawners, the sweep of a dead run's leftovers) is not a per-task cost, and the loop has none.
+// concurrency, run in a small process of its own (spawn-loop.ts). Each round's executor runs one program per core
+// before the clock starts: its one-time start (its spawners, the sweep of a dead run's leftovers) is not a per-task
+// cost, and the loop has none.
 // Run: npx tsx bench/processes.ts
-import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
-import { alternate, cpuMicros, fmtRatio, lanes, median, perSecond, spread } from './stats';
+import { spawnLoop } from './spawn-loop';
+import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
 
 export interface ProcessesBenchFigures {
   readonly tasks: number;
@@ -19,7 +20,7 @@ export interface ProcessesBenchFigures {
    * process group); median of the rounds
    */
   readonly scalemsPerSecond: number;
-  /** plain `spawn('true')` per second, same concurrency, stdio ignored; median of the rounds */
+  /** plain `spawn('true')` per second, same concurrency, stdio ignored, from a small process; median of the rounds */
   readonly spawnPerSecond: number;
   /** median of the rounds' spawn loop time / scalems time (goal ≥ 0.9) */
   readonly ratio: number;
@@ -118,23 +119,11 @@ function inodeMicros(n = 100): number {
   return cpuMicros(u0) / (2 * n);
 }
 
-/** Milliseconds for `n` programs started by `start`, `concurrency` at a time; the CPU per task is added to `cpu`. */
-async function spawnLoop(n: number, concurrency: number, cpu: number[], start: () => ChildProcess): Promise<number> {
-  const one = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const child = start();
-      child.once('error', reject);
-      child.once('exit', () => resolve());
-    });
-  const u0 = process.cpuUsage();
-  const ms = await lanes(n, concurrency, one);
-  cpu.push(cpuMicros(u0) / n);
+/** Milliseconds for `n` plain spawns (stdio ignored), from a process of their own (`spawn-loop.ts`). */
+async function viaSpawn(n: number, concurrency: number): Promise<number> {
+  const { ms, cpuMicros } = await spawnLoop(n, concurrency);
+  cpuPerTask.spawn.push(cpuMicros / n);
   return ms;
-}
-
-/** Milliseconds for `n` plain spawns. */
-function viaSpawn(n: number, concurrency: number): Promise<number> {
-  return spawnLoop(n, concurrency, cpuPerTask.spawn, () => spawn('true', [], { stdio: 'ignore' }));
 }
 
 /**
@@ -142,24 +131,12 @@ function viaSpawn(n: number, concurrency: number): Promise<number> {
  * does, but nothing else: the task's and the attempt's directories, stdout and stderr files as the program's, a
  * session of its own. A diagnosis (no goal): the part of the gap to the plain loop that is the attempt's files.
  */
-function viaSpawnWithFiles(n: number, concurrency: number): Promise<number> {
+async function viaSpawnWithFiles(n: number, concurrency: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-files-'));
   roots.push(root);
-  let made = 0;
-  return spawnLoop(n, concurrency, cpuPerTask.spawnWithFiles, () => {
-    const task = join(root, String(made++));
-    mkdirSync(task);
-    const cwd = join(task, 'attempt-1');
-    mkdirSync(cwd);
-    const out = openSync(join(cwd, 'stdout'), 'w');
-    const err = openSync(join(cwd, 'stderr'), 'w');
-    try {
-      return spawn('true', [], { cwd, stdio: ['ignore', out, err], detached: true });
-    } finally {
-      closeSync(out);
-      closeSync(err);
-    }
-  });
+  const { ms, cpuMicros } = await spawnLoop(n, concurrency, root);
+  cpuPerTask.spawnWithFiles.push(cpuMicros / n);
+  return ms;
 }
 
 /** Measures, prints (unless `quiet`) and returns the figures. */

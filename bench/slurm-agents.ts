@@ -11,6 +11,7 @@ import { extname, join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow, type Executor, type Runtime } from 'scalems';
 import { slurm } from 'scalems/node';
 import { alternate, fmtRatio, lanes, median, perSecond, spread } from './stats';
+import { spawnLoop } from './spawn-loop';
 import { inc } from './threads-tasks';
 
 const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
@@ -103,7 +104,7 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
     for (let r = 0; r < rounds; r++) {
       const [spawnMs, agentsMs] = await alternate(
         r,
-        () => lanes(programs, 2, run('true', [])),
+        async () => (await spawnLoop(programs, 2)).ms,
         () => timed(p.ex, programs, (i, b) => p.ex.submit(executable(['true'], { key: `t${b}-${i}` }))),
       );
       spawned.push(perSecond(programs, spawnMs));

@@ -13,12 +13,17 @@ import { removeRoots, setup, waitFor } from './support/processes';
 afterAll(removeRoots);
 
 /**
+ * Shell: waits until `<dir>/release` exists, or `dir` is gone (a test that failed before it released the program
+ * removes it: the program must not outlive the test).
+ */
+const untilReleased = (dir: string): string => `while [ -d ${dir} ] && [ ! -e ${dir}/release ]; do sleep 0.02; done`;
+
+/**
  * A program that writes its parent's pid (the spawner that started it) to `<dir>/<key>.ppid`, then runs until
  * `<dir>/release` exists.
  */
 function held(dir: string, key: string) {
-  const script =
-    `echo $PPID > ${key}.ppid.tmp && mv ${key}.ppid.tmp ${key}.ppid; ` + 'while [ ! -e release ]; do sleep 0.02; done';
+  const script = `echo $PPID > ${key}.ppid.tmp && mv ${key}.ppid.tmp ${key}.ppid; ` + untilReleased(dir);
   return executable(['sh', '-c', `cd ${dir} && ${script}`], { key });
 }
 
@@ -110,9 +115,7 @@ describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
       ...(gated && { when: { gate, cores: 1 } }),
     });
     try {
-      const running = spawner.start(
-        request('running', ['sh', '-c', `while [ ! -e ${root}/release ]; do sleep 0.02; done`]),
-      );
+      const running = spawner.start(request('running', ['sh', '-c', untilReleased(root)]));
       // read right after its start, which found its core free: it runs, and goes on running with its core held
       running.withdraw();
       const tree = await running.tree;
