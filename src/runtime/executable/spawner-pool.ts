@@ -2,8 +2,8 @@
  * Several spawners (`spawner.ts`) for one backend. A spawner starts one program at a time: its fork returns only once
  * the child has exec'd (0.8–0.9 ms of its one thread here, most of its time under load), so one spawner caps an
  * executor at about a thousand programs a second whatever its cores. With two on a 2-core machine, `processes()` went
- * from 0.825 to 0.951 of a plain spawn loop (the two alternated in one process, medians of 10 rounds of 200 `true`;
- * the benchmark's runs: docs/processes.md).
+ * from 0.825 to 0.951 of a spawn loop run in the same process (the three alternated, medians of 10 rounds of 200
+ * `true`; the benchmark's runs, against a loop in a small process of its own: docs/processes.md).
  *
  * Each spawner (a lane) holds a share of each executor's cores (`gate`):
  * - a one-core program goes to the lane with the most cores free, counting the programs handed to it that have not
@@ -19,7 +19,7 @@
  * with the fewest such programs not ended. A remote task host (a Slurm agent, `scalems worker`) keeps one spawner:
  * there the cores are held by its own gate, shared with its functions, and a second spawner showed no gain that
  * its benchmark's noise did not hide (`bench/slurm-agents.ts`, five alternating runs each: 0.43–0.61 of a spawn
- * loop with two, 0.34–0.62 with one).
+ * loop in the benchmark's process with two, 0.34–0.62 with one).
  *
  * The pool is lazy as a spawner is: a lane's process starts with its first program.
  */
