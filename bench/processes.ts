@@ -195,7 +195,8 @@ export async function benchProcesses(
     const ms = (us: number): string => (us / 1000).toFixed(2);
     console.log(
       `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, ms)} ms ` +
-        `(+ its spawner processes ${spread(cpuPerTask.spawner, ms)} ms), spawn loop ${spread(cpuPerTask.spawn, ms)} ms`,
+        `(+ its spawner processes ${spread(cpuPerTask.spawner, ms)} ms), spawn loop (its own process) ` +
+        `${spread(cpuPerTask.spawn, ms)} ms`,
     );
     console.log(
       `  diagnosis, a spawn loop that also makes each attempt's 2 directories and 2 files (detached, no other ` +

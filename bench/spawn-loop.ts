@@ -1,8 +1,8 @@
 // The baseline of processes() and of the Slurm agents' programs: a plain child_process.spawn loop, run in a fresh
 // Node process of its own. Run from the benchmark's process, whose heap the benchmarks before it have grown (a
 // million tasks), each fork copied that process's page tables: in `npm run bench` at 1ca761a the loop ran at 361
-// programs a second for 1.72 ms of CPU each, against about 850 for 0.75 ms alone, and flattered scalems, whose
-// spawners fork from small processes of their own. A small process is what a plain loop is.
+// programs a second for 1.72 ms of CPU each, against 850–1200 for 0.5–0.8 ms in a process of its own, and flattered
+// scalems, whose spawners fork from small processes of their own. A small process is what a plain loop is.
 import { execFile } from 'node:child_process';
 
 /** What the loop's process runs (`node -e`; argv: programs, concurrency, root or ''): it prints `{ ms, cpu }`. */
