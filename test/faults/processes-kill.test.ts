@@ -9,6 +9,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TaskRecord } from 'scalems';
 import { sqliteStore } from 'scalems/node';
+import { MAX_SPAWNERS } from '../../src/runtime/executable/spawner-pool';
 import { fileText, isAlive, seeded, waitFor } from '../support/work';
 
 const repo = join(__dirname, '..', '..');
@@ -168,7 +169,7 @@ describe('processes(): the driver killed with SIGKILL leaves nothing running, an
     await allStarted(0, KEYS);
     const watchdogs = carrying('FAULT_DRIVER', tag).filter((pid) => cmdline(pid).includes('scalems-spawner'));
     // one per spawner: its 16 programs at once are spread over all of the backend's (spawner-pool.ts)
-    expect(watchdogs).toHaveLength(Math.min(availableParallelism(), 4));
+    expect(watchdogs).toHaveLength(Math.min(availableParallelism(), MAX_SPAWNERS));
     for (const pid of [run.child.pid!, ...watchdogs]) process.kill(pid, 'SIGKILL');
     await run.exited;
     await sleep(300);

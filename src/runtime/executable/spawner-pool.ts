@@ -47,7 +47,6 @@ interface Lane {
 
 /** The cores of one executor, shared between the pool's spawners (see `SpawnerPool.gate`). */
 export interface PoolGate {
-  readonly cores: number;
   /** @internal */
   readonly lanes: readonly Lane[];
 }
@@ -89,7 +88,7 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
       const share = Math.floor(cores / n) + (i < cores % n ? 1 : 0);
       lanes.push({ spawner, gate: spawner.gate(share), lanes, waiting: [], running: 0 });
     }
-    return { cores, lanes };
+    return { lanes };
   }
 
   start(request: SpawnRequest<PoolGate>): Spawning {
