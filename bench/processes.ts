@@ -69,6 +69,31 @@ function spawnerMicros(): number {
 /** USER_HZ: the unit of times in /proc/<pid>/stat (100 on Linux everywhere but a few exotic builds). */
 const CLOCK_TICKS = 100;
 
+/**
+ * The machine's idle and busy ticks so far (all cores, from /proc/stat; undefined where there is none). Whether a side
+ * used the whole machine says what limits it: one that leaves cores idle waits on something (the loop: its one thread
+ * forking), one that does not is limited by the CPU it needs per task, wherever that is spent.
+ */
+function machineTicks(): { idle: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { idle: f[3]! + f[4]!, total }; // idle, iowait
+  } catch {
+    return undefined;
+  }
+}
+
+/** The percentage of the machine left idle since `t0` (NaN without /proc/stat). */
+function idleSince(t0: ReturnType<typeof machineTicks>): number {
+  const t1 = machineTicks();
+  if (t0 === undefined || t1 === undefined || t1.total === t0.total) return NaN;
+  return (100 * (t1.idle - t0.idle)) / (t1.total - t0.total);
+}
+
+/** The machine's idle percentage while each side ran, per round. */
+const idle = { scalems: [] as number[], spawn: [] as number[] };
+
 /** Milliseconds for `n` executables through scalems. */
 async function viaScalems(n: number, cores: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
@@ -81,9 +106,11 @@ async function viaScalems(n: number, cores: number): Promise<number> {
     await Promise.all(Array.from({ length: cores }, (_, i) => ex.submit(executable(['true'], { key: `warm-${i}` }))));
     const s0 = spawnerMicros();
     const u0 = process.cpuUsage();
+    const m0 = machineTicks();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: n }, (_, i) => ex.submit(executable(['true'], { key: String(i) }))));
     const ms = performance.now() - t0;
+    idle.scalems.push(idleSince(m0));
     cpuPerTask.scalems.push(cpuMicros(u0) / n);
     cpuPerTask.spawner.push((spawnerMicros() - s0) / n);
     await rt.shutdown();
@@ -121,7 +148,9 @@ function inodeMicros(n = 100): number {
 
 /** Milliseconds for `n` plain spawns (stdio ignored), from a process of their own (`spawn-loop.ts`). */
 async function viaSpawn(n: number, concurrency: number): Promise<number> {
+  const m0 = machineTicks();
   const { ms, cpuMicros } = await spawnLoop(n, concurrency);
+  idle.spawn.push(idleSince(m0)); // the loop's process starts and ends within: a few ms of that more
   cpuPerTask.spawn.push(cpuMicros / n);
   return ms;
 }
@@ -152,6 +181,8 @@ export async function benchProcesses(
   cpuPerTask.scalems.length = 0;
   cpuPerTask.spawner.length = 0;
   cpuPerTask.spawn.length = 0;
+  idle.scalems.length = 0;
+  idle.spawn.length = 0;
   await viaSpawnWithFiles(20, concurrency);
   cpuPerTask.spawnWithFiles.length = 0;
   const inodesBefore = inodeMicros();
@@ -202,6 +233,11 @@ export async function benchProcesses(
       `  diagnosis, a spawn loop that also makes each attempt's 2 directories and 2 files (detached, no other ` +
         `bookkeeping): ${spread(withFiles)} tasks/s, CPU ${spread(cpuPerTask.spawnWithFiles, ms)} ms per task; ` +
         `its time / scalems time ${spread(withFilesRatios, fmtRatio)}`,
+    );
+    const pct = (x: number): string => `${x.toFixed(0)}%`;
+    console.log(
+      `  diagnosis, the machine left idle (all ${availableParallelism()} cores): ` +
+        `scalems ${spread(idle.scalems, pct)}, spawn loop ${spread(idle.spawn, pct)}`,
     );
     console.log(
       `  the file system under ${tmpdir()}: ${inodesBefore.toFixed(0)} µs (before the rounds), ` +
