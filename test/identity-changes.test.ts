@@ -2,7 +2,16 @@
 // the function's code, an input file's content, an argument mutated after submit, closures met in
 // another order. (What makes two submissions the same task: README, "Task identity".)
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  type BigIntStats,
+  type StatSyncOptions,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -187,6 +196,54 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(changedInputs(atSubmit, names, deck)).toEqual(['a;b="c".txt', '<stdin>']);
     // an input the text does not name (an upstream output, resolved at run time) is not looked at
     expect(changedInputs(atSubmit, { ...names, upstream: join(dir, 'none') }, undefined)).toEqual(['a;b="c".txt']);
+  });
+
+  describe('a large input, whose digest is kept while its stat stays the same', () => {
+    // the module object itself (an `import * as` copy would not reach digest.ts's calls)
+    const fs = require('node:fs') as typeof import('node:fs');
+    const realStat = fs.statSync;
+    /** Every stat of `path` says `frozen`: what the file system shows when it is written again within one tick. */
+    const freeze = (path: string, frozen: BigIntStats): void => {
+      jest
+        .spyOn(fs, 'statSync')
+        .mockImplementation(((p: string, o?: StatSyncOptions) =>
+          p === path ? frozen : realStat(p, o)) as typeof fs.statSync);
+    };
+    afterEach(() => jest.restoreAllMocks());
+
+    it('written again just after it changed, within the tick of the stat: it is read again, never served as before', () => {
+      const big = join(dir, 'big.dat');
+      const spec = executable(['true'], { inputs: { 'big.dat': big } });
+      writeFileSync(big, 'A'.repeat(2 << 20));
+      freeze(big, realStat(big, { bigint: true }));
+      const first = inputsIdentity(spec, dir);
+      writeFileSync(big, 'B'.repeat(2 << 20)); // same size, and (frozen) the same times
+      // kept, the digest of the A's would have named the B's: a task run on them, filed under the A's id
+      expect(inputsIdentity(spec, dir)).not.toBe(first);
+      writeFileSync(big, 'A'.repeat(2 << 20));
+      expect(inputsIdentity(spec, dir)).toBe(first);
+    });
+
+    it('unchanged for longer than a tick, it is read once, then known by its stat', () => {
+      const big = join(dir, 'old.dat');
+      const spec = executable(['true'], { inputs: { 'old.dat': big } });
+      writeFileSync(big, 'C'.repeat(2 << 20));
+      const stat = realStat(big, { bigint: true });
+      const hourAgo = stat.ctimeNs - 3_600_000_000_000n;
+      freeze(
+        big,
+        Object.assign(Object.create(Object.getPrototypeOf(stat) as object) as BigIntStats, stat, {
+          ctimeNs: hourAgo,
+          mtimeNs: hourAgo,
+        }),
+      );
+      const opened = jest.spyOn(fs, 'openSync');
+      const reads = (): number => opened.mock.calls.filter(([p]) => p === big).length;
+      const first = inputsIdentity(spec, dir);
+      expect(reads()).toBe(1);
+      expect(inputsIdentity(spec, dir)).toBe(first);
+      expect(reads()).toBe(1);
+    });
   });
 
   it('a succeeded executable whose files are gone runs again instead of being served', async () => {

@@ -93,6 +93,15 @@ interface Known {
 /** digests of large files, by path, valid while the file's stat says it has not changed */
 const known = new Map<string, Known>();
 
+/**
+ * How long ago a file must have last changed for its digest to be kept. File times move in coarse ticks (the kernel's
+ * clock tick on ext4, milliseconds apart; a file server's own clock on NFS), so a file written again within the tick
+ * of the stat that was kept, to the same size, keeps the same stat: the kept digest would then be served for other
+ * content, and the task filed under the old content's id ("racily clean", in git's words). A file that changed this
+ * recently is read again at each submit instead.
+ */
+const SETTLED_NS = 2_000_000_000n;
+
 const unchanged = (a: BigIntStats, b: BigIntStats): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 
@@ -128,8 +137,15 @@ function readDigest(path: string, depth: number): string {
   const digest = `file${(stat.mode & 0o111n) !== 0n ? '+x' : ''}:${hashFile(path)}`;
   // the stat taken after reading: a write while it was read is seen as a change the next time
   const after = statSync(path, { bigint: true, throwIfNoEntry: false });
-  if (stat.size > SMALL && after !== undefined && unchanged(stat, after)) known.set(path, { stat: after, digest });
+  if (stat.size > SMALL && after !== undefined && unchanged(stat, after) && settled(after))
+    known.set(path, { stat: after, digest });
   return digest;
+}
+
+/** The file last changed more than `SETTLED_NS` ago (a time ahead of this clock is not). */
+function settled(stat: BigIntStats): boolean {
+  const now = BigInt(Date.now()) * 1_000_000n;
+  return now - stat.ctimeNs > SETTLED_NS && now - stat.mtimeNs > SETTLED_NS;
 }
 
 const buffer = Buffer.allocUnsafe(1 << 20);
