@@ -264,6 +264,26 @@ export function storeConformance(
       expect(await store.get(key)).toMatchObject({ state: 'failed', attempts: 2 });
     });
 
+    test('setRecords and set on one key: the last write is what get, keys and entries see; del removes it', async () => {
+      if (store.setRecords === undefined) return;
+      const [[key, record]] = sampleRecords() as [[string, TaskRecord]];
+      const asJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+      await store.set(key, { plain: 1 });
+      await store.setRecords([[key, record]]);
+      expect(await store.get(key)).toEqual(asJson(record));
+      await store.set(key, { plain: 2 });
+      expect(await store.get(key)).toEqual({ plain: 2 });
+      await store.setRecords([[key, { ...record, attempts: 3 }]]);
+      expect(await store.get(key)).toMatchObject({ attempts: 3 });
+      expect((await store.keys()).filter((k) => k === key)).toHaveLength(1);
+      const listed = (await store.entries()).filter(([k]) => k === key);
+      expect(listed).toHaveLength(1);
+      expect(listed[0]![1]).toMatchObject({ attempts: 3 });
+      await store.del(key);
+      expect(await store.get(key)).toBeUndefined();
+      expect(await store.keys()).not.toContain(key);
+    });
+
     test('operations after close reject with StoreClosedError; close is idempotent', async () => {
       await store.set('a', 1);
       await store.close();
