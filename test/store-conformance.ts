@@ -284,6 +284,13 @@ export function storeConformance(
       expect(await store.keys()).not.toContain(key);
     });
 
+    test('a store spread from it, with a setMany of its own, gets every write through that setMany', () => {
+      // how a user logs or fails writes: the workflow writes with setRecords or setManyChecked where a store has them
+      const spread: Store = { ...store, setMany: (entries) => store.setMany(entries) };
+      expect(spread.setRecords).toBeUndefined();
+      expect(spread.setManyChecked).toBeUndefined();
+    });
+
     test('operations after close reject with StoreClosedError; close is idempotent', async () => {
       await store.set('a', 1);
       await store.close();

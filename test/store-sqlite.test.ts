@@ -148,6 +148,36 @@ describe('sqliteStore file format', () => {
     still.close();
   });
 
+  test('a store spread from it with its own setMany (logging, failing writes) sees every record the workflow writes', async () => {
+    const triple = defineTask('store-sqlite.triple', async (x: number) => 3 * x);
+    const inner = sqliteStore(file);
+    const seen: string[] = [];
+    const store: Store = {
+      ...inner,
+      setMany: async (entries) => {
+        for (const [key] of entries) seen.push(key);
+        return inner.setMany(entries);
+      },
+    };
+    const wf = await openWorkflow({ store, name: 'spread' });
+    let id = '';
+    try {
+      const t = executor(launch(wf, inProcess())).submit(triple, 5);
+      id = t.id;
+      expect(await t).toBe(15);
+      await wf.flushed();
+    } finally {
+      await wf.close();
+    }
+    expect(seen).toContain(`task:${id}`);
+    const again = sqliteStore(file);
+    try {
+      expect(await again.get(`task:${id}`)).toMatchObject({ id, state: 'succeeded', result: 15 });
+    } finally {
+      await again.close();
+    }
+  });
+
   test('an encoded record that does not decode is damage, named by its key', async () => {
     const store = openStore(file);
     await store.set('meta:x', 1);

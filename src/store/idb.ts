@@ -1,7 +1,7 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
 import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../errors';
-import { versionProblem, type Store } from './store';
+import { versionProblem, withInternalWrites, type Store } from './store';
 import { assertStorable } from './storable';
 
 /** The schema version this code reads and writes, kept in the store under {@link IDB_META_KEY}. */
@@ -70,7 +70,7 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
     database().then((db) => callback(db.transaction(storeName, mode).objectStore(storeName)));
   database().catch(() => undefined); // start opening now; the error is reported by the operations
 
-  return {
+  const store: Store = {
     description,
     assertStorable,
     get: <V>(key: string) => get<V>(key, useStore),
@@ -80,13 +80,6 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
     },
     setMany: async (batch) => {
       for (const [key, value] of batch) assertStorable(key, value);
-      if (batch.length > 0)
-        await setMany(
-          batch.map(([key, value]) => [key, value]),
-          useStore,
-        );
-    },
-    setManyChecked: async (batch) => {
       if (batch.length > 0)
         await setMany(
           batch.map(([key, value]) => [key, value]),
@@ -106,6 +99,15 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
       await (await lock.catch(() => undefined))?.release();
     },
   };
+  return withInternalWrites(store, {
+    setManyChecked: async (batch) => {
+      if (batch.length > 0)
+        await setMany(
+          batch.map(([key, value]) => [key, value]),
+          useStore,
+        );
+    },
+  });
 }
 
 interface WebLock {

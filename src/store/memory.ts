@@ -2,7 +2,7 @@
 import { StoreClosedError } from '../errors';
 import { TASK_KEY_PREFIX } from './slot';
 import type { TaskRecord } from './state';
-import type { Store } from './store';
+import { withInternalWrites, type Store } from './store';
 
 /**
  * A store that keeps everything in memory, by reference. The default in a browser, and the store
@@ -83,8 +83,5 @@ export function memoryStore(): Store {
       closed = true;
     },
   };
-  // not enumerable: a store made from this one by spreading it (`{ ...memoryStore(), setMany }`, to log or fail
-  // writes) has no `setRecords`, so the workflow's writes go through its `setMany`
-  Object.defineProperty(store, 'setRecords', { value: setRecords, enumerable: false });
-  return store;
+  return withInternalWrites(store, { setRecords });
 }

@@ -12,7 +12,7 @@ import {
 } from '../errors';
 import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
-import { versionProblem, type Store } from './store';
+import { versionProblem, withInternalWrites, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { decodeRecord, encodeRecordBody, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
@@ -318,7 +318,7 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
     }
   }
 
-  return {
+  const store: Store = {
     description,
     assertStorable,
     async get<V>(key: string) {
@@ -337,18 +337,6 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
       const rows: string[] = [];
       for (const [key, value] of entries) rows.push(key, toStorableJson(key, value));
       if (rows.length > 0) await w.write(rows);
-    },
-    async setManyChecked(entries) {
-      const w = writable();
-      const rows: string[] = [];
-      for (const [key, value] of entries) rows.push(key, JSON.stringify(value));
-      if (rows.length > 0) await w.write(rows);
-    },
-    async setRecords(entries) {
-      const w = writable();
-      const rows: string[] = [];
-      for (const [key, record] of entries) rows.push(key, encodeRecordBody(key, record));
-      if (rows.length > 0) await w.append(rows);
     },
     async del(key) {
       await writable().del(key);
@@ -377,4 +365,19 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
       }
     },
   };
+  // values the workflow has checked, and its records in their compact form (`record-codec.ts`)
+  return withInternalWrites(store, {
+    async setManyChecked(entries) {
+      const w = writable();
+      const rows: string[] = [];
+      for (const [key, value] of entries) rows.push(key, JSON.stringify(value));
+      if (rows.length > 0) await w.write(rows);
+    },
+    async setRecords(entries) {
+      const w = writable();
+      const rows: string[] = [];
+      for (const [key, record] of entries) rows.push(key, encodeRecordBody(key, record));
+      if (rows.length > 0) await w.append(rows);
+    },
+  });
 }

@@ -46,6 +46,17 @@ export interface Store {
 }
 
 /**
+ * @internal Gives `store` the workflow's own ways in (`setManyChecked`, `setRecords`), not enumerable: a store made
+ * from it by spreading it (`{ ...sqliteStore(path), setMany }`, as a user logs or fails writes) has neither, so the
+ * workflow's writes go through that store's `setMany`.
+ */
+export function withInternalWrites(store: Store, internal: Pick<Store, 'setManyChecked' | 'setRecords'>): Store {
+  for (const [name, value] of Object.entries(internal))
+    Object.defineProperty(store, name, { value, enumerable: false });
+  return store;
+}
+
+/**
  * @internal Why a store of format `found` cannot be opened by this scalems (format `expected`), and what to do.
  * Format 1 identified a function task by its name alone and an input file by its path: its results cannot be
  * matched safely to tasks identified by function version and file content, so it is refused, not migrated.
