@@ -5,11 +5,9 @@
 // stdout and stderr on /dev/null. Nothing else changes: the same driver, pool, gates and messages. Each round's
 // ratios are against the same plain spawn loop (spawn-loop.ts, in a process of its own), timed just before.
 // Run, built: node build/bench/bench/processes-files.js [rounds]
-import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
-import { processes } from 'scalems/node';
+import { removeRoots, viaScalems } from './processes';
 import { spawnLoop } from './spawn-loop';
 import { fmtRatio, spread } from './stats';
 
@@ -38,23 +36,10 @@ function withoutFiles(text: string): string {
 let current = asItIs;
 Object.defineProperty(program, 'SPAWNER_PROGRAM', { get: () => current });
 
-const roots: string[] = [];
-
-/** Milliseconds for `n` `true` executables through processes() with spawners running `text`. */
-async function viaScalems(n: number, cores: number, text: string): Promise<number> {
+/** `viaScalems` (processes.ts) with spawners that run `text`: each executor starts its own. */
+function viaScalemsRunning(n: number, cores: number, text: string): Promise<number> {
   current = text;
-  const root = mkdtempSync(join(tmpdir(), 'scalems-bench-files-'));
-  roots.push(root); // removed at the end: see processes.ts on deleting inodes between rounds
-  const wf = await openWorkflow({ store: memoryStore(), name: 'bench' });
-  const rt = launch(wf, processes({ root, cores }));
-  const ex = executor(rt);
-  await Promise.all(Array.from({ length: cores }, (_, i) => ex.submit(executable(['true'], { key: `warm-${i}` }))));
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: n }, (_, i) => ex.submit(executable(['true'], { key: String(i) }))));
-  const ms = performance.now() - t0;
-  await rt.shutdown();
-  await wf.close();
-  return ms;
+  return viaScalems(n, cores);
 }
 
 async function main(rounds: number, tasks = 200): Promise<void> {
@@ -63,19 +48,19 @@ async function main(rounds: number, tasks = 200): Promise<void> {
   const ratios = { asItIs: [] as number[], noFiles: [] as number[] };
   try {
     await spawnLoop(20, cores);
-    await viaScalems(20, cores, asItIs);
-    await viaScalems(20, cores, noFiles);
+    await viaScalemsRunning(20, cores, asItIs);
+    await viaScalemsRunning(20, cores, noFiles);
     for (let r = 0; r < rounds; r++) {
       const { ms: loop } = await spawnLoop(tasks, cores);
       const first = r % 2 === 0 ? asItIs : noFiles;
-      const a = await viaScalems(tasks, cores, first);
-      const b = await viaScalems(tasks, cores, first === asItIs ? noFiles : asItIs);
+      const a = await viaScalemsRunning(tasks, cores, first);
+      const b = await viaScalemsRunning(tasks, cores, first === asItIs ? noFiles : asItIs);
       const [withMs, withoutMs] = first === asItIs ? [a, b] : [b, a];
       ratios.asItIs.push(loop / withMs);
       ratios.noFiles.push(loop / withoutMs);
     }
   } finally {
-    for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+    removeRoots(); // kept until now: see processes.ts on deleting inodes between rounds
   }
   console.log(`processes(), ${tasks} x true, concurrency ${cores}: spawn loop time / scalems time, ${rounds} rounds`);
   console.log(`  as it is:                   ${spread(ratios.asItIs, fmtRatio)}`);

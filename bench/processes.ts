@@ -94,8 +94,8 @@ function idleSince(t0: ReturnType<typeof machineTicks>): number {
 /** The machine's idle percentage while each side ran, per round. */
 const idle = { scalems: [] as number[], spawn: [] as number[] };
 
-/** Milliseconds for `n` executables through scalems. */
-async function viaScalems(n: number, cores: number): Promise<number> {
+/** Milliseconds for `n` executables through scalems (its root is kept until `removeRoots`). */
+export async function viaScalems(n: number, cores: number): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
   try {
     const wf = await openWorkflow({ store: memoryStore(), name: 'bench' });
@@ -126,6 +126,11 @@ async function viaScalems(n: number, cores: number): Promise<number> {
  * inodes right away made the next rounds pay for it.
  */
 const roots: string[] = [];
+
+/** Removes the roots of the rounds so far. */
+export function removeRoots(): void {
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+}
 
 /**
  * CPU (µs) of this process per inode made under the temporary directory: `n` directories, a file in each, as an
@@ -215,7 +220,7 @@ export async function benchProcesses(
     ratioSpread: [Math.min(...ratios), Math.max(...ratios)],
   };
   const inodesAfter = inodeMicros();
-  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+  removeRoots();
   if (options.quiet !== true) {
     console.log(
       `processes(): ${f.tasks} x true, concurrency ${f.concurrency} (median [min–max] of ${rounds} alternating rounds)`,
