@@ -132,10 +132,11 @@ const SLURM_TIMEOUT = 120_000;
 
 describeWithService('slurm', 'slurm() on the test cluster', () => {
   // Each test's executor holds an allocation of up to 2 CPUs: tests run one at a time, each released before the next.
-  // With agents (the default), all behaviours, with programs and with functions (on the agents' threads). With one
-  // job step per attempt: all behaviours with programs; with functions (each step starts the scalems-task entry
-  // point, ~0.5 s of CPU here), those in which the scalems-task runner differs from a program: its errors,
-  // cancellation through the task's signal, currentTask().
+  // With agents (the default), all behaviours, with programs and with functions (on the agents' threads), and with
+  // programs on agents started without modules (which hold their cores in their spawners). With one job step per
+  // attempt: all behaviours with programs; with functions (each step starts the scalems-task entry point, ~0.5 s of
+  // CPU here), those in which the scalems-task runner differs from a program: its errors, cancellation through the
+  // task's signal, currentTask().
   backendConformance(
     'slurm(), executables on the agents',
     { closures: false, ranks: true },
@@ -143,6 +144,18 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
       kit: executableKit({ walltime: 1 }),
       refuses: [refuse.closure],
       backend: (root) => ({ backend: slurm({ modules: [MODULE], root }), leftovers: slurmLeft }),
+      timeout: SLURM_TIMEOUT,
+    },
+  );
+
+  // an agent without modules runs programs only, and holds its cores in its spawners (remote/host.ts)
+  backendConformance(
+    'slurm() without modules, executables on the agents',
+    { closures: false, ranks: true },
+    {
+      kit: executableKit({ walltime: 1 }),
+      refuses: [refuse.closure],
+      backend: (root) => ({ backend: slurm({ root }), leftovers: slurmLeft }),
       timeout: SLURM_TIMEOUT,
     },
   );

@@ -293,6 +293,46 @@ describeWithService('slurm', 'slurm() agents and the life of the program', () =>
   }, 120_000);
 });
 
+/** The spawner processes (`scalems-spawner`) that process `pid` started. */
+function spawnersOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .map(Number)
+    .filter((child) => Number.isInteger(child) && child > 0)
+    .filter((child) => {
+      const stat = read(`/proc/${child}/stat`) ?? '';
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === pid && (read(`/proc/${child}/cmdline`) ?? '').includes('scalems-spawner');
+    });
+}
+
+describeWithService('slurm', 'slurm() agents without modules: programs only', () => {
+  it('an agent that runs no functions holds its cores in a spawner per core: never more programs than cores', async () => {
+    const wf = await openWorkflow({ name: 'agents-programs-only', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-agents-programs-'));
+    const rt = launch(wf, slurm({ root, gracePeriod: 0.5, address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 2, nodes: 1 } });
+      const script = 'echo "$(date +%s%N)"; sleep 0.4; echo "$(date +%s%N)"';
+      const runs = Array.from({ length: 6 }, (_, i) => ex.submit(executable(['sh', '-c', script], { key: `s${i}` })));
+      // the agent's spawners, counted while its programs run: one per core (a host with functions keeps one)
+      let spawners = 0;
+      const sample = setInterval(() => {
+        for (const a of agents()) spawners = Math.max(spawners, spawnersOf(a.pid).length);
+      }, 50);
+      const spans = await Promise.all(
+        runs.map(async (r) => (await readText((await r).stdout)).trim().split('\n').map(BigInt) as [bigint, bigint]),
+      );
+      clearInterval(sample);
+      expect(spawners).toBe(2);
+      // the cores are held in those spawners: at no program's start were more than 2 running
+      const overlaps = spans.map(([start]) => spans.filter(([s, e]) => s <= start && start < e).length);
+      expect(Math.max(...overlaps)).toBe(2);
+    } finally {
+      await rt.shutdown();
+    }
+  }, 120_000);
+});
+
 describeWithService(['slurm', 'mpi'], 'slurm() agents: where a task wider than any node of the allocation goes', () => {
   it('a first task that fits no node of the allocation (1 core on each of 2) runs as a step over both', async () => {
     const wf = await openWorkflow({ name: 'agents-wide-first', store: memoryStore() });

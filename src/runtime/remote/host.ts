@@ -20,7 +20,7 @@ import type { CoreGate } from '../executable/core-gate';
 import { runLocalExecutable } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
-import { Spawner } from '../executable/spawner';
+import { MAX_SPAWNERS, SpawnerPool, type PoolGate } from '../executable/spawner-pool';
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
 import { jsonWire, type RemoteOutcome, type Wire } from './wire';
@@ -50,10 +50,11 @@ export interface TaskHostOptions {
   /**
    * The cores attempts hold while they run, for a host that is handed one-core attempts ahead of a free core: they
    * prepare (a program's working directory and files) at once, then wait here. None: each runs when it arrives.
+   * A host that runs programs only (no `modules`) holds them in its spawners instead (see `TaskHost`).
    */
   readonly gate?: CoreGate;
   /**
-   * If this process dies without ending its programs (SIGKILL), its spawner (`spawner.ts`) ends their trees in any
+   * If this process dies without ending its programs (SIGKILL), its spawners (`spawner.ts`) end their trees in any
    * case; with this, also every process that carries one of its attempt marks (daemons, which left their trees). For a
    * host whose death must not leave work running (a Slurm agent). @default false
    */
@@ -78,7 +79,9 @@ export class TaskHost {
   private readonly ending = new Set<Promise<void>>();
   private readonly functions: BackendExecutor | undefined;
   private readonly runner: RemoteRunner | undefined;
-  private readonly spawner: Spawner;
+  private readonly spawner: SpawnerPool;
+  /** the cores of a host with a gate that runs programs only, held in its spawners (see the constructor) */
+  private readonly spawnerGate: PoolGate | undefined;
   private readonly markPrefix: string | undefined;
   private attempts = 0;
   private readonly wire: Wire;
@@ -98,8 +101,16 @@ export class TaskHost {
     this.functions = modules.length > 0 && options.inline !== true ? options.pool?.(modules, options.cores) : undefined;
     if (options.watchdog === true) this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
     // makes the directories and files and forks the programs; ends them (and, with a watchdog, every process that
-    // carries one of its marks) if this process dies first
-    this.spawner = new Spawner(this.markPrefix ?? '', 3);
+    // carries one of its marks) if this process dies first.
+    // A gated host that runs programs only (a Slurm agent without modules) holds its cores in its spawners, one per
+    // core up to MAX_SPAWNERS, as processes() does: a program starts the moment another exits, where the gate here
+    // would start it on a GO line sent once the spawner's exit line has been read (a round trip of 0.4-0.5 ms per
+    // program on a busy 2-core node, a sixth of a `true` program's turn). A host that also runs functions keeps its
+    // gate, which functions share first come first served, and one spawner: a second one showed no gain there
+    // (docs/processes.md).
+    const programsOnly = options.gate !== undefined && modules.length === 0;
+    this.spawner = new SpawnerPool(programsOnly ? Math.min(options.cores, MAX_SPAWNERS) : 1, this.markPrefix ?? '', 3);
+    this.spawnerGate = programsOnly ? this.spawner.gate(options.cores) : undefined;
   }
 
   /** attempts running now */
@@ -245,7 +256,7 @@ export class TaskHost {
       mpi: {},
       workerEnv: {},
       ending: this.ending,
-      gate: this.options.gate,
+      ...(this.spawnerGate !== undefined ? { spawnerGate: this.spawnerGate } : { gate: this.options.gate }),
       spawner: this.spawner,
       ...(prefix !== undefined && { marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` } }),
     });

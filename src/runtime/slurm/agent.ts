@@ -1,11 +1,11 @@
 /**
  * The resident agent of one node of a `slurm()` allocation: started once per node as one long-lived job step, it
  * connects back to the driver, says what its node offers, and runs the attempts the driver places on it through the
- * shared task host (`remote/host.ts`): functions on its worker-thread pool, programs (started by its spawner,
+ * shared task host (`remote/host.ts`): functions on its worker-thread pool, programs (started by its spawners,
  * `executable/spawner.ts`) in the working directory the driver names. It beats every HEARTBEAT_MS; it checks its
  * node's slurmd at each beat and says it is unwell (and ends its work) when that stops answering. When the driver
  * goes (the connection ends, by `bye` or because the driver died), it stops its work, ends its programs' process
- * trees and exits; if it is killed itself, its spawner (also its watchdog) ends them.
+ * trees and exits; if it is killed itself, its spawners (also its watchdogs) end them.
  */
 import { execFile } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
