@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
 import { spawnLoop } from './spawn-loop';
-import { alternate, cpuMicros, fmtRatio, median, perSecond, spread } from './stats';
+import { alternate, cpuMicros, fmtRatio, idleSince, machineTicks, median, perSecond, spread } from './stats';
 
 export interface ProcessesBenchFigures {
   readonly tasks: number;
@@ -68,28 +68,6 @@ function spawnerMicros(): number {
 
 /** USER_HZ: the unit of times in /proc/<pid>/stat (100 on Linux everywhere but a few exotic builds). */
 const CLOCK_TICKS = 100;
-
-/**
- * The machine's idle and busy ticks so far (all cores, from /proc/stat; undefined where there is none). Whether a side
- * used the whole machine says what limits it: one that leaves cores idle waits on something (the loop: its one thread
- * forking), one that does not is limited by the CPU it needs per task, wherever that is spent.
- */
-function machineTicks(): { idle: number; total: number } | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { idle: f[3]! + f[4]!, total }; // idle, iowait
-  } catch {
-    return undefined;
-  }
-}
-
-/** The percentage of the machine left idle since `t0` (NaN without /proc/stat). */
-function idleSince(t0: ReturnType<typeof machineTicks>): number {
-  const t1 = machineTicks();
-  if (t0 === undefined || t1 === undefined || t1.total === t0.total) return NaN;
-  return (100 * (t1.idle - t0.idle)) / (t1.total - t0.total);
-}
 
 /** The machine's idle percentage while each side ran, per round. */
 const idle = { scalems: [] as number[], spawn: [] as number[] };

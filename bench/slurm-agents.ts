@@ -10,23 +10,27 @@ import { cpus, tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow, type Executor, type Runtime } from 'scalems';
 import { slurm } from 'scalems/node';
-import { alternate, fmtRatio, lanes, median, perSecond, spread } from './stats';
+import { alternate, fmtRatio, idleSince, lanes, machineTicks, median, perSecond, spread } from './stats';
 import { spawnLoop } from './spawn-loop';
 import { inc } from './threads-tasks';
 
 const MODULE = join(__dirname, `threads-tasks${extname(__filename)}`);
 
-/** An executor of `cores` cores on `nodes` nodes, its allocation granted and its agents up. */
+/**
+ * An executor of `cores` cores on `nodes` nodes, its allocation granted and its agents up; with `modules: false`, its
+ * agents run programs only (and hold their cores in their spawners).
+ */
 async function open(
   mode: 'agents' | 'steps',
   cores: number,
   nodes: number,
+  modules = true,
 ): Promise<{ ex: Executor; rt: Runtime; jobId: string; root: string }> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-agents-'));
   const wf = await openWorkflow({ store: memoryStore(), name: `bench-${mode}` });
-  const rt = launch(wf, slurm({ root, modules: [MODULE], mode, nodes, address: '127.0.0.1' }));
+  const rt = launch(wf, slurm({ root, modules: modules ? [MODULE] : [], mode, nodes, address: '127.0.0.1' }));
   const ex = executor(rt, { worker: { cores, nodes } });
-  await ex.submit(inc, -1); // granted, started
+  await (modules ? ex.submit(inc, -1) : ex.submit(executable(['true'], { key: 'warm' }))); // granted, started
   const jobId = execFileSync('squeue', ['-h', '-n', `scalems-${ex.id}-${process.pid}`, '-o', '%i'], {
     encoding: 'utf8',
   }).trim();
@@ -54,10 +58,13 @@ export interface SlurmAgentsFigures {
   readonly srunPerSecond: number;
   /** agents / plain srun loop: the goal is >= 50 */
   readonly agentsOverSrun: number;
+  /** `true` programs per second on one node's agent, started without modules (programs only) */
   readonly programsPerSecond: number;
   readonly spawnPerSecond: number;
-  /** spawn loop time / agents time for `true` programs on one node: the goal is >= 0.8 */
+  /** spawn loop time / agents time for `true` programs on one node's agent without modules: the goal is >= 0.8 */
   readonly programsOverSpawn: number;
+  /** the same on an agent started with modules, whose cores its functions share (a GO line per program) */
+  readonly programsWithModulesOverSpawn: number;
 }
 
 export async function benchSlurmAgents(functions = 2000, programs = 500, rounds = 5): Promise<SlurmAgentsFigures> {
@@ -95,25 +102,42 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
     await s.rt.shutdown();
     rmSync(s.root, { recursive: true, force: true });
   }
-  // 2. programs on one node
+  // 2. programs on one node: on an agent that runs programs only (no modules), and on one that runs functions too
   const progs: number[] = [];
+  const progsWithModules: number[] = [];
+  const overSpawnWithModules: number[] = [];
   const spawned: number[] = [];
   const overSpawn: number[] = [];
-  const p = await open('agents', 2, 1);
+  // the machine left idle while each side ran: one that leaves cores idle waits on something, one that does not is
+  // limited by the CPU it spends per program
+  const idle = { agents: [] as number[], spawn: [] as number[], withModules: [] as number[] };
+  const idleOf = async (into: number[], side: () => Promise<number>): Promise<number> => {
+    const m0 = machineTicks();
+    const ms = await side();
+    into.push(idleSince(m0));
+    return ms;
+  };
+  const trues = (ex: Executor) => (): Promise<number> =>
+    timed(ex, programs, (i, b) => ex.submit(executable(['true'], { key: `t${b}-${i}` })));
+  const p = await open('agents', 2, 1, false);
+  const q = await open('agents', 2, 1);
   try {
     for (let r = 0; r < rounds; r++) {
       const [spawnMs, agentsMs] = await alternate(
         r,
-        async () => (await spawnLoop(programs, 2)).ms,
-        () => timed(p.ex, programs, (i, b) => p.ex.submit(executable(['true'], { key: `t${b}-${i}` }))),
+        () => idleOf(idle.spawn, async () => (await spawnLoop(programs, 2)).ms),
+        () => idleOf(idle.agents, trues(p.ex)),
       );
       spawned.push(perSecond(programs, spawnMs));
       progs.push(perSecond(programs, agentsMs));
       overSpawn.push(spawnMs / agentsMs);
+      const withModulesMs = await idleOf(idle.withModules, trues(q.ex));
+      progsWithModules.push(perSecond(programs, withModulesMs));
+      overSpawnWithModules.push(spawnMs / withModulesMs);
     }
   } finally {
-    await p.rt.shutdown();
-    rmSync(p.root, { recursive: true, force: true });
+    await Promise.all([p.rt.shutdown(), q.rt.shutdown()]);
+    for (const root of [p.root, q.root]) rmSync(root, { recursive: true, force: true });
   }
   const figures: SlurmAgentsFigures = {
     agentsPerSecond: median(agents),
@@ -123,6 +147,7 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
     programsPerSecond: median(progs),
     spawnPerSecond: median(spawned),
     programsOverSpawn: median(overSpawn),
+    programsWithModulesOverSpawn: median(overSpawnWithModules),
   };
   console.log(`slurm() agents (${cpus().length} cores here; 2 nodes of 2 CPUs; median [min–max] of ${rounds} rounds):`);
   console.log(`  ${functions} no-op functions on the agents: ${spread(agents)} tasks/s`);
@@ -130,9 +155,20 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
   console.log(`  plain srun --exact -n1 true loop, ${cores} at a time: ${spread(srun, (x) => x.toFixed(1))} steps/s`);
   console.log(`  agents / srun loop ${spread(overSrun, (x) => x.toFixed(0))} (goal ≥ 50)`);
   console.log(
-    `  ${programs} x true on one node's agent: ${spread(progs)} tasks/s; plain spawn loop ${spread(spawned)}`,
+    `  ${programs} x true on one node's agent started without modules (programs only): ${spread(progs)} tasks/s; ` +
+      `plain spawn loop ${spread(spawned)}`,
   );
   console.log(`  ratio spawn loop time / agents time ${spread(overSpawn, fmtRatio)} (goal ≥ 0.8)`);
+  console.log(
+    `  the same on an agent with modules (its cores shared with functions, a GO line per program): ` +
+      `${spread(progsWithModules)} tasks/s, ratio ${spread(overSpawnWithModules, fmtRatio)}`,
+  );
+  const pct = (x: number): string => `${x.toFixed(0)}%`;
+  console.log(
+    `  diagnosis, the machine left idle (all ${cpus().length} cores): agents without modules ` +
+      `${spread(idle.agents, pct)}, with modules ${spread(idle.withModules, pct)}, ` +
+      `spawn loop ${spread(idle.spawn, pct)}`,
+  );
   return figures;
 }
 

@@ -1,6 +1,7 @@
 // Figures over the rounds of a benchmark: the median, and the spread printed as `median [min–max]`.
 // These machines are shared and noisy: each benchmark alternates its baseline and scalems rounds, so
 // that noise hits both, and reports the median of the rounds with their spread rather than one figure.
+import { readFileSync } from 'node:fs';
 
 export const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -53,4 +54,26 @@ export async function lanes(n: number, concurrency: number, one: () => Promise<v
 export function cpuMicros(start: NodeJS.CpuUsage): number {
   const u = process.cpuUsage(start);
   return u.user + u.system;
+}
+
+/**
+ * The machine's idle and busy ticks so far (all cores, from /proc/stat; undefined where there is none). Whether a side
+ * used the whole machine says what limits it: one that leaves cores idle waits on something (the loop: its one thread
+ * forking), one that does not is limited by the CPU it needs per task, wherever that is spent.
+ */
+export function machineTicks(): { idle: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { idle: f[3]! + f[4]!, total }; // idle, iowait
+  } catch {
+    return undefined;
+  }
+}
+
+/** The percentage of the machine left idle since `t0` (NaN without /proc/stat). */
+export function idleSince(t0: ReturnType<typeof machineTicks>): number {
+  const t1 = machineTicks();
+  if (t0 === undefined || t1 === undefined || t1.total === t0.total) return NaN;
+  return (100 * (t1.idle - t0.idle)) / (t1.total - t0.total);
 }
