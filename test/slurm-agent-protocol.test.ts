@@ -9,7 +9,15 @@ import { firstValueFrom } from 'rxjs';
 import { AgentProtocolError, NodeFailureError, UnknownTaskError, UnsatisfiableRequirementsError } from 'scalems';
 import type { AttemptData } from '../src/runtime/remote/attempt-data';
 import { runAgent } from '../src/runtime/slurm/agent';
-import { decodeLine, AgentMessage, line, lineReader, MAX_LINE_BYTES } from '../src/runtime/slurm/agent-protocol';
+import {
+  decodeLine,
+  AgentMessage,
+  LAYOUT_VARIABLE,
+  formatLayout,
+  line,
+  lineReader,
+  MAX_LINE_BYTES,
+} from '../src/runtime/slurm/agent-protocol';
 import { AgentPool } from '../src/runtime/slurm/agents';
 import { agentCommand } from '../src/runtime/slurm/on-agents';
 
@@ -56,7 +64,9 @@ describe('slurm() agents, with a stand-in for srun', () => {
       memoryOf: () => Infinity,
       srun: FAKE_SRUN,
     });
-    await pool.start('0', LAYOUT, agentCommand([MODULE], process.execPath), process.env, process.cwd());
+    // the agents' cores, as slurm() gives them (on-agents.ts)
+    const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(LAYOUT) };
+    await pool.start('0', LAYOUT, agentCommand([MODULE], process.execPath), env, process.cwd());
   }, 60_000);
 
   afterAll(async () => {
@@ -192,6 +202,62 @@ describe('slurm() agents, with a stand-in for srun', () => {
     );
     expect(after).toMatchObject({ node: 'fake1' });
   }, 20_000);
+});
+
+describe('an agent started without modules, with a stand-in for srun', () => {
+  it('runs its programs from a spawner per core; killed -9, it leaves none of them running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-programs-'));
+    const pool = new AgentPool({
+      where: 'test executor',
+      host: '127.0.0.1',
+      log: { info: () => undefined, warn: () => undefined },
+      memoryOf: () => Infinity,
+      srun: FAKE_SRUN,
+    });
+    try {
+      const layout = new Map([['fake1', 2]]);
+      // the agent's cores, as slurm() gives them (on-agents.ts)
+      const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(layout) };
+      await pool.start('0', layout, agentCommand([], process.execPath), env, process.cwd());
+      const agent = pool.nodes()[0]!;
+      const pidFiles = [0, 1].map((i) => join(dir, `p${i}.pid`));
+      const runs = pidFiles.map((file, i) =>
+        firstValueFrom(
+          pool.attempt(
+            { cores: 1, gpus: 0, memoryMB: 0 },
+            `p${i}`,
+            {
+              kind: 'executable',
+              name: 'sh',
+              id: `p${i}`,
+              attempt: 1,
+              requirements: {},
+              args: [{ argv: ['sh', '-c', `echo $$ > ${file}; exec sleep 60`] }],
+              place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
+            },
+            undefined,
+          ),
+        ).catch((e: unknown) => e),
+      );
+      const pids = await Promise.all(
+        pidFiles.map((f) => until(() => existsSync(f) && Number(readFileSync(f, 'utf8')))),
+      );
+      // each program's parent is a spawner of the agent's, one per core
+      const parentOf = (pid: number): number => {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      };
+      const spawners = pids.map(parentOf);
+      expect(new Set(spawners).size).toBe(2);
+      for (const s of spawners) expect(parentOf(s)).toBe(agent.pid);
+      process.kill(agent.pid, 'SIGKILL');
+      for (const err of await Promise.all(runs)) expect(err).toBeInstanceOf(NodeFailureError);
+      // each spawner is a watchdog too: the programs do not outlive the agent
+      await until(() => pids.every((pid) => !alive(pid)));
+    } finally {
+      await pool.close();
+    }
+  }, 30_000);
 });
 
 describe('the agent, with a stand-in driver', () => {
