@@ -234,7 +234,10 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
       // work a failed test left running must not hold up the shutdown (nor, on Slurm, the next allocation)
       for (const t of submitted) t.cancel('the test is over');
       await rt.shutdown();
-      rmSync(root, { recursive: true, force: true });
+      // a program cancelled during the test may still be in its cleanup (tasks.CLEANUP_MS, within its grace) when the
+      // shutdown resolves, as the shutdown behaviour below allows: its last marker can land while the root is removed
+      // (ENOTEMPTY, seen once in CI on bullmq()), which rmSync retries
+      rmSync(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     }, setup.timeout);
 
     /**
