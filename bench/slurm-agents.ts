@@ -1,7 +1,9 @@
 // slurm() on its agents, on the test cluster (bash scripts/start-services.sh: 2 nodes of 2 CPUs on this machine):
 //   1. no-op function tasks through the agents (both nodes), against the same through one job step per task
 //      (mode: 'steps') and a plain loop of `srun --exact -n1 true` in the same allocation, 4 at a time;
-//   2. `true` executables through the agents of one node, against a plain spawn loop here with the same concurrency.
+//   2. `true` executables through the agent of one node, against a plain spawn loop here with the same concurrency:
+//      on an agent started without modules (programs only: its cores held in its spawners), and, after each round,
+//      on one started with modules (its cores shared with functions: a GO line per program), against that round's loop.
 // Each figure is the median of the rounds with their spread; the rounds alternate baseline and scalems.
 // Run: npm run bench (or, built: node build/bench/bench/slurm-agents.js [functions] [programs] [rounds])
 import { execFileSync, spawn } from 'node:child_process';

@@ -50,6 +50,19 @@ function fn(name: string, args: unknown[], id: string): AttemptData {
   return { kind: 'function', name, args, id, attempt: 1, requirements: {} };
 }
 
+/** An attempt of `sh -c <script>`, its working directory under `<dir>/wf`. */
+function sh(script: string, id: string, dir: string): AttemptData {
+  return {
+    kind: 'executable',
+    name: 'sh',
+    id,
+    attempt: 1,
+    requirements: {},
+    args: [{ argv: ['sh', '-c', script] }],
+    place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
+  };
+}
+
 describe('slurm() agents, with a stand-in for srun', () => {
   let pool: AgentPool;
   let dir: string;
@@ -102,23 +115,11 @@ describe('slurm() agents, with a stand-in for srun', () => {
         pool.attempt(
           { cores: 2, gpus: 0, memoryMB: 0 },
           `wide${i}`,
-          {
-            kind: 'executable',
-            name: 'sh',
-            id: `wide${i}`,
-            attempt: 1,
-            requirements: {},
-            args: [
-              {
-                argv: [
-                  'sh',
-                  '-c',
-                  `echo "+ $SLURMD_NODENAME" >> ${marks}; sleep 0.3; echo "- $SLURMD_NODENAME" >> ${marks}`,
-                ],
-              },
-            ],
-            place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
-          },
+          sh(
+            `echo "+ $SLURMD_NODENAME" >> ${marks}; sleep 0.3; echo "- $SLURMD_NODENAME" >> ${marks}`,
+            `wide${i}`,
+            dir,
+          ),
           undefined,
         ),
       ),
@@ -175,15 +176,7 @@ describe('slurm() agents, with a stand-in for srun', () => {
       pool.attempt(
         { cores: 1, gpus: 0, memoryMB: 0 },
         'orphan',
-        {
-          kind: 'executable',
-          name: 'sh',
-          id: 'orphan',
-          attempt: 1,
-          requirements: {},
-          args: [{ argv: ['sh', '-c', `echo $$ > ${pidFile}; exec sleep 60`] }],
-          place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
-        },
+        sh(`echo $$ > ${pidFile}; exec sleep 60`, 'orphan', dir),
         'fake2', // (where its input files would be)
       ),
     ).catch((e: unknown) => e);
@@ -226,15 +219,7 @@ describe('an agent started without modules, with a stand-in for srun', () => {
           pool.attempt(
             { cores: 1, gpus: 0, memoryMB: 0 },
             `p${i}`,
-            {
-              kind: 'executable',
-              name: 'sh',
-              id: `p${i}`,
-              attempt: 1,
-              requirements: {},
-              args: [{ argv: ['sh', '-c', `echo $$ > ${file}; exec sleep 60`] }],
-              place: { workflowDir: join(dir, 'wf'), hostCwd: dir, staging: 'copy', grace: 1 },
-            },
+            sh(`echo $$ > ${file}; exec sleep 60`, `p${i}`, dir),
             undefined,
           ),
         ).catch((e: unknown) => e),
