@@ -20,6 +20,7 @@ import {
   type TaskSpec,
 } from 'scalems';
 import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
+import { spawnersOf } from './support/work';
 
 afterAll(removeRoots);
 
@@ -34,24 +35,6 @@ const STUBBORN = ['bash', '-c', 'trap "" TERM; sleep 100 & echo $!; setsid sleep
  * session of the tree, and has no ancestor in it) and reports the daemon's pid and its own. TERM is ignored by both.
  */
 const DAEMONISING = ['bash', '-c', 'trap "" TERM; (setsid sleep 100 & echo $!); echo $$; sleep 100'];
-
-/** The spawners `parent` (this process) started that are still running (each is also its backend's watchdog). */
-function spawners(parent = process.pid): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid <= 0 || alive([pid]).length === 0) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner'))
-        found.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
 
 describe('processes(): ending process trees', () => {
   it('cancel: SIGTERM, then SIGKILL after the grace period, reaches every process of the tree', async () => {
@@ -108,11 +91,11 @@ describe('processes(): ending process trees', () => {
   });
 
   it('the spawner (also the watchdog) is started with the first program and gone once the runtime is shut down', async () => {
-    const before = spawners();
+    const before = spawnersOf();
     const { rt, ex } = await setup({ gracePeriod: 0.3 });
-    expect(spawners()).toEqual(before);
+    expect(spawnersOf()).toEqual(before);
     await ex.submit(executable(['true']));
-    const started = spawners().filter((pid) => !before.includes(pid));
+    const started = spawnersOf().filter((pid) => !before.includes(pid));
     expect(started).toHaveLength(1);
     await rt.shutdown();
     expect(alive(started)).toEqual([]);
@@ -244,7 +227,7 @@ async function blockedDriver(): Promise<{
     await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
     const pid = driverPid();
     if (pid === undefined) throw new Error(`no pid in ${driverFile}`);
-    const [spawner] = spawners(pid);
+    const [spawner] = spawnersOf(pid);
     if (spawner === undefined) throw new Error(`the driver ${pid} has no spawner`);
     return { dir, spawner, exit, exited: () => exited, interrupt: () => process.kill(pid, 'SIGINT'), unblock, end };
   } catch (error) {
@@ -284,7 +267,7 @@ function workdirOf(root: string, id: string): string {
 
 describe('processes(): the spawner', () => {
   it('killed -9 mid-run: its running and waiting attempts fail with WorkerCrashedError, nothing of them is left, and the next attempts run', async () => {
-    const before = spawners();
+    const before = spawnersOf();
     const { root, rt, ex } = await setup({ gracePeriod: 0.3, cores: 1 });
     const running = ex.submit(executable(STUBBORN));
     const pids = await waitFor(
@@ -294,7 +277,7 @@ describe('processes(): the spawner', () => {
     // waits in the spawner for the one core, its files made
     const waiting = ex.submit(executable(['bash', '-c', 'echo $$ > started; sleep 100']));
     await waitFor(() => (existsSync(join(workdirOf(root, waiting.id), 'stdout')) ? true : undefined), 'its files');
-    const [spawner] = spawners().filter((pid) => !before.includes(pid));
+    const [spawner] = spawnersOf().filter((pid) => !before.includes(pid));
     process.kill(spawner!, 'SIGKILL');
     for (const t of [running, waiting]) {
       await expect(t).rejects.toThrow(WorkerCrashedError);
@@ -303,7 +286,7 @@ describe('processes(): the spawner', () => {
     // the next attempts start another spawner
     const next = await ex.submit(executable(['bash', '-c', 'echo again']));
     expect(readFileSync(next.stdout.$file, 'utf8')).toBe('again\n');
-    const others = spawners().filter((pid) => !before.includes(pid));
+    const others = spawnersOf().filter((pid) => !before.includes(pid));
     expect(others).toHaveLength(1);
     expect(others).not.toContain(spawner);
     await rt.shutdown();

@@ -20,6 +20,7 @@ import {
 } from '../src/runtime/slurm/agent-protocol';
 import { AgentPool } from '../src/runtime/slurm/agents';
 import { agentCommand } from '../src/runtime/slurm/on-agents';
+import { parentOf } from './support/work';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
 const FAKE_SRUN = join(__dirname, 'fixtures', 'slurm', 'fake-srun.sh');
@@ -228,11 +229,7 @@ describe('an agent started without modules, with a stand-in for srun', () => {
         pidFiles.map((f) => until(() => existsSync(f) && Number(readFileSync(f, 'utf8')))),
       );
       // each program's parent is a spawner of the agent's, one per core
-      const parentOf = (pid: number): number => {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      };
-      const spawners = pids.map(parentOf);
+      const spawners = pids.map((pid) => parentOf(pid) ?? -1); // -1: gone, which fails below
       expect(new Set(spawners).size).toBe(2);
       for (const s of spawners) expect(parentOf(s)).toBe(agent.pid);
       process.kill(agent.pid, 'SIGKILL');

@@ -22,6 +22,7 @@ import {
 import { readText, slurm } from 'scalems/node';
 import { readRecords } from '../src/cli/locate';
 import { describeWithService, holdNodes, killSlurmd, restartSlurmd, slurmNodes } from './support/services';
+import { spawnersOf } from './support/work';
 import * as tasks from './fixtures/slurm/tasks';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
@@ -292,18 +293,6 @@ describeWithService('slurm', 'slurm() agents and the life of the program', () =>
     await until(() => jobsNamed(`-${child.pid}`).length === 0 && agents().length === 0);
   }, 120_000);
 });
-
-/** The spawner processes (`scalems-spawner`) that process `pid` started. */
-function spawnersOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .map(Number)
-    .filter((child) => Number.isInteger(child) && child > 0)
-    .filter((child) => {
-      const stat = read(`/proc/${child}/stat`) ?? '';
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      return ppid === pid && (read(`/proc/${child}/cmdline`) ?? '').includes('scalems-spawner');
-    });
-}
 
 describeWithService('slurm', 'slurm() agents without modules: programs only', () => {
   it('an agent that runs no functions holds its cores in a spawner per core: never more programs than cores', async () => {

@@ -81,6 +81,18 @@ export function childProcesses(parent = process.pid): string[] {
   return found;
 }
 
+/** The parent of a process, or undefined if there is none. */
+export function parentOf(pid: number): number | undefined {
+  return stat(pid)?.ppid;
+}
+
+/** Live spawners (`scalems-spawner`, the processes that start programs) that `parent` started (default: this one). */
+export function spawnersOf(parent = process.pid): number[] {
+  return childProcesses(parent)
+    .map((line) => Number(line.split(' ', 1)[0]))
+    .filter((pid) => fileText(`/proc/${pid}/cmdline`).includes('scalems-spawner'));
+}
+
 /** Threads of this process (its main thread, libuv's and V8's helpers, worker threads). */
 export function osThreads(): number {
   return readdirSync('/proc/self/task').length;
