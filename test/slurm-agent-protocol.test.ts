@@ -1,7 +1,7 @@
 // The driver and the agents of slurm() without Slurm: the real agent entry started by a stand-in for srun
 // (test/fixtures/slurm/fake-srun.sh: nodes fake1, fake2 on this host), the real AgentPool, and peers that are not
 // agents. What Slurm adds (the step, node failure by slurmd) is tested in test/slurm-agents.test.ts.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -242,6 +242,66 @@ describe('an agent started without modules, with a stand-in for srun', () => {
   }, 30_000);
 });
 
+describe.each([
+  ['with modules (the cores held in its gate)', [MODULE]],
+  ['without modules (the cores held in its spawners)', []],
+])('an attempt waiting at an agent %s', (_, modules: string[]) => {
+  it('moves to a node whose core frees, instead of waiting behind a long program', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-move-'));
+    const pool = new AgentPool({
+      where: 'test executor',
+      host: '127.0.0.1',
+      log: { info: () => undefined, warn: () => undefined },
+      memoryOf: () => Infinity,
+      srun: FAKE_SRUN,
+    });
+    const one = { cores: 1, gpus: 0, memoryMB: 0 };
+    const release = (name: string): string => join(dir, `${name}.go`);
+    /** a program that runs until its file is made, then says where it ran */
+    const held = (name: string, node: string): Promise<unknown> =>
+      firstValueFrom(
+        pool.attempt(
+          one,
+          name,
+          sh(`while [ ! -e ${release(name)} ]; do sleep 0.05; done; echo $SLURMD_NODENAME`, name, dir),
+          node,
+        ),
+      );
+    try {
+      const layout = new Map([
+        ['fake1', 1],
+        ['fake2', 1],
+      ]);
+      const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(layout) };
+      await pool.start('0', layout, agentCommand(modules, process.execPath), env, process.cwd());
+      const programs = new Map(['fake1', 'fake2'].map((node) => [node, held(node, node)]));
+      await until(() => pool.nodes().every((n) => n.free.cores === 0));
+      // both cores are taken: it is sent ahead, to wait for a core at one of the nodes
+      const marks = join(dir, 'waiting.out');
+      const waiting = firstValueFrom(
+        pool.attempt(one, 'waiting', sh(`echo $SLURMD_NODENAME > ${marks}`, 'waiting', dir), undefined, true),
+      );
+      const behind = await until(() => pool.nodes().find((n) => n.free.cores === -1)?.node);
+      const other = behind === 'fake1' ? 'fake2' : 'fake1';
+      writeFileSync(release(other), '');
+      await programs.get(other);
+      // the other node's core is free: the waiting attempt is withdrawn and runs there, the long one still running
+      const stuck = sleep(10_000).then(() => {
+        throw new Error(`the waiting attempt did not move: it still waits on ${behind} behind a long program`);
+      });
+      await Promise.race([waiting, stuck]);
+      expect(readFileSync(marks, 'utf8').trim()).toBe(other);
+      expect(existsSync(release(behind))).toBe(false);
+      const free = new Map(pool.nodes().map((n) => [n.node, n.free.cores]));
+      expect([free.get(behind), free.get(other)]).toEqual([0, 1]);
+      writeFileSync(release(behind), '');
+      await programs.get(behind);
+    } finally {
+      await pool.close();
+    }
+  }, 30_000);
+});
+
 describe('the agent, with a stand-in driver', () => {
   /** A driver socket that takes one agent; resolves with it and the messages it sends. */
   async function driver(): Promise<{
@@ -318,6 +378,33 @@ describe('the agent, with a stand-in driver', () => {
     // a value JSON would change (a Map) fails its attempt here, not arriving as {} at the driver
     socket.write(line({ t: 'run', key: 'k5', data: fn('slurm.badResult', [], 't5') }));
     expect(await next('done')).toMatchObject({ key: 'k5', ok: false, error: { name: 'UnserializableValueError' } });
+    socket.write(line({ t: 'bye' }));
+    expect(await exited).toBe(0);
+    d.close();
+  }, 30_000);
+
+  it('withdraws, when asked, an attempt that waits for its core: it never runs there; one that runs goes on', async () => {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const { socket, next, messages } = await d.agent;
+    await next('hello');
+    const marker = join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'm');
+    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
+    await until(() => existsSync(`${marker}.started`));
+    // the node's one core is taken: 'q' waits for it
+    socket.write(line({ t: 'run', key: 'q', data: fn('slurm.add', [1, 2], 'q') }));
+    socket.write(line({ t: 'withdraw', key: 'q' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'q', ok: true });
+    socket.write(line({ t: 'withdraw', key: 'w' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'w', ok: false });
+    socket.write(line({ t: 'withdraw', key: 'nothing-by-that-key' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'nothing-by-that-key', ok: false });
+    // the core frees: had 'q' still waited, it would run now, before 'k'
+    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+    expect(await next('done')).toMatchObject({ key: 'w', ok: false });
+    socket.write(line({ t: 'run', key: 'k', data: fn('slurm.add', [2, 3], 'k') }));
+    expect(await next('done')).toMatchObject({ key: 'k', ok: true, value: { sum: 5 } });
+    expect(messages.filter((m) => m.t === 'done')).toEqual([]);
     socket.write(line({ t: 'bye' }));
     expect(await exited).toBe(0);
     d.close();

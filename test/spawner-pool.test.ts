@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { WorkerCrashedError, executable } from 'scalems';
 import { readText } from 'scalems/node';
 import { Spawner, type SpawnRequest } from '../src/runtime/executable/spawner';
+import { SpawnerPool, type PoolGate } from '../src/runtime/executable/spawner-pool';
 import { isAlive } from './support/work';
 import { removeRoots, setup, waitFor } from './support/processes';
 
@@ -137,6 +138,47 @@ describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
       expect(started).toBe(true);
     } finally {
       await spawner.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SpawnerPool, withdrawn by its owner (a Slurm agent, to run the attempt on another node)', () => {
+  it('drops a program that waits, even while the pool moves it to a spawner whose core just freed', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-pool-withdraw-'));
+    const pool = new SpawnerPool(2, '', 1);
+    const gate = pool.gate(2);
+    const request = (name: string, command: string[]): SpawnRequest<PoolGate> => ({
+      command,
+      cwd: join(root, name),
+      made: false,
+      stdout: join(root, name, 'stdout'),
+      stderr: join(root, name, 'stderr'),
+      env: {},
+      graceSeconds: 1,
+      when: { gate, cores: 1 },
+    });
+    try {
+      // one program per spawner: the third waits in the first spawner, behind the long one
+      const long = pool.start(request('long', ['sh', '-c', untilReleased(root)]));
+      const short = pool.start(request('short', ['sh', '-c', `${untilReleased(join(root, 'short'))}`]));
+      const waiting = pool.start(request('waiting', ['sh', '-c', `echo ran > ${join(root, 'ran')}`]));
+      const [longTree, shortTree] = await Promise.all([long.tree, short.tree]);
+      writeFileSync(join(root, 'short', 'release'), '');
+      await shortTree!.exited;
+      // the pool has seen the short one exit (its own handler runs before this one returns): it is moving `waiting`
+      // to the freed spawner, and the owner withdraws it meanwhile
+      await new Promise((r) => setImmediate(r));
+      waiting.withdraw();
+      expect(await waiting.tree).toBeUndefined();
+      // a program handed over after it starts in the freed spawner: had `waiting` been started there, it ran first
+      const after = await pool.start(request('after', ['true'])).tree;
+      await after!.exited;
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+      writeFileSync(join(root, 'release'), '');
+      await longTree!.exited;
+    } finally {
+      await pool.close();
       rmSync(root, { recursive: true, force: true });
     }
   });

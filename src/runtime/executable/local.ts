@@ -52,6 +52,26 @@ export interface LocalRunContext<G = SpawnerGate> extends ExecutablePlace {
   readonly spawnerGate?: G;
   /** Resolves when attempts may start (once what a dead run of the same workflow left has been ended). */
   readonly ready?: Promise<void>;
+  /**
+   * Given, at subscription, what withdraws the attempt if its program has not started (see {@link Withdraw}): for an
+   * owner that may move a waiting attempt elsewhere (a Slurm agent, for its driver).
+   */
+  readonly withdrawable?: (withdraw: Withdraw) => void;
+}
+
+/**
+ * Withdraws an attempt whose program has not started, waiting for its cores (at `gate`, or in the spawners): it then
+ * never starts, and ends with {@link AttemptWithdrawn}; resolves true. Resolves false if the program started (or
+ * holds its cores, about to start), or if the attempt has no cores to wait for: it goes on.
+ */
+export type Withdraw = () => Promise<boolean>;
+
+/** How an attempt ends that was withdrawn before its program started (see {@link Withdraw}): not a failure. */
+export class AttemptWithdrawn extends Error {
+  constructor() {
+    super('the attempt was withdrawn before its program started, to run elsewhere');
+    this.name = 'AttemptWithdrawn';
+  }
 }
 
 /**
@@ -65,6 +85,8 @@ export function runLocalExecutable<G>(
   let tree: ProcessTree | undefined;
   let ticket: GateTicket | undefined;
   let spawning: Spawning | undefined;
+  /** asked to withdraw (see Withdraw): it was, unless its tree comes */
+  let withdrawn = false;
   /** Ends the tree (once `after` has resolved). */
   const end = (t: ProcessTree, after?: Promise<void>): void => {
     const ending = after === undefined ? t.kill(ctx.grace) : after.then(() => t.kill(ctx.grace));
@@ -74,19 +96,47 @@ export function runLocalExecutable<G>(
   const leave = (): void => {
     if (ticket !== undefined) ctx.gate!.leave(ticket);
   };
+  const withdraw: Withdraw = async () => {
+    if (tree !== undefined || withdrawn) return false;
+    if (ctx.spawnerGate !== undefined) {
+      withdrawn = true;
+      if (spawning === undefined) return true; // still preparing: it stops once prepared
+      spawning.withdraw();
+      // the spawner drops it (no tree), or it had started (its tree: it runs); if the spawner died, the attempt
+      // fails as such (WorkerCrashedError)
+      const t = await spawning.tree.then(
+        (started) => started,
+        () => tree ?? null,
+      );
+      if (t !== undefined) withdrawn = false;
+      return t === undefined;
+    }
+    if (ticket === undefined || ticket.granted) return false;
+    withdrawn = true;
+    ctx.gate!.leave(ticket); // wakes it: it stops before it starts
+    return true;
+  };
   return attemptOf(
     async (stopped) => {
+      ctx.withdrawable?.(withdraw);
+      /** stopped, or withdrawn: the program is not to start */
+      const halted = (): boolean => stopped() || withdrawn;
+      /** how an attempt that did not start ends: withdrawn, or stopped (undefined) */
+      const notStarted = (): undefined => {
+        if (withdrawn && !stopped()) throw new AttemptWithdrawn();
+        return undefined;
+      };
       // in line, in the order the attempts were handed over; the cores are held from when they are granted
       ticket = ctx.gate?.enter(footprint(job.requirements).cores);
       try {
         if (ctx.ready !== undefined) await ctx.ready;
         const prep = await prepareExecutable(job, ctx, true);
-        if (stopped()) return undefined;
+        if (halted()) return notStarted();
         const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
         // over this process's environment as it is when the program starts (the spawner takes what differs)
         const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
         const mark = ctx.marks?.next() ?? randomUUID();
-        const when = { ticket, stopped };
+        const when = { ticket, stopped: halted };
         const gate =
           ctx.spawnerGate !== undefined
             ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores }
@@ -94,7 +144,7 @@ export function runLocalExecutable<G>(
         const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
           spawning = s;
         });
-        if (t === undefined) return undefined; // stopped before it started
+        if (t === undefined) return notStarted(); // stopped or withdrawn before it started
         tree = t;
         if (stopped()) {
           end(t);

@@ -62,6 +62,8 @@ interface Placed {
   inner: Spawning;
   /** the attempt was stopped: it is not to start anywhere else */
   left: boolean;
+  /** withdrawn from the pool (to start elsewhere, by its owner): not to be moved to another lane */
+  out: boolean;
   resolve(tree: ProcessTree | undefined): void;
   reject(reason: unknown): void;
 }
@@ -131,7 +133,7 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
       resolve = res;
       reject = rej;
     });
-    const p: Placed = { request, lane, to: undefined, inner: undefined!, left: false, resolve, reject };
+    const p: Placed = { request, lane, to: undefined, inner: undefined!, left: false, out: false, resolve, reject };
     lane.waiting.push(p);
     this.#hand(p, request.made);
     return {
@@ -141,7 +143,10 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
         p.left = true;
         return p.inner.leave();
       },
-      withdraw: () => p.inner.withdraw(),
+      withdraw: () => {
+        p.out = true;
+        p.inner.withdraw();
+      },
     };
   }
 
@@ -165,13 +170,13 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
     const { lane, to } = p;
     p.to = undefined;
     if (tree === undefined) {
-      if (to !== undefined && !p.left) {
+      if (to !== undefined && !p.left && !p.out) {
         // withdrawn before it started: it starts in `to` (its directory and files are made)
         p.lane = to;
         this.#hand(p, true);
         return;
       }
-      remove((to ?? lane).waiting, p); // dropped: its attempt was stopped
+      remove((to ?? lane).waiting, p); // dropped: its attempt was stopped, or withdrawn from the pool
       p.resolve(undefined);
       this.#rebalance(to ?? lane);
       return;
@@ -222,7 +227,7 @@ function free(lane: Lane): number {
 
 /** The programs waiting in `lane`'s spawner that can be moved (not on their way elsewhere). */
 function movable(lane: Lane): Placed[] {
-  return lane.waiting.filter((p) => p.lane === lane && p.to === undefined);
+  return lane.waiting.filter((p) => p.lane === lane && p.to === undefined && !p.out);
 }
 
 /** The lane with the most cores free; the first of those on a tie (so one program starts one spawner). */

@@ -17,7 +17,7 @@ import { reviveError } from '../../recorded-error';
 import { footprint } from '../../task/requirements';
 import type { BackendExecutor, Job } from '../backend';
 import type { CoreGate } from '../executable/core-gate';
-import { runLocalExecutable } from '../executable/local';
+import { AttemptWithdrawn, runLocalExecutable, type Withdraw } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
 import { MAX_SPAWNERS, SpawnerPool, type PoolGate } from '../executable/spawner-pool';
@@ -76,6 +76,8 @@ let hosts = 0;
 
 export class TaskHost {
   private readonly running = new Map<string, (reason: Error) => void>();
+  /** what withdraws each attempt that waits for its cores (see `withdraw`) */
+  private readonly withdrawers = new Map<string, Withdraw>();
   private readonly ending = new Set<Promise<void>>();
   private readonly functions: BackendExecutor | undefined;
   private readonly runner: RemoteRunner | undefined;
@@ -139,7 +141,7 @@ export class TaskHost {
       };
       let work: Observable<unknown>;
       try {
-        work = this.work(job, data);
+        work = this.work(job, data, (w) => this.withdrawers.set(key, w));
       } catch (err) {
         reject(err);
         return;
@@ -151,6 +153,7 @@ export class TaskHost {
       const end = (): void => {
         done = true;
         this.running.delete(key);
+        this.withdrawers.delete(key);
         if (timer !== undefined) clearTimeout(timer);
       };
       const stop = (reason: Error): void => {
@@ -208,6 +211,15 @@ export class TaskHost {
     return true;
   }
 
+  /**
+   * Withdraws the attempt `key` if it still waits for its cores (a gated host): it never starts here, and its
+   * `execute` rejects with `AttemptWithdrawn`; resolves true. False if it started (or holds its cores), or is not here.
+   */
+  async withdraw(key: string): Promise<boolean> {
+    const withdraw = this.withdrawers.get(key);
+    return withdraw !== undefined && (await withdraw());
+  }
+
   /** Stops every running attempt with `reason`. */
   stopAll(reason: Error): void {
     for (const stop of [...this.running.values()]) stop(reason);
@@ -235,7 +247,7 @@ export class TaskHost {
     );
   }
 
-  private work(job: Job, data: AttemptData): Observable<unknown> {
+  private work(job: Job, data: AttemptData, withdrawable: (withdraw: Withdraw) => void): Observable<unknown> {
     if (data.kind === 'function') {
       if (this.runner !== undefined) return this.runInline(job);
       if (this.functions === undefined && this.options.modules.length > 0)
@@ -246,7 +258,9 @@ export class TaskHost {
             `(asked for "${data.name}"): start it with ${this.options.modulesOption} <the module that defines it>`,
         );
       }
-      return this.options.gate !== undefined ? gated(this.options.gate, job, this.functions) : this.functions.run(job);
+      return this.options.gate !== undefined
+        ? gated(this.options.gate, job, this.functions, withdrawable)
+        : this.functions.run(job);
     }
     if (data.place === undefined)
       throw new InvalidTaskDescriptionError(`executable task ${data.id} does not say where to run it (place)`);
@@ -258,6 +272,7 @@ export class TaskHost {
       ending: this.ending,
       ...(this.spawnerGate !== undefined ? { spawnerGate: this.spawnerGate } : { gate: this.options.gate }),
       spawner: this.spawner,
+      withdrawable,
       ...(prefix !== undefined && { marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` } }),
     });
   }
@@ -290,8 +305,16 @@ export class TaskHost {
   }
 }
 
-/** A function attempt that starts once the gate grants its cores, and gives them back when it ends. */
-function gated(gate: CoreGate, job: Job, functions: BackendExecutor): Observable<unknown> {
+/**
+ * A function attempt that starts once the gate grants its cores, and gives them back when it ends; withdrawn while
+ * it waits, it ends with `AttemptWithdrawn`.
+ */
+function gated(
+  gate: CoreGate,
+  job: Job,
+  functions: BackendExecutor,
+  withdrawable: (withdraw: Withdraw) => void,
+): Observable<unknown> {
   return new Observable<unknown>((subscriber) => {
     const ticket = gate.enter(footprint(job.requirements).cores);
     let work: Subscription | undefined;
@@ -299,6 +322,13 @@ function gated(gate: CoreGate, job: Job, functions: BackendExecutor): Observable
     const start = (): void => {
       if (!closed) work = functions.run(job).subscribe(subscriber);
     };
+    withdrawable(() => {
+      if (closed || ticket.granted) return Promise.resolve(false);
+      closed = true;
+      gate.leave(ticket);
+      subscriber.error(new AttemptWithdrawn());
+      return Promise.resolve(true);
+    });
     if (ticket.granted) start();
     else void ticket.ready.then(start);
     return () => {

@@ -65,6 +65,8 @@ export const AgentMessage = t.union([
     t.partial({ value: t.unknown, error: Recorded }),
   ]),
   t.type({ t: t.literal('unwell'), reason: t.string }),
+  // the answer to `withdraw`: ok, it was withdrawn before it started (no `done` follows); else it runs here
+  t.type({ t: t.literal('withdrawn'), key: t.string, ok: t.boolean }),
 ]);
 export type AgentMessage = t.TypeOf<typeof AgentMessage>;
 
@@ -72,6 +74,8 @@ export const DriverMessage = t.union([
   t.type({ t: t.literal('run'), key: t.string, data: t.unknown }),
   t.type({ t: t.literal('stop'), key: t.string, reason: Recorded }),
   t.type({ t: t.literal('bye') }),
+  // withdraw the attempt if it still waits for a core there (the driver moves it to a node with one free)
+  t.type({ t: t.literal('withdraw'), key: t.string }),
 ]);
 export type DriverMessage = t.TypeOf<typeof DriverMessage>;
 

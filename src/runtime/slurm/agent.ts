@@ -13,6 +13,7 @@ import { TaskCancelledError } from '../../errors';
 import { recordError, reviveError } from '../../recorded-error';
 import { AttemptData, decodeWith } from '../remote/attempt-data';
 import { CoreGate } from '../executable/core-gate';
+import { AttemptWithdrawn } from '../executable/local';
 import { TaskHost } from '../remote/host';
 import { hostPool } from '../threads/host-pool';
 import {
@@ -113,7 +114,10 @@ export function runAgent(options: AgentOptions): Promise<number> {
       }
       host.execute(data, key).then(
         (value) => send(doneMessage(key, { value })),
-        (err: unknown) => send(doneMessage(key, { error: recordError(err) })),
+        (err: unknown) => {
+          // withdrawn: the driver is told so by the answer to its `withdraw`, and runs it elsewhere
+          if (!(err instanceof AttemptWithdrawn)) send(doneMessage(key, { error: recordError(err) }));
+        },
       );
     };
     const read = lineReader(
@@ -127,7 +131,10 @@ export function runAgent(options: AgentOptions): Promise<number> {
         }
         if (message.t === 'run') run(message.key, message.data);
         else if (message.t === 'stop') host.stop(message.key, reviveError(message.reason));
-        else end(0, 'released by the driver');
+        else if (message.t === 'withdraw') {
+          const { key } = message;
+          void host.withdraw(key).then((ok) => send({ t: 'withdrawn', key, ok }));
+        } else end(0, 'released by the driver');
       },
       (err) => end(2, err.message),
     );

@@ -58,6 +58,13 @@ interface Running {
   readonly need: Footprint;
   /** the task, when its files matter to later tasks (an executable) */
   readonly producer: string | undefined;
+  /**
+   * Sent ahead of a free core (it may still wait there, see `aheadFits`): it may be withdrawn to a node with a core
+   * free (`rebalance`). False once the agent said it runs.
+   */
+  ahead: boolean;
+  /** places it again, on another node: the agent withdrew it before it started */
+  readonly replace: () => void;
 }
 
 interface Waiting {
@@ -99,6 +106,8 @@ export class AgentPool {
   private layout: Layout = new Map();
   /** the node each executable task's successful attempt ran on (its files are there): by task id */
   private readonly producedOn = new Map<string, string>();
+  /** attempts the driver asked their agent to withdraw (`rebalance`), until it answers */
+  private readonly withdrawing = new Set<string>();
 
   constructor(private readonly options: AgentPoolOptions) {
     this.server = createServer((socket) => this.accept(socket));
@@ -248,6 +257,7 @@ export class AgentPool {
         }
         agent.lastHeard = Date.now();
         if (message.t === 'done') this.done(agent, message);
+        else if (message.t === 'withdrawn') this.withdrawn(agent, message);
         else if (message.t === 'unwell') this.lose(agent, message.reason);
       },
       (err) => (agent === undefined ? refuse(err.message) : this.lose(agent, err.message)),
@@ -290,7 +300,7 @@ export class AgentPool {
 
   private done(agent: NodeAgent, message: Extract<AgentMessage, { t: 'done' }>): void {
     const run = agent.running.get(message.key);
-    if (run === undefined) return; // stopped here meanwhile
+    if (run === undefined) return; // stopped (or withdrawn) here meanwhile
     agent.running.delete(message.key);
     this.busy(agent);
     const { subscriber, producer, need } = run;
@@ -307,6 +317,25 @@ export class AgentPool {
         ),
       );
     }
+  }
+
+  /**
+   * The agent's answer to `withdraw`: withdrawn before it started, the attempt is placed again (first in line: it
+   * waited longest), and its core on that node is free; else it runs there.
+   */
+  private withdrawn(agent: NodeAgent, message: Extract<AgentMessage, { t: 'withdrawn' }>): void {
+    this.withdrawing.delete(message.key);
+    const run = agent.running.get(message.key);
+    if (run === undefined) return; // done, or stopped, meanwhile
+    if (!message.ok) {
+      run.ahead = false;
+      this.rebalance();
+      return;
+    }
+    agent.running.delete(message.key);
+    this.busy(agent);
+    run.replace();
+    this.release(agent, run.need);
   }
 
   private checkBeats(): void {
@@ -333,6 +362,7 @@ export class AgentPool {
     agent.socket.destroy();
     this.options.log.warn(`${this.options.where}: node ${agent.node} failed: ${why}`);
     const running = [...agent.running.values()];
+    for (const key of agent.running.keys()) this.withdrawing.delete(key);
     agent.running.clear();
     for (const { subscriber } of running) {
       subscriber.error(
@@ -376,18 +406,21 @@ export class AgentPool {
   }
 
   /**
-   * Waits in line until `waiting.pick` finds its nodes, and takes what it needs of them; fails at once (or when nodes
-   * are lost) if it can never be placed.
+   * Waits in line (`first`: at its head) until `waiting.pick` finds its nodes, and takes what it needs of them; fails
+   * at once (or when nodes are lost) if it can never be placed.
    */
   private acquire(
     pick: Waiting['pick'],
     never: Waiting['never'],
+    first = false,
   ): { placed: Promise<ReadonlyArray<readonly [NodeAgent, Footprint]>>; withdraw(): void } {
     let entry: Waiting | undefined;
     const placed = new Promise<ReadonlyArray<readonly [NodeAgent, Footprint]>>((go, fail) => {
       const problem = never();
       if (problem !== undefined) return fail(problem);
-      this.waiting.push((entry = { pick, never, go, fail }));
+      entry = { pick, never, go, fail };
+      if (first) this.waiting.unshift(entry);
+      else this.waiting.push(entry);
       this.dispatch();
     });
     return {
@@ -465,6 +498,32 @@ export class AgentPool {
       this.take(picked);
       w.go(picked);
     }
+    this.rebalance();
+  }
+
+  /**
+   * While nothing waits here and a node has a core free, asks the agent of a node where attempts wait for a core (sent
+   * ahead) to withdraw the last one sent there, to place it again: so no attempt waits behind a long one while a core
+   * idles elsewhere. One request per free core at a time; the agent answers `withdrawn`.
+   */
+  private rebalance(): void {
+    if (this.waiting.length > 0 || this.closed) return;
+    const live = this.nodes() as NodeAgent[];
+    let spare = -this.withdrawing.size;
+    for (const a of live) spare += Math.max(0, a.free.cores);
+    while (spare > 0) {
+      let from: NodeAgent | undefined;
+      for (const a of live) if (a.free.cores < 0 && (from === undefined || a.free.cores < from.free.cores)) from = a;
+      if (from === undefined) return;
+      let key: string | undefined;
+      for (const [k, run] of from.running) {
+        if (run.ahead && !this.withdrawing.has(k) && live.some((a) => a !== from && fits(run.need, a.free))) key = k;
+      }
+      if (key === undefined) return;
+      this.withdrawing.add(key);
+      from.socket.write(line({ t: 'withdraw', key }));
+      spare--;
+    }
   }
 
   /** The node that holds files of an upstream task named in `args` (a path under its working directory), if any. */
@@ -494,21 +553,33 @@ export class AgentPool {
     return new Observable<unknown>((subscriber) => {
       let agent: NodeAgent | undefined;
       let stopped = false;
-      const { placed, withdraw } = this.acquire(this.oneNode(need, queueable, prefer), () => this.neverFits(need));
-      placed.then(
-        ([[a]]) => {
-          if (stopped) return this.release(a!, need);
-          agent = a!;
-          a!.running.set(key, { subscriber, need, producer: data.kind === 'executable' ? data.id : undefined });
-          this.busy(a!);
-          a!.socket.write(line({ t: 'run', key, data }));
-        },
-        (err: unknown) => {
-          if (!stopped) subscriber.error(err);
-        },
-      );
+      let withdraw = (): void => undefined;
+      const producer = data.kind === 'executable' ? data.id : undefined;
+      /** waits for a node, and sends it there (`again`: withdrawn from another node, it goes first) */
+      const place = (again: boolean): void => {
+        agent = undefined;
+        const pick = this.oneNode(need, queueable, prefer);
+        const acquired = this.acquire(pick, () => this.neverFits(need), again);
+        withdraw = acquired.withdraw;
+        acquired.placed.then(
+          ([[a]]) => {
+            if (stopped) return this.release(a!, need);
+            agent = a!;
+            // taken from it already: below zero, it waits there for a core
+            const ahead = a!.free.cores < 0;
+            a!.running.set(key, { subscriber, need, producer, ahead, replace: () => place(true) });
+            this.busy(a!);
+            a!.socket.write(line({ t: 'run', key, data }));
+          },
+          (err: unknown) => {
+            if (!stopped) subscriber.error(err);
+          },
+        );
+      };
+      place(false);
       return () => {
         stopped = true;
+        this.withdrawing.delete(key);
         if (agent === undefined) return withdraw();
         // still running there: stopped, and what it held is free (once done or lost, it was freed or is gone)
         if (agent.running.delete(key) && agent.lost === undefined) {
