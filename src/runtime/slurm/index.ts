@@ -31,6 +31,7 @@ import {
   type SlurmBackendOptions,
 } from './options';
 import { AgentMode } from './on-agents';
+import { AHEAD_PER_CORE } from './agents';
 import { allocatedNodes, type AllocatedNode, type Placement } from './placement';
 import {
   entryCommand,
@@ -138,8 +139,8 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
           throw new UnsatisfiableRequirementsError(`${where} can never run on this Slurm executor: ${problem}`);
       };
       const ex: BackendExecutor = {
-        // on agents, one more one-core task per core is handed over ahead, to wait prepared at its node's agent
-        capacity: agents !== undefined ? { ...capacity, queue: capacity.cores } : capacity,
+        // on agents, one-core tasks are handed over ahead, to wait prepared at their node's agent (AHEAD_PER_CORE)
+        capacity: agents !== undefined ? { ...capacity, queue: capacity.cores * AHEAD_PER_CORE } : capacity,
         invokes: false,
         ready: alloc.granted,
         identity: (spec) => inputsIdentity(spec, hostCwd),
