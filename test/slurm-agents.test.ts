@@ -124,6 +124,33 @@ describeWithService('slurm', 'slurm() agents on the two-node test cluster', () =
     ).toEqual(['n1', 'n2']);
   }, 120_000);
 
+  it('a program waiting behind a long one at one node moves to the other node once a core frees there', async () => {
+    // each program holds its core until its node's file is made; four of them fill both nodes' cores
+    const started = join(root, 'started');
+    const hold = `echo >> ${started}; while [ ! -e ${root}/$SLURMD_NODENAME.go ]; do sleep 0.05; done`;
+    const held = Array.from({ length: 4 }, (_, i) => ex.submit(executable(['sh', '-c', hold], { key: `held${i}` })));
+    await until(() => (read(started) ?? '').length === 4);
+    // four more, handed ahead of a free core to wait at the nodes' agents, two at each
+    const short = Array.from({ length: 4 }, (_, i) =>
+      ex.submit(executable(['sh', '-c', 'echo $SLURMD_NODENAME'], { key: `short${i}` })),
+    );
+    await until(() => short.every((t) => t.state === 'running'));
+    await sleep(200);
+    // n2's cores free: its two run there, then n1's two are withdrawn from n1 and run on n2, n1 still held
+    execFileSync('touch', [join(root, 'n2.go')]);
+    try {
+      const stuck = sleep(20_000).then(() => {
+        throw new Error('the programs sent ahead to n1 still wait there, behind the held ones, while n2 idles');
+      });
+      const done = Promise.all(short.map(async (t) => (await readText((await t).stdout)).trim()));
+      expect(await Promise.race([done, stuck])).toEqual(['n2', 'n2', 'n2', 'n2']);
+      expect(held.filter((t) => t.state === 'running')).toHaveLength(2);
+    } finally {
+      execFileSync('touch', [join(root, 'n1.go')]);
+    }
+    await Promise.all(held);
+  }, 60_000);
+
   it('runs a task where the files of the upstream task it reads are', async () => {
     // as many as the executor's cores: each downstream task finds the core its upstream freed
     const ups = Array.from({ length: 4 }, (_, i) =>

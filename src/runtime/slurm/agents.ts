@@ -106,8 +106,8 @@ export class AgentPool {
   private layout: Layout = new Map();
   /** the node each executable task's successful attempt ran on (its files are there): by task id */
   private readonly producedOn = new Map<string, string>();
-  /** attempts the driver asked their agent to withdraw (`rebalance`), until it answers */
-  private readonly withdrawing = new Set<string>();
+  /** attempts the driver asked their agent to withdraw (`rebalance`), until it answers: the agent, by key */
+  private readonly withdrawing = new Map<string, NodeAgent>();
 
   constructor(private readonly options: AgentPoolOptions) {
     this.server = createServer((socket) => this.accept(socket));
@@ -512,15 +512,24 @@ export class AgentPool {
     let spare = -this.withdrawing.size;
     for (const a of live) spare += Math.max(0, a.free.cores);
     while (spare > 0) {
+      // the node where the most attempts wait that are not being withdrawn already, and the last one sent there
       let from: NodeAgent | undefined;
-      for (const a of live) if (a.free.cores < 0 && (from === undefined || a.free.cores < from.free.cores)) from = a;
-      if (from === undefined) return;
       let key: string | undefined;
-      for (const [k, run] of from.running) {
-        if (run.ahead && !this.withdrawing.has(k) && live.some((a) => a !== from && fits(run.need, a.free))) key = k;
+      let most = 0;
+      for (const a of live) {
+        let asked = 0;
+        for (const at of this.withdrawing.values()) if (at === a) asked++;
+        const waiting = -a.free.cores - asked;
+        if (waiting <= most) continue;
+        let last: string | undefined;
+        for (const [k, run] of a.running) if (run.ahead && !this.withdrawing.has(k)) last = k;
+        if (last === undefined) continue;
+        [from, key, most] = [a, last, waiting];
       }
-      if (key === undefined) return;
-      this.withdrawing.add(key);
+      if (from === undefined || key === undefined) return;
+      const { need } = from.running.get(key)!;
+      if (!live.some((a) => a !== from && fits(need, a.free))) return;
+      this.withdrawing.set(key, from);
       from.socket.write(line({ t: 'withdraw', key }));
       spare--;
     }
