@@ -1,7 +1,7 @@
 // The driver and the agents of slurm() without Slurm: the real agent entry started by a stand-in for srun
 // (test/fixtures/slurm/fake-srun.sh: nodes fake1, fake2 on this host), the real AgentPool, and peers that are not
 // agents. What Slurm adds (the step, node failure by slurmd) is tested in test/slurm-agents.test.ts.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -408,6 +408,35 @@ describe('the agent, with a stand-in driver', () => {
     socket.write(line({ t: 'bye' }));
     expect(await exited).toBe(0);
     d.close();
+  }, 30_000);
+
+  it('answers a withdrawal of an attempt still staging its inputs only once that is over', async () => {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const { socket, next } = await d.agent;
+    await next('hello');
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-staging-'));
+    const marker = join(dir, 'm');
+    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
+    await until(() => existsSync(`${marker}.started`));
+    // an input to copy into the attempt's directory: long enough to be under way when the withdrawal comes
+    const big = join(dir, 'big.dat');
+    const size = 64 * 1024 * 1024;
+    writeFileSync(big, Buffer.alloc(size, 1));
+    const staged = { ...sh('true', 'staged', dir), args: [{ argv: ['true'], inputs: { 'big.dat': big } }] };
+    socket.write(line({ t: 'run', key: 'q', data: staged }));
+    socket.write(line({ t: 'withdraw', key: 'q' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'q', ok: true });
+    // the copy was over when the answer came: the driver may make the directory afresh on another node (the same
+    // directory, on a shared file system) without this one writing into it afterwards
+    const copy = join(dir, 'wf', 'tasks', 'staged', 'attempt-1', 'big.dat');
+    expect(statSync(copy).size).toBe(size);
+    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+    await next('done');
+    socket.write(line({ t: 'bye' }));
+    expect(await exited).toBe(0);
+    d.close();
+    rmSync(dir, { recursive: true, force: true });
   }, 30_000);
 
   it('stops an attempt when told, and ends when the driver says something it does not know', async () => {

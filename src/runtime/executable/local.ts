@@ -96,74 +96,81 @@ export function runLocalExecutable<G>(
   const leave = (): void => {
     if (ticket !== undefined) ctx.gate!.leave(ticket);
   };
+  /** the attempt's work, once subscribed */
+  let flow: Promise<unknown> | undefined;
   const withdraw: Withdraw = async () => {
     if (tree !== undefined || withdrawn) return false;
-    if (ctx.spawnerGate !== undefined) {
+    if (ctx.spawnerGate === undefined) {
+      // its cores at the gate here: once granted, it is about to start
+      if (ticket === undefined || ticket.granted) return false;
       withdrawn = true;
-      if (spawning === undefined) return true; // still preparing: it stops once prepared
-      spawning.withdraw();
-      // the spawner drops it (no tree), or it had started (its tree: it runs); if the spawner died, the attempt
-      // fails as such (WorkerCrashedError)
-      const t = await spawning.tree.then(
-        (started) => started,
-        () => tree ?? null,
+      ctx.gate!.leave(ticket); // its place goes to the next; woken, it stops before it starts
+    } else withdrawn = true;
+    if (spawning === undefined) {
+      // not handed to the spawner yet: it stops before it is. Only then is its preparation over (which may stage its
+      // inputs into its directory), and the directory free to be made elsewhere (on a shared file system)
+      return flow!.then(
+        () => false,
+        (err: unknown) => err instanceof AttemptWithdrawn,
       );
-      if (t !== undefined) withdrawn = false;
-      return t === undefined;
     }
-    if (ticket === undefined || ticket.granted) return false;
-    withdrawn = true;
-    ctx.gate!.leave(ticket); // wakes it: it stops before it starts
-    return true;
+    spawning.withdraw();
+    // Answered once the spawner has read it (after the request that made its directory): dropped (no tree), or it
+    // had started (its tree: it runs). If the spawner died, the attempt fails as such (WorkerCrashedError).
+    const t = await spawning.tree.then(
+      (started) => started,
+      () => tree ?? null,
+    );
+    if (t !== undefined) withdrawn = false;
+    return t === undefined;
+  };
+  const work = async (stopped: () => boolean): Promise<ExecutableResult | undefined> => {
+    ctx.withdrawable?.(withdraw);
+    /** stopped, or withdrawn: the program is not to start */
+    const halted = (): boolean => stopped() || withdrawn;
+    /** how an attempt that did not start ends: withdrawn, or stopped (undefined) */
+    const notStarted = (): undefined => {
+      if (withdrawn && !stopped()) throw new AttemptWithdrawn();
+      return undefined;
+    };
+    // in line, in the order the attempts were handed over; the cores are held from when they are granted
+    ticket = ctx.gate?.enter(footprint(job.requirements).cores);
+    try {
+      if (ctx.ready !== undefined) await ctx.ready;
+      const prep = await prepareExecutable(job, ctx, true);
+      if (halted()) return notStarted();
+      const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
+      // over this process's environment as it is when the program starts (the spawner takes what differs)
+      const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
+      const mark = ctx.marks?.next() ?? randomUUID();
+      const when = { ticket, stopped: halted };
+      const gate =
+        ctx.spawnerGate !== undefined ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores } : undefined;
+      const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
+        spawning = s;
+      });
+      if (t === undefined) return notStarted(); // stopped or withdrawn before it started
+      tree = t;
+      if (stopped()) {
+        end(t);
+        return undefined;
+      }
+      let exit;
+      try {
+        exit = await t.exited;
+      } catch (err) {
+        end(t); // its spawner died: nobody else will end it
+        throw new WorkerCrashedError(`${prep.where}: ${(err as Error).message}`);
+      }
+      leave(); // the core is free for the next program while this one's result is made
+      if (exit.groupAlive) end(t); // the program is done: what it left running in its group goes too
+      return await executableResult(prep, command, exit);
+    } finally {
+      leave();
+    }
   };
   return attemptOf(
-    async (stopped) => {
-      ctx.withdrawable?.(withdraw);
-      /** stopped, or withdrawn: the program is not to start */
-      const halted = (): boolean => stopped() || withdrawn;
-      /** how an attempt that did not start ends: withdrawn, or stopped (undefined) */
-      const notStarted = (): undefined => {
-        if (withdrawn && !stopped()) throw new AttemptWithdrawn();
-        return undefined;
-      };
-      // in line, in the order the attempts were handed over; the cores are held from when they are granted
-      ticket = ctx.gate?.enter(footprint(job.requirements).cores);
-      try {
-        if (ctx.ready !== undefined) await ctx.ready;
-        const prep = await prepareExecutable(job, ctx, true);
-        if (halted()) return notStarted();
-        const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
-        // over this process's environment as it is when the program starts (the spawner takes what differs)
-        const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
-        const mark = ctx.marks?.next() ?? randomUUID();
-        const when = { ticket, stopped: halted };
-        const gate =
-          ctx.spawnerGate !== undefined
-            ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores }
-            : undefined;
-        const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
-          spawning = s;
-        });
-        if (t === undefined) return notStarted(); // stopped or withdrawn before it started
-        tree = t;
-        if (stopped()) {
-          end(t);
-          return undefined;
-        }
-        let exit;
-        try {
-          exit = await t.exited;
-        } catch (err) {
-          end(t); // its spawner died: nobody else will end it
-          throw new WorkerCrashedError(`${prep.where}: ${(err as Error).message}`);
-        }
-        leave(); // the core is free for the next program while this one's result is made
-        if (exit.groupAlive) end(t); // the program is done: what it left running in its group goes too
-        return await executableResult(prep, command, exit);
-      } finally {
-        leave();
-      }
-    },
+    (stopped) => (flow = work(stopped)),
     // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
     () => {
       leave();

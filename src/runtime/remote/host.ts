@@ -140,8 +140,9 @@ export class TaskHost {
         },
       };
       let work: Observable<unknown>;
+      let withdraw: Withdraw | undefined;
       try {
-        work = this.work(job, data, (w) => this.withdrawers.set(key, w));
+        work = this.work(job, data, (w) => this.withdrawers.set(key, (withdraw = w)));
       } catch (err) {
         reject(err);
         return;
@@ -152,8 +153,9 @@ export class TaskHost {
       let value: unknown;
       const end = (): void => {
         done = true;
-        this.running.delete(key);
-        this.withdrawers.delete(key);
+        // (a withdrawn attempt's key may come back here: only its own entries go)
+        if (this.running.get(key) === stop) this.running.delete(key);
+        if (withdraw !== undefined && this.withdrawers.get(key) === withdraw) this.withdrawers.delete(key);
         if (timer !== undefined) clearTimeout(timer);
       };
       const stop = (reason: Error): void => {
