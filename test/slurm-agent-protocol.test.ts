@@ -356,6 +356,24 @@ describe('the agent, with a stand-in driver', () => {
     health: async () => undefined,
   });
 
+  /** An agent of one core connected to a stand-in driver, past its hello. */
+  async function connected() {
+    const d = await driver();
+    const exited = runAgent(options(d.port));
+    const agent = await d.agent;
+    await agent.next('hello');
+    return { d, exited, ...agent };
+  }
+
+  /** Takes the agent's one core with a function that runs until stopped (`blocker`); `marker` says it ended. */
+  async function occupy(socket: Socket, marker: string): Promise<void> {
+    socket.write(line({ t: 'run', key: 'blocker', data: fn('slurm.waitForCancel', [60_000, marker], 'blocker') }));
+    await until(() => existsSync(`${marker}.started`));
+  }
+
+  const cancel = (socket: Socket, key: string): boolean =>
+    socket.write(line({ t: 'stop', key, reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+
   it('says hello with the token, runs what it is sent, refuses unknown names and malformed attempts', async () => {
     const d = await driver();
     const exited = runAgent(options(d.port));
@@ -384,24 +402,19 @@ describe('the agent, with a stand-in driver', () => {
   }, 30_000);
 
   it('withdraws, when asked, an attempt that waits for its core: it never runs there; one that runs goes on', async () => {
-    const d = await driver();
-    const exited = runAgent(options(d.port));
-    const { socket, next, messages } = await d.agent;
-    await next('hello');
-    const marker = join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'm');
-    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
-    await until(() => existsSync(`${marker}.started`));
+    const { d, exited, socket, next, messages } = await connected();
+    await occupy(socket, join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'm'));
     // the node's one core is taken: 'q' waits for it
     socket.write(line({ t: 'run', key: 'q', data: fn('slurm.add', [1, 2], 'q') }));
     socket.write(line({ t: 'withdraw', key: 'q' }));
     expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'q', ok: true });
-    socket.write(line({ t: 'withdraw', key: 'w' }));
-    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'w', ok: false });
+    socket.write(line({ t: 'withdraw', key: 'blocker' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'blocker', ok: false });
     socket.write(line({ t: 'withdraw', key: 'nothing-by-that-key' }));
     expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'nothing-by-that-key', ok: false });
     // the core frees: had 'q' still waited, it would run now, before 'k'
-    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
-    expect(await next('done')).toMatchObject({ key: 'w', ok: false });
+    cancel(socket, 'blocker');
+    expect(await next('done')).toMatchObject({ key: 'blocker', ok: false });
     socket.write(line({ t: 'run', key: 'k', data: fn('slurm.add', [2, 3], 'k') }));
     expect(await next('done')).toMatchObject({ key: 'k', ok: true, value: { sum: 5 } });
     expect(messages.filter((m) => m.t === 'done')).toEqual([]);
@@ -411,14 +424,9 @@ describe('the agent, with a stand-in driver', () => {
   }, 30_000);
 
   it('answers a withdrawal of an attempt still staging its inputs only once that is over', async () => {
-    const d = await driver();
-    const exited = runAgent(options(d.port));
-    const { socket, next } = await d.agent;
-    await next('hello');
+    const { d, exited, socket, next } = await connected();
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-staging-'));
-    const marker = join(dir, 'm');
-    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
-    await until(() => existsSync(`${marker}.started`));
+    await occupy(socket, join(dir, 'm'));
     // an input to copy into the attempt's directory: long enough to be under way when the withdrawal comes
     const big = join(dir, 'big.dat');
     const size = 64 * 1024 * 1024;
@@ -431,7 +439,7 @@ describe('the agent, with a stand-in driver', () => {
     // directory, on a shared file system) without this one writing into it afterwards
     const copy = join(dir, 'wf', 'tasks', 'staged', 'attempt-1', 'big.dat');
     expect(statSync(copy).size).toBe(size);
-    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+    cancel(socket, 'blocker');
     await next('done');
     socket.write(line({ t: 'bye' }));
     expect(await exited).toBe(0);
@@ -440,14 +448,10 @@ describe('the agent, with a stand-in driver', () => {
   }, 30_000);
 
   it('stops an attempt when told, and ends when the driver says something it does not know', async () => {
-    const d = await driver();
-    const exited = runAgent(options(d.port));
-    const { socket, next } = await d.agent;
-    await next('hello');
+    const { d, exited, socket } = await connected();
     const marker = join(mkdtempSync(join(tmpdir(), 'scalems-agent-')), 'm');
-    socket.write(line({ t: 'run', key: 'w', data: fn('slurm.waitForCancel', [60_000, marker], 'w') }));
-    await until(() => existsSync(`${marker}.started`));
-    socket.write(line({ t: 'stop', key: 'w', reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
+    await occupy(socket, marker);
+    cancel(socket, 'blocker');
     await until(() => existsSync(marker));
     expect(readFileSync(marker, 'utf8')).toMatch(/TaskCancelledError: cancelled by a test/);
     socket.write('{"t":"launch-missiles"}\n');

@@ -28,6 +28,20 @@ function held(dir: string, key: string) {
   return executable(['sh', '-c', `cd ${dir} && ${script}`], { key });
 }
 
+/** A one-core program `name` in `<root>/<name>`, its core held at `gate` (none: it starts at once). */
+function requestIn<G>(root: string, name: string, command: string[], gate: G | undefined): SpawnRequest<G> {
+  return {
+    command,
+    cwd: join(root, name),
+    made: false,
+    stdout: join(root, name, 'stdout'),
+    stderr: join(root, name, 'stderr'),
+    env: {},
+    graceSeconds: 1,
+    ...(gate !== undefined && { when: { gate, cores: 1 } }),
+  };
+}
+
 const spawnerOf = (pid: number): boolean => readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner');
 
 describe('processes(): a pool of spawners sharing the cores', () => {
@@ -105,16 +119,8 @@ describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
     const root = mkdtempSync(join(tmpdir(), 'scalems-withdraw-'));
     const spawner = new Spawner('', 1);
     const gate = spawner.gate(1);
-    const request = (name: string, command: string[], gated = true): SpawnRequest => ({
-      command,
-      cwd: join(root, name),
-      made: false,
-      stdout: join(root, name, 'stdout'),
-      stderr: join(root, name, 'stderr'),
-      env: {},
-      graceSeconds: 1,
-      ...(gated && { when: { gate, cores: 1 } }),
-    });
+    const request = (name: string, command: string[], gated = true): SpawnRequest =>
+      requestIn(root, name, command, gated ? gate : undefined);
     try {
       const running = spawner.start(request('running', ['sh', '-c', untilReleased(root)]));
       // read right after its start, which found its core free: it runs, and goes on running with its core held
@@ -148,16 +154,7 @@ describe('SpawnerPool, withdrawn by its owner (a Slurm agent, to run the attempt
     const root = mkdtempSync(join(tmpdir(), 'scalems-pool-withdraw-'));
     const pool = new SpawnerPool(2, '', 1);
     const gate = pool.gate(2);
-    const request = (name: string, command: string[]): SpawnRequest<PoolGate> => ({
-      command,
-      cwd: join(root, name),
-      made: false,
-      stdout: join(root, name, 'stdout'),
-      stderr: join(root, name, 'stderr'),
-      env: {},
-      graceSeconds: 1,
-      when: { gate, cores: 1 },
-    });
+    const request = (name: string, command: string[]): SpawnRequest<PoolGate> => requestIn(root, name, command, gate);
     try {
       // one program per spawner: the third waits in the first spawner, behind the long one
       const long = pool.start(request('long', ['sh', '-c', untilReleased(root)]));
