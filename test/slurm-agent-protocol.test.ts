@@ -64,6 +64,22 @@ function sh(script: string, id: string, dir: string): AttemptData {
   };
 }
 
+/** A pool of agents that logs nothing, started by the stand-in srun (see `startAgents`). */
+const quietPool = (): AgentPool =>
+  new AgentPool({
+    where: 'test executor',
+    host: '127.0.0.1',
+    log: { info: () => undefined, warn: () => undefined },
+    memoryOf: () => Infinity,
+    srun: FAKE_SRUN,
+  });
+
+/** Starts the pool's agents, one per node of `layout`, each given its cores as slurm() gives them (on-agents.ts). */
+async function startAgents(pool: AgentPool, layout: Map<string, number>, modules: string[]): Promise<void> {
+  const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(layout) };
+  await pool.start('0', layout, agentCommand(modules, process.execPath), env, process.cwd());
+}
+
 describe('slurm() agents, with a stand-in for srun', () => {
   let pool: AgentPool;
   let dir: string;
@@ -201,18 +217,9 @@ describe('slurm() agents, with a stand-in for srun', () => {
 describe('an agent started without modules, with a stand-in for srun', () => {
   it('runs its programs from a spawner per core; killed -9, it leaves none of them running', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-programs-'));
-    const pool = new AgentPool({
-      where: 'test executor',
-      host: '127.0.0.1',
-      log: { info: () => undefined, warn: () => undefined },
-      memoryOf: () => Infinity,
-      srun: FAKE_SRUN,
-    });
+    const pool = quietPool();
     try {
-      const layout = new Map([['fake1', 2]]);
-      // the agent's cores, as slurm() gives them (on-agents.ts)
-      const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(layout) };
-      await pool.start('0', layout, agentCommand([], process.execPath), env, process.cwd());
+      await startAgents(pool, new Map([['fake1', 2]]), []);
       const agent = pool.nodes()[0]!;
       const pidFiles = [0, 1].map((i) => join(dir, `p${i}.pid`));
       const runs = pidFiles.map((file, i) =>
@@ -248,13 +255,7 @@ describe.each([
 ])('an attempt waiting at an agent %s', (_, modules: string[]) => {
   it('moves to a node whose core frees, instead of waiting behind a long program', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-move-'));
-    const pool = new AgentPool({
-      where: 'test executor',
-      host: '127.0.0.1',
-      log: { info: () => undefined, warn: () => undefined },
-      memoryOf: () => Infinity,
-      srun: FAKE_SRUN,
-    });
+    const pool = quietPool();
     const one = { cores: 1, gpus: 0, memoryMB: 0 };
     const release = (name: string): string => join(dir, `${name}.go`);
     /** a program that runs until its file is made, then says where it ran */
@@ -268,12 +269,14 @@ describe.each([
         ),
       );
     try {
-      const layout = new Map([
-        ['fake1', 1],
-        ['fake2', 1],
-      ]);
-      const env = { ...process.env, [LAYOUT_VARIABLE]: formatLayout(layout) };
-      await pool.start('0', layout, agentCommand(modules, process.execPath), env, process.cwd());
+      await startAgents(
+        pool,
+        new Map([
+          ['fake1', 1],
+          ['fake2', 1],
+        ]),
+        modules,
+      );
       const programs = new Map(['fake1', 'fake2'].map((node) => [node, held(node, node)]));
       await until(() => pool.nodes().every((n) => n.free.cores === 0));
       // both cores are taken: it is sent ahead, to wait for a core at one of the nodes
