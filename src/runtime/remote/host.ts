@@ -75,9 +75,8 @@ export const NO_WORKFLOW = new Proxy(
 let hosts = 0;
 
 export class TaskHost {
-  private readonly running = new Map<string, (reason: Error) => void>();
-  /** what withdraws each attempt that waits for its cores (see `withdraw`) */
-  private readonly withdrawers = new Map<string, Withdraw>();
+  /** each running attempt: what stops it, and what withdraws it while it waits for its cores (see `withdraw`) */
+  private readonly running = new Map<string, { stop: (reason: Error) => void; withdraw?: Withdraw }>();
   private readonly ending = new Set<Promise<void>>();
   private readonly functions: BackendExecutor | undefined;
   private readonly runner: RemoteRunner | undefined;
@@ -139,10 +138,10 @@ export class TaskHost {
           throw new Error('a remote task host runs functions through its runner');
         },
       };
+      const entry: { stop: (reason: Error) => void; withdraw?: Withdraw } = { stop: () => undefined };
       let work: Observable<unknown>;
-      let withdraw: Withdraw | undefined;
       try {
-        work = this.work(job, data, (w) => this.withdrawers.set(key, (withdraw = w)));
+        work = this.work(job, data, (w) => (entry.withdraw = w));
       } catch (err) {
         reject(err);
         return;
@@ -153,9 +152,8 @@ export class TaskHost {
       let value: unknown;
       const end = (): void => {
         done = true;
-        // (a withdrawn attempt's key may come back here: only its own entries go)
-        if (this.running.get(key) === stop) this.running.delete(key);
-        if (withdraw !== undefined && this.withdrawers.get(key) === withdraw) this.withdrawers.delete(key);
+        // (a withdrawn attempt's key may come back here: only its own entry goes)
+        if (this.running.get(key) === entry) this.running.delete(key);
         if (timer !== undefined) clearTimeout(timer);
       };
       const stop = (reason: Error): void => {
@@ -165,7 +163,8 @@ export class TaskHost {
         subscription.unsubscribe();
         reject(reason);
       };
-      this.running.set(key, stop);
+      entry.stop = stop;
+      this.running.set(key, entry);
       const walltime = data.requirements.walltime;
       if (walltime !== undefined) {
         timer = setTimeout(() => {
@@ -207,9 +206,9 @@ export class TaskHost {
 
   /** Stops the attempt `key` if it runs here (its promise rejects with `reason`); false if it does not. */
   stop(key: string, reason: Error): boolean {
-    const stop = this.running.get(key);
-    if (stop === undefined) return false;
-    stop(reason);
+    const entry = this.running.get(key);
+    if (entry === undefined) return false;
+    entry.stop(reason);
     return true;
   }
 
@@ -218,13 +217,13 @@ export class TaskHost {
    * `execute` rejects with `AttemptWithdrawn`; resolves true. False if it started (or holds its cores), or is not here.
    */
   async withdraw(key: string): Promise<boolean> {
-    const withdraw = this.withdrawers.get(key);
+    const withdraw = this.running.get(key)?.withdraw;
     return withdraw !== undefined && (await withdraw());
   }
 
   /** Stops every running attempt with `reason`. */
   stopAll(reason: Error): void {
-    for (const stop of [...this.running.values()]) stop(reason);
+    for (const entry of [...this.running.values()]) entry.stop(reason);
   }
 
   /** Waits for the stopped programs to be gone, and releases the threads (and the spawner). */
