@@ -3,7 +3,7 @@
 //      (mode: 'steps') and a plain loop of `srun --exact -n1 true` in the same allocation, 4 at a time;
 //   2. `true` executables through the agent of one node, against a plain spawn loop here with the same concurrency:
 //      on an agent started without modules (programs only: its cores held in its spawners), and, after each round,
-//      on one started with modules (its cores shared with functions: a GO line per program), against that round's loop.
+//      on one started with modules (its cores shared with functions in its gate), against that round's loop.
 // Each figure is the median of the rounds with their spread; the rounds alternate baseline and scalems.
 // Run: npm run bench (or, built: node build/bench/bench/slurm-agents.js [functions] [programs] [rounds])
 import { execFileSync, spawn } from 'node:child_process';
@@ -65,7 +65,7 @@ export interface SlurmAgentsFigures {
   readonly spawnPerSecond: number;
   /** spawn loop time / agents time for `true` programs on one node's agent without modules: the goal is >= 0.8 */
   readonly programsOverSpawn: number;
-  /** the same on an agent started with modules, whose cores its functions share (a GO line per program) */
+  /** the same on an agent started with modules, whose cores its functions share (in the agent's gate) */
   readonly programsWithModulesOverSpawn: number;
 }
 
@@ -162,7 +162,7 @@ export async function benchSlurmAgents(functions = 2000, programs = 500, rounds 
   );
   console.log(`  ratio spawn loop time / agents time ${spread(overSpawn, fmtRatio)} (goal ≥ 0.8)`);
   console.log(
-    `  the same on an agent with modules (its cores shared with functions, a GO line per program): ` +
+    `  the same on an agent with modules (its cores shared with functions, in its gate): ` +
       `${spread(progsWithModules)} tasks/s, ratio ${spread(overSpawnWithModules, fmtRatio)}`,
   );
   const pct = (x: number): string => `${x.toFixed(0)}%`;

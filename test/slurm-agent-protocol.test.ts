@@ -426,6 +426,46 @@ describe('the agent, with a stand-in driver', () => {
     d.close();
   }, 30_000);
 
+  it('runs programs and functions on its one core one at a time, in the order sent, programs starting on exits', async () => {
+    const { d, exited, socket, next, messages } = await connected();
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-turns-'));
+    const log = join(dir, 'turns');
+    /** A program that logs its turn; `wait`: it holds the core until `<dir>/<wait>` exists. */
+    const run = (name: string, wait?: string): void => {
+      const hold = wait !== undefined ? `while [ ! -e ${join(dir, wait)} ]; do sleep 0.02; done;` : 'sleep 0.05;';
+      const data = name.startsWith('f')
+        ? fn('slurm.logTurn', [log, name, 50], name)
+        : sh(`echo s ${name} >> ${log}; ${hold} echo e ${name} >> ${log}`, name, dir);
+      socket.write(line({ t: 'run', key: name, data }));
+    };
+    const turns = (names: string[]): string[] => names.flatMap((n) => [`s ${n}`, `e ${n}`]);
+    const logged = (): string[] => readFileSync(log, 'utf8').trim().split('\n');
+    run('p0', 'release');
+    await until(() => existsSync(log));
+    // behind it: programs named to the spawner start on the exit before them; a function at the head stops that,
+    // and never finds its core taken
+    const order = ['p1', 'p2', 'f1', 'p3', 'p4', 'f2', 'p5', 'p6'];
+    for (const name of order) run(name);
+    writeFileSync(join(dir, 'release'), '');
+    for (const name of ['p0', ...order]) expect(await next('done')).toMatchObject({ key: name, ok: true });
+    expect(logged()).toEqual(turns(['p0', ...order]));
+    // a program named while it waits, withdrawn: dropped (it never runs here), and the next takes its place
+    run('p7', 'release7');
+    await until(() => logged().includes('s p7'));
+    run('p8');
+    socket.write(line({ t: 'withdraw', key: 'p8' }));
+    expect(await next('withdrawn')).toEqual({ t: 'withdrawn', key: 'p8', ok: true });
+    run('p9');
+    writeFileSync(join(dir, 'release7'), '');
+    for (const name of ['p7', 'p9']) expect(await next('done')).toMatchObject({ key: name, ok: true });
+    expect(logged()).toEqual(turns(['p0', ...order, 'p7', 'p9']));
+    expect(messages.filter((m) => m.t === 'done')).toEqual([]);
+    socket.write(line({ t: 'bye' }));
+    expect(await exited).toBe(0);
+    d.close();
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+
   it('answers a withdrawal of an attempt still staging its inputs only once that is over', async () => {
     const { d, exited, socket, next } = await connected();
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-staging-'));

@@ -149,6 +149,77 @@ describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
   });
 });
 
+describe('Spawner.next (a Slurm agent with modules: the program named next starts on an exit)', () => {
+  it('starts it on the exit of a program that held its core, without its GO; not on the exit of one left', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-heirs-'));
+    const spawner = new Spawner('', 1);
+    /** A program started on GO, in `<root>/<name>`. */
+    const onGo = (name: string, command: string[]) =>
+      spawner.start({ ...requestIn(root, name, command, undefined), when: 'go' });
+    const waitIn = (name: string): string[] => ['sh', '-c', untilReleased(join(root, name))];
+    const release = (name: string): void => writeFileSync(join(root, name, 'release'), '');
+    const order: string[] = [];
+    /** Its tree, or an error after 10 s: a program named next that never starts fails the test, not its timeout. */
+    const within = async <T>(p: Promise<T>, what: string): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not within 10 s`)), 10_000);
+      });
+      try {
+        return await Promise.race([p, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    /** Names `name`'s program next; `order` says when its start was read, and when its tree came. */
+    const named = (name: string, command: string[]) => {
+      const s = onGo(name, command);
+      s.next(() => order.push(`${name} started`));
+      void s.tree.then(
+        (tree) => tree !== undefined && order.push(`${name} tree`),
+        () => undefined,
+      );
+      return s;
+    };
+    try {
+      const left = onGo('left', waitIn('left'));
+      left.go();
+      const leftTree = (await left.tree)!;
+      const holder = onGo('holder', waitIn('holder'));
+      holder.go();
+      const holderTree = (await holder.tree)!;
+      const first = named('first', ['true']);
+      const second = named('second', waitIn('second'));
+      const skipped = named('skipped', ['true']);
+      const last = named('last', ['true']);
+      skipped.withdraw(); // dropped before any exit: the exit that would have been its skips it
+      expect(await skipped.tree).toBeUndefined();
+      // `left` is stopped: its core is its owner's again, and its exit starts nothing
+      await left.leave();
+      release('left');
+      await leftTree.exited;
+      // a program started at once, handed over after: once it has, the spawner has seen the exit of `left` too
+      const barrier = (await spawner.start(requestIn(root, 'barrier', ['sleep', '0.2'], undefined)).tree)!;
+      expect(order).toEqual([]);
+      // the holder's exit starts `first`, whose exit starts `second`; the barrier's exit starts `last`
+      release('holder');
+      await holderTree.exited;
+      const secondTree = (await within(second.tree, 'second started on the exit of first'))!;
+      expect((await first.tree)!.root.pid).toBeGreaterThan(0);
+      expect(order.slice(0, 4)).toEqual(['first started', 'first tree', 'second started', 'second tree']);
+      await barrier.exited;
+      await (await within(last.tree, 'last started on the exit of the barrier'))!.exited;
+      expect(order).toContain('last started');
+      expect(order).not.toContain('skipped started');
+      release('second');
+      await secondTree.exited;
+    } finally {
+      await spawner.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SpawnerPool, withdrawn by its owner (a Slurm agent, to run the attempt on another node)', () => {
   it('drops a program that waits, even while the pool moves it to a spawner whose core just freed', async () => {
     const root = mkdtempSync(join(tmpdir(), 'scalems-pool-withdraw-'));

@@ -104,7 +104,9 @@ export function runLocalExecutable<G>(
       // its cores at the gate here: once granted, it is about to start
       if (ticket === undefined || ticket.granted) return false;
       withdrawn = true;
-      ctx.gate!.leave(ticket); // its place goes to the next; woken, it stops before it starts
+      // its place goes to the next; woken, it stops before it starts. Named to the spawner, it may have started on a
+      // freed core already: it leaves once the spawner says it dropped it
+      if (!ticket.named) ctx.gate!.leave(ticket);
     } else withdrawn = true;
     if (spawning === undefined) {
       // not handed to the spawner yet: it stops before it is. Only then is its preparation over (which may stage its
@@ -122,6 +124,7 @@ export function runLocalExecutable<G>(
       () => tree ?? null,
     );
     if (t !== undefined) withdrawn = false;
+    else if (ticket?.named === true) ctx.gate!.leave(ticket);
     return t === undefined;
   };
   const work = async (stopped: () => boolean): Promise<ExecutableResult | undefined> => {
@@ -143,7 +146,7 @@ export function runLocalExecutable<G>(
       // over this process's environment as it is when the program starts (the spawner takes what differs)
       const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
       const mark = ctx.marks?.next() ?? randomUUID();
-      const when = { ticket, stopped: halted };
+      const when = { ticket, gate: ctx.gate, stopped: halted };
       const gate =
         ctx.spawnerGate !== undefined ? { gate: ctx.spawnerGate, cores: footprint(job.requirements).cores } : undefined;
       const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
@@ -193,7 +196,11 @@ async function startSpawned<G>(
   prep: PreparedExecutable,
   env: Readonly<Record<string, string>>,
   tree: { readonly grace: number; readonly mark: string },
-  when: { readonly ticket: GateTicket | undefined; readonly stopped: () => boolean },
+  when: {
+    readonly ticket: GateTicket | undefined;
+    readonly gate: CoreGate | undefined;
+    readonly stopped: () => boolean;
+  },
   gate: { readonly gate: G; readonly cores: number } | undefined,
   handed: (s: Spawning) => void,
 ): Promise<ProcessTree | undefined> {
@@ -218,8 +225,12 @@ async function startSpawned<G>(
     });
     handed(spawning);
     if (go) {
+      // it may start on the core another program's exit frees, before its grant here (core-gate.ts, "Heirs")
+      const coreGate = when.gate!;
+      coreGate.offer(ticket, () => spawning.next(() => coreGate.claim(ticket)));
       await ticket.ready;
-      if (when.stopped()) return undefined; // its teardown dropped it
+      // its teardown or withdrawal dropped it; named, it may have started first: then it is ended as a started one
+      if (when.stopped()) return ticket.named ? await spawning.tree : undefined;
       spawning.go();
     }
     return await spawning.tree;

@@ -139,6 +139,7 @@ export class SpawnerPool implements ProgramStarter<PoolGate> {
     return {
       tree,
       go: () => p.inner.go(),
+      next: () => undefined, // its cores are held in its lane
       leave: () => {
         p.left = true;
         return p.inner.leave();

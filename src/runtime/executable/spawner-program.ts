@@ -9,6 +9,9 @@
  *                           makes the directory (unless made) and opens the files at once; then starts the program
  *                           at once (gate 0), on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
  *                    [GO, id]               start it now
+ *                    [NEXT, id]             it (waiting for GO) may start at once on the core that the exit of a
+ *                                           program started at once or on GO frees, unless that program was left:
+ *                                           the first such one named, in the order named (core-gate.ts, "Heirs")
  *                    [LEAVE, id]            the attempt was stopped: drop it if it waits, give its cores back if not
  *                    [WITHDRAW, id]         drop it if it waits (to start it elsewhere); nothing if it runs
  *                    [DONE, pid, start]     the tree of this leader has been ended: stop watching it
@@ -21,7 +24,15 @@
 import { MARK_VARIABLE } from './marks';
 
 /** Owner → spawner. */
-export const SpawnerCommand = { start: 's', go: 'g', leave: 'l', withdraw: 'w', done: 'd', quit: 'q' } as const;
+export const SpawnerCommand = {
+  start: 's',
+  go: 'g',
+  next: 'n',
+  leave: 'l',
+  withdraw: 'w',
+  done: 'd',
+  quit: 'q',
+} as const;
 /** Spawner → owner. */
 export const SpawnerReply = { started: 's', failed: 'f', exited: 'x' } as const;
 /** Where starting a program failed. */
@@ -131,6 +142,15 @@ const startOf = (pid) => {
 const gates = new Map();
 // programs by id: prepared (waiting for cores, or for GO) or running
 const programs = new Map();
+// ids of programs waiting for GO that may start on the core a program's exit frees (NEXT), in the owner's order; one
+// that started on GO or was dropped meanwhile is skipped
+const heirs = [];
+const inherit = () => {
+  while (heirs.length > 0) {
+    const p = programs.get(heirs.shift());
+    if (p !== undefined && p.pid === undefined && p.gate === -1) return launch(p);
+  }
+};
 const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
 // Cores given back by a LEAVE start the next program once the commands at hand are read, not at once: a teardown
 // leaves its running programs and those waiting behind them in one write, and pumping at the first LEAVE started the
@@ -174,7 +194,7 @@ const makeDir = (cwd) => {
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
-    gate: gateId, cores: m[12], holds: 0, pid: undefined };
+    gate: gateId, cores: m[12], holds: 0, pid: undefined, left: false };
   let stage = 'dir';
   try {
     if (!m[4]) makeDir(cwd);
@@ -222,6 +242,8 @@ const launch = (p) => {
     if (p.stdinText !== null) { child.stdin.on('error', () => {}); child.stdin.end(p.stdinText); }
     child.once('exit', (code, signal) => {
       programs.delete(id);
+      // cores held by the owner, not given back: the next program it named takes them now (its GO will find it runs)
+      if (p.gate <= 0 && !p.left) inherit();
       release(p, true);
       let alive = true;
       try { process.kill(-pid, 0); } catch (e) { alive = e.code === 'EPERM'; }
@@ -241,7 +263,11 @@ const launch = (p) => {
 const leave = (id, withdraw) => {
   const p = programs.get(id);
   if (p === undefined) return;
-  if (p.pid !== undefined) return withdraw ? undefined : release(p);
+  if (p.pid !== undefined) {
+    if (withdraw) return;
+    p.left = true; // being ended: the owner has its cores back (no heir starts on its exit)
+    return release(p);
+  }
   programs.delete(id);
   const gate = gates.get(p.gate);
   if (gate !== undefined) {
@@ -264,6 +290,7 @@ process.stdin.on('data', (chunk) => {
     buffer = buffer.slice(nl + 1);
     if (m[0] === C.start) prepare(m);
     else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
+    else if (m[0] === C.next) heirs.push(m[1]);
     else if (m[0] === C.leave) leave(m[1], false);
     else if (m[0] === C.withdraw) leave(m[1], true);
     else if (m[0] === C.done) trees.delete(m[1] + ':' + (m[2] === null ? '0' : m[2]));

@@ -81,6 +81,12 @@ export interface Spawning {
   /** starts it now (`when: 'go'`) */
   go(): void;
   /**
+   * It (`when: 'go'`) may start before its GO, on the core that the exit of a program of the same spawner frees, one
+   * that started at once or on GO and was not left: those named first, first (core-gate.ts, "Heirs"). `started` is
+   * called as its start is read, before the tree resolves, and before that exit is reported.
+   */
+  next(started: () => void): void;
+  /**
    * The attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending).
    * Resolves once the spawner has been told (written to its pipe, with whatever else was sent meanwhile): end a
    * running tree only then, or the spawner, seeing it exit first, starts a program that the same teardown leaves next.
@@ -106,6 +112,8 @@ export class SpawnFailure extends Error {
 
 interface Waiting {
   readonly request: SpawnRequest;
+  /** named next (`Spawning.next`): told of its start before anything else is */
+  started?: () => void;
   resolve(tree: ProcessTree | undefined): void;
   reject(reason: Error): void;
 }
@@ -184,6 +192,12 @@ export class Spawner implements TreeWatcher, ProgramStarter {
       tree,
       go: () => {
         if (this.#waiting.has(id)) this.#send([SpawnerCommand.go, id]);
+      },
+      next: (started) => {
+        const w = this.#waiting.get(id);
+        if (w === undefined) return;
+        w.started = started;
+        this.#send([SpawnerCommand.next, id]);
       },
       leave: () => {
         if (this.#waiting.has(id) || this.#running.has(id)) this.#send([SpawnerCommand.leave, id]);
@@ -317,6 +331,7 @@ export class Spawner implements TreeWatcher, ProgramStarter {
         const root: TreeRoot = start !== null ? { pid: reply[2], start } : { pid: reply[2] };
         const adopted = adoptTree(root, { graceSeconds: w.request.graceSeconds, mark: w.request.mark, watcher: this });
         this.#running.set(id, adopted);
+        w.started?.();
         w.resolve(adopted.tree);
         return;
       }

@@ -663,7 +663,7 @@ export class AgentPool {
  * driver. One that waits while another node's core is free is withdrawn and placed there (`rebalance`). 500 `true`
  * programs on one 2-core node's agent against a spawn loop, roots on tmpfs, four runs each: without modules, 1 per
  * core 0.66-0.71 of the loop's rate (the machine 10-11% idle), 2 per core 0.72-0.77 (5-6% idle); with modules
- * (a GO line per program) 0.54-0.63 and 0.62-0.64. Four per core gave what two did, in two runs.
+ * (then a GO line per program) 0.54-0.63 and 0.62-0.64. Four per core gave what two did, in two runs.
  */
 export const AHEAD_PER_CORE = 2;
 
