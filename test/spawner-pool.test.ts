@@ -6,7 +6,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkerCrashedError, executable } from 'scalems';
 import { readText } from 'scalems/node';
-import { Spawner, type SpawnRequest } from '../src/runtime/executable/spawner';
+import { Spawner, type SpawnRequest, type SpawnerGate } from '../src/runtime/executable/spawner';
 import { SpawnerPool, type PoolGate } from '../src/runtime/executable/spawner-pool';
 import { isAlive } from './support/work';
 import { removeRoots, setup, waitFor } from './support/processes';
@@ -199,7 +199,7 @@ describe('Spawner.next (a Slurm agent with modules: the program named next start
       release('left');
       await leftTree.exited;
       // a program started at once, handed over after: once it has, the spawner has seen the exit of `left` too
-      const barrier = (await spawner.start(requestIn(root, 'barrier', ['sleep', '0.2'], undefined)).tree)!;
+      const barrier = (await spawner.start(requestIn<SpawnerGate>(root, 'barrier', ['sleep', '0.2'], undefined)).tree)!;
       expect(order).toEqual([]);
       // the holder's exit starts `first`, whose exit starts `second`; the barrier's exit starts `last`
       release('holder');

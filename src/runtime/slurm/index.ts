@@ -31,7 +31,7 @@ import {
   type SlurmBackendOptions,
 } from './options';
 import { AgentMode } from './on-agents';
-import { AHEAD_PER_CORE } from './agents';
+import { AHEAD_PER_CORE } from './agent-places';
 import { allocatedNodes, type AllocatedNode, type Placement } from './placement';
 import {
   entryCommand,
