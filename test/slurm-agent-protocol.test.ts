@@ -346,23 +346,23 @@ describe('the agent, with a stand-in driver', () => {
     return { port, agent, close: () => server.close() };
   }
 
-  const options = (port: number) => ({
+  const options = (port: number, cores = 1) => ({
     host: '127.0.0.1',
     port,
     token: 'secret',
     node: 'n9',
     modules: [MODULE],
-    cores: 1,
+    cores,
     memoryMB: 0,
     gpus: 0,
     log: () => undefined,
     health: async () => undefined,
   });
 
-  /** An agent of one core connected to a stand-in driver, past its hello. */
-  async function connected() {
+  /** An agent of one core (or `cores`) connected to a stand-in driver, past its hello. */
+  async function connected(cores = 1) {
     const d = await driver();
-    const exited = runAgent(options(d.port));
+    const exited = runAgent(options(d.port, cores));
     const agent = await d.agent;
     await agent.next('hello');
     return { d, exited, ...agent };
@@ -426,11 +426,13 @@ describe('the agent, with a stand-in driver', () => {
     d.close();
   }, 30_000);
 
-  it('runs programs and functions on its one core one at a time, in the order sent, programs starting on exits', async () => {
-    const { d, exited, socket, next, messages } = await connected();
+  /**
+   * Attempts that log their turns to `<dir>/turns` (`s <name>` as each starts, `e <name>` as it ends): a program
+   * (`p…`) or a function (`f…`) of 50 ms, or a program that holds its core until `<dir>/<wait>` exists.
+   */
+  function turnsOf(socket: Socket) {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-turns-'));
     const log = join(dir, 'turns');
-    /** A program that logs its turn; `wait`: it holds the core until `<dir>/<wait>` exists. */
     const run = (name: string, wait?: string): void => {
       const hold = wait !== undefined ? `while [ ! -e ${join(dir, wait)} ]; do sleep 0.02; done;` : 'sleep 0.05;';
       const data = name.startsWith('f')
@@ -438,10 +440,16 @@ describe('the agent, with a stand-in driver', () => {
         : sh(`echo s ${name} >> ${log}; ${hold} echo e ${name} >> ${log}`, name, dir);
       socket.write(line({ t: 'run', key: name, data }));
     };
+    const logged = (): string[] => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
+    return { dir, run, logged };
+  }
+
+  it('runs programs and functions on its one core one at a time, in the order sent, programs starting on exits', async () => {
+    const { d, exited, socket, next, messages } = await connected();
+    const { dir, run, logged } = turnsOf(socket);
     const turns = (names: string[]): string[] => names.flatMap((n) => [`s ${n}`, `e ${n}`]);
-    const logged = (): string[] => readFileSync(log, 'utf8').trim().split('\n');
     run('p0', 'release');
-    await until(() => existsSync(log));
+    await until(() => logged().length > 0);
     // behind it: programs named to the spawner start on the exit before them; a function at the head stops that,
     // and never finds its core taken
     const order = ['p1', 'p2', 'f1', 'p3', 'p4', 'f2', 'p5', 'p6'];
@@ -460,6 +468,33 @@ describe('the agent, with a stand-in driver', () => {
     for (const name of ['p7', 'p9']) expect(await next('done')).toMatchObject({ key: name, ok: true });
     expect(logged()).toEqual(turns(['p0', ...order, 'p7', 'p9']));
     expect(messages.filter((m) => m.t === 'done')).toEqual([]);
+    socket.write(line({ t: 'bye' }));
+    expect(await exited).toBe(0);
+    d.close();
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('with two cores (a spawner each, programs starting on exits in both): never more than two at once', async () => {
+    const { d, exited, socket, next } = await connected(2);
+    const { dir, run, logged } = turnsOf(socket);
+    run('p0', 'release');
+    run('q0', 'release');
+    await until(() => logged().length === 2);
+    const order = ['p1', 'p2', 'p3', 'f1', 'p4', 'p5', 'p6', 'p7', 'f2', 'p8', 'p9', 'p10', 'p11'];
+    for (const name of order) run(name);
+    writeFileSync(join(dir, 'release'), '');
+    for (let i = 0; i < order.length + 2; i++) expect(await next('done')).toMatchObject({ ok: true });
+    // (a function's turn is logged from its thread, which starts late the first time: its core was granted before)
+    const lines = logged();
+    let now = 0;
+    let most = 0;
+    for (const l of lines) {
+      now += l.startsWith('s ') ? 1 : -1;
+      most = Math.max(most, now);
+    }
+    expect(most).toBe(2);
+    const started = lines.filter((l) => l.startsWith('s ')).map((l) => l.slice(2));
+    expect([...started].sort()).toEqual(['p0', 'q0', ...order].sort());
     socket.write(line({ t: 'bye' }));
     expect(await exited).toBe(0);
     d.close();

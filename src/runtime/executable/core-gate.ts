@@ -13,9 +13,10 @@
  * granted twice. The books stay whole whatever comes first (the cores free may go below zero for as long as a
  * program that ended is not reported so).
  *
- * Naming stops at the first ticket that is not such a program (a function, a program of more cores, one still
- * preparing): those wait for their turn as before, and a program named may go before another named (they are the
- * one-core programs at the head, in two spawners), never before them.
+ * Every such program at the head is named, so that each spawner (one per core: `remote/host.ts`) has one to start
+ * on its next exit. Naming stops at the first ticket that is not such a program (a function, a program of more cores,
+ * one still preparing): those wait for their turn as before. A program named may start before another named (in
+ * another spawner), never before them.
  */
 
 /** One attempt's place at the gate. */
@@ -126,11 +127,9 @@ export class CoreGate {
     this.nameHeirs();
   }
 
-  /** Names the one-core programs offered at the head of the queue, in order, up to one per core. */
+  /** Names the one-core programs offered at the head of the queue, in order. */
   private nameHeirs(): void {
-    const n = Math.min(this.waiting.length, this.cores);
-    for (let i = 0; i < n; i++) {
-      const ticket = this.waiting[i]!;
+    for (const ticket of this.waiting) {
       if (ticket.name === undefined) return;
       if (!ticket.named) {
         ticket.named = true;

@@ -16,11 +16,10 @@
  * idles. Where one lane runs it all (one core, or one spawner), programs go straight to it, as with a lone spawner.
  *
  * A program that starts at once (of more cores, above) or on GO (its cores held by the caller) goes to the spawner
- * with the fewest such programs not ended. A remote task host (`remote/host.ts`) that runs functions too keeps one
- * spawner: there the cores are held by its own gate, shared with its functions, and a second spawner showed no gain
- * that its benchmark's noise did not hide (`bench/slurm-agents.ts`, five alternating runs each: 0.43–0.61 of a spawn
- * loop in the benchmark's process with two, 0.34–0.62 with one). A Slurm agent that runs programs only holds its
- * cores here, in lanes, as `processes()` does.
+ * with the fewest such programs not ended. A remote task host (`remote/host.ts`) that runs functions too holds its
+ * cores in its own gate, shared with its functions; its one-core programs wait on GO in these spawners, and each
+ * spawner starts one named to it on the exit of one of its own (`core-gate.ts`, "Heirs"). A Slurm agent that runs
+ * programs only holds its cores here, in lanes, as `processes()` does.
  *
  * The pool is lazy as a spawner is: a lane's process starts with its first program.
  */

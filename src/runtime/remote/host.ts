@@ -107,11 +107,13 @@ export class TaskHost {
     // core up to MAX_SPAWNERS, as processes() does: a program starts the moment another exits, where the gate here
     // would start it on a GO line sent once the spawner's exit line has been read (a round trip of 0.4-0.5 ms per
     // program on a busy 2-core node, a sixth of a `true` program's turn). A host that also runs functions keeps its
-    // gate, which functions share first come first served, and one spawner, to which the gate names the one-core
-    // programs at the head of its queue: that spawner starts one the moment a program exits (core-gate.ts, "Heirs").
-    // A second spawner showed no gain there, with heirs or without (docs/processes.md).
+    // gate, which functions share first come first served, and as many spawners, to which the gate names the one-core
+    // programs at the head of its queue: a spawner starts one of those the moment one of its programs exits
+    // (core-gate.ts, "Heirs"). A gate of more than one core: several spawners, whose forks run side by side
+    // (docs/processes.md).
     const programsOnly = options.gate !== undefined && modules.length === 0;
-    this.spawner = new SpawnerPool(programsOnly ? Math.min(options.cores, MAX_SPAWNERS) : 1, this.markPrefix ?? '', 3);
+    const spawners = options.gate !== undefined ? Math.min(options.cores, MAX_SPAWNERS) : 1;
+    this.spawner = new SpawnerPool(spawners, this.markPrefix ?? '', 3);
     this.spawnerGate = programsOnly ? this.spawner.gate(options.cores) : undefined;
   }
 
