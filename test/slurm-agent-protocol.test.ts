@@ -374,6 +374,14 @@ describe('the agent, with a stand-in driver', () => {
     await until(() => existsSync(`${marker}.started`));
   }
 
+  /** Says bye to a `connected` agent, which exits 0; closes the stand-in driver, and removes `dir`. */
+  async function farewell(c: { d: { close(): void }; exited: Promise<number>; socket: Socket }, dir: string) {
+    c.socket.write(line({ t: 'bye' }));
+    expect(await c.exited).toBe(0);
+    c.d.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
   const cancel = (socket: Socket, key: string): boolean =>
     socket.write(line({ t: 'stop', key, reason: { name: 'TaskCancelledError', message: 'cancelled by a test' } }));
 
@@ -445,7 +453,8 @@ describe('the agent, with a stand-in driver', () => {
   }
 
   it('runs programs and functions on its one core one at a time, in the order sent, programs starting on exits', async () => {
-    const { d, exited, socket, next, messages } = await connected();
+    const agent = await connected();
+    const { socket, next, messages } = agent;
     const { dir, run, logged } = turnsOf(socket);
     const turns = (names: string[]): string[] => names.flatMap((n) => [`s ${n}`, `e ${n}`]);
     run('p0', 'release');
@@ -468,14 +477,12 @@ describe('the agent, with a stand-in driver', () => {
     for (const name of ['p7', 'p9']) expect(await next('done')).toMatchObject({ key: name, ok: true });
     expect(logged()).toEqual(turns(['p0', ...order, 'p7', 'p9']));
     expect(messages.filter((m) => m.t === 'done')).toEqual([]);
-    socket.write(line({ t: 'bye' }));
-    expect(await exited).toBe(0);
-    d.close();
-    rmSync(dir, { recursive: true, force: true });
+    await farewell(agent, dir);
   }, 30_000);
 
   it('with two cores (a spawner each, programs starting on exits in both): never more than two at once', async () => {
-    const { d, exited, socket, next } = await connected(2);
+    const agent = await connected(2);
+    const { socket, next } = agent;
     const { dir, run, logged } = turnsOf(socket);
     run('p0', 'release');
     run('q0', 'release');
@@ -495,14 +502,12 @@ describe('the agent, with a stand-in driver', () => {
     expect(most).toBe(2);
     const started = lines.filter((l) => l.startsWith('s ')).map((l) => l.slice(2));
     expect([...started].sort()).toEqual(['p0', 'q0', ...order].sort());
-    socket.write(line({ t: 'bye' }));
-    expect(await exited).toBe(0);
-    d.close();
-    rmSync(dir, { recursive: true, force: true });
+    await farewell(agent, dir);
   }, 30_000);
 
   it('answers a withdrawal of an attempt still staging its inputs only once that is over', async () => {
-    const { d, exited, socket, next } = await connected();
+    const agent = await connected();
+    const { socket, next } = agent;
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-staging-'));
     await occupy(socket, join(dir, 'm'));
     // an input to copy into the attempt's directory: long enough to be under way when the withdrawal comes
@@ -519,10 +524,7 @@ describe('the agent, with a stand-in driver', () => {
     expect(statSync(copy).size).toBe(size);
     cancel(socket, 'blocker');
     await next('done');
-    socket.write(line({ t: 'bye' }));
-    expect(await exited).toBe(0);
-    d.close();
-    rmSync(dir, { recursive: true, force: true });
+    await farewell(agent, dir);
   }, 30_000);
 
   it('stops an attempt when told, and ends when the driver says something it does not know', async () => {
