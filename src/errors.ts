@@ -26,7 +26,10 @@ export class UnsatisfiableRequirementsError extends ScalemsError {
   override readonly code = 'UNSATISFIABLE_REQUIREMENTS';
 }
 
-/** A low-level task description (`workflow.submitDescription`) that is not valid. */
+/**
+ * A task description that is not valid (`executable()`, `call()`, `workflow.submitDescription`, submit), or a closure
+ * that a persistent store could not tell apart from other code (its source hidden: a bound function, a Proxy).
+ */
 export class InvalidTaskDescriptionError extends ScalemsError {
   override readonly code = 'INVALID_TASK_DESCRIPTION';
 }
@@ -147,8 +150,9 @@ export class StoreVersionError extends ScalemsError {
 }
 
 /**
- * `defineTask` misused: a name that is not a non-empty string, something that is not a function, a bad version, or a
- * name already registered to another function in this process (task names must be unique).
+ * `defineTask` misused: a name that is not a non-empty string, something that is not a function, a bad version, a
+ * name already registered to another function in this process (task names must be unique), or a function whose
+ * source the engine hides (a bound function, a Proxy) without a version.
  */
 export class TaskDefinitionError extends ScalemsError {
   override readonly code = 'TASK_DEFINITION';

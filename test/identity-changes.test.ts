@@ -16,8 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AmbiguousTaskError,
+  InvalidTaskDescriptionError,
   StoreVersionError,
   call,
+  defineTask,
   executable,
   executor,
   file,
@@ -93,6 +95,21 @@ describe('a resumed run after a change gets fresh results', () => {
     // a change the user declares does not matter (a comment, a faster way to the same result)
     expect(runProgram(store, variant('1 + x', 'v1'))).toEqual({ result: 6, served: true });
     expect(runProgram(store, variant('x + 3', 'v2'))).toEqual({ result: 8, served: false });
+  });
+
+  it('a bound function hides its code: defineTask wants a version for it, which then decides what is served', () => {
+    const store = join(dir, 'state.sqlite');
+    // `impl.bind(null, 10)` reads "function () { [native code] }" whatever `impl` is: a default version would be
+    // the same for both of these, and the second run would be served the first's 50
+    const bound = (body: string, version?: string): string =>
+      `const impl = (k, x) => ${body};\nexports.compute = impl.bind(null, 10);\n` +
+      (version === undefined ? '' : `exports.options = { version: ${JSON.stringify(version)} };\n`);
+    expect(() => runProgram(store, bound('k * x'))).toThrow(
+      /TaskDefinitionError.*does not show its source.*bound function or a Proxy.*\{ version: '1' \}/s,
+    );
+    expect(() => runProgram(store, bound('k * x + 1000'))).toThrow(/TaskDefinitionError/);
+    expect(runProgram(store, bound('k * x', 'v1'))).toEqual({ result: 50, served: false });
+    expect(runProgram(store, bound('k * x + 1000', 'v2'))).toEqual({ result: 1050, served: false });
   });
 
   it('an input file’s content changed: the executable runs again (unchanged: served)', async () => {
@@ -316,6 +333,31 @@ describe('a resumed run after a change gets fresh results', () => {
     const tasks = [1, 2, 3].map((i) => ex.submit(async (x: number) => x + 1, i));
     expect(await Promise.all(tasks)).toEqual([2, 3, 4]);
     await wf.close();
+  });
+
+  it('a bound function or a Proxy as a closure is refused on a persistent store: its source says nothing', async () => {
+    const { wf, ex } = await open(join(dir, 'state.sqlite'));
+    const scale = async (k: number, x: number): Promise<number> => k * x;
+    const hidden: Array<(x: number) => Promise<number>> = [
+      scale.bind(null, 10),
+      new Proxy(async (x: number) => 10 * x, {}),
+    ];
+    for (const fn of hidden) {
+      expect(() => ex.submit(fn, 5)).toThrow(InvalidTaskDescriptionError);
+      expect(() => ex.submit(fn, 5)).toThrow(
+        /does not show its source.*bound function or a Proxy.*defineTask\(name, fn, \{ version \}\)/,
+      );
+    }
+    // a built-in shows its name, and its code is the engine's; a function defined with a version is fine
+    expect(await ex.submit(Math.max, 1, 2)).toBe(2);
+    const tenfold = defineTask('identity-changes.tenfold', scale.bind(null, 10), { version: '1' });
+    expect(await ex.submit(tenfold, 5)).toBe(50);
+    await wf.close();
+    // on a memory store, whose identities never leave the process, they run
+    const mem = await openWorkflow({ store: memoryStore() });
+    const mx = executor(launch(mem, inProcess()));
+    expect(await Promise.all(hidden.map((fn) => mx.submit(fn, 5)))).toEqual([50, 50]);
+    await mem.close();
   });
 
   it('a memory store tells such closures apart (identity never leaves the process)', async () => {

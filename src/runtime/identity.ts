@@ -3,7 +3,15 @@ import type { Workflow } from './workflow';
 import { setOwn } from '../util';
 import { InvalidTaskDescriptionError, UnserializableValueError } from '../errors';
 import { canonical, hash128, isTaskHandle, isTaskRef, type TaskRef } from '../task/hash';
-import { lookupTask, registeredName, sourceHash, versionOf, type AnyFunction, type TaskSpec } from '../task/spec';
+import {
+  hidesSource,
+  lookupTask,
+  registeredName,
+  sourceHash,
+  versionOf,
+  type AnyFunction,
+  type TaskSpec,
+} from '../task/spec';
 
 export interface EncodedArgs {
   /** arguments with task handles replaced by `{ $task: id }` */
@@ -111,6 +119,8 @@ export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => 
 const bases = new WeakMap<AnyFunction, string>();
 const copyIds = new WeakMap<AnyFunction, string>();
 const firstOfSource = new Map<string, { fn: AnyFunction; copies: number }>();
+/** closures whose source the engine hides (see `hidesSource`) */
+const hidden = new WeakSet<AnyFunction>();
 
 /**
  * How a function enters task identity.
@@ -121,15 +131,30 @@ const firstOfSource = new Map<string, { fn: AnyFunction; copies: number }>();
  *   resume works). Two function objects with the same source may close over different values, which
  *   no hash can see: with a store that outlives the process, the executor refuses to take them for the
  *   same task (`AmbiguousTaskError`); with `numbered` (a memory store, where identity never leaves the
- *   process), each further object with that source gets its own identity, in the order met.
+ *   process), each further object with that source gets its own identity, in the order met. A closure whose
+ *   source the engine hides (a bound function, a Proxy: `hidesSource`) is refused with a store that outlives the
+ *   process (`InvalidTaskDescriptionError`): its text is the same whatever it runs.
  */
 export function functionIdentity(name: string, fn: AnyFunction | undefined, numbered: boolean): string {
   const registered = fn === undefined ? lookupTask(name) : registeredName(fn) !== undefined ? fn : undefined;
   if (registered !== undefined) return `${name}@${versionOf(registered)!}`;
   if (fn === undefined) return name;
   let base = bases.get(fn);
-  if (base === undefined) bases.set(fn, (base = `${name}~${sourceHash(fn)}`));
-  if (!numbered) return base;
+  if (base === undefined) {
+    bases.set(fn, (base = `${name}~${sourceHash(fn)}`));
+    if (hidesSource(fn)) hidden.add(fn);
+  }
+  if (!numbered) {
+    if (hidden.has(fn))
+      throw new InvalidTaskDescriptionError(
+        `task "${name}": its function does not show its source (it reads "function () { [native code] }": a bound ` +
+          'function or a Proxy), so neither the code it runs nor the values it binds can be part of the task’s ' +
+          'identity, and a store that outlives the process could serve a later run the result of other code or ' +
+          'values. Define it with defineTask(name, fn, { version }), changing the version when that code changes, ' +
+          'and pass the values it binds as arguments',
+      );
+    return base;
+  }
   let id = copyIds.get(fn);
   if (id !== undefined) return id;
   const first = firstOfSource.get(base);

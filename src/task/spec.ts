@@ -66,7 +66,8 @@ export interface DefineTaskOptions {
    * result computed by other code is never served from the store. Set it when what the function computes
    * depends on code outside its own text (helpers it calls, data files it reads): change it when they
    * change. Non-empty, at most 200 characters.
-   * @default a hash of the function's source text, as the JavaScript engine has it (`fn.toString()`)
+   * @default a hash of the function's source text, as the JavaScript engine has it (`fn.toString()`); none for a
+   * bound function or a Proxy, whose text the engine hides: `defineTask` then requires one
    *
    * A version given here is also checked where the function runs in another process (worker threads, Slurm job
    * steps, `scalems worker`): a task runs there only if that process's function has the same declared version.
@@ -117,6 +118,13 @@ export function defineTask<F extends AnyFunction>(
       `defineTask("${name}", fn): fn is frozen or sealed, and defineTask marks it with its name (fn.taskName); ` +
         `define a wrapper instead: defineTask("${name}", (...args) => fn(...args))`,
     );
+  if (version === undefined && versions.get(fn) === undefined && hidesSource(fn))
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn): fn does not show its source (it reads "function () { [native code] }": a bound ` +
+        'function or a Proxy), so the default version, a hash of its source, would stay the same when the code it ' +
+        'runs or the values it binds change, and a store would serve results of other code. Give it a version, and ' +
+        `change it when that code changes: defineTask("${name}", fn, { version: '1' })`,
+    );
   const known = versions.get(fn);
   if (existing === fn && known !== undefined && version !== undefined && known !== version)
     throw new TaskDefinitionError(
@@ -156,6 +164,18 @@ export function declaredVersion(fn: AnyFunction): string | undefined {
 
 /** 16 hex digits of a hash of the function's source text. */
 export const sourceHash = (fn: AnyFunction): string => hash128(Function.prototype.toString.call(fn)).slice(0, 16);
+
+/**
+ * Whether the engine hides the function's source: a bound function or a Proxy reads `function () { [native code] }`
+ * (in V8; `function bound f() {...}` elsewhere), whatever code it runs and whatever values it binds, so a hash of its
+ * text sees neither. A built-in shows its name (`function max() { [native code] }`): its code is the engine's.
+ */
+export function hidesSource(fn: AnyFunction): boolean {
+  const text = Function.prototype.toString.call(fn);
+  return (
+    /\[native code\]\s*\}\s*$/.test(text) && (/^function\s*(?:bound\s[^(]*)?\(/.test(text) || /^bound /.test(fn.name))
+  );
+}
 
 /** The registered name of a function, or undefined for a plain function or closure. */
 export function registeredName(fn: AnyFunction): string | undefined {
