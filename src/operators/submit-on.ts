@@ -99,6 +99,8 @@ export function submitOn(
       let waiting: unknown[] = [];
       let waitingHead = 0;
       let sourceComplete = false;
+      /** a member failed as it was submitted (see `take`): nothing more is pulled or submitted */
+      let failing = false;
 
       const emit = (task: Task<unknown>): boolean => {
         const rec = task.record!;
@@ -136,12 +138,20 @@ export function submitOn(
         const member: Member = { task, settled: false, stop: undefined };
         if (options.ordered === true) queue.push(member);
         inflight.add(member);
+        // A task that fails as it is submitted (requirements it can never meet, an input that failed) is known to
+        // have failed now, but reaches this stream with the commit, in the next turn: by then a synchronous source
+        // would have been pulled to its end, and the rest submitted, only to be cancelled. It ends the stream: the
+        // source is pulled no further now, and the error comes with the commit.
+        if (options.settle !== true && (task.state === 'failed' || task.state === 'cancelled')) {
+          failing = true;
+          ended.next();
+        }
         member.stop = task.whenSettled(() => settle(member));
-        return true;
+        return !failing;
       };
       /** Submits waiting inputs while the window has room. */
       const refill = (): void => {
-        while (waitingHead < waiting.length && inflight.size < window && !subscriber.closed) {
+        while (waitingHead < waiting.length && inflight.size < window && !subscriber.closed && !failing) {
           const input = waiting[waitingHead];
           waiting[waitingHead++] = undefined;
           if (waitingHead === waiting.length) {
@@ -171,6 +181,7 @@ export function submitOn(
       subscriber.add(() => ended.next());
       const sourceSub = source.pipe(takeUntil(ended)).subscribe({
         next: (input) => {
+          if (failing) return;
           if (inflight.size < window && waitingHead === waiting.length) take(input);
           else waiting.push(input);
         },

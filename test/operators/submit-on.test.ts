@@ -4,6 +4,8 @@ import { TestScheduler } from 'rxjs/testing';
 import { from, map, type OperatorFunction } from 'rxjs';
 import {
   InvalidTaskDescriptionError,
+  UnsatisfiableRequirementsError,
+  UpstreamFailedError,
   call,
   executor,
   launch,
@@ -125,6 +127,39 @@ describe('submitOn', () => {
       expect(wf.state.tasks.size).toBe(1);
     });
   });
+
+  it.each(['requirements it can never meet', 'an input that failed'] as const)(
+    'stops pulling a synchronous source at a member that fails as it is submitted (%s); its error comes later',
+    (failsAtOnce) => {
+      scheduler.run(({ flush }) => {
+        const ex = executorOf(1);
+        const failed = ex.submit(failsOn2, 2);
+        flush();
+        const before = wf.state.tasks.size;
+        let pulled = 0;
+        function* inputs(): Generator<TaskSpec<number>> {
+          for (let i = 1; i <= 100; i++) {
+            pulled++;
+            if (i !== 3) yield call(times10, i);
+            else if (failsAtOnce === 'an input that failed') yield call(times10, failed as unknown as number);
+            else yield { ...call(times10, i), requirements: { coresPerRank: 64 } };
+          }
+        }
+        const seen: unknown[] = [];
+        from(inputs())
+          .pipe(submitOn(ex))
+          .subscribe({ next: (v) => seen.push(v), error: (e: unknown) => seen.push(e) });
+        flush();
+        expect(seen).toEqual([
+          expect.any(failsAtOnce === 'an input that failed' ? UpstreamFailedError : UnsatisfiableRequirementsError),
+        ]);
+        // pulled up to the member that failed, and no further; the two before it were cancelled with the stream
+        expect(pulled).toBe(3);
+        expect(wf.state.tasks.size - before).toBe(3);
+        expect(counts()).toMatchObject({ cancelled: 2 });
+      });
+    },
+  );
 
   it('keeps a window of unsettled tasks (256 here): a large source waits as inputs, not as tasks in flight', () => {
     scheduler.run(({ flush }) => {
