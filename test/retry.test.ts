@@ -5,6 +5,7 @@ import { lastValueFrom, from, retry, toArray } from 'rxjs';
 import {
   ExecutorShutdownError,
   InvalidTaskDescriptionError,
+  StoreClosedError,
   NoExecutorError,
   UpstreamFailedError,
   currentTask,
@@ -189,6 +190,58 @@ describe('retry backoff', () => {
       // min(2e7 s, 2^31 - 1 ms) instead of firing at once
       expect(starts).toEqual([1, 1 + 2e9 + 1, 1 + 2e9 + 1 + (2 ** 31 - 1) + 1]);
     });
+  });
+
+  it('a task cancelled while it waits out its backoff, then retried, waits out its new backoff in full', () => {
+    const scheduler = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+    scheduler.run(({ flush }) => {
+      const starts: number[] = [];
+      const ex = executor(launch(wf, virtual({ defaultDuration: 1 })), {
+        task: { retries: { max: 3, backoff: 2, factor: 1 } },
+      });
+      const fails = (): never => {
+        starts.push(scheduler.now());
+        throw new RangeError('again');
+      };
+      const task = ex.submit(fails);
+      task.then(undefined, () => undefined);
+      // the first attempt fails at 1 ms: its retry is due at 2001 ms; cancelled at 1800 ms, retried at once
+      scheduler.schedule(() => task.cancel('stop'), 1800);
+      scheduler.schedule(() => task.retry(), 1801);
+      flush();
+      // the retried attempt fails at 1802 ms: the next is due 2 s later (the cancelled backoff, due at 2001 ms, must
+      // not start it), and so on for the whole budget again (3 retries)
+      expect(starts).toEqual([1, 1802, 3803, 5804, 7805]);
+    });
+  });
+});
+
+describe('a closed workflow', () => {
+  it('refuses new runtimes, executors, submits and retries with StoreClosedError, and shuts down', async () => {
+    const rt = launch(wf, inProcess());
+    const ex = executor(rt, { name: 'analysis' });
+    const failed = ex.submit(async () => Promise.reject(new RangeError('no')));
+    await expect(failed).rejects.toThrow(RangeError);
+    await wf.close();
+    expect(() => launch(wf, inProcess())).toThrow(StoreClosedError);
+    expect(() => executor(rt)).toThrow(StoreClosedError);
+    expect(() => ex.submit(async () => 1)).toThrow(StoreClosedError);
+    expect(() => failed.retry()).toThrow(StoreClosedError);
+    expect(() => failed.retry()).toThrow(/workflow ".*" is closed.*openWorkflow\(\) to go on/);
+    // nothing was left counted as outstanding: the executor and the runtime shut down
+    await ex.shutdown({ wait: true });
+    await rt.shutdown();
+  });
+
+  it('names a shut-down executor by its name, and the task by its name', async () => {
+    const ex = executor(launch(wf, inProcess()), { name: 'analysis' });
+    const failed = ex.submit(async function member() {
+      throw new RangeError('no');
+    });
+    await expect(failed).rejects.toThrow(RangeError);
+    await ex.shutdown();
+    expect(() => ex.submit(async () => 1)).toThrow(/executor "analysis" \(executor-\d+\) has been shut down/);
+    expect(() => failed.retry()).toThrow(/task member \(member-[0-9a-f]+\) cannot run again: its executor "analysis"/);
   });
 });
 

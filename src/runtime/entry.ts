@@ -64,6 +64,8 @@ const BASE_SHIFT = SLOT_BITS + 2;
 /** What the executor that owns a task does for its handle. */
 export interface TaskOwner {
   readonly id: string;
+  /** how messages name it (its name and id) */
+  readonly display: string;
   readonly isShutdown: boolean;
   /** stops the task (its attempt, if running) and records it as cancelled */
   cancelTask(entry: TaskEntry, reason: Error): void;

@@ -2,7 +2,7 @@
  * `Executor`: a scope of requirements on a runtime; submission, admission, attempts, retries, walltime,
  * cancellation and shutdown of its tasks.
  */
-import { asyncScheduler } from 'rxjs';
+import { asyncScheduler, type Subscription } from 'rxjs';
 import type { Workflow } from './workflow';
 import {
   SPEC_FN,
@@ -98,6 +98,11 @@ export class Executor implements AsyncDisposable {
   /** what a task with the executor's default requirements needs */
   private readonly defaultNeed: Need;
   private readonly notBefore = new Map<string, number>();
+  /**
+   * Tasks waiting out their backoff, ready: their route at its end. A task cancelled meanwhile drops it, so that the
+   * backoff of that submission never starts the attempt of a later one (`task.retry()`) early.
+   */
+  private readonly backingOff = new Map<string, Subscription>();
   private readonly impure = new Map<string, number>();
   private outstanding = 0;
   private accepting = true;
@@ -157,7 +162,7 @@ export class Executor implements AsyncDisposable {
       const figures = (c: Capacity): string => `${c.cores} cores, ${c.gpus} GPUs, ${c.memoryMB} MB`;
       const list = this.workers.list;
       log.info(
-        `executor ${this.name === this.id ? this.id : `"${this.name}" (${this.id})`} opened on ` +
+        `executor ${this.display} opened on ` +
           `${runtime.backend.kind}(): ` +
           (list.length === 1
             ? figures(this.capacity)
@@ -184,9 +189,10 @@ export class Executor implements AsyncDisposable {
    * The same work submitted again is the same task: its handle, as it is; a failed or cancelled one runs again.
    */
   submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R> {
+    this.workflow.assertOpen();
     if (!this.accepting)
       throw new ExecutorShutdownError(
-        `executor ${this.id} has been shut down and accepts no new tasks; submit to a new executor`,
+        `executor ${this.display} has been shut down and accepts no new tasks; submit to a new executor`,
       );
     if (!isTaskSpec(spec))
       throw new InvalidTaskDescriptionError(
@@ -381,6 +387,11 @@ export class Executor implements AsyncDisposable {
     return this.shutdown({ wait: false });
   }
 
+  /** @internal How messages name it: its id, or its name and id. */
+  get display(): string {
+    return this.name === this.id ? this.id : `"${this.name}" (${this.id})`;
+  }
+
   /** True once `shutdown` was called. */
   get isShutdown(): boolean {
     return !this.accepting;
@@ -392,7 +403,15 @@ export class Executor implements AsyncDisposable {
       this.notBefore.delete(slot.id);
       const delay = due - this.workflow.now();
       if (delay > 0) {
-        asyncScheduler.schedule(() => this.route(slot), delay);
+        const id = slot.id;
+        this.backingOff.get(id)?.unsubscribe();
+        this.backingOff.set(
+          id,
+          asyncScheduler.schedule(() => {
+            this.backingOff.delete(id);
+            this.route(slot);
+          }, delay),
+        );
         return;
       }
     }
@@ -616,6 +635,11 @@ export class Executor implements AsyncDisposable {
     if (state === undefined || state === 'succeeded' || state === 'failed' || state === 'cancelled') return;
     const attempt = entry.attempt as Attempt | undefined;
     if (attempt !== undefined) this.stopAttempt(attempt, reason);
+    if (this.backingOff.size > 0) {
+      this.backingOff.get(entry.id)?.unsubscribe();
+      this.backingOff.delete(entry.id);
+    }
+    this.notBefore.delete(entry.id);
     entry.error = reason;
     this.workflow.dispatch({ type: 'cancel', id: entry.id, reason: recordError(reason), now: this.workflow.now() });
     this.pumpSoon();

@@ -23,6 +23,7 @@ export class Runtime implements AsyncDisposable {
 
   /** @internal */
   open(options: ExecutorOptions): Executor {
+    this.workflow.assertOpen();
     if (this.stopped !== undefined) {
       throw new ExecutorShutdownError(
         `this ${this.backend.kind}() runtime of workflow "${this.workflow.name}" has been shut down and opens no ` +
@@ -63,6 +64,7 @@ export function launch(workflow: Workflow, backend: Backend): Runtime {
       `launch(workflow, backend): backend must be a backend (inProcess(), threads(...), processes(...), slurm(...), ` +
         `bullmq(...)), got ${show(backend)}`,
     );
+  workflow.assertOpen();
   return new Runtime(workflow, backend);
 }
 

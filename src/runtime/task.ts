@@ -308,6 +308,7 @@ const rerunnable = (entry: TaskEntry): boolean => {
 /** `task.retry()`: the failed or cancelled inputs, transitively, then the task, each on its owner (see there). */
 function retryTask(workflow: Workflow, entry: TaskEntry): void {
   if (!rerunnable(entry)) return;
+  workflow.assertOpen();
   // upstream first: a depth-first walk of the failed inputs, in post-order, without recursion (chains are long)
   const order: TaskEntry[] = [];
   const seen = new Set<string>([entry.id]);
@@ -335,9 +336,10 @@ function retryTask(workflow: Workflow, entry: TaskEntry): void {
       );
     }
     if (e.owner.isShutdown) {
+      const rec = e.record!;
       throw new ExecutorShutdownError(
-        `task ${e.id} cannot run again: its executor ${e.owner.id} has been shut down; submit it to an open ` +
-          'executor (executor.submit) to run it again',
+        `task ${rec.label ?? rec.name} (${e.id}) cannot run again: its executor ${e.owner.display} has been shut ` +
+          'down; submit it to an open executor (executor.submit) to run it again',
       );
     }
   }

@@ -203,13 +203,18 @@ export class TaskGraph {
     this.commitScheduler = scheduler;
   }
 
-  /** @internal Applies an action to the pending batch. */
-  dispatch(action: WorkflowAction): void {
+  /** @internal Throws `StoreClosedError` once the workflow is closed: nothing more can be submitted or recorded. */
+  assertOpen(): void {
     if (this.closed)
       throw new StoreClosedError(
         `workflow "${this.name}" is closed (workflow.close() closed its store): open it again with ` +
           `openWorkflow() to go on`,
       );
+  }
+
+  /** @internal Applies an action to the pending batch. */
+  dispatch(action: WorkflowAction): void {
+    this.assertOpen();
     if (!this.batching) {
       this.batching = true;
       this.context.counts = { ...this.committed.counts };
