@@ -1,7 +1,7 @@
 // Bad backend options are refused where they are given, with InvalidOptionsError naming the option, what was given
 // and what is allowed (DESIGN §8): never a raw TypeError or RangeError, and nothing started.
 import { join } from 'node:path';
-import { InvalidOptionsError } from 'scalems';
+import { InvalidOptionsError, inProcess } from 'scalems';
 import { bullmq, slurm, threads } from 'scalems/node';
 
 const tasks = join(__dirname, 'fixtures', 'threads', 'tasks.ts');
@@ -37,6 +37,12 @@ describe('backend options', () => {
     ['slurm({ partiton })', () => slurm({ partiton: 'debug' } as never), /slurm\(\{ partiton \}\): unknown option/],
     ['bullmq({ queu })', () => bullmq({ queu: 'q' } as never), /unknown option \(did you mean "queue"\?/],
     ['slurm(null)', () => slurm(null as never), /slurm\(options\): expected an object, got null/],
+    // NaN cores made an executor whose tasks never started
+    ['inProcess({ cores: NaN })', () => inProcess({ cores: Number.NaN }), /inProcess\(\{ cores \}\).*positive integer/],
+    ['inProcess({ cores: "4" })', () => inProcess({ cores: '4' as never }), /positive integer, got "4"/],
+    ['inProcess({ cores: 0 })', () => inProcess({ cores: 0 }), /positive integer, got 0/],
+    ['inProcess(5)', () => inProcess(5 as never), /inProcess\(options\): expected an object/],
+    ['inProcess({ core })', () => inProcess({ core: 2 } as never), /did you mean "cores"/],
   ])('%s: InvalidOptionsError', (_, make, why) => {
     expect(make).toThrow(InvalidOptionsError);
     expect(make).toThrow(why);

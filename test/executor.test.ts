@@ -226,6 +226,22 @@ describe('executor', () => {
   });
 });
 
+describe('a spec spread with a misspelt field', () => {
+  it('is refused at submit, naming the field and the one it is near, rather than run without it', async () => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    const ex = executor(launch(wf, inProcess()));
+    const slow = async (ms: number): Promise<number> => ms;
+    // with `requirement`, the task ran its whole time with no walltime
+    const typo = { ...call(slow, 1), requirement: { walltime: 0.2 } };
+    expect(() => ex.submit(typo as never)).toThrow(InvalidTaskDescriptionError);
+    expect(() => ex.submit(typo as never)).toThrow(/unknown field "requirement" \(did you mean "requirements"\?\)/);
+    expect(() => ex.submit({ ...call(slow, 1), Key: 'r1' } as never)).toThrow(/unknown field "Key"/);
+    expect(wf.state.tasks.size).toBe(0);
+    expect(await ex.submit({ ...call(slow, 1), requirements: { walltime: 5 }, key: 'r1' })).toBe(1);
+    await wf.close();
+  });
+});
+
 describe('arrays of tasks as one argument', () => {
   it('gathers upstream results in order and records one edge per upstream task', async () => {
     const ex = executor(rt);

@@ -6,7 +6,7 @@ import { lastValueFrom, from, toArray } from 'rxjs';
 import {
   call,
   defineTask,
-  ExecutorShutdownError,
+  StoreClosedError,
   InvalidOptionsError,
   executor,
   inProcess,
@@ -283,7 +283,7 @@ describe('workflow.close() while tasks run or wait', () => {
       finish(7); // the function ends after the close: nothing is dispatched, nothing thrown
       await new Promise((r) => setImmediate(r));
       expect(ex.isShutdown).toBe(true);
-      expect(() => ex.submit(square, 4)).toThrow(ExecutorShutdownError);
+      expect(() => ex.submit(square, 4)).toThrow(StoreClosedError);
 
       const again = await openWorkflow({ store: sqliteStore(file), name: 'closing' });
       expect(again.record(waiting.id)?.state).toBe('cancelled');
@@ -322,6 +322,32 @@ describe('openWorkflow() options', () => {
 
   it('refuses options that are not an object, and a store that is not a Store', async () => {
     await expect(openWorkflow(null as never)).rejects.toThrow(InvalidOptionsError);
+    await expect(openWorkflow([] as never)).rejects.toThrow(/openWorkflow\(options\): expected an object/);
     await expect(openWorkflow({ store: 'state.sqlite' as never })).rejects.toThrow(/expected a Store/);
+    // an array has `entries`, but is no store
+    await expect(openWorkflow({ store: [] as never })).rejects.toThrow(/openWorkflow\(\{ store \}\): expected a Store/);
+    await expect(openWorkflow({ name: null as never, store: memoryStore() })).rejects.toThrow(
+      /expected a string, got object/,
+    );
+  });
+
+  it('refuses a misspelt option, which used to open the default store instead (a SQLite file, on Node)', async () => {
+    const opening = openWorkflow({ name: 'typo', stor: memoryStore() } as never);
+    await expect(opening).rejects.toThrow(InvalidOptionsError);
+    await expect(opening).rejects.toThrow(/openWorkflow\(\{ stor \}\): unknown option \(did you mean "store"\?/);
+  });
+
+  it('refuses a log that is not a level or { level, sink } with a function sink', async () => {
+    for (const log of [{ level: 'info', sink: 5 }, { level: 'loud' }, { level: 'info', sinc: () => 0 }, 'verbose'])
+      await expect(openWorkflow({ store: memoryStore(), log: log as never })).rejects.toThrow(
+        /openWorkflow\(\{ log \}\): expected a level .* or \{ level, sink\? \}/,
+      );
+    const lines: string[] = [];
+    const wf = await openWorkflow({
+      store: memoryStore(),
+      log: { level: 'info', sink: (_, line) => lines.push(line) },
+    });
+    await wf.close();
+    expect(lines.length).toBeGreaterThan(0);
   });
 });

@@ -18,6 +18,7 @@ import {
 import {
   MAX_TIMER_SECONDS,
   footprint,
+  nearest,
   show,
   retryPolicy,
   validateTaskRequirements,
@@ -198,6 +199,15 @@ export class Executor implements AsyncDisposable {
       throw new InvalidTaskDescriptionError(
         `expected a TaskSpec (from call(fn, ...args) or executable(...)), got ${String(spec)}`,
       );
+    // a spec spread with a misspelt field ({ ...call(fn), requirement: { walltime } }) ran without it
+    for (const field in spec)
+      if (!SPEC_FIELDS.includes(field)) {
+        const near = nearest(field, SPEC_FIELDS);
+        throw new InvalidTaskDescriptionError(
+          `task ${spec.label ?? spec.name}: its spec has an unknown field "${field}"` +
+            `${near === undefined ? '' : ` (did you mean "${near}"?)`}; a spec has ${SPEC_FIELDS.join(', ')}`,
+        );
+      }
     // a key is part of the task's id: a number would be hashed as its text, the same task as the string
     if (spec.key !== undefined && (typeof spec.key !== 'string' || spec.key === ''))
       throw new InvalidTaskDescriptionError(
@@ -645,6 +655,9 @@ export class Executor implements AsyncDisposable {
     this.pumpSoon();
   }
 }
+
+/** The fields of a `TaskSpec` (and its symbols, which a `for...in` does not list). */
+const SPEC_FIELDS: readonly string[] = ['kind', 'name', 'args', 'requirements', 'label', 'key', 'pure'];
 
 /**
  * What a task needs of its executor. A walltime runs from the hand-over to the backend, so a task with one never waits

@@ -3,17 +3,21 @@ import { Observable } from 'rxjs';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from './backend';
 import { availableCores } from './cores';
 import { isThenable } from '../util';
+import { checkOptions, rules, type RulesOf } from '../task/options';
 
 export interface InProcessOptions {
   /** cores an executor may use at once (default: the machine's) */
   readonly cores?: number;
 }
 
+const IN_PROCESS_OPTIONS = { cores: rules.positiveInteger } satisfies RulesOf<InProcessOptions>;
+
 /**
  * Runs task functions (sync or async) on this event loop. Any function works, closures included;
  * cancellation reaches the function through `currentTask().signal`.
  */
 export function inProcess(options: InProcessOptions = {}): Backend {
+  checkOptions('inProcess', options, IN_PROCESS_OPTIONS);
   return {
     kind: 'inProcess',
     open(worker): BackendExecutor {

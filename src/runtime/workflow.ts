@@ -18,6 +18,8 @@ import type { Task } from './task';
 import { TaskEntry } from './entry';
 import { TaskEvents, type TaskEvent } from './events';
 import { isLogLevel, LOG_LEVELS, Logger, type LogOptions } from './log';
+import { checkOptions, type RulesOf } from '../task/options';
+import { isPlainObject } from '../task/requirements';
 import { logEvents } from './event-log';
 import { UnobservedFailures } from './unobserved';
 
@@ -189,28 +191,10 @@ export class Workflow extends TaskGraph {
 
 /** Opens (or reopens, restoring every record) a workflow on a store. */
 export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<Workflow> {
-  if (typeof options !== 'object' || options === null)
-    throw new InvalidOptionsError(
-      `openWorkflow(options): expected an object ({ name?, store? }), got ${String(options)}`,
-    );
-  const name = options.name ?? 'default';
+  // a misspelt `store` fell back to the default store: on Node, a SQLite file on disk
+  checkOptions('openWorkflow', options, OPEN_WORKFLOW_OPTIONS);
+  const name = options.name === undefined ? 'default' : options.name;
   checkWorkflowName(name);
-  const given: unknown = options.store;
-  if (given !== undefined && (typeof given !== 'object' || given === null || !('entries' in given)))
-    throw new InvalidOptionsError(
-      `openWorkflow({ store }): expected a Store (memoryStore(), sqliteStore(path), idbStore(name)), ` +
-        `got ${String(given)}`,
-    );
-  const log: unknown = options.log;
-  if (
-    log !== undefined &&
-    !isLogLevel(log) &&
-    !(typeof log === 'object' && log !== null && isLogLevel((log as { level?: unknown }).level))
-  )
-    throw new InvalidOptionsError(
-      `openWorkflow({ log }): expected a level (${LOG_LEVELS.map((l) => `'${l}'`).join(', ')}) or { level, sink? }, ` +
-        `got ${typeof log === 'object' ? JSON.stringify(log) : String(log)}`,
-    );
   const store = options.store ?? (await defaultStoreFactory(name));
   const records: TaskRecord[] = [];
   let recordedName: string | undefined;
@@ -230,6 +214,29 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
   if (recordedName !== name) await store.set(WORKFLOW_KEY, { name });
   return new Workflow(name, store, records, options.log);
 }
+
+const STORE_METHODS = ['get', 'set', 'setMany', 'del', 'keys', 'entries', 'close'] as const;
+
+const OPEN_WORKFLOW_OPTIONS = {
+  store: {
+    allowed: 'a Store (memoryStore(), sqliteStore(path), idbStore(name))',
+    ok: (v: unknown) =>
+      typeof v === 'object' &&
+      v !== null &&
+      STORE_METHODS.every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+  },
+  // checked by checkWorkflowName, whose messages say what is wrong with it
+  name: { allowed: 'a workflow name', ok: () => true },
+  log: {
+    allowed: `a level (${LOG_LEVELS.map((l) => `'${l}'`).join(', ')}) or { level, sink? } (sink: a function)`,
+    ok: (v: unknown) =>
+      isLogLevel(v) ||
+      (isPlainObject(v) &&
+        Object.keys(v).every((k) => k === 'level' || k === 'sink') &&
+        isLogLevel(v.level) &&
+        (v.sink === undefined || typeof v.sink === 'function')),
+  },
+} satisfies RulesOf<OpenWorkflowOptions>;
 
 /** The longest workflow name: it names a directory, and file systems allow 255 bytes per name. */
 const MAX_NAME_LENGTH = 200;
