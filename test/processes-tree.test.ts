@@ -129,6 +129,42 @@ describe('processes(): ending process trees', () => {
     expect(alive(pids)).toEqual([]);
   });
 
+  it.each(['SIGTERM', 'SIGKILL'] as const)(
+    'a driver ended (%s) while programs wait in its spawner for a core: they are dropped, never started',
+    async (signal) => {
+      const { root } = await setup();
+      const marks = join(root, 'started');
+      const driverFile = join(root, 'driver.pid');
+      const script = join(root, 'driver.ts');
+      writeFileSync(
+        script,
+        `import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
+         import { processes } from 'scalems/node';
+         require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+         void (async () => {
+           const wf = await openWorkflow({ store: memoryStore() });
+           const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, cores: 1, gracePeriod: 0.3 })));
+           for (let i = 0; i < 5; i++) {
+             const script = 'echo ' + i + ' >> ${marks}; sleep 100';
+             void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
+           }
+         })();`,
+      );
+      const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
+        stdio: 'ignore',
+      });
+      await waitFor(() => (existsSync(marks) ? textOf(marks) : undefined), 'the first program to start', 30_000);
+      await new Promise((r) => setTimeout(r, 300)); // the other four handed to the spawner, waiting for the core
+      const driverPid = Number(textOf(driverFile));
+      expect(driverPid).toBeGreaterThan(0); // 0 would signal this process's whole group
+      process.kill(driverPid, signal);
+      await new Promise((resolve) => driver.once('exit', resolve));
+      // the spawner ends the first program (its grace is 0.3 s); each exit used to start the next one waiting
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(textOf(marks)!.trim().split('\n')).toEqual(['0']);
+    },
+  );
+
   it('interrupted while its spawner starts a program, it exits only once that program is ended', async () => {
     const d = await blockedDriver();
     try {

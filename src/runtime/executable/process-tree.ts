@@ -407,9 +407,14 @@ function installExitHooks(): void {
       if (process.listenerCount(signal) > 1) return;
       dying = true;
       uninstallSignalHandlers();
-      const ending = [...live].map((t) => t.kill());
-      for (const hook of interruptHooks) ending.push(hook().catch(() => undefined));
-      void Promise.all(ending).finally(() => process.kill(process.pid, signal));
+      // The spawners first: each drops the programs waiting in it for cores, ends the trees it started, and exits.
+      // A tree ended here before a spawner has read that its owner is going would free a core, which the next
+      // program waiting there would take: it would start, to be ended at once. Then what is left (if a spawner
+      // failed to end a tree of its own).
+      const spawners = [...interruptHooks].map((hook) => hook().catch(() => undefined));
+      void Promise.all(spawners)
+        .then(() => Promise.all([...live].map((t) => t.kill())))
+        .finally(() => process.kill(process.pid, signal));
     };
     handlers.set(signal, handler);
     process.on(signal, handler);

@@ -218,8 +218,12 @@ const prepare = (m) => {
   gate.queue.push(p);
   pump(gate);
 };
+// the owner is gone (its pipe closed without QUIT): nothing more starts, not even on the cores the sweep frees
+let ending = false;
+const drop = (p) => { programs.delete(p.id); closeFds(p); };
 const launch = (p) => {
   const id = p.id;
+  if (ending) return drop(p);
   try {
     const env = Object.assign({}, base);
     for (const k in p.changes) { const v = p.changes[k]; if (v === null) delete env[k]; else env[k] = v; }
@@ -301,6 +305,11 @@ process.stdin.on('error', () => {});
 // the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
 process.stdin.on('close', () => {
   if (quitting) process.exit(0);
+  // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
+  ending = true;
+  for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
+  for (const gate of gates.values()) gate.queue.length = 0;
+  heirs.length = 0;
   sweep(prefix, graceText, [...trees], () => process.exit(0));
 });
 `;
