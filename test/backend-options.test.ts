@@ -18,9 +18,16 @@ describe('backend options', () => {
     [
       'threads({ maxThreads: 0 })',
       () => threads({ modules: [tasks], maxThreads: 0 }),
-      /maxThreads.*positive integer, got 0/,
+      /maxThreads.*positive integer, at most 1024, got 0/,
     ],
     ['threads({ cancelGraceMs: -1 })', () => threads({ modules: [tasks], cancelGraceMs: -1 }), /cancelGraceMs/],
+    // Node turns a longer timer into 1 ms: the grace asked for 35 days was 1 ms
+    [
+      'threads({ cancelGraceMs: 3e9 })',
+      () => threads({ modules: [tasks], cancelGraceMs: 3e9 }),
+      /cancelGraceMs.*at most 2147483647/,
+    ],
+    ['threads({ maxThreads: 1e9 })', () => threads({ modules: [tasks], maxThreads: 1e9 }), /maxThreads.*at most 1024/],
     ['slurm({ launcher: "ssh" })', () => slurm({ launcher: 'ssh' as never }), /'mpirun' or 'srun', got "ssh"/],
     ['slurm({ walltime: 0 })', () => slurm({ walltime: 0 }), /walltime.*positive number of seconds/],
     ['slurm({ nodes: 1.5 })', () => slurm({ nodes: 1.5 }), /nodes.*positive integer, got 1.5/],

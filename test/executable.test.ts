@@ -171,7 +171,7 @@ describe('executable(argv, options): every option is checked when it is called',
   it('refuses label, key and pure of other types, naming each', () => {
     const message = refused(['true'], { label: '', key: 5, pure: 'yes' });
     expect(message).toMatch(/options\.label: expected a non-empty string, got ""/);
-    expect(message).toMatch(/options\.key: expected string, got 5/);
+    expect(message).toMatch(/options\.key: expected a non-empty string, got 5/);
     expect(message).toMatch(/options\.pure: expected boolean, got "yes"/);
     expect(refused(['true'], { label: Object.assign(Object.create(null), { n: 1n }) })).toMatch(
       /options\.label: expected a non-empty string, got an object with the keys n/,

@@ -10,10 +10,10 @@ import type { TaskSpec } from '../task/spec';
 export function labelled<R>(
   label: string | ((spec: TaskSpec<R>, index: number) => string),
 ): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
-  if (typeof label !== 'string' && typeof label !== 'function')
+  if ((typeof label !== 'string' || label === '') && typeof label !== 'function')
     throw new InvalidTaskDescriptionError(
-      'labelled(label): label must be a string or a function (spec, index) => string; ' +
-        `got ${label === null ? 'null' : typeof label}`,
+      'labelled(label): label must be a non-empty string or a function (spec, index) => string; ' +
+        `got ${label === '' ? 'an empty string' : label === null ? 'null' : typeof label}`,
     );
   return map((spec, index) => ({ ...spec, label: typeof label === 'string' ? label : label(spec, index) }));
 }

@@ -26,6 +26,7 @@ import {
   type TaskRequirements,
   type WorkerRequirements,
 } from '../task/requirements';
+import { checkOptions, rules, type RulesOf } from '../task/options';
 import {
   AmbiguousTaskError,
   ExecutorShutdownError,
@@ -372,6 +373,7 @@ export class Executor implements AsyncDisposable {
    * released.
    */
   shutdown(options: { wait?: boolean } = {}): Promise<void> {
+    checkOptions('shutdown', options, SHUTDOWN_OPTIONS);
     this.accepting = false;
     this.closing ??= new Promise<void>((resolve) => {
       this.drained = resolve;
@@ -655,6 +657,8 @@ export class Executor implements AsyncDisposable {
     this.pumpSoon();
   }
 }
+
+const SHUTDOWN_OPTIONS = { wait: rules.flag } satisfies RulesOf<{ wait?: boolean }>;
 
 /** The fields of a `TaskSpec` (and its symbols, which a `for...in` does not list). */
 const SPEC_FIELDS: readonly string[] = ['kind', 'name', 'args', 'requirements', 'label', 'key', 'pure'];

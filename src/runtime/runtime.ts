@@ -4,6 +4,18 @@ import { ExecutorShutdownError, InvalidOptionsError } from '../errors';
 import { isPlainObject, show } from '../task/requirements';
 import type { Backend } from './backend';
 import { Executor, type ExecutorOptions } from './executor';
+import { checkOptions, type RulesOf } from '../task/options';
+
+const EXECUTOR_OPTIONS = {
+  // a name is how messages and submitDescription({ executor }) name it: printable text
+  name: {
+    allowed: 'a name (a non-empty string of printable characters)',
+    ok: (v) => typeof v === 'string' && /^[^\p{Cc}]+$/u.test(v),
+  },
+  // validated with what they mean, in the executor (each field named)
+  worker: { allowed: 'worker requirements', ok: () => true },
+  task: { allowed: 'task requirements', ok: () => true },
+} satisfies RulesOf<ExecutorOptions>;
 
 /**
  * A workflow bound to a backend, like a multiprocessing context: executors are opened on it.
@@ -96,5 +108,6 @@ export function executor(runtime: Runtime, options: ExecutorOptions = {}): Execu
     );
   if (!isPlainObject(options))
     throw new InvalidOptionsError(`executor(runtime, options): options must be an object, got ${show(options)}`);
+  checkOptions('executor', options, EXECUTOR_OPTIONS);
   return runtime.open(options);
 }

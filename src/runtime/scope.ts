@@ -1,5 +1,6 @@
 /** The ambient scope as users see it: `withWorkflow`, `withExecutor`, `submit()`, `currentTask()`. */
-import { NoAmbientScopeError } from '../errors';
+import { InvalidOptionsError, NoAmbientScopeError } from '../errors';
+import { show } from '../task/requirements';
 import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
 import { ambient, carriesAcrossAwaits, runInScope } from '../context/ambient';
@@ -9,11 +10,21 @@ import type { Task } from './task';
 
 /** Runs `fn` with `workflow` as the ambient workflow (see `currentWorkflow()`). */
 export function withWorkflow<R>(workflow: Workflow, fn: () => R): R {
+  checkScope('withWorkflow(workflow, fn)', 'workflow', 'a Workflow (from await openWorkflow(...))', workflow, fn);
   return runInScope({ workflow }, fn);
+}
+
+/** Throws `InvalidOptionsError` unless `given` has `method` (a workflow or executor, duck-typed) and `fn` is one. */
+function checkScope(call: string, what: string, expected: string, given: unknown, fn: unknown): void {
+  const method = what === 'workflow' ? 'submitDescription' : 'submitSpec';
+  if (typeof given !== 'object' || given === null || typeof (given as Record<string, unknown>)[method] !== 'function')
+    throw new InvalidOptionsError(`${call}: ${what} must be ${expected}, got ${show(given)}`);
+  if (typeof fn !== 'function') throw new InvalidOptionsError(`${call}: fn must be a function, got ${show(fn)}`);
 }
 
 /** Runs `fn` with `executor` as the ambient executor, so that `submit()` inside it (and in what it awaits) uses it. */
 export function withExecutor<R>(executor: Executor, fn: () => R): R {
+  checkScope('withExecutor(executor, fn)', 'executor', 'an Executor (from executor(runtime, options))', executor, fn);
   return runInScope({ executor, workflow: executor.workflow }, fn);
 }
 

@@ -55,6 +55,7 @@ export function accessFailure(error: unknown, file: string, doing: string): unkn
     EPERM: 'operation not permitted',
     ELOOP: 'too many symbolic links',
     ENAMETOOLONG: 'the path is too long',
+    EISDIR: 'a directory is in the way (of the store, or of its lock file <store>.lock)',
   };
   if (code === undefined || why[code] === undefined) return error;
   return new StoreAccessError(

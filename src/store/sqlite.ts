@@ -92,9 +92,9 @@ export function createCurrentView(db: Database.Database): void {
  * full, read-only, I/O error) rejects with `StoreWriteError`. In those cases the file is not modified.
  */
 export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Store {
-  if (typeof file !== 'string' || file === '')
+  if (typeof file !== 'string' || file === '' || file.includes('\0'))
     throw new InvalidOptionsError(
-      `sqliteStore(file, options): file must be a path (a non-empty string), got ${show(file)}`,
+      `sqliteStore(file, options): file must be a path (a non-empty string without NUL), got ${show(file)}`,
     );
   checkOptions('sqliteStore', options, OPTION_RULES);
   sqliteDriver(); // before anything is made: a missing driver throws MissingDependencyError, naming it
@@ -106,7 +106,12 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
   } catch (error) {
     throw accessFailure(error, dbPath, 'make the directory of');
   }
-  const lock = acquireFileLock(`${dbPath}.lock`, `The store ${dbPath}`);
+  let lock: FileLock;
+  try {
+    lock = acquireFileLock(`${dbPath}.lock`, `The store ${dbPath}`);
+  } catch (error) {
+    throw accessFailure(error, dbPath, 'lock');
+  }
   try {
     if (!fs.existsSync(dbPath)) create(dbPath);
     const db = openVerified(dbPath, false, options.verify ?? true);

@@ -178,16 +178,35 @@ export type WorkerRequirements = t.TypeOf<typeof WorkerRequirements>;
 
 /** Formats io-ts errors as `where.path: expected <type>, got <value>` lines. */
 export function describeErrors(where: string, errors: t.Errors): string[] {
-  return errors.map((e) => {
-    // members of intersections and unions appear in the context as "0", "1"...: not part of the path
-    const keys = e.context
-      .filter((c, i) => c.key !== '' && !(i > 0 && isCombinator(e.context[i - 1]!.type)))
-      .map((c) => c.key);
-    const path = [where, ...keys].join('.');
-    if (e.message) return `${path}: ${e.message}`;
-    const expected = e.context[e.context.length - 1]?.type.name ?? 'a valid value';
-    return `${path}: expected ${expected}, got ${show(e.value)}`;
-  });
+  // members of intersections and unions appear in the context as "0", "1"...: not part of the path
+  const pathOf = (context: t.Context): string =>
+    [
+      where,
+      ...context.filter((c, i) => c.key !== '' && !(i > 0 && isCombinator(context[i - 1]!.type))).map((c) => c.key),
+    ].join('.');
+  const lines: string[] = [];
+  for (const e of errors) {
+    // A union (`retries`: a count or a policy) has each member's errors: only those of the member of the value's
+    // kind tell what is wrong. A value that is not an object gets the union's own line, once; an object, its
+    // members' errors inside it (a member that refused the object as a whole says nothing more).
+    const u = e.context.findLastIndex((c) => c.type instanceof t.UnionType);
+    if (u >= 0) {
+      const actual = e.context[u]!.actual;
+      if (!isPlainObject(actual)) {
+        const line = `${pathOf(e.context.slice(0, u + 1))}: expected ${e.context[u]!.type.name}, got ${show(actual)}`;
+        if (!lines.includes(line)) lines.push(line);
+        continue;
+      }
+      if (e.context.length === u + 2 && errors.some((o) => o !== e && o.context.length > u + 2)) continue;
+    }
+    const path = pathOf(e.context);
+    if (e.message) lines.push(`${path}: ${e.message}`);
+    else
+      lines.push(
+        `${path}: expected ${e.context[e.context.length - 1]?.type.name ?? 'a valid value'}, got ${show(e.value)}`,
+      );
+  }
+  return lines;
 }
 
 function isCombinator(type: t.Decoder<unknown, unknown>): boolean {

@@ -46,7 +46,7 @@ export const NonEmptyString = new t.Type<string, string, unknown>(
  * @internal The codecs of the fields of a spec beside its work, as users give them: `executable()` options and raw
  * descriptions (`workflow.submitDescription`) check them with these.
  */
-export const SpecFields = { label: NonEmptyString, key: t.string, pure: t.boolean } as const;
+export const SpecFields = { label: NonEmptyString, key: NonEmptyString, pure: t.boolean } as const;
 
 export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
 
@@ -92,14 +92,35 @@ export function defineTask<F extends AnyFunction>(
   fn: F,
   options: DefineTaskOptions = {},
 ): DefinedTask<F> {
-  if (typeof name !== 'string' || name.length === 0)
-    throw new TaskDefinitionError('defineTask(name, fn): name must be a non-empty string');
-  if (typeof fn !== 'function') throw new TaskDefinitionError(`defineTask("${name}", fn): fn must be a function`);
-  const version: unknown = (options as { version?: unknown } | null)?.version;
-  if (version !== undefined && (typeof version !== 'string' || version.length === 0 || version.length > 200))
+  if (typeof name !== 'string' || name.length === 0 || CONTROL.test(name))
     throw new TaskDefinitionError(
-      `defineTask("${name}", fn, { version }): version must be a non-empty string of at most 200 characters, ` +
-        `got ${typeof version === 'string' ? JSON.stringify(version.slice(0, 40)) : typeof version}`,
+      'defineTask(name, fn): name must be a non-empty string of printable characters, got ' +
+        (typeof name === 'string' ? JSON.stringify(name) : typeof name),
+    );
+  if (typeof fn !== 'function') throw new TaskDefinitionError(`defineTask("${name}", fn): fn must be a function`);
+  if (isClass(fn))
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn): fn is a class, which cannot be called without new; define a function that ` +
+        `makes the instance: defineTask("${name}", (...args) => new ${fn.name || 'TheClass'}(...args))`,
+    );
+  const plain =
+    typeof options === 'object' &&
+    options !== null &&
+    (Object.getPrototypeOf(options) === Object.prototype || Object.getPrototypeOf(options) === null);
+  const unknown = plain ? Object.keys(options).filter((k) => k !== 'version') : [];
+  if (!plain || unknown.length > 0)
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn, options): options must be an object { version? }, got ` +
+        (plain ? `the unknown option "${unknown[0]!}"` : options === null ? 'null' : typeof options),
+    );
+  const version: unknown = options.version;
+  if (
+    version !== undefined &&
+    (typeof version !== 'string' || version.length === 0 || version.length > 200 || CONTROL.test(version))
+  )
+    throw new TaskDefinitionError(
+      `defineTask("${name}", fn, { version }): version must be a non-empty string of at most 200 printable ` +
+        `characters, got ${typeof version === 'string' ? JSON.stringify(version.slice(0, 40)) : typeof version}`,
     );
   const existing = registry.get(name);
   if (existing !== undefined && existing !== fn) {
@@ -162,6 +183,12 @@ export function declaredVersion(fn: AnyFunction): string | undefined {
   return versions.get(fn);
 }
 
+/** Control characters (NUL, newlines, ...): not in a task's name or version. */
+const CONTROL = /\p{Cc}/u;
+
+/** Whether `fn` is a class, which a task cannot call (calling one without `new` throws). */
+export const isClass = (fn: AnyFunction): boolean => /^class[\s{]/.test(Function.prototype.toString.call(fn));
+
 /** 16 hex digits of a hash of the function's source text. */
 export const sourceHash = (fn: AnyFunction): string => hash128(Function.prototype.toString.call(fn)).slice(0, 16);
 
@@ -191,6 +218,11 @@ export function taskNameOf(fn: AnyFunction): string {
 export function call<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<F>>): TaskSpec<Awaited<ReturnType<F>>> {
   if (typeof fn !== 'function')
     throw new InvalidTaskDescriptionError(`call(fn, ...args): fn must be a function, got ${typeof fn}`);
+  if (isClass(fn))
+    throw new InvalidTaskDescriptionError(
+      `call(fn, ...args): fn is a class (${fn.name || 'anonymous'}), which cannot be called without new; submit a ` +
+        'function that makes the instance instead: (...args) => new TheClass(...args)',
+    );
   return { kind: 'function', name: taskNameOf(fn), args, [SPEC_FN]: fn };
 }
 

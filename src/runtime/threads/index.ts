@@ -39,12 +39,20 @@ export interface ThreadsOptions {
   readonly cancelGraceMs?: number;
 }
 
+/** The most threads one executor's pool may have. */
+const MAX_THREADS = 1024;
+
 const THREADS_OPTIONS = {
   modules: rules.strings('a non-empty array of module paths (absolute, or relative to process.cwd())'),
-  maxThreads: rules.positiveInteger,
+  // each thread is an isolate of its own (tens of MB), and the pool starts them all
+  maxThreads: {
+    allowed: `a positive integer, at most ${MAX_THREADS}`,
+    ok: (v) => rules.positiveInteger.ok(v) && (v as number) <= MAX_THREADS,
+  },
+  // a longer timer fires at once (Node sets it to 1 ms)
   cancelGraceMs: {
-    allowed: 'a non-negative number of milliseconds',
-    ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0,
+    allowed: `a non-negative number of milliseconds, at most ${2 ** 31 - 1} (24.8 days)`,
+    ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 2 ** 31 - 1,
   },
 } satisfies RulesOf<ThreadsOptions>;
 
