@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AmbiguousTaskError,
+  ExecutableFailedError,
   InvalidTaskDescriptionError,
   StoreVersionError,
   call,
@@ -27,6 +28,7 @@ import {
   launch,
   memoryStore,
   openWorkflow,
+  outputOf,
   type Executor,
   type TaskRecord,
   type Workflow,
@@ -284,6 +286,30 @@ describe('a resumed run after a change gets fresh results', () => {
     rmSync(artifacts['out.txt']!);
     // before: served, with a result whose out.txt did not exist (and a downstream failed staging it, retry or not)
     expect(await run()).toEqual({ attempts: 2, text: 'made\n', outputs: ['out.txt'] });
+  });
+
+  it('a task retried after the upstream output it takes is gone says which task made it, and what to do', async () => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    const rt = launch(wf, processes({ root: join(dir, 'runs') }));
+    const ex = executor(rt);
+    const made = ex.submit(executable(['sh', '-c', 'echo made > out.txt'], { outputs: ['out.txt'] }));
+    const uses = ex.submit(
+      executable(['sh', '-c', 'cat in.txt; exit 1'], {
+        inputs: { 'in.txt': outputOf(made, 'out.txt') },
+        label: 'uses',
+      }),
+    );
+    await expect(uses).rejects.toThrow(ExecutableFailedError);
+    rmSync((await made).outputs['out.txt']!.$file);
+    uses.retry();
+    await expect(uses).rejects.toThrow(
+      new RegExp(
+        `^task uses \\(${uses.id}\\): input "in.txt": .* cannot be read \\(ENOENT\\): it is an output of task ` +
+          `${made.id}, gone from disk since it ran; submit that task again`,
+      ),
+    );
+    await rt.shutdown();
+    await wf.close();
   });
 
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {

@@ -250,7 +250,7 @@ export class Executor implements AsyncDisposable {
     const maker = persistent && fn !== undefined && registeredName(fn) === undefined ? objectToken(fn) : undefined;
     if (maker !== undefined && entry.maker !== undefined && entry.maker !== maker) {
       throw new AmbiguousTaskError(
-        `task ${spec.label ?? spec.name} (${id}): another function with the same source ("${spec.name}") was ` +
+        `task ${spec.label ?? spec.name} (${id}): another function of the same name ("${spec.name}") and source was ` +
           'submitted with the same arguments in this workflow. The two may close over different values, which ' +
           'cannot be part of a task’s identity, so one could be served the other’s result from the store. Define ' +
           'the function once with defineTask(name, fn) and pass what it closes over as arguments, or give each ' +

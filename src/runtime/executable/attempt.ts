@@ -79,7 +79,7 @@ export async function prepareExecutable(
   if (deferred && Object.keys(inputs).length === 0)
     return { where, description, workdir: workdirOf(place.workflowDir, job), stdin, made: false };
   const workdir = await prepareWorkdir(place.workflowDir, job);
-  await stageInputs(workdir.path, inputs, place.staging);
+  await stageInputs(workdir.path, inputs, place.staging, where);
   if (atSubmit !== undefined && place.staging === 'copy') assertUnchanged(where, atSubmit, inputs, undefined, 'while');
   return { where, description, workdir, stdin, made: true };
 }

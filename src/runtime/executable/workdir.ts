@@ -91,17 +91,33 @@ export async function stageInputs(
   workdir: string,
   inputs: Readonly<Record<string, string>>,
   mode: StagingMode = 'copy',
+  where = '',
 ): Promise<void> {
+  // the tasks' directories of the workflow: an input there is an upstream task's output
+  const tasks = dirname(dirname(workdir));
   await Promise.all(
     Object.entries(inputs).map(async ([name, source]) => {
       const dest = assertInside(workdir, name, 'input');
       const refuse = (why: string): ExecutableFailedError =>
-        new ExecutableFailedError(`input "${name}": ${source} ${why}; the program was not started`, null, null, '');
+        new ExecutableFailedError(
+          `${where === '' ? '' : `${where}: `}input "${name}": ${source} ${why}; the program was not started`,
+          null,
+          null,
+          '',
+        );
       let info;
       try {
         info = await stat(source);
       } catch (err) {
-        throw refuse(`cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        const upstream = code === 'ENOENT' ? upstreamOf(tasks, source) : undefined;
+        throw refuse(
+          `cannot be read (${code})` +
+            (upstream === undefined
+              ? ''
+              : `: it is an output of task ${upstream}, gone from disk since it ran; submit that task again ` +
+                '(it runs again, its files being gone), then this one'),
+        );
       }
       // a FIFO would be read until its writer closes it (forever, if none): a program that reads one gets a link
       if (mode === 'copy' && !info.isFile() && !info.isDirectory())
@@ -117,6 +133,14 @@ export async function stageInputs(
       }
     }),
   );
+}
+
+/** The id of the task whose directory under `tasks` holds `path`, if one does. */
+function upstreamOf(tasks: string, path: string): string | undefined {
+  const rel = relative(tasks, path);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  const id = rel.split(sep)[0]!;
+  return id === '' ? undefined : id;
 }
 
 /**
