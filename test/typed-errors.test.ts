@@ -44,7 +44,7 @@ test.each([
   [
     'labelled(null)',
     () => labelled(null as never),
-    /labelled\(label\): label must be a string or a function .* got null/,
+    /labelled\(label\): label must be a non-empty string or a function .* got null/,
   ],
   ['labelled(42)', () => labelled(42 as never), /got number/],
   [
