@@ -19,6 +19,7 @@ import {
   launch,
   memoryStore,
   openWorkflow,
+  submitOn,
   withExecutor,
   withWorkflow,
   type Executor,
@@ -78,6 +79,12 @@ const cases = (): Case[] => [
   ['defineTask("a\\nb", fn)', () => defineTask('a\nb', one), TaskDefinitionError, /printable characters, got "a\\nb"/],
   ['labelled("")', () => labelled(''), InvalidTaskDescriptionError, /non-empty string.*got an empty string/],
   ['executable({ key: "" })', () => executable(['true'], { key: '' }), InvalidTaskDescriptionError, /options\.key/],
+  [
+    'submitOn(ex, 5)',
+    () => submitOn(ex, 5 as never),
+    InvalidOptionsError,
+    /submitOn\(executor, fn\?, options\?\): expected a function or an options object .* got 5/,
+  ],
   ['shutdown({ wiat })', () => ex.shutdown({ wiat: true } as never), InvalidOptionsError, /did you mean "wait"/],
   // a union (a count or a policy) said what both of its members expected, one of them by an internal type name
   [

@@ -71,6 +71,11 @@ export function submitOn(
     throw new InvalidOptionsError(
       `submitOn(executor, ...): executor must be an Executor (from executor(runtime, options)), got ${show(executor)}`,
     );
+  if (fnOrOptions !== undefined && typeof fnOrOptions !== 'function' && typeof fnOrOptions !== 'object')
+    throw new InvalidOptionsError(
+      `submitOn(executor, fn?, options?): expected a function or an options object after the executor, got ` +
+        show(fnOrOptions),
+    );
   const fn = typeof fnOrOptions === 'function' ? fnOrOptions : undefined;
   const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
   // a misspelt option silently changed the order of the results
