@@ -660,7 +660,7 @@ export class Executor implements AsyncDisposable {
 
 const SHUTDOWN_OPTIONS = { wait: rules.flag } satisfies RulesOf<{ wait?: boolean }>;
 
-/** The fields of a `TaskSpec` (and its symbols, which a `for...in` does not list). */
+/** The fields a `TaskSpec` may have (its symbol keys aside: `for...in` skips them). */
 const SPEC_FIELDS: readonly string[] = ['kind', 'name', 'args', 'requirements', 'label', 'key', 'pure'];
 
 /**
