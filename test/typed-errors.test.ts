@@ -1,13 +1,19 @@
 // Every error scalems raises on purpose is a ScalemsError subclass (README "Errors: what bad input gets", DESIGN §8):
 // the mistakes of the public calls below once got a raw TypeError or RangeError, which `instanceof ScalemsError` and
 // `err.code` missed. The last test keeps new ones out of the sources.
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import {
   InvalidOptionsError,
+  InvalidRequirementsError,
   InvalidTaskDescriptionError,
   ScalemsError,
+  StoreAccessError,
+  TaskDefinitionError,
   call,
+  defineTask,
+  executable,
   executor,
   inProcess,
   labelled,
@@ -15,6 +21,9 @@ import {
   memoryStore,
   openWorkflow,
   submitOn,
+  withExecutor,
+  withWorkflow,
+  type Executor,
   type Workflow,
 } from 'scalems';
 import { sqliteStore } from 'scalems/node';
@@ -116,7 +125,11 @@ test.each([
   ['executor(runtime, null)', () => executor(launch(wf, inProcess()), null as never), /options must be an object/],
   ['submitOn(undefined)', () => submitOn(undefined as never), /executor must be an Executor .*got undefined/],
   ['submitOn({})', () => submitOn({} as never), /executor must be an Executor/],
-  ['submitOn(ex, 42)', () => submitOn(executor(launch(wf, inProcess())), 42 as never), /expected an object, got 42/],
+  [
+    'submitOn(ex, 42)',
+    () => submitOn(executor(launch(wf, inProcess())), 42 as never),
+    /submitOn\(executor, fn\?, options\?\): expected a function or an options object after the executor, got 42/,
+  ],
   [
     'submitOn(ex, fn, { ordred })',
     () => submitOn(executor(launch(wf, inProcess())), double, { ordred: true } as never),
@@ -145,6 +158,103 @@ test.each([
   expect(err).toBeInstanceOf(InvalidTaskDescriptionError);
   expect((err as Error).message).toMatch(why);
   expect(wf.state.tasks.size).toBe(0);
+});
+
+describe('mistakes found by an audit of bad input: each was accepted, or failed later with a raw error', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'scalems-bad-input-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const ex = (): Executor => executor(launch(wf, inProcess()));
+  class Model {
+    constructor(readonly x: number) {}
+  }
+  const one = async (): Promise<number> => 1;
+  type Case = [what: string, make: () => unknown, error: new (...a: never[]) => Error, why: RegExp];
+
+  const cases = (): Case[] => [
+    // the name is how messages and submitDescription name an executor
+    [
+      'executor({ nme })',
+      () => executor(ex().runtime, { nme: 'x' } as never),
+      InvalidOptionsError,
+      /did you mean "name"/,
+    ],
+    ['executor({ name: 5 })', () => executor(ex().runtime, { name: 5 as never }), InvalidOptionsError, /name.*got 5/],
+    ['executor({ name: "a\\0b" })', () => executor(ex().runtime, { name: 'a\0b' }), InvalidOptionsError, /printable/],
+    ['withExecutor(null, fn)', () => withExecutor(null as never, one), InvalidOptionsError, /must be an Executor/],
+    [
+      'withExecutor(ex(), 5)',
+      () => withExecutor(ex(), 5 as never),
+      InvalidOptionsError,
+      /fn must be a function, got 5/,
+    ],
+    ['withWorkflow({}, fn)', () => withWorkflow({} as never, one), InvalidOptionsError, /must be a Workflow/],
+    [
+      'call(class)',
+      () => (call as (fn: unknown) => unknown)(Model),
+      InvalidTaskDescriptionError,
+      /fn is a class \(Model\).*new TheClass/,
+    ],
+    [
+      'submit(class)',
+      () => {
+        const e = ex();
+        return (e.submit as (fn: unknown) => unknown).call(e, Model);
+      },
+      InvalidTaskDescriptionError,
+      /is a class/,
+    ],
+    ['defineTask(name, class)', () => defineTask('bad.k', Model as never), TaskDefinitionError, /is a class/],
+    [
+      'defineTask({ verison })',
+      () => defineTask('bad.v', one, { verison: '2' } as never),
+      TaskDefinitionError,
+      /"verison"/,
+    ],
+    ['defineTask(name, fn, "2")', () => defineTask('bad.s', one, '2' as never), TaskDefinitionError, /got string/],
+    ['defineTask(name, fn, null)', () => defineTask('bad.n', one, null as never), TaskDefinitionError, /got null/],
+    [
+      'defineTask("a\\nb", fn)',
+      () => defineTask('a\nb', one),
+      TaskDefinitionError,
+      /printable characters, got "a\\nb"/,
+    ],
+    ['labelled("")', () => labelled(''), InvalidTaskDescriptionError, /non-empty string.*got an empty string/],
+    ['executable({ key: "" })', () => executable(['true'], { key: '' }), InvalidTaskDescriptionError, /options\.key/],
+    ['shutdown({ wiat })', () => ex().shutdown({ wiat: true } as never), InvalidOptionsError, /did you mean "wait"/],
+    // a union (a count or a policy) said what both of its members expected, one of them by an internal type name
+    [
+      'retries: -1',
+      () => ex().submit({ ...call(one), requirements: { retries: -1 } }),
+      InvalidRequirementsError,
+      /^Invalid task requirements:\n {2}task requirements\.retries: expected a non-negative integer or \{ max, backoff, factor \}, got -1$/,
+    ],
+    [
+      'retries: { backoff: -1 }',
+      () => ex().submit({ ...call(one), requirements: { retries: { max: 2, backoff: -1 } } }),
+      InvalidRequirementsError,
+      /^Invalid task requirements:\n {2}task requirements\.retries\.backoff: expected a non-negative number[^\n]*$/,
+    ],
+    ['sqliteStore(NUL)', () => sqliteStore(join(dir, 'a\0b')), InvalidOptionsError, /without NUL/],
+    ['a store name too long', () => sqliteStore(join(dir, 'x'.repeat(300))), StoreAccessError, /the path is too long/],
+    [
+      'a directory where the lock goes',
+      () => {
+        mkdirSync(join(dir, 'state.sqlite.lock'));
+        return sqliteStore(join(dir, 'state.sqlite'));
+      },
+      StoreAccessError,
+      /cannot lock the store .*a directory is in the way/,
+    ],
+  ];
+
+  it.each(cases().map((c) => [c[0], c] as const))('%s', (_, [, make, error, why]) => {
+    const err = thrown(make);
+    expect(err).toBeInstanceOf(error);
+    expect((err as Error).message).toMatch(why);
+  });
 });
 
 test('no source file throws a raw TypeError or RangeError, but the argument parsers of internal programs', () => {
