@@ -1,6 +1,7 @@
 // `scalems serve` without a browser: what it serves, that it pushes only what changed, who may read it, and its
 // options and errors. The page itself is tested in a real browser: test/dashboard-browser.test.ts.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defineTask, executable, executor, inProcess, InvalidOptionsError, launch, openWorkflow } from 'scalems';
@@ -291,6 +292,60 @@ describe('the store as scalems serve reads it', () => {
     } finally {
       source.close();
     }
+  });
+});
+
+describe('a dashboard that stays up', () => {
+  it('answers a request target no URL can be made of with 400, and goes on serving', async () => {
+    const { file, wf, ex } = await workflowIn('bad-target');
+    await ex.submit(square, 2);
+    await wf.close();
+    const d = await dashboard(file);
+    const { port } = new URL(d.url);
+    for (const target of ['http://[', '//[', 'http://a:99999/']) {
+      // raw, as http.get would refuse to send these
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), '127.0.0.1', () =>
+          socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`),
+        );
+        let text = '';
+        socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    expect((await get(d.url)).status).toBe(200);
+  });
+
+  it('follows a store replaced under it (deleted and made again): the old tasks go, the new ones come', async () => {
+    const first = await workflowIn('replaced');
+    const old = await first.ex.submit(square, 3).then(() => first.wf.state.tasks.size);
+    expect(old).toBe(1);
+    const oldId = [...first.wf.state.tasks.keys()][0]!;
+    await first.wf.close();
+    const d = await dashboard(first.file);
+    const events = await openEvents(`${d.url}api/events`);
+    await events.waitFor((m) => m.event === 'snapshot');
+    fs.rmSync(path.dirname(first.file), { recursive: true, force: true });
+    const wf = await openWorkflow({ name: 'replaced', store: sqliteStore(first.file) });
+    const ex = executor(launch(wf, inProcess()));
+    const made = await Promise.all([4, 5].map((n) => ex.submit(square, n)));
+    expect(made).toEqual([16, 25]);
+    await wf.close();
+    // the new store may be read while it is written: what the page is told adds up over the deltas
+    const removed = new Set<string>();
+    const shown = new Map<string, string>();
+    await events.waitFor((m) => {
+      if (m.event !== 'delta') return false;
+      const message = JSON.parse(m.data) as DeltaMessage;
+      for (const id of message.removed) removed.add(id);
+      for (const t of message.tasks) shown.set(t.id, t.state);
+      return removed.has(oldId) && [...shown.values()].filter((state) => state === 'succeeded').length === 2;
+    });
+    events.close();
+    expect(shown.has(oldId)).toBe(false);
+    expect(shown.size).toBe(2);
   });
 });
 

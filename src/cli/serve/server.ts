@@ -94,7 +94,14 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://dashboard');
+    } catch {
+      // a request target no URL can be made of ('http://[', '//['): it crashed the server, before any check
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS }).end('bad request\n');
+      return;
+    }
     const refused = refusal(access, port, req, url);
     if (refused !== undefined) {
       res.writeHead(refused, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS });

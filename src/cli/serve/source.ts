@@ -80,6 +80,11 @@ function pastAfter(old: TaskRow, next: TaskRecord): readonly PastAttempt[] | und
 }
 
 /** A file's size and modification time, to tell whether a store read into memory must be read again. */
+const identityOf = (file: string): string => {
+  const s = fs.statSync(file, { throwIfNoEntry: false });
+  return s === undefined ? 'missing' : `${s.dev}:${s.ino}`;
+};
+
 const stamp = (file: string): string => {
   const s = fs.statSync(file, { throwIfNoEntry: false });
   const w = fs.statSync(`${file}-wal`, { throwIfNoEntry: false });
@@ -113,6 +118,10 @@ export class StoreSource {
   private schemaVersion: unknown;
   private version: unknown;
   private fileStamp = '';
+  /** the ids shown before the file was replaced (see `moved`) */
+  private replaced: string[] = [];
+  /** the device and inode of the file when connected: another file there (a store replaced, made anew) is read anew */
+  private fileIdentity = '';
   /** the name the workflow was last opened with (the store records it), else the one it was opened as here */
   readonly workflow: string;
   /** the number of the last poll that found a change */
@@ -168,7 +177,14 @@ export class StoreSource {
   /** Reads what changed since the last call; undefined when nothing did. */
   changes(): Changes | undefined {
     if (!this.moved()) return undefined;
-    const { tasks, removed } = this.read();
+    const read = this.read();
+    const tasks = read.tasks;
+    let removed = read.removed;
+    if (this.replaced.length > 0) {
+      // the tasks of the file replaced that the new one does not hold
+      removed = [...removed, ...this.replaced.filter((id) => !this.rows.has(id))];
+      this.replaced = [];
+    }
     if (tasks.length === 0 && removed.length === 0) return undefined;
     this.seq++;
     return { tasks, removed };
@@ -256,9 +272,11 @@ export class StoreSource {
   /** Opens (or opens again) the connection; `verify` runs the quick check `scalems status` runs. */
   private connect(verify: boolean): void {
     this.fileStamp = stamp(this.file);
+    const identity = identityOf(this.file);
     this.db = openStoreReadonly(this.file, verify);
-    // a scan of 100 000 records reads about 35 MB: mapped and cached, a poll reads them from memory
-    this.db.pragma('mmap_size = 268435456');
+    this.fileIdentity = identity;
+    // a scan of 100 000 records reads about 35 MB: cached, a poll reads them from memory. Not mapped: a store
+    // truncated under a mapping kills the process (SIGBUS) at the next read of a page past its end.
     this.db.pragma('cache_size = -65536');
     this.db.pragma('temp_store = MEMORY');
     this.db.exec(SEEN_SQL);
@@ -295,6 +313,20 @@ export class StoreSource {
    * read again when its file changes.
    */
   private moved(): boolean {
+    if (identityOf(this.file) !== this.fileIdentity) {
+      // another file at the path (the store deleted and made again, or copied over): the connection still reads the
+      // old one. Every task shown goes, and the new file's come as new.
+      if (this.fileIdentity !== '') {
+        this.db.close();
+        this.fileIdentity = ''; // until connected: while no store is there, each poll says so and tries again
+        this.replaced.push(...this.rows.keys());
+        this.rows.clear();
+        this.dependents.clear();
+      }
+      this.connect(true);
+      this.version = this.dataVersion();
+      return true;
+    }
     if (this.db.memory) {
       if (stamp(this.file) === this.fileStamp) return false;
       this.db.close();
