@@ -41,6 +41,21 @@ async function ownThreads(options: Omit<ThreadsOptions, 'modules'>): Promise<{ r
   return { rt, ex: executor(rt) };
 }
 
+/** `p`, or a rejection naming `what` if it has not settled within 10 s (a hang fails the test, not the suite). */
+async function within<T>(p: PromiseLike<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not within 10 s`)), 10_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** `n` shared 32-bit counters (tasks.counted, tasks.holds, tasks.spins write them). */
 const shared = (n: number): Int32Array => new Int32Array(new SharedArrayBuffer(4 * n));
 
@@ -201,6 +216,22 @@ describe('threads(): cancellation reaches the function through its signal', () =
     // the only thread spins forever: this runs only on the thread that replaced it
     await expect(one.submit(tasks.add, 2, 2)).resolves.toMatchObject({ sum: 4 });
     await own.shutdown();
+  });
+
+  it('a task of two ranks submitted while a cancelled task still spins runs once its thread is replaced', async () => {
+    const { rt, ex: two } = await ownThreads({ maxThreads: 2, cancelGraceMs: 200 });
+    const flags = shared(2);
+    const t = two.submit(tasks.spins, flags);
+    await flagged(flags, 0);
+    t.cancel();
+    await expect(t).rejects.toThrow(TaskCancelledError);
+    // its cores are free at once, its thread only after the grace period: one rank found an idle thread, the other
+    // none, and nothing placed it once the spinning thread was gone (it hung, and everything behind it)
+    const wide = two.submit({ ...call(tasks.partialSums, 10), requirements: { ranks: 2 } });
+    const after = two.submit(tasks.add, 3, 4);
+    await expect(within(wide, 'the task of two ranks')).resolves.toMatchObject({ total: 55, size: 2 });
+    await expect(within(after, 'the task behind it')).resolves.toMatchObject({ sum: 7 });
+    await rt.shutdown();
   });
 });
 

@@ -388,6 +388,8 @@ export class Lanes {
     lane.gone = true;
     if (this.lanes[lane.index] === lane) this.lanes[lane.index] = undefined;
     lane.abort.abort();
+    // its place takes a new lane: a rank of a wider task may wait for an idle one (nothing else may come to place it)
+    this.schedule();
   }
 
   /**
@@ -437,6 +439,7 @@ export class Lanes {
     }
     this.end(lane);
     this.requeue(lane, err);
+    this.schedule(); // its place takes a new lane (see `expire`)
     let failed = false;
     for (const placed of [...lane.placed.values()]) {
       lane.placed.delete(placed.key);
