@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { executor, inProcess, launch, openWorkflow } from 'scalems';
+import { sqliteStore } from 'scalems/node';
 
 const repo = path.resolve(__dirname, '..');
 const tsx = path.join(repo, 'node_modules', '.bin', 'tsx');
@@ -83,4 +85,26 @@ it('scalems --version prints the package version, from source and from the built
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run npm run build first (npm test does)`);
   const built = spawnSync(process.execPath, [bin, '-V'], { cwd: dir, encoding: 'utf8' });
   expect({ code: built.status, out: built.stdout }).toEqual({ code: 0, out: `scalems ${version}\n` });
+});
+
+it('scalems graph piped into a reader that stops early (head) ends quietly, without an EPIPE stack trace', async () => {
+  const big = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-pipe-'));
+  try {
+    const wf = await openWorkflow({ name: 'piped', store: sqliteStore(path.join(big, '.scalems/piped/state.sqlite')) });
+    const ex = executor(launch(wf, inProcess()));
+    const up = ex.submit(async (n: number) => n, 0);
+    // far more than a pipe holds (64 KiB): the writer is still writing when head has gone
+    await Promise.all(Array.from({ length: 3000 }, (_, i) => ex.submit(async (a: number, b: number) => a + b, up, i)));
+    await wf.close();
+    const main = path.join(repo, 'src/cli/main.ts');
+    const result = spawnSync(
+      'sh',
+      ['-c', `"${tsx}" --tsconfig "${path.join(repo, 'tsconfig.json')}" "${main}" graph | head -c 100 > /dev/null`],
+      { cwd: big, encoding: 'utf8' },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  } finally {
+    fs.rmSync(big, { recursive: true, force: true });
+  }
 });

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { main } from '../src/cli/main';
-import type { StatusSummary } from '../src/cli/status';
+import { formatStatus, type StatusSummary } from '../src/cli/status';
 import { dotString, mermaidText } from '../src/cli/graph';
 import { sqliteStore } from '../src/store/sqlite';
 import { StoreLockedError } from '../src/errors';
@@ -441,5 +441,36 @@ describe('scalems', () => {
     expect((await cli(root, 'graph', '--format', 'png')).err).toContain('--format must be mermaid or dot, got "png"');
     expect((await cli(root, 'status', '--help')).out).toMatch(/^usage: scalems status/);
     expect((await cli(root, 'help', 'graph')).out).toMatch(/^usage: scalems graph/);
+  });
+});
+
+describe('scalems status on large or odd stores', () => {
+  const failure = (i: number, label?: string): StatusSummary['failed'][number] => ({
+    id: `t-${i}`,
+    name: 'member',
+    attempts: 1,
+    ...(label === undefined ? {} : { label }),
+    error: { name: 'Error', message: `member ${i} diverged` },
+  });
+  const summary = (failed: StatusSummary['failed']): StatusSummary => ({
+    workflow: 'w',
+    store: 'state.sqlite',
+    total: failed.length,
+    counts: { new: 0, submitted: 0, ready: 0, running: 0, succeeded: 0, failed: failed.length, cancelled: 0 },
+    failed,
+  });
+
+  it('lists 150 000 failed tasks with --limit 0 (a spread of that many rows overflowed the stack)', () => {
+    const text = formatStatus(summary(Array.from({ length: 150_000 }, (_, i) => failure(i))), { limit: 0 });
+    expect(text).toContain('member 149999 diverged');
+    expect(text).not.toContain('more (--limit 0 shows all)');
+  });
+
+  it('cuts a huge label in the table to 60 characters, so that it does not widen every row', () => {
+    const text = formatStatus(summary([failure(1, 'x'.repeat(100_000)), failure(2, 'short')]), {});
+    const rows = text.split('\n').filter((line) => line.includes('diverged'));
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row.length).toBeLessThan(200);
+    expect(rows[0]).toContain(`${'x'.repeat(59)}…`);
   });
 });

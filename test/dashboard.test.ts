@@ -421,6 +421,21 @@ describe('who may read the dashboard', () => {
     expect(serve.err.replace('scalems serve:', '')).toBe(status.err.replace('scalems status:', ''));
     expect((await cli(root, ['--help'])).out).toMatch(/serve\s+a live dashboard/);
   });
+
+  it('scalems serve on a port another program listens on says so, and what to do', async () => {
+    const other = net.createServer();
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((other.address() as net.AddressInfo).port);
+      const taken = await cli(root, ['serve', path.dirname(file), '--port', port]);
+      expect(taken.code).toBe(1);
+      expect(taken.err).toMatch(
+        /cannot listen on 127\.0\.0\.1:\d+: .*another program listens there: give another --port/,
+      );
+    } finally {
+      other.close();
+    }
+  });
 });
 
 describe('the page’s sources', () => {

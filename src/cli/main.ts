@@ -101,6 +101,12 @@ export async function main(
 }
 
 if (require.main === module) {
+  // `scalems status | head`: the reader has gone, which ends the output, not with a stack trace
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.exit(process.exitCode ?? 0);
+    });
   void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -103,19 +103,26 @@ export function formatStatus(summary: StatusSummary, options: { verbose?: boolea
     const rows = [
       ['TASK', 'NAME', 'ATTEMPTS', 'ERROR'],
       ...shown.map((f) => [
-        printableLine(f.label ?? f.id),
-        printableLine(f.name),
+        clip(printableLine(f.label ?? f.id)),
+        clip(printableLine(f.name)),
         String(f.attempts),
         errorLine(f.error),
       ]),
     ];
-    const widths = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c]!.length)) + 2);
+    // a loop, not Math.max(...): that spread of more than about 120 000 rows overflowed the stack
+    const widths = [0, 1, 2].map((c) => rows.reduce((w, row) => Math.max(w, row[c]!.length), 0) + 2);
     for (const row of rows)
       out.push(`  ${row.map((cell, c) => (c < 3 ? pad(cell, widths[c]!) : cell)).join('')}`.trimEnd());
   }
   if (shown.length < failed.length) out.push(`  ... and ${failed.length - shown.length} more (--limit 0 shows all)`);
   return out.join('\n') + '\n';
 }
+
+/** The widest a label or name is shown in the table (one label of 100 000 characters made every row that wide). */
+const MAX_CELL = 60;
+
+/** `text`, cut to `MAX_CELL` characters with an ellipsis (`--verbose` and `--json` show it whole). */
+const clip = (text: string): string => (text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 1)}…` : text);
 
 /**
  * One line for the table: the message's first line and, for a message of several (an executable's, which ends with

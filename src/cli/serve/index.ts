@@ -79,8 +79,15 @@ export const serveCommand: Command = {
     } catch (error) {
       if (error instanceof InvalidOptionsError) throw new UsageError(error.problems.join('; '));
       const code = (error as { code?: unknown }).code;
-      if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES')
-        throw new CliError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port ?? 0}: ${messageOf(error)}`);
+      const advice: Record<string, string> = {
+        EADDRINUSE: 'another program listens there: give another --port, or none (a free one is taken)',
+        EADDRNOTAVAIL: 'this machine has no such address: give one of its addresses to --host',
+        EACCES: 'ports below 1024 need privileges: give a --port above 1023, or none',
+      };
+      if (typeof code === 'string' && Object.hasOwn(advice, code))
+        throw new CliError(
+          `cannot listen on ${values.host ?? '127.0.0.1'}:${port ?? 0}: ${messageOf(error)}; ${advice[code]!}`,
+        );
       throw error;
     }
     const { source } = dashboard;
