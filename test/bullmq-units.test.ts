@@ -1,6 +1,9 @@
 // bullmq() parts that need no Redis: options, Redis URLs, no Redis at all, the worker's command line, job data checks,
 // the capacity gate of a worker.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import {
   BackendUnavailableError,
   InvalidTaskDescriptionError,
@@ -188,4 +191,27 @@ describe('a worker’s capacity gate', () => {
     await new Promise((r) => setImmediate(r));
     expect(started).toEqual(['a', 'b', 'c', 'd']);
   });
+});
+
+describe('scalems worker without a Redis to talk to', () => {
+  it('says, every few seconds, that it waits for Redis there and how to fix it (it printed nothing, and seemed hung)', async () => {
+    // a port nobody listens on
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    // the built bin, in one process (tsx would leave its child behind when killed)
+    const bin = join(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: run npm run build first (npm test does)`);
+    const run = spawnSync(
+      process.execPath,
+      [bin, 'worker', '--redis', `redis://127.0.0.1:${port}`, '--queue', 'unreachable'],
+      { encoding: 'utf8', timeout: 12_000, killSignal: 'SIGKILL' },
+    );
+    expect(run.stdout).toMatch(
+      new RegExp(
+        `waiting for Redis at redis://127\\.0\\.0\\.1:${port}.*ECONNREFUSED.*it goes on trying: start Redis there`,
+      ),
+    );
+  }, 30_000);
 });

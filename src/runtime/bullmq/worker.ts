@@ -74,6 +74,8 @@ export interface ScalemsWorkerOptions {
 
 /** ms between checks of the shapes set (besides the announcements on the control channel) and heartbeats */
 const POLL_MS = 2000;
+/** How often a worker whose Redis does not answer says so. */
+const UNREACHABLE_NOTICE_MS = 5000;
 /** cancellations announced for jobs this worker does not run (yet), kept in case it takes them */
 const EARLY_LIMIT = 4096;
 
@@ -149,10 +151,24 @@ export class ScalemsWorker {
       prefix: this.meeting.prefix,
     });
     this.control = control;
-    control.on('error', () => undefined); // it reconnects
+    let lastError: unknown;
+    control.on('error', (err) => (lastError = err)); // it reconnects
     control.on(SHAPE_EVENT as 'waiting', (event: unknown) => this.serve(String((event as ShapeEvent).queue)));
     control.on(CANCEL_EVENT as 'waiting', (event: unknown) => this.cancelled(event as Partial<CancelEvent>));
-    await control.waitUntilReady();
+    // a Redis that does not answer: say so (the worker said nothing, and seemed to hang), and go on trying
+    const waiting = setInterval(() => {
+      const why = lastError instanceof Error ? lastError.message : 'no answer';
+      this.log(
+        `scalems worker ${this.name}: waiting for Redis at ${describeConnection(this.options.connection)} ` +
+          `(${why}); it goes on trying: start Redis there, or give the worker another --redis`,
+      );
+    }, UNREACHABLE_NOTICE_MS);
+    waiting.unref();
+    try {
+      await control.waitUntilReady();
+    } finally {
+      clearInterval(waiting);
+    }
     await this.discover();
     await this.heartbeat();
     this.poller = setInterval(() => {
