@@ -46,7 +46,13 @@ export function recordError(err: unknown): RecordedError {
  */
 export function reviveError(recorded: RecordedError): Error {
   const Known = recorded.code !== undefined ? scalemsClasses().get(recorded.code) : undefined;
-  const err = Known !== undefined ? new Known(recorded.message) : new Error(recorded.message);
+  const Builtin = Known === undefined && Object.hasOwn(BUILTIN, recorded.name) ? BUILTIN[recorded.name] : undefined;
+  const err =
+    Known !== undefined
+      ? new Known(recorded.message)
+      : Builtin !== undefined
+        ? new Builtin(recorded.message)
+        : new Error(recorded.message);
   if (Known === undefined) {
     Object.defineProperty(err, 'name', { value: recorded.name, writable: true, configurable: true, enumerable: false });
     if (recorded.code !== undefined) Object.assign(err, { code: recorded.code });
@@ -55,6 +61,16 @@ export function reviveError(recorded: RecordedError): Error {
   if (recorded.stack !== undefined) err.stack = recorded.stack;
   return err;
 }
+
+/** JavaScript's own error classes, by name: a `RangeError` thrown on a thread or a worker is one here too. */
+const BUILTIN: Readonly<Record<string, ErrorConstructor>> = {
+  RangeError,
+  TypeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
 
 type ScalemsErrorClass = new (message: string) => errors.ScalemsError;
 

@@ -74,6 +74,18 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     expect(revived.stack).toBe(original.stack);
   });
 
+  it("brings JavaScript's own errors back as their class (a RangeError is one), with code and fields", () => {
+    for (const Class of [RangeError, TypeError, SyntaxError, ReferenceError, EvalError, URIError]) {
+      const original = Object.assign(new Class('n must be positive'), { code: 'E_RANGE', n: -1 });
+      const revived = roundTrip(original);
+      expect(revived).toBeInstanceOf(Class);
+      expect(revived.name).toBe(Class.name);
+      expect(revived).toMatchObject({ message: 'n must be positive', code: 'E_RANGE', n: -1 });
+    }
+    // and an Error stays one
+    expect(roundTrip(new Error('x'))).not.toBeInstanceOf(RangeError);
+  });
+
   it('records what is not an Error as a message, and keeps only plain data as fields', () => {
     expect(recordError('plain string')).toEqual({ name: 'Error', message: 'plain string' });
     expect(recordError({ why: 1 })).toEqual({ name: 'Error', message: '{"why":1}' });
