@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import {
@@ -45,6 +45,39 @@ describe('processes(): executables as child processes', () => {
       stderr: join(dir, 'stderr'),
       'result.txt': join(dir, 'result.txt'),
     });
+    await rt.shutdown();
+  });
+
+  it('copies an input that links to a directory, and the links inside one: the program cannot write into your files', async () => {
+    const { root, rt, ex } = await setup();
+    const real = join(root, 'real');
+    mkdirSync(real);
+    writeFileSync(join(real, 'params'), 'mine\n');
+    symlinkSync('params', join(real, 'relink')); // a relative link inside the directory
+    symlinkSync(real, join(root, 'link')); // the input: a link to the directory
+    const r = await ex.submit(
+      executable(['sh', '-c', 'cat x/params; echo CLOBBERED > x/params; echo CLOBBERED > x/relink'], {
+        inputs: { x: join(root, 'link') },
+      }),
+    );
+    expect(await readText(r.stdout)).toBe('mine\n');
+    // before, x was staged as a link to the user's directory (and x/relink as an absolute link into it)
+    expect(readFileSync(join(real, 'params'), 'utf8')).toBe('mine\n');
+    await rt.shutdown();
+  });
+
+  it('refuses a FIFO as stdin before the program starts: the tasks queued behind it run, and shutdown ends', async () => {
+    const { root, rt, ex } = await setup({ cores: 1 });
+    const fifo = join(root, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reads = ex.submit(executable(['cat'], { stdin: file(fifo) }));
+    const next = ex.submit(executable(['echo', 'next']));
+    await expect(reads).rejects.toThrow(ExecutableFailedError);
+    await expect(reads).rejects.toThrow(
+      /stdin .*fifo is a FIFO \(named pipe\).*give a regular file, or the text itself/,
+    );
+    // before, the spawner waited in open() for a writer: this one failed its walltime, or never ran
+    expect(await readText((await next).stdout)).toBe('next\n');
     await rt.shutdown();
   });
 

@@ -125,7 +125,10 @@ export async function stageInputs(
       await mkdir(dirname(dest), { recursive: true });
       try {
         if (mode === 'symlink') await symlink(source, dest);
-        else if (info.isDirectory()) await cp(source, dest, { recursive: true, preserveTimestamps: true });
+        // links followed (dereference): a link to a directory, or a link inside one, copied as a link, let the
+        // program write through it into the user's files
+        else if (info.isDirectory())
+          await cp(source, dest, { recursive: true, preserveTimestamps: true, dereference: true });
         else await copyFile(source, dest, constants.COPYFILE_FICLONE);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
