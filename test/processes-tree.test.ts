@@ -104,28 +104,14 @@ describe('processes(): ending process trees', () => {
   it('when the driving program is interrupted (SIGINT), its running trees are ended before it exits', async () => {
     const { root } = await setup();
     const pidFile = join(root, 'pids.txt');
-    const driverFile = join(root, 'driver.pid');
-    const script = join(root, 'driver.ts');
-    writeFileSync(
-      script,
-      `import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
-       import { processes } from 'scalems/node';
-       require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
-       void (async () => {
-         const wf = await openWorkflow({ store: memoryStore() });
-         const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
-         const script = 'trap "" TERM; sleep 100 & echo $! >> ${pidFile}; echo $$ >> ${pidFile}; wait';
-         void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
-       })();`,
+    const driver = startDriver(
+      root,
+      { gracePeriod: 0.3 },
+      `const script = 'trap "" TERM; sleep 100 & echo $! >> ${pidFile}; echo $$ >> ${pidFile}; wait';
+       void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);`,
     );
-    const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
-      stdio: 'ignore',
-    });
     const pids = await waitFor(() => pidsIn(pidFile, 2), 'the driver to start its task', 30_000);
-    const driverPid = Number(textOf(driverFile));
-    expect(driverPid).toBeGreaterThan(0); // 0 would signal this process's whole group
-    process.kill(driverPid, 'SIGINT');
-    await new Promise((resolve) => driver.once('exit', resolve));
+    await driver.signal('SIGINT');
     expect(alive(pids)).toEqual([]);
   });
 
@@ -134,31 +120,17 @@ describe('processes(): ending process trees', () => {
     async (signal) => {
       const { root } = await setup();
       const marks = join(root, 'started');
-      const driverFile = join(root, 'driver.pid');
-      const script = join(root, 'driver.ts');
-      writeFileSync(
-        script,
-        `import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
-         import { processes } from 'scalems/node';
-         require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
-         void (async () => {
-           const wf = await openWorkflow({ store: memoryStore() });
-           const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, cores: 1, gracePeriod: 0.3 })));
-           for (let i = 0; i < 5; i++) {
-             const script = 'echo ' + i + ' >> ${marks}; sleep 100';
-             void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
-           }
-         })();`,
+      const driver = startDriver(
+        root,
+        { cores: 1, gracePeriod: 0.3 },
+        `for (let i = 0; i < 5; i++) {
+           const script = 'echo ' + i + ' >> ${marks}; sleep 100';
+           void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
+         }`,
       );
-      const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
-        stdio: 'ignore',
-      });
       await waitFor(() => (existsSync(marks) ? textOf(marks) : undefined), 'the first program to start', 30_000);
       await new Promise((r) => setTimeout(r, 300)); // the other four handed to the spawner, waiting for the core
-      const driverPid = Number(textOf(driverFile));
-      expect(driverPid).toBeGreaterThan(0); // 0 would signal this process's whole group
-      process.kill(driverPid, signal);
-      await new Promise((resolve) => driver.once('exit', resolve));
+      await driver.signal(signal);
       // the spawner ends the first program (its grace is 0.3 s); each exit used to start the next one waiting
       await new Promise((r) => setTimeout(r, 2_000));
       expect(textOf(marks)!.trim().split('\n')).toEqual(['0']);
@@ -273,6 +245,41 @@ async function blockedDriver(): Promise<{
 }
 
 /** The text of the file at `path`, once it has been written (undefined while it is missing or empty). */
+/**
+ * A driving program of its own (tsx), with a processes() executor `ex` of `options` under `root`, that runs `submits`;
+ * `signal` sends it a signal once it has started, and resolves once it has exited.
+ */
+function startDriver(
+  root: string,
+  options: { cores?: number; gracePeriod: number },
+  submits: string,
+): { signal: (signal: NodeJS.Signals) => Promise<void> } {
+  const driverFile = join(root, 'driver.pid');
+  const script = join(root, 'driver.ts');
+  writeFileSync(
+    script,
+    `import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
+     import { processes } from 'scalems/node';
+     require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+     void (async () => {
+       const wf = await openWorkflow({ store: memoryStore() });
+       const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, ...${JSON.stringify(options)} })));
+       ${submits}
+     })();`,
+  );
+  const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
+    stdio: 'ignore',
+  });
+  return {
+    signal: async (signal) => {
+      const driverPid = Number(textOf(driverFile));
+      expect(driverPid).toBeGreaterThan(0); // 0 would signal this process's whole group
+      process.kill(driverPid, signal);
+      await new Promise((resolve) => driver.once('exit', resolve));
+    },
+  };
+}
+
 function textOf(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8') || undefined;

@@ -4,7 +4,6 @@
  * typed failure: a non-zero exit, or a declared output it did not leave (`executableResult`). Shared by
  * `processes()` (a local child process: `local.ts`) and `slurm()` (a job step).
  */
-import { stat } from 'node:fs/promises';
 import { ExecutableFailedError } from '../../errors';
 import { validateDescription, type ExecutableDescription, type ExecutableResult } from '../../task/executable';
 import type { Job } from '../backend';
@@ -74,7 +73,6 @@ export async function prepareExecutable(
       ? undefined
       : resolveSource(description.stdin, `${where}: stdin`, place.hostCwd, true);
   const stdinPath = stdin !== undefined && 'path' in stdin ? stdin.path : undefined;
-  if (stdinPath !== undefined) await assertReadableStdin(where, stdinPath);
   // the files are what the task's id says (their content at submit), and stayed so while they were copied in
   const atSubmit = job.contentAtSubmit;
   if (atSubmit !== undefined) assertUnchanged(where, atSubmit, inputs, stdinPath, 'since');
@@ -84,24 +82,6 @@ export async function prepareExecutable(
   await stageInputs(workdir.path, inputs, place.staging, where);
   if (atSubmit !== undefined && place.staging === 'copy') assertUnchanged(where, atSubmit, inputs, undefined, 'while');
   return { where, description, workdir, stdin, made: true };
-}
-
-/**
- * A FIFO (or socket) as stdin is refused: the spawner opens stdin before it forks, and opening a FIFO waits for a
- * writer, which held the spawner (and every program queued on it) for good. A missing file is left to the spawner,
- * which says so.
- */
-async function assertReadableStdin(where: string, path: string): Promise<void> {
-  const info = await stat(path).catch(() => undefined);
-  if (info === undefined || info.isFile() || info.isCharacterDevice() || info.isBlockDevice()) return;
-  const kind = info.isDirectory() ? 'a directory' : info.isFIFO() ? 'a FIFO (named pipe)' : 'a socket';
-  throw new ExecutableFailedError(
-    `${where}: stdin ${path} is ${kind}, which a program cannot be given as stdin here (a FIFO would hold its start ` +
-      'until something writes to it); give a regular file, or the text itself (stdin: "...")',
-    null,
-    null,
-    '',
-  );
 }
 
 /**
