@@ -13,9 +13,10 @@
  *   failures      a failing task rejects with its typed error (the record holds it, others are unaffected, dependents
  *                 fail with UpstreamFailedError); a scalems error a function throws comes back as its own class
  *   cancellation  cancel() reaches the work (told to stop, it cleans up and ends); a queued task never starts; the
- *                 freed core runs the next task
+ *                 freed core runs the next task, only once the work has ended (backends that end it: `holdsStopped`)
  *   retries       retries with backoff succeed on the third attempt; without enough, the last attempt's error
- *   walltime      a task over its walltime fails with WalltimeExceededError and its work is stopped
+ *   walltime      a task over its walltime fails with WalltimeExceededError and its work is stopped; its core runs
+ *                 the next task only once the work has ended (`holdsStopped`)
  *   capacity      never more tasks at once than cores (as the work saw it); ranks × coresPerRank counts; a task
  *                 bigger than its executor fails at once with UnsatisfiableRequirementsError
  *   refusals      work the backend can never run is refused at submit, and nothing is recorded
@@ -125,6 +126,13 @@ export interface BackendCapabilities {
   readonly closures: boolean;
   /** runs this kind of work with `ranks > 1` */
   readonly ranks: boolean;
+  /**
+   * Ends a stopped task's work itself (a process tree killed after its grace period, a thread terminated), and gives
+   * its cores to no other task until that work has ended: when the task was cancelled or ran out of walltime (true),
+   * or only when it ran out of walltime ('walltime': bullmq(), whose workers enforce it). Backends that run functions
+   * on this or a worker's event loop cannot end them: false.
+   */
+  readonly holdsStopped: boolean | 'walltime';
 }
 
 /** Work a backend can never run: refused at submit with a typed error. */
@@ -375,6 +383,45 @@ export function backendConformance(name: string, capabilities: BackendCapabiliti
           expect(await valueOf(next)).toBe(9);
           await kit.neverStarted(queued, second);
         },
+      );
+    });
+
+    /**
+     * Once `stop(task)` stopped the `untilStopped` work in `work`, the next task (a span) starts only after that work
+     * has ended, cleanup included: the stopped task's core is not given to it before.
+     */
+    const nextWaitsForTheEnd = async (stop: (task: Task<unknown>) => Promise<void>, walltime?: number) => {
+      const ex = open(1);
+      expect(await valueOf(submit(ex, kit.square(2)))).toBe(4); // the executor is up (its threads, its allocation)
+      const work = dir('work');
+      const log = join(root, 'spans.log');
+      const stopped = submit(ex, needing(kit.untilStopped(work), walltime === undefined ? {} : { walltime }));
+      const next = submit(ex, kit.span(log, 0, 10));
+      await kit.started(stopped, work);
+      await stop(stopped);
+      expect(await valueOf(next)).toBe(0);
+      await kit.stopped(stopped, work);
+      const ended = BigInt(readFileSync(join(work, 'ended'), 'utf8'));
+      const [began] = kit.intervals(log).get(0)!;
+      expect(began - ended).toBeGreaterThan(0n);
+    };
+
+    behaviour('cancellation', () => {
+      if (capabilities.holdsStopped !== true) return;
+      check('the core of a cancelled task runs the next task only once its work has ended, cleanup included', () =>
+        nextWaitsForTheEnd(async (task) => {
+          task.cancel();
+          await expect(task).rejects.toBeInstanceOf(TaskCancelledError);
+        }),
+      );
+    });
+
+    behaviour('walltime', () => {
+      if (capabilities.holdsStopped === false) return;
+      check('the core of a task over its walltime runs the next task only once its work has ended', () =>
+        nextWaitsForTheEnd(async (task) => {
+          await expect(task).rejects.toBeInstanceOf(WalltimeExceededError);
+        }, kit.walltime),
       );
     });
 

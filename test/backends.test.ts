@@ -69,7 +69,7 @@ async function slurmLeft(): Promise<string[]> {
 
 backendConformance(
   'inProcess()',
-  { closures: true, ranks: true },
+  { closures: true, ranks: true, holdsStopped: false },
   {
     kit: functionKit({ walltime: 0.5 }),
     refuses: [refuse.executable],
@@ -79,7 +79,7 @@ backendConformance(
 
 backendConformance(
   'virtual(), in real time',
-  { closures: true, ranks: true },
+  { closures: true, ranks: true, holdsStopped: false },
   {
     kit: virtualKit(),
     refuses: [refuse.executable],
@@ -89,7 +89,7 @@ backendConformance(
 
 backendConformance(
   'threads()',
-  { closures: false, ranks: true },
+  { closures: false, ranks: true, holdsStopped: true },
   {
     kit: functionKit({ walltime: 0.5 }),
     refuses: [refuse.executable, refuse.closure],
@@ -102,7 +102,7 @@ backendConformance(
 
 backendConformance(
   'processes()',
-  { closures: false, ranks: true },
+  { closures: false, ranks: true, holdsStopped: true },
   {
     kit: executableKit({ walltime: 1 }),
     refuses: [refuse.closure, refuse.definedFunction],
@@ -115,7 +115,7 @@ backendConformance(
 
 backendConformance(
   'processes(), on an executor of two worker groups (its tasks pinned to one)',
-  { closures: false, ranks: true },
+  { closures: false, ranks: true, holdsStopped: true },
   {
     kit: executableKit({ walltime: 1 }),
     refuses: [refuse.closure, refuse.definedFunction],
@@ -139,7 +139,7 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
   // task's signal, currentTask().
   backendConformance(
     'slurm(), executables on the agents',
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: true },
     {
       kit: executableKit({ walltime: 1 }),
       refuses: [refuse.closure],
@@ -151,7 +151,7 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
   // an agent without modules runs programs only, and holds its cores in its spawners (remote/host.ts)
   backendConformance(
     'slurm() without modules, executables on the agents',
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: true },
     {
       kit: executableKit({ walltime: 1 }),
       refuses: [refuse.closure],
@@ -162,7 +162,7 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
 
   backendConformance(
     'slurm(), functions on the agents',
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: true },
     {
       kit: functionKit({ walltime: 1 }),
       refuses: [refuse.closure],
@@ -173,7 +173,7 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
 
   backendConformance(
     "slurm({ mode: 'steps' }), executables as job steps",
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: true },
     {
       kit: executableKit({ walltime: 1.5 }),
       refuses: [refuse.closure],
@@ -184,7 +184,7 @@ describeWithService('slurm', 'slurm() on the test cluster', () => {
 
   backendConformance(
     "slurm({ mode: 'steps' }), functions through scalems-task",
-    { closures: false, ranks: false },
+    { closures: false, ranks: false, holdsStopped: true },
     {
       kit: functionKit({ walltime: 3, processPerTask: true }),
       refuses: [refuse.closure],
@@ -233,7 +233,7 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
 
   backendConformance(
     'bullmq(), functions on scalems workers',
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: 'walltime' },
     {
       kit: functionKit({ walltime: 1 }),
       refuses: [refuse.closure],
@@ -243,7 +243,7 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
 
   backendConformance(
     'bullmq(), functions inline on a scalems worker (--inline)',
-    { closures: false, ranks: false },
+    { closures: false, ranks: false, holdsStopped: false },
     {
       kit: functionKit({ walltime: 1 }),
       refuses: [refuse.closure],
@@ -255,7 +255,7 @@ describeWithService('redis', 'bullmq() with two scalems worker processes on the 
 
   backendConformance(
     'bullmq(), executables on scalems workers',
-    { closures: false, ranks: true },
+    { closures: false, ranks: true, holdsStopped: 'walltime' },
     {
       kit: executableKit({ walltime: 1.5 }),
       refuses: [refuse.closure],

@@ -1,15 +1,6 @@
 // Cancellation and walltime reach the whole process tree: no process of a task is left behind.
-import { execFileSync, spawn } from 'node:child_process';
-import {
-  closeSync,
-  constants,
-  existsSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   TaskCancelledError,
@@ -58,6 +49,21 @@ describe('processes(): ending process trees', () => {
     await expect(t).rejects.toThrow(WalltimeExceededError);
     await rt.shutdown();
     expect(alive(pids)).toEqual([]);
+  });
+
+  it('a retry after a walltime starts only once the first attempt’s tree has ended, its grace period over', async () => {
+    const { root, rt, ex } = await setup({ gracePeriod: 1 }, { worker: { cores: 1 } });
+    const log = join(root, 'log');
+    // each attempt notes whether the one before it still runs, then ignores SIGTERM: only SIGKILL ends it
+    const script =
+      `prev=$(cat ${root}/pid 2>/dev/null); if [ -n "$prev" ] && kill -0 "$prev" 2>/dev/null; ` +
+      `then echo beside >> ${log}; else echo alone >> ${log}; fi; ` +
+      `echo $$ > ${root}/pid; trap "" TERM; sleep 100 & wait`;
+    const t = ex.submit(executable(['bash', '-c', script], { requirements: { walltime: 1, retries: 1 } }));
+    await expect(t).rejects.toThrow(WalltimeExceededError);
+    expect(t.record?.attempts).toBe(2);
+    await rt.shutdown();
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['alone', 'alone']);
   });
 
   it('what a program leaves running in its process group when it exits is ended too', async () => {
@@ -169,40 +175,41 @@ describe('processes(): ending process trees', () => {
 });
 
 /**
- * A driver (tsx, as a user runs one) whose one task's stdin is a FIFO nobody writes yet: its spawner waits in the
- * FIFO's open, having made the attempt's directory and files, and the driver knows of no tree of it yet.
+ * A driver (tsx, as a user runs one) that has handed a program to its spawner, stopped (SIGSTOP) before it read it: the
+ * spawner starts it once it goes on, and the driver knows of no tree of it yet.
  */
 async function blockedDriver(): Promise<{
   readonly dir: string;
-  /** the driver's spawner, waiting in the open */
+  /** the driver's spawner, stopped */
   readonly spawner: number;
   readonly exit: Promise<unknown>;
   exited(): boolean;
   interrupt(): void;
-  /** the spawner, waiting in the FIFO's open, goes on: it starts the program */
+  /** the spawner goes on (SIGCONT): it starts the program */
   unblock(): void;
-  /** nothing is left waiting, whatever failed: the spawner in the open, the driver for the spawner */
+  /** nothing is left waiting, whatever failed: the spawner stopped, the driver for the spawner */
   end(): void;
 }> {
   const { root } = await setup();
-  const fifo = join(root, 'stdin.fifo');
-  execFileSync('mkfifo', [fifo]);
+  const goFile = join(root, 'go');
   const idFile = join(root, 'task.id');
   const driverFile = join(root, 'driver.pid');
   const script = join(root, 'driver.ts');
   writeFileSync(
     script,
-    `import { executable, executor, file, launch, memoryStore, openWorkflow } from 'scalems';
+    `import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
      import { processes } from 'scalems/node';
-     require('node:fs').writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+     const fs = require('node:fs');
      void (async () => {
        const wf = await openWorkflow({ store: memoryStore(), name: 'wf' });
        const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
-       const t = ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & wait'], {
-         stdin: file(${JSON.stringify(fifo)}),
-       }));
+       await ex.submit(executable(['true'])); // its spawner is up
+       fs.writeFileSync(${JSON.stringify(driverFile)}, String(process.pid));
+       while (!fs.existsSync(${JSON.stringify(goFile)})) await new Promise((r) => setTimeout(r, 20));
+       const t = ex.submit(executable(['bash', '-c', 'trap "" TERM; sleep 100 & wait']));
        void t.then(undefined, () => undefined);
-       require('node:fs').writeFileSync(${JSON.stringify(idFile)}, t.id);
+       // handed to the spawner within a few turns of the event loop
+       setTimeout(() => fs.writeFileSync(${JSON.stringify(idFile)}, t.id), 300);
      })();`,
   );
   const driver = spawn('npx', ['tsx', '--tsconfig', join(process.cwd(), 'tsconfig.json'), script], {
@@ -210,12 +217,9 @@ async function blockedDriver(): Promise<{
   });
   let exited = false;
   const exit = new Promise((resolve) => driver.once('exit', resolve)).then(() => (exited = true));
+  let spawner: number | undefined;
   const unblock = (): void => {
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    } catch {
-      // nobody opens it (ENXIO): nobody waits for it
-    }
+    if (spawner !== undefined && alive([spawner]).length === 1) process.kill(spawner, 'SIGCONT');
   };
   // (a file is seen empty between its creation and its write: pid 0 would signal this process's whole group)
   const driverPid = (): number | undefined => {
@@ -230,13 +234,12 @@ async function blockedDriver(): Promise<{
     driver.kill('SIGKILL');
   };
   try {
-    const dir = workdirOf(root, await waitFor(() => textOf(idFile), 'the task', 30_000));
-    // stderr is opened just before stdin: once it is there, the spawner waits in the FIFO's open
-    await waitFor(() => existsSync(join(dir, 'stderr')) || undefined, 'the spawner to open the stdin FIFO');
-    const pid = driverPid();
-    if (pid === undefined) throw new Error(`no pid in ${driverFile}`);
-    const [spawner] = spawnersOf(pid);
+    const pid = await waitFor(driverPid, 'the driver to start its spawner', 30_000);
+    spawner = spawnersOf(pid)[0];
     if (spawner === undefined) throw new Error(`the driver ${pid} has no spawner`);
+    process.kill(spawner, 'SIGSTOP');
+    writeFileSync(goFile, '');
+    const dir = workdirOf(root, await waitFor(() => textOf(idFile), 'the task', 30_000));
     return { dir, spawner, exit, exited: () => exited, interrupt: () => process.kill(pid, 'SIGINT'), unblock, end };
   } catch (error) {
     end();

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -7,6 +7,7 @@ import {
   InvalidOptionsError,
   InvalidTaskDescriptionError,
   PathEscapeError,
+  TaskCancelledError,
   UnregisteredFunctionError,
   call,
   executable,
@@ -107,6 +108,24 @@ describe('processes(): executables as child processes', () => {
     const a = ex.submit(executable(['seq', '5']));
     const b = ex.submit(executable(['tail', '-n', '2'], { stdin: outputOf(a, 'stdout') }));
     expect(await readText((await b).stdout)).toBe('4\n5\n');
+    await rt.shutdown();
+  });
+
+  it('stdin from a FIFO: read once a writer comes; one nobody writes to holds up no other program, nor the shutdown', async () => {
+    const { root, rt, ex } = await setup({ cores: 1 });
+    const [idle, fed] = ['idle.fifo', 'fed.fifo'].map((name) => join(root, name));
+    execFileSync('mkfifo', [idle!, fed!]);
+    const waiting = ex.submit(executable(['cat'], { stdin: file(idle!) })); // nobody ever writes to it
+    const after = ex.submit(executable(['echo', 'after']));
+    expect(await readText((await after).stdout)).toBe('after\n');
+    const reader = ex.submit(executable(['cat'], { stdin: file(fed!) }));
+    const writer = execFile('bash', ['-c', `echo fed > ${fed!}`]); // it waits for the reader to open it
+    const written = new Promise((resolve) => writer.once('exit', resolve));
+    expect(await readText((await reader).stdout)).toBe('fed\n');
+    expect(await written).toBe(0);
+    expect(waiting.state).toBe('running');
+    waiting.cancel();
+    await expect(waiting).rejects.toThrow(TaskCancelledError);
     await rt.shutdown();
   });
 

@@ -350,6 +350,29 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
       await rt.shutdown();
     }
   }, 120_000);
+
+  it('a retry after a walltime starts only once the agent has ended the first attempt’s tree', async () => {
+    const wf = await openWorkflow({ name: 'agents-retry', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-agents-retry-'));
+    const rt = launch(wf, slurm({ root, gracePeriod: 2, address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 1, nodes: 1 } });
+      const log = join(root, 'log');
+      // each attempt notes whether the one before it still runs, then ignores SIGTERM: only SIGKILL ends it. Sent to
+      // the node while the first still held its core there, the retry would wait for it with its walltime running
+      const script =
+        `prev=$(cat ${root}/pid 2>/dev/null); if [ -n "$prev" ] && kill -0 "$prev" 2>/dev/null; ` +
+        `then echo beside >> ${log}; else echo alone >> ${log}; fi; ` +
+        `echo $$ > ${root}/pid; trap "" TERM; sleep 100 & wait`;
+      const t = ex.submit(executable(['bash', '-c', script], { requirements: { walltime: 1, retries: 1 } }));
+      await expect(t).rejects.toThrow(/exceeded its walltime/);
+      expect(t.record?.attempts).toBe(2);
+      await rt.shutdown();
+      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['alone', 'alone']);
+    } finally {
+      await rt.shutdown();
+    }
+  }, 120_000);
 });
 
 describeWithService(['slurm', 'mpi'], 'slurm() agents: where a task wider than any node of the allocation goes', () => {

@@ -75,6 +75,8 @@ export class Attempt implements Hold, Job, Observer<unknown> {
   timer: Subscription | undefined = undefined;
   /** when its walltime (timed here, `timer`) runs out */
   deadline = Infinity;
+  /** work that goes on after the attempt was stopped (`holdUntil`): its resources are held until it has ended */
+  ended: Promise<unknown> | undefined = undefined;
   readonly id: string;
   readonly label: string | undefined;
   readonly kind: 'function' | 'executable';
@@ -132,6 +134,11 @@ export class Attempt implements Hold, Job, Observer<unknown> {
 
   invoke(extra?: { comm?: Communicator; workdir?: string }): unknown {
     return this.owner.invoke(this, extra);
+  }
+
+  holdUntil(ended: Promise<unknown>): void {
+    const before = this.ended;
+    this.ended = before === undefined ? ended : Promise.allSettled([before, ended]);
   }
 
   // the observer of the backend's observable: it emits the result once, then completes (or errors)

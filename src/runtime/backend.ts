@@ -62,6 +62,14 @@ export interface Job {
    * `currentTask()` set. Only backends that run functions in-process (inProcess, virtual) call it.
    */
   invoke(extra?: { comm?: Communicator; workdir?: string }): unknown;
+  /**
+   * Said by the backend when its work goes on after the attempt was stopped (cancelled, out of walltime): a process
+   * tree in its grace period, say. The executor keeps the attempt's cores, GPUs and memory held until `ended` settles,
+   * so that neither a retry of the task nor another task starts on them beside the work still ending. Call it from
+   * the teardown of `run`'s observable (as it is unsubscribed). The executor always gives it; optional for a `Job`
+   * made by hand.
+   */
+  holdUntil?(ended: Promise<unknown>): void;
 }
 
 /**

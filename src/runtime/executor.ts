@@ -631,14 +631,26 @@ export class Executor implements AsyncDisposable {
     this.pump();
   }
 
-  /** Ends an attempt: stops its timer, tells the work to stop if it is still going, frees its resources. */
+  /**
+   * Ends an attempt: stops its timer, tells the work to stop if it is still going, frees its resources: at once, or,
+   * if the backend said its work goes on a while (`Job.holdUntil`: a process tree in its grace period), once it has
+   * ended. A retry of the task, or the next task, does not start beside it meanwhile.
+   */
   private stopAttempt(attempt: Attempt, reason: unknown): void {
     attempt.finished = true;
     if (attempt.entry.attempt === attempt) attempt.entry.attempt = undefined;
     attempt.timer?.unsubscribe();
     if (reason !== undefined) attempt.abort(reason);
     attempt.sub?.unsubscribe();
-    attempt.group.admission.release(attempt);
+    if (attempt.ended === undefined || !attempt.holding) {
+      attempt.group.admission.release(attempt);
+      return;
+    }
+    const release = (): void => {
+      attempt.group.admission.release(attempt);
+      this.pump();
+    };
+    void attempt.ended.then(release, release);
   }
 
   /** @internal */

@@ -32,7 +32,7 @@ export interface ExecutablePlace {
 /** What an attempt needs of its job. */
 export type ExecutableJob = Pick<
   Job,
-  'id' | 'label' | 'name' | 'attempt' | 'args' | 'requirements' | 'contentAtSubmit'
+  'id' | 'label' | 'name' | 'attempt' | 'args' | 'requirements' | 'contentAtSubmit' | 'holdUntil'
 >;
 
 /** An attempt ready to start: its description (upstream results substituted), working directory and stdin. */

@@ -87,11 +87,15 @@ export function runLocalExecutable<G>(
   let spawning: Spawning | undefined;
   /** asked to withdraw (see Withdraw): it was, unless its tree comes */
   let withdrawn = false;
-  /** Ends the tree (once `after` has resolved). */
-  const end = (t: ProcessTree, after?: Promise<void>): void => {
-    const ending = after === undefined ? t.kill(ctx.grace) : after.then(() => t.kill(ctx.grace));
-    ctx.ending.add(ending);
-    void ending.finally(() => ctx.ending.delete(ending));
+  /** its tree being ended (`end`) */
+  let ending: Promise<void> | undefined;
+  /** Ends the tree (once `after` has resolved), once; resolves when no process of it is left. */
+  const end = (t: ProcessTree, after?: Promise<void>): Promise<void> => {
+    if (ending !== undefined) return ending;
+    const e = (ending = after === undefined ? t.kill(ctx.grace) : after.then(() => t.kill(ctx.grace)));
+    ctx.ending.add(e);
+    void e.finally(() => ctx.ending.delete(e));
+    return e;
   };
   const leave = (): void => {
     if (ticket !== undefined) ctx.gate!.leave(ticket);
@@ -176,10 +180,19 @@ export function runLocalExecutable<G>(
     (stopped) => (flow = work(stopped)),
     // also runs after the attempt ended, when the program has exited (and its leftovers were handled)
     () => {
-      leave();
-      // not started: dropped; running: its cores are free (ended once the spawner knows, see Spawning.leave)
+      // not started: dropped; running: ended once the spawner knows (see Spawning.leave)
       const told = tree === undefined || tree.running ? spawning?.leave() : undefined;
-      if (tree?.running === true) end(tree, told);
+      if (tree?.running === true) {
+        // its cores stay held until its tree has ended: here until its program exits (the spawner's too, `leave` in
+        // `work`), at the executor until no process of it is left (`holdUntil`), so no retry runs beside it
+        job.holdUntil?.(end(tree, told));
+        return;
+      }
+      leave();
+      // handed to the spawner, not known to have started: held until the spawner says (then ended, if it started)
+      if (tree === undefined && spawning !== undefined) {
+        job.holdUntil?.(spawning.tree.then((t) => (t?.running === true ? end(t, told) : undefined)).catch(() => {}));
+      }
     },
   );
 }

@@ -6,13 +6,15 @@
  * Protocol: one JSON array per line, on the spawner's stdin (from the owner) and stdout (to the owner).
  *   owner → spawner  [START, id, argv, cwd, made, stdout, stderr, stdinPath|null, stdinText|null, env changes,
  *                     gate, gate cores, cores]
- *                           makes the directory (unless made) and opens the files at once; then starts the program
- *                           at once (gate 0), on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
+ *                           makes the directory (unless made) and opens the files at once (a FIFO as stdin: once
+ *                           a writer opens it, meanwhile off this thread); then starts the program at once (gate 0),
+ *                           on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
  *                    [GO, id]               start it now
  *                    [NEXT, id]             it (waiting for GO) may start at once on the core that the exit of a
  *                                           program started at once or on GO frees, unless that program was left:
  *                                           the first such one named, in the order named (core-gate.ts, "Heirs")
- *                    [LEAVE, id]            the attempt was stopped: drop it if it waits, give its cores back if not
+ *                    [LEAVE, id]            the attempt was stopped: drop it if it waits; if it runs, it is being
+ *                                           ended, and gives its cores back when it exits (no heir starts then)
  *                    [WITHDRAW, id]         drop it if it waits (to start it elsewhere); nothing if it runs
  *                    [DONE, pid, start]     the tree of this leader has been ended: stop watching it
  *                    [QUIT]                 a normal shutdown: exit without ending anything
@@ -148,14 +150,15 @@ const heirs = [];
 const inherit = () => {
   while (heirs.length > 0) {
     const p = programs.get(heirs.shift());
-    if (p !== undefined && p.pid === undefined && p.gate === -1) return launch(p);
+    if (p !== undefined && p.pid === undefined && p.gate === -1 && !p.opening) return launch(p);
   }
 };
 const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
-// Cores given back by a LEAVE start the next program once the commands at hand are read, not at once: a teardown
-// leaves its running programs and those waiting behind them in one write, and pumping at the first LEAVE started the
-// next waiting program just before its own LEAVE. The exit of a program gives them back at once (\`exited\`): the owner
-// ends a running tree only after that write (Spawning.leave), so its LEAVEs are read before the exit its kill causes.
+// The exit of a program gives its cores back and starts the next at once (\`exited\`); a running program that is left
+// (being ended) keeps them until then, so that nothing starts beside it in its grace period. The owner ends a running
+// tree only after its LEAVE is written (Spawning.leave), so a teardown's LEAVEs of the programs waiting behind it are
+// read before the exit its kill causes. Cores given back otherwise (a program that could not start) start the next
+// once the commands at hand are read, not at once.
 const release = (p, exited) => {
   if (p.holds === 0) return;
   const gate = gates.get(p.gate);
@@ -194,8 +197,9 @@ const makeDir = (cwd) => {
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
-    gate: gateId, cores: m[12], holds: 0, pid: undefined, left: false };
+    gate: gateId, gateCores: m[11], cores: m[12], holds: 0, pid: undefined, left: false, opening: false, go: false };
   let stage = 'dir';
+  let fifo = false;
   try {
     if (!m[4]) makeDir(cwd);
     stage = 'stdout';
@@ -203,20 +207,55 @@ const prepare = (m) => {
     stage = 'stderr';
     p.fds.push(fs.openSync(m[6], 'w'));
     stage = 'stdin';
-    if (stdinPath !== null) p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+    if (stdinPath !== null) {
+      fifo = fs.statSync(stdinPath).isFIFO();
+      if (!fifo) p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+    }
   } catch (e) {
     closeFds(p);
     send([R.failed, id, stage, e.code || null, e.message]);
     return;
   }
   programs.set(id, p);
-  if (gateId === 0) return launch(p);
-  if (gateId === -1) return; // it starts on GO
-  let gate = gates.get(gateId);
-  if (gate === undefined) gates.set(gateId, (gate = { free: m[11], queue: [] }));
-  p.cores = Math.min(p.cores, m[11]);
+  if (!fifo) return ready(p);
+  // A FIFO opens once something opens it for writing, which may be never: opened off this thread, so that the programs
+  // behind it go on; it takes its place for cores once open (a cancelled one is dropped meanwhile, see \`leave\`)
+  p.opening = true;
+  opening++;
+  fs.open(stdinPath, 'r', (e, fd) => {
+    opening--;
+    p.opening = false;
+    if (e === null && programs.get(id) !== p) fs.closeSync(fd);
+    if (programs.get(id) !== p) return; // dropped meanwhile (left, withdrawn, or the owner is gone)
+    if (e !== null) {
+      programs.delete(id);
+      closeFds(p);
+      send([R.failed, id, 'stdin', e.code || null, e.message]);
+      return;
+    }
+    p.fds.push((p.input = fd));
+    ready(p);
+  });
+};
+// FIFOs being opened (see \`prepare\`): their opens keep libuv from letting this process exit (\`exit\`)
+let opening = 0;
+/** Its files made: it starts at once, on GO, or once its cores are free. */
+const ready = (p) => {
+  if (p.gate === 0) return launch(p);
+  if (p.gate === -1) {
+    if (p.go) launch(p); // its GO came while its stdin was being opened
+    return;
+  }
+  let gate = gates.get(p.gate);
+  if (gate === undefined) gates.set(p.gate, (gate = { free: p.gateCores, queue: [] }));
+  p.cores = Math.min(p.cores, p.gateCores);
   gate.queue.push(p);
   pump(gate);
+};
+// libuv waits at exit for the open of a FIFO nobody writes to: then this process ends itself without waiting
+const exit = () => {
+  if (opening > 0) process.kill(process.pid, 'SIGKILL');
+  process.exit(0);
 };
 // the owner is gone (its pipe closed without QUIT): nothing more starts, not even on the cores the sweep frees
 let ending = false;
@@ -262,15 +301,15 @@ const launch = (p) => {
     closeFds(p);
   }
 };
-// the owner no longer wants it: a program still waiting is dropped; a running one gives its cores back (it is being
-// ended), unless the owner only withdraws it (to start it in another spawner): then a running one goes on
+// the owner no longer wants it: a program still waiting is dropped; a running one is being ended, and keeps its cores
+// until it exits (no heir starts then: the owner holds the cores of one it started on GO until its tree has ended);
+// the owner only withdrawing it (to start it in another spawner), a running one goes on
 const leave = (id, withdraw) => {
   const p = programs.get(id);
   if (p === undefined) return;
   if (p.pid !== undefined) {
-    if (withdraw) return;
-    p.left = true; // being ended: the owner has its cores back (no heir starts on its exit)
-    return release(p);
+    if (!withdraw) p.left = true;
+    return;
   }
   programs.delete(id);
   const gate = gates.get(p.gate);
@@ -293,7 +332,10 @@ process.stdin.on('data', (chunk) => {
     const m = JSON.parse(buffer.slice(0, nl));
     buffer = buffer.slice(nl + 1);
     if (m[0] === C.start) prepare(m);
-    else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
+    else if (m[0] === C.go) {
+      const p = programs.get(m[1]);
+      if (p !== undefined && p.pid === undefined) { if (p.opening) p.go = true; else launch(p); }
+    }
     else if (m[0] === C.next) heirs.push(m[1]);
     else if (m[0] === C.leave) leave(m[1], false);
     else if (m[0] === C.withdraw) leave(m[1], true);
@@ -304,12 +346,12 @@ process.stdin.on('data', (chunk) => {
 process.stdin.on('error', () => {});
 // the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
 process.stdin.on('close', () => {
-  if (quitting) process.exit(0);
+  if (quitting) exit();
   // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
   ending = true;
   for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
   for (const gate of gates.values()) gate.queue.length = 0;
   heirs.length = 0;
-  sweep(prefix, graceText, [...trees], () => process.exit(0));
+  sweep(prefix, graceText, [...trees], exit);
 });
 `;

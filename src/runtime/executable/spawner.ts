@@ -87,7 +87,8 @@ export interface Spawning {
    */
   next(started: () => void): void;
   /**
-   * The attempt was stopped: drop it if it has not started, give its cores back if it runs (its tree is ending).
+   * The attempt was stopped: drop it if it has not started; if it runs, its tree is ending, and its cores come back
+   * when it exits.
    * Resolves once the spawner has been told (written to its pipe, with whatever else was sent meanwhile): end a
    * running tree only then, or the spawner, seeing it exit first, starts a program that the same teardown leaves next.
    */

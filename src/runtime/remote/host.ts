@@ -140,7 +140,12 @@ export class TaskHost {
         invoke: () => {
           throw new Error('a remote task host runs functions through its runner');
         },
+        holdUntil: (ended) => {
+          lingering = lingering === undefined ? ended : Promise.allSettled([lingering, ended]);
+        },
       };
+      /** what goes on after it was stopped (its process tree ending): its end is told once that is over */
+      let lingering: Promise<unknown> | undefined;
       const entry: { stop: (reason: Error) => void; withdraw?: Withdraw } = { stop: () => undefined };
       let work: Observable<unknown>;
       try {
@@ -164,7 +169,12 @@ export class TaskHost {
         end();
         controller.abort(reason);
         subscription.unsubscribe();
-        reject(reason);
+        // told once its tree has ended: the one who hears it (a driver, a BullMQ worker) then frees its cores
+        if (lingering === undefined) reject(reason);
+        else {
+          const told = (): void => reject(reason);
+          void lingering.then(told, told);
+        }
       };
       entry.stop = stop;
       this.running.set(key, entry);

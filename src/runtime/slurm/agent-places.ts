@@ -38,6 +38,11 @@ export interface Running {
   ahead: boolean;
   /** places it again, on another node: the agent withdrew it before it started */
   readonly replace: () => void;
+  /**
+   * Set once the driver stopped it: it still holds its part of the node until the agent says it has ended (its
+   * process tree gone, `done`), or withdrew it; then this is called.
+   */
+  ended?: () => void;
 }
 
 /** The nodes an attempt takes, and what of each. */
@@ -254,7 +259,9 @@ export class AgentPlaces {
       return;
     }
     agent.running.delete(key);
-    run.replace();
+    // stopped meanwhile: withdrawn, it never started, and is not placed again
+    if (run.ended !== undefined) run.ended();
+    else run.replace();
     this.release(agent, run.need);
   }
 

@@ -263,6 +263,7 @@ export class AgentPool {
     const { subscriber, producer, need } = run;
     // free before the outcome is told: a task it makes ready may then go to this node (where its files are)
     this.places.release(agent, need);
+    if (run.ended !== undefined) return run.ended(); // stopped here: it has now ended there
     if (message.ok) {
       if (producer !== undefined) this.places.produced(producer, agent.node);
       subscriber.next(message.value);
@@ -308,7 +309,8 @@ export class AgentPool {
     const running = [...agent.running.values()];
     this.places.lost(agent);
     agent.running.clear();
-    for (const { subscriber } of running) {
+    for (const { subscriber, ended } of running) {
+      ended?.();
       subscriber.error(
         new NodeFailureError(
           `node ${agent.node} of the allocation failed while the task ran there: ${why}`,
@@ -333,6 +335,7 @@ export class AgentPool {
     data: AttemptData,
     prefer: string | undefined,
     queueable = false,
+    holdUntil?: (ended: Promise<unknown>) => void,
   ): Observable<unknown> {
     return new Observable<unknown>((subscriber) => {
       let agent: NodeAgent | undefined;
@@ -365,13 +368,21 @@ export class AgentPool {
         stopped = true;
         this.places.forget(key);
         if (agent === undefined) return withdraw();
-        // still running there: stopped, and what it held is free (once done or lost, it was freed or is gone)
-        if (agent.running.delete(key) && agent.lost === undefined) {
+        // still running there: stopped. What it holds of the node is freed once the agent says it has ended (`done`,
+        // with its process tree gone), or withdrew it, or the node is lost; the executor holds its cores until then
+        const run = agent.running.get(key);
+        if (run === undefined || run.ended !== undefined || agent.lost !== undefined) return;
+        const reason = recordError(new TaskCancelledError(`stopped by the driver (${this.options.where})`));
+        agent.socket.write(line({ t: 'stop', key, reason }));
+        if (this.closed) {
+          agent.running.delete(key);
           this.busy(agent);
-          const reason = recordError(new TaskCancelledError(`stopped by the driver (${this.options.where})`));
-          agent.socket.write(line({ t: 'stop', key, reason }));
           this.places.release(agent, need);
+          return;
         }
+        run.ahead = false;
+        holdUntil?.(new Promise<void>((resolve) => (run.ended = resolve)));
+        run.ended ??= () => undefined;
       };
     });
   }
@@ -416,6 +427,8 @@ export class AgentPool {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.watch);
+    // stopped attempts whose end was still to be told: nothing is placed any more
+    for (const agent of this.agents.values()) for (const run of agent.running.values()) run.ended?.();
     this.places.close();
     for (const agent of this.agents.values()) if (agent.lost === undefined) agent.socket.end(line({ t: 'bye' }));
     const step = this.step;

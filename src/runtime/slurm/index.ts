@@ -305,7 +305,11 @@ export function runStep(
       return plan.finish(outcome);
     },
     () => {
-      if (step !== undefined && !ended) alloc.track(step.cancel(grace));
+      if (step === undefined || ended) return;
+      // its cores are held until Slurm has ended the step: a retry's step would wait for them in srun meanwhile
+      const cancelled = step.cancel(grace);
+      alloc.track(cancelled);
+      job.holdUntil?.(cancelled);
     },
   );
 }

@@ -98,7 +98,9 @@ export class AgentMode {
     const prefer = this.pool.preferredNode(job.args, this.ctx.workflowDir);
     const queueable =
       need.cores === 1 && need.gpus === 0 && need.memoryMB === 0 && job.requirements.walltime === undefined;
-    return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable);
+    return this.pool.attempt(need, `${job.id}.${job.attempt}`, data, prefer, queueable, (ended) =>
+      job.holdUntil?.(ended),
+    );
   }
 
   /** Lets the agents go and waits for their step to end. */

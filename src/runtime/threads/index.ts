@@ -216,9 +216,13 @@ function runJob(job: Job, lanes: Lanes): Observable<unknown> {
       // signal aborted, and its thread terminated if it has not returned within the grace period.
       done = true;
       const reason = stopReason(job, failure);
+      // the task's cores stay held until every rank has ended (`holdUntil`): nothing starts on its threads meanwhile
+      const ending: Array<Promise<void>> = [];
       posts.forEach((post, rank) => {
-        if (succeeded[rank] === undefined) lanes.cancel(post, reason);
+        const ended = succeeded[rank] === undefined ? lanes.cancel(post, reason) : undefined;
+        if (ended !== undefined) ending.push(ended);
       });
+      if (ending.length > 0) job.holdUntil?.(Promise.all(ending));
     };
   });
 }
@@ -243,7 +247,10 @@ function runOne(job: Job, lanes: Lanes): Observable<unknown> {
     };
     lanes.submit(post);
     return () => {
-      if (open) lanes.cancel(post, stopReason(job));
+      if (!open) return;
+      // its core stays held until it has returned, or its thread was terminated (`holdUntil`)
+      const ended = lanes.cancel(post, stopReason(job));
+      if (ended !== undefined) job.holdUntil?.(ended);
     };
   });
 }

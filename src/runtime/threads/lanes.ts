@@ -124,15 +124,16 @@ export class Lanes {
   /**
    * The post is no longer wanted (cancelled, timed out, another rank failed). Not started yet: it never will be.
    * Running: its signal aborts with `reason`, and its thread is terminated if it has not returned within the grace
-   * period; `close` waits for it to end.
+   * period; `close` waits for it to end. Resolves once it has (returned, or its thread was terminated); undefined if it
+   * was not running.
    */
-  cancel(post: Post, reason: unknown): void {
+  cancel(post: Post, reason: unknown): Promise<void> | undefined {
     const placed = post.at;
-    if (placed === undefined) return; // answered
+    if (placed === undefined) return undefined; // answered
     post.at = undefined;
-    if (placed === null) return; // still here: `assign` passes over it
+    if (placed === null) return undefined; // still here: `assign` passes over it
     const lane = placed.lane;
-    if (this.takeBack(lane, placed)) return;
+    if (this.takeBack(lane, placed)) return undefined;
     // running: abort its signal, and give it its grace period
     const settled = new Promise<void>((resolve) => (placed.stopped = resolve));
     this.stopping.add(settled);
@@ -143,6 +144,7 @@ export class Lanes {
     const killer = setTimeout(() => this.expire(lane, placed), this.options.grace);
     killer.unref();
     void settled.then(() => clearTimeout(killer));
+    return settled;
   }
 
   /** Resolves once the runs told to stop have ended (or their threads were terminated); then ends every lane. */
