@@ -14,25 +14,36 @@ export interface RecordedError {
   readonly stack?: string;
   /** the plain-data fields of the error (exit code, upstream id, a user error's own fields, ...) */
   readonly details?: Readonly<Record<string, unknown>>;
+  /** what it was caused by (`new Error(message, { cause })`), as recorded: a chain of at most `MAX_CAUSES` */
+  readonly cause?: RecordedError;
 }
 
 /** Fields every error has, kept apart from `details`. */
-const OWN = new Set(['name', 'message', 'code', 'stack']);
+const OWN = new Set(['name', 'message', 'code', 'stack', 'cause']);
+
+/** Causes kept of one error's chain (a cause may be its own cause: the chain is cut there). */
+const MAX_CAUSES = 8;
 
 /** What a thrown value becomes in a task record. */
 export function recordError(err: unknown): RecordedError {
+  return record(err, 0);
+}
+
+function record(err: unknown, depth: number): RecordedError {
   if (err instanceof Error) {
     let details: Record<string, unknown> | undefined;
     for (const [k, v] of Object.entries(err)) {
       if (!OWN.has(k) && isPlainData(v, 0)) (details ??= {})[k] = v;
     }
     const code = (err as { code?: unknown }).code;
+    const cause = (err as { cause?: unknown }).cause;
     return {
       name: err.name,
       message: err.message,
       ...(typeof code === 'string' ? { code } : {}),
       ...(err.stack !== undefined ? { stack: err.stack } : {}),
       ...(details !== undefined ? { details } : {}),
+      ...(cause !== undefined && depth < MAX_CAUSES ? { cause: record(cause, depth + 1) } : {}),
     };
   }
   return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
@@ -59,6 +70,15 @@ export function reviveError(recorded: RecordedError): Error {
   }
   if (recorded.details !== undefined) Object.assign(err, recorded.details);
   if (recorded.stack !== undefined) err.stack = recorded.stack;
+  if (isRecorded(recorded.cause)) {
+    // as `new Error(message, { cause })` makes it: an own property that is not enumerable
+    Object.defineProperty(err, 'cause', {
+      value: reviveError(recorded.cause),
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
   return err;
 }
 
@@ -92,6 +112,12 @@ function scalemsClasses(): Map<string, ScalemsErrorClass> {
     }
   }
   return classes;
+}
+
+/** A recorded error's shape (a cause read back from a store or a wire is checked before it is revived). */
+function isRecorded(v: unknown): v is RecordedError {
+  const r = v as Partial<RecordedError> | null | undefined;
+  return typeof r === 'object' && r !== null && typeof r.name === 'string' && typeof r.message === 'string';
 }
 
 /** JSON-shaped data a record can keep (bounded depth: details are for branching, not for payloads). */

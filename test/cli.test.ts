@@ -23,7 +23,9 @@ async function runFixture(root: string, name = 'demo'): Promise<string> {
   const ex = executor(rt);
   const double = async (n: number): Promise<number> => n * 2;
   const boom = async (n: number): Promise<number> => {
-    throw new RangeError(`value ${n} out of range\nsecond line of the message`);
+    throw new RangeError(`value ${n} out of range\nsecond line of the message`, {
+      cause: new Error('the sensor read -1'),
+    });
   };
   const first = ex.submit(double, 1);
   first.label = 'first';
@@ -136,6 +138,8 @@ describe('scalems status', () => {
     expect(out).toMatch(/^ {10}at boom /m);
     expect(out).toContain('code: UPSTREAM_FAILED');
     expect(out).toMatch(/details: \{"upstreamId":"boom-\w+"\}/);
+    // what it was caused by (`new Error(message, { cause })`), with its own stack
+    expect(out).toMatch(/^ {6}caused by:\n {8}Error: the sensor read -1\n {12}at boom /m);
   });
 
   it('--json prints a summary with every failed task, without stacks unless --verbose', async () => {
@@ -152,8 +156,10 @@ describe('scalems status', () => {
     ]);
     expect(summary.failed[0]!.error!.message).toBe('value 4 out of range\nsecond line of the message');
     expect(summary.failed[0]!.error!.stack).toBeUndefined();
+    expect(summary.failed[0]!.error!.cause).toEqual({ name: 'Error', message: 'the sensor read -1' });
     const verbose = JSON.parse((await cli(root, 'status', '--json', '--verbose')).out) as StatusSummary;
     expect(verbose.failed[0]!.error!.stack).toMatch(/at boom/);
+    expect(verbose.failed[0]!.error!.cause!.stack).toMatch(/at boom/);
   });
 
   it('--limit caps the failed tasks shown and says how many are left', async () => {

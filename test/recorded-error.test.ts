@@ -86,6 +86,26 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     expect(roundTrip(new Error('x'))).not.toBeInstanceOf(RangeError);
   });
 
+  it('keeps what an error was caused by (new Error(message, { cause })), as its class, not enumerable', () => {
+    const inner = Object.assign(new RangeError('n must be positive'), { n: -1 });
+    const outer = new ExecutableFailedError('the run failed', 1, null, '');
+    outer.cause = inner;
+    const revived = roundTrip(outer);
+    expect(revived).toBeInstanceOf(ExecutableFailedError);
+    expect(revived.cause).toBeInstanceOf(RangeError);
+    expect(revived.cause).toMatchObject({ message: 'n must be positive', n: -1 });
+    expect((revived.cause as Error).stack).toBe(inner.stack);
+    expect(Object.keys(revived)).not.toContain('cause');
+    // a cause that is no Error is recorded as one with its text
+    expect((roundTrip(new Error('outer', { cause: 'a string' })).cause as Error).message).toBe('a string');
+    // a chain that loops (an error its own cause) is cut
+    const loop = new Error('loop');
+    loop.cause = loop;
+    let depth = 0;
+    for (let e = roundTrip(loop); e.cause !== undefined; e = e.cause as Error) depth++;
+    expect(depth).toBe(8);
+  });
+
   it('records what is not an Error as a message, and keeps only plain data as fields', () => {
     expect(recordError('plain string')).toEqual({ name: 'Error', message: 'plain string' });
     expect(recordError({ why: 1 })).toEqual({ name: 'Error', message: '{"why":1}' });

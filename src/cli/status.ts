@@ -62,8 +62,8 @@ export function summarise(where: WorkflowLocation, records: readonly TaskRecord[
 }
 
 function withoutStack(error: RecordedError): RecordedError {
-  const { stack: _stack, ...rest } = error;
-  return rest;
+  const { stack: _stack, cause, ...rest } = error;
+  return cause === undefined ? rest : { ...rest, cause: withoutStack(cause) };
 }
 
 /** "12 tasks: 10 succeeded, 2 failed" */
@@ -149,6 +149,7 @@ function describeError(error: RecordedError | undefined): string[] {
   if (error.code !== undefined) lines.push(`code: ${error.code}`);
   if (error.details !== undefined && Object.keys(error.details).length > 0)
     lines.push(`details: ${JSON.stringify(error.details)}`);
+  if (error.cause !== undefined) lines.push('caused by:', ...describeError(error.cause).map((line) => `  ${line}`));
   return lines;
 }
 
