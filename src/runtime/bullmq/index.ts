@@ -60,7 +60,8 @@ export interface BullmqOptions {
   /** Seconds finished jobs stay in Redis, for a restarted driver to find their outcomes. @default 86400 */
   readonly keepFor?: number;
   /**
-   * Seconds Redis may stay unreachable before the attempts waiting on it fail with `BackendUnavailableError`.
+   * Seconds Redis may stay unreachable before the attempts waiting on it fail with `BackendUnavailableError`. It is
+   * looked at every 5 s (with 2 s for an answer), so they fail up to 7 s after that.
    * @default 60
    */
   readonly unavailableAfter?: number;
