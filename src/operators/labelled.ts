@@ -1,7 +1,7 @@
 /** `labelled(label)`: the operator that names each task spec of a pipeline. */
 import { map, type OperatorFunction } from 'rxjs';
 import { InvalidTaskDescriptionError } from '../errors';
-import type { TaskSpec } from '../task/spec';
+import { assertTaskSpec, type TaskSpec } from '../task/spec';
 
 /**
  * Gives each spec a label: a fixed string (for a single task) or `(spec, index) => label`. Labels are unique per
@@ -15,5 +15,8 @@ export function labelled<R>(
       'labelled(label): label must be a non-empty string or a function (spec, index) => string; ' +
         `got ${label === '' ? 'an empty string' : label === null ? 'null' : typeof label}`,
     );
-  return map((spec, index) => ({ ...spec, label: typeof label === 'string' ? label : label(spec, index) }));
+  return map((spec, index) => {
+    assertTaskSpec(spec, 'labelled(...)');
+    return { ...spec, label: typeof label === 'string' ? label : label(spec, index) };
+  });
 }

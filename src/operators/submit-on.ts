@@ -154,16 +154,26 @@ export function submitOn(
         member.stop = task.whenSettled(() => settle(member));
         return !failing;
       };
+      /** in `refill`: a task taken there that has settled already settles at once, and its refill is this loop */
+      let refilling = false;
       /** Submits waiting inputs while the window has room. */
       const refill = (): void => {
-        while (waitingHead < waiting.length && inflight.size < window && !subscriber.closed && !failing) {
-          const input = waiting[waitingHead];
-          waiting[waitingHead++] = undefined;
-          if (waitingHead === waiting.length) {
-            waiting = [];
-            waitingHead = 0;
+        // Not again from within: a run of waiting inputs whose tasks are done (the same input many times, work the
+        // store holds) would nest one call per input, and overflow the stack at a few thousand.
+        if (refilling) return;
+        refilling = true;
+        try {
+          while (waitingHead < waiting.length && inflight.size < window && !subscriber.closed && !failing) {
+            const input = waiting[waitingHead];
+            waiting[waitingHead++] = undefined;
+            if (waitingHead === waiting.length) {
+              waiting = [];
+              waitingHead = 0;
+            }
+            if (!take(input)) return;
           }
-          if (!take(input)) return;
+        } finally {
+          refilling = false;
         }
       };
       const settle = (member: Member): void => {

@@ -1,7 +1,7 @@
 /** `withRequirements(req)`: the operator that adds requirements to each task spec of a pipeline. */
 import { map, type OperatorFunction } from 'rxjs';
 import { validateTaskRequirements, type TaskRequirements } from '../task/requirements';
-import type { TaskSpec } from '../task/spec';
+import { assertTaskSpec, type TaskSpec } from '../task/spec';
 
 /**
  * Adds requirements to every spec that passes (over what the spec already has). The requirements are
@@ -9,8 +9,11 @@ import type { TaskSpec } from '../task/spec';
  */
 export function withRequirements<R>(requirements: TaskRequirements): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
   const valid = validateTaskRequirements(requirements, 'withRequirements(...)');
-  return map((spec) => ({
-    ...spec,
-    requirements: spec.requirements === undefined ? valid : { ...spec.requirements, ...valid },
-  }));
+  return map((spec) => {
+    assertTaskSpec(spec, 'withRequirements(...)');
+    return {
+      ...spec,
+      requirements: spec.requirements === undefined ? valid : { ...spec.requirements, ...valid },
+    };
+  });
 }

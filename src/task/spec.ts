@@ -226,6 +226,23 @@ export function call<F extends AnyFunction>(fn: F, ...args: TaskArgs<Parameters<
   return { kind: 'function', name: taskNameOf(fn), args, [SPEC_FN]: fn };
 }
 
+/**
+ * @internal Throws `InvalidTaskDescriptionError` unless `value` is a task spec: for the operators over streams of specs
+ * (`withRequirements`, `labelled`), which would otherwise make a spec of anything, losing the value.
+ */
+export function assertTaskSpec(value: unknown, where: string): asserts value is TaskSpec {
+  if (isTaskSpec(value)) return;
+  const got = isTaskHandle(value)
+    ? `a Task (${(value as { id: string }).id}), already submitted: apply ${where} to its spec, before submitOn`
+    : value === null || typeof value !== 'object'
+      ? `${value === null ? 'null' : typeof value}: make specs of plain values first (map((v) => call(fn, v))), ` +
+        `then apply ${where}`
+      : `an object that is not one (${Object.keys(value).slice(0, 5).join(', ') || 'no fields'})`;
+  throw new InvalidTaskDescriptionError(
+    `${where} applies to task specs (call(fn, ...args), executable(...), task(...)); got ${got}`,
+  );
+}
+
 export function isTaskSpec(value: unknown): value is TaskSpec {
   if (typeof value !== 'object' || value === null || isTaskHandle(value)) return false;
   const v = value as Partial<TaskSpec>;

@@ -259,6 +259,34 @@ describe('operators', () => {
     expect(seen).toEqual([40, 30]);
   });
 
+  it('a long run of waiting inputs whose tasks are done already (one input 5000 times) is served, in order', async () => {
+    // each settled task used to submit the next waiting input from within its settle: one stack frame per input
+    const one = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    let runs = 0;
+    const slowSquare = async (n: number): Promise<number> => {
+      runs++;
+      await sleep(10);
+      return n * n;
+    };
+    for (const ordered of [false, true]) {
+      const results = await lastValueFrom(
+        from(Array.from({ length: 5000 }, () => 7)).pipe(submitOn(one, slowSquare, { ordered }), toArray()),
+      );
+      expect(results).toHaveLength(5000);
+      expect(new Set(results)).toEqual(new Set([49]));
+    }
+    expect(runs).toBe(1);
+  });
+
+  it('withRequirements() over a submitted Task errors the stream: its requirements are set', async () => {
+    const submitted = md.submit(simulate, 1);
+    const misuse = withRequirements({ walltime: 5 }) as unknown as OperatorFunction<unknown, unknown>;
+    await expect(lastValueFrom(from([submitted]).pipe(misuse, submitOn(md)))).rejects.toThrow(
+      new RegExp(`withRequirements\\(\\.\\.\\.\\) applies to task specs .*got a Task \\(${submitted.id}\\), already`),
+    );
+    await submitted;
+  });
+
   it('refuses inputs that are not specs when no function is given, with a hint', async () => {
     const misuse = submitOn(md) as unknown as OperatorFunction<number, unknown>;
     await expect(lastValueFrom(from([1]).pipe(misuse))).rejects.toThrow(/use submitOn\(executor, fn\)/);

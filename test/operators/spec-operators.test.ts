@@ -107,3 +107,25 @@ describe('labelled(label)', () => {
     expect(() => labelled(42 as unknown as string)).toThrow(InvalidTaskDescriptionError);
   });
 });
+
+describe('withRequirements() and labelled() over what is not a spec (an untyped stream)', () => {
+  it.each([
+    ['a number', 1, /got number: make specs of plain values first \(map\(\(v\) => call\(fn, v\)\)\)/],
+    ['null', null, /got null: make specs/],
+    ['an object', { n: 1 }, /got an object that is not one \(n\)/],
+  ])('errors the stream with InvalidTaskDescriptionError for %s, and makes no spec of it', (_what, value, why) => {
+    for (const operator of [withRequirements({ walltime: 5 }), labelled('x')]) {
+      const seen: unknown[] = [];
+      const errors: unknown[] = [];
+      scheduler.run(({ cold }) => {
+        cold('a|', { a: value as unknown as TaskSpec })
+          .pipe(operator)
+          .subscribe({ next: (v) => seen.push(v), error: (e: unknown) => errors.push(e) });
+      });
+      expect(seen).toEqual([]);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(InvalidTaskDescriptionError);
+      expect((errors[0] as Error).message).toMatch(why);
+    }
+  });
+});
