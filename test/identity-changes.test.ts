@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AmbiguousTaskError,
+  DuplicateLabelError,
   ExecutableFailedError,
   InvalidTaskDescriptionError,
   StoreVersionError,
@@ -329,6 +330,35 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(await again).toBe(106);
     expect(second.ex.submit(sum, { xs: [1, 2, 3] }).state).toBe('succeeded');
     await second.wf.close();
+  });
+
+  it('a labelled member whose input changed takes its label from the task an earlier run left', async () => {
+    const store = join(dir, 'state.sqlite');
+    const simulate = async (deck: string): Promise<string> => `result of ${deck}`;
+    const first = await open(store);
+    const a = first.ex.submit({ ...call(simulate, 'deck A'), label: 'sim-1' });
+    const d = first.ex.submit({ ...call(simulate, 'deck D'), label: 'sim-2' });
+    expect(await Promise.all([a, d])).toEqual(['result of deck A', 'result of deck D']);
+    await first.wf.close();
+    // the decks changed: new tasks, under the labels of the old ones
+    const second = await open(store);
+    const b = second.ex.submit({ ...call(simulate, 'deck B'), label: 'sim-1' });
+    expect(b.id).not.toBe(a.id);
+    expect(await b).toBe('result of deck B');
+    const e = second.ex.submit(simulate, 'deck E');
+    e.label = 'sim-2'; // set on the handle, it moves the same way
+    await e;
+    expect([second.wf.labelled('sim-1'), second.wf.labelled('sim-2')]).toEqual([b.id, e.id]);
+    expect([second.wf.record(a.id)?.label, second.wf.record(d.id)?.label]).toEqual([undefined, undefined]);
+    // within one run a label is still one task's
+    expect(() => second.ex.submit({ ...call(simulate, 'deck C'), label: 'sim-1' })).toThrow(DuplicateLabelError);
+    await second.wf.close();
+    // and so the store keeps it
+    const third = await open(store);
+    expect([third.wf.labelled('sim-1'), third.wf.labelled('sim-2')]).toEqual([b.id, e.id]);
+    expect(third.wf.record(a.id)).toMatchObject({ state: 'succeeded' });
+    expect(third.wf.record(a.id)?.label).toBeUndefined();
+    await third.wf.close();
   });
 
   it('closures with the same source and arguments are refused on a persistent store, whatever the order', async () => {

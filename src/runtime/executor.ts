@@ -267,7 +267,8 @@ export class Executor implements AsyncDisposable {
     } else {
       if (spec.label !== undefined) {
         const holder = wf.labelled(spec.label);
-        // throws DuplicateLabelError, naming the holder
+        // throws DuplicateLabelError, naming the holder, unless it is a task of an earlier run that this one has not
+        // submitted: then the label goes to this task when it is entered (its record is new)
         if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label);
       }
       wf.store.assertStorable?.(`task:${id}.args`, encoded.args);

@@ -115,17 +115,22 @@ export class Workflow extends TaskGraph {
     return this.describedTarget(executor).submitSpec(spec, { pinned: true });
   }
 
+  /** @internal every task's slot is its entry: what this process knows of the task (see `TaskEntry`) */
+  protected override newSlot(id: string, index: number): TaskEntry {
+    return new TaskEntry(id, index);
+  }
+
+  /** @internal A task of an earlier run that this process has not submitted gives its label to a new one. */
+  protected override supersedes(holder: string): boolean {
+    return (this.slot(holder) as TaskEntry).handle === undefined;
+  }
+
   /**
    * Closes the workflow: the tasks of this process still running or waiting are cancelled (they reject with
    * `TaskCancelledError` and are recorded cancelled, so that a resume runs them again), its executors are shut
    * down, everything is committed and written, then the store is closed. Await the tasks first to keep their
    * results. Task handles keep their last state.
    */
-  /** @internal every task's slot is its entry: what this process knows of the task (see `TaskEntry`) */
-  protected override newSlot(id: string, index: number): TaskEntry {
-    return new TaskEntry(id, index);
-  }
-
   override close(): Promise<void> {
     this.closing ??= this.cancelAndClose();
     return this.closing;

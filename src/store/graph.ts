@@ -262,12 +262,16 @@ export class TaskGraph {
     this.transitions = listener === undefined ? undefined : (this.transitions ?? []);
   }
 
-  /** Sets a task's label, once; labels are unique in the workflow. */
+  /**
+   * Sets a task's label, once; labels are unique in the workflow. A label held by a task of an earlier run that this
+   * run has not submitted (see `supersedes`) goes to this one: the same member under a new identity (its input
+   * changed).
+   */
   setLabel(id: string, label: string): void {
     checkLabel(label, `task ${id}`);
     const holder = this.labelled(label);
     if (holder === id) return;
-    if (holder !== undefined)
+    if (holder !== undefined && !this.supersedes(holder))
       throw new DuplicateLabelError(
         `the label "${label}" is already used by task ${holder}; labels are unique within workflow "${this.name}"`,
       );
@@ -275,6 +279,14 @@ export class TaskGraph {
     if (current !== undefined)
       throw new DuplicateLabelError(`task ${id} is already labelled "${current}"; a label can be set once`);
     this.dispatch({ type: 'label', id, label });
+  }
+
+  /**
+   * @internal Whether a new task may take the label of task `holder`: here never; the runtime's workflow says yes for a
+   * task of an earlier run that this process has not submitted.
+   */
+  protected supersedes(_holder: string): boolean {
+    return false;
   }
 
   /** @internal Calls `listener` with the committed record each time task `id` changes. */

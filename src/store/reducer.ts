@@ -83,6 +83,23 @@ function replace(ctx: ReduceContext, slot: TaskSlot, rec: TaskRecord, next: Task
   return next;
 }
 
+/**
+ * Gives `label` to task `id`. A task that held it loses it (its record is written without): one of an earlier run that
+ * this run has not submitted, superseded by a task of a new identity under the same label (see `TaskGraph.setLabel`).
+ */
+function holdLabel(ctx: ReduceContext, label: string, id: string): void {
+  const before = ctx.labels.get(label);
+  if (before !== undefined && before !== id) {
+    const [slot, rec] = current(ctx, before);
+    if (slot !== undefined && rec.label === label) {
+      const next = copyRecord(rec);
+      delete next.label;
+      replace(ctx, slot, rec, next);
+    }
+  }
+  ctx.labels.set(label, id);
+}
+
 /** The slot and current record of task `id`, if the workflow has it. */
 function current(ctx: ReduceContext, id: string, known?: TaskSlot): [TaskSlot, TaskRecord] | [undefined, undefined] {
   const slot = known ?? ctx.find(id);
@@ -176,7 +193,7 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number, known: TaskSl
   ctx.became(slot, 'submitted');
   if (ready) ctx.became(slot, 'ready');
   ctx.put(slot, rec);
-  if (rec.label !== undefined) ctx.labels.set(rec.label, rec.id);
+  if (rec.label !== undefined) holdLabel(ctx, rec.label, rec.id);
   if (failedInput !== undefined) {
     finishUnsuccessfully(
       ctx,
@@ -290,7 +307,7 @@ export function reduce(action: WorkflowAction, ctx: ReduceContext): void {
       const [slot, rec] = current(ctx, action.id);
       if (slot === undefined) return;
       update(ctx, slot, rec, { label: action.label });
-      ctx.labels.set(action.label, action.id);
+      holdLabel(ctx, action.label, action.id);
       return;
     }
   }

@@ -27,6 +27,7 @@ import {
   withRequirements,
   type Executor,
   type Settled,
+  type TaskSpec,
   type Workflow,
 } from 'scalems';
 import { waitFor } from '../support/work';
@@ -280,7 +281,7 @@ describe('operators', () => {
 
   it('withRequirements() over a submitted Task errors the stream: its requirements are set', async () => {
     const submitted = md.submit(simulate, 1);
-    const misuse = withRequirements({ walltime: 5 }) as unknown as OperatorFunction<unknown, unknown>;
+    const misuse = withRequirements({ walltime: 5 }) as unknown as OperatorFunction<unknown, TaskSpec>;
     await expect(lastValueFrom(from([submitted]).pipe(misuse, submitOn(md)))).rejects.toThrow(
       new RegExp(`withRequirements\\(\\.\\.\\.\\) applies to task specs .*got a Task \\(${submitted.id}\\), already`),
     );
