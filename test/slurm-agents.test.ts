@@ -2,11 +2,12 @@
 // agent per node started once as one job step, tasks placed on the nodes where they fit (and where their input files
 // are), and what happens when a node fails or the driver is killed.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  FunctionVersionError,
   NodeFailureError,
   executable,
   executor,
@@ -14,6 +15,7 @@ import {
   memoryStore,
   openWorkflow,
   outputOf,
+  type DefinedTask,
   type Executor,
   type Runtime,
   type TaskEvent,
@@ -348,6 +350,29 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
       expect(Math.max(...overlaps)).toBe(2);
     } finally {
       await rt.shutdown();
+    }
+  }, 120_000);
+
+  it('a task module edited after the driver loaded it, before the agents load it: not run as other code', async () => {
+    // (an allocation may be granted hours after the driver started; a task's identity is its code as the driver has it)
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-edited-'));
+    const file = join(dir, 'edited.js');
+    const scalems = JSON.stringify(join(__dirname, '..', 'src', 'node', 'auto.ts'));
+    const source = (code: string): string =>
+      `const { defineTask } = require(${scalems});\n` +
+      `exports.prep = defineTask('agents-edited.prep', (n) => ({ code: '${code}', n }));\n`;
+    writeFileSync(file, source('v1'));
+    const { prep } = require(file) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
+    const wf = await openWorkflow({ name: 'agents-edited', store: memoryStore() });
+    const rt = launch(wf, slurm({ modules: [file], root: dir, address: '127.0.0.1' }));
+    try {
+      writeFileSync(file, source('v2'));
+      const task = executor(rt, { worker: { cores: 1, nodes: 1 } }).submit(prep, 7);
+      await expect(task).rejects.toThrow(FunctionVersionError);
+      await expect(task).rejects.toThrow(/edited\.js changed after the program that submits its tasks loaded it/);
+    } finally {
+      await rt.shutdown();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
 

@@ -359,6 +359,8 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
         'a.js',
         '--modules',
         'b.js',
+        '--digest',
+        'b0b0',
         '--name',
         'n',
         '--args',
@@ -370,6 +372,8 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
       ]),
     ).toEqual({
       modules: ['a.js', 'b.js'],
+      // each module's digest as the driver read it (b.js's: it loads only if it still reads so)
+      digests: [undefined, 'b0b0'],
       name: 'n',
       args: 'a.json',
       result: 'r.json',
@@ -383,6 +387,7 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
     ).toBe('v2');
     expect(() => parseTaskEntryArgs(['--name', 'n'])).toThrow(/--args is required/);
     expect(() => parseTaskEntryArgs(['--eval', 'x'])).toThrow(/unknown option --eval/);
+    expect(() => parseTaskEntryArgs(['--digest', 'b0b0'])).toThrow(/unknown option --digest/); // of no module
     expect(run(['--name', 'x']).status).toBe(2);
   });
 

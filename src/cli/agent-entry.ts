@@ -2,7 +2,7 @@
 /**
  * The entry of a `slurm()` agent (`runtime/slurm/agent.ts`), one per node, started by the driver as one job step:
  *
- *   srun --overlap --ntasks-per-node=1 ... node agent-entry.js [--modules <module> ...]
+ *   srun --overlap --ntasks-per-node=1 ... node agent-entry.js [--modules <module> [--digest <sha256>] ...]
  *
  * It finds its driver and the allocation's token in SCALEMS_AGENT_ADDRESS (`host:port`) and SCALEMS_AGENT_TOKEN (not
  * on the command line, which others on the node can read), its cores in SCALEMS_AGENT_LAYOUT, its node in
@@ -17,9 +17,14 @@ import { runAgent, type AgentOptions } from '../runtime/slurm/agent';
 /** The agent's options from its command line and environment; throws a TypeError naming what is missing. */
 export function agentOptions(argv: readonly string[], env: NodeJS.ProcessEnv): AgentOptions {
   const modules: string[] = [];
+  const digests: Array<string | undefined> = [];
   for (let i = 0; i < argv.length; i += 2) {
-    if (argv[i] !== '--modules' || argv[i + 1] === undefined) throw new TypeError(`unexpected argument "${argv[i]}"`);
-    modules.push(resolve(argv[i + 1]!));
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === '--modules' && value !== undefined) {
+      modules.push(resolve(value));
+      digests.push(undefined);
+    } else if (flag === '--digest' && value !== undefined && modules.length > 0) digests[modules.length - 1] = value;
+    else throw new TypeError(`unexpected argument "${flag}"`);
   }
   const address = /^(.+):(\d+)$/.exec(env[ADDRESS_VARIABLE] ?? '');
   const token = env[TOKEN_VARIABLE];
@@ -34,6 +39,7 @@ export function agentOptions(argv: readonly string[], env: NodeJS.ProcessEnv): A
     token,
     node,
     modules,
+    digests,
     cores: cores ?? Math.max(1, Number(env.SLURM_CPUS_ON_NODE ?? 1)),
     memoryMB: Number(env.SLURM_MEM_PER_NODE ?? 0) || 0,
     gpus: Number(env.SLURM_GPUS_ON_NODE ?? 0) || 0,

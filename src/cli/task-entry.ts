@@ -4,7 +4,7 @@
  * in a job step. A thin entry over the remote runner (`runtime/remote/runner.ts`): its transport is
  * files and signals.
  *
- *   scalems-task --modules <module> [--modules <module> ...] --name <task name> --args <args.json>
+ *   scalems-task --modules <module> [--digest <sha256>] [--modules <module> ...] --name <task name> --args <args.json>
  *                --result <result.json> [--id <task id>] [--label <label>] [--attempt <n>] [--workdir <dir>]
  *                [--version <the function's version where the task was submitted: another one is not run>]
  *
@@ -26,6 +26,8 @@ const CANCEL_GRACE_MS = 2000;
 
 export interface TaskEntryArgs {
   readonly modules: readonly string[];
+  /** each module's digest as the driver read it (`--digest` after its `--modules`): one changed since is not loaded */
+  readonly digests?: ReadonlyArray<string | undefined>;
   readonly name: string;
   readonly args: string;
   readonly result: string;
@@ -44,6 +46,7 @@ export const USAGE =
 /** Parses the command line; throws a TypeError naming the problem. */
 export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
   const modules: string[] = [];
+  const digests: Array<string | undefined> = [];
   const one = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -51,7 +54,10 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     if (!flag.startsWith('--')) throw new TypeError(`unexpected argument "${flag}"`);
     if (value === undefined) throw new TypeError(`${flag} needs a value`);
     i++;
-    if (flag === '--modules' || flag === '--module') modules.push(value);
+    if (flag === '--modules' || flag === '--module') {
+      modules.push(value);
+      digests.push(undefined);
+    } else if (flag === '--digest' && modules.length > 0) digests[modules.length - 1] = value;
     else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir', '--version'].includes(flag))
       one.set(flag.slice(2), value);
     else throw new TypeError(`unknown option ${flag}`);
@@ -62,6 +68,7 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     throw new TypeError(`--attempt must be a positive integer, got ${one.get('attempt')}`);
   return {
     modules,
+    digests,
     name: one.get('name')!,
     args: one.get('args')!,
     result: one.get('result')!,
@@ -90,6 +97,7 @@ export async function runTaskEntry(a: TaskEntryArgs): Promise<number> {
   process.once('SIGINT', onTerm);
   const runner = new RemoteRunner({
     modules: a.modules.map((m) => resolve(m)),
+    ...(a.digests !== undefined && { digests: a.digests }),
     where: 'a Slurm job step',
     modulesOption: 'slurm({ modules })',
     wire: jsonWire,

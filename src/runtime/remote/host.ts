@@ -30,6 +30,8 @@ export interface TaskHostOptions {
   readonly name: string;
   /** modules that define the function tasks it runs (none: it runs programs only) */
   readonly modules: readonly string[];
+  /** the modules' digests as the submitting program read them (`moduleDigests`): one changed since is not loaded */
+  readonly digests?: ReadonlyArray<string | undefined>;
   /** the option that lists the modules, for messages: `--modules` */
   readonly modulesOption: string;
   /** threads of the pool that runs functions */
@@ -39,7 +41,11 @@ export interface TaskHostOptions {
    * caller (a remote side that also runs a backend's main side, which this folder may not import). None: functions
    * run on this event loop (`inline`), if there are modules.
    */
-  readonly pool?: (modules: readonly string[], cores: number) => BackendExecutor;
+  readonly pool?: (
+    modules: readonly string[],
+    cores: number,
+    digests?: ReadonlyArray<string | undefined>,
+  ) => BackendExecutor;
   /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
   readonly inline?: boolean;
   /**
@@ -97,9 +103,13 @@ export class TaskHost {
             where: name,
             modulesOption: `${name} (${options.modulesOption})`,
             wire: jsonWire,
+            ...(options.digests !== undefined && { digests: options.digests }),
           })
         : undefined;
-    this.functions = modules.length > 0 && options.inline !== true ? options.pool?.(modules, options.cores) : undefined;
+    this.functions =
+      modules.length > 0 && options.inline !== true
+        ? options.pool?.(modules, options.cores, options.digests)
+        : undefined;
     if (options.watchdog === true) this.markPrefix = `${ownerOf(process.pid, startOf(process.pid))}-${++hosts}-`;
     // makes the directories and files and forks the programs; ends them (and, with a watchdog, every process that
     // carries one of its marks) if this process dies first.

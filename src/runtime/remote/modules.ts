@@ -4,10 +4,11 @@
  * at submit); how Node must be started to load them (tsx for TypeScript); and, on the remote side,
  * loading them. Shared by every backend that runs functions elsewhere (threads, slurm).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { InvalidOptionsError, TaskModuleError } from '../../errors';
+import { FunctionVersionError, InvalidOptionsError, TaskModuleError } from '../../errors';
 import { registeredName, type AnyFunction } from '../../task/spec';
 
 /**
@@ -121,13 +122,44 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
 }
 
 /**
+ * The content digest of each module file as this process reads it now (undefined for one it cannot read): the remote
+ * side of this process loads a module only if it still reads so (`loadModules`). A task's default version is the
+ * source of its function as this process loaded it; a module edited before a pool loads it would run other code under
+ * that identity, and store its result as the old code's.
+ */
+export function moduleDigests(modules: readonly string[]): Array<string | undefined> {
+  return modules.map((m) => fileDigest(resolve(m)));
+}
+
+function fileDigest(path: string): string | undefined {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Loads the modules on the remote side, in order: ES modules (`.mjs`) through `import()`, others
  * (CommonJS, and `.ts` through tsx) through `require`. A module that fails is a `TaskModuleError`
- * naming it and `where` it failed.
+ * naming it and `where` it failed. With `digests` (see `moduleDigests`), a module whose file no longer reads as the
+ * submitting program read it is not loaded: `FunctionVersionError`.
  */
-export async function loadModules(modules: readonly string[], where: string): Promise<void> {
-  for (const m of modules) {
+export async function loadModules(
+  modules: readonly string[],
+  where: string,
+  digests?: ReadonlyArray<string | undefined>,
+): Promise<void> {
+  for (const [i, m] of modules.entries()) {
     const path = resolve(m);
+    const expected = digests?.[i];
+    if (expected !== undefined && fileDigest(path) !== expected) {
+      throw new FunctionVersionError(
+        `task module ${path} changed after the program that submits its tasks loaded it, so ${where} did not load ` +
+          'it: it would run other code than the tasks were submitted with (their identity is their code as that ' +
+          'program has it), and store its results as theirs. Run the program again after a change.',
+      );
+    }
     try {
       if (/\.mjs$/.test(path)) await import(pathToFileURL(path).href);
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules

@@ -38,6 +38,8 @@ export interface RunnerOptions {
   readonly modulesOption: string;
   /** how results travel back */
   readonly wire: Wire;
+  /** the modules' digests as the submitting program read them (`moduleDigests`): one changed since is not loaded */
+  readonly digests?: ReadonlyArray<string | undefined>;
 }
 
 /** What a run may have besides its request: the ranks' communicator, the working directory. */
@@ -127,7 +129,7 @@ export class RemoteRunner {
    */
   run(req: RemoteRequest, stop: RunStop, extras: RunExtras = {}): RemoteOutcome | Promise<RemoteOutcome> {
     if (!this.loaded) {
-      this.loading ??= loadModules(this.options.modules, this.options.where).then(() => {
+      this.loading ??= loadModules(this.options.modules, this.options.where, this.options.digests).then(() => {
         this.loaded = true;
       });
       return this.loading.then(

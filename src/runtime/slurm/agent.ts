@@ -33,6 +33,8 @@ export interface AgentOptions {
   /** Slurm's name of this node */
   readonly node: string;
   readonly modules: readonly string[];
+  /** the modules' digests as the driver read them (`moduleDigests`): one changed since is not loaded */
+  readonly digests?: ReadonlyArray<string | undefined>;
   readonly cores: number;
   readonly memoryMB: number;
   readonly gpus: number;
@@ -52,6 +54,7 @@ export function runAgent(options: AgentOptions): Promise<number> {
   const host = new TaskHost({
     name,
     modules: options.modules,
+    ...(options.digests !== undefined && { digests: options.digests }),
     modulesOption: 'slurm({ modules })',
     cores: options.cores,
     pool: hostPool(name),

@@ -17,7 +17,7 @@ import { inputsIdentity, missingFiles } from '../executable/digest';
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
-import { probeModules, resolveModules } from '../remote/modules';
+import { moduleDigests, probeModules, resolveModules } from '../remote/modules';
 import { jsonWire } from '../remote/wire';
 import { Allocation } from './allocation';
 import {
@@ -91,9 +91,11 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
     defined: probeModules(modules, 'slurm'),
     wire: jsonWire,
   };
+  // the modules as this program has them (loaded, or just now, probing): a node loads only the same
+  const digests = moduleDigests(modules);
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
-  const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath) : [];
+  const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath, digests) : [];
   const open = new Set<BackendExecutor>();
 
   return {
@@ -123,6 +125,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
               where: `slurm() executor ${executorId}${group === undefined ? '' : ` (group "${group}")`}`,
               address: options.address ?? hostname(),
               modules,
+              digests,
               node: options.node ?? process.execPath,
               hostCwd,
               workflowDir,

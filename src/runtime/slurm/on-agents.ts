@@ -19,6 +19,8 @@ export interface AgentModeContext {
   readonly where: string;
   readonly address: string;
   readonly modules: readonly string[];
+  /** the modules' digests as the driver read them (`moduleDigests`) */
+  readonly digests: ReadonlyArray<string | undefined>;
   /** the Node executable on the nodes */
   readonly node: string;
   readonly hostCwd: string;
@@ -49,7 +51,7 @@ export class AgentMode {
       const jobId = this.alloc.usable() ?? (await this.alloc.ready());
       const layout = new Map((await this.ctx.nodes()).map((n) => [n.name, n.cpus]));
       const env = srunEnv({ ...rootEnv(), ...this.ctx.workerEnv, [LAYOUT_VARIABLE]: formatLayout(layout) });
-      const command = agentCommand(this.ctx.modules, this.ctx.node);
+      const command = agentCommand(this.ctx.modules, this.ctx.node, this.ctx.digests);
       await this.pool.start(jobId, layout, command, env, this.ctx.hostCwd);
     })();
     return this.started;
@@ -120,5 +122,8 @@ function onAgent(job: Job, need: Footprint, widest: number, launcher: 'mpirun' |
 }
 
 /** How the agents' step starts the agent. */
-export const agentCommand = (modules: readonly string[], node: string): string[] =>
-  nodeEntryCommand('agent-entry', modules, node, 'agents');
+export const agentCommand = (
+  modules: readonly string[],
+  node: string,
+  digests?: ReadonlyArray<string | undefined>,
+): string[] => nodeEntryCommand('agent-entry', modules, node, 'agents', digests);

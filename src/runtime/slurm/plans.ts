@@ -301,11 +301,21 @@ export function nodeEntryCommand(
   modules: readonly string[],
   node: string,
   what: string,
+  digests: ReadonlyArray<string | undefined> = [],
 ): string[] {
   const entry = resolve(__dirname, '..', '..', 'cli', `${name}${extname(__filename)}`);
-  return [node, ...loaderArgs([entry, ...modules], 'slurm', what), entry, ...modules.flatMap((m) => ['--modules', m])];
+  // each module with its digest as the driver read it (`moduleDigests`): the node loads it only if it still reads so
+  const args = modules.flatMap((m, i) => [
+    '--modules',
+    m,
+    ...(digests[i] !== undefined ? ['--digest', digests[i]] : []),
+  ]);
+  return [node, ...loaderArgs([entry, ...modules], 'slurm', what), entry, ...args];
 }
 
 /** How a step starts the `scalems-task` entry point. */
-export const entryCommand = (modules: readonly string[], node: string): string[] =>
-  nodeEntryCommand('task-entry', modules, node, 'job steps');
+export const entryCommand = (
+  modules: readonly string[],
+  node: string,
+  digests?: ReadonlyArray<string | undefined>,
+): string[] => nodeEntryCommand('task-entry', modules, node, 'job steps', digests);

@@ -4,9 +4,9 @@
  */
 import type { BackendExecutor } from '../backend';
 import { NO_WORKFLOW } from '../remote/host';
-import { threads } from './index';
+import { threadsOf } from './index';
 
 export const hostPool =
   (name: string) =>
-  (modules: readonly string[], cores: number): BackendExecutor =>
-    threads({ modules, maxThreads: cores }).open({ cores }, { workflow: NO_WORKFLOW, executorId: name });
+  (modules: readonly string[], cores: number, digests?: ReadonlyArray<string | undefined>): BackendExecutor =>
+    threadsOf({ modules, maxThreads: cores }, digests).open({ cores }, { workflow: NO_WORKFLOW, executorId: name });

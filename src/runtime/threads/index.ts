@@ -14,7 +14,7 @@ import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
-import { loaderArgs, probeModules, resolveModules } from '../remote/modules';
+import { loaderArgs, moduleDigests, probeModules, resolveModules } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
 import { Lanes, type Post } from './lanes';
 import type { ServeRequest, ThreadWorkerData } from './protocol';
@@ -71,6 +71,14 @@ const THREADS_OPTIONS = {
  * ```
  */
 export function threads(options: ThreadsOptions): Backend {
+  return threadsOf(options);
+}
+
+/**
+ * @internal `threads()`, whose threads load each module only if it reads as `digests` say (`moduleDigests`): by default
+ * as this process reads them now; a remote task host gives those of the program that submits its tasks.
+ */
+export function threadsOf(options: ThreadsOptions, digests?: ReadonlyArray<string | undefined>): Backend {
   checkOptions('threads', options, THREADS_OPTIONS);
   const Pool = piscina();
   const modules = resolveModules(options.modules, 'threads');
@@ -88,7 +96,8 @@ export function threads(options: ThreadsOptions): Backend {
     defined: probeModules(modules, 'threads'),
     wire: structuredCloneWire,
   };
-  const workerData: ThreadWorkerData = { modules };
+  // the modules as this process has them (it has loaded them, or just did, probing): threads load only the same
+  const workerData: ThreadWorkerData = { modules, digests: digests ?? moduleDigests(modules) };
 
   const refuseExecutable = refuseExecutables('threads');
   const accept = (spec: TaskSpec): void => {

@@ -13,6 +13,8 @@ import type { RemoteOutcome } from '../remote/wire';
 export interface ThreadWorkerData {
   /** absolute paths of the modules that define the tasks */
   readonly modules: readonly string[];
+  /** their digests as the main thread read them (`moduleDigests`) */
+  readonly digests?: ReadonlyArray<string | undefined>;
 }
 
 /**

@@ -25,6 +25,7 @@ import {
 const data = workerData as ThreadWorkerData;
 const runner = new RemoteRunner({
   modules: data.modules,
+  ...(data.digests !== undefined && { digests: data.digests }),
   where: 'a threads() worker',
   modulesOption: 'threads({ modules })',
   wire: structuredCloneWire,
