@@ -111,21 +111,24 @@ describe('processes(): executables as child processes', () => {
     await rt.shutdown();
   });
 
-  it('stdin from a FIFO: read once a writer comes; one nobody writes to holds up no other program, nor the shutdown', async () => {
-    const { root, rt, ex } = await setup({ cores: 1 });
-    const [idle, fed] = ['idle.fifo', 'fed.fifo'].map((name) => join(root, name));
-    execFileSync('mkfifo', [idle!, fed!]);
-    const waiting = ex.submit(executable(['cat'], { stdin: file(idle!) })); // nobody ever writes to it
+  it('stdin from a FIFO: read once a writer comes; those nobody writes to hold up no other program, nor the shutdown', async () => {
+    const { root, rt, ex } = await setup({ cores: 12 });
+    // more than a spawner has threads of libuv's (4), in each of its spawners
+    const idle = Array.from({ length: 10 }, (_, i) => join(root, `idle-${i}.fifo`));
+    const fed = join(root, 'fed.fifo');
+    execFileSync('mkfifo', [...idle, fed]);
+    // nobody ever writes to these: each waits for its input as a program does, on its core
+    const waiting = idle.map((f) => ex.submit(executable(['cat'], { stdin: file(f) })));
     const after = ex.submit(executable(['echo', 'after']));
     expect(await readText((await after).stdout)).toBe('after\n');
-    const reader = ex.submit(executable(['cat'], { stdin: file(fed!) }));
-    const writer = execFile('bash', ['-c', `echo fed > ${fed!}`]); // it waits for the reader to open it
+    const reader = ex.submit(executable(['cat'], { stdin: file(fed) }));
+    const writer = execFile('bash', ['-c', `echo fed > ${fed}`]); // it waits for the reader to open it
     const written = new Promise((resolve) => writer.once('exit', resolve));
     expect(await readText((await reader).stdout)).toBe('fed\n');
     expect(await written).toBe(0);
-    expect(waiting.state).toBe('running');
-    waiting.cancel();
-    await expect(waiting).rejects.toThrow(TaskCancelledError);
+    expect(waiting.map((t) => t.state)).toEqual(idle.map(() => 'running'));
+    for (const t of waiting) t.cancel();
+    for (const t of waiting) await expect(t).rejects.toThrow(TaskCancelledError);
     await rt.shutdown();
   });
 

@@ -6,9 +6,9 @@
  * Protocol: one JSON array per line, on the spawner's stdin (from the owner) and stdout (to the owner).
  *   owner → spawner  [START, id, argv, cwd, made, stdout, stderr, stdinPath|null, stdinText|null, env changes,
  *                     gate, gate cores, cores]
- *                           makes the directory (unless made) and opens the files at once (a FIFO as stdin: once
- *                           a writer opens it, meanwhile off this thread); then starts the program at once (gate 0),
- *                           on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
+ *                           makes the directory (unless made) and opens the files at once (a FIFO as stdin is
+ *                           opened by the program's own process, see FIFO_STDIN); then starts the program at once
+ *                           (gate 0), on GO (gate -1), or once `cores` of the gate's are free (gate > 0)
  *                    [GO, id]               start it now
  *                    [NEXT, id]             it (waiting for GO) may start at once on the core that the exit of a
  *                                           program started at once or on GO frees, unless that program was left:
@@ -150,7 +150,7 @@ const heirs = [];
 const inherit = () => {
   while (heirs.length > 0) {
     const p = programs.get(heirs.shift());
-    if (p !== undefined && p.pid === undefined && p.gate === -1 && !p.opening) return launch(p);
+    if (p !== undefined && p.pid === undefined && p.gate === -1) return launch(p);
   }
 };
 const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
@@ -197,9 +197,8 @@ const makeDir = (cwd) => {
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
-    gate: gateId, gateCores: m[11], cores: m[12], holds: 0, pid: undefined, left: false, opening: false, go: false };
+    gate: gateId, cores: m[12], holds: 0, pid: undefined, left: false, fifo: null };
   let stage = 'dir';
-  let fifo = false;
   try {
     if (!m[4]) makeDir(cwd);
     stage = 'stdout';
@@ -208,8 +207,8 @@ const prepare = (m) => {
     p.fds.push(fs.openSync(m[6], 'w'));
     stage = 'stdin';
     if (stdinPath !== null) {
-      fifo = fs.statSync(stdinPath).isFIFO();
-      if (!fifo) p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+      if (fs.statSync(stdinPath).isFIFO()) p.fifo = stdinPath;
+      else p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
     }
   } catch (e) {
     closeFds(p);
@@ -217,46 +216,20 @@ const prepare = (m) => {
     return;
   }
   programs.set(id, p);
-  if (!fifo) return ready(p);
-  // A FIFO opens once something opens it for writing, which may be never: opened off this thread, so that the programs
-  // behind it go on; it takes its place for cores once open (a cancelled one is dropped meanwhile, see \`leave\`)
-  p.opening = true;
-  opening++;
-  fs.open(stdinPath, 'r', (e, fd) => {
-    opening--;
-    p.opening = false;
-    if (e === null && programs.get(id) !== p) fs.closeSync(fd);
-    if (programs.get(id) !== p) return; // dropped meanwhile (left, withdrawn, or the owner is gone)
-    if (e !== null) {
-      programs.delete(id);
-      closeFds(p);
-      send([R.failed, id, 'stdin', e.code || null, e.message]);
-      return;
-    }
-    p.fds.push((p.input = fd));
-    ready(p);
-  });
-};
-// FIFOs being opened (see \`prepare\`): their opens keep libuv from letting this process exit (\`exit\`)
-let opening = 0;
-/** Its files made: it starts at once, on GO, or once its cores are free. */
-const ready = (p) => {
-  if (p.gate === 0) return launch(p);
-  if (p.gate === -1) {
-    if (p.go) launch(p); // its GO came while its stdin was being opened
-    return;
-  }
-  let gate = gates.get(p.gate);
-  if (gate === undefined) gates.set(p.gate, (gate = { free: p.gateCores, queue: [] }));
-  p.cores = Math.min(p.cores, p.gateCores);
+  if (gateId === 0) return launch(p);
+  if (gateId === -1) return; // it starts on GO
+  let gate = gates.get(gateId);
+  if (gate === undefined) gates.set(gateId, (gate = { free: m[11], queue: [] }));
+  p.cores = Math.min(p.cores, m[11]);
   gate.queue.push(p);
   pump(gate);
 };
-// libuv waits at exit for the open of a FIFO nobody writes to: then this process ends itself without waiting
-const exit = () => {
-  if (opening > 0) process.kill(process.pid, 'SIGKILL');
-  process.exit(0);
-};
+// A FIFO as stdin opens once something opens it for writing, which may be never: opened here, that would hold this
+// process (a synchronous open), or a thread of libuv's four for each such program, and the others behind them, for
+// good. So the program's own process opens it: /bin/sh, which then becomes the program (exec, with the arguments as
+// they are: none goes through the shell's parsing). It waits there as a program waiting for its input does, on its
+// cores, and is ended as any program is.
+const FIFO_STDIN = 'f=$SCALEMS_STDIN_FIFO; unset SCALEMS_STDIN_FIFO; exec "$0" "$@" < "$f"';
 // the owner is gone (its pipe closed without QUIT): nothing more starts, not even on the cores the sweep frees
 let ending = false;
 const drop = (p) => { programs.delete(p.id); closeFds(p); };
@@ -266,7 +239,9 @@ const launch = (p) => {
   try {
     const env = Object.assign({}, base);
     for (const k in p.changes) { const v = p.changes[k]; if (v === null) delete env[k]; else env[k] = v; }
-    const child = cp.spawn(p.argv[0], p.argv.slice(1), {
+    if (p.fifo !== null) env.SCALEMS_STDIN_FIFO = p.fifo;
+    const [file, args] = p.fifo === null ? [p.argv[0], p.argv.slice(1)] : ['/bin/sh', ['-c', FIFO_STDIN, ...p.argv]];
+    const child = cp.spawn(file, args, {
       cwd: p.cwd, env, stdio: [p.input, p.fds[0], p.fds[1]], detached: true, shell: false, windowsHide: true,
     });
     const pid = child.pid;
@@ -332,10 +307,7 @@ process.stdin.on('data', (chunk) => {
     const m = JSON.parse(buffer.slice(0, nl));
     buffer = buffer.slice(nl + 1);
     if (m[0] === C.start) prepare(m);
-    else if (m[0] === C.go) {
-      const p = programs.get(m[1]);
-      if (p !== undefined && p.pid === undefined) { if (p.opening) p.go = true; else launch(p); }
-    }
+    else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
     else if (m[0] === C.next) heirs.push(m[1]);
     else if (m[0] === C.leave) leave(m[1], false);
     else if (m[0] === C.withdraw) leave(m[1], true);
@@ -346,12 +318,12 @@ process.stdin.on('data', (chunk) => {
 process.stdin.on('error', () => {});
 // the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
 process.stdin.on('close', () => {
-  if (quitting) exit();
+  if (quitting) process.exit(0);
   // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
   ending = true;
   for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
   for (const gate of gates.values()) gate.queue.length = 0;
   heirs.length = 0;
-  sweep(prefix, graceText, [...trees], exit);
+  sweep(prefix, graceText, [...trees], () => process.exit(0));
 });
 `;
