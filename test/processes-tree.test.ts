@@ -143,6 +143,34 @@ describe('processes(): ending process trees', () => {
     },
   );
 
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'a driver interrupted (%s): the programs it ends are no failures of their tasks, and none is retried',
+    async (signal) => {
+      const { root } = await setup();
+      const marks = join(root, 'started');
+      const caught = join(root, 'caught');
+      const driver = startDriver(
+        root,
+        { cores: 2, gracePeriod: 0.3 },
+        `for (let i = 0; i < 4; i++) {
+           const script = 'echo ' + i + ' >> ${marks}; sleep 100';
+           const retries = i % 2 === 0 ? 0 : 2;
+           void ex.submit(executable(['bash', '-c', script], { requirements: { retries } })).then(undefined,
+             (e) => require('node:fs').appendFileSync(${JSON.stringify(caught)}, e.name + ': ' + e.message + '\\n'));
+         }`,
+      );
+      await waitFor(
+        () => (textOf(marks)?.split('\n').length === 3 ? true : undefined),
+        'two programs to start',
+        30_000,
+      );
+      await driver.signal(signal);
+      // before: each program ended was a failure its driver's code heard of, and a retry that started another
+      expect(textOf(marks)!.trim().split('\n').sort()).toEqual(['0', '1']);
+      expect(textOf(caught)).toBeUndefined();
+    },
+  );
+
   it('interrupted while its spawner starts a program, it exits only once that program is ended', async () => {
     const d = await blockedDriver();
     try {

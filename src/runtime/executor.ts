@@ -53,6 +53,7 @@ import type { Need } from './admission';
 import { WorkerGroups, type Group, type WorkerGroup } from './groups';
 import { Task, retain, release } from './task';
 import type { Runtime } from './runtime';
+import { isInterrupted } from './interrupt';
 
 export interface ExecutorOptions {
   /**
@@ -501,6 +502,7 @@ export class Executor implements AsyncDisposable {
   }
 
   private start(group: Group, slot: TaskSlot, need: Need): void {
+    if (isInterrupted()) return; // this process is ending its work before it dies (interrupt.ts)
     const wf = this.workflow;
     const rec = slot.record!;
     const entry = entryOfSlot(slot);
@@ -576,6 +578,11 @@ export class Executor implements AsyncDisposable {
   /** The attempt's work completed with `value`. */
   private succeed(attempt: Attempt, value: unknown): void {
     if (attempt.finished) return;
+    // ended by this process, interrupted: a program that exits 0 on SIGTERM has not done its work (interrupt.ts)
+    if (isInterrupted()) {
+      attempt.finished = true;
+      return;
+    }
     if (attempt.deadline !== Infinity && this.workflow.now() > attempt.deadline) {
       // a function that held the event loop (in this process) past its walltime: the timer could not fire meanwhile
       const rec = attempt.record;
@@ -614,6 +621,11 @@ export class Executor implements AsyncDisposable {
   /** The attempt failed with `error`: it is tried again if its retry policy allows, else the task fails. */
   private fail(attempt: Attempt, error: unknown): void {
     if (attempt.finished) return;
+    // ended by this process, interrupted: no failure of the task's, and no retry (interrupt.ts)
+    if (isInterrupted()) {
+      attempt.finished = true;
+      return;
+    }
     const entry = attempt.entry;
     this.stopAttempt(attempt, error);
     const wf = this.workflow;

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
 import { sleep } from '../../util';
 import { hasMark, withMark, type MarkTest } from './marks';
+import { markInterrupted } from '../interrupt';
 
 export interface TreeSpawnOptions {
   readonly cwd: string;
@@ -406,6 +407,8 @@ function installExitHooks(): void {
       // Someone else handles this signal: they decide whether the program ends (the exit hook still runs).
       if (process.listenerCount(signal) > 1) return;
       dying = true;
+      // what runs now is ended by this process: no outcome of it is recorded, nothing more starts (interrupt.ts)
+      markInterrupted();
       uninstallSignalHandlers();
       // The spawners first: each drops the programs waiting in it for cores, ends the trees it started, and exits.
       // A tree ended here before a spawner has read that its owner is going would free a core, which the next
