@@ -1,12 +1,13 @@
 // A remote side runs a task only with the version of the function the task was submitted with: another
 // version's result would be stored under this one's identity. (threads() here; Slurm job steps and
 // `scalems worker` share the runner that checks it, and get the version the same way: see their tests.)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FunctionVersionError, executor, launch, memoryStore, openWorkflow, type DefinedTask } from 'scalems';
 import { threads } from 'scalems/node';
 import { echo } from './fixtures/threads/versioned';
+import { editableTaskModule } from './support/work';
 
 const MODULE = join(__dirname, 'fixtures', 'threads', 'versioned.ts');
 
@@ -33,21 +34,18 @@ describe('function versions on a remote side', () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalems-edited-'));
     try {
       const file = join(dir, 'edited.js');
-      const scalems = JSON.stringify(join(__dirname, '..', 'src', 'node', 'auto.ts'));
-      const source = (code: string): string =>
-        `const { defineTask } = require(${scalems});\n` +
-        `exports.prep = defineTask('edited.prep', (n) => ({ code: '${code}', n }));\n`;
-      writeFileSync(file, source('v1'));
+      const module = editableTaskModule(file, 'edited.prep');
+      module.write('v1');
       const { prep } = require(file) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
       const wf = await openWorkflow({ store: memoryStore() });
       const edited = launch(wf, threads({ modules: [file], maxThreads: 1 }));
-      writeFileSync(file, source('v2'));
+      module.write('v2');
       const task = executor(edited).submit(prep, 7);
       await expect(task).rejects.toThrow(FunctionVersionError);
       await expect(task).rejects.toThrow(/edited\.js changed after the program that submits its tasks loaded it/);
       await edited.shutdown();
       // as it was: the threads load it
-      writeFileSync(file, source('v1'));
+      module.write('v1');
       const same = launch(wf, threads({ modules: [file], maxThreads: 1 }));
       expect(await executor(same).submit(prep, 8)).toEqual({ code: 'v1', n: 8 });
       await same.shutdown();

@@ -11,7 +11,7 @@ import {
   type TaskSpec,
 } from 'scalems';
 import { alive, pidsIn, removeRoots, setup, waitFor } from './support/processes';
-import { spawnersOf } from './support/work';
+import { overlapProbe, spawnersOf } from './support/work';
 
 afterAll(removeRoots);
 
@@ -53,17 +53,12 @@ describe('processes(): ending process trees', () => {
 
   it('a retry after a walltime starts only once the first attempt’s tree has ended, its grace period over', async () => {
     const { root, rt, ex } = await setup({ gracePeriod: 1 }, { worker: { cores: 1 } });
-    const log = join(root, 'log');
-    // each attempt notes whether the one before it still runs, then ignores SIGTERM: only SIGKILL ends it
-    const script =
-      `prev=$(cat ${root}/pid 2>/dev/null); if [ -n "$prev" ] && kill -0 "$prev" 2>/dev/null; ` +
-      `then echo beside >> ${log}; else echo alone >> ${log}; fi; ` +
-      `echo $$ > ${root}/pid; trap "" TERM; sleep 100 & wait`;
-    const t = ex.submit(executable(['bash', '-c', script], { requirements: { walltime: 1, retries: 1 } }));
+    const probe = overlapProbe(root);
+    const t = ex.submit(executable(['bash', '-c', probe.script], { requirements: { walltime: 1, retries: 1 } }));
     await expect(t).rejects.toThrow(WalltimeExceededError);
     expect(t.record?.attempts).toBe(2);
     await rt.shutdown();
-    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['alone', 'alone']);
+    expect(probe.runs()).toEqual(['alone', 'alone']);
   });
 
   it('what a program leaves running in its process group when it exits is ended too', async () => {

@@ -2,7 +2,7 @@
 // agent per node started once as one job step, tasks placed on the nodes where they fit (and where their input files
 // are), and what happens when a node fails or the driver is killed.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,7 +24,7 @@ import {
 import { readText, slurm } from 'scalems/node';
 import { readRecords } from '../src/cli/locate';
 import { describeWithService, holdNodes, killSlurmd, restartSlurmd, slurmNodes } from './support/services';
-import { spawnersOf } from './support/work';
+import { editableTaskModule, overlapProbe, spawnersOf } from './support/work';
 import * as tasks from './fixtures/slurm/tasks';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
@@ -357,16 +357,13 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
     // (an allocation may be granted hours after the driver started; a task's identity is its code as the driver has it)
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-edited-'));
     const file = join(dir, 'edited.js');
-    const scalems = JSON.stringify(join(__dirname, '..', 'src', 'node', 'auto.ts'));
-    const source = (code: string): string =>
-      `const { defineTask } = require(${scalems});\n` +
-      `exports.prep = defineTask('agents-edited.prep', (n) => ({ code: '${code}', n }));\n`;
-    writeFileSync(file, source('v1'));
+    const module = editableTaskModule(file, 'agents-edited.prep');
+    module.write('v1');
     const { prep } = require(file) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
     const wf = await openWorkflow({ name: 'agents-edited', store: memoryStore() });
     const rt = launch(wf, slurm({ modules: [file], root: dir, address: '127.0.0.1' }));
     try {
-      writeFileSync(file, source('v2'));
+      module.write('v2');
       const task = executor(rt, { worker: { cores: 1, nodes: 1 } }).submit(prep, 7);
       await expect(task).rejects.toThrow(FunctionVersionError);
       await expect(task).rejects.toThrow(/edited\.js changed after the program that submits its tasks loaded it/);
@@ -382,18 +379,14 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
     const rt = launch(wf, slurm({ root, gracePeriod: 2, address: '127.0.0.1' }));
     try {
       const ex = executor(rt, { worker: { cores: 1, nodes: 1 } });
-      const log = join(root, 'log');
-      // each attempt notes whether the one before it still runs, then ignores SIGTERM: only SIGKILL ends it. Sent to
-      // the node while the first still held its core there, the retry would wait for it with its walltime running
-      const script =
-        `prev=$(cat ${root}/pid 2>/dev/null); if [ -n "$prev" ] && kill -0 "$prev" 2>/dev/null; ` +
-        `then echo beside >> ${log}; else echo alone >> ${log}; fi; ` +
-        `echo $$ > ${root}/pid; trap "" TERM; sleep 100 & wait`;
-      const t = ex.submit(executable(['bash', '-c', script], { requirements: { walltime: 1, retries: 1 } }));
+      // sent to the node while the first still held its core there, the retry would wait for it with its walltime
+      // running, and never run
+      const probe = overlapProbe(root);
+      const t = ex.submit(executable(['bash', '-c', probe.script], { requirements: { walltime: 1, retries: 1 } }));
       await expect(t).rejects.toThrow(/exceeded its walltime/);
       expect(t.record?.attempts).toBe(2);
       await rt.shutdown();
-      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['alone', 'alone']);
+      expect(probe.runs()).toEqual(['alone', 'alone']);
     } finally {
       await rt.shutdown();
     }

@@ -3,7 +3,7 @@
  * threads of this machine. For tests that check a backend through the work itself rather than
  * through the engine's records (test/backend-conformance.ts). Linux: reads /proc.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -141,5 +141,35 @@ export function seeded(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A program (for `bash -c`) whose every run notes in `<dir>/log` whether the run before it still runs (`beside`) or
+ * not (`alone`), then ignores SIGTERM, so that only SIGKILL ends it: for the attempts of one task, which must never run
+ * side by side. `runs()` reads the notes.
+ */
+export function overlapProbe(dir: string): { readonly script: string; runs(): string[] } {
+  const log = join(dir, 'log');
+  const script =
+    `prev=$(cat ${dir}/pid 2>/dev/null); if [ -n "$prev" ] && kill -0 "$prev" 2>/dev/null; ` +
+    `then echo beside >> ${log}; else echo alone >> ${log}; fi; ` +
+    `echo $$ > ${dir}/pid; trap "" TERM; sleep 100 & wait`;
+  return { script, runs: () => fileText(log).trim().split('\n') };
+}
+
+/**
+ * A CommonJS task module at `file` that defines `prep` as the task `name`, returning `{ code, n }`; `write(code)`
+ * writes (or edits) it. It loads this repository's scalems from src/: in jest, on threads and on Slurm nodes alike.
+ */
+export function editableTaskModule(file: string, name: string): { write(code: string): void } {
+  const scalems = JSON.stringify(join(__dirname, '..', '..', 'src', 'node', 'auto.ts'));
+  return {
+    write: (code) =>
+      writeFileSync(
+        file,
+        `const { defineTask } = require(${scalems});\n` +
+          `exports.prep = defineTask('${name}', (n) => ({ code: '${code}', n }));\n`,
+      ),
   };
 }
