@@ -51,15 +51,19 @@ describe('processes(): ending process trees', () => {
     expect(alive(pids)).toEqual([]);
   });
 
-  it('a retry after a walltime starts only once the first attempt’s tree has ended, its grace period over', async () => {
-    const { root, rt, ex } = await setup({ gracePeriod: 1 }, { worker: { cores: 1 } });
-    const probe = overlapProbe(root);
-    const t = ex.submit(executable(['bash', '-c', probe.script], { requirements: { walltime: 1, retries: 1 } }));
-    await expect(t).rejects.toThrow(WalltimeExceededError);
-    expect(t.record?.attempts).toBe(2);
-    await rt.shutdown();
-    expect(probe.runs()).toEqual(['alone', 'alone']);
-  });
+  it.each([1, 2])(
+    'a retry after a walltime starts only once the first attempt’s tree has ended, its grace period over (%i cores)',
+    async (cores) => {
+      // with 2 cores a core is free for the retry: it waits for the attempt before it all the same
+      const { root, rt, ex } = await setup({ gracePeriod: 1 }, { worker: { cores } });
+      const probe = overlapProbe(root);
+      const t = ex.submit(executable(['bash', '-c', probe.script], { requirements: { walltime: 1, retries: 1 } }));
+      await expect(t).rejects.toThrow(WalltimeExceededError);
+      expect(t.record?.attempts).toBe(2);
+      await rt.shutdown();
+      expect(probe.runs()).toEqual(['alone', 'alone']);
+    },
+  );
 
   it('what a program leaves running in its process group when it exits is ended too', async () => {
     const { rt, ex } = await setup({ gracePeriod: 0.3 });

@@ -106,6 +106,12 @@ export class Executor implements AsyncDisposable {
    * backoff of that submission never starts the attempt of a later one (`task.retry()`) early.
    */
   private readonly backingOff = new Map<string, Subscription>();
+  /**
+   * Tasks whose last attempt was stopped and is still ending (`Job.holdUntil`): the next attempt waits for it, also on
+   * another worker group (whose cores the stopped one does not hold), so that two attempts of one task never run side
+   * by side.
+   */
+  private readonly ending = new Map<string, Promise<unknown>>();
   private readonly impure = new Map<string, number>();
   private outstanding = 0;
   private accepting = true;
@@ -412,6 +418,12 @@ export class Executor implements AsyncDisposable {
   }
 
   private onReady(slot: TaskSlot): void {
+    const before = this.ending.size === 0 ? undefined : this.ending.get(slot.id);
+    if (before !== undefined) {
+      const again = (): void => this.onReady(slot);
+      void before.then(again, again); // after its release (see stopAttempt), which was chained first
+      return;
+    }
     const due = this.notBefore.size === 0 ? undefined : this.notBefore.get(slot.id);
     if (due !== undefined) {
       this.notBefore.delete(slot.id);
@@ -659,11 +671,15 @@ export class Executor implements AsyncDisposable {
       attempt.group.admission.release(attempt);
       return;
     }
+    const { id } = attempt.entry;
+    const ended = attempt.ended;
+    this.ending.set(id, ended);
     const release = (): void => {
+      if (this.ending.get(id) === ended) this.ending.delete(id);
       attempt.group.admission.release(attempt);
       this.pump();
     };
-    void attempt.ended.then(release, release);
+    void ended.then(release, release);
   }
 
   /** @internal */

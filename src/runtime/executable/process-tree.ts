@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { closeSync, openSync, readSync, readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { sleep } from '../../util';
 import { hasMark, withMark, type MarkTest } from './marks';
 import { markInterrupted } from '../interrupt';
@@ -335,6 +336,9 @@ function signalTree(root: TreeRoot | undefined, members: ReadonlyMap<number, str
   }
 }
 
+/** ms after SIGKILL that `endMembers` waits for the processes it signalled to be gone (the spawner's sweep: 60 s) */
+const UNKILLABLE_MS = 60_000;
+
 /** True while the leader's process group has a member (one cheap syscall; no /proc scan). */
 export function groupAlive(root: TreeRoot): boolean {
   if (!rootIsOurs(root)) return false;
@@ -373,6 +377,9 @@ async function endMembers(root: TreeRoot | undefined, scan: MemberScan, graceSec
     await sleep(Math.min(10 * (round + 1), 100));
     members = treeMembers(root, members, scan);
     if (members.size === 0 && (hasProc || root === undefined || !groupAlive(root))) return;
+    // what SIGKILL has not ended in a minute it will not (another user's process, one stuck in the kernel): the cores
+    // held for the tree (Job.holdUntil) and the shutdown wait no longer, as the spawner's own sweep gives up then
+    if (Date.now() - deadline > UNKILLABLE_MS) return;
     if (!killed && Date.now() >= deadline) killed = true;
     if (killed) {
       signalTree(root, members, 'SIGKILL');
@@ -417,7 +424,12 @@ function installExitHooks(): void {
       const spawners = [...interruptHooks].map((hook) => hook().catch(() => undefined));
       void Promise.all(spawners)
         .then(() => Promise.all([...live].map((t) => t.kill())))
-        .finally(() => process.kill(process.pid, signal));
+        .finally(() => {
+          process.kill(process.pid, signal);
+          // still here: the signal is ignored (this is PID 1 of a container, or a handler added since kept it), and
+          // this process, its work ended and nothing more to start (interrupt.ts), must not linger
+          setTimeout(() => process.exit(128 + (constants.signals[signal] ?? 0)), 1000).unref();
+        });
     };
     handlers.set(signal, handler);
     process.on(signal, handler);
