@@ -170,6 +170,32 @@ describe('processes(): ending process trees', () => {
     },
   );
 
+  it('a driver that is PID 1 (of a container), where its re-raised signal is ignored, exits all the same', async () => {
+    // it used to go on, its tasks neither started nor settled, and end with code 0 once nothing kept it alive
+    const { root } = await setup();
+    const started = join(root, 'started');
+    const script = join(root, 'driver.js');
+    const dist = JSON.stringify(join(__dirname, '..', 'dist', 'src', 'node'));
+    writeFileSync(
+      script,
+      `const { executable, executor, launch, memoryStore, openWorkflow } = require(${dist} + '/auto.js');
+       const { processes } = require(${dist} + '/index.js');
+       void (async () => {
+         const wf = await openWorkflow({ store: memoryStore() });
+         const ex = executor(launch(wf, processes({ root: ${JSON.stringify(root)}, gracePeriod: 0.3 })));
+         const script = 'echo $$ > ${started}; sleep 100';
+         void ex.submit(executable(['bash', '-c', script])).then(undefined, () => undefined);
+       })();`,
+    );
+    // unshare (util-linux; root) starts it as PID 1 of a PID namespace of its own
+    const box = spawn('unshare', ['--fork', '--pid', '--mount-proc', process.execPath, script], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => box.once('exit', (code) => resolve(code)));
+    await waitFor(() => textOf(started), 'the program to start', 30_000);
+    const [driver] = readFileSync(`/proc/${box.pid}/task/${box.pid}/children`, 'utf8').trim().split(' ').map(Number);
+    process.kill(driver!, 'SIGTERM');
+    expect(await exited).toBe(143);
+  });
+
   it('interrupted while its spawner starts a program, it exits only once that program is ended', async () => {
     const d = await blockedDriver();
     try {

@@ -428,7 +428,7 @@ function installExitHooks(): void {
           process.kill(process.pid, signal);
           // still here: the signal is ignored (this is PID 1 of a container, or a handler added since kept it), and
           // this process, its work ended and nothing more to start (interrupt.ts), must not linger
-          setTimeout(() => process.exit(128 + (constants.signals[signal] ?? 0)), 1000).unref();
+          setTimeout(() => process.exit(128 + (constants.signals[signal] ?? 0)), 1000);
         });
     };
     handlers.set(signal, handler);
