@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { firstValueFrom } from 'rxjs';
+import { Observable, firstValueFrom } from 'rxjs';
 import { AgentProtocolError, NodeFailureError, UnknownTaskError, UnsatisfiableRequirementsError } from 'scalems';
 import type { AttemptData } from '../src/runtime/remote/attempt-data';
 import { runAgent } from '../src/runtime/slurm/agent';
@@ -148,6 +148,40 @@ describe('slurm() agents, with a stand-in for srun', () => {
       const mine = lines.filter((l) => l.endsWith(node)).map((l) => l[0]);
       expect(mine.join('')).toMatch(/^(\+-)+$/);
     }
+  });
+
+  it('gives the nodes of a stopped job step of its own back only once the step has ended', async () => {
+    let stepped = false;
+    let ended!: () => void;
+    const step = new Observable<unknown>(() => {
+      stepped = true;
+      return () => undefined;
+    });
+    const wide = pool
+      .wide(
+        4,
+        { cores: 4, gpus: 0, memoryMB: 0 },
+        (_placement, holdUntil) =>
+          // as runStep does: stopped while it runs, it says when Slurm has ended it
+          new Observable<unknown>((subscriber) => {
+            const work = step.subscribe(subscriber);
+            return () => {
+              work.unsubscribe();
+              holdUntil(new Promise<void>((resolve) => (ended = resolve)));
+            };
+          }),
+      )
+      .subscribe();
+    await until(() => stepped);
+    wide.unsubscribe();
+    let done = false;
+    const after = firstValueFrom(
+      pool.attempt({ cores: 1, gpus: 0, memoryMB: 0 }, 'after-wide', fn('slurm.add', [1, 2], 'after-wide'), undefined),
+    ).then((v) => ((done = true), v));
+    await sleep(500);
+    expect(done).toBe(false);
+    ended();
+    await expect(after).resolves.toMatchObject({ sum: 3 });
   });
 
   it('fails at once what fits no node, naming the figures', async () => {

@@ -412,6 +412,34 @@ describeWithService(['slurm', 'mpi'], 'slurm() agents: where a task wider than a
   }, 120_000);
 });
 
+describeWithService('slurm', 'slurm() agents: a stopped task of its own step', () => {
+  it('the nodes of a wide step stopped at its walltime take no agent work until Slurm has ended the step', async () => {
+    const wf = await openWorkflow({ name: 'agents-wide-stop', store: memoryStore() });
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-wide-stop-'));
+    const rt = launch(wf, slurm({ root: dir, gracePeriod: 2, launcher: 'srun', address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 2, nodes: 2 } });
+      // both ranks ignore SIGTERM: the step ends only at the SIGKILL after its 2 s of grace
+      const wide = ex.submit(
+        executable(['bash', '-c', `echo $$ > ${dir}/rank.$SLURM_PROCID; trap "" TERM; sleep 100 & wait`], {
+          requirements: { ranks: 2, walltime: 1 },
+        }),
+      );
+      const ranks = (): string[] => ['0', '1'].map((r) => read(join(dir, `rank.${r}`))?.trim() ?? '');
+      await until(() => ranks().every((pid) => pid !== ''));
+      // queued behind the step, for the agents' one core on each node
+      const check = `for p in ${ranks().join(' ')}; do kill -0 $p 2>/dev/null && echo beside && exit; done; echo alone`;
+      const after = [0, 1].map((i) => ex.submit(executable(['sh', '-c', check], { key: `after${i}` })));
+      await expect(wide).rejects.toThrow(/exceeded its walltime/);
+      const seen = await Promise.all(after.map(async (t) => (await readText((await t).stdout)).trim()));
+      expect(seen).toEqual(['alone', 'alone']);
+    } finally {
+      await rt.shutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describeWithService(['slurm', 'mpi'], 'examples/slurm-ensemble.ts on the agents', () => {
   it('runs a mixed ensemble as a user would: members on both nodes, scored by functions, a 4-rank MPI program over both', async () => {
     const root = join(__dirname, '..');

@@ -390,12 +390,19 @@ export class AgentPool {
   /**
    * A task of `ranks` ranks that is a job step of its own: subscribing waits until nodes have its cores free, takes
    * them from what the agents may use, and subscribes to `step` with the placement; they are given back when it ends.
+   * A step stopped while it runs says, through the `holdUntil` it is given, when Slurm has ended it: its nodes' places
+   * are given back then, not at the stop, so no attempt of the agents starts there beside the step still ending.
    */
-  wide(ranks: number, need: Footprint, step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
+  wide(
+    ranks: number,
+    need: Footprint,
+    step: (placement: Placement, holdUntil: (ended: Promise<unknown>) => void) => Observable<unknown>,
+  ): Observable<unknown> {
     return new Observable<unknown>((subscriber) => {
       let held: Picked | undefined;
       let stopped = false;
       let work: Subscription | undefined;
+      let ending: Promise<unknown> | undefined;
       const places = this.places;
       const never = (): Error | undefined =>
         places.spread(ranks, need, 'capacity') !== undefined
@@ -407,7 +414,8 @@ export class AgentPool {
           held = picked;
           if (stopped) return places.giveBack(picked);
           const perNode = Math.ceil(ranks / picked.length);
-          work = step({ nodes: picked.map(([a]) => a.node), ranksPerNode: perNode }).subscribe(subscriber);
+          const placement = { nodes: picked.map(([a]) => a.node), ranksPerNode: perNode };
+          work = step(placement, (ended) => (ending = ended)).subscribe(subscriber);
         },
         (err: unknown) => {
           if (!stopped) subscriber.error(err);
@@ -416,8 +424,13 @@ export class AgentPool {
       return () => {
         stopped = true;
         work?.unsubscribe();
-        if (held === undefined) withdraw();
-        else places.giveBack(held);
+        if (held === undefined) return withdraw();
+        const picked = held;
+        if (ending === undefined || this.closed) return places.giveBack(picked);
+        const giveBack = (): void => {
+          if (!this.closed) places.giveBack(picked);
+        };
+        ending.then(giveBack, giveBack);
       };
     });
   }

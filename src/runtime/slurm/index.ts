@@ -163,7 +163,9 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         run: (job) =>
           agents === undefined
             ? runStep(job, alloc, ctx, names, check, grace)
-            : agents.run(job, launcher, (placement) => runStep(job, alloc, ctx, names, check, grace, placement)),
+            : agents.run(job, launcher, (placement, hold) =>
+                runStep(job, alloc, ctx, names, check, grace, { placement, hold }),
+              ),
         close: async () => {
           await agents?.close();
           await alloc.release();
@@ -254,9 +256,9 @@ function allocationNodes(alloc: Allocation): Promise<readonly AllocatedNode[]> {
 }
 
 /**
- * One attempt of a task as one job step of the allocation. `placement` pins its ranks to nodes of the allocation
- * (see `Placement`); without it Slurm places them, or for the mpirun launcher, one node if one can hold the task,
- * else `spreadPlacement`.
+ * One attempt of a task as one job step of the allocation. `pinned.placement` pins its ranks to nodes of the
+ * allocation (see `Placement`); without it Slurm places them, or for the mpirun launcher, one node if one can hold the
+ * task, else `spreadPlacement`. `pinned.hold` is told, as the job is, when a step stopped while it runs has ended.
  */
 export function runStep(
   job: Job,
@@ -265,7 +267,7 @@ export function runStep(
   names: Set<string>,
   check: (req: TaskRequirements, where: string, kind: 'function' | 'executable') => void,
   grace: number,
-  placement?: Placement,
+  pinned?: { placement: Placement; hold: (ended: Promise<unknown>) => void },
 ): Observable<unknown> {
   let step: RunningStep | undefined;
   let ended = false;
@@ -279,7 +281,7 @@ export function runStep(
       let outcome: StepOutcome;
       let plan: StepPlan;
       try {
-        const target: StepTarget = { jobId, name, nodes: () => allocationNodes(alloc), placement };
+        const target: StepTarget = { jobId, name, nodes: () => allocationNodes(alloc), placement: pinned?.placement };
         plan =
           job.kind === 'executable'
             ? await planExecutable(job, ctx, where, target)
@@ -313,6 +315,7 @@ export function runStep(
       const cancelled = step.cancel(grace);
       alloc.track(cancelled);
       job.holdUntil?.(cancelled);
+      pinned?.hold(cancelled);
     },
   );
 }

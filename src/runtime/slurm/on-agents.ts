@@ -62,7 +62,11 @@ export class AgentMode {
    * allocation (an MPI program whose ranks need several) or srun is to launch its ranks, as a job step of its own
    * (`step`), pinned to nodes whose cores the agents then leave to it.
    */
-  run(job: Job, launcher: 'mpirun' | 'srun', step: (placement: Placement) => Observable<unknown>): Observable<unknown> {
+  run(
+    job: Job,
+    launcher: 'mpirun' | 'srun',
+    step: (placement: Placement, holdUntil: (ended: Promise<unknown>) => void) => Observable<unknown>,
+  ): Observable<unknown> {
     const need: Footprint = footprint(job.requirements);
     return defer(() => from(this.ready())).pipe(
       switchMap(() =>
