@@ -20,7 +20,7 @@ import {
 } from '../src/runtime/slurm/agent-protocol';
 import { AgentPool } from '../src/runtime/slurm/agents';
 import { agentCommand } from '../src/runtime/slurm/on-agents';
-import { parentOf } from './support/work';
+import { parentOf, spawnersOf } from './support/work';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
 const FAKE_SRUN = join(__dirname, 'fixtures', 'slurm', 'fake-srun.sh');
@@ -558,6 +558,64 @@ describe('the agent, with a stand-in driver', () => {
     expect(statSync(copy).size).toBe(size);
     cancel(socket, 'blocker');
     await next('done');
+    await farewell(agent, dir);
+  }, 30_000);
+
+  it('a program stopped before its spawner said it started keeps its core until it has exited', async () => {
+    const agent = await connected();
+    const { socket, next } = agent;
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-unknown-start-'));
+    const before = new Set(spawnersOf());
+    socket.write(line({ t: 'run', key: 'warm', data: sh('true', 'warm', dir) }));
+    expect(await next('done')).toMatchObject({ key: 'warm', ok: true });
+    const [spawner] = spawnersOf().filter((pid) => !before.has(pid));
+    // held (SIGSTOP) before it reads the start: stopped meanwhile, the program is not known to have started; it then
+    // starts, ignores SIGTERM, and ends at the SIGKILL after its grace of 1 s
+    process.kill(spawner!, 'SIGSTOP');
+    try {
+      socket.write(
+        line({ t: 'run', key: 'first', data: sh(`echo $$ > pid; trap "" TERM; sleep 100 & wait`, 'first', dir) }),
+      );
+      await sleep(300);
+      cancel(socket, 'first');
+      const check = `sleep 0.3; { kill -0 $(cat ${dir}/wf/tasks/first/attempt-1/pid) 2>/dev/null && echo beside || echo alone; }`;
+      socket.write(line({ t: 'run', key: 'next', data: sh(`${check} > ${dir}/seen`, 'next', dir) }));
+      await sleep(300);
+    } finally {
+      process.kill(spawner!, 'SIGCONT');
+    }
+    const done = [await next('done'), await next('done')];
+    expect(done).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ key: 'first', ok: false }),
+        expect.objectContaining({ key: 'next', ok: true }),
+      ]),
+    );
+    expect(readFileSync(join(dir, 'seen'), 'utf8').trim()).toBe('alone');
+    await farewell(agent, dir);
+  }, 30_000);
+
+  it('a function stopped while it runs keeps its core until its thread has ended it', async () => {
+    const agent = await connected();
+    const { socket, next } = agent;
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-agent-function-stop-'));
+    const beat = join(dir, 'beat');
+    socket.write(line({ t: 'run', key: 'f', data: fn('slurm.ignoreCancel', [beat, 60_000], 'f') }));
+    await until(() => existsSync(beat));
+    // waiting for the core; once it starts, whether the function still beats (it does until its thread is ended,
+    // a second after the stop)
+    const check = `a=$(cat ${beat}); sleep 0.3; [ "$a" = "$(cat ${beat})" ] && echo alone || echo beside`;
+    socket.write(line({ t: 'run', key: 'next', data: sh(`{ ${check}; } > ${dir}/seen`, 'next', dir) }));
+    await sleep(200);
+    cancel(socket, 'f');
+    const done = [await next('done'), await next('done')];
+    expect(done).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ key: 'f', ok: false }),
+        expect.objectContaining({ key: 'next', ok: true }),
+      ]),
+    );
+    expect(readFileSync(join(dir, 'seen'), 'utf8').trim()).toBe('alone');
     await farewell(agent, dir);
   }, 30_000);
 

@@ -159,7 +159,10 @@ export function runLocalExecutable<G>(
       if (t === undefined) return notStarted(); // stopped or withdrawn before it started
       tree = t;
       if (stopped()) {
+        // stopped before it was known to have started: its cores stay held here until it has exited, as a running
+        // one's do (the teardown left them to this)
         end(t);
+        await t.exited.catch(() => undefined);
         return undefined;
       }
       let exit;
@@ -188,11 +191,15 @@ export function runLocalExecutable<G>(
         job.holdUntil?.(end(tree, told));
         return;
       }
-      leave();
-      // handed to the spawner, not known to have started: held until the spawner says (then ended, if it started)
+      // handed to the spawner, not known to have started: held until the spawner says (then ended, if it started).
+      // Its core here is left by `work` then, once dropped or exited; a ticket still in line leaves it now (it is not
+      // to start)
       if (tree === undefined && spawning !== undefined) {
+        if (ticket !== undefined && !ticket.granted && !ticket.named) leave();
         job.holdUntil?.(spawning.tree.then((t) => (t?.running === true ? end(t, told) : undefined)).catch(() => {}));
+        return;
       }
+      leave();
     },
   );
 }

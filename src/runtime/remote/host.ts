@@ -330,8 +330,8 @@ export class TaskHost {
 }
 
 /**
- * A function attempt that starts once the gate grants its cores, and gives them back when it ends; withdrawn while
- * it waits, it ends with `AttemptWithdrawn`.
+ * A function attempt that starts once the gate grants its cores, and gives them back when it ends (stopped, once its
+ * run has ended: the threads say so through `holdUntil`); withdrawn while it waits, it ends with `AttemptWithdrawn`.
  */
 function gated(
   gate: CoreGate,
@@ -343,8 +343,22 @@ function gated(
     const ticket = gate.enter(footprint(job.requirements).cores);
     let work: Subscription | undefined;
     let closed = false;
+    /** what goes on after it was stopped (its run in the thread, until it returns or the thread is ended) */
+    let ending: Promise<unknown> | undefined;
+    const held: Job = {
+      ...job,
+      holdUntil: (ended) => {
+        job.holdUntil?.(ended);
+        ending = ended;
+      },
+    };
     const start = (): void => {
-      if (!closed) work = functions.run(job).subscribe(subscriber);
+      if (closed) return;
+      work = functions.run(held).subscribe({
+        next: (v) => subscriber.next(v),
+        error: (e: unknown) => subscriber.error(e),
+        complete: () => subscriber.complete(),
+      });
     };
     withdrawable(() => {
       if (closed || ticket.granted) return Promise.resolve(false);
@@ -358,7 +372,9 @@ function gated(
     return () => {
       closed = true;
       work?.unsubscribe();
-      gate.leave(ticket);
+      if (ending === undefined) return gate.leave(ticket);
+      const leave = (): void => gate.leave(ticket);
+      ending.then(leave, leave);
     };
   });
 }

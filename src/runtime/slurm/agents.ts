@@ -415,7 +415,13 @@ export class AgentPool {
           if (stopped) return places.giveBack(picked);
           const perNode = Math.ceil(ranks / picked.length);
           const placement = { nodes: picked.map(([a]) => a.node), ranksPerNode: perNode };
-          work = step(placement, (ended) => (ending = ended)).subscribe(subscriber);
+          // its own subscription (not `subscriber`'s: its teardown would then run after this one's, too late to say
+          // when the step ends)
+          work = step(placement, (ended) => (ending = ended)).subscribe({
+            next: (v) => subscriber.next(v),
+            error: (e: unknown) => subscriber.error(e),
+            complete: () => subscriber.complete(),
+          });
         },
         (err: unknown) => {
           if (!stopped) subscriber.error(err);
