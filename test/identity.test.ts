@@ -59,6 +59,16 @@ describe('task identity', () => {
     expect(await Promise.all([r1, r2, i1, i2])).toEqual([6, 6, 6, 6]);
   });
 
+  it('{ pure: false } on two executors of one workflow makes two tasks, numbered in the workflow', async () => {
+    const rt = launch(await openWorkflow({ store: memoryStore() }), inProcess());
+    let draws = 0;
+    const draw = defineTask('identity-test.draw', async () => ++draws);
+    const [a, b] = [executor(rt), executor(rt)].map((e) => e.submit({ ...call(draw), pure: false }));
+    expect(b).not.toBe(a);
+    expect(b!.id).not.toBe(a!.id);
+    expect((await Promise.all([a, b])).sort()).toEqual([1, 2]);
+  });
+
   it('upstream tasks enter the identity by id, not by value', () => {
     const up1 = ex.submit({ ...call(double, 5), key: 'u1' });
     const up2 = ex.submit({ ...call(double, 5), key: 'u2' });
@@ -93,6 +103,23 @@ describe('task identity', () => {
     expect(a.id).not.toBe(ex.submit(keys, {}).id);
     expect(await a).toBe('{"__proto__":1}');
     expect(await ex.submit(keys, nested)).toBe('{"__proto__":{"a":1},"x":2}');
+  });
+
+  it('symbols, typed arrays and invalid Dates as arguments (memory store): each its own task, none a raw error', async () => {
+    const show = async (...xs: unknown[]): Promise<string> => xs.map(String).join('|');
+    // before: every symbol was the same task (served the first one's result)
+    const [a, b, c, d] = [Symbol('a'), Symbol('b'), Symbol.for('c'), Symbol.for('d')].map((x) => ex.submit(show, x));
+    expect(new Set([a, b, c, d].map((t) => t!.id)).size).toBe(4);
+    expect(await Promise.all([a, b, c, d])).toEqual(['Symbol(a)', 'Symbol(b)', 'Symbol(c)', 'Symbol(d)']);
+    expect(ex.submit(show, Symbol.for('c')).id).toBe(c!.id);
+    // before: their bytes were not delimited, so two argument lists could make one text
+    const u8 = (text: string): Uint8Array => new TextEncoder().encode(text);
+    const one = ex.submit(show, u8('a'), u8('b'));
+    const two = ex.submit(show, u8('a),Uint8Array(b'));
+    expect(two.id).not.toBe(one.id);
+    expect(ex.submit(show, new Uint8Array([1]).buffer).id).not.toBe(ex.submit(show, new Uint8Array([1, 1]).buffer).id);
+    // before: a raw RangeError (Invalid time value) at submit
+    expect(await ex.submit(show, new Date('not a date'))).toBe('Invalid Date');
   });
 
   it('arguments nested too deep, or containing themselves: UnserializableValueError saying which it may be', () => {

@@ -77,6 +77,9 @@ export interface ExecutorOptions {
 
 let executors = 0;
 
+/** How many `{ pure: false }` submissions of each work each workflow has had (the n-th is keyed `#n`). */
+const impureCounts = new WeakMap<Workflow, Map<string, number>>();
+
 /**
  * A scope of homogeneous requirements on a runtime, like `concurrent.futures.Executor`: tasks submitted
  * to it run on its backend within its capacity. Disposing it (`await using`) is `shutdown({ wait: false })`:
@@ -112,7 +115,6 @@ export class Executor implements AsyncDisposable {
    * by side.
    */
   private readonly ending = new Map<string, Promise<unknown>>();
-  private readonly impure = new Map<string, number>();
   private outstanding = 0;
   private accepting = true;
   /** a pump is due after the current synchronous work (see `pumpSoon`) */
@@ -248,8 +250,11 @@ export class Executor implements AsyncDisposable {
     const content = this.workers.list[0]!.backend.identity?.(spec) ?? '';
     let id = taskId(spec, encoded.canonical, fnId, content);
     if (spec.pure === false && spec.key === undefined) {
-      const n = (this.impure.get(id) ?? 0) + 1;
-      this.impure.set(id, n);
+      // numbered per workflow: the same work submitted impure on two of its executors is two tasks
+      let impure = impureCounts.get(wf);
+      if (impure === undefined) impureCounts.set(wf, (impure = new Map()));
+      const n = (impure.get(id) ?? 0) + 1;
+      impure.set(id, n);
       id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fnId, content);
     }
     const entry = entryOf(wf, id);
