@@ -51,9 +51,11 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
     case 'string':
       return JSON.stringify(value);
     case 'symbol':
+      if (state !== undefined) state.portable = false;
+      return `~${symbolToken(value)}`;
     case 'function':
       if (state !== undefined) state.portable = false;
-      return `~${token(value as object | symbol)}`;
+      return `~${token(value)}`;
   }
   if (value === null) return 'z';
   if (isTaskHandle(value)) return `T${value.id}`;
@@ -63,12 +65,13 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
     for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonical(value[i], state);
     return `${text}]`;
   }
-  if (value instanceof Date) return `D${value.toISOString()}`;
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'D?' : `D${value.toISOString()}`;
+  // bytes are any characters: their count first tells where they end
   if (ArrayBuffer.isView(value)) {
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    return `${value.constructor.name}(${bytesToLatin1(bytes)})`;
+    return `${value.constructor.name}${bytes.length}(${bytesToLatin1(bytes)})`;
   }
-  if (value instanceof ArrayBuffer) return `AB(${bytesToLatin1(new Uint8Array(value))})`;
+  if (value instanceof ArrayBuffer) return `AB${value.byteLength}(${bytesToLatin1(new Uint8Array(value))})`;
   if (value instanceof Map)
     return `M{${[...value].map(([k, v]) => `${canonical(k, state)}:${canonical(v, state)}`).join(',')}}`;
   if (value instanceof Set) return `S{${[...value].map((v) => canonical(v, state)).join(',')}}`;
@@ -85,8 +88,19 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
 /** A number that stands for this object (or function) in this process, the same each time. */
 export const objectToken = (value: object): number => token(value);
 
-function token(value: object | symbol): number {
-  if (typeof value === 'symbol') return -1;
+/** A text that stands for this symbol in this process: a registered one's key, else a number of its own. */
+function symbolToken(value: symbol): string {
+  const registered = Symbol.keyFor(value);
+  if (registered !== undefined) return `s${JSON.stringify(registered)}`;
+  let t = symbolTokens.get(value);
+  if (t === undefined) symbolTokens.set(value, (t = nextToken++));
+  return String(t);
+}
+
+/** (kept for the life of the process, as symbols in task arguments are rare) */
+const symbolTokens = new Map<symbol, number>();
+
+function token(value: object): number {
   let t = identityTokens.get(value);
   if (t === undefined) identityTokens.set(value, (t = nextToken++));
   return t;
