@@ -366,6 +366,20 @@ export function storeConformance(
       expect(await store.get('k')).toBe('before');
     });
 
+    test('refuses a value nested deeper than 1000 levels, which JSON could not write or read back', async () => {
+      const nest = (levels: number): unknown => {
+        let v: unknown = 0;
+        for (let i = 0; i < levels; i++) v = Object.freeze([v]);
+        return v;
+      };
+      await store.set('ok', nest(1_000));
+      expect(JSON.stringify(await store.get('ok'))).toBe(JSON.stringify(nest(1_000)));
+      const error = await store.set('k', nest(2_500)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UnstorableValueError);
+      expect((error as Error).message).toMatch(/nests deeper than 1000 levels; flatten it/);
+      expect(await store.get('k')).toBeUndefined();
+    });
+
     test('refuses a value nested too deeply to walk, instead of crashing', async () => {
       let deep: unknown = 0;
       for (let i = 0; i < 200_000; i++) deep = [deep];

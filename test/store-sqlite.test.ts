@@ -10,6 +10,7 @@ import type { TaskRecord } from '../src/store/state';
 import { STALE_INVALID_MS } from '../src/store/lock';
 import type { Store } from '../src/store/store';
 import { decodeRecord, encodeRecordBody, isEncodedRecord } from '../src/store/record-codec';
+import { readRecords } from '../src/cli/locate';
 import { defineTask, executor, inProcess, launch, openWorkflow } from 'scalems';
 
 let dir: string;
@@ -176,6 +177,36 @@ describe('sqliteStore file format', () => {
     } finally {
       await again.close();
     }
+  });
+
+  test('a result nested too deep to write fails its task; the records of the others are all written', async () => {
+    const nest = defineTask('store-sqlite.nest', async (levels: number) => {
+      let v: unknown = 0;
+      for (let i = 0; i < levels; i++) v = [v];
+      return v;
+    });
+    const wf = await openWorkflow({ store: sqliteStore(file), name: 'deep' });
+    const ex = executor(launch(wf, inProcess()));
+    try {
+      const before = [1, 2, 3].map((n) => ex.submit(nest, n));
+      await Promise.all(before);
+      await expect(ex.submit(nest, 2_500)).rejects.toThrow(/nests deeper than 1000 levels/);
+      const after = [4, 5, 6].map((n) => ex.submit(nest, n));
+      await Promise.all(after);
+      await wf.flushed();
+    } finally {
+      await wf.close();
+    }
+    const states = (await readRecords(file)).map((r) => [r.args[0], r.state]);
+    expect(states.sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+      [1, 'succeeded'],
+      [2, 'succeeded'],
+      [3, 'succeeded'],
+      [4, 'succeeded'],
+      [5, 'succeeded'],
+      [6, 'succeeded'],
+      [2_500, 'failed'],
+    ]);
   });
 
   test('an encoded record that does not decode is damage, named by its key', async () => {

@@ -8,7 +8,7 @@ import { UnstorableValueError } from '../errors';
  * `Object.prototype` of any realm, or `null`) whose values are again storable.
  *
  * Refused with {@link UnstorableValueError} naming the key and the path (`task:abc.result.data[3]`):
- * functions, symbols, bigints, `NaN` / `±Infinity`, `undefined` as the whole value or as an array
+ * values nested deeper than 1 000 levels, functions, symbols, bigints, `NaN` / `±Infinity`, `undefined` as the whole value or as an array
  * element, array holes, objects with symbol keys, cycles, and every non-plain object (Date, Map, Set,
  * RegExp, Error, typed arrays, Buffer, boxed primitives, class instances) — JSON would silently drop,
  * change or throw on each of these, so the value read back would not be the value written.
@@ -44,6 +44,13 @@ export function toStorableJson(key: string, value: unknown): string {
 
 type Segment = string | number;
 
+/**
+ * How deep a stored value may nest (as task arguments may: identity.ts). Deeper, writing it could exhaust the stack in
+ * `JSON.stringify` (on frozen results from about 2 500 levels), and reading it back in `JSON.parse`: the whole batch
+ * of records it is written with would fail, and every later one with it.
+ */
+const MAX_STORED_DEPTH = 1_000;
+
 function check(value: unknown, key: string, path: Segment[], ancestors: object[]): void {
   switch (typeof value) {
     case 'string':
@@ -69,6 +76,14 @@ function check(value: unknown, key: string, path: Segment[], ancestors: object[]
   }
   if (value === null) return;
   const object = value as object;
+  if (ancestors.length >= MAX_STORED_DEPTH) {
+    refuse(
+      key,
+      path,
+      `nests deeper than ${MAX_STORED_DEPTH} levels`,
+      'flatten it, or store it as a string (JSON.stringify) or a file',
+    );
+  }
   if (ancestors.includes(object)) {
     const at = formatPath(key, path.slice(0, ancestors.indexOf(object)));
     refuse(key, path, `refers back to ${at} (a cycle)`, 'break the cycle, for example by storing an id');
