@@ -135,6 +135,36 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(await catDeck()).toEqual({ text: 'temperature 310\n', served: false });
   });
 
+  it('the environment it is given changed (its env requirement, its worker env): it runs again (unchanged: served)', async () => {
+    const store = join(dir, 'state.sqlite');
+    const printenv = async (
+      worker: Record<string, string> | undefined,
+      env: Record<string, string> | undefined,
+    ): Promise<{ text: string; served: boolean }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'env' });
+      const ex = executor(launch(wf, processes({ root: join(dir, 'runs') })), {
+        worker: { cores: 1, ...(worker !== undefined && { env: worker }) },
+      });
+      const spec = executable(['sh', '-c', 'echo "$A $B"']);
+      const task = ex.submit(env === undefined ? spec : { ...spec, requirements: { env } });
+      const served = task.state === 'succeeded';
+      const text = readFileSync((await task).stdout.$file, 'utf8').trim();
+      await wf.close();
+      return { text, served };
+    };
+    // before: the env requirement and the worker env were left out of the id: each change below was served 'one'
+    expect(await printenv(undefined, { A: 'one' })).toEqual({ text: 'one', served: false });
+    expect(await printenv(undefined, { A: 'one' })).toEqual({ text: 'one', served: true });
+    expect(await printenv(undefined, { A: 'two' })).toEqual({ text: 'two', served: false });
+    expect(await printenv({ B: 'x' }, { A: 'two' })).toEqual({ text: 'two x', served: false });
+    expect(await printenv({ B: 'y' }, { A: 'two' })).toEqual({ text: 'two y', served: false });
+    expect(await printenv({ B: 'y' }, { A: 'two' })).toEqual({ text: 'two y', served: true });
+    // none at all: the id it always had
+    expect(await printenv(undefined, undefined)).toEqual({ text: '', served: false });
+    const ids = new Set((await storedRecords(store)).map((r) => r.id));
+    expect(ids.size).toBe(5);
+  });
+
   it('an input file’s executable bit changed, also inside an input directory: the executable runs again', async () => {
     const store = join(dir, 'state.sqlite');
     const tools = join(dir, 'tools');

@@ -248,14 +248,17 @@ export class Executor implements AsyncDisposable {
     const fnId = functionIdentity(spec.name, fn, !persistent);
     // what else a result depends on (input files) is the backend's, the same for each of its executors
     const content = this.workers.list[0]!.backend.identity?.(spec) ?? '';
-    let id = taskId(spec, encoded.canonical, fnId, content);
+    // and the environment it is given (its env requirement, its worker env): it may change the result as well
+    const env = this.workers.envIdentity(requirements);
+    const extra = env === '' ? content : `${content}\u0001${env}`;
+    let id = taskId(spec, encoded.canonical, fnId, extra);
     if (spec.pure === false && spec.key === undefined) {
       // numbered per workflow: the same work submitted impure on two of its executors is two tasks
       let impure = impureCounts.get(wf);
       if (impure === undefined) impureCounts.set(wf, (impure = new Map()));
       const n = (impure.get(id) ?? 0) + 1;
       impure.set(id, n);
-      id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fnId, content);
+      id = taskId({ ...spec, key: `#${n}` }, encoded.canonical, fnId, extra);
     }
     const entry = entryOf(wf, id);
     if (content !== '') contentAtSubmit.set(entry, content);

@@ -4,6 +4,7 @@
  */
 import { UnsatisfiableRequirementsError } from '../errors';
 import type { TaskSlot } from '../store/slot';
+import { canonical } from '../task/hash';
 import type { TaskSpec } from '../task/spec';
 import { footprint, type NamedWorker, type TaskRequirements, type WorkerRequirements } from '../task/requirements';
 import { Admission, type Need } from './admission';
@@ -99,6 +100,8 @@ export class WorkerGroups {
   /** the sum of the groups' capacities */
   readonly capacity: Capacity;
   private readonly byName = new Map<string, Group>();
+  /** whether a group has a worker `env` (see `envIdentity`) */
+  private readonly workerEnv: boolean;
 
   /** Opens every group's backend executor at once (a Slurm allocation each, requested side by side). */
   constructor(
@@ -135,6 +138,7 @@ export class WorkerGroups {
       throw error;
     }
     this.list = list;
+    this.workerEnv = list.some((g) => g.worker.env !== undefined && Object.keys(g.worker.env).length > 0);
     for (const group of list) this.byName.set(group.name, group);
     let cores = 0;
     let gpus = 0;
@@ -151,6 +155,22 @@ export class WorkerGroups {
 
   get(name: string): Group | undefined {
     return this.byName.get(name);
+  }
+
+  /**
+   * The environment a task of these requirements is given, as part of its identity: its `env` requirement over the
+   * worker `env` of each group it may run on (one text per distinct environment, sorted); '' when all are empty, so
+   * that tasks without an environment keep the ids they always had.
+   */
+  envIdentity(req: TaskRequirements): string {
+    if (req.env === undefined && !this.workerEnv) return '';
+    const { groups } = this.candidates(req);
+    const texts = new Set<string>();
+    for (const group of groups.length > 0 ? groups : this.list) {
+      const env = { ...group.worker.env, ...req.env };
+      if (Object.keys(env).length > 0) texts.add(canonical(env));
+    }
+    return texts.size === 0 ? '' : `env${[...texts].sort().join(';')}`;
   }
 
   /** `"members", "analysis"`: the groups' names, for messages */
