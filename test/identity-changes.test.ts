@@ -8,6 +8,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
   type BigIntStats,
   type StatSyncOptions,
@@ -246,6 +247,21 @@ describe('a resumed run after a change gets fresh results', () => {
     expect(changedInputs(atSubmit, names, deck)).toEqual(['a;b="c".txt', '<stdin>']);
     // an input the text does not name (an upstream output, resolved at run time) is not looked at
     expect(changedInputs(atSubmit, { ...names, upstream: join(dir, 'none') }, undefined)).toEqual(['a;b="c".txt']);
+  });
+
+  it('an input directory with links back into itself: digested at once, and its files still count', () => {
+    const data = join(dir, 'data');
+    mkdirSync(join(data, 'sub'), { recursive: true });
+    writeFileSync(join(data, 'sub', 'f.txt'), 'one');
+    // before: every link was followed again inside each other, 2^64 times over (submit never returned)
+    symlinkSync('.', join(data, 'self'));
+    symlinkSync('..', join(data, 'sub', 'up'));
+    symlinkSync(data, join(data, 'sub', 'top'));
+    const spec = executable(['true'], { inputs: { data } });
+    const first = inputsIdentity(spec, dir);
+    expect(inputsIdentity(spec, dir)).toBe(first);
+    writeFileSync(join(data, 'sub', 'f.txt'), 'two');
+    expect(inputsIdentity(spec, dir)).not.toBe(first);
   });
 
   describe('a large input, whose digest is kept while its stat stays the same', () => {

@@ -10,7 +10,7 @@ import type { TaskSpec } from '../../task/spec';
 
 /** Files up to this size are read again at each submit; larger ones are read again only when their stat changes. */
 const SMALL = 1 << 20;
-/** Directories nested deeper than this (a link loop) are not followed. */
+/** Directories nested deeper than this are not followed. */
 const MAX_DEPTH = 64;
 
 /**
@@ -109,23 +109,31 @@ const unchanged = (a: BigIntStats, b: BigIntStats): boolean =>
  * A digest of what is at `path` (links followed): a file's bytes; a directory's names, kinds and contents,
  * recursively; `missing` if nothing is there. Special files (FIFOs, devices, sockets) are never read.
  */
-function contentDigest(path: string, depth = 0): string {
+function contentDigest(path: string, within: string[] = []): string {
   try {
-    return readDigest(path, depth);
+    return readDigest(path, within);
   } catch (err) {
     // unreadable (EACCES, ...): recorded as such, as a missing file is; the task fails where it is staged
     return `unreadable:${(err as NodeJS.ErrnoException).code ?? 'error'}`;
   }
 }
 
-function readDigest(path: string, depth: number): string {
+/** `within`: the directories (`dev:ino`) this one is inside, from the input down */
+function readDigest(path: string, within: string[]): string {
   const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
   if (stat === undefined) return 'missing';
   if (stat.isDirectory()) {
-    if (depth >= MAX_DEPTH) return 'dir:too-deep';
+    // a link back to a directory it is inside: not followed (two such links would be followed 2^depth times)
+    const self = `${stat.dev}:${stat.ino}`;
+    if (within.includes(self)) return 'dir:loop';
+    if (within.length >= MAX_DEPTH) return 'dir:too-deep';
     const hash = createHash('sha256');
-    for (const name of readdirSync(path).sort())
-      hash.update(`${name}\0${contentDigest(join(path, name), depth + 1)}\0`);
+    within.push(self);
+    try {
+      for (const name of readdirSync(path).sort()) hash.update(`${name}\0${contentDigest(join(path, name), within)}\0`);
+    } finally {
+      within.pop();
+    }
     return `dir:${hash.digest('hex').slice(0, 32)}`;
   }
   if (!stat.isFile()) return `special:${stat.mode.toString(8)}`;
