@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
+import { StoreAccessError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
 import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
 import { FOLD_MIN_ROWS, IDLE_FOLD_MS, SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
 import type { TaskRecord } from '../src/store/state';
@@ -313,6 +313,48 @@ describe('sqliteStore lock', () => {
     await first.set('a', 1);
     await first.close();
     expect(await openStore(file).get('a')).toBe(1);
+  });
+
+  test('is the same lock whichever symbolic link the store is opened by; a store with hard links is refused', async () => {
+    const first = openStore(file);
+    await first.set('a', 1);
+    const dirLink = path.join(os.tmpdir(), `scalems-sqlite-link-${process.pid}`);
+    fs.symlinkSync(dir, dirLink);
+    try {
+      fs.symlinkSync(file, path.join(dir, 'link.sqlite'));
+      // before: each name had its own lock file, so both opens were taken: two writers of one store
+      for (const name of [path.join(dir, 'link.sqlite'), path.join(dirLink, 'state.sqlite')]) {
+        const error = thrown(() => openStore(name));
+        expect(error).toBeInstanceOf(StoreLockedError);
+        expect(error.message).toMatch(/already open in this process/);
+      }
+      await first.close();
+      fs.linkSync(file, path.join(dir, 'hard.sqlite'));
+      for (const name of [file, path.join(dir, 'hard.sqlite')]) {
+        const error = thrown(() => openStore(name));
+        expect(error).toBeInstanceOf(StoreAccessError);
+        expect(error.message).toMatch(/has 2 hard links.*Nothing was changed: remove the other names/);
+      }
+      fs.rmSync(path.join(dir, 'hard.sqlite'));
+      expect(await openStore(path.join(dir, 'link.sqlite')).get('a')).toBe(1);
+    } finally {
+      fs.rmSync(dirLink);
+    }
+  });
+
+  test('a link to a store yet to be made makes it where the link points, and a missing directory is named', async () => {
+    fs.mkdirSync(path.join(dir, 'real'));
+    fs.symlinkSync(path.join(dir, 'real', 'made.sqlite'), path.join(dir, 'dangling.sqlite'));
+    const store = openStore(path.join(dir, 'dangling.sqlite'));
+    await store.set('a', 1);
+    await store.close();
+    expect(fs.lstatSync(path.join(dir, 'dangling.sqlite')).isSymbolicLink()).toBe(true);
+    expect(fs.statSync(path.join(dir, 'real', 'made.sqlite')).isFile()).toBe(true);
+    fs.symlinkSync(path.join(dir, 'gone'), path.join(dir, 'to-nowhere'));
+    // before: a raw ENOENT from mkdir
+    const error = thrown(() => openStore(path.join(dir, 'to-nowhere', 'w', 'state.sqlite')));
+    expect(error).toBeInstanceOf(StoreAccessError);
+    expect(error.message).toMatch(/is not there, and could not be made \(a dangling symbolic link\?\)/);
   });
 
   test('a lock held on another host is not taken over, and the message says what to do', () => {

@@ -54,6 +54,7 @@ export function accessFailure(error: unknown, file: string, doing: string): unkn
     EACCES: 'permission denied',
     EPERM: 'operation not permitted',
     ELOOP: 'too many symbolic links',
+    ENOENT: 'a directory of that path is not there, and could not be made (a dangling symbolic link?)',
     ENAMETOOLONG: 'the path is too long',
     EISDIR: 'a directory is in the way (of the store, or of its lock file <store>.lock)',
   };

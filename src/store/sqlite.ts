@@ -98,14 +98,18 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
     );
   checkOptions('sqliteStore', options, OPTION_RULES);
   sqliteDriver(); // before anything is made: a missing driver throws MissingDependencyError, naming it
-  const dbPath = path.resolve(file);
-  if (options.readonly) return wrap(openStoreReadonly(dbPath, options.verify ?? true), dbPath, undefined);
+  const resolved = path.resolve(file);
+  if (options.readonly) {
+    const dbPath = realStorePath(resolved);
+    return wrap(openStoreReadonly(dbPath, options.verify ?? true), dbPath, undefined);
+  }
   try {
     // only the directories made here get 0700: the store's own directory holds task records and task files
-    fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.dirname(resolved), { recursive: true, mode: 0o700 });
   } catch (error) {
-    throw accessFailure(error, dbPath, 'make the directory of');
+    throw accessFailure(error, resolved, 'make the directory of');
   }
+  const dbPath = realStorePath(resolved);
   let lock: FileLock;
   try {
     lock = acquireFileLock(`${dbPath}.lock`, `The store ${dbPath}`);
@@ -114,6 +118,7 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
   }
   try {
     if (!fs.existsSync(dbPath)) create(dbPath);
+    refuseHardLinks(dbPath);
     const db = openVerified(dbPath, false, options.verify ?? true);
     db.pragma('journal_mode = WAL'); // already so since creation; this restores it if a tool changed it
     db.pragma('synchronous = NORMAL');
@@ -147,6 +152,54 @@ export function openStoreReadonly(file: string, verify = true): Database.Databas
 }
 
 /** Builds the store in a temporary file and renames it into place, so a store file is never half made. */
+/**
+ * The store's path with its symbolic links resolved (also a link to a file yet to be made): the lock `<path>.lock`
+ * is then the same file whichever name a process opens the store by, as SQLite's own -wal and -shm files are.
+ */
+function realStorePath(resolved: string): string {
+  let at = resolved;
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      return fs.realpathSync(at);
+    } catch {
+      // not there (yet): its directory's real path, and the target of the name if it is a dangling link
+    }
+    let target: string | undefined;
+    try {
+      target = fs.readlinkSync(at);
+    } catch {
+      target = undefined;
+    }
+    if (target === undefined) {
+      let dir: string;
+      try {
+        dir = fs.realpathSync(path.dirname(at));
+      } catch {
+        return at; // a directory to be made: what it is, opening says
+      }
+      return path.join(dir, path.basename(at));
+    }
+    at = path.resolve(path.dirname(at), target);
+  }
+  return at;
+}
+
+/**
+ * A store file with other hard links is refused: the lock file (`<path>.lock`) and SQLite's -wal and -shm files go by
+ * the name opened, so two processes opening two of its names would both write it, and SQLite's journal would not
+ * protect it (sqlite.org, "How To Corrupt An SQLite Database File", 2.5).
+ */
+function refuseHardLinks(dbPath: string): void {
+  const links = fs.statSync(dbPath).nlink;
+  if (links > 1)
+    throw new StoreAccessError(
+      `the store ${dbPath} has ${links} hard links (other names for the same file): it is not opened, since the ` +
+        'lock and SQLite journal of one name do not cover the others. Nothing was changed: remove the other ' +
+        'names (find / -samefile <store>), or copy the store (cp) instead of linking it.',
+      dbPath,
+    );
+}
+
 function create(dbPath: string): void {
   const temporary = `${dbPath}.creating-${process.pid}-${randomUUID()}`;
   try {
