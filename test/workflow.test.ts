@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { lastValueFrom, from, toArray } from 'rxjs';
 import {
@@ -37,6 +37,13 @@ function recordingStore(): Store & { batches: Array<Array<readonly [string, unkn
 }
 
 const square = defineTask('workflow-test.square', async (n: number) => n * n);
+
+/** What a process started after this one stopped finds in `store`: its records, in a store of its own. */
+async function restarted(store: Store): Promise<Store> {
+  const copy = memoryStore();
+  await copy.setMany(await store.entries());
+  return copy;
+}
 
 describe('workflow state stream', () => {
   it('emits committed states in batches, with counts per state kept by the reducer', async () => {
@@ -183,7 +190,7 @@ describe('workflow state stream', () => {
     expect(await t).toBe(2);
     await first.flushed();
 
-    const second = await openWorkflow({ store });
+    const second = await openWorkflow({ store: await restarted(store) });
     expect(second.state.counts.succeeded).toBe(1);
     expect(second.labelled('counted')).toBe(t.id);
     const ex2 = executor(launch(second, inProcess()));
@@ -191,6 +198,23 @@ describe('workflow state stream', () => {
     expect(again.id).toBe(t.id);
     expect(await again).toBe(2);
     expect(runs).toBe(1);
+  });
+
+  it('a store is one open workflow’s: a second open of it in this process is refused until the first closes', async () => {
+    const store = memoryStore();
+    const first = await openWorkflow({ store, name: 'first' });
+    // before: taken; both then ran the same tasks, and the first to close closed the store under the other
+    const error = await openWorkflow({ store, name: 'second' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidOptionsError);
+    expect((error as Error).message).toMatch(/store of workflow "first", which is open in this process/);
+    await executor(launch(first, inProcess())).submit(async () => 1);
+    await first.close();
+    const file = join(mkdtempSync(join(tmpdir(), 'scalems-one-store-')), 'state.sqlite');
+    const sqlite = sqliteStore(file);
+    const a = await openWorkflow({ store: sqlite, name: 'a' });
+    await expect(openWorkflow({ store: sqlite, name: 'b' })).rejects.toThrow(InvalidOptionsError);
+    await a.close();
+    rmSync(dirname(file), { recursive: true, force: true });
   });
 
   it('tasks that were in flight when the process stopped run again after reopening', async () => {
@@ -235,7 +259,8 @@ describe('resubmitting restored work', () => {
     await expect(t).rejects.toThrow('not yet');
     await first.flushed();
 
-    const second = await openWorkflow({ store });
+    const secondStore = await restarted(store);
+    const second = await openWorkflow({ store: secondStore });
     expect(second.record(t.id)?.state).toBe('failed');
     const small = executor(launch(second, inProcess()), { worker: { cores: 1 } });
     // same task (requirements are not identity), now impossible: it fails in the commit that submits it
@@ -248,7 +273,8 @@ describe('resubmitting restored work', () => {
       ]),
     ).resolves.toBe('drained');
 
-    const third = await openWorkflow({ store });
+    await second.flushed();
+    const third = await openWorkflow({ store: await restarted(secondStore) });
     failing = false;
     const again = executor(launch(third, inProcess())).submit(flaky, 1);
     expect(await again).toBe(1);

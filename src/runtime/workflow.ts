@@ -164,6 +164,7 @@ export class Workflow extends TaskGraph {
     try {
       await super.close();
     } finally {
+      storesInUse.delete(this.store);
       this.taskEvents?.complete();
       this.log.info('closed');
     }
@@ -194,6 +195,9 @@ export class Workflow extends TaskGraph {
   }
 }
 
+/** The stores of the workflows open in this process, with each one's name. */
+const storesInUse = new WeakMap<Store, string>();
+
 /** Opens (or reopens, restoring every record) a workflow on a store. */
 export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<Workflow> {
   // a misspelt `store` fell back to the default store: on Node, a SQLite file on disk
@@ -201,6 +205,14 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
   const name = options.name === undefined ? 'default' : options.name;
   checkWorkflowName(name);
   const store = options.store ?? (await defaultStoreFactory(name));
+  const holder = storesInUse.get(store);
+  if (holder !== undefined)
+    throw new InvalidOptionsError(
+      `openWorkflow: options.store is the store of workflow "${holder}", which is open in this process: a store ` +
+        'holds one workflow at a time (two would run each other’s tasks again, and the first to close would close ' +
+        'it under the other). Close that workflow first, or give this one a store of its own.',
+    );
+  storesInUse.set(store, name);
   const records: TaskRecord[] = [];
   let recordedName: string | undefined;
   try {
@@ -212,11 +224,17 @@ export async function openWorkflow(options: OpenWorkflowOptions = {}): Promise<W
     }
   } catch (error) {
     // a damaged store: nothing was changed; the workflow owned the store, so it releases it (and its lock)
+    storesInUse.delete(store);
     await store.close().catch(() => undefined);
     throw error;
   }
   // the name it is opened with, for `scalems status` (a store may live anywhere, under any directory name)
-  if (recordedName !== name) await store.set(WORKFLOW_KEY, { name });
+  try {
+    if (recordedName !== name) await store.set(WORKFLOW_KEY, { name });
+  } catch (error) {
+    storesInUse.delete(store);
+    throw error;
+  }
   return new Workflow(name, store, records, options.log);
 }
 
