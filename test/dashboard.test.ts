@@ -411,6 +411,10 @@ describe('who may read the dashboard', () => {
     const wrong = await cli(root, ['serve', '--port', 'abc']);
     expect(wrong.code).toBe(2);
     expect(wrong.err).toContain('--port expects a whole number');
+    // before: taken, and the store was read every millisecond (a timer that long fires at once)
+    const poll = await cli(root, ['serve', path.dirname(file), '--poll', '3000000000']);
+    expect(poll.code).toBe(2);
+    expect(poll.err).toContain('--poll expects 50 to 2147483647 ms, got 3000000000');
     const badToken = await cli(root, ['serve', path.dirname(file), '--token', 'x']);
     expect(badToken.code).toBe(2);
     expect(badToken.err).toMatch(/token: expected at least 16 characters[^]*see `scalems serve --help`/);

@@ -68,6 +68,8 @@ it('--stdout / --stderr print one stream as written; --tail N its last lines', a
   const dir = path.join(root, '.scalems', 'run');
   const stdout = await cli(root, ['logs', dir, ids.hello, '--stdout', '--tail', '2']);
   expect(stdout).toEqual({ code: 0, out: 'line 49\nline 50\n', err: '' });
+  // before: --tail 0 printed the whole stream
+  expect(await cli(root, ['logs', dir, ids.hello, '--stdout', '--tail', '0'])).toEqual({ code: 0, out: '', err: '' });
   const stderr = await cli(root, ['logs', 'hello', '--stderr']);
   expect(stderr.out).toBe('warning: low\n\u001b[2Jred\n'); // not a terminal: the bytes as the program wrote them
 });

@@ -140,6 +140,22 @@ test.each([
     () => submitOn(executor(launch(wf, inProcess())), { settle: 'yes' } as never),
     /settle.*expected true or false/,
   ],
+  // before: null was taken as no options, the options after undefined were dropped, and two option objects too
+  [
+    'submitOn(ex, null)',
+    () => submitOn(executor(launch(wf, inProcess())), null as never),
+    /expected a function or an options object after the executor, got null/,
+  ],
+  [
+    'submitOn(ex, undefined, { setle })',
+    () => submitOn(executor(launch(wf, inProcess())), undefined, { setle: true } as never),
+    /submitOn\(\{ setle \}\): unknown option \(did you mean "settle"\?/,
+  ],
+  [
+    'submitOn(ex, {}, { settle })',
+    () => submitOn(executor(launch(wf, inProcess())), {}, { settle: true } as never),
+    /one options object, after the function if there is one/,
+  ],
   ['sqliteStore(123)', () => sqliteStore(123 as never), /file must be a path .*got 123/],
   ['sqliteStore(file, { verify: "no" })', () => sqliteStore('x.sqlite', { verify: 'no' } as never), /verify/],
 ])('%s: InvalidOptionsError where it is called, naming what it takes', (_, make, why) => {

@@ -101,6 +101,7 @@ export function attemptsIn(taskDir: string): number[] {
  * the last `maxBytes` bytes or so (a log of one endless line is not read whole either). Also `scalems serve`'s.
  */
 export function tailOf(file: string, lines: number, maxBytes = Infinity): string {
+  if (lines <= 0) return ''; // (slice(-0) would be the whole text)
   const fd = fs.openSync(file, 'r');
   try {
     const size = fs.fstatSync(fd).size;

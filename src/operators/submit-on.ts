@@ -71,13 +71,23 @@ export function submitOn(
     throw new InvalidOptionsError(
       `submitOn(executor, ...): executor must be an Executor (from executor(runtime, options)), got ${show(executor)}`,
     );
-  if (fnOrOptions !== undefined && typeof fnOrOptions !== 'function' && typeof fnOrOptions !== 'object')
+  if (
+    fnOrOptions === null ||
+    (fnOrOptions !== undefined && typeof fnOrOptions !== 'function' && typeof fnOrOptions !== 'object')
+  )
     throw new InvalidOptionsError(
       `submitOn(executor, fn?, options?): expected a function or an options object after the executor, got ` +
         show(fnOrOptions),
     );
   const fn = typeof fnOrOptions === 'function' ? fnOrOptions : undefined;
-  const options = (typeof fnOrOptions === 'function' ? maybeOptions : fnOrOptions) ?? {};
+  if (fn === undefined && fnOrOptions !== undefined && maybeOptions !== undefined)
+    throw new InvalidOptionsError(
+      'submitOn(executor, options, options): one options object, after the function if there is one ' +
+        '(submitOn(executor, fn, options), or submitOn(executor, options))',
+    );
+  // submitOn(executor, undefined, options) too: before, those options were dropped
+  const given = fn !== undefined || fnOrOptions === undefined ? maybeOptions : (fnOrOptions as SubmitOnOptions);
+  const options = given === undefined ? {} : given;
   // a misspelt option silently changed the order of the results
   checkOptions('submitOn', options, RULES);
   const toSpec = (input: unknown): TaskSpec | Task<unknown> => {

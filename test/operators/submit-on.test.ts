@@ -87,6 +87,18 @@ describe('submitOn', () => {
     });
   });
 
+  it('submitOn(executor, undefined, options) takes the options (before: dropped, so a failure errored the stream)', () => {
+    scheduler.run(({ hot, expectObservable }) => {
+      const ex = executorOf(2);
+      const source = hot('-a-b-c-|', { a: call(failsOn2, 1), b: call(failsOn2, 2), c: call(failsOn2, 3) });
+      const outcomes = source.pipe(
+        submitOn(ex, undefined, { settle: true }),
+        map((s: Settled<number>) => (s.status === 'fulfilled' ? s.value : 'x')),
+      );
+      expectObservable(outcomes).toBe('---a-b-(c|)', { a: 1, b: 'x', c: 3 });
+    });
+  });
+
   it('a source error errors the stream at once and cancels the tasks in flight', () => {
     scheduler.run(({ hot, expectObservable, expectSubscriptions, flush }) => {
       const ex = executorOf(10);

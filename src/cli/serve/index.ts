@@ -22,6 +22,9 @@ Ctrl-C stops it.
   --poll    how often to read the store, in ms (default 500)
 `;
 
+/** The longest timer Node keeps (longer ones fire at once). */
+const MAX_POLL_MS = 2 ** 31 - 1;
+
 const whole = (name: string, text: string | undefined): number | undefined => {
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -63,7 +66,9 @@ export const serveCommand: Command = {
     const dir = oneDirectory(positionals);
     const port = whole('port', values.port);
     const pollMs = whole('poll', values.poll);
-    if (pollMs !== undefined && pollMs < 50) throw new UsageError(`--poll expects 50 ms or more, got ${pollMs}`);
+    // (a timer longer than 2^31 - 1 ms fires at once, and then every millisecond)
+    if (pollMs !== undefined && (pollMs < 50 || pollMs > MAX_POLL_MS))
+      throw new UsageError(`--poll expects 50 to ${MAX_POLL_MS} ms, got ${pollMs}`);
     const token = values.token ?? (process.env.SCALEMS_SERVE_TOKEN || undefined);
     const located = locateOne(dir, io.cwd, (one) => `scalems serve ${one}`);
     let dashboard;
