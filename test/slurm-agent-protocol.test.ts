@@ -578,7 +578,8 @@ describe('the agent, with a stand-in driver', () => {
       );
       await sleep(300);
       cancel(socket, 'first');
-      const check = `sleep 0.3; { kill -0 $(cat ${dir}/wf/tasks/first/attempt-1/pid) 2>/dev/null && echo beside || echo alone; }`;
+      const pid = `$(cat ${dir}/wf/tasks/first/attempt-1/pid)`;
+      const check = `sleep 0.3; { kill -0 ${pid} 2>/dev/null && echo beside || echo alone; }`;
       socket.write(line({ t: 'run', key: 'next', data: sh(`${check} > ${dir}/seen`, 'next', dir) }));
       await sleep(300);
     } finally {

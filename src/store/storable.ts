@@ -8,10 +8,10 @@ import { UnstorableValueError } from '../errors';
  * `Object.prototype` of any realm, or `null`) whose values are again storable.
  *
  * Refused with {@link UnstorableValueError} naming the key and the path (`task:abc.result.data[3]`):
- * values nested deeper than 1 000 levels, functions, symbols, bigints, `NaN` / `±Infinity`, `undefined` as the whole value or as an array
- * element, array holes, objects with symbol keys, cycles, and every non-plain object (Date, Map, Set,
- * RegExp, Error, typed arrays, Buffer, boxed primitives, class instances) — JSON would silently drop,
- * change or throw on each of these, so the value read back would not be the value written.
+ * values nested deeper than 1 000 levels, functions, symbols, bigints, `NaN` / `±Infinity`, `undefined` as the
+ * whole value or as an array element, array holes, objects with symbol keys, cycles, and every non-plain object
+ * (Date, Map, Set, RegExp, Error, typed arrays, Buffer, boxed primitives, class instances) — JSON would silently
+ * drop, change or throw on each of these, so the value read back would not be the value written.
  *
  * Normalised (documented, not refused): an object property whose value is `undefined` is omitted
  * (it reads back as absent, as optional properties do in TypeScript); `-0` reads back as `0`; an
