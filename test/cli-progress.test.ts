@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import {
+  InvalidOptionsError,
   executor,
   inProcess,
   launch,
@@ -110,6 +111,30 @@ describe('progress() in lines mode', () => {
     const shown = progress(wf, { stream });
     shown.stop();
     expect(stream.text()).toBe('');
+  });
+});
+
+describe('progress() with bad input', () => {
+  // before: taken, and a bad stream ended the program with an uncaught TypeError at the first line drawn
+  it.each([
+    ['{ stream: 5 }', { stream: 5 }, /progress\(\{ stream \}\): expected a writable stream .*got 5/],
+    ['{ mode: "fancy" }', { mode: 'fancy' }, /mode \}\): expected 'auto' or 'bar' or 'lines'/],
+    ['{ interval: NaN }', { interval: NaN }, /interval \}\): expected a number of milliseconds/],
+    ['{ prefix: {} }', { prefix: {} }, /prefix \}\): expected a string/],
+    ['{ intervall: 5 }', { intervall: 5 }, /unknown option \(did you mean "interval"\?/],
+    ['null', null, /progress\(options\): expected an object, got null/],
+  ])('options %s: InvalidOptionsError at the call', async (_, options, why) => {
+    const wf = await openWorkflow({ store: memoryStore() });
+    expect(() => progress(wf, options as never)).toThrow(InvalidOptionsError);
+    expect(() => progress(wf, options as never)).toThrow(why);
+    await wf.close();
+  });
+
+  it('a workflow that is not one: InvalidOptionsError naming it', () => {
+    for (const wf of [null, undefined, {}]) {
+      expect(() => progress(wf as never)).toThrow(InvalidOptionsError);
+      expect(() => progress(wf as never)).toThrow(/workflow must be a Workflow \(from openWorkflow\)/);
+    }
   });
 });
 

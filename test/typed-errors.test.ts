@@ -153,7 +153,7 @@ test.each([
   ],
   [
     'submitOn(ex, {}, { settle })',
-    () => submitOn(executor(launch(wf, inProcess())), {}, { settle: true } as never),
+    () => submitOn(executor(launch(wf, inProcess())), {} as never, { settle: true } as never),
     /one options object, after the function if there is one/,
   ],
   ['sqliteStore(123)', () => sqliteStore(123 as never), /file must be a path .*got 123/],

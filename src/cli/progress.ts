@@ -1,6 +1,9 @@
 /** `progress(workflow)`: a progress bar on a terminal, throttled lines elsewhere, from `workflow.state$`. */
 import type * as CliProgress from 'cli-progress';
-import { Subscription, asyncScheduler, type Observable, type SchedulerLike } from 'rxjs';
+import { Subscription, asyncScheduler, isObservable, type Observable, type SchedulerLike } from 'rxjs';
+import { InvalidOptionsError } from '../errors';
+import { checkOptions, rules, type RulesOf } from '../task/options';
+import { show } from '../task/requirements';
 import type { WorkflowState } from '../store/state';
 import { optionalDependency } from '../optional-dependency';
 
@@ -16,6 +19,23 @@ export interface ProgressOptions {
   /** Text before each line (default `[scalems]`). */
   readonly prefix?: string;
 }
+
+const OPTION_RULES = {
+  stream: {
+    allowed: 'a writable stream (with write(text))',
+    ok: (v: unknown) => typeof (v as { write?: unknown } | null)?.write === 'function',
+  },
+  mode: rules.oneOf('auto', 'bar', 'lines'),
+  interval: {
+    allowed: 'a number of milliseconds from 0 to 2^31 - 1',
+    ok: (v: unknown) => typeof v === 'number' && v >= 0 && v <= 2 ** 31 - 1,
+  },
+  scheduler: {
+    allowed: 'an RxJS scheduler',
+    ok: (v: unknown) => typeof (v as { schedule?: unknown } | null)?.schedule === 'function',
+  },
+  prefix: { allowed: 'a string', ok: (v: unknown) => typeof v === 'string' },
+} satisfies RulesOf<ProgressOptions>;
 
 /** A running progress display. It also stops by itself when the workflow closes. */
 export interface Progress extends Disposable {
@@ -73,6 +93,13 @@ export function progress(
   workflow: { readonly state$: Observable<WorkflowState> },
   options: ProgressOptions = {},
 ): Progress {
+  const state$ = (workflow as { state$?: unknown } | null | undefined)?.state$;
+  if (!isObservable(state$))
+    throw new InvalidOptionsError(
+      `progress(workflow, options?): workflow must be a Workflow (from openWorkflow), got ${show(workflow)}`,
+    );
+  // a bad stream or mode was found only at the first line drawn, by an uncaught TypeError that ended the program
+  checkOptions('progress', options, OPTION_RULES);
   const stream = options.stream ?? process.stderr;
   const mode =
     options.mode === undefined || options.mode === 'auto' ? (stream.isTTY === true ? 'bar' : 'lines') : options.mode;

@@ -54,6 +54,12 @@ export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   options?: S,
 ): OperatorFunction<Input<R>, Out<R, S>>;
+/** `submitOn(executor, undefined, options)`: as `submitOn(executor, options)` (specs in, no function). */
+export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
+  executor: Executor,
+  fn: undefined,
+  options?: S,
+): OperatorFunction<Input<R>, Out<R, S>>;
 export function submitOn<F extends AnyFunction, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   fn: F,
