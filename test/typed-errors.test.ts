@@ -156,6 +156,11 @@ test.each([
     () => submitOn(executor(launch(wf, inProcess())), {} as never, { settle: true } as never),
     /one options object, after the function if there is one/,
   ],
+  // before: taken (NaN cores: no task ever started), and null a raw TypeError
+  ['virtual({ cores: NaN })', () => virtual({ cores: NaN }), /virtual\(\{ cores \}\): expected a positive integer/],
+  ['virtual({ durations: { f: -5 } })', () => virtual({ durations: { f: -5 } }), /durations \}\): expected durations/],
+  ['virtual({ duration: 3 })', () => virtual({ duration: 3 } as never), /did you mean "durations"\?/],
+  ['virtual(null)', () => virtual(null as never), /virtual\(options\): expected an object, got null/],
   ['sqliteStore(123)', () => sqliteStore(123 as never), /file must be a path .*got 123/],
   ['sqliteStore(file, { verify: "no" })', () => sqliteStore('x.sqlite', { verify: 'no' } as never), /verify/],
 ])('%s: InvalidOptionsError where it is called, naming what it takes', (_, make, why) => {

@@ -2,6 +2,8 @@
 import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../runtime/backend';
 import { InvalidTaskDescriptionError } from '../errors';
+import { checkOptions, rules, type RulesOf } from '../task/options';
+import { isPlainObject } from '../task/requirements';
 import { isThenable } from '../util';
 
 export interface VirtualOptions {
@@ -18,12 +20,30 @@ export interface VirtualOptions {
   readonly scheduler?: SchedulerLike;
 }
 
+const duration = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+
+const OPTION_RULES = {
+  durations: {
+    allowed: 'durations in virtual ms by task name or label ({ name: ms }), or a function of the job',
+    ok: (v: unknown) => typeof v === 'function' || (isPlainObject(v) && Object.values(v).every(duration)),
+  },
+  defaultDuration: { allowed: 'a non-negative number of virtual ms', ok: duration },
+  cores: rules.positiveInteger,
+  gpus: { allowed: 'a non-negative integer', ok: (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 },
+  scheduler: {
+    allowed: 'an RxJS scheduler',
+    ok: (v: unknown) => typeof (v as { schedule?: unknown } | null)?.schedule === 'function',
+  },
+} satisfies RulesOf<VirtualOptions>;
+
 /**
  * A backend on virtual time, for marble tests of whole workflows: each task's synchronous function
  * runs when its duration has elapsed on the (test) scheduler. Concurrency limits, ordering, retries,
  * walltimes and failure handling behave exactly as with the real backends.
  */
 export function virtual(options: VirtualOptions = {}): Backend {
+  // cores: NaN was taken, and no task ever started
+  checkOptions('virtual', options, OPTION_RULES);
   const scheduler = options.scheduler ?? asyncScheduler;
   const durationOf = (job: Job): number => {
     const d = options.durations;
