@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import {
   BackendUnavailableError,
+  InvalidOptionsError,
   InvalidTaskDescriptionError,
   UnknownTaskError,
   call,
@@ -24,7 +25,7 @@ import {
   type TaskSpec,
   type TaskRecord,
 } from 'scalems';
-import { bullmq, sqliteStore } from 'scalems/node';
+import { ScalemsWorker, bullmq, readText, sqliteStore } from 'scalems/node';
 import { main } from '../src/cli/main';
 import { readRecords } from '../src/cli/locate';
 import { reviveError } from '../src/recorded-error';
@@ -159,6 +160,31 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
     }) as typeof ex.submit;
     return { wf, rt, ex };
   }
+
+  describe('ScalemsWorker, the worker as a class', () => {
+    test('takes a redis:// URL, as bullmq() does, and runs programs; bad options are refused before it connects', async () => {
+      // before: a URL, no cores, NaN lockDuration and an unknown key were all taken; null was a raw TypeError
+      for (const [options, why] of [
+        [{ connection: REDIS_URL, prefix }, /ScalemsWorker.start\(\{ cores \}\): the cores this worker offers/],
+        [{ connection: REDIS_URL, prefix, cores: 1, lockDuration: NaN }, /lockDuration \}\): expected a number/],
+        [{ connection: REDIS_URL, prefix, cores: 1, cpus: 2 }, /\{ cpus \}\): unknown option/],
+        [{ connection: 5, prefix, cores: 1 }, /connection \}\): expected a redis:\/\/ URL or a connection object/],
+        [null, /ScalemsWorker.start\(options\): expected an object, got null/],
+      ] as const) {
+        const refused = ScalemsWorker.start(options as never);
+        await expect(refused).rejects.toThrow(InvalidOptionsError);
+        await expect(refused).rejects.toThrow(why);
+      }
+      const w = await ScalemsWorker.start({ connection: REDIS_URL, prefix, cores: 1 });
+      try {
+        const { ex } = await open();
+        const run = await ex.submit(executable(['echo', 'from the class']));
+        expect(await readText(run.stdout)).toBe('from the class\n');
+      } finally {
+        await w.close();
+      }
+    });
+  });
 
   describe('which worker takes a task', () => {
     test('a task goes only to a worker whose declared capacity fits it; one that fits no live worker waits (scalems status says why), then runs on a worker that fits', async () => {

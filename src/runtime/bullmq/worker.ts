@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import type { Queue, QueueEvents, UnrecoverableError, Worker, Job as BullJob } from 'bullmq';
 import { InvalidOptionsError, InvalidTaskDescriptionError } from '../../errors';
 import { recordError, reviveError, type RecordedError } from '../../recorded-error';
+import { checkOptions, rules, type OptionRule, type RulesOf } from '../../task/options';
 import type { Footprint } from '../../task/requirements';
 import { TaskHost } from '../remote/host';
 import { hostPool } from '../threads/host-pool';
@@ -23,6 +24,7 @@ import {
   DEFAULT_QUEUE,
   SHAPE_EVENT,
   cancelReason,
+  connectionFromUrl,
   decodeJobData,
   describeConnection,
   encodeFailure,
@@ -42,7 +44,8 @@ import {
 } from './protocol';
 
 export interface ScalemsWorkerOptions {
-  readonly connection: RedisConnection;
+  /** Redis: a connection object `{ host, port, ... }`, or a `redis://` URL (as `bullmq({ connection })` takes) */
+  readonly connection: RedisConnection | string;
   /** BullMQ's key prefix; the driver's `bullmq({ prefix })` @default 'scalems' */
   readonly prefix?: string;
   /** the driver's `bullmq({ queue })` @default 'tasks' */
@@ -72,6 +75,32 @@ export interface ScalemsWorkerOptions {
   readonly log?: (line: string) => void;
 }
 
+const whole = (min: number): OptionRule => ({
+  allowed: `an integer of at least ${min}`,
+  ok: (v) => Number.isSafeInteger(v) && (v as number) >= min,
+});
+
+const WORKER_OPTIONS = {
+  connection: {
+    allowed: 'a redis:// URL or a connection object { host, port, ... }',
+    ok: (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+  },
+  prefix: rules.text('a name'),
+  queue: rules.text('a name'),
+  modules: rules.strings('an array of module paths'),
+  cores: whole(1),
+  gpus: whole(0),
+  memoryMB: whole(0),
+  concurrency: whole(1),
+  name: rules.text('a non-empty name'),
+  inline: rules.flag,
+  lockDuration: {
+    allowed: 'a number of milliseconds from 1 to 2^31 - 1',
+    ok: (v) => typeof v === 'number' && v >= 1 && v <= 2 ** 31 - 1,
+  },
+  log: { allowed: 'a function of a line', ok: (v) => typeof v === 'function' },
+} satisfies RulesOf<ScalemsWorkerOptions>;
+
 /** ms between checks of the shapes set (besides the announcements on the control channel) and heartbeats */
 const POLL_MS = 2000;
 /** How often a worker whose Redis does not answer says so. */
@@ -98,7 +127,7 @@ export class ScalemsWorker {
 
   private readonly bull = bullmqDriver('scalems worker (ScalemsWorker)');
 
-  private constructor(private readonly options: ScalemsWorkerOptions) {
+  private constructor(private readonly options: ScalemsWorkerOptions & { readonly connection: RedisConnection }) {
     this.meeting = {
       prefix: meetingName(options.prefix, 'worker prefix', DEFAULT_PREFIX),
       queue: meetingName(options.queue, 'worker queue', DEFAULT_QUEUE),
@@ -124,17 +153,15 @@ export class ScalemsWorker {
 
   /** Starts a worker: it listens for new task shapes and serves those that fit, until `close()`. */
   static async start(options: ScalemsWorkerOptions): Promise<ScalemsWorker> {
-    for (const [key, min] of [
-      ['cores', 1],
-      ['gpus', 0],
-      ['memoryMB', 0],
-      ['concurrency', 1],
-    ] as const) {
-      const v = options[key];
-      if (v !== undefined && !(Number.isInteger(v) && v >= min))
-        throw new InvalidOptionsError(`worker ${key}: expected an integer of at least ${min}, got ${String(v)}`);
-    }
-    const worker = new ScalemsWorker(options);
+    // (a missing cores, NaN lockDuration or a URL as connection were taken, and null was a raw TypeError)
+    checkOptions('ScalemsWorker.start', options, WORKER_OPTIONS);
+    if (options.cores === undefined)
+      throw new InvalidOptionsError('ScalemsWorker.start({ cores }): the cores this worker offers are required');
+    const connection =
+      typeof options.connection === 'string'
+        ? connectionFromUrl(options.connection, 'ScalemsWorker.start({ connection })')
+        : options.connection;
+    const worker = new ScalemsWorker({ ...options, connection });
     try {
       await worker.listen();
     } catch (err) {
