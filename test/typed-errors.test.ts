@@ -1,10 +1,11 @@
 // Every error scalems raises on purpose is a ScalemsError subclass (README "Errors: what bad input gets", DESIGN §8):
 // the mistakes of the public calls below once got a raw TypeError or RangeError, which `instanceof ScalemsError` and
 // `err.code` missed. The last test keeps new ones out of the sources.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import {
+  ExecutableFailedError,
   InvalidOptionsError,
   InvalidRequirementsError,
   InvalidTaskDescriptionError,
@@ -26,7 +27,7 @@ import {
   type Executor,
   type Workflow,
 } from 'scalems';
-import { sqliteStore } from 'scalems/node';
+import { bullmq, processes, slurm, sqliteStore } from 'scalems/node';
 import { virtual } from 'scalems/testing';
 
 const double = (x: number): number => 2 * x;
@@ -259,6 +260,10 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
       /^Invalid task requirements:\n {2}task requirements\.retries\.backoff: expected a non-negative number[^\n]*$/,
     ],
     ['sqliteStore(NUL)', () => sqliteStore(join(dir, 'a\0b')), InvalidOptionsError, /without NUL/],
+    // before: taken, and each task then failed with a raw ERR_INVALID_ARG_VALUE
+    ['processes({ root: NUL })', () => processes({ root: 'r\0x' }), InvalidOptionsError, /root \}\).*without NUL/],
+    ['slurm({ root: NUL })', () => slurm({ root: 'r\0x' }), InvalidOptionsError, /root \}\).*without NUL/],
+    ['bullmq({ root: NUL })', () => bullmq({ root: 'r\0x' }), InvalidOptionsError, /root \}\).*without NUL/],
     ['a store name too long', () => sqliteStore(join(dir, 'x'.repeat(300))), StoreAccessError, /the path is too long/],
     [
       'a directory where the lock goes',
@@ -275,6 +280,22 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
     const err = thrown(make);
     expect(err).toBeInstanceOf(error);
     expect((err as Error).message).toMatch(why);
+  });
+
+  it('a processes() root where no directory can be made: the task fails with ExecutableFailedError saying so', async () => {
+    writeFileSync(join(dir, 'a-file'), '');
+    const own = await openWorkflow({ store: memoryStore() });
+    const rt = launch(own, processes({ root: join(dir, 'a-file', 'runs') }));
+    try {
+      // before: a raw SpawnFailure (ENOTDIR), recorded as such
+      const failed = await Promise.resolve(executor(rt).submit(executable(['true']))).catch((e: unknown) => e);
+      expect(failed).toBeInstanceOf(ExecutableFailedError);
+      expect((failed as Error).message).toMatch(
+        /its working directory .* cannot be made \(ENOTDIR.*\); the program was not started: check that the backend's root/,
+      );
+    } finally {
+      await own.close();
+    }
   });
 });
 

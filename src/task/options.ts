@@ -61,6 +61,11 @@ export const rules = {
     ok: (v) => typeof v === 'number' && Number.isFinite(v) && (positive ? v > 0 : v >= 0),
   }),
   text: (what: string): OptionRule => ({ allowed: what, ok: (v) => typeof v === 'string' && v !== '' }),
+  /** a path: a non-empty string without NUL (no system call takes one) */
+  path: (what: string): OptionRule => ({
+    allowed: `${what} (a non-empty string without NUL)`,
+    ok: (v) => typeof v === 'string' && v !== '' && !v.includes('\0'),
+  }),
   strings: (what = 'an array of strings'): OptionRule => ({
     allowed: what,
     ok: (v) => Array.isArray(v) && v.every((s) => typeof s === 'string'),

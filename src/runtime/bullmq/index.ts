@@ -78,7 +78,7 @@ const BULLMQ_OPTIONS = {
   prefix: rules.text('a name'),
   queue: rules.text('a name'),
   modules: rules.strings('an array of module paths'),
-  root: rules.text('a directory path'),
+  root: rules.path('a directory path'),
   staging: rules.oneOf('copy', 'symlink'),
   gracePeriod: rules.seconds(),
   keepFor: rules.seconds(),

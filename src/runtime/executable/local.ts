@@ -266,7 +266,15 @@ async function startSpawned<G>(
         '',
       );
     }
-    throw e; // the working directory or an output file cannot be made: as the file system said
+    // the working directory or an output file cannot be made (a root under a file, a read-only file system)
+    const what = e.stage === 'dir' ? `its working directory ${wd.path}` : `its ${e.stage} file in ${wd.path}`;
+    throw new ExecutableFailedError(
+      `${prep.where}: ${what} cannot be made (${e.message}); the program was not started: check that ` +
+        "the backend's root is a directory this process may write",
+      null,
+      null,
+      '',
+    );
   }
 }
 

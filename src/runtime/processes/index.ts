@@ -168,7 +168,7 @@ function endLeftovers(place: string, owner: string, grace: number): Promise<void
 
 const PROCESSES_OPTIONS = {
   cores: rules.positiveInteger,
-  root: rules.text('a directory path (a non-empty string)'),
+  root: rules.path('a directory path'),
   gracePeriod: rules.seconds(),
   staging: rules.oneOf('copy', 'symlink'),
   mpi: rules.object('an object { command?, args?, slots? }', {

@@ -52,7 +52,7 @@ const SLURM_OPTIONS = {
   nodes: rules.positiveInteger,
   launcher: rules.oneOf('mpirun', 'srun'),
   modules: rules.strings('an array of module paths'),
-  root: rules.text('a directory path'),
+  root: rules.path('a directory path'),
   gracePeriod: rules.seconds(),
   node: rules.text('a node name'),
   mpirunArgs: rules.strings(),
