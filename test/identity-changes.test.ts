@@ -511,19 +511,24 @@ describe('results, as every consumer and a resumed run see them', () => {
     await wf.close();
   });
 
-  it('-0 and properties that are undefined: the first run gets what a resumed run is served', async () => {
+  it('-0, properties that are undefined, null prototypes: the first run gets what a resumed run is served', async () => {
     const store = join(dir, 'state.sqlite');
-    const make = async (): Promise<{ a?: number; b: number }> => ({ a: undefined, b: -0 });
+    const make = async (): Promise<{ a?: number; b: number; c: object }> => ({
+      a: undefined,
+      b: -0,
+      c: Object.assign(Object.create(null) as object, { x: 1 }),
+    });
     const seen: string[] = [];
     for (const run of ['first', 'resumed']) {
       const { wf, ex } = await open(store);
       const t = ex.submit(make);
       const r = await t;
-      seen.push(`${run}: ${'a' in r ? 'has a' : 'no a'}, b is ${Object.is(r.b, -0) ? '-0' : String(r.b)}`);
+      const proto = Object.getPrototypeOf(r.c) === null ? 'none' : 'Object';
+      seen.push(`${run}: ${'a' in r ? 'has a' : 'no a'}, b is ${Object.is(r.b, -0) ? '-0' : String(r.b)}, c ${proto}`);
       await wf.close();
     }
-    // before, the first run got { a: undefined, b: -0 } and the resumed one { b: 0 }
-    expect(seen).toEqual(['first: no a, b is 0', 'resumed: no a, b is 0']);
+    // before, the first run got { a: undefined, b: -0, c: (no prototype) } and the resumed one { b: 0, c: {} }
+    expect(seen).toEqual(['first: no a, b is 0, c Object', 'resumed: no a, b is 0, c Object']);
   });
 
   it('on a memory store, a cycle and a shared part stay so among the copies, and other objects stay themselves', async () => {

@@ -12,7 +12,8 @@ import { setOwn } from '../util';
  * keeps its own, still mutable); shared parts and cycles stay so among the copies. Other objects (class instances,
  * `Map`s, ...: only a memory store takes them) are kept as they are. With `asJson` (a persistent store, which has
  * checked the value), it is made what the store gives back on resume, so that the first run and a resumed one see the
- * same value: `-0` becomes `0`, and an object property whose value is `undefined` is left out.
+ * same value: `-0` becomes `0`, an object property whose value is `undefined` is left out, and an object of null
+ * prototype becomes a plain one.
  */
 export function frozenResult(value: unknown, asJson: boolean): unknown {
   // most results are numbers or strings: no map made for them (this runs once per task)
@@ -31,8 +32,9 @@ function copy(v: unknown, asJson: boolean, seen: Map<object, unknown>): unknown 
     for (let i = 0; i < v.length; i++) out[i] = copy(v[i], asJson, seen);
     return Object.freeze(out);
   }
+  // (JSON gives back a plain object: with asJson, a null-prototype one becomes one too)
   const out: Record<string, unknown> =
-    Object.getPrototypeOf(v) === null ? (Object.create(null) as Record<string, unknown>) : {};
+    Object.getPrototypeOf(v) === null && !asJson ? (Object.create(null) as Record<string, unknown>) : {};
   seen.set(v, out);
   for (const k of Object.keys(v)) {
     const e = v[k];
