@@ -3,7 +3,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { StoreAccessError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../src/errors';
+import {
+  StoreAccessError,
+  StoreCorruptError,
+  StoreLockedError,
+  StoreVersionError,
+  StoreWriteError,
+} from '../src/errors';
 import { SQLITE_STORE_APPLICATION_ID, SQLITE_STORE_VERSION, sqliteStore } from '../src/store/sqlite';
 import { FOLD_MIN_ROWS, IDLE_FOLD_MS, SqliteWriter, WAL_BYTES } from '../src/store/sqlite-writer';
 import type { TaskRecord } from '../src/store/state';
@@ -207,6 +213,18 @@ describe('sqliteStore file format', () => {
       [6, 'succeeded'],
       [2_500, 'failed'],
     ]);
+  });
+
+  test('a store deleted while open: close() says its writes are not at its path (before: it resolved)', async () => {
+    const store = openStore(file);
+    await store.set('a', 1);
+    fs.rmSync(dir, { recursive: true, force: true });
+    await store.set('b', 2); // SQLite goes on writing the deleted file
+    const error = await store.close().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreWriteError);
+    expect((error as Error).message).toMatch(/was deleted, moved or replaced while this process had it open/);
+    // closed all the same: its lock is released, and the same path opens afresh
+    expect(await openStore(file).get('a')).toBeUndefined();
   });
 
   test('an encoded record that does not decode is damage, named by its key', async () => {

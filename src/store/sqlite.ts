@@ -9,6 +9,7 @@ import {
   StoreClosedError,
   StoreCorruptError,
   StoreVersionError,
+  StoreWriteError,
 } from '../errors';
 import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
@@ -345,6 +346,8 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
   const writer = lock === undefined ? undefined : new SqliteWriter(dbPath, (error) => translate(error, dbPath));
   writer?.warm(); // so that the first batch is not delayed by the thread's start
   let closed = false;
+  /** the file written (SQLite goes on writing it when it is deleted or moved: see `close`) */
+  const opened = writer === undefined ? undefined : fs.statSync(dbPath);
 
   const parse = (key: string, text: string): unknown => {
     let value: unknown;
@@ -421,6 +424,16 @@ function wrap(db: Database.Database, dbPath: string, lock: FileLock | undefined)
           lock?.release();
         }
       }
+      // written all along to a file that is no longer at its path: said, rather than a close that looks like success
+      const now = opened === undefined ? undefined : fs.statSync(dbPath, { throwIfNoEntry: false });
+      if (opened !== undefined && (now === undefined || now.dev !== opened.dev || now.ino !== opened.ino))
+        throw new StoreWriteError(
+          `the store ${dbPath} was deleted, moved or replaced while this process had it open: what it wrote went ` +
+            'to the file it had opened, which is not at that path now (a moved store holds it where it went). ' +
+            'A resume from this path runs that work again.',
+          dbPath,
+          'the store file is gone from its path',
+        );
     },
   };
   // values the workflow has checked, and its records in their compact form (`record-codec.ts`)
