@@ -11,6 +11,7 @@ import {
   InvalidTaskDescriptionError,
   ScalemsError,
   StoreAccessError,
+  StoreClosedError,
   TaskDefinitionError,
   call,
   defineTask,
@@ -22,12 +23,13 @@ import {
   memoryStore,
   openWorkflow,
   submitOn,
+  taskByLabel,
   withExecutor,
   withWorkflow,
   type Executor,
   type Workflow,
 } from 'scalems';
-import { bullmq, processes, slurm, sqliteStore } from 'scalems/node';
+import { bullmq, processes, readBytes, readText, slurm, sqliteStore } from 'scalems/node';
 import { virtual } from 'scalems/testing';
 
 const double = (x: number): number => 2 * x;
@@ -280,6 +282,21 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
     const err = thrown(make);
     expect(err).toBeInstanceOf(error);
     expect((err as Error).message).toMatch(why);
+  });
+
+  it('taskByLabel(null), readText(5), and a description submitted to a closed workflow: each its typed error', async () => {
+    // before: raw "Cannot read properties of null", ERR_INVALID_ARG_TYPE "Received undefined", and "no executor is
+    // open ... open one with executor(...)", whose advice then met StoreClosedError
+    expect(() => taskByLabel(null as never, 'x')).toThrow(InvalidOptionsError);
+    expect(() => taskByLabel(null as never, 'x')).toThrow(/state must be a workflow state .*got null/);
+    for (const read of [readText, readBytes]) {
+      await expect(read(5 as never)).rejects.toThrow(InvalidOptionsError);
+      await expect(read({} as never)).rejects.toThrow(/expected a file reference .* or a path, got \{\}/);
+    }
+    const closed = await openWorkflow({ store: memoryStore() });
+    executor(launch(closed, inProcess()));
+    await closed.close();
+    expect(() => closed.submitDescription({ name: 'x', args: [] })).toThrow(StoreClosedError);
   });
 
   it('a processes() root where no directory can be made: the task fails with ExecutableFailedError saying so', async () => {

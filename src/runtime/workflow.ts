@@ -111,6 +111,7 @@ export class Workflow extends TaskGraph {
    * executor open on this workflow.
    */
   submitDescription(json: unknown): Task<unknown> {
+    this.assertOpen(); // (before: "no executor is open", whose advice then met StoreClosedError)
     const { spec, executor } = decodeDescription(json);
     return this.describedTarget(executor).submitSpec(spec, { pinned: true });
   }

@@ -1,5 +1,7 @@
 /** Workflow state as plain data: task records, their states and counts, as `workflow.state$` emits them. */
+import { InvalidOptionsError } from '../errors';
 import type { RecordedError } from '../recorded-error';
+import { show } from '../task/requirements';
 import type { TaskRequirements } from '../task/requirements';
 import type { Table } from './table';
 
@@ -107,6 +109,11 @@ export function emptyState(name: string, tables: Pick<WorkflowState, 'tasks' | '
 
 /** The record of the task with that label, if any. */
 export const taskByLabel = (state: WorkflowState, label: string): TaskRecord | undefined => {
+  if (typeof (state as { labels?: { get?: unknown } } | null)?.labels?.get !== 'function')
+    throw new InvalidOptionsError(
+      `taskByLabel(state, label): state must be a workflow state (workflow.state, or a value of workflow.state$), ` +
+        `got ${show(state)}`,
+    );
   const id = state.labels.get(label);
   return id === undefined ? undefined : state.tasks.get(id);
 };

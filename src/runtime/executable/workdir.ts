@@ -9,8 +9,9 @@
 import { constants } from 'node:fs';
 import { copyFile, cp, lstat, mkdir, open, readFile, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { ExecutableFailedError, PathEscapeError } from '../../errors';
-import type { FileRef } from '../../task/executable';
+import { ExecutableFailedError, InvalidOptionsError, PathEscapeError } from '../../errors';
+import { isFileRef, type FileRef } from '../../task/executable';
+import { show } from '../../task/requirements';
 
 /** One attempt's working directory. All paths are absolute. */
 export interface Workdir {
@@ -206,10 +207,21 @@ export async function tail(path: string, maxBytes = 2048): Promise<string> {
 
 /** The contents of a file reference (or path) as text. */
 export async function readText(ref: FileRef | string, encoding: BufferEncoding = 'utf8'): Promise<string> {
-  return readFile(typeof ref === 'string' ? ref : ref.$file, encoding);
+  return readFile(pathOf(ref, 'readText'), encoding);
 }
 
 /** The contents of a file reference (or path) as bytes. */
 export async function readBytes(ref: FileRef | string): Promise<Buffer> {
-  return readFile(typeof ref === 'string' ? ref : ref.$file);
+  return readFile(pathOf(ref, 'readBytes'));
+}
+
+/** The path of a file reference (`result.stdout`, `result.outputs[name]`) or a path; else InvalidOptionsError. */
+function pathOf(ref: unknown, call: string): string {
+  if (typeof ref === 'string') return ref;
+  if (isFileRef(ref)) return ref.$file;
+  // (before: Node's ERR_INVALID_ARG_TYPE, saying it received undefined)
+  throw new InvalidOptionsError(
+    `${call}(file): expected a file reference (an executable's result.stdout, result.outputs.name) or a path, got ` +
+      show(ref),
+  );
 }
