@@ -16,10 +16,15 @@ export interface RecordedError {
   readonly details?: Readonly<Record<string, unknown>>;
   /** what it was caused by (`new Error(message, { cause })`), as recorded: a chain of at most `MAX_CAUSES` */
   readonly cause?: RecordedError;
+  /** an `AggregateError`'s errors, as recorded (the first `MAX_ERRORS`) */
+  readonly errors?: readonly RecordedError[];
 }
 
 /** Fields every error has, kept apart from `details`. */
 const OWN = new Set(['name', 'message', 'code', 'stack', 'cause']);
+
+/** Errors of an `AggregateError` kept in its record. */
+const MAX_ERRORS = 32;
 
 /** Causes kept of one error's chain (a cause may be its own cause: the chain is cut there). */
 const MAX_CAUSES = 8;
@@ -29,24 +34,50 @@ export function recordError(err: unknown): RecordedError {
   return record(err, 0);
 }
 
+/**
+ * Every read of the thrown value is guarded: a getter that throws, or a revoked Proxy, leaves out what it guards
+ * (before, it threw out of the executor's failure path: on inProcess() an uncaught error that ended the process, on
+ * a thread the thread's death).
+ */
 function record(err: unknown, depth: number): RecordedError {
-  if (err instanceof Error) {
-    let details: Record<string, unknown> | undefined;
-    for (const [k, v] of Object.entries(err)) {
-      if (!OWN.has(k) && isPlainData(v, 0)) (details ??= {})[k] = v;
-    }
-    const code = (err as { code?: unknown }).code;
-    const cause = (err as { cause?: unknown }).cause;
-    return {
-      name: err.name,
-      message: err.message,
-      ...(typeof code === 'string' ? { code } : {}),
-      ...(err.stack !== undefined ? { stack: err.stack } : {}),
-      ...(details !== undefined ? { details } : {}),
-      ...(cause !== undefined && depth < MAX_CAUSES ? { cause: record(cause, depth + 1) } : {}),
-    };
+  if (!read(() => err instanceof Error, false)) {
+    return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
   }
-  return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
+  const e = err as Error & { code?: unknown; cause?: unknown; errors?: unknown };
+  let details: Record<string, unknown> | undefined;
+  for (const k of read(() => Object.keys(e), [] as string[])) {
+    if (OWN.has(k)) continue;
+    const v = read(() => e[k as keyof typeof e] as unknown, undefined);
+    if (read(() => isPlainData(v, 0), false)) (details ??= {})[k] = v;
+  }
+  const name = read(() => e.name, 'Error');
+  const message = read(() => e.message, '(its message could not be read)');
+  const code = read(() => e.code, undefined);
+  const stack = read(() => e.stack, undefined);
+  const cause = read(() => e.cause, undefined);
+  // an AggregateError's own `errors` (not enumerable, so not among the details)
+  const errors = read(
+    () => (e instanceof AggregateError && Array.isArray(e.errors) ? e.errors.slice(0, MAX_ERRORS) : undefined),
+    undefined,
+  );
+  return {
+    name: typeof name === 'string' ? name : 'Error',
+    message: typeof message === 'string' ? message : safeString(message),
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof stack === 'string' ? { stack } : {}),
+    ...(details !== undefined ? { details } : {}),
+    ...(cause !== undefined && depth < MAX_CAUSES ? { cause: record(cause, depth + 1) } : {}),
+    ...(errors !== undefined && depth < MAX_CAUSES ? { errors: errors.map((x) => record(x, depth + 1)) } : {}),
+  };
+}
+
+/** `get()`, or `fallback` if it throws. */
+function read<T, F>(get: () => T, fallback: F): T | F {
+  try {
+    return get();
+  } catch {
+    return fallback;
+  }
 }
 
 /**
@@ -61,9 +92,11 @@ export function reviveError(recorded: RecordedError): Error {
   const err =
     Known !== undefined
       ? new Known(recorded.message)
-      : Builtin !== undefined
-        ? new Builtin(recorded.message)
-        : new Error(recorded.message);
+      : recorded.name === 'AggregateError'
+        ? new AggregateError((recorded.errors ?? []).filter(isRecorded).map(reviveError), recorded.message)
+        : Builtin !== undefined
+          ? new Builtin(recorded.message)
+          : new Error(recorded.message);
   if (Known === undefined) {
     Object.defineProperty(err, 'name', { value: recorded.name, writable: true, configurable: true, enumerable: false });
     if (recorded.code !== undefined) Object.assign(err, { code: recorded.code });
@@ -144,9 +177,13 @@ function isPlainData(v: unknown, depth: number): boolean {
 }
 
 function safeString(v: unknown): string {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
+  for (const show of [
+    (x: unknown) => JSON.stringify(x) ?? String(x),
+    String,
+    (x: unknown) => Object.prototype.toString.call(x),
+  ]) {
+    const text = read(() => show(v) as unknown, undefined);
+    if (typeof text === 'string') return text;
   }
+  return 'a thrown value that cannot be shown';
 }

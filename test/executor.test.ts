@@ -3,6 +3,7 @@ import {
   DuplicateLabelError,
   InvalidTaskDescriptionError,
   TaskCancelledError,
+  UnserializableValueError,
   UpstreamFailedError,
   WalltimeExceededError,
   call,
@@ -120,6 +121,27 @@ describe('executor', () => {
       messages.push((err as Error).message);
     }
     expect(messages).toEqual(['null', '42', 'Symbol(s)', 'plain text']);
+  });
+
+  it('an error or a result that cannot be read fails its task, and the process goes on', async () => {
+    const ex = executor(rt);
+    const throwing = (what: string): PropertyDescriptor => ({
+      enumerable: true,
+      get: () => {
+        throw new Error(`${what} getter`);
+      },
+    });
+    const throwsOdd = async (): Promise<never> => {
+      throw Object.defineProperty(new Error('with a bad field'), 'field', throwing('field'));
+    };
+    const returnsOdd = async (): Promise<object> => Object.defineProperty({}, 'x', throwing('result'));
+    // before: each was an uncaught error thrown out of the executor's settling, which ended the process
+    await expect(ex.submit(throwsOdd)).rejects.toThrow('with a bad field');
+    const returned = ex.submit(returnsOdd);
+    await expect(returned).rejects.toThrow(UnserializableValueError);
+    await expect(returned).rejects.toThrow(/returned a value that cannot be read: reading it threw result getter/);
+    expect(returned.state).toBe('failed');
+    await expect(ex.submit(async () => 'still here')).resolves.toBe('still here');
   });
 
   it('a function that holds the event loop past its walltime fails with WalltimeExceededError when it returns', async () => {

@@ -106,6 +106,36 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     expect(depth).toBe(8);
   });
 
+  it('records what cannot be read (getters that throw, a revoked Proxy) without throwing, keeping what can be', () => {
+    const getter = (what: string) => ({
+      enumerable: true,
+      get: () => {
+        throw new Error(`${what} getter`);
+      },
+    });
+    const field = Object.defineProperty(new Error('kept'), 'field', getter('field'));
+    expect(recordError(field)).toMatchObject({ name: 'Error', message: 'kept' });
+    expect(recordError(field).details).toBeUndefined();
+    const message = Object.defineProperty(new TypeError('x'), 'message', getter('message'));
+    expect(recordError(message)).toMatchObject({ name: 'TypeError', message: '(its message could not be read)' });
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expect(recordError(proxy)).toEqual({ name: 'Error', message: 'a thrown value that cannot be shown' });
+    const odd = { toJSON: getter('toJSON').get, toString: getter('toString').get };
+    expect(recordError(odd).message).toBe('[object Object]');
+  });
+
+  it('brings an AggregateError back as one, with its errors recorded in turn', () => {
+    const back = roundTrip(new AggregateError([new RangeError('one'), 'two'], 'both'));
+    expect(back).toBeInstanceOf(AggregateError);
+    expect(back.message).toBe('both');
+    const errors = (back as AggregateError).errors as Error[];
+    expect(errors.map((e) => [e.constructor.name, e.message])).toEqual([
+      ['RangeError', 'one'],
+      ['Error', 'two'],
+    ]);
+  });
+
   it('records what is not an Error as a message, and keeps only plain data as fields', () => {
     expect(recordError('plain string')).toEqual({ name: 'Error', message: 'plain string' });
     expect(recordError({ why: 1 })).toEqual({ name: 'Error', message: '{"why":1}' });

@@ -164,6 +164,20 @@ describe('threads(): failures', () => {
   it('a result structured clone cannot copy fails with UnserializableValueError', async () => {
     await expect(ex.submit(tasks.returnsFunction)).rejects.toThrow(UnserializableValueError);
   });
+
+  it('a thrown error or a result that cannot be read fails its task, not its thread; AggregateError comes back whole', async () => {
+    // before: each was WorkerCrashedError (the thread died reading it), and an AggregateError a plain Error
+    const thrown = await Promise.resolve(ex.submit(tasks.throwsOdd, 'getter')).catch((e: unknown) => e);
+    expect(thrown).not.toBeInstanceOf(WorkerCrashedError);
+    expect((thrown as Error).message).toBe('with a bad field');
+    const returned = ex.submit(tasks.returnsBadGetter);
+    await expect(returned).rejects.toThrow(UnserializableValueError);
+    await expect(returned).rejects.toThrow(/reading it threw result getter/);
+    const aggregate = await Promise.resolve(ex.submit(tasks.throwsOdd, 'aggregate')).catch((e: unknown) => e);
+    expect(aggregate).toBeInstanceOf(AggregateError);
+    expect((aggregate as AggregateError).errors).toEqual([new RangeError('one'), new Error('two')]);
+    expect((aggregate as AggregateError).errors[0]).toBeInstanceOf(RangeError);
+  });
 });
 
 describe('threads(): the submitter’s async context', () => {

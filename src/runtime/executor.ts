@@ -32,8 +32,10 @@ import {
   ExecutorShutdownError,
   InvalidOptionsError,
   InvalidTaskDescriptionError,
+  ScalemsError,
   UnknownTaskError,
   UnsatisfiableRequirementsError,
+  UnserializableValueError,
   WalltimeExceededError,
 } from '../errors';
 import type { Capacity, Communicator } from './backend';
@@ -621,19 +623,30 @@ export class Executor implements AsyncDisposable {
     this.stopAttempt(attempt, undefined);
     const wf = this.workflow;
     const id = entry.id;
+    let result: unknown;
+    let artifacts: ReturnType<typeof artifactsOf>;
     try {
       if (value !== undefined) wf.store.assertStorable?.(`task:${id}.result`, value);
+      const rec = entry.record;
+      artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
+      // every consumer gets the same frozen copy: one that changed it would change it for the others, and the store
+      result = frozenResult(value, wf.store.assertStorable !== undefined);
     } catch (err) {
-      // a result the store cannot keep fails its task (no retry: it would be the same result)
-      entry.error = err;
-      wf.dispatch({ type: 'fail', id, error: recordError(err), now: wf.now() });
+      // a result the store cannot keep, or that cannot be read (a getter that throws), fails its task (no retry: it
+      // would be the same result). Before, a throwing getter was an uncaught error that ended the process.
+      const error =
+        err instanceof ScalemsError
+          ? err
+          : new UnserializableValueError(
+              `task ${entry.record?.label ?? entry.record?.name ?? ''} (${id}) returned a value that cannot be read: ` +
+                `reading it threw ${recordError(err).message}. Return plain data.`,
+              { cause: err },
+            );
+      entry.error = error;
+      wf.dispatch({ type: 'fail', id, error: recordError(error), now: wf.now() });
       this.pump();
       return;
     }
-    const rec = entry.record;
-    const artifacts = rec?.state === 'running' && rec.kind === 'executable' ? artifactsOf(value) : undefined;
-    // every consumer gets the same frozen copy: one that changed it would change it for the others, and the store
-    const result = frozenResult(value, wf.store.assertStorable !== undefined);
     wf.dispatch({ type: 'succeed', id, result, artifacts, now: wf.now(), slot: entry });
     this.pump();
   }

@@ -182,7 +182,13 @@ export class RemoteRunner {
    */
   private answer(req: RemoteRequest, value: unknown, extras: RunExtras): RemoteOutcome {
     const result = extras.comm !== undefined && extras.comm.rank !== 0 ? undefined : value;
-    const problem = this.options.wire.problem(result, 'the result');
+    let problem: string | undefined;
+    try {
+      problem = this.options.wire.problem(result, 'the result');
+    } catch (err) {
+      // a getter that throws, a revoked Proxy: before, the thread died of it (WorkerCrashedError)
+      problem = `reading it threw ${recordError(err).message}`;
+    }
     if (problem !== undefined) {
       return failed(
         new UnserializableValueError(
