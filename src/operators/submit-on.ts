@@ -33,8 +33,8 @@ type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } 
  * cores (at least 256); inputs beyond it wait as they came, and are submitted as tasks settle. So a
  * source of a million inputs holds a million small values, not a million tasks in flight; concurrency is
  * the executor's. Unsubscribing cancels the in-flight tasks that nobody else awaits. Without `settle`,
- * the first failure errors the stream: the source is not pulled any further, and the inputs still
- * waiting are never submitted.
+ * the first failure errors the stream (with `ordered`, once the results before it are emitted): from
+ * that failure on, the source is not pulled any further, and the inputs still waiting are never submitted.
  *
  * ## Example
  * ```ts
@@ -198,6 +198,12 @@ export function submitOn(
         member.task.release();
         if (options.ordered === true) {
           member.settled = true;
+          // failed behind members still running: its error comes in its turn, but nothing more is pulled or submitted
+          // meanwhile (before, the source was pulled, and members started, until the error's turn)
+          if (options.settle !== true && !failing && member.task.state !== 'succeeded') {
+            failing = true;
+            ended.next();
+          }
           while (queue.length > 0 && queue[0]!.settled) {
             if (!emit(queue.shift()!.task)) return;
           }

@@ -121,6 +121,21 @@ describe('submitOn', () => {
     });
   });
 
+  it('{ ordered: true }: a failure behind a running member stops the pulling at once; its error comes in its turn', () => {
+    scheduler.run(({ hot, expectObservable, expectSubscriptions, flush }) => {
+      const ex = executor(launch(wf, virtual({ durations: (job) => (job.args[0] === 1 ? 10 : 1) })), {
+        worker: { cores: 4 },
+      });
+      const source = hot('-a-b-c-d-|', { a: 1, b: 2, c: 3, d: 4 });
+      const out = source.pipe(submitOn(ex, failsOn2, { ordered: true }));
+      expectObservable(out).toBe('-----------(a#)', { a: 1 }, new Error('member 2 diverged'));
+      // before: pulled to the end, c and d submitted, until a's turn came at frame 11
+      expectSubscriptions(source.subscriptions).toBe('^---!');
+      flush();
+      expect(counts()).toMatchObject({ succeeded: 1, failed: 1, cancelled: 0 });
+    });
+  });
+
   it('stops pulling a synchronous source at an error: the rest is neither pulled nor submitted', () => {
     scheduler.run(({ expectObservable }) => {
       const ex = executorOf(1);
