@@ -65,7 +65,9 @@ function rssMB(pid: number): number {
 /** The size of the first SSE message (the snapshot), in MB. */
 function snapshotMB(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.get(`${url}api/events`, (res) => {
+    const events = new URL(url);
+    events.pathname = '/api/events'; // (the token stays)
+    const req = http.get(events.href, (res) => {
       let bytes = 0;
       let tail = '';
       res.on('data', (c: Buffer) => {

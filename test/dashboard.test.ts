@@ -60,6 +60,13 @@ async function dashboard(file: string, options: Partial<Parameters<typeof startD
   return d;
 }
 
+/** `path` on the dashboard at `url`, its token kept. */
+function at(url: string, path: string): string {
+  const u = new URL(url);
+  u.pathname = `/${path}`;
+  return u.href;
+}
+
 describe('scalems serve', () => {
   it('prints its URL on 127.0.0.1, serves the page, and its snapshot holds every task that status counts', async () => {
     const { dir, wf, ex } = await workflowIn('basic');
@@ -67,15 +74,16 @@ describe('scalems serve', () => {
     await wf.close();
     const served = await serveCli(dir, []);
     try {
-      expect(served.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      expect(served.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]{32}$/);
       expect(served.out()).toContain('workflow basic (12 tasks');
+      expect(served.out()).toContain('The token in this URL was made for this run');
       const page = await get(served.url);
       expect(page.status).toBe(200);
       expect(page.headers['content-type']).toMatch(/text\/html/);
       expect(page.headers['content-security-policy']).toContain("script-src 'self'");
-      expect(page.body).toContain('src="app.js"');
-      expect((await get(`${served.url}app.js`)).status).toBe(200);
-      const events = await openEvents(`${served.url}api/events`);
+      expect(page.body).toMatch(/src="app\.js\?token=[A-Za-z0-9_-]{32}"/);
+      expect((await get(at(served.url, 'app.js'))).status).toBe(200);
+      const events = await openEvents(at(served.url, 'api/events'));
       const first = await events.waitFor(() => true);
       events.close();
       expect(first.event).toBe('snapshot');
@@ -94,7 +102,7 @@ describe('scalems serve', () => {
     await Promise.all(Array.from({ length: 40 }, (_, i) => ex.submit(square, i)));
     await wf.flushed();
     const d = await dashboard(file); // the workflow holds the store's lock: the server reads without it
-    const events = await openEvents(`${d.url}api/events`);
+    const events = await openEvents(at(d.url, 'api/events'));
     const snapshot = JSON.parse((await events.waitFor((m) => m.event === 'snapshot')).data) as SnapshotMessage;
     expect(snapshot.tasks).toHaveLength(40);
 
@@ -154,7 +162,7 @@ describe('scalems serve', () => {
     await Promise.all([a, b]);
     await wf.close();
     const d = await dashboard(file);
-    const events = await openEvents(`${d.url}api/events`);
+    const events = await openEvents(at(d.url, 'api/events'));
     await events.waitFor((m) => m.event === 'snapshot');
     const Database = require('better-sqlite3') as typeof import('better-sqlite3');
     const db = new Database(file);
@@ -191,7 +199,7 @@ describe('scalems serve', () => {
     await expect(writes).rejects.toThrow(/exited with code 4/);
     await wf.close();
     const d = await dashboard(file);
-    const res = await get(`${d.url}api/task/${encodeURIComponent(writes.id)}`);
+    const res = await get(at(d.url, `api/task/${encodeURIComponent(writes.id)}`));
     expect(res.status).toBe(200);
     const detail = JSON.parse(res.body) as TaskDetail;
     expect(detail.row).toMatchObject({ id: writes.id, label: 'writes', state: 'failed', attempts: 1 });
@@ -203,7 +211,7 @@ describe('scalems serve', () => {
     expect(stdout.text.split('\n').filter(Boolean)).toHaveLength(60); // the tail, not the whole file
     expect(stdout.text.endsWith('500\n')).toBe(true);
     expect(stdout.size).toBeGreaterThan(stdout.text.length);
-    expect((await get(`${d.url}api/task/nope`)).status).toBe(404);
+    expect((await get(at(d.url, 'api/task/nope'))).status).toBe(404);
   });
 
   it('lists a task’s inputs and the tasks that take it as input', async () => {
@@ -214,7 +222,7 @@ describe('scalems serve', () => {
     await Promise.all([b, c]);
     await wf.close();
     const d = await dashboard(file);
-    const detail = JSON.parse((await get(`${d.url}api/task/${a.id}`)).body) as TaskDetail;
+    const detail = JSON.parse((await get(at(d.url, `api/task/${a.id}`))).body) as TaskDetail;
     expect([...detail.downstream].sort()).toEqual([b.id, c.id].sort());
     expect(d.source.row(b.id)!.inputs).toEqual([a.id]);
   });
@@ -325,7 +333,7 @@ describe('a dashboard that stays up', () => {
     const oldId = [...first.wf.state.tasks.keys()][0]!;
     await first.wf.close();
     const d = await dashboard(first.file);
-    const events = await openEvents(`${d.url}api/events`);
+    const events = await openEvents(at(d.url, 'api/events'));
     await events.waitFor((m) => m.event === 'snapshot');
     fs.rmSync(path.dirname(first.file), { recursive: true, force: true });
     const wf = await openWorkflow({ name: 'replaced', store: sqliteStore(first.file) });
@@ -360,12 +368,22 @@ describe('who may read the dashboard', () => {
 
   it('answers on 127.0.0.1 only to requests addressed to it (a rebound DNS name gets 403)', async () => {
     const d = await dashboard(file);
-    expect(d.token).toBeUndefined();
     const port = new URL(d.url).port;
     expect((await get(d.url)).status).toBe(200);
     expect((await get(d.url, { host: `localhost:${port}` })).status).toBe(200);
     expect((await get(d.url, { host: `evil.example:${port}` })).status).toBe(403);
-    expect((await get(`${d.url}api/events`, { host: `evil.example:${port}` })).status).toBe(403);
+    expect((await get(at(d.url, 'api/events'), { host: `evil.example:${port}` })).status).toBe(403);
+  });
+
+  it('on 127.0.0.1 too, makes a token and refuses every request without it (other accounts of the machine)', async () => {
+    // before: none on 127.0.0.1, so any account of a shared login node could read what the store's 0600 keeps
+    const d = await dashboard(file);
+    expect(d.madeToken).toBe(true);
+    expect(d.url).toBe(`http://127.0.0.1:${new URL(d.url).port}/?token=${d.token}`);
+    const base = `http://127.0.0.1:${new URL(d.url).port}/`;
+    for (const route of ['', 'app.js', 'api/events', 'api/task/x'])
+      expect((await get(`${base}${route}`)).status).toBe(401);
+    expect((await get(d.url)).status).toBe(200);
   });
 
   it('on another address, makes a token when none is given, and refuses every request without it with 401', async () => {

@@ -2,8 +2,9 @@
  * Who may read the dashboard. It shows everything a task was given (arguments, `env` values in clear) and wrote, so
  * by default it listens on 127.0.0.1 only and answers only requests addressed to that name (a page of another site
  * that points a DNS name at 127.0.0.1 gets 403: DNS rebinding). Listening on another address is asked for explicitly
- * (`--host`) and then needs a token (given, or made here): every request must carry it, as `?token=` or an
- * `Authorization: Bearer` header, or it gets 401.
+ * (`--host`). Either way every request must carry a token (given, or made here), as `?token=` or an
+ * `Authorization: Bearer` header, or it gets 401: 127.0.0.1 is reachable by every account of the machine (a shared
+ * login node), and the store it shows is readable by its owner only.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -24,14 +25,14 @@ export interface AccessOptions {
   readonly host?: string;
   /** the port; 0 takes a free one. @default 0 */
   readonly port?: number;
-  /** the token every request must carry; required (made when absent) on an address that is not loopback */
+  /** the token every request must carry (made when absent) */
   readonly token?: string;
 }
 
 export interface Access {
   readonly host: string;
   readonly port: number;
-  readonly token: string | undefined;
+  readonly token: string;
   /** whether the token was made here (to be printed with the address) */
   readonly madeToken: boolean;
 }
@@ -53,8 +54,8 @@ export function resolveAccess(options: AccessOptions): Access {
     );
   if (problems.length > 0)
     throw new InvalidOptionsError(`scalems serve: invalid options: ${problems.join('; ')}.`, problems);
-  const open = !isLoopback(host);
-  const made = open && token === undefined;
+  // also on loopback: before, any other account of the machine could read the dashboard there without one
+  const made = token === undefined;
   return { host, port, token: made ? randomBytes(24).toString('base64url') : token, madeToken: made };
 }
 
@@ -77,7 +78,6 @@ export function refusal(access: Access, port: number, req: IncomingMessage, url:
     const names = ['127.0.0.1', 'localhost', '[::1]', access.host.toLowerCase()].map((n) => `${n}:${port}`);
     if (!names.includes(host)) return 403;
   }
-  if (access.token === undefined) return undefined;
   const given = tokenOf(req, url);
   return given !== undefined && equal(given, access.token) ? undefined : 401;
 }

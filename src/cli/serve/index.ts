@@ -6,7 +6,7 @@ import { locateOne, oneDirectory } from '../locate';
 import { printableLine } from '../printable';
 import { startDashboard } from './server';
 
-const USAGE = `usage: scalems serve [dir] [--port N] [--host ADDR [--token T]] [--poll MS]
+const USAGE = `usage: scalems serve [dir] [--port N] [--host ADDR] [--token T] [--poll MS]
 
 Serves a live dashboard of a workflow: counts and progress, the task graph, a task stream per executor
 slot, each task's attempts, error and output. It reads the store read-only and without its lock (a running
@@ -15,10 +15,11 @@ Ctrl-C stops it.
   dir       a workflow directory (.scalems/<name>) or its state.sqlite (default: the one workflow under
             .scalems in the current directory)
   --port N  the port (default: a free one)
-  --host    the address to listen on (default 127.0.0.1: this machine only). Any other address needs a
-            token: --token, or SCALEMS_SERVE_TOKEN, or one is made and printed in the URL. Every request
-            without it gets 401. The dashboard shows everything tasks were given, env values included.
-  --token   the token (at least 16 characters of A-Z a-z 0-9 . _ ~ -)
+  --host    the address to listen on (default 127.0.0.1: this machine only)
+  --token   the token every request must carry (at least 16 characters of A-Z a-z 0-9 . _ ~ -), or
+            SCALEMS_SERVE_TOKEN; else one is made and printed in the URL. A request without it gets 401,
+            also on 127.0.0.1, which every account of the machine can reach. The dashboard shows
+            everything tasks were given, env values included.
   --poll    how often to read the store, in ms (default 500)
 `;
 

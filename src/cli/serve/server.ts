@@ -26,9 +26,9 @@ export interface DashboardOptions extends AccessOptions {
 }
 
 export interface Dashboard {
-  /** `http://<host>:<port>/`, with `?token=` when there is one */
+  /** `http://<host>:<port>/?token=<token>` */
   readonly url: string;
-  readonly token: string | undefined;
+  readonly token: string;
   readonly madeToken: boolean;
   readonly source: StoreSource;
   /** Polls the store now and pushes what changed (the timer does this on its own). */
@@ -163,7 +163,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const shownHost = access.host.includes(':') && !access.host.startsWith('[') ? `[${access.host}]` : access.host;
   const base = `http://${shownHost}:${port}/`;
   return {
-    url: access.token === undefined ? base : `${base}?token=${access.token}`,
+    url: `${base}?token=${access.token}`,
     token: access.token,
     madeToken: access.madeToken,
     source,
