@@ -167,6 +167,12 @@ describe('scalems status', () => {
     expect(out.split('\n').filter((l) => /Error: /.test(l))).toHaveLength(1);
     expect(out).toContain('... and 1 more (--limit 0 shows all)');
     expect((await cli(root, 'status', '--limit', 'x')).code).toBe(2);
+    // before: '' was 0 (all of them) and 0x2 was 2
+    for (const bad of ['', ' ', '0x2', '1e1']) {
+      const refused = await cli(root, 'status', '--limit', bad);
+      expect(refused.code).toBe(2);
+      expect(refused.err).toContain(`--limit expects a whole number from 0 (0 = all), got "${bad}"`);
+    }
   });
 
   it('shows the label of a labelled failed task', async () => {

@@ -214,6 +214,36 @@ describe('scalems serve', () => {
     expect((await get(at(d.url, 'api/task/nope'))).status).toBe(404);
   });
 
+  it('a task’s page: a FIFO as its stdout, a long line, a malformed id, the store gone: each answered, none hangs', async () => {
+    const dir = path.join(root, 'odd-files');
+    const file = path.join(dir, '.scalems', 'odd', 'state.sqlite');
+    const wf = await openWorkflow({ name: 'odd', store: sqliteStore(file) });
+    const ex = executor(launch(wf, processes({ root: path.join(dir, '.scalems') })));
+    const long = ex.submit(executable(['sh', '-c', 'head -c 200000 /dev/zero | tr "\\0" x; echo']));
+    await long;
+    const fifo = ex.submit(executable(['sh', '-c', 'rm stdout; mkfifo stdout']));
+    await fifo;
+    await wf.close();
+    const d = await dashboard(file);
+    // before: one line of 200 000 bytes came whole (documented: at most 32 KiB)
+    const longDetail = JSON.parse((await get(at(d.url, `api/task/${long.id}`))).body) as TaskDetail;
+    expect(Buffer.byteLength(longDetail.output.find((o) => o.stream === 'stdout')!.text)).toBe(32 * 1024);
+    // before: opening the FIFO held the server's event loop: no page, no events, until a signal
+    const fifoDetail = await get(at(d.url, `api/task/${fifo.id}`));
+    expect(fifoDetail.status).toBe(200);
+    expect((JSON.parse(fifoDetail.body) as TaskDetail).output.find((o) => o.stream === 'stdout')?.text).toBe('');
+    // before: 500 "URI malformed"
+    expect((await get(at(d.url, 'api/task/%E0%A4%A'))).status).toBe(400);
+    // before: 500 with SQLite's "The database connection is not open"
+    fs.renameSync(file, `${file}.away`);
+    await new Promise<void>((r) => setTimeout(r, 300));
+    d.pollNow();
+    const gone = await get(at(d.url, `api/task/${fifo.id}`));
+    expect(gone.status).toBe(503);
+    expect(JSON.parse(gone.body)).toMatchObject({ error: expect.stringMatching(/^cannot read the store: /) });
+    fs.renameSync(`${file}.away`, file);
+  });
+
   it('lists a task’s inputs and the tasks that take it as input', async () => {
     const { file, wf, ex } = await workflowIn('edges');
     const a = ex.submit(square, 3);
@@ -390,7 +420,8 @@ describe('who may read the dashboard', () => {
     const d = await dashboard(file, { host: '0.0.0.0' });
     expect(d.madeToken).toBe(true);
     expect(d.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
-    expect(d.url).toBe(`http://0.0.0.0:${new URL(d.url).port}/?token=${d.token}`);
+    // the machine's name, which others can open (before: http://0.0.0.0:...)
+    expect(d.url).toBe(`http://${os.hostname()}:${new URL(d.url).port}/?token=${d.token}`);
     const base = `http://127.0.0.1:${new URL(d.url).port}/`;
     for (const route of ['', 'app.js', 'api/events', 'api/task/x']) {
       expect((await get(`${base}${route}`)).status).toBe(401);
@@ -402,6 +433,15 @@ describe('who may read the dashboard', () => {
     expect((await get(`${base}?token=${d.token}`)).body).toContain(`src="app.js?token=${d.token}"`);
     const events = await openEvents(`${base}api/events?token=${d.token}`);
     expect(events.status).toBe(200);
+    // (before: the event stream had none of the pages' security headers, and a 405 no content type)
+    expect(events.headers['x-content-type-options']).toBe('nosniff');
+    expect(events.headers['content-security-policy']).toContain("default-src 'none'");
+    const post = await fetch(`${base}?token=${d.token}`, { method: 'POST' });
+    expect([post.status, post.headers.get('content-type'), post.headers.get('allow')]).toEqual([
+      405,
+      'text/plain; charset=utf-8',
+      'GET, HEAD',
+    ]);
     events.close();
   });
 

@@ -105,6 +105,9 @@ it('an unknown task: exit code 1, naming the labels there and the near one', asy
   expect(err).toContain('Did you mean "hello"?');
   expect((await cli(root, ['logs'])).code).toBe(2);
   expect((await cli(root, ['logs', 'hello', '--tail', '-1'])).code).toBe(2);
+  // before: '' and ' ' were --tail 0
+  expect((await cli(root, ['logs', 'hello', '--tail', ''])).code).toBe(2);
+  expect((await cli(root, ['logs', 'hello', '--tail', ' '])).err).toContain('--tail expects a whole number from 0');
 });
 
 it('is listed by scalems --help', async () => {

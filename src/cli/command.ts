@@ -27,6 +27,18 @@ export class CliError extends Error {
   override readonly name = 'CliError';
 }
 
+/**
+ * The whole number an option's text is (decimal digits only: not '', ' ', '0x2' or '1e3', which Number() takes),
+ * at least `min`; else a UsageError naming the option. Undefined when the option was not given.
+ */
+export function wholeNumber(name: string, text: string | undefined, min: number, what = ''): number | undefined {
+  if (text === undefined) return undefined;
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new UsageError(`--${name} expects a whole number from ${min}${what}, got "${text}"`);
+  return n;
+}
+
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;

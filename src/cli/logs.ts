@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
 import type { TaskRecord } from '../store/state';
-import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, type CliIo, type Command } from './command';
+import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, wholeNumber, type CliIo, type Command } from './command';
 import { locateOne, readWorkflow } from './locate';
 import { printableBlock, printableLine } from './printable';
 
@@ -102,7 +102,8 @@ export function attemptsIn(taskDir: string): number[] {
  */
 export function tailOf(file: string, lines: number, maxBytes = Infinity): string {
   if (lines <= 0) return ''; // (slice(-0) would be the whole text)
-  const fd = fs.openSync(file, 'r');
+  const fd = openRegular(file);
+  if (fd === undefined) return '';
   try {
     const size = fs.fstatSync(fd).size;
     const chunks: Buffer[] = [];
@@ -121,15 +122,34 @@ export function tailOf(file: string, lines: number, maxBytes = Infinity): string
     const text = Buffer.concat(chunks).toString('utf8');
     const parts = text.split('\n');
     const last = parts.at(-1) === '' ? parts.slice(0, -1) : parts;
-    return last.length === 0 ? '' : last.slice(-lines).join('\n') + '\n';
+    const tail = last.length === 0 ? '' : last.slice(-lines).join('\n') + '\n';
+    if (!Number.isFinite(maxBytes) || Buffer.byteLength(tail) <= maxBytes) return tail;
+    // (lines were counted in chunks of 64 KiB: long ones went past the bound) the last maxBytes, from a whole character
+    const bytes = Buffer.from(tail).subarray(-maxBytes);
+    let start = 0;
+    while (start < bytes.length && (bytes[start]! & 0xc0) === 0x80) start++;
+    return bytes.subarray(start).toString('utf8');
   } finally {
     fs.closeSync(fd);
   }
 }
 
+/**
+ * The file opened for reading if it is a regular file (a link to one included), else undefined. Opened without
+ * waiting: a FIFO named stdout (a program's doing) would hold the opener until a writer came (before, the whole
+ * dashboard).
+ */
+function openRegular(file: string): number | undefined {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  if (fs.fstatSync(fd).isFile()) return fd;
+  fs.closeSync(fd);
+  return undefined;
+}
+
 /** Copies a file to `write` in chunks, as text. */
 function copyOut(file: string, write: (text: string) => void): void {
-  const fd = fs.openSync(file, 'r');
+  const fd = openRegular(file);
+  if (fd === undefined) return write(`(${file} is not a regular file: not read)\n`);
   try {
     const decoder = new StringDecoder('utf8');
     const buf = Buffer.alloc(65536);
@@ -164,15 +184,9 @@ export const logsCommand: Command = {
         `expected a task (its label or id), after an optional directory; got ${positionals.length} arguments`,
       );
     const [dir, wanted] = positionals.length === 2 ? positionals : [undefined, positionals[0]!];
-    const whole = (name: string, text: string | undefined, min: number): number | undefined => {
-      if (text === undefined) return undefined;
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < min)
-        throw new UsageError(`--${name} expects a whole number from ${min}, got "${text}"`);
-      return n;
-    };
-    const attemptAsked = whole('attempt', values.attempt, 1);
-    const tail = whole('tail', values.tail, 0);
+    // (before: '' and ' ' were 0)
+    const attemptAsked = wholeNumber('attempt', values.attempt, 1);
+    const tail = wholeNumber('tail', values.tail, 0);
     if (values.stdout === true && values.stderr === true)
       throw new UsageError('--stdout and --stderr each select one stream: give neither to print both');
 

@@ -13,7 +13,16 @@ import {
   type RedisConnection,
 } from '../runtime/bullmq/protocol';
 import { bullmqReport, formatBullmqReport, type BullmqReport } from './bullmq-status';
-import { CliError, EXIT_FAILURE, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from './command';
+import {
+  CliError,
+  EXIT_FAILURE,
+  EXIT_OK,
+  UsageError,
+  messageOf,
+  wholeNumber,
+  type CliIo,
+  type Command,
+} from './command';
 import { locate, oneDirectory, readWorkflow, type WorkflowLocation } from './locate';
 import { printableBlock, printableLine } from './printable';
 
@@ -215,9 +224,8 @@ export const statusCommand: Command = {
     });
     const queues = await queuesOf(values);
     const dir = oneDirectory(positionals);
-    const limit = values.limit === undefined ? 20 : Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 0)
-      throw new UsageError(`--limit expects a whole number (0 = all), got "${values.limit}"`);
+    // (before: '' was 0, all of them, and 0x2 was 2)
+    const limit = wholeNumber('limit', values.limit, 0, ' (0 = all)') ?? 20;
     const verbose = values.verbose ?? false;
 
     const located = locate(dir, io.cwd);

@@ -93,6 +93,7 @@ export interface SseMessage {
 /** An open SSE connection: every message received so far, in order. */
 export interface EventReader {
   readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
   readonly messages: SseMessage[];
   /** Resolves with the first message (from the start) that `test` accepts; rejects after `timeoutMs`. */
   waitFor(test: (m: SseMessage) => boolean, timeoutMs?: number): Promise<SseMessage>;
@@ -121,6 +122,7 @@ export function openEvents(url: string): Promise<EventReader> {
       });
       resolve({
         status: res.statusCode ?? 0,
+        headers: res.headers,
         messages,
         async waitFor(test, timeoutMs = 10_000) {
           for (let waited = 0; ; waited += 20) {

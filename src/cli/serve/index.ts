@@ -1,7 +1,7 @@
 /** `scalems serve`: a live dashboard of a workflow, read from its store without its lock. */
 import { parseArgs } from 'node:util';
 import { InvalidOptionsError } from '../../errors';
-import { CliError, EXIT_OK, UsageError, messageOf, type CliIo, type Command } from '../command';
+import { CliError, EXIT_OK, UsageError, messageOf, wholeNumber, type CliIo, type Command } from '../command';
 import { locateOne, oneDirectory } from '../locate';
 import { printableLine } from '../printable';
 import { startDashboard } from './server';
@@ -25,14 +25,6 @@ Ctrl-C stops it.
 
 /** The longest timer Node keeps (longer ones fire at once). */
 const MAX_POLL_MS = 2 ** 31 - 1;
-
-const whole = (name: string, text: string | undefined): number | undefined => {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n))
-    throw new UsageError(`--${name} expects a whole number, got "${text}"`);
-  return n;
-};
 
 /** Resolves when `signal` aborts, or on SIGINT/SIGTERM when there is none. */
 function stopped(signal: AbortSignal | undefined): Promise<void> {
@@ -65,8 +57,8 @@ export const serveCommand: Command = {
       },
     });
     const dir = oneDirectory(positionals);
-    const port = whole('port', values.port);
-    const pollMs = whole('poll', values.poll);
+    const port = wholeNumber('port', values.port, 0);
+    const pollMs = wholeNumber('poll', values.poll, 0);
     // (a timer longer than 2^31 - 1 ms fires at once, and then every millisecond)
     if (pollMs !== undefined && (pollMs < 50 || pollMs > MAX_POLL_MS))
       throw new UsageError(`--poll expects 50 to ${MAX_POLL_MS} ms, got ${pollMs}`);

@@ -5,6 +5,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { messageOf } from '../command';
 import { refusal, resolveAccess, type AccessOptions } from './access';
 import { loadAssets } from './assets';
@@ -109,7 +110,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', ...SECURITY_HEADERS }).end();
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS });
+      res.end('only GET and HEAD\n');
       return;
     }
     try {
@@ -127,12 +129,29 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       return;
     }
     if (url.pathname === ROUTES.events) {
-      hub.open(req, res, snapshot());
+      hub.open(req, res, snapshot(), SECURITY_HEADERS);
       return;
     }
     if (url.pathname.startsWith(ROUTES.task)) {
-      const detail = taskDetail(source, decodeURIComponent(url.pathname.slice(ROUTES.task.length)));
       const json = { 'content-type': 'application/json; charset=utf-8', ...SECURITY_HEADERS };
+      let id: string;
+      try {
+        id = decodeURIComponent(url.pathname.slice(ROUTES.task.length));
+      } catch {
+        // a malformed escape (%E0%A4%A): before, a 500 with "URI malformed"
+        res.writeHead(400, json).end(JSON.stringify({ error: 'the task id in the path is not well-formed' }));
+        return;
+      }
+      let detail: ReturnType<typeof taskDetail>;
+      try {
+        detail = taskDetail(source, id);
+      } catch (error) {
+        // the store unreadable (moved away, being replaced): what the page's banner says, with a status that says
+        // to try again; before, a 500 with SQLite's own words
+        res.writeHead(503, { ...json, 'retry-after': '1' });
+        res.end(JSON.stringify({ error: `cannot read the store: ${messageOf(error)}` }));
+        return;
+      }
       if (detail === undefined) res.writeHead(404, json).end(JSON.stringify({ error: 'no such task' }));
       else res.writeHead(200, json).end(JSON.stringify(detail));
       return;
@@ -160,7 +179,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   }
   port = (server.address() as AddressInfo).port;
   schedule(poll());
-  const shownHost = access.host.includes(':') && !access.host.startsWith('[') ? `[${access.host}]` : access.host;
+  // listening on every address (0.0.0.0, ::): the machine's name, which others can open, not the wildcard
+  const wildcard = access.host === '0.0.0.0' || access.host === '::' || access.host === '[::]';
+  const host = wildcard ? hostname() : access.host;
+  const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
   const base = `http://${shownHost}:${port}/`;
   return {
     url: `${base}?token=${access.token}`,

@@ -20,9 +20,13 @@ export class EventHub {
     return this.clients.size;
   }
 
-  /** Opens the stream on `res`, whose first message is `first` (built now, so no delta can fall between). */
-  open(req: IncomingMessage, res: ServerResponse, first: string): void {
+  /**
+   * Opens the stream on `res`, whose first message is `first` (built now, so no delta can fall between), with the
+   * server's own `headers` besides.
+   */
+  open(req: IncomingMessage, res: ServerResponse, first: string, headers: Readonly<Record<string, string>> = {}): void {
     res.writeHead(200, {
+      ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       connection: 'keep-alive',
