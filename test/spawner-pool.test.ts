@@ -1,6 +1,7 @@
 // processes() starts its programs from several spawners, each holding a share of the executor's cores
 // (src/runtime/executable/spawner-pool.ts): programs run side by side from different spawners, and one waiting in a
 // spawner whose core is busy with a long program is moved to a spawner with a free core.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +113,36 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     expect(stuck).toEqual([1, 3, 5, 7]);
     await rt.shutdown();
   }, 60_000);
+});
+
+describe('Spawner.start once this process is interrupted (it is ending its work before it dies)', () => {
+  it('starts no program, and no spawner: the program is dropped at once', () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-interrupted-'));
+    const script = join(root, 'start.ts');
+    const src = join(__dirname, '..', 'src', 'runtime');
+    // in a process of its own: being interrupted is for the life of the process
+    writeFileSync(
+      script,
+      `import { markInterrupted } from ${JSON.stringify(join(src, 'interrupt'))};
+       import { Spawner } from ${JSON.stringify(join(src, 'executable', 'spawner'))};
+       markInterrupted();
+       const spawner = new Spawner('', 1);
+       const request = { command: ['touch', ${JSON.stringify(join(root, 'ran'))}], cwd: ${JSON.stringify(root)},
+         made: true, stdout: ${JSON.stringify(join(root, 'out'))}, stderr: ${JSON.stringify(join(root, 'err'))},
+         env: {}, graceSeconds: 1 };
+       void spawner.start(request).tree.then((tree) =>
+         console.log(JSON.stringify({ spawner: spawner.pid ?? null, tree: tree === undefined ? null : 'started' })));`,
+    );
+    try {
+      const out = execFileSync(join(__dirname, '..', 'node_modules', '.bin', 'tsx'), [script], { encoding: 'utf8' });
+      // before: a SpawnerPool moving a waiting program to a lane whose spawner was abandoned at the interrupt made
+      // it launch a new spawner, which started the program after the user asked for the end
+      expect(JSON.parse(out)).toEqual({ spawner: null, tree: null });
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('Spawner.withdraw (how the pool moves a waiting program)', () => {

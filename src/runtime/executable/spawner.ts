@@ -21,6 +21,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { WorkerCrashedError } from '../../errors';
+import { isInterrupted } from '../interrupt';
 import { MARK_VARIABLE, withMark } from './marks';
 import {
   adoptTree,
@@ -100,6 +101,15 @@ export interface Spawning {
   withdraw(): void;
 }
 
+/** A program that is never started: dropped at once. */
+const DROPPED: Spawning = {
+  tree: Promise.resolve(undefined),
+  go: () => undefined,
+  next: () => undefined,
+  leave: () => Promise.resolve(),
+  withdraw: () => undefined,
+};
+
 /** A program the spawner could not start: where (`stage`), and the error's errno code and message. */
 export class SpawnFailure extends Error {
   constructor(
@@ -167,6 +177,10 @@ export class Spawner implements TreeWatcher, ProgramStarter {
    * spawner died first.
    */
   start(request: SpawnRequest): Spawning {
+    // This process is ending its work before it dies (interrupt.ts): nothing more starts, and no spawner is started
+    // again. (A SpawnerPool moving a waiting program to a lane whose spawner was abandoned at the interrupt launched a
+    // new spawner there, which started it.)
+    if (isInterrupted()) return DROPPED;
     const child = this.#child ?? this.#launch();
     const id = ++this.#ids;
     const { when } = request;
