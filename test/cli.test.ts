@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { main } from '../src/cli/main';
 import { formatStatus, type StatusSummary } from '../src/cli/status';
-import { dotString, mermaidText } from '../src/cli/graph';
+import { dotString, mermaidText, shortId } from '../src/cli/graph';
 import { sqliteStore } from '../src/store/sqlite';
 import { StoreLockedError } from '../src/errors';
 import { executor, inProcess, launch, openWorkflow } from 'scalems';
@@ -300,6 +300,14 @@ describe('scalems graph', () => {
   const NODE = /^ {2}(t_\w+)\["([^"]*)"\]:::(\w+)$/;
   const EDGE = /^ {2}(t_\w+) --> (t_\w+)$/;
   const CLASSDEF = /^ {2}classDef (\w+) fill:#[0-9a-f]{6},stroke:#[0-9a-f]{6}(,stroke-dasharray:4 2)?$/;
+
+  it('shows an unlabelled task by the 8 first characters of its hash, whatever its name', () => {
+    // before: 'executab' for every executable (its id starts with executable_echo, not its name executable:echo)
+    expect(shortId({ name: 'executable:echo', id: 'executable_echo-d5fcedf9d541eaf77066ce0a' })).toBe('d5fcedf9');
+    expect(shortId({ name: 'double', id: 'double-101b711c7c5f9c1e2a3b4c5d' })).toBe('101b711c');
+    const long = 'a.very-long.task-name-of-more-than-forty-characters';
+    expect(shortId({ name: long, id: `${long.slice(0, 40)}-0123456789abcdef01234567` })).toBe('01234567');
+  });
 
   it('prints a Mermaid flowchart: every line a class, node or edge; every edge between declared nodes', async () => {
     const { code, out } = await cli(root, 'graph');

@@ -32,9 +32,13 @@ interface Graph {
   readonly edges: ReadonlyArray<readonly [string, string]>;
 }
 
-/** `double-101b711c7c5f...` → `101b711c`: the id without the task name, cut to 8 characters. */
+/**
+ * `double-101b711c7c5f...` → `101b711c`: the hash after the id's last `-`, cut to 8 characters. (Ids start with the
+ * name made safe, `executable:echo` → `executable_echo`, so the name itself is no prefix to strip: before, every
+ * unlabelled executable showed as `executab`.)
+ */
 export function shortId(record: Pick<TaskRecord, 'id' | 'name'>): string {
-  const rest = record.id.startsWith(`${record.name}-`) ? record.id.slice(record.name.length + 1) : record.id;
+  const rest = record.id.slice(record.id.lastIndexOf('-') + 1);
   return rest.length > 12 ? rest.slice(0, 8) : rest;
 }
 

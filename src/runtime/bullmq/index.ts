@@ -36,9 +36,10 @@ export interface BullmqOptions {
   /**
    * The Redis the workers serve: ioredis options (`host`, `port`, `username`, `password`, `tls`, `db`, ...), passed
    * through as they are, or a `redis://[user:password@]host[:port][/db]` URL (`rediss://` for TLS).
-   * @default { host: '127.0.0.1', port: 6379 }
+   * @default { host: '127.0.0.1', port: 6379 } (also when undefined: `connection: process.env.SCALEMS_REDIS_URL` is
+   * fine under `exactOptionalPropertyTypes`)
    */
-  readonly connection?: RedisConnection | string;
+  readonly connection?: RedisConnection | string | undefined;
   /** BullMQ's key prefix: workers must be started with the same `--prefix`. @default 'scalems' */
   readonly prefix?: string;
   /** The name the task queues start with: workers must be started with the same `--queue`. @default 'tasks' */
