@@ -152,7 +152,6 @@ export function openStoreReadonly(file: string, verify = true): Database.Databas
   return openVerified(dbPath, true, verify);
 }
 
-/** Builds the store in a temporary file and renames it into place, so a store file is never half made. */
 /**
  * The store's path with its symbolic links resolved (also a link to a file yet to be made): the lock `<path>.lock`
  * is then the same file whichever name a process opens the store by, as SQLite's own -wal and -shm files are.
@@ -201,6 +200,7 @@ function refuseHardLinks(dbPath: string): void {
     );
 }
 
+/** Builds the store in a temporary file and renames it into place, so a store file is never half made. */
 function create(dbPath: string): void {
   const temporary = `${dbPath}.creating-${process.pid}-${randomUUID()}`;
   try {
