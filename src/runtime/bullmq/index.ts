@@ -23,6 +23,7 @@ import { bullmqDriver } from './driver';
 import {
   DEFAULT_PREFIX,
   DEFAULT_QUEUE,
+  MEETING_OPTIONS,
   connectionFromUrl,
   jobIdOf,
   meetingName,
@@ -72,13 +73,7 @@ export interface BullmqOptions {
 const INSTANCE_KEY = 'backend:bullmq:instance';
 
 const BULLMQ_OPTIONS = {
-  connection: {
-    allowed: 'a redis:// URL or a connection object { host, port, ... }',
-    ok: (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
-  },
-  prefix: rules.text('a name'),
-  queue: rules.text('a name'),
-  modules: rules.strings('an array of module paths'),
+  ...MEETING_OPTIONS,
   root: rules.path('a directory path'),
   staging: rules.oneOf('copy', 'symlink'),
   gracePeriod: rules.seconds(),

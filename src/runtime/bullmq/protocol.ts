@@ -7,6 +7,7 @@
 import * as t from 'io-ts';
 import { InvalidOptionsError } from '../../errors';
 import type { RecordedError } from '../../recorded-error';
+import { rules } from '../../task/options';
 import { footprint, type Footprint, type TaskRequirements as Requirements } from '../../task/requirements';
 import { AttemptData, decodeWith } from '../remote/attempt-data';
 
@@ -187,3 +188,14 @@ export function connectionFromUrl(text: string, option: string): RedisConnection
 export function describeConnection(c: RedisConnection): string {
   return `${c.tls !== undefined ? 'rediss' : 'redis'}://${c.host ?? '127.0.0.1'}:${c.port ?? 6379}/${c.db ?? 0}`;
 }
+
+/** The options a driver (`bullmq()`) and its workers (`ScalemsWorker.start`) share: where they meet, the modules. */
+export const MEETING_OPTIONS = {
+  connection: {
+    allowed: 'a redis:// URL or a connection object { host, port, ... }',
+    ok: (v: unknown) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+  },
+  prefix: rules.text('a name'),
+  queue: rules.text('a name'),
+  modules: rules.strings('an array of module paths'),
+};

@@ -22,6 +22,7 @@ import {
   CANCEL_EVENT,
   DEFAULT_PREFIX,
   DEFAULT_QUEUE,
+  MEETING_OPTIONS,
   SHAPE_EVENT,
   cancelReason,
   connectionFromUrl,
@@ -81,13 +82,7 @@ const whole = (min: number): OptionRule => ({
 });
 
 const WORKER_OPTIONS = {
-  connection: {
-    allowed: 'a redis:// URL or a connection object { host, port, ... }',
-    ok: (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
-  },
-  prefix: rules.text('a name'),
-  queue: rules.text('a name'),
-  modules: rules.strings('an array of module paths'),
+  ...MEETING_OPTIONS,
   cores: whole(1),
   gpus: whole(0),
   memoryMB: whole(0),
