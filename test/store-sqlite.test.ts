@@ -241,6 +241,21 @@ describe('sqliteStore file format', () => {
     await expect(again.entries()).rejects.toThrow(StoreCorruptError);
   });
 
+  test('the temporary files of a creation that was killed are removed by the next open', async () => {
+    const left = [`${file}.creating-99999-0a1b`, `${file}.creating-99999-0a1b-journal`];
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of left) fs.writeFileSync(f, 'half made');
+    // before: they stayed for good, one pair per kill during a creation
+    await openStore(file).set('a', 1);
+    expect(left.filter((f) => fs.existsSync(f))).toEqual([]);
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'state.sqlite',
+      'state.sqlite-shm',
+      'state.sqlite-wal',
+      'state.sqlite.lock',
+    ]);
+  });
+
   test('a new store ignores a -wal file orphaned by deleting an old store file', async () => {
     const old = sqliteStore(file);
     await old.set('old', 'data');

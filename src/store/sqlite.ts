@@ -118,6 +118,7 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
     throw accessFailure(error, dbPath, 'lock');
   }
   try {
+    removeLeftovers(dbPath);
     if (!fs.existsSync(dbPath)) create(dbPath);
     refuseHardLinks(dbPath);
     const db = openVerified(dbPath, false, options.verify ?? true);
@@ -198,6 +199,22 @@ function refuseHardLinks(dbPath: string): void {
         'names (find / -samefile <store>), or copy the store (cp) instead of linking it.',
       dbPath,
     );
+}
+
+/**
+ * Removes the temporary files of a `create` that was killed (`<store>.creating-<pid>-<uuid>`, and its -journal): with
+ * the lock held, no other process is making this store, so every such file is left over (before, they stayed).
+ */
+function removeLeftovers(dbPath: string): void {
+  const dir = path.dirname(dbPath);
+  const prefix = `${path.basename(dbPath)}.creating-`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(prefix)) fs.rmSync(path.join(dir, name), { force: true });
 }
 
 /** Builds the store in a temporary file and renames it into place, so a store file is never half made. */
