@@ -407,6 +407,16 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       expect({ code, out }).toEqual({ code: 0, out: 'handed over\nshut down\n' });
     }, 60_000);
 
+    test('an idle worker whose Redis went away exits on one SIGTERM, saying it closed', async () => {
+      const w = await worker({ cores: 1, redis: `redis://127.0.0.1:${redis.port}` });
+      await redis.stop();
+      await sleep(500);
+      // before: it said it was finishing its running tasks (it had none), and waited on BullMQ's connections for good
+      const exited = w.stop('SIGTERM').then(() => 'exited');
+      expect(await Promise.race([exited, sleep(20_000).then(() => 'still running 20 s later')])).toBe('exited');
+      expect(w.output()).toMatch(/SIGTERM, finishing the running tasks\n[^]*: closed\n/);
+    }, 60_000);
+
     test('credentials pass through: a Redis with a password serves a driver and a worker that give it', async () => {
       await redis.stop();
       redis = new OwnRedis(await freePort(), dir, ['--requirepass', 's3cret']);

@@ -15,7 +15,7 @@ import { checkOptions, rules, type OptionRule, type RulesOf } from '../../task/o
 import type { Footprint } from '../../task/requirements';
 import { TaskHost } from '../remote/host';
 import { hostPool } from '../threads/host-pool';
-import { closeSoon } from './close';
+import { closeSoon, within } from './close';
 import { bullmqDriver } from './driver';
 import { Gate } from './gate';
 import {
@@ -296,14 +296,37 @@ export class ScalemsWorker {
     }
     this.closing ??= (async () => {
       if (this.poller !== undefined) clearInterval(this.poller);
-      await Promise.all([...this.workers.values()].map((w) => w.close()));
+      const workers = [...this.workers.values()];
+      const closed = Promise.all(workers.map((w) => w.close()));
+      // BullMQ's close waits for the running jobs, then on its connections: with Redis gone, for good once the jobs
+      // are over (before, an idle worker whose Redis had gone did not exit on SIGTERM). Once nothing runs here and
+      // Redis does not answer, its connections are dropped instead.
+      while (!(await within(closed, 2000))) {
+        if (this.host.size === 0 && !(await this.answers())) {
+          await Promise.all(workers.map((w) => closeSoon(w)));
+          break;
+        }
+      }
       await this.host.close();
-      const client = await this.base.client.catch(() => undefined);
-      await client?.del(workerKey(this.meeting, this.name)).catch(() => undefined);
+      if (await this.answers()) {
+        const client = await this.base.client;
+        await within(client.del(workerKey(this.meeting, this.name)), 2000);
+      }
       await Promise.all([this.control, this.base].map((c) => (c !== undefined ? closeSoon(c) : undefined)));
       this.log(`scalems worker ${this.name}: closed`);
     })();
     return this.closing;
+  }
+
+  /** Whether Redis answers a PING within a second. */
+  private async answers(): Promise<boolean> {
+    const asked = this.base.client
+      .then((client) => (client as unknown as { ping(): Promise<string> }).ping())
+      .then(
+        () => true,
+        () => false,
+      );
+    return Promise.race([asked, new Promise<false>((resolve) => setTimeout(() => resolve(false), 1000).unref())]);
   }
 }
 
