@@ -223,6 +223,12 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
           'live workers offer at most 3 cores, 0 GPUs, 0 MB. Start one: scalems worker --cores 6 ...',
       );
       expect(status).toMatch(/tasks\.c3\.g0\.m0: 0 waiting, 0 running\n/);
+      // where no store is (a worker's machine): the queues alone (before: the missing store's error, exit 1)
+      const elsewhere = mkdtempSync(join(tmpdir(), 'scalems-no-store-'));
+      out.length = 0;
+      expect(await main(['status', '--redis', REDIS_URL, '--prefix', prefix], { ...io, cwd: elsewhere })).toBe(0);
+      expect(out.join('')).toMatch(/^bullmq queues "tasks" \(prefix "[^"]+"\)[^]*tasks\.c6\.g0\.m0: 1 waiting/);
+      rmSync(elsewhere, { recursive: true, force: true });
       const bigger = await worker({ cores: 6 });
       expect(await huge).toBe(bigger.child.pid);
     });

@@ -228,7 +228,16 @@ export const statusCommand: Command = {
     const limit = wholeNumber('limit', values.limit, 0, ' (0 = all)') ?? 20;
     const verbose = values.verbose ?? false;
 
-    const located = locate(dir, io.cwd);
+    // a worker's machine, or a driver on memoryStore(), has no store here: --redis alone reports the queues (before,
+    // the report was read, then dropped for the missing store's error)
+    let located: ReturnType<typeof locate>;
+    try {
+      located = locate(dir, io.cwd);
+    } catch (error) {
+      if (queues === undefined || dir !== undefined || !(error instanceof CliError)) throw error;
+      io.stdout.write(values.json ? JSON.stringify({ bullmq: queues }, null, 2) + '\n' : formatBullmqReport(queues));
+      return EXIT_OK;
+    }
     if ('one' in located) {
       const summary = await summaryOf(located.one, verbose);
       io.stdout.write(

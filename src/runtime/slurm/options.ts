@@ -22,7 +22,7 @@ export interface SlurmBackendOptions {
   readonly walltime?: number;
   /**
    * Nodes of each allocation; `worker.nodes` wins.
-   * @default 1
+   * @default none: Slurm places the allocation's cores on as many nodes as it takes
    */
   readonly nodes?: number;
   /**
