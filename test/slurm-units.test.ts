@@ -101,6 +101,17 @@ describe('slurm(): allocation requests', () => {
     expect(refuse({ nodes: 3 }, { partition: 'gpu' })).toMatch(/ask for 3 nodes but the partition has 2/);
     expect(refuse({ memoryMB: 5000 })).toMatch(/5000 MB of memory but 1 node of it have 4000 MB/);
     expect(refuse({ gpus: 1 })).toMatch(/1 GPUs but 1 node of it have 0/);
+    // memory no node can give as salloc is asked for it (before: taken here, then refused by salloc)
+    expect(refuse({ cores: 1, memoryMB: 20000 }, { partition: 'gpu' })).toMatch(
+      /20000 MB for 1 cores \(20000 MB per core\) but its nodes have that much for 0 cores \(g1: 8 CPUs, 16000 MB; g2/,
+    );
+    expect(refuse({ cores: 10, memoryMB: 23000 }, { partition: 'gpu' })).toMatch(/\(2300 MB per core\).* for 9 cores/);
+    expect(refuse({ cores: 2, nodes: 2, memoryMB: 20000 }, { partition: 'gpu' })).toMatch(
+      /20000 MB on 2 nodes \(10000 MB each\) but 1 of its nodes have that much/,
+    );
+    expect(
+      checkRequest(allocationRequest({ cores: 12, memoryMB: 24000 }, { partition: 'gpu' }), cluster),
+    ).toMatchObject({ cores: 12, memoryMB: 24000 });
     expect(refuse({ walltime: 7200 }, { partition: 'gpu' })).toMatch(
       /walltime of 7200 s but the partition's time limit is 60 min/,
     );

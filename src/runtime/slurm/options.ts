@@ -247,6 +247,28 @@ export function checkRequest(req: AllocationRequest, cluster: ClusterInfo): Capa
   const memory = top('memoryMB');
   if (req.memoryMB !== undefined && req.memoryMB > memory)
     fail(`they ask for ${req.memoryMB} MB of memory but ${nodesText} of it have ${memory} MB`);
+  // as `sallocArgs` asks for it: per node with a node count, else per CPU (before, only the total was compared, and
+  // salloc refused what no node could hold: "Memory specification can not be satisfied")
+  if (req.memoryMB !== undefined && req.memoryMB > 0) {
+    const sizes = p.nodes.map((n) => `${n.name}: ${n.cpus} CPUs, ${n.memoryMB} MB`).join('; ');
+    if (req.nodes !== undefined) {
+      const perNode = Math.ceil(req.memoryMB / req.nodes);
+      const holding = p.nodes.filter((n) => n.memoryMB >= perNode).length;
+      if (holding < req.nodes)
+        fail(
+          `they ask for ${req.memoryMB} MB on ${req.nodes} nodes (${perNode} MB each) but ${holding} of its nodes ` +
+            `have that much (${sizes})`,
+        );
+    } else {
+      const perCpu = Math.ceil(req.memoryMB / req.cores);
+      const usable = p.nodes.reduce((sum, n) => sum + Math.min(n.cpus, Math.floor(n.memoryMB / perCpu)), 0);
+      if (usable < req.cores)
+        fail(
+          `they ask for ${req.memoryMB} MB for ${req.cores} cores (${perCpu} MB per core) but its nodes have that ` +
+            `much for ${usable} cores (${sizes}); ask for fewer MB per core, or give a node count`,
+        );
+    }
+  }
   const gpus = top('gpus');
   if (req.gpus > gpus) fail(`they ask for ${req.gpus} GPUs but ${nodesText} of it have ${gpus}`);
   if (req.walltime !== undefined && p.maxTimeMinutes !== undefined && Math.ceil(req.walltime / 60) > p.maxTimeMinutes) {
