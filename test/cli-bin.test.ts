@@ -37,6 +37,36 @@ it('examples/progress.ts runs an ensemble with a progress display (plain lines w
   for (const line of lines) expect(line).toMatch(/^\[scalems\] \d+\/\d+ done \(\d+ failed, \d+ running\)$/);
 });
 
+it('a store another user may not read: scalems status says so (as root here, it runs as nobody)', () => {
+  // before: "<dir> does not exist" for the workflow directory, and Node's raw EACCES for the project directory
+  const project = path.join(dir, 'private');
+  fs.mkdirSync(path.join(project, '.scalems', 'run'), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(project, '.scalems', 'run', 'state.sqlite'), '');
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(project, 0o755);
+  const asNobody = (target: string): { code: number | null; err: string } => {
+    const r = spawnSync(
+      'runuser',
+      [
+        '-u',
+        'nobody',
+        '--',
+        tsx,
+        '--tsconfig',
+        path.join(repo, 'tsconfig.json'),
+        path.join(repo, 'src/cli/main.ts'),
+      ].concat(['status', target]),
+      { cwd: os.tmpdir(), encoding: 'utf8' },
+    );
+    return { code: r.status, err: r.stderr };
+  };
+  for (const target of [project, path.join(project, '.scalems', 'run')]) {
+    const { code, err } = asNobody(target);
+    expect(code).toBe(1);
+    expect(err).toMatch(/cannot be read by this user \(permission denied\).*Run this as that user\.\n$/);
+  }
+});
+
 it('scalems status prints the counts and the failed tasks by label', () => {
   const { code, out, err } = scalems(dir, 'status');
   expect({ code, err }).toEqual({ code: 0, err: '' });

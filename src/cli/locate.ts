@@ -21,14 +21,40 @@ export interface WorkflowLocation {
 export type Located =
   { readonly one: WorkflowLocation } | { readonly root: string; readonly several: readonly WorkflowLocation[] };
 
-const isDir = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
-const isFile = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+/**
+ * What is at `p`, if anything; a path this user may not look into is a `CliError` saying so (before: "does not
+ * exist", or Node's raw EACCES).
+ */
+function statOf(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p, { throwIfNoEntry: false });
+  } catch (error) {
+    throw unreadable(p, error);
+  }
+}
+
+function unreadable(p: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (code !== 'EACCES' && code !== 'EPERM') return error;
+  return new CliError(
+    `${p} cannot be read by this user (permission denied): a workflow's directory and store are readable by the ` +
+      'user who ran it only (0700, 0600). Run this as that user.',
+  );
+}
+
+const isDir = (p: string): boolean => statOf(p)?.isDirectory() ?? false;
+const isFile = (p: string): boolean => statOf(p)?.isFile() ?? false;
 const at = (file: string): WorkflowLocation => ({ name: path.basename(path.dirname(file)), file });
 
 /** The workflows directly under `dir`: every `<dir>/<name>/state.sqlite`, sorted by name. */
 function workflowsUnder(dir: string): WorkflowLocation[] {
-  return fs
-    .readdirSync(dir, { withFileTypes: true })
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (error) {
+    throw unreadable(dir, error);
+  }
+  return entries
     .filter((entry) => entry.isDirectory() && isFile(path.join(dir, entry.name, STORE_FILE)))
     .map((entry) => ({ name: entry.name, file: path.join(dir, entry.name, STORE_FILE) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -41,7 +67,7 @@ function workflowsUnder(dir: string): WorkflowLocation[] {
  */
 export function locate(target: string | undefined, cwd: string): Located {
   const given = path.resolve(cwd, target ?? WORKFLOWS_DIR);
-  if (!fs.existsSync(given)) {
+  if (statOf(given) === undefined) {
     throw new CliError(
       target === undefined
         ? `no workflow store here: ${given} does not exist. Run this in the directory the workflow ran in, ` +
