@@ -323,6 +323,45 @@ describe('workflow.close() while tasks run or wait', () => {
   });
 });
 
+describe('workflow.close() whose last write fails', () => {
+  it('rejects, keeps the store open and its records, refuses new work, and close() again writes them and closes', async () => {
+    const inner = memoryStore();
+    let failing = false;
+    let storeClosed = 0;
+    const store: Store = {
+      ...inner,
+      async setMany(entries) {
+        if (failing) throw new Error('no space left on device (a stand-in)');
+        await inner.setMany(entries);
+      },
+      async close() {
+        storeClosed++; // (inner stays open: read below as a new process would find it)
+      },
+    };
+    const wf = await openWorkflow({ store, name: 'close-retry' });
+    const ex = executor(launch(wf, inProcess()));
+    failing = true;
+    const done = ex.submit(square, 6);
+    expect(await done).toBe(36);
+    await expect(wf.close()).rejects.toThrow('no space left on device');
+    expect(storeClosed).toBe(0); // still open: its records are kept, to be written
+    expect(() => executor(launch(wf, inProcess()))).toThrow(StoreClosedError);
+    expect(() => executor(launch(wf, inProcess()))).toThrow(/being closed.*call it again/);
+    await expect(wf.close()).rejects.toThrow('no space left on device'); // still failing: tried again, not cached
+
+    failing = false; // space freed
+    await wf.close();
+    expect(storeClosed).toBe(1);
+    await wf.close(); // closed: nothing more
+    expect(storeClosed).toBe(1);
+    const again = await openWorkflow({ store: await restarted(inner), name: 'close-retry' });
+    expect(again.record(done.id)).toMatchObject({ state: 'succeeded', result: 36 });
+    // the store is not held by the closed workflow any more
+    await again.close();
+    await expect(openWorkflow({ store, name: 'close-retry' })).resolves.toBeDefined();
+  });
+});
+
 describe('openWorkflow() options', () => {
   it.each([
     ['a number', 42, /expected a string, got number/],

@@ -131,9 +131,15 @@ export class Workflow extends TaskGraph {
    * `TaskCancelledError` and are recorded cancelled, so that a resume runs them again), its executors are shut
    * down, everything is committed and written, then the store is closed. Await the tasks first to keep their
    * results. Task handles keep their last state.
+   *
+   * If the last write fails (a full disk: `StoreWriteError`), it rejects, and the store stays open with the
+   * records kept: nothing more can be submitted, and `close()` again writes them, then closes the store.
    */
   override close(): Promise<void> {
-    this.closing ??= this.cancelAndClose();
+    this.closing ??= this.cancelAndClose().catch((error: unknown) => {
+      this.closing = undefined; // the next close() tries the write again
+      throw error;
+    });
     return this.closing;
   }
 
@@ -159,16 +165,14 @@ export class Workflow extends TaskGraph {
       );
     }
     const stopping = [...this.executors.values()].map((ex) => ex.shutdown({ wait: true }));
-    // commits the cancellations, which settles the executors' bookkeeping: then they drain
-    await this.flushed();
+    // commits the cancellations, which settles the executors' bookkeeping: then they drain (writing may fail: the
+    // executors drain all the same, then the write is tried once more, by super.close())
+    this.flush();
     await Promise.all(stopping);
-    try {
-      await super.close();
-    } finally {
-      storesInUse.delete(this.store);
-      this.taskEvents?.complete();
-      this.log.info('closed');
-    }
+    await super.close(); // rejects if the records cannot be written: the store stays open, and this is called again
+    storesInUse.delete(this.store);
+    this.taskEvents?.complete();
+    this.log.info('closed');
   }
 
   private describedTarget(named: string | undefined): DescriptionTarget {

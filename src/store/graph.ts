@@ -73,6 +73,8 @@ export class TaskGraph {
   /** how committed changes reach the store */
   private readonly persistence: WriteBehind;
   private closed = false;
+  /** close() was called: nothing more is submitted (its write may have failed, and the store is still open) */
+  private closeCalled = false;
   /** the commit of the records read from the store is under way: they are not written back */
   private restoring = false;
   /** the transitions of the pending batch, while a listener wants them (else undefined: nothing is recorded) */
@@ -209,6 +211,11 @@ export class TaskGraph {
       throw new StoreClosedError(
         `workflow "${this.name}" is closed (workflow.close() closed its store): open it again with ` +
           `openWorkflow() to go on`,
+      );
+    if (this.closeCalled)
+      throw new StoreClosedError(
+        `workflow "${this.name}" is being closed (workflow.close() was called; if it failed to write the ` +
+          `records, call it again once the store can be written): open it again with openWorkflow() to go on`,
       );
   }
 
@@ -375,16 +382,18 @@ export class TaskGraph {
     return asyncScheduler.now();
   }
 
-  /** Commits and writes everything, then closes the store. Task handles keep their last state. */
+  /**
+   * Commits and writes everything, then closes the store. Task handles keep their last state. Nothing more can be
+   * submitted from the call on. If the write fails, it rejects and the store stays open, its records kept: a
+   * `close()` again tries the write again (a full disk: once space is freed, every record lands).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    try {
-      await this.flushed();
-    } finally {
-      this.closed = true;
-      this.subject.complete();
-      await this.store.close();
-    }
+    this.closeCalled = true;
+    await this.flushed();
+    this.closed = true;
+    this.subject.complete();
+    await this.store.close();
   }
 }
 

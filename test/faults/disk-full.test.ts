@@ -53,7 +53,7 @@ describeAsRoot('a store whose disk fills up during a run', () => {
     return filler;
   }
 
-  it('rejects with StoreWriteError (disk full), keeps the failed batches, and writes every record once space returns', async () => {
+  it('rejects with StoreWriteError (disk full), keeps the failed batches, and writes every record once space returns (close() again)', async () => {
     const file = path.join(mount, 'wf', 'state.sqlite');
     const wf = await openWorkflow({ name: 'full', store: sqliteStore(file) });
     const ex = executor(launch(wf, inProcess()));
@@ -78,9 +78,11 @@ describeAsRoot('a store whose disk fills up during a run', () => {
     // still full: a second flush tries again, and says so again
     await expect(wf.flushed()).rejects.toThrow(StoreWriteError);
 
+    // closing while it is still full rejects the same way, and keeps the store open with the records
+    await expect(wf.close()).rejects.toThrow(StoreWriteError);
+
     fs.unlinkSync(filler);
-    await wf.flushed(); // the kept batches land
-    await wf.close();
+    await wf.close(); // again: the kept batches land, then the store closes
 
     const reader = sqliteStore(file, { readonly: true });
     try {
