@@ -53,4 +53,29 @@ describe('function versions on a remote side', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a module this program loaded, then edited before threads() was made: not run as the code it has', async () => {
+    // the threads' digest was the file as threads() read it, the edited one: they ran the new code under the
+    // identity of the old, and a later run of the old code was served the new code's result
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-edited-'));
+    try {
+      const file = join(dir, 'edited-before.js');
+      const module = editableTaskModule(file, 'edited.before');
+      module.write('v1');
+      const { prep } = require(file) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
+      module.write('v2');
+      const wf = await openWorkflow({ store: memoryStore() });
+      const edited = launch(wf, threads({ modules: [file], maxThreads: 1 }));
+      const task = executor(edited).submit(prep, 7);
+      await expect(task).rejects.toThrow(FunctionVersionError);
+      await expect(task).rejects.toThrow(/edited-before\.js changed after the program that submits its tasks loaded/);
+      await edited.shutdown();
+      module.write('v1'); // as this program has it: run
+      const same = launch(wf, threads({ modules: [file], maxThreads: 1 }));
+      expect(await executor(same).submit(prep, 8)).toEqual({ code: 'v1', n: 8 });
+      await same.shutdown();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,11 +1,14 @@
 /**
  * The Node parts of the core, installed by `scalems` on Node and by `scalems/node`: the AsyncLocalStorage
- * carrier, the core count, and a SQLite file under `.scalems/<name>/` as the default store.
+ * carrier, the core count, a SQLite file under `.scalems/<name>/` as the default store, and the digests of the files
+ * that define tasks, as loaded (`recordDefiningFiles`).
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { installAsyncLocalCarrier } from '../context/async-local';
 import { setAvailableCores } from '../runtime/cores';
+import { recordDefiningFiles } from '../runtime/remote/modules';
+import { setDefinedHook } from '../task/spec';
 import { checkWorkflowName, setDefaultStoreFactory } from '../runtime/workflow';
 import type { Store } from '../store/store';
 import { sqliteStore } from '../store/sqlite';
@@ -15,7 +18,7 @@ let installed = false;
 
 /**
  * Installs the Node parts of the core (idempotent): the AsyncLocalStorage carrier, the core count, SQLite as the
- * default store.
+ * default store, the digests of the files that define tasks.
  */
 export function installNode(): void {
   if (installed) return;
@@ -23,6 +26,7 @@ export function installNode(): void {
   installAsyncLocalCarrier();
   setAvailableCores(availableParallelism());
   setDefaultStoreFactory(defaultStore);
+  setDefinedHook(recordDefiningFiles);
 }
 
 /**

@@ -155,7 +155,20 @@ export function defineTask<F extends AnyFunction>(
   names.set(fn, name);
   if (version !== undefined) versions.set(fn, version);
   Object.defineProperty(fn, 'taskName', { value: name, enumerable: false });
+  definedHook?.(defineTask);
   return fn as DefinedTask<F>;
+}
+
+/** What `defineTask` calls, with itself, once it has registered a function (see `setDefinedHook`). */
+let definedHook: ((define: AnyFunction) => void) | undefined;
+
+/**
+ * @internal Sets what `defineTask` calls, with itself (so that the hook can find its callers), once it has registered a
+ * function. On Node: the files being loaded then are read, as the modules a remote side must load as they were
+ * (`remote/modules.ts`).
+ */
+export function setDefinedHook(hook: (define: AnyFunction) => void): void {
+  definedHook = hook;
 }
 
 /** The registered function of that name, if any module of this process defined it. */

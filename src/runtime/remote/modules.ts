@@ -5,9 +5,9 @@
  * loading them. Shared by every backend that runs functions elsewhere (threads, slurm).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FunctionVersionError, InvalidOptionsError, TaskModuleError } from '../../errors';
 import { registeredName, type AnyFunction } from '../../task/spec';
 
@@ -128,7 +128,62 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
  * that identity, and store its result as the old code's.
  */
 export function moduleDigests(modules: readonly string[]): Array<string | undefined> {
-  return modules.map((m) => fileDigest(resolve(m)));
+  return modules.map((m) => {
+    const path = resolve(m);
+    return definingDigests.get(realPath(path)) ?? fileDigest(path);
+  });
+}
+
+/**
+ * The digest of each file that was being loaded (on the stack) when a `defineTask` call ran, as it read then: the
+ * code this process has. A module loaded here, then edited before a backend reads it (`moduleDigests`), would
+ * otherwise give the remote side the digest of the edited file, which it then loads: the new code, run under the
+ * identity of the old.
+ */
+const definingDigests = new Map<string, string | undefined>();
+
+/** At most this many frames of a `defineTask` call's stack are looked at (the module, what required it, ...). */
+const DEFINING_FRAMES = 32;
+
+/** Records the files on the stack of a `defineTask` call (`define`: the function that called this) not seen yet. */
+export function recordDefiningFiles(define: AnyFunction): void {
+  for (const file of stackFiles(define)) if (!definingDigests.has(file)) definingDigests.set(file, fileDigest(file));
+}
+
+/** The files of the frames below `below` on the stack now: absolute paths, without Node's own. */
+function stackFiles(below: AnyFunction): string[] {
+  const prepare = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  const holder: { stack?: unknown } = {};
+  try {
+    Error.stackTraceLimit = DEFINING_FRAMES;
+    Error.prepareStackTrace = (_error, sites) => sites;
+    Error.captureStackTrace(holder, below);
+    const sites = holder.stack; // read while the override is in place: it is formatted on first read
+    if (!Array.isArray(sites)) return [];
+    const files = new Set<string>();
+    for (const site of sites as NodeJS.CallSite[]) {
+      const name = site.getFileName();
+      if (name === undefined || name === null) continue;
+      if (name.startsWith('file://')) files.add(fileURLToPath(name));
+      else if (isAbsolute(name)) files.add(name);
+    }
+    return [...files];
+  } catch {
+    return [];
+  } finally {
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
+  }
+}
+
+/** `path` with its symbolic links resolved, as a module's file name is; itself if that fails. */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 function fileDigest(path: string): string | undefined {
