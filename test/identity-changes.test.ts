@@ -407,6 +407,33 @@ describe('a resumed run after a change gets fresh results', () => {
     await third.wf.close();
   });
 
+  it('a label given to a task served from the store is its own: another task of the run cannot take it', async () => {
+    const store = join(dir, 'state.sqlite');
+    const simulate = async (deck: string): Promise<string> => `result of ${deck}`;
+    const first = await open(store);
+    const plain = first.ex.submit(simulate, 'deck A'); // unlabelled in the first run
+    const named = first.ex.submit({ ...call(simulate, 'deck B'), label: 'sim-b' });
+    await Promise.all([plain, named]);
+    await first.wf.close();
+    // the second run labels the first run's tasks: served, and labelled
+    const second = await open(store);
+    const served = second.ex.submit({ ...call(simulate, 'deck A'), label: 'sim-a' });
+    expect(served.id).toBe(plain.id);
+    expect(served.state).toBe('succeeded');
+    expect(served.label).toBe('sim-a');
+    expect(second.wf.labelled('sim-a')).toBe(served.id);
+    expect(() => second.ex.submit({ ...call(simulate, 'deck C'), label: 'sim-a' })).toThrow(DuplicateLabelError);
+    // another label for a task the first run labelled is refused, as within a run; the same one is the same task
+    expect(() => second.ex.submit({ ...call(simulate, 'deck B'), label: 'other' })).toThrow(
+      /already labelled "sim-b"; a label can be set once/,
+    );
+    expect(second.ex.submit({ ...call(simulate, 'deck B'), label: 'sim-b' }).id).toBe(named.id);
+    await second.wf.close();
+    const third = await open(store);
+    expect(third.wf.labelled('sim-a')).toBe(plain.id);
+    await third.wf.close();
+  });
+
   it('closures with the same source and arguments are refused on a persistent store, whatever the order', async () => {
     const store = join(dir, 'state.sqlite');
     const make = (a: number) => async (x: number) => a * x;

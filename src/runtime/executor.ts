@@ -285,8 +285,10 @@ export class Executor implements AsyncDisposable {
       if (spec.label !== undefined) {
         const holder = wf.labelled(spec.label);
         // throws DuplicateLabelError, naming the holder, unless it is a task of an earlier run that this one has not
-        // submitted: then the label goes to this task when it is entered (its record is new)
-        if (holder !== undefined && holder !== id) wf.setLabel(id, spec.label);
+        // submitted: then the label goes to this task when it is entered (its record is new). A task of an earlier
+        // run (served from the store, or run again) takes it now, as one of this run does: none is given twice, and
+        // a record labelled otherwise by that run keeps its label (DuplicateLabelError: a label is set once)
+        if ((holder !== undefined && holder !== id) || entry.record !== undefined) wf.setLabel(id, spec.label);
       }
       wf.store.assertStorable?.(`task:${id}.args`, encoded.args);
       handle = new Task<R>(wf, id, entry);

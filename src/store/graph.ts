@@ -284,7 +284,10 @@ export class TaskGraph {
       );
     const current = this.record(id)?.label;
     if (current !== undefined)
-      throw new DuplicateLabelError(`task ${id} is already labelled "${current}"; a label can be set once`);
+      throw new DuplicateLabelError(
+        `task ${id} is already labelled "${current}"; a label can be set once (a task of an earlier run keeps the ` +
+          'label it was given there)',
+      );
     this.dispatch({ type: 'label', id, label });
   }
 
