@@ -140,7 +140,7 @@ describe('worker groups: requirements', () => {
   it('reports every bad entry of the list at once', () => {
     const err = (() => {
       try {
-        executor(rt, { worker: [{ cores: 0 }, { gpus: -1 }, { name: 'a' }, { name: 'a' }] });
+        executor(rt, { worker: [{ cores: 0 }, { gpus: -1 }, { name: 'a' }, { name: 'a' }, { name: 'a', cores: 0 }] });
       } catch (e) {
         return e as InvalidRequirementsError;
       }
@@ -150,6 +150,9 @@ describe('worker groups: requirements', () => {
       'worker[0].cores: expected a positive integer, got 0',
       'worker[1].gpus: expected a non-negative integer, got -1',
       `worker[3].name: the group name "a" is already worker[2]'s: give each worker group its own name`,
+      // an entry with another problem is checked for its name as well
+      'worker[4].cores: expected a positive integer, got 0',
+      `worker[4].name: the group name "a" is already worker[2]'s: give each worker group its own name`,
     ]);
   });
 
@@ -167,6 +170,16 @@ describe('worker groups: requirements', () => {
     expect(submit).toThrow(
       /task \w+ on executor executor-\d+: it asks for worker group "analyis", but the executor has the groups "members", "analysis"/,
     );
+    expect(wf.state.tasks.size).toBe(0);
+  });
+
+  it('an unknown group fails at submit on an executor of one group too (not later, as the task’s error)', () => {
+    const named = executor(rt, { worker: { name: 'members', cores: 1 } });
+    expect(() => held(named, 'lost', { group: 'nope' })).toThrow(
+      /it asks for worker group "nope", but the executor has the group "members"$/,
+    );
+    const unnamed = executor(rt, { worker: { cores: 1 } });
+    expect(() => held(unnamed, 'lost', { group: 'nope' })).toThrow(UnsatisfiableRequirementsError);
     expect(wf.state.tasks.size).toBe(0);
   });
 

@@ -195,6 +195,14 @@ describe('processes(): executables as child processes', () => {
     const plain = join(root, 'not-executable.sh');
     writeFileSync(plain, '#!/bin/sh\n', { mode: 0o644 });
     await expect(ex.submit(executable([plain]))).rejects.toThrow(/is not executable \(permission denied\)/);
+    // an absolute path is not told to be made absolute; a script whose interpreter is missing is not "not found"
+    const absent = join(root, 'absent', 'prog');
+    await expect(ex.submit(executable([absent]))).rejects.toThrow(new RegExp(`program "${absent}" was not found$`));
+    const orphan = join(root, 'orphan.sh');
+    writeFileSync(orphan, '#!/no/such/interpreter\n', { mode: 0o755 });
+    await expect(ex.submit(executable([orphan]))).rejects.toThrow(
+      /orphan\.sh" could not be started: it exists, but the interpreter its first line \(#!\) names was not found/,
+    );
     await rt.shutdown();
   });
 

@@ -223,15 +223,15 @@ export class WorkerGroups {
    */
   accept(spec: TaskSpec, req: TaskRequirements, executorId: string): ReadonlySet<Group> | undefined {
     const list = this.list;
+    if (req.group !== undefined && this.byName.get(req.group) === undefined)
+      throw new UnsatisfiableRequirementsError(
+        `task ${spec.name} on executor ${executorId}: it asks for worker group ${JSON.stringify(req.group)}, ` +
+          `but the executor has the group${list.length === 1 ? '' : 's'} ${this.names()}`,
+      );
     if (list.length === 1) {
       list[0]!.backend.accept?.(spec);
       return undefined;
     }
-    if (req.group !== undefined && this.byName.get(req.group) === undefined)
-      throw new UnsatisfiableRequirementsError(
-        `task ${spec.name} on executor ${executorId}: it asks for worker group ${JSON.stringify(req.group)}, ` +
-          `but the executor has the groups ${this.names()}`,
-      );
     // a task that fits no group is asked of all: it fails at once later, unless a backend refuses it first
     const { groups } = this.candidates(req);
     const asked = groups.length > 0 ? groups : list;

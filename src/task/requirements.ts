@@ -330,22 +330,18 @@ export function validateWorkerGroups(value: unknown, where = 'executor worker re
   const named = new Map<string, number>();
   value.forEach((entry: unknown, i) => {
     const decoded = (WorkerRequirements as t.Type<WorkerRequirements, unknown, unknown>).decode(entry);
-    if (isLeft(decoded)) {
-      problems.push(...describeErrors(`worker[${i}]`, decoded.left));
-      return;
-    }
-    const worker = decoded.right;
-    const name = worker.name ?? `group-${i}`;
+    if (isLeft(decoded)) problems.push(...describeErrors(`worker[${i}]`, decoded.left));
+    // the name of an entry with other problems is checked too: the list is validated whole
+    const given = isLeft(decoded) ? (entry as { name?: unknown } | null)?.name : decoded.right.name;
+    const name = typeof given === 'string' ? given : `group-${i}`;
     const first = named.get(name);
-    if (first !== undefined) {
+    if (first !== undefined)
       problems.push(
-        `worker[${i}].name: the group name ${show(name)}${worker.name === undefined ? ' (its default)' : ''} is ` +
+        `worker[${i}].name: the group name ${show(name)}${given === undefined ? ' (its default)' : ''} is ` +
           `already worker[${first}]'s: give each worker group its own name`,
       );
-      return;
-    }
-    named.set(name, i);
-    groups.push({ name, worker });
+    else named.set(name, i);
+    if (first === undefined && !isLeft(decoded)) groups.push({ name, worker: decoded.right });
   });
   if (problems.length > 0) {
     const unique = [...new Set(problems)];

@@ -7,6 +7,8 @@
  * The local runner of `processes()`, and of any remote side that runs programs on its host.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type { Observable } from 'rxjs';
 import { ExecutableFailedError, WorkerCrashedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
@@ -287,11 +289,17 @@ function cannotStart(
   const program = command[0]!;
   let why: string;
   if (e.code === 'ENOENT') {
-    why = program.includes('/')
-      ? `program "${program}" was not found (relative program paths are resolved in the task's working ` +
-        `directory ${prep.workdir.path}: give an absolute path)`
-      : `program "${program}" was not found on PATH (${path ?? 'PATH is not set'})` +
-        (program === 'mpirun' ? '; tasks with ranks > 1 need Open MPI (Debian: openmpi-bin)' : '');
+    const file = isAbsolute(program) ? program : join(prep.workdir.path, program);
+    why = !program.includes('/')
+      ? `program "${program}" was not found on PATH (${path ?? 'PATH is not set'})` +
+        (program === 'mpirun' ? '; tasks with ranks > 1 need Open MPI (Debian: openmpi-bin)' : '')
+      : existsSync(file)
+        ? `program "${program}" could not be started: it exists, but the interpreter its first line (#!) names ` +
+          'was not found'
+        : isAbsolute(program)
+          ? `program "${program}" was not found`
+          : `program "${program}" was not found (relative program paths are resolved in the task's working ` +
+            `directory ${prep.workdir.path}: give an absolute path)`;
   } else if (e.code === 'EACCES') {
     why = `program "${program}" is not executable (permission denied)`;
   } else why = `program "${program}" could not be started: ${e.message}`;
