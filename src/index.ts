@@ -76,7 +76,7 @@ export type { RecordedError } from './recorded-error';
 /* Stores */
 export type { Store } from './store/store';
 export { memoryStore } from './store/memory';
-export { idbStore, IDB_STORE_VERSION } from './store/idb';
+export { idbStore, IDB_STORE_VERSION, type IdbStoreOptions } from './store/idb';
 
 /* Backends (Node-only ones in `scalems/node`) */
 export { inProcess, type InProcessOptions } from './runtime/in-process';

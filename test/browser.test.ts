@@ -48,4 +48,25 @@ describeWithBrowser('scalems in a browser (Chromium)', () => {
     // a store of another name is not locked by it
     expect(await first.evaluate(() => window.scalemsTest.openStore('y'))).toEqual({ value: 42 });
   });
+
+  it('a page that is not a secure context (no Web Locks) is refused an idbStore unless it says unlocked', async () => {
+    const page = await app.page(undefined, 'http://app.test');
+    expect(await page.evaluate(() => window.isSecureContext)).toBe(false);
+    const refused = await page.evaluate(() => window.scalemsTest.openStore('h'));
+    expect(refused).toEqual({ error: expect.objectContaining({ name: 'StoreAccessError', code: 'STORE_ACCESS' }) });
+    const { message } = (refused as { error: { message: string } }).error;
+    expect(message).toMatch(/http:\/\/app\.test is not a secure context.*overwriting its records/);
+    expect(await page.evaluate(() => window.scalemsTest.openStore('h', { unlocked: true }))).toEqual({ value: 42 });
+  });
+
+  it('an idbStore whose upgrade another connection to the database blocks gets StoreLockedError, not a hang', async () => {
+    const tabs = await app.context();
+    const [other, page] = [await app.page(tabs), await app.page(tabs)];
+    expect(await other.evaluate(() => window.scalemsTest.holdDatabase('shared'))).toEqual({ value: 'held' });
+    const refused = await page.evaluate(() => window.scalemsTest.openStore('shared'));
+    expect(refused).toEqual({ error: expect.objectContaining({ name: 'StoreLockedError', code: 'STORE_LOCKED' }) });
+    expect((refused as { error: { message: string } }).error.message).toMatch(/version upgrade.*blocks/);
+    await other.close(); // its connection goes with it
+    expect(await page.evaluate(() => window.scalemsTest.openStore('shared'))).toEqual({ value: 42 });
+  });
 });

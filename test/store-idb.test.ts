@@ -2,7 +2,14 @@ import 'fake-indexeddb/auto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { builtinModules } from 'node:module';
-import { StoreAccessError, StoreCorruptError, StoreVersionError } from '../src/errors';
+import {
+  InvalidOptionsError,
+  StoreAccessError,
+  StoreCorruptError,
+  StoreLockedError,
+  StoreVersionError,
+  StoreWriteError,
+} from '../src/errors';
 import { IDB_META_KEY, IDB_STORE_VERSION, idbStore } from '../src/store/idb';
 import type { Store } from '../src/store/store';
 
@@ -124,6 +131,99 @@ describe('idbStore', () => {
     }
   });
 
+  test('a second idbStore of the same object store in this realm is kept out until the first closes', async () => {
+    const first = openStore();
+    await first.set('a', 1);
+    const second = idbStore(dbName);
+    await expect(second.get('a')).rejects.toThrow(StoreLockedError);
+    await expect(second.get('a')).rejects.toThrow(
+      /is in use by another tab or worker of this origin.*or by another idbStore of this page/,
+    );
+    await second.close();
+    expect(await openStore('other').keys()).toEqual([]); // another object store of the database is not locked by it
+    await first.close();
+    const third = openStore();
+    expect(await third.get('a')).toBe(1);
+  });
+
+  describe('in a browser page that is not a secure context (no Web Locks: another tab could open the store)', () => {
+    const global = globalThis as { isSecureContext?: boolean };
+    beforeEach(() => (global.isSecureContext = false));
+    afterEach(() => delete global.isSecureContext);
+
+    test('opening is refused with StoreAccessError saying why and what to do', async () => {
+      const store = openStore();
+      await expect(store.get('a')).rejects.toThrow(StoreAccessError);
+      await expect(store.get('a')).rejects.toThrow(
+        /is not a secure context.*Serve the page over https.*unlocked: true/,
+      );
+    });
+
+    test('{ unlocked: true } opens it (another idbStore of the page is still kept out)', async () => {
+      const store = idbStore(dbName, 'scalems', { unlocked: true });
+      open.push(store);
+      await store.set('a', 1);
+      expect(await store.get('a')).toBe(1);
+      const second = idbStore(dbName, 'scalems', { unlocked: true });
+      await expect(second.get('a')).rejects.toThrow(StoreLockedError);
+      await second.close();
+      expect(() => idbStore(dbName, 'scalems', { unlocked: 'yes' } as never)).toThrow(InvalidOptionsError);
+    });
+  });
+
+  test('an upgrade that another open connection blocks rejects with StoreLockedError, not hangs', async () => {
+    const other = await rawDatabase({ storeName: 'app', entries: [['theme', 'dark']] }); // never closes on its own
+    try {
+      const store = openStore();
+      await expect(store.get('a')).rejects.toThrow(StoreLockedError);
+      await expect(store.get('a')).rejects.toThrow(/needs a version upgrade, which another open connection/);
+      await store.close();
+    } finally {
+      other.close();
+    }
+    const store = openStore(); // the connection gone, the upgrade goes through
+    await store.set('a', 1);
+    expect(await rawEntries('app')).toEqual([['theme', 'dark']]);
+  });
+
+  test("a write the browser refuses (the origin's quota is full) rejects with StoreWriteError", async () => {
+    const store = openStore();
+    await store.set('a', 1);
+    const spy = jest.spyOn(IDBObjectStore.prototype, 'put').mockImplementation(() => {
+      throw new DOMException('', 'QuotaExceededError');
+    });
+    try {
+      const refused = store.setMany([['b', 2]]);
+      await expect(refused).rejects.toThrow(StoreWriteError);
+      await expect(store.set('b', 2)).rejects.toThrow(
+        /storage for this origin is full \(QuotaExceededError\).*free space/,
+      );
+      await expect(store.setMany([['b', 2]])).rejects.toMatchObject({
+        reason: 'disk full',
+        path: `indexeddb:${dbName}/scalems`,
+      });
+    } finally {
+      spy.mockRestore();
+    }
+    await store.setMany([['b', 2]]);
+    expect(await store.get('b')).toBe(2);
+  });
+
+  test('IndexedDB denied to the page (a sandboxed frame, a data: URL) is StoreAccessError, not a raw SecurityError', async () => {
+    const spy = jest.spyOn(indexedDB, 'open').mockImplementation(() => {
+      throw new DOMException('access to the Indexed Database API is denied in this context', 'SecurityError');
+    });
+    try {
+      const store = openStore();
+      await expect(store.get('a')).rejects.toThrow(StoreAccessError);
+      await expect(store.get('a')).rejects.toThrow(
+        /may not use IndexedDB \(access to the Indexed Database API is denied/,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   test('says so clearly where there is no IndexedDB', () => {
     const saved = globalThis.indexedDB;
     try {
@@ -153,6 +253,13 @@ describe('idbStore', () => {
       }
     };
     visit(path.resolve(__dirname, '../src/store/idb.ts'));
-    expect([...seen].map((f) => path.basename(f)).sort()).toEqual(['errors.ts', 'idb.ts', 'storable.ts', 'store.ts']);
+    expect([...seen].map((f) => path.basename(f)).sort()).toEqual([
+      'errors.ts',
+      'idb.ts',
+      'options.ts', // its option rules
+      'requirements.ts', // (through options.ts)
+      'storable.ts',
+      'store.ts',
+    ]);
   });
 });

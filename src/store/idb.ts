@@ -1,6 +1,15 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
-import { StoreAccessError, StoreClosedError, StoreCorruptError, StoreLockedError, StoreVersionError } from '../errors';
+import {
+  ScalemsError,
+  StoreAccessError,
+  StoreClosedError,
+  StoreCorruptError,
+  StoreLockedError,
+  StoreVersionError,
+  StoreWriteError,
+} from '../errors';
+import { checkOptions, rules, type RulesOf } from '../task/options';
 import { versionProblem, withInternalWrites, type Store } from './store';
 import { assertStorable } from './storable';
 
@@ -35,21 +44,31 @@ interface Meta {
  * (`navigator.locks`, named `scalems-store:<dbName>/<storeName>`) and holds it until `close()` (or until the
  * page or worker goes away). If another tab or worker of the origin, or another `idbStore` of this page, holds
  * it, every operation rejects with `StoreLockedError` (and `openWorkflow` with it) and nothing is read or
- * written. Its `holder` is `{ pid: 0, host: <origin> }`: a browser names no process, nor which tab. Where
- * there is no Web Locks API (Node with fake-indexeddb, old browsers) there is no lock.
+ * written. Its `holder` is `{ pid: 0, host: <origin> }`: a browser names no process, nor which tab.
+ *
+ * A browser gives Web Locks only to secure contexts (https, or http on localhost): a page of another http origin
+ * has none, and nothing would keep a second tab from opening the store and overwriting this one's records. There
+ * opening rejects with `StoreAccessError`, unless `{ unlocked: true }` says to go without (only another `idbStore`
+ * of the same page is kept out then). In Node (fake-indexeddb, whose databases are the process's own) another
+ * `idbStore` of the process is kept out, and that is all there is.
+ *
+ * A write the browser refuses (the origin's storage quota is full: `QuotaExceededError`) rejects with
+ * `StoreWriteError`; IndexedDB denied to the page (a sandboxed frame, a `data:` URL) with `StoreAccessError`; a
+ * version upgrade to add this object store to a database another connection holds open, with `StoreLockedError`.
  */
-export function idbStore(dbName: string, storeName = 'scalems'): Store {
+export function idbStore(dbName: string, storeName = 'scalems', options: IdbStoreOptions = {}): Store {
+  const description = `indexeddb:${dbName}/${storeName}`;
+  checkOptions('idbStore', options, OPTION_RULES);
   if (typeof indexedDB === 'undefined') {
     throw new StoreAccessError(
       'idbStore: IndexedDB is not available here; in Node use sqliteStore() or memoryStore().',
-      `indexeddb:${dbName}/${storeName}`,
+      description,
     );
   }
-  const description = `indexeddb:${dbName}/${storeName}`;
   let connection: Promise<IDBDatabase> | undefined;
   let closed = false;
   // taken once, before the first connection, and kept across reconnections until close()
-  const lock = acquireWebLock(`scalems-store:${dbName}/${storeName}`, description);
+  const lock = acquireLock(`scalems-store:${dbName}/${storeName}`, description, options.unlocked === true);
 
   const database = (): Promise<IDBDatabase> => {
     if (closed)
@@ -70,23 +89,49 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
     database().then((db) => callback(db.transaction(storeName, mode).objectStore(storeName)));
   database().catch(() => undefined); // start opening now; the error is reported by the operations
 
+  const written = (write: Promise<void>): Promise<void> => write.catch((error: unknown) => writeFailure(error));
+  const writeFailure = (error: unknown): never => {
+    const name = domName(error);
+    if (error instanceof ScalemsError || name === undefined) throw error;
+    if (name === 'QuotaExceededError')
+      throw new StoreWriteError(
+        `${description}: the browser's storage for this origin is full (QuotaExceededError). ${KEPT}: free ` +
+          "space (this origin's other data; or ask for persistent storage, navigator.storage.persist()) and they land.",
+        description,
+        'disk full',
+        { cause: error },
+      );
+    const message = (error as { message?: unknown }).message;
+    const detail = typeof message === 'string' && message !== '' ? `${name}: ${message}` : name;
+    throw new StoreWriteError(
+      `${description}: the browser failed a write (${detail}). ${KEPT}.`,
+      description,
+      'i/o error',
+      {
+        cause: error,
+      },
+    );
+  };
+
   const store: Store = {
     description,
     assertStorable,
     get: <V>(key: string) => get<V>(key, useStore),
     set: async (key, value) => {
       assertStorable(key, value);
-      await set(key, value, useStore);
+      await written(set(key, value, useStore));
     },
     setMany: async (batch) => {
       for (const [key, value] of batch) assertStorable(key, value);
       if (batch.length > 0)
-        await setMany(
-          batch.map(([key, value]) => [key, value]),
-          useStore,
+        await written(
+          setMany(
+            batch.map(([key, value]) => [key, value]),
+            useStore,
+          ),
         );
     },
-    del: (key) => del(key, useStore),
+    del: (key) => written(del(key, useStore)),
     keys: async () => (await keys(useStore)).filter((key): key is string => typeof key === 'string'),
     entries: async <V>() =>
       (await entries<IDBValidKey, V>(useStore)).filter((entry): entry is [string, V] => typeof entry[0] === 'string'),
@@ -102,36 +147,104 @@ export function idbStore(dbName: string, storeName = 'scalems'): Store {
   return withInternalWrites(store, {
     setManyChecked: async (batch) => {
       if (batch.length > 0)
-        await setMany(
-          batch.map(([key, value]) => [key, value]),
-          useStore,
+        await written(
+          setMany(
+            batch.map(([key, value]) => [key, value]),
+            useStore,
+          ),
         );
     },
   });
 }
+
+export interface IdbStoreOptions {
+  /**
+   * Open the store where the browser gives no Web Locks (a page not in a secure context: http:// other than
+   * localhost). Only another `idbStore` of this page is kept out then: another tab can open the same store at once,
+   * and each overwrites the other's records. Default false: there, opening rejects with `StoreAccessError`.
+   */
+  unlocked?: boolean;
+}
+
+const OPTION_RULES = { unlocked: rules.flag } satisfies RulesOf<IdbStoreOptions>;
+
+const KEPT =
+  'Nothing of the failed batch was written; a workflow keeps those records and writes them again on its next ' +
+  'write, flushed() or close()';
+
+/** The locks this realm (page, worker, Node process) holds: another `idbStore` of it is kept out without Web Locks. */
+const heldHere = new Set<string>();
 
 interface WebLock {
   /** Lets the lock go; resolves once another opener can have it. */
   release(): Promise<void>;
 }
 
+/** The origin of this page or worker, as messages name it. */
+const originName = (): string => (globalThis as { location?: { origin?: string } }).location?.origin ?? 'this origin';
+
+/**
+ * Takes the lock `name` if it is free, and holds it until `release()`; rejects with `StoreLockedError` if another
+ * holds it. The lock of this realm always; the Web Lock where there is a Web Locks API; where a browser has none,
+ * rejects with `StoreAccessError` unless `unlocked`.
+ */
+async function acquireLock(name: string, description: string, unlocked: boolean): Promise<WebLock> {
+  if (heldHere.has(name)) throw lockedError(name, description, []);
+  heldHere.add(name);
+  let web: WebLock | undefined;
+  try {
+    web = await acquireWebLock(name, description, unlocked);
+  } catch (error) {
+    heldHere.delete(name);
+    throw error;
+  }
+  return {
+    release: async () => {
+      heldHere.delete(name);
+      await web?.release();
+    },
+  };
+}
+
 /**
  * Takes the Web Lock `name` if it is free, and holds it until `release()`; rejects with `StoreLockedError` if
- * another holds it. Resolves `undefined` where there is no Web Locks API.
+ * another holds it. Resolves `undefined` where there is no Web Locks API and that is allowed (Node; a browser page
+ * not in a secure context, with `unlocked`); else rejects with `StoreAccessError`.
  */
-async function acquireWebLock(name: string, description: string): Promise<WebLock | undefined> {
+async function acquireWebLock(name: string, description: string, unlocked: boolean): Promise<WebLock | undefined> {
   const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
-  if (locks === undefined) return undefined;
+  if (locks === undefined) {
+    // a browser (a page or a worker: they say whether they are a secure context) without Web Locks
+    const secure = (globalThis as { isSecureContext?: unknown }).isSecureContext;
+    if (typeof secure !== 'boolean' || unlocked) return undefined;
+    throw new StoreAccessError(
+      `${description}: this browser gives this page no Web Locks (${
+        secure
+          ? 'it has no Web Locks API'
+          : `${originName()} is not a secure context: browsers give them to https, and to http on localhost`
+      }), and without one nothing keeps another tab from opening the store at once and overwriting its records. ` +
+        'Serve the page over https (or from localhost); or, if only one tab will ever open it, pass ' +
+        `idbStore(${JSON.stringify(description.slice('indexeddb:'.length))}..., { unlocked: true }).`,
+      description,
+    );
+  }
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   let request!: Promise<unknown>;
   const granted = await new Promise<boolean>((resolve, reject) => {
     // `ifAvailable`: not granted (null) at once rather than queued behind the holder
-    request = locks.request(name, { ifAvailable: true, mode: 'exclusive' }, (lock) => {
-      resolve(lock !== null);
-      return lock === null ? undefined : held;
-    });
+    try {
+      request = locks.request(name, { ifAvailable: true, mode: 'exclusive' }, (lock) => {
+        resolve(lock !== null);
+        return lock === null ? undefined : held;
+      });
+    } catch (error) {
+      reject(error);
+      return;
+    }
     request.catch(reject);
+  }).catch((error: unknown) => {
+    throw denied(error, description, 'Web Locks');
   });
   if (granted)
     return {
@@ -142,27 +255,51 @@ async function acquireWebLock(name: string, description: string): Promise<WebLoc
     };
   // who holds it, as far as a browser tells: its client id (a tab or worker; opaque), not which one it is
   const holders = await locks.query().then(
-    (state) => (state.held ?? []).filter((l) => l.name === name).map((l) => l.clientId),
+    (state) => (state.held ?? []).filter((l) => l.name === name).map((l) => l.clientId ?? ''),
     () => [],
   );
-  const origin = (globalThis as { location?: { origin?: string } }).location?.origin ?? 'this origin';
+  throw lockedError(name, description, holders);
+}
+
+function lockedError(name: string, description: string, holders: readonly string[]): StoreLockedError {
+  const origin = originName();
   const client = holders.length > 0 ? ` (client ${holders.join(', ')})` : '';
-  throw new StoreLockedError(
+  return new StoreLockedError(
     `${description} is in use by another tab or worker of this origin (${origin}), or by another ` +
-      `idbStore of this page: it holds the store's Web Lock "${name}"${client}. Close the workflow there ` +
+      `idbStore of this page: it holds the store's lock "${name}"${client}. Close the workflow there ` +
       '(workflow.close()) or that tab, then open the store again; or use another database name. Nothing was ' +
       'read or written.',
     { pid: 0, host: origin },
   );
 }
 
+/** The name of a `DOMException` (or of an error like one: fake-indexeddb's), else undefined. */
+function domName(error: unknown): string | undefined {
+  const name = typeof error === 'object' && error !== null ? (error as { name?: unknown }).name : undefined;
+  return typeof name === 'string' && name !== '' ? name : undefined;
+}
+
+/** A browser's refusal (`SecurityError`: a sandboxed frame, a `data:` URL) as `StoreAccessError`; others as is. */
+function denied(error: unknown, description: string, what: string): unknown {
+  if (domName(error) !== 'SecurityError') return error;
+  const message = (error as { message?: unknown }).message;
+  const detail = typeof message === 'string' && message !== '' ? message : 'SecurityError';
+  return new StoreAccessError(
+    `${description}: this page may not use ${what} (${detail}: a sandboxed frame without allow-same-origin, a ` +
+      'data: or opaque origin, or storage blocked by the browser settings). Open the workflow from a page of a ' +
+      'regular origin, or use memoryStore().',
+    description,
+    { cause: error },
+  );
+}
+
 async function openVerified(dbName: string, storeName: string, description: string): Promise<IDBDatabase> {
-  let db = await openDatabase(dbName, storeName);
+  let db = await openDatabase(dbName, storeName, description);
   if (!db.objectStoreNames.contains(storeName)) {
     // An existing database without our object store: add it in a version upgrade.
     const version = db.version + 1;
     db.close();
-    db = await openDatabase(dbName, storeName, version);
+    db = await openDatabase(dbName, storeName, description, version);
   }
   try {
     await verifyMeta(db, storeName, description);
@@ -173,12 +310,43 @@ async function openVerified(dbName: string, storeName: string, description: stri
   }
 }
 
-function openDatabase(dbName: string, storeName: string, version?: number): Promise<IDBDatabase> {
-  const request = indexedDB.open(dbName, version);
-  request.onupgradeneeded = () => {
-    if (!request.result.objectStoreNames.contains(storeName)) request.result.createObjectStore(storeName);
-  };
-  return promisifyRequest(request);
+/**
+ * Opens the database (at `version`: an upgrade that adds the object store). An upgrade that another open connection
+ * blocks (another tab's or this page's code's, to the same database) rejects with `StoreLockedError` at once, rather
+ * than wait for it to close, maybe never; if it opens later all the same, it is closed.
+ */
+function openDatabase(dbName: string, storeName: string, description: string, version?: number): Promise<IDBDatabase> {
+  return new Promise<IDBDatabase>((resolve, reject) => {
+    let request: IDBOpenDBRequest;
+    try {
+      request = indexedDB.open(dbName, version);
+    } catch (error) {
+      reject(denied(error, description, 'IndexedDB'));
+      return;
+    }
+    let blocked = false;
+    request.onupgradeneeded = () => {
+      if (!request.result.objectStoreNames.contains(storeName)) request.result.createObjectStore(storeName);
+    };
+    request.onsuccess = () => {
+      if (blocked) request.result.close();
+      else resolve(request.result);
+    };
+    request.onerror = () => reject(denied(request.error, description, 'IndexedDB'));
+    request.onblocked = () => {
+      blocked = true;
+      const origin = originName();
+      reject(
+        new StoreLockedError(
+          `${description}: adding the object store "${storeName}" to database "${dbName}" needs a version upgrade, ` +
+            'which another open connection to that database blocks (another tab of this origin, or code of this ' +
+            'page that opened it). Close that connection (or that tab), then open the store again; or use a ' +
+            'database of its own. Nothing was read or written.',
+          { pid: 0, host: origin },
+        ),
+      );
+    };
+  });
 }
 
 async function verifyMeta(db: IDBDatabase, storeName: string, description: string): Promise<void> {

@@ -145,9 +145,11 @@ export interface BrowserApp {
   readonly url: string;
   /**
    * A new page (tab) of the app, loaded. Pages of one `context` share an origin's storage and locks, like
-   * tabs of one browser profile; without one, each test gets a fresh context.
+   * tabs of one browser profile; without one, each test gets a fresh context. With `origin` (`http://app.test`),
+   * the page is loaded from there (the browser is routed to the same files): an origin other than 127.0.0.1's,
+   * for example one that is not a secure context.
    */
-  page(context?: BrowserContext): Promise<Page>;
+  page(context?: BrowserContext, origin?: string): Promise<Page>;
   /** A fresh browser context (a profile of its own: its own IndexedDB and Web Locks). */
   context(): Promise<BrowserContext>;
 }
@@ -160,14 +162,16 @@ export interface BrowserApp {
 export function browserApp(entry: string): BrowserApp {
   let served: Served | undefined;
   let browser: Browser | undefined;
+  let files: Record<string, string> = {};
   const contexts: BrowserContext[] = [];
   beforeAll(async () => {
     const [script, launched] = await Promise.all([bundleForBrowser(entry), launchChromium()]);
     browser = launched;
-    served = await serve({
+    files = {
       '/index.html': '<!doctype html><meta charset="utf-8"><title>scalems test</title><script src="app.js"></script>',
       '/app.js': script,
-    });
+    };
+    served = await serve(files);
   }, 30_000);
   afterEach(async () => {
     for (const context of contexts.splice(0)) await context.close();
@@ -187,10 +191,20 @@ export function browserApp(entry: string): BrowserApp {
       contexts.push(context);
       return context;
     },
-    async page(context) {
+    async page(context, origin) {
       const page = await (context ?? (await app.context())).newPage();
       page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
-      await page.goto(app.url);
+      if (origin === undefined) {
+        await page.goto(app.url);
+        return page;
+      }
+      await page.route(`${origin}/**`, (route) => {
+        const name = new URL(route.request().url()).pathname;
+        const body = files[name === '/' ? '/index.html' : name];
+        const type = name.endsWith('.js') ? 'text/javascript' : 'text/html';
+        return body === undefined ? route.fulfill({ status: 404 }) : route.fulfill({ contentType: type, body });
+      });
+      await page.goto(`${origin}/`);
       return page;
     },
   };
