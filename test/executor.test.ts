@@ -1,4 +1,4 @@
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { firstValueFrom, from, lastValueFrom, toArray } from 'rxjs';
 import {
   DuplicateLabelError,
   InvalidTaskDescriptionError,
@@ -14,6 +14,7 @@ import {
   memoryStore,
   openWorkflow,
   submit,
+  submitOn,
   withExecutor,
   type Runtime,
   type Workflow,
@@ -27,6 +28,12 @@ beforeEach(async () => {
   wf = await openWorkflow({ store: memoryStore() });
   rt = launch(wf, inProcess());
 });
+
+/** Resolves once `ok()` holds (checked every 5 ms), failing after 5 s. */
+async function waitUntil(ok: () => boolean): Promise<void> {
+  for (const end = Date.now() + 5000; !ok(); await sleep(5))
+    if (Date.now() > end) throw new Error('waitUntil: timed out');
+}
 
 /** A task function that records how many of its kind run at once. */
 function gauge(): { fn: (id: number) => Promise<number>; max: () => number } {
@@ -158,6 +165,34 @@ describe('executor', () => {
     expect(await ex.submit({ ...call(busy, 10), requirements: { walltime: 0.2 } })).toBe('done');
   });
 
+  it('a function stopped while it runs keeps its cores until it settles: neither its retry nor another task runs beside it', async () => {
+    const ex = executor(rt, { worker: { cores: 1 } });
+    const spans: Array<[string, number, number]> = [];
+    const t0 = Date.now();
+    // ignores its signal: goes on 150 ms after its walltime (and after a cancel)
+    const stubborn = async (name: string): Promise<string> => {
+      const start = Date.now() - t0;
+      await sleep(250);
+      spans.push([name, start, Date.now() - t0]);
+      return name;
+    };
+    const timed = ex.submit({ ...call(stubborn, 'timed'), requirements: { walltime: 0.1, retries: 1 } });
+    const other = ex.submit(stubborn, 'other');
+    await expect(timed).rejects.toThrow(WalltimeExceededError);
+    const cancelled = ex.submit(stubborn, 'cancelled');
+    const after = ex.submit(stubborn, 'after');
+    await sleep(20);
+    await waitUntil(() => cancelled.state === 'running');
+    cancelled.cancel();
+    await expect(cancelled).rejects.toThrow(TaskCancelledError);
+    expect(await other).toBe('other');
+    expect(await after).toBe('after');
+    await waitUntil(() => spans.length === 5); // both attempts of timed, other, cancelled, after
+    // one core: no two spans overlap
+    const sorted = [...spans].sort((a, b) => a[1] - b[1]);
+    for (let i = 1; i < sorted.length; i++) expect(sorted[i]![1]).toBeGreaterThanOrEqual(sorted[i - 1]![2] - 1);
+  });
+
   it('labels are settable once and unique per workflow', async () => {
     const ex = executor(rt);
     const a = ex.submit(async () => 1);
@@ -202,8 +237,7 @@ describe('executor', () => {
       return 'ignored';
     });
     const dependent = ex.submit(async (x: unknown) => x, t);
-    await sleep(5);
-    expect(t.state).toBe('running');
+    await waitUntil(() => t.state === 'running'); // (a fixed 5 ms was not always enough on a loaded machine)
     t.cancel('user changed their mind');
     await expect(t).rejects.toBeInstanceOf(TaskCancelledError);
     expect(aborted).toBeInstanceOf(TaskCancelledError);
@@ -231,6 +265,31 @@ describe('executor', () => {
     expect(g.max()).toBe(1);
     const child = [...wf.state.tasks.keys()].map((id) => wf.record(id)).find((r) => r?.name === 'leaf');
     expect(child?.parent).toMatch(/^parent-/);
+  });
+
+  it('a task that follows others through the observable side gives its slot back too: no deadlock', async () => {
+    // two tasks each running an ensemble with submitOn on a full two-core executor; from(task) and subscribe on one
+    const two = executor(rt, { worker: { cores: 2 } });
+    const g = gauge();
+    const member = async (n: number): Promise<number> => g.fn(n);
+    const ensemble = async (n: number): Promise<number[]> =>
+      lastValueFrom(from([n, n + 1, n + 2]).pipe(submitOn(two, member), toArray()));
+    const both = Promise.all([two.submit(ensemble, 0), two.submit(ensemble, 10)]);
+    const result = await Promise.race([both, sleep(3000).then(() => 'deadlock')]);
+    expect(result).not.toBe('deadlock');
+    expect((result as number[][]).map((xs) => [...xs].sort((a, b) => a - b))).toEqual([
+      [0, 1, 2],
+      [10, 11, 12],
+    ]);
+    const one = executor(rt, { worker: { cores: 1 } });
+    const viaFrom = async (n: number): Promise<number> => firstValueFrom(from(currentTask().submit(member, n)));
+    const viaSubscribe = async (n: number): Promise<number> => {
+      const child = currentTask().submit(member, n);
+      return new Promise<number>((resolve, reject) => child.subscribe({ next: resolve, error: reject }));
+    };
+    const followed = Promise.all([one.submit(viaFrom, 20), one.submit(viaSubscribe, 30)]);
+    expect(await Promise.race([followed, sleep(3000).then(() => 'deadlock')])).toEqual([20, 30]);
+    expect(g.max()).toBeLessThanOrEqual(2);
   });
 
   it('the ambient submit() inside a running task records the task as the parent, as currentTask().submit does', async () => {

@@ -4,7 +4,7 @@ import { InvalidOptionsError, InvalidTaskDescriptionError } from '../errors';
 import { Executor } from '../runtime/executor';
 import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
-import { Task, type Settled } from '../runtime/task';
+import { Task, followedBy, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
 
@@ -110,8 +110,11 @@ export function submitOn(
 
   const cores = executor.capacity.cores;
   const window = Number.isFinite(cores) ? Math.max(MIN_WINDOW, WINDOW_PER_CORE * cores) : Infinity;
-  return (source) =>
-    new Observable<unknown>((subscriber) => {
+  return (source) => followedBy(members(source));
+
+  /** The members' results: the operator itself. */
+  function members(source: Observable<unknown>): Observable<unknown> {
+    return new Observable<unknown>((subscriber) => {
       /** tasks submitted and not yet settled */
       const inflight = new Set<Member>();
       /** with `ordered`: submitted tasks in input order, until emitted */
@@ -241,6 +244,7 @@ export function submitOn(
         }
       };
     });
+  }
 }
 
 /** Unsettled tasks one subscription keeps submitted, per core of the executor... */

@@ -138,20 +138,54 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     return outcomeError(this.entry, rec);
   }
 
-  /** The result: emits once and completes, or errors. Subscribing counts as awaiting the task. */
+  /**
+   * The result: emits once and completes, or errors. Subscribing counts as awaiting the task: a running task that
+   * subscribes (`from(task)`, `task.subscribe`) gives its executor slot back until this one settles, as one that
+   * awaits it does, and gets the result once it has its slot again.
+   */
   get result$(): Observable<R> {
     return new Observable<R>((subscriber) => {
+      const waiter = this.waiter();
+      if (waiter === undefined) return this.follow(subscriber);
+      let settled!: (rec: TaskRecord | undefined) => void;
+      const outcome = new Promise<TaskRecord | undefined>((resolve) => (settled = resolve));
       const entry = this.entry;
-      retain(entry);
-      const stop = onSettled(this, (rec) => {
-        if (rec.state !== 'succeeded') this.workflow.unobserved.receivedBy(rec);
-        deliver(entry, rec, subscriber);
-        release(entry);
+      const stop = this.follow({ next: () => undefined, error: () => undefined, complete: () => undefined }, settled);
+      void waiter.awaitOther(outcome).then((rec) => {
+        if (rec !== undefined && !subscriber.closed) deliver(entry, rec, subscriber);
       });
       return () => {
-        if (stop()) release(entry);
+        stop();
+        settled(undefined); // unsubscribed first: the wait is over
       };
     });
+  }
+
+  /**
+   * Follows the task for `subscriber` (retained meanwhile), and calls `settled` with its final record; returns the
+   * teardown.
+   */
+  private follow(
+    subscriber: { next(v: R): void; error(e: unknown): void; complete(): void },
+    settled?: (rec: TaskRecord) => void,
+  ): () => void {
+    const entry = this.entry;
+    retain(entry);
+    const stop = onSettled(this, (rec) => {
+      if (rec.state !== 'succeeded') this.workflow.unobserved.receivedBy(rec);
+      deliver(entry, rec, subscriber);
+      settled?.(rec);
+      release(entry);
+    });
+    return () => {
+      if (stop()) release(entry);
+    };
+  }
+
+  /** The running task that waits when this one is awaited or followed now, if it must wait (it has not settled). */
+  private waiter(): RunningTaskScope | undefined {
+    const waiter = (ambient().task as RunningTaskScope | undefined) ?? this.parent;
+    return waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter : undefined;
   }
 
   subscribe(observer?: Partial<Observer<R>> | ((value: R) => void)): Unsubscribable {
@@ -168,13 +202,11 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
     const settled = new Promise<R>((resolve, reject) => {
-      this.result$.subscribe({ next: resolve, error: reject });
+      this.follow({ next: resolve, error: reject, complete: () => undefined });
     });
     // A running task that waits for another gives its executor slot back meanwhile.
-    const waiter = (ambient().task as RunningTaskScope | undefined) ?? this.parent;
-    const waited =
-      waiter !== undefined && waiter.id !== this.id && !isFinal(this.state) ? waiter.awaitOther(settled) : settled;
-    return waited.then(onfulfilled, onrejected);
+    const waiter = this.waiter();
+    return (waiter !== undefined ? waiter.awaitOther(settled) : settled).then(onfulfilled, onrejected);
   }
 
   /** Cancels the task (and, through `UpstreamFailed`, what depends on it). The work itself is told to stop. */
@@ -344,4 +376,35 @@ function retryTask(workflow: Workflow, entry: TaskEntry): void {
     }
   }
   for (const e of order) e.owner!.rerun(e);
+}
+
+/**
+ * @internal `results` (of `submitOn`), subscribed by a running task (an ensemble run from inside a task,
+ * `lastValueFrom(...submitOn(ex))`): the task gives its executor slot back while the stream runs, as one awaiting
+ * another task does, so that the members can run on it (two such tasks on a full executor deadlocked); it ends
+ * (completes, errors) once the task has its slot again. Its results reach the task meanwhile, which handles them
+ * without the slot.
+ */
+export function followedBy(results: Observable<unknown>): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    const waiter = ambient().task as RunningTaskScope | undefined;
+    if (waiter === undefined) return results.subscribe(subscriber);
+    let over!: () => void;
+    const resumed = waiter.awaitOther(new Promise<void>((resolve) => (over = resolve)));
+    const end = (last: () => void): void => {
+      over();
+      void resumed.then(() => {
+        if (!subscriber.closed) last();
+      });
+    };
+    const sub = results.subscribe({
+      next: (value) => subscriber.next(value),
+      error: (err: unknown) => end(() => subscriber.error(err)),
+      complete: () => end(() => subscriber.complete()),
+    });
+    return () => {
+      sub.unsubscribe();
+      over();
+    };
+  });
 }
