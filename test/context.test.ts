@@ -69,6 +69,24 @@ describe('ambient scope', () => {
     expect(await t).toBe('request-42');
   });
 
+  it('a runtime does not keep its executors once they have shut down (a long driver opens one per batch)', async () => {
+    const rt = launch(ex.workflow, inProcess());
+    let ref: WeakRef<object> | undefined;
+    await (async () => {
+      const batch = executor(rt, { worker: { cores: 1 } });
+      ref = new WeakRef(batch);
+      expect(await batch.submit(async () => 'done')).toBe('done');
+      await batch.shutdown({ wait: true });
+    })();
+    const collect = gc();
+    for (let i = 0; i < 5 && ref!.deref() !== undefined; i++) {
+      await sleep(5);
+      collect();
+    }
+    expect(ref!.deref()).toBeUndefined();
+    await rt.shutdown();
+  });
+
   it('releases the captured context once the task settles', async () => {
     const storage = new AsyncLocalStorage<{ payload: number[] }>();
     let ref: WeakRef<object> | undefined;

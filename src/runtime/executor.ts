@@ -41,7 +41,7 @@ import {
 import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, detached, runInScope } from '../context/ambient';
-import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry } from './entry';
+import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
 import type { TaskSlot } from '../store/slot';
 import type { TaskRecord } from '../store/state';
 import { checkLabel } from '../store/graph';
@@ -364,7 +364,7 @@ export class Executor implements AsyncDisposable {
     const wf = this.workflow;
     // a failure not committed yet: its owner's bookkeeping for it is done now, before the task runs again
     if (entry.open) entry.owner?.settleTask(entry);
-    entry.owner = this;
+    entry.owner = this.asOwner;
     entry.open = true;
     entry.error = undefined;
     entry.attemptBase = entry.record?.attempts ?? 0;
@@ -410,6 +410,8 @@ export class Executor implements AsyncDisposable {
         ),
       );
       log.info(`executor ${this.id} closed`);
+      this.runtime.closed(this);
+      this.asOwner.closed();
     });
     return options.wait === true ? this.closing : Promise.resolve();
   }
@@ -428,6 +430,12 @@ export class Executor implements AsyncDisposable {
   get isShutdown(): boolean {
     return !this.accepting;
   }
+
+  /**
+   * What its tasks' entries hold of it (`TaskEntry.owner`): it, until it has shut down and closed; then only what
+   * messages say of it. The workflow keeps its tasks' entries: they must not keep every executor a long driver opened.
+   */
+  private readonly asOwner = new OwnerOf(this);
 
   private onReady(slot: TaskSlot): void {
     const before = this.ending.size === 0 ? undefined : this.ending.get(slot.id);
@@ -734,4 +742,47 @@ const SPEC_FIELDS: readonly string[] = ['kind', 'name', 'args', 'requirements', 
 function needOf(req: TaskRequirements): Need {
   const need = footprint(req);
   return req.walltime === undefined ? need : { ...need, queueable: false };
+}
+
+/** An executor as the owner of its tasks (see `Executor.asOwner`). */
+class OwnerOf implements TaskOwner {
+  #executor: Executor | undefined;
+  /** its id and display, kept once it has closed */
+  #names: { id: string; display: string } | undefined;
+
+  constructor(executor: Executor) {
+    this.#executor = executor;
+  }
+
+  get id(): string {
+    return this.#names?.id ?? this.#executor!.id;
+  }
+
+  get display(): string {
+    return this.#names?.display ?? this.#executor!.display;
+  }
+
+  /** The executor has closed: none of its tasks is open, and it takes no more. */
+  closed(): void {
+    this.#names = { id: this.id, display: this.display };
+    this.#executor = undefined;
+  }
+
+  get isShutdown(): boolean {
+    return this.#executor?.isShutdown ?? true;
+  }
+
+  cancelTask(entry: TaskEntry, reason: Error): void {
+    this.#executor?.cancelTask(entry, reason);
+  }
+
+  settleTask(entry: TaskEntry): void {
+    this.#executor?.settleTask(entry);
+  }
+
+  rerun(entry: TaskEntry): void {
+    if (this.#executor === undefined)
+      throw new ExecutorShutdownError(`executor ${this.display} has been shut down and accepts no new tasks`);
+    this.#executor.rerun(entry);
+  }
 }

@@ -47,6 +47,11 @@ export class Runtime implements AsyncDisposable {
     return ex;
   }
 
+  /** @internal An executor of it has shut down and closed: it is not kept (a long driver opens one per batch). */
+  closed(ex: Executor): void {
+    this.executors.delete(ex);
+  }
+
   /** Shuts every executor down, waits for their tasks to settle, then releases the backend. */
   shutdown(): Promise<void> {
     this.stopped ??= (async () => {
