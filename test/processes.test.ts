@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -359,6 +359,18 @@ describe('processes(): executables as child processes', () => {
     expect(refused({ root: 42 }).message).toMatch(/root/);
     expect(refused(null).message).toMatch(/expected an object/);
     expect(() => processes({ staging: 'symlink', mpi: { slots: 4, args: [] }, gracePeriod: 0 })).not.toThrow();
+  });
+
+  it('workflow.close() alone ends the spawners of its processes() runtimes: nothing is left running', async () => {
+    const { wf, ex } = await setup();
+    await ex.submit(executable(['true']));
+    const spawners = (): string[] =>
+      spawnSync('pgrep', ['-P', String(process.pid), '-f', 'scalems-spawner'], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter((line) => line !== '');
+    expect(spawners().length).toBeGreaterThan(0);
+    await wf.close(); // no runtime.shutdown()
+    expect(spawners()).toEqual([]);
   });
 
   it('capacity defaults to os.availableParallelism()', async () => {

@@ -31,6 +31,7 @@ export class Runtime implements AsyncDisposable {
     readonly backend: Backend,
   ) {
     if (backend.commitScheduler !== undefined) workflow.commitOn(backend.commitScheduler);
+    workflow.runtimes.add(this);
   }
 
   /** @internal */
@@ -56,7 +57,11 @@ export class Runtime implements AsyncDisposable {
   shutdown(): Promise<void> {
     this.stopped ??= (async () => {
       await Promise.all([...this.executors].map((ex) => ex.shutdown({ wait: true })));
-      await this.backend.shutdown?.();
+      try {
+        await this.backend.shutdown?.();
+      } finally {
+        this.workflow.runtimes.delete(this);
+      }
     })();
     return this.stopped;
   }

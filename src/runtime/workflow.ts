@@ -57,6 +57,11 @@ export interface DescriptionTarget {
 export class Workflow extends TaskGraph {
   /** @internal executors open on this workflow in this process, by name */
   readonly executors = new Map<string, DescriptionTarget>();
+  /**
+   * @internal the runtimes launched on this workflow and not shut down: `close()` shuts them down (their backends'
+   * processes, pools, allocations would serve nothing any more)
+   */
+  readonly runtimes = new Set<{ shutdown(): Promise<void> }>();
   /** @internal the workflow's logger (off unless the environment or `openWorkflow({ log })` says otherwise) */
   readonly log: Logger;
   /** @internal failures nobody received, reported once */
@@ -129,8 +134,9 @@ export class Workflow extends TaskGraph {
   /**
    * Closes the workflow: the tasks of this process still running or waiting are cancelled (they reject with
    * `TaskCancelledError` and are recorded cancelled, so that a resume runs them again), its executors are shut
-   * down, everything is committed and written, then the store is closed. Await the tasks first to keep their
-   * results. Task handles keep their last state.
+   * down, and the runtimes launched on it too (their spawners, threads, allocations), everything is committed and
+   * written, then the store is closed. Await the tasks first to keep their results. Task handles keep their last
+   * state.
    *
    * If the last write fails (a full disk: `StoreWriteError`), it rejects, and the store stays open with the
    * records kept: nothing more can be submitted, and `close()` again writes them, then closes the store.
@@ -169,6 +175,7 @@ export class Workflow extends TaskGraph {
     // executors drain all the same, then the write is tried once more, by super.close())
     this.flush();
     await Promise.all(stopping);
+    await Promise.all([...this.runtimes].map((rt) => rt.shutdown()));
     await super.close(); // rejects if the records cannot be written: the store stays open, and this is called again
     storesInUse.delete(this.store);
     this.taskEvents?.complete();
