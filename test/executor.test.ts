@@ -292,6 +292,24 @@ describe('executor', () => {
     expect(g.max()).toBeLessThanOrEqual(2);
   });
 
+  it('shut down, an executor still takes the children of its running tasks, so they can finish; nothing else', async () => {
+    const ex = executor(rt, { worker: { cores: 1 } });
+    let go!: () => void;
+    const gate = new Promise<void>((resolve) => (go = resolve));
+    const child = async (n: number): Promise<number> => n * 2;
+    const parent = ex.submit(async (n: number) => {
+      const { submit } = currentTask();
+      await gate;
+      return (await submit(child, n)) + 1;
+    }, 20);
+    await waitUntil(() => parent.state === 'running');
+    await ex[Symbol.asyncDispose](); // the end of an `await using` block
+    expect(() => ex.submit(child, 1)).toThrow(/has been shut down and accepts no new tasks/);
+    go();
+    expect(await parent).toBe(41);
+    await ex.shutdown({ wait: true });
+  });
+
   it('the ambient submit() inside a running task records the task as the parent, as currentTask().submit does', async () => {
     const ex = executor(rt, { worker: { cores: 2 } });
     const leafOf = async (n: number): Promise<number> => n + 1;

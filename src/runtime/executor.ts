@@ -203,7 +203,7 @@ export class Executor implements AsyncDisposable {
    */
   submitSpec<R>(spec: TaskSpec<R>, options: { pinned: boolean; parent?: string }): Task<R> {
     this.workflow.assertOpen();
-    if (!this.accepting)
+    if (!this.accepting && !this.runs(options.parent))
       throw new ExecutorShutdownError(
         `executor ${this.display} has been shut down and accepts no new tasks; submit to a new executor`,
       );
@@ -424,6 +424,16 @@ export class Executor implements AsyncDisposable {
   /** @internal How messages name it: its id, or its name and id. */
   get display(): string {
     return this.name === this.id ? this.id : `"${this.name}" (${this.id})`;
+  }
+
+  /**
+   * Whether task `id` runs on this executor now: shut down, it still takes that task's children (its tasks finish,
+   * and one may need them to), until it has drained.
+   */
+  private runs(id: string | undefined): boolean {
+    if (id === undefined) return false;
+    const entry = entryOf(this.workflow, id);
+    return entry.open && entry.owner === this.asOwner && entry.record?.state === 'running';
   }
 
   /** True once `shutdown` was called. */
