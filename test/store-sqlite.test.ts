@@ -97,6 +97,21 @@ describe('sqliteStore file format', () => {
     expect(walMax).toBeLessThan(WAL_BYTES + 4 * 2 ** 20); // and no further than the commit that crossed the line
   });
 
+  test('a -wal file grown past 40 MB by one large transaction is cut back to about 40 MB once it is reused', async () => {
+    // (a fold during a long run is such a transaction: the file stayed at its largest until the store closed)
+    const store = openStore(file);
+    const big = 'x'.repeat(1_000_000);
+    await store.setMany(Array.from({ length: 60 }, (_, i) => [`big${i}`, `${big}${i}`] as const));
+    const grown = fs.statSync(`${file}-wal`).size;
+    expect(grown).toBeGreaterThan(WAL_BYTES * 1.3);
+    for (let batch = 0; batch < 20; batch++) {
+      await store.setMany(Array.from({ length: 20 }, (_, i) => [`small${batch}-${i}`, i] as const));
+      if (fs.statSync(`${file}-wal`).size <= WAL_BYTES) break;
+    }
+    expect(fs.statSync(`${file}-wal`).size).toBeLessThanOrEqual(WAL_BYTES);
+    expect(await store.get('big59')).toBe(`${big}59`);
+  });
+
   test('task records are written encoded; a version 2 store (records as JSON objects) is read, resumed, upgraded', async () => {
     let runs = 0;
     const double = defineTask('store-sqlite.double', async (x: number) => {
