@@ -56,6 +56,8 @@ function counted(base: Backend): Backend & { opened: string[]; closed: string[];
       return {
         ...ex,
         ...(name === 'late' ? { ready: granted } : {}),
+        // groups "qa" and "qb" take one-core tasks into their backend's queue ahead of a free core, as processes() does
+        ...(name === 'qa' || name === 'qb' ? { capacity: { ...ex.capacity, queue: 2 } } : {}),
         accept(spec) {
           ex.accept?.(spec);
           if (name === 'a' && spec.name === 'refusedOnA')
@@ -235,6 +237,27 @@ describe('worker groups: routing', () => {
     const fifth = held(ex, 't4');
     await tick();
     expect(fifth.state).toBe('ready');
+  });
+
+  it('a task several groups may run is not queued in a busy group ahead of a free core: it starts where one frees', async () => {
+    const ex = executor(rt, {
+      worker: [
+        { name: 'qa', cores: 1 },
+        { name: 'qb', cores: 1 },
+      ],
+    });
+    const onA = held(ex, 'long-a', { group: 'qa' });
+    const onB = held(ex, 'short-b', { group: 'qb' });
+    expect([await running(onA), await running(onB)]).toEqual(['qa', 'qb']);
+    const loose = held(ex, 'loose'); // both busy: bound to qa's queue, it waited there while qb went idle
+    await tick();
+    expect(loose.state).toBe('ready');
+    gate.release('short-b');
+    expect(await running(loose)).toBe('qb');
+    expect(onA.state).toBe('running');
+    // a task pinned to a group still goes into its queue ahead of a free core
+    const pinned = held(ex, 'pinned-a', { group: 'qa' });
+    expect(await running(pinned)).toBe('qa');
   });
 
   it('`group` pins a task to its group, even while another group is idle; an executor default pins all', async () => {

@@ -56,7 +56,11 @@ export class Group implements WorkerGroup {
     this.admission = new Admission<Queued>(this.capacity, {
       need: (queued) => {
         if (!(queued instanceof Ticket)) return starter.need(queued);
-        return queued.taken ? undefined : starter.need(queued.slot);
+        if (queued.taken) return undefined;
+        // a task several groups may run starts where a core is free: handed to a busy group's backend queue, it
+        // would wait there while another group freed first and idled
+        const need = starter.need(queued.slot);
+        return need === undefined ? undefined : { ...need, queueable: false };
       },
       start: (queued, need) => {
         if (queued instanceof Ticket) {
@@ -89,7 +93,8 @@ export class Group implements WorkerGroup {
  * @internal The worker groups of one executor. Each has its own backend executor and its own first-come-first-served
  * admission; one ready task is queued, in the order tasks became ready, on every group it may run on (the one it is
  * pinned to with `group`, else each whose capacity it fits), the group with the most free cores first, and starts on
- * the first of them that has room for it. A group with room therefore never idles while a task it could run waits
+ * the first of them that has room for it (a free core: it is not handed to a busy group's backend queue ahead of one,
+ * `Capacity.queue`). A group with room therefore never idles while a task it could run waits
  * for another group, and a task that does not fit a group's free resources yet keeps the tasks behind it from
  * overtaking it there (so a wide task is never starved), on each group it may run on. A group whose backend is not
  * ready yet (`BackendExecutor.ready`: an allocation still in Slurm's queue) starts nothing until it is: its tasks
