@@ -77,6 +77,8 @@ export class Attempt implements Hold, Job, Observer<unknown> {
   deadline = Infinity;
   /** work that goes on after the attempt was stopped (`holdUntil`): its resources are held until it has ended */
   ended: Promise<unknown> | undefined = undefined;
+  /** what its function returned, run in this process (`Job.invoke`): a promise goes on if the attempt is stopped */
+  invoked: unknown = undefined;
   readonly id: string;
   readonly label: string | undefined;
   readonly kind: 'function' | 'executable';

@@ -42,6 +42,7 @@ import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
 import { captureContext, detached, runInScope } from '../context/ambient';
 import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
+import { isThenable } from '../util';
 import type { TaskSlot } from '../store/slot';
 import type { TaskRecord } from '../store/state';
 import { checkLabel } from '../store/graph';
@@ -587,7 +588,7 @@ export class Executor implements AsyncDisposable {
     const args = attempt.args;
     const run = (): unknown =>
       runInScope({ task: running, executor: this, workflow: this.workflow }, () => invocable(fn)(...args));
-    return entry.snapshot !== undefined ? entry.snapshot(run) : run();
+    return (attempt.invoked = entry.snapshot !== undefined ? entry.snapshot(run) : run());
   }
 
   /**
@@ -706,7 +707,11 @@ export class Executor implements AsyncDisposable {
     attempt.finished = true;
     if (attempt.entry.attempt === attempt) attempt.entry.attempt = undefined;
     attempt.timer?.unsubscribe();
-    if (reason !== undefined) attempt.abort(reason);
+    if (reason !== undefined) {
+      attempt.abort(reason);
+      // its function, run here, goes on until it heeds its signal or settles: this process cannot end it (inProcess)
+      if (isThenable(attempt.invoked)) attempt.holdUntil(Promise.resolve(attempt.invoked).then(ignore, ignore));
+    }
     attempt.sub?.unsubscribe();
     if (attempt.ended === undefined || !attempt.holding) {
       attempt.group.admission.release(attempt);
@@ -796,3 +801,5 @@ class OwnerOf implements TaskOwner {
     this.#executor.rerun(entry);
   }
 }
+
+const ignore = (): void => undefined;

@@ -50,23 +50,12 @@ export function runHere(job: Job): Observable<unknown> {
       subscriber.complete();
       return;
     }
-    let settled = false;
-    const ended = Promise.resolve(result).then(
+    result.then(
       (value) => {
-        settled = true;
         subscriber.next(value);
         subscriber.complete();
       },
-      (err: unknown) => {
-        settled = true;
-        subscriber.error(err);
-      },
+      (err: unknown) => subscriber.error(err),
     );
-    // stopped (cancelled, out of walltime) while it runs: this process cannot end a function, which goes on until
-    // it heeds its signal or settles; its cores stay held until then, so that neither its retry nor another task
-    // runs beside it (README, "Backends")
-    return () => {
-      if (!settled) job.holdUntil?.(ended);
-    };
   });
 }
