@@ -245,6 +245,13 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
       TaskDefinitionError,
       /printable characters, got "a\\nb"/,
     ],
+    // a padded or blank name, or one with an invisible character, looks like another and is not
+    ...[' m.pad ', 'm.pad ', '   ', 'm\u200b.pad'].map((name): Case => [
+      `defineTask(${JSON.stringify(name)}, fn)`,
+      () => defineTask(name, one),
+      TaskDefinitionError,
+      /got ".*" \(a name has no space at either end and no invisible character/,
+    ]),
     ['labelled("")', () => labelled(''), InvalidTaskDescriptionError, /non-empty string.*got an empty string/],
     ['executable({ key: "" })', () => executable(['true'], { key: '' }), InvalidTaskDescriptionError, /options\.key/],
     ['shutdown({ wiat })', () => ex().shutdown({ wiat: true } as never), InvalidOptionsError, /did you mean "wait"/],

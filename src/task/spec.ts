@@ -92,10 +92,12 @@ export function defineTask<F extends AnyFunction>(
   fn: F,
   options: DefineTaskOptions = {},
 ): DefinedTask<F> {
-  if (typeof name !== 'string' || name.length === 0 || CONTROL.test(name))
+  if (typeof name !== 'string' || !NAME.test(name))
     throw new TaskDefinitionError(
       'defineTask(name, fn): name must be a non-empty string of printable characters, got ' +
-        (typeof name === 'string' ? JSON.stringify(name) : typeof name),
+        (typeof name === 'string' ? JSON.stringify(name) : typeof name) +
+        ' (a name has no space at either end and no invisible character: it finds the function in other processes ' +
+        'and names its tasks)',
     );
   if (typeof fn !== 'function') throw new TaskDefinitionError(`defineTask("${name}", fn): fn must be a function`);
   if (isClass(fn))
@@ -198,6 +200,12 @@ export function declaredVersion(fn: AnyFunction): string | undefined {
 
 /** Control characters (NUL, newlines, ...): not in a task's name or version. */
 const CONTROL = /\p{Cc}/u;
+
+/**
+ * A task's name: no control or invisible (format: zero-width space, joiners, marks of direction) character, and no
+ * space at either end, where `" m.run"` and `"m.run"` would look one and be two.
+ */
+const NAME = /^(?![\s\p{Cf}])[^\p{Cc}\p{Cf}]+(?<!\s)$/u;
 
 /** Whether `fn` is a class, which a task cannot call (calling one without `new` throws). */
 export const isClass = (fn: AnyFunction): boolean => /^class[\s{]/.test(Function.prototype.toString.call(fn));
