@@ -148,6 +148,14 @@ describe('task identity', () => {
     const frozen = Object.freeze(async () => 1);
     expect(() => defineTask('identity-test.frozen', frozen)).toThrow(TaskDefinitionError);
     expect(() => defineTask('identity-test.frozen', frozen)).toThrow(/frozen or sealed.*define a wrapper/);
+    // the wrapper advised has a version to change: its own source, its default version, never changes (an audit
+    // followed the advice without one, edited fn, and was served the old code's result)
+    expect(() => defineTask('identity-test.frozen', frozen)).toThrow(
+      /a version that you change when fn changes.*\(\.\.\.args\) => fn\(\.\.\.args\), \{ version: '1' \}\)/,
+    );
+    expect(() => defineTask('identity-test.twice', once)).toThrow(
+      /define a wrapper, with a version.*\{ version: '1' \}/,
+    );
     expect(lookupTask('identity-test.frozen')).toBeUndefined();
   });
 });

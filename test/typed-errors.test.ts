@@ -230,7 +230,12 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
       InvalidTaskDescriptionError,
       /is a class/,
     ],
-    ['defineTask(name, class)', () => defineTask('bad.k', Model as never), TaskDefinitionError, /is a class/],
+    [
+      'defineTask(name, class)',
+      () => defineTask('bad.k', Model as never),
+      TaskDefinitionError,
+      /is a class.*when the class changes.*\(\.\.\.args\) => new Model\(\.\.\.args\), \{ version: '1' \}\)/,
+    ],
     [
       'defineTask({ verison })',
       () => defineTask('bad.v', one, { verison: '2' } as never),

@@ -103,7 +103,7 @@ export function defineTask<F extends AnyFunction>(
   if (isClass(fn))
     throw new TaskDefinitionError(
       `defineTask("${name}", fn): fn is a class, which cannot be called without new; define a function that ` +
-        `makes the instance: defineTask("${name}", (...args) => new ${fn.name || 'TheClass'}(...args))`,
+        `makes the instance, ${wrapper(name, `new ${fn.name || 'TheClass'}`, 'the class')}`,
     );
   const plain =
     typeof options === 'object' &&
@@ -134,12 +134,12 @@ export function defineTask<F extends AnyFunction>(
   if (other !== undefined && other !== name)
     throw new TaskDefinitionError(
       `defineTask("${name}", fn): this function is already defined as "${other}"; a function has one task name ` +
-        `(for a second one, define a wrapper: defineTask("${name}", (...args) => fn(...args)))`,
+        `(for a second one, define a wrapper, ${wrapper(name, 'fn', 'fn')})`,
     );
   if (other === undefined && !Object.isExtensible(fn))
     throw new TaskDefinitionError(
       `defineTask("${name}", fn): fn is frozen or sealed, and defineTask marks it with its name (fn.taskName); ` +
-        `define a wrapper instead: defineTask("${name}", (...args) => fn(...args))`,
+        `define a wrapper instead, ${wrapper(name, 'fn', 'fn')}`,
     );
   if (version === undefined && versions.get(fn) === undefined && hidesSource(fn))
     throw new TaskDefinitionError(
@@ -197,6 +197,14 @@ export function versionOf(fn: AnyFunction): string | undefined {
 export function declaredVersion(fn: AnyFunction): string | undefined {
   return versions.get(fn);
 }
+
+/**
+ * How to define a wrapper that calls `callee` (`what` in words), with the version it needs: its default version, a
+ * hash of its own source, stays the same when the code it calls changes, and a store would serve results of old code.
+ */
+const wrapper = (name: string, callee: string, what: string): string =>
+  `with a version that you change when ${what} changes (the wrapper's own source, its default version, does not): ` +
+  `defineTask("${name}", (...args) => ${callee}(...args), { version: '1' })`;
 
 /** Control characters (NUL, newlines, ...): not in a task's name or version. */
 const CONTROL = /\p{Cc}/u;
