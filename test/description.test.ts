@@ -43,6 +43,41 @@ describe('workflow.submitDescription', () => {
     expect(second.record?.inputs).toEqual([first.id]);
   });
 
+  it('refuses { "$task": id } of an earlier run that did not finish and that this run has not submitted', async () => {
+    // it used to wait for good, silently: nothing would ever run its input (a failed one fails it at once)
+    const store = memoryStore();
+    const earlier = await openWorkflow({ store, name: 'unfinished' });
+    const ex1 = executor(launch(earlier, inProcess()));
+    let release = (): void => undefined;
+    let gate = new Promise<void>((r) => (release = r));
+    const held = defineTask('description-test.held', async (n: number) => {
+      await gate;
+      return n;
+    });
+    const upstream = ex1.submit(held, 4);
+    await earlier.flushed(); // (the process died here: its record says running)
+    // the same store, as a new process finds it (a memory store cannot be reopened: copy it)
+    const copy = memoryStore();
+    await copy.setMany(await store.entries());
+    release();
+    await upstream;
+    await earlier.close();
+    const later = await openWorkflow({ store: copy, name: 'unfinished' });
+    const ex2 = executor(launch(later, inProcess()));
+    gate = Promise.resolve();
+    const describe = (): unknown =>
+      later.submitDescription({ name: 'description-test.add', args: [{ $task: upstream.id }, 1] });
+    expect(describe).toThrow(InvalidTaskDescriptionError);
+    expect(describe).toThrow(/an earlier run of workflow "unfinished" left (new|running), and which this run has not/);
+    expect(later.state.tasks.size).toBe(1); // nothing recorded
+    // submitted again (the same call), it runs, and the dependent with it
+    const again = ex2.submit(held, 4);
+    expect(again.id).toBe(upstream.id);
+    const sum = describe() as Promise<number>;
+    expect(await sum).toBe(5);
+    await later.close();
+  });
+
   it('rejects a bad description with the path and the expected type, recording nothing', () => {
     executor(rt);
     const bad = (json: unknown): string => {

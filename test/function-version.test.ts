@@ -1,7 +1,7 @@
 // A remote side runs a task only with the version of the function the task was submitted with: another
 // version's result would be stored under this one's identity. (threads() here; Slurm job steps and
 // `scalems worker` share the runner that checks it, and get the version the same way: see their tests.)
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FunctionVersionError, executor, launch, memoryStore, openWorkflow, type DefinedTask } from 'scalems';
@@ -72,6 +72,36 @@ describe('function versions on a remote side', () => {
       await edited.shutdown();
       module.write('v1'); // as this program has it: run
       const same = launch(wf, threads({ modules: [file], maxThreads: 1 }));
+      expect(await executor(same).submit(prep, 8)).toEqual({ code: 'v1', n: 8 });
+      await same.shutdown();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a module that defines tasks reached through another, edited before the threads load it: not run either', async () => {
+    // threads({ modules: [index] }) where index re-exports impl's tasks: only index's digest was compared, so the
+    // threads ran impl's new code under the identity of the old, and a later run was served that result
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-edited-'));
+    try {
+      const index = join(dir, 'index.js');
+      writeFileSync(index, "module.exports = require('./impl.js');\n");
+      const impl = join(dir, 'impl.js');
+      const module = editableTaskModule(impl, 'edited.reexported');
+      module.write('v1');
+      const { prep } = require(index) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
+      const wf = await openWorkflow({ store: memoryStore() });
+      for (const when of ['before threads() is made', 'after']) {
+        if (when !== 'after') module.write('v2');
+        const edited = launch(wf, threads({ modules: [index], maxThreads: 1 }));
+        module.write('v2');
+        const task = executor(edited).submit(prep, 7);
+        await expect(task).rejects.toThrow(FunctionVersionError);
+        await expect(task).rejects.toThrow(/impl\.js, which defines tasks, changed after the program that submits/);
+        await edited.shutdown();
+        module.write('v1');
+      }
+      const same = launch(wf, threads({ modules: [index], maxThreads: 1 }));
       expect(await executor(same).submit(prep, 8)).toEqual({ code: 'v1', n: 8 });
       await same.shutdown();
     } finally {

@@ -2,7 +2,7 @@
 // agent per node started once as one job step, tasks placed on the nodes where they fit (and where their input files
 // are), and what happens when a node fails or the driver is killed.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -372,6 +372,32 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it.each(['agents', 'steps'] as const)(
+    'a module that defines tasks reached through another, edited before the %s load it: not run as other code',
+    async (mode) => {
+      // only the listed module's digest was compared: its tasks' code, in a file it re-exports, ran as edited under
+      // the identity of the code the driver has (the driver now also gives the digests of the files that define tasks)
+      const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-reexported-'));
+      const index = join(dir, 'index.js');
+      writeFileSync(index, "module.exports = require('./impl.js');\n");
+      const module = editableTaskModule(join(dir, 'impl.js'), `reexported-${mode}.prep`);
+      module.write('v1');
+      const { prep } = require(index) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
+      const wf = await openWorkflow({ name: `reexported-${mode}`, store: memoryStore() });
+      const rt = launch(wf, slurm({ modules: [index], root: dir, address: '127.0.0.1', mode }));
+      try {
+        module.write('v2');
+        const task = executor(rt, { worker: { cores: 1, nodes: 1 } }).submit(prep, 7);
+        await expect(task).rejects.toThrow(FunctionVersionError);
+        await expect(task).rejects.toThrow(/impl\.js, which defines tasks, changed after the program that submits/);
+      } finally {
+        await rt.shutdown();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 
   it('a retry after a walltime starts only once the agent has ended the first attempt’s tree', async () => {
     const wf = await openWorkflow({ name: 'agents-retry', store: memoryStore() });

@@ -372,6 +372,8 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
         'b.js',
         '--digest',
         'b0b0',
+        '--defined',
+        'c0c0:/x/a:b.js',
         '--name',
         'n',
         '--args',
@@ -384,7 +386,8 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
     ).toEqual({
       modules: ['a.js', 'b.js'],
       // each module's digest as the driver read it (b.js's: it loads only if it still reads so)
-      digests: [undefined, 'b0b0'],
+      // and those of the files that defined tasks there (a path may hold a colon)
+      digests: { modules: [undefined, 'b0b0'], defining: { '/x/a:b.js': 'c0c0' } },
       name: 'n',
       args: 'a.json',
       result: 'r.json',

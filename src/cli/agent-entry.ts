@@ -13,18 +13,19 @@
 import { resolve } from 'node:path';
 import { ADDRESS_VARIABLE, LAYOUT_VARIABLE, TOKEN_VARIABLE, parseLayout } from '../runtime/slurm/agent-protocol';
 import { runAgent, type AgentOptions } from '../runtime/slurm/agent';
+import { readDigestFlag, type DigestsRead } from '../runtime/remote/modules';
 
 /** The agent's options from its command line and environment; throws a TypeError naming what is missing. */
 export function agentOptions(argv: readonly string[], env: NodeJS.ProcessEnv): AgentOptions {
   const modules: string[] = [];
-  const digests: Array<string | undefined> = [];
+  const digests: DigestsRead = { modules: [], defining: {} };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === '--modules' && value !== undefined) {
       modules.push(resolve(value));
-      digests.push(undefined);
-    } else if (flag === '--digest' && value !== undefined && modules.length > 0) digests[modules.length - 1] = value;
-    else throw new TypeError(`unexpected argument "${flag}"`);
+      digests.modules.push(undefined);
+    } else if (value === undefined || !readDigestFlag(flag, value, digests))
+      throw new TypeError(`unexpected argument "${flag}"`);
   }
   const address = /^(.+):(\d+)$/.exec(env[ADDRESS_VARIABLE] ?? '');
   const token = env[TOKEN_VARIABLE];

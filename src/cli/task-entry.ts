@@ -20,14 +20,18 @@ import { InvalidTaskDescriptionError, TaskCancelledError } from '../errors';
 import { recordError } from '../recorded-error';
 import { RemoteRunner, RunStop } from '../runtime/remote/runner';
 import { jsonWire, type RemoteOutcome } from '../runtime/remote/wire';
+import { readDigestFlag, type DigestsRead, type ModuleDigests } from '../runtime/remote/modules';
 
 /** Milliseconds a task has to return after SIGTERM aborted its signal, before this process exits. */
 const CANCEL_GRACE_MS = 2000;
 
 export interface TaskEntryArgs {
   readonly modules: readonly string[];
-  /** each module's digest as the driver read it (`--digest` after its `--modules`): one changed since is not loaded */
-  readonly digests?: ReadonlyArray<string | undefined>;
+  /**
+   * each module's digest as the driver read it (`--digest` after its `--modules`): one changed since is not loaded;
+   * and those of the files that defined tasks there (`--defined`)
+   */
+  readonly digests?: ModuleDigests;
   readonly name: string;
   readonly args: string;
   readonly result: string;
@@ -41,12 +45,13 @@ export interface TaskEntryArgs {
 
 export const USAGE =
   'usage: scalems-task --modules <module> [--modules <module> ...] --name <task> --args <args.json> --result ' +
-  '<result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>] [--version <v>]';
+  '<result.json> [--id <id>] [--label <label>] [--attempt <n>] [--workdir <dir>] [--version <v>] ' +
+  '[--digest <digest> after a module] [--defined <digest>:<file> ...]';
 
 /** Parses the command line; throws a TypeError naming the problem. */
 export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
   const modules: string[] = [];
-  const digests: Array<string | undefined> = [];
+  const digests: DigestsRead = { modules: [], defining: {} };
   const one = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -56,8 +61,8 @@ export function parseTaskEntryArgs(argv: readonly string[]): TaskEntryArgs {
     i++;
     if (flag === '--modules' || flag === '--module') {
       modules.push(value);
-      digests.push(undefined);
-    } else if (flag === '--digest' && modules.length > 0) digests[modules.length - 1] = value;
+      digests.modules.push(undefined);
+    } else if (readDigestFlag(flag, value, digests)) continue;
     else if (['--name', '--args', '--result', '--id', '--label', '--attempt', '--workdir', '--version'].includes(flag))
       one.set(flag.slice(2), value);
     else throw new TypeError(`unknown option ${flag}`);

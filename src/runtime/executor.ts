@@ -44,7 +44,7 @@ import { captureContext, detached, runInScope } from '../context/ambient';
 import { contentAtSubmit, entryOf, entryOfSlot, type TaskEntry, type TaskOwner } from './entry';
 import { isThenable } from '../util';
 import type { TaskSlot } from '../store/slot';
-import type { TaskRecord } from '../store/state';
+import { isFinal, type TaskRecord } from '../store/state';
 import { checkLabel } from '../store/graph';
 import { encodeArgs, functionIdentity, resolveArgs, taskId } from './identity';
 import { objectToken } from '../task/hash';
@@ -240,10 +240,20 @@ export class Executor implements AsyncDisposable {
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
     const encoded = encodeArgs(spec.args, wf);
     for (const input of encoded.inputs) {
-      if (wf.record(input) === undefined)
+      const upstream = wf.record(input);
+      if (upstream === undefined)
         throw new InvalidTaskDescriptionError(
           `task ${spec.label ?? spec.name}: its arguments refer to task ${input} ({ $task: "${input}" }), which ` +
             `workflow "${wf.name}" does not have; pass the Task handle of a task submitted to this workflow`,
+        );
+      // a task of an earlier run that did not finish, and that this run has not submitted: nothing would ever run it,
+      // and this one would wait for its result for good
+      if (!isFinal(upstream.state) && entryOf(wf, input).handle === undefined)
+        throw new InvalidTaskDescriptionError(
+          `task ${spec.label ?? spec.name}: its arguments refer to task ${upstream.label ?? input} ` +
+            `({ $task: "${input}" }), which an earlier run of workflow "${wf.name}" left ${upstream.state}, and ` +
+            'which this run has not submitted, so nothing would run it. Submit it again first (the same call gives ' +
+            'the same task), and pass its Task handle',
         );
     }
     const fn = spec[SPEC_FN];

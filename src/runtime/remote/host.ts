@@ -24,6 +24,7 @@ import { MAX_SPAWNERS, SpawnerPool, type PoolGate } from '../executable/spawner-
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
 import { jsonWire, type RemoteOutcome, type Wire } from './wire';
+import type { ModuleDigests } from './modules';
 
 export interface TaskHostOptions {
   /** how it is named in messages: `worker <name>`, `the Slurm agent on node <name>` */
@@ -31,7 +32,7 @@ export interface TaskHostOptions {
   /** modules that define the function tasks it runs (none: it runs programs only) */
   readonly modules: readonly string[];
   /** the modules' digests as the submitting program read them (`moduleDigests`): one changed since is not loaded */
-  readonly digests?: ReadonlyArray<string | undefined>;
+  readonly digests?: ModuleDigests;
   /** the option that lists the modules, for messages: `--modules` */
   readonly modulesOption: string;
   /** threads of the pool that runs functions */
@@ -41,11 +42,7 @@ export interface TaskHostOptions {
    * caller (a remote side that also runs a backend's main side, which this folder may not import). None: functions
    * run on this event loop (`inline`), if there are modules.
    */
-  readonly pool?: (
-    modules: readonly string[],
-    cores: number,
-    digests?: ReadonlyArray<string | undefined>,
-  ) => BackendExecutor;
+  readonly pool?: (modules: readonly string[], cores: number, digests?: ModuleDigests) => BackendExecutor;
   /** functions on this event loop, not on threads (see `ScalemsWorkerOptions.inline`) */
   readonly inline?: boolean;
   /**

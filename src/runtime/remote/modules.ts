@@ -122,16 +122,51 @@ export function loaderArgs(files: readonly string[], backend: string, where: str
 }
 
 /**
- * The content digest of each module file as this process reads it now (undefined for one it cannot read): the remote
- * side of this process loads a module only if it still reads so (`loadModules`). A task's default version is the
- * source of its function as this process loaded it; a module edited before a pool loads it would run other code under
- * that identity, and store its result as the old code's.
+ * What the remote side of this process checks before it runs tasks (see `moduleDigests`, `loadModules`): the code it
+ * loads must be the code this process has, since a task's default version is the source of its function as this
+ * process loaded it.
  */
-export function moduleDigests(modules: readonly string[]): Array<string | undefined> {
-  return modules.map((m) => {
-    const path = resolve(m);
-    return definingDigests.get(realPath(path)) ?? fileDigest(path);
-  });
+export interface ModuleDigests {
+  /** each listed module's digest (undefined: it could not be read) */
+  readonly modules: ReadonlyArray<string | undefined>;
+  /**
+   * Each file that was being loaded here when a task was defined (`recordDefiningFiles`: the defining module, what
+   * imported it, ...), by its real path, with its digest as it was loaded. A module listed for the remote side may
+   * reach the code of its tasks through others (`export { f } from './impl'`), which its own digest does not cover.
+   */
+  readonly defining: Readonly<Record<string, string>>;
+}
+
+/** `ModuleDigests` as a node entry's command line gives them, filled flag by flag (`readDigestFlag`). */
+export type DigestsRead = { modules: Array<string | undefined>; defining: Record<string, string> };
+
+/**
+ * Reads a flag of a node entry's command line (`nodeEntryCommand`) that carries digests: `--digest <d>`, of the module
+ * named just before (one is pushed for each `--modules` as undefined), or `--defined <d>:<path>`. False for another.
+ */
+export function readDigestFlag(flag: string, value: string, read: DigestsRead): boolean {
+  if (flag === '--digest' && read.modules.length > 0) read.modules[read.modules.length - 1] = value;
+  else if (flag === '--defined' && /^[0-9a-f]+:./.test(value))
+    read.defining[value.slice(value.indexOf(':') + 1)] = value.slice(0, value.indexOf(':'));
+  else return false;
+  return true;
+}
+
+/**
+ * The digests of the modules and of the files that defined tasks, as this process has them: a module as it was loaded
+ * here (or as it reads now, if no task was defined while it loaded); a module edited before a pool loads it would run
+ * other code under the identity of the old, and store its result as the old code's.
+ */
+export function moduleDigests(modules: readonly string[]): ModuleDigests {
+  const defining: Record<string, string> = {};
+  for (const [file, digest] of definingDigests) if (digest !== undefined) defining[file] = digest;
+  return {
+    modules: modules.map((m) => {
+      const path = resolve(m);
+      return definingDigests.get(realPath(path)) ?? fileDigest(path);
+    }),
+    defining,
+  };
 }
 
 /**
@@ -198,23 +233,14 @@ function fileDigest(path: string): string | undefined {
  * Loads the modules on the remote side, in order: ES modules (`.mjs`) through `import()`, others
  * (CommonJS, and `.ts` through tsx) through `require`. A module that fails is a `TaskModuleError`
  * naming it and `where` it failed. With `digests` (see `moduleDigests`), a module whose file no longer reads as the
- * submitting program read it is not loaded: `FunctionVersionError`.
+ * submitting program read it is not loaded, and a file that defined tasks here as other code than it did there fails
+ * the load once loaded: `FunctionVersionError`.
  */
-export async function loadModules(
-  modules: readonly string[],
-  where: string,
-  digests?: ReadonlyArray<string | undefined>,
-): Promise<void> {
+export async function loadModules(modules: readonly string[], where: string, digests?: ModuleDigests): Promise<void> {
   for (const [i, m] of modules.entries()) {
     const path = resolve(m);
-    const expected = digests?.[i];
-    if (expected !== undefined && fileDigest(path) !== expected) {
-      throw new FunctionVersionError(
-        `task module ${path} changed after the program that submits its tasks loaded it, so ${where} did not load ` +
-          'it: it would run other code than the tasks were submitted with (their identity is their code as that ' +
-          'program has it), and store its results as theirs. Run the program again after a change.',
-      );
-    }
+    const expected = digests?.modules[i];
+    if (expected !== undefined && fileDigest(path) !== expected) throw changedAfterLoad('task module', path, where);
     try {
       if (/\.mjs$/.test(path)) await import(pathToFileURL(path).href);
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS (and .ts through tsx) task modules
@@ -226,4 +252,17 @@ export async function loadModules(
       );
     }
   }
+  if (digests === undefined) return;
+  for (const [file, digest] of definingDigests) {
+    const expected = digests.defining[file];
+    if (expected !== undefined && digest !== undefined && digest !== expected)
+      throw changedAfterLoad('the file', file, where, ', which defines tasks,');
+  }
 }
+
+const changedAfterLoad = (what: string, path: string, where: string, which = ''): FunctionVersionError =>
+  new FunctionVersionError(
+    `${what} ${path}${which} changed after the program that submits its tasks loaded it, so ${where} did not run ` +
+      'them: it would run other code than the tasks were submitted with (their identity is their code as that ' +
+      'program has it), and store its results as theirs. Run the program again after a change.',
+  );

@@ -14,7 +14,7 @@ import { declaredVersion, invocable, lookupTask } from '../../task/spec';
 import { isThenable } from '../../util';
 import type { RunningTaskScope, TaskContext } from '../attempt';
 import type { Communicator } from '../backend';
-import { loadModules } from './modules';
+import { loadModules, type ModuleDigests } from './modules';
 import type { RemoteOutcome, Wire } from './wire';
 
 /** One run of one task, as the remote side gets it. */
@@ -39,7 +39,7 @@ export interface RunnerOptions {
   /** how results travel back */
   readonly wire: Wire;
   /** the modules' digests as the submitting program read them (`moduleDigests`): one changed since is not loaded */
-  readonly digests?: ReadonlyArray<string | undefined>;
+  readonly digests?: ModuleDigests;
 }
 
 /** What a run may have besides its request: the ranks' communicator, the working directory. */

@@ -25,6 +25,7 @@ import {
   lineReader,
   type AgentMessage,
 } from './agent-protocol';
+import type { ModuleDigests } from '../remote/modules';
 
 export interface AgentOptions {
   readonly host: string;
@@ -34,7 +35,7 @@ export interface AgentOptions {
   readonly node: string;
   readonly modules: readonly string[];
   /** the modules' digests as the driver read them (`moduleDigests`): one changed since is not loaded */
-  readonly digests?: ReadonlyArray<string | undefined>;
+  readonly digests?: ModuleDigests;
   readonly cores: number;
   readonly memoryMB: number;
   readonly gpus: number;

@@ -14,13 +14,14 @@ import { AgentPool } from './agents';
 import { nodeEntryCommand } from './plans';
 import type { AllocatedNode, Placement } from './placement';
 import { srunEnv } from './steps';
+import type { ModuleDigests } from '../remote/modules';
 
 export interface AgentModeContext {
   readonly where: string;
   readonly address: string;
   readonly modules: readonly string[];
   /** the modules' digests as the driver read them (`moduleDigests`) */
-  readonly digests: ReadonlyArray<string | undefined>;
+  readonly digests: ModuleDigests;
   /** the Node executable on the nodes */
   readonly node: string;
   readonly hostCwd: string;
@@ -126,8 +127,5 @@ function onAgent(job: Job, need: Footprint, widest: number, launcher: 'mpirun' |
 }
 
 /** How the agents' step starts the agent. */
-export const agentCommand = (
-  modules: readonly string[],
-  node: string,
-  digests?: ReadonlyArray<string | undefined>,
-): string[] => nodeEntryCommand('agent-entry', modules, node, 'agents', digests);
+export const agentCommand = (modules: readonly string[], node: string, digests?: ModuleDigests): string[] =>
+  nodeEntryCommand('agent-entry', modules, node, 'agents', digests);

@@ -17,7 +17,7 @@ import type { Job } from '../backend';
 import { executableResult, exitFailure, prepareExecutable } from '../executable/attempt';
 import { rootEnv } from '../executable/mpi';
 import { prepareWorkdir, tail, type Workdir } from '../executable/workdir';
-import { loaderArgs } from '../remote/modules';
+import { loaderArgs, type ModuleDigests } from '../remote/modules';
 import type { RemoteOutcome } from '../remote/wire';
 import { stepResourceArgs } from './options';
 import { mergeRanks, RANK_OUTPUT_DIR, spanningMpirun, stepCommand, type RankLauncher } from './ranks';
@@ -301,21 +301,25 @@ export function nodeEntryCommand(
   modules: readonly string[],
   node: string,
   what: string,
-  digests: ReadonlyArray<string | undefined> = [],
+  digests: ModuleDigests = { modules: [], defining: {} },
 ): string[] {
   const entry = resolve(__dirname, '..', '..', 'cli', `${name}${extname(__filename)}`);
-  // each module with its digest as the driver read it (`moduleDigests`): the node loads it only if it still reads so
-  const args = modules.flatMap((m, i) => [
-    '--modules',
-    m,
-    ...(digests[i] !== undefined ? ['--digest', digests[i]] : []),
-  ]);
+  // each module with its digest as the driver read it (`moduleDigests`): the node loads it only if it still reads so;
+  // then each file that defined tasks in the driver, as it read there (`--defined <digest>:<path>`)
+  const args = [
+    ...modules.flatMap((m, i) => [
+      '--modules',
+      m,
+      ...(digests.modules[i] !== undefined ? ['--digest', digests.modules[i]] : []),
+    ]),
+    ...(modules.length === 0 ? [] : Object.entries(digests.defining)).flatMap(([file, digest]) => [
+      '--defined',
+      `${digest}:${file}`,
+    ]),
+  ];
   return [node, ...loaderArgs([entry, ...modules], 'slurm', what), entry, ...args];
 }
 
 /** How a step starts the `scalems-task` entry point. */
-export const entryCommand = (
-  modules: readonly string[],
-  node: string,
-  digests?: ReadonlyArray<string | undefined>,
-): string[] => nodeEntryCommand('task-entry', modules, node, 'job steps', digests);
+export const entryCommand = (modules: readonly string[], node: string, digests?: ModuleDigests): string[] =>
+  nodeEntryCommand('task-entry', modules, node, 'job steps', digests);

@@ -5,8 +5,9 @@
 import type { BackendExecutor } from '../backend';
 import { NO_WORKFLOW } from '../remote/host';
 import { threadsOf } from './index';
+import type { ModuleDigests } from '../remote/modules';
 
 export const hostPool =
   (name: string) =>
-  (modules: readonly string[], cores: number, digests?: ReadonlyArray<string | undefined>): BackendExecutor =>
+  (modules: readonly string[], cores: number, digests?: ModuleDigests): BackendExecutor =>
     threadsOf({ modules, maxThreads: cores }, digests).open({ cores }, { workflow: NO_WORKFLOW, executorId: name });

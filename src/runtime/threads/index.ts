@@ -14,7 +14,7 @@ import type { TaskSpec } from '../../task/spec';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
-import { loaderArgs, moduleDigests, probeModules, resolveModules } from '../remote/modules';
+import { loaderArgs, moduleDigests, probeModules, resolveModules, type ModuleDigests } from '../remote/modules';
 import { structuredCloneWire } from '../remote/wire';
 import { Lanes, type Post } from './lanes';
 import type { ServeRequest, ThreadWorkerData } from './protocol';
@@ -78,7 +78,7 @@ export function threads(options: ThreadsOptions): Backend {
  * @internal `threads()`, whose threads load each module only if it reads as `digests` say (`moduleDigests`): by default
  * as this process reads them now; a remote task host gives those of the program that submits its tasks.
  */
-export function threadsOf(options: ThreadsOptions, digests?: ReadonlyArray<string | undefined>): Backend {
+export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests): Backend {
   checkOptions('threads', options, THREADS_OPTIONS);
   const Pool = piscina();
   const modules = resolveModules(options.modules, 'threads');

@@ -8,13 +8,14 @@ import type { MessagePort } from 'node:worker_threads';
 import type { RecordedError } from '../../recorded-error';
 import type { RemoteRequest } from '../remote/runner';
 import type { RemoteOutcome } from '../remote/wire';
+import type { ModuleDigests } from '../remote/modules';
 
 /** Given to every worker of a pool (piscina `workerData`). */
 export interface ThreadWorkerData {
   /** absolute paths of the modules that define the tasks */
   readonly modules: readonly string[];
   /** their digests as the main thread read them (`moduleDigests`) */
-  readonly digests?: ReadonlyArray<string | undefined>;
+  readonly digests?: ModuleDigests;
 }
 
 /**
