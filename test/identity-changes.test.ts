@@ -359,6 +359,30 @@ describe('a resumed run after a change gets fresh results', () => {
     await wf.close();
   });
 
+  it('an object argument with its keys in another order runs again; an executable’s inputs in another order do not', async () => {
+    const store = join(dir, 'state.sqlite');
+    const header = async (row: Record<string, number>): Promise<string> => Object.keys(row).join(',');
+    const first = await open(store);
+    expect(await first.ex.submit(header, { a: 1, b: 2 })).toBe('a,b');
+    await first.wf.close();
+    // the function reads its keys in order: it was served 'a,b' for { b, a }
+    const second = await open(store);
+    const reordered = second.ex.submit(header, { b: 2, a: 1 });
+    expect(reordered.state).not.toBe('succeeded');
+    expect(await reordered).toBe('b,a');
+    await second.wf.close();
+    // what reaches a program has no order: files are found by name
+    writeFileSync(join(dir, 'a.txt'), 'A\n');
+    writeFileSync(join(dir, 'b.txt'), 'B\n');
+    const wf2 = await openWorkflow({ store: sqliteStore(store), name: 'files' });
+    const ex2 = executor(launch(wf2, processes({ root: join(dir, 'runs') })));
+    const cat = (inputs: Record<string, string>) => ex2.submit(executable(['cat', 'a.txt', 'b.txt'], { inputs }));
+    const ab = cat({ 'a.txt': join(dir, 'a.txt'), 'b.txt': join(dir, 'b.txt') });
+    expect(cat({ 'b.txt': join(dir, 'b.txt'), 'a.txt': join(dir, 'a.txt') })).toBe(ab);
+    expect(readFileSync((await ab).stdout.$file, 'utf8')).toBe('A\nB\n');
+    await wf2.close();
+  });
+
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {
     const store = join(dir, 'state.sqlite');
     const sum = async (o: { xs: number[] }): Promise<number> => o.xs.reduce((a, b) => a + b, 0);

@@ -42,10 +42,19 @@ describe('task identity', () => {
     expect(a.label).toBe('one');
   });
 
-  it('is deterministic across workflows and key order of object arguments', async () => {
+  it('is deterministic across workflows; the key order of a function’s object arguments counts', async () => {
     const other = executor(launch(await openWorkflow({ store: memoryStore() }), inProcess()));
     const f = async (o: { a: number; b: number }): Promise<number> => o.a + o.b;
-    expect(other.submit(f, { a: 1, b: 2 }).id).toBe(ex.submit(f, { b: 2, a: 1 }).id);
+    expect(other.submit(f, { a: 1, b: 2 }).id).toBe(ex.submit(f, { a: 1, b: 2 }).id);
+    // a function may read its keys in order (Object.keys, for...in, JSON.stringify): an audit's { b, a } was served
+    // the result of { a, b }, 'a,b' for 'b,a'
+    const header = async (row: Record<string, number>): Promise<string> => Object.keys(row).join(',');
+    const [ab, ba] = [ex.submit(header, { a: 1, b: 2 }), ex.submit(header, { b: 2, a: 1 })];
+    expect(ba.id).not.toBe(ab.id);
+    expect([await ab, await ba]).toEqual(['a,b', 'b,a']);
+    // nested too, and in a Map's values
+    const nested = (o: object): string => ex.submit(f, new Map([['n', o]]) as never).id;
+    expect(nested({ a: 1, b: 2 })).not.toBe(nested({ b: 2, a: 1 }));
   });
 
   it('{ key } and { pure: false } make distinct replicas of the same input', async () => {

@@ -238,7 +238,7 @@ export class Executor implements AsyncDisposable {
     const wf = this.workflow;
     if (spec.label !== undefined) checkLabel(spec.label, `task ${spec.name}`);
     // the arguments as they are now (a copy: a later change to the caller's objects changes nothing)
-    const encoded = encodeArgs(spec.args, wf);
+    const encoded = encodeArgs(spec.args, wf, spec.kind === 'function');
     for (const input of encoded.inputs) {
       const upstream = wf.record(input);
       if (upstream === undefined)

@@ -26,9 +26,10 @@ export interface EncodedArgs {
  * Captures the arguments as they are at submit: plain arrays and objects, `Map`s, `Set`s, `Date`s and typed
  * arrays are copied (at any depth), so that a later change to the caller's values changes neither the task
  * nor its identity; task handles (at any depth) are replaced by references, and the edges collected.
- * Class instances and functions are kept as they are (they are identified by object, in this process only).
+ * Class instances and functions are kept as they are (they are identified by object, in this process only). An
+ * object's keys count in their order with `keyOrder` (see `canonical`): a function's arguments.
  */
-export function encodeArgs(args: readonly unknown[], workflow: Workflow): EncodedArgs {
+export function encodeArgs(args: readonly unknown[], workflow: Workflow, keyOrder: boolean): EncodedArgs {
   // the common case, plain values only: nothing to copy, no edges
   if (args.every(isPrimitive)) return { args: args.slice(), inputs: NO_INPUTS, canonical: canonical(args) };
   const inputs = new Set<string>();
@@ -85,7 +86,8 @@ export function encodeArgs(args: readonly unknown[], workflow: Workflow): Encode
     return v;
   };
   const encoded = args.map(visit);
-  return { args: encoded, inputs: inputs.size === 0 ? NO_INPUTS : [...inputs], canonical: canonical(encoded) };
+  const text = canonical(encoded, undefined, keyOrder);
+  return { args: encoded, inputs: inputs.size === 0 ? NO_INPUTS : [...inputs], canonical: text };
 }
 
 const MAX_DEPTH = 1_000;

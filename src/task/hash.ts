@@ -1,5 +1,5 @@
 /**
- * Content identity of task inputs. A value is encoded canonically (object keys sorted, types tagged)
+ * Content identity of task inputs. A value is encoded canonically (types tagged; object keys in their order, or sorted)
  * and hashed to 128 bits with cyrb128, a small synchronous hash that gives the same result in every
  * JavaScript engine. (WebCrypto is asynchronous and node:crypto is not in browsers; identity must be
  * computed synchronously at submit and agree between a browser, a worker thread and a resumed process.)
@@ -36,9 +36,11 @@ let nextToken = 0;
 /**
  * Canonical text of a value. `portable` is cleared when the value holds something whose identity is
  * only meaningful in this process (a function, a class instance): such tasks still run in-process,
- * but their identity will not match in another process.
+ * but their identity will not match in another process. An object's keys count in their order with `keyOrder` (a
+ * function's arguments: it may read them in that order, with `Object.keys`, `for...in` or `JSON.stringify`), else
+ * sorted (what reaches a program, whose environment and files have no order that matters).
  */
-export function canonical(value: unknown, state?: { portable: boolean }): string {
+export function canonical(value: unknown, state?: { portable: boolean }, keyOrder = false): string {
   switch (typeof value) {
     case 'undefined':
       return 'u';
@@ -62,7 +64,7 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
   if (isTaskRef(value)) return `T${value.$task}`;
   if (Array.isArray(value)) {
     let text = '[';
-    for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonical(value[i], state);
+    for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonical(value[i], state, keyOrder);
     return `${text}]`;
   }
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'D?' : `D${value.toISOString()}`;
@@ -72,17 +74,19 @@ export function canonical(value: unknown, state?: { portable: boolean }): string
     return `${value.constructor.name}${bytes.length}(${bytesToLatin1(bytes)})`;
   }
   if (value instanceof ArrayBuffer) return `AB${value.byteLength}(${bytesToLatin1(new Uint8Array(value))})`;
-  if (value instanceof Map)
-    return `M{${[...value].map(([k, v]) => `${canonical(k, state)}:${canonical(v, state)}`).join(',')}}`;
-  if (value instanceof Set) return `S{${[...value].map((v) => canonical(v, state)).join(',')}}`;
+  if (value instanceof Map) {
+    const entries = [...value].map(([k, v]) => `${canonical(k, state, keyOrder)}:${canonical(v, state, keyOrder)}`);
+    return `M{${entries.join(',')}}`;
+  }
+  if (value instanceof Set) return `S{${[...value].map((v) => canonical(v, state, keyOrder)).join(',')}}`;
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
     if (state !== undefined) state.portable = false;
     return `~${token(value as object)}`;
   }
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k], state)}`).join(',')}}`;
+  const keys = keyOrder ? Object.keys(obj) : Object.keys(obj).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k], state, keyOrder)}`).join(',')}}`;
 }
 
 /** A number that stands for this object (or function) in this process, the same each time. */
