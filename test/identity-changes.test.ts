@@ -383,6 +383,41 @@ describe('a resumed run after a change gets fresh results', () => {
     await wf2.close();
   });
 
+  it('a file outside the workflow named by an upstream task’s result changed: the executable runs again', async () => {
+    // its identity has the upstream's id, not the file's content: an audit's catalogue lookup returned the path of a
+    // file it then edited, and the resumed run was served the old output. Its record now keeps the content it read.
+    const store = join(dir, 'state.sqlite');
+    const data = join(dir, 'data.txt');
+    const locate = async (name: string): Promise<string> => join(dir, name);
+    const catLocated = async (): Promise<{ text: string; served: boolean; read: unknown }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'located' });
+      const fx = executor(launch(wf, inProcess()), { name: 'fx' });
+      const px = executor(launch(wf, processes({ root: join(dir, 'runs') })), { name: 'px' });
+      const task = px.submit(executable(['cat', 'in'], { inputs: { in: fx.submit(locate, 'data.txt') } }));
+      const served = task.state === 'succeeded';
+      const text = readFileSync((await task).stdout.$file, 'utf8');
+      const read = task.record?.read;
+      await wf.close();
+      return { text, served, read };
+    };
+    writeFileSync(data, 'old\n');
+    const first = await catLocated();
+    expect(first).toMatchObject({ text: 'old\n', served: false });
+    expect(Object.keys(first.read as object)).toEqual([data]);
+    expect(await catLocated()).toMatchObject({ text: 'old\n', served: true });
+    writeFileSync(data, 'new\n'); // same size, same path
+    expect(await catLocated()).toMatchObject({ text: 'new\n', served: false });
+    expect(await catLocated()).toMatchObject({ text: 'new\n', served: true });
+    // an upstream's own output (in the workflow's directory) still counts by the task that made it: nothing kept
+    const wf = await openWorkflow({ store: memoryStore(), name: 'own' });
+    const px = executor(launch(wf, processes({ root: join(dir, 'runs') })));
+    const made = px.submit(executable(['sh', '-c', 'echo made > out.txt'], { outputs: ['out.txt'] }));
+    const uses = px.submit(executable(['cat', 'x'], { inputs: { x: outputOf(made, 'out.txt') } }));
+    await uses;
+    expect(uses.record?.read).toBeUndefined();
+    await wf.close();
+  });
+
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {
     const store = join(dir, 'state.sqlite');
     const sum = async (o: { xs: number[] }): Promise<number> => o.xs.reduce((a, b) => a + b, 0);

@@ -40,6 +40,7 @@ const record: fc.Arbitrary<TaskRecord> = fc.record({
   result: maybe(json),
   error: maybe(fc.record({ name: fc.string(), message: fc.string() })),
   artifacts: maybe(fc.dictionary(fc.string(), fc.string())),
+  read: maybe(fc.dictionary(fc.string(), fc.string())),
 });
 
 describe('task record encoding', () => {
@@ -78,6 +79,14 @@ describe('task record encoding', () => {
     const text = encodeRecord(`task:${r.id}`, r);
     expect(text).toBe('#[15203102,"function","noop",[1],{},[],"executor-1","succeeded",1,0,1795981498606,0,3,4,1]');
     expect(text.length).toBeLessThan(JSON.stringify(r).length / 2);
+    // `read`, a field added after the time flags, has the bit above them: that text still reads as it did
+    const read = { ...r, read: { '/data/deck.txt': 'file:0a1b' } };
+    const withRead = encodeRecord(`task:${r.id}`, read);
+    expect(withRead).toBe(
+      `#[${15203102 + 2 ** 24},"function","noop",[1],{},[],"executor-1","succeeded",1,0,1795981498606,0,3,4,1,` +
+        '{"/data/deck.txt":"file:0a1b"}]',
+    );
+    expect(decodeRecord(`task:${r.id}`, withRead)).toEqual(read);
   });
 
   test('JSON text is not an encoding', () => {
@@ -92,7 +101,8 @@ describe('task record encoding', () => {
       '#["1"]', // a mask that is not a number
       '#[1.5]',
       '#[-1]',
-      `#[${2 ** 24}]`, // bits no field has
+      `#[${2 ** 25}]`, // bits no field has
+      `#[${2 ** 24}]`, // read flagged, but absent
       '#[6,"function"]', // two fields flagged, one there
       '#[2,"function","extra"]', // values left over
       '#[2097152]', // readyAt flagged relative, but absent

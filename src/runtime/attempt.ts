@@ -79,6 +79,8 @@ export class Attempt implements Hold, Job, Observer<unknown> {
   ended: Promise<unknown> | undefined = undefined;
   /** what its function returned, run in this process (`Job.invoke`): a promise goes on if the attempt is stopped */
   invoked: unknown = undefined;
+  /** of an executable, the files it reads that its identity names by an upstream task (`BackendExecutor.reads`) */
+  read: Record<string, string> | undefined = undefined;
   readonly id: string;
   readonly label: string | undefined;
   readonly kind: 'function' | 'executable';

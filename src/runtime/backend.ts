@@ -108,6 +108,14 @@ export interface BackendExecutor {
    * stderr), the names of those that are gone: such a task is run again rather than served.
    */
   missing?(artifacts: Readonly<Record<string, string>>): string[];
+  /**
+   * Of the host files an executable about to start reads that its identity does not cover by content (named by its
+   * upstream tasks' results, outside this backend's own directories): path → digest of their content now. Kept in its
+   * record (`read`), and compared (`changed`) before it is served.
+   */
+  reads?(args: readonly unknown[], resolved: readonly unknown[]): Record<string, string> | undefined;
+  /** Of a succeeded task's `read`, the paths whose content is not what it was: it is run again rather than served. */
+  changed?(read: Readonly<Record<string, string>>): string[];
   run(job: Job): Observable<unknown>;
   /** Releases what the executor scope holds (called once its tasks have settled). */
   close(): Promise<void>;

@@ -332,16 +332,26 @@ export class Executor implements AsyncDisposable {
 
   /**
    * Whether files a succeeded task made (an executable's outputs, stdout, stderr: its record's `artifacts`) are gone:
-   * its result would point at nothing, and the tasks that take them would fail; it runs again instead.
+   * its result would point at nothing, and the tasks that take them would fail; or whether files it read that its
+   * identity names by an upstream task, not by content (its record's `read`), changed: its result is of other
+   * content. It runs again instead.
    */
   private lost(rec: TaskRecord): boolean {
-    const artifacts = rec.artifacts;
-    if (artifacts === undefined) return false;
-    const gone = this.workers.list[0]!.backend.missing?.(artifacts) ?? [];
-    if (gone.length === 0) return false;
+    const { artifacts, read } = rec;
+    const backend = this.workers.list[0]!.backend;
+    const gone = artifacts === undefined ? [] : (backend.missing?.(artifacts) ?? []);
+    if (gone.length > 0) {
+      this.workflow.log.warn(
+        `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files it made are gone ` +
+          `(${gone.map((name) => `${name}: ${artifacts![name]}`).join(', ')}): it runs again`,
+      );
+      return true;
+    }
+    const changed = read === undefined ? [] : (backend.changed?.(read) ?? []);
+    if (changed.length === 0) return false;
     this.workflow.log.warn(
-      `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files it made are gone ` +
-        `(${gone.map((name) => `${name}: ${artifacts[name]}`).join(', ')}): it runs again`,
+      `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files its upstream tasks named, which it read, now ` +
+        `read otherwise (${changed.join(', ')}): it runs again`,
     );
     return true;
   }
@@ -561,6 +571,8 @@ export class Executor implements AsyncDisposable {
     const entry = entryOfSlot(slot);
     const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
     const attempt = new Attempt(entry, rec, args, need, wf, this.owner, group);
+    // the content of the files its upstream tasks name, as it starts: it is served later only on the same
+    if (rec.kind === 'executable' && rec.inputs.length > 0) attempt.read = group.backend.reads?.(rec.args, args);
     group.admission.take(attempt);
     entry.attempt = attempt;
     // which group ran it is recorded where there is a choice
@@ -678,7 +690,7 @@ export class Executor implements AsyncDisposable {
       this.pump();
       return;
     }
-    wf.dispatch({ type: 'succeed', id, result, artifacts, now: wf.now(), slot: entry });
+    wf.dispatch({ type: 'succeed', id, result, artifacts, read: attempt.read, now: wf.now(), slot: entry });
     this.pump();
   }
 

@@ -11,6 +11,7 @@
  * - `id`, when the row's key is `task:<id>` (bit 0 clear);
  * - `readyAt`, `startedAt` and `finishedAt`, written as their distance from `submittedAt` (flag bits
  *   {@link RELATIVE}) when both are safe integers (milliseconds since the epoch): the sum gives the same number back.
+ * A field added later has a bit above those flags ({@link READ}), so that records written before read as they did.
  * Reading gives the object `JSON.parse` of the record as an object would give, fields in the same order.
  */
 import type { TaskRecord } from './state';
@@ -52,7 +53,9 @@ const TIMES = [FIELDS.indexOf('readyAt'), FIELDS.indexOf('startedAt'), FIELDS.in
 const RELATIVE = TIMES.map((_, t) => 1 << (FIELDS.length + t));
 /** for each field, its index in TIMES, or -1 */
 const TIME_OF = FIELDS.map((_, i) => TIMES.indexOf(i));
-const ALL_BITS = (1 << (FIELDS.length + TIMES.length)) - 1;
+/** `read`, after the flags (a field added after the flags were placed): its value comes last */
+const READ = 1 << (FIELDS.length + TIMES.length);
+const ALL_BITS = (READ << 1) - 1;
 
 /** The text a record is stored as, under `key`. */
 export function encodeRecord(key: string, r: TaskRecord): string {
@@ -95,6 +98,10 @@ export function encodeRecordBody(key: string, r: TaskRecord): string {
   mask |= field(out, 18, r.result);
   mask |= field(out, 19, r.error);
   mask |= field(out, 20, r.artifacts);
+  if (r.read !== undefined) {
+    out.push(r.read);
+    mask |= READ;
+  }
   out[0] = mask;
   return JSON.stringify(out);
 }
@@ -150,6 +157,10 @@ export function decodeRecord(key: string, text: string): Record<string, unknown>
       value = submittedAt + value;
     }
     record[FIELDS[i]!] = value;
+  }
+  if ((mask & READ) !== 0) {
+    if (at >= fields.length) return undefined;
+    record.read = fields[at++];
   }
   // a flag without its field, or values left over: not an encoding this code wrote
   for (let t = 0; t < TIMES.length; t++)

@@ -35,6 +35,7 @@ export type WorkflowAction =
       readonly id: string;
       readonly result: unknown;
       readonly artifacts?: Record<string, string>;
+      readonly read?: Readonly<Record<string, string>>;
       readonly now: number;
       readonly slot?: TaskSlot;
     }
@@ -179,9 +180,11 @@ function submit(ctx: ReduceContext, t: SubmittedTask, now: number, known: TaskSl
     rec.error = undefined;
     rec.finishedAt = undefined;
     if (existing.state === 'succeeded') {
-      // run again because files it made are gone (see the executor): its result pointed at them
+      // run again because files it made are gone, or files it read changed (see the executor): its result is of
+      // them
       rec.result = undefined;
       rec.artifacts = undefined;
+      rec.read = undefined;
     }
   }
   rec.state = ready ? 'ready' : 'submitted';
@@ -218,6 +221,7 @@ function succeed(
   next.error = undefined;
   next.finishedAt = ctx.stamp(action.now);
   if (action.artifacts !== undefined) next.artifacts = action.artifacts;
+  if (action.read !== undefined) next.read = action.read;
   replace(ctx, slot, rec, next);
   const dependents = slot.dependents;
   if (dependents === undefined) return;

@@ -51,6 +51,11 @@ export interface TaskRecord extends TaskDescriptionFields {
   readonly error?: RecordedError;
   /** files or other artifacts produced (by executables): name → location */
   readonly artifacts?: Readonly<Record<string, string>>;
+  /**
+   * files outside the workflow an executable read, named by its upstream tasks' results (their paths, not their
+   * content, are in its identity): path → digest of their content when it started
+   */
+  readonly read?: Readonly<Record<string, string>>;
 }
 
 /** A record under construction (records are immutable once in a table). */
@@ -85,6 +90,7 @@ export function copyRecord(r: TaskRecord): MutableRecord {
     result: r.result,
     error: r.error,
     artifacts: r.artifacts,
+    read: r.read,
   };
 }
 

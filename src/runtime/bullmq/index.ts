@@ -11,7 +11,7 @@ import { recordError } from '../../recorded-error';
 import type { TaskSpec } from '../../task/spec';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity, missingFiles } from '../executable/digest';
+import { changedReads, inputsIdentity, missingFiles, upstreamReads } from '../executable/digest';
 import { DEFAULT_GRACE_SECONDS } from '../executable/process-tree';
 import { workflowDirectory, type StagingMode } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -154,6 +154,8 @@ export function bullmq(options: BullmqOptions = {}): Backend {
           spec.kind === 'executable' ? acceptExecutable(spec, workflow, staging) : acceptFunction(spec, remote),
         identity: (spec: TaskSpec) => inputsIdentity(spec, hostCwd),
         missing: missingFiles,
+        reads: (args, resolved) => upstreamReads(args, resolved, hostCwd, workflowDir),
+        changed: changedReads,
         run: (job: Job) => {
           let tracked: Tracked | undefined;
           return attemptOf(

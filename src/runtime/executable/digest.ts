@@ -4,7 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
+import { isTaskRef } from '../../task/hash';
 import { isFileRef, type ExecutableDescription } from '../../task/executable';
 import type { TaskSpec } from '../../task/spec';
 
@@ -30,6 +31,38 @@ export function inputsIdentity(spec: TaskSpec, hostCwd: string): string {
   const stdin = hostPath(d.stdin, hostCwd, true);
   if (stdin !== undefined) text += `${STDIN}=${contentDigest(stdin)};`;
   return text;
+}
+
+/**
+ * The host files an executable reads that its identity names by an upstream task, not by their content: each input
+ * (and its stdin) given as a task whose result is a path or `FileRef` (`args` as recorded, `resolved` with the
+ * upstream results in), outside `own` (the workflow's directory, whose files count by the task that made them, as
+ * `outputOf` does). Path → digest of their content now (kept in the task's record, compared by `changedReads` before
+ * it is served); undefined if none.
+ */
+export function upstreamReads(
+  args: readonly unknown[],
+  resolved: readonly unknown[],
+  hostCwd: string,
+  own: string,
+): Record<string, string> | undefined {
+  const recorded = args[0] as ExecutableDescription;
+  const given = resolved[0] as ExecutableDescription;
+  let read: Record<string, string> | undefined;
+  const add = (source: unknown, stdin: boolean): void => {
+    const path = hostPath(source, hostCwd, stdin);
+    if (path === undefined || path === own || path.startsWith(own + sep)) return;
+    (read ??= {})[path] = contentDigest(path);
+  };
+  for (const [name, source] of Object.entries(recorded.inputs ?? {}))
+    if (isTaskRef(source)) add(given.inputs?.[name], false);
+  if (isTaskRef(recorded.stdin)) add(given.stdin, true);
+  return read;
+}
+
+/** Of the files a task read (`upstreamReads`: path → digest), those whose content is not what it was. */
+export function changedReads(read: Readonly<Record<string, string>>): string[] {
+  return Object.keys(read).filter((path) => contentDigest(path) !== read[path]);
 }
 
 /** The names of the files (name → path) that are not there any more. */

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Backend, BackendExecutor } from '../backend';
 import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity, missingFiles } from '../executable/digest';
+import { changedReads, inputsIdentity, missingFiles, upstreamReads } from '../executable/digest';
 import { runLocalExecutable, type LocalRunContext } from '../executable/local';
 import { ownerOf, parseToken, placeOf } from '../executable/marks';
 import type { MpiOptions } from '../executable/mpi';
@@ -120,6 +120,8 @@ export function processes(options: ProcessesOptions = {}): Backend {
         accept: (spec) => acceptExecutable(spec, workflow, staging),
         identity: (spec) => inputsIdentity(spec, hostCwd),
         missing: missingFiles,
+        reads: (args, resolved) => upstreamReads(args, resolved, hostCwd, workflowDir),
+        changed: changedReads,
         run: (job) => runLocalExecutable(job, ctx),
         // what the programs of this scope left running (daemons, which left their trees) goes too
         close: async () => {

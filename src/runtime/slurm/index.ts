@@ -13,7 +13,7 @@ import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
 import { acceptExecutable } from '../executable/inputs';
-import { inputsIdentity, missingFiles } from '../executable/digest';
+import { changedReads, inputsIdentity, missingFiles, upstreamReads } from '../executable/digest';
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
@@ -148,6 +148,8 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         ready: alloc.granted,
         identity: (spec) => inputsIdentity(spec, hostCwd),
         missing: missingFiles,
+        reads: (args, resolved) => upstreamReads(args, resolved, hostCwd, workflowDir),
+        changed: changedReads,
         accept(spec) {
           if (spec.kind === 'executable') acceptExecutable(spec, workflow, 'copy');
           else acceptFunction(spec, remote);
