@@ -353,6 +353,29 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
     }
   }, 120_000);
 
+  it('the allocation ended under its tasks: each fails, none succeeds without a result', async () => {
+    // the agents, SIGTERMed by Slurm, were interrupted: their spawners dropped the programs waiting there (and the
+    // retries sent to them), and each was told to the driver as a success with no result, stored and served later
+    const wf = await openWorkflow({ name: 'agents-cancelled', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-agents-cancelled-'));
+    const rt = launch(wf, slurm({ root, gracePeriod: 0.5, address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 4, nodes: 2 }, task: { retries: 2 } });
+      const members = Array.from({ length: 6 }, (_, i) =>
+        ex.submit(executable(['sh', '-c', `touch ${root}/m${i}; sleep 60`], { key: `cancelled-${i}` })),
+      );
+      await until(() => readdirSync(root).filter((f) => f.startsWith('m')).length >= 4);
+      const [job] = jobsNamed(`-${process.pid}`);
+      execFileSync('scancel', [job!.split('|')[0]!]);
+      const settled = await Promise.allSettled(members);
+      expect(settled.map((s) => s.status)).toEqual(Array(6).fill('rejected'));
+      expect(wf.state.counts.succeeded).toBe(0);
+    } finally {
+      await rt.shutdown();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('a task module edited after the driver loaded it, before the agents load it: not run as other code', async () => {
     // (an allocation may be granted hours after the driver started; a task's identity is its code as the driver has it)
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-edited-'));

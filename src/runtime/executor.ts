@@ -37,6 +37,7 @@ import {
   UnsatisfiableRequirementsError,
   UnserializableValueError,
   WalltimeExceededError,
+  WorkerCrashedError,
 } from '../errors';
 import type { Capacity, Communicator } from './backend';
 import { Attempt, RunningTask, type AttemptOwner } from './attempt';
@@ -658,6 +659,18 @@ export class Executor implements AsyncDisposable {
           `task ${rec.label ?? rec.name} (${rec.id}) exceeded its walltime of ${rec.requirements.walltime} s: it ` +
             `ran ${ran} s without giving the event loop back, so it could not be stopped sooner (run such work on ` +
             'threads(), where it can be)',
+        ),
+      );
+      return;
+    }
+    if (value === undefined && attempt.kind === 'executable') {
+      // a program's result is always its files and exit: none is a backend that ended the attempt without one (a
+      // remote side that was ending), never a success
+      this.fail(
+        attempt,
+        new WorkerCrashedError(
+          `task ${attempt.label ?? attempt.name} (${attempt.id}): its backend ended the attempt without the ` +
+            "program's result",
         ),
       );
       return;

@@ -14,6 +14,7 @@ import { ExecutableFailedError, WorkerCrashedError } from '../../errors';
 import type { ExecutableResult } from '../../task/executable';
 import { footprint } from '../../task/requirements';
 import { attemptOf } from '../backend';
+import { isInterrupted } from '../interrupt';
 import {
   executableResult,
   prepareExecutable,
@@ -137,17 +138,25 @@ export function runLocalExecutable<G>(
     ctx.withdrawable?.(withdraw);
     /** stopped, or withdrawn: the program is not to start */
     const halted = (): boolean => stopped() || withdrawn;
-    /** how an attempt that did not start ends: withdrawn, or stopped (undefined) */
-    const notStarted = (): undefined => {
-      if (withdrawn && !stopped()) throw new AttemptWithdrawn();
-      return undefined;
+    /**
+     * How an attempt that did not start ends: stopped (undefined: nothing is told), withdrawn, or dropped by its
+     * spawner (this process was interrupted, and starts nothing more): never a result, which would be a success with
+     * none
+     */
+    const notStarted = (where: string): undefined => {
+      if (stopped()) return undefined;
+      if (withdrawn) throw new AttemptWithdrawn();
+      throw new WorkerCrashedError(
+        `${where}: the program was not started: ` +
+          (isInterrupted() ? 'this process was interrupted and is ending its work' : 'its spawner dropped it'),
+      );
     };
     // in line, in the order the attempts were handed over; the cores are held from when they are granted
     ticket = ctx.gate?.enter(footprint(job.requirements).cores);
     try {
       if (ctx.ready !== undefined) await ctx.ready;
       const prep = await prepareExecutable(job, ctx, true);
-      if (halted()) return notStarted();
+      if (halted()) return notStarted(prep.where);
       const command = launchCommand(prep.description.argv, job.requirements, ctx.mpi);
       // over this process's environment as it is when the program starts (the spawner takes what differs)
       const env = { ...rootEnv(), ...ctx.workerEnv, ...job.requirements.env, ...prep.description.env };
@@ -158,7 +167,7 @@ export function runLocalExecutable<G>(
       const t = await startSpawned(ctx.spawner, command, prep, env, { grace: ctx.grace, mark }, when, gate, (s) => {
         spawning = s;
       });
-      if (t === undefined) return notStarted(); // stopped or withdrawn before it started
+      if (t === undefined) return notStarted(prep.where); // stopped, withdrawn or dropped before it started
       tree = t;
       if (stopped()) {
         // stopped before it was known to have started: its cores stay held here until it has exited, as a running

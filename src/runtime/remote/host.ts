@@ -12,6 +12,7 @@ import {
   UnsatisfiableRequirementsError,
   UnserializableValueError,
   WalltimeExceededError,
+  WorkerCrashedError,
 } from '../../errors';
 import { reviveError } from '../../recorded-error';
 import { footprint } from '../../task/requirements';
@@ -20,6 +21,7 @@ import type { CoreGate } from '../executable/core-gate';
 import { AttemptWithdrawn, runLocalExecutable, type Withdraw } from '../executable/local';
 import { ownerOf } from '../executable/marks';
 import { killMarked, startOf } from '../executable/process-tree';
+import { isInterrupted } from '../interrupt';
 import { MAX_SPAWNERS, SpawnerPool, type PoolGate } from '../executable/spawner-pool';
 import type { AttemptData } from './attempt-data';
 import { RemoteRunner, RunStop } from './runner';
@@ -204,11 +206,14 @@ export class TaskHost {
           error: (err: unknown) => {
             if (done) return;
             end();
-            reject(this.explained(err, data));
+            reject(this.interrupted(data) ?? this.explained(err, data));
           },
           complete: () => {
             if (done) return;
             end();
+            // its program was ended by this process, which is going (a program may exit 0 on SIGTERM): no success
+            const interrupted = this.interrupted(data);
+            if (interrupted !== undefined) return reject(interrupted);
             const problem = data.kind === 'function' ? this.wire.problem(value, 'the result') : undefined;
             if (problem === undefined) resolve(value);
             else
@@ -296,6 +301,19 @@ export class TaskHost {
       withdrawable,
       ...(prefix !== undefined && { marks: { next: () => `${prefix}0-${++this.attempts}-000000000000` } }),
     });
+  }
+
+  /**
+   * The error of an attempt that ended while this process was interrupted (SIGTERM: its Slurm allocation or job ended,
+   * ...), which ends its programs and starts none (interrupt.ts): what they did then is not their task's outcome.
+   * Undefined if it was not.
+   */
+  private interrupted(data: AttemptData): WorkerCrashedError | undefined {
+    if (!isInterrupted()) return undefined;
+    return new WorkerCrashedError(
+      `task ${data.label ?? data.name} (${data.id}) did not finish on ${this.options.name}: that process was ` +
+        'interrupted (SIGTERM, SIGINT or SIGHUP: its Slurm allocation or job ended?) and ended its programs',
+    );
   }
 
   /** A function task on this event loop (`inline`), through the remote runner. */
