@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import {
   FunctionVersionError,
   NodeFailureError,
+  SlurmAllocationError,
   executable,
   executor,
   launch,
@@ -370,6 +371,12 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
       const settled = await Promise.allSettled(members);
       expect(settled.map((s) => s.status)).toEqual(Array(6).fill('rejected'));
       expect(wf.state.counts.succeeded).toBe(0);
+      // said as the allocation's end, with Slurm's state, as in mode 'steps' (not as agents that crashed)
+      for (const s of settled) {
+        const reason = (s as PromiseRejectedResult).reason as SlurmAllocationError;
+        expect(reason).toBeInstanceOf(SlurmAllocationError);
+        expect(reason.state).toBe('CANCELLED');
+      }
     } finally {
       await rt.shutdown();
       rmSync(root, { recursive: true, force: true });

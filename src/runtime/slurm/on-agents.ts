@@ -3,7 +3,8 @@
  * as one job step, and every attempt that fits one node is sent to the agent of a node where it fits (`agents.ts`).
  * What does not fit one node (an MPI program whose ranks need several) is left to the per-step path.
  */
-import { defer, from, switchMap, type Observable } from 'rxjs';
+import { catchError, defer, from, switchMap, throwError, type Observable } from 'rxjs';
+import { ExecutableFailedError, NodeFailureError, WorkerCrashedError } from '../../errors';
 import { footprint, type Footprint } from '../../task/requirements';
 import type { Job } from '../backend';
 import { rootEnv } from '../executable/mpi';
@@ -74,6 +75,13 @@ export class AgentMode {
         onAgent(job, need, this.widestNode(), launcher)
           ? this.onNode(job, need)
           : this.pool.wide(job.requirements.ranks ?? 1, need, step),
+      ),
+      // the allocation ended under it (cancelled, its time limit): its agents died or ended their programs, which is
+      // said as such (SlurmAllocationError, with Slurm's state), as a job step's end is in mode 'steps'
+      catchError((err: unknown) =>
+        err instanceof NodeFailureError || err instanceof WorkerCrashedError || err instanceof ExecutableFailedError
+          ? from(this.alloc.checkEnded()).pipe(switchMap((ended) => throwError(() => ended ?? err)))
+          : throwError(() => err),
       ),
     );
   }
