@@ -4,11 +4,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import {
   BackendUnavailableError,
+  FunctionVersionError,
   InvalidOptionsError,
   InvalidTaskDescriptionError,
   UnknownTaskError,
@@ -35,8 +36,10 @@ import { REDIS_URL, cleanPrefix, jobsIn, startWorker, uniquePrefix, type WorkerP
 import { describeWithService, redisPing } from './support/services';
 import { isAlive, readSpans, waitFor } from './support/work';
 import * as conformance from './fixtures/conformance/tasks';
+import { echo } from './fixtures/threads/versioned';
 
 const MODULE = join(__dirname, 'fixtures', 'bullmq', 'tasks.ts');
+const VERSIONED = join(__dirname, 'fixtures', 'threads', 'versioned.ts');
 const CONFORMANCE = join(__dirname, 'fixtures', 'conformance', 'tasks.ts');
 const DRIVER = join(__dirname, 'fixtures', 'bullmq', 'driver.ts');
 const SHUTDOWN_DRIVER = join(__dirname, 'fixtures', 'bullmq', 'shutdown-driver.ts');
@@ -140,7 +143,7 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  async function worker(options: { cores: number; modules?: string[]; lockDuration?: number; redis?: string }) {
+  async function worker(options: Omit<Parameters<typeof startWorker>[0], 'prefix'>) {
     const w = await startWorker({ prefix, modules: [MODULE, CONFORMANCE], ...options });
     workers.push(w);
     return w;
@@ -183,6 +186,16 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       } finally {
         await w.close();
       }
+    });
+
+    test('a worker whose function has another version is named in the FunctionVersionError, with its host', async () => {
+      // it said "a threads() worker has version ...": not which of the workers to restart
+      const stale = await worker({ cores: 1, modules: [VERSIONED], env: { SCALEMS_TEST_ECHO_VERSION: 'two' } });
+      const { ex } = await open();
+      const task = ex.submit(echo, 5); // this process has version "one"
+      await expect(task).rejects.toThrow(FunctionVersionError);
+      const where = `a thread of worker ${stale.name} \\(on host ${hostname()}, pid ${stale.child.pid}\\)`;
+      await expect(task).rejects.toThrow(new RegExp(`version "one".*but ${where} has version "two"`));
     });
   });
 

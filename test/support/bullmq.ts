@@ -27,6 +27,8 @@ export interface WorkerOptions {
   readonly lockDuration?: number;
   readonly redis?: string;
   readonly extra?: readonly string[];
+  /** set in its environment */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface WorkerProcess {
@@ -58,7 +60,8 @@ export function startWorker(options: WorkerOptions): Promise<WorkerProcess> {
     ...(options.modules ?? []).flatMap((m) => ['--modules', m]),
     ...(options.extra ?? []),
   ];
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, ...options.env };
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -138,7 +138,7 @@ export class ScalemsWorker {
       modulesOption: '--modules',
       cores: options.cores,
       inline: options.inline,
-      pool: hostPool(this.name),
+      pool: hostPool(this.name, `worker ${this.name} (on host ${hostname()}, pid ${process.pid})`),
     });
     this.base = new this.bull.Queue(this.meeting.queue, {
       connection: options.connection,

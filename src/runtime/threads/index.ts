@@ -78,7 +78,7 @@ export function threads(options: ThreadsOptions): Backend {
  * @internal `threads()`, whose threads load each module only if it reads as `digests` say (`moduleDigests`): by default
  * as this process reads them now; a remote task host gives those of the program that submits its tasks.
  */
-export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests): Backend {
+export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests, where?: string): Backend {
   checkOptions('threads', options, THREADS_OPTIONS);
   const Pool = piscina();
   const modules = resolveModules(options.modules, 'threads');
@@ -97,7 +97,11 @@ export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests): Bac
     wire: structuredCloneWire,
   };
   // the modules as this process has them (it has loaded them, or just did, probing): threads load only the same
-  const workerData: ThreadWorkerData = { modules, digests: digests ?? moduleDigests(modules) };
+  const workerData: ThreadWorkerData = {
+    modules,
+    digests: digests ?? moduleDigests(modules),
+    ...(where !== undefined && { where }),
+  };
 
   const refuseExecutable = refuseExecutables('threads');
   const accept = (spec: TaskSpec): void => {

@@ -16,6 +16,8 @@ export interface ThreadWorkerData {
   readonly modules: readonly string[];
   /** their digests as the main thread read them (`moduleDigests`) */
   readonly digests?: ModuleDigests;
+  /** what the threads are called in messages (a remote host's pool: whose threads) @default 'a threads() worker' */
+  readonly where?: string;
 }
 
 /**

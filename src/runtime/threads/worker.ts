@@ -26,7 +26,7 @@ const data = workerData as ThreadWorkerData;
 const runner = new RemoteRunner({
   modules: data.modules,
   ...(data.digests !== undefined && { digests: data.digests }),
-  where: 'a threads() worker',
+  where: data.where ?? 'a threads() worker',
   modulesOption: 'threads({ modules })',
   wire: structuredCloneWire,
 });
