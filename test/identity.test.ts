@@ -42,6 +42,16 @@ describe('task identity', () => {
     expect(a.label).toBe('one');
   });
 
+  it('depends on the number of ranks, the size of the task’s world (one rank keeps the id it always had)', async () => {
+    // an audit was served the 1-rank result (size=1) for the same program with 2 ranks
+    const size = async (): Promise<number> => 1;
+    const one = ex.submit(size);
+    expect(ex.submit({ ...call(size), requirements: { ranks: 1 } })).toBe(one);
+    const two = ex.submit({ ...call(size), requirements: { ranks: 2 } });
+    expect(two.id).not.toBe(one.id);
+    await Promise.all([one, two]);
+  });
+
   it('is deterministic across workflows; the key order of a function’s object arguments counts', async () => {
     const other = executor(launch(await openWorkflow({ store: memoryStore() }), inProcess()));
     const f = async (o: { a: number; b: number }): Promise<number> => o.a + o.b;

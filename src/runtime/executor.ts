@@ -264,7 +264,10 @@ export class Executor implements AsyncDisposable {
     const content = this.workers.list[0]!.backend.identity?.(spec) ?? '';
     // and the environment it is given (its env requirement, its worker env): it may change the result as well
     const env = this.workers.envIdentity(requirements);
-    const extra = env === '' ? content : `${content}\u0001${env}`;
+    // and, of its requirements, the number of its ranks: the size of an MPI program's world, or of a function's `comm`
+    // (a task of one rank keeps the id it always had)
+    const ranks = requirements.ranks ?? 1;
+    const extra = (env === '' ? content : `${content}\u0001${env}`) + (ranks === 1 ? '' : `\u0002ranks=${ranks}`);
     let id = taskId(spec, encoded.canonical, fnId, extra);
     if (spec.pure === false && spec.key === undefined) {
       // numbered per workflow: the same work submitted impure on two of its executors is two tasks
