@@ -383,6 +383,30 @@ describeWithService('slurm', 'slurm() agents without modules: programs only', ()
     }
   }, 120_000);
 
+  it('one agent interrupted (SIGTERM) while the allocation lives: its attempts run on the other node', async () => {
+    // the interrupted agent lived on for a few seconds, failing at once every attempt sent to it meanwhile, retries
+    // included: four of six tasks used up their retries while the other node idled
+    const wf = await openWorkflow({ name: 'agents-term', store: memoryStore() });
+    const root = mkdtempSync(join(tmpdir(), 'scalems-agents-term-'));
+    const rt = launch(wf, slurm({ root, gracePeriod: 0.5, address: '127.0.0.1' }));
+    try {
+      const ex = executor(rt, { worker: { cores: 4, nodes: 2 }, task: { retries: 1 } });
+      const members = Array.from({ length: 6 }, (_, i) =>
+        ex.submit(executable(['sh', '-c', `touch ${root}/m${i}; sleep 2`], { key: `term-${i}` })),
+      );
+      await until(() => readdirSync(root).filter((f) => f.startsWith('m')).length >= 4);
+      const [one] = agents();
+      process.kill(one!.pid, 'SIGTERM');
+      const settled = await Promise.allSettled(members);
+      expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).message : s.status))).toEqual(
+        Array(6).fill('fulfilled'),
+      );
+    } finally {
+      await rt.shutdown();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('a task module edited after the driver loaded it, before the agents load it: not run as other code', async () => {
     // (an allocation may be granted hours after the driver started; a task's identity is its code as the driver has it)
     const dir = mkdtempSync(join(tmpdir(), 'scalems-agents-edited-'));

@@ -14,6 +14,7 @@ import { recordError, reviveError } from '../../recorded-error';
 import { AttemptData, decodeWith } from '../remote/attempt-data';
 import { CoreGate } from '../executable/core-gate';
 import { AttemptWithdrawn } from '../executable/local';
+import { whenInterrupted } from '../executable/process-tree';
 import { TaskHost } from '../remote/host';
 import { hostPool } from '../threads/host-pool';
 import {
@@ -72,9 +73,16 @@ export function runAgent(options: AgentOptions): Promise<number> {
     const send = (message: AgentMessage): void => {
       if (!socket.destroyed) socket.write(line(message));
     };
+    // interrupted (SIGTERM from Slurm, or by hand): this process ends its programs and starts none (interrupt.ts), so
+    // the driver is told at once, as of a node that failed, and sends its attempts to the other nodes; else each
+    // attempt sent here meanwhile would fail, and use up its retries, in the seconds the ending takes
+    const unhook = whenInterrupted(async () => {
+      send({ t: 'unwell', reason: 'its agent was interrupted (SIGTERM, SIGINT or SIGHUP) and is ending its programs' });
+    });
     const end = (code: number, why: string): void => {
       if (ended) return;
       ended = true;
+      unhook();
       if (beat !== undefined) clearInterval(beat);
       log(`${name}: ${why}`);
       host.stopAll(new TaskCancelledError(`${name} stopped: ${why}`));

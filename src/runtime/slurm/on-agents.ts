@@ -77,10 +77,13 @@ export class AgentMode {
           : this.pool.wide(job.requirements.ranks ?? 1, need, step),
       ),
       // the allocation ended under it (cancelled, its time limit): its agents died or ended their programs, which is
-      // said as such (SlurmAllocationError, with Slurm's state), as a job step's end is in mode 'steps'
+      // said as such (SlurmAllocationError, with Slurm's state), as a job step's end is in mode 'steps'. With no live
+      // node left, Slurm is given a moment to settle the job's state (its agents may say so before it does)
       catchError((err: unknown) =>
         err instanceof NodeFailureError || err instanceof WorkerCrashedError || err instanceof ExecutableFailedError
-          ? from(this.alloc.checkEnded()).pipe(switchMap((ended) => throwError(() => ended ?? err)))
+          ? from(this.alloc.checkEnded(this.pool.nodes().length === 0)).pipe(
+              switchMap((ended) => throwError(() => ended ?? err)),
+            )
           : throwError(() => err),
       ),
     );
