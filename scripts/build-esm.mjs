@@ -18,12 +18,16 @@ const out = join(root, 'dist', 'esm');
 const entries = { index: 'src/index.ts', testing: 'src/testing/index.ts' };
 const typings = { index: '../src/index.js', testing: '../src/testing/index.js' };
 
-/** `fp-ts/lib/X` → `fp-ts/es6/X`: the ES module copy of fp-ts that io-ts's ES module build uses. */
+/**
+ * `fp-ts/lib/X` → `fp-ts/es6/X.js`: the ES module copy of fp-ts that io-ts's ES module build uses, named with its
+ * extension: fp-ts has no exports map, and webpack resolves what an .mjs file imports as fully specified (without the
+ * extension, a default webpack 5 build failed).
+ */
 const fpTsEs6 = {
   name: 'fp-ts-es6',
   setup(build) {
     build.onResolve({ filter: /^fp-ts\/lib\// }, (args) => ({
-      path: args.path.replace(/^fp-ts\/lib\//, 'fp-ts/es6/'),
+      path: `${args.path.replace(/^fp-ts\/lib\//, 'fp-ts/es6/')}.js`,
       external: true,
     }));
   },

@@ -44,7 +44,13 @@ export type { TaskRef } from './task/hash';
 export { task } from './operators/task';
 export { withRequirements } from './operators/with-requirements';
 export { labelled } from './operators/labelled';
-export { submitOn, type SubmitOnOptions } from './operators/submit-on';
+export {
+  submitOn,
+  type SubmitInput,
+  type SubmitOnOptions,
+  type SubmitOutput,
+  type SubmitResult,
+} from './operators/submit-on';
 
 /* Workflows, runtimes, executors and tasks */
 export { Workflow, openWorkflow, type OpenWorkflowOptions } from './runtime/workflow';

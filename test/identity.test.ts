@@ -88,6 +88,19 @@ describe('task identity', () => {
     expect((await Promise.all([a, b])).sort()).toEqual([1, 2]);
   });
 
+  it('an upstream task in an object, a map or a set is replaced by its result there', async () => {
+    // in a map or a set it was recorded as { $task: id } and handed to the function so
+    const up = ex.submit(double, 4);
+    const inside = async (o: { x: unknown }, m: Map<string, unknown>, s: Set<unknown>): Promise<unknown[]> => [
+      o.x,
+      m.get('k'),
+      [...s][0],
+    ];
+    // (the types take tasks in objects, not in maps and sets: JavaScript callers may)
+    const submit = ex.submit.bind(ex) as unknown as (...a: unknown[]) => PromiseLike<unknown>;
+    expect(await submit(inside, { x: up }, new Map([['k', up]]), new Set([up]))).toEqual([8, 8, 8]);
+  });
+
   it('upstream tasks enter the identity by id, not by value', () => {
     const up1 = ex.submit({ ...call(double, 5), key: 'u1' });
     const up2 = ex.submit({ ...call(double, 5), key: 'u2' });

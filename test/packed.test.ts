@@ -231,6 +231,18 @@ describe('the packed package', () => {
     expect(lint.status).toBe(0);
   });
 
+  it('its ES module build names the file of each deep import of a package (webpack takes them fully specified)', () => {
+    // `fp-ts/es6/Either` without .js: fp-ts has no exports map, and a default webpack 5 build for a browser failed
+    const esm = files.filter((f) => /^dist\/esm\/.*\.mjs$/.test(f));
+    const deep = esm.flatMap((f) =>
+      [
+        ...readFileSync(join(repo, f), 'utf8').matchAll(/\bfrom\s*["']((?:@[^/"']+\/)?[^./"'][^/"']*\/[^"']+)["']/g),
+      ].map((m) => m[1]!),
+    );
+    expect(deep.length).toBeGreaterThan(0);
+    expect(deep.filter((path) => !/\.m?js$/.test(path))).toEqual([]);
+  });
+
   it('bundles for a browser from its ES module build: one copy of rxjs and fp-ts, nothing of Node', async () => {
     const dir = project('module', 'browser');
     copyFileSync(join(fixtures, 'browser-app.mjs'), join(dir, 'app.mjs'));

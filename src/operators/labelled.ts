@@ -7,15 +7,15 @@ import { assertTaskSpec, type TaskSpec } from '../task/spec';
  * Gives each spec a label: a fixed string (for a single task) or `(spec, index) => label`. Labels are unique per
  * workflow.
  */
-export function labelled<R>(
-  label: string | ((spec: TaskSpec<R>, index: number) => string),
-): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
+export function labelled<T extends TaskSpec<unknown>>(
+  label: string | ((spec: T, index: number) => string),
+): OperatorFunction<T, T> {
   if ((typeof label !== 'string' || label === '') && typeof label !== 'function')
     throw new InvalidTaskDescriptionError(
       'labelled(label): label must be a non-empty string or a function (spec, index) => string; ' +
         `got ${label === '' ? 'an empty string' : label === null ? 'null' : typeof label}`,
     );
-  return map((spec, index) => {
+  return map((spec: T, index): T => {
     assertTaskSpec(spec, 'labelled(...)');
     return { ...spec, label: typeof label === 'string' ? label : label(spec, index) };
   });

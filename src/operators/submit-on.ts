@@ -23,8 +23,23 @@ export interface SubmitOnOptions {
 
 const RULES = { ordered: rules.flag, settle: rules.flag } satisfies RulesOf<SubmitOnOptions>;
 
-type Input<R> = TaskSpec<R> | Task<R>;
-type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } ? Settled<R> : R;
+/** What `submitOn(executor)` takes: task specs, or tasks. */
+export type SubmitInput<R = unknown> = TaskSpec<R> | Task<R>;
+/** The result type of a spec or task (of each member of a union). */
+export type SubmitResult<T> = T extends Task<infer R> ? R : T extends TaskSpec<infer R> ? R : never;
+/**
+ * What `submitOn` emits for results of type `R` with options `S`: `Settled<R>` with `settle: true`, `R` without (or
+ * with `false`), either where `settle` is a `boolean` not known until run time.
+ */
+export type SubmitOutput<R, S extends SubmitOnOptions | undefined> = S extends undefined
+  ? R
+  : 'settle' extends keyof S
+    ? S extends { settle: true }
+      ? Settled<R>
+      : [NonNullable<S['settle' & keyof S]>] extends [false]
+        ? R
+        : R | Settled<R>
+    : R;
 
 /**
  * Submits each spec to `executor` and emits the results. With a function, `submitOn(ex, fn)` takes
@@ -50,23 +65,24 @@ type Out<R, S extends SubmitOnOptions | undefined> = S extends { settle: true } 
  * console.log(await lastValueFrom(report));
  * ```
  */
-export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
+export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   options?: S,
-): OperatorFunction<Input<R>, Out<R, S>>;
+): OperatorFunction<T, SubmitOutput<SubmitResult<T>, S>>;
 /** `submitOn(executor, undefined, options)`: as `submitOn(executor, options)` (specs in, no function). */
-export function submitOn<R, S extends SubmitOnOptions | undefined = undefined>(
+export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   fn: undefined,
   options?: S,
-): OperatorFunction<Input<R>, Out<R, S>>;
-export function submitOn<F extends AnyFunction, S extends SubmitOnOptions | undefined = undefined>(
+): OperatorFunction<T, SubmitOutput<SubmitResult<T>, S>>;
+/** (`fn` is called with one argument, each value: a function that needs more is refused by the types) */
+export function submitOn<F extends (value: never) => unknown, S extends SubmitOnOptions | undefined = undefined>(
   executor: Executor,
   fn: F,
   options?: S,
 ): OperatorFunction<
   Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>,
-  Out<Awaited<ReturnType<F>>, S>
+  SubmitOutput<Awaited<ReturnType<F>>, S>
 >;
 export function submitOn(
   executor: Executor,

@@ -7,9 +7,9 @@ import { assertTaskSpec, type TaskSpec } from '../task/spec';
  * Adds requirements to every spec that passes (over what the spec already has). The requirements are
  * validated here, when the pipeline is built: a bad field throws `InvalidRequirementsError` naming it.
  */
-export function withRequirements<R>(requirements: TaskRequirements): OperatorFunction<TaskSpec<R>, TaskSpec<R>> {
+export function withRequirements<T extends TaskSpec<unknown>>(requirements: TaskRequirements): OperatorFunction<T, T> {
   const valid = validateTaskRequirements(requirements, 'withRequirements(...)');
-  return map((spec) => {
+  return map((spec: T): T => {
     assertTaskSpec(spec, 'withRequirements(...)');
     return {
       ...spec,

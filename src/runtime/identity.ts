@@ -111,6 +111,9 @@ export function resolveArgs(args: readonly unknown[], resultOf: (id: string) => 
     if (typeof v !== 'object' || v === null) return v;
     if (isTaskRef(v)) return resultOf(v.$task);
     if (Array.isArray(v)) return v.map(visit);
+    // (encodeArgs replaced the tasks in maps and sets too: memoryStore keeps them)
+    if (v instanceof Map) return new Map([...v].map(([k, e]) => [visit(k), visit(e)]));
+    if (v instanceof Set) return new Set([...v].map(visit));
     if (Object.getPrototypeOf(v) !== Object.prototype) return v;
     return Object.fromEntries(Object.entries(v).map(([k, e]) => [k, visit(e)]));
   };

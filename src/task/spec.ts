@@ -51,10 +51,26 @@ export const SpecFields = { label: NonEmptyString, key: NonEmptyString, pure: t.
 export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
 
 /**
- * What a task argument may be: the value itself, an upstream task that produces it, or (for arrays) an array of either.
+ * What a task argument may be: the value itself, an upstream task that produces it, or (for an array, a tuple or a
+ * plain object) one whose elements or properties are either, as deep as they go: upstream tasks are replaced by
+ * their results at any depth of arrays and plain objects. Other objects (functions, dates, maps, sets, bytes, class
+ * instances the types cannot tell from plain objects by shape, such as these) are passed as they are.
  */
 export type TaskArg<T> =
-  T | (PromiseLike<T> & HasTaskId) | (T extends readonly (infer E)[] ? readonly TaskArg<E>[] : never);
+  | T
+  | (PromiseLike<T> & HasTaskId)
+  | (T extends PassedAsIs ? never : T extends object ? { readonly [K in keyof T]: TaskArg<T[K]> } : never);
+
+/** Objects whose insides are not searched for upstream tasks (see `TaskArg`). */
+type PassedAsIs =
+  | AnyFunction
+  | Date
+  | RegExp
+  | ReadonlyMap<unknown, unknown>
+  | ReadonlySet<unknown>
+  | ArrayBuffer
+  | ArrayBufferView
+  | PromiseLike<unknown>;
 export type TaskArgs<A extends readonly unknown[]> = { [K in keyof A]: TaskArg<A[K]> };
 
 /** A function registered by name with `defineTask`: resolvable in other threads, processes and hosts. */
