@@ -1,7 +1,8 @@
 // A remote side runs a task only with the version of the function the task was submitted with: another
 // version's result would be stored under this one's identity. (threads() here; Slurm job steps and
 // `scalems worker` share the runner that checks it, and get the version the same way: see their tests.)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FunctionVersionError, executor, launch, memoryStore, openWorkflow, type DefinedTask } from 'scalems';
@@ -74,6 +75,43 @@ describe('function versions on a remote side', () => {
       const same = launch(wf, threads({ modules: [file], maxThreads: 1 }));
       expect(await executor(same).submit(prep, 8)).toEqual({ code: 'v1', n: 8 });
       await same.shutdown();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an ES module imported after threads() was made, edited before the threads load it: not run', () => {
+    // the digests of the files that define tasks were taken when threads() was made: an ES module the program imports
+    // after that (one with top-level await, which threads() cannot load to probe) defined its tasks later, and the
+    // threads ran its edited code under the identity of the code this program has (the built package, as users run)
+    if (!existsSync(join(__dirname, '..', 'dist', 'src', 'index.js'))) throw new Error('run npm run build first');
+    const dir = mkdtempSync(join(tmpdir(), 'scalems-edited-esm-'));
+    try {
+      mkdirSync(join(dir, 'node_modules'));
+      symlinkSync(join(__dirname, '..'), join(dir, 'node_modules', 'scalems'));
+      const impl = join(dir, 'impl.mjs');
+      writeFileSync(
+        impl,
+        "import { defineTask } from 'scalems';\nexport const f = defineTask('esm.f', (n) => n * 10);\n",
+      );
+      writeFileSync(join(dir, 'index.mjs'), "await Promise.resolve();\nexport { f } from './impl.mjs';\n");
+      writeFileSync(
+        join(dir, 'main.mjs'),
+        [
+          "import { readFileSync, writeFileSync } from 'node:fs';",
+          "import { executor, launch, memoryStore, openWorkflow } from 'scalems';",
+          "import { threads } from 'scalems/node';",
+          'const wf = await openWorkflow({ store: memoryStore() });',
+          "const rt = launch(wf, threads({ modules: ['./index.mjs'], maxThreads: 1 }));",
+          "const { f } = await import('./index.mjs');",
+          "writeFileSync('./impl.mjs', readFileSync('./impl.mjs', 'utf8').replace('* 10', '* 1000'));",
+          'const out = await executor(rt).submit(f, 1).then(String, (e) => e.name);',
+          'await rt.shutdown();',
+          'console.log(out);',
+        ].join('\n'),
+      );
+      const run = spawnSync(process.execPath, ['main.mjs'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      expect({ out: run.stdout.trim(), err: run.stderr }).toEqual({ out: 'FunctionVersionError', err: '' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

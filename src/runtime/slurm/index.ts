@@ -17,7 +17,7 @@ import { changedReads, inputsIdentity, missingFiles, upstreamReads } from '../ex
 import { DEFAULT_MPIRUN_ARGS } from '../executable/mpi';
 import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
-import { moduleDigests, probeModules, resolveModules } from '../remote/modules';
+import { moduleDigests, probeModules, resolveModules, type ModuleDigests } from '../remote/modules';
 import { jsonWire } from '../remote/wire';
 import { Allocation } from './allocation';
 import {
@@ -91,11 +91,12 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
     defined: probeModules(modules, 'slurm'),
     wire: jsonWire,
   };
-  // the modules as this program has them (loaded, or just now, probing): a node loads only the same
-  const digests = moduleDigests(modules);
+  // the modules as this program has them, and the files that defined its tasks, when a step or the agents start (not
+  // now: an ES module this program imports after slurm() is made defines its tasks later): a node loads only the same
+  const digests = (): ModuleDigests => moduleDigests(modules);
   const root = resolvePath(options.root ?? join(process.cwd(), '.scalems'));
   const hostCwd = process.cwd();
-  const entry = modules.length > 0 ? entryCommand(modules, options.node ?? process.execPath, digests) : [];
+  const node = options.node ?? process.execPath;
   const open = new Set<BackendExecutor>();
 
   return {
@@ -116,7 +117,9 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
         launcher,
         mpirunArgs: options.mpirunArgs ?? DEFAULT_MPIRUN_ARGS,
         workerEnv: worker.env ?? {},
-        entryCommand: entry,
+        get entryCommand() {
+          return modules.length > 0 ? entryCommand(modules, node, digests()) : [];
+        },
       };
       const names = new Set<string>();
       const agents =

@@ -21,8 +21,8 @@ export interface AgentModeContext {
   readonly where: string;
   readonly address: string;
   readonly modules: readonly string[];
-  /** the modules' digests as the driver read them (`moduleDigests`) */
-  readonly digests: ModuleDigests;
+  /** the modules' digests as the driver has them when the agents start (`moduleDigests`) */
+  readonly digests: () => ModuleDigests;
   /** the Node executable on the nodes */
   readonly node: string;
   readonly hostCwd: string;
@@ -53,7 +53,7 @@ export class AgentMode {
       const jobId = this.alloc.usable() ?? (await this.alloc.ready());
       const layout = new Map((await this.ctx.nodes()).map((n) => [n.name, n.cpus]));
       const env = srunEnv({ ...rootEnv(), ...this.ctx.workerEnv, [LAYOUT_VARIABLE]: formatLayout(layout) });
-      const command = agentCommand(this.ctx.modules, this.ctx.node, this.ctx.digests);
+      const command = agentCommand(this.ctx.modules, this.ctx.node, this.ctx.digests());
       await this.pool.start(jobId, layout, command, env, this.ctx.hostCwd);
     })();
     return this.started;

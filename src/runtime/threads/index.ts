@@ -96,12 +96,6 @@ export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests, wher
     defined: probeModules(modules, 'threads'),
     wire: structuredCloneWire,
   };
-  // the modules as this process has them (it has loaded them, or just did, probing): threads load only the same
-  const workerData: ThreadWorkerData = {
-    modules,
-    digests: digests ?? moduleDigests(modules),
-    ...(where !== undefined && { where }),
-  };
 
   const refuseExecutable = refuseExecutables('threads');
   const accept = (spec: TaskSpec): void => {
@@ -123,6 +117,14 @@ export function threadsOf(options: ThreadsOptions, digests?: ModuleDigests, wher
       let pool: Piscina<ServeRequest, void> | undefined;
       const getPool = (): Piscina<ServeRequest, void> => {
         if (pool === undefined) {
+          // the modules as this process has them, and the files that defined its tasks, when the threads start (not
+          // when threads() was made: an ES module this program imports after that defines its tasks later): threads
+          // load only the same
+          const workerData: ThreadWorkerData = {
+            modules,
+            digests: digests ?? moduleDigests(modules),
+            ...(where !== undefined && { where }),
+          };
           pool = new Pool<ServeRequest, void>({
             filename: workerFile,
             minThreads: cores,
