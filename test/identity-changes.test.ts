@@ -418,6 +418,37 @@ describe('a resumed run after a change gets fresh results', () => {
     await wf.close();
   });
 
+  it('a task that runs again under its id (a file it read changed): the tasks that take its result run again too', async () => {
+    // they kept their ids (their input's id did not change), and were served what they made of its old output
+    const store = join(dir, 'state.sqlite');
+    const data = join(dir, 'data.txt');
+    const locate = async (name: string): Promise<string> => join(dir, name);
+    const shout = async (r: { stdout: { $file: string } }): Promise<string> =>
+      readFileSync(r.stdout.$file, 'utf8').toUpperCase();
+    const chain = async (): Promise<{ texts: string[]; served: boolean[] }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'chain' });
+      const fx = executor(launch(wf, inProcess()), { name: 'fx' });
+      const px = executor(launch(wf, processes({ root: join(dir, 'runs') })), { name: 'px' });
+      const e = px.submit(executable(['cat', 'in'], { inputs: { in: fx.submit(locate, 'data.txt') } }));
+      const f = fx.submit(shout, e);
+      const g = px.submit(executable(['sh', '-c', 'cat x; echo via-g'], { inputs: { x: outputOf(e, 'stdout') } }));
+      const served = [e, f, g].map((t) => t.state === 'succeeded');
+      const texts = [
+        readFileSync((await e).stdout.$file, 'utf8'),
+        await f,
+        readFileSync((await g).stdout.$file, 'utf8'),
+      ];
+      await wf.close();
+      return { texts, served };
+    };
+    writeFileSync(data, 'old\n');
+    expect(await chain()).toEqual({ texts: ['old\n', 'OLD\n', 'old\nvia-g\n'], served: [false, false, false] });
+    expect(await chain()).toEqual({ texts: ['old\n', 'OLD\n', 'old\nvia-g\n'], served: [true, true, true] });
+    writeFileSync(data, 'new\n');
+    expect(await chain()).toEqual({ texts: ['new\n', 'NEW\n', 'new\nvia-g\n'], served: [false, false, false] });
+    expect(await chain()).toEqual({ texts: ['new\n', 'NEW\n', 'new\nvia-g\n'], served: [true, true, true] });
+  });
+
   it('an argument mutated after submit: the task runs, and is stored, with the value it was submitted with', async () => {
     const store = join(dir, 'state.sqlite');
     const sum = async (o: { xs: number[] }): Promise<number> => o.xs.reduce((a, b) => a + b, 0);

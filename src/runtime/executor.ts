@@ -85,6 +85,13 @@ let executors = 0;
 const impureCounts = new WeakMap<Workflow, Map<string, number>>();
 
 /**
+ * Per workflow, the tasks that had succeeded and run again under the same id (`Executor.lost`: files they made are
+ * gone, or files they read changed): their new result may differ, so a task that takes it is not served its own
+ * earlier result either, and runs again too.
+ */
+const runAgain = new WeakMap<Workflow, Set<string>>();
+
+/**
  * A scope of homogeneous requirements on a runtime, like `concurrent.futures.Executor`: tasks submitted
  * to it run on its backend within its capacity. Disposing it (`await using`) is `shutdown({ wait: false })`:
  * it takes no new work, its tasks still finish, and its resources are released once they have.
@@ -294,7 +301,7 @@ export class Executor implements AsyncDisposable {
       if (options.pinned) entry.pinned = true;
       if (spec.label !== undefined) wf.setLabel(id, spec.label);
       const state = entry.record?.state;
-      if (state !== 'failed' && state !== 'cancelled' && !(state === 'succeeded' && this.lost(entry.record!)))
+      if (state !== 'failed' && state !== 'cancelled' && !(state === 'succeeded' && this.lost(entry.record!, false)))
         return handle;
     } else {
       if (spec.label !== undefined) {
@@ -311,7 +318,7 @@ export class Executor implements AsyncDisposable {
       entry.pinned = options.pinned;
       entry.maker = maker;
       // restored: served from the store, unless files it made are gone
-      if (entry.record?.state === 'succeeded' && !this.lost(entry.record)) return handle;
+      if (entry.record?.state === 'succeeded' && !this.lost(entry.record, true)) return handle;
     }
     if (refused !== undefined) this.refused.set(id, refused);
     else if (this.refused.size > 0) this.refused.delete(id);
@@ -340,24 +347,33 @@ export class Executor implements AsyncDisposable {
    * identity names by an upstream task, not by content (its record's `read`), changed: its result is of other
    * content. It runs again instead.
    */
-  private lost(rec: TaskRecord): boolean {
+  private lost(rec: TaskRecord, restored: boolean): boolean {
+    const why = this.staleBecause(rec, restored);
+    if (why === undefined) return false;
+    this.workflow.log.warn(`task ${rec.label ?? rec.name} (${rec.id}) succeeded, but ${why}: it runs again`);
+    const again = runAgain.get(this.workflow) ?? new Set<string>();
+    runAgain.set(this.workflow, again.add(rec.id));
+    return true;
+  }
+
+  /**
+   * Why a succeeded task's result is not to be served (see `lost`), or undefined. `restored`: its record is of an
+   * earlier run, and this is its first submission in this one (then a task it takes that runs again in this run, under
+   * the same id, makes it stale too; one it ran in this run ran on that task's new result).
+   */
+  private staleBecause(rec: TaskRecord, restored: boolean): string | undefined {
     const { artifacts, read } = rec;
     const backend = this.workers.list[0]!.backend;
     const gone = artifacts === undefined ? [] : (backend.missing?.(artifacts) ?? []);
-    if (gone.length > 0) {
-      this.workflow.log.warn(
-        `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files it made are gone ` +
-          `(${gone.map((name) => `${name}: ${artifacts![name]}`).join(', ')}): it runs again`,
-      );
-      return true;
-    }
+    if (gone.length > 0)
+      return `files it made are gone (${gone.map((name) => `${name}: ${artifacts![name]}`).join(', ')})`;
     const changed = read === undefined ? [] : (backend.changed?.(read) ?? []);
-    if (changed.length === 0) return false;
-    this.workflow.log.warn(
-      `task ${rec.label ?? rec.name} (${rec.id}) succeeded, but files its upstream tasks named, which it read, now ` +
-        `read otherwise (${changed.join(', ')}): it runs again`,
-    );
-    return true;
+    if (changed.length > 0)
+      return `files its upstream tasks named, which it read, now read otherwise (${changed.join(', ')})`;
+    const again = restored ? runAgain.get(this.workflow) : undefined;
+    const upstream = again === undefined ? undefined : rec.inputs.find((input) => again.has(input));
+    if (upstream !== undefined) return `a task it takes (${upstream}) runs again, and its result may differ`;
+    return undefined;
   }
 
   /**
