@@ -270,7 +270,8 @@ export class TaskGraph {
   }
 
   /**
-   * Sets a task's label, once; labels are unique in the workflow. A label held by a task of an earlier run that this
+   * @internal Sets a task's label, once; labels are unique in the workflow (users label through the spec:
+   * `labelled`, `{ ...call(fn), label }`). A label held by a task of an earlier run that this
    * run has not submitted (see `supersedes`) goes to this one: the same member under a new identity (its input
    * changed).
    */
@@ -316,7 +317,7 @@ export class TaskGraph {
     return () => this.settledListeners.delete(executor);
   }
 
-  /** Commits the pending batch now. */
+  /** @internal Commits the pending batch now (users wait for `flushed()`). */
   flush(): void {
     this.flushScheduled?.unsubscribe();
     this.flushScheduled = undefined;
