@@ -25,6 +25,9 @@ const RULES = { ordered: rules.flag, settle: rules.flag } satisfies RulesOf<Subm
 
 /** What `submitOn(executor)` takes: task specs, or tasks. */
 export type SubmitInput<R = unknown> = TaskSpec<R> | Task<R>;
+/** What `submitOn(executor, fn)` takes: values of its parameter, tasks that give them, or their `Settled` outcomes. */
+type FnInput<F extends (value: never) => unknown> =
+  Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>;
 /** The result type of a spec or task (of each member of a union). */
 export type SubmitResult<T> = T extends Task<infer R> ? R : T extends TaskSpec<infer R> ? R : never;
 /**
@@ -65,25 +68,28 @@ export type SubmitOutput<R, S extends SubmitOnOptions | undefined> = S extends u
  * console.log(await lastValueFrom(report));
  * ```
  */
-export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined = undefined>(
+export function submitOn<T extends SubmitInput>(executor: Executor): OperatorFunction<T, SubmitResult<T>>;
+/** `submitOn(executor, options)`: with `{ settle: true }` it emits `Settled` outcomes. */
+export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined>(
   executor: Executor,
-  options?: S,
+  options: S,
 ): OperatorFunction<T, SubmitOutput<SubmitResult<T>, S>>;
 /** `submitOn(executor, undefined, options)`: as `submitOn(executor, options)` (specs in, no function). */
-export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined = undefined>(
+export function submitOn<T extends SubmitInput, S extends SubmitOnOptions | undefined>(
   executor: Executor,
   fn: undefined,
-  options?: S,
+  options: S,
 ): OperatorFunction<T, SubmitOutput<SubmitResult<T>, S>>;
-/** (`fn` is called with one argument, each value: a function that needs more is refused by the types) */
-export function submitOn<F extends (value: never) => unknown, S extends SubmitOnOptions | undefined = undefined>(
+/** `submitOn(executor, fn)`: `fn` is called with one argument, each value (a function that needs more is refused). */
+export function submitOn<F extends (value: never) => unknown>(
   executor: Executor,
   fn: F,
-  options?: S,
-): OperatorFunction<
-  Parameters<F>[0] | Task<Parameters<F>[0]> | Settled<Parameters<F>[0]>,
-  SubmitOutput<Awaited<ReturnType<F>>, S>
->;
+): OperatorFunction<FnInput<F>, Awaited<ReturnType<F>>>;
+export function submitOn<F extends (value: never) => unknown, S extends SubmitOnOptions | undefined>(
+  executor: Executor,
+  fn: F,
+  options: S,
+): OperatorFunction<FnInput<F>, SubmitOutput<Awaited<ReturnType<F>>, S>>;
 export function submitOn(
   executor: Executor,
   fnOrOptions?: AnyFunction | SubmitOnOptions,

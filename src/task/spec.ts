@@ -54,12 +54,19 @@ export type ResultOf<S> = S extends TaskSpec<infer R> ? R : never;
  * What a task argument may be: the value itself, an upstream task that produces it, or (for an array, a tuple or a
  * plain object) one whose elements or properties are either, as deep as they go: upstream tasks are replaced by
  * their results at any depth of arrays and plain objects. Other objects (functions, dates, maps, sets, bytes, class
- * instances the types cannot tell from plain objects by shape, such as these) are passed as they are.
+ * instances the types cannot tell from plain objects by shape, such as these) are passed as they are. The types follow
+ * tasks 6 levels deep (`Depth`): a recursive type (a JSON value) is not expanded for ever.
  */
-export type TaskArg<T> =
+export type TaskArg<T, Depth extends readonly unknown[] = []> =
   | T
   | (PromiseLike<T> & HasTaskId)
-  | (T extends PassedAsIs ? never : T extends object ? { readonly [K in keyof T]: TaskArg<T[K]> } : never);
+  | (Depth['length'] extends 6
+      ? never
+      : T extends PassedAsIs
+        ? never
+        : T extends object
+          ? { readonly [K in keyof T]: TaskArg<T[K], [...Depth, unknown]> }
+          : never);
 
 /** Objects whose insides are not searched for upstream tasks (see `TaskArg`). */
 type PassedAsIs =
