@@ -20,7 +20,6 @@ import {
   launch,
   memoryStore,
   openWorkflow,
-  type DefinedTask,
   type Runtime,
   type Store,
   type Task,
@@ -35,7 +34,7 @@ import { decodeFailure } from '../src/runtime/bullmq/protocol';
 import { pid, slowSquare } from './fixtures/bullmq/tasks';
 import { REDIS_URL, cleanPrefix, jobsIn, startWorker, uniquePrefix, type WorkerProcess } from './support/bullmq';
 import { describeWithService, redisPing } from './support/services';
-import { editableTaskModule, isAlive, readSpans, waitFor } from './support/work';
+import { isAlive, readSpans, waitFor } from './support/work';
 import * as conformance from './fixtures/conformance/tasks';
 import { echo } from './fixtures/threads/versioned';
 
@@ -197,28 +196,6 @@ describeWithService('redis', 'bullmq() with scalems worker processes', () => {
       await expect(task).rejects.toThrow(FunctionVersionError);
       const where = `a thread of worker ${stale.name} \\(on host ${hostname()}, pid ${stale.child.pid}\\)`;
       await expect(task).rejects.toThrow(new RegExp(`version "one".*but ${where} has version "two"`));
-    });
-
-    test('a worker that loaded other JavaScript code for a function (no declared version) does not run it', async () => {
-      // a default version was not compared across processes: a worker that had loaded impl.js before it was edited
-      // ran its old code under the identity of the program's new code, and the store kept that result
-      const first = join(dir, 'first.js');
-      editableTaskModule(first, 'stale-js.first').write('v1');
-      const impl = editableTaskModule(join(dir, 'impl.js'), 'stale-js.impl');
-      impl.write('v1');
-      await worker({ cores: 1, modules: [first, join(dir, 'impl.js')] });
-      const { ex } = await open();
-      const { prep: one } = require(first) as { prep: DefinedTask<(n: number) => { code: string; n: number }> };
-      // (open()'s executor takes specs)
-      expect(await ex.submit(call(one, 1))).toEqual({ code: 'v1', n: 1 }); // the worker has loaded both, impl as v1
-      impl.write('v2');
-      const { prep: late } = require(join(dir, 'impl.js')) as {
-        prep: DefinedTask<(n: number) => { code: string; n: number }>;
-      };
-      const task = ex.submit(call(late, 2)); // this program has v2
-      await expect(task).rejects.toThrow(FunctionVersionError);
-      await expect(task).rejects.toThrow(/submitted with its code \(no declared version; source hash [0-9a-f]+\)/);
-      expect(await ex.submit(call(one, 3))).toEqual({ code: 'v1', n: 3 }); // an unchanged one still runs there
     });
   });
 

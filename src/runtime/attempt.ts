@@ -7,9 +7,9 @@ import type { TaskRecord } from '../store/state';
 import type { Workflow } from './workflow';
 import {
   call,
+  declaredVersion,
   isTaskSpec,
   lookupTask,
-  remoteVersion,
   type AnyFunction,
   type TaskArgs,
   type TaskSpec,
@@ -117,7 +117,7 @@ export class Attempt implements Hold, Job, Observer<unknown> {
   get version(): string | undefined {
     if (this.kind !== 'function') return undefined;
     const fn = (this.entry.fn as AnyFunction | undefined) ?? lookupTask(this.name);
-    return fn === undefined ? undefined : remoteVersion(fn);
+    return fn === undefined ? undefined : declaredVersion(fn);
   }
 
   get signal(): AbortSignal {

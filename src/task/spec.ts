@@ -180,41 +180,20 @@ export function defineTask<F extends AnyFunction>(
   names.set(fn, name);
   if (version !== undefined) versions.set(fn, version);
   Object.defineProperty(fn, 'taskName', { value: name, enumerable: false });
-  definedHook?.(defineTask, fn);
+  definedHook?.(defineTask);
   return fn as DefinedTask<F>;
 }
 
-/** What `defineTask` calls, with itself and the function, once it has registered it (see `setDefinedHook`). */
-let definedHook: ((define: AnyFunction, fn: AnyFunction) => void) | undefined;
+/** What `defineTask` calls, with itself, once it has registered a function (see `setDefinedHook`). */
+let definedHook: ((define: AnyFunction) => void) | undefined;
 
 /**
  * @internal Sets what `defineTask` calls, with itself (so that the hook can find its callers), once it has registered a
  * function. On Node: the files being loaded then are read, as the modules a remote side must load as they were
  * (`remote/modules.ts`).
  */
-export function setDefinedHook(hook: (define: AnyFunction, fn: AnyFunction) => void): void {
+export function setDefinedHook(hook: (define: AnyFunction) => void): void {
   definedHook = hook;
-}
-
-/** Functions defined in a JavaScript file (see `markDefinedInJavaScript`). */
-const inJavaScript = new WeakSet<AnyFunction>();
-
-/**
- * @internal Notes that `fn` was defined in a JavaScript file (said by the Node hook): every process that loads that
- * file reads the same text for it, no compiler in between, so its source can be compared across processes.
- */
-export function markDefinedInJavaScript(fn: AnyFunction): void {
-  inJavaScript.add(fn);
-}
-
-/**
- * @internal What a remote side compares of `fn` before it runs a task of it: its declared version; else, for a function
- * defined in JavaScript, a hash of its source (`#<hash>`), so that a thread, agent or worker that loaded other code for
- * it (its file edited in between) does not run that code under this code's identity. A default version of TypeScript
- * is not compared: each compiler (tsx, ts-jest, tsc) makes its own text of it.
- */
-export function remoteVersion(fn: AnyFunction): string | undefined {
-  return declaredVersion(fn) ?? (inJavaScript.has(fn) ? `#${sourceHash(fn)}` : undefined);
 }
 
 /** The registered function of that name, if any module of this process defined it. */

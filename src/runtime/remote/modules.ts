@@ -9,7 +9,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FunctionVersionError, InvalidOptionsError, TaskModuleError } from '../../errors';
-import { markDefinedInJavaScript, registeredName, type AnyFunction } from '../../task/spec';
+import { registeredName, type AnyFunction } from '../../task/spec';
 
 /**
  * Absolute, resolved paths of a backend's task modules (relative ones from `process.cwd()`); throws
@@ -180,14 +180,9 @@ const definingDigests = new Map<string, string | undefined>();
 /** At most this many frames of a `defineTask` call's stack are looked at (the module, what required it, ...). */
 const DEFINING_FRAMES = 32;
 
-/**
- * Records the files on the stack of a `defineTask` call (`define`: the function that called this) not seen yet; and
- * whether the file that called it, where `fn` is defined, is JavaScript (`remoteVersion` then compares its source).
- */
-export function recordDefiningFiles(define: AnyFunction, fn?: AnyFunction): void {
-  const files = stackFiles(define);
-  for (const file of files) if (!definingDigests.has(file)) definingDigests.set(file, fileDigest(file));
-  if (fn !== undefined && files[0] !== undefined && /\.[cm]?js$/.test(files[0])) markDefinedInJavaScript(fn);
+/** Records the files on the stack of a `defineTask` call (`define`: the function that called this) not seen yet. */
+export function recordDefiningFiles(define: AnyFunction): void {
+  for (const file of stackFiles(define)) if (!definingDigests.has(file)) definingDigests.set(file, fileDigest(file));
 }
 
 /** The files of the frames below `below` on the stack now: absolute paths, without Node's own. */

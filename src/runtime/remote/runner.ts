@@ -10,7 +10,7 @@ import { FunctionVersionError, NoAmbientScopeError, UnknownTaskError, Unserializ
 import { recordError } from '../../recorded-error';
 import { installAsyncLocalCarrier } from '../../context/async-local';
 import { runInScope } from '../../context/ambient';
-import { declaredVersion, invocable, lookupTask, sourceHash } from '../../task/spec';
+import { declaredVersion, invocable, lookupTask } from '../../task/spec';
 import { isThenable } from '../../util';
 import type { RunningTaskScope, TaskContext } from '../attempt';
 import type { Communicator } from '../backend';
@@ -149,22 +149,15 @@ export class RemoteRunner {
         ),
       );
     }
-    // the submitting side's version of it (see remoteVersion): declared, or for code defined in JavaScript, its source
-    const version = declaredVersion(fn) ?? (req.version?.startsWith('#') === true ? `#${sourceHash(fn)}` : undefined);
+    const version = declaredVersion(fn);
     if (version !== req.version) {
-      const which = (v: string | undefined): string =>
-        v === undefined
-          ? 'no declared version'
-          : v.startsWith('#')
-            ? `its code (no declared version; source hash ${v.slice(1)})`
-            : `version "${v}"`;
+      const which = (v: string | undefined): string => (v === undefined ? 'no declared version' : `version "${v}"`);
       return failed(
         new FunctionVersionError(
           `task ${req.label ?? req.name} (${req.id}) was submitted with ${which(req.version)} of function ` +
             `"${req.name}", but ${this.options.where} has ${which(version)} (from ` +
             `${this.options.modules.join(', ') || 'its modules'}), so it was not run: its result would be stored ` +
-            'as the other version’s. Run the same code on both sides (restart workers after a change, and do not ' +
-            'edit task modules while a program runs).',
+            'as the other version’s. Run the same code on both sides (restart workers after a change).',
         ),
       );
     }
