@@ -194,6 +194,20 @@ describe('the packed package', () => {
     expect(r.out).toBe('[1,8,27]\n');
   });
 
+  it('runs the plain-node ES module pattern (.mjs tasks) under tsx as well', () => {
+    // threads() loaded tasks.mjs with require() to see its task names, and tsx's CommonJS hook compiled a second copy:
+    // TaskModuleError, "packed.cube" already registered to another function
+    const dir = existsSync(join(work, 'module')) ? join(work, 'module') : project('module');
+    for (const f of ['tasks.mjs', 'threads-main.mjs']) copyFileSync(join(fixtures, f), join(dir, f));
+    const r = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['threads-main.mjs'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect({ code: r.status, err: r.stderr }).toEqual({ code: 0, err: '' });
+    expect(r.stdout).toBe('[1,8,27]\n');
+  });
+
   it.each(['module', 'commonjs'] as const)(
     'runs threads() with the documented pattern (main imports the task module it gives) under tsx, %s',
     (type) => {

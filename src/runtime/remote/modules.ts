@@ -48,8 +48,10 @@ export function probeModules(modules: readonly string[], backend: string): Set<s
   const names = new Set<string>();
   for (const path of modules) {
     // tsx compiles a TypeScript ES module again for require(): a second copy, whose defineTask calls would clash
-    // with the first's (loaded by the program's own import); the remote side reports an unknown name instead
-    if (isEsmTypeScript(path)) return undefined;
+    // with the first's (loaded by the program's own import); the remote side reports an unknown name instead. So it
+    // does a JavaScript ES module where its CommonJS hook is on (the program run with tsx): Node's own require() of
+    // an ES module would give the program's copy
+    if (isEsmTypeScript(path) || (isEsmJavaScript(path) && tsxHooked())) return undefined;
     let moduleExports: unknown;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- the user's task modules, synchronously
@@ -90,7 +92,23 @@ const isTypeScript = (path: string): boolean => /\.[cm]?ts$/.test(path);
 /** A TypeScript file Node and tsx load as an ES module: `.mts`, or `.ts` in a package of `"type": "module"`. */
 function isEsmTypeScript(path: string): boolean {
   if (/\.mts$/.test(path)) return true;
-  if (!/\.ts$/.test(path)) return false;
+  return /\.ts$/.test(path) && inModulePackage(path);
+}
+
+/** A JavaScript ES module: `.mjs`, or `.js` in a package of `"type": "module"`. */
+function isEsmJavaScript(path: string): boolean {
+  if (/\.mjs$/.test(path)) return true;
+  return /\.js$/.test(path) && inModulePackage(path);
+}
+
+/** Whether tsx's CommonJS hook is on in this process (it compiles what require() loads, ES modules too). */
+const tsxHooked = (): boolean => {
+  const extensions = (require as { extensions?: object }).extensions;
+  return extensions !== undefined && '.ts' in extensions;
+};
+
+/** Whether the nearest package.json above `path` says `"type": "module"`. */
+function inModulePackage(path: string): boolean {
   for (let dir = dirname(path); ; dir = dirname(dir)) {
     try {
       return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type === 'module';
