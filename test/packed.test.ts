@@ -194,26 +194,18 @@ describe('the packed package', () => {
     expect(r.out).toBe('[1,8,27]\n');
   });
 
-  it('runs the plain-node ES module pattern (.mjs tasks) under tsx as well', () => {
-    // threads() loaded tasks.mjs with require() to see its task names, and tsx's CommonJS hook compiled a second copy:
-    // TaskModuleError, "packed.cube" already registered to another function
-    const dir = existsSync(join(work, 'module')) ? join(work, 'module') : project('module');
-    for (const f of ['tasks.mjs', 'threads-main.mjs']) copyFileSync(join(fixtures, f), join(dir, f));
-    const r = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['threads-main.mjs'], {
-      cwd: dir,
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    expect({ code: r.status, err: r.stderr }).toEqual({ code: 0, err: '' });
-    expect(r.stdout).toBe('[1,8,27]\n');
-  });
-
-  it.each(['module', 'commonjs'] as const)(
-    'runs threads() with the documented pattern (main imports the task module it gives) under tsx, %s',
-    (type) => {
+  it.each([
+    ['module', 'tasks.ts', 'threads-main.ts'],
+    ['commonjs', 'tasks.ts', 'threads-main.ts'],
+    // threads() loaded tasks.mjs with require() to see its task names, and tsx's CommonJS hook compiled a second
+    // copy: TaskModuleError, "packed.cube" already registered to another function
+    ['module', 'tasks.mjs', 'threads-main.mjs'],
+  ] as const)(
+    'runs threads() with the documented pattern (main imports the task module it gives) under tsx, %s, %s',
+    (type, tasks, main) => {
       const dir = existsSync(join(work, type)) ? join(work, type) : project(type);
-      for (const f of ['tasks.ts', 'threads-main.ts']) copyFileSync(join(fixtures, f), join(dir, f));
-      const r = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), ['threads-main.ts'], {
+      for (const f of [tasks, main]) copyFileSync(join(fixtures, f), join(dir, f));
+      const r = spawnSync(join(repo, 'node_modules', '.bin', 'tsx'), [main], {
         cwd: dir,
         encoding: 'utf8',
         timeout: 60_000,

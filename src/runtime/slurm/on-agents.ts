@@ -78,9 +78,12 @@ export class AgentMode {
       ),
       // the allocation ended under it (cancelled, its time limit): its agents died or ended their programs, which is
       // said as such (SlurmAllocationError, with Slurm's state), as a job step's end is in mode 'steps'. With no live
-      // node left, Slurm is given a moment to settle the job's state (its agents may say so before it does)
+      // node left, Slurm is given a moment to settle the job's state (its agents may say so before it does). A program
+      // that exited with a code of its own says nothing of that: Slurm is not asked then
       catchError((err: unknown) =>
-        err instanceof NodeFailureError || err instanceof WorkerCrashedError || err instanceof ExecutableFailedError
+        err instanceof NodeFailureError ||
+        err instanceof WorkerCrashedError ||
+        (err instanceof ExecutableFailedError && err.signal !== null)
           ? from(this.alloc.checkEnded(this.pool.nodes().length === 0)).pipe(
               switchMap((ended) => throwError(() => ended ?? err)),
             )
