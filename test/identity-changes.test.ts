@@ -13,6 +13,7 @@ import {
   type BigIntStats,
   type StatSyncOptions,
 } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -416,6 +417,27 @@ describe('a resumed run after a change gets fresh results', () => {
     await uses;
     expect(uses.record?.read).toBeUndefined();
     await wf.close();
+  });
+
+  it('a FIFO as stdin: what the program read cannot be known, so a resumed run runs it again', async () => {
+    // its identity holds the FIFO's path and kind, not what was written into it: the second run was served the first
+    // run's output
+    const store = join(dir, 'state.sqlite');
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const catFifo = async (word: string): Promise<{ text: string; served: boolean }> => {
+      const wf = await openWorkflow({ store: sqliteStore(store), name: 'fifo' });
+      const px = executor(launch(wf, processes({ root: join(dir, 'runs') })));
+      const task = px.submit(executable(['cat'], { stdin: file(fifo) }));
+      const served = task.state === 'succeeded';
+      // the writer's open waits for the program's reader (sh opens the FIFO, then execs cat)
+      if (!served) await writeFile(fifo, `${word}\n`);
+      const text = readFileSync((await task).stdout.$file, 'utf8');
+      await wf.close();
+      return { text, served };
+    };
+    expect(await catFifo('first')).toEqual({ text: 'first\n', served: false });
+    expect(await catFifo('second')).toEqual({ text: 'second\n', served: false });
   });
 
   it('a task that runs again under its id (a file it read changed): the tasks that take its result run again too', async () => {

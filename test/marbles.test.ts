@@ -101,3 +101,38 @@ test('walltime stops a task that runs too long, in virtual time', () => {
     expectObservable(out).toBe('-----(w|)', { w: 'WalltimeExceededError' });
   });
 });
+
+test('a durations function that gives no duration, or throws, fails the task with InvalidOptionsError', () => {
+  // NaN left the task running for good; a throw escaped scheduler.run() from inside a commit, and broke the marble
+  // tests after it in the same file
+  const bad: Array<[string, () => number]> = [
+    ['NaN', () => NaN],
+    ['a string', () => '3' as unknown as number],
+    [
+      'a throw',
+      () => {
+        throw new Error('no duration for it');
+      },
+    ],
+  ];
+  for (const [what, durations] of bad) {
+    const errors: string[] = [];
+    scheduler = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+    scheduler.run(({ cold, expectObservable }) => {
+      const rt = launch(wf, virtual({ durations }));
+      const ex = executor(rt);
+      const out = cold('a|', { a: 1 }).pipe(
+        submitOn(ex, simulate, { settle: true }),
+        map((s) => (s.status === 'rejected' ? (errors.push((s.reason as Error).message), 'failed') : 'ok')),
+      );
+      expectObservable(out).toBe('f|', { f: 'failed' });
+    });
+    expect([what, errors]).toEqual([what, [expect.stringMatching(/^virtual\(\{ durations \}\): the function/)]]);
+  }
+  // the next marble test of the file still runs
+  scheduler = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  scheduler.run(({ cold, expectObservable }) => {
+    const rt = launch(wf, virtual({ durations: { simulate: 2 } }));
+    expectObservable(cold('a|', { a: 1 }).pipe(submitOn(executor(rt), simulate))).toBe('--(x|)', { x: 10 });
+  });
+});

@@ -262,6 +262,37 @@ describe('processes(): executables as child processes', () => {
     await rt.shutdown();
   });
 
+  it('an output directory that holds a link out of the working directory fails the task with PathEscapeError', async () => {
+    // a task taking the output copies it with links followed: the file outside would count in no identity, and an
+    // edit to it was served the old result on resume
+    const { root, rt, ex } = await setup();
+    const outside = join(root, 'outside.txt');
+    writeFileSync(outside, 'v1\n');
+    const direct = ex.submit(
+      executable(['sh', '-c', `mkdir -p od/deep && ln -s ${outside} od/deep/ext`], { outputs: ['od'] }),
+    );
+    await expect(direct).rejects.toThrow(PathEscapeError);
+    await expect(direct).rejects.toThrow(
+      /output "od" holds a link, .*od\/deep\/ext, to .*outside\.txt, outside the task/,
+    );
+    // through a link to a directory of the working directory that holds one
+    const indirect = ex.submit(
+      executable(['sh', '-c', `mkdir od other && ln -s ${outside} other/ext && ln -s ../other od/other`], {
+        outputs: ['od'],
+      }),
+    );
+    await expect(indirect).rejects.toThrow(/output "od" holds a link, .*other\/ext, to /);
+    // links that stay inside are fine, and a task that takes the output reads through them
+    const inside = ex.submit(
+      executable(['sh', '-c', 'mkdir od other && echo in > other/x && ln -s ../other/x od/x && ln -s x od/y'], {
+        outputs: ['od'],
+      }),
+    );
+    const reader = ex.submit(executable(['cat', 'in/x', 'in/y'], { inputs: { in: outputOf(inside, 'od') } }));
+    expect(await readText((await reader).stdout)).toBe('in\nin\n');
+    await rt.shutdown();
+  });
+
   it('with symlink staging, refuses at submit an output inside an input (it would be written through the link)', async () => {
     const { root, rt, ex } = await setup({ staging: 'symlink' });
     writeFileSync(join(root, 'big.dat'), 'big\n');

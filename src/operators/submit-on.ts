@@ -7,6 +7,7 @@ import { show } from '../task/requirements';
 import { Task, followedBy, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
+import { captureCallerContext as captureContext } from '../runtime/scope';
 
 export interface SubmitOnOptions {
   /**
@@ -137,6 +138,11 @@ export function submitOn(
   /** The members' results: the operator itself. */
   function members(source: Observable<unknown>): Observable<unknown> {
     return new Observable<unknown>((subscriber) => {
+      // The context the pipeline is subscribed in. The members submitted as others settle (in the workflow's commit,
+      // outside every context) are submitted in it, and the results are emitted in it: what reacts to them (retry()
+      // subscribing again, switchMap's inner pipelines, the subscriber's own callbacks) runs there, as the code after
+      // an `await task` runs in the awaiter's context.
+      const context = captureContext();
       /** tasks submitted and not yet settled */
       const inflight = new Set<Member>();
       /** with `ordered`: submitted tasks in input order, until emitted */
@@ -148,17 +154,17 @@ export function submitOn(
       /** a member failed as it was submitted (see `take`): nothing more is pulled or submitted */
       let failing = false;
 
-      const emit = (task: Task<unknown>): boolean => {
-        const rec = task.record!;
-        if (rec.state === 'succeeded') {
+      /** Emits the member's outcome, as it settled; false if the stream errored. */
+      const emit = (member: Member): boolean => {
+        const { task, record, reason } = member;
+        if (record!.state === 'succeeded') {
           subscriber.next(
             options.settle === true
-              ? ({ status: 'fulfilled', value: rec.result, task } satisfies Settled<unknown>)
-              : rec.result,
+              ? ({ status: 'fulfilled', value: record!.result, task } satisfies Settled<unknown>)
+              : record!.result,
           );
           return true;
         }
-        const reason = task.failure();
         if (options.settle === true) {
           subscriber.next({ status: 'rejected', reason, task } satisfies Settled<unknown>);
           return true;
@@ -181,7 +187,7 @@ export function submitOn(
           return false;
         }
         task.retain();
-        const member: Member = { task, settled: false, stop: undefined };
+        const member: Member = { task, settled: false, stop: undefined, record: undefined, reason: undefined };
         if (options.ordered === true) queue.push(member);
         inflight.add(member);
         // A task that fails as it is submitted (requirements it can never meet, an input that failed) is known to
@@ -192,7 +198,7 @@ export function submitOn(
           failing = true;
           ended.next();
         }
-        member.stop = task.whenSettled(() => settle(member));
+        member.stop = task.whenSettled(() => context(() => settle(member)));
         return !failing;
       };
       /** in `refill`: a task taken there that has settled already settles at once, and its refill is this loop */
@@ -211,7 +217,7 @@ export function submitOn(
               waiting = [];
               waitingHead = 0;
             }
-            if (!take(input)) return;
+            if (!(input instanceof LateInput ? input.context(() => take(input.input)) : take(input))) return;
           }
         } finally {
           refilling = false;
@@ -220,19 +226,25 @@ export function submitOn(
       const settle = (member: Member): void => {
         member.stop?.();
         inflight.delete(member);
-        member.task.release();
+        const { task } = member;
+        task.release();
+        // its outcome as it settled, not as its record reads when its turn to be emitted comes: by then the same work
+        // may be running again (submitted again elsewhere, retried by its holder), and would be emitted as cancelled,
+        // or as that run's result, with this one's failure lost
+        member.record = task.record;
+        if (member.record!.state !== 'succeeded') member.reason = task.failure();
         if (options.ordered === true) {
           member.settled = true;
           // failed behind members still running: its error comes in its turn, but nothing more is pulled or submitted
           // meanwhile (before, the source was pulled, and members started, until the error's turn)
-          if (options.settle !== true && !failing && member.task.state !== 'succeeded') {
+          if (options.settle !== true && !failing && member.record!.state !== 'succeeded') {
             failing = true;
             ended.next();
           }
           while (queue.length > 0 && queue[0]!.settled) {
-            if (!emit(queue.shift()!.task)) return;
+            if (!emit(queue.shift()!)) return;
           }
-        } else if (!emit(member.task)) return;
+        } else if (!emit(member)) return;
         refill();
         maybeComplete();
       };
@@ -241,11 +253,14 @@ export function submitOn(
       // synchronously (an error in `next` while `from(array)` runs): it is not pulled any further.
       const ended = new Subject<void>();
       subscriber.add(() => ended.next());
+      let subscribing = true;
       const sourceSub = source.pipe(takeUntil(ended)).subscribe({
         next: (input) => {
           if (failing) return;
           if (inflight.size < window && waitingHead === waiting.length) take(input);
-          else waiting.push(input);
+          // an input that comes later (a Subject fed from requests, each in its own context) is submitted in the
+          // context it came in, as one taken at once is
+          else waiting.push(subscribing ? input : new LateInput(input, captureContext()));
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => {
@@ -253,6 +268,7 @@ export function submitOn(
           maybeComplete();
         },
       });
+      subscribing = false;
 
       return () => {
         sourceSub.unsubscribe();
@@ -280,6 +296,18 @@ interface Member {
   settled: boolean;
   /** stops watching the task */
   stop: (() => void) | undefined;
+  /** the task's record when it settled */
+  record: Task<unknown>['record'];
+  /** the error it settled with, if it did not succeed */
+  reason: unknown;
+}
+
+/** An input that came after the subscription, waiting to be submitted, with the context it came in. */
+class LateInput {
+  constructor(
+    readonly input: unknown,
+    readonly context: ReturnType<typeof captureContext>,
+  ) {}
 }
 
 function isSettled(v: unknown): v is Settled<unknown> {

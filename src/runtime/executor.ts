@@ -369,7 +369,10 @@ export class Executor implements AsyncDisposable {
       return `files it made are gone (${gone.map((name) => `${name}: ${artifacts![name]}`).join(', ')})`;
     const changed = read === undefined ? [] : (backend.changed?.(read) ?? []);
     if (changed.length > 0)
-      return `files its upstream tasks named, which it read, now read otherwise (${changed.join(', ')})`;
+      return (
+        'files it read that its identity does not hold by content (named by its upstream tasks, or a FIFO or device ' +
+        `as its stdin, which is never known) read otherwise now (${changed.join(', ')})`
+      );
     const again = restored ? runAgain.get(this.workflow) : undefined;
     const upstream = again === undefined ? undefined : rec.inputs.find((input) => again.has(input));
     if (upstream !== undefined) return `a task it takes (${upstream}) runs again, and its result may differ`;
@@ -559,9 +562,11 @@ export class Executor implements AsyncDisposable {
     if (!entry.open) return;
     entry.open = false;
     const rec = entry.record!;
+    // the context it ran in, released as it settles, whatever the outcome: a run again (task.retry(), the same work
+    // submitted again) runs in the context it is asked for in (see `enter`)
+    entry.snapshot = undefined;
     if (rec.state === 'succeeded') {
       // what running it again would need: kept for failed and cancelled tasks (task.retry())
-      entry.snapshot = undefined;
       entry.fn = undefined;
     } else if (rec.state === 'failed' && rec === entry.committed) {
       // a failure for good, committed (not one settled early because the task runs again): was it received?
@@ -591,8 +596,9 @@ export class Executor implements AsyncDisposable {
     const entry = entryOfSlot(slot);
     const args = rec.inputs.length === 0 ? rec.args : resolveArgs(rec.args, (input) => wf.record(input)?.result);
     const attempt = new Attempt(entry, rec, args, need, wf, this.owner, group);
-    // the content of the files its upstream tasks name, as it starts: it is served later only on the same
-    if (rec.kind === 'executable' && rec.inputs.length > 0) attempt.read = group.backend.reads?.(rec.args, args);
+    // the content of the files its upstream tasks name (and a FIFO or device as its stdin), as it starts: it is served
+    // later only on the same
+    if (rec.kind === 'executable') attempt.read = group.backend.reads?.(rec.args, args);
     group.admission.take(attempt);
     entry.attempt = attempt;
     // which group ran it is recorded where there is a choice

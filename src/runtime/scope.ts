@@ -3,7 +3,7 @@ import { InvalidOptionsError, NoAmbientScopeError } from '../errors';
 import { show } from '../task/requirements';
 import type { Workflow } from './workflow';
 import { call, isTaskSpec, type AnyFunction, type TaskArgs, type TaskSpec } from '../task/spec';
-import { ambient, carriesAcrossAwaits, runInScope } from '../context/ambient';
+import { ambient, captureContext, carriesAcrossAwaits, runInScope, type ContextSnapshot } from '../context/ambient';
 import type { RunningTaskScope, TaskContext } from './attempt';
 import type { Executor } from './executor';
 import type { Task } from './task';
@@ -99,3 +99,9 @@ export function currentTask(): TaskContext {
   }
   return scope.context;
 }
+
+/**
+ * @internal The whole async context of the caller, to run later work in (`submitOn`'s members and results): see
+ * `captureContext`.
+ */
+export const captureCallerContext = (): ContextSnapshot => captureContext();

@@ -1,9 +1,9 @@
 /** `virtual()`: a backend on virtual time, for marble tests of whole workflows. */
-import { asapScheduler, asyncScheduler, map, timer, type SchedulerLike } from 'rxjs';
+import { asapScheduler, asyncScheduler, map, throwError, timer, type SchedulerLike } from 'rxjs';
 import { refuseExecutables, type Backend, type BackendExecutor, type Job } from '../runtime/backend';
-import { InvalidTaskDescriptionError } from '../errors';
+import { InvalidOptionsError, InvalidTaskDescriptionError } from '../errors';
 import { checkOptions, rules, type RulesOf } from '../task/options';
-import { isPlainObject } from '../task/requirements';
+import { isPlainObject, show } from '../task/requirements';
 import { isThenable } from '../util';
 
 export interface VirtualOptions {
@@ -47,8 +47,26 @@ export function virtual(options: VirtualOptions = {}): Backend {
   const scheduler = options.scheduler ?? asyncScheduler;
   const durationOf = (job: Job): number => {
     const d = options.durations;
-    if (typeof d === 'function') return d(job);
-    return (job.label !== undefined ? d?.[job.label] : undefined) ?? d?.[job.name] ?? options.defaultDuration ?? 1;
+    if (typeof d !== 'function')
+      return (job.label !== undefined ? d?.[job.label] : undefined) ?? d?.[job.name] ?? options.defaultDuration ?? 1;
+    // what the function gives is checked as the object form is: NaN or '3' left the task running for good, and a throw
+    // escaped the scheduler from inside a commit, breaking the marble tests after it
+    let ms: unknown;
+    try {
+      ms = d(job);
+    } catch (err) {
+      throw new InvalidOptionsError(
+        `virtual({ durations }): the function threw for task ${job.label ?? job.name}: ${String(err)}`,
+        [],
+        { cause: err },
+      );
+    }
+    if (!duration(ms))
+      throw new InvalidOptionsError(
+        `virtual({ durations }): the function gave ${show(ms)} for task ${job.label ?? job.name}; it must give a ` +
+          'non-negative number of virtual ms',
+      );
+    return ms as number;
   };
   return {
     kind: 'virtual',
@@ -61,8 +79,14 @@ export function virtual(options: VirtualOptions = {}): Backend {
           memoryMB: worker.memoryMB ?? Infinity,
         },
         accept: refuseExecutables('virtual'),
-        run: (job) =>
-          timer(durationOf(job), scheduler).pipe(
+        run: (job) => {
+          let ms: number;
+          try {
+            ms = durationOf(job);
+          } catch (err) {
+            return throwError(() => err); // the task fails with it
+          }
+          return timer(ms, scheduler).pipe(
             map(() => {
               const value = job.invoke();
               if (isThenable(value)) {
@@ -73,7 +97,8 @@ export function virtual(options: VirtualOptions = {}): Backend {
               }
               return value;
             }),
-          ),
+          );
+        },
         close: async () => undefined,
       };
     },

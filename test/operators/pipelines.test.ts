@@ -126,6 +126,63 @@ describe('operators', () => {
     await expect(lastValueFrom(from([1, 2, 3]).pipe(submitOn(md, risky)))).rejects.toThrow('member 2 diverged');
   });
 
+  it('with { ordered: true } a member is emitted as it settled, though its work runs again before its turn', async () => {
+    // member 2 fails while member 1 runs; the same work is submitted again (by anyone) before member 1 ends: the
+    // pipeline emitted the task as its record read at member 2's turn (running again: "cancelled"; or the later run's
+    // result, with the failure lost and the inputs not pulled yet dropped)
+    const gate = (): { done: Promise<void>; open: () => void } => {
+      let open!: () => void;
+      return { done: new Promise<void>((r) => (open = r)), open };
+    };
+    const runs = new Map<string, number>();
+    const rerunGates = new Map<string, ReturnType<typeof gate>>();
+    const flaky = async (tag: string): Promise<string> => {
+      const n = (runs.get(tag) ?? 0) + 1;
+      runs.set(tag, n);
+      if (n === 1) throw new Error(`${tag} failed on run 1`);
+      await rerunGates.get(tag)!.done;
+      return `${tag} ok on run ${n}`;
+    };
+    const failedOnce = (tag: string): true | undefined =>
+      [...wf.state.tasks.values()].some((r) => r.name === 'flaky' && r.args[0] === tag && r.state === 'failed')
+        ? true
+        : undefined;
+    for (const settle of [true, false]) {
+      const tag = `settle-${settle}`;
+      const slowGate = gate();
+      const rerunGate = gate();
+      rerunGates.set(tag, rerunGate);
+      const slow = async (): Promise<string> => slowGate.done.then(() => 'A');
+      const source = new Subject<TaskSpec<string>>();
+      const emitted: Promise<unknown[]> = lastValueFrom(
+        source.pipe(submitOn(md, { ordered: true, settle }) as OperatorFunction<TaskSpec<string>, unknown>, toArray()),
+      );
+      source.next(call(slow));
+      source.next(call(flaky, tag));
+      await waitFor(() => failedOnce(tag), `member 2 (${tag}) to fail`);
+      const again = md.submit(flaky, tag); // the same work: the same task runs again
+      if (settle) {
+        // running again when member 2's turn comes
+        await waitFor(() => (again.state === 'running' ? true : undefined), 'the run again to start');
+        slowGate.open();
+        source.complete();
+        const outcomes = (await emitted) as Array<Settled<string>>;
+        expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected']);
+        expect(outcomes[1]!.status === 'rejected' && (outcomes[1].reason as Error).message).toBe(
+          `${tag} failed on run 1`,
+        );
+        rerunGate.open();
+        expect(await again).toBe(`${tag} ok on run 2`);
+      } else {
+        // succeeded again when member 2's turn comes: its failure still ends the stream
+        rerunGate.open();
+        expect(await again).toBe(`${tag} ok on run 2`);
+        slowGate.open();
+        await expect(emitted).rejects.toThrow(`${tag} failed on run 1`);
+      }
+    }
+  });
+
   it('submitOn(ex, fn) on Settled or Task inputs keeps the edge to the upstream task', async () => {
     const outcomes = await lastValueFrom(
       from([1, 2]).pipe(submitOn(md, simulate, { settle: true }), submitOn(an, analyse), toArray()),

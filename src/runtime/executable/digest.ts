@@ -34,11 +34,12 @@ export function inputsIdentity(spec: TaskSpec, hostCwd: string): string {
 }
 
 /**
- * The host files an executable reads that its identity names by an upstream task, not by their content: each input
- * (and its stdin) given as a task whose result is a path or `FileRef` (`args` as recorded, `resolved` with the
- * upstream results in), outside `own` (the workflow's directory, whose files count by the task that made them, as
- * `outputOf` does). Path → digest of their content now (kept in the task's record, compared by `changedReads` before
- * it is served); undefined if none.
+ * The host files an executable reads that its identity does not cover by content. Each input (and its stdin) given as
+ * a task whose result is a path or `FileRef` (`args` as recorded, `resolved` with the upstream results in), outside
+ * `own` (the workflow's directory, whose files count by the task that made them, as `outputOf` does): path → digest of
+ * their content now. And a stdin that is a FIFO or a device, however given: what the program reads from it cannot be
+ * known (its digest is its kind). Kept in the task's record, compared by `changedReads` before it is served;
+ * undefined if none.
  */
 export function upstreamReads(
   args: readonly unknown[],
@@ -54,16 +55,28 @@ export function upstreamReads(
     if (path === undefined || path === own || path.startsWith(own + sep)) return;
     (read ??= {})[path] = contentDigest(path);
   };
-  for (const [name, source] of Object.entries(recorded.inputs ?? {}))
-    if (isTaskRef(source)) add(given.inputs?.[name], false);
+  if (recorded.inputs !== undefined)
+    for (const [name, source] of Object.entries(recorded.inputs))
+      if (isTaskRef(source)) add(given.inputs?.[name], false);
   if (isTaskRef(recorded.stdin)) add(given.stdin, true);
+  else {
+    const stdin = hostPath(given.stdin, hostCwd, true);
+    const digest = stdin === undefined ? undefined : contentDigest(stdin);
+    if (digest?.startsWith(SPECIAL) === true) (read ??= {})[stdin!] = digest;
+  }
   return read;
 }
 
-/** Of the files a task read (`upstreamReads`: path → digest), those whose content is not what it was. */
+/**
+ * Of the files a task read (`upstreamReads`: path → digest), those whose content is not what it was, or cannot be
+ * known (a FIFO or a device: always).
+ */
 export function changedReads(read: Readonly<Record<string, string>>): string[] {
-  return Object.keys(read).filter((path) => contentDigest(path) !== read[path]);
+  return Object.keys(read).filter((path) => read[path]!.startsWith(SPECIAL) || contentDigest(path) !== read[path]);
 }
+
+/** How `contentDigest` names a file that is neither a regular file nor a directory (a FIFO, a device, a socket). */
+const SPECIAL = 'special:';
 
 /** The names of the files (name → path) that are not there any more. */
 export function missingFiles(files: Readonly<Record<string, string>>): string[] {
@@ -169,7 +182,7 @@ function readDigest(path: string, within: string[]): string {
     }
     return `dir:${hash.digest('hex').slice(0, 32)}`;
   }
-  if (!stat.isFile()) return `special:${stat.mode.toString(8)}`;
+  if (!stat.isFile()) return `${SPECIAL}${stat.mode.toString(8)}`;
   if (stat.size > SMALL) {
     const cached = known.get(path);
     if (cached !== undefined && unchanged(cached.stat, stat)) return cached.digest;

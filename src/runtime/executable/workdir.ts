@@ -7,7 +7,7 @@
  *        stdout, stderr                   with its inputs staged in and its outputs left there
  */
 import { constants } from 'node:fs';
-import { copyFile, cp, lstat, mkdir, open, readFile, realpath, rm, stat, symlink } from 'node:fs/promises';
+import { copyFile, cp, lstat, mkdir, open, readFile, readdir, realpath, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ExecutableFailedError, InvalidOptionsError, PathEscapeError } from '../../errors';
 import { isFileRef, type FileRef } from '../../task/executable';
@@ -149,7 +149,7 @@ function upstreamOf(tasks: string, path: string): string | undefined {
 
 /**
  * The declared outputs found in `workdir` (as file references) and the names of those missing. Links out of it throw
- * `PathEscapeError`.
+ * `PathEscapeError`, and so do directories that hold one (at any depth).
  */
 export async function collectOutputs(
   workdir: string,
@@ -173,9 +173,42 @@ export async function collectOutputs(
       }
       throw err;
     }
+    if ((await stat(path)).isDirectory()) await assertNoLinkOut(await realpath(workdir), path, name);
     files[name] = fileRef(path);
   }
   return { files, missing };
+}
+
+/**
+ * Throws `PathEscapeError` if the directory `dir` (output `name`) holds a link to something outside `base` (the
+ * working directory, real path), following its links to directories inside `base`. A task that takes the output copies
+ * it with its links followed: a file outside, in it, would be read by that task without counting in its identity, and
+ * an edit to it served the old result.
+ */
+async function assertNoLinkOut(base: string, dir: string, name: string, seen = new Set<string>()): Promise<void> {
+  const real = await realpath(dir);
+  if (seen.has(real)) return;
+  seen.add(real);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await assertNoLinkOut(base, path, name, seen);
+    else if (entry.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = await realpath(path);
+      } catch {
+        continue; // dangling: a task that takes the output fails to copy it in, naming it
+      }
+      const rel = relative(base, target);
+      if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel))
+        throw new PathEscapeError(
+          `output "${name}" holds a link, ${path}, to ${target}, outside the task's working ` +
+            `directory ${base}: a task that takes the output would read that file without it counting in its ` +
+            'identity. Copy the file into the output instead of linking to it',
+        );
+      if ((await stat(target)).isDirectory()) await assertNoLinkOut(base, target, name, seen);
+    }
+  }
 }
 
 export function fileRef(path: string): FileRef {
