@@ -262,6 +262,11 @@ describe('scalems status on something that is not a readable store', () => {
     const empty = await cli(dir, 'graph');
     expect(empty.code).toBe(1);
     expect(empty.err).toContain('no workflow store in');
+    // a directory where the store file goes: said so (before: "no workflow store", though the path is there)
+    fs.mkdirSync(path.join(dir, '.scalems', 'empty', 'state.sqlite'));
+    const inTheWay = await cli(dir, 'status', path.join('.scalems', 'empty'));
+    expect(inTheWay.code).toBe(1);
+    expect(inTheWay.err).toContain(`${path.join(dir, '.scalems', 'empty', 'state.sqlite')} is not a store file`);
   });
 
   it('prints the store error of a corrupt store and of another version, without a stack', async () => {

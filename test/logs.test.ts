@@ -53,6 +53,42 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
+it('into a pipe or a file, copies the bytes as the program wrote them, UTF-8 or not (--stdout, --tail)', async () => {
+  // decoded as text, each byte that is not UTF-8 came out as U+FFFD: `logs x --stdout > out.bin` was another file
+  const own = fs.mkdtempSync(path.join(os.tmpdir(), 'scalems-logs-bytes-'));
+  const wf = await openWorkflow({
+    name: 'bytes',
+    store: sqliteStore(path.join(own, '.scalems', 'bytes', 'state.sqlite')),
+  });
+  const rt = launch(wf, processes({ root: path.join(own, '.scalems') }));
+  // bytes that are not UTF-8, on two lines, the last without its newline
+  await executor(rt).submit(executable(['sh', '-c', "printf 'a\\377\\376\\200 b\\nlast\\351'"], { label: 'bin' }));
+  await rt.shutdown();
+  await wf.close();
+  const bytesOf = async (argv: string[], tty = false): Promise<Buffer> => {
+    const chunks: Buffer[] = [];
+    const code = await main(argv, {
+      cwd: own,
+      stdout: { write: (c: string | Uint8Array) => chunks.push(Buffer.from(c)), ...(tty ? { isTTY: true } : {}) },
+      stderr: { write: () => undefined },
+    });
+    expect(code).toBe(0);
+    return Buffer.concat(chunks);
+  };
+  const written = Buffer.from([0x61, 0xff, 0xfe, 0x80, 0x20, 0x62, 0x0a, 0x6c, 0x61, 0x73, 0x74, 0xe9]);
+  expect(await bytesOf(['logs', 'bin', '--stdout'])).toEqual(written);
+  // the last line, given its newline
+  expect(await bytesOf(['logs', 'bin', '--stdout', '--tail', '1'])).toEqual(
+    Buffer.from([...'last'].map((c) => c.charCodeAt(0)).concat(0xe9, 0x0a)),
+  );
+  expect(await bytesOf(['logs', 'bin', '--stdout', '--tail', '5'])).toEqual(
+    Buffer.concat([written, Buffer.from('\n')]),
+  );
+  // on a terminal: text, what is not UTF-8 shown as U+FFFD
+  expect((await bytesOf(['logs', 'bin', '--stdout'], true)).toString('utf8')).toBe('a\ufffd\ufffd\ufffd b\nlast\ufffd');
+  fs.rmSync(own, { recursive: true, force: true });
+});
+
 it('prints stdout then stderr of the last attempt, under headers, found by label', async () => {
   const { code, out, err } = await cli(root, ['logs', 'hello']);
   expect({ code, err }).toEqual({ code: 0, err: '' });

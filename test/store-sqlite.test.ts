@@ -325,6 +325,27 @@ describe('sqliteStore refuses files it does not recognise, and leaves them untou
     expect(error).toMatchObject({ found: 99, expected: SQLITE_STORE_VERSION });
   });
 
+  test('a record log holding a damaged record: the workflow refuses the store, and the good record stays', async () => {
+    // the open folded the log into the table first: the damage went over the good record of its key, and the file
+    // the error said was untouched had changed
+    const wf = await openWorkflow({ store: sqliteStore(file), name: 'damaged' });
+    const t = executor(launch(wf, inProcess())).submit((n: number) => n + 1, 1);
+    expect(await t).toBe(2);
+    await wf.close();
+    const raw = new Database(file);
+    const good = raw.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get(`task:${t.id}`);
+    raw.prepare('INSERT INTO scalems_log (key, value) VALUES (?, ?)').run(`task:${t.id}`, '#[1,2');
+    raw.close();
+    const before = snapshot(dir);
+    await expect(openWorkflow({ store: sqliteStore(file), name: 'damaged' })).rejects.toThrow(
+      /is damaged.*not JSON.*untouched/,
+    );
+    expect(snapshot(dir)).toEqual(before);
+    const after = new Database(file, { readonly: true });
+    expect(after.prepare('SELECT value FROM scalems_kv WHERE key = ?').pluck().get(`task:${t.id}`)).toBe(good);
+    after.close();
+  });
+
   test('a damaged store (pages overwritten)', async () => {
     const store = sqliteStore(file);
     for (let i = 0; i < 4; i++) {
@@ -552,7 +573,7 @@ describe('sqliteStore record log', () => {
     expect(await reader.get('task:t0')).toMatchObject({ id: 't0', state: 'succeeded' });
   });
 
-  test('a process killed with records in the log: a read-only open reads them, the next open folds them', async () => {
+  test('a process killed with records in the log: an open reads them there, and folds them once it writes', async () => {
     const [key, value] = record('killed');
     const script = `
       const { sqliteStore } = require(${JSON.stringify(path.resolve(__dirname, '../src/store/sqlite.ts'))});
@@ -583,9 +604,15 @@ describe('sqliteStore record log', () => {
     expect(await reader.get(key)).toEqual(value);
     await reader.close();
     expect(logged()).toBe(1); // a read-only open changes nothing
+    // nor one that has not written: a store the workflow refuses as damaged as it reads it is closed as it was
     const store = openStore(file);
-    expect([logged(), inKv()]).toEqual([0, 1]);
     expect(await store.get(key)).toEqual(value);
+    await store.close();
+    expect([logged(), inKv()]).toEqual([1, 0]);
+    const writer = openStore(file);
+    await writer.set('other', { n: 1 });
+    expect([logged(), inKv()]).toEqual([0, 1]);
+    expect(await writer.get(key)).toEqual(value);
   });
 });
 

@@ -288,6 +288,16 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
       StoreAccessError,
       /cannot lock the store .*a directory is in the way/,
     ],
+    [
+      // before: "has 2 hard links (other names for the same file)", and advice to find them
+      'a directory where the store goes',
+      () => {
+        mkdirSync(join(dir, 'here.sqlite'));
+        return sqliteStore(join(dir, 'here.sqlite'));
+      },
+      StoreAccessError,
+      /cannot open the store .*here\.sqlite: a directory is in the way/,
+    ],
   ];
 
   it.each(cases().map((c) => [c[0], c] as const))('%s', (_, [, make, error, why]) => {

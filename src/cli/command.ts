@@ -1,6 +1,7 @@
 /** Where a command writes, and the directory it runs in: injectable so commands can be tested in-process. */
 export interface CliIo {
-  readonly stdout: { write(text: string): unknown };
+  /** (bytes for output copied as it is: `scalems logs` into a pipe or a file) */
+  readonly stdout: { write(chunk: string | Uint8Array): unknown };
   readonly stderr: { write(text: string): unknown };
   readonly cwd: string;
   /** ends a command that runs until stopped (`scalems serve`); without it, SIGINT or SIGTERM does */

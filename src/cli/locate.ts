@@ -76,7 +76,11 @@ export function locate(target: string | undefined, cwd: string): Located {
     );
   }
   if (!isDir(given)) return { one: at(given) };
-  if (isFile(path.join(given, STORE_FILE))) return { one: at(path.join(given, STORE_FILE)) };
+  const own = path.join(given, STORE_FILE);
+  if (isFile(own)) return { one: at(own) };
+  // (it was said not to be there)
+  if (statOf(own) !== undefined)
+    throw new CliError(`${own} is not a store file (a directory, or another kind of file): move it out of the way.`);
   let root = given;
   let found = workflowsUnder(root);
   if (found.length === 0 && isDir(path.join(given, WORKFLOWS_DIR))) {

@@ -101,9 +101,14 @@ export function attemptsIn(taskDir: string): number[] {
  * the last `maxBytes` bytes or so (a log of one endless line is not read whole either). Also `scalems serve`'s.
  */
 export function tailOf(file: string, lines: number, maxBytes = Infinity): string {
-  if (lines <= 0) return ''; // (slice(-0) would be the whole text)
+  return tailBytes(file, lines, maxBytes).toString('utf8');
+}
+
+/** `tailOf`'s bytes, as the file has them (a last line without its newline is given one). */
+function tailBytes(file: string, lines: number, maxBytes = Infinity): Buffer {
+  if (lines <= 0) return EMPTY;
   const fd = openRegular(file);
-  if (fd === undefined) return '';
+  if (fd === undefined) return EMPTY;
   try {
     const size = fs.fstatSync(fd).size;
     const chunks: Buffer[] = [];
@@ -119,20 +124,30 @@ export function tailOf(file: string, lines: number, maxBytes = Infinity): string
       chunks.unshift(buf);
       for (const b of buf) if (b === 10) newlines++;
     }
-    const text = Buffer.concat(chunks).toString('utf8');
-    const parts = text.split('\n');
-    const last = parts.at(-1) === '' ? parts.slice(0, -1) : parts;
-    const tail = last.length === 0 ? '' : last.slice(-lines).join('\n') + '\n';
-    if (!Number.isFinite(maxBytes) || Buffer.byteLength(tail) <= maxBytes) return tail;
-    // (lines were counted in chunks of 64 KiB: long ones went past the bound) the last maxBytes, from a whole character
-    const bytes = Buffer.from(tail).subarray(-maxBytes);
+    const bytes = Buffer.concat(chunks);
+    const ended = bytes.length > 0 && bytes[bytes.length - 1] === 10;
+    // the start of the last `lines` lines (of what was read, if it has fewer)
     let start = 0;
-    while (start < bytes.length && (bytes[start]! & 0xc0) === 0x80) start++;
-    return bytes.subarray(start).toString('utf8');
+    for (let i = bytes.length - (ended ? 2 : 1), seen = 0; i >= 0; i--)
+      if (bytes[i] === 10 && ++seen === lines) {
+        start = i + 1;
+        break;
+      }
+    let tail = bytes.subarray(start);
+    if (!ended && tail.length > 0) tail = Buffer.concat([tail, NEWLINE]);
+    if (!Number.isFinite(maxBytes) || tail.length <= maxBytes) return tail;
+    // (lines were counted in chunks of 64 KiB: long ones went past the bound) the last maxBytes, from a whole character
+    tail = tail.subarray(-maxBytes);
+    let first = 0;
+    while (first < tail.length && (tail[first]! & 0xc0) === 0x80) first++;
+    return tail.subarray(first);
   } finally {
     fs.closeSync(fd);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
+const NEWLINE = Buffer.from('\n');
 
 /**
  * The file opened for reading if it is a regular file (a link to one included), else undefined. Opened without
@@ -146,8 +161,8 @@ function openRegular(file: string): number | undefined {
   return undefined;
 }
 
-/** Copies a file to `write` in chunks, as text. */
-function copyOut(file: string, write: (text: string) => void): void {
+/** Copies a file to `write` in chunks: its bytes, or as text for `escape` (a terminal). */
+function copyOut(file: string, write: (chunk: string | Uint8Array) => void, escape: boolean): void {
   const fd = openRegular(file);
   if (fd === undefined) return write(`(${file} is not a regular file: not read)\n`);
   try {
@@ -156,9 +171,10 @@ function copyOut(file: string, write: (text: string) => void): void {
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
-      write(decoder.write(buf.subarray(0, n)));
+      // a copy: the stream may still hold the chunk when the buffer is read into again
+      write(escape ? printableBlock(decoder.write(buf.subarray(0, n))) : Buffer.from(buf.subarray(0, n)));
     }
-    write(decoder.end());
+    if (escape) write(printableBlock(decoder.end()));
   } finally {
     fs.closeSync(fd);
   }
@@ -218,7 +234,8 @@ export const logsCommand: Command = {
       throw new CliError(`task ${shown} has no attempt ${attempt}; its attempts here: ${attempts.join(', ')}`);
     const attemptDir = path.join(taskDir, `attempt-${attempt}`);
     const escape = values.raw !== true && (io.stdout as { isTTY?: boolean }).isTTY === true;
-    const write = (text: string): void => void io.stdout.write(escape ? printableBlock(text) : text);
+    // into a pipe or a file the bytes as they are (decoded as text, those not UTF-8 came out as U+FFFD)
+    const write = (chunk: string | Uint8Array): void => void io.stdout.write(chunk);
     const streams = values.stdout === true ? ['stdout'] : values.stderr === true ? ['stderr'] : ['stdout', 'stderr'];
     const headers = streams.length > 1;
     for (const stream of streams) {
@@ -229,8 +246,8 @@ export const logsCommand: Command = {
         else io.stderr.write(`task ${shown}, attempt ${attempt}: no ${stream} file at ${file}\n`);
         continue;
       }
-      if (tail !== undefined) write(tailOf(file, tail));
-      else copyOut(file, write);
+      if (tail !== undefined) write(escape ? printableBlock(tailOf(file, tail)) : tailBytes(file, tail));
+      else copyOut(file, write, escape);
       if (headers && fs.statSync(file).size === 0) io.stdout.write('(empty)\n');
     }
     return EXIT_OK;

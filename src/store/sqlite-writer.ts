@@ -26,10 +26,11 @@ export const IDLE_FOLD_MS = 1000;
 export const FOLD_MIN_ROWS = 131_072;
 
 /**
- * Folds the record log into the key-value table (then emptied: see {@link foldLog}). Task records are appended to
+ * Folds the record log into the key-value table (then emptied). Task records are appended to
  * `scalems_log` (rowid order, no key index: a batch of them writes only the pages at the table's end), and folded
- * into `scalems_kv` (one row per key, under a key index) in one transaction: when the store is opened for writing,
- * when it is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, before any other write or
+ * into `scalems_kv` (one row per key, under a key index) in one transaction, by a writer that has written (what a run
+ * that crashed left is read through the log until then, so that a store refused as it is opened is left as it was):
+ * when the store is closed, when its writer has had nothing to do for {@link IDLE_FOLD_MS}, before any other write or
  * delete (so that a record in the log never hides a later value of its key), and during a run that never pauses,
  * whenever the log has grown to {@link FOLD_MIN_ROWS} rows and to the table's size. That bound keeps the log at most
  * as large as the table (what a reader's `get`, `scalems serve` after a fold, and the open after a crash go through)
@@ -53,14 +54,6 @@ const EMPTY_LOG_SQL = 'DELETE FROM scalems_log';
 export const KV_CHANGED_SQL =
   "INSERT INTO scalems_meta (name, value) VALUES ('kv_version', '1') " +
   'ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1';
-/** On the connection `db`, in one transaction: the log folded, emptied, and the change counted. */
-export function foldLog(db: { exec(sql: string): unknown; transaction(fn: () => void): () => void }): void {
-  db.transaction(() => {
-    db.exec(FOLD_SQL);
-    db.exec(EMPTY_LOG_SQL);
-    db.exec(KV_CHANGED_SQL);
-  })();
-}
 /** the size the write-ahead log reaches before the writer checkpoints it into the file, whatever the page size */
 export const WAL_BYTES = 10_000 * 4096;
 
@@ -203,9 +196,14 @@ function run(m) {
   reply(m, error);
 }
 /** Folds the log (what fails to fold stays in the log, which the next open folds: nothing is lost) and closes. */
+/**
+ * Whether this writer was asked to write. Until then it leaves the log as it found it, even at close: a store whose
+ * log holds a damaged record is refused as it is opened (StoreCorruptError), and closed without a change to its file.
+ */
+let wrote = false;
 function closeDb() {
   try {
-    fold();
+    if (wrote) fold();
   } catch {}
   db.close();
 }
@@ -239,6 +237,7 @@ function foldWhenIdle() {
 parentPort.on('message', (first) => {
   if (idle !== undefined) clearTimeout(idle);
   idle = undefined;
+  if (first.op !== 'close') wrote = true;
   const queue = [first];
   for (let next; queue[queue.length - 1].op !== 'close' && (next = receiveMessageOnPort(parentPort)) !== undefined; )
     queue.push(next.message);

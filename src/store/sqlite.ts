@@ -17,7 +17,7 @@ import { versionProblem, withInternalWrites, type Store } from './store';
 import { assertStorable, toStorableJson } from './storable';
 import { decodeRecord, encodeRecordBody, isEncodedRecord } from './record-codec';
 import { acquireFileLock, type FileLock } from './lock';
-import { foldLog, SqliteWriter } from './sqlite-writer';
+import { SqliteWriter } from './sqlite-writer';
 import { accessFailure, corrupt, translate, writeFailure } from './sqlite-errors';
 import { openReadonly } from './sqlite-readonly';
 import { sqliteDriver } from './sqlite-driver';
@@ -130,8 +130,9 @@ export function sqliteStore(file: string, options: SqliteStoreOptions = {}): Sto
         db.exec(LOG_TABLE_SQL);
         db.pragma(`user_version = ${SQLITE_STORE_VERSION}`);
       }
-      // what a run that ended without closing the store left in the record log
-      if (db.prepare('SELECT EXISTS (SELECT 1 FROM scalems_log)').pluck().get() === 1) foldLog(db);
+      // What a run that ended without closing the store left in the record log is read through it (see
+      // `createCurrentView`), and folded once this store has written: folded here, a damaged record in it was written
+      // into the table (over the good one of its key) before the workflow read it and refused the store as damaged.
     })();
     return wrap(db, dbPath, lock);
   } catch (error) {
@@ -191,7 +192,15 @@ function realStorePath(resolved: string): string {
  * protect it (sqlite.org, "How To Corrupt An SQLite Database File", 2.5).
  */
 function refuseHardLinks(dbPath: string): void {
-  const links = fs.statSync(dbPath).nlink;
+  const stat = fs.statSync(dbPath);
+  // (a directory's links are its own entries: it was said to have hard links, with advice to find them)
+  if (stat.isDirectory())
+    throw new StoreAccessError(
+      `cannot open the store ${dbPath}: a directory is in the way (the store is a file). Nothing was changed: ` +
+        'choose another store path, or move what is in the way.',
+      dbPath,
+    );
+  const links = stat.nlink;
   if (links > 1)
     throw new StoreAccessError(
       `the store ${dbPath} has ${links} hard links (other names for the same file): it is not opened, since the ` +
