@@ -312,6 +312,27 @@ describe('threads(): tasks queued on a busy thread', () => {
     await rt.shutdown();
   });
 
+  it('tasks cancelled in one run, running and queued: a thread that stops one never starts the next', async () => {
+    // told to abort at once, a thread stopped the first task and took the one queued on its lane before the run of
+    // cancels came to it, and started it (2 rounds in 8, in an audit)
+    const { rt, ex: two } = await ownThreads({ maxThreads: 2, cancelGraceMs: 60_000 });
+    for (let round = 0; round < 8; round++) {
+      const starts = shared(6);
+      // two run, one waits on each thread's lane, two wait in the executor
+      // (a key per round: the arguments of each round are alike, and a cancelled task submitted again runs as it was)
+      const all = [0, 1, 2, 3, 4, 5].map((i) =>
+        two.submit({ ...call(tasks.waitsForAbort, starts, i), key: `${round}` }),
+      );
+      await flagged(starts, 0);
+      await flagged(starts, 1);
+      for (const t of all) t.cancel();
+      await Promise.allSettled(all);
+      await new Promise((r) => setTimeout(r, 50)); // a start would be counted by then
+      expect([round, [...starts]]).toEqual([round, [1, 1, 0, 0, 0, 0]]);
+    }
+    await rt.shutdown();
+  });
+
   it('a task cancelled while queued on a thread’s lane never runs; the others run once each', async () => {
     const { rt, ex: one } = await ownThreads({ maxThreads: 1, cancelGraceMs: 60_000 });
     const flags = shared(2);
@@ -354,9 +375,31 @@ describe('threads(): function tasks with ranks > 1', () => {
     expect(result.total).toBe(55);
   });
 
+  it('a rank whose thread dies fails the task with WorkerCrashedError of that rank, not its peers’ failures', async () => {
+    // ranks 0 and 2 wait for rank 1 in allreduce; rank 0 ends, told rank 1 has, and rank 2, told rank 0 has: the task
+    // was reported as rank 2's TaskFailedError blaming rank 0, or as the crash without its rank
+    const runs = Array.from({ length: 4 }, (_, i) =>
+      ex.submit({ ...withRequirements(call(tasks.rankExits), { ranks: 3 }), key: `exits-${i}` }),
+    );
+    const errors = await Promise.all(
+      runs.map((t) =>
+        t.then(
+          () => undefined,
+          (err: unknown) => err,
+        ),
+      ),
+    );
+    for (const err of errors) {
+      expect(err).toBeInstanceOf(WorkerCrashedError);
+      expect(err).toMatchObject({ rank: 1, message: expect.stringMatching(/rank 1: its worker thread died/) });
+    }
+  });
+
   it('a mistake with the communicator is refused with InvalidOptionsError naming the call and what is allowed', async () => {
     const refusals = await ex.submit(withRequirements(call(tasks.misusesComm), { ranks: 2 }));
     expect(refusals).toEqual([
+      'UnserializableValueError UNSERIALIZABLE_VALUE: comm.send: the value sent from rank 0 to rank 1.cb is a ' +
+        'function (cb)',
       'InvalidOptionsError INVALID_OPTIONS: comm.send: rank 0 cannot send to or from itself',
       'InvalidOptionsError INVALID_OPTIONS: comm.recv: rank must be an integer in 0..1; got 2',
       'InvalidOptionsError INVALID_OPTIONS: comm.send: tag must be a non-negative integer; got -1',

@@ -63,7 +63,9 @@ export class PortCommunicator implements Communicator {
     this.checkPeer(to, 'send');
     checkTag(tag, 'send');
     const problem = unclonable(value, `the value sent from rank ${this.rank} to rank ${to}`);
-    if (problem !== undefined) return Promise.reject(new UnserializableValueError(`comm.send: ${problem}`));
+    // thrown at the call, as a bad rank or tag is: a rejection that nobody awaits (send returns at once) killed the
+    // thread instead
+    if (problem !== undefined) throw new UnserializableValueError(`comm.send: ${problem}`);
     this.port(to).postMessage({ t: tag, v: value } satisfies Envelope);
     return Promise.resolve();
   }

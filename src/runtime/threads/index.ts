@@ -184,8 +184,13 @@ function runJob(job: Job, lanes: Lanes): Observable<unknown> {
     let failure: unknown;
     let rank0: unknown;
     const succeeded: boolean[] = [];
-    /** failures of ranks that waited for a rank that had ended: reported only if that rank succeeded */
+    /**
+     * failures of ranks that waited for a rank that had ended: reported only if that rank succeeded (a failure of its
+     * own is reported instead; so is a crash, which may be heard of after its peers' consequences)
+     */
     const consequences: Array<{ peer: number; error: Error }> = [];
+    /** ranks whose failure is such a consequence: a rank that waited for one of them failed as a consequence too */
+    const consequential: boolean[] = [];
     const fail = (error: Error): void => {
       done = true;
       failure = error;
@@ -198,6 +203,8 @@ function runJob(job: Job, lanes: Lanes): Observable<unknown> {
       const consequence = ok ? consequences.find((c) => c.peer === rank) : undefined;
       if (consequence !== undefined) fail(consequence.error);
       else if (open === 0) {
+        // consequences of consequences only (their first cause succeeded, and was heard of before them): the first
+        if (consequences.length > 0 && !succeeded.every(Boolean)) return fail(consequences[0]!.error);
         done = true;
         subscriber.next(rank0);
         subscriber.complete();
@@ -215,12 +222,16 @@ function runJob(job: Job, lanes: Lanes): Observable<unknown> {
         const error = reviveError(response.error);
         Object.assign(error, { rank });
         const peer = response.error.details?.peerEnded;
-        if (!done && typeof peer === 'number' && succeeded[peer] === undefined) consequences.push({ peer, error });
-        else if (!done) fail(error);
+        if (!done && typeof peer === 'number' && (succeeded[peer] === undefined || consequential[peer] === true)) {
+          consequences.push({ peer, error });
+          consequential[rank] = true;
+        } else if (!done) fail(error);
         settle(rank, false);
       },
       crashed: (err) => {
-        if (!done) fail(crashError(err, job, rank, ranks));
+        // (before, a crash of rank 1 was reported without its rank, or as rank 2 failing for rank 0, which had ended
+        // waiting for rank 1)
+        if (!done) fail(Object.assign(crashError(err, job, rank, ranks), { rank }));
         settle(rank, false);
       },
     }));

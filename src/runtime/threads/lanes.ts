@@ -138,13 +138,28 @@ export class Lanes {
     const settled = new Promise<void>((resolve) => (placed.stopped = resolve));
     this.stopping.add(settled);
     void settled.then(() => this.stopping.delete(settled));
-    if (!lane.gone) {
-      lane.port.postMessage({ abort: placed.key, reason: recordError(reason) } satisfies AbortRequest);
-    }
+    this.abortSoon(lane, { abort: placed.key, reason: recordError(reason) });
     const killer = setTimeout(() => this.expire(lane, placed), this.options.grace);
     killer.unref();
     void settled.then(() => clearTimeout(killer));
     return settled;
+  }
+
+  /** aborts of running requests, posted once the current synchronous run of cancels is over (see `abortSoon`) */
+  private aborts: Array<[Lane, AbortRequest]> = [];
+
+  /**
+   * Tells the lane to abort a request it runs, after the current synchronous work. Tasks are cancelled in runs (a
+   * user cancels a list, a pipeline's teardown its window): told at once, a thread that stopped the first of them
+   * took the next request queued on its lane before the run came to cancel that one, and started it.
+   */
+  private abortSoon(lane: Lane, request: AbortRequest): void {
+    if (this.aborts.push([lane, request]) > 1) return;
+    queueMicrotask(() => {
+      const due = this.aborts;
+      this.aborts = [];
+      for (const [l, r] of due) if (!l.gone) l.port.postMessage(r);
+    });
   }
 
   /** Resolves once the runs told to stop have ended (or their threads were terminated); then ends every lane. */
