@@ -84,3 +84,13 @@ const requires = Object.keys(result.metafile.outputs)
   .filter((file) => file.endsWith('.mjs'))
   .filter((file) => /\b__require\(/.test(readFileSync(join(root, file), 'utf8')));
 if (requires.length > 0) throw new Error(`the ES module build calls require() in ${requires.join(', ')}`);
+
+// `scalems/node` under a bundler's "browser" condition: a module that says at once what it is (before, vite built it
+// with warnings, and the page died at load on `t.AsyncLocalStorage is not a constructor`).
+writeFileSync(
+  join(out, 'node-only.mjs'),
+  'throw new Error(\n' +
+    "  'scalems/node is the Node.js entry of scalems (threads(), processes(), slurm(), bullmq(), sqliteStore()): it " +
+    "does not run in a browser. In a browser import from \"scalems\" (inProcess(), memoryStore(), idbStore()).',\n" +
+    ');\n',
+);

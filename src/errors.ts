@@ -2,12 +2,24 @@
  * Every error scalems raises on purpose is a `ScalemsError` with a stable `code`, so that callers can
  * branch on `instanceof` or on `code` (which survives serialisation across threads and processes).
  */
+import * as self from './errors'; // its own exports' names: see `exportedName`
+
 export class ScalemsError extends Error {
   readonly code: string = 'SCALEMS_ERROR';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
+    this.name = exportedName(new.target);
   }
+}
+
+let names: Map<unknown, string> | undefined;
+/**
+ * A class's name as this module exports it: in an app's minified bundle its own name is another (esbuild's `_e`,
+ * vite's `Sa`), while the names of a module's exports, read through its namespace object, stay.
+ */
+function exportedName(cls: { readonly name: string }): string {
+  names ??= new Map(Object.entries(self).map(([name, value]) => [value, name]));
+  return names.get(cls) ?? cls.name;
 }
 
 /** Requirements (task or worker) that fail validation: the message names the path and expected type. */

@@ -274,6 +274,21 @@ describe('the packed package', () => {
       inputs.filter((f) => f.startsWith('node:') || /(^|\/)node_modules\/(better-sqlite3|piscina|bullmq)\//.test(f)),
     ).toEqual([]);
     expect(result.outputFiles[0]!.text).not.toMatch(/\b__require\(/);
+    // scalems/node in a browser bundle says at once what it is (vite built it, and the page died at load with
+    // "t.AsyncLocalStorage is not a constructor")
+    writeFileSync(join(dir, 'node-entry.mjs'), "import { threads } from 'scalems/node';\nexport { threads };\n");
+    const nodeEntry = await esbuild.build({
+      absWorkingDir: dir,
+      entryPoints: ['node-entry.mjs'],
+      bundle: true,
+      write: false,
+      format: 'iife',
+      platform: 'browser',
+      logLevel: 'silent',
+    });
+    expect(() => new Function(nodeEntry.outputFiles[0]!.text)()).toThrow(
+      /^scalems\/node is the Node\.js entry of scalems .*: it does not run in a browser\. In a browser import from "scalems"/,
+    );
   });
 
   it('on Node without its optional peers: imports, runs on memoryStore, says what to install, type-checks', () => {

@@ -157,6 +157,10 @@ describe('idbStore', () => {
       await expect(store.get('a')).rejects.toThrow(
         /is not a secure context.*Serve the page over https.*unlocked: true/,
       );
+      // the call to make, with the database's own name (before: its description, "<name>/scalems", as the name)
+      await expect(store.get('a')).rejects.toThrow(
+        `open it with idbStore(${JSON.stringify(dbName)}, "scalems", { unlocked: true }).`,
+      );
     });
 
     test('{ unlocked: true } opens it (another idbStore of the page is still kept out)', async () => {

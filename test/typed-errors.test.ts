@@ -184,6 +184,35 @@ test.each([
   expect(wf.state.tasks.size).toBe(0);
 });
 
+test('an error keeps its name in an app bundle that renames classes (minified), as its code', async () => {
+  // new.target.name was the minified one: "_e: indexeddb:x/scalems is in use..." in an esbuild --minify bundle
+  const esbuild = require('esbuild') as typeof import('esbuild');
+  const bundle = await esbuild.build({
+    stdin: {
+      contents:
+        "import { TaskCancelledError, PathEscapeError } from './src/errors';\n" +
+        'export const made = [TaskCancelledError, PathEscapeError]\n' +
+        '  .map((C) => [C.name, new C("m").name, String(new C("m"))]);',
+      resolveDir: join(__dirname, '..'),
+      loader: 'ts',
+    },
+    bundle: true,
+    minify: true,
+    write: false,
+    format: 'cjs',
+    platform: 'neutral',
+    logLevel: 'silent',
+  });
+  const module = { exports: {} as { made?: Array<[string, string, string]> } };
+  new Function('module', 'exports', bundle.outputFiles[0]!.text)(module, module.exports);
+  const made = module.exports.made!;
+  expect(made.map(([cls]) => cls)).not.toContain('TaskCancelledError'); // the bundle did rename the classes
+  expect(made.map(([, name, text]) => [name, text])).toEqual([
+    ['TaskCancelledError', 'TaskCancelledError: m'],
+    ['PathEscapeError', 'PathEscapeError: m'],
+  ]);
+});
+
 describe('mistakes found by an audit of bad input: each was accepted, or failed later with a raw error', () => {
   let dir: string;
   beforeEach(() => {

@@ -68,7 +68,9 @@ export function idbStore(dbName: string, storeName = 'scalems', options: IdbStor
   let connection: Promise<IDBDatabase> | undefined;
   let closed = false;
   // taken once, before the first connection, and kept across reconnections until close()
-  const lock = acquireLock(`scalems-store:${dbName}/${storeName}`, description, options.unlocked === true);
+  // what to call to go without the lock: (before, the description, "name/scalems", was given as the database's name)
+  const unlocked = `idbStore(${JSON.stringify(dbName)}, ${JSON.stringify(storeName)}, { unlocked: true })`;
+  const lock = acquireLock(`scalems-store:${dbName}/${storeName}`, description, options.unlocked === true, unlocked);
 
   const database = (): Promise<IDBDatabase> => {
     if (closed)
@@ -188,12 +190,12 @@ const originName = (): string => (globalThis as { location?: { origin?: string }
  * holds it. The lock of this realm always; the Web Lock where there is a Web Locks API; where a browser has none,
  * rejects with `StoreAccessError` unless `unlocked`.
  */
-async function acquireLock(name: string, description: string, unlocked: boolean): Promise<WebLock> {
+async function acquireLock(name: string, description: string, unlocked: boolean, orElse: string): Promise<WebLock> {
   if (heldHere.has(name)) throw lockedError(name, description, []);
   heldHere.add(name);
   let web: WebLock | undefined;
   try {
-    web = await acquireWebLock(name, description, unlocked);
+    web = await acquireWebLock(name, description, unlocked, orElse);
   } catch (error) {
     heldHere.delete(name);
     throw error;
@@ -211,7 +213,12 @@ async function acquireLock(name: string, description: string, unlocked: boolean)
  * another holds it. Resolves `undefined` where there is no Web Locks API and that is allowed (Node; a browser page
  * not in a secure context, with `unlocked`); else rejects with `StoreAccessError`.
  */
-async function acquireWebLock(name: string, description: string, unlocked: boolean): Promise<WebLock | undefined> {
+async function acquireWebLock(
+  name: string,
+  description: string,
+  unlocked: boolean,
+  orElse: string,
+): Promise<WebLock | undefined> {
   const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
   if (locks === undefined) {
     // a browser (a page or a worker: they say whether they are a secure context) without Web Locks
@@ -223,8 +230,7 @@ async function acquireWebLock(name: string, description: string, unlocked: boole
           ? 'it has no Web Locks API'
           : `${originName()} is not a secure context: browsers give them to https, and to http on localhost`
       }), and without one nothing keeps another tab from opening the store at once and overwriting its records. ` +
-        'Serve the page over https (or from localhost); or, if only one tab will ever open it, pass ' +
-        `idbStore(${JSON.stringify(description.slice('indexeddb:'.length))}..., { unlocked: true }).`,
+        `Serve the page over https (or from localhost); or, if only one tab will ever open it, open it with ${orElse}.`,
       description,
     );
   }
