@@ -267,6 +267,12 @@ describe('scalems status on something that is not a readable store', () => {
     const inTheWay = await cli(dir, 'status', path.join('.scalems', 'empty'));
     expect(inTheWay.code).toBe(1);
     expect(inTheWay.err).toContain(`${path.join(dir, '.scalems', 'empty', 'state.sqlite')} is not a store file`);
+    // the same found without naming the workflow, and named as the store file itself
+    for (const given of [[], [path.join('.scalems', 'empty', 'state.sqlite')]]) {
+      const found = await cli(dir, 'status', ...given);
+      expect(found.code).toBe(1);
+      expect(found.err).toContain(`${path.join(dir, '.scalems', 'empty', 'state.sqlite')} is not a store file`);
+    }
   });
 
   it('prints the store error of a corrupt store and of another version, without a stack', async () => {

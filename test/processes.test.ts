@@ -282,6 +282,17 @@ describe('processes(): executables as child processes', () => {
       }),
     );
     await expect(indirect).rejects.toThrow(/output "od" holds a link, .*other\/ext, to /);
+    // a link whose target outside is made later (dangling when the task ends), also through a link inside
+    const later = ex.submit(
+      executable(['sh', '-c', `mkdir od && ln -s ${join(root, 'later.txt')} od/later`], { outputs: ['od'] }),
+    );
+    await expect(later).rejects.toThrow(/output "od" holds a link, .*od\/later, to .*later\.txt, outside the task/);
+    const chain = ex.submit(
+      executable(['sh', '-c', `mkdir od && ln -s ${join(root, 'later2.txt')} hop && ln -s ../hop od/chain`], {
+        outputs: ['od'],
+      }),
+    );
+    await expect(chain).rejects.toThrow(/output "od" holds a link, .*od\/chain, to .*later2\.txt, outside the task/);
     // links that stay inside are fine, and a task that takes the output reads through them
     const inside = ex.submit(
       executable(['sh', '-c', 'mkdir od other && echo in > other/x && ln -s ../other/x od/x && ln -s x od/y'], {

@@ -60,6 +60,15 @@ function workflowsUnder(dir: string): WorkflowLocation[] {
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** The first `<dir>/<name>/state.sqlite` that is there but is not a file (a directory in the way), if any. */
+function blockedUnder(dir: string): string | undefined {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => path.join(dir, entry.name, STORE_FILE))
+    .find((file) => statOf(file) !== undefined && !isFile(file));
+}
+
 /**
  * Finds the store(s) that `target` designates: a store file; a workflow directory (`.scalems/<name>`);
  * a directory of workflows (`.scalems`); or a project directory holding `.scalems`. Without a target,
@@ -75,12 +84,14 @@ export function locate(target: string | undefined, cwd: string): Located {
         : `${given} does not exist.`,
     );
   }
+  const inTheWay = (file: string): CliError =>
+    new CliError(`${file} is not a store file (a directory, or another kind of file): move it out of the way.`);
   if (!isDir(given)) return { one: at(given) };
+  if (path.basename(given) === STORE_FILE) throw inTheWay(given);
   const own = path.join(given, STORE_FILE);
   if (isFile(own)) return { one: at(own) };
   // (it was said not to be there)
-  if (statOf(own) !== undefined)
-    throw new CliError(`${own} is not a store file (a directory, or another kind of file): move it out of the way.`);
+  if (statOf(own) !== undefined) throw inTheWay(own);
   let root = given;
   let found = workflowsUnder(root);
   if (found.length === 0 && isDir(path.join(given, WORKFLOWS_DIR))) {
@@ -88,6 +99,8 @@ export function locate(target: string | undefined, cwd: string): Located {
     found = workflowsUnder(root);
   }
   if (found.length === 0) {
+    const blocked = blockedUnder(root);
+    if (blocked !== undefined) throw inTheWay(blocked);
     throw new CliError(
       `no workflow store in ${given}: ` +
         `expected ${path.join(given, STORE_FILE)} or ${path.join(given, '<name>', STORE_FILE)}.`,

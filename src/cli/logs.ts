@@ -101,10 +101,12 @@ export function attemptsIn(taskDir: string): number[] {
  * the last `maxBytes` bytes or so (a log of one endless line is not read whole either). Also `scalems serve`'s.
  */
 export function tailOf(file: string, lines: number, maxBytes = Infinity): string {
-  return tailBytes(file, lines, maxBytes).toString('utf8');
+  const tail = tailBytes(file, lines, maxBytes);
+  // as text, a last line without its newline is given one
+  return tail.length > 0 && tail[tail.length - 1] !== 10 ? `${tail.toString('utf8')}\n` : tail.toString('utf8');
 }
 
-/** `tailOf`'s bytes, as the file has them (a last line without its newline is given one). */
+/** `tailOf`'s bytes, as the file has them. */
 function tailBytes(file: string, lines: number, maxBytes = Infinity): Buffer {
   if (lines <= 0) return EMPTY;
   const fd = openRegular(file);
@@ -134,7 +136,6 @@ function tailBytes(file: string, lines: number, maxBytes = Infinity): Buffer {
         break;
       }
     let tail = bytes.subarray(start);
-    if (!ended && tail.length > 0) tail = Buffer.concat([tail, NEWLINE]);
     if (!Number.isFinite(maxBytes) || tail.length <= maxBytes) return tail;
     // (lines were counted in chunks of 64 KiB: long ones went past the bound) the last maxBytes, from a whole character
     tail = tail.subarray(-maxBytes);
@@ -147,7 +148,6 @@ function tailBytes(file: string, lines: number, maxBytes = Infinity): Buffer {
 }
 
 const EMPTY = Buffer.alloc(0);
-const NEWLINE = Buffer.from('\n');
 
 /**
  * The file opened for reading if it is a regular file (a link to one included), else undefined. Opened without

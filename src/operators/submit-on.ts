@@ -153,6 +153,8 @@ export function submitOn(
       let sourceComplete = false;
       /** a member failed as it was submitted (see `take`): nothing more is pulled or submitted */
       let failing = false;
+      /** with `ordered`: an input refused (not a spec...), its error due once the members before it are emitted */
+      let refused: { err: unknown } | undefined;
 
       /** Emits the member's outcome, as it settled; false if the stream errored. */
       const emit = (member: Member): boolean => {
@@ -183,7 +185,13 @@ export function submitOn(
           const specOrTask = toSpec(input);
           task = specOrTask instanceof Task ? specOrTask : executor.submitSpec(specOrTask, { pinned: false });
         } catch (err) {
-          subscriber.error(err);
+          // with `ordered`, after the results of the inputs before it, as a failed member's error (nothing more is
+          // taken meanwhile)
+          if (options.ordered === true && queue.length > 0) {
+            failing = true;
+            refused = { err };
+            ended.next();
+          } else subscriber.error(err);
           return false;
         }
         task.retain();
@@ -244,6 +252,7 @@ export function submitOn(
           while (queue.length > 0 && queue[0]!.settled) {
             if (!emit(queue.shift()!)) return;
           }
+          if (refused !== undefined && queue.length === 0) return subscriber.error(refused.err);
         } else if (!emit(member)) return;
         refill();
         maybeComplete();

@@ -345,6 +345,21 @@ describe('operators', () => {
     await submitted;
   });
 
+  it('with { ordered: true } an input refused as it comes errors the stream after the results before it', async () => {
+    // it errored the stream at once: the result of the member still running before it was lost
+    const slow = async (): Promise<string> => sleep(20).then(() => 'before');
+    for (const settle of [false, true]) {
+      const seen: unknown[] = [];
+      const error = await new Promise<unknown>((resolve) =>
+        from([call(slow), 'not a spec' as unknown as TaskSpec<string>, call(slow)])
+          .pipe(submitOn(md, { ordered: true, settle }) as OperatorFunction<TaskSpec<string>, unknown>)
+          .subscribe({ next: (v) => seen.push(settle ? (v as Settled<string>).status : v), error: resolve }),
+      );
+      expect([settle, seen]).toEqual([settle, [settle ? 'fulfilled' : 'before']]);
+      expect((error as Error).message).toMatch(/submitOn\(executor\) expects TaskSpecs/);
+    }
+  });
+
   it('refuses inputs that are not specs when no function is given, with a hint', async () => {
     const misuse = submitOn(md) as unknown as OperatorFunction<number, unknown>;
     await expect(lastValueFrom(from([1]).pipe(misuse))).rejects.toThrow(/use submitOn\(executor, fn\)/);

@@ -7,8 +7,21 @@
  *        stdout, stderr                   with its inputs staged in and its outputs left there
  */
 import { constants } from 'node:fs';
-import { copyFile, cp, lstat, mkdir, open, readFile, readdir, realpath, rm, stat, symlink } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import {
+  copyFile,
+  cp,
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rm,
+  stat,
+  symlink,
+} from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ExecutableFailedError, InvalidOptionsError, PathEscapeError } from '../../errors';
 import { isFileRef, type FileRef } from '../../task/executable';
 import { show } from '../../task/requirements';
@@ -193,12 +206,9 @@ async function assertNoLinkOut(base: string, dir: string, name: string, seen = n
     const path = join(dir, entry.name);
     if (entry.isDirectory()) await assertNoLinkOut(base, path, name, seen);
     else if (entry.isSymbolicLink()) {
-      let target: string;
-      try {
-        target = await realpath(path);
-      } catch {
-        continue; // dangling: a task that takes the output fails to copy it in, naming it
-      }
+      // dangling, where it would point once its target is made (a file outside made later was then read, uncounted)
+      const target = await realpath(path).catch(() => danglingTarget(path));
+      if (target === undefined) continue; // a loop: a task that takes the output fails to copy it in, naming it
       const rel = relative(base, target);
       if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel))
         throw new PathEscapeError(
@@ -206,9 +216,28 @@ async function assertNoLinkOut(base: string, dir: string, name: string, seen = n
             `directory ${base}: a task that takes the output would read that file without it counting in its ` +
             'identity. Copy the file into the output instead of linking to it',
         );
-      if ((await stat(target)).isDirectory()) await assertNoLinkOut(base, target, name, seen);
+      if ((await stat(target).catch(() => undefined))?.isDirectory() === true)
+        await assertNoLinkOut(base, target, name, seen);
     }
   }
+}
+
+/**
+ * Where the dangling link `path` leads (its links followed by their text, its directory by its real path): the path
+ * that is missing. Undefined for a loop of links.
+ */
+async function danglingTarget(path: string): Promise<string | undefined> {
+  let at = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const next = resolve(dirname(at), await readlink(at));
+    const info = await lstat(next).catch(() => undefined);
+    if (info === undefined || !info.isSymbolicLink()) {
+      const dir = await realpath(dirname(next)).catch(() => dirname(next));
+      return join(dir, basename(next));
+    }
+    at = next;
+  }
+  return undefined;
 }
 
 export function fileRef(path: string): FileRef {
