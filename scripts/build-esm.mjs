@@ -12,6 +12,7 @@ import * as esbuild from 'esbuild';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist', 'esm');
@@ -86,11 +87,17 @@ const requires = Object.keys(result.metafile.outputs)
 if (requires.length > 0) throw new Error(`the ES module build calls require() in ${requires.join(', ')}`);
 
 // `scalems/node` under a bundler's "browser" condition: a module that says at once what it is (before, vite built it
-// with warnings, and the page died at load on `t.AsyncLocalStorage is not a constructor`).
+// with warnings, and the page died at load on `t.AsyncLocalStorage is not a constructor`). It exports the names of
+// the Node entry (as undefined): importing one is not a build error (vite, webpack: "not exported"), so that the
+// message is what the page shows.
+const nodeNames = Object.keys(createRequire(import.meta.url)(join(root, 'dist', 'src', 'node', 'index.js'))).filter(
+  (name) => name !== 'default' && name !== '__esModule',
+);
 writeFileSync(
   join(out, 'node-only.mjs'),
   'throw new Error(\n' +
     "  'scalems/node is the Node.js entry of scalems (threads(), processes(), slurm(), bullmq(), sqliteStore()): it " +
     "does not run in a browser. In a browser import from \"scalems\" (inProcess(), memoryStore(), idbStore()).',\n" +
-    ');\n',
+    ');\n' +
+    nodeNames.map((name) => `export const ${name} = undefined;\n`).join(''),
 );

@@ -97,10 +97,10 @@ export function reviveError(recorded: RecordedError): Error {
         : Builtin !== undefined
           ? new Builtin(recorded.message)
           : new Error(recorded.message);
-  if (Known === undefined) {
+  // (a user's subclass of a scalems error, or a name set by hand: rebuilt as that scalems class, under its own name)
+  if (err.name !== recorded.name)
     Object.defineProperty(err, 'name', { value: recorded.name, writable: true, configurable: true, enumerable: false });
-    if (recorded.code !== undefined) Object.assign(err, { code: recorded.code });
-  }
+  if (Known === undefined && recorded.code !== undefined) Object.assign(err, { code: recorded.code });
   if (recorded.details !== undefined) Object.assign(err, recorded.details);
   if (recorded.stack !== undefined) err.stack = recorded.stack;
   if (isRecorded(recorded.cause)) {

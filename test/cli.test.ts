@@ -273,6 +273,16 @@ describe('scalems status on something that is not a readable store', () => {
       expect(found.code).toBe(1);
       expect(found.err).toContain(`${path.join(dir, '.scalems', 'empty', 'state.sqlite')} is not a store file`);
     }
+    // beside a workflow that reads: listed, with what is in the way (it was left out)
+    const good = await openWorkflow({
+      name: 'good',
+      store: sqliteStore(path.join(dir, '.scalems', 'good', 'state.sqlite')),
+    });
+    await good.close();
+    const both = await cli(dir, 'status');
+    expect(both.code).toBe(1);
+    expect(both.out).toMatch(/2 workflows in/);
+    expect(both.out).toMatch(/empty +cannot be read: cannot open the store .*state\.sqlite: a directory is in the way/);
   });
 
   it('prints the store error of a corrupt store and of another version, without a stack', async () => {

@@ -82,6 +82,11 @@ it('into a pipe or a file, copies the bytes as the program wrote them, UTF-8 or 
     Buffer.from([...'last'].map((c) => c.charCodeAt(0)).concat(0xe9)),
   );
   expect(await bytesOf(['logs', 'bin', '--stdout', '--tail', '5'])).toEqual(written);
+  // both, under headers: the next header starts a line of its own after a last line without its newline, as tail's
+  for (const tail of [[], ['--tail', '1']]) {
+    const both = (await bytesOf(['logs', 'bin', ...tail])).toString('latin1');
+    expect(both).toMatch(/last\xe9\n==> stderr of task "bin"/);
+  }
   // on a terminal: text, what is not UTF-8 shown as U+FFFD
   expect((await bytesOf(['logs', 'bin', '--stdout'], true)).toString('utf8')).toBe('a\ufffd\ufffd\ufffd b\nlast\ufffd');
   fs.rmSync(own, { recursive: true, force: true });

@@ -293,6 +293,20 @@ describe('processes(): executables as child processes', () => {
       }),
     );
     await expect(chain).rejects.toThrow(/output "od" holds a link, .*od\/chain, to .*later2\.txt, outside the task/);
+    // `..` after a link is the link target's parent, as the system follows it: out through a link that stays inside
+    const climbs = ex.submit(
+      executable(['sh', '-c', 'mkdir -p od/sub other && ln -s ../../other od/sub/o && ln -s sub/o/../../escape od/a'], {
+        outputs: ['od'],
+      }),
+    );
+    await expect(climbs).rejects.toThrow(/output "od" holds a link, .*od\/a, to .*escape, outside the task/);
+    // and back inside through one that goes deep (by its text, it climbed out)
+    const stays = ex.submit(
+      executable(['sh', '-c', 'mkdir -p od/s/x/y && ln -s s/x/y od/deep && ln -s deep/../../../missing od/a'], {
+        outputs: ['od'],
+      }),
+    );
+    expect(await stays).toMatchObject({ exitCode: 0 });
     // links that stay inside are fine, and a task that takes the output reads through them
     const inside = ex.submit(
       executable(['sh', '-c', 'mkdir od other && echo in > other/x && ln -s ../other/x od/x && ln -s x od/y'], {

@@ -36,6 +36,17 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     expect(roundTrip(new PathEscapeError('../x'))).toBeInstanceOf(PathEscapeError);
   });
 
+  it("a user's subclass of a scalems error comes back as that class under its own name", () => {
+    // it came back named as the scalems class (on threads(): "InvalidOptionsError: ..."), its stack saying otherwise
+    class MyPathError extends PathEscapeError {}
+    const back = roundTrip(new MyPathError('../mine'));
+    expect(back).toBeInstanceOf(PathEscapeError);
+    expect([back.name, String(back)]).toEqual(['MyPathError', 'MyPathError: ../mine']);
+    const named = Object.assign(new PathEscapeError('../x'), { name: 'ConfigProblem' });
+    expect(roundTrip(named).name).toBe('ConfigProblem');
+    expect(roundTrip(new PathEscapeError('../y')).name).toBe('PathEscapeError');
+  });
+
   it('knows every error class the package exports, by its code', () => {
     type ErrorClass = (new (message: string) => ScalemsError) & { readonly name: string };
     const classes = (Object.values(scalems) as unknown[]).filter(

@@ -256,6 +256,21 @@ describe('sqliteStore file format', () => {
     await expect(again.entries()).rejects.toThrow(StoreCorruptError);
   });
 
+  test('opens under node --input-type=module -e (its writer thread, CommonJS source, is not taken for ESM)', () => {
+    // before: ReferenceError: require is not defined in ES module scope, from the writer thread's eval
+    const source = path.resolve(__dirname, '../src/store/sqlite.ts');
+    const script =
+      `import sqlite from ${JSON.stringify(source)};\n` + // (CommonJS here: its exports are the default)
+      'const { sqliteStore } = sqlite;\n' +
+      `const store = sqliteStore(${JSON.stringify(file)});\n` +
+      "await store.set('a', 1);\nconsole.log(JSON.stringify(await store.get('a')));\nawait store.close();\n";
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect({ status: run.status, out: run.stdout.trim(), err: run.stderr }).toEqual({ status: 0, out: '1', err: '' });
+  });
+
   test('the temporary files of a creation that was killed are removed by the next open', async () => {
     const left = [`${file}.creating-99999-0a1b`, `${file}.creating-99999-0a1b-journal`];
     fs.mkdirSync(dir, { recursive: true });

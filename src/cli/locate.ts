@@ -46,7 +46,10 @@ const isDir = (p: string): boolean => statOf(p)?.isDirectory() ?? false;
 const isFile = (p: string): boolean => statOf(p)?.isFile() ?? false;
 const at = (file: string): WorkflowLocation => ({ name: path.basename(path.dirname(file)), file });
 
-/** The workflows directly under `dir`: every `<dir>/<name>/state.sqlite`, sorted by name. */
+/**
+ * The workflows directly under `dir`: every `<dir>/<name>/state.sqlite`, sorted by name (also one that is not a file:
+ * reading it says what is in the way).
+ */
 function workflowsUnder(dir: string): WorkflowLocation[] {
   let entries: fs.Dirent[];
   try {
@@ -55,18 +58,9 @@ function workflowsUnder(dir: string): WorkflowLocation[] {
     throw unreadable(dir, error);
   }
   return entries
-    .filter((entry) => entry.isDirectory() && isFile(path.join(dir, entry.name, STORE_FILE)))
+    .filter((entry) => entry.isDirectory() && statOf(path.join(dir, entry.name, STORE_FILE)) !== undefined)
     .map((entry) => ({ name: entry.name, file: path.join(dir, entry.name, STORE_FILE) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The first `<dir>/<name>/state.sqlite` that is there but is not a file (a directory in the way), if any. */
-function blockedUnder(dir: string): string | undefined {
-  return fs
-    .readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory())
-    .map((entry) => path.join(dir, entry.name, STORE_FILE))
-    .find((file) => statOf(file) !== undefined && !isFile(file));
 }
 
 /**
@@ -98,9 +92,8 @@ export function locate(target: string | undefined, cwd: string): Located {
     root = path.join(given, WORKFLOWS_DIR);
     found = workflowsUnder(root);
   }
+  if (found.length === 1 && !isFile(found[0]!.file)) throw inTheWay(found[0]!.file);
   if (found.length === 0) {
-    const blocked = blockedUnder(root);
-    if (blocked !== undefined) throw inTheWay(blocked);
     throw new CliError(
       `no workflow store in ${given}: ` +
         `expected ${path.join(given, STORE_FILE)} or ${path.join(given, '<name>', STORE_FILE)}.`,

@@ -235,12 +235,19 @@ export const logsCommand: Command = {
     const attemptDir = path.join(taskDir, `attempt-${attempt}`);
     const escape = values.raw !== true && (io.stdout as { isTTY?: boolean }).isTTY === true;
     // into a pipe or a file the bytes as they are (decoded as text, those not UTF-8 came out as U+FFFD)
-    const write = (chunk: string | Uint8Array): void => void io.stdout.write(chunk);
+    /** the last byte written of a file (under headers, the next header starts a line of its own, as tail's do) */
+    let last = 10;
+    const write = (chunk: string | Uint8Array): void => {
+      if (chunk.length === 0) return;
+      last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : chunk[chunk.length - 1]!;
+      io.stdout.write(chunk);
+    };
     const streams = values.stdout === true ? ['stdout'] : values.stderr === true ? ['stderr'] : ['stdout', 'stderr'];
     const headers = streams.length > 1;
     for (const stream of streams) {
       const file = path.join(attemptDir, stream);
-      if (headers) io.stdout.write(`==> ${stream} of task ${shown}, attempt ${attempt} (${file}) <==\n`);
+      if (headers)
+        io.stdout.write(`${last === 10 ? '' : '\n'}==> ${stream} of task ${shown}, attempt ${attempt} (${file}) <==\n`);
       if (!fs.existsSync(file)) {
         if (headers) io.stdout.write('(none: not written)\n');
         else io.stderr.write(`task ${shown}, attempt ${attempt}: no ${stream} file at ${file}\n`);

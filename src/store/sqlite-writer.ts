@@ -330,6 +330,9 @@ export class SqliteWriter {
   private start(): Worker {
     const worker = new Worker(WRITER_SOURCE, {
       eval: true,
+      // the source is CommonJS: under `node --input-type=module -e ...` an eval worker took it for an ES module
+      // (ReferenceError: require is not defined)
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
       workerData: { driver: sqliteDriverPath(), path: this.dbPath, fold: this.fold },
     });
     worker.on('message', (reply: Reply) => {

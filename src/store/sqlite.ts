@@ -151,6 +151,7 @@ export function openStoreReadonly(file: string, verify = true): Database.Databas
   const dbPath = path.resolve(file);
   if (!fs.existsSync(dbPath))
     throw new StoreAccessError(`sqlite:${dbPath}: no store at this path to open read-only.`, dbPath);
+  refuseDirectory(dbPath, fs.statSync(dbPath));
   return openVerified(dbPath, true, verify);
 }
 
@@ -186,6 +187,16 @@ function realStorePath(resolved: string): string {
   return at;
 }
 
+/** Throws `StoreAccessError` if a directory is where the store file goes. */
+function refuseDirectory(dbPath: string, stat: fs.Stats): void {
+  if (stat.isDirectory())
+    throw new StoreAccessError(
+      `cannot open the store ${dbPath}: a directory is in the way (the store is a file). Nothing was changed: ` +
+        'choose another store path, or move what is in the way.',
+      dbPath,
+    );
+}
+
 /**
  * A store file with other hard links is refused: the lock file (`<path>.lock`) and SQLite's -wal and -shm files go by
  * the name opened, so two processes opening two of its names would both write it, and SQLite's journal would not
@@ -194,12 +205,7 @@ function realStorePath(resolved: string): string {
 function refuseHardLinks(dbPath: string): void {
   const stat = fs.statSync(dbPath);
   // (a directory's links are its own entries: it was said to have hard links, with advice to find them)
-  if (stat.isDirectory())
-    throw new StoreAccessError(
-      `cannot open the store ${dbPath}: a directory is in the way (the store is a file). Nothing was changed: ` +
-        'choose another store path, or move what is in the way.',
-      dbPath,
-    );
+  refuseDirectory(dbPath, stat);
   const links = stat.nlink;
   if (links > 1)
     throw new StoreAccessError(

@@ -21,7 +21,7 @@ import {
   stat,
   symlink,
 } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ExecutableFailedError, InvalidOptionsError, PathEscapeError } from '../../errors';
 import { isFileRef, type FileRef } from '../../task/executable';
 import { show } from '../../task/requirements';
@@ -223,21 +223,36 @@ async function assertNoLinkOut(base: string, dir: string, name: string, seen = n
 }
 
 /**
- * Where the dangling link `path` leads (its links followed by their text, its directory by its real path): the path
- * that is missing. Undefined for a loop of links.
+ * Where the dangling link `path` leads, as the system would follow it once what is missing is made: component by
+ * component from the link's directory, each link met followed (so `link/..` is the link target's parent, not the
+ * link's own directory), the components from the first missing one on by their text. Undefined for a loop of links.
  */
 async function danglingTarget(path: string): Promise<string | undefined> {
-  let at = path;
-  for (let hops = 0; hops < 40; hops++) {
-    const next = resolve(dirname(at), await readlink(at));
-    const info = await lstat(next).catch(() => undefined);
-    if (info === undefined || !info.isSymbolicLink()) {
-      const dir = await realpath(dirname(next)).catch(() => dirname(next));
-      return join(dir, basename(next));
+  let hops = 0;
+  const follow = async (from: string, text: string): Promise<string | undefined> => {
+    let at = isAbsolute(text) ? sep : from; // a real path: no link in it
+    const parts = text.split(sep);
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        at = dirname(at);
+        continue;
+      }
+      const next = join(at, part);
+      const info = await lstat(next).catch(() => undefined);
+      if (info === undefined) return resolve(next, ...parts.slice(i + 1));
+      if (!info.isSymbolicLink()) at = next;
+      else {
+        if (++hops > 40) return undefined;
+        const to = await follow(at, await readlink(next));
+        if (to === undefined) return undefined;
+        at = to;
+      }
     }
-    at = next;
-  }
-  return undefined;
+    return at;
+  };
+  return follow(await realpath(dirname(path)), await readlink(path));
 }
 
 export function fileRef(path: string): FileRef {
