@@ -18,6 +18,8 @@ export interface RecordedError {
   readonly cause?: RecordedError;
   /** an `AggregateError`'s errors, as recorded (the first `MAX_ERRORS`) */
   readonly errors?: readonly RecordedError[];
+  /** a `ScalemsError` (of a class of its own, with a code of its own: a user's subclass), rebuilt as one */
+  readonly scalems?: true;
 }
 
 /** Fields every error has, kept apart from `details`. */
@@ -68,8 +70,14 @@ function record(err: unknown, depth: number): RecordedError {
     ...(details !== undefined ? { details } : {}),
     ...(cause !== undefined && depth < MAX_CAUSES ? { cause: record(cause, depth + 1) } : {}),
     ...(errors !== undefined && depth < MAX_CAUSES ? { errors: errors.map((x) => record(x, depth + 1)) } : {}),
+    // (one of a class known by its code is rebuilt as that class anyway)
+    ...(read(() => isScalemsError(e), false) && !(typeof code === 'string' && scalemsClasses().has(code))
+      ? { scalems: true as const }
+      : {}),
   };
 }
+
+const isScalemsError = (e: unknown): boolean => e instanceof errors.ScalemsError;
 
 /** `get()`, or `fallback` if it throws. */
 function read<T, F>(get: () => T, fallback: F): T | F {
@@ -96,7 +104,9 @@ export function reviveError(recorded: RecordedError): Error {
         ? new AggregateError((recorded.errors ?? []).filter(isRecorded).map(reviveError), recorded.message)
         : Builtin !== undefined
           ? new Builtin(recorded.message)
-          : new Error(recorded.message);
+          : recorded.scalems === true
+            ? new errors.ScalemsError(recorded.message)
+            : new Error(recorded.message);
   // (a user's subclass of a scalems error, or a name set by hand: rebuilt as that scalems class, under its own name)
   if (err.name !== recorded.name)
     Object.defineProperty(err, 'name', { value: recorded.name, writable: true, configurable: true, enumerable: false });

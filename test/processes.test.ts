@@ -307,6 +307,24 @@ describe('processes(): executables as child processes', () => {
       }),
     );
     expect(await stays).toMatchObject({ exitCode: 0 });
+    // dangling where it leaves the working directory, and back in by its text: what is made outside decides
+    const back = ex.submit(
+      executable(['sh', '-c', `mkdir od && touch od/in && ln -s ${join(root, 'm')}/../../"$PWD"/od/in od/x`], {
+        outputs: ['od'],
+      }),
+    );
+    await expect(back).rejects.toThrow(/output "od" holds a link, .*od\/x, to /);
+    // through /proc: /proc/self/cwd leads where the process that follows it runs; for this one, into the task's
+    // directory (it was let through), for a run resumed elsewhere, to another file
+    const viaCwd = `/proc/self/cwd/$(realpath --relative-to=${process.cwd()} "$PWD")/in`;
+    for (const [made, outputs] of [
+      [`mkdir od && ln -s ${viaCwd} od/x`, ['od']],
+      [`ln -s ${viaCwd} y`, ['y']],
+    ] as const) {
+      const proc = ex.submit(executable(['sh', '-c', `echo in > in && ${made}`], { outputs: [...outputs] }));
+      await expect(proc).rejects.toThrow(PathEscapeError);
+      await expect(proc).rejects.toThrow(/through \/proc|holds a link/);
+    }
     // links that stay inside are fine, and a task that takes the output reads through them
     const inside = ex.submit(
       executable(['sh', '-c', 'mkdir od other && echo in > other/x && ln -s ../other/x od/x && ln -s x od/y'], {

@@ -45,6 +45,14 @@ describe('errors recorded in a store, or sent from a thread or job step, come ba
     const named = Object.assign(new PathEscapeError('../x'), { name: 'ConfigProblem' });
     expect(roundTrip(named).name).toBe('ConfigProblem');
     expect(roundTrip(new PathEscapeError('../y')).name).toBe('PathEscapeError');
+    // one with a code of its own: still a ScalemsError (it came back as a plain Error)
+    class WithCode extends ScalemsError {
+      override readonly code = 'MY_CODE';
+    }
+    const coded = roundTrip(new WithCode('mine'));
+    expect(coded).toBeInstanceOf(ScalemsError);
+    expect(coded).toMatchObject({ name: 'WithCode', code: 'MY_CODE', message: 'mine' });
+    expect(recordError(new PathEscapeError('../z'))).not.toHaveProperty('scalems');
   });
 
   it('knows every error class the package exports, by its code', () => {

@@ -264,11 +264,19 @@ describe('sqliteStore file format', () => {
       'const { sqliteStore } = sqlite;\n' +
       `const store = sqliteStore(${JSON.stringify(file)});\n` +
       "await store.set('a', 1);\nconsole.log(JSON.stringify(await store.get('a')));\nawait store.close();\n";
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    expect({ status: run.status, out: run.stdout.trim(), err: run.stderr }).toEqual({ status: 0, out: '1', err: '' });
+    // the flag as an argument, and in NODE_OPTIONS (which a worker's execArgv does not hold)
+    for (const [flags, env] of [
+      [['--input-type=module'], process.env],
+      [[], { ...process.env, NODE_OPTIONS: '--input-type=module' }],
+    ] as const) {
+      fs.rmSync(file, { force: true });
+      const run = spawnSync(process.execPath, ['--import', 'tsx', ...flags, '-e', script], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env,
+      });
+      expect({ status: run.status, out: run.stdout.trim(), err: run.stderr }).toEqual({ status: 0, out: '1', err: '' });
+    }
   });
 
   test('the temporary files of a creation that was killed are removed by the next open', async () => {

@@ -60,8 +60,11 @@ export const WAL_BYTES = 10_000 * 4096;
 // The writer thread, as source: a worker cannot load this package's .ts files under jest or tsx,
 // and the thread needs nothing of the package but the SQLite driver, whose path it is given.
 const WRITER_SOURCE = `
-const { parentPort, receiveMessageOnPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
+// CommonJS, or an ES module where the process says so (node --input-type=module, in its arguments or NODE_OPTIONS):
+// there require is not defined, and Node's own modules come through process.getBuiltinModule (Node >= 20.16)
+const builtin = (name) => (typeof require === 'function' ? require(name) : process.getBuiltinModule(name));
+const { parentPort, receiveMessageOnPort, workerData } = builtin('node:worker_threads');
+const Database = builtin('node:module').createRequire(workerData.driver)(workerData.driver);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 10000');
@@ -330,9 +333,6 @@ export class SqliteWriter {
   private start(): Worker {
     const worker = new Worker(WRITER_SOURCE, {
       eval: true,
-      // the source is CommonJS: under `node --input-type=module -e ...` an eval worker took it for an ES module
-      // (ReferenceError: require is not defined)
-      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
       workerData: { driver: sqliteDriverPath(), path: this.dbPath, fold: this.fold },
     });
     worker.on('message', (reply: Reply) => {

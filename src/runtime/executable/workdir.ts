@@ -186,7 +186,15 @@ export async function collectOutputs(
       }
       throw err;
     }
-    if ((await stat(path)).isDirectory()) await assertNoLinkOut(await realpath(workdir), path, name);
+    const base = await realpath(workdir);
+    // (through /proc, the real path above is where it leads for this process: `/proc/self/cwd/...`)
+    const leads = await whereTextLeads(base, name, base);
+    if (leads?.out === true)
+      throw new PathEscapeError(
+        `output "${name}" is a link to ${leads.target}, outside the task's working directory ${base}, or one that ` +
+          'leads through /proc (where it leads depends on who follows it)',
+      );
+    if ((await stat(path)).isDirectory()) await assertNoLinkOut(base, path, name);
     files[name] = fileRef(path);
   }
   return { files, missing };
@@ -206,29 +214,40 @@ async function assertNoLinkOut(base: string, dir: string, name: string, seen = n
     const path = join(dir, entry.name);
     if (entry.isDirectory()) await assertNoLinkOut(base, path, name, seen);
     else if (entry.isSymbolicLink()) {
-      // dangling, where it would point once its target is made (a file outside made later was then read, uncounted)
-      const target = await realpath(path).catch(() => danglingTarget(path));
-      if (target === undefined) continue; // a loop: a task that takes the output fails to copy it in, naming it
-      const rel = relative(base, target);
-      if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel))
+      const leads = await whereTextLeads(real, await readlink(path), base);
+      if (leads === undefined) continue; // a loop: a task that takes the output fails to copy it in, naming it
+      if (leads.out)
         throw new PathEscapeError(
-          `output "${name}" holds a link, ${path}, to ${target}, outside the task's working ` +
+          `output "${name}" holds a link, ${path}, to ${leads.target}, outside the task's working ` +
             `directory ${base}: a task that takes the output would read that file without it counting in its ` +
             'identity. Copy the file into the output instead of linking to it',
         );
-      if ((await stat(target).catch(() => undefined))?.isDirectory() === true)
-        await assertNoLinkOut(base, target, name, seen);
+      if ((await stat(leads.target).catch(() => undefined))?.isDirectory() === true)
+        await assertNoLinkOut(base, leads.target, name, seen);
     }
   }
 }
 
 /**
- * Where the dangling link `path` leads, as the system would follow it once what is missing is made: component by
- * component from the link's directory, each link met followed (so `link/..` is the link target's parent, not the
- * link's own directory), the components from the first missing one on by their text. Undefined for a loop of links.
+ * Where the path `text` leads from the directory `from` (a real path; a link's text from the link's directory),
+ * followed as the system follows it: component by component, each link met followed (so `link/..` is the link
+ * target's parent, not the link's own directory). `out` if that is outside `base` (a real path), or if it depends on
+ * what is outside: a path that is missing where it leaves `base` (what is made there later decides where it leads),
+ * or one through `/proc` (`/proc/self/cwd` leads wherever the process that follows it runs). A dangling path inside is
+ * judged by where its text leads too. Undefined for a loop of links.
  */
-async function danglingTarget(path: string): Promise<string | undefined> {
+async function whereTextLeads(
+  from: string,
+  text: string,
+  base: string,
+): Promise<{ target: string; out: boolean } | undefined> {
+  const outside = (p: string): boolean => {
+    const rel = relative(base, p);
+    return rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel);
+  };
   let hops = 0;
+  let proc = false;
+  let missing: string | undefined;
   const follow = async (from: string, text: string): Promise<string | undefined> => {
     let at = isAbsolute(text) ? sep : from; // a real path: no link in it
     const parts = text.split(sep);
@@ -240,8 +259,12 @@ async function danglingTarget(path: string): Promise<string | undefined> {
         continue;
       }
       const next = join(at, part);
+      if (next === '/proc' || next.startsWith('/proc/')) proc = true;
       const info = await lstat(next).catch(() => undefined);
-      if (info === undefined) return resolve(next, ...parts.slice(i + 1));
+      if (info === undefined) {
+        missing ??= next;
+        return resolve(next, ...parts.slice(i + 1));
+      }
       if (!info.isSymbolicLink()) at = next;
       else {
         if (++hops > 40) return undefined;
@@ -252,7 +275,9 @@ async function danglingTarget(path: string): Promise<string | undefined> {
     }
     return at;
   };
-  return follow(await realpath(dirname(path)), await readlink(path));
+  const target = await follow(from, text);
+  if (target === undefined) return undefined;
+  return { target, out: proc || outside(target) || (missing !== undefined && outside(missing)) };
 }
 
 export function fileRef(path: string): FileRef {
