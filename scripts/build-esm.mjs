@@ -97,7 +97,7 @@ writeFileSync(
   join(out, 'node-only.mjs'),
   'throw new Error(\n' +
     "  'scalems/node is the Node.js entry of scalems (threads(), processes(), slurm(), bullmq(), sqliteStore()): it " +
-    "does not run in a browser. In a browser import from \"scalems\" (inProcess(), memoryStore(), idbStore()).',\n" +
+    'does not run in a browser. In a browser import from "scalems" (inProcess(), memoryStore(), idbStore()).\',\n' +
     ');\n' +
     nodeNames.map((name) => `export const ${name} = undefined;\n`).join(''),
 );

@@ -32,7 +32,7 @@ export function checkTaskRecord(where: string, key: string | undefined, value: u
   throw new StoreCorruptError(
     `${where}: ${key === undefined ? 'a value stored as a task' : `the value stored under "${key}"`} is not a ` +
       `task record (${problem}: ` +
-      `${shown.length > 80 ? `${shown.slice(0, 80)}...` : shown}). No record of the store was changed: restore it from ` +
-      'a backup, or move it away to start a new store (the recorded workflow state is then lost).',
+      `${shown.length > 80 ? `${shown.slice(0, 80)}...` : shown}). No record of the store was changed: restore ` +
+      'it from a backup, or move it away to start a new store (the recorded workflow state is then lost).',
   );
 }
