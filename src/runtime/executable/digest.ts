@@ -60,9 +60,10 @@ export function upstreamReads(
       if (isTaskRef(source)) add(given.inputs?.[name], false);
   if (isTaskRef(recorded.stdin)) add(given.stdin, true);
   else {
+    // (its kind only: a regular file is not read again here, its identity has its content)
     const stdin = hostPath(given.stdin, hostCwd, true);
-    const digest = stdin === undefined ? undefined : contentDigest(stdin);
-    if (digest?.startsWith(SPECIAL) === true) (read ??= {})[stdin!] = digest;
+    const kind = stdin === undefined ? undefined : specialKind(stdin);
+    if (kind !== undefined) (read ??= {})[stdin!] = kind;
   }
   return read;
 }
@@ -77,6 +78,16 @@ export function changedReads(read: Readonly<Record<string, string>>): string[] {
 
 /** How `contentDigest` names a file that is neither a regular file nor a directory (a FIFO, a device, a socket). */
 const SPECIAL = 'special:';
+
+/** `contentDigest`'s text for `path` if it is such a file (links followed), else undefined. */
+function specialKind(path: string): string | undefined {
+  try {
+    const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined || stat.isFile() || stat.isDirectory() ? undefined : `${SPECIAL}${stat.mode.toString(8)}`;
+  } catch {
+    return undefined; // unreadable: the attempt fails where it is staged
+  }
+}
 
 /** The names of the files (name → path) that are not there any more. */
 export function missingFiles(files: Readonly<Record<string, string>>): string[] {
