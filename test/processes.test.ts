@@ -314,6 +314,23 @@ describe('processes(): executables as child processes', () => {
       }),
     );
     await expect(back).rejects.toThrow(/output "od" holds a link, .*od\/x, to /);
+    // through a directory outside (what is made or changed there decides), or a file outside, and back in by its text
+    mkdirSync(join(root, 'zone', 'd'), { recursive: true });
+    writeFileSync(join(root, 'zone', 'f'), 'a file\n');
+    for (const via of ['d', 'f']) {
+      const real = `$(realpath ${root})`;
+      const text = `${real}/zone/${via}/../../$(realpath --relative-to=${real} "$PWD")/od/in`;
+      const through = ex.submit(
+        executable(['sh', '-c', `mkdir od && touch od/in && ln -s ${text} od/x`], { outputs: ['od'] }),
+      );
+      await expect(through).rejects.toThrow(/output "od" holds a link, .*od\/x, to /);
+    }
+    // a declared output that is a link that cannot be followed: a typed error (it was the raw realpath error)
+    for (const made of ['ln -s L L', 'touch f && ln -s f/sub L']) {
+      const broken = ex.submit(executable(['sh', '-c', made], { outputs: ['L'] }));
+      await expect(broken).rejects.toThrow(PathEscapeError);
+      await expect(broken).rejects.toThrow(/output "L" is a link that cannot be followed \((ELOOP|ENOTDIR)\)/);
+    }
     // through /proc: /proc/self/cwd leads where the process that follows it runs; for this one, into the task's
     // directory (it was let through), for a run resumed elsewhere, to another file
     const viaCwd = `/proc/self/cwd/$(realpath --relative-to=${process.cwd()} "$PWD")/in`;

@@ -181,9 +181,15 @@ export async function collectOutputs(
     try {
       await assertRealInside(workdir, name, 'output');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
         throw new PathEscapeError(`output "${name}" is a dangling link in the task's working directory ${workdir}`);
       }
+      // (a link through a file, a loop of links: the raw realpath error was the task's)
+      if (code === 'ENOTDIR' || code === 'ELOOP')
+        throw new PathEscapeError(
+          `output "${name}" is a link that cannot be followed (${code}) in the task's working directory ${workdir}`,
+        );
       throw err;
     }
     const base = await realpath(workdir);
@@ -232,9 +238,10 @@ async function assertNoLinkOut(base: string, dir: string, name: string, seen = n
  * Where the path `text` leads from the directory `from` (a real path; a link's text from the link's directory),
  * followed as the system follows it: component by component, each link met followed (so `link/..` is the link
  * target's parent, not the link's own directory). `out` if that is outside `base` (a real path), or if it depends on
- * what is outside: a path that is missing where it leaves `base` (what is made there later decides where it leads),
- * or one through `/proc` (`/proc/self/cwd` leads wherever the process that follows it runs). A dangling path inside is
- * judged by where its text leads too. Undefined for a loop of links.
+ * what is outside: a path that passes through anything outside but the directories `base` is in (what is there, or
+ * made or changed there later, decides where it leads: `<outside>/m/../../<base>/x`), or one through `/proc`
+ * (`/proc/self/cwd` leads wherever the process that follows it runs). A dangling path inside is judged by where its
+ * text leads. Undefined for a loop of links.
  */
 async function whereTextLeads(
   from: string,
@@ -245,9 +252,11 @@ async function whereTextLeads(
     const rel = relative(base, p);
     return rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel);
   };
+  // a path outside that is not a directory `base` is in: what is there (made, or changed later) decides the rest
+  const strays = (p: string): boolean => outside(p) && p !== sep && !base.startsWith(p + sep);
   let hops = 0;
   let proc = false;
-  let missing: string | undefined;
+  let strayed = false;
   const follow = async (from: string, text: string): Promise<string | undefined> => {
     let at = isAbsolute(text) ? sep : from; // a real path: no link in it
     const parts = text.split(sep);
@@ -260,11 +269,9 @@ async function whereTextLeads(
       }
       const next = join(at, part);
       if (next === '/proc' || next.startsWith('/proc/')) proc = true;
+      if (strays(next)) strayed = true;
       const info = await lstat(next).catch(() => undefined);
-      if (info === undefined) {
-        missing ??= next;
-        return resolve(next, ...parts.slice(i + 1));
-      }
+      if (info === undefined) return resolve(next, ...parts.slice(i + 1));
       if (!info.isSymbolicLink()) at = next;
       else {
         if (++hops > 40) return undefined;
@@ -277,7 +284,7 @@ async function whereTextLeads(
   };
   const target = await follow(from, text);
   if (target === undefined) return undefined;
-  return { target, out: proc || outside(target) || (missing !== undefined && outside(missing)) };
+  return { target, out: proc || strayed || outside(target) };
 }
 
 export function fileRef(path: string): FileRef {
