@@ -46,16 +46,20 @@ export type StagingMode = 'copy' | 'symlink';
 export function assertInside(root: string, path: string, what = 'path'): string {
   const base = resolve(root);
   const full = resolve(base, path);
-  const rel = relative(base, full);
-  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return full;
+  if (isWithin(base, full)) return full;
   throw new PathEscapeError(`${what} "${path}" resolves to ${full}, outside ${base}: give a relative path inside it`);
+}
+
+/** Whether the absolute path `path` is `base` or inside it, by its text. */
+function isWithin(base: string, path: string): boolean {
+  const rel = relative(base, path);
+  return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
 }
 
 /** Like `assertInside`, after following symbolic links (of `path` and of `root`): for files a program made. */
 export async function assertRealInside(root: string, path: string, what = 'path'): Promise<string> {
   const [base, full] = await Promise.all([realpath(root), realpath(resolve(root, path))]);
-  const rel = relative(base, full);
-  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return full;
+  if (isWithin(base, full)) return full;
   throw new PathEscapeError(`${what} "${path}" is a link to ${full}, outside the task's working directory ${base}`);
 }
 
@@ -170,6 +174,7 @@ export async function collectOutputs(
 ): Promise<{ files: Record<string, FileRef>; missing: string[] }> {
   const files: Record<string, FileRef> = {};
   const missing: string[] = [];
+  let base: string | undefined; // the working directory's real path, once an output is there
   for (const name of outputs) {
     const path = assertInside(workdir, name, 'output');
     try {
@@ -192,7 +197,7 @@ export async function collectOutputs(
         );
       throw err;
     }
-    const base = await realpath(workdir);
+    base ??= await realpath(workdir);
     // (through /proc, the real path above is where it leads for this process: `/proc/self/cwd/...`)
     const leads = await whereTextLeads(base, name, base);
     if (leads?.out === true)
@@ -248,14 +253,10 @@ async function whereTextLeads(
   text: string,
   base: string,
 ): Promise<{ target: string; out: boolean } | undefined> {
-  const outside = (p: string): boolean => {
-    const rel = relative(base, p);
-    return rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel);
-  };
-  // a path outside that is not a directory `base` is in: what is there (made, or changed later) decides the rest
-  const strays = (p: string): boolean => outside(p) && p !== sep && !base.startsWith(p + sep);
+  // a path outside that is not a directory `base` is in (/proc among them): what is there (made, or changed later)
+  // decides the rest
+  const strays = (p: string): boolean => !isWithin(base, p) && p !== sep && !base.startsWith(p + sep);
   let hops = 0;
-  let proc = false;
   let strayed = false;
   const follow = async (from: string, text: string): Promise<string | undefined> => {
     let at = isAbsolute(text) ? sep : from; // a real path: no link in it
@@ -268,7 +269,6 @@ async function whereTextLeads(
         continue;
       }
       const next = join(at, part);
-      if (next === '/proc' || next.startsWith('/proc/')) proc = true;
       if (strays(next)) strayed = true;
       const info = await lstat(next).catch(() => undefined);
       if (info === undefined) return resolve(next, ...parts.slice(i + 1));
@@ -284,7 +284,7 @@ async function whereTextLeads(
   };
   const target = await follow(from, text);
   if (target === undefined) return undefined;
-  return { target, out: proc || strayed || outside(target) };
+  return { target, out: strayed || !isWithin(base, target) };
 }
 
 export function fileRef(path: string): FileRef {
