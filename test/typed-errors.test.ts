@@ -14,12 +14,14 @@ import {
   StoreClosedError,
   TaskDefinitionError,
   call,
+  currentTask,
   defineTask,
   executable,
   executor,
   inProcess,
   labelled,
   launch,
+  idbStore,
   memoryStore,
   openWorkflow,
   submitOn,
@@ -27,10 +29,22 @@ import {
   withExecutor,
   withWorkflow,
   type Executor,
+  type SubmitInput,
   type Workflow,
 } from 'scalems';
-import { bullmq, processes, readBytes, readText, slurm, sqliteStore } from 'scalems/node';
+import {
+  bullmq,
+  defaultStorePath,
+  processes,
+  progressLine,
+  readBytes,
+  readText,
+  slurm,
+  sqliteStore,
+  workflowDir,
+} from 'scalems/node';
 import { virtual } from 'scalems/testing';
+import { lastValueFrom, of, toArray } from 'rxjs';
 
 const double = (x: number): number => 2 * x;
 
@@ -348,6 +362,76 @@ describe('mistakes found by an audit of bad input: each was accepted, or failed 
     executor(launch(closed, inProcess()));
     await closed.close();
     expect(() => closed.submitDescription({ name: 'x', args: [] })).toThrow(StoreClosedError);
+  });
+
+  it('a second audit: a label, counts, a cwd, an encoding or a store name of the wrong kind is a typed error', async () => {
+    // before: raw "Cannot read properties of undefined", "Cannot convert a Symbol value to a string", Node's
+    // ERR_INVALID_ARG_TYPE; progressLine({}) printed "undefined/undefined done"
+    for (const label of [undefined, null, 5, Symbol('x'), {}])
+      expect(() => taskByLabel(wf.state, label as never)).toThrow(
+        /taskByLabel\(state, label\): label must be a string/,
+      );
+    const counts = { total: 4, done: 1, failed: 0, cancelled: 0, running: 2 };
+    expect(progressLine(counts)).toBe('[scalems] 1/4 done (0 failed, 2 running)');
+    for (const bad of [undefined, null, {}, { ...counts, total: 'x' }, { ...counts, running: NaN }])
+      expect(() => progressLine(bad as never)).toThrow(InvalidOptionsError);
+    expect(() => progressLine({ ...counts, done: -1 })).toThrow(/counts must be .* \(done wrong\)/);
+    expect(() => progressLine(counts, Symbol('p') as never)).toThrow(/prefix must be a string, got Symbol\(p\)/);
+    for (const call of [defaultStorePath, workflowDir]) {
+      expect(() => call('x', 0 as never)).toThrow(/\(name, cwd\?\): cwd must be a directory's path, got 0/);
+      expect(() => call('x', null as never)).toThrow(InvalidOptionsError);
+      // the message names the call made, not openWorkflow
+      expect(() => call(0 as never)).toThrow(new RegExp(`^${call.name}\\(name, cwd\\?\\): 0 is not a workflow name`));
+    }
+    const file = join(dir, 'text');
+    writeFileSync(file, 'abc');
+    await expect(readText(file, 'latin1')).resolves.toBe('abc');
+    for (const encoding of [0, 'abc', null])
+      await expect(readText(file, encoding as never)).rejects.toThrow(/encoding must be one of Node's text encodings/);
+    for (const name of [Symbol('x'), 0, ''])
+      expect(() => idbStore(name as never)).toThrow(
+        /idbStore\(dbName, storeName\?, options\?\): dbName must be a name/,
+      );
+    expect(() => idbStore('db', null as never)).toThrow(/storeName must be a name, got null/);
+  });
+
+  it('submitOn fed a BigInt or NaN, a cancel reason that is no string, a label function giving none', async () => {
+    const ex = executor(launch(wf, inProcess()));
+    // before: a raw "Do not know how to serialize a BigInt", and NaN shown as "got null"
+    for (const [value, shown] of [
+      [10n, 'got 10n'],
+      [NaN, 'got NaN'],
+      [Infinity, 'got Infinity'],
+    ] as const)
+      await expect(lastValueFrom(of(value as unknown as SubmitInput<unknown>).pipe(submitOn(ex)))).rejects.toThrow(
+        expect.objectContaining({ name: 'InvalidTaskDescriptionError', message: expect.stringContaining(shown) }),
+      );
+    // before: cancel(Symbol()) threw a raw TypeError, and the task ran on and succeeded
+    const slow = async (ms: number): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const signal = currentTask().signal;
+        const timer = setTimeout(() => resolve(ms), ms);
+        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)));
+      });
+    for (const [reason, message] of [
+      [Symbol('why'), 'Symbol(why)'],
+      [new Error('because'), 'because'],
+      [0, '0'],
+    ] as const) {
+      const t = ex.submit({ ...call(slow, 60_000), key: String(message) });
+      t.cancel(reason as never);
+      await expect(t).rejects.toThrow(expect.objectContaining({ name: 'TaskCancelledError', message }));
+    }
+    // before: a label function that returned undefined left the task without a label, silently
+    await expect(
+      lastValueFrom(
+        of(call(double, 1), call(double, 2)).pipe(
+          labelled((_spec, i) => (i === 0 ? 'first' : (undefined as never))),
+          submitOn(ex),
+          toArray(),
+        ),
+      ),
+    ).rejects.toThrow(/labelled\(fn\): fn must return a non-empty string, got undefined for the spec at index 1/);
   });
 
   it('a processes() root where no directory can be made: the task fails with ExecutableFailedError saying so', async () => {

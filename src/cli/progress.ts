@@ -52,6 +52,8 @@ export interface ProgressCounts {
   readonly running: number;
 }
 
+const COUNT_NAMES = ['total', 'done', 'failed', 'cancelled', 'running'] as const;
+
 function snapshot(state: WorkflowState): ProgressCounts {
   const c = state.counts;
   const total = c.new + c.submitted + c.ready + c.running + c.succeeded + c.failed + c.cancelled;
@@ -74,6 +76,15 @@ const same = (a: ProgressCounts | undefined, b: ProgressCounts): boolean =>
 
 /** `[scalems] 120/400 done (3 failed, 8 running)` */
 export function progressLine(s: ProgressCounts, prefix = '[scalems]'): string {
+  const counts = s as Partial<Record<keyof ProgressCounts, unknown>> | null | undefined;
+  const bad = COUNT_NAMES.filter((name) => !Number.isSafeInteger(counts?.[name]) || (counts![name] as number) < 0);
+  if (typeof s !== 'object' || s === null || bad.length > 0)
+    throw new InvalidOptionsError(
+      `progressLine(counts, prefix?): counts must be an object of counts (${COUNT_NAMES.join(', ')}: whole ` +
+        `numbers ≥ 0), got ${show(s)}${typeof s === 'object' && s !== null ? ` (${bad.join(', ')} wrong)` : ''}`,
+    );
+  if (typeof prefix !== 'string')
+    throw new InvalidOptionsError(`progressLine(counts, prefix?): prefix must be a string, got ${show(prefix)}`);
   const cancelled = s.cancelled > 0 ? `, ${s.cancelled} cancelled` : '';
   return `${prefix} ${s.done}/${s.total} done (${s.failed} failed${cancelled}, ${s.running} running)`;
 }

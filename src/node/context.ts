@@ -10,6 +10,8 @@ import { setAvailableCores } from '../runtime/cores';
 import { recordDefiningFiles } from '../runtime/remote/modules';
 import { setDefinedHook } from '../task/spec';
 import { checkWorkflowName, setDefaultStoreFactory } from '../runtime/workflow';
+import { InvalidOptionsError } from '../errors';
+import { show } from '../task/requirements';
 import type { Store } from '../store/store';
 import { sqliteStore } from '../store/sqlite';
 import { sqliteDriver } from '../store/sqlite-driver';
@@ -47,11 +49,17 @@ function defaultStore(name: string): Store {
  * directory.
  */
 export function defaultStorePath(name: string, cwd: string = process.cwd()): string {
-  return join(workflowDir(name, cwd), 'state.sqlite');
+  return join(directoryOf(name, cwd, 'defaultStorePath'), 'state.sqlite');
 }
 
 /** A workflow's directory: its store and its tasks' working directories. */
 export function workflowDir(name: string, cwd: string = process.cwd()): string {
-  checkWorkflowName(name);
+  return directoryOf(name, cwd, 'workflowDir');
+}
+
+function directoryOf(name: string, cwd: string, call: string): string {
+  checkWorkflowName(name, `${call}(name, cwd?)`);
+  if (typeof cwd !== 'string' || cwd === '' || cwd.includes('\0'))
+    throw new InvalidOptionsError(`${call}(name, cwd?): cwd must be a directory's path, got ${show(cwd)}`);
   return join(cwd, '.scalems', name);
 }

@@ -2,6 +2,7 @@
 import { map, type OperatorFunction } from 'rxjs';
 import { InvalidTaskDescriptionError } from '../errors';
 import { assertTaskSpec, type TaskSpec } from '../task/spec';
+import { show } from '../task/requirements';
 
 /**
  * Gives each spec a label: a fixed string (for a single task) or `(spec, index) => label`. Labels are unique per
@@ -17,6 +18,13 @@ export function labelled<T extends TaskSpec<unknown>>(
     );
   return map((spec: T, index): T => {
     assertTaskSpec(spec, 'labelled(...)');
-    return { ...spec, label: typeof label === 'string' ? label : label(spec, index) };
+    if (typeof label === 'string') return { ...spec, label };
+    const given: unknown = label(spec, index);
+    // an undefined from the function dropped the label without a word (other values are refused at submit)
+    if (typeof given !== 'string' || given === '')
+      throw new InvalidTaskDescriptionError(
+        `labelled(fn): fn must return a non-empty string, got ${show(given)} for the spec at index ${index}`,
+      );
+    return { ...spec, label: given };
   });
 }

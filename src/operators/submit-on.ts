@@ -326,6 +326,6 @@ function isSettled(v: unknown): v is Settled<unknown> {
 }
 
 function describe(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? String(v);
+  if (v === null || typeof v !== 'object') return show(v); // JSON shows NaN as null, and cannot show a BigInt
   return v.constructor?.name ?? 'object';
 }

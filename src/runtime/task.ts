@@ -13,6 +13,7 @@ import { ExecutorShutdownError, NoExecutorError, TaskCancelledError } from '../e
 import { reviveError } from '../recorded-error';
 import { entryOf, type TaskEntry } from './entry';
 import { ambient } from '../context/ambient';
+import { show } from '../task/requirements';
 import type { RunningTaskScope } from './attempt';
 
 /**
@@ -212,7 +213,16 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
   /** Cancels the task (and, through `UpstreamFailed`, what depends on it). The work itself is told to stop. */
   cancel(reason?: string): void {
     const entry = this.entry;
-    const err = new TaskCancelledError(reason ?? `task ${this.id} was cancelled`);
+    // a reason that is not a string (an Error, a Symbol) still cancels: a cancel in a cleanup path must not throw
+    const message =
+      reason === undefined
+        ? `task ${this.id} was cancelled`
+        : typeof reason === 'string'
+          ? reason
+          : (reason as unknown) instanceof Error
+            ? (reason as Error).message
+            : show(reason);
+    const err = new TaskCancelledError(message);
     if (entry.owner !== undefined) entry.owner.cancelTask(entry, err);
     else if (!isFinal(this.state)) {
       this.workflow.dispatch({

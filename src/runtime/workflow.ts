@@ -19,7 +19,7 @@ import { TaskEntry } from './entry';
 import { TaskEvents, type TaskEvent } from './events';
 import { isLogLevel, LOG_LEVELS, Logger, type LogOptions } from './log';
 import { checkOptions, type RulesOf } from '../task/options';
-import { isPlainObject } from '../task/requirements';
+import { isPlainObject, show } from '../task/requirements';
 import { logEvents } from './event-log';
 import { UnobservedFailures } from './unobserved';
 
@@ -280,11 +280,11 @@ const MAX_NAME_LENGTH = 200;
  * @internal Throws `InvalidOptionsError` unless `name` can be a workflow's name, which names its directory
  * (`.scalems/<name>/` on Node) wherever the workflow is opened: letters, digits, ".", "_" and "-", not "." or "..".
  */
-export function checkWorkflowName(name: unknown): asserts name is string {
+export function checkWorkflowName(name: unknown, call = 'openWorkflow({ name })'): asserts name is string {
   const problem = workflowNameProblem(name);
   if (problem === undefined) return;
   const shown = typeof name === 'string' ? JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name) : '';
-  throw new InvalidOptionsError(`openWorkflow({ name }): ${shown || String(name)} is not a workflow name: ${problem}`);
+  throw new InvalidOptionsError(`${call}: ${shown || show(name)} is not a workflow name: ${problem}`);
 }
 
 function workflowNameProblem(name: unknown): string | undefined {

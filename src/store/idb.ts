@@ -1,6 +1,7 @@
 /** `idbStore(name)`: a store in IndexedDB through idb-keyval (browsers). */
 import type * as IdbKeyval from 'idb-keyval' with { 'resolution-mode': 'import' };
 import {
+  InvalidOptionsError,
   ScalemsError,
   StoreAccessError,
   StoreClosedError,
@@ -10,6 +11,7 @@ import {
   StoreWriteError,
 } from '../errors';
 import { checkOptions, rules, type RulesOf } from '../task/options';
+import { show } from '../task/requirements';
 import { versionProblem, withInternalWrites, type Store } from './store';
 import { assertStorable } from './storable';
 
@@ -57,6 +59,14 @@ interface Meta {
  * version upgrade to add this object store to a database another connection holds open, with `StoreLockedError`.
  */
 export function idbStore(dbName: string, storeName = 'scalems', options: IdbStoreOptions = {}): Store {
+  for (const [what, value] of [
+    ['dbName', dbName],
+    ['storeName', storeName],
+  ] as const)
+    if (typeof value !== 'string' || value === '')
+      throw new InvalidOptionsError(
+        `idbStore(dbName, storeName?, options?): ${what} must be a name, got ${show(value)}`,
+      );
   const description = `indexeddb:${dbName}/${storeName}`;
   checkOptions('idbStore', options, OPTION_RULES);
   if (typeof indexedDB === 'undefined') {

@@ -120,6 +120,8 @@ export const taskByLabel = (state: WorkflowState, label: string): TaskRecord | u
       `taskByLabel(state, label): state must be a workflow state (workflow.state, or a value of workflow.state$), ` +
         `got ${show(state)}`,
     );
+  if (typeof label !== 'string')
+    throw new InvalidOptionsError(`taskByLabel(state, label): label must be a string, got ${show(label)}`);
   const id = state.labels.get(label);
   return id === undefined ? undefined : state.tasks.get(id);
 };

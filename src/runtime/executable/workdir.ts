@@ -316,7 +316,13 @@ export async function tail(path: string, maxBytes = 2048): Promise<string> {
 
 /** The contents of a file reference (or path) as text. */
 export async function readText(ref: FileRef | string, encoding: BufferEncoding = 'utf8'): Promise<string> {
-  return readFile(pathOf(ref, 'readText'), encoding);
+  const path = pathOf(ref, 'readText');
+  if (typeof encoding !== 'string' || !Buffer.isEncoding(encoding))
+    throw new InvalidOptionsError(
+      `readText(ref, encoding?): encoding must be one of Node's text encodings ('utf8', 'latin1', 'base64', ...), ` +
+        `got ${show(encoding)}`,
+    );
+  return readFile(path, encoding);
 }
 
 /** The contents of a file reference (or path) as bytes. */
