@@ -8,6 +8,7 @@ import {
   StoreClosedError,
   NoExecutorError,
   UpstreamFailedError,
+  call,
   currentTask,
   executor,
   inProcess,
@@ -147,6 +148,45 @@ describe('retry in the same process', () => {
     expect(wf.state.counts).toMatchObject({ succeeded: 4, failed: 0 });
     // 1 finished before 3 failed: served on the second subscription; 3 ran twice
     expect([runs.get(1), runs.get(3)]).toEqual([1, 2]);
+  });
+});
+
+describe('an outcome superseded within its own commit', () => {
+  it('a task submitted again while its cancellation is delivered is followed to its new run, not to that end', async () => {
+    // The audit's case: RxJS retry() around submitOn subscribed again as a member's failure was delivered, and
+    // submitted again members that the first subscription's teardown had cancelled in the same commit; their
+    // cancellations, delivered later in that commit, reached the new subscription ("nobody awaits its result"),
+    // which failed with them instead of running them.
+    const ex = executor(launch(wf, inProcess()), { worker: { cores: 2 } });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const gated = async (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const signal = currentTask().signal;
+        signal.addEventListener('abort', () => reject(signal.reason));
+        void gate.then(() => resolve(42));
+      });
+    const b = ex.submit(gated);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(b.state).toBe('running');
+    // a task that fails as it is submitted, and b cancelled, in one commit: a first, b after it
+    const a = ex.submit({ ...call(gated), key: 'never fits', requirements: { coresPerRank: 64 } });
+    const seen: string[] = [];
+    let again: Task<number> | undefined;
+    a.subscribe({
+      error: () => {
+        again = ex.submit(gated); // the same work: b's handle, run again
+        again.subscribe({ next: (v) => seen.push(`value ${v}`), error: (e: Error) => seen.push(e.name) });
+      },
+    });
+    b.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(again).toBe(b);
+    expect(seen).toEqual([]); // before: ['TaskCancelledError']
+    expect(b.state).toBe('running');
+    open();
+    await expect(b).resolves.toBe(42);
+    expect(seen).toEqual(['value 42']);
   });
 });
 

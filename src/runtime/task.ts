@@ -281,8 +281,14 @@ function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): ()
     return () => false;
   }
   let waiting = true;
-  const stop = task.entry.watch((r) => {
+  const entry = task.entry;
+  const stop = entry.watch((r) => {
     if (!isFinal(r.state) || !waiting) return;
+    // Changed since that commit: submitted again (or retried) by a listener that this commit called before this one
+    // (RxJS retry() subscribing again as the failure is delivered). That outcome is over; the next commit brings the
+    // task's state as it is now. Before, a follower that came with the new submission got the old run's
+    // cancellation.
+    if (entry.dirty) return;
     waiting = false;
     stop();
     listener(r);
