@@ -312,7 +312,11 @@ describe('the packed package', () => {
       threads: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'piscina' }),
       bullmq: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'bullmq' }),
       sqliteStore: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'better-sqlite3' }),
+      // before: accepted, and every task failed with SlurmAllocationError once an allocation was granted
+      slurmModules: expect.objectContaining({ code: 'MISSING_DEPENDENCY', packageName: 'piscina' }),
+      slurmPrograms: 'no error',
     });
+    expect(seen.slurmModules!.message).toMatch(/^slurm\(\{ modules \}\) needs the package piscina.*mode: 'steps'/);
     expect(seen.defaultStore).toMatchObject({
       packageName: 'better-sqlite3',
       install: 'npm install better-sqlite3@12',

@@ -74,14 +74,16 @@ describeWithService('slurm', 'slurm() worker groups on the two-node test cluster
     let names: { members: string; analysis: string };
     {
       await using ex = executor(rt, {
+        name: 'my ensemble',
         worker: [
           { name: 'members', nodes: 1, cores: 2 },
           { name: 'analysis', nodes: 1, cores: 2 },
         ],
       });
+      // the jobs carry the executor's name (before: its id, executor-<n>, whatever name it was given)
       names = {
-        members: `scalems-${ex.id}-members-${process.pid}`,
-        analysis: `scalems-${ex.id}-analysis-${process.pid}`,
+        members: `scalems-my_ensemble-members-${process.pid}`,
+        analysis: `scalems-my_ensemble-analysis-${process.pid}`,
       };
       // both requested at once (salloc started for each as the executor opened), before any task
       jobs = await waitFor(() => (allocations().size === 2 ? allocations() : undefined), 'two allocations', 30_000);

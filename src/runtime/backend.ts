@@ -135,7 +135,13 @@ export interface Backend {
    */
   open(
     worker: WorkerRequirements,
-    context: { readonly workflow: Workflow; readonly executorId: string; readonly group?: string },
+    context: {
+      readonly workflow: Workflow;
+      readonly executorId: string;
+      /** the executor's name, where it was given one (`executor(rt, { name })`): how the backend names its jobs */
+      readonly executorName?: string;
+      readonly group?: string;
+    },
   ): BackendExecutor;
   /** Releases the backend itself (pools, connections). */
   shutdown?(): Promise<void>;

@@ -160,7 +160,7 @@ export class Executor implements AsyncDisposable {
     this.workers = new WorkerGroups(
       runtime.backend,
       named,
-      { workflow: this.workflow, executorId: this.id },
+      { workflow: this.workflow, executorId: this.id, executorName: this.name },
       { need: (slot) => this.need(slot), start: (group, slot, need) => this.start(group, slot, need) },
     );
     this.capacity = this.workers.capacity;

@@ -112,7 +112,7 @@ export class WorkerGroups {
   constructor(
     backend: Backend,
     workers: readonly NamedWorker[],
-    context: { readonly workflow: Workflow; readonly executorId: string },
+    context: { readonly workflow: Workflow; readonly executorId: string; readonly executorName?: string },
     starter: GroupStarter,
   ) {
     const list: Group[] = [];
@@ -122,7 +122,7 @@ export class WorkerGroups {
           worker,
           workers.length > 1
             ? { ...context, group: name }
-            : { workflow: context.workflow, executorId: context.executorId },
+            : { workflow: context.workflow, executorId: context.executorId, executorName: context.executorName },
         );
         const group = new Group(name, worker, opened, starter);
         list.push(group);

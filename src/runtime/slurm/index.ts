@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Observable } from 'rxjs';
 import { SlurmStepError, UnsatisfiableRequirementsError } from '../../errors';
+import { optionalDependency } from '../../optional-dependency';
 import { checkOptions, rules, type RulesOf } from '../../task/options';
 import { validateTaskRequirements, type TaskRequirements } from '../../task/requirements';
 import { attemptOf, type Backend, type BackendExecutor, type Job } from '../backend';
@@ -78,12 +79,20 @@ const SLURM_OPTIONS = {
  * const scores = await Promise.all(runs.map((run) => md.submit(score, run)));
  * ```
  */
+/** what else a user without piscina can do */
+const AGENT_HINT =
+  "or run functions in job steps of their own (mode: 'steps'), or give slurm() no modules to run only programs";
+
 export function slurm(options: SlurmBackendOptions = {}): Backend {
   checkOptions('slurm', options, SLURM_OPTIONS);
   const launcher = options.launcher ?? 'mpirun';
   const mode = options.mode ?? 'agents';
   const grace = options.gracePeriod ?? DEFAULT_STEP_GRACE_SECONDS;
   const modules = resolveModules(options.modules ?? [], 'slurm', { allowEmpty: true });
+  // the agents run the modules' functions on threads (piscina): found missing only on the nodes, it failed every task
+  // with SlurmAllocationError once an allocation was granted, the install advice deep in an agent's stderr
+  if (mode === 'agents' && modules.length > 0)
+    optionalDependency('piscina', '5', 'slurm({ modules })', () => require.resolve('piscina'), AGENT_HINT);
   const remote: RemoteFunctions = {
     backend: 'slurm',
     where: 'a Slurm job step',
@@ -101,15 +110,19 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
 
   return {
     kind: 'slurm',
-    open(worker, { workflow, executorId, group }): BackendExecutor {
+    open(worker, { workflow, executorId, executorName, group }): BackendExecutor {
       const cluster = clusterInfo();
       const request = allocationRequest(worker, options);
       const capacity = checkRequest(request, cluster);
       const workflowDir = workflowDirectory(root, workflow.name);
       // with agents, a failed node does not end the allocation (--no-kill): its attempts go to the other nodes
       const salloc = [...sallocArgs(request), ...(mode === 'agents' ? ['--no-kill'] : [])];
-      // an executor of several worker groups has an allocation per group: its name is in the job's
-      const scope = group === undefined ? executorId : `${executorId}-${group.replace(/[^\w.-]/g, '_')}`;
+      // the executor's name, if it was given one (its id otherwise), so that the user finds the job in squeue; an
+      // executor of several worker groups has an allocation per group: its name is in the job's
+      const named = executorName ?? executorId;
+      const slug = (text: string): string => text.replace(/[^\w.-]/g, '_');
+      const scope = group === undefined ? slug(named) : `${slug(named)}-${slug(group)}`;
+      const executorShown = named === executorId ? executorId : `${JSON.stringify(named)} (${executorId})`;
       const alloc = new Allocation(`scalems-${scope}-${process.pid}`, salloc, srunEnv({}));
       const ctx: TaskPlanContext = {
         workflowDir,
@@ -125,7 +138,7 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       const agents =
         mode === 'agents'
           ? new AgentMode(alloc, {
-              where: `slurm() executor ${executorId}${group === undefined ? '' : ` (group "${group}")`}`,
+              where: `slurm() executor ${executorShown}${group === undefined ? '' : ` (group "${group}")`}`,
               address: options.address ?? hostname(),
               modules,
               digests,
