@@ -19,6 +19,7 @@ import {
   type ClusterInfo,
 } from '../src/runtime/slurm/options';
 import { classifyStep, srunEnv } from '../src/runtime/slurm/steps';
+import { allocationName } from '../src/runtime/slurm/allocation';
 import { stepCommand } from '../src/runtime/slurm/ranks';
 
 const cluster: ClusterInfo = {
@@ -464,5 +465,16 @@ describe('scalems-task: the entry point of function tasks in job steps', () => {
       ok: false,
       error: { code: 'UNSERIALIZABLE_VALUE' },
     });
+  });
+});
+
+describe('allocationName', () => {
+  it('names the job after the executor (and group), other characters as _, each name cut to 100 characters', () => {
+    expect(allocationName('executor-3', undefined, 42)).toBe('scalems-executor-3-42');
+    expect(allocationName('my ensemble', 'gö 1', 42)).toBe('scalems-my_ensemble-g__1-42');
+    // before: a name of 1010 characters or more made a job name Slurm refuses (over 1024), and every task failed
+    const long = allocationName('x'.repeat(5000), 'y'.repeat(5000), 4_194_304);
+    expect(long).toBe(`scalems-${'x'.repeat(100)}-${'y'.repeat(100)}-4194304`);
+    expect(long.length).toBeLessThanOrEqual(1024);
   });
 });

@@ -25,6 +25,20 @@ const HOLDER = 'echo "$SLURM_JOB_ID"; exec cat >/dev/null';
  */
 const GUARD = 'read -r line; [ "$line" = bye ] || kill -TERM "$1" 2>/dev/null';
 
+/** the characters of an executor's or a worker group's name that go into a job name */
+const NAME_PART_MAX = 100;
+
+/**
+ * The job name of an executor's allocation (one per worker group, for an executor of several): `scalems-<executor>-
+ * <pid>` or `scalems-<executor>-<group>-<pid>`, each name as letters, digits, `.`, `_` and `-` (`_` for any other
+ * character), cut to its first {@link NAME_PART_MAX} characters: Slurm refuses a job name over 1024, and an executor's
+ * name has no limit.
+ */
+export function allocationName(executor: string, group: string | undefined, pid: number): string {
+  const part = (text: string): string => text.slice(0, NAME_PART_MAX).replace(/[^\w.-]/g, '_');
+  return `scalems-${part(executor)}${group === undefined ? '' : `-${part(group)}`}-${pid}`;
+}
+
 /** Runs a Slurm client command; resolves with stdout (rejects on failure). */
 export function slurmCommand(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {

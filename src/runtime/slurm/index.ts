@@ -20,7 +20,7 @@ import { workflowDirectory } from '../executable/workdir';
 import { acceptFunction, type RemoteFunctions } from '../remote/accept';
 import { moduleDigests, probeModules, resolveModules, type ModuleDigests } from '../remote/modules';
 import { jsonWire } from '../remote/wire';
-import { Allocation } from './allocation';
+import { Allocation, allocationName } from './allocation';
 import {
   allocationRequest,
   checkRequest,
@@ -120,10 +120,8 @@ export function slurm(options: SlurmBackendOptions = {}): Backend {
       // the executor's name, if it was given one (its id otherwise), so that the user finds the job in squeue; an
       // executor of several worker groups has an allocation per group: its name is in the job's
       const named = executorName ?? executorId;
-      const slug = (text: string): string => text.replace(/[^\w.-]/g, '_');
-      const scope = group === undefined ? slug(named) : `${slug(named)}-${slug(group)}`;
       const executorShown = named === executorId ? executorId : `${JSON.stringify(named)} (${executorId})`;
-      const alloc = new Allocation(`scalems-${scope}-${process.pid}`, salloc, srunEnv({}));
+      const alloc = new Allocation(allocationName(named, group, process.pid), salloc, srunEnv({}));
       const ctx: TaskPlanContext = {
         workflowDir,
         hostCwd,
