@@ -145,6 +145,41 @@ describe('Spawner.start once this process is interrupted (it is ending its work 
   });
 });
 
+describe('a spawner sent SIGTERM (the end of the Slurm job step it runs in signals every process of the step)', () => {
+  it('ends its programs, one that ignores SIGTERM after the grace period, then exits', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-sigterm-'));
+    const spawner = new Spawner('', 1);
+    try {
+      const pidFile = `echo $$ > ${root}/pid.tmp && mv ${root}/pid.tmp ${root}/pid`;
+      const stubborn = `trap '' TERM; ${pidFile}; ${untilReleased(root)}`;
+      const tree = await spawner.start(requestIn<SpawnerGate>(root, 'stubborn', ['sh', '-c', stubborn], undefined))
+        .tree;
+      expect(tree?.running).toBe(true);
+      const pid = await waitFor(
+        () => (existsSync(join(root, 'pid')) ? Number(readFileSync(join(root, 'pid'), 'utf8')) : undefined),
+        'its pid',
+      );
+      const spawnerPid = spawner.pid!;
+      process.kill(spawnerPid, 'SIGTERM');
+      // before: the spawner died at once, and the program (in a session of its own) ran on for good
+      await waitFor(
+        () => (!isAlive(pid) && !isAlive(spawnerPid) ? true : undefined),
+        'the program and the spawner to end',
+        5_000,
+      );
+      // its exit, killed, if the spawner said so before it exited; else the spawner's death
+      const outcome = await tree!.exited.then(
+        (exit) => exit.signal,
+        (err: unknown) => err,
+      );
+      expect(outcome === 'SIGKILL' || outcome instanceof WorkerCrashedError).toBe(true);
+    } finally {
+      await spawner.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Spawner.withdraw (how the pool moves a waiting program)', () => {
   it('drops a program that waits for its core, and leaves a running one running with its core held', async () => {
     const root = mkdtempSync(join(tmpdir(), 'scalems-withdraw-'));

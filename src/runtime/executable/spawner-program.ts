@@ -316,14 +316,24 @@ process.stdin.on('data', (chunk) => {
   }
 });
 process.stdin.on('error', () => {});
-// the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
-process.stdin.on('close', () => {
-  if (quitting) process.exit(0);
+// the owner died, or this process is being ended: end what it started, then exit
+const orphaned = () => {
+  if (ending) return;
   // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
   ending = true;
   for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
   for (const gate of gates.values()) gate.queue.length = 0;
   heirs.length = 0;
   sweep(prefix, graceText, [...trees], () => process.exit(0));
+};
+// the owner closed the pipe: after QUIT, a normal shutdown; without, it died
+process.stdin.on('close', () => {
+  if (quitting) process.exit(0);
+  orphaned();
 });
+// SIGTERM: the end of a Slurm job step signals every process of the step at once, the agent (this one's owner) and
+// its spawners alike (a user's double Ctrl-C at srun, scancel). Dying of it at once, as before, left the programs,
+// in sessions of their own, running on the node for good. (Slurm's SIGKILL follows after KillWait: a grace period
+// longer than that is cut short, and the programs that ignore SIGTERM may then outlive it.)
+process.on('SIGTERM', orphaned);
 `;
