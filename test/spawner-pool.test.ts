@@ -1,10 +1,11 @@
 // processes() starts its programs from several spawners, each holding a share of the executor's cores
 // (src/runtime/executable/spawner-pool.ts): programs run side by side from different spawners, and one waiting in a
 // spawner whose core is busy with a long program is moved to a spawner with a free core.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { WorkerCrashedError, executable } from 'scalems';
 import { readText } from 'scalems/node';
 import { Spawner, type SpawnRequest, type SpawnerGate } from '../src/runtime/executable/spawner';
@@ -83,6 +84,43 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     const outputs = await Promise.all(next.map(async (r) => (await readText(r.stdout)).trim()));
     expect(outputs).toEqual(['0', '1', '2', '3']);
     expect(isAlive(pb!)).toBe(true); // the spawner that was not killed is the same
+    await rt.shutdown();
+  });
+
+  it('one spawner sent SIGTERM: its program fails even if it exits 0 on SIGTERM; the other spawner’s goes on', async () => {
+    const { root, rt, ex } = await setup({ cores: 2, gracePeriod: 1 });
+    // a graceful program: SIGTERM makes it exit 0, its work not done
+    const graceful = (key: string) =>
+      executable(
+        [
+          'sh',
+          '-c',
+          `trap 'exit 0' TERM; cd ${root} && echo $PPID > ${key}.ppid.tmp && mv ${key}.ppid.tmp ${key}.ppid; ` +
+            `${untilReleased(root)}; echo done > ${key}.done`,
+        ],
+        { key },
+      );
+    const [a, b] = ['a', 'b'].map((key) => ex.submit(graceful(key)));
+    const [pa, pb] = await waitFor(() => {
+      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
+      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
+    }, 'both programs to run');
+    if (pa === pb) {
+      // one core here: a single spawner
+      writeFileSync(join(root, 'release'), '');
+      await Promise.all([a, b]);
+      return await rt.shutdown();
+    }
+    process.kill(pa!, 'SIGTERM');
+    // before: the spawner ended its program, which exited 0, and reported that exit: the task succeeded, its work
+    // not done (and a store served it on resume)
+    await expect(a).rejects.toThrow(WorkerCrashedError);
+    expect(existsSync(join(root, 'a.done'))).toBe(false);
+    // before: its sweep ended every program of the backend, the other spawner's too
+    expect(b!.state).toBe('running');
+    writeFileSync(join(root, 'release'), '');
+    expect((await b!).exitCode).toBe(0);
+    expect(existsSync(join(root, 'b.done'))).toBe(true);
     await rt.shutdown();
   });
 
@@ -175,6 +213,43 @@ describe('a spawner sent SIGTERM (the end of the Slurm job step it runs in signa
       expect(outcome === 'SIGKILL' || outcome instanceof WorkerCrashedError).toBe(true);
     } finally {
       await spawner.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a spawner that dies while the owner has nothing else to do', () => {
+  it('fails the task (WorkerCrashedError) rather than let the owner’s event loop end with it unsettled', () => {
+    const root = mkdtempSync(join(tmpdir(), 'scalems-lone-'));
+    const script = join(root, 'lone.mjs');
+    // the package as built (npm test builds it first), by plain node: a program of its own, an ES module awaiting at
+    // its top level, whose event loop nothing else keeps alive (jest's would, and so would tsx's loader)
+    const dist = (file: string): string =>
+      JSON.stringify(pathToFileURL(join(__dirname, '..', 'dist', 'src', file)).href);
+    writeFileSync(
+      script,
+      `import { executable, executor, launch, memoryStore, openWorkflow } from ${dist('node/auto.js')};
+       import { processes } from ${dist('node/index.js')};
+       import { execFileSync } from 'node:child_process';
+       const wf = await openWorkflow({ store: memoryStore() });
+       const rt = launch(wf, processes({ root: ${JSON.stringify(join(root, 'work'))}, cores: 1 }));
+       const task = executor(rt).submit(executable(['sleep', '5']));
+       // running, and past the workflow's own timers (its record written behind within 1 s), which kept the loop
+       // alive meanwhile; a program not yet reported started fails at once, by another path
+       while (task.state !== 'running') await new Promise((resolve) => setTimeout(resolve, 20));
+       await new Promise((resolve) => setTimeout(resolve, 1500));
+       const children = ['-P', String(process.pid), '-f', 'scalems-spawner'];
+       const spawner = execFileSync('pgrep', children, { encoding: 'utf8' });
+       process.kill(Number(spawner.trim().split('\\n')[0]), 'SIGKILL');
+       console.log(await task.then(() => 'succeeded', (e) => e.name));
+       await rt.shutdown();`,
+    );
+    try {
+      const run = spawnSync(process.execPath, [script], { encoding: 'utf8' });
+      // before: the spawner's pipe closed before its exit was read, the event loop ended there, and node exited 13
+      // ("unsettled top-level await") with the task never settled
+      expect({ status: run.status, out: run.stdout.trim() }).toEqual({ status: 0, out: 'WorkerCrashedError' });
+    } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });

@@ -199,7 +199,12 @@ export class Spawner implements TreeWatcher, ProgramStarter {
       when === undefined || when === 'go' ? 0 : when.gate.cores,
       when === undefined || when === 'go' ? 0 : when.cores,
     ]);
-    if (this.#waiting.size + this.#running.size === 0) (child.stdout as Readable & { ref(): void }).ref();
+    if (this.#waiting.size + this.#running.size === 0) {
+      (child.stdout as Readable & { ref(): void }).ref();
+      // and the process: if it dies, its pipe closes before its exit is read, and the owner's event loop, with nothing
+      // else to do, ended there, its tasks never settled (a program of Node's exited 13, "unsettled top-level await")
+      child.ref();
+    }
     const tree = new Promise<ProcessTree | undefined>((resolve, reject) =>
       this.#waiting.set(id, { request, resolve, reject }),
     );
@@ -374,8 +379,10 @@ export class Spawner implements TreeWatcher, ProgramStarter {
 
   /** Nothing to wait for: the owner's event loop need not stay alive for the spawner. */
   #idle(): void {
-    if (this.#waiting.size + this.#running.size === 0 && this.#child !== undefined)
+    if (this.#waiting.size + this.#running.size === 0 && this.#child !== undefined) {
       (this.#child.stdout as Readable & { unref(): void }).unref();
+      this.#child.unref();
+    }
   }
 
   #send(message: unknown[]): void {
