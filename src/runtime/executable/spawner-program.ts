@@ -46,10 +46,9 @@ export const SPAWNER_NAME = 'scalems-spawner';
 /**
  * Ends, as `killTree` would (SIGTERM, then SIGKILL after the grace period), every process of the trees `specs`
  * (`<pid>:<start>` of their leaders), their descendants, and every process whose `SCALEMS_ATTEMPT` holds a token that
- * starts with `prefix` (none if `prefix` is empty) or is one of `tokens`; then calls `done`. Plain JavaScript, a
- * function expression.
+ * starts with `prefix` (none if `prefix` is empty); then calls `done`. Plain JavaScript, a function expression.
  */
-const SWEEP = `function sweep(prefix, tokens, graceText, specs, done) {
+const SWEEP = `function sweep(prefix, graceText, specs, done) {
 const fs = require('fs');
 const key = ${JSON.stringify(MARK_VARIABLE + '=')};
 const groups = specs.map((s) => s.split(':')).map(([pid, start]) => ({ pid: Number(pid), start: Number(start) }));
@@ -60,14 +59,12 @@ const stat = (pid) => {
     return { state: f[0], ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]), start: Number(f[19]) };
   } catch { return undefined; }
 };
-const wanted = new Set(tokens);
 const marked = (pid) => {
-  if (prefix === '' && wanted.size === 0) return false;
+  if (prefix === '') return false;
   let env;
   try { env = fs.readFileSync('/proc/' + pid + '/environ', 'latin1'); } catch { return false; }
   for (const v of env.split('\\0'))
-    if (v.startsWith(key))
-      return v.slice(key.length).split(':').some((t) => (prefix !== '' && t.startsWith(prefix)) || wanted.has(t));
+    if (v.startsWith(key)) return v.slice(key.length).split(':').some((t) => t.startsWith(prefix));
   return false;
 };
 const members = () => {
@@ -128,16 +125,16 @@ const C = ${JSON.stringify(SpawnerCommand)};
 const R = ${JSON.stringify(SpawnerReply)};
 const base = Object.assign({}, process.env);
 const trees = new Set();
-// the mark token of the attempt of each tree (its own: the last of its SCALEMS_ATTEMPT), by tree
-const tokens = new Map();
-const MARK = ${JSON.stringify(MARK_VARIABLE)};
-const untrack = (spec) => { trees.delete(spec); tokens.delete(spec); };
 let out = [];
 const flush = () => { const text = out.join(''); out = []; process.stdout.write(text); };
-// nothing is reported once this spawner is ending (see \`orphaned\`): an exit its sweep causes is no program's outcome
-const send = (m) => { if (!ending && out.push(JSON.stringify(m) + '\\n') === 1) setImmediate(flush); };
+const send = (m) => { if (out.push(JSON.stringify(m) + '\\n') === 1) setImmediate(flush); };
 process.stdout.on('error', () => {});
-for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE']) process.on(s, () => {});
+// Signals meant for the owner's process group, session or unit (a terminal's Ctrl-C, \`systemctl stop\`, the end of the
+// Slurm job step an agent runs in, which signals every process of the step) are the owner's to act on: a worker
+// lets its running programs finish, an agent or driver that ends closes this pipe, and this spawner then ends them
+// (below). Dying of SIGTERM, a spawner left its programs, in sessions of their own, running for good; ending
+// them itself, it failed work its owner meant to finish, and took a program that exits 0 on SIGTERM for a success.
+for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE', 'SIGTERM']) process.on(s, () => {});
 const statBuffer = Buffer.alloc(1024);
 const startOf = (pid) => {
   let fd;
@@ -264,8 +261,6 @@ const launch = (p) => {
     const begun = startOf(pid);
     const spec = pid + ':' + (begun === null ? '0' : begun);
     trees.add(spec);
-    const mark = p.changes[MARK];
-    if (typeof mark === 'string') tokens.set(spec, mark.slice(mark.lastIndexOf(':') + 1));
     send([R.started, id, pid, begun]);
     if (p.stdinText !== null) { child.stdin.on('error', () => {}); child.stdin.end(p.stdinText); }
     child.once('exit', (code, signal) => {
@@ -275,7 +270,7 @@ const launch = (p) => {
       release(p, true);
       let alive = true;
       try { process.kill(-pid, 0); } catch (e) { alive = e.code === 'EPERM'; }
-      if (!alive) untrack(spec);
+      if (!alive) trees.delete(spec);
       send([R.exited, id, code, signal, alive ? 1 : 0]);
     });
   } catch (e) {
@@ -321,32 +316,19 @@ process.stdin.on('data', (chunk) => {
     else if (m[0] === C.next) heirs.push(m[1]);
     else if (m[0] === C.leave) leave(m[1], false);
     else if (m[0] === C.withdraw) leave(m[1], true);
-    else if (m[0] === C.done) untrack(m[1] + ':' + (m[2] === null ? '0' : m[2]));
+    else if (m[0] === C.done) trees.delete(m[1] + ':' + (m[2] === null ? '0' : m[2]));
     else if (m[0] === C.quit) quitting = true;
   }
 });
 process.stdin.on('error', () => {});
-// The owner died (ownerGone: every process of its attempts, by their marks' prefix), or this process is being ended
-// (only what it started itself: the owner's other spawners go on): end it, then exit. Nothing is reported meanwhile
-// (\`send\`): a program that exits 0 on SIGTERM has not done its work, and the owner, alive, fails what this spawner
-// had started (WorkerCrashedError) when it sees it gone.
-const orphaned = (ownerGone) => {
-  if (ending) return;
+// the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
+process.stdin.on('close', () => {
+  if (quitting) process.exit(0);
   // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
   ending = true;
   for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
   for (const gate of gates.values()) gate.queue.length = 0;
   heirs.length = 0;
-  sweep(ownerGone ? prefix : '', ownerGone ? [] : [...tokens.values()], graceText, [...trees], () => process.exit(0));
-};
-// the owner closed the pipe: after QUIT, a normal shutdown; without, it died
-process.stdin.on('close', () => {
-  if (quitting) process.exit(0);
-  orphaned(true);
+  sweep(prefix, graceText, [...trees], () => process.exit(0));
 });
-// SIGTERM: the end of a Slurm job step signals every process of the step at once, the agent (this one's owner) and
-// its spawners alike (a user's double Ctrl-C at srun, scancel). Dying of it at once left the programs, in sessions
-// of their own, running on the node for good. (Slurm's SIGKILL follows after KillWait: a grace period longer than
-// that is cut short, and the programs that ignore SIGTERM may then outlive it.)
-process.on('SIGTERM', () => orphaned(false));
 `;
