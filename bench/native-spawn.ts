@@ -14,12 +14,14 @@ import { fmtRatio, median, perSecond, spread } from './stats';
 
 /** Builds the forker; undefined (and why) where there is no C compiler or no Linux. */
 function build(): string | undefined {
-  const out = join(mkdtempSync(join(tmpdir(), 'scalems-forker-')), 'forker');
+  const dir = mkdtempSync(join(tmpdir(), 'scalems-forker-'));
+  const out = join(dir, 'forker');
   const source = join(__dirname, '..', '..', '..', 'bench', 'native-spawn', 'forker.c');
   try {
     execFileSync('cc', ['-O2', '-o', out, source], { stdio: 'pipe' });
     return out;
   } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
     console.log(`native-spawn: skipped, cannot build ${source}: ${(err as Error).message.split('\n')[0]}`);
     return undefined;
   }

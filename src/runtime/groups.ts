@@ -118,12 +118,7 @@ export class WorkerGroups {
     const list: Group[] = [];
     try {
       for (const { name, worker } of workers) {
-        const opened = backend.open(
-          worker,
-          workers.length > 1
-            ? { ...context, group: name }
-            : { workflow: context.workflow, executorId: context.executorId, executorName: context.executorName },
-        );
+        const opened = backend.open(worker, workers.length > 1 ? { ...context, group: name } : context);
         const group = new Group(name, worker, opened, starter);
         list.push(group);
         // several groups: none takes tasks before its backend can start them (its allocation granted), so that
