@@ -3,9 +3,9 @@
 // before the clock starts: its one-time start (its spawners, the sweep of a dead run's leftovers) is not a per-task
 // cost, and the loop has none.
 // Run: npx tsx bench/processes.ts
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { executable, executor, launch, memoryStore, openWorkflow } from 'scalems';
 import { processes } from 'scalems/node';
 import { spawnLoop } from './spawn-loop';
@@ -37,33 +37,50 @@ const cpuPerTask = {
   spawner: [] as number[],
   spawn: [] as number[],
   spawnWithFiles: [] as number[],
+  /** processes() with its spawners forking with Node (SCALEMS_FORKER=node): driver, spawners */
+  nodeFork: [] as number[],
+  nodeForkSpawner: [] as number[],
 };
 
 /**
- * CPU time (µs) of this process's spawners (`scalems-spawner`, which make the working directories and files and fork
- * the programs): part of what scalems costs per task, in another process. 0 where there is no /proc.
+ * CPU time (µs) of this process's spawners (`scalems-spawner`, which make the working directories and fork the
+ * programs) and of their forkers (`scalems-forker`, which start them where it was built): part of what scalems costs
+ * per task, in other processes. 0 where there is no /proc.
  */
 function spawnerMicros(): number {
-  let ticks = 0;
   let names: string[] = [];
   try {
     names = readdirSync('/proc');
   } catch {
     return 0;
   }
+  const all: Array<{ pid: number; ppid: number; ticks: number; cmdline: string }> = [];
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[1]) !== process.pid || !readFileSync(`/proc/${name}/cmdline`, 'latin1').includes('scalems-spawner'))
-        continue;
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'latin1');
+      const ticks = Number(f[11]) + Number(f[12]); // utime, stime
+      all.push({ pid: Number(name), ppid: Number(f[1]), ticks, cmdline });
     } catch {
       // gone
     }
   }
+  const spawners = new Set(
+    all.filter((p) => p.ppid === process.pid && p.cmdline.includes('scalems-spawner')).map((p) => p.pid),
+  );
+  const forkers = all.filter((p) => spawners.has(p.ppid) && p.cmdline.includes('scalems-forker'));
+  const ticks = [...all.filter((p) => spawners.has(p.pid)), ...forkers].reduce((sum, p) => sum + p.ticks, 0);
   return (ticks * 1e6) / CLOCK_TICKS;
+}
+
+/** Makes the spawners fork with Node (src/runtime/executable/forker.ts). */
+const FORKER_VARIABLE = 'SCALEMS_FORKER';
+
+/** Whether the package's native forker was built (`npm ci` builds it with cc). */
+function forkerBuilt(): boolean {
+  return existsSync(join(dirname(require.resolve('scalems/package.json')), 'native', 'scalems-forker'));
 }
 
 /** USER_HZ: the unit of times in /proc/<pid>/stat (100 on Linux everywhere but a few exotic builds). */
@@ -72,9 +89,13 @@ const CLOCK_TICKS = 100;
 /** The machine's idle percentage while each side ran, per round. */
 const idle = { scalems: [] as number[], spawn: [] as number[] };
 
-/** Milliseconds for `n` executables through scalems (its root is kept until `removeRoots`). */
-export async function viaScalems(n: number, cores: number): Promise<number> {
+/**
+ * Milliseconds for `n` executables through scalems (its root is kept until `removeRoots`); `nodeFork`: its spawners
+ * fork with Node (`SCALEMS_FORKER=node`), as where the native forker was not built.
+ */
+export async function viaScalems(n: number, cores: number, nodeFork = false): Promise<number> {
   const root = mkdtempSync(join(tmpdir(), 'scalems-bench-'));
+  if (nodeFork) process.env[FORKER_VARIABLE] = 'node';
   try {
     const wf = await openWorkflow({ store: memoryStore(), name: 'bench' });
     const rt = launch(wf, processes({ root, cores }));
@@ -88,12 +109,13 @@ export async function viaScalems(n: number, cores: number): Promise<number> {
     const t0 = performance.now();
     await Promise.all(Array.from({ length: n }, (_, i) => ex.submit(executable(['true'], { key: String(i) }))));
     const ms = performance.now() - t0;
-    idle.scalems.push(idleSince(m0));
-    cpuPerTask.scalems.push(cpuMicros(u0) / n);
-    cpuPerTask.spawner.push((spawnerMicros() - s0) / n);
+    if (!nodeFork) idle.scalems.push(idleSince(m0));
+    (nodeFork ? cpuPerTask.nodeFork : cpuPerTask.scalems).push(cpuMicros(u0) / n);
+    (nodeFork ? cpuPerTask.nodeForkSpawner : cpuPerTask.spawner).push((spawnerMicros() - s0) / n);
     await rt.shutdown();
     return ms;
   } finally {
+    delete process.env[FORKER_VARIABLE];
     roots.push(root);
   }
 }
@@ -164,6 +186,8 @@ export async function benchProcesses(
   cpuPerTask.scalems.length = 0;
   cpuPerTask.spawner.length = 0;
   cpuPerTask.spawn.length = 0;
+  cpuPerTask.nodeFork.length = 0;
+  cpuPerTask.nodeForkSpawner.length = 0;
   idle.scalems.length = 0;
   idle.spawn.length = 0;
   await viaSpawnWithFiles(20, concurrency);
@@ -174,6 +198,9 @@ export async function benchProcesses(
   const ratios: number[] = [];
   const withFiles: number[] = [];
   const withFilesRatios: number[] = [];
+  const nodeForked: number[] = [];
+  const nodeForkRatios: number[] = [];
+  const forker = forkerBuilt();
   // alternating rounds, each side first in every other one, so that the machine's noise hits both
   for (let r = 0; r < rounds; r++) {
     const [spawnMs, scalemsMs] = await alternate(
@@ -187,6 +214,11 @@ export async function benchProcesses(
     const withFilesMs = await viaSpawnWithFiles(tasks, concurrency);
     withFiles.push(perSecond(tasks, withFilesMs));
     withFilesRatios.push(withFilesMs / scalemsMs);
+    if (forker) {
+      const nodeForkMs = await viaScalems(tasks, concurrency, true);
+      nodeForked.push(perSecond(tasks, nodeForkMs));
+      nodeForkRatios.push(spawnMs / nodeForkMs);
+    }
   }
   const f: ProcessesBenchFigures = {
     tasks,
@@ -207,6 +239,14 @@ export async function benchProcesses(
     console.log(`  plain spawn loop:    ${spread(spawned)} tasks/s`);
     console.log(`  ratio spawn loop time / scalems time ${spread(ratios, fmtRatio)} (goal ≥ 0.9)`);
     const ms = (us: number): string => (us / 1000).toFixed(2);
+    console.log(
+      forker
+        ? `  the spawners started the programs through the native forker (native/scalems-forker); forking with Node ` +
+            `instead (SCALEMS_FORKER=node, as where it was not built), timed after each round: ` +
+            `${spread(nodeForked)} tasks/s, ratio ${spread(nodeForkRatios, fmtRatio)}, CPU per task ` +
+            `${spread(cpuPerTask.nodeFork, ms)} ms (+ spawners ${spread(cpuPerTask.nodeForkSpawner, ms)} ms)`
+        : '  the native forker is not built (node native/build.cjs): the spawners forked with Node',
+    );
     console.log(
       `  diagnosis, CPU of this process (all threads) per task: scalems ${spread(cpuPerTask.scalems, ms)} ms ` +
         `(+ its spawner processes ${spread(cpuPerTask.spawner, ms)} ms), spawn loop (its own process) ` +

@@ -1,7 +1,7 @@
 // Every backend passes one conformance suite (test/backend-conformance.ts): inProcess(), virtual() in
 // real time, threads(), processes(), slurm() on the test cluster and bullmq() with `scalems worker`
 // processes on the test Redis, each with both kinds of work; and processes() once more on executors of two worker
-// groups (the suite's tasks pinned to one of them).
+// groups (the suite's tasks pinned to one of them), and once more with its spawners forking with Node.
 import { execFileSync } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
 } from 'scalems';
 import { bullmq, processes, slurm, threads } from 'scalems/node';
 import { virtual } from 'scalems/testing';
+import { FORKER_VARIABLE } from '../src/runtime/executable/forker';
 import { backendConformance, type Refusal } from './backend-conformance';
 import { program } from './fixtures/conformance/programs';
 import * as tasks from './fixtures/conformance/tasks';
@@ -126,6 +127,24 @@ backendConformance(
     },
   },
 );
+
+// the spawners forking with Node, as where the native forker was not built (no C compiler, not Linux)
+describe('with SCALEMS_FORKER=node', () => {
+  beforeAll(() => (process.env[FORKER_VARIABLE] = 'node'));
+  afterAll(() => delete process.env[FORKER_VARIABLE]);
+  backendConformance(
+    'processes(), its spawners forking with Node',
+    { closures: false, ranks: true, holdsStopped: true },
+    {
+      kit: executableKit({ walltime: 1 }),
+      refuses: [refuse.closure, refuse.definedFunction],
+      backend: (root) => {
+        const before = new Set(childProcesses());
+        return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
+      },
+    },
+  );
+});
 
 /** An allocation may wait behind other jobs (another test file's, when jest runs files in parallel). */
 const SLURM_TIMEOUT = 120_000;

@@ -294,6 +294,39 @@ describe('the packed package', () => {
     );
   });
 
+  it('builds its native forker as npm installs it (the install script), and starts programs with it; without cc it installs all the same, and Node forks', () => {
+    expect(pkg.scripts.install).toBe('node native/build.cjs');
+    expect(files).toEqual(expect.arrayContaining(['native/forker.c', 'native/build.cjs']));
+    expect(files).not.toContain('native/scalems-forker'); // built where it is installed, for that machine
+    const dir = project('commonjs', 'forker', Object.keys(pkg.dependencies));
+    const installed = join(dir, 'node_modules', 'scalems');
+    // what npm runs as it installs the package: its install script, in the package's directory
+    const script =
+      "const { executable, executor, launch, memoryStore, openWorkflow } = require('scalems');" +
+      "const { processes, readText } = require('scalems/node');" +
+      '(async () => {' +
+      "  const wf = await openWorkflow({ name: 'w', store: memoryStore() });" +
+      "  const rt = launch(wf, processes({ root: 'root' }));" +
+      "  const r = await executor(rt, {}).submit(executable(['sh', '-c', 'cat /proc/$PPID/comm']));" +
+      '  console.log((await readText(r.stdout)).trim());' +
+      '  await rt.shutdown();' +
+      '})();';
+    const build = (cc: string) =>
+      spawnSync(process.execPath, [pkg.scripts.install.split(' ')[1]!], {
+        cwd: installed,
+        encoding: 'utf8',
+        env: { ...process.env, CC: cc },
+      });
+    const noCompiler = build('/nonexistent/cc');
+    expect({ code: noCompiler.status, out: noCompiler.stdout }).toEqual({ code: 0, out: '' });
+    expect(noCompiler.stderr).toMatch(/^scalems: the native forker was not built \(no C compiler .*Node's spawn/);
+    expect(existsSync(join(installed, 'native', 'scalems-forker'))).toBe(false);
+    expect(node(dir, '-e', script)).toMatchObject({ code: 0, out: 'node\n', err: '' }); // the spawner, a Node
+    const built = build(process.env.CC ?? 'cc');
+    expect({ code: built.status, out: built.stdout, err: built.stderr }).toEqual({ code: 0, out: '', err: '' });
+    expect(node(dir, '-e', script)).toMatchObject({ code: 0, out: 'scalems-forker\n', err: '' });
+  }, 60_000);
+
   it('on Node without its optional peers: imports, runs on memoryStore, says what to install, type-checks', () => {
     expect(Object.keys(pkg.dependencies).filter((d) => OPTIONAL_PEERS.includes(d))).toEqual([]);
     for (const peer of OPTIONAL_PEERS) {

@@ -20,7 +20,7 @@ import {
 } from '../src/runtime/slurm/agent-protocol';
 import { AgentPool } from '../src/runtime/slurm/agents';
 import { agentCommand } from '../src/runtime/slurm/on-agents';
-import { parentOf, spawnersOf } from './support/work';
+import { parentOf, spawnerOfProgram, spawnersOf } from './support/work';
 
 const MODULE = join(__dirname, 'fixtures', 'slurm', 'tasks.ts');
 const FAKE_SRUN = join(__dirname, 'fixtures', 'slurm', 'fake-srun.sh');
@@ -269,8 +269,8 @@ describe('an agent started without modules, with a stand-in for srun', () => {
       const pids = await Promise.all(
         pidFiles.map((f) => until(() => existsSync(f) && Number(readFileSync(f, 'utf8')))),
       );
-      // each program's parent is a spawner of the agent's, one per core
-      const spawners = pids.map((pid) => parentOf(pid) ?? -1); // -1: gone, which fails below
+      // each program was started by a spawner of the agent's (through its forker, where it was built), one per core
+      const spawners = pids.map((pid) => spawnerOfProgram(pid) ?? -1); // -1: gone, which fails below
       expect(new Set(spawners).size).toBe(2);
       for (const s of spawners) expect(parentOf(s)).toBe(agent.pid);
       process.kill(agent.pid, 'SIGKILL');

@@ -10,7 +10,8 @@ import { WorkerCrashedError, executable } from 'scalems';
 import { readText } from 'scalems/node';
 import { Spawner, type SpawnRequest, type SpawnerGate } from '../src/runtime/executable/spawner';
 import { SpawnerPool, type PoolGate } from '../src/runtime/executable/spawner-pool';
-import { isAlive } from './support/work';
+import { FORKER_VARIABLE, forkerPath } from '../src/runtime/executable/forker';
+import { isAlive, parentOf } from './support/work';
 import { removeRoots, setup, waitFor } from './support/processes';
 
 afterAll(removeRoots);
@@ -22,8 +23,8 @@ afterAll(removeRoots);
 const untilReleased = (dir: string): string => `while [ -d ${dir} ] && [ ! -e ${dir}/release ]; do sleep 0.02; done`;
 
 /**
- * A program that writes its parent's pid (the spawner that started it) to `<dir>/<key>.ppid`, then runs until
- * `<dir>/release` exists.
+ * A program that writes its parent's pid (the spawner that started it, or its forker) to `<dir>/<key>.ppid`, then
+ * runs until `<dir>/release` exists.
  */
 function held(dir: string, key: string) {
   const script = `echo $PPID > ${key}.ppid.tmp && mv ${key}.ppid.tmp ${key}.ppid; ` + untilReleased(dir);
@@ -45,16 +46,25 @@ function requestIn<G>(root: string, name: string, command: string[], gate: G | u
 }
 
 const spawnerOf = (pid: number): boolean => readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-spawner');
+const forkerOf = (pid: number): boolean => readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('scalems-forker');
+
+/** The pids that the programs `keys` of `root` wrote (`held`): their parents, the spawners or their forkers. */
+function parentsIn(root: string, keys: string[]): Promise<number[]> {
+  return waitFor(() => {
+    const files = keys.map((key) => join(root, `${key}.ppid`));
+    return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
+  }, 'the programs to run');
+}
+
+/** The spawner that started a program whose parent is `pid`: that parent, or its parent if it is a forker. */
+const spawnerAbove = (pid: number): number => (forkerOf(pid) ? parentOf(pid)! : pid);
 
 describe('processes(): a pool of spawners sharing the cores', () => {
   it('two programs at once on a 2-core executor are started by two spawners (one where there is one core)', async () => {
     const { root, rt, ex } = await setup({ cores: 2 });
     const tasks = ['a', 'b'].map((key) => ex.submit(held(root, key)));
-    const parents = await waitFor(() => {
-      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
-      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
-    }, 'both programs to run');
-    // while both run: their parents are spawners of this process, as many as the machine has cores, up to 2
+    const parents = (await parentsIn(root, ['a', 'b'])).map(spawnerAbove);
+    // while both run: they were started by spawners of this process, as many as the machine has cores, up to 2
     expect(parents.map(spawnerOf)).toEqual([true, true]);
     expect(new Set(parents).size).toBe(Math.min(availableParallelism(), 2));
     writeFileSync(join(root, 'release'), '');
@@ -65,10 +75,7 @@ describe('processes(): a pool of spawners sharing the cores', () => {
   it('one spawner killed -9: only its attempts fail (WorkerCrashedError); the other goes on, and so do new ones', async () => {
     const { root, rt, ex } = await setup({ cores: 2 });
     const [a, b] = ['a', 'b'].map((key) => ex.submit(held(root, key)));
-    const [pa, pb] = await waitFor(() => {
-      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
-      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
-    }, 'both programs to run');
+    const [pa, pb] = (await parentsIn(root, ['a', 'b'])).map(spawnerAbove);
     if (pa === pb) {
       // one core here: a single spawner, which the test before covers
       writeFileSync(join(root, 'release'), '');
@@ -101,16 +108,16 @@ describe('processes(): a pool of spawners sharing the cores', () => {
         { key },
       );
     const [a, b] = ['a', 'b'].map((key) => ex.submit(graceful(key)));
-    const [pa] = await waitFor(() => {
-      const files = ['a', 'b'].map((key) => join(root, `${key}.ppid`));
-      return files.every(existsSync) ? files.map((f) => Number(readFileSync(f, 'utf8'))) : undefined;
-    }, 'both programs to run');
+    const [parent] = await parentsIn(root, ['a', 'b']);
+    const pa = spawnerAbove(parent!);
     // as `systemctl stop` signals a worker's whole unit, or the end of a Slurm step every process of the step. Before
     // 1ae4591 the spawner died of it, its programs left running; at 1ae4591 it ended them itself: a worker's drain
     // failed, a program exiting 0 on SIGTERM was a success, and the other spawner's programs were ended too
-    process.kill(pa!, 'SIGTERM');
+    // and its forker, if it has one: it ignores SIGTERM too
+    process.kill(pa, 'SIGTERM');
+    if (parent !== pa) process.kill(parent!, 'SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(isAlive(pa!)).toBe(true);
+    expect([isAlive(pa), isAlive(parent!)]).toEqual([true, true]);
     expect([a!.state, b!.state]).toEqual(['running', 'running']);
     writeFileSync(join(root, 'release'), '');
     expect((await Promise.all([a!, b!])).map((r) => r.exitCode)).toEqual([0, 0]);
@@ -145,6 +152,105 @@ describe('processes(): a pool of spawners sharing the cores', () => {
     expect(stuck).toEqual([1, 3, 5, 7]);
     await rt.shutdown();
   }, 60_000);
+});
+
+describe('the native forker (native/forker.c): programs started with posix_spawn', () => {
+  // built by `npm ci` (the package's install script, with cc); without it the spawners fork with Node, which the
+  // backend conformance suite covers too (SCALEMS_FORKER=node in test/backends.test.ts)
+  const built = forkerPath() !== '';
+  if (!built) {
+    const why = 'native/scalems-forker is not built (no cc at `npm ci`?): run `node native/build.cjs`';
+    if (process.env.CI === 'true') it('is built under CI', () => expect(why).toBe('built'));
+    else console.warn(`SKIPPED: the native forker's tests: ${why}`);
+  }
+  const maybe = built ? it : it.skip;
+  afterEach(() => delete process.env[FORKER_VARIABLE]);
+
+  maybe(
+    'starts the programs of each spawner, unless SCALEMS_FORKER=node: then the spawner forks with Node',
+    async () => {
+      for (const [mode, expected] of [
+        [undefined, 'scalems-forker'],
+        ['node', 'scalems-spawner'],
+      ] as const) {
+        if (mode !== undefined) process.env[FORKER_VARIABLE] = mode;
+        const { root, rt, ex } = await setup({ cores: 1 });
+        const task = ex.submit(held(root, 'a'));
+        const [parent] = await parentsIn(root, ['a']);
+        expect(readFileSync(`/proc/${parent!}/cmdline`, 'latin1')).toContain(expected);
+        expect(spawnerOf(spawnerAbove(parent!))).toBe(true);
+        writeFileSync(join(root, 'release'), '');
+        expect((await task).exitCode).toBe(0);
+        await rt.shutdown();
+      }
+    },
+  );
+
+  maybe(
+    'gives the program what Node’s spawn gives it: argv as it is, PATH lookup in its own environment, ' +
+      'a script without #! run by sh, a session of its own, default signals',
+    async () => {
+      const { root, rt, ex } = await setup({ cores: 1 });
+      const bin = join(root, 'bin');
+      execFileSync('mkdir', ['-p', bin]);
+      // a program found only on the PATH the task gives it, a script without #! (execvp runs those with /bin/sh)
+      writeFileSync(join(bin, 'only-here'), 'echo "found $# [$1] [$2]"\n', { mode: 0o755 });
+      const r = await ex.submit(executable(['only-here', 'a b\tc', ''], { env: { PATH: `${bin}:/usr/bin:/bin` } }));
+      expect((await readText(r.stdout)).trim()).toBe('found 2 [a b\tc] []');
+      // the program itself (not a shell, whose signal mask changes as it waits for its children) reads what it was
+      // given: its own session and group, SIGINT, SIGHUP, SIGTERM and SIGPIPE at their defaults (the forker ignores
+      // them), nothing blocked
+      const [stat, status] = await Promise.all(
+        [
+          ['cat', '/proc/self/stat'],
+          ['grep', '-E', '^Sig(Blk|Ign)', '/proc/self/status'],
+        ].map(async (argv) => (await readText((await ex.submit(executable(argv))).stdout)).trim()),
+      );
+      // pid (comm) state ppid pgrp session
+      const [pid, , , , pgrp, session] = stat!
+        .replace(/\(.*\)/, 'comm')
+        .split(' ')
+        .map(Number);
+      expect([pgrp, session]).toEqual([pid, pid]);
+      const [blocked, ignored] = status!.split('\n');
+      expect(blocked).toMatch(/^SigBlk:\s+0+$/);
+      const mask = BigInt(`0x${ignored!.split(/\s+/)[1]}`);
+      expect([1, 2, 13, 15].filter((n) => (mask >> BigInt(n - 1)) & 1n)).toEqual([]);
+      await rt.shutdown();
+    },
+  );
+
+  it('a forker that cannot run here (built for another machine): its spawner forks the programs itself', async () => {
+    const { root, rt, ex } = await setup({ cores: 1 });
+    // as a binary whose libraries this machine lacks: exec succeeds, the loader fails (127) before its first line
+    const fake = join(root, 'fake-forker');
+    writeFileSync(fake, '#!/bin/sh\nexit 127\n', { mode: 0o755 });
+    process.env[FORKER_VARIABLE] = fake;
+    const [first, second] = [ex.submit(held(root, 'a')), ex.submit(executable(['echo', 'second']))];
+    const [parent] = await parentsIn(root, ['a']);
+    expect(spawnerOf(parent!)).toBe(true);
+    writeFileSync(join(root, 'release'), '');
+    expect((await first).exitCode).toBe(0);
+    expect((await readText((await second).stdout)).trim()).toBe('second');
+    await rt.shutdown();
+  });
+
+  maybe(
+    'the forker killed -9: its spawner ends, its program fails with WorkerCrashedError, and the next starts afresh',
+    async () => {
+      const { root, rt, ex } = await setup({ cores: 1, gracePeriod: 1 });
+      const task = ex.submit(held(root, 'a'));
+      const [forker] = await parentsIn(root, ['a']);
+      expect(forkerOf(forker!)).toBe(true);
+      const spawner = parentOf(forker!)!;
+      process.kill(forker!, 'SIGKILL');
+      await expect(task).rejects.toThrow(WorkerCrashedError);
+      await waitFor(() => (isAlive(spawner) ? undefined : true), 'the spawner to end');
+      const next = await ex.submit(executable(['echo', 'next']));
+      expect((await readText(next.stdout)).trim()).toBe('next');
+      await rt.shutdown();
+    },
+  );
 });
 
 describe('Spawner.start once this process is interrupted (it is ending its work before it dies)', () => {

@@ -86,6 +86,13 @@ export function parentOf(pid: number): number | undefined {
   return stat(pid)?.ppid;
 }
 
+/** The spawner that started the program `pid`: its parent, or its parent's parent where that is a native forker. */
+export function spawnerOfProgram(pid: number): number | undefined {
+  const parent = parentOf(pid);
+  if (parent === undefined) return undefined;
+  return fileText(`/proc/${parent}/cmdline`).includes('scalems-forker') ? parentOf(parent) : parent;
+}
+
 /** Live spawners (`scalems-spawner`, the processes that start programs) that `parent` started (default: this one). */
 export function spawnersOf(parent = process.pid): number[] {
   return childProcesses(parent)

@@ -44,14 +44,17 @@ export type SpawnStage = 'dir' | 'stdout' | 'stderr' | 'stdin' | 'spawn' | 'drop
 export const SPAWNER_NAME = 'scalems-spawner';
 
 /**
- * Ends, as `killTree` would (SIGTERM, then SIGKILL after the grace period), every process of the trees `specs`
- * (`<pid>:<start>` of their leaders), their descendants, and every process whose `SCALEMS_ATTEMPT` holds a token that
- * starts with `prefix` (none if `prefix` is empty); then calls `done`. Plain JavaScript, a function expression.
+ * Ends, as `killTree` would (SIGTERM, then SIGKILL after the grace period), every process of the trees `specs` (a
+ * set of `<pid>:<start>` of their leaders, read each round), their descendants, and every process whose
+ * `SCALEMS_ATTEMPT` holds a token that starts with `prefix` (none if `prefix` is empty); then calls `done`. Plain
+ * JavaScript, a function expression.
  */
 const SWEEP = `function sweep(prefix, graceText, specs, done) {
 const fs = require('fs');
 const key = ${JSON.stringify(MARK_VARIABLE + '=')};
-const groups = specs.map((s) => s.split(':')).map(([pid, start]) => ({ pid: Number(pid), start: Number(start) }));
+// read each round: a program the forker reports started meanwhile joins them
+const groups = () =>
+  [...specs].map((s) => s.split(':')).map(([pid, start]) => ({ pid: Number(pid), start: Number(start) }));
 const stat = (pid) => {
   try {
     const t = fs.readFileSync('/proc/' + pid + '/stat', 'latin1');
@@ -78,7 +81,7 @@ const members = () => {
     if (s !== undefined && s.state !== 'Z' && s.state !== 'X') all.set(pid, s);
   }
   // a group whose leader's pid now belongs to another process is not ours any more
-  const ours = groups.filter((g) => { const l = all.get(g.pid); return l === undefined || l.start === g.start; });
+  const ours = groups().filter((g) => { const l = all.get(g.pid); return l === undefined || l.start === g.start; });
   const found = new Set();
   const queue = [];
   const add = (pid) => { if (!found.has(pid) && all.has(pid)) { found.add(pid); queue.push(pid); } };
@@ -109,6 +112,127 @@ round();
 }`;
 
 /**
+ * The forker (`forker.ts`, `native/forker.c`), if the spawner was given its path and it starts: a program whose files
+ * the forker is to open (`native`, set in `prepare`: all but those fed text on stdin, which start with Node) is handed
+ * to it as one record of NUL-ended fields, and counts as launched from then on (never dropped: it may have started);
+ * the forker answers P (started), F (not started) and X (exited) lines. If it dies, so does this spawner: its owner
+ * then fails the programs it started and ends their trees, as when a spawner dies.
+ */
+const FORKER = `let forker = null;
+// it said it runs (its first line): until then, its end means it could not run here (a binary built for another
+// machine, a library missing), and this spawner forks the programs itself
+let forkerReady = false;
+let toForker = [];
+const signalNames = {};
+for (const [name, n] of Object.entries(require('os').constants.signals)) signalNames[n] = name;
+const flushForker = () => {
+  const text = toForker.join('');
+  toForker = [];
+  if (forker !== null) forker.stdin.write(text);
+};
+const fork = (p) => {
+  const argv = p.fifo === null ? p.argv : ['/bin/sh', '-c', FIFO_STDIN, ...p.argv];
+  const env = [];
+  for (const k in p.changes) { const v = p.changes[k]; env.push(v === null ? k : k + '=' + v); }
+  if (p.fifo !== null) env.push('SCALEMS_STDIN_FIFO=' + p.fifo);
+  const fields = [String(p.id), p.cwd, ...p.paths, String(argv.length), ...argv, String(env.length), ...env];
+  for (const f of fields) {
+    if (f.includes('\\0')) {
+      programs.delete(p.id);
+      release(p);
+      const message = 'spawn: an argument, a path or an environment variable holds a null byte';
+      return send([R.failed, p.id, 'spawn', 'ERR_INVALID_ARG_VALUE', message]);
+    }
+  }
+  if (toForker.push(fields.join('\\0') + '\\0') === 1) queueMicrotask(flushForker);
+};
+// a program prepared for the forker, forked here instead: its files opened as prepare() opens them for one
+const reopen = (p) => {
+  let stage = 'stdout';
+  try {
+    p.fds.push(fs.openSync(p.paths[0], 'w'));
+    stage = 'stderr';
+    p.fds.push(fs.openSync(p.paths[1], 'w'));
+    stage = 'stdin';
+    if (p.paths[2] !== '') p.fds.push((p.input = fs.openSync(p.paths[2], 'r')));
+    return true;
+  } catch (e) {
+    closeFds(p);
+    programs.delete(p.id);
+    release(p);
+    send([R.failed, p.id, stage, e.code || null, e.message]);
+    if (p.after !== null) send(p.after);
+    return false;
+  }
+};
+const forked = (line) => {
+  if (line === 'R') return void (forkerReady = true);
+  const f = line.split(' ');
+  const p = programs.get(Number(f[1]));
+  if (p === undefined) return;
+  if (f[0] === 'P') {
+    const pid = Number(f[2]), begun = f[3] === '-' ? null : f[3];
+    p.pid = pid;
+    p.spec = pid + ':' + (begun === null ? '0' : begun);
+    trees.add(p.spec);
+    send([R.started, p.id, pid, begun]);
+    if (p.after !== null) send(p.after);
+  } else if (f[0] === 'X') {
+    const status = Number(f[2]), signal = status & 0x7f;
+    const code = signal === 0 ? (status >> 8) & 0xff : null;
+    exited(p, p.spec, code, signal === 0 ? null : signalNames[signal] || 'SIG' + signal, f[3] === '1');
+  } else if (f[0] === 'F') {
+    programs.delete(p.id);
+    release(p);
+    const [stage, code] = [f[2], f[3]], text = f.slice(4).join(' ');
+    const path = p.paths[['stdout', 'stderr', 'stdin'].indexOf(stage)] || '';
+    const message = stage === 'spawn' ? text + ' (' + code + ')' : code + ': ' + text + ", open '" + path + "'";
+    send([R.failed, p.id, stage, code, message]);
+    if (p.after !== null) send(p.after);
+  }
+};
+if (forkerPath) {
+  const f = cp.spawn(forkerPath, [], { stdio: ['pipe', 'pipe', 'inherit'], windowsHide: true });
+  f.on('error', () => {}); // not started (a binary of another machine's, say): the programs start with Node
+  if (f.pid !== undefined) {
+    forker = f;
+    f.stdin.on('error', () => {});
+    f.stdout.setEncoding('utf8');
+    let text = '';
+    f.stdout.on('data', (chunk) => {
+      text += chunk;
+      let nl;
+      while ((nl = text.indexOf('\\n')) >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        forked(line);
+      }
+    });
+    f.once('exit', (code, signal) => {
+      if (ending || quitting) return;
+      const how = signal !== null ? 'signal ' + signal : 'exit code ' + code;
+      if (!forkerReady) {
+        process.stderr.write('scalems-spawner: the native forker ' + forkerPath + ' could not run (' + how + '): ' +
+          "programs are started with Node's spawn instead. Build it again on this machine: node native/build.cjs " +
+          'in the scalems package\\n');
+        forker = null;
+        toForker = [];
+        // what was handed to it, none of it started (it said nothing): forked here, in the order handed
+        for (const p of [...programs.values()]) {
+          if (p.native && p.launched && p.pid === undefined) {
+            p.launched = false;
+            launch(p);
+          }
+        }
+        return;
+      }
+      process.stderr.write('scalems-spawner: its forker (' + forkerPath + ') died (' + how + '): the spawner ends too\\n');
+      process.exit(70);
+    });
+  }
+}`;
+
+/**
  * The spawner (run by `node -e`; argv: its name, the mark prefix of its owner's attempts ('' for none), the grace
  * seconds). Everything per program is synchronous: the directory, the files, the fork. Its address space is a bare
  * Node's, and no other thread of it writes memory meanwhile, so a fork copies little.
@@ -120,7 +244,7 @@ Error.stackTraceLimit = 0;
 const fs = require('fs');
 const path = require('path');
 const cp = require('child_process');
-const [, prefix, graceText] = process.argv.slice(1);
+const [, prefix, graceText, forkerPath] = process.argv.slice(1);
 const C = ${JSON.stringify(SpawnerCommand)};
 const R = ${JSON.stringify(SpawnerReply)};
 const base = Object.assign({}, process.env);
@@ -155,7 +279,10 @@ const heirs = [];
 const inherit = () => {
   while (heirs.length > 0) {
     const p = programs.get(heirs.shift());
-    if (p !== undefined && p.pid === undefined && p.gate === -1) return launch(p);
+    if (p !== undefined && !p.launched && p.gate === -1) {
+      launch(p);
+      return p;
+    }
   }
 };
 const closeFds = (p) => { for (const fd of p.fds.splice(0)) fs.closeSync(fd); };
@@ -202,18 +329,33 @@ const makeDir = (cwd) => {
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
-    gate: gateId, cores: m[12], holds: 0, pid: undefined, left: false, fifo: null };
+    gate: gateId, cores: m[12], holds: 0, launched: false, pid: undefined, left: false, fifo: null,
+    native: forker !== null && m[8] === null, paths: null, spec: null, after: null };
   let stage = 'dir';
   try {
     if (!m[4]) makeDir(cwd);
-    stage = 'stdout';
-    p.fds.push(fs.openSync(m[5], 'w'));
-    stage = 'stderr';
-    p.fds.push(fs.openSync(m[6], 'w'));
-    stage = 'stdin';
-    if (stdinPath !== null) {
-      if (fs.statSync(stdinPath).isFIFO()) p.fifo = stdinPath;
-      else p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+    if (p.native) {
+      // made (or emptied) now, as for a program forked here, and opened again by the forker as it starts the program
+      p.paths = [m[5], m[6], stdinPath === null ? '' : stdinPath];
+      stage = 'stdout';
+      fs.closeSync(fs.openSync(m[5], 'w'));
+      stage = 'stderr';
+      fs.closeSync(fs.openSync(m[6], 'w'));
+      stage = 'stdin';
+      if (stdinPath !== null) {
+        if (fs.statSync(stdinPath).isFIFO()) { p.fifo = stdinPath; p.paths[2] = ''; }
+        else fs.closeSync(fs.openSync(stdinPath, 'r'));
+      }
+    } else {
+      stage = 'stdout';
+      p.fds.push(fs.openSync(m[5], 'w'));
+      stage = 'stderr';
+      p.fds.push(fs.openSync(m[6], 'w'));
+      stage = 'stdin';
+      if (stdinPath !== null) {
+        if (fs.statSync(stdinPath).isFIFO()) p.fifo = stdinPath;
+        else p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
+      }
     }
   } catch (e) {
     closeFds(p);
@@ -241,6 +383,11 @@ const drop = (p) => { programs.delete(p.id); closeFds(p); };
 const launch = (p) => {
   const id = p.id;
   if (ending) return drop(p);
+  p.launched = true;
+  if (p.native) {
+    if (forker !== null) return fork(p);
+    if (!reopen(p)) return; // the forker could not run: forked here, its files opened again
+  }
   try {
     const env = Object.assign({}, base);
     for (const k in p.changes) { const v = p.changes[k]; if (v === null) delete env[k]; else env[k] = v; }
@@ -262,16 +409,12 @@ const launch = (p) => {
     const spec = pid + ':' + (begun === null ? '0' : begun);
     trees.add(spec);
     send([R.started, id, pid, begun]);
+    if (p.after !== null) send(p.after);
     if (p.stdinText !== null) { child.stdin.on('error', () => {}); child.stdin.end(p.stdinText); }
     child.once('exit', (code, signal) => {
-      programs.delete(id);
-      // cores held by the owner, not given back: the next program it named takes them now (its GO will find it runs)
-      if (p.gate <= 0 && !p.left) inherit();
-      release(p, true);
       let alive = true;
       try { process.kill(-pid, 0); } catch (e) { alive = e.code === 'EPERM'; }
-      if (!alive) trees.delete(spec);
-      send([R.exited, id, code, signal, alive ? 1 : 0]);
+      exited(p, spec, code, signal, alive);
     });
   } catch (e) {
     programs.delete(id);
@@ -281,13 +424,26 @@ const launch = (p) => {
     closeFds(p);
   }
 };
+const exited = (p, spec, code, signal, alive) => {
+  programs.delete(p.id);
+  // cores held by the owner, not given back: the next program it named takes them now (its GO will find it runs)
+  const heir = p.gate <= 0 && !p.left ? inherit() : undefined;
+  release(p, true);
+  if (!alive) trees.delete(spec);
+  const m = [R.exited, p.id, code, signal, alive ? 1 : 0];
+  // the heir's start is told first, so that it claims the core before this exit gives it back (core-gate.ts, "Heirs"):
+  // one the forker starts, once the forker has answered
+  if (heir !== undefined && heir.pid === undefined && programs.has(heir.id)) heir.after = m;
+  else send(m);
+};
+${FORKER}
 // the owner no longer wants it: a program still waiting is dropped; a running one is being ended, and keeps its cores
 // until it exits (no heir starts then: the owner holds the cores of one it started on GO until its tree has ended);
 // the owner only withdrawing it (to start it in another spawner), a running one goes on
 const leave = (id, withdraw) => {
   const p = programs.get(id);
   if (p === undefined) return;
-  if (p.pid !== undefined) {
+  if (p.launched) {
     if (!withdraw) p.left = true;
     return;
   }
@@ -312,7 +468,7 @@ process.stdin.on('data', (chunk) => {
     const m = JSON.parse(buffer.slice(0, nl));
     buffer = buffer.slice(nl + 1);
     if (m[0] === C.start) prepare(m);
-    else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && p.pid === undefined) launch(p); }
+    else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && !p.launched) launch(p); }
     else if (m[0] === C.next) heirs.push(m[1]);
     else if (m[0] === C.leave) leave(m[1], false);
     else if (m[0] === C.withdraw) leave(m[1], true);
@@ -326,9 +482,9 @@ process.stdin.on('close', () => {
   if (quitting) process.exit(0);
   // the programs still waiting for cores or for GO are dropped: each exit the sweep causes would start the next
   ending = true;
-  for (const p of [...programs.values()]) if (p.pid === undefined) drop(p);
+  for (const p of [...programs.values()]) if (!p.launched) drop(p);
   for (const gate of gates.values()) gate.queue.length = 0;
   heirs.length = 0;
-  sweep(prefix, graceText, [...trees], () => process.exit(0));
+  sweep(prefix, graceText, trees, () => process.exit(0));
 });
 `;

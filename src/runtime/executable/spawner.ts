@@ -22,6 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { WorkerCrashedError } from '../../errors';
 import { isInterrupted } from '../interrupt';
+import { forkerPath } from './forker';
 import { MARK_VARIABLE, withMark } from './marks';
 import {
   adoptTree,
@@ -263,7 +264,7 @@ export class Spawner implements TreeWatcher, ProgramStarter {
     delete env.NODE_OPTIONS; // no loader, no debugger: the programs get it back as a change (`changes`)
     const child = spawn(
       process.execPath,
-      ['--single-threaded', '-e', SPAWNER_PROGRAM, SPAWNER_NAME, this.prefix, String(this.graceSeconds)],
+      ['--single-threaded', '-e', SPAWNER_PROGRAM, SPAWNER_NAME, this.prefix, String(this.graceSeconds), forkerPath()],
       // in a session of its own: an interrupt of the owner's terminal reaches the owner, which ends the trees
       { detached: true, stdio: ['pipe', 'pipe', 'inherit'], env, windowsHide: true },
     );
