@@ -226,7 +226,7 @@ if (forkerPath) {
         }
         return;
       }
-      process.stderr.write('scalems-spawner: its forker (' + forkerPath + ') died (' + how + '): the spawner ends too\\n');
+      process.stderr.write('scalems-spawner: its forker (' + forkerPath + ') died (' + how + '): it ends too\\n');
       process.exit(70);
     });
   }
