@@ -138,10 +138,8 @@ const fork = (p) => {
   const fields = [String(p.id), p.cwd, ...p.paths, String(argv.length), ...argv, String(env.length), ...env];
   for (const f of fields) {
     if (f.includes('\\0')) {
-      programs.delete(p.id);
-      release(p);
       const message = 'spawn: an argument, a path or an environment variable holds a null byte';
-      return send([R.failed, p.id, 'spawn', 'ERR_INVALID_ARG_VALUE', message]);
+      return failed(p, 'spawn', 'ERR_INVALID_ARG_VALUE', message);
     }
   }
   if (toForker.push(fields.join('\\0') + '\\0') === 1) queueMicrotask(flushForker);
@@ -158,10 +156,7 @@ const reopen = (p) => {
     return true;
   } catch (e) {
     closeFds(p);
-    programs.delete(p.id);
-    release(p);
-    send([R.failed, p.id, stage, e.code || null, e.message]);
-    if (p.after !== null) send(p.after);
+    failed(p, stage, e.code || null, e.message);
     return false;
   }
 };
@@ -182,13 +177,9 @@ const forked = (line) => {
     const code = signal === 0 ? (status >> 8) & 0xff : null;
     exited(p, p.spec, code, signal === 0 ? null : signalNames[signal] || 'SIG' + signal, f[3] === '1');
   } else if (f[0] === 'F') {
-    programs.delete(p.id);
-    release(p);
     const [stage, code] = [f[2], f[3]], text = f.slice(4).join(' ');
     const path = p.paths[['stdout', 'stderr', 'stdin'].indexOf(stage)] || '';
-    const message = stage === 'spawn' ? text + ' (' + code + ')' : code + ': ' + text + ", open '" + path + "'";
-    send([R.failed, p.id, stage, code, message]);
-    if (p.after !== null) send(p.after);
+    failed(p, stage, code, stage === 'spawn' ? text + ' (' + code + ')' : code + ': ' + text + ", open '" + path + "'");
   }
 };
 if (forkerPath) {
@@ -399,8 +390,7 @@ const launch = (p) => {
     const pid = child.pid;
     if (pid === undefined) {
       programs.delete(id);
-      release(p);
-      child.once('error', (e) => send([R.failed, id, 'spawn', e.code || null, e.message]));
+      child.once('error', (e) => failed(p, 'spawn', e.code || null, e.message));
       return;
     }
     p.pid = pid;
@@ -417,12 +407,17 @@ const launch = (p) => {
       exited(p, spec, code, signal, alive);
     });
   } catch (e) {
-    programs.delete(id);
-    release(p);
-    send([R.failed, id, 'spawn', e.code || null, e.message]);
+    failed(p, 'spawn', e.code || null, e.message);
   } finally {
     closeFds(p);
   }
+};
+// it did not start: its cores back, and the exit an heir's start held back (exited) told after it
+const failed = (p, stage, code, message) => {
+  programs.delete(p.id);
+  release(p);
+  send([R.failed, p.id, stage, code, message]);
+  if (p.after !== null) send(p.after);
 };
 const exited = (p, spec, code, signal, alive) => {
   programs.delete(p.id);
