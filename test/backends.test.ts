@@ -68,6 +68,12 @@ async function slurmLeft(): Promise<string[]> {
   return [...jobs, ...childProcesses().filter((p) => p.endsWith(' salloc') || p.endsWith(' srun'))];
 }
 
+/** processes() rooted at `root`; left over: child processes of this one that were not there before. */
+function processesBackend(root: string) {
+  const before = new Set(childProcesses());
+  return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
+}
+
 backendConformance(
   'inProcess()',
   { closures: true, ranks: true, holdsStopped: false },
@@ -107,10 +113,7 @@ backendConformance(
   {
     kit: executableKit({ walltime: 1 }),
     refuses: [refuse.closure, refuse.definedFunction],
-    backend: (root) => {
-      const before = new Set(childProcesses());
-      return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
-    },
+    backend: processesBackend,
   },
 );
 
@@ -121,10 +124,7 @@ backendConformance(
     kit: executableKit({ walltime: 1 }),
     refuses: [refuse.closure, refuse.definedFunction],
     groups: true,
-    backend: (root) => {
-      const before = new Set(childProcesses());
-      return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
-    },
+    backend: processesBackend,
   },
 );
 
@@ -138,10 +138,7 @@ describe('with SCALEMS_FORKER=node', () => {
     {
       kit: executableKit({ walltime: 1 }),
       refuses: [refuse.closure, refuse.definedFunction],
-      backend: (root) => {
-        const before = new Set(childProcesses());
-        return { backend: processes({ root }), leftovers: async () => childProcesses().filter((p) => !before.has(p)) };
-      },
+      backend: processesBackend,
     },
   );
 });
