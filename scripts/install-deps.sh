@@ -3,7 +3,8 @@
 #   redis-server            -> bullmq() backend
 #   slurm-wlm + munge       -> slurm() backend (a cluster of 2 nodes on localhost)
 #   openmpi-bin + libopenmpi-dev -> processes() with ranks > 1 (mpirun, mpicc)
-#   gcc/libc6-dev           -> compiling MPI test programs with mpicc
+#   gcc/libc6-dev           -> compiling MPI test programs with mpicc, and the native forker (native/forker.c,
+#                              built by `npm ci`: run this script before it)
 #   chromium                -> the browser tests (test/browser.test.ts: /usr/bin/chromium, driven by playwright-core)
 # plus small tools the start script uses (procps: pgrep/pkill; hostname).
 #
