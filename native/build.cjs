@@ -23,8 +23,8 @@ try {
           .trim()
           .split('\n')[0];
   console.warn(
-    `scalems: the native forker was not built (${why}); programs are started with Node's spawn instead, ` +
-      'a little slower per program. Install a C compiler and run `node native/build.cjs` in the scalems package ' +
-      'to build it.',
+    `scalems: the native forker was not built (${why}); programs are started with Node's spawn instead: ` +
+      'slower per program, and a program killed by a real-time signal is taken for a success (Node reports exit ' +
+      'code 0). Install a C compiler and run `node native/build.cjs` in the scalems package to build it.',
   );
 }

@@ -6,6 +6,7 @@
  *
  * Input (stdin, from the spawner): one record per program, each field ended by a NUL byte:
  *   id, working directory, stdout file, stderr file, stdin file ("" for /dev/null),
+ *   the length in bytes of a text to write to its stdin ("-" for none), then that text (which may hold NUL bytes),
  *   argc, argv[0] ... argv[argc - 1], envc, envc changes to this process's environment ("NAME=value" sets, "NAME"
  *   removes)
  * Output (stdout, to the spawner), one line each, the first "R" (it runs):
@@ -48,6 +49,14 @@ static struct running {
   char *id;
 } *running;
 static size_t nrunning, caprunning;
+
+/* texts being written to programs' stdin (through a pipe each, as the pipe takes them) */
+static struct feed {
+  int fd;
+  char *text;
+  size_t len, at;
+} *feeds;
+static size_t nfeeds, capfeeds;
 
 /* what goes to the spawner, written once all that is at hand has been read */
 static char *out;
@@ -112,6 +121,7 @@ static const char *errname(int e) {
     case EDQUOT: return "EDQUOT";
     case ETXTBSY: return "ETXTBSY";
     case EIO: return "EIO";
+    case EINVAL: return "EINVAL";
     default: return "EUNKNOWN";
   }
 }
@@ -182,10 +192,12 @@ static int lookup(const char *file, const char *path, char *buf, size_t size) {
   }
 }
 
-static void start(char **f, size_t argc, char **changes, size_t envc, posix_spawnattr_t *attr) {
+static void start(char **f, size_t argc, char **changes, size_t envc, const char *text, size_t len,
+                  posix_spawnattr_t *attr) {
   const char *id = f[0], *cwd = f[1];
   char **argv = f + 6;
   int fds[3] = {-1, -1, -1};
+  int feed = -1; /* the pipe's end this process writes the text to */
   const char *stages[3] = {"stdin", "stdout", "stderr"};
   const char *paths[3] = {f[4][0] != 0 ? f[4] : "/dev/null", f[2], f[3]};
   int flags[3] = {O_RDONLY, O_WRONLY | O_CREAT | O_TRUNC, O_WRONLY | O_CREAT | O_TRUNC};
@@ -193,10 +205,18 @@ static void start(char **f, size_t argc, char **changes, size_t envc, posix_spaw
     failed(id, "spawn", EINVAL);
     return;
   }
-  /* stdout and stderr first, as the spawner made them */
+  /* stdout and stderr first, as the spawner made them; stdin a pipe if there is a text for it */
   for (int k = 1; k <= 3; k++) {
     int i = k % 3;
-    fds[i] = open(paths[i], flags[i] | O_CLOEXEC, 0644);
+    if (i == 0 && text != NULL) {
+      int ends[2];
+      if (pipe2(ends, O_CLOEXEC) == 0) {
+        fds[0] = ends[0];
+        feed = ends[1];
+      }
+    } else {
+      fds[i] = open(paths[i], flags[i] | O_CLOEXEC, 0644);
+    }
     if (fds[i] < 0) {
       int e = errno;
       for (int j = 0; j < 3; j++)
@@ -239,8 +259,21 @@ static void start(char **f, size_t argc, char **changes, size_t envc, posix_spaw
   posix_spawn_file_actions_destroy(&fa);
   for (int i = 0; i < 3; i++) close(fds[i]);
   if (rc != 0) {
+    if (feed >= 0) close(feed);
     failed(id, "spawn", rc);
     return;
+  }
+  if (feed >= 0) {
+    /* written as the pipe takes it (main), never blocking this process; what the program does not read is dropped */
+    char *copy = len > 0 ? malloc(len) : NULL;
+    if (len > 0 && copy == NULL) {
+      fputs("scalems-forker: out of memory\n", stderr);
+      exit(70);
+    }
+    if (len > 0) memcpy(copy, text, len);
+    fcntl(feed, F_SETFL, O_NONBLOCK);
+    feeds = grow(feeds, &capfeeds, nfeeds + 1, sizeof *feeds);
+    feeds[nfeeds++] = (struct feed){feed, copy, len, 0};
   }
   running = grow(running, &caprunning, nrunning + 1, sizeof *running);
   running[nrunning].pid = pid;
@@ -249,6 +282,26 @@ static void start(char **f, size_t argc, char **changes, size_t envc, posix_spaw
   char begun[32];
   start_of(pid, begun, sizeof begun);
   emit("P %s %d %s\n", id, (int)pid, begun);
+}
+
+/* writes what each pipe takes now; ends a feed once written, or once its program closed the pipe (EPIPE) */
+static void feed_all(void) {
+  for (size_t i = 0; i < nfeeds;) {
+    struct feed *d = &feeds[i];
+    while (d->at < d->len) {
+      ssize_t w = write(d->fd, d->text + d->at, d->len - d->at);
+      if (w > 0) d->at += (size_t)w;
+      else if (w < 0 && errno == EINTR) continue;
+      else break;
+    }
+    if (d->at < d->len && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      i++;
+      continue;
+    }
+    close(d->fd);
+    free(d->text);
+    feeds[i] = feeds[--nfeeds];
+  }
 }
 
 static void reap(void) {
@@ -281,8 +334,20 @@ static size_t record(char *buf, char *end, posix_spawnattr_t *attr) {
   static size_t cap;
   char *at = buf;
   f = grow(f, &cap, 7, sizeof *f);
-  for (int i = 0; i < 6; i++)
+  for (int i = 0; i < 5; i++)
     if ((f[i] = field(&at, end)) == NULL) return 0;
+  /* the text for stdin: its length, then as many bytes and a NUL */
+  char *length = field(&at, end);
+  if (length == NULL) return 0;
+  char *text = NULL;
+  size_t len = 0;
+  if (strcmp(length, "-") != 0) {
+    len = strtoul(length, NULL, 10);
+    if ((size_t)(end - at) < len + 1) return 0;
+    text = at;
+    at += len + 1;
+  }
+  if ((f[5] = field(&at, end)) == NULL) return 0;
   size_t argc = strtoul(f[5], NULL, 10);
   f = grow(f, &cap, 6 + argc + 2, sizeof *f);
   for (size_t i = 0; i < argc; i++)
@@ -295,7 +360,7 @@ static size_t record(char *buf, char *end, posix_spawnattr_t *attr) {
   char **changes = f + 6 + argc + 1;
   for (size_t i = 0; i < envc; i++)
     if ((changes[i] = field(&at, end)) == NULL) return 0;
-  start(f, argc, changes, envc, attr);
+  start(f, argc, changes, envc, text, len, attr);
   return (size_t)(at - buf);
 }
 
@@ -324,6 +389,14 @@ int main(void) {
   sigfillset(&all);
   sigdelset(&all, SIGKILL);
   sigdelset(&all, SIGSTOP);
+#ifdef __GLIBC__
+  /* glibc's sigfillset leaves out its own two signals (32 and 33, which its threads use), and posix_spawn then sets them
+     ignored in the child, which keeps that across exec: put them in the set by hand, as Node's spawn resets them too */
+  for (int sig = 32; sig <= 33; sig++) {
+    const size_t bits = 8 * sizeof all.__val[0];
+    all.__val[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+  }
+#endif
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -331,12 +404,18 @@ int main(void) {
   flush();
   char *buf = NULL;
   size_t cap = 0, have = 0;
-  struct pollfd p[2] = {{0, POLLIN, 0}, {sfd, POLLIN, 0}};
+  struct pollfd *p = NULL;
+  size_t capp = 0;
   for (;;) {
-    if (poll(p, 2, -1) < 0) {
+    p = grow(p, &capp, 2 + nfeeds, sizeof *p);
+    p[0] = (struct pollfd){0, POLLIN, 0};
+    p[1] = (struct pollfd){sfd, POLLIN, 0};
+    for (size_t i = 0; i < nfeeds; i++) p[2 + i] = (struct pollfd){feeds[i].fd, POLLOUT, 0};
+    if (poll(p, 2 + nfeeds, -1) < 0) {
       if (errno == EINTR) continue;
       return 70;
     }
+    if (nfeeds > 0) feed_all();
     if (p[1].revents & POLLIN) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) > 0) {

@@ -90,7 +90,8 @@ export function parentOf(pid: number): number | undefined {
 export function spawnerOfProgram(pid: number): number | undefined {
   const parent = parentOf(pid);
   if (parent === undefined) return undefined;
-  return fileText(`/proc/${parent}/cmdline`).includes('scalems-forker') ? parentOf(parent) : parent;
+  // by its command name: a spawner's command line holds the forker's path
+  return fileText(`/proc/${parent}/comm`).trim() === 'scalems-forker' ? parentOf(parent) : parent;
 }
 
 /** Live spawners (`scalems-spawner`, the processes that start programs) that `parent` started (default: this one). */

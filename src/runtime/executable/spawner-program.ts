@@ -113,8 +113,8 @@ round();
 
 /**
  * The forker (`forker.ts`, `native/forker.c`), if the spawner was given its path and it starts: a program whose files
- * the forker is to open (`native`, set in `prepare`: all but those fed text on stdin, which start with Node) is handed
- * to it as one record of NUL-ended fields, and counts as launched from then on (never dropped: it may have started);
+ * the forker is to open (`native`, set in `prepare`) is handed to it as one record of NUL-ended fields (its stdin's
+ * text, if any, by its length), and counts as launched from then on (never dropped: it may have started);
  * the forker answers P (started), F (not started) and X (exited) lines. If it dies, so does this spawner: its owner
  * then fails the programs it started and ends their trees, as when a spawner dies.
  */
@@ -135,14 +135,18 @@ const fork = (p) => {
   const env = [];
   for (const k in p.changes) { const v = p.changes[k]; env.push(v === null ? k : k + '=' + v); }
   if (p.fifo !== null) env.push('SCALEMS_STDIN_FIFO=' + p.fifo);
-  const fields = [String(p.id), p.cwd, ...p.paths, String(argv.length), ...argv, String(env.length), ...env];
-  for (const f of fields) {
+  const head = [String(p.id), p.cwd, ...p.paths];
+  const tail = [String(argv.length), ...argv, String(env.length), ...env];
+  for (const f of [...head, ...tail]) {
     if (f.includes('\\0')) {
       const message = 'spawn: an argument, a path or an environment variable holds a null byte';
       return failed(p, 'spawn', 'ERR_INVALID_ARG_VALUE', message);
     }
   }
-  if (toForker.push(fields.join('\\0') + '\\0') === 1) queueMicrotask(flushForker);
+  // the text for its stdin, by its length in bytes (it may hold NUL bytes), or "-"
+  const text = p.stdinText === null ? ['-'] : [String(Buffer.byteLength(p.stdinText)), p.stdinText];
+  const record = [...head, ...text, ...tail].join('\\0') + '\\0';
+  if (toForker.push(record) === 1) queueMicrotask(flushForker);
 };
 // a program prepared for the forker, forked here instead: its files opened as prepare() opens them for one
 const reopen = (p) => {
@@ -321,7 +325,7 @@ const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
     gate: gateId, cores: m[12], holds: 0, launched: false, pid: undefined, left: false, fifo: null,
-    native: forker !== null && m[8] === null, paths: null, spec: null, after: null };
+    native: forker !== null, paths: null, spec: null, after: null };
   let stage = 'dir';
   try {
     if (!m[4]) makeDir(cwd);
