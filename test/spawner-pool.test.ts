@@ -254,9 +254,11 @@ describe('the native forker (native/forker.c): programs started with posix_spawn
 
   it('a forker that cannot run here (built for another machine): its spawner forks the programs itself', async () => {
     const { root, rt, ex } = await setup({ cores: 1 });
-    // as a binary whose libraries this machine lacks: exec succeeds, the loader fails (127) before its first line
+    // as a binary whose libraries this machine lacks: exec succeeds, the loader fails (127) before its first line;
+    // what it prints before then is not believed (a line shaped as a start, of pid 2, once it was handed the program,
+    // lost the program for good); handed nothing until it said it runs, this one is ended after 5 s
     const fake = join(root, 'fake-forker');
-    writeFileSync(fake, '#!/bin/sh\nexit 127\n', { mode: 0o755 });
+    writeFileSync(fake, '#!/bin/sh\nhead -c 1 > /dev/null\necho "P 1 2 3"\nexit 127\n', { mode: 0o755 });
     process.env[FORKER_VARIABLE] = fake;
     const [first, second] = [ex.submit(held(root, 'a')), ex.submit(executable(['echo', 'second']))];
     const [parent] = await parentsIn(root, ['a']);
@@ -264,6 +266,14 @@ describe('the native forker (native/forker.c): programs started with posix_spawn
     writeFileSync(join(root, 'release'), '');
     expect((await first).exitCode).toBe(0);
     expect((await readText((await second).stdout)).trim()).toBe('second');
+    await rt.shutdown();
+  });
+
+  it('a program that is not a forker (SCALEMS_FORKER=/bin/cat: it runs, and never says so) is ended, and the spawner forks', async () => {
+    const { rt, ex } = await setup({ cores: 1 });
+    process.env[FORKER_VARIABLE] = '/bin/cat'; // before: handed the records, it echoed them; the task never settled
+    const r = await ex.submit(executable(['sh', '-c', 'cat /proc/$PPID/comm']));
+    expect((await readText(r.stdout)).trim()).toBe('node');
     await rt.shutdown();
   });
 

@@ -6,7 +6,7 @@
  * not Linux, `npm install --ignore-scripts`), or `SCALEMS_FORKER=node` is set, the spawners fork with Node, which is
  * slower per program and otherwise the same (the backend conformance suite runs on both).
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -16,6 +16,7 @@ import { join } from 'node:path';
 export const FORKER_VARIABLE = 'SCALEMS_FORKER';
 
 let found: string | undefined;
+let warned = false;
 
 /** The forker's path, or '' for none (the spawner then forks with Node). */
 export function forkerPath(): string {
@@ -23,19 +24,31 @@ export function forkerPath(): string {
   if (chosen === 'node') return '';
   if (chosen !== undefined && chosen !== '') return chosen;
   if (found === undefined) {
-    // the package's root is three levels up from src/runtime/executable (jest), four from dist/src/runtime/executable
-    const candidates = [join(__dirname, '..', '..', '..'), join(__dirname, '..', '..', '..', '..')];
     found = '';
-    for (const root of candidates) {
-      const path = join(root, 'native', 'scalems-forker');
-      try {
-        accessSync(path, constants.X_OK);
-        found = path;
-        break;
-      } catch {
-        // not there
-      }
+    try {
+      accessSync(join(packageRoot(), 'native', 'scalems-forker'), constants.X_OK);
+      found = join(packageRoot(), 'native', 'scalems-forker');
+    } catch {
+      // not built
     }
   }
+  if (found === '' && process.platform === 'linux' && !warned) {
+    // npm shows nothing an install script prints unless it fails: the install's own line is rarely seen
+    warned = true;
+    process.emitWarning(
+      "scalems's native forker (native/scalems-forker) was not built where scalems is installed (no C compiler " +
+        "then, or its install script did not run): programs are started with Node's spawn, slower per program, and " +
+        'a program killed by a real-time signal (34-64) is reported by Node as exit code 0, so its task succeeds. ' +
+        `Build it: node native/build.cjs in ${packageRoot()} (needs cc); or set ` +
+        `${FORKER_VARIABLE}=node to choose Node's spawn.`,
+      { type: 'ScalemsWarning', code: 'SCALEMS_NO_FORKER' },
+    );
+  }
   return found;
+}
+
+/** The package's directory: three levels up from src/runtime/executable (jest), four from dist/src/runtime/... */
+function packageRoot(): string {
+  const source = join(__dirname, '..', '..', '..');
+  return existsSync(join(source, 'native', 'forker.c')) ? source : join(source, '..');
 }

@@ -122,13 +122,16 @@ const FORKER = `let forker = null;
 // it said it runs (its first line): until then, its end means it could not run here (a binary built for another
 // machine, a library missing), and this spawner forks the programs itself
 let forkerReady = false;
+let readyTimer;
 let toForker = [];
 const signalNames = {};
 for (const [name, n] of Object.entries(require('os').constants.signals)) signalNames[n] = name;
+// records wait until it said it runs: one that is not a forker (a wrong SCALEMS_FORKER) is handed nothing
 const flushForker = () => {
+  if (forker === null || !forkerReady || toForker.length === 0) return;
   const text = toForker.join('');
   toForker = [];
-  if (forker !== null) forker.stdin.write(text);
+  forker.stdin.write(text);
 };
 const fork = (p) => {
   const argv = p.fifo === null ? p.argv : ['/bin/sh', '-c', FIFO_STDIN, ...p.argv];
@@ -165,7 +168,13 @@ const reopen = (p) => {
   }
 };
 const forked = (line) => {
-  if (line === 'R') return void (forkerReady = true);
+  if (!forkerReady) {
+    // nothing it says before it said it runs is believed (a program that is not a forker)
+    if (line !== 'R') return;
+    forkerReady = true;
+    clearTimeout(readyTimer);
+    return flushForker();
+  }
   const f = line.split(' ');
   const p = programs.get(Number(f[1]));
   if (p === undefined) return;
@@ -191,6 +200,9 @@ if (forkerPath) {
   f.on('error', () => {}); // not started (a binary of another machine's, say): the programs start with Node
   if (f.pid !== undefined) {
     forker = f;
+    // one that runs but does not say so (not a forker: SCALEMS_FORKER=/bin/cat) is ended, and taken for one that
+    // could not run
+    readyTimer = setTimeout(() => { if (!forkerReady) f.kill('SIGKILL'); }, 5000);
     f.stdin.on('error', () => {});
     f.stdout.setEncoding('utf8');
     let text = '';
