@@ -24,7 +24,7 @@ try {
           .split('\n')[0];
   console.warn(
     `scalems: the native forker was not built (${why}); programs are started with Node's spawn instead: ` +
-      'slower per program, and a program killed by a real-time signal is taken for a success (Node reports exit ' +
+      'slower per program, and a program killed by a signal numbered 32 to 64 is taken for a success (Node reports exit ' +
       'code 0). Install a C compiler and run `node native/build.cjs` in the scalems package to build it.',
   );
 }

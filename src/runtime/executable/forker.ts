@@ -38,7 +38,7 @@ export function forkerPath(): string {
     process.emitWarning(
       "scalems's native forker (native/scalems-forker) was not built where scalems is installed (no C compiler " +
         "then, or its install script did not run): programs are started with Node's spawn, slower per program, and " +
-        'a program killed by a real-time signal (34-64) is reported by Node as exit code 0, so its task succeeds. ' +
+        'a program killed by a signal numbered 32 to 64 is reported by Node as exit code 0, so its task succeeds. ' +
         `Build it: node native/build.cjs in ${packageRoot()} (needs cc); or set ` +
         `${FORKER_VARIABLE}=node to choose Node's spawn.`,
       { type: 'ScalemsWarning', code: 'SCALEMS_NO_FORKER' },

@@ -470,14 +470,18 @@ const leave = (id, withdraw) => {
 };
 const sweep = ${SWEEP};
 let quitting = false;
-let buffer = '';
+// a line longer than a chunk (a program's text for stdin) is joined once its end comes: searched again with each
+// chunk, as it was, 50 MB took half a minute
+let pending = [];
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk) => {
-  buffer += chunk;
-  let nl;
-  while ((nl = buffer.indexOf('\\n')) >= 0) {
-    const m = JSON.parse(buffer.slice(0, nl));
-    buffer = buffer.slice(nl + 1);
+  if (chunk.indexOf('\\n') < 0) return void pending.push(chunk);
+  const buffer = pending.length === 0 ? chunk : pending.join('') + chunk;
+  pending = [];
+  let start = 0, nl;
+  while ((nl = buffer.indexOf('\\n', start)) >= 0) {
+    const m = JSON.parse(buffer.slice(start, nl));
+    start = nl + 1;
     if (m[0] === C.start) prepare(m);
     else if (m[0] === C.go) { const p = programs.get(m[1]); if (p !== undefined && !p.launched) launch(p); }
     else if (m[0] === C.next) heirs.push(m[1]);
@@ -486,6 +490,7 @@ process.stdin.on('data', (chunk) => {
     else if (m[0] === C.done) trees.delete(m[1] + ':' + (m[2] === null ? '0' : m[2]));
     else if (m[0] === C.quit) quitting = true;
   }
+  if (start < buffer.length) pending.push(buffer.slice(start));
 });
 process.stdin.on('error', () => {});
 // the owner closed the pipe: after QUIT, a normal shutdown; without, it died: end what it started
