@@ -1,7 +1,7 @@
 // Builds the native forker (forker.c: programs started with posix_spawn instead of Node's fork) as scalems is
 // installed: the package's "install" script. It never fails the install: where there is no C compiler ($CC, or cc), or
-// the system is not Linux, or it does not compile, the spawners fork with Node (src/runtime/executable/forker.ts),
-// which is slower per program and otherwise the same. `node native/build.cjs` builds it again.
+// the system is not Linux, or it does not compile, the spawners fork with Node (src/runtime/executable/forker.ts): slower
+// per program, and blind to deaths by signals 32-64 (docs/processes.md). `node native/build.cjs` builds it again.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { renameSync, rmSync } = require('node:fs');

@@ -3,8 +3,9 @@
  * starts the spawner's programs with posix_spawn. Node's spawn forks the spawner (a Node process: its page tables are
  * copied) and holds its one thread until the child has exec'd; the forker copies no page tables, and the spawner's
  * thread goes on meanwhile. Built as the package is installed (`native/build.cjs`); where it was not (no C compiler,
- * not Linux, `npm install --ignore-scripts`), or `SCALEMS_FORKER=node` is set, the spawners fork with Node, which is
- * slower per program and otherwise the same (the backend conformance suite runs on both).
+ * not Linux, `npm install --ignore-scripts`), or `SCALEMS_FORKER=node` is set, the spawners fork with Node: slower per
+ * program, and a program killed by a signal Node has no name for (32-64) is reported as exit code 0 (the backend
+ * conformance suite runs on both).
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { join } from 'node:path';

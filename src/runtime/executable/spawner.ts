@@ -1,9 +1,10 @@
 /**
  * The spawner: one small Node process per owner (a `processes()` backend, a remote task host such as a Slurm agent)
- * that makes each attempt's working directory and output files and forks its program, so that none of it happens in
- * the owner. Why: a fork copies the page tables of the process that forks, and every page another thread of it writes
- * before the child execs (libuv's thread pool, the collector); in a big driver that cost about twice what it costs a
- * bare Node, and the directory and files were more system calls on the thread pool. The spawner does them
+ * that makes each attempt's working directory and output files and forks its program (through the native forker where
+ * it was built: `forker.ts`), so that none of it happens in the owner. Why: a fork copies the page tables of the
+ * process that forks, and every page another thread of it writes before the child execs (libuv's thread pool, the
+ * collector); in a big driver that cost about twice what it costs a bare Node, and the directory and files were more
+ * system calls on the thread pool. The spawner does them
  * synchronously in its own small address space, from one line of JSON per program (`spawner-program.ts`), and
  * answers with the pid and, later, the exit status. The trees stay the owner's: it ends them (`killTree`) on cancel,
  * walltime and exit, as before.
