@@ -73,10 +73,14 @@ async function main(): Promise<void> {
   );
 
   // A program: no shell of ours (argv), run by a worker in <root>/<workflow>/tasks/<id>/attempt-<n>/. Its
-  // parent ($PPID) is the worker's spawner, a child of the worker process: the spawner's parent (the 4th field of
-  // its /proc stat) names the worker the way the functions above do.
+  // parent ($PPID) is the native forker of the worker's spawner (or the spawner itself, where the forker was not
+  // built), and the spawner a child of the worker process: the spawner's parent (the 4th field of its /proc stat)
+  // names the worker the way the functions above do.
+  const whose =
+    'p=$PPID; read -r c < /proc/$p/comm; [ "$c" = scalems-forker ] && read -r _ _ _ p _ < /proc/$p/stat; ' +
+    'read -r _ _ _ w _ < /proc/$p/stat; echo "$(uname -n)-$w"';
   const sorted = await ex.submit(
-    executable(['sh', '-c', 'sort -g | tail -n 1; read -r _ _ _ w _ < /proc/$PPID/stat; echo "$(uname -n)-$w"'], {
+    executable(['sh', '-c', `sort -g | tail -n 1; ${whose}`], {
       stdin: finals.map((f) => `${Math.abs(f)}\n`).join(''),
       label: 'largest',
     }),
