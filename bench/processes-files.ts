@@ -4,6 +4,8 @@
 // spawners make no files: their program text is patched so that each program runs in the temporary directory with
 // stdout and stderr on /dev/null. Nothing else changes: the same driver, pool, gates and messages. Each round's
 // ratios are against the same plain spawn loop (spawn-loop.ts, in a process of its own), timed just before.
+// The spawners fork with Node (SCALEMS_FORKER=node): the patch is of that path, the one this diagnosis was made for
+// (the native forker opens the files itself).
 // Run, built: node build/bench/bench/processes-files.js [rounds]
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,7 +41,7 @@ Object.defineProperty(program, 'SPAWNER_PROGRAM', { get: () => current });
 /** `viaScalems` (processes.ts) with spawners that run `text`: each executor starts its own. */
 function viaScalemsRunning(n: number, cores: number, text: string): Promise<number> {
   current = text;
-  return viaScalems(n, cores);
+  return viaScalems(n, cores, true);
 }
 
 async function main(rounds: number, tasks = 200): Promise<void> {
