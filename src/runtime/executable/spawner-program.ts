@@ -151,21 +151,11 @@ const fork = (p) => {
   const record = [...head, ...text, ...tail].join('\\0') + '\\0';
   if (toForker.push(record) === 1) queueMicrotask(flushForker);
 };
-// a program prepared for the forker, forked here instead: its files opened as prepare() opens them for one
+// a program prepared for the forker, forked here instead: its files opened again
 const reopen = (p) => {
-  let stage = 'stdout';
-  try {
-    p.fds.push(fs.openSync(p.paths[0], 'w'));
-    stage = 'stderr';
-    p.fds.push(fs.openSync(p.paths[1], 'w'));
-    stage = 'stdin';
-    if (p.paths[2] !== '') p.fds.push((p.input = fs.openSync(p.paths[2], 'r')));
-    return true;
-  } catch (e) {
-    closeFds(p);
-    failed(p, stage, e.code || null, e.message);
-    return false;
-  }
+  const failure = openFiles(p);
+  if (failure !== null) failed(p, failure[0], failure[1].code || null, failure[1].message);
+  return failure === null;
 };
 const forked = (line) => {
   if (!forkerReady) {
@@ -333,41 +323,42 @@ const makeDir = (cwd) => {
     fs.mkdirSync(cwd, { recursive: true });
   }
 };
+// opens the program's files into p.fds (stdin's unless there is none, or it is a FIFO: see FIFO_STDIN); returns
+// null, or where it failed and the error
+const openFiles = (p) => {
+  let stage = 'stdout';
+  try {
+    p.fds.push(fs.openSync(p.paths[0], 'w'));
+    stage = 'stderr';
+    p.fds.push(fs.openSync(p.paths[1], 'w'));
+    stage = 'stdin';
+    if (p.paths[2] !== '') {
+      if (fs.statSync(p.paths[2]).isFIFO()) [p.fifo, p.paths[2]] = [p.paths[2], ''];
+      else p.fds.push((p.input = fs.openSync(p.paths[2], 'r')));
+    }
+    return null;
+  } catch (e) {
+    closeFds(p);
+    return [stage, e];
+  }
+};
 const prepare = (m) => {
   const id = m[1], cwd = m[3], stdinPath = m[7], gateId = m[10];
   const p = { id, argv: m[2], cwd, fds: [], input: m[8] !== null ? 'pipe' : 'ignore', stdinText: m[8], changes: m[9],
     gate: gateId, cores: m[12], holds: 0, launched: false, pid: undefined, left: false, fifo: null,
-    native: forker !== null, paths: null, spec: null, after: null };
-  let stage = 'dir';
+    native: forker !== null, paths: [m[5], m[6], stdinPath === null ? '' : stdinPath], spec: null, after: null };
   try {
     if (!m[4]) makeDir(cwd);
-    if (p.native) {
-      // made (or emptied) now, as for a program forked here, and opened again by the forker as it starts the program
-      p.paths = [m[5], m[6], stdinPath === null ? '' : stdinPath];
-      stage = 'stdout';
-      fs.closeSync(fs.openSync(m[5], 'w'));
-      stage = 'stderr';
-      fs.closeSync(fs.openSync(m[6], 'w'));
-      stage = 'stdin';
-      if (stdinPath !== null) {
-        if (fs.statSync(stdinPath).isFIFO()) { p.fifo = stdinPath; p.paths[2] = ''; }
-        else fs.closeSync(fs.openSync(stdinPath, 'r'));
-      }
-    } else {
-      stage = 'stdout';
-      p.fds.push(fs.openSync(m[5], 'w'));
-      stage = 'stderr';
-      p.fds.push(fs.openSync(m[6], 'w'));
-      stage = 'stdin';
-      if (stdinPath !== null) {
-        if (fs.statSync(stdinPath).isFIFO()) p.fifo = stdinPath;
-        else p.fds.push((p.input = fs.openSync(stdinPath, 'r')));
-      }
-    }
   } catch (e) {
-    closeFds(p);
-    send([R.failed, id, stage, e.code || null, e.message]);
+    send([R.failed, id, 'dir', e.code || null, e.message]);
     return;
+  }
+  const failure = openFiles(p);
+  if (failure !== null) return void send([R.failed, id, failure[0], failure[1].code || null, failure[1].message]);
+  // made (or emptied) here as for a program forked here, and opened again by the forker as it starts the program
+  if (p.native) {
+    closeFds(p);
+    p.input = p.stdinText !== null ? 'pipe' : 'ignore';
   }
   programs.set(id, p);
   if (gateId === 0) return launch(p);
