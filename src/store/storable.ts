@@ -26,6 +26,7 @@ export function assertStorable(key: string, value: unknown): void {
   if (value === undefined) {
     refuse(key, [], 'is undefined', 'to remove a key use del(key); to store "nothing" use null');
   }
+  if (isFlatStorable(value)) return;
   try {
     check(value, key, [], []);
   } catch (error) {
@@ -116,6 +117,39 @@ function check(value: unknown, key: string, path: Segment[], ancestors: object[]
     }
   }
   ancestors.pop();
+}
+
+/**
+ * Whether `check` would accept the value as a leaf: a string, a boolean, a finite number or null. (`undefined` is
+ * not one: check refuses it in an array, and an object's property with it is skipped where the object is walked.)
+ */
+const isStorableLeaf = (value: unknown): boolean =>
+  typeof value === 'string' ||
+  typeof value === 'boolean' ||
+  value === null ||
+  (typeof value === 'number' && Number.isFinite(value));
+
+/**
+ * Whether the value is one `check` accepts, known without walking it with a path: a leaf, or an array or plain object
+ * of leaves (most task arguments and results). `false` says nothing: `check` then walks the value, and names what it
+ * refuses. Checked once per task argument list and result, where the path and ancestors `check` keeps were most of
+ * what a persistent store cost the engine per task in memory to collect.
+ */
+function isFlatStorable(value: unknown): boolean {
+  if (isStorableLeaf(value)) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isStorableLeaf(value[i])) return false; // a hole reads undefined
+    return true;
+  }
+  if (!isPlainObject(value) || Object.getOwnPropertySymbols(value).length > 0) return false;
+  const record = value as Record<string, unknown>;
+  for (const prop in record) {
+    if (!Object.prototype.hasOwnProperty.call(record, prop)) continue;
+    const item = record[prop];
+    if (item !== undefined && !isStorableLeaf(item)) return false;
+  }
+  return true;
 }
 
 function isPlainObject(object: object): boolean {
