@@ -8,6 +8,12 @@ import { detached } from '../context/ambient';
 export const SETTLED_DELAY_MS = 50;
 /** A change of a task still in flight (submitted, ready, running) waits at most this long. */
 export const IN_FLIGHT_DELAY_MS = 1000;
+/**
+ * Settled records are handed to the store as soon as this many wait, without waiting {@link SETTLED_DELAY_MS}. At the
+ * end of a run that settles thousands of tasks a second, `flushed()` then waits for the writing of a small batch, not
+ * for the last 50 ms of records (with the SQLite store, 15 ms of a 500 ms run of 100 000 no-op tasks).
+ */
+export const SETTLED_BATCH = 2048;
 
 // which of the two lists a slot is waiting in (TaskSlot.unwritten)
 const SETTLED = 1;
@@ -76,7 +82,8 @@ export class WriteBehind {
   /** Writes what is due at `now` and sets the timer for what is not. */
   private writeDue(now: number): void {
     const inFlightDue = this.inFlight.length > 0 && now - this.inFlightSince >= IN_FLIGHT_DELAY_MS;
-    const settledDue = this.settled.length > 0 && now - this.settledSince >= SETTLED_DELAY_MS;
+    const settledDue =
+      this.settled.length >= SETTLED_BATCH || (this.settled.length > 0 && now - this.settledSince >= SETTLED_DELAY_MS);
     if (inFlightDue || settledDue) this.write(inFlightDue);
     if (this.settled.length === 0 && this.inFlight.length === 0) return;
     const at = Math.min(
