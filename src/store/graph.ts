@@ -364,7 +364,7 @@ export class TaskGraph {
       const watchers = slot.watchers;
       if (watchers === undefined) continue;
       const rec = slot.committed!;
-      if (watchers.length === 1) watchers[0]!(rec);
+      if (typeof watchers === 'function') watchers(rec);
       else for (const l of [...watchers]) l(rec);
     }
     for (const slot of readied) {

@@ -25,8 +25,8 @@ export function memoryStore(): Store {
   /**
    * Records written since the map was last brought up to date, in the order they were written: the map takes them
    * when the store is next read or written otherwise (`index`). A workflow of a million tasks writes a million
-   * records and reads none back, and a set into a map of them costs cache misses that grow with the map: a fifth of
-   * the engine's time per task at a million tasks, against a tenth at 100 000 (issue #11's scale goal).
+   * records and reads none back, and a set into a map of them costs cache misses that grow with the map: 0.7 µs a
+   * task at a million tasks, against 0.5 at 100 000 (`--cpu-prof`; issue #11's scale goal).
    *
    * What the log holds beyond the map is the records a later one of the same task replaces. A task's first success
    * (`attempts` 1) is written once, or again as its label is set (once) or taken by a later task: a later success has

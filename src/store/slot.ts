@@ -27,8 +27,11 @@ export class TaskSlot {
    * `unwritten` here, and above them (from bit {@link SLOT_BITS}) what the runtime's entry keeps (`runtime/entry.ts`).
    */
   protected bits = 0;
-  /** listeners of each committed change */
-  watchers: RecordListener[] | undefined = undefined;
+  /**
+   * Listeners of each committed change: the one, or an array of several. Most tasks have one (the pipeline or the
+   * awaiter that waits for them), and an array for it was 150 bytes a task more for the collector.
+   */
+  watchers: RecordListener | RecordListener[] | undefined = undefined;
   /**
    * The tasks that take this one's result as input. Not part of the record: derived from the dependents'
    * `inputs` (at submit, and at restore), and appended to in place, so that adding an edge costs O(1)
@@ -74,15 +77,32 @@ export class TaskSlot {
 
   /** Calls `listener` with the committed record each time the task changes; returns the stop function. */
   watch(listener: RecordListener): () => void {
-    (this.watchers ??= []).push(listener);
-    return () => {
-      const watchers = this.watchers;
-      if (watchers === undefined) return;
-      const i = watchers.indexOf(listener);
-      if (i < 0) return;
-      if (watchers.length === 1) this.watchers = undefined;
-      else watchers.splice(i, 1);
-    };
+    this.addWatcher(listener);
+    return () => void this.removeWatcher(listener);
+  }
+
+  /** @internal `watch` without making a stop function: stop with `removeWatcher(listener)`. */
+  addWatcher(listener: RecordListener): void {
+    const watchers = this.watchers;
+    if (watchers === undefined) this.watchers = listener;
+    else if (typeof watchers === 'function') this.watchers = [watchers, listener];
+    else watchers.push(listener);
+  }
+
+  /** @internal Removes one registration of `listener`; false if it had none. */
+  removeWatcher(listener: RecordListener): boolean {
+    const watchers = this.watchers;
+    if (watchers === undefined) return false;
+    if (typeof watchers === 'function') {
+      if (watchers !== listener) return false;
+      this.watchers = undefined;
+      return true;
+    }
+    const i = watchers.indexOf(listener);
+    if (i < 0) return false;
+    if (watchers.length === 2) this.watchers = watchers[1 - i];
+    else watchers.splice(i, 1);
+    return true;
   }
 
   /**
