@@ -3,15 +3,15 @@
  * is one, and the once-settled listeners built on them (`Task.whenSettled`, which `submitOn` and awaiting use).
  */
 import { executor, inProcess, launch, memoryStore, openWorkflow, type Executor, type Workflow } from 'scalems';
-import { TaskSlot, type RecordListener } from '../src/store/slot';
+import { TaskSlot, tell, type RecordListener } from '../src/store/slot';
 import type { TaskRecord } from '../src/store/state';
 
 /** Calls the slot's watchers as a commit does. */
 function notify(slot: TaskSlot, rec: TaskRecord): void {
   const watchers = slot.watchers;
   if (watchers === undefined) return;
-  if (typeof watchers === 'function') watchers(rec);
-  else for (const l of [...watchers]) l(rec);
+  if (!Array.isArray(watchers)) tell(watchers, rec);
+  else for (const l of [...watchers]) tell(l, rec);
 }
 
 const rec = { id: 't', state: 'running' } as TaskRecord;

@@ -4,7 +4,7 @@ import { InvalidOptionsError, InvalidTaskDescriptionError } from '../errors';
 import { Executor } from '../runtime/executor';
 import { checkOptions, rules, type RulesOf } from '../task/options';
 import { show } from '../task/requirements';
-import { Task, followedBy, type Settled } from '../runtime/task';
+import { SettledWatcher, Task, followedBy, type Settled } from '../runtime/task';
 import { isTaskHandle } from '../task/hash';
 import { call, invocable, isTaskSpec, type AnyFunction, type TaskSpec } from '../task/spec';
 import { captureCallerContext as captureContext } from '../runtime/scope';
@@ -195,7 +195,7 @@ export function submitOn(
           return false;
         }
         task.retain();
-        const member: Member = { task, settled: false, stop: undefined, record: undefined, reason: undefined };
+        const member = new Member(task, settleInContext);
         if (options.ordered === true) queue.push(member);
         inflight.add(member);
         // A task that fails as it is submitted (requirements it can never meet, an input that failed) is known to
@@ -206,7 +206,7 @@ export function submitOn(
           failing = true;
           ended.next();
         }
-        member.stop = task.whenSettled(() => context(() => settle(member)));
+        member.watch();
         return !failing;
       };
       /** in `refill`: a task taken there that has settled already settles at once, and its refill is this loop */
@@ -232,7 +232,7 @@ export function submitOn(
         }
       };
       const settle = (member: Member): void => {
-        member.stop?.();
+        member.stopWatching();
         inflight.delete(member);
         const { task } = member;
         task.release();
@@ -242,14 +242,14 @@ export function submitOn(
         member.record = task.record;
         if (member.record!.state !== 'succeeded') member.reason = task.failure();
         if (options.ordered === true) {
-          member.settled = true;
+          member.done = true;
           // failed behind members still running: its error comes in its turn, but nothing more is pulled or submitted
           // meanwhile (before, the source was pulled, and members started, until the error's turn)
           if (options.settle !== true && !failing && member.record!.state !== 'succeeded') {
             failing = true;
             ended.next();
           }
-          while (queue.length > 0 && queue[0]!.settled) {
+          while (queue.length > 0 && queue[0]!.done) {
             if (!emit(queue.shift()!)) return;
           }
           if (refused !== undefined && queue.length === 0) return subscriber.error(refused.err);
@@ -257,6 +257,8 @@ export function submitOn(
         refill();
         maybeComplete();
       };
+
+      const settleInContext = (member: Member): void => context(() => settle(member));
 
       // The source subscription ends with this one, even while the source is still emitting
       // synchronously (an error in `next` while `from(array)` runs): it is not pulled any further.
@@ -286,7 +288,7 @@ export function submitOn(
         const left = [...inflight];
         inflight.clear();
         for (const member of left) {
-          member.stop?.();
+          member.stopWatching();
           member.task.release();
         }
       };
@@ -299,16 +301,31 @@ const WINDOW_PER_CORE = 8;
 /** ...and at least: enough that admission never waits for the pipeline to submit the next one. */
 const MIN_WINDOW = 256;
 
-/** A task submitted by one subscription of `submitOn`. */
-interface Member {
-  readonly task: Task<unknown>;
-  settled: boolean;
-  /** stops watching the task */
-  stop: (() => void) | undefined;
+/** A task submitted by one subscription of `submitOn`: it watches the task itself (no closure per task). */
+class Member extends SettledWatcher {
+  /** with `ordered`: its outcome has come, and waits for its turn to be emitted */
+  done = false;
   /** the task's record when it settled */
-  record: Task<unknown>['record'];
+  record: Task<unknown>['record'] = undefined;
   /** the error it settled with, if it did not succeed */
-  reason: unknown;
+  reason: unknown = undefined;
+
+  constructor(
+    readonly task: Task<unknown>,
+    /** the subscription's `settle`, in the subscription's context */
+    private readonly onSettle: (member: Member) => void,
+  ) {
+    super();
+  }
+
+  /** Starts watching the task: `onSettle` is called once it settles (now, if it has). */
+  watch(): void {
+    this.watchSettled(this.task);
+  }
+
+  protected settled(): void {
+    this.onSettle(this);
+  }
 }
 
 /** An input that came after the subscription, waiting to be submitted, with the context it came in. */

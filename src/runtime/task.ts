@@ -272,37 +272,74 @@ class AwaitedTask<R> extends Task<R> {
   }
 }
 
-const notWaiting = (): boolean => false;
-
 /**
- * Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting).
+ * @internal Hears once that a task has settled: `settled` is called with its final committed record. An object, so
+ * that a caller holding one per task anyway (a `submitOn` member) watches with it and makes no closure: closures
+ * made per task in flight were most of what the young generation's collector promoted and the old one then
+ * collected, at a million tasks.
  */
-function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
-  const rec = task.entry.outcome;
-  if (rec !== undefined) {
-    listener(rec);
-    return notWaiting;
+export abstract class SettledWatcher {
+  #entry: TaskEntry | undefined = undefined;
+
+  /** Calls `settled` when the task's committed record is final: now, if it is already. */
+  protected watchSettled(task: Task<unknown>): void {
+    const rec = task.entry.outcome;
+    if (rec !== undefined) {
+      this.settled(rec);
+      return;
+    }
+    this.#entry = task.entry;
+    task.entry.addWatcher(this);
   }
-  let waiting = true;
-  const entry = task.entry;
-  const watcher = (r: TaskRecord): void => {
-    if (!isFinal(r.state) || !waiting) return;
+
+  /** @internal A committed change of the watched task. */
+  recordChanged(r: TaskRecord): void {
+    const entry = this.#entry;
+    // stopped, by a listener that this commit called before this one (it is still in the commit's copy of the list)
+    if (entry === undefined || !isFinal(r.state)) return;
     // Changed since that commit: submitted again (or retried) by a listener that this commit called before this one
     // (RxJS retry() subscribing again as the failure is delivered). That outcome is over; the next commit brings the
     // task's state as it is now. Before, a follower that came with the new submission got the old run's
     // cancellation.
     if (entry.dirty) return;
-    waiting = false;
-    entry.removeWatcher(watcher);
-    listener(r);
-  };
-  entry.addWatcher(watcher);
-  return () => {
-    if (!waiting) return false;
-    waiting = false;
-    entry.removeWatcher(watcher);
+    this.#entry = undefined;
+    entry.removeWatcher(this);
+    this.settled(r);
+  }
+
+  /** Stops watching; true if it was still waiting. */
+  stopWatching(): boolean {
+    const entry = this.#entry;
+    if (entry === undefined) return false;
+    this.#entry = undefined;
+    entry.removeWatcher(this);
     return true;
-  };
+  }
+
+  protected abstract settled(rec: TaskRecord): void;
+}
+
+/** `onSettled`'s watcher: a listener function. */
+class ListenerWatcher extends SettledWatcher {
+  constructor(
+    task: Task<unknown>,
+    private readonly listener: (rec: TaskRecord) => void,
+  ) {
+    super();
+    this.watchSettled(task);
+  }
+
+  protected settled(rec: TaskRecord): void {
+    this.listener(rec);
+  }
+}
+
+/**
+ * Calls `listener` once, when the committed record is final; returns a stop function (true if it was still waiting).
+ */
+function onSettled(task: Task<unknown>, listener: (rec: TaskRecord) => void): () => boolean {
+  const watcher = new ListenerWatcher(task, listener);
+  return () => watcher.stopWatching();
 }
 
 function deliver<R>(

@@ -7,7 +7,7 @@ import { emptyState, isFinal, type TaskRecord, type TaskStateName, type Workflow
 import { TableEditor, emptyTable } from './table';
 import { TaskTableEditor, emptyTaskTable } from './task-table';
 import { show } from '../task/requirements';
-import { TaskSlot, type RecordListener } from './slot';
+import { TaskSlot, tell, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
 import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
 import { detached } from '../context/ambient';
@@ -364,8 +364,8 @@ export class TaskGraph {
       const watchers = slot.watchers;
       if (watchers === undefined) continue;
       const rec = slot.committed!;
-      if (typeof watchers === 'function') watchers(rec);
-      else for (const l of [...watchers]) l(rec);
+      if (!Array.isArray(watchers)) tell(watchers, rec);
+      else for (const l of [...watchers]) tell(l, rec);
     }
     for (const slot of readied) {
       const rec = slot.committed;

@@ -8,7 +8,17 @@ const DIRTY = 4;
 /** the bits of `TaskSlot.bits` that the slot itself uses; a subclass uses those above */
 export const SLOT_BITS = 3;
 
-export type RecordListener = (record: TaskRecord) => void;
+/**
+ * What hears of a task's committed changes: a function called with each record, or an object whose `recordChanged`
+ * is (where the caller holds an object per task anyway, it needs no closure: see `SettledWatcher`).
+ */
+export type RecordListener = ((record: TaskRecord) => void) | { recordChanged(record: TaskRecord): void };
+
+/** Tells a listener of the record. */
+export function tell(listener: RecordListener, record: TaskRecord): void {
+  if (typeof listener === 'function') listener(record);
+  else listener.recordChanged(record);
+}
 
 /**
  * What a workflow keeps per task besides the tables of its state: the current record (uncommitted
@@ -85,7 +95,7 @@ export class TaskSlot {
   addWatcher(listener: RecordListener): void {
     const watchers = this.watchers;
     if (watchers === undefined) this.watchers = listener;
-    else if (typeof watchers === 'function') this.watchers = [watchers, listener];
+    else if (!Array.isArray(watchers)) this.watchers = [watchers, listener];
     else watchers.push(listener);
   }
 
@@ -93,7 +103,7 @@ export class TaskSlot {
   removeWatcher(listener: RecordListener): boolean {
     const watchers = this.watchers;
     if (watchers === undefined) return false;
-    if (typeof watchers === 'function') {
+    if (!Array.isArray(watchers)) {
       if (watchers !== listener) return false;
       this.watchers = undefined;
       return true;
