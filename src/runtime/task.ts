@@ -127,8 +127,8 @@ export class Task<R = unknown> implements PromiseLike<R>, Subscribable<R> {
 
   /** @internal Calls `listener` once the task has settled (at once if it has); returns a stop function. */
   whenSettled(listener: () => void): () => void {
-    // the listener is called with the record, which it does not take; the stop function's boolean is dropped (both
-    // without a wrapper: a function and a context less per task, each promoted to the old generation at a million)
+    // without wrappers: the listener is called with the record, which it does not take, and the stop function's
+    // boolean is dropped
     return onSettled(this, listener);
   }
 
