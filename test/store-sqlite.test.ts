@@ -532,6 +532,35 @@ describe('sqliteStore record log', () => {
     expect(await again.get('task:b')).toMatchObject({ state: 'succeeded' });
   });
 
+  test('records are posted to the writer as their fields, and written as the text encodeRecordBody makes', async () => {
+    const store = openStore(file);
+    const rows = [record('a'), record('b', 'failed')];
+    await store.setRecords!(rows);
+    const db = new Database(file, { readonly: true });
+    try {
+      const texts = db.prepare('SELECT key, value FROM scalems_log ORDER BY seq').all() as Array<{
+        key: string;
+        value: string;
+      }>;
+      expect(texts).toEqual(rows.map(([key, r]) => ({ key, value: `#${encodeRecordBody(key, r)}` })));
+    } finally {
+      db.close();
+    }
+    await store.close();
+  });
+
+  test('a batch that cannot be cloned to the writer (a Proxy in the arguments) is posted as text, and written', async () => {
+    const store = openStore(file);
+    const [key, r] = record('proxied');
+    const args = [new Proxy({ n: 1 }, {})];
+    await store.setRecords!([record('before'), [key, { ...r, args }]]);
+    expect(await store.get(key)).toMatchObject({ id: 'proxied', args: [{ n: 1 }] });
+    expect(await store.get('task:before')).toMatchObject({ id: 'before' });
+    await store.setRecords!([record('after')]); // the writer took the batch, and takes the next
+    expect(await store.keys()).toEqual(['task:after', 'task:before', 'task:proxied']);
+    await store.close();
+  });
+
   test('a later set or del of a key wins over its record in the log', async () => {
     const store = openStore(file);
     await store.setRecords!([record('a'), record('b'), record('c')]);

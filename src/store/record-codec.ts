@@ -65,10 +65,20 @@ export function encodeRecord(key: string, r: TaskRecord): string {
 /**
  * {@link encodeRecord} without its leading `#`, which the SQLite writer adds as it stores the row: prefixed here, the
  * text would be two strings joined, which posting it to the writer copies into one (a fifth of the encoding's cost).
+ */
+export function encodeRecordBody(key: string, r: TaskRecord): string {
+  return JSON.stringify(recordFields(key, r));
+}
+
+/**
+ * The array whose JSON text is {@link encodeRecordBody}: what the SQLite store posts to its writer thread, which makes
+ * the text there. Posting the array (a structured clone, its numbers as numbers) costs the engine's thread about 0.39
+ * µs a record, against 0.6 for `JSON.stringify` and posting the text; the writer, which has a core of its own, pays
+ * the stringify instead.
  * Written out field by field rather than by a loop over {@link FIELDS}: a property read by a name that changes is a
  * slow lookup, and this runs once per settled task.
  */
-export function encodeRecordBody(key: string, r: TaskRecord): string {
+export function recordFields(key: string, r: TaskRecord): unknown[] {
   const out: unknown[] = [0];
   let mask = 0;
   const id = r.id;
@@ -103,7 +113,7 @@ export function encodeRecordBody(key: string, r: TaskRecord): string {
     mask |= READ;
   }
   out[0] = mask;
-  return JSON.stringify(out);
+  return out;
 }
 
 /** Adds a field (bit `bit`) to `out` if present: the bit to set. */

@@ -4,10 +4,12 @@ import { sqliteDriver, sqliteDriverPath } from './sqlite-driver';
 
 /**
  * A write as the writer thread takes it: rows flattened as key, json, key, json, ...; `write` upserts them into the
- * key-value table, `append` adds task records to the record log (see {@link FOLD_SQL}).
+ * key-value table, `append` adds task records to the record log (see {@link FOLD_SQL}): each as its text, or as the
+ * array of its fields (`recordFields`), whose text the thread makes.
  */
 type Request =
-  | { readonly id: number; readonly op: 'write' | 'append'; readonly rows: string[] }
+  | { readonly id: number; readonly op: 'write'; readonly rows: string[] }
+  | { readonly id: number; readonly op: 'append'; readonly rows: Array<string | unknown[]> }
   | { readonly id: number; readonly op: 'del'; readonly key: string }
   | { readonly id: number; readonly op: 'close' };
 interface Reply {
@@ -132,6 +134,8 @@ const put = (unsorted) => {
   for (; i < rows.length; i += 2) upsert.run(rows[i], rows[i + 1]);
 };
 const putLog = (rows) => {
+  // records posted as the arrays of their fields: their text is made here, off the engine's thread
+  for (let k = 1; k < rows.length; k += 2) if (typeof rows[k] !== 'string') rows[k] = JSON.stringify(rows[k]);
   let i = 0;
   for (; i + ${2 * MULTI} <= rows.length; i += ${2 * MULTI}) appendMany.run(rows.slice(i, i + ${2 * MULTI}));
   for (; i < rows.length; i += 2) appendOne.run(rows[i], rows[i + 1]);
@@ -293,8 +297,12 @@ export class SqliteWriter {
     return this.request({ id: ++this.next, op: 'write', rows });
   }
 
-  /** Appends task records `rows` (key, `encodeRecordBody` text) to the record log in one transaction. */
-  append(rows: string[]): Promise<void> {
+  /**
+   * Appends task records `rows` (key, then `encodeRecordBody` text or the `recordFields` array it is the text of)
+   * to the record log in one transaction. Throws a `DataCloneError` if a value cannot be posted to the thread
+   * (nothing is sent then).
+   */
+  append(rows: Array<string | unknown[]>): Promise<void> {
     return this.request({ id: ++this.next, op: 'append', rows });
   }
 
@@ -323,9 +331,10 @@ export class SqliteWriter {
   private request(message: Request): Promise<void> {
     if (this.failed !== undefined) return Promise.reject(this.failed);
     const worker = (this.worker ??= this.start());
+    // posted first: a message that cannot be cloned throws, and leaves no request waiting for a reply
+    worker.postMessage(message);
     const done = new Promise<void>((resolve, reject) => this.pending.set(message.id, { resolve, reject }));
     if (this.pending.size === 1) worker.ref();
-    worker.postMessage(message);
     this.last = done;
     return done;
   }
