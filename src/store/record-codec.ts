@@ -1,7 +1,8 @@
 /**
  * How the SQLite store writes a task record: a JSON array of the fields present, behind a `#` (no JSON text starts
- * with one), instead of a JSON object. The engine's thread turns every settled task's record into text; as an
- * object that was most of what a persistent store cost it per task (the 21 property names, and four 13-digit times).
+ * with one), instead of a JSON object. Every settled task's record is turned into text (on the SQLite writer's thread,
+ * from the array `recordFields` makes); as an object that cost twice as much (the 21 property names, and four 13-digit
+ * times).
  *
  *     #[mask, kind, name, args, ..., result]
  *
