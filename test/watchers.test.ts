@@ -3,16 +3,8 @@
  * is one, and the once-settled listeners built on them (`Task.whenSettled`, which `submitOn` and awaiting use).
  */
 import { executor, inProcess, launch, memoryStore, openWorkflow, type Executor, type Workflow } from 'scalems';
-import { TaskSlot, tell, type RecordListener } from '../src/store/slot';
+import { TaskSlot, type RecordListener } from '../src/store/slot';
 import type { TaskRecord } from '../src/store/state';
-
-/** Calls the slot's watchers as a commit does. */
-function notify(slot: TaskSlot, rec: TaskRecord): void {
-  const watchers = slot.watchers;
-  if (watchers === undefined) return;
-  if (!Array.isArray(watchers)) tell(watchers, rec);
-  else for (const l of [...watchers]) tell(l, rec);
-}
 
 const rec = { id: 't', state: 'running' } as TaskRecord;
 
@@ -26,7 +18,7 @@ describe('TaskSlot watchers', () => {
     expect(slot.watchers).toBe(a); // no array for one
     const stopB = slot.watch(b);
     slot.addWatcher(a);
-    notify(slot, rec);
+    slot.tellWatchers(rec);
     expect(heard).toEqual(['a', 'b', 'a']);
     expect(slot.removeWatcher(a)).toBe(true);
     stopB();
@@ -36,7 +28,7 @@ describe('TaskSlot watchers', () => {
     expect(slot.removeWatcher(a)).toBe(false);
     expect(slot.watchers).toBeUndefined();
     heard.length = 0;
-    notify(slot, rec);
+    slot.tellWatchers(rec);
     expect(heard).toEqual([]);
   });
 });

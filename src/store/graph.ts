@@ -7,7 +7,7 @@ import { emptyState, isFinal, type TaskRecord, type TaskStateName, type Workflow
 import { TableEditor, emptyTable } from './table';
 import { TaskTableEditor, emptyTaskTable } from './task-table';
 import { show } from '../task/requirements';
-import { TaskSlot, tell, type RecordListener } from './slot';
+import { TaskSlot, type RecordListener } from './slot';
 import { WriteBehind } from './write-behind';
 import { DuplicateLabelError, InvalidTaskDescriptionError, StoreClosedError } from '../errors';
 import { detached } from '../context/ambient';
@@ -360,13 +360,7 @@ export class TaskGraph {
       if (rec !== undefined && isFinal(rec.state) && rec.executor !== undefined)
         this.settledListeners.get(rec.executor)?.(slot);
     }
-    for (const slot of dirty) {
-      const watchers = slot.watchers;
-      if (watchers === undefined) continue;
-      const rec = slot.committed!;
-      if (!Array.isArray(watchers)) tell(watchers, rec);
-      else for (const l of [...watchers]) tell(l, rec);
-    }
+    for (const slot of dirty) if (slot.watchers !== undefined) slot.tellWatchers(slot.committed!);
     for (const slot of readied) {
       const rec = slot.committed;
       if (rec?.state !== 'ready' || rec.executor === undefined) continue;

@@ -15,7 +15,7 @@ export const SLOT_BITS = 3;
 export type RecordListener = ((record: TaskRecord) => void) | { recordChanged(record: TaskRecord): void };
 
 /** Tells a listener of the record. */
-export function tell(listener: RecordListener, record: TaskRecord): void {
+function tell(listener: RecordListener, record: TaskRecord): void {
   if (typeof listener === 'function') listener(record);
   else listener.recordChanged(record);
 }
@@ -97,6 +97,17 @@ export class TaskSlot {
     if (watchers === undefined) this.watchers = listener;
     else if (!Array.isArray(watchers)) this.watchers = [watchers, listener];
     else watchers.push(listener);
+  }
+
+  /**
+   * @internal Tells each watcher of the committed record (the commit calls it). Those watching as it starts are told,
+   * even one that an earlier one stops meanwhile: a once-only watcher guards itself (see `SettledWatcher`).
+   */
+  tellWatchers(record: TaskRecord): void {
+    const watchers = this.watchers;
+    if (watchers === undefined) return;
+    if (!Array.isArray(watchers)) tell(watchers, record);
+    else for (const l of [...watchers]) tell(l, record);
   }
 
   /** @internal Removes one registration of `listener`; false if it had none. */
